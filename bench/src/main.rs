@@ -1,0 +1,56 @@
+//! `cargo xtask bench [--quick]`: every benchmark, each measured as a ratio
+//! against a baseline run in the same process (the machine is shared and
+//! noisy, so absolute times mean little). Writes a JSON list of
+//! `{"name", "ours", "baseline", "baseline_name", "ratio", "unit"}`.
+
+mod report;
+
+use report::{Entry, Size};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// One benchmark: its name and the function that measures it.
+type Bench = (&'static str, fn(Size) -> Result<Entry, String>);
+
+const BENCHES: &[Bench] = &[];
+
+fn main() -> ExitCode {
+    let mut size = Size::Full;
+    let mut out = PathBuf::from("target/bench/report.json");
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => size = Size::Quick,
+            "--out" => match args.next() {
+                Some(p) => out = PathBuf::from(p),
+                None => return fail("--out needs a path"),
+            },
+            "--only" => only = args.next(),
+            other => return fail(&format!("unknown argument {other:?}")),
+        }
+    }
+    let mut entries = Vec::new();
+    for (name, bench) in BENCHES {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        eprintln!("bench: {name} ...");
+        match bench(size) {
+            Ok(entry) => {
+                eprintln!("bench: {}", entry.summary());
+                entries.push(entry);
+            }
+            Err(e) => return fail(&format!("{name}: {e}")),
+        }
+    }
+    match report::write(&out, &entries) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("bench: {msg}");
+    ExitCode::FAILURE
+}

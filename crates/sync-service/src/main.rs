@@ -1,0 +1,2 @@
+//! `bae-sync`: drives the sync engine on a library file.
+fn main() {}

@@ -1,0 +1,136 @@
+//! `cargo xtask`: the project's tasks.
+//!
+//! - `test [--phase N]`: every test, phase by phase; starts what the tests need
+//!   (an S3 server on 127.0.0.1, installed when missing).
+//! - `layers`: fails when a crate depends on a crate of its own or a higher layer.
+//! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
+//! - `ci`: fmt, clippy, layers, cargo-deny (when installed), then `test`.
+
+mod layers;
+mod s3server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Which crates' tests make up each phase. A phase also runs the end-to-end
+/// scenarios of its crates (their `tests/` directories).
+const PHASES: &[(u8, &[&str])] = &[
+    (0, &["bae-hlc", "bae-oplog"]),
+    (1, &["bae-crypto", "bae-storage-s3", "bae-merge", "bae-sync-service"]),
+    (2, &["bae-membership"]),
+    (3, &[]),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("layers") => layers::check(&workspace_root()),
+        Some("bench") => bench(&args[1..]),
+        Some("ci") => ci(),
+        _ => Err("usage: cargo xtask <test [--phase N] | layers | bench [--quick] | ci>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let phase = match args {
+        [] => None,
+        [flag, n] if flag == "--phase" => {
+            Some(n.parse::<u8>().map_err(|_| format!("--phase takes 0..3, not {n:?}"))?)
+        }
+        _ => return Err("usage: cargo xtask test [--phase N]".into()),
+    };
+    let phases: Vec<_> = PHASES
+        .iter()
+        .filter(|(p, _)| phase.is_none_or(|want| *p == want))
+        .collect();
+    if phases.is_empty() {
+        return Err(format!("no phase {phase:?}; phases are 0..3"));
+    }
+    // One S3 server for the whole run; the tests that need it read its address
+    // from the environment and fail (not skip) when it is absent.
+    let server = if phases.iter().any(|(p, _)| *p >= 1) {
+        Some(s3server::S3Server::start(&workspace_root())?)
+    } else {
+        None
+    };
+    for (p, crates) in phases {
+        if crates.is_empty() {
+            eprintln!("xtask: phase {p}: no crates yet");
+            continue;
+        }
+        eprintln!("xtask: phase {p}: {}", crates.join(", "));
+        let mut cmd = cargo();
+        cmd.arg("test");
+        for c in *crates {
+            cmd.args(["--package", c]);
+        }
+        if let Some(server) = &server {
+            server.export_env(&mut cmd);
+        }
+        run(cmd)?;
+    }
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let out = root.join("target").join("bench").join("report.json");
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--package", "bae-bench", "--"]);
+    cmd.args(args);
+    cmd.arg("--out").arg(&out);
+    run(cmd)?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy)?;
+    layers::check(&workspace_root())?;
+    if Command::new("cargo-deny").arg("--version").output().is_ok() {
+        let mut deny = cargo();
+        deny.args(["deny", "check"]);
+        run(deny)?;
+    } else {
+        eprintln!("xtask: cargo-deny not installed; skipping `cargo deny check`");
+    }
+    test(&[])
+}
