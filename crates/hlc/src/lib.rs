@@ -6,5 +6,14 @@
 //! bound that stops a remote clock far in the future from poisoning ours.
 //!
 //! Architecture invariant: `hlc` knows nothing of SQLite, buckets or
-//! encryption; persistence is a value the caller stores and hands back.
+//! encryption; persistence is a value the caller stores and hands back
+//! ([`Clock::last`] and [`Clock::restore`]).
 #![forbid(unsafe_code)]
+
+mod clock;
+mod device;
+mod stamp;
+
+pub use clock::{Clock, ClockError, WallClock, DEFAULT_MAX_DRIFT_MS};
+pub use device::{DeviceId, DeviceIdError};
+pub use stamp::{Stamp, Timestamp};
