@@ -1,0 +1,303 @@
+//! The batch wire codec: `"BAEB"`, a format version byte, then the batch in
+//! postcard. Decoding trusts nothing: size, magic, version, structure,
+//! trailing bytes and the sync schema are all checked.
+
+use crate::op::Batch;
+use crate::schema::SyncSchema;
+
+const MAGIC: &[u8; 4] = b"BAEB";
+/// The batch format version this code writes and reads.
+pub const BATCH_FORMAT_VERSION: u8 = 1;
+/// The largest encoded batch accepted (64 MiB): a bulk import of thousands of
+/// albums in one transaction stays well below it.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Why bytes are not a valid batch.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    /// More bytes than [`MAX_BATCH_BYTES`].
+    #[error("batch is {0} bytes, more than the {MAX_BATCH_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Shorter than the header.
+    #[error("batch is truncated ({0} bytes, shorter than its header)")]
+    TruncatedHeader(usize),
+    /// Does not start with the batch magic.
+    #[error("not a batch (bad magic)")]
+    BadMagic,
+    /// A format version this code does not read.
+    #[error("batch format version {0} is not supported (this build reads {BATCH_FORMAT_VERSION})")]
+    UnsupportedVersion(u8),
+    /// The body ended early.
+    #[error("batch body is truncated")]
+    Truncated,
+    /// The body is not a batch.
+    #[error("batch body is malformed: {0}")]
+    Malformed(String),
+    /// Bytes after the batch.
+    #[error("{0} trailing bytes after the batch")]
+    TrailingBytes(usize),
+    /// An op names a table that does not sync.
+    #[error("op {index} names table {table:?}, which does not sync")]
+    UnknownTable {
+        /// The op's position in the batch.
+        index: usize,
+        /// The table named.
+        table: String,
+    },
+    /// An op carries a column that does not sync (unknown or local-only).
+    #[error("op {index} writes column {table}.{column}, which does not sync")]
+    UnknownColumn {
+        /// The op's position in the batch.
+        index: usize,
+        /// The table.
+        table: String,
+        /// The column named.
+        column: String,
+    },
+    /// A delete with fields, or an insert/update without a row id.
+    #[error("op {index} is malformed: {reason}")]
+    BadOp {
+        /// The op's position in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Encodes a batch.
+pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64 + batch.ops.len() * 64);
+    out.extend_from_slice(MAGIC);
+    out.push(BATCH_FORMAT_VERSION);
+    let out = postcard::to_extend(batch, out).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if out.len() > MAX_BATCH_BYTES {
+        return Err(CodecError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+/// Decodes and validates a batch against `schema`.
+pub fn decode_batch(bytes: &[u8], schema: &SyncSchema) -> Result<Batch, CodecError> {
+    if bytes.len() > MAX_BATCH_BYTES {
+        return Err(CodecError::TooLarge(bytes.len()));
+    }
+    if bytes.len() < MAGIC.len() + 1 {
+        return Err(CodecError::TruncatedHeader(bytes.len()));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    if bytes[4] != BATCH_FORMAT_VERSION {
+        return Err(CodecError::UnsupportedVersion(bytes[4]));
+    }
+    let (batch, rest): (Batch, &[u8]) =
+        postcard::take_from_bytes(&bytes[5..]).map_err(|e| match e {
+            postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated,
+            other => CodecError::Malformed(other.to_string()),
+        })?;
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes(rest.len()));
+    }
+    validate(&batch, schema)?;
+    Ok(batch)
+}
+
+/// Checks every op against the sync schema.
+pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
+    use crate::op::OpKind;
+    for (index, op) in batch.ops.iter().enumerate() {
+        let Some(table) = schema.table(&op.table) else {
+            return Err(CodecError::UnknownTable {
+                index,
+                table: op.table.clone(),
+            });
+        };
+        if op.row_id.is_empty() {
+            return Err(CodecError::BadOp {
+                index,
+                reason: "empty row id",
+            });
+        }
+        if op.kind == OpKind::Delete && !op.fields.is_empty() {
+            return Err(CodecError::BadOp {
+                index,
+                reason: "a delete carries fields",
+            });
+        }
+        for (column, _) in &op.fields {
+            if !table.syncs(column) {
+                return Err(CodecError::UnknownColumn {
+                    index,
+                    table: op.table.clone(),
+                    column: column.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{BatchHash, BatchSeq, Op, OpKind, Value};
+    use crate::schema::SCHEMA;
+    use bae_hlc::{DeviceId, Timestamp};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::Integer),
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |f| !f.is_nan())
+                .prop_map(Value::Real),
+            ".{0,20}".prop_map(Value::Text),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Blob),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let tables = SCHEMA.tables();
+        (
+            0..tables.len(),
+            any::<u64>(),
+            "[a-z0-9-]{1,36}",
+            0..3i64,
+            proptest::collection::vec((any::<prop::sample::Index>(), value()), 0..6),
+        )
+            .prop_map(move |(t, hlc, row_id, kind, fields)| {
+                let table = &tables[t];
+                let kind = OpKind::from_code(kind).unwrap_or(OpKind::Insert);
+                let fields = if kind == OpKind::Delete {
+                    vec![]
+                } else {
+                    fields
+                        .into_iter()
+                        .map(|(i, v)| (i.get(table.columns).to_string(), v))
+                        .collect()
+                };
+                Op {
+                    hlc: Timestamp::from_u64(hlc),
+                    table: table.name.into(),
+                    row_id,
+                    kind,
+                    fields,
+                }
+            })
+    }
+
+    fn batch() -> impl Strategy<Value = Batch> {
+        (
+            any::<[u8; 16]>(),
+            1..u64::MAX,
+            any::<Option<[u8; 32]>>(),
+            proptest::collection::vec(op(), 0..20),
+        )
+            .prop_map(|(d, seq, prev, ops)| Batch {
+                device: DeviceId::from_bytes(d),
+                seq: BatchSeq(seq),
+                prev: prev.map(BatchHash),
+                ops,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_batch_round_trips(b in batch()) {
+            let bytes = encode_batch(&b).unwrap();
+            prop_assert_eq!(decode_batch(&bytes, &SCHEMA).unwrap(), b);
+        }
+
+        #[test]
+        fn every_truncation_is_rejected(b in batch(), cut in any::<prop::sample::Index>()) {
+            let bytes = encode_batch(&b).unwrap();
+            let cut = cut.index(bytes.len());
+            prop_assert!(decode_batch(&bytes[..cut], &SCHEMA).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut framed = b"BAEB\x01".to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode_batch(&framed, &SCHEMA);
+            let _ = decode_batch(&bytes, &SCHEMA);
+        }
+    }
+
+    fn sample() -> Batch {
+        Batch {
+            device: DeviceId::from_bytes([7; 16]),
+            seq: BatchSeq(1),
+            prev: None,
+            ops: vec![Op {
+                hlc: Timestamp::from_u64(42),
+                table: "albums".into(),
+                row_id: "a1".into(),
+                kind: OpKind::Insert,
+                fields: vec![("title".into(), Value::Text("Kind of Blue".into()))],
+            }],
+        }
+    }
+
+    #[test]
+    fn typed_errors_name_what_is_wrong() {
+        let good = encode_batch(&sample()).unwrap();
+        assert_eq!(
+            decode_batch(&good[..3], &SCHEMA),
+            Err(CodecError::TruncatedHeader(3))
+        );
+        assert_eq!(
+            decode_batch(b"XXXX\x01", &SCHEMA),
+            Err(CodecError::BadMagic)
+        );
+        let mut v2 = good.clone();
+        v2[4] = 2;
+        assert_eq!(
+            decode_batch(&v2, &SCHEMA),
+            Err(CodecError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            decode_batch(&good[..good.len() - 1], &SCHEMA),
+            Err(CodecError::Truncated)
+        );
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode_batch(&trailing, &SCHEMA),
+            Err(CodecError::TrailingBytes(1))
+        );
+        let oversized = vec![0u8; MAX_BATCH_BYTES + 1];
+        assert_eq!(
+            decode_batch(&oversized, &SCHEMA),
+            Err(CodecError::TooLarge(MAX_BATCH_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn ops_outside_the_sync_schema_are_rejected() {
+        let mut b = sample();
+        b.ops[0].table = "storage_profiles".into();
+        let bytes = encode_batch(&b).unwrap();
+        assert!(matches!(
+            decode_batch(&bytes, &SCHEMA),
+            Err(CodecError::UnknownTable { index: 0, .. })
+        ));
+
+        let mut b = sample();
+        b.ops[0].table = "files".into();
+        b.ops[0].fields = vec![("source_path".into(), Value::Text("/home/me/x.flac".into()))];
+        let bytes = encode_batch(&b).unwrap();
+        assert!(
+            matches!(decode_batch(&bytes, &SCHEMA), Err(CodecError::UnknownColumn { column, .. }) if column == "source_path")
+        );
+
+        let mut b = sample();
+        b.ops[0].kind = OpKind::Delete;
+        let bytes = encode_batch(&b).unwrap();
+        assert!(matches!(
+            decode_batch(&bytes, &SCHEMA),
+            Err(CodecError::BadOp { .. })
+        ));
+    }
+}

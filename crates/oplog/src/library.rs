@@ -1,0 +1,321 @@
+//! A bae-shaped write API over the recorder, like bae's LibraryManager:
+//! import an album with its release, tracks, files and audio formats in one
+//! transaction; edit fields; delete a release or an album with its cascade.
+
+use crate::error::OplogError;
+use crate::op::{BatchSeq, Value};
+use crate::recorder::OpRecorder;
+
+/// A row to insert: table, id, fields (synced and local-only alike).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRow {
+    /// Table.
+    pub table: &'static str,
+    /// Row id.
+    pub id: String,
+    /// Fields.
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+/// One album as bae imports it: shared artists (inserted when absent) and the
+/// album's own rows in bae's write order (album, album_discogs /
+/// album_musicbrainz, album_artists, release, tracks, track_artists, files,
+/// audio_formats, images), which respects foreign keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlbumImport {
+    /// Artists the album credits.
+    pub artists: Vec<NewRow>,
+    /// The album's rows.
+    pub rows: Vec<NewRow>,
+}
+
+impl AlbumImport {
+    /// The album's id.
+    pub fn album_id(&self) -> Option<&str> {
+        self.rows
+            .iter()
+            .find(|r| r.table == "albums")
+            .map(|r| r.id.as_str())
+    }
+
+    /// The ids of rows in `table`.
+    pub fn ids<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rows
+            .iter()
+            .filter(move |r| r.table == table)
+            .map(|r| r.id.as_str())
+    }
+}
+
+/// bae's library writes, each recorded as one batch.
+pub struct Library {
+    recorder: OpRecorder,
+}
+
+impl Library {
+    /// The library over a recorder.
+    pub fn new(recorder: OpRecorder) -> Self {
+        Library { recorder }
+    }
+
+    /// The recorder (for reads and the sync layers).
+    pub fn recorder(&mut self) -> &mut OpRecorder {
+        &mut self.recorder
+    }
+
+    /// Imports an album in one transaction.
+    pub fn import_album(&mut self, album: &AlbumImport) -> Result<Option<BatchSeq>, OplogError> {
+        let mut tx = self.recorder.transaction()?;
+        for artist in &album.artists {
+            let exists = tx
+                .query_row("SELECT 1 FROM artists WHERE id = ?1", [&artist.id], |_| {
+                    Ok(())
+                })?
+                .is_some();
+            if !exists {
+                tx.insert(artist.table, &artist.id, &artist.fields)?;
+            }
+        }
+        for row in &album.rows {
+            tx.insert(row.table, &row.id, &row.fields)?;
+        }
+        tx.commit()
+    }
+
+    /// Edits fields of one row.
+    pub fn edit(
+        &mut self,
+        table: &str,
+        row_id: &str,
+        fields: &[(&str, Value)],
+    ) -> Result<Option<BatchSeq>, OplogError> {
+        let mut tx = self.recorder.transaction()?;
+        tx.update(table, row_id, fields)?;
+        tx.commit()
+    }
+
+    /// Deletes a row with everything depending on it.
+    pub fn delete(&mut self, table: &str, row_id: &str) -> Result<Option<BatchSeq>, OplogError> {
+        let mut tx = self.recorder.transaction()?;
+        tx.delete(table, row_id)?;
+        tx.commit()
+    }
+
+    /// Deletes a release with its tracks, files, audio formats and images.
+    pub fn delete_release(&mut self, release_id: &str) -> Result<Option<BatchSeq>, OplogError> {
+        self.delete("releases", release_id)
+    }
+
+    /// Deletes an album with its releases and everything under them.
+    pub fn delete_album(&mut self, album_id: &str) -> Result<Option<BatchSeq>, OplogError> {
+        self.delete("albums", album_id)
+    }
+}
+
+/// A deterministic UUID-shaped id from a seed and labels.
+pub fn demo_id(seed: u64, labels: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&seed.to_le_bytes());
+    for l in labels {
+        h.update(l.as_bytes());
+        h.update(&[0]);
+    }
+    let b = h.finalize();
+    let x = hex::encode(&b.as_bytes()[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// How many artists the demo generator draws from per seed.
+const DEMO_ARTISTS: u64 = 64;
+
+/// A deterministic bae-shaped album: `tracks` tracks, each with a FLAC file
+/// and an audio format, credited artists from a shared pool, a cover image.
+pub fn demo_album(seed: u64, index: u64, tracks: usize) -> AlbumImport {
+    let n = index.to_string();
+    let id = |labels: &[&str]| demo_id(seed, labels);
+    let now = Value::from("2026-11-26T00:00:00Z");
+    let artist_k = (index.wrapping_mul(2_654_435_761) ^ seed) % DEMO_ARTISTS;
+    let artist_id = demo_id(seed, &["artist", &artist_k.to_string()]);
+    let artists = vec![NewRow {
+        table: "artists",
+        id: artist_id.clone(),
+        fields: vec![
+            ("name", format!("Artist {artist_k}").into()),
+            ("sort_name", format!("{artist_k:03}, Artist").into()),
+            ("discogs_artist_id", Value::Null),
+            (
+                "musicbrainz_artist_id",
+                id(&["mb-artist", &artist_k.to_string()]).into(),
+            ),
+            ("created_at", now.clone()),
+            ("updated_at", now.clone()),
+        ],
+    }];
+    let album = id(&["album", &n]);
+    let release = id(&["release", &n]);
+    let mut rows = vec![
+        NewRow {
+            table: "albums",
+            id: album.clone(),
+            fields: vec![
+                ("title", format!("Album {index}").into()),
+                ("year", Value::Integer(1950 + (index % 75) as i64)),
+                ("bandcamp_album_id", Value::Null),
+                ("cover_image_id", id(&["image", &n]).into()),
+                ("is_compilation", Value::Integer(0)),
+                ("created_at", now.clone()),
+                ("updated_at", now.clone()),
+            ],
+        },
+        NewRow {
+            table: "album_discogs",
+            id: id(&["album_discogs", &n]),
+            fields: vec![
+                ("album_id", album.clone().into()),
+                ("discogs_master_id", format!("{}", 10_000 + index).into()),
+                ("discogs_release_id", format!("{}", 90_000 + index).into()),
+            ],
+        },
+        NewRow {
+            table: "album_artists",
+            // Join rows get ids derived from what they join, so two devices
+            // crediting the same artist make the same row.
+            id: format!("{album}:{artist_id}"),
+            fields: vec![
+                ("album_id", album.clone().into()),
+                ("artist_id", artist_id.clone().into()),
+                ("position", Value::Integer(0)),
+            ],
+        },
+        NewRow {
+            table: "releases",
+            id: release.clone(),
+            fields: vec![
+                ("album_id", album.clone().into()),
+                ("release_name", Value::Null),
+                ("year", Value::Integer(1950 + (index % 75) as i64)),
+                ("discogs_release_id", format!("{}", 90_000 + index).into()),
+                ("bandcamp_release_id", Value::Null),
+                ("format", "CD".into()),
+                ("label", format!("Label {}", index % 17).into()),
+                ("catalog_number", format!("CAT-{index:05}").into()),
+                ("country", "US".into()),
+                ("barcode", Value::Null),
+                ("import_status", "complete".into()),
+                ("private", Value::Integer(0)),
+                ("created_at", now.clone()),
+                ("updated_at", now.clone()),
+            ],
+        },
+    ];
+    let track_ids: Vec<String> = (0..tracks)
+        .map(|t| id(&["track", &n, &t.to_string()]))
+        .collect();
+    let file_ids: Vec<String> = (0..tracks)
+        .map(|t| id(&["file", &n, &t.to_string()]))
+        .collect();
+    for (t, track) in track_ids.iter().enumerate() {
+        rows.push(NewRow {
+            table: "tracks",
+            id: track.clone(),
+            fields: vec![
+                ("release_id", release.clone().into()),
+                ("title", format!("Track {} of album {index}", t + 1).into()),
+                ("disc_number", Value::Integer(1)),
+                ("track_number", Value::Integer(t as i64 + 1)),
+                (
+                    "duration_ms",
+                    Value::Integer(180_000 + (t as i64 * 7_919) % 120_000),
+                ),
+                ("discogs_position", format!("{}", t + 1).into()),
+                ("import_status", "complete".into()),
+                ("created_at", now.clone()),
+                ("updated_at", now.clone()),
+            ],
+        });
+        rows.push(NewRow {
+            table: "track_artists",
+            id: format!("{track}:{artist_id}"),
+            fields: vec![
+                ("track_id", track.clone().into()),
+                ("artist_id", artist_id.clone().into()),
+                ("position", Value::Integer(0)),
+                ("role", "main".into()),
+            ],
+        });
+    }
+    for (t, file) in file_ids.iter().enumerate() {
+        rows.push(NewRow {
+            table: "files",
+            id: file.clone(),
+            fields: vec![
+                ("release_id", release.clone().into()),
+                (
+                    "original_filename",
+                    format!("{:02} Track {}.flac", t + 1, t + 1).into(),
+                ),
+                ("file_size", Value::Integer(20_000_000 + t as i64 * 1_000)),
+                ("content_type", "audio/flac".into()),
+                (
+                    "encryption_nonce",
+                    Value::Blob(blake3::hash(file.as_bytes()).as_bytes()[..24].to_vec()),
+                ),
+                ("encryption_scheme", "bae-chunked-v1".into()),
+                (
+                    "source_path",
+                    format!("/home/user/Music/{album}/{t:02}.flac").into(),
+                ),
+                ("created_at", now.clone()),
+            ],
+        });
+    }
+    for (t, track) in track_ids.iter().enumerate() {
+        rows.push(NewRow {
+            table: "audio_formats",
+            id: format!("af:{track}"),
+            fields: vec![
+                ("track_id", track.clone().into()),
+                ("file_id", file_ids[t].clone().into()),
+                ("content_type", "audio/flac".into()),
+                (
+                    "flac_headers",
+                    Value::Blob(vec![0x66, 0x4c, 0x61, 0x43, t as u8]),
+                ),
+                ("needs_headers", Value::Integer(0)),
+                ("start_byte_offset", Value::Null),
+                ("end_byte_offset", Value::Null),
+                ("pregap_ms", Value::Null),
+                ("frame_offset_samples", Value::Null),
+                ("exact_sample_count", Value::Integer(7_938_000 + t as i64)),
+                ("sample_rate", Value::Integer(44_100)),
+                ("bits_per_sample", Value::Integer(16)),
+                ("seektable_json", "[]".into()),
+                ("audio_data_start", Value::Integer(8_192)),
+                ("created_at", now.clone()),
+            ],
+        });
+    }
+    rows.push(NewRow {
+        table: "images",
+        id: id(&["image", &n]),
+        fields: vec![
+            ("release_id", release.into()),
+            ("filename", "cover.jpg".into()),
+            ("content_type", "image/jpeg".into()),
+            ("file_size", Value::Integer(150_000)),
+            ("width", Value::Integer(1200)),
+            ("height", Value::Integer(1200)),
+            ("is_cover", Value::Integer(1)),
+            ("source", "discogs".into()),
+            ("created_at", now),
+        ],
+    });
+    AlbumImport { artists, rows }
+}

@@ -1,0 +1,348 @@
+//! The `OpRecorder`: the layer between bae's LibraryManager and its database
+//! (`LibraryManager -> OpRecorder -> Database`). Every write goes through a
+//! [`Recording`] transaction, which records the write's ops in the same SQLite
+//! transaction, so a crash leaves both or neither.
+
+use crate::error::OplogError;
+use crate::migrate::migrate;
+use crate::op::{BatchSeq, OpKind, Value};
+use crate::schema::SCHEMA;
+use bae_hlc::{Clock, DeviceId, Timestamp, WallClock, DEFAULT_MAX_DRIFT_MS};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Records every library write as ops. Owns the library's connection.
+pub struct OpRecorder {
+    conn: Connection,
+    clock: Clock,
+    device: DeviceId,
+}
+
+impl OpRecorder {
+    /// Opens (creating if needed) the library at `path` with the system clock.
+    pub fn open(path: &Path) -> Result<Self, OplogError> {
+        Self::with_connection(Connection::open(path)?, WallClock::System)
+    }
+
+    /// Wraps a connection: migrates it, makes the device id on first start and
+    /// restores the clock from its persisted value.
+    pub fn with_connection(mut conn: Connection, wall: WallClock) -> Result<Self, OplogError> {
+        migrate(&mut conn)?;
+        let state: Option<(String, i64)> = conn
+            .query_row(
+                "SELECT device_id, clock FROM sync_state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (device, clock) = match state {
+            Some((device, last)) => {
+                let clock =
+                    Clock::restore(wall, DEFAULT_MAX_DRIFT_MS, Timestamp::from_u64(last as u64))?;
+                (device.parse()?, clock)
+            }
+            None => {
+                let device = DeviceId::random();
+                let clock = Clock::new(wall, DEFAULT_MAX_DRIFT_MS);
+                conn.execute(
+                    "INSERT INTO sync_state (id, device_id, clock) VALUES (1, ?1, ?2)",
+                    params![device.to_string(), clock.last().as_u64() as i64],
+                )?;
+                tracing::info!(%device, "new device id");
+                (device, clock)
+            }
+        };
+        Ok(OpRecorder {
+            conn,
+            clock,
+            device,
+        })
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// This device's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Read-only access for queries (bae-server, import code).
+    pub fn database(&self) -> ReadOnlyDb<'_> {
+        ReadOnlyDb(&self.conn)
+    }
+
+    /// Starts a recorded transaction: one transaction, one batch.
+    pub fn transaction(&mut self) -> Result<Recording<'_>, OplogError> {
+        Ok(Recording {
+            tx: self.conn.transaction()?,
+            clock: &self.clock,
+            batch: None,
+        })
+    }
+
+    /// The connection and clock, for the sync layers that apply remote
+    /// batches (which must not record them as local ops).
+    pub fn sync_parts(&mut self) -> (&mut Connection, &Clock, DeviceId) {
+        (&mut self.conn, &self.clock, self.device)
+    }
+}
+
+/// Read-only access to the library: only statements that do not write.
+pub struct ReadOnlyDb<'a>(&'a Connection);
+
+impl ReadOnlyDb<'_> {
+    /// Prepares a statement, refusing any that would write.
+    pub fn prepare(&self, sql: &str) -> Result<rusqlite::Statement<'_>, OplogError> {
+        let stmt = self.0.prepare(sql)?;
+        if !stmt.readonly() {
+            return Err(OplogError::Db(rusqlite::Error::InvalidQuery));
+        }
+        Ok(stmt)
+    }
+
+    /// Runs a read-only query that returns one row.
+    pub fn query_row<T, P, F>(&self, sql: &str, params: P, f: F) -> Result<T, OplogError>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        Ok(self.prepare(sql)?.query_row(params, f)?)
+    }
+}
+
+/// One recorded transaction. Dropping it without [`Recording::commit`] rolls
+/// back both the writes and their ops.
+pub struct Recording<'a> {
+    tx: Transaction<'a>,
+    clock: &'a Clock,
+    batch: Option<i64>,
+}
+
+impl Recording<'_> {
+    /// Inserts a row (`id` plus `fields`) and records an insert op of its
+    /// synced fields.
+    pub fn insert(
+        &mut self,
+        table: &str,
+        row_id: &str,
+        fields: &[(&str, Value)],
+    ) -> Result<(), OplogError> {
+        check_ident(table)?;
+        let mut sql = format!("INSERT INTO {table} (id");
+        for (c, _) in fields {
+            check_ident(c)?;
+            sql.push_str(", ");
+            sql.push_str(c);
+        }
+        sql.push_str(") VALUES (?1");
+        for i in 0..fields.len() {
+            sql.push_str(&format!(", ?{}", i + 2));
+        }
+        sql.push(')');
+        {
+            let mut stmt = self.tx.prepare_cached(&sql)?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
+            values.push(&row_id);
+            values.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+            stmt.execute(values.as_slice())?;
+        }
+        self.record(table, row_id, OpKind::Insert, fields)
+    }
+
+    /// Updates fields of a row and records an update op of the synced ones.
+    pub fn update(
+        &mut self,
+        table: &str,
+        row_id: &str,
+        fields: &[(&str, Value)],
+    ) -> Result<(), OplogError> {
+        check_ident(table)?;
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut sql = format!("UPDATE {table} SET ");
+        for (i, (c, _)) in fields.iter().enumerate() {
+            check_ident(c)?;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("{c} = ?{}", i + 2));
+        }
+        sql.push_str(" WHERE id = ?1");
+        let changed = {
+            let mut stmt = self.tx.prepare_cached(&sql)?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
+            values.push(&row_id);
+            values.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+            stmt.execute(values.as_slice())?
+        };
+        if changed == 0 {
+            return Err(OplogError::NoSuchRow {
+                table: table.into(),
+                row_id: row_id.into(),
+            });
+        }
+        self.record(table, row_id, OpKind::Update, fields)
+    }
+
+    /// Deletes a row and everything that depends on it through synced foreign
+    /// keys, recording a delete op for each row (dependents first), as the
+    /// database's `ON DELETE CASCADE` removes them.
+    pub fn delete(&mut self, table: &str, row_id: &str) -> Result<(), OplogError> {
+        check_ident(table)?;
+        let exists: bool = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"
+            ))?
+            .query_row([row_id], |r| r.get(0))?;
+        if !exists {
+            return Err(OplogError::NoSuchRow {
+                table: table.into(),
+                row_id: row_id.into(),
+            });
+        }
+        if let Some(synced) = SCHEMA.table(table) {
+            let mut order = Vec::new();
+            let mut seen = HashSet::new();
+            self.collect_dependents(synced.name, row_id, &mut seen, &mut order)?;
+            for (t, id) in &order {
+                self.record(t, id, OpKind::Delete, &[])?;
+            }
+        }
+        self.tx
+            .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
+            .execute([row_id])?;
+        Ok(())
+    }
+
+    /// Post-order walk: a row's dependents, then the row.
+    fn collect_dependents(
+        &self,
+        table: &'static str,
+        row_id: &str,
+        seen: &mut HashSet<(&'static str, String)>,
+        order: &mut Vec<(&'static str, String)>,
+    ) -> Result<(), OplogError> {
+        if !seen.insert((table, row_id.to_owned())) {
+            return Ok(());
+        }
+        for (child, column) in SCHEMA.children_of(table) {
+            let ids: Vec<String> = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT id FROM {} WHERE {column} = ?1 ORDER BY id",
+                    child.name
+                ))?
+                .query_map([row_id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in ids {
+                self.collect_dependents(child.name, &id, seen, order)?;
+            }
+        }
+        order.push((table, row_id.to_owned()));
+        Ok(())
+    }
+
+    /// Runs a statement on a local-only table; nothing is recorded.
+    pub fn execute_local<P: rusqlite::Params>(
+        &mut self,
+        sql: &str,
+        params: P,
+    ) -> Result<usize, OplogError> {
+        Ok(self.tx.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// Read access inside the transaction.
+    pub fn query_row<T, P, F>(&self, sql: &str, params: P, f: F) -> Result<Option<T>, OplogError>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        Ok(self
+            .tx
+            .prepare_cached(sql)?
+            .query_row(params, f)
+            .optional()?)
+    }
+
+    fn record(
+        &mut self,
+        table: &str,
+        row_id: &str,
+        kind: OpKind,
+        fields: &[(&str, Value)],
+    ) -> Result<(), OplogError> {
+        // Writes to local-only tables and local-only columns are not ops.
+        let Some(schema) = SCHEMA.table(table) else {
+            return Ok(());
+        };
+        let synced: Vec<&(&str, Value)> = fields.iter().filter(|(c, _)| schema.syncs(c)).collect();
+        if kind == OpKind::Update && synced.is_empty() {
+            return Ok(());
+        }
+        let payload = postcard::to_allocvec(&synced).map_err(|e| OplogError::CorruptOp {
+            seq: -1,
+            reason: e.to_string(),
+        })?;
+        let batch = self.batch()?;
+        let hlc = self.clock.now()?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO op_log (batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+        if table == "images" && kind != OpKind::Delete {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO image_sync_queue (image_id, batch_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![row_id, batch])?;
+        }
+        Ok(())
+    }
+
+    fn batch(&mut self) -> Result<i64, OplogError> {
+        if let Some(b) = self.batch {
+            return Ok(b);
+        }
+        let b: i64 =
+            self.tx
+                .query_row("SELECT next_batch FROM sync_state WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+        self.batch = Some(b);
+        Ok(b)
+    }
+
+    /// Commits the writes and their ops together. Returns the batch number if
+    /// any op was recorded.
+    pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
+        if let Some(b) = self.batch {
+            self.tx.execute(
+                "UPDATE sync_state SET next_batch = ?1, clock = ?2 WHERE id = 1",
+                params![b + 1, self.clock.last().as_u64() as i64],
+            )?;
+        }
+        self.tx.commit()?;
+        Ok(self.batch.map(|b| BatchSeq(b as u64)))
+    }
+}
+
+/// Table and column names are spliced into SQL: allow only plain identifiers.
+fn check_ident(name: &str) -> Result<(), OplogError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(OplogError::UnknownTable(name.into()))
+    }
+}
