@@ -36,7 +36,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(name: &str, ours: f64, baseline: f64, baseline_name: &str, unit: &str) -> Self {
-        let ratio = if baseline == 0.0 { f64::NAN } else { ours / baseline };
+        let ratio = if baseline == 0.0 {
+            f64::NAN
+        } else {
+            ours / baseline
+        };
         Entry {
             name: name.into(),
             ours,
@@ -50,7 +54,13 @@ impl Entry {
     pub fn summary(&self) -> String {
         format!(
             "{}: ours {:.4} {} vs {} {:.4} {} -> ratio {:.3}",
-            self.name, self.ours, self.unit, self.baseline_name, self.baseline, self.unit, self.ratio
+            self.name,
+            self.ours,
+            self.unit,
+            self.baseline_name,
+            self.baseline,
+            self.unit,
+            self.ratio
         )
     }
 }
@@ -85,7 +95,8 @@ where
 /// Writes the entries as a JSON list.
 pub fn write(path: &Path, entries: &[Entry]) -> Result<(), String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let json = serde_json::to_string_pretty(entries).map_err(|e| e.to_string())?;
     std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -38,26 +38,35 @@ pub fn check(root: &Path) -> super::Result<()> {
     let violations = violations(&packages);
     for (name, _) in LAYERS {
         if !packages.iter().any(|p| p["name"] == *name) {
-            return Err(format!("layering: crate {name} is missing from the workspace"));
+            return Err(format!(
+                "layering: crate {name} is missing from the workspace"
+            ));
         }
     }
     if violations.is_empty() {
         eprintln!("xtask: layers ok ({} crates)", LAYERS.len());
         Ok(())
     } else {
-        Err(format!("layering violations:\n  {}", violations.join("\n  ")))
+        Err(format!(
+            "layering violations:\n  {}",
+            violations.join("\n  ")
+        ))
     }
 }
 
 fn violations(packages: &[serde_json::Value]) -> Vec<String> {
     let mut found = Vec::new();
     for pkg in packages {
-        let Some(name) = pkg["name"].as_str() else { continue };
+        let Some(name) = pkg["name"].as_str() else {
+            continue;
+        };
         let Some(own) = layer_of(name) else { continue };
         for dep in pkg["dependencies"].as_array().into_iter().flatten() {
             // Every kind counts, dev-dependencies too: a test that needs a
             // higher crate belongs in that crate's tests.
-            let Some(dep_name) = dep["name"].as_str() else { continue };
+            let Some(dep_name) = dep["name"].as_str() else {
+                continue;
+            };
             if let Some(theirs) = layer_of(dep_name) {
                 if theirs >= own {
                     found.push(format!(

@@ -18,7 +18,15 @@ type Result<T> = std::result::Result<T, String>;
 /// scenarios of its crates (their `tests/` directories).
 const PHASES: &[(u8, &[&str])] = &[
     (0, &["bae-hlc", "bae-oplog"]),
-    (1, &["bae-crypto", "bae-storage-s3", "bae-merge", "bae-sync-service"]),
+    (
+        1,
+        &[
+            "bae-crypto",
+            "bae-storage-s3",
+            "bae-merge",
+            "bae-sync-service",
+        ],
+    ),
     (2, &["bae-membership"]),
     (3, &[]),
 ];
@@ -56,7 +64,9 @@ fn cargo() -> Command {
 
 fn run(mut cmd: Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -67,9 +77,10 @@ fn run(mut cmd: Command) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     let phase = match args {
         [] => None,
-        [flag, n] if flag == "--phase" => {
-            Some(n.parse::<u8>().map_err(|_| format!("--phase takes 0..3, not {n:?}"))?)
-        }
+        [flag, n] if flag == "--phase" => Some(
+            n.parse::<u8>()
+                .map_err(|_| format!("--phase takes 0..3, not {n:?}"))?,
+        ),
         _ => return Err("usage: cargo xtask test [--phase N]".into()),
     };
     let phases: Vec<_> = PHASES
@@ -122,7 +133,14 @@ fn ci() -> Result<()> {
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     layers::check(&workspace_root())?;
     if Command::new("cargo-deny").arg("--version").output().is_ok() {

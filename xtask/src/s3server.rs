@@ -40,7 +40,11 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let server = S3Server { child, port, _root: root };
+        let server = S3Server {
+            child,
+            port,
+            _root: root,
+        };
         server.wait_ready()?;
         eprintln!("xtask: s3s-fs listening on 127.0.0.1:{port}");
         Ok(server)
@@ -54,15 +58,21 @@ impl S3Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("s3s-fs did not listen on port {} within 30 s", self.port))
+        Err(format!(
+            "s3s-fs did not listen on port {} within 30 s",
+            self.port
+        ))
     }
 
     /// Tells a test process where the server is.
     pub fn export_env(&self, cmd: &mut Command) {
-        cmd.env("BAE_TEST_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port))
-            .env("BAE_TEST_S3_BUCKET", BUCKET)
-            .env("BAE_TEST_S3_ACCESS_KEY", ACCESS_KEY)
-            .env("BAE_TEST_S3_SECRET_KEY", SECRET_KEY);
+        cmd.env(
+            "BAE_TEST_S3_ENDPOINT",
+            format!("http://127.0.0.1:{}", self.port),
+        )
+        .env("BAE_TEST_S3_BUCKET", BUCKET)
+        .env("BAE_TEST_S3_ACCESS_KEY", ACCESS_KEY)
+        .env("BAE_TEST_S3_SECRET_KEY", SECRET_KEY);
     }
 }
 
