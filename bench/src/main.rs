@@ -3,6 +3,7 @@
 //! noisy, so absolute times mean little). Writes a JSON list of
 //! `{"name", "ours", "baseline", "baseline_name", "ratio", "unit"}`.
 
+mod crypto;
 mod report;
 
 use report::{Entry, Size};
@@ -12,7 +13,11 @@ use std::process::ExitCode;
 /// One benchmark: its name and the function that measures it.
 type Bench = (&'static str, fn(Size) -> Result<Entry, String>);
 
-const BENCHES: &[Bench] = &[];
+const BENCHES: &[Bench] = &[
+    ("chunked_encrypt", crypto::chunked_encrypt),
+    ("chunked_decrypt", crypto::chunked_decrypt),
+    ("range_decrypt", crypto::range_decrypt),
+];
 
 fn main() -> ExitCode {
     let mut size = Size::Full;

@@ -255,6 +255,26 @@ pub fn decrypt_chunk<K: ContentKey>(
     Ok(buf)
 }
 
+/// Encrypts one chunk of plaintext (at most [`CHUNK_SIZE`] bytes, else
+/// [`ChunkedError::TrailingData`]) as chunk `index` of a blob with the given
+/// base nonce: the blob bytes of that chunk, ciphertext then tag. For
+/// producing or repairing single chunks; a whole blob is [`encrypt`].
+pub fn encrypt_chunk<K: ContentKey>(
+    key: &K,
+    nonce: &BaseNonce,
+    index: u64,
+    chunk: &[u8],
+) -> Result<Vec<u8>, ChunkedError> {
+    if chunk.len() > CHUNK_SIZE {
+        return Err(ChunkedError::TrailingData);
+    }
+    let mut buf = Vec::with_capacity(chunk.len() + TAG_LEN);
+    buf.extend_from_slice(chunk);
+    let tag = seal_chunk(&key.cipher(), nonce, index, &[], &mut buf);
+    buf.extend_from_slice(&tag);
+    Ok(buf)
+}
+
 /// Which chunks, and which blob bytes, a plaintext range needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangePlan {
@@ -732,9 +752,11 @@ mod tests {
             let blob = encrypt_with_nonce(&key, &nonce, &data);
             let index = pick % chunk_count(len as u64);
             let r = chunk_ciphertext_range(len as u64, index);
-            let got = decrypt_chunk(&key, &nonce, index, &blob[r.start as usize..r.end as usize]).unwrap();
+            let bytes = &blob[r.start as usize..r.end as usize];
+            let got = decrypt_chunk(&key, &nonce, index, bytes).unwrap();
             let s = index as usize * CHUNK_SIZE;
             prop_assert_eq!(&got[..], &data[s..(s + CHUNK_SIZE).min(len)]);
+            prop_assert_eq!(&encrypt_chunk(&key, &nonce, index, &got).unwrap()[..], bytes);
         }
     }
 }
