@@ -1,0 +1,383 @@
+//! Applying one op under the merge rules (see the crate docs).
+
+use crate::error::MergeError;
+use crate::state::{self, RowState};
+use bae_hlc::{DeviceId, Stamp, Timestamp};
+use bae_oplog::{stamps, Op, OpKind, TableSchema, Value, SCHEMA};
+use rusqlite::{Connection, ErrorCode};
+
+/// What applying a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Ops in the batch.
+    pub ops: usize,
+    /// Fields whose incoming write was newer and won.
+    pub fields_won: usize,
+    /// Fields whose incoming write was older and was skipped.
+    pub fields_lost: usize,
+    /// Rows that appeared (inserted or revived).
+    pub rows_inserted: usize,
+    /// Rows removed by a winning delete (their dependents go with them).
+    pub rows_deleted: usize,
+    /// Ops on rows that stay absent (deleted by a newer tombstone, or under
+    /// an absent parent): their stamps were recorded, their values kept
+    /// aside, nothing became visible.
+    pub ops_on_absent_rows: usize,
+}
+
+/// Where a referenced parent row stands.
+enum ParentStatus {
+    Present,
+    /// Known here (it has stamps) but absent: the child stays absent too.
+    Absent,
+    /// Never heard of: its insert has not arrived.
+    Unknown,
+}
+
+/// Applies ops inside one transaction.
+pub(crate) struct Applier<'c> {
+    conn: &'c Connection,
+    /// Whether `merge_parked` may hold rows (skips revival lookups when not).
+    parking_used: bool,
+    pub(crate) stats: ApplyStats,
+}
+
+impl<'c> Applier<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Result<Self, MergeError> {
+        let parking_used = state::ensure_parking(conn)?;
+        Ok(Applier {
+            conn,
+            parking_used,
+            stats: ApplyStats::default(),
+        })
+    }
+
+    /// Applies one validated op written by `device`.
+    pub(crate) fn apply_op(&mut self, op: &Op, device: DeviceId) -> Result<(), MergeError> {
+        let Some(table) = SCHEMA.table(&op.table) else {
+            return Err(MergeError::Invalid(bae_oplog::CodecError::UnknownTable {
+                index: 0,
+                table: op.table.clone(),
+            }));
+        };
+        self.stats.ops += 1;
+        let stamp = Stamp::new(op.hlc, device);
+        match op.kind {
+            OpKind::Delete => self.delete(table, &op.row_id, stamp),
+            OpKind::Insert | OpKind::Update => self.write(table, op, stamp),
+        }
+    }
+
+    fn write(&mut self, table: &'static TableSchema, op: &Op, s: Stamp) -> Result<(), MergeError> {
+        let id = op.row_id.as_str();
+        let st = state::load_row(self.conn, table, id)?;
+        let is_insert = op.kind == OpKind::Insert;
+        if !st.known() {
+            if !is_insert {
+                return Err(MergeError::MissingRow {
+                    table: table.name.into(),
+                    row_id: id.into(),
+                });
+            }
+            return self.insert_new(table, op, s);
+        }
+        let becomes_ins = is_insert && st.ins.is_none_or(|i| i < s);
+        let winners: Vec<(&str, &Value)> = op
+            .fields
+            .iter()
+            .filter(|(c, _)| st.field(c).is_none_or(|f| f < s))
+            .map(|(c, v)| (c.as_str(), v))
+            .collect();
+        self.stats.fields_won += winners.len();
+        self.stats.fields_lost += op.fields.len() - winners.len();
+        let mut after = st.clone();
+        if becomes_ins {
+            // The row stamp is every column's stamp unless a column has a
+            // newer explicit one, so winners need no rows of their own.
+            state::set_row_stamp(self.conn, table.name, id, s)?;
+            after.ins = Some(s);
+        } else {
+            for (c, _) in &winners {
+                stamps::set_field_stamp(self.conn, table.name, id, c, s)?;
+                after.fields.retain(|(f, _)| f != c);
+                after.fields.push(((*c).to_owned(), s));
+            }
+        }
+        if st.present {
+            self.write_present(table, id, &winners)
+        } else {
+            self.write_absent(table, id, &winners, &after, s)
+        }
+    }
+
+    /// An insert of a row never seen here: the common case, kept to one
+    /// row insert and one stamp.
+    fn insert_new(
+        &mut self,
+        table: &'static TableSchema,
+        op: &Op,
+        s: Stamp,
+    ) -> Result<(), MergeError> {
+        let id = op.row_id.as_str();
+        let fields: Vec<(&str, &Value)> = op.fields.iter().map(|(c, v)| (c.as_str(), v)).collect();
+        self.stats.fields_won += fields.len();
+        match state::insert_row(self.conn, table.name, id, &fields) {
+            Ok(_) => {
+                state::set_row_stamp(self.conn, table.name, id, s)?;
+                self.stats.rows_inserted += 1;
+                self.revive_children(table, id)
+            }
+            Err(e) if is_fk_violation(&e) => {
+                // Some parent is not here: dead (known, absent) or not yet arrived.
+                if let Some(missing) = self.check_parents(table, id, &fields)? {
+                    return Err(missing);
+                }
+                state::set_row_stamp(self.conn, table.name, id, s)?;
+                for (c, v) in &fields {
+                    state::park(self.conn, table.name, id, c, v)?;
+                }
+                self.parking_used = true;
+                self.stats.ops_on_absent_rows += 1;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn write_present(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+        winners: &[(&str, &Value)],
+    ) -> Result<(), MergeError> {
+        if winners.is_empty() {
+            return Ok(());
+        }
+        let moves_parent = table
+            .parents
+            .iter()
+            .any(|(col, _)| winners.iter().any(|(c, _)| c == col));
+        if moves_parent {
+            if let Some(missing) = self.check_parents(table, id, winners)? {
+                return Err(missing);
+            }
+            if !self.parents_present(table, winners)? {
+                // Moved under an absent parent: the row goes absent with it.
+                self.make_absent(table, id)?;
+                for (c, v) in winners {
+                    state::park(self.conn, table.name, id, c, v)?;
+                }
+                self.stats.ops_on_absent_rows += 1;
+                return Ok(());
+            }
+        }
+        state::update_row(self.conn, table.name, id, winners)
+    }
+
+    fn write_absent(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+        winners: &[(&str, &Value)],
+        after: &RowState,
+        s: Stamp,
+    ) -> Result<(), MergeError> {
+        if after.after_tomb(Some(s)) {
+            for (c, v) in winners {
+                state::park(self.conn, table.name, id, c, v)?;
+            }
+            self.parking_used = true;
+        }
+        if !after.own_live() || !self.materialize(table, id, after, true)? {
+            self.stats.ops_on_absent_rows += 1;
+        }
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+        s: Stamp,
+    ) -> Result<(), MergeError> {
+        let st = state::load_row(self.conn, table, id)?;
+        if st.tomb.is_some_and(|t| t >= s) {
+            return Ok(());
+        }
+        stamps::set_tombstone(self.conn, table.name, id, s)?;
+        let mut after = st.clone();
+        after.tomb = Some(s);
+        if st.present && !after.own_live() {
+            self.make_absent(table, id)?;
+            self.stats.rows_deleted += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes a present row and its present dependents, keeping their
+    /// values aside so a later revival restores them identically everywhere.
+    fn make_absent(&mut self, table: &'static TableSchema, id: &str) -> Result<(), MergeError> {
+        self.park_subtree(table, id)?;
+        self.parking_used = true;
+        state::delete_row(self.conn, table.name, id)
+    }
+
+    fn park_subtree(&mut self, table: &'static TableSchema, id: &str) -> Result<(), MergeError> {
+        for (child, column) in SCHEMA.children_of(table.name) {
+            for cid in state::child_ids(self.conn, child.name, column, id)? {
+                self.park_subtree(child, &cid)?;
+            }
+        }
+        state::unpark(self.conn, table.name, id)?;
+        for (c, v) in state::physical_values(self.conn, table, id)? {
+            state::park(self.conn, table.name, id, c, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Puts an own-live absent row back from its kept values if every parent
+    /// is present. Returns whether it did. With `strict`, a parent never
+    /// heard of is an error (retry the batch later) unless another parent is
+    /// known absent (then the row is simply absent).
+    fn materialize(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+        st: &RowState,
+        strict: bool,
+    ) -> Result<bool, MergeError> {
+        let values: Vec<(String, Value)> = state::parked_values(self.conn, table.name, id)?
+            .into_iter()
+            .filter(|(c, _)| st.after_tomb(st.field(c)))
+            .collect();
+        let fields: Vec<(&str, &Value)> = values.iter().map(|(c, v)| (c.as_str(), v)).collect();
+        if let Some(missing) = self.check_parents(table, id, &fields)? {
+            return if strict { Err(missing) } else { Ok(false) };
+        }
+        if !self.parents_present(table, &fields)? {
+            return Ok(false);
+        }
+        state::insert_row(self.conn, table.name, id, &fields)?;
+        state::unpark(self.conn, table.name, id)?;
+        self.stats.rows_inserted += 1;
+        self.revive_children(table, id)?;
+        Ok(true)
+    }
+
+    /// Brings back absent children of a row that just appeared, when their
+    /// own stamps say they live and all their parents are now present.
+    pub(crate) fn revive_children(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+    ) -> Result<(), MergeError> {
+        if !self.parking_used {
+            return Ok(());
+        }
+        for (child, column) in SCHEMA.children_of(table.name) {
+            for cid in state::parked_children(self.conn, child.name, column, id)? {
+                let st = state::load_row(self.conn, child, &cid)?;
+                if !st.present && st.own_live() {
+                    self.materialize(child, &cid, &st, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `Some(MissingParent)` if a referenced parent was never heard of and
+    /// no other referenced parent is known absent.
+    fn check_parents(
+        &self,
+        table: &'static TableSchema,
+        id: &str,
+        fields: &[(&str, &Value)],
+    ) -> Result<Option<MergeError>, MergeError> {
+        let mut missing = None;
+        for (column, parent) in table.parents {
+            let Some((_, Value::Text(pid))) = fields.iter().find(|(c, _)| c == column) else {
+                continue;
+            };
+            match self.parent_status(parent, pid)? {
+                ParentStatus::Present => {}
+                ParentStatus::Absent => return Ok(None),
+                ParentStatus::Unknown => {
+                    missing.get_or_insert(MergeError::MissingParent {
+                        table: table.name.into(),
+                        row_id: id.into(),
+                        parent_table: parent,
+                        parent_id: pid.clone(),
+                    });
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    fn parents_present(
+        &self,
+        table: &'static TableSchema,
+        fields: &[(&str, &Value)],
+    ) -> Result<bool, MergeError> {
+        for (column, parent) in table.parents {
+            if let Some((_, Value::Text(pid))) = fields.iter().find(|(c, _)| c == column) {
+                if !state::exists(self.conn, parent, pid)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn parent_status(&self, parent: &str, id: &str) -> Result<ParentStatus, MergeError> {
+        Ok(if state::exists(self.conn, parent, id)? {
+            ParentStatus::Present
+        } else if state::has_stamps(self.conn, parent, id)? {
+            ParentStatus::Absent
+        } else {
+            ParentStatus::Unknown
+        })
+    }
+
+    /// Folds this device's own recent writes into the merge state: the row
+    /// stamps of its inserts (the op log's fold records field stamps only),
+    /// and revival of absent children under rows it re-created.
+    pub(crate) fn fold_local(&mut self, local: DeviceId) -> Result<(), MergeError> {
+        let folded: i64 = self.conn.query_row(
+            "SELECT stamps_folded_seq FROM sync_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let inserts: Vec<(i64, String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT hlc, table_name, row_id FROM op_log WHERE seq > ?1 AND kind = 0 ORDER BY seq",
+            )?
+            .query_map([folded], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        stamps::fold_local_stamps(self.conn, local)?;
+        for (hlc, table, id) in inserts {
+            let Some(table) = SCHEMA.table(&table) else {
+                continue;
+            };
+            let s = Stamp::new(Timestamp::from_u64(hlc as u64), local);
+            let st = state::load_row(self.conn, table, &id)?;
+            if st.ins.is_none_or(|i| i < s) {
+                state::set_row_stamp(self.conn, table.name, &id, s)?;
+            }
+            if self.parking_used {
+                state::unpark(self.conn, table.name, &id)?;
+            }
+            if st.present {
+                self.revive_children(table, &id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_fk_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == ErrorCode::ConstraintViolation
+            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}

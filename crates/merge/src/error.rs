@@ -1,0 +1,76 @@
+//! Errors of the merge.
+
+use bae_hlc::ClockError;
+use bae_oplog::{CodecError, OplogError};
+
+/// Why a batch was not applied. Nothing of a batch that fails is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The batch breaks the sync schema (unknown table or column, malformed
+    /// op); it will never apply.
+    #[error("invalid batch: {0}")]
+    Invalid(#[from] CodecError),
+    /// The batch's newest timestamp is too far ahead of our wall clock: it is
+    /// held back (not applied, not dropped) until wall time catches up.
+    #[error("held back: {0}")]
+    Drift(ClockError),
+    /// The clock failed for another reason (counter exhausted).
+    #[error("clock: {0}")]
+    Clock(ClockError),
+    /// A row references a parent row this library has never heard of: the
+    /// parent's insert is in a batch not applied yet. Retry later.
+    #[error(
+        "{table} row {row_id:?} references {parent_table} row {parent_id:?}, which has not arrived"
+    )]
+    MissingParent {
+        /// The child's table.
+        table: String,
+        /// The child row.
+        row_id: String,
+        /// The parent's table.
+        parent_table: &'static str,
+        /// The parent row the child references.
+        parent_id: String,
+    },
+    /// An update of a row this library has never heard of: its insert is in
+    /// a batch not applied yet. Retry later.
+    #[error("update of {table} row {row_id:?}, whose insert has not arrived")]
+    MissingRow {
+        /// The table.
+        table: String,
+        /// The row.
+        row_id: String,
+    },
+    /// A stored stamp is not a valid (HLC, device) pair.
+    #[error("corrupt stamp for {table} row {row_id:?}")]
+    CorruptStamp {
+        /// The table.
+        table: String,
+        /// The row.
+        row_id: String,
+    },
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Reading or folding the local op log failed.
+    #[error("op log: {0}")]
+    Oplog(#[from] OplogError),
+}
+
+impl MergeError {
+    /// Whether the batch may apply later in the same or a later pull, once
+    /// the batches it depends on have arrived (a missing parent or row).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            MergeError::MissingParent { .. } | MergeError::MissingRow { .. }
+        )
+    }
+
+    pub(crate) fn from_clock(e: ClockError) -> Self {
+        match e {
+            ClockError::DriftTooLarge { .. } => MergeError::Drift(e),
+            other => MergeError::Clock(other),
+        }
+    }
+}

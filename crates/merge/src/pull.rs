@@ -1,0 +1,140 @@
+//! Applying batches: one batch in one transaction, and a whole pull with
+//! chronological order and retry of batches whose parents had not arrived.
+
+use crate::apply::{Applier, ApplyStats};
+use crate::error::MergeError;
+use bae_hlc::{Clock, DeviceId};
+use bae_oplog::{validate, Batch, BatchSeq, SCHEMA};
+use rusqlite::Connection;
+
+/// Enough cached statements for every table's shapes plus the stamp and
+/// parking statements, so the merge never re-prepares in a loop.
+const STATEMENT_CACHE: usize = 128;
+
+/// Applies one remote batch in one SQLite transaction: all of it or none.
+///
+/// Validates every op against [`SCHEMA`] first, holds the batch back if its
+/// newest timestamp is beyond the clock's drift bound, folds this device's
+/// own recent writes into the stamps, applies the ops in their recorded
+/// order under the merge rules (crate docs), then advances the clock past
+/// the batch and persists it to `sync_state.clock` in the same transaction.
+/// Applying a batch again changes nothing.
+pub fn apply_batch(
+    conn: &mut Connection,
+    clock: &Clock,
+    local_device: DeviceId,
+    batch: &Batch,
+) -> Result<ApplyStats, MergeError> {
+    let span = tracing::debug_span!("merge_batch", device = %batch.device, seq = %batch.seq, ops = batch.ops.len());
+    let _entered = span.enter();
+    validate(batch, &SCHEMA)?;
+    let newest = batch.max_hlc();
+    if let Some(t) = newest {
+        clock.check_drift(t).map_err(MergeError::from_clock)?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let tx = conn.transaction()?;
+    let stats = {
+        let mut applier = Applier::new(&tx)?;
+        applier.fold_local(local_device)?;
+        for op in &batch.ops {
+            applier.apply_op(op, batch.device)?;
+        }
+        applier.stats
+    };
+    if let Some(t) = newest {
+        clock.receive(t).map_err(MergeError::from_clock)?;
+        tx.prepare_cached("UPDATE sync_state SET clock = ?1 WHERE id = 1")?
+            .execute([clock.last().as_u64() as i64])?;
+    }
+    tx.commit()?;
+    tracing::debug!(?stats, "applied");
+    Ok(stats)
+}
+
+/// Folds this device's own recent writes into the merge state in a
+/// transaction of its own (done by every [`apply_batch`] too; [`apply_pull`]
+/// does it even when nothing arrived).
+pub fn fold_local(conn: &mut Connection, local_device: DeviceId) -> Result<(), MergeError> {
+    let tx = conn.transaction()?;
+    Applier::new(&tx)?.fold_local(local_device)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A batch that did not apply, kept (not dropped) with the reason.
+#[derive(Debug)]
+pub struct HeldBatch {
+    /// The batch, untouched, to try again in a later pull.
+    pub batch: Batch,
+    /// Why it did not apply.
+    pub reason: MergeError,
+}
+
+/// What a pull did.
+#[derive(Debug, Default)]
+pub struct PullReport {
+    /// Batches applied (or found already applied), in the order applied.
+    pub applied: Vec<(DeviceId, BatchSeq)>,
+    /// Batches not applied: still missing a parent after every retry, too far
+    /// ahead of our clock, or invalid.
+    pub held: Vec<HeldBatch>,
+    /// Totals over the applied batches.
+    pub stats: ApplyStats,
+}
+
+/// Applies the batches of one pull: sorted chronologically (oldest op first,
+/// then device, then seq), each in its own transaction; batches that fail on
+/// a parent or row that has not arrived are retried after the others, in the
+/// same order, until a round makes no progress. Whatever still cannot apply
+/// is returned in [`PullReport::held`], never dropped.
+///
+/// Fails only if this device's own writes cannot be folded (a database
+/// error before any batch is tried).
+pub fn apply_pull(
+    conn: &mut Connection,
+    clock: &Clock,
+    local_device: DeviceId,
+    mut batches: Vec<Batch>,
+) -> Result<PullReport, MergeError> {
+    let span = tracing::info_span!("merge_pull", batches = batches.len());
+    let _entered = span.enter();
+    fold_local(conn, local_device)?;
+    batches.sort_by_key(|b| (b.ops.iter().map(|o| o.hlc).min(), b.device, b.seq));
+    let mut report = PullReport::default();
+    let mut pending = batches;
+    loop {
+        let mut waiting = Vec::new();
+        let before = report.applied.len();
+        for batch in pending {
+            match apply_batch(conn, clock, local_device, &batch) {
+                Ok(stats) => {
+                    report.applied.push((batch.device, batch.seq));
+                    add(&mut report.stats, stats);
+                }
+                Err(reason) if reason.is_retryable() => waiting.push(HeldBatch { batch, reason }),
+                Err(reason) => {
+                    tracing::warn!(device = %batch.device, seq = %batch.seq, %reason, "batch held");
+                    report.held.push(HeldBatch { batch, reason });
+                }
+            }
+        }
+        if waiting.is_empty() || report.applied.len() == before {
+            for held in &waiting {
+                tracing::info!(device = %held.batch.device, seq = %held.batch.seq, reason = %held.reason, "batch waits for a later pull");
+            }
+            report.held.extend(waiting);
+            return Ok(report);
+        }
+        pending = waiting.into_iter().map(|h| h.batch).collect();
+    }
+}
+
+fn add(total: &mut ApplyStats, s: ApplyStats) {
+    total.ops += s.ops;
+    total.fields_won += s.fields_won;
+    total.fields_lost += s.fields_lost;
+    total.rows_inserted += s.rows_inserted;
+    total.rows_deleted += s.rows_deleted;
+    total.ops_on_absent_rows += s.ops_on_absent_rows;
+}

@@ -1,0 +1,316 @@
+//! What merge knows about one row, and the SQL that reads and writes it:
+//! stamps (`field_timestamps`, `tombstones`), the physical row, and the
+//! values of absent rows (the `merge_parked` table).
+
+use crate::error::MergeError;
+use bae_hlc::{DeviceId, Stamp, Timestamp};
+use bae_oplog::{stamps, TableSchema, Value};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The pseudo-column of `field_timestamps` holding a row's newest insert
+/// stamp. Not an identifier, so it can never collide with a real column.
+pub const ROW_COLUMN: &str = "#row";
+
+/// Values of rows that are known but absent (deleted, or under an absent
+/// parent), so that whatever revives them later revives the same values on
+/// every device whatever the arrival order. Merge-owned; created on first use.
+const PARKING_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS merge_parked (
+    table_name TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    "column" TEXT NOT NULL,
+    value,
+    PRIMARY KEY (table_name, row_id, "column")
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS merge_parked_by_value ON merge_parked (table_name, "column", value);
+"#;
+
+/// Creates the parking table if missing; returns whether it holds anything.
+pub(crate) fn ensure_parking(conn: &Connection) -> Result<bool, MergeError> {
+    conn.execute_batch(PARKING_SCHEMA)?;
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM merge_parked)")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// A row's merge state.
+#[derive(Debug, Clone)]
+pub(crate) struct RowState {
+    /// The row is in its table.
+    pub present: bool,
+    /// Newest insert stamp.
+    pub ins: Option<Stamp>,
+    /// Newest delete stamp.
+    pub tomb: Option<Stamp>,
+    /// Explicit per-column stamps (updates; local writes).
+    pub fields: Vec<(String, Stamp)>,
+}
+
+impl RowState {
+    /// Whether this library has heard of the row at all.
+    pub fn known(&self) -> bool {
+        self.present || self.ins.is_some() || self.tomb.is_some() || !self.fields.is_empty()
+    }
+
+    /// A column's effective stamp: its explicit stamp or the row's insert
+    /// stamp, whichever is newer (an insert writes every column).
+    pub fn field(&self, column: &str) -> Option<Stamp> {
+        let explicit = self
+            .fields
+            .iter()
+            .find(|(c, _)| c == column)
+            .map(|(_, s)| *s);
+        explicit.max(self.ins)
+    }
+
+    /// Whether the row's own stamps say it exists: newest insert newer than
+    /// newest delete. A row present without any stamps (written before sync
+    /// began) counts as alive until a delete arrives.
+    pub fn own_live(&self) -> bool {
+        match (self.ins, self.tomb) {
+            (Some(i), Some(t)) => i > t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => self.present,
+        }
+    }
+
+    /// Whether a value written at `stamp` outlives the row's tombstone.
+    pub fn after_tomb(&self, stamp: Option<Stamp>) -> bool {
+        stamp.is_some() && stamp > self.tomb
+    }
+}
+
+fn stamp_from(table: &str, row_id: &str, hlc: i64, device: &[u8]) -> Result<Stamp, MergeError> {
+    let bytes: [u8; 16] = device.try_into().map_err(|_| MergeError::CorruptStamp {
+        table: table.into(),
+        row_id: row_id.into(),
+    })?;
+    Ok(Stamp::new(
+        Timestamp::from_u64(hlc as u64),
+        DeviceId::from_bytes(bytes),
+    ))
+}
+
+/// Reads a row's state in one statement (three index lookups).
+pub(crate) fn load_row(
+    conn: &Connection,
+    table: &TableSchema,
+    row_id: &str,
+) -> Result<RowState, MergeError> {
+    let sql = format!(
+        r#"SELECT 0, NULL, NULL, NULL FROM {t} WHERE id = ?2
+           UNION ALL SELECT 1, "column", hlc, device FROM field_timestamps WHERE table_name = ?1 AND row_id = ?2
+           UNION ALL SELECT 2, NULL, hlc, device FROM tombstones WHERE table_name = ?1 AND row_id = ?2"#,
+        t = table.name
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![table.name, row_id])?;
+    let mut state = RowState {
+        present: false,
+        ins: None,
+        tomb: None,
+        fields: Vec::new(),
+    };
+    while let Some(r) = rows.next()? {
+        let kind: i64 = r.get(0)?;
+        if kind == 0 {
+            state.present = true;
+            continue;
+        }
+        let hlc: i64 = r.get(2)?;
+        let device = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+        let stamp = stamp_from(table.name, row_id, hlc, device)?;
+        if kind == 2 {
+            state.tomb = Some(stamp);
+            continue;
+        }
+        let column: String = r.get(1)?;
+        if column == ROW_COLUMN {
+            state.ins = Some(stamp);
+        } else {
+            state.fields.push((column, stamp));
+        }
+    }
+    Ok(state)
+}
+
+/// Sets a row's insert stamp.
+pub(crate) fn set_row_stamp(
+    conn: &Connection,
+    table: &str,
+    row_id: &str,
+    stamp: Stamp,
+) -> Result<(), MergeError> {
+    Ok(stamps::set_field_stamp(
+        conn, table, row_id, ROW_COLUMN, stamp,
+    )?)
+}
+
+/// Whether a row is in its table.
+pub(crate) fn exists(conn: &Connection, table: &str, row_id: &str) -> Result<bool, MergeError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
+        .query_row([row_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Whether this library has any stamp for a row.
+pub(crate) fn has_stamps(conn: &Connection, table: &str, row_id: &str) -> Result<bool, MergeError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM field_timestamps WHERE table_name = ?1 AND row_id = ?2)
+                 OR EXISTS (SELECT 1 FROM tombstones WHERE table_name = ?1 AND row_id = ?2)",
+        )?
+        .query_row([table, row_id], |r| r.get(0))?)
+}
+
+/// Inserts a row with the given columns (the rest take their defaults).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    table: &str,
+    row_id: &str,
+    fields: &[(&str, &Value)],
+) -> rusqlite::Result<usize> {
+    let mut sql = format!("INSERT INTO {table} (id");
+    for (c, _) in fields {
+        sql.push_str(", ");
+        sql.push_str(c);
+    }
+    sql.push_str(") VALUES (?1");
+    for i in 0..fields.len() {
+        sql.push_str(", ?");
+        sql.push_str(&(i + 2).to_string());
+    }
+    sql.push(')');
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
+    values.push(&row_id);
+    values.extend(fields.iter().map(|(_, v)| *v as &dyn rusqlite::ToSql));
+    conn.prepare_cached(&sql)?.execute(values.as_slice())
+}
+
+/// Updates columns of a present row.
+pub(crate) fn update_row(
+    conn: &Connection,
+    table: &str,
+    row_id: &str,
+    fields: &[(&str, &Value)],
+) -> Result<(), MergeError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let mut sql = format!("UPDATE {table} SET ");
+    for (i, (c, _)) in fields.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("{c} = ?{}", i + 2));
+    }
+    sql.push_str(" WHERE id = ?1");
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
+    values.push(&row_id);
+    values.extend(fields.iter().map(|(_, v)| *v as &dyn rusqlite::ToSql));
+    conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+    Ok(())
+}
+
+/// Deletes a row (the database cascades to its dependents).
+pub(crate) fn delete_row(conn: &Connection, table: &str, row_id: &str) -> Result<(), MergeError> {
+    conn.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
+        .execute([row_id])?;
+    Ok(())
+}
+
+/// The synced columns of a present row.
+pub(crate) fn physical_values(
+    conn: &Connection,
+    table: &TableSchema,
+    row_id: &str,
+) -> Result<Vec<(&'static str, Value)>, MergeError> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id = ?1",
+        table.columns.join(", "),
+        table.name
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([row_id])?;
+    let mut out = Vec::with_capacity(table.columns.len());
+    if let Some(r) = rows.next()? {
+        for (i, c) in table.columns.iter().enumerate() {
+            out.push((*c, Value::from(r.get_ref(i)?)));
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of present rows of `child` whose `column` is `parent_id`.
+pub(crate) fn child_ids(
+    conn: &Connection,
+    child: &str,
+    column: &str,
+    parent_id: &str,
+) -> Result<Vec<String>, MergeError> {
+    let sql = format!("SELECT id FROM {child} WHERE {column} = ?1 ORDER BY id");
+    let ids = conn
+        .prepare_cached(&sql)?
+        .query_map([parent_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Keeps a value of an absent row.
+pub(crate) fn park(
+    conn: &Connection,
+    table: &str,
+    row_id: &str,
+    column: &str,
+    value: &Value,
+) -> Result<(), MergeError> {
+    conn.prepare_cached(
+        r#"INSERT INTO merge_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)
+           ON CONFLICT (table_name, row_id, "column") DO UPDATE SET value = excluded.value"#,
+    )?
+    .execute(params![table, row_id, column, value])?;
+    Ok(())
+}
+
+/// The kept values of an absent row.
+pub(crate) fn parked_values(
+    conn: &Connection,
+    table: &str,
+    row_id: &str,
+) -> Result<Vec<(String, Value)>, MergeError> {
+    let mut stmt = conn.prepare_cached(
+        r#"SELECT "column", value FROM merge_parked WHERE table_name = ?1 AND row_id = ?2"#,
+    )?;
+    let mut rows = stmt.query([table, row_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push((r.get(0)?, Value::from(r.get_ref(1)?)));
+    }
+    Ok(out)
+}
+
+/// Forgets the kept values of a row (it is present again).
+pub(crate) fn unpark(conn: &Connection, table: &str, row_id: &str) -> Result<(), MergeError> {
+    conn.prepare_cached("DELETE FROM merge_parked WHERE table_name = ?1 AND row_id = ?2")?
+        .execute([table, row_id])?;
+    Ok(())
+}
+
+/// Ids of parked rows of `child` whose parked `column` is `parent_id`.
+pub(crate) fn parked_children(
+    conn: &Connection,
+    child: &str,
+    column: &str,
+    parent_id: &str,
+) -> Result<Vec<String>, MergeError> {
+    let ids = conn
+        .prepare_cached(
+            r#"SELECT row_id FROM merge_parked WHERE table_name = ?1 AND "column" = ?2 AND value = ?3 ORDER BY row_id"#,
+        )?
+        .query_map([child, column, parent_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}

@@ -1,0 +1,541 @@
+//! Merge scenarios: one behaviour per test, in both arrival orders where
+//! order could matter.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bae_hlc::DeviceId;
+use bae_merge::MergeError;
+use bae_oplog::{demo_album, OpKind, Value};
+use common::*;
+
+fn title_of(d: &mut Device, album: &str) -> Option<Value> {
+    d.get("albums", album, "title")
+}
+
+#[test]
+fn an_imported_album_replicates_identically() {
+    let (mut a, mut b) = (Device::new(), Device::new());
+    a.import(&demo_album(1, 0, 3));
+    a.import(&demo_album(1, 1, 2));
+    b.pull_all_from(&mut a);
+    assert_eq!(a.dump(), b.dump());
+    assert_eq!(b.count("tracks"), 5);
+}
+
+#[test]
+fn later_edit_of_the_same_field_wins_in_either_arrival_order() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 1);
+    let id = album.album_id().unwrap().to_owned();
+    a.import(&album);
+    let (mut b, mut c) = (Device::new(), Device::new());
+    b.pull_all_from(&mut a);
+    c.pull_all_from(&mut a);
+    let early = b.edit("albums", &id, &[("title", "early".into())]);
+    c.tick(10);
+    let late = c.edit("albums", &id, &[("title", "late".into())]);
+    let mut x = Device::new();
+    let mut y = Device::new();
+    x.pull(vec![a.last(), early.clone(), late.clone()]);
+    y.pull(vec![a.last()]);
+    y.apply(&late).unwrap();
+    y.apply(&early).unwrap();
+    b.pull(vec![late]);
+    c.pull(vec![early]);
+    for d in [&mut x, &mut y, &mut b, &mut c] {
+        assert_eq!(title_of(d, &id), Some("late".into()));
+    }
+    assert_eq!(b.dump(), c.dump());
+    assert_eq!(x.dump(), y.dump());
+    assert_eq!(x.dump(), b.dump());
+}
+
+#[test]
+fn edits_of_different_fields_both_survive() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 1);
+    let id = album.album_id().unwrap().to_owned();
+    a.import(&album);
+    let mut b = Device::new();
+    b.pull_all_from(&mut a);
+    let ea = a.edit("albums", &id, &[("title", "from a".into())]);
+    let eb = b.edit("albums", &id, &[("year", Value::Integer(2001))]);
+    a.apply(&eb).unwrap();
+    b.apply(&ea).unwrap();
+    assert_eq!(a.dump(), b.dump());
+    assert_eq!(a.get("albums", &id, "year"), Some(Value::Integer(2001)));
+    assert_eq!(title_of(&mut b, &id), Some("from a".into()));
+}
+
+#[test]
+fn later_delete_beats_earlier_edit_in_either_order() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 2);
+    let id = album.album_id().unwrap().to_owned();
+    let import = a.import(&album);
+    let mut b = Device::new();
+    b.pull_all_from(&mut a);
+    let edit = b.edit("albums", &id, &[("title", "edited".into())]);
+    a.tick(10);
+    let delete = a.delete("albums", &id);
+    let (mut x, mut y) = (Device::new(), Device::new());
+    x.pull(vec![import.clone()]);
+    x.apply(&edit).unwrap();
+    x.apply(&delete).unwrap();
+    y.pull(vec![import]);
+    y.apply(&delete).unwrap();
+    y.apply(&edit).unwrap();
+    b.apply(&delete).unwrap();
+    a.apply(&edit).unwrap();
+    for d in [&mut x, &mut y, &mut a, &mut b] {
+        assert!(!d.exists("albums", &id));
+        assert_eq!(d.count("tracks"), 0);
+        assert_eq!(d.count("audio_formats"), 0);
+    }
+    assert_eq!(x.dump(), y.dump());
+    assert_eq!(a.dump(), b.dump());
+}
+
+#[test]
+fn newer_reimport_beats_older_delete_in_either_order_without_resurrecting_old_fields() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 2);
+    let id = album.album_id().unwrap().to_owned();
+    let import = a.import(&album);
+    let edit = a.edit("albums", &id, &[("title", "before delete".into())]);
+    let delete = a.delete("albums", &id);
+    let mut c = Device::new();
+    c.pull_all_from(&mut a);
+    c.tick(10);
+    let reimport = c.import(&album);
+    let (mut x, mut y) = (Device::new(), Device::new());
+    x.pull(vec![import.clone(), edit.clone()]);
+    x.apply(&delete).unwrap();
+    x.apply(&reimport).unwrap();
+    y.pull(vec![import, reimport.clone()]);
+    y.apply(&edit).unwrap();
+    y.apply(&delete).unwrap();
+    a.apply(&reimport).unwrap();
+    for d in [&mut x, &mut y, &mut a, &mut c] {
+        assert!(d.exists("albums", &id));
+        assert_eq!(title_of(d, &id), Some("Album 0".into()));
+        assert_eq!(d.count("tracks"), 2);
+    }
+    assert_eq!(x.dump(), y.dump());
+    assert_eq!(a.dump(), c.dump());
+    assert_eq!(a.dump(), x.dump());
+}
+
+#[test]
+fn an_older_insert_does_not_undo_a_newer_delete() {
+    let (dx, dy) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    let insert = batch(
+        dx,
+        1,
+        vec![op(T0, "albums", "al", OpKind::Insert, &album_fields("t"))],
+    );
+    let delete = batch(dy, 1, vec![op(T0 + 5, "albums", "al", OpKind::Delete, &[])]);
+    let reinsert = batch(
+        dx,
+        2,
+        vec![op(
+            T0 + 3,
+            "albums",
+            "al",
+            OpKind::Insert,
+            &album_fields("again"),
+        )],
+    );
+    let mut orders = vec![
+        vec![&insert, &delete, &reinsert],
+        vec![&delete, &reinsert, &insert],
+        vec![&reinsert, &insert, &delete],
+    ];
+    let mut dumps = Vec::new();
+    for order in orders.drain(..) {
+        let mut d = Device::new();
+        for b in order {
+            d.apply(b).unwrap();
+        }
+        assert!(!d.exists("albums", "al"));
+        dumps.push(d.dump());
+    }
+    assert!(dumps.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn an_edit_newer_than_a_delete_survives_into_a_later_revival() {
+    // Delete at +5, an edit at +9 (its device never saw the delete), a
+    // re-insert at +7: the edit is the newest write of the title, in every
+    // arrival order, though the row was absent when the edit arrived.
+    let (dx, dy, dz) = (
+        DeviceId::from_bytes([1; 16]),
+        DeviceId::from_bytes([2; 16]),
+        DeviceId::from_bytes([3; 16]),
+    );
+    let insert = batch(
+        dx,
+        1,
+        vec![op(T0, "albums", "al", OpKind::Insert, &album_fields("t"))],
+    );
+    let delete = batch(dx, 2, vec![op(T0 + 5, "albums", "al", OpKind::Delete, &[])]);
+    let edit = batch(
+        dy,
+        1,
+        vec![op(
+            T0 + 9,
+            "albums",
+            "al",
+            OpKind::Update,
+            &[("title", "edit".into())],
+        )],
+    );
+    let reinsert = batch(
+        dz,
+        1,
+        vec![op(
+            T0 + 7,
+            "albums",
+            "al",
+            OpKind::Insert,
+            &album_fields("re"),
+        )],
+    );
+    let all = [&insert, &delete, &edit, &reinsert];
+    let mut dumps = Vec::new();
+    for perm in [
+        [0, 1, 2, 3],
+        [0, 1, 3, 2],
+        [0, 3, 2, 1],
+        [3, 0, 2, 1],
+        [0, 2, 1, 3],
+    ] {
+        let mut d = Device::new();
+        for i in perm {
+            d.apply(all[i]).unwrap();
+        }
+        assert_eq!(
+            d.get("albums", "al", "title"),
+            Some("edit".into()),
+            "{perm:?}"
+        );
+        dumps.push(d.dump());
+    }
+    assert!(dumps.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn a_child_under_a_deleted_parent_is_dead_not_held_and_returns_with_the_parent() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 1);
+    let release = album.ids("releases").next().unwrap().to_owned();
+    a.import(&album);
+    let mut b = Device::new();
+    b.pull_all_from(&mut a);
+    // B adds a track A never knew of; A deletes the release meanwhile.
+    let add = {
+        let mut tx = b.lib.recorder().transaction().unwrap();
+        tx.insert("tracks", "extra", &track_fields(&release, "extra"))
+            .unwrap();
+        tx.commit().unwrap();
+        b.last()
+    };
+    let delete = a.delete("releases", &release);
+    let report = a.pull(vec![add.clone()]);
+    assert!(report.held.is_empty(), "{:?}", report.held);
+    b.apply(&delete).unwrap();
+    assert!(!a.exists("tracks", "extra"));
+    assert!(!b.exists("tracks", "extra"));
+    assert_eq!(a.dump(), b.dump());
+    // A later re-import brings the release back, and with it the child its
+    // deleter never knew.
+    let mut c = Device::new();
+    c.pull(vec![a.batches()[0].clone(), delete.clone()]);
+    c.tick(50);
+    c.delete("albums", album.album_id().unwrap());
+    let reimport = c.import(&album);
+    a.pull(vec![reimport.clone()]);
+    b.pull(c.batches());
+    c.pull(vec![add]);
+    assert!(a.exists("tracks", "extra"));
+    assert_eq!(a.dump(), b.dump());
+    assert_eq!(a.dump(), c.dump());
+}
+
+#[test]
+fn a_batch_missing_its_parent_is_retried_after_the_rest_of_the_pull() {
+    let (dx, dy) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    // The child batch is chronologically first (its device's clock lags),
+    // so it fails on its first try and applies on the retry.
+    let parents = batch(
+        dx,
+        1,
+        vec![
+            op(T0 + 10, "albums", "al", OpKind::Insert, &album_fields("t")),
+            op(
+                T0 + 10,
+                "releases",
+                "re",
+                OpKind::Insert,
+                &release_fields("al"),
+            ),
+            op(T0 + 10, "files", "fi", OpKind::Insert, &file_fields("re")),
+        ],
+    );
+    let track = batch(
+        dy,
+        1,
+        vec![op(
+            T0,
+            "tracks",
+            "tr",
+            OpKind::Insert,
+            &track_fields("re", "t"),
+        )],
+    );
+    let format = batch(
+        dy,
+        2,
+        vec![op(
+            T0 + 1,
+            "audio_formats",
+            "af",
+            OpKind::Insert,
+            &audio_format_fields("tr", "fi"),
+        )],
+    );
+    let mut d = Device::new();
+    let report = d.pull(vec![format, track, parents]);
+    assert!(report.held.is_empty(), "{:?}", report.held);
+    assert_eq!(report.applied.len(), 3);
+    assert_eq!(report.applied[0], (dx, bae_oplog::BatchSeq(1)));
+    assert!(d.exists("audio_formats", "af"));
+}
+
+#[test]
+fn a_batch_whose_parent_never_arrives_is_kept_and_reported() {
+    let dy = DeviceId::from_bytes([2; 16]);
+    let track = batch(
+        dy,
+        1,
+        vec![op(
+            T0,
+            "tracks",
+            "tr",
+            OpKind::Insert,
+            &track_fields("re", "t"),
+        )],
+    );
+    let mut d = Device::new();
+    let report = d.pull(vec![track.clone()]);
+    assert!(report.applied.is_empty());
+    assert_eq!(report.held.len(), 1);
+    assert_eq!(report.held[0].batch, track);
+    assert!(matches!(
+        &report.held[0].reason,
+        MergeError::MissingParent { parent_table: "releases", parent_id, .. } if parent_id == "re"
+    ));
+    assert_eq!(d.count("tracks"), 0);
+}
+
+#[test]
+fn an_update_of_a_row_not_yet_inserted_waits() {
+    let (dx, dy) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    let edit = batch(
+        dy,
+        1,
+        vec![op(
+            T0 + 5,
+            "albums",
+            "al",
+            OpKind::Update,
+            &[("title", "e".into())],
+        )],
+    );
+    let insert = batch(
+        dx,
+        1,
+        vec![op(T0, "albums", "al", OpKind::Insert, &album_fields("t"))],
+    );
+    let mut d = Device::new();
+    let err = d.apply(&edit).unwrap_err();
+    assert!(matches!(err, MergeError::MissingRow { .. }));
+    let report = d.pull(vec![edit, insert]);
+    assert!(report.held.is_empty());
+    assert_eq!(d.get("albums", "al", "title"), Some("e".into()));
+}
+
+#[test]
+fn a_failing_batch_applies_nothing() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    let b = batch(
+        dx,
+        1,
+        vec![
+            op(T0, "albums", "al", OpKind::Insert, &album_fields("t")),
+            op(
+                T0,
+                "tracks",
+                "tr",
+                OpKind::Insert,
+                &track_fields("nope", "t"),
+            ),
+        ],
+    );
+    let mut d = Device::new();
+    let before = d.dump();
+    assert!(d.apply(&b).unwrap_err().is_retryable());
+    assert_eq!(d.dump(), before);
+    let stamps: i64 = d
+        .conn()
+        .query_row("SELECT COUNT(*) FROM field_timestamps", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stamps, 0);
+}
+
+#[test]
+fn an_unknown_column_is_rejected_and_nothing_applies() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    let mut bad = op(T0, "files", "fi", OpKind::Update, &[]);
+    bad.fields
+        .push(("source_path".into(), "/etc/passwd".into()));
+    let b = batch(
+        dx,
+        1,
+        vec![
+            op(T0, "albums", "al", OpKind::Insert, &album_fields("t")),
+            bad,
+        ],
+    );
+    let mut d = Device::new();
+    let err = d.apply(&b).unwrap_err();
+    assert!(matches!(err, MergeError::Invalid(_)));
+    assert!(!d.exists("albums", "al"));
+    let report = d.pull(vec![b]);
+    assert_eq!(report.held.len(), 1);
+}
+
+#[test]
+fn a_batch_too_far_ahead_is_held_then_applies_once_time_catches_up() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    let ahead = T0 + 3_600_000;
+    let b = batch(
+        dx,
+        1,
+        vec![op(
+            ahead,
+            "albums",
+            "al",
+            OpKind::Insert,
+            &album_fields("t"),
+        )],
+    );
+    let mut d = Device::new();
+    let clock_before = d.lib.recorder().clock().last();
+    assert!(matches!(d.apply(&b).unwrap_err(), MergeError::Drift(_)));
+    let report = d.pull(vec![b.clone()]);
+    assert!(matches!(report.held[0].reason, MergeError::Drift(_)));
+    assert!(!d.exists("albums", "al"));
+    assert_eq!(d.lib.recorder().clock().last(), clock_before);
+    d.tick(3_600_000);
+    d.apply(&b).unwrap();
+    assert!(d.exists("albums", "al"));
+}
+
+#[test]
+fn applying_advances_and_persists_the_clock() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    let b = batch(
+        dx,
+        1,
+        vec![op(
+            T0 + 60_000,
+            "albums",
+            "al",
+            OpKind::Insert,
+            &album_fields("t"),
+        )],
+    );
+    let mut d = Device::new();
+    d.apply(&b).unwrap();
+    let persisted: i64 = d
+        .conn()
+        .query_row("SELECT clock FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(persisted as u64 >= b.max_hlc().unwrap().as_u64());
+    let local = d.edit("albums", "al", &[("title", "mine".into())]);
+    assert!(local.ops[0].hlc > b.ops[0].hlc);
+}
+
+#[test]
+fn applying_the_same_batch_twice_changes_nothing() {
+    let mut a = Device::new();
+    let import = a.import(&demo_album(1, 0, 3));
+    let mut b = Device::new();
+    b.apply(&import).unwrap();
+    let once = b.dump();
+    let again = b.apply(&import).unwrap();
+    assert_eq!(again.fields_won, 0);
+    assert_eq!(again.rows_inserted, 0);
+    assert_eq!(b.dump(), once);
+    // Its own batches coming back change nothing either.
+    let mine = a.dump();
+    a.pull(vec![import]);
+    assert_eq!(a.dump(), mine);
+}
+
+#[test]
+fn merge_keeps_local_only_columns_and_records_no_local_ops() {
+    let mut a = Device::new();
+    let album = demo_album(1, 0, 1);
+    let file = album.ids("files").next().unwrap().to_owned();
+    a.import(&album);
+    let mut b = Device::new();
+    b.pull_all_from(&mut a);
+    assert_eq!(b.get("files", &file, "source_path"), Some(Value::Null));
+    b.conn()
+        .execute(
+            "UPDATE files SET source_path = '/mine' WHERE id = ?1",
+            [&file],
+        )
+        .unwrap();
+    let ops_before: i64 = b
+        .conn()
+        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
+        .unwrap();
+    let edit = a.edit(
+        "files",
+        &file,
+        &[("original_filename", "renamed.flac".into())],
+    );
+    b.apply(&edit).unwrap();
+    assert_eq!(
+        b.get("files", &file, "original_filename"),
+        Some("renamed.flac".into())
+    );
+    assert_eq!(b.get("files", &file, "source_path"), Some("/mine".into()));
+    let ops_after: i64 = b
+        .conn()
+        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ops_before, ops_after);
+    assert_eq!(ops_after, 0);
+}
+
+#[test]
+fn concurrent_imports_of_the_same_album_merge_field_by_field() {
+    let album = demo_album(1, 0, 2);
+    let id = album.album_id().unwrap().to_owned();
+    let (mut a, mut b) = (Device::new(), Device::new());
+    a.import(&album);
+    b.tick(5);
+    b.import(&album);
+    b.edit("albums", &id, &[("title", "b's".into())]);
+    a.pull(b.batches());
+    b.pull(a.batches());
+    assert_eq!(a.dump(), b.dump());
+    assert_eq!(title_of(&mut a, &id), Some("b's".into()));
+}
