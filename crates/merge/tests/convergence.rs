@@ -1,0 +1,260 @@
+//! Convergence: devices making random bae-shaped writes and exchanging
+//! their batches in random orders, with duplicates, end with identical
+//! libraries.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bae_oplog::{demo_album, AlbumImport, Batch, Value};
+use common::Device;
+use proptest::prelude::*;
+
+const SEED: u64 = 7;
+const ALBUMS: u64 = 3;
+
+/// Album `k` with up to three tracks. Imports of the same album share ids
+/// (track `t` is the same row whatever the count), so concurrent imports
+/// with different counts make children another device's delete never knew.
+fn album(k: u64, tracks: usize) -> AlbumImport {
+    demo_album(SEED, k, tracks)
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Import {
+        dev: usize,
+        album: u64,
+        tracks: usize,
+    },
+    EditAlbum {
+        dev: usize,
+        album: u64,
+        year: bool,
+        v: u8,
+    },
+    EditRelease {
+        dev: usize,
+        album: u64,
+        v: u8,
+    },
+    EditTrack {
+        dev: usize,
+        album: u64,
+        track: usize,
+        v: u8,
+    },
+    DeleteTrack {
+        dev: usize,
+        album: u64,
+        track: usize,
+    },
+    DeleteRelease {
+        dev: usize,
+        album: u64,
+    },
+    DeleteAlbum {
+        dev: usize,
+        album: u64,
+    },
+    Tick {
+        dev: usize,
+        ms: i64,
+    },
+    /// Deliver these batches (indices into everything recorded so far,
+    /// modulo its length, repeats allowed) to `to`.
+    Sync {
+        to: usize,
+        picks: Vec<usize>,
+    },
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let dev = 0usize..5;
+    let album = 0..ALBUMS;
+    prop_oneof![
+        3 => (dev.clone(), album.clone(), 1usize..=3).prop_map(|(dev, album, tracks)| Action::Import { dev, album, tracks }),
+        2 => (dev.clone(), album.clone(), any::<bool>(), 0u8..4)
+            .prop_map(|(dev, album, year, v)| Action::EditAlbum { dev, album, year, v }),
+        1 => (dev.clone(), album.clone(), 0u8..4).prop_map(|(dev, album, v)| Action::EditRelease { dev, album, v }),
+        2 => (dev.clone(), album.clone(), 0usize..3, 0u8..4)
+            .prop_map(|(dev, album, track, v)| Action::EditTrack { dev, album, track, v }),
+        1 => (dev.clone(), album.clone(), 0usize..3).prop_map(|(dev, album, track)| Action::DeleteTrack { dev, album, track }),
+        1 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::DeleteRelease { dev, album }),
+        1 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::DeleteAlbum { dev, album }),
+        1 => (dev.clone(), -50i64..200).prop_map(|(dev, ms)| Action::Tick { dev, ms }),
+        4 => (dev, proptest::collection::vec(any::<usize>(), 0..8)).prop_map(|(to, picks)| Action::Sync { to, picks }),
+    ]
+}
+
+fn id_of<'a>(a: &'a AlbumImport, table: &'a str, n: usize) -> Option<&'a str> {
+    a.ids(table).nth(n)
+}
+
+/// Performs a local write if it makes sense on this device now; returns
+/// its batch.
+fn perform(d: &mut Device, action: &Action) -> Option<Batch> {
+    let v = |v: &u8| Value::from(format!("v{v}"));
+    match action {
+        Action::Import {
+            album: k, tracks, ..
+        } => {
+            let a = album(*k, *tracks);
+            let exists = d.exists("albums", a.album_id()?);
+            (!exists).then(|| d.import(&a))
+        }
+        Action::EditAlbum {
+            album: k,
+            year,
+            v: x,
+            ..
+        } => {
+            let a = album(*k, 3);
+            let id = a.album_id()?;
+            let field = if *year {
+                ("year", Value::Integer(2000 + *x as i64))
+            } else {
+                ("title", v(x))
+            };
+            d.exists("albums", id)
+                .then(|| d.edit("albums", id, &[field]))
+        }
+        Action::EditRelease { album: k, v: x, .. } => {
+            let a = album(*k, 3);
+            let id = id_of(&a, "releases", 0)?;
+            d.exists("releases", id)
+                .then(|| d.edit("releases", id, &[("label", v(x))]))
+        }
+        Action::EditTrack {
+            album: k,
+            track,
+            v: x,
+            ..
+        } => {
+            let a = album(*k, 3);
+            let id = id_of(&a, "tracks", *track)?;
+            d.exists("tracks", id)
+                .then(|| d.edit("tracks", id, &[("title", v(x))]))
+        }
+        Action::DeleteTrack {
+            album: k, track, ..
+        } => {
+            let a = album(*k, 3);
+            let id = id_of(&a, "tracks", *track)?;
+            d.exists("tracks", id).then(|| d.delete("tracks", id))
+        }
+        Action::DeleteRelease { album: k, .. } => {
+            let a = album(*k, 3);
+            let id = id_of(&a, "releases", 0)?;
+            d.exists("releases", id).then(|| d.delete("releases", id))
+        }
+        Action::DeleteAlbum { album: k, .. } => {
+            let a = album(*k, 3);
+            let id = a.album_id()?;
+            d.exists("albums", id).then(|| d.delete("albums", id))
+        }
+        Action::Tick { ms, .. } => {
+            d.tick(*ms);
+            None
+        }
+        Action::Sync { .. } => None,
+    }
+}
+
+fn dev_of(action: &Action) -> usize {
+    match action {
+        Action::Import { dev, .. }
+        | Action::EditAlbum { dev, .. }
+        | Action::EditRelease { dev, .. }
+        | Action::EditTrack { dev, .. }
+        | Action::DeleteTrack { dev, .. }
+        | Action::DeleteRelease { dev, .. }
+        | Action::DeleteAlbum { dev, .. }
+        | Action::Tick { dev, .. } => *dev,
+        Action::Sync { to, .. } => *to,
+    }
+}
+
+/// A deterministic shuffle with duplicates, from a seed.
+fn scrambled(pool: &[Batch], seed: u64) -> Vec<Batch> {
+    let mut state = seed | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out: Vec<Batch> = pool.to_vec();
+    for _ in 0..pool.len() / 3 {
+        out.push(pool[next() as usize % pool.len()].clone());
+    }
+    for i in (1..out.len()).rev() {
+        out.swap(i, next() as usize % (i + 1));
+    }
+    out
+}
+
+/// Applies batches one at a time in the given order, retrying those whose
+/// parents had not arrived until no progress, then as one pull.
+fn deliver_everything(d: &mut Device, batches: Vec<Batch>) {
+    let mut pending = batches;
+    loop {
+        let before = pending.len();
+        let mut waiting = Vec::new();
+        for b in pending {
+            match d.apply(&b) {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => waiting.push(b),
+                Err(e) => panic!("batch failed: {e}"),
+            }
+        }
+        if waiting.is_empty() || waiting.len() == before {
+            pending = waiting;
+            break;
+        }
+        pending = waiting;
+    }
+    let report = d.pull(pending);
+    assert!(report.held.is_empty(), "held at the end: {:?}", report.held);
+}
+
+fn run(devices: usize, actions: Vec<Action>, seed: u64) -> Result<(), TestCaseError> {
+    let mut devs: Vec<Device> = (0..devices).map(|_| Device::new()).collect();
+    let mut pool: Vec<Batch> = Vec::new();
+    for action in &actions {
+        let i = dev_of(action) % devices;
+        if let Action::Sync { picks, .. } = action {
+            if pool.is_empty() {
+                continue;
+            }
+            let batches = picks.iter().map(|p| pool[p % pool.len()].clone()).collect();
+            // Held batches stay in the pool and arrive again later.
+            devs[i].pull(batches);
+        } else if let Some(b) = perform(&mut devs[i], action) {
+            pool.push(b);
+        }
+    }
+    if pool.is_empty() {
+        return Ok(());
+    }
+    for (i, d) in devs.iter_mut().enumerate() {
+        deliver_everything(d, scrambled(&pool, seed.wrapping_add(i as u64)));
+    }
+    let first = devs[0].dump();
+    for d in devs.iter_mut().skip(1) {
+        prop_assert_eq!(&first, &d.dump());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn devices_exchanging_batches_in_any_order_converge(
+        devices in 2usize..=5,
+        actions in proptest::collection::vec(action(), 1..40),
+        seed in any::<u64>(),
+    ) {
+        run(devices, actions, seed)?;
+    }
+}
