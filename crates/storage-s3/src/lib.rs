@@ -5,4 +5,33 @@
 //!
 //! Architecture invariant: `storage-s3` sees only opaque bytes; it knows
 //! nothing of ops, keys or SQLite.
+//!
+//! Map:
+//! - [`ObjectStore`] (`store.rs`): put, get, range get, head, list, delete;
+//!   [`StoreError`] (`error.rs`) says whether a failure is worth retrying.
+//! - [`LocalDirStore`] (`local.rs`), [`MemoryStore`] (`memory.rs`),
+//!   [`S3Store`] (`s3_store.rs`, retries by [`RetryPolicy`] in `retry.rs`).
+//! - [`open_store`] / [`StoreConfig`] (`bucket_url.rs`): bucket URLs.
+//! - [`layout`]: the bucket's key scheme, the only place keys are built.
+//! - [`key`]: which keys every store accepts.
+//! - [`testing`]: counting and fault-injecting wrappers for upper layers.
 #![forbid(unsafe_code)]
+
+mod bucket_url;
+mod error;
+pub mod key;
+pub mod layout;
+mod local;
+mod memory;
+mod retry;
+mod s3_store;
+mod store;
+pub mod testing;
+
+pub use bucket_url::{open_store, StoreConfig};
+pub use error::{ConfigError, StoreError};
+pub use local::LocalDirStore;
+pub use memory::MemoryStore;
+pub use retry::RetryPolicy;
+pub use s3_store::{AddressingStyle, S3Config, S3Credentials, S3Store};
+pub use store::{ObjectMeta, ObjectStore};

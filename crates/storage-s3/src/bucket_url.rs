@@ -1,0 +1,211 @@
+//! Bucket URLs a user can type, parsed into a store configuration.
+//!
+//! | URL | store |
+//! |---|---|
+//! | `/path/to/dir`, `relative/dir`, `file:///path/to/dir` | [`LocalDirStore`] |
+//! | `s3://bucket/optional/prefix?endpoint=URL&region=R&style=path\|virtual` | [`S3Store`] |
+//! | `memory://` | a fresh, empty [`MemoryStore`] |
+//!
+//! Credentials never go in the URL (one containing `user:pass@` is rejected):
+//! they come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+//! `AWS_SESSION_TOKEN`. Without `style`, an S3 URL with an `endpoint` uses
+//! path style (what self-hosted servers expect) and one without uses virtual
+//! host style (AWS).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::error::{ConfigError, StoreError};
+use crate::local::LocalDirStore;
+use crate::memory::MemoryStore;
+use crate::s3_store::{AddressingStyle, S3Config, S3Store};
+use crate::store::ObjectStore;
+
+/// Which store a bucket URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3-compatible bucket.
+    S3(Box<S3Config>),
+    /// An in-memory store (tests, dry runs).
+    Memory,
+}
+
+impl StoreConfig {
+    /// Parses a bucket URL (see the module docs for the accepted forms).
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(invalid(url, "empty"));
+        }
+        let Some((scheme, _)) = url.split_once("://") else {
+            return Ok(StoreConfig::Local(PathBuf::from(url)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => parse_file(url),
+            "s3" => parse_s3(url).map(|c| StoreConfig::S3(Box::new(c))),
+            "memory" => Ok(StoreConfig::Memory),
+            other => Err(ConfigError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+
+    /// Builds the store.
+    pub fn open(self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        Ok(match self {
+            StoreConfig::Local(path) => Arc::new(LocalDirStore::new(path)?),
+            StoreConfig::S3(config) => Arc::new(S3Store::new(*config)?),
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        })
+    }
+}
+
+/// Parses a bucket URL and opens the store it names.
+pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    StoreConfig::parse(url)?.open()
+}
+
+fn parse_file(raw: &str) -> Result<StoreConfig, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| invalid(raw, &e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(raw, "file URLs take no query or fragment"));
+    }
+    url.to_file_path()
+        .map(StoreConfig::Local)
+        .map_err(|()| invalid(raw, "not an absolute local path (use file:///path)"))
+}
+
+fn parse_s3(raw: &str) -> Result<S3Config, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| invalid(raw, &e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // Do not echo the URL back: it holds a secret.
+        return Err(invalid(
+            "s3://***",
+            "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ));
+    }
+    let bucket = url.host_str().unwrap_or_default();
+    if bucket.is_empty() || url.port().is_some() {
+        return Err(invalid(raw, "expected s3://bucket/prefix"));
+    }
+    let mut config = S3Config::new(bucket);
+    config.prefix = url.path().trim_matches('/').to_owned();
+    let mut style = None;
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "endpoint" => {
+                Url::parse(&value).map_err(|e| invalid(raw, &format!("endpoint: {e}")))?;
+                config.endpoint = Some(value.into_owned());
+            }
+            "region" => config.region = Some(value.into_owned()),
+            "style" => {
+                style = Some(match value.as_ref() {
+                    "path" => AddressingStyle::Path,
+                    "virtual" => AddressingStyle::VirtualHost,
+                    _ => return Err(invalid(raw, "style must be path or virtual")),
+                })
+            }
+            other => return Err(invalid(raw, &format!("unknown option {other:?}"))),
+        }
+    }
+    config.style = style.unwrap_or(if config.endpoint.is_some() {
+        AddressingStyle::Path
+    } else {
+        AddressingStyle::VirtualHost
+    });
+    Ok(config)
+}
+
+fn invalid(url: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(url: &str) -> S3Config {
+        match StoreConfig::parse(url).unwrap() {
+            StoreConfig::S3(config) => *config,
+            other => panic!("{url} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_and_file_urls_name_a_local_directory() {
+        assert_eq!(
+            StoreConfig::parse("/srv/bae-bucket").unwrap(),
+            StoreConfig::Local("/srv/bae-bucket".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("rel/dir").unwrap(),
+            StoreConfig::Local("rel/dir".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("file:///srv/bae%20bucket").unwrap(),
+            StoreConfig::Local("/srv/bae bucket".into())
+        );
+        assert!(StoreConfig::parse("file://host/x").is_err());
+    }
+
+    #[test]
+    fn s3_url_carries_bucket_prefix_endpoint_region_and_style() {
+        let c =
+            s3("s3://music/libs/alice/?endpoint=http://127.0.0.1:9000&region=garage&style=virtual");
+        assert_eq!(c.bucket, "music");
+        assert_eq!(c.prefix, "libs/alice");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.region.as_deref(), Some("garage"));
+        assert_eq!(c.style, AddressingStyle::VirtualHost);
+        assert_eq!(c.credentials, None);
+    }
+
+    #[test]
+    fn s3_style_defaults_to_path_with_endpoint_and_virtual_on_aws() {
+        assert_eq!(
+            s3("s3://b?endpoint=http://localhost:9000").style,
+            AddressingStyle::Path
+        );
+        let aws = s3("s3://b");
+        assert_eq!(aws.style, AddressingStyle::VirtualHost);
+        assert_eq!((aws.prefix.as_str(), aws.endpoint), ("", None));
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_rejected_without_echoing_them() {
+        let err = StoreConfig::parse("s3://AKID:hunter2@bucket/p").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn bad_urls_are_rejected() {
+        for url in [
+            "",
+            "s3://",
+            "s3://b?style=diagonal",
+            "s3://b?colour=red",
+            "s3://b?endpoint=not a url",
+            "s3://b:9000/x",
+        ] {
+            assert!(StoreConfig::parse(url).is_err(), "{url:?} accepted");
+        }
+        assert_eq!(
+            StoreConfig::parse("ftp://x").unwrap_err(),
+            ConfigError::UnsupportedScheme("ftp".into())
+        );
+    }
+
+    #[test]
+    fn memory_url_opens_an_empty_memory_store() {
+        assert_eq!(
+            StoreConfig::parse("memory://").unwrap(),
+            StoreConfig::Memory
+        );
+        assert!(open_store("memory://").is_ok());
+    }
+}

@@ -1,0 +1,463 @@
+//! The S3 store over rust-s3: AWS, Garage, MinIO, Ceph RGW, s3s.
+//!
+//! Every request goes through the store's [`RetryPolicy`]: transient
+//! failures (5xx, 429, 408, timeouts, connection errors) are retried with
+//! bounded, jittered backoff; 403, 404, 400 and the like are not. rust-s3's
+//! own retry loop is switched off ([`s3::set_retries`]`(0)`, a process-wide
+//! setting) so there is one policy, ours.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use s3::command::Command;
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::request::tokio_backend::ReqwestRequest;
+use s3::request::Request;
+use s3::serde_types::ListBucketResult;
+use s3::{Bucket, Region};
+
+use crate::error::{ConfigError, StoreError};
+use crate::key::{validate_key, validate_prefix};
+use crate::retry::RetryPolicy;
+use crate::store::{clamp_range, ObjectMeta, ObjectStore};
+
+/// How the bucket name goes into request URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressingStyle {
+    /// `https://endpoint/bucket/key`: MinIO, Garage, s3s and most self-hosted
+    /// servers.
+    Path,
+    /// `https://bucket.endpoint/key`: AWS's default.
+    VirtualHost,
+}
+
+/// S3 access credentials. `Debug` never shows the secret parts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    access_key: String,
+    secret_key: String,
+    session_token: Option<String>,
+}
+
+impl S3Credentials {
+    /// Long-term credentials.
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Self {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            session_token: None,
+        }
+    }
+
+    /// Adds the session token of temporary credentials.
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and the optional
+    /// `AWS_SESSION_TOKEN`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access), Some(secret)) => Ok(Self {
+                access_key: access,
+                secret_key: secret,
+                session_token: var("AWS_SESSION_TOKEN"),
+            }),
+            _ => Err(ConfigError::MissingCredentials),
+        }
+    }
+
+    /// The access key id (not secret).
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Everything needed to reach a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Where this library lives inside the bucket (`""` for the whole
+    /// bucket); callers' keys are relative to it.
+    pub prefix: String,
+    /// Endpoint URL for non-AWS services (`http://127.0.0.1:9000`); `None`
+    /// means AWS.
+    pub endpoint: Option<String>,
+    /// Region; `None` reads `AWS_REGION`, then `AWS_DEFAULT_REGION`, then
+    /// uses `us-east-1`.
+    pub region: Option<String>,
+    /// Path or virtual-host addressing.
+    pub style: AddressingStyle,
+    /// Credentials; `None` reads them from the standard `AWS_*` variables.
+    pub credentials: Option<S3Credentials>,
+    /// Longest any single HTTP request may take before it counts as a
+    /// transient failure.
+    pub request_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Keys asked per LIST page (`None`: the server's default, 1000 on AWS).
+    pub list_page_size: Option<usize>,
+}
+
+impl S3Config {
+    /// A configuration for `bucket` on AWS with defaults: no prefix,
+    /// virtual-host style, 30 s request timeout, [`RetryPolicy::default`].
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            style: AddressingStyle::VirtualHost,
+            credentials: None,
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            list_page_size: None,
+        }
+    }
+}
+
+/// An S3-compatible bucket (or a prefix of one).
+pub struct S3Store {
+    bucket: Box<Bucket>,
+    /// `""` or `"some/prefix/"`.
+    prefix: String,
+    retry: RetryPolicy,
+    list_page_size: Option<usize>,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket.name())
+            .field("endpoint", &self.bucket.url())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl S3Store {
+    /// Builds the client; no request is made until the first operation.
+    pub fn new(config: S3Config) -> Result<Self, StoreError> {
+        let credentials = match config.credentials {
+            Some(c) => c,
+            None => S3Credentials::from_env()?,
+        };
+        let region_name = config
+            .region
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let region = match config.endpoint {
+            Some(endpoint) => Region::Custom {
+                region: region_name,
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+            },
+            None => region_name.parse().map_err(config_error)?,
+        };
+        let creds = Credentials::new(
+            Some(&credentials.access_key),
+            Some(&credentials.secret_key),
+            None,
+            credentials.session_token.as_deref(),
+            None,
+        )
+        .map_err(config_error)?;
+        let mut bucket = Bucket::new(&config.bucket, region, creds).map_err(config_error)?;
+        if config.style == AddressingStyle::Path {
+            bucket = bucket.with_path_style();
+        }
+        bucket.set_request_timeout(Some(config.request_timeout));
+        s3::set_retries(0);
+        Ok(Self {
+            bucket,
+            prefix: normalize_prefix(&config.prefix)?,
+            retry: config.retry,
+            list_page_size: config.list_page_size,
+        })
+    }
+
+    fn path_of(&self, key: &str) -> Result<String, StoreError> {
+        validate_key(key)?;
+        Ok(format!("/{}{key}", self.prefix))
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<ListBucketResult, StoreError> {
+        let command = Command::ListObjectsV2 {
+            prefix: prefix.to_owned(),
+            delimiter: None,
+            continuation_token: token,
+            start_after: None,
+            max_keys: self.list_page_size,
+        };
+        let request = ReqwestRequest::new(&self.bucket, "/", command)
+            .await
+            .map_err(|e| s3_error(prefix, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| s3_error(prefix, e))?;
+        check_status(response.status_code(), prefix, response.as_slice())?;
+        quick_xml::de::from_reader(response.as_slice()).map_err(|e| StoreError::Corrupt {
+            key: prefix.to_owned(),
+            detail: format!("unreadable LIST response: {e}"),
+        })
+    }
+
+    async fn list_once(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_page(&full_prefix, token.clone()).await?;
+            for object in page.contents {
+                match object.key.strip_prefix(&self.prefix) {
+                    Some(key) if validate_key(key).is_ok() => keys.push(key.to_owned()),
+                    _ => tracing::debug!(key = object.key, "skipping foreign key in listing"),
+                }
+            }
+            if !page.is_truncated {
+                break;
+            }
+            match page.next_continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        key: prefix.to_owned(),
+                        detail: "truncated LIST without a new continuation token".into(),
+                    })
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn get_range_once(&self, key: &str, range: &Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(key)?;
+        let response = self
+            .bucket
+            .get_object_range(&path, range.start, Some(range.end - 1))
+            .await
+            .map_err(|e| s3_error(key, e))?;
+        match response.status_code() {
+            // The range starts at or past the end of the object.
+            416 => Ok(Vec::new()),
+            // The server ignored the Range header: cut the range out ourselves.
+            200 => {
+                let body = response.as_slice();
+                let r = clamp_range(range, body.len() as u64)?;
+                Ok(body[r.start as usize..r.end as usize].to_vec())
+            }
+            status => {
+                check_status(status, key, response.as_slice())?;
+                Ok(response.to_vec())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        self.retry
+            .run("put", || async {
+                let response = self
+                    .bucket
+                    .put_object(&path, bytes)
+                    .await
+                    .map_err(|e| s3_error(key, e))?;
+                check_status(response.status_code(), key, response.as_slice())
+            })
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(key)?;
+        self.retry
+            .run("get", || async {
+                let response = self
+                    .bucket
+                    .get_object(&path)
+                    .await
+                    .map_err(|e| s3_error(key, e))?;
+                check_status(response.status_code(), key, response.as_slice())?;
+                Ok(response.to_vec())
+            })
+            .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        clamp_range(&range, u64::MAX)?;
+        if range.is_empty() {
+            // HTTP cannot ask for zero bytes; still report a missing object.
+            self.head(key).await?;
+            return Ok(Vec::new());
+        }
+        self.retry
+            .run("get_range", || self.get_range_once(key, &range))
+            .await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let path = self.path_of(key)?;
+        self.retry
+            .run("head", || async {
+                let (head, status) = self
+                    .bucket
+                    .head_object(&path)
+                    .await
+                    .map_err(|e| s3_error(key, e))?;
+                check_status(status, key, &[])?;
+                let size = head
+                    .content_length
+                    .and_then(|len| u64::try_from(len).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: key.to_owned(),
+                        detail: "HEAD without a Content-Length".into(),
+                    })?;
+                Ok(ObjectMeta { size })
+            })
+            .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        validate_prefix(prefix)?;
+        self.retry.run("list", || self.list_once(prefix)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        self.retry
+            .run("delete", || async {
+                let response = self
+                    .bucket
+                    .delete_object(&path)
+                    .await
+                    .map_err(|e| s3_error(key, e))?;
+                match check_status(response.status_code(), key, response.as_slice()) {
+                    Err(StoreError::NotFound { .. }) => Ok(()),
+                    other => other,
+                }
+            })
+            .await
+    }
+}
+
+fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    validate_key(trimmed)?;
+    Ok(format!("{trimmed}/"))
+}
+
+/// Maps an HTTP status to the error a caller can act on.
+pub(crate) fn status_error(status: u16, key: &str, body: &[u8]) -> Option<StoreError> {
+    let detail = || {
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+        format!("HTTP {status} for {key}: {text}")
+    };
+    match status {
+        200..=299 => None,
+        404 => Some(StoreError::not_found(key)),
+        401 | 403 => Some(StoreError::PermissionDenied { detail: detail() }),
+        408 | 429 | 500 | 502..=599 => Some(StoreError::transient(detail())),
+        _ => Some(StoreError::backend(detail())),
+    }
+}
+
+fn check_status(status: u16, key: &str, body: &[u8]) -> Result<(), StoreError> {
+    status_error(status, key, body).map_or(Ok(()), Err)
+}
+
+/// Maps a rust-s3 error: HTTP statuses by [`status_error`], transport
+/// failures (timeouts, refused or dropped connections) as transient.
+fn s3_error(key: &str, e: S3Error) -> StoreError {
+    match e {
+        S3Error::HttpFailWithBody(status, body) => status_error(status, key, body.as_bytes())
+            .unwrap_or_else(|| StoreError::backend(format!("HTTP {status} for {key}"))),
+        S3Error::Reqwest(e) if e.is_builder() => {
+            StoreError::Config(ConfigError::S3(format!("cannot build request: {e}")))
+        }
+        S3Error::Reqwest(e) => StoreError::transient(format!("{key}: {e}")),
+        S3Error::Io(e) => StoreError::transient(format!("{key}: {e}")),
+        S3Error::Credentials(e) => config_error(e).into(),
+        S3Error::Region(e) => config_error(e).into(),
+        S3Error::UrlParse(e) => config_error(e).into(),
+        other => StoreError::backend(format!("{key}: {other}")),
+    }
+}
+
+fn config_error(e: impl fmt::Display) -> ConfigError {
+    ConfigError::S3(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_statuses_are_not_retryable() {
+        for status in [400, 401, 403, 404, 405, 409, 411, 501] {
+            let e = status_error(status, "k", b"").unwrap();
+            assert!(!e.is_retryable(), "{status} retryable");
+        }
+        assert!(status_error(404, "k", b"").unwrap().is_not_found());
+        assert!(matches!(
+            status_error(403, "k", b"").unwrap(),
+            StoreError::PermissionDenied { .. }
+        ));
+    }
+
+    #[test]
+    fn throttling_timeouts_and_server_errors_are_retryable() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(status_error(status, "k", b"").unwrap().is_retryable());
+        }
+        assert!(status_error(200, "k", b"").is_none());
+        assert!(status_error(206, "k", b"").is_none());
+    }
+
+    #[test]
+    fn store_prefix_is_normalized_and_validated() {
+        assert_eq!(normalize_prefix("").unwrap(), "");
+        assert_eq!(normalize_prefix("/lib/a/").unwrap(), "lib/a/");
+        assert!(normalize_prefix("lib/../x").is_err());
+    }
+
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let c = S3Credentials::new("AKID", "very-secret").with_session_token("tok-secret");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("AKID"));
+        assert!(!shown.contains("very-secret") && !shown.contains("tok-secret"));
+    }
+}

@@ -1,0 +1,75 @@
+//! The object-store trait every backend implements.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+
+/// What a `head` request tells about an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A flat namespace of immutable-ish blobs addressed by `/`-separated keys.
+///
+/// Keys are relative to the store (an S3 store living under a prefix of a
+/// shared bucket applies that prefix itself) and must pass
+/// [`crate::key::validate_key`]; list prefixes must pass
+/// [`crate::key::validate_prefix`]. Bytes are opaque.
+///
+/// Semantics every implementation keeps (checked by the conformance suite):
+/// - `put` replaces the whole object atomically: a reader sees the old or the
+///   new bytes, never a mix or a prefix.
+/// - `get_range(key, start..end)` returns the bytes of `start..end` clamped to
+///   the object: a range reaching past the end returns what exists (possibly
+///   nothing); `start > end` is [`StoreError::InvalidRange`]; a missing object
+///   is [`StoreError::NotFound`] whatever the range.
+/// - `list(prefix)` is complete (no page limit) and sorted bytewise; `prefix`
+///   is a plain string prefix, as in S3 (`"ops/a"` also matches `"ops/ab/1"`;
+///   end it with `/` to list one "directory").
+/// - `delete` of a missing key succeeds.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    /// Stores `bytes` under `key`, replacing any previous object.
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Reads the bytes `range` of an object, clamped to its size.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError>;
+
+    /// Size of an object; [`StoreError::NotFound`] when it is missing.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError>;
+
+    /// Whether an object exists.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key starting with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes an object; succeeds when it is already gone.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Checks a range and clamps it to an object of `size` bytes.
+pub(crate) fn clamp_range(range: &Range<u64>, size: u64) -> Result<Range<u64>, StoreError> {
+    if range.start > range.end {
+        return Err(StoreError::InvalidRange {
+            start: range.start,
+            end: range.end,
+        });
+    }
+    let start = range.start.min(size);
+    Ok(start..range.end.min(size))
+}

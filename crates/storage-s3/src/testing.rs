@@ -1,0 +1,476 @@
+//! Test support for the layers above: a store that counts requests and one
+//! that injects faults. Both wrap any `Arc<dyn ObjectStore>`.
+//!
+//! ```
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use bae_storage_s3::testing::{CountingStore, FaultyStore, Fault, OpKind, Trigger};
+//! use bae_storage_s3::{MemoryStore, ObjectStore, StoreError};
+//!
+//! let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+//! let faulty = FaultyStore::new(counting.clone());
+//! faulty.inject(OpKind::Get, Trigger::Nth(1), Fault::Error(StoreError::Transient { detail: "503".into() }));
+//! faulty.put("k", b"v").await.unwrap();
+//! assert!(faulty.get("k").await.unwrap_err().is_retryable());
+//! assert_eq!(faulty.get("k").await.unwrap(), b"v");
+//! assert_eq!(counting.snapshot().get, 1); // the failed call never reached the store
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::store::{ObjectMeta, ObjectStore};
+
+/// The kinds of request a store serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// `put`.
+    Put,
+    /// `get`.
+    Get,
+    /// `get_range`.
+    GetRange,
+    /// `head` (and `exists`, which is a head).
+    Head,
+    /// `list`.
+    List,
+    /// `delete`.
+    Delete,
+}
+
+/// Requests and bytes seen by a [`CountingStore`] since the last reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// `put` calls.
+    pub put: u64,
+    /// `get` calls.
+    pub get: u64,
+    /// `get_range` calls.
+    pub get_range: u64,
+    /// `head` and `exists` calls.
+    pub head: u64,
+    /// `list` calls (one per call, however many pages the backend needed).
+    pub list: u64,
+    /// `delete` calls.
+    pub delete: u64,
+    /// Bytes sent to the store by successful puts.
+    pub bytes_in: u64,
+    /// Bytes returned by successful gets and range gets.
+    pub bytes_out: u64,
+}
+
+impl RequestCounts {
+    /// All requests, of every kind.
+    pub fn total(&self) -> u64 {
+        self.put + self.get + self.get_range + self.head + self.list + self.delete
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: [AtomicU64; 6],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// Counts the requests that pass through it, by kind, and the bytes moved.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    counters: Counters,
+}
+
+impl CountingStore {
+    /// Wraps `inner`, starting from zero.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> RequestCounts {
+        let c = &self.counters;
+        let calls = |kind: OpKind| c.calls[index(kind)].load(Ordering::SeqCst);
+        RequestCounts {
+            put: calls(OpKind::Put),
+            get: calls(OpKind::Get),
+            get_range: calls(OpKind::GetRange),
+            head: calls(OpKind::Head),
+            list: calls(OpKind::List),
+            delete: calls(OpKind::Delete),
+            bytes_in: c.bytes_in.load(Ordering::SeqCst),
+            bytes_out: c.bytes_out.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Sets every count back to zero.
+    pub fn reset(&self) {
+        let c = &self.counters;
+        for counter in c.calls.iter().chain([&c.bytes_in, &c.bytes_out]) {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The counts so far, then a reset.
+    pub fn take(&self) -> RequestCounts {
+        let counts = self.snapshot();
+        self.reset();
+        counts
+    }
+
+    fn count(&self, kind: OpKind) {
+        self.counters.calls[index(kind)].fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn count_out(&self, result: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
+        if let Ok(bytes) = &result {
+            let n = bytes.len() as u64;
+            self.counters.bytes_out.fetch_add(n, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+fn index(kind: OpKind) -> usize {
+    match kind {
+        OpKind::Put => 0,
+        OpKind::Get => 1,
+        OpKind::GetRange => 2,
+        OpKind::Head => 3,
+        OpKind::List => 4,
+        OpKind::Delete => 5,
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.count(OpKind::Put);
+        self.inner.put(key, bytes).await?;
+        let n = bytes.len() as u64;
+        self.counters.bytes_in.fetch_add(n, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.count(OpKind::Get);
+        self.count_out(self.inner.get(key).await)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        self.count(OpKind::GetRange);
+        self.count_out(self.inner.get_range(key, range).await)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.count(OpKind::Head);
+        self.inner.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.count(OpKind::List);
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.count(OpKind::Delete);
+        self.inner.delete(key).await
+    }
+}
+
+/// Which calls of a kind a fault hits (calls are counted from 1, per kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Only the nth call.
+    Nth(u64),
+    /// The first n calls (then the store recovers).
+    FirstN(u64),
+    /// Every call.
+    Always,
+}
+
+impl Trigger {
+    fn hits(self, call: u64) -> bool {
+        match self {
+            Trigger::Nth(n) => call == n,
+            Trigger::FirstN(n) => call <= n,
+            Trigger::Always => true,
+        }
+    }
+}
+
+/// What happens to a call a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail with this error; the wrapped store is not called.
+    Error(StoreError),
+    /// Hang for this long, then fail with [`StoreError::Transient`] (a
+    /// request timeout); the wrapped store is not called.
+    Timeout(Duration),
+    /// Call the wrapped store, then return at most this many bytes of the
+    /// body (gets and range gets; other kinds are unaffected).
+    Truncate(usize),
+}
+
+/// Injects faults into calls of chosen kinds; everything else passes through.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    rules: Mutex<Vec<(OpKind, Trigger, Fault)>>,
+    calls: Mutex<HashMap<OpKind, u64>>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner` with no faults yet.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            rules: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Adds a fault. When several rules hit one call, the first added wins.
+    pub fn inject(&self, kind: OpKind, trigger: Trigger, fault: Fault) {
+        lock(&self.rules).push((kind, trigger, fault));
+    }
+
+    /// Removes every fault and restarts call counting.
+    pub fn clear(&self) {
+        lock(&self.rules).clear();
+        lock(&self.calls).clear();
+    }
+
+    /// Calls of `kind` seen so far, faulted or not.
+    pub fn calls(&self, kind: OpKind) -> u64 {
+        lock(&self.calls).get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Counts the call and returns the fault that hits it, if any.
+    fn next_fault(&self, kind: OpKind) -> Option<Fault> {
+        let call = {
+            let mut calls = lock(&self.calls);
+            let n = calls.entry(kind).or_insert(0);
+            *n += 1;
+            *n
+        };
+        lock(&self.rules)
+            .iter()
+            .find(|(k, trigger, _)| *k == kind && trigger.hits(call))
+            .map(|(_, _, fault)| fault.clone())
+    }
+
+    /// Applies a fault that stops the call; returns the truncation length of
+    /// one that lets it through.
+    async fn before(&self, kind: OpKind) -> Result<Option<usize>, StoreError> {
+        match self.next_fault(kind) {
+            None => Ok(None),
+            Some(Fault::Error(e)) => Err(e),
+            Some(Fault::Timeout(wait)) => {
+                tokio::time::sleep(wait).await;
+                Err(StoreError::Transient {
+                    detail: format!("injected timeout after {wait:?}"),
+                })
+            }
+            Some(Fault::Truncate(len)) => Ok(Some(len)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn truncate(body: Result<Vec<u8>, StoreError>, len: Option<usize>) -> Result<Vec<u8>, StoreError> {
+    let mut body = body?;
+    if let Some(len) = len {
+        body.truncate(len);
+    }
+    Ok(body)
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.before(OpKind::Put).await?;
+        self.inner.put(key, bytes).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let cut = self.before(OpKind::Get).await?;
+        truncate(self.inner.get(key).await, cut)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let cut = self.before(OpKind::GetRange).await?;
+        truncate(self.inner.get_range(key, range).await, cut)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.before(OpKind::Head).await?;
+        self.inner.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.before(OpKind::List).await?;
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.before(OpKind::Delete).await?;
+        self.inner.delete(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::retry::RetryPolicy;
+    use crate::MemoryStore;
+
+    fn stack() -> (Arc<CountingStore>, FaultyStore) {
+        let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+        let faulty = FaultyStore::new(counting.clone());
+        (counting, faulty)
+    }
+
+    fn fast_retry() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn counting_store_counts_each_kind_and_bytes() {
+        let (counting, store) = stack();
+        store.put("a/1", b"hello").await.unwrap();
+        store.put("a/2", b"").await.unwrap();
+        assert_eq!(store.get("a/1").await.unwrap(), b"hello");
+        assert_eq!(store.get_range("a/1", 1..3).await.unwrap(), b"el");
+        assert!(store.exists("a/1").await.unwrap());
+        assert_eq!(store.list("a/").await.unwrap().len(), 2);
+        store.delete("a/2").await.unwrap();
+        let counts = counting.take();
+        assert_eq!(
+            counts,
+            RequestCounts {
+                put: 2,
+                get: 1,
+                get_range: 1,
+                head: 1,
+                list: 1,
+                delete: 1,
+                bytes_in: 5,
+                bytes_out: 7,
+            }
+        );
+        assert_eq!(counts.total(), 7);
+        assert_eq!(counting.snapshot(), RequestCounts::default());
+    }
+
+    #[tokio::test]
+    async fn nth_call_fails_with_the_chosen_error_and_the_rest_pass() {
+        let (counting, store) = stack();
+        let denied = StoreError::PermissionDenied {
+            detail: "injected".into(),
+        };
+        store.inject(OpKind::Put, Trigger::Nth(2), Fault::Error(denied.clone()));
+        store.put("k1", b"1").await.unwrap();
+        assert_eq!(store.put("k2", b"2").await.unwrap_err(), denied);
+        store.put("k3", b"3").await.unwrap();
+        assert_eq!(store.calls(OpKind::Put), 3);
+        assert_eq!(counting.snapshot().put, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_fault_sleeps_then_fails_transiently() {
+        let (_, store) = stack();
+        store.inject(
+            OpKind::List,
+            Trigger::Always,
+            Fault::Timeout(Duration::from_secs(30)),
+        );
+        let started = tokio::time::Instant::now();
+        let err = store.list("").await.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(started.elapsed() >= Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn truncate_fault_returns_a_short_body() {
+        let (_, store) = stack();
+        store.put("k", b"0123456789").await.unwrap();
+        store.inject(OpKind::Get, Trigger::FirstN(1), Fault::Truncate(4));
+        assert_eq!(store.get("k").await.unwrap(), b"0123");
+        assert_eq!(store.get("k").await.unwrap(), b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn retry_policy_rides_out_transient_faults() {
+        let (counting, store) = stack();
+        store.put("k", b"v").await.unwrap();
+        let busy = StoreError::Transient {
+            detail: "503 SlowDown".into(),
+        };
+        store.inject(OpKind::Get, Trigger::FirstN(2), Fault::Error(busy));
+        let got = fast_retry().run("get", || store.get("k")).await.unwrap();
+        assert_eq!(got, b"v");
+        assert_eq!(store.calls(OpKind::Get), 3);
+        assert_eq!(counting.snapshot().get, 1);
+    }
+
+    #[tokio::test]
+    async fn retry_policy_gives_up_on_permanent_faults_at_once() {
+        let (_, store) = stack();
+        store.inject(
+            OpKind::Head,
+            Trigger::Always,
+            Fault::Error(StoreError::PermissionDenied {
+                detail: "403".into(),
+            }),
+        );
+        let err = fast_retry()
+            .run("head", || store.head("k"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PermissionDenied { .. }));
+        assert_eq!(store.calls(OpKind::Head), 1);
+        // A missing object is permanent too.
+        store.clear();
+        let err = fast_retry()
+            .run("head", || store.head("k"))
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(store.calls(OpKind::Head), 1);
+    }
+
+    #[tokio::test]
+    async fn retry_policy_stops_after_max_attempts_of_timeouts() {
+        let (_, store) = stack();
+        store.inject(
+            OpKind::List,
+            Trigger::Always,
+            Fault::Timeout(Duration::from_millis(1)),
+        );
+        let err = fast_retry()
+            .run("list", || store.list(""))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(store.calls(OpKind::List), 4);
+    }
+}

@@ -1,0 +1,283 @@
+//! The one place for test setup: the stores under test, and the conformance
+//! suite every `ObjectStore` must pass.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bae_storage_s3::{
+    AddressingStyle, LocalDirStore, MemoryStore, ObjectStore, RetryPolicy, S3Config, S3Credentials,
+    S3Store, StoreError,
+};
+use tempfile::TempDir;
+
+/// A store plus whatever must outlive it (the temp dir of a local store).
+pub struct TestStore {
+    pub store: Arc<dyn ObjectStore>,
+    _dir: Option<TempDir>,
+}
+
+pub fn memory() -> TestStore {
+    TestStore {
+        store: Arc::new(MemoryStore::new()),
+        _dir: None,
+    }
+}
+
+pub fn local() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    TestStore {
+        store: Arc::new(LocalDirStore::new(dir.path().join("bucket")).unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+/// Where `cargo xtask test` says the S3 server is. Panics (never skips) when
+/// it did not: plain `cargo test` cannot run the S3 tests.
+pub struct S3Env {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub fn s3_env() -> S3Env {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: the S3 conformance tests need the test S3 server; \
+                 run them with `cargo xtask test` (it starts s3s-fs and sets BAE_TEST_S3_*)"
+            )
+        })
+    };
+    S3Env {
+        endpoint: var("BAE_TEST_S3_ENDPOINT"),
+        bucket: var("BAE_TEST_S3_BUCKET"),
+        access_key: var("BAE_TEST_S3_ACCESS_KEY"),
+        secret_key: var("BAE_TEST_S3_SECRET_KEY"),
+    }
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-runs/{name}-{nanos:x}-{:08x}", rand::random::<u32>())
+}
+
+/// The test server's config for a store under `prefix`, fast retries.
+pub fn s3_config(prefix: &str) -> S3Config {
+    let env = s3_env();
+    let mut config = S3Config::new(env.bucket);
+    config.endpoint = Some(env.endpoint);
+    config.region = Some("us-east-1".into());
+    config.style = AddressingStyle::Path;
+    config.prefix = prefix.into();
+    config.credentials = Some(S3Credentials::new(env.access_key, env.secret_key));
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+    };
+    config
+}
+
+pub fn s3(name: &str) -> TestStore {
+    TestStore {
+        store: Arc::new(S3Store::new(s3_config(&unique_prefix(name))).unwrap()),
+        _dir: None,
+    }
+}
+
+/// Deterministic, non-repeating-looking bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+pub fn assert_not_found(result: Result<impl std::fmt::Debug, StoreError>, key: &str) {
+    match result {
+        Err(StoreError::NotFound { key: k }) => assert_eq!(k, key),
+        other => panic!("expected NotFound for {key}, got {other:?}"),
+    }
+}
+
+/// The conformance suite: what every `ObjectStore` must do alike.
+pub mod suite {
+    use super::*;
+
+    pub async fn round_trip_small_empty_and_large(store: &dyn ObjectStore) {
+        let big = pattern(5 * 1024 * 1024 + 3);
+        for (key, bytes) in [
+            ("rt/small", b"hello bucket".to_vec()),
+            ("rt/empty", Vec::new()),
+            ("rt/big", big),
+        ] {
+            store.put(key, &bytes).await.unwrap();
+            assert_eq!(store.get(key).await.unwrap(), bytes, "{key}");
+            assert_eq!(store.head(key).await.unwrap().size, bytes.len() as u64);
+            assert!(store.exists(key).await.unwrap());
+        }
+    }
+
+    pub async fn overwrite_replaces_the_whole_object(store: &dyn ObjectStore) {
+        store.put("ow/k", &pattern(1000)).await.unwrap();
+        store.put("ow/k", b"short").await.unwrap();
+        assert_eq!(store.get("ow/k").await.unwrap(), b"short");
+        assert_eq!(store.head("ow/k").await.unwrap().size, 5);
+        assert_eq!(store.list("ow/").await.unwrap(), ["ow/k"]);
+    }
+
+    pub async fn missing_objects_are_not_found(store: &dyn ObjectStore) {
+        assert_not_found(store.get("missing/k").await, "missing/k");
+        assert_not_found(store.head("missing/k").await, "missing/k");
+        assert_not_found(store.get_range("missing/k", 0..10).await, "missing/k");
+        assert_not_found(store.get_range("missing/k", 3..3).await, "missing/k");
+        assert!(!store.exists("missing/k").await.unwrap());
+    }
+
+    pub async fn range_reads_clamp_to_the_object(store: &dyn ObjectStore) {
+        let data = pattern(100);
+        store.put("rg/k", &data).await.unwrap();
+        let read = |r: std::ops::Range<u64>| store.get_range("rg/k", r);
+        assert_eq!(read(0..10).await.unwrap(), &data[0..10]);
+        assert_eq!(read(45..55).await.unwrap(), &data[45..55]);
+        assert_eq!(read(90..100).await.unwrap(), &data[90..100]);
+        assert_eq!(read(0..100).await.unwrap(), data);
+        assert_eq!(read(95..200).await.unwrap(), &data[95..]);
+        assert_eq!(read(100..120).await.unwrap(), b"");
+        assert_eq!(read(150..200).await.unwrap(), b"");
+        assert_eq!(read(10..10).await.unwrap(), b"");
+        assert!(matches!(
+            read(std::ops::Range { start: 20, end: 10 }).await,
+            Err(StoreError::InvalidRange { start: 20, end: 10 })
+        ));
+        store.put("rg/empty", b"").await.unwrap();
+        assert_eq!(store.get_range("rg/empty", 0..10).await.unwrap(), b"");
+    }
+
+    pub async fn list_is_complete_and_sorted_past_1000_keys(store: Arc<dyn ObjectStore>) {
+        const N: usize = 1100;
+        let mut tasks = tokio::task::JoinSet::new();
+        // Written in reverse so sorting is the store's job, not insertion order.
+        let keys: Vec<String> = (0..N).rev().map(|i| format!("many/{i:05}")).collect();
+        for chunk in keys.chunks(N.div_ceil(32)) {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                for key in chunk {
+                    store.put(&key, key.as_bytes()).await.unwrap();
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        store.put("many0/sibling", b"x").await.unwrap();
+        store.put("man/sibling", b"x").await.unwrap();
+
+        let listed = store.list("many/").await.unwrap();
+        let mut expected = keys;
+        expected.sort();
+        assert_eq!(listed.len(), N);
+        assert_eq!(listed, expected);
+        assert_eq!(store.list("many/010").await.unwrap().len(), 100);
+        assert_eq!(store.list("many").await.unwrap().len(), N + 1);
+    }
+
+    pub async fn list_prefix_does_not_match_siblings(store: &dyn ObjectStore) {
+        for key in ["ls/a/1", "ls/a/2/deep", "ls/ab/1", "ls/b", "lsx"] {
+            store.put(key, b"x").await.unwrap();
+        }
+        assert_eq!(
+            store.list("ls/a/").await.unwrap(),
+            ["ls/a/1", "ls/a/2/deep"]
+        );
+        assert_eq!(
+            store.list("ls/a").await.unwrap(),
+            ["ls/a/1", "ls/a/2/deep", "ls/ab/1"]
+        );
+        assert_eq!(store.list("ls/").await.unwrap().len(), 4);
+        assert_eq!(store.list("ls/b").await.unwrap(), ["ls/b"]);
+        assert!(store.list("ls/zzz/").await.unwrap().is_empty());
+        assert!(store.list("nothing-here/").await.unwrap().is_empty());
+        let all = store.list("").await.unwrap();
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "unsorted: {all:?}");
+        assert!(all.contains(&"lsx".to_owned()));
+    }
+
+    pub async fn delete_is_idempotent(store: &dyn ObjectStore) {
+        store.put("del/k", b"x").await.unwrap();
+        store.put("del/keep", b"y").await.unwrap();
+        store.delete("del/k").await.unwrap();
+        store.delete("del/k").await.unwrap();
+        store.delete("del/never-existed").await.unwrap();
+        assert_not_found(store.get("del/k").await, "del/k");
+        assert_eq!(store.list("del/").await.unwrap(), ["del/keep"]);
+    }
+
+    pub async fn invalid_keys_are_rejected(store: &dyn ObjectStore) {
+        for key in [
+            "",
+            "/abs",
+            "../up",
+            "a/../../up",
+            "a//b",
+            "a/",
+            "a\\b",
+            "./a",
+            "a/.bae-tmp-1",
+        ] {
+            let invalid = |r: Result<(), StoreError>| {
+                assert!(
+                    matches!(r, Err(StoreError::InvalidKey { .. })),
+                    "{key:?}: {r:?}"
+                )
+            };
+            invalid(store.put(key, b"x").await);
+            invalid(store.get(key).await.map(drop));
+            invalid(store.get_range(key, 0..1).await.map(drop));
+            invalid(store.head(key).await.map(drop));
+            invalid(store.delete(key).await);
+        }
+        for prefix in ["/", "../", "a//"] {
+            assert!(matches!(
+                store.list(prefix).await,
+                Err(StoreError::InvalidKey { .. })
+            ));
+        }
+    }
+}
+
+/// One test per suite case for a store made by `$make` (an expression of
+/// type `TestStore`; it may use `$name`, the case name, for a unique prefix).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@case $make;
+            round_trip_small_empty_and_large,
+            overwrite_replaces_the_whole_object,
+            missing_objects_are_not_found,
+            range_reads_clamp_to_the_object,
+            list_prefix_does_not_match_siblings,
+            delete_is_idempotent,
+            invalid_keys_are_rejected
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn list_is_complete_and_sorted_past_1000_keys() {
+            let t: $crate::common::TestStore = ($make)("list_many");
+            $crate::common::suite::list_is_complete_and_sorted_past_1000_keys(t.store.clone()).await;
+        }
+    };
+    (@case $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let t: $crate::common::TestStore = ($make)(stringify!($case));
+                $crate::common::suite::$case(t.store.as_ref()).await;
+            }
+        )*
+    };
+}
