@@ -4,6 +4,7 @@
 //! `{"name", "ours", "baseline", "baseline_name", "ratio", "unit"}`.
 
 mod crypto;
+mod merge;
 mod report;
 
 use report::{Entry, Size};
@@ -17,6 +18,7 @@ const BENCHES: &[Bench] = &[
     ("chunked_encrypt", crypto::chunked_encrypt),
     ("chunked_decrypt", crypto::chunked_decrypt),
     ("range_decrypt", crypto::range_decrypt),
+    ("merge_apply", merge::merge_apply),
 ];
 
 fn main() -> ExitCode {

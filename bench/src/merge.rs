@@ -1,0 +1,101 @@
+//! `merge_apply`: applying remote batches of imported albums to a fresh
+//! library through the merge (stamps compared and recorded, one transaction
+//! per batch) vs inserting the same rows with plain prepared rusqlite
+//! statements, one transaction per album. Both databases are temp files
+//! set up by `bae_oplog::migrate` (WAL, synchronous NORMAL, foreign keys on).
+
+use crate::report::{interleaved, Entry, Size};
+use bae_hlc::WallClock;
+use bae_oplog::{batch_ops, demo_album, last_batch, migrate, Batch, BatchSeq, Library, OpRecorder};
+use rusqlite::Connection;
+
+const TRACKS: usize = 12;
+
+pub fn merge_apply(size: Size) -> Result<Entry, String> {
+    let n = size.pick(200, 1000);
+    let runs = size.pick(3, 5);
+    let batches = remote_batches(n).map_err(|e| e.to_string())?;
+    let fields: usize = batches
+        .iter()
+        .flat_map(|b| &b.ops)
+        .map(|o| o.fields.len())
+        .sum();
+    eprintln!(
+        "bench: merge_apply: {n} albums, {} batches, {fields} field writes",
+        batches.len()
+    );
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let run_id = std::cell::Cell::new(0u32);
+    let fresh = |label: &str| -> Result<Connection, String> {
+        run_id.set(run_id.get() + 1);
+        let path = dir.path().join(format!("{label}-{}.db", run_id.get()));
+        Connection::open(path).map_err(|e| e.to_string())
+    };
+    let (ours, base) = interleaved(
+        runs,
+        || {
+            let mut rec = OpRecorder::with_connection(fresh("merge")?, WallClock::System)
+                .map_err(|e| e.to_string())?;
+            let (conn, clock, device) = rec.sync_parts();
+            for b in &batches {
+                bae_merge::apply_batch(conn, clock, device, b).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        || {
+            let mut conn = fresh("plain")?;
+            migrate(&mut conn).map_err(|e| e.to_string())?;
+            for b in &batches {
+                plain_apply(&mut conn, b).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Entry::new(
+        "merge_apply",
+        ours,
+        base,
+        "plain rusqlite inserts of the same rows, one transaction per album",
+        "s",
+    ))
+}
+
+/// The batches a remote device pushes after importing `n` albums.
+fn remote_batches(n: u64) -> Result<Vec<Batch>, bae_oplog::OplogError> {
+    let rec = OpRecorder::with_connection(Connection::open_in_memory()?, WallClock::System)?;
+    let mut lib = Library::new(rec);
+    for i in 0..n {
+        lib.import_album(&demo_album(13, i, TRACKS))?;
+    }
+    let (conn, _, device) = lib.recorder().sync_parts();
+    let last = last_batch(conn)?;
+    (1..=last.0)
+        .map(|s| {
+            Ok(Batch {
+                device,
+                seq: BatchSeq(s),
+                prev: None,
+                ops: batch_ops(conn, BatchSeq(s))?,
+            })
+        })
+        .collect()
+}
+
+/// The same rows inserted with plain prepared statements.
+fn plain_apply(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for op in &batch.ops {
+        let cols: Vec<&str> = op.fields.iter().map(|(c, _)| c.as_str()).collect();
+        let marks: Vec<String> = (0..=cols.len()).map(|i| format!("?{}", i + 1)).collect();
+        let sql = format!(
+            "INSERT INTO {} (id, {}) VALUES ({})",
+            op.table,
+            cols.join(", "),
+            marks.join(", ")
+        );
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&op.row_id];
+        params.extend(op.fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+        tx.prepare_cached(&sql)?.execute(params.as_slice())?;
+    }
+    tx.commit()
+}
