@@ -5,6 +5,8 @@ use crate::state::{self, RowState};
 use bae_hlc::{DeviceId, Stamp, Timestamp};
 use bae_oplog::{stamps, Op, OpKind, TableSchema, Value, SCHEMA};
 use rusqlite::{Connection, ErrorCode};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub(crate) struct Applier<'c> {
     conn: &'c Connection,
     /// Whether `merge_parked` may hold rows (skips revival lookups when not).
     parking_used: bool,
+    /// Each table's column defaults, read once when an insert omits columns.
+    defaults: HashMap<&'static str, Vec<(&'static str, Value)>>,
     pub(crate) stats: ApplyStats,
 }
 
@@ -48,6 +52,7 @@ impl<'c> Applier<'c> {
         Ok(Applier {
             conn,
             parking_used,
+            defaults: HashMap::new(),
             stats: ApplyStats::default(),
         })
     }
@@ -64,8 +69,37 @@ impl<'c> Applier<'c> {
         let stamp = Stamp::new(op.hlc, device);
         match op.kind {
             OpKind::Delete => self.delete(table, &op.row_id, stamp),
-            OpKind::Insert | OpKind::Update => self.write(table, op, stamp),
+            OpKind::Insert => {
+                let op = self.complete_insert(table, op)?;
+                self.write(table, &op, stamp)
+            }
+            OpKind::Update => self.write(table, op, stamp),
         }
+    }
+
+    /// An insert writes every synced column: one that omits some writes
+    /// their SQL defaults, so a later insert replaces all of an earlier
+    /// one's values whatever the arrival order.
+    fn complete_insert<'o>(
+        &mut self,
+        table: &'static TableSchema,
+        op: &'o Op,
+    ) -> Result<Cow<'o, Op>, MergeError> {
+        let carried = |c: &str| op.fields.iter().any(|(f, _)| f == c);
+        if table.columns.iter().all(|c| carried(c)) {
+            return Ok(Cow::Borrowed(op));
+        }
+        if !self.defaults.contains_key(table.name) {
+            let defaults = column_defaults(self.conn, table)?;
+            self.defaults.insert(table.name, defaults);
+        }
+        let mut full = op.clone();
+        for (c, v) in self.defaults.get(table.name).into_iter().flatten() {
+            if !carried(c) {
+                full.fields.push(((*c).to_owned(), v.clone()));
+            }
+        }
+        Ok(Cow::Owned(full))
     }
 
     fn write(&mut self, table: &'static TableSchema, op: &Op, s: Stamp) -> Result<(), MergeError> {
@@ -229,8 +263,12 @@ impl<'c> Applier<'c> {
             }
         }
         state::unpark(self.conn, table.name, id)?;
+        // Values older than the row's own tombstone never come back.
+        let st = state::load_row(self.conn, table, id)?;
         for (c, v) in state::physical_values(self.conn, table, id)? {
-            state::park(self.conn, table.name, id, c, &v)?;
+            if st.after_tomb(st.field(c)) {
+                state::park(self.conn, table.name, id, c, &v)?;
+            }
         }
         Ok(())
     }
@@ -374,6 +412,30 @@ impl<'c> Applier<'c> {
         }
         Ok(())
     }
+}
+
+/// The default value of each synced column, evaluated from the schema.
+fn column_defaults(
+    conn: &Connection,
+    table: &'static TableSchema,
+) -> Result<Vec<(&'static str, Value)>, MergeError> {
+    let mut declared: HashMap<String, Option<String>> = HashMap::new();
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", table.name))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        declared.insert(r.get(1)?, r.get(4)?);
+    }
+    let mut out = Vec::with_capacity(table.columns.len());
+    for c in table.columns {
+        let value = match declared.get(*c).cloned().flatten() {
+            Some(expr) => conn.query_row(&format!("SELECT {expr}"), [], |r| {
+                Ok(Value::from(r.get_ref(0)?))
+            })?,
+            None => Value::Null,
+        };
+        out.push((*c, value));
+    }
+    Ok(out)
 }
 
 fn is_fk_violation(e: &rusqlite::Error) -> bool {

@@ -27,9 +27,9 @@
 //! - explicit **field stamps** for fields written by updates (and by local
 //!   writes, which `bae_oplog::stamps::fold_local_stamps` folds lazily).
 //!   A field's effective stamp is the newer of its explicit stamp and the
-//!   row stamp: an insert writes every column (bae's inserts carry every
-//!   synced column), so a remote insert costs one stamp row, not one per
-//!   field.
+//!   row stamp: an insert writes every synced column (one that omits some
+//!   writes their SQL defaults), so a remote insert costs one stamp row,
+//!   not one per field.
 //!
 //! Stamps only grow, each to the maximum of the writes seen, so they do not
 //! depend on arrival order. From them:
@@ -46,8 +46,7 @@
 //!   whether or not the deleting device knew the child).
 //! - **Tombstone rule**: tombstones are compared, never permanent, and a
 //!   revived row takes only field values written after its tombstone:
-//!   values older than the delete do not resurrect (columns with none take
-//!   their SQL default).
+//!   values older than the delete do not resurrect.
 //! - **Absent rows keep their values**: a winning write to a known but
 //!   absent row (deleted, or under an absent parent) records its stamp and
 //!   keeps its value in the merge-owned `merge_parked` table, so a later

@@ -539,3 +539,42 @@ fn concurrent_imports_of_the_same_album_merge_field_by_field() {
     assert_eq!(a.dump(), b.dump());
     assert_eq!(title_of(&mut a, &id), Some("b's".into()));
 }
+
+#[test]
+fn an_insert_omitting_columns_writes_their_defaults_in_either_order() {
+    let (dx, dy) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    let mut full = album_fields("old");
+    full[3].1 = "old cover".into();
+    full[4].1 = Value::Integer(1);
+    let first = batch(dx, 1, vec![op(T0, "albums", "al", OpKind::Insert, &full)]);
+    let partial: Vec<(&str, Value)> = vec![
+        ("title", "new".into()),
+        ("created_at", "c".into()),
+        ("updated_at", "u".into()),
+    ];
+    let second = batch(
+        dy,
+        1,
+        vec![op(T0 + 5, "albums", "al", OpKind::Insert, &partial)],
+    );
+    let delete = batch(dx, 2, vec![op(T0 + 2, "albums", "al", OpKind::Delete, &[])]);
+    let mut dumps = Vec::new();
+    for order in [
+        vec![&first, &second],
+        vec![&second, &first],
+        vec![&first, &delete, &second],
+        vec![&second, &delete, &first],
+    ] {
+        let mut d = Device::new();
+        for b in order {
+            d.apply(b).unwrap();
+        }
+        assert_eq!(d.get("albums", "al", "cover_image_id"), Some(Value::Null));
+        assert_eq!(
+            d.get("albums", "al", "is_compilation"),
+            Some(Value::Integer(0))
+        );
+        dumps.push(d.dump());
+    }
+    assert!(dumps.windows(2).all(|w| w[0] == w[1]));
+}
