@@ -13,7 +13,7 @@ const TRACKS: usize = 12;
 
 pub fn merge_apply(size: Size) -> Result<Entry, String> {
     let n = size.pick(200, 1000);
-    let runs = size.pick(3, 5);
+    let runs = size.pick(5, 5);
     let batches = remote_batches(n).map_err(|e| e.to_string())?;
     let fields: usize = batches
         .iter()
