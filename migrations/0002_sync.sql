@@ -51,8 +51,29 @@ CREATE TABLE sync_state (
     stamps_folded_seq INTEGER NOT NULL DEFAULT 0,
     -- Library key epoch new objects are written under (phase 2 rotates it).
     key_epoch INTEGER NOT NULL DEFAULT 0,
+    -- The library's id (names its key in the key store), once `init`/`join` set it.
+    library_id TEXT,
     -- Where the library syncs (a bucket URL), once `init`/`join` set it.
-    bucket_url TEXT
+    bucket_url TEXT,
+    -- The last sync failure, for status; cleared by a successful sync.
+    last_error TEXT
+);
+
+-- Remote batches that did not apply in the last pull, with why: held back
+-- (missing parent, clock drift) or rejected (does not decrypt or verify).
+CREATE TABLE sync_problems (
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('held', 'rejected')),
+    reason TEXT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+
+-- BLAKE3 of each local batch as pushed: the next batch's chain link, and what
+-- `push --repair` re-uploads against. Kept after op_log rows are pruned.
+CREATE TABLE batch_hashes (
+    batch_id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
 );
 
 -- Per remote device: how far its stream has been applied here.

@@ -5,6 +5,7 @@
 
 mod crypto;
 mod merge;
+mod record;
 mod report;
 
 use report::{Entry, Size};
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 type Bench = (&'static str, fn(Size) -> Result<Entry, String>);
 
 const BENCHES: &[Bench] = &[
+    ("record_overhead", record::record_overhead),
     ("chunked_encrypt", crypto::chunked_encrypt),
     ("chunked_decrypt", crypto::chunked_decrypt),
     ("range_decrypt", crypto::range_decrypt),

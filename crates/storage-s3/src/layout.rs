@@ -2,7 +2,7 @@
 //! that builds and parses object keys.
 //!
 //! ```text
-//! heads/{device_id}                       HeadsKey
+//! heads/{device_id}/{seq:020}             HeadsKey   (seq: the newest batch it names)
 //! ops/{device_id}/{seq:020}               OpsKey
 //! checkpoints/{hlc:020}-{suffix}          CheckpointId
 //! images/{ab}/{cd}/{image_id}             ImageKey   (ab, cd: first hex digits)
@@ -20,7 +20,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-/// `heads/`: one object per device.
+/// `heads/`: one current object per device, named by the seq it advertises,
+/// so a single LIST tells every device's newest seq.
 pub const HEADS_PREFIX: &str = "heads/";
 /// `ops/`: batches, per device.
 pub const OPS_PREFIX: &str = "ops/";
@@ -186,9 +187,14 @@ impl fmt::Display for CheckpointId {
     }
 }
 
-/// `heads/{device_id}`.
-pub fn heads_key(device: &DeviceId) -> String {
-    format!("{HEADS_PREFIX}{device}")
+/// `heads/{device_id}/`: list it to find a device's head object(s).
+pub fn heads_prefix(device: &DeviceId) -> String {
+    format!("{HEADS_PREFIX}{device}/")
+}
+
+/// `heads/{device_id}/{seq:020}`: the head advertising batch `seq`.
+pub fn heads_key(device: &DeviceId, seq: u64) -> String {
+    format!("{HEADS_PREFIX}{device}/{seq:020}")
 }
 
 /// `ops/{device_id}/`: list it to get a device's batches in seq order.
@@ -234,8 +240,8 @@ pub fn wrapped_key_key(member: &PublicKeyHex) -> String {
 /// Any key of the layout, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BucketPath {
-    /// `heads/{device}`.
-    Head(DeviceId),
+    /// `heads/{device}/{seq}`.
+    Head(DeviceId, u64),
     /// `ops/{device}/{seq}`.
     Ops(DeviceId, u64),
     /// `checkpoints/{id}`.
@@ -256,7 +262,7 @@ impl BucketPath {
     pub fn parse(key: &str) -> Result<Self, LayoutError> {
         let top = key.split('/').next().unwrap_or_default();
         match top {
-            "heads" => parse_heads_key(key).map(BucketPath::Head),
+            "heads" => parse_heads_key(key).map(|(d, s)| BucketPath::Head(d, s)),
             "ops" => parse_ops_key(key).map(|(d, s)| BucketPath::Ops(d, s)),
             "checkpoints" => parse_checkpoint_key(key).map(BucketPath::Checkpoint),
             "images" => parse_image_key(key).map(BucketPath::Image),
@@ -270,7 +276,7 @@ impl BucketPath {
     /// The key this path is stored under.
     pub fn key(&self) -> String {
         match self {
-            BucketPath::Head(d) => heads_key(d),
+            BucketPath::Head(d, s) => heads_key(d, *s),
             BucketPath::Ops(d, s) => ops_key(d, *s),
             BucketPath::Checkpoint(id) => checkpoint_key(id),
             BucketPath::Image(id) => image_key(id),
@@ -281,10 +287,10 @@ impl BucketPath {
     }
 }
 
-/// `heads/{device}` -> device.
-pub fn parse_heads_key(key: &str) -> Result<DeviceId, LayoutError> {
-    let [device] = segments(key, HEADS_PREFIX, "heads")?;
-    DeviceId::parse(device)
+/// `heads/{device}/{seq}` -> (device, seq).
+pub fn parse_heads_key(key: &str) -> Result<(DeviceId, u64), LayoutError> {
+    let [device, seq] = segments(key, HEADS_PREFIX, "heads")?;
+    Ok((DeviceId::parse(device)?, parse_seq(key, seq, "heads")?))
 }
 
 /// `ops/{device}/{seq}` -> (device, seq).
@@ -391,7 +397,11 @@ mod tests {
 
     #[test]
     fn keys_match_the_documented_layout() {
-        assert_eq!(heads_key(&dev()), format!("heads/{DEV}"));
+        assert_eq!(
+            heads_key(&dev(), 3),
+            format!("heads/{DEV}/00000000000000000003")
+        );
+        assert_eq!(heads_prefix(&dev()), format!("heads/{DEV}/"));
         assert_eq!(
             ops_key(&dev(), 42),
             format!("ops/{DEV}/00000000000000000042")
@@ -412,7 +422,10 @@ mod tests {
 
     #[test]
     fn listed_keys_parse_back_to_typed_paths() {
-        assert_eq!(parse_heads_key(&format!("heads/{DEV}")).unwrap(), dev());
+        assert_eq!(
+            parse_heads_key(&format!("heads/{DEV}/00000000000000000003")).unwrap(),
+            (dev(), 3)
+        );
         assert_eq!(
             parse_ops_key(&format!("ops/{DEV}/00000000000000000042")).unwrap(),
             (dev(), 42)
@@ -430,6 +443,7 @@ mod tests {
             "heads/not-a-uuid",
             "heads/0B0C7A4E-6A8F-4F1E-9A57-3C2D1E0F9B8A",
             "heads/0b0c7a4e6a8f4f1e9a573c2d1e0f9b8a",
+            &format!("heads/{DEV}"),
             &format!("heads/{DEV}/extra"),
             &format!("ops/{DEV}/42"),
             &format!("ops/{DEV}/0000000000000000004x"),
@@ -460,7 +474,7 @@ mod tests {
         let pk = any::<[u8; 32]>().prop_map(|b| PublicKeyHex::from_bytes(&b));
         let id = "[0-9a-f]{4}[0-9a-f-]{0,60}".prop_map(|s| ObjectId::parse(&s).unwrap());
         prop_oneof![
-            dev.clone().prop_map(BucketPath::Head),
+            (dev.clone(), any::<u64>()).prop_map(|(d, s)| BucketPath::Head(d, s)),
             (dev, any::<u64>()).prop_map(|(d, s)| BucketPath::Ops(d, s)),
             (any::<u64>(), "[0-9a-f]{1,16}")
                 .prop_map(|(h, s)| BucketPath::Checkpoint(CheckpointId::new(h, &s).unwrap())),

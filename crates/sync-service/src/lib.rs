@@ -1,8 +1,32 @@
 //! The sync service for bae (layer 3, phases 1-3) and the `bae-sync` CLI.
 //!
-//! Owns: push, pull, status, images, checkpoints, GC and the read-only
-//! server bootstrap, built from the crates below.
+//! Owns: push, pull, status, the head object, the key store, and the
+//! library-level commands the CLI runs (`init`, `join`, ...), built from the
+//! crates below: `oplog` records, `crypto` seals, `storage-s3` stores,
+//! `merge` applies.
+//!
+//! Write order on the bucket (what is referenced before what references it):
+//! batch objects, then the head naming them, then the local "pushed" mark.
+//! Every object read is untrusted: it must decrypt under the library key at
+//! the place it was read from, decode, and extend its device's hash chain.
 //!
 //! Architecture invariant: the only crate that combines storage, crypto and
 //! the database; nothing below it depends on it.
 #![forbid(unsafe_code)]
+
+mod error;
+mod head;
+pub mod keystore;
+pub mod library;
+mod pull;
+mod push;
+mod service;
+mod status;
+
+pub use error::SyncError;
+pub use head::Head;
+pub use keystore::KeyStore;
+pub use pull::{Problem, ProblemKind, PullReport};
+pub use push::PushReport;
+pub use service::SyncService;
+pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

@@ -1,0 +1,86 @@
+//! `record_overhead`: importing bae-shaped albums through the OpRecorder vs
+//! the same writes with plain rusqlite in the same transactions.
+
+use crate::report::{interleaved, Entry, Size};
+use bae_hlc::WallClock;
+use bae_oplog::{demo_album, migrate, AlbumImport, Library, OpRecorder, Value};
+use rusqlite::Connection;
+
+const TRACKS: usize = 12;
+
+pub fn record_overhead(size: Size) -> Result<Entry, String> {
+    let n = size.pick(200, 200);
+    let runs = size.pick(3, 7);
+    let albums: Vec<AlbumImport> = (0..n).map(|i| demo_album(11, i, TRACKS)).collect();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let run_id = std::cell::Cell::new(0u32);
+    let fresh = |label: &str| -> Result<Connection, String> {
+        run_id.set(run_id.get() + 1);
+        let path = dir.path().join(format!("{label}-{}.db", run_id.get()));
+        Connection::open(path).map_err(|e| e.to_string())
+    };
+    let (ours, base) = interleaved(
+        runs,
+        || {
+            let conn = fresh("ours")?;
+            let rec =
+                OpRecorder::with_connection(conn, WallClock::System).map_err(|e| e.to_string())?;
+            let mut lib = Library::new(rec);
+            for a in &albums {
+                lib.import_album(a).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        || {
+            let mut conn = fresh("plain")?;
+            migrate(&mut conn).map_err(|e| e.to_string())?;
+            for a in &albums {
+                plain_import(&mut conn, a).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Entry::new(
+        "record_overhead",
+        ours,
+        base,
+        "plain rusqlite inserts, same transactions",
+        "s",
+    ))
+}
+
+/// The same statements the recorder runs for an import, without recording.
+fn plain_import(conn: &mut Connection, album: &AlbumImport) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for artist in &album.artists {
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM artists WHERE id = ?1")?
+            .exists([&artist.id])?;
+        if !exists {
+            insert(&tx, artist.table, &artist.id, &artist.fields)?;
+        }
+    }
+    for row in &album.rows {
+        insert(&tx, row.table, &row.id, &row.fields)?;
+    }
+    tx.commit()
+}
+
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    id: &str,
+    fields: &[(&str, Value)],
+) -> rusqlite::Result<()> {
+    let cols: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
+    let marks: Vec<String> = (1..=fields.len() + 1).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {table} (id, {}) VALUES ({})",
+        cols.join(", "),
+        marks.join(", ")
+    );
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&id];
+    params.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+    tx.prepare_cached(&sql)?.execute(params.as_slice())?;
+    Ok(())
+}

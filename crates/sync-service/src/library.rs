@@ -1,0 +1,97 @@
+//! Library-level commands: set a library up for sync, join one, open one.
+
+use crate::error::SyncError;
+use crate::keystore::{read_key_file, write_private, KeyStore};
+use crate::service::SyncService;
+use bae_crypto::LibraryKey;
+use bae_oplog::OpRecorder;
+use rusqlite::params;
+use std::path::Path;
+
+/// A library's id: the fingerprint of its key (so a device joining with the
+/// key knows the id without being told).
+pub fn library_id(key: &LibraryKey) -> String {
+    key.fingerprint().to_string()
+}
+
+fn sync_setup(rec: &mut OpRecorder) -> Result<Option<(String, String)>, SyncError> {
+    let (id, url): (Option<String>, Option<String>) = rec.sync_parts().0.query_row(
+        "SELECT library_id, bucket_url FROM sync_state WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(id.zip(url))
+}
+
+fn open_store(url: &str) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStore>, SyncError> {
+    bae_storage_s3::open_store(url).map_err(|e| SyncError::BucketUrl(format!("{url}: {e}")))
+}
+
+fn remember(rec: &mut OpRecorder, id: &str, url: &str) -> Result<(), SyncError> {
+    rec.sync_parts().0.execute(
+        "UPDATE sync_state SET library_id = ?1, bucket_url = ?2 WHERE id = 1",
+        params![id, url],
+    )?;
+    Ok(())
+}
+
+/// `init`: makes a library key, remembers the bucket, pushes what the
+/// library already holds.
+pub async fn init(
+    library: &Path,
+    bucket_url: &str,
+    keys: &KeyStore,
+) -> Result<SyncService, SyncError> {
+    let mut rec = OpRecorder::open(library)?;
+    if let Some((_, url)) = sync_setup(&mut rec)? {
+        return Err(SyncError::AlreadyInitialized(url));
+    }
+    let store = open_store(bucket_url)?;
+    let key = LibraryKey::generate();
+    let id = library_id(&key);
+    keys.save(&id, &key)?;
+    remember(&mut rec, &id, bucket_url)?;
+    let service = SyncService::new(rec, store, key);
+    service.push().await?;
+    Ok(service)
+}
+
+/// `join`: a new device of the same user, with the key from `key export`.
+pub async fn join(
+    library: &Path,
+    bucket_url: &str,
+    key_file: &Path,
+    keys: &KeyStore,
+) -> Result<SyncService, SyncError> {
+    let key = read_key_file(key_file)?;
+    let mut rec = OpRecorder::open(library)?;
+    if let Some((_, url)) = sync_setup(&mut rec)? {
+        return Err(SyncError::AlreadyInitialized(url));
+    }
+    let store = open_store(bucket_url)?;
+    let id = library_id(&key);
+    keys.save(&id, &key)?;
+    remember(&mut rec, &id, bucket_url)?;
+    let service = SyncService::new(rec, store, key);
+    service.pull().await?;
+    Ok(service)
+}
+
+/// Opens a library set up by `init` or `join`.
+pub fn open(library: &Path, keys: &KeyStore) -> Result<SyncService, SyncError> {
+    let mut rec = OpRecorder::open(library)?;
+    let (id, url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
+    let key = keys.load(&id)?;
+    Ok(SyncService::new(rec, open_store(&url)?, key))
+}
+
+/// `key export`: writes the library key to a file only its owner can read.
+pub fn export_key(library: &Path, keys: &KeyStore, out: &Path) -> Result<(), SyncError> {
+    let mut rec = OpRecorder::open(library)?;
+    let (id, _) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
+    let key = keys.load(&id)?;
+    let mut text = key.to_key_text().to_string();
+    text.push('\n');
+    let text = zeroize::Zeroizing::new(text);
+    write_private(out, text.as_bytes())
+}

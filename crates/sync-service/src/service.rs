@@ -1,0 +1,111 @@
+//! The SyncService: one library, one bucket, one key.
+
+use crate::error::SyncError;
+use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
+use bae_hlc::DeviceId;
+use bae_oplog::OpRecorder;
+use bae_storage_s3::ObjectStore;
+use std::sync::{Arc, Mutex};
+
+/// Syncs one library with one bucket. Database work runs on blocking
+/// threads; no transaction is held across an await.
+pub struct SyncService {
+    pub(crate) db: Arc<Mutex<OpRecorder>>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) keys: Arc<KeyRing>,
+    pub(crate) device: DeviceId,
+}
+
+impl SyncService {
+    /// A service over a library, a bucket and the library key (epoch 0 in
+    /// phase 1; phase 2 rotates epochs).
+    pub fn new(recorder: OpRecorder, store: Arc<dyn ObjectStore>, key: LibraryKey) -> Self {
+        let device = recorder.device();
+        let mut keys = KeyRing::new();
+        keys.insert(KeyEpoch(0), key);
+        SyncService {
+            db: Arc::new(Mutex::new(recorder)),
+            store,
+            keys: Arc::new(keys),
+            device,
+        }
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// Runs `f` on the library on a blocking thread.
+    pub async fn with_db<T, F>(&self, f: F) -> Result<T, SyncError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut OpRecorder) -> Result<T, SyncError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = db
+                .lock()
+                .map_err(|_| SyncError::Task("library lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
+    }
+
+    pub(crate) fn seal(&self, place: &ObjectPlace, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
+        let (epoch, key) = self
+            .keys
+            .current()
+            .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
+        Ok(bae_crypto::seal_object(key, epoch, place, plaintext))
+    }
+
+    pub(crate) fn open(
+        &self,
+        key: &str,
+        place: &ObjectPlace,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, SyncError> {
+        bae_crypto::open_object(self.keys.as_ref(), place, bytes).map_err(|source| {
+            SyncError::Object {
+                key: key.to_owned(),
+                source,
+            }
+        })
+    }
+}
+
+/// The place a device's batch belongs.
+pub(crate) fn batch_place(device: DeviceId, seq: u64) -> ObjectPlace {
+    ObjectPlace {
+        kind: ObjectKind::OpBatch,
+        device: *device.as_bytes(),
+        seq,
+    }
+}
+
+/// The place a device's head belongs.
+pub(crate) fn head_place(device: DeviceId, seq: u64) -> ObjectPlace {
+    ObjectPlace {
+        kind: ObjectKind::Head,
+        device: *device.as_bytes(),
+        seq,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The storage layer's spelling of a device id.
+pub(crate) fn store_device(
+    device: DeviceId,
+) -> Result<bae_storage_s3::layout::DeviceId, SyncError> {
+    bae_storage_s3::layout::DeviceId::parse(&device.to_string())
+        .map_err(|e| SyncError::Task(format!("device id {device}: {e}")))
+}

@@ -1,0 +1,112 @@
+//! Status: what sync knows, from local state only (no requests).
+
+use crate::error::SyncError;
+use crate::service::SyncService;
+use serde::Serialize;
+
+/// One other device as last seen in its head.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// The device.
+    pub device: String,
+    /// Its batches applied here.
+    pub applied_seq: u64,
+    /// Its newest batch, per its head.
+    pub head_seq: Option<u64>,
+    /// When it last pushed (Unix ms), per its head.
+    pub last_synced_ms: Option<i64>,
+}
+
+/// A batch that did not apply.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ProblemStatus {
+    /// The device.
+    pub device: String,
+    /// The batch.
+    pub seq: u64,
+    /// `held` or `rejected`.
+    pub kind: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The sync status of a library.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// This device.
+    pub device: String,
+    /// The bucket, if set up.
+    pub bucket: Option<String>,
+    /// Local batches not yet pushed.
+    pub pending_batches: u64,
+    /// Other devices.
+    pub devices: Vec<DeviceStatus>,
+    /// Batches held back or rejected in the last pull.
+    pub problems: Vec<ProblemStatus>,
+    /// The last sync error, if the last sync failed.
+    pub last_error: Option<String>,
+}
+
+/// Reads the status of a library.
+pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
+    let (device, bucket, last_error): (String, Option<String>, Option<String>) = conn.query_row(
+        "SELECT device_id, bucket_url, last_error FROM sync_state WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let pending_batches = bae_oplog::unpushed_batches(conn)?.len() as u64;
+    let mut stmt = conn.prepare("SELECT device_id, applied_seq, head_seq, last_synced_ms FROM sync_cursors ORDER BY device_id")?;
+    let devices = stmt
+        .query_map([], |r| {
+            Ok(DeviceStatus {
+                device: r.get(0)?,
+                applied_seq: r.get::<_, i64>(1)? as u64,
+                head_seq: r.get::<_, Option<i64>>(2)?.map(|s| s as u64),
+                last_synced_ms: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT device_id, seq, kind, reason FROM sync_problems ORDER BY device_id, seq",
+    )?;
+    let problems = stmt
+        .query_map([], |r| {
+            Ok(ProblemStatus {
+                device: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                kind: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Status {
+        device,
+        bucket,
+        pending_batches,
+        devices,
+        problems,
+        last_error,
+    })
+}
+
+impl SyncService {
+    /// The library's sync status (local state only: no requests).
+    pub async fn status(&self) -> Result<Status, SyncError> {
+        self.with_db(|rec| read_status(rec.sync_parts().0)).await
+    }
+
+    /// Pushes then pulls, recording the outcome for status.
+    pub async fn sync(&self) -> Result<(crate::PushReport, crate::PullReport), SyncError> {
+        let result = async { Ok::<_, SyncError>((self.push().await?, self.pull().await?)) }.await;
+        let error = result.as_ref().err().map(|e| e.to_string());
+        self.with_db(move |rec| {
+            rec.sync_parts().0.execute(
+                "UPDATE sync_state SET last_error = ?1 WHERE id = 1",
+                [error],
+            )?;
+            Ok(())
+        })
+        .await?;
+        result
+    }
+}
