@@ -1,10 +1,8 @@
-//! BLAKE3 hashes: content hashes (images, files) and the per-device batch
-//! hash chain. Not secret, so they display as hex.
+//! BLAKE3 content hashes (images, files). Not secret, so they display as hex.
+//! (The per-device batch chain is part of the batch format: each batch
+//! carries the BLAKE3 of its predecessor's encoding; see `bae_oplog::BatchHash`.)
 
 use std::fmt;
-
-/// Context string of the batch chain (BLAKE3 derive-key mode).
-pub const BATCH_CHAIN_CONTEXT: &str = "bae 2025 batch chain v1";
 
 macro_rules! hash_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -50,13 +48,6 @@ hash_type!(
     ContentHash
 );
 
-hash_type!(
-    /// A link of a device's batch chain: BLAKE3 (derive-key mode,
-    /// [`BATCH_CHAIN_CONTEXT`]) of the previous link then the batch bytes, so
-    /// a bucket cannot reorder, drop or replay a device's batches unnoticed.
-    BatchHash
-);
-
 impl ContentHash {
     /// Hashes bytes held in memory.
     pub fn of(bytes: &[u8]) -> Self {
@@ -86,19 +77,6 @@ impl ContentHasher {
     }
 }
 
-impl BatchHash {
-    /// The link before a device's first batch.
-    pub const GENESIS: BatchHash = BatchHash([0; 32]);
-
-    /// The link after `batch`, given this (previous) link.
-    pub fn next(&self, batch: &[u8]) -> BatchHash {
-        let mut h = blake3::Hasher::new_derive_key(BATCH_CHAIN_CONTEXT);
-        h.update(&self.0);
-        h.update(batch);
-        BatchHash(*h.finalize().as_bytes())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,22 +93,5 @@ mod tests {
         assert_eq!(h.finalize(), ContentHash::of(b"abc"));
         let shown = ContentHash::of(b"abc").to_string();
         assert_eq!(ContentHash::from_hex(&shown), Some(ContentHash::of(b"abc")));
-    }
-
-    #[test]
-    fn batch_chain_depends_on_order_and_history() {
-        let a = BatchHash::GENESIS.next(b"batch 1").next(b"batch 2");
-        let b = BatchHash::GENESIS.next(b"batch 2").next(b"batch 1");
-        assert_ne!(a, b);
-        assert_ne!(
-            BatchHash::GENESIS.next(b"x"),
-            ContentHash::of(b"x").into_batch_for_test()
-        );
-    }
-
-    impl ContentHash {
-        fn into_batch_for_test(self) -> BatchHash {
-            BatchHash(self.0)
-        }
     }
 }

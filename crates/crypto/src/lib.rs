@@ -21,7 +21,7 @@ pub mod sign;
 mod test_support;
 
 pub use error::{ChunkedError, KeyParseError, ObjectError, SealError, SignatureError};
-pub use hash::{BatchHash, ContentHash, ContentHasher};
+pub use hash::{ContentHash, ContentHasher};
 pub use keys::{ContentKey, EpochKeys, KeyEpoch, KeyFingerprint, KeyRing, LibraryKey, ReleaseKey};
 pub use object::{
     open_object, open_object_stream, seal_object, seal_object_stream, ObjectKind, ObjectPlace,
