@@ -301,3 +301,57 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+    use crate::op::{BatchHash, BatchSeq, Op, OpKind, Value};
+    use crate::schema::SCHEMA;
+    use bae_hlc::{DeviceId, Timestamp};
+
+    /// The batch of `docs/FORMAT-sync.md`'s test vector.
+    fn vector_batch() -> Batch {
+        Batch {
+            device: DeviceId::from_bytes(
+                *b"\x00\x11\x22\x33\x44\x55\x46\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff",
+            ),
+            seq: BatchSeq(2),
+            prev: Some(BatchHash([0xab; 32])),
+            ops: vec![
+                Op {
+                    hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
+                    table: "albums".into(),
+                    row_id: "a1".into(),
+                    kind: OpKind::Update,
+                    fields: vec![
+                        ("title".into(), Value::Text("Blue".into())),
+                        ("year".into(), Value::Integer(-1)),
+                    ],
+                },
+                Op {
+                    hlc: Timestamp::from_u64(1),
+                    table: "tracks".into(),
+                    row_id: "t1".into(),
+                    kind: OpKind::Delete,
+                    fields: vec![],
+                },
+            ],
+        }
+    }
+
+    const VECTOR_HEX: &str = include_str!("../tests/vectors/batch-v1.hex");
+
+    #[test]
+    fn encoding_matches_the_documented_vector() {
+        let bytes = encode_batch(&vector_batch()).unwrap();
+        if std::env::var_os("BAE_REGEN_VECTORS").is_some() {
+            std::fs::write(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/batch-v1.hex"),
+                hex::encode(&bytes) + "\n",
+            )
+            .unwrap();
+        }
+        assert_eq!(hex::encode(&bytes), VECTOR_HEX.trim());
+        assert_eq!(decode_batch(&bytes, &SCHEMA).unwrap(), vector_batch());
+    }
+}
