@@ -2,6 +2,7 @@
 
 use crate::error::OplogError;
 use crate::op::{BatchSeq, Op, OpKind, Value};
+use crate::schema::SCHEMA;
 use bae_hlc::Timestamp;
 use rusqlite::{params, Connection};
 
@@ -40,14 +41,27 @@ pub(crate) fn op_from_row(r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
         reason: format!("kind {kind}"),
     })?;
     let payload: Vec<u8> = r.get(5)?;
-    let fields: Vec<(String, Value)> =
-        postcard::from_bytes(&payload).map_err(|e| OplogError::CorruptOp {
-            seq,
-            reason: e.to_string(),
-        })?;
+    let table: String = r.get(2)?;
+    let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
+    let columns = SCHEMA
+        .table(&table)
+        .ok_or_else(|| corrupt(format!("table {table:?} does not sync")))?
+        .columns;
+    // The payload names columns by their index in the sync schema.
+    let indexed: Vec<(u8, Value)> =
+        postcard::from_bytes(&payload).map_err(|e| corrupt(e.to_string()))?;
+    let fields = indexed
+        .into_iter()
+        .map(|(i, v)| {
+            let column = columns
+                .get(i as usize)
+                .ok_or_else(|| corrupt(format!("column index {i}")))?;
+            Ok(((*column).to_owned(), v))
+        })
+        .collect::<Result<_, OplogError>>()?;
     Ok(Op {
         hlc: Timestamp::from_u64(r.get::<_, i64>(1)? as u64),
-        table: r.get(2)?,
+        table,
         row_id: r.get(3)?,
         kind,
         fields,

@@ -281,7 +281,18 @@ impl Recording<'_> {
         let Some(schema) = SCHEMA.table(table) else {
             return Ok(());
         };
-        let synced: Vec<&(&str, Value)> = fields.iter().filter(|(c, _)| schema.syncs(c)).collect();
+        // Stored compactly as (index into the schema's columns, value); the
+        // wire batch spells column names out (see `log::op_from_row`).
+        let synced: Vec<(u8, &Value)> = fields
+            .iter()
+            .filter_map(|(c, v)| {
+                schema
+                    .columns
+                    .iter()
+                    .position(|s| s == c)
+                    .map(|i| (i as u8, v))
+            })
+            .collect();
         if kind == OpKind::Update && synced.is_empty() {
             return Ok(());
         }

@@ -10,7 +10,8 @@ pub struct TableSchema {
     /// Table name.
     pub name: &'static str,
     /// Columns that sync, in the table's order (the `id` column excluded: it is
-    /// the op's row id).
+    /// the op's row id). `op_log` payloads name columns by their index here,
+    /// so new columns are only ever appended.
     pub columns: &'static [&'static str],
     /// Foreign keys to other synced tables: (column, parent table). Deleting a
     /// parent deletes these children (`ON DELETE CASCADE`).
