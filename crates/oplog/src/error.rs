@@ -24,17 +24,9 @@ pub enum OplogError {
         /// Newest version this build knows.
         supported: u32,
     },
-    /// A write names a table that is not part of the library schema.
-    #[error("unknown table {0:?}")]
-    UnknownTable(String),
-    /// A write names a column that is not in its table.
-    #[error("unknown column {table}.{column}")]
-    UnknownColumn {
-        /// The table.
-        table: String,
-        /// The column.
-        column: String,
-    },
+    /// A table or column name that is not a plain identifier.
+    #[error("{0:?} is not a table or column name")]
+    BadIdentifier(String),
     /// A write to a row that does not exist.
     #[error("no row {row_id:?} in {table}")]
     NoSuchRow {

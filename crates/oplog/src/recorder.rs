@@ -354,6 +354,6 @@ fn check_ident(name: &str) -> Result<(), OplogError> {
     if ok {
         Ok(())
     } else {
-        Err(OplogError::UnknownTable(name.into()))
+        Err(OplogError::BadIdentifier(name.into()))
     }
 }

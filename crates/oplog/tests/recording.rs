@@ -298,3 +298,20 @@ fn local_stamps_fold_into_field_timestamps_and_tombstones() {
     // Folding again does nothing.
     assert_eq!(stamps::fold_local_stamps(conn, device).unwrap(), 0);
 }
+
+#[test]
+fn names_that_are_not_identifiers_are_refused_before_reaching_sql() {
+    let mut lib = library();
+    let err = lib
+        .edit("albums; DROP TABLE albums", "x", &[("title", "t".into())])
+        .unwrap_err();
+    assert!(matches!(err, OplogError::BadIdentifier(_)));
+    let err = lib
+        .edit("albums", "x", &[("title = 'x', year", "t".into())])
+        .unwrap_err();
+    assert!(matches!(err, OplogError::BadIdentifier(_)));
+    let err = lib
+        .edit("albums", "missing", &[("title", "t".into())])
+        .unwrap_err();
+    assert!(matches!(err, OplogError::NoSuchRow { .. }));
+}
