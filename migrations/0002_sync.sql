@@ -93,3 +93,16 @@ CREATE TABLE image_sync_queue (
     image_id TEXT PRIMARY KEY NOT NULL,
     batch_id INTEGER NOT NULL
 );
+);
+
+-- Merge state: winning values written to rows that are absent (deleted, or
+-- under an absent parent), kept so a later revival restores the same values
+-- on every device whatever the arrival order. Owned by the merge crate.
+CREATE TABLE merge_parked (
+    table_name TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    "column" TEXT NOT NULL,
+    value,
+    PRIMARY KEY (table_name, row_id, "column")
+) WITHOUT ROWID;
+CREATE INDEX merge_parked_by_value ON merge_parked (table_name, "column", value);
