@@ -93,7 +93,6 @@ CREATE TABLE image_sync_queue (
     image_id TEXT PRIMARY KEY NOT NULL,
     batch_id INTEGER NOT NULL
 );
-);
 
 -- Merge state: winning values written to rows that are absent (deleted, or
 -- under an absent parent), kept so a later revival restores the same values
