@@ -7,6 +7,7 @@ mod crypto;
 mod merge;
 mod record;
 mod report;
+mod sync_pull;
 
 use report::{Entry, Size};
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ const BENCHES: &[Bench] = &[
     ("chunked_decrypt", crypto::chunked_decrypt),
     ("range_decrypt", crypto::range_decrypt),
     ("merge_apply", merge::merge_apply),
+    ("idle_poll_requests", sync_pull::idle_poll_requests),
+    ("pull_10k_batches", sync_pull::pull_10k_batches),
 ];
 
 fn main() -> ExitCode {

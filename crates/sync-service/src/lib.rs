@@ -14,8 +14,10 @@
 //! the database; nothing below it depends on it.
 #![forbid(unsafe_code)]
 
+mod daemon;
 mod error;
 mod head;
+mod images;
 pub mod keystore;
 pub mod library;
 mod pull;
@@ -23,10 +25,12 @@ mod push;
 mod service;
 mod status;
 
+pub use daemon::{LoopState, SyncHandle, SyncLoop};
 pub use error::SyncError;
 pub use head::Head;
+pub use images::images_dir_for;
 pub use keystore::KeyStore;
 pub use pull::{Problem, ProblemKind, PullReport};
-pub use push::PushReport;
+pub use push::{PushReport, RepairReport};
 pub use service::SyncService;
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

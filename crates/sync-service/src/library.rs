@@ -1,6 +1,7 @@
 //! Library-level commands: set a library up for sync, join one, open one.
 
 use crate::error::SyncError;
+use crate::images::images_dir_for;
 use crate::keystore::{read_key_file, write_private, KeyStore};
 use crate::service::SyncService;
 use bae_crypto::LibraryKey;
@@ -51,7 +52,7 @@ pub async fn init(
     let id = library_id(&key);
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
-    let service = SyncService::new(rec, store, key);
+    let service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
     service.push().await?;
     Ok(service)
 }
@@ -72,7 +73,7 @@ pub async fn join(
     let id = library_id(&key);
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
-    let service = SyncService::new(rec, store, key);
+    let service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
     service.pull().await?;
     Ok(service)
 }
@@ -82,7 +83,7 @@ pub fn open(library: &Path, keys: &KeyStore) -> Result<SyncService, SyncError> {
     let mut rec = OpRecorder::open(library)?;
     let (id, url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
     let key = keys.load(&id)?;
-    Ok(SyncService::new(rec, open_store(&url)?, key))
+    Ok(SyncService::new(rec, open_store(&url)?, key).with_images_dir(images_dir_for(library)))
 }
 
 /// `key export`: writes the library key to a file only its owner can read.

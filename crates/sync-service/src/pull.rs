@@ -49,6 +49,8 @@ pub struct PullReport {
     pub applied: usize,
     /// Batches not applied, with reasons.
     pub problems: Vec<Problem>,
+    /// Images fetched (those the pulled batches insert and this device lacked).
+    pub images: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -81,6 +83,9 @@ impl SyncService {
                 .await
             {
                 Ok(head) => seen_heads.push(head),
+                // An unreachable bucket fails the pull (retried later); a
+                // missing object is the device's to repair.
+                Err((_, SyncError::Store(e))) if !e.is_not_found() => return Err(e.into()),
                 Err((seq, e)) => {
                     tracing::warn!(%device, seq, error = %e, "batch rejected");
                     problems.push(Problem {
@@ -95,8 +100,10 @@ impl SyncService {
         if fetched.is_empty() && problems.is_empty() && seen_heads.is_empty() {
             return Ok(PullReport::default());
         }
+        // Image bytes before the rows that name them.
+        let images = self.fetch_missing_images(&fetched).await?;
         let count = fetched.len();
-        tracing::info!(batches = count, "merging");
+        tracing::info!(batches = count, images, "merging");
         let report = self
             .with_db(move |rec| {
                 let (conn, clock, local) = rec.sync_parts();
@@ -116,6 +123,7 @@ impl SyncService {
                 Ok(PullReport {
                     applied: applied.len(),
                     problems,
+                    images,
                 })
             })
             .await?;

@@ -9,6 +9,7 @@
 
 use crate::error::SyncError;
 use crate::head::{Head, HEAD_VERSION};
+use crate::images::forget_uploaded;
 use crate::service::{batch_place, head_place, now_ms, store_device, SyncService};
 use bae_hlc::DeviceId;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder};
@@ -21,6 +22,26 @@ pub struct PushReport {
     /// Batches uploaded.
     pub batches: usize,
     /// The newest batch now in the bucket.
+    pub head: Option<u64>,
+    /// Images uploaded (before the batches that reference them).
+    pub images: usize,
+    /// Queued images whose bytes are not on this device yet; still queued.
+    pub images_waiting: usize,
+}
+
+/// What `push --repair` found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// This device's pushed batches checked in the bucket.
+    pub checked: usize,
+    /// Batches that were missing or did not verify, re-uploaded.
+    pub repaired: Vec<u64>,
+    /// Batches gone from the bucket and from the local op log (a checkpoint
+    /// covers them); nothing to do.
+    pub covered: usize,
+    /// Batches that cannot be rebuilt from the local op log, with why.
+    pub unrepairable: Vec<(u64, String)>,
+    /// The head rewritten, if this device has pushed anything.
     pub head: Option<u64>,
 }
 
@@ -37,11 +58,27 @@ impl SyncService {
         let span = tracing::info_span!("push", device = %self.device);
         let _e = span.enter();
         let device = self.device;
-        let encoded = self
-            .with_db(move |rec| encode_unpushed(rec, device))
+        let (encoded, newest) = self
+            .with_db(move |rec| {
+                let encoded = encode_unpushed(rec, device)?;
+                Ok((encoded, bae_oplog::last_batch(rec.sync_parts().0)?))
+            })
             .await?;
+        // Images first: the ops that reference them must never be in the
+        // bucket without them.
+        let through = encoded.last().map_or(newest.0, |b| b.seq.0);
+        let images = self.upload_queued_images(through).await?;
         let Some(last) = encoded.last() else {
-            return Ok(PushReport::default());
+            if !images.uploaded.is_empty() {
+                let uploaded = images.uploaded.clone();
+                self.with_db(move |rec| forget_uploaded(rec.sync_parts().0, &uploaded))
+                    .await?;
+            }
+            return Ok(PushReport {
+                images: images.uploaded.len(),
+                images_waiting: images.skipped,
+                ..PushReport::default()
+            });
         };
         let store_dev = store_device(device)?;
         for batch in &encoded {
@@ -55,6 +92,7 @@ impl SyncService {
         self.write_head(head_seq, Some(head_hash)).await?;
         let seqs: Vec<(BatchSeq, BatchHash)> = encoded.iter().map(|b| (b.seq, b.hash)).collect();
         let n = seqs.len();
+        let uploaded = images.uploaded.clone();
         self.with_db(move |rec| {
             let (conn, _, _) = rec.sync_parts();
             let tx = conn.transaction()?;
@@ -65,15 +103,98 @@ impl SyncService {
                     params![seq.0 as i64, hash.0.as_slice()],
                 )?;
             }
+            forget_uploaded(&tx, &uploaded)?;
             tx.commit()?;
             Ok(())
         })
         .await?;
-        tracing::info!(batches = n, head = head_seq, "push done");
+        tracing::info!(
+            batches = n,
+            head = head_seq,
+            images = images.uploaded.len(),
+            "push done"
+        );
         Ok(PushReport {
             batches: n,
             head: Some(head_seq),
+            images: images.uploaded.len(),
+            images_waiting: images.skipped,
         })
+    }
+
+    /// `push --repair`: checks every batch this device has pushed against
+    /// the bucket (present, opens under the library key at its place, and
+    /// hashes to what was pushed), re-uploads the ones that fail from the
+    /// local op log (the encoding is deterministic, so the chain is
+    /// unchanged), then rewrites the head.
+    pub async fn repair(&self) -> Result<RepairReport, SyncError> {
+        let span = tracing::info_span!("repair", device = %self.device);
+        let _e = span.enter();
+        let device = self.device;
+        let pushed = self
+            .with_db(|rec| pushed_hashes(rec.sync_parts().0))
+            .await?;
+        let store_dev = store_device(device)?;
+        let mut report = RepairReport::default();
+        for &(seq, hash) in &pushed {
+            report.checked += 1;
+            let key = layout::ops_key(&store_dev, seq);
+            let problem = match self.store.get(&key).await {
+                Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
+                Err(e) if e.is_not_found() => Some("missing".to_owned()),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(problem) = problem else { continue };
+            let rebuilt = self
+                .with_db(move |rec| {
+                    let conn = rec.sync_parts().0;
+                    let prev = stored_hash(conn, seq.saturating_sub(1))?;
+                    encode_one(conn, device, BatchSeq(seq), prev)
+                })
+                .await?;
+            match rebuilt {
+                None if problem == "missing" => report.covered += 1,
+                None => report.unrepairable.push((
+                    seq,
+                    format!("{key} {problem}; its ops are no longer in the local op log"),
+                )),
+                Some(b) if b.hash != hash => report.unrepairable.push((
+                    seq,
+                    format!(
+                        "{key} {problem}; the local op log no longer encodes to the pushed batch"
+                    ),
+                )),
+                Some(b) => {
+                    let sealed = self.seal(&batch_place(device, seq), &b.bytes)?;
+                    self.store.put(&key, &sealed).await?;
+                    tracing::info!(%key, %problem, "re-uploaded batch");
+                    report.repaired.push(seq);
+                }
+            }
+        }
+        if let Some(&(seq, hash)) = pushed.last() {
+            self.write_head(seq, Some(hash)).await?;
+            report.head = Some(seq);
+        }
+        Ok(report)
+    }
+
+    /// Whether a sealed object is exactly this device's pushed batch `seq`.
+    fn verify_own(
+        &self,
+        key: &str,
+        seq: u64,
+        hash: BatchHash,
+        sealed: &[u8],
+    ) -> Result<(), String> {
+        let plain = self
+            .open(key, &batch_place(self.device, seq), sealed)
+            .map_err(|e| format!("does not open ({e})"))?;
+        if BatchHash::of(&plain) == hash {
+            Ok(())
+        } else {
+            Err("does not match the batch pushed".to_owned())
+        }
     }
 
     /// Writes this device's head for batch `seq` and removes older head
@@ -135,15 +256,44 @@ fn encode_unpushed(rec: &mut OpRecorder, device: DeviceId) -> Result<Vec<Encoded
             Some(Encoded { hash, .. }) => Some(*hash),
             None => stored_hash(conn, seq.0.saturating_sub(1))?,
         };
-        let batch = Batch {
-            device,
-            seq,
-            prev,
-            ops: batch_ops(conn, seq)?,
-        };
-        let bytes = encode_batch(&batch).map_err(bae_oplog::OplogError::from)?;
-        let hash = BatchHash::of(&bytes);
-        out.push(Encoded { seq, bytes, hash });
+        out.extend(encode_one(conn, device, seq, prev)?);
+    }
+    Ok(out)
+}
+
+/// Encodes one local batch chained to `prev`; `None` if the op log no
+/// longer holds it.
+fn encode_one(
+    conn: &rusqlite::Connection,
+    device: DeviceId,
+    seq: BatchSeq,
+    prev: Option<BatchHash>,
+) -> Result<Option<Encoded>, SyncError> {
+    let ops = batch_ops(conn, seq)?;
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    let batch = Batch {
+        device,
+        seq,
+        prev,
+        ops,
+    };
+    let bytes = encode_batch(&batch).map_err(bae_oplog::OplogError::from)?;
+    let hash = BatchHash::of(&bytes);
+    Ok(Some(Encoded { seq, bytes, hash }))
+}
+
+/// Every batch this device has pushed, with its hash, oldest first.
+fn pushed_hashes(conn: &rusqlite::Connection) -> Result<Vec<(u64, BatchHash)>, SyncError> {
+    let mut stmt = conn.prepare("SELECT batch_id, hash FROM batch_hashes ORDER BY batch_id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, hash) = row?;
+        if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+            out.push((seq as u64, BatchHash(hash)));
+        }
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@ use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_oplog::OpRecorder;
 use bae_storage_s3::ObjectStore;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Syncs one library with one bucket. Database work runs on blocking
@@ -14,6 +15,9 @@ pub struct SyncService {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) device: DeviceId,
+    /// Where image bytes live locally (`{library file}.images/{image_id}`);
+    /// without it push and pull leave images alone.
+    pub(crate) images_dir: Option<PathBuf>,
 }
 
 impl SyncService {
@@ -28,7 +32,19 @@ impl SyncService {
             store,
             keys: Arc::new(keys),
             device,
+            images_dir: None,
         }
+    }
+
+    /// Sets the directory holding this library's image bytes.
+    pub fn with_images_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.images_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory holding this library's image bytes, if set.
+    pub fn images_dir(&self) -> Option<&Path> {
+        self.images_dir.as_deref()
     }
 
     /// This device's id.

@@ -1,0 +1,184 @@
+//! Pull benchmarks over a local-directory bucket.
+//!
+//! - `idle_poll_requests`: requests a pull makes when nothing changed,
+//!   counted by `CountingStore`; the target is one LIST.
+//! - `pull_10k_batches`: pulling and applying many small batches (one edit
+//!   each) from the bucket vs `bae_merge::apply_pull` of the same decoded
+//!   batches without the store, on copies of the same starting library.
+
+use crate::report::{interleaved, Entry, Size};
+use bae_crypto::{open_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_oplog::{decode_batch, demo_album, Batch, Library, OpRecorder, Value, SCHEMA};
+use bae_storage_s3::layout;
+use bae_storage_s3::testing::CountingStore;
+use bae_storage_s3::{LocalDirStore, ObjectStore};
+use bae_sync_service::SyncService;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A bucket holding one device's import and `edits` one-edit batches, and
+/// a second library that has applied the import only.
+struct Setup {
+    dir: tempfile::TempDir,
+    store: Arc<dyn ObjectStore>,
+    key: LibraryKey,
+    template: PathBuf,
+    writer: bae_hlc::DeviceId,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?);
+    let key = LibraryKey::generate();
+    let writer = dir.path().join("writer.db");
+    let album = demo_album(1, 0, 12);
+    let album_id = album.album_id().unwrap_or_default().to_owned();
+    let mut lib = Library::new(OpRecorder::open(&writer).map_err(|e| err(&e))?);
+    lib.import_album(&album).map_err(|e| err(&e))?;
+    drop(lib);
+    let template = dir.path().join("template.db");
+    let writer = rt.block_on(async {
+        let w = service(&writer, &store, &key)?;
+        w.push().await.map_err(|e| err(&e))?;
+        let r = service(&template, &store, &key)?;
+        r.pull().await.map_err(|e| err(&e))?;
+        w.with_db(move |rec| {
+            for i in 0..edits {
+                let mut tx = rec.transaction()?;
+                tx.update(
+                    "albums",
+                    &album_id,
+                    &[("title", Value::Text(format!("edit {i}")))],
+                )?;
+                tx.commit()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| err(&e))?;
+        w.push().await.map_err(|e| err(&e))?;
+        Ok::<_, String>(w.device())
+    })?;
+    Ok(Setup {
+        dir,
+        store,
+        key,
+        template,
+        writer,
+    })
+}
+
+fn service(
+    path: &Path,
+    store: &Arc<dyn ObjectStore>,
+    key: &LibraryKey,
+) -> Result<SyncService, String> {
+    let rec = OpRecorder::open(path).map_err(|e| e.to_string())?;
+    Ok(SyncService::new(rec, store.clone(), key.clone()))
+}
+
+pub fn idle_poll_requests(_size: Size) -> Result<Entry, String> {
+    let rt = runtime()?;
+    let s = setup(&rt, 10)?;
+    let counting = Arc::new(CountingStore::new(s.store.clone()));
+    let counted: Arc<dyn ObjectStore> = counting.clone();
+    let requests = rt.block_on(async {
+        let r = service(&s.template, &counted, &s.key)?;
+        r.pull().await.map_err(|e| e.to_string())?;
+        counting.reset();
+        r.pull().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(counting.snapshot().total())
+    })?;
+    Ok(Entry::new(
+        "idle_poll_requests",
+        requests as f64,
+        1.0,
+        "one LIST (the target)",
+        "requests",
+    ))
+}
+
+pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
+    let n = size.pick(2_000, 10_000);
+    let runs = size.pick(3, 3);
+    let rt = runtime()?;
+    let s = setup(&rt, n)?;
+    let batches = decoded_batches(&rt, &s)?;
+    if batches.len() as u64 != n {
+        return Err(format!("expected {n} batches, decoded {}", batches.len()));
+    }
+    eprintln!("bench: pull_10k_batches: {n} one-edit batches");
+    let run_id = std::cell::Cell::new(0u32);
+    let fresh = |label: &str| -> Result<PathBuf, String> {
+        run_id.set(run_id.get() + 1);
+        let path = s.dir.path().join(format!("{label}-{}.db", run_id.get()));
+        std::fs::copy(&s.template, &path).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    let (ours, base) = interleaved(
+        runs,
+        || {
+            let path = fresh("pull")?;
+            let r = service(&path, &s.store, &s.key)?;
+            let report = rt.block_on(r.pull()).map_err(|e| e.to_string())?;
+            if report.applied as u64 != n {
+                return Err(format!("pull applied {} of {n}", report.applied));
+            }
+            Ok(())
+        },
+        || {
+            let path = fresh("merge")?;
+            let mut rec = OpRecorder::open(&path).map_err(|e| e.to_string())?;
+            let batches = batches.clone();
+            let (conn, clock, device) = rec.sync_parts();
+            let report =
+                bae_merge::apply_pull(conn, clock, device, batches).map_err(|e| e.to_string())?;
+            if report.applied.len() as u64 != n {
+                return Err(format!("merge applied {} of {n}", report.applied.len()));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Entry::new(
+        "pull_10k_batches",
+        ours,
+        base,
+        "bae_merge::apply_pull of the same decoded batches, no store",
+        "s",
+    ))
+}
+
+/// The edit batches (seq 2 on; seq 1 is the import), fetched, opened and
+/// decoded as pull does, outside the timed runs.
+fn decoded_batches(rt: &tokio::runtime::Runtime, s: &Setup) -> Result<Vec<Batch>, String> {
+    let dev = layout::DeviceId::parse(&s.writer.to_string()).map_err(|e| e.to_string())?;
+    let keys = (KeyEpoch(0), &s.key);
+    let mut out = Vec::new();
+    for key in rt
+        .block_on(s.store.list(&layout::ops_prefix(&dev)))
+        .map_err(|e| e.to_string())?
+    {
+        let (_, seq) = layout::parse_ops_key(&key).map_err(|e| e.to_string())?;
+        if seq == 1 {
+            continue;
+        }
+        let sealed = rt.block_on(s.store.get(&key)).map_err(|e| e.to_string())?;
+        let place = ObjectPlace {
+            kind: ObjectKind::OpBatch,
+            device: *s.writer.as_bytes(),
+            seq,
+        };
+        let plain = open_object(&keys, &place, &sealed).map_err(|e| e.to_string())?;
+        out.push(decode_batch(&plain, &SCHEMA).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,214 @@
+//! End to end through the `bae-sync` binary, keys in files under `--home`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn run(w: &World, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bae-sync"))
+        .arg("--home")
+        .arg(w.home())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn ok(w: &World, args: &[&str]) -> String {
+    let out = run(w, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with one line on stderr; returns it.
+fn fails(w: &World, args: &[&str]) -> String {
+    let out = run(w, args);
+    assert!(!out.status.success(), "bae-sync {args:?} succeeded");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
+    stderr
+}
+
+fn path(p: std::path::PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn status_json(w: &World, lib: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(w, &["status", "--library", lib, "--json"])).unwrap()
+}
+
+/// laptop: import and init; desktop: join with the exported key.
+fn two_devices(w: &World) -> (String, String) {
+    let (laptop, desktop) = (path(w.library("laptop")), path(w.library("desktop")));
+    let key = path(w.key_file());
+    ok(w, &["demo-import", "--library", &laptop, "--albums", "3"]);
+    ok(w, &["init", "--library", &laptop, "--bucket", &w.bucket]);
+    ok(w, &["key", "export", "--library", &laptop, "--out", &key]);
+    ok(
+        w,
+        &[
+            "join",
+            "--library",
+            &desktop,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    (laptop, desktop)
+}
+
+fn album_id() -> String {
+    bae_oplog::demo_album(1, 0, 12)
+        .album_id()
+        .unwrap()
+        .to_owned()
+}
+
+fn cli_two_devices_converge(bucket: Bucket) {
+    let w = World::new(bucket, "cli-two");
+    let (laptop, desktop) = two_devices(&w);
+    let album = album_id();
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &laptop,
+            "albums",
+            &album,
+            "title=On the laptop",
+        ],
+    );
+    ok(
+        &w,
+        &["set", "--library", &desktop, "albums", &album, "year=1999"],
+    );
+    let pending = status_json(&w, &laptop);
+    assert_eq!(pending["pending_batches"], 1);
+    for lib in [&laptop, &desktop, &laptop] {
+        ok(&w, &["sync", "--library", lib]);
+    }
+    assert_eq!(
+        ok(&w, &["dump", "--library", &laptop]),
+        ok(&w, &["dump", "--library", &desktop])
+    );
+    let dump = ok(&w, &["dump", "--library", &desktop]);
+    assert!(dump.contains("On the laptop") && dump.contains("1999"));
+    // The desktop's images came through the bucket.
+    let images = bae_sync_service::images_dir_for(&w.library("desktop"));
+    assert_eq!(std::fs::read_dir(images).unwrap().count(), 3);
+
+    let laptop_status = status_json(&w, &laptop);
+    let desktop_status = status_json(&w, &desktop);
+    assert_eq!(laptop_status["pending_batches"], 0);
+    let seen = &desktop_status["devices"][0];
+    assert_eq!(seen["device"], laptop_status["device"]);
+    assert_eq!(seen["applied_seq"], seen["head_seq"]);
+    assert!(seen["last_synced_ms"].as_i64().unwrap() > 0);
+    let text = ok(&w, &["status", "--library", &desktop]);
+    assert!(text.contains("last synced"), "{text}");
+}
+
+#[test]
+fn cli_two_devices_converge_on_a_local_bucket() {
+    cli_two_devices_converge(Bucket::Local);
+}
+
+#[test]
+fn cli_two_devices_converge_on_s3() {
+    cli_two_devices_converge(Bucket::S3);
+}
+
+#[test]
+fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
+    let w = World::new(Bucket::Local, "cli-tamper");
+    let (laptop, desktop) = two_devices(&w);
+    let album = album_id();
+    ok(
+        &w,
+        &["set", "--library", &laptop, "albums", &album, "title=first"],
+    );
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &laptop,
+            "albums",
+            &album,
+            "title=second",
+        ],
+    );
+    ok(&w, &["push", "--library", &laptop]);
+    let status = status_json(&w, &laptop);
+    let device = status["device"].as_str().unwrap();
+    let dev = bae_storage_s3::layout::DeviceId::parse(device).unwrap();
+    let heads = std::path::Path::new(&w.bucket).join(bae_storage_s3::layout::heads_prefix(&dev));
+    let head = std::fs::read_dir(heads).unwrap().next().unwrap().unwrap();
+    let head: u64 = head.file_name().to_str().unwrap().parse().unwrap();
+    let bad = head - 1;
+    let key = bae_storage_s3::layout::ops_key(&dev, bad);
+    let object = std::path::Path::new(&w.bucket).join(&key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+
+    let out = run(&w, &["pull", "--library", &desktop]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&key), "{stderr}");
+    let status = ok(&w, &["status", "--library", &desktop]);
+    assert!(
+        status.contains(&key) && status.contains("rejected"),
+        "{status}"
+    );
+    assert!(!ok(&w, &["dump", "--library", &desktop]).contains("first"));
+
+    let repaired = ok(&w, &["push", "--library", &laptop, "--repair"]);
+    assert!(
+        repaired.contains(&format!("repaired batch {bad}")),
+        "{repaired}"
+    );
+    let out = run(&w, &["pull", "--library", &desktop]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(
+        ok(&w, &["dump", "--library", &laptop]),
+        ok(&w, &["dump", "--library", &desktop])
+    );
+}
+
+#[test]
+fn cli_errors_are_one_line_and_exit_non_zero() {
+    let w = World::new(Bucket::Local, "cli-errors");
+    let lib = path(w.library("fresh"));
+    let e = fails(&w, &["pull", "--library", &lib]);
+    assert!(e.contains("not set up for sync"), "{e}");
+    let e = fails(
+        &w,
+        &["init", "--library", &lib, "--bucket", "ftp://example.com/x"],
+    );
+    assert!(e.contains("bucket URL"), "{e}");
+    let missing = path(w.dir.path().join("no-such.key"));
+    let e = fails(
+        &w,
+        &[
+            "join",
+            "--library",
+            &lib,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &missing,
+        ],
+    );
+    assert!(e.contains("no-such.key"), "{e}");
+    let e = fails(&w, &["set", "--library", &lib, "albums", "x", "title"]);
+    assert!(e.contains("COLUMN=VALUE"), "{e}");
+}

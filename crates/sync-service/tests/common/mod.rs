@@ -1,0 +1,243 @@
+//! Shared setup for the end-to-end tests: a temp world with a bucket (a
+//! local directory or a unique prefix on the test S3 server), a file-backed
+//! key store, libraries with imported albums and their image bytes.
+#![allow(dead_code)]
+
+use bae_oplog::{canonical_dump, demo_album, Library, OpRecorder, Value};
+use bae_storage_s3::layout;
+use bae_storage_s3::ObjectStore;
+use bae_sync_service::{images_dir_for, library, KeyStore, SyncService};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+/// Which bucket a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    /// A local directory (the embedded default).
+    Local,
+    /// The test S3 server `cargo xtask test` starts.
+    S3,
+}
+
+/// A temp dir holding libraries, keys and (for local buckets) the bucket.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub bucket: String,
+    pub keys: KeyStore,
+}
+
+impl World {
+    pub fn new(bucket: Bucket, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = match bucket {
+            Bucket::Local => dir.path().join("bucket").to_string_lossy().into_owned(),
+            Bucket::S3 => s3_bucket_url(name),
+        };
+        let keys = KeyStore::Files(dir.path().join("home"));
+        World { dir, bucket, keys }
+    }
+
+    /// The home directory the CLI gets with `--home`.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// A device's library file.
+    pub fn library(&self, device: &str) -> PathBuf {
+        self.dir.path().join(format!("{device}.db"))
+    }
+
+    /// The file `key export` writes.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("library.key")
+    }
+
+    /// The bucket, opened directly (to inspect or tamper with objects).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        bae_storage_s3::open_store(&self.bucket).unwrap()
+    }
+
+    /// The first device: imports `albums` albums (with image bytes), then `init`.
+    pub async fn first_device(&self, device: &str, albums: u64) -> SyncService {
+        let lib = self.library(device);
+        import_albums(&lib, 0, albums);
+        let s = library::init(&lib, &self.bucket, &self.keys).await.unwrap();
+        library::export_key(&lib, &self.keys, &self.key_file()).unwrap();
+        s
+    }
+
+    /// Another device of the same user: `join` with the exported key.
+    pub async fn join(&self, device: &str) -> SyncService {
+        library::join(
+            &self.library(device),
+            &self.bucket,
+            &self.key_file(),
+            &self.keys,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// The bucket URL of a unique prefix on the test S3 server. Panics (never
+/// skips) when the server is not configured.
+pub fn s3_bucket_url(name: &str) -> String {
+    let var = |n: &str| {
+        std::env::var(n).unwrap_or_else(|_| {
+            panic!(
+                "{n} is not set: the S3 end-to-end tests need the test S3 server; \
+                 run them with `cargo xtask test` (it starts s3s-fs and sets BAE_TEST_S3_*)"
+            )
+        })
+    };
+    let endpoint = var("BAE_TEST_S3_ENDPOINT");
+    let bucket = var("BAE_TEST_S3_BUCKET");
+    static CREDENTIALS: Once = Once::new();
+    let (access, secret) = (var("BAE_TEST_S3_ACCESS_KEY"), var("BAE_TEST_S3_SECRET_KEY"));
+    // Bucket URLs carry no credentials: the store reads them from the
+    // environment, as it would for a user.
+    CREDENTIALS.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", access);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", secret);
+    });
+    format!(
+        "s3://{bucket}/{}?endpoint={endpoint}&region=us-east-1",
+        unique_prefix(name)
+    )
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("e2e/{name}-{nanos:x}-{}", std::process::id())
+}
+
+/// Imports albums `first..first + n` of seed 1, writing each album's image
+/// bytes where bae keeps them.
+pub fn import_albums(lib: &Path, first: u64, n: u64) {
+    let mut library = Library::new(OpRecorder::open(lib).unwrap());
+    let dir = images_dir_for(lib);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in first..first + n {
+        let album = demo_album(1, i, 3);
+        for row in album.rows.iter().filter(|r| r.table == "images") {
+            std::fs::write(dir.join(&row.id), image_bytes(&row.id)).unwrap();
+        }
+        library.import_album(&album).unwrap();
+    }
+}
+
+/// The bytes the tests use for an image.
+pub fn image_bytes(id: &str) -> Vec<u8> {
+    format!("image bytes of {id}").into_bytes()
+}
+
+/// The id of album `i`'s row in `table` (albums, releases, images...).
+pub fn album_row(i: u64, table: &str) -> String {
+    demo_album(1, i, 3)
+        .rows
+        .iter()
+        .find(|r| r.table == table)
+        .map(|r| r.id.clone())
+        .unwrap()
+}
+
+/// One recorded edit on a device.
+pub async fn edit(
+    s: &SyncService,
+    table: &'static str,
+    row: &str,
+    column: &'static str,
+    value: &str,
+) {
+    let (row, value) = (row.to_owned(), Value::Text(value.to_owned()));
+    s.with_db(move |rec| {
+        let mut tx = rec.transaction()?;
+        tx.update(table, &row, &[(column, value)])?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// One recorded delete (with its cascade) on a device.
+pub async fn delete(s: &SyncService, table: &'static str, row: &str) {
+    let row = row.to_owned();
+    s.with_db(move |rec| {
+        let mut tx = rec.transaction()?;
+        tx.delete(table, &row)?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A field of a row, as text ("NULL" when absent or null).
+pub async fn field(
+    s: &SyncService,
+    table: &'static str,
+    row: &str,
+    column: &'static str,
+) -> String {
+    let row = row.to_owned();
+    s.with_db(move |rec| {
+        use rusqlite::OptionalExtension;
+        let v: Option<Option<String>> = rec
+            .sync_parts()
+            .0
+            .query_row(
+                &format!("SELECT CAST({column} AS TEXT) FROM {table} WHERE id = ?1"),
+                [row],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.flatten().unwrap_or_else(|| "NULL".into()))
+    })
+    .await
+    .unwrap()
+}
+
+/// The canonical dump of a device's synced tables.
+pub async fn dump(s: &SyncService) -> String {
+    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+        .await
+        .unwrap()
+}
+
+/// Syncs every device in turn, twice (so each sees every other's batches).
+pub async fn sync_all(devices: &[&SyncService]) {
+    for _ in 0..2 {
+        for d in devices {
+            let (_, pull) = d.sync().await.unwrap();
+            assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+        }
+    }
+}
+
+/// Asserts every device holds the same synced rows.
+pub async fn assert_converged(devices: &[&SyncService]) {
+    let first = dump(devices[0]).await;
+    for d in &devices[1..] {
+        assert_eq!(dump(d).await, first, "device {} differs", d.device());
+    }
+}
+
+/// The bucket key of a device's batch.
+pub fn ops_key(s: &SyncService, seq: u64) -> String {
+    layout::ops_key(
+        &layout::DeviceId::parse(&s.device().to_string()).unwrap(),
+        seq,
+    )
+}
+
+/// The newest batch a device has recorded.
+pub async fn last_batch(s: &SyncService) -> u64 {
+    s.with_db(|rec| Ok(bae_oplog::last_batch(rec.sync_parts().0)?.0))
+        .await
+        .unwrap()
+}

@@ -1,0 +1,138 @@
+//! A bad object in the bucket (tampered, truncated, swapped, wrongly keyed,
+//! missing) is rejected with a message naming it; nothing from it applies;
+//! other devices' batches still apply; the device's stream resumes after
+//! `push --repair` on the device that owns it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bae_crypto::{seal_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_sync_service::ProblemKind;
+use common::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    FlipByte,
+    Truncate,
+    SwapWithNext,
+    WrongKey,
+    Delete,
+}
+
+async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Damage) {
+    let store = w.store();
+    let (key, next) = (ops_key(a, seq), ops_key(a, seq + 1));
+    let bytes = store.get(&key).await.unwrap();
+    match how {
+        Damage::FlipByte => {
+            let mut b = bytes;
+            let i = b.len() - 20;
+            b[i] ^= 0x40;
+            store.put(&key, &b).await.unwrap();
+        }
+        Damage::Truncate => store.put(&key, &bytes[..bytes.len() / 2]).await.unwrap(),
+        Damage::SwapWithNext => {
+            let other = store.get(&next).await.unwrap();
+            store.put(&key, &other).await.unwrap();
+            store.put(&next, &bytes).await.unwrap();
+        }
+        Damage::WrongKey => {
+            let place = ObjectPlace {
+                kind: ObjectKind::OpBatch,
+                device: *a.device().as_bytes(),
+                seq,
+            };
+            let forged = seal_object(&LibraryKey::generate(), KeyEpoch(0), &place, b"forged");
+            store.put(&key, &forged).await.unwrap();
+        }
+        Damage::Delete => store.delete(&key).await.unwrap(),
+    }
+}
+
+async fn bad_object_is_rejected_then_repaired(bucket: Bucket, how: Damage) {
+    let w = World::new(bucket, &format!("tamper-{how:?}").to_lowercase());
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let c = w.join("c").await;
+    let album = album_row(0, "albums");
+    edit(&a, "albums", &album, "title", "first edit").await;
+    edit(&a, "albums", &album, "title", "second edit").await;
+    a.push().await.unwrap();
+    edit(&c, "albums", &album, "bandcamp_album_id", "from c").await;
+    c.push().await.unwrap();
+    let bad = last_batch(&a).await - 1;
+    damage(&w, &a, bad, how).await;
+
+    let pulled = b.pull().await.unwrap();
+    let key = ops_key(&a, bad);
+    assert_eq!(pulled.problems.len(), 1, "{:?}", pulled.problems);
+    let problem = &pulled.problems[0];
+    assert_eq!(
+        (problem.device, problem.seq, problem.kind),
+        (a.device(), bad, ProblemKind::Rejected)
+    );
+    assert!(problem.reason.contains(&key), "{how:?}: {}", problem.reason);
+    let status = b.status().await.unwrap();
+    assert!(status.problems[0].reason.contains(&key));
+    assert_eq!(status.problems[0].kind, "rejected");
+    // Nothing of a's stream from the bad batch on; c's edit applied.
+    assert_ne!(field(&b, "albums", &album, "title").await, "first edit");
+    assert_ne!(field(&b, "albums", &album, "title").await, "second edit");
+    assert_eq!(
+        field(&b, "albums", &album, "bandcamp_album_id").await,
+        "from c"
+    );
+    // Pulling again does not get past it.
+    assert_eq!(b.pull().await.unwrap().problems.len(), 1);
+
+    let repair = a.repair().await.unwrap();
+    let expected: Vec<u64> = match how {
+        Damage::SwapWithNext => vec![bad, bad + 1],
+        _ => vec![bad],
+    };
+    assert_eq!(repair.repaired, expected, "{repair:?}");
+    assert!(repair.unrepairable.is_empty());
+    assert_eq!(
+        a.repair().await.unwrap().repaired,
+        Vec::<u64>::new(),
+        "repair is idempotent"
+    );
+
+    let pulled = b.pull().await.unwrap();
+    assert!(pulled.problems.is_empty(), "{:?}", pulled.problems);
+    assert_eq!(pulled.applied, 2);
+    assert_eq!(field(&b, "albums", &album, "title").await, "second edit");
+    assert!(b.status().await.unwrap().problems.is_empty());
+    sync_all(&[&a, &b, &c]).await;
+    assert_converged(&[&a, &b, &c]).await;
+}
+
+#[tokio::test]
+async fn tampered_batch_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::FlipByte).await;
+}
+
+#[tokio::test]
+async fn truncated_batch_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::Truncate).await;
+}
+
+#[tokio::test]
+async fn swapped_batches_are_rejected_and_resume_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::SwapWithNext).await;
+}
+
+#[tokio::test]
+async fn wrongly_keyed_batch_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::WrongKey).await;
+}
+
+#[tokio::test]
+async fn missing_batch_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::Delete).await;
+}
+
+#[tokio::test]
+async fn tampered_batch_on_s3_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::S3, Damage::FlipByte).await;
+}
