@@ -56,7 +56,10 @@ CREATE TABLE sync_state (
     -- Where the library syncs (a bucket URL), once `init`/`join` set it.
     bucket_url TEXT,
     -- The last sync failure, for status; cleared by a successful sync.
-    last_error TEXT
+    last_error TEXT,
+    -- Set by a checkpoint restore into a library with state: this device's
+    -- batches after this seq must be replayed through merge; NULL otherwise.
+    checkpoint_replay_after INTEGER
 );
 
 -- Remote batches that did not apply in the last pull, with why: held back

@@ -7,6 +7,7 @@ mod crypto;
 mod merge;
 mod record;
 mod report;
+mod sync_bootstrap;
 mod sync_pull;
 
 use report::{Entry, Size};
@@ -22,6 +23,7 @@ const BENCHES: &[Bench] = &[
     ("chunked_decrypt", crypto::chunked_decrypt),
     ("range_decrypt", crypto::range_decrypt),
     ("merge_apply", merge::merge_apply),
+    ("bootstrap_checkpoint", sync_bootstrap::bootstrap_checkpoint),
     ("idle_poll_requests", sync_pull::idle_poll_requests),
     ("pull_10k_batches", sync_pull::pull_10k_batches),
 ];

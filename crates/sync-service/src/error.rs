@@ -67,6 +67,9 @@ pub enum SyncError {
         /// Why.
         source: std::io::Error,
     },
+    /// The bucket holds no checkpoint that opens and verifies.
+    #[error("no usable checkpoint in {0}")]
+    NoCheckpoint(String),
     /// A blocking task died.
     #[error("internal: {0}")]
     Task(String),

@@ -14,8 +14,11 @@
 //! the database; nothing below it depends on it.
 #![forbid(unsafe_code)]
 
+mod bootstrap;
+mod checkpoint;
 mod daemon;
 mod error;
+mod gc;
 mod head;
 mod images;
 pub mod keystore;
@@ -25,8 +28,13 @@ mod push;
 mod service;
 mod status;
 
+pub use bootstrap::{server_bootstrap, BootstrapReport, Progress, ServerBootstrapReport};
+pub use checkpoint::{
+    CheckpointCursor, CheckpointHeader, CheckpointReport, CHECKPOINT_FORMAT_VERSION,
+};
 pub use daemon::{LoopState, SyncHandle, SyncLoop};
 pub use error::SyncError;
+pub use gc::{GcReport, GC_GRACE};
 pub use head::Head;
 pub use images::images_dir_for;
 pub use keystore::KeyStore;

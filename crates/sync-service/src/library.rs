@@ -74,6 +74,8 @@ pub async fn join(
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
     let service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
+    // The newest checkpoint first (if any), then only the batches after it.
+    service.bootstrap_from_checkpoint(None).await?;
     service.pull().await?;
     Ok(service)
 }

@@ -104,6 +104,32 @@ enum Command {
         #[arg(long)]
         library: PathBuf,
     },
+    /// Write a checkpoint of the library to the bucket (pushes and pulls first).
+    Checkpoint {
+        #[arg(long)]
+        library: PathBuf,
+    },
+    /// Delete batches and old checkpoints covered by the newest checkpoint
+    /// once it is 30 days old.
+    Gc {
+        #[arg(long)]
+        library: PathBuf,
+        /// Compact now: skip the grace period (every device must be online).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Read-only server database from the newest checkpoint (bae-server tier 1).
+    ServerBootstrap {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also replay batches newer than the checkpoint (tier 2).
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Demonstration on the embedded default: two devices, one local-directory
     /// bucket, edits on both, sync, identical libraries.
     Demo {
@@ -252,6 +278,79 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             print!("{}", canonical_dump(rec.sync_parts().0)?);
         }
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
+        Command::Checkpoint { library } => {
+            let r = library::open(&library, keys)?.checkpoint().await?;
+            println!(
+                "checkpoint {} written: {} records, {} bytes",
+                r.key, r.records, r.sealed_bytes
+            );
+        }
+        Command::Gc { library, now } => {
+            let s = library::open(&library, keys)?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let r = s.gc(now_ms, bae_sync_service::GC_GRACE, now).await?;
+            match (&r.checkpoint, r.grace_left_ms) {
+                (None, _) => println!("no checkpoint: nothing to delete"),
+                (Some(k), Some(left)) => println!(
+                    "checkpoint {k} is inside the grace period ({} days left): nothing deleted",
+                    left / 86_400_000 + 1
+                ),
+                (Some(k), None) => println!(
+                    "checkpoint {k}: deleted {} batches, {} older checkpoints; pruned {} local ops",
+                    r.ops_deleted, r.checkpoints_deleted, r.local_ops_pruned
+                ),
+            }
+            for e in &r.rejected {
+                eprintln!("bae-sync: {e}");
+            }
+        }
+        Command::ServerBootstrap {
+            bucket,
+            key_file,
+            out,
+            refresh,
+        } => server_bootstrap(&bucket, &key_file, &out, refresh).await?,
+    }
+    Ok(())
+}
+
+/// `server-bootstrap`, with a progress bar while the checkpoint restores.
+async fn server_bootstrap(
+    bucket: &str,
+    key_file: &Path,
+    out: &Path,
+    refresh: bool,
+) -> Result<(), SyncError> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    let progress: bae_sync_service::Progress = std::sync::Arc::new(move |done, total| {
+        shown.set_length(total);
+        shown.set_position(done);
+    });
+    let r =
+        bae_sync_service::server_bootstrap(bucket, key_file, out, refresh, Some(progress)).await;
+    bar.finish_and_clear();
+    let r = r?;
+    if let Some(b) = &r.bootstrap {
+        println!(
+            "restored {} ({} records) into {}",
+            b.key,
+            b.records,
+            out.display()
+        );
+        for e in &b.rejected {
+            eprintln!("bae-sync: skipped {e}");
+        }
+    }
+    if let Some(p) = &r.refreshed {
+        println!("replayed {} newer batches", p.applied);
+        report_problems(&p.problems);
     }
     Ok(())
 }

@@ -60,8 +60,21 @@ struct Cursor {
 }
 
 impl SyncService {
-    /// Pulls and merges what other devices pushed since the last pull.
+    /// Pulls and merges what other devices pushed since the last pull. A
+    /// device whose next batch was garbage-collected recovers from the
+    /// newest checkpoint covering it (`bootstrap.rs`), then pulls again.
     pub async fn pull(&self) -> Result<PullReport, SyncError> {
+        self.finish_local_replay().await?;
+        let mut gaps = Vec::new();
+        let report = self.pull_once(&mut gaps).await?;
+        if !gaps.is_empty() && self.recover_from_checkpoint(&gaps).await? {
+            return self.pull_once(&mut Vec::new()).await;
+        }
+        Ok(report)
+    }
+
+    /// One pull; batch objects found missing are added to `gaps`.
+    async fn pull_once(&self, gaps: &mut Vec<(DeviceId, u64)>) -> Result<PullReport, SyncError> {
         let span = tracing::info_span!("pull", device = %self.device);
         let _e = span.enter();
         let heads = self.list_heads().await?;
@@ -87,6 +100,10 @@ impl SyncService {
                 // missing object is the device's to repair.
                 Err((_, SyncError::Store(e))) if !e.is_not_found() => return Err(e.into()),
                 Err((seq, e)) => {
+                    if matches!(&e, SyncError::Store(bae_storage_s3::StoreError::NotFound { key }) if key.starts_with(layout::OPS_PREFIX))
+                    {
+                        gaps.push((device, seq));
+                    }
                     tracing::warn!(%device, seq, error = %e, "batch rejected");
                     problems.push(Problem {
                         device,

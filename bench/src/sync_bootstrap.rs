@@ -1,0 +1,77 @@
+//! `bootstrap_checkpoint`: a new device (or read-only server) filling an
+//! empty library from the newest checkpoint on a local-directory bucket
+//! (LIST, GET, stream-decrypt to a temp file, verify every record, insert
+//! in one transaction) vs copying the source database file with
+//! `std::fs::copy`: the floor any bootstrap could reach. No target; the
+//! ratio shows what decryption, verification and re-insertion cost.
+
+use crate::report::{interleaved, Entry, Size};
+use bae_crypto::LibraryKey;
+use bae_oplog::{demo_album, Library, OpRecorder};
+use bae_sync_service::SyncService;
+use std::cell::Cell;
+use std::sync::Arc;
+
+const TRACKS: usize = 12;
+
+pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
+    let albums = size.pick(300, 2000);
+    let runs = size.pick(3, 3);
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(&e))?;
+    let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+    let source = dir.path().join("source.db");
+    let mut lib = Library::new(OpRecorder::open(&source).map_err(|e| err(&e))?);
+    for i in 0..albums {
+        lib.import_album(&demo_album(1, i, TRACKS))
+            .map_err(|e| err(&e))?;
+    }
+    drop(lib);
+    let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
+        bae_storage_s3::LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?,
+    );
+    let key = LibraryKey::generate();
+    let writer = SyncService::new(
+        OpRecorder::open(&source).map_err(|e| err(&e))?,
+        store.clone(),
+        key.clone(),
+    );
+    let ck = rt.block_on(writer.checkpoint()).map_err(|e| err(&e))?;
+    drop(writer);
+    let bytes = std::fs::metadata(&source).map_err(|e| err(&e))?.len();
+    eprintln!(
+        "bench: bootstrap_checkpoint: {albums} albums, {} records, checkpoint {} bytes, database {bytes} bytes",
+        ck.records, ck.sealed_bytes
+    );
+    let run = Cell::new(0u32);
+    let next = |label: &str| {
+        run.set(run.get() + 1);
+        dir.path().join(format!("{label}-{}.db", run.get()))
+    };
+    let (ours, base) = interleaved(
+        runs,
+        || {
+            let rec = OpRecorder::open(&next("boot")).map_err(|e| err(&e))?;
+            let device = SyncService::new(rec, store.clone(), key.clone());
+            match rt.block_on(device.bootstrap_from_checkpoint(None)) {
+                Ok(Some(r)) if r.records == ck.records => Ok(()),
+                Ok(other) => Err(format!("unexpected bootstrap: {other:?}")),
+                Err(e) => Err(err(&e)),
+            }
+        },
+        || {
+            std::fs::copy(&source, next("copy")).map_err(|e| err(&e))?;
+            Ok(())
+        },
+    )?;
+    Ok(Entry::new(
+        "bootstrap_checkpoint",
+        ours,
+        base,
+        "std::fs::copy of the source database file",
+        "s",
+    ))
+}

@@ -1,0 +1,641 @@
+//! Checkpoints: a consistent, encrypted snapshot of the synced tables, their
+//! merge state (field timestamps, tombstones, parked values) and the cursor
+//! of every device stream it includes, at `checkpoints/{hlc:020}-{suffix}`.
+//!
+//! The format is specified in `docs/FORMAT-checkpoint.md`: length-prefixed
+//! postcard records (a header, one record per row or stamp, an end marker
+//! with the record count), sealed as one streamed sync object of kind
+//! `Checkpoint` at place (writer device, checkpoint HLC).
+//!
+//! Write order: the checkpoint is built on disk, sealed, and uploaded before
+//! anything it covers may be deleted (GC, `gc.rs`). Reading assumes any
+//! checkpoint can be truncated, tampered with or sealed under another key:
+//! [`SyncService::newest_checkpoint`] skips such objects, naming them, and
+//! falls back to the next older one.
+
+use crate::error::SyncError;
+use crate::service::SyncService;
+use bae_crypto::object::ObjectHeader;
+use bae_crypto::{ObjectKind, ObjectPlace};
+use bae_hlc::DeviceId;
+use bae_oplog::{BatchHash, OpRecorder, Value, SCHEMA};
+use bae_storage_s3::layout::{self, CheckpointId};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+/// The checkpoint plaintext format version this build writes and reads.
+pub const CHECKPOINT_FORMAT_VERSION: u8 = 1;
+
+/// The largest record a reader accepts (a row with big blobs stays far below).
+pub const MAX_RECORD_BYTES: u32 = 16 << 20;
+
+/// One device stream a checkpoint includes: every batch up to `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCursor {
+    /// The device (16 bytes).
+    pub device: [u8; 16],
+    /// Its last batch included.
+    pub seq: u64,
+    /// BLAKE3 of that batch's encoding (the next batch's chain link).
+    pub hash: Option<[u8; 32]>,
+}
+
+impl CheckpointCursor {
+    /// The device id.
+    pub fn device_id(&self) -> DeviceId {
+        DeviceId::from_bytes(self.device)
+    }
+}
+
+/// The first record of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointHeader {
+    /// [`CHECKPOINT_FORMAT_VERSION`].
+    pub version: u8,
+    /// The checkpoint id as in its key (`{hlc:020}-{suffix}`): binds the
+    /// contents to the key, so two checkpoints cannot be swapped.
+    pub id: String,
+    /// The device that wrote it.
+    pub writer: [u8; 16],
+    /// Its HLC (packed u64), newer than every write it includes.
+    pub hlc: u64,
+    /// Wall time of the writer when it wrote it (Unix ms).
+    pub created_ms: i64,
+    /// The library schema version (`PRAGMA user_version`) of the writer.
+    pub schema_version: u32,
+    /// Records between this header and the end marker.
+    pub records: u64,
+    /// The device streams included, one per device.
+    pub cursors: Vec<CheckpointCursor>,
+}
+
+impl CheckpointHeader {
+    /// The included seq of `device`'s stream (0: none of it).
+    pub fn cursor_of(&self, device: DeviceId) -> u64 {
+        self.cursors
+            .iter()
+            .find(|c| c.device == *device.as_bytes())
+            .map_or(0, |c| c.seq)
+    }
+}
+
+/// One record of the checkpoint plaintext.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Record {
+    /// Always first.
+    Header(CheckpointHeader),
+    /// A present row: its synced columns in `SCHEMA` order.
+    Row {
+        table: String,
+        id: String,
+        values: Vec<Value>,
+    },
+    /// A `field_timestamps` row (including the `#row` pseudo-column).
+    Stamp {
+        table: String,
+        row_id: String,
+        column: String,
+        hlc: u64,
+        device: [u8; 16],
+    },
+    /// A `tombstones` row.
+    Tombstone {
+        table: String,
+        row_id: String,
+        hlc: u64,
+        device: [u8; 16],
+    },
+    /// A `merge_parked` row (the value of a known but absent row).
+    Parked {
+        table: String,
+        row_id: String,
+        column: String,
+        value: Value,
+    },
+    /// Always last: the number of records between header and end.
+    End { records: u64 },
+}
+
+/// What a checkpoint write did.
+#[derive(Debug, Clone)]
+pub struct CheckpointReport {
+    /// The bucket key written.
+    pub key: String,
+    /// Records between header and end marker (rows, stamps, tombstones,
+    /// parked values).
+    pub records: u64,
+    /// Plaintext bytes.
+    pub plaintext_bytes: u64,
+    /// Sealed bytes uploaded.
+    pub sealed_bytes: u64,
+    /// The device streams it includes.
+    pub cursors: Vec<(DeviceId, u64)>,
+}
+
+/// A checkpoint downloaded, verified and decrypted to a temp file.
+pub(crate) struct OpenedCheckpoint {
+    pub key: String,
+    pub header: CheckpointHeader,
+    /// The plaintext, positioned at its start.
+    pub plaintext: File,
+}
+
+/// The place a checkpoint is sealed at: kind `Checkpoint`, the writer's
+/// device id, and the checkpoint's HLC as the seq.
+pub(crate) fn checkpoint_place(writer: [u8; 16], hlc: u64) -> ObjectPlace {
+    ObjectPlace {
+        kind: ObjectKind::Checkpoint,
+        device: writer,
+        seq: hlc,
+    }
+}
+
+/// Writes records as `u32 LE length || postcard(record)` frames.
+pub(crate) struct RecordWriter<W: Write> {
+    out: W,
+    bytes: u64,
+}
+
+impl<W: Write> RecordWriter<W> {
+    pub fn new(out: W) -> Self {
+        RecordWriter { out, bytes: 0 }
+    }
+
+    pub fn write(&mut self, record: &Record) -> Result<(), String> {
+        let body = postcard::to_allocvec(record).map_err(|e| e.to_string())?;
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD_BYTES)
+            .ok_or_else(|| format!("record of {} bytes is too large", body.len()))?;
+        self.out
+            .write_all(&len.to_le_bytes())
+            .and_then(|_| self.out.write_all(&body))
+            .map_err(|e| e.to_string())?;
+        self.bytes += 4 + body.len() as u64;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<(W, u64), String> {
+        self.out.flush().map_err(|e| e.to_string())?;
+        Ok((self.out, self.bytes))
+    }
+}
+
+/// Reads frames written by [`RecordWriter`].
+pub(crate) struct RecordReader<R: Read> {
+    input: R,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(input: R) -> Self {
+        RecordReader {
+            input,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next record; `None` at a clean end of input.
+    pub fn next_record(&mut self) -> Result<Option<Record>, String> {
+        let mut len = [0u8; 4];
+        let got = read_full(&mut self.input, &mut len)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 4 {
+            return Err("truncated record length".into());
+        }
+        let len = u32::from_le_bytes(len);
+        if len > MAX_RECORD_BYTES {
+            return Err(format!("record of {len} bytes exceeds the limit"));
+        }
+        self.buf.resize(len as usize, 0);
+        if read_full(&mut self.input, &mut self.buf)? < len as usize {
+            return Err("truncated record".into());
+        }
+        let (record, rest) =
+            postcard::take_from_bytes::<Record>(&self.buf).map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            return Err(format!("{} trailing bytes in a record", rest.len()));
+        }
+        Ok(Some(record))
+    }
+
+    /// Reads and checks the header record.
+    pub fn header(&mut self) -> Result<CheckpointHeader, String> {
+        match self.next_record()? {
+            Some(Record::Header(h)) if h.version == CHECKPOINT_FORMAT_VERSION => Ok(h),
+            Some(Record::Header(h)) => Err(format!(
+                "checkpoint format version {} is not supported",
+                h.version
+            )),
+            Some(_) => Err("first record is not a header".into()),
+            None => Err("empty checkpoint".into()),
+        }
+    }
+
+    /// The next body record, `None` after a valid end marker (checked
+    /// against `seen` records and the end of input).
+    pub fn body_record(&mut self, seen: u64) -> Result<Option<Record>, String> {
+        match self.next_record()? {
+            None => Err(format!("truncated: no end marker after {seen} records")),
+            Some(Record::Header(_)) => Err("a second header record".into()),
+            Some(Record::End { records }) => {
+                if records != seen {
+                    return Err(format!("end marker counts {records} records, found {seen}"));
+                }
+                if self.next_record()?.is_some() {
+                    return Err("records after the end marker".into());
+                }
+                Ok(None)
+            }
+            Some(r) => Ok(Some(r)),
+        }
+    }
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, String> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(n)
+}
+
+fn temp_file() -> Result<File, SyncError> {
+    tempfile::tempfile().map_err(|e| SyncError::io(std::path::Path::new("temp file"), e))
+}
+
+fn io_err(e: std::io::Error) -> SyncError {
+    SyncError::io(std::path::Path::new("checkpoint temp file"), e)
+}
+
+impl SyncService {
+    /// Writes a checkpoint: pushes (so the snapshot's cursor for this device
+    /// names pushed batches), pulls (so it includes what others pushed, and
+    /// recovers first if this device is itself behind a GC'd range), then
+    /// snapshots the library in one read transaction to a temp file, seals
+    /// it to a second temp file, and uploads it.
+    ///
+    /// The snapshot may include the effects of local batches recorded after
+    /// the push; its cursor for this device still names only pushed batches,
+    /// so those batches are replayed on top later, which merge makes a no-op.
+    pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
+        self.push().await?;
+        self.pull().await?;
+        let device = self.device;
+        let (epoch, key) = self
+            .keys
+            .current()
+            .map(|(e, k)| (e, k.clone()))
+            .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
+        let (key_name, header, plain_bytes, sealed) = self
+            .with_db(move |rec| {
+                let (header, mut plain, plain_bytes) = write_snapshot(rec, device)?;
+                plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                let place = checkpoint_place(header.writer, header.hlc);
+                let mut sealed = temp_file()?;
+                bae_crypto::seal_object_stream(
+                    &key,
+                    epoch,
+                    &place,
+                    BufReader::new(&plain),
+                    BufWriter::new(&sealed),
+                )
+                .map_err(|source| SyncError::Object {
+                    key: format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id),
+                    source,
+                })?;
+                // ObjectStore::put takes a slice: the sealed object is read
+                // into memory for the upload (the snapshot itself never is).
+                sealed.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                let mut bytes = Vec::new();
+                sealed.read_to_end(&mut bytes).map_err(io_err)?;
+                let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
+                Ok((key_name, header, plain_bytes, bytes))
+            })
+            .await?;
+        self.store.put(&key_name, &sealed).await?;
+        tracing::info!(key = %key_name, records = header.records, bytes = sealed.len(), "checkpoint written");
+        Ok(CheckpointReport {
+            key: key_name,
+            records: header.records,
+            plaintext_bytes: plain_bytes,
+            sealed_bytes: sealed.len() as u64,
+            cursors: header
+                .cursors
+                .iter()
+                .map(|c| (c.device_id(), c.seq))
+                .collect(),
+        })
+    }
+
+    /// The newest checkpoint that opens and verifies, decrypted to a temp
+    /// file, plus every newer one that did not (with why). `None` when no
+    /// checkpoint verifies.
+    pub(crate) async fn newest_checkpoint(
+        &self,
+    ) -> Result<(Option<OpenedCheckpoint>, Vec<SyncError>), SyncError> {
+        let mut ids: Vec<(CheckpointId, String)> = Vec::new();
+        for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
+            match layout::parse_checkpoint_key(&key) {
+                Ok(id) => ids.push((id, key)),
+                Err(_) => tracing::warn!(%key, "ignoring object outside the layout"),
+            }
+        }
+        ids.sort();
+        let mut rejected = Vec::new();
+        for (id, key) in ids.into_iter().rev() {
+            match self.open_checkpoint(&id, &key).await {
+                Ok(opened) => return Ok((Some(opened), rejected)),
+                Err(e @ (SyncError::Object { .. } | SyncError::Invalid { .. })) => {
+                    tracing::warn!(%key, error = %e, "checkpoint rejected; trying an older one");
+                    rejected.push(e);
+                }
+                Err(SyncError::Store(bae_storage_s3::StoreError::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((None, rejected))
+    }
+
+    /// Downloads, decrypts and checks the checkpoint at `key`; its header.
+    /// Errors name the object: [`SyncError::Object`] when it does not open
+    /// (truncated, tampered, wrong key, moved), [`SyncError::Invalid`] when
+    /// its records are not a valid checkpoint.
+    pub async fn verify_checkpoint(&self, key: &str) -> Result<CheckpointHeader, SyncError> {
+        let id = layout::parse_checkpoint_key(key).map_err(|e| SyncError::Invalid {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.open_checkpoint(&id, key).await?.header)
+    }
+
+    /// Downloads, decrypts and fully checks one checkpoint.
+    pub(crate) async fn open_checkpoint(
+        &self,
+        id: &CheckpointId,
+        key: &str,
+    ) -> Result<OpenedCheckpoint, SyncError> {
+        let sealed = self.store.get(key).await?;
+        let keys = std::sync::Arc::clone(&self.keys);
+        let (id, key) = (id.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || open_sealed(&keys, &id, &key, &sealed))
+            .await
+            .map_err(|e| SyncError::Task(e.to_string()))?
+    }
+}
+
+/// Decrypts a sealed checkpoint to a temp file and checks every record frame.
+fn open_sealed(
+    keys: &bae_crypto::KeyRing,
+    id: &CheckpointId,
+    key: &str,
+    sealed: &[u8],
+) -> Result<OpenedCheckpoint, SyncError> {
+    let object = |source| SyncError::Object {
+        key: key.to_owned(),
+        source,
+    };
+    let invalid = |reason: String| SyncError::Invalid {
+        key: key.to_owned(),
+        reason,
+    };
+    // The writer is not known before reading: take it from the header (it is
+    // authenticated with every chunk) and require the HLC from the key.
+    let object_header = ObjectHeader::parse(sealed).map_err(object)?;
+    let place = checkpoint_place(object_header.place.device, id.hlc());
+    let mut plain = temp_file()?;
+    bae_crypto::open_object_stream(keys, &place, sealed, BufWriter::new(&plain), u64::MAX)
+        .map_err(object)?;
+    plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut reader = RecordReader::new(BufReader::new(&plain));
+    let header = reader.header().map_err(invalid)?;
+    if header.id != id.to_string() {
+        return Err(invalid(format!("contents name checkpoint {}", header.id)));
+    }
+    if header.writer != place.device || header.hlc != id.hlc() {
+        return Err(invalid("header names another writer or HLC".into()));
+    }
+    let mut seen = 0u64;
+    while reader.body_record(seen).map_err(invalid)?.is_some() {
+        seen += 1;
+    }
+    if seen != header.records {
+        return Err(invalid(format!(
+            "header announces {} records, found {seen}",
+            header.records
+        )));
+    }
+    plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    Ok(OpenedCheckpoint {
+        key: key.to_owned(),
+        header,
+        plaintext: plain,
+    })
+}
+
+/// Folds local stamps, then writes the snapshot (read in one transaction)
+/// to a temp file. Returns the header, the file and its length.
+fn write_snapshot(
+    rec: &mut OpRecorder,
+    device: DeviceId,
+) -> Result<(CheckpointHeader, File, u64), SyncError> {
+    let hlc = rec.clock().now().map_err(bae_oplog::OplogError::from)?;
+    let (conn, _, _) = rec.sync_parts();
+    // Local writes reach the stamps lazily; fold them so none is missing.
+    bae_merge::fold_local(conn, device)?;
+    let tx = conn.transaction()?;
+    let id = CheckpointId::generate(hlc.as_u64());
+    let parked = table_exists(&tx, "merge_parked")?;
+    let header = CheckpointHeader {
+        version: CHECKPOINT_FORMAT_VERSION,
+        id: id.to_string(),
+        writer: *device.as_bytes(),
+        hlc: hlc.as_u64(),
+        created_ms: crate::service::now_ms(),
+        schema_version: tx.pragma_query_value(None, "user_version", |r| r.get(0))?,
+        records: count_records(&tx, parked)?,
+        cursors: snapshot_cursors(&tx, device)?,
+    };
+    let file = temp_file()?;
+    let mut w = RecordWriter::new(BufWriter::new(file));
+    let fail = |reason: String| SyncError::Invalid {
+        key: format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id),
+        reason,
+    };
+    w.write(&Record::Header(header.clone())).map_err(fail)?;
+    let written = write_body(&tx, &mut w, parked)?;
+    if written != header.records {
+        return Err(fail(format!(
+            "counted {} records, wrote {written}",
+            header.records
+        )));
+    }
+    w.write(&Record::End { records: written }).map_err(fail)?;
+    let (out, bytes) = w.finish().map_err(fail)?;
+    let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    tx.finish()?;
+    Ok((header, file, bytes))
+}
+
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, SyncError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?)
+}
+
+fn count_records(conn: &Connection, parked: bool) -> Result<u64, SyncError> {
+    let mut tables: Vec<&str> = SCHEMA.tables().iter().map(|t| t.name).collect();
+    tables.extend(["field_timestamps", "tombstones"]);
+    if parked {
+        tables.push("merge_parked");
+    }
+    let mut total = 0u64;
+    for t in tables {
+        let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+/// This device's last pushed batch, and every other device's applied cursor.
+fn snapshot_cursors(
+    conn: &Connection,
+    device: DeviceId,
+) -> Result<Vec<CheckpointCursor>, SyncError> {
+    let mut out = Vec::new();
+    let own: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT batch_id, hash FROM batch_hashes ORDER BY batch_id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    if let Some((seq, hash)) = own {
+        out.push(CheckpointCursor {
+            device: *device.as_bytes(),
+            seq: seq as u64,
+            hash: <[u8; 32]>::try_from(hash).ok(),
+        });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT device_id, applied_seq, applied_hash FROM sync_cursors WHERE applied_seq > 0 ORDER BY device_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let Ok(d) = r.get::<_, String>(0)?.parse::<DeviceId>() else {
+            continue;
+        };
+        if d == device {
+            continue;
+        }
+        let hash: Option<Vec<u8>> = r.get(2)?;
+        out.push(CheckpointCursor {
+            device: *d.as_bytes(),
+            seq: r.get::<_, i64>(1)? as u64,
+            hash: hash.and_then(|h| <[u8; 32]>::try_from(h).ok()),
+        });
+    }
+    Ok(out)
+}
+
+/// Rows (parents first), stamps, tombstones, parked values. Returns the count.
+fn write_body<W: Write>(
+    conn: &Connection,
+    w: &mut RecordWriter<W>,
+    parked: bool,
+) -> Result<u64, SyncError> {
+    let fail = |reason: String| SyncError::Task(format!("writing checkpoint: {reason}"));
+    let mut n = 0u64;
+    for table in SCHEMA.tables() {
+        let sql = format!(
+            "SELECT id, {} FROM {} ORDER BY id",
+            table.columns.join(", "),
+            table.name
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(table.columns.len());
+            for i in 0..table.columns.len() {
+                values.push(Value::from(r.get_ref(i + 1)?));
+            }
+            let record = Record::Row {
+                table: table.name.to_owned(),
+                id: r.get(0)?,
+                values,
+            };
+            w.write(&record).map_err(fail)?;
+            n += 1;
+        }
+    }
+    let mut stmt = conn.prepare(
+        r#"SELECT table_name, row_id, "column", hlc, device FROM field_timestamps ORDER BY 1, 2, 3"#,
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let record = Record::Stamp {
+            table: r.get(0)?,
+            row_id: r.get(1)?,
+            column: r.get(2)?,
+            hlc: r.get::<_, i64>(3)? as u64,
+            device: device_bytes(r.get(4)?)?,
+        };
+        w.write(&record).map_err(fail)?;
+        n += 1;
+    }
+    let mut stmt =
+        conn.prepare("SELECT table_name, row_id, hlc, device FROM tombstones ORDER BY 1, 2")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let record = Record::Tombstone {
+            table: r.get(0)?,
+            row_id: r.get(1)?,
+            hlc: r.get::<_, i64>(2)? as u64,
+            device: device_bytes(r.get(3)?)?,
+        };
+        w.write(&record).map_err(fail)?;
+        n += 1;
+    }
+    if parked {
+        let mut stmt = conn.prepare(
+            r#"SELECT table_name, row_id, "column", value FROM merge_parked ORDER BY 1, 2, 3"#,
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let record = Record::Parked {
+                table: r.get(0)?,
+                row_id: r.get(1)?,
+                column: r.get(2)?,
+                value: Value::from(r.get_ref(3)?),
+            };
+            w.write(&record).map_err(fail)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn device_bytes(bytes: Vec<u8>) -> Result<[u8; 16], SyncError> {
+    <[u8; 16]>::try_from(bytes)
+        .map_err(|_| SyncError::Task("a stamp's device is not 16 bytes".into()))
+}
+
+/// The applied cursor of a checkpoint entry, as pull stores it.
+pub(crate) fn cursor_hash(c: &CheckpointCursor) -> Option<BatchHash> {
+    c.hash.map(BatchHash)
+}

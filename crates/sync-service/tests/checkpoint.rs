@@ -1,0 +1,381 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Checkpoints, bootstrap, GC and recovery, through the library API.
+
+use bae_crypto::{LibraryKey, ObjectError};
+use bae_oplog::{canonical_dump, demo_album, OpRecorder, Value};
+use bae_storage_s3::testing::CountingStore;
+use bae_storage_s3::{MemoryStore, ObjectStore};
+use bae_sync_service::{library, KeyStore, SyncError, SyncService, GC_GRACE};
+use std::path::Path;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn device(dir: &Path, name: &str, store: Arc<dyn ObjectStore>, key: &LibraryKey) -> SyncService {
+    let rec = OpRecorder::open(&dir.join(format!("{name}.db"))).unwrap();
+    SyncService::new(rec, store, key.clone())
+}
+
+/// Imports demo albums `first..first + n`, one batch each.
+async fn import(s: &SyncService, first: u64, n: u64) {
+    s.with_db(move |rec| {
+        for i in first..first + n {
+            let album = demo_album(7, i, 3);
+            let mut tx = rec.transaction()?;
+            for artist in &album.artists {
+                let exists = tx
+                    .query_row("SELECT 1 FROM artists WHERE id = ?1", [&artist.id], |_| {
+                        Ok(())
+                    })?
+                    .is_some();
+                if !exists {
+                    tx.insert(artist.table, &artist.id, &artist.fields)?;
+                }
+            }
+            for row in &album.rows {
+                tx.insert(row.table, &row.id, &row.fields)?;
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+fn album_id(i: u64) -> String {
+    demo_album(7, i, 3).album_id().unwrap().to_owned()
+}
+
+async fn set_title(s: &SyncService, i: u64, title: &str) {
+    let (id, title) = (album_id(i), title.to_owned());
+    s.with_db(move |rec| {
+        let mut tx = rec.transaction()?;
+        tx.update("albums", &id, &[("title", Value::Text(title))])?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn dump(s: &SyncService) -> String {
+    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+        .await
+        .unwrap()
+}
+
+async fn ops_in_bucket(store: &dyn ObjectStore) -> usize {
+    store.list("ops/").await.unwrap().len()
+}
+
+#[tokio::test]
+async fn new_device_bootstraps_from_checkpoint_and_fetches_only_later_batches() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn ObjectStore> = counting.clone();
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 6).await;
+    set_title(&a, 0, "before the checkpoint").await;
+    let report = a.checkpoint().await.unwrap();
+    assert_eq!(report.cursors, vec![(a.device(), 7)]);
+    import(&a, 6, 2).await;
+    a.push().await.unwrap();
+
+    let b = device(dir.path(), "b", store.clone(), &key);
+    counting.reset();
+    let boot = b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    assert_eq!(boot.key, report.key);
+    assert!(!boot.replaced);
+    assert_eq!(counting.snapshot().get, 1, "only the checkpoint");
+    counting.reset();
+    let pulled = b.pull().await.unwrap();
+    assert_eq!(pulled.applied, 2);
+    // One head and the two batches after the checkpoint; none before it.
+    assert_eq!(counting.snapshot().get, 3);
+    assert_eq!(dump(&a).await, dump(&b).await);
+
+    // B's later edits merge against the restored stamps like any device's.
+    set_title(&b, 0, "edited on b").await;
+    b.push().await.unwrap();
+    a.pull().await.unwrap();
+    assert_eq!(dump(&a).await, dump(&b).await);
+}
+
+#[tokio::test]
+async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 4).await;
+    let first = a.checkpoint().await.unwrap();
+    let gc = a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    assert_eq!(gc.ops_deleted, 4);
+    assert_eq!(gc.checkpoints_deleted, 0);
+    assert_eq!(ops_in_bucket(store.as_ref()).await, 0);
+    // The newest batch stays in the op log; older pushed ones are pruned.
+    assert!(gc.local_ops_pruned > 0);
+
+    set_title(&a, 1, "after the first gc").await;
+    import(&a, 4, 1).await;
+    let second = a.checkpoint().await.unwrap();
+    let gc = a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    assert_eq!((gc.ops_deleted, gc.checkpoints_deleted), (2, 1));
+    let left = store.list("checkpoints/").await.unwrap();
+    assert_eq!(left, vec![second.key.clone()]);
+    assert_ne!(first.key, second.key);
+
+    let b = device(dir.path(), "b", store.clone(), &key);
+    b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    assert_eq!(b.pull().await.unwrap().applied, 0);
+    assert_eq!(dump(&a).await, dump(&b).await);
+    // A keeps working after its op log was pruned.
+    set_title(&a, 2, "after pruning").await;
+    a.push().await.unwrap();
+    b.pull().await.unwrap();
+    assert_eq!(dump(&a).await, dump(&b).await);
+}
+
+/// Overwrites the newest checkpoint's bytes with `damage` applied.
+async fn damage_newest(store: &dyn ObjectStore, damage: impl Fn(&mut Vec<u8>)) -> String {
+    let key = store.list("checkpoints/").await.unwrap().pop().unwrap();
+    let mut bytes = store.get(&key).await.unwrap();
+    damage(&mut bytes);
+    store.put(&key, &bytes).await.unwrap();
+    key
+}
+
+#[tokio::test]
+async fn damaged_checkpoints_are_rejected_by_name_and_an_older_one_is_used() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 3).await;
+    let good = a.checkpoint().await.unwrap();
+    import(&a, 3, 1).await;
+    a.checkpoint().await.unwrap();
+    let b = device(dir.path(), "b", store.clone(), &key);
+
+    let bad = damage_newest(store.as_ref(), |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+    })
+    .await;
+    match b.verify_checkpoint(&bad).await {
+        Err(SyncError::Object {
+            key,
+            source: ObjectError::Tampered { .. },
+        }) => assert_eq!(key, bad),
+        other => panic!("expected tampered, got {other:?}"),
+    }
+    // A newer checkpoint cut short (at a chunk boundary: the final chunk
+    // gone) is named as truncated.
+    import(&a, 4, 1).await;
+    let cut = a.checkpoint().await.unwrap().key;
+    damage_newest(store.as_ref(), |b| b.truncate(76)).await;
+    let err = b.verify_checkpoint(&cut).await;
+    assert!(
+        matches!(&err, Err(SyncError::Object { key, source: ObjectError::Truncated }) if *key == cut),
+        "{err:?}"
+    );
+
+    // A checkpoint sealed under another key is newest now.
+    let other = device(dir.path(), "other", store.clone(), &LibraryKey::generate());
+    let foreign = other.checkpoint().await.unwrap();
+    assert!(matches!(
+        b.verify_checkpoint(&foreign.key).await,
+        Err(SyncError::Object { ref key, source: ObjectError::WrongKey { .. } }) if *key == foreign.key
+    ));
+
+    let boot = b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    assert_eq!(boot.key, good.key);
+    assert_eq!(boot.rejected.len(), 3);
+    assert!(boot.rejected[0].contains(&foreign.key));
+    assert!(boot.rejected[1].contains(&cut));
+    assert!(boot.rejected[2].contains(&bad));
+    b.pull().await.unwrap();
+    assert_eq!(dump(&a).await, dump(&b).await);
+}
+
+#[tokio::test]
+async fn gc_waits_for_the_grace_period_unless_compacting_now() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    assert_eq!(
+        a.gc(now_ms(), GC_GRACE, true).await.unwrap().checkpoint,
+        None
+    );
+    import(&a, 0, 3).await;
+    a.checkpoint().await.unwrap();
+    import(&a, 3, 1).await;
+    a.checkpoint().await.unwrap();
+
+    let soon = a.gc(now_ms() + DAY_MS, GC_GRACE, false).await.unwrap();
+    let left = soon.grace_left_ms.unwrap();
+    assert!(left > 28 * DAY_MS && left <= 29 * DAY_MS, "{left}");
+    assert_eq!((soon.ops_deleted, soon.checkpoints_deleted), (0, 0));
+    assert_eq!(ops_in_bucket(store.as_ref()).await, 4);
+    assert_eq!(store.list("checkpoints/").await.unwrap().len(), 2);
+
+    let later = a.gc(now_ms() + 31 * DAY_MS, GC_GRACE, false).await.unwrap();
+    assert_eq!(later.grace_left_ms, None);
+    assert_eq!((later.ops_deleted, later.checkpoints_deleted), (4, 1));
+    assert_eq!(ops_in_bucket(store.as_ref()).await, 0);
+    // The newest checkpoint is never deleted.
+    assert_eq!(store.list("checkpoints/").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn offline_device_recovers_after_gc_keeping_its_unpushed_edits() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 3).await;
+    a.push().await.unwrap();
+    let b = device(dir.path(), "b", store.clone(), &key);
+    let c = device(dir.path(), "c", store.clone(), &key);
+    b.pull().await.unwrap();
+    c.pull().await.unwrap();
+    // C pushes one edit that A sees, then goes offline with more edits.
+    set_title(&c, 0, "c, pushed").await;
+    c.push().await.unwrap();
+    a.pull().await.unwrap();
+    set_title(&c, 1, "c, offline").await;
+    import(&c, 10, 1).await;
+
+    // Meanwhile A and B edit and sync; one conflict with C's offline edit.
+    set_title(&a, 2, "a").await;
+    set_title(&b, 1, "b, older than c's offline edit?").await;
+    import(&b, 20, 1).await;
+    b.sync().await.unwrap();
+    a.sync().await.unwrap();
+    a.checkpoint().await.unwrap();
+    a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    set_title(&b, 2, "b, after the checkpoint").await;
+    b.sync().await.unwrap();
+
+    // C comes back: its cursor for A and B is behind the deleted range.
+    let pulled = c.pull().await.unwrap();
+    assert!(pulled.problems.is_empty(), "{:?}", pulled.problems);
+    let c_dump = dump(&c).await;
+    assert!(
+        c_dump.contains(&album_id(10)),
+        "C's unpushed import survives"
+    );
+    assert!(c_dump.contains("b, after the checkpoint"));
+    c.push().await.unwrap();
+    for _ in 0..2 {
+        a.sync().await.unwrap();
+        b.sync().await.unwrap();
+        c.sync().await.unwrap();
+    }
+    let (da, db, dc) = (dump(&a).await, dump(&b).await, dump(&c).await);
+    assert_eq!(da, db);
+    assert_eq!(da, dc);
+    assert!(da.contains(&album_id(10)));
+    assert!(da.contains("c, pushed"));
+}
+
+fn write_key(path: &Path, key: &LibraryKey) {
+    std::fs::write(path, format!("{}\n", key.to_key_text().as_str())).unwrap();
+}
+
+#[tokio::test]
+async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batches() {
+    let dir = TempDir::new().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let url = bucket.to_string_lossy().into_owned();
+    let key = LibraryKey::generate();
+    let key_file = dir.path().join("library.key");
+    write_key(&key_file, &key);
+    let store = bae_storage_s3::open_store(&url).unwrap();
+    let a = device(dir.path(), "a", store, &key);
+    import(&a, 0, 3).await;
+    a.push().await.unwrap();
+
+    let out = dir.path().join("server.db");
+    assert!(matches!(
+        bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None).await,
+        Err(SyncError::NoCheckpoint(_))
+    ));
+    assert!(!out.exists());
+
+    a.checkpoint().await.unwrap();
+    let checkpointed = dump(&a).await;
+    set_title(&a, 1, "after the checkpoint").await;
+    a.push().await.unwrap();
+
+    // Tier 1: the checkpoint only.
+    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None)
+        .await
+        .unwrap();
+    assert!(r.bootstrap.is_some() && r.refreshed.is_none());
+    let served = canonical_dump(OpRecorder::open(&out).unwrap().sync_parts().0).unwrap();
+    assert_eq!(served, checkpointed);
+    assert!(matches!(
+        bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None).await,
+        Err(SyncError::AlreadyInitialized(_))
+    ));
+
+    // Tier 2: replay what came after.
+    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, true, None)
+        .await
+        .unwrap();
+    assert_eq!(r.refreshed.unwrap().applied, 1);
+    let served = canonical_dump(OpRecorder::open(&out).unwrap().sync_parts().0).unwrap();
+    assert_eq!(served, dump(&a).await);
+
+    // Tier 2 on a new database: checkpoint, then the batches after it.
+    let fresh = dir.path().join("fresh.db");
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    let progress: bae_sync_service::Progress = Arc::new(move |done, _| {
+        counter.store(done, std::sync::atomic::Ordering::SeqCst);
+    });
+    let r = bae_sync_service::server_bootstrap(&url, &key_file, &fresh, true, Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        r.bootstrap.unwrap().records
+    );
+    let served = canonical_dump(OpRecorder::open(&fresh).unwrap().sync_parts().0).unwrap();
+    assert_eq!(served, dump(&a).await);
+}
+
+#[tokio::test]
+async fn join_restores_the_newest_checkpoint_then_pulls() {
+    let dir = TempDir::new().unwrap();
+    let bucket = dir.path().join("bucket");
+    let url = bucket.to_string_lossy().into_owned();
+    let keys = KeyStore::Files(dir.path().join("home"));
+    let a_path = dir.path().join("a.db");
+    drop(OpRecorder::open(&a_path).unwrap());
+    let a = library::init(&a_path, &url, &keys).await.unwrap();
+    import(&a, 0, 3).await;
+    a.checkpoint().await.unwrap();
+    a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    set_title(&a, 0, "after gc").await;
+    a.push().await.unwrap();
+    let key_file = dir.path().join("library.key");
+    library::export_key(&a_path, &keys, &key_file).unwrap();
+    let b = library::join(&dir.path().join("b.db"), &url, &key_file, &keys)
+        .await
+        .unwrap();
+    assert_eq!(dump(&a).await, dump(&b).await);
+}
