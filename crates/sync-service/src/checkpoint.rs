@@ -639,3 +639,47 @@ fn device_bytes(bytes: Vec<u8>) -> Result<[u8; 16], SyncError> {
 pub(crate) fn cursor_hash(c: &CheckpointCursor) -> Option<BatchHash> {
     c.hash.map(BatchHash)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The example frame of `docs/FORMAT-checkpoint.md`, section 4.
+    #[test]
+    fn tombstone_frame_matches_the_documented_bytes() {
+        let mut device = [0u8; 16];
+        device[15] = 1;
+        let record = Record::Tombstone {
+            table: "albums".into(),
+            row_id: "a1".into(),
+            hlc: 5,
+            device,
+        };
+        let mut w = RecordWriter::new(Vec::new());
+        w.write(&record).unwrap();
+        let (bytes, n) = w.finish().unwrap();
+        let mut expected = vec![0x1c, 0, 0, 0, 0x03, 0x06];
+        expected.extend(b"albums");
+        expected.extend([0x02, b'a', b'1', 0x05]);
+        expected.extend(device);
+        assert_eq!(bytes, expected);
+        assert_eq!(n, 32);
+        let mut r = RecordReader::new(bytes.as_slice());
+        assert_eq!(r.next_record().unwrap(), Some(record));
+        assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    #[test]
+    fn a_missing_end_marker_is_truncation() {
+        let mut w = RecordWriter::new(Vec::new());
+        w.write(&Record::End { records: 1 }).unwrap();
+        let (bytes, _) = w.finish().unwrap();
+        let mut r = RecordReader::new(bytes.as_slice());
+        assert!(r.body_record(0).is_err(), "count mismatch");
+        let mut r = RecordReader::new(&bytes[..3]);
+        assert!(r.body_record(0).is_err(), "cut inside a length");
+        let mut r = RecordReader::new(&[][..]);
+        assert!(r.body_record(0).unwrap_err().contains("truncated"));
+    }
+}
