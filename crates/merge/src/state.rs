@@ -11,23 +11,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// stamp. Not an identifier, so it can never collide with a real column.
 pub const ROW_COLUMN: &str = "#row";
 
-/// Values of rows that are known but absent (deleted, or under an absent
-/// parent), so that whatever revives them later revives the same values on
-/// every device whatever the arrival order. Merge-owned; created on first use.
-const PARKING_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS merge_parked (
-    table_name TEXT NOT NULL,
-    row_id TEXT NOT NULL,
-    "column" TEXT NOT NULL,
-    value,
-    PRIMARY KEY (table_name, row_id, "column")
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS merge_parked_by_value ON merge_parked (table_name, "column", value);
-"#;
-
-/// Creates the parking table if missing; returns whether it holds anything.
+/// Whether `merge_parked` (a table of the sync schema, `migrations/0002_sync.sql`)
+/// holds anything: values of rows that are known but absent (deleted, or under
+/// an absent parent), kept so whatever revives them later revives the same
+/// values on every device whatever the arrival order.
 pub(crate) fn ensure_parking(conn: &Connection) -> Result<bool, MergeError> {
-    conn.execute_batch(PARKING_SCHEMA)?;
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM merge_parked)")?
         .query_row([], |r| r.get(0))?)

@@ -39,18 +39,6 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// How often (in records) progress is reported.
 const PROGRESS_EVERY: u64 = 2048;
 
-/// The merge-owned parking table, as `bae_merge` creates it (kept identical).
-const PARKING_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS merge_parked (
-    table_name TEXT NOT NULL,
-    row_id TEXT NOT NULL,
-    "column" TEXT NOT NULL,
-    value,
-    PRIMARY KEY (table_name, row_id, "column")
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS merge_parked_by_value ON merge_parked (table_name, "column", value);
-"#;
-
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
 pub struct BootstrapReport {
@@ -210,7 +198,6 @@ fn load_records(
         key: key.to_owned(),
         reason,
     };
-    conn.execute_batch(PARKING_SCHEMA)?;
     conn.set_prepared_statement_cache_capacity(64);
     let mut reader = RecordReader::new(BufReader::new(plaintext));
     if reader.header().map_err(invalid)? != *header {
@@ -352,7 +339,6 @@ fn replace_from_staged(
 ) -> Result<(), SyncError> {
     let after = header.cursor_of(device) as i64;
     let tx = conn.transaction()?;
-    tx.execute_batch(PARKING_SCHEMA)?;
     for t in SCHEMA.tables().iter().rev() {
         // Rows this device inserted after the checkpoint's cursor for it are
         // kept (their local-only columns too); the replay re-applies them.
