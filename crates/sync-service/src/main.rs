@@ -195,7 +195,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             bucket,
             key_file,
         } => {
-            let s = library::join(&library, &bucket, &key_file, keys).await?;
+            let s = spinning("joining", library::join(&library, &bucket, &key_file, keys)).await?;
             println!("joined as device {}", s.device());
         }
         Command::DemoImport {
@@ -250,11 +250,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             }
         }
         Command::Pull { library } => {
-            let r = pull(&library::open(&library, keys)?).await?;
+            let r = spinning("pulling", pull(&library::open(&library, keys)?)).await?;
             println!("applied {} batches", r);
         }
         Command::Sync { library } => {
-            let (push, pull) = library::open(&library, keys)?.sync().await?;
+            let service = library::open(&library, keys)?;
+            let (push, pull) = spinning("syncing", service.sync()).await?;
             println!(
                 "pushed {} batches, applied {} batches",
                 push.batches, pull.applied
@@ -279,7 +280,8 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
         }
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
         Command::Checkpoint { library } => {
-            let r = library::open(&library, keys)?.checkpoint().await?;
+            let service = library::open(&library, keys)?;
+            let r = spinning("writing checkpoint", service.checkpoint()).await?;
             println!(
                 "checkpoint {} written: {} records, {} bytes",
                 r.key, r.records, r.sealed_bytes
@@ -314,6 +316,17 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
         } => server_bootstrap(&bucket, &key_file, &out, refresh).await?,
     }
     Ok(())
+}
+
+/// Runs a long operation under a spinner on stderr (drawn only when stderr is
+/// a terminal, so scripts and tests see clean output).
+async fn spinning<T>(what: &'static str, work: impl std::future::Future<Output = T>) -> T {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let out = work.await;
+    bar.finish_and_clear();
+    out
 }
 
 /// `server-bootstrap`, with a progress bar while the checkpoint restores.
