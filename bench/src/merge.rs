@@ -85,14 +85,7 @@ fn remote_batches(n: u64) -> Result<Vec<Batch>, bae_oplog::OplogError> {
 fn plain_apply(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for op in &batch.ops {
-        let cols: Vec<&str> = op.fields.iter().map(|(c, _)| c.as_str()).collect();
-        let marks: Vec<String> = (0..=cols.len()).map(|i| format!("?{}", i + 1)).collect();
-        let sql = format!(
-            "INSERT INTO {} (id, {}) VALUES ({})",
-            op.table,
-            cols.join(", "),
-            marks.join(", ")
-        );
+        let sql = bae_oplog::insert_sql(&op.table, op.fields.iter().map(|(c, _)| c.as_str()));
         let mut params: Vec<&dyn rusqlite::ToSql> = vec![&op.row_id];
         params.extend(op.fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
         tx.prepare_cached(&sql)?.execute(params.as_slice())?;

@@ -72,13 +72,7 @@ fn insert(
     id: &str,
     fields: &[(&str, Value)],
 ) -> rusqlite::Result<()> {
-    let cols: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
-    let marks: Vec<String> = (1..=fields.len() + 1).map(|i| format!("?{i}")).collect();
-    let sql = format!(
-        "INSERT INTO {table} (id, {}) VALUES ({})",
-        cols.join(", "),
-        marks.join(", ")
-    );
+    let sql = bae_oplog::insert_sql(table, fields.iter().map(|(c, _)| *c));
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&id];
     params.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
     tx.prepare_cached(&sql)?.execute(params.as_slice())?;

@@ -11,12 +11,7 @@ use std::fmt::Write;
 pub fn canonical_dump(conn: &Connection) -> Result<String, OplogError> {
     let mut out = String::new();
     for table in SCHEMA.tables() {
-        let sql = format!(
-            "SELECT id, {} FROM {} ORDER BY id",
-            table.columns.join(", "),
-            table.name
-        );
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: String = row.get(0)?;

@@ -132,22 +132,13 @@ impl Recording<'_> {
         fields: &[(&str, Value)],
     ) -> Result<(), OplogError> {
         check_ident(table)?;
-        let mut sql = format!("INSERT INTO {table} (id");
         for (c, _) in fields {
             check_ident(c)?;
-            sql.push_str(", ");
-            sql.push_str(c);
         }
-        sql.push_str(") VALUES (?1");
-        for i in 0..fields.len() {
-            sql.push_str(&format!(", ?{}", i + 2));
-        }
-        sql.push(')');
+        let sql = insert_sql(table, fields.iter().map(|(c, _)| *c));
         {
             let mut stmt = self.tx.prepare_cached(&sql)?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
-            values.push(&row_id);
-            values.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+            let values = row_params(&row_id, fields);
             stmt.execute(values.as_slice())?;
         }
         self.record(table, row_id, OpKind::Insert, fields)
@@ -175,9 +166,7 @@ impl Recording<'_> {
         sql.push_str(" WHERE id = ?1");
         let changed = {
             let mut stmt = self.tx.prepare_cached(&sql)?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
-            values.push(&row_id);
-            values.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+            let values = row_params(&row_id, fields);
             stmt.execute(values.as_slice())?
         };
         if changed == 0 {
@@ -342,6 +331,34 @@ impl Recording<'_> {
         self.tx.commit()?;
         Ok(self.batch.map(|b| BatchSeq(b as u64)))
     }
+}
+
+/// `INSERT INTO {table} (id, {columns}) VALUES (?1, ?2, ...)`: the row id is
+/// `?1`, the columns' values follow in order. Names are spliced in as given:
+/// the caller makes sure they are identifiers.
+pub fn insert_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
+    let mut sql = format!("INSERT INTO {table} (id");
+    let mut marks = String::from("?1");
+    for (i, c) in columns.into_iter().enumerate() {
+        sql.push_str(", ");
+        sql.push_str(c);
+        marks.push_str(&format!(", ?{}", i + 2));
+    }
+    sql.push_str(") VALUES (");
+    sql.push_str(&marks);
+    sql.push(')');
+    sql
+}
+
+/// The parameters of [`insert_sql`] and of updates: the row id, then the values.
+fn row_params<'a>(
+    row_id: &'a &'a str,
+    fields: &'a [(&'a str, Value)],
+) -> Vec<&'a dyn rusqlite::ToSql> {
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
+    values.push(row_id);
+    values.extend(fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+    values
 }
 
 /// Table and column names are spliced into SQL: allow only plain identifiers.

@@ -19,6 +19,16 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// `SELECT id, {synced columns} FROM {table} ORDER BY id`: every row's
+    /// synced state in a stable order (dumps, checkpoints).
+    pub fn select_rows_sql(&self) -> String {
+        format!(
+            "SELECT id, {} FROM {} ORDER BY id",
+            self.columns.join(", "),
+            self.name
+        )
+    }
+
     /// Whether `column` syncs.
     pub fn syncs(&self, column: &str) -> bool {
         self.columns.contains(&column)

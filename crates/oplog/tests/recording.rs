@@ -31,14 +31,7 @@ fn replay(ops: &[(BatchSeq, Op)]) -> Connection {
     for (_, op) in ops {
         match op.kind {
             OpKind::Insert => {
-                let cols: Vec<&str> = op.fields.iter().map(|(c, _)| c.as_str()).collect();
-                let marks: Vec<String> = (0..=cols.len()).map(|i| format!("?{}", i + 1)).collect();
-                let sql = format!(
-                    "INSERT INTO {} (id, {}) VALUES ({})",
-                    op.table,
-                    cols.join(", "),
-                    marks.join(", ")
-                );
+                let sql = insert_sql(&op.table, op.fields.iter().map(|(c, _)| c.as_str()));
                 let mut params: Vec<&dyn rusqlite::ToSql> = vec![&op.row_id];
                 params.extend(op.fields.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
                 conn.execute(&sql, params.as_slice()).unwrap();

@@ -562,12 +562,7 @@ fn write_body<W: Write>(
     let fail = |reason: String| SyncError::Task(format!("writing checkpoint: {reason}"));
     let mut n = 0u64;
     for table in SCHEMA.tables() {
-        let sql = format!(
-            "SELECT id, {} FROM {} ORDER BY id",
-            table.columns.join(", "),
-            table.name
-        );
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let mut values = Vec::with_capacity(table.columns.len());
