@@ -73,6 +73,12 @@ pub enum SyncError {
     /// A blocking task died.
     #[error("internal: {0}")]
     Task(String),
+    /// A command-line argument that does not parse.
+    #[error("bad argument: {0}")]
+    BadArgument(String),
+    /// The demo's devices ended with different libraries.
+    #[error("devices did not converge: {0}")]
+    Diverged(String),
 }
 
 impl SyncError {

@@ -447,9 +447,9 @@ fn parse_assignments(items: &[String]) -> Result<Vec<(String, Value)>, SyncError
     items
         .iter()
         .map(|item| {
-            let (c, v) = item
-                .split_once('=')
-                .ok_or_else(|| SyncError::Task(format!("expected COLUMN=VALUE, got {item:?}")))?;
+            let (c, v) = item.split_once('=').ok_or_else(|| {
+                SyncError::BadArgument(format!("expected COLUMN=VALUE, got {item:?}"))
+            })?;
             let value = if v == "NULL" {
                 Value::Null
             } else if let Ok(i) = v.parse::<i64>() {
@@ -526,6 +526,10 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
         println!("converged: both devices hold the same {rows} synced rows");
         Ok(())
     } else {
-        Err(SyncError::Task("devices did not converge".into()))
+        Err(SyncError::Diverged(format!(
+            "laptop has {} synced rows, desktop {}",
+            rows,
+            dump_b.lines().count()
+        )))
     }
 }
