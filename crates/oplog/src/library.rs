@@ -4,7 +4,7 @@
 
 use crate::error::OplogError;
 use crate::op::{BatchSeq, Value};
-use crate::recorder::OpRecorder;
+use crate::recorder::{OpRecorder, Recording};
 
 /// A row to insert: table, id, fields (synced and local-only alike).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +38,25 @@ impl AlbumImport {
             .map(|r| r.id.as_str())
     }
 
+    /// Writes the album into a recorded transaction: its artists where
+    /// absent, then its rows in order.
+    pub fn write(&self, tx: &mut Recording<'_>) -> Result<(), OplogError> {
+        for artist in &self.artists {
+            let exists = tx
+                .query_row("SELECT 1 FROM artists WHERE id = ?1", [&artist.id], |_| {
+                    Ok(())
+                })?
+                .is_some();
+            if !exists {
+                tx.insert(artist.table, &artist.id, &artist.fields)?;
+            }
+        }
+        for row in &self.rows {
+            tx.insert(row.table, &row.id, &row.fields)?;
+        }
+        Ok(())
+    }
+
     /// The ids of rows in `table`.
     pub fn ids<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.rows
@@ -66,19 +85,7 @@ impl Library {
     /// Imports an album in one transaction.
     pub fn import_album(&mut self, album: &AlbumImport) -> Result<Option<BatchSeq>, OplogError> {
         let mut tx = self.recorder.transaction()?;
-        for artist in &album.artists {
-            let exists = tx
-                .query_row("SELECT 1 FROM artists WHERE id = ?1", [&artist.id], |_| {
-                    Ok(())
-                })?
-                .is_some();
-            if !exists {
-                tx.insert(artist.table, &artist.id, &artist.fields)?;
-            }
-        }
-        for row in &album.rows {
-            tx.insert(row.table, &row.id, &row.fields)?;
-        }
+        album.write(&mut tx)?;
         tx.commit()
     }
 

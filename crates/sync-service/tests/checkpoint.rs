@@ -30,19 +30,7 @@ async fn import(s: &SyncService, first: u64, n: u64) {
         for i in first..first + n {
             let album = demo_album(7, i, 3);
             let mut tx = rec.transaction()?;
-            for artist in &album.artists {
-                let exists = tx
-                    .query_row("SELECT 1 FROM artists WHERE id = ?1", [&artist.id], |_| {
-                        Ok(())
-                    })?
-                    .is_some();
-                if !exists {
-                    tx.insert(artist.table, &artist.id, &artist.fields)?;
-                }
-            }
-            for row in &album.rows {
-                tx.insert(row.table, &row.id, &row.fields)?;
-            }
+            album.write(&mut tx)?;
             tx.commit()?;
         }
         Ok(())
