@@ -60,6 +60,14 @@ pub enum StoreError {
         /// What happened.
         detail: String,
     },
+    /// The local file a `put_file` reads or a `get_to_file` writes failed.
+    #[error("local file {path}: {detail}")]
+    LocalFile {
+        /// The file.
+        path: String,
+        /// What happened.
+        detail: String,
+    },
     /// The store could not be set up from its configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -74,6 +82,13 @@ impl StoreError {
     /// Whether this is [`StoreError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    pub(crate) fn local_file(path: &std::path::Path, e: &std::io::Error) -> Self {
+        StoreError::LocalFile {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        }
     }
 
     pub(crate) fn not_found(key: &str) -> Self {

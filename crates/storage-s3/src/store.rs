@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 use std::ops::Range;
+use std::path::Path;
 
 use async_trait::async_trait;
 
@@ -32,6 +33,10 @@ pub struct ObjectMeta {
 ///   is a plain string prefix, as in S3 (`"ops/a"` also matches `"ops/ab/1"`;
 ///   end it with `/` to list one "directory").
 /// - `delete` of a missing key succeeds.
+/// - `put_file` / `get_to_file` move the same bytes as `put` / `get`;
+///   backends override them to stream, so an object of any size passes
+///   through bounded memory. On a failed `get_to_file` the file's contents
+///   are unspecified: download to a temp file.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + Debug {
     /// Stores `bytes` under `key`, replacing any previous object.
@@ -39,6 +44,27 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Stores the contents of the file at `path` under `key`, replacing
+    /// any previous object. The default reads the file into memory and
+    /// calls [`ObjectStore::put`]; the local-directory and S3 stores stream.
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| StoreError::local_file(path, &e))?;
+        self.put(key, &bytes).await
+    }
+
+    /// Writes a whole object to the file at `path` (created or truncated)
+    /// and returns its size. The default holds the object in memory; the
+    /// local-directory and S3 stores stream.
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        let bytes = self.get(key).await?;
+        tokio::fs::write(path, &bytes)
+            .await
+            .map_err(|e| StoreError::local_file(path, &e))?;
+        Ok(bytes.len() as u64)
+    }
 
     /// Reads the bytes `range` of an object, clamped to its size.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError>;
