@@ -7,8 +7,10 @@
 //! nothing of ops, keys or SQLite.
 //!
 //! Map:
-//! - [`ObjectStore`] (`store.rs`): put, get, range get, head, list, delete;
-//!   [`StoreError`] (`error.rs`) says whether a failure is worth retrying.
+//! - [`ObjectStore`] (`store.rs`): put, get, range get, head, list, delete,
+//!   and `put_file` / `get_to_file`, which stream large objects through
+//!   bounded memory; [`StoreError`] (`error.rs`) says whether a failure is
+//!   worth retrying.
 //! - [`LocalDirStore`] (`local.rs`), [`MemoryStore`] (`memory.rs`),
 //!   [`S3Store`] (`s3_store.rs`, retries by [`RetryPolicy`] in `retry.rs`).
 //! - [`open_store`] / [`StoreConfig`] (`bucket_url.rs`): bucket URLs.

@@ -5,10 +5,12 @@
 //! directory is fsynced, so a crash leaves the old object or the new one,
 //! never half of one under a real name. Temp files start with
 //! [`RESERVED_PREFIX`], which no key may use, so listings never show them;
-//! a crash can leave one behind (harmless, just space).
+//! a crash can leave one behind (harmless, just space). `put_file` and
+//! `get_to_file` copy through a small buffer on a blocking thread, so large
+//! objects never sit in memory.
 
 use std::fs::{self, File};
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -53,12 +55,53 @@ impl ObjectStore for LocalDirStore {
         let path = self.path_of(key)?;
         let bytes = bytes.to_vec();
         let key = key.to_owned();
-        blocking(move || write_atomically(&path, &bytes).map_err(|e| put_error(&key, e))).await
+        blocking(move || {
+            write_atomically(&path, &key, |tmp| {
+                tmp.write_all(&bytes).map_err(|e| put_error(&key, e))
+            })
+        })
+        .await
+    }
+
+    async fn put_file(&self, key: &str, source: &Path) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        let source = source.to_owned();
+        blocking(move || {
+            // Opened before the temp file exists, so a missing source leaves
+            // nothing behind.
+            let mut file = File::open(&source).map_err(|e| StoreError::local_file(&source, &e))?;
+            write_atomically(&path, &key, |tmp| {
+                copy(&mut file, tmp).map(drop).map_err(|e| match e {
+                    CopyError::Read(e) => StoreError::local_file(&source, &e),
+                    CopyError::Write(e) => put_error(&key, e),
+                })
+            })
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(key)?;
         tokio::fs::read(&path).await.map_err(|e| io_error(key, e))
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        let dest = dest.to_owned();
+        blocking(move || {
+            // The object is opened first, so a missing one creates no file.
+            let (mut object, _) = open_object(&path, &key)?;
+            let mut file = File::create(&dest).map_err(|e| StoreError::local_file(&dest, &e))?;
+            // Not fsynced: a download can be repeated, and the caller decides
+            // whether the copy must survive a crash.
+            copy(&mut object, &mut file).map_err(|e| match e {
+                CopyError::Read(e) => io_error(&key, e),
+                CopyError::Write(e) => StoreError::local_file(&dest, &e),
+            })
+        })
+        .await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
@@ -103,28 +146,73 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::backend(format!("blocking task failed: {e}")))?
 }
 
-/// Temp file beside the target, fsync, rename, fsync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Temp file beside the target, filled by `fill`, fsync, rename, fsync the
+/// directory. Failures of the store's own files are [`put_error`]s; `fill`
+/// maps its own (it may also read a source that can fail).
+fn write_atomically(
+    path: &Path,
+    key: &str,
+    fill: impl FnOnce(&mut File) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let dir = path
         .parent()
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "key has no parent"))?;
-    fs::create_dir_all(dir)?;
+        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "key has no parent"))
+        .map_err(|e| put_error(key, e))?;
+    fs::create_dir_all(dir).map_err(|e| put_error(key, e))?;
     let tmp = dir.join(format!(
         "{RESERVED_PREFIX}-{:016x}",
         rand::thread_rng().gen::<u64>()
     ));
-    let written = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
+    let mut file = File::create(&tmp).map_err(|e| put_error(key, e))?;
+    let written = fill(&mut file).and_then(|()| {
+        file.sync_all()
+            .and_then(|()| fs::rename(&tmp, path))
+            .map_err(|e| put_error(key, e))
+    });
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(dir)
+    sync_dir(dir).map_err(|e| put_error(key, e))
 }
+
+/// Which side of a [`copy`] failed: the two are different files with
+/// different errors (the object or the caller's file).
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `reader` to the end into `writer` through a bounded buffer and
+/// returns the byte count.
+fn copy(reader: &mut File, writer: &mut File) -> Result<u64, CopyError> {
+    /// Remembers whether the reader failed, since `io::copy` returns the
+    /// error of either side alike.
+    struct Blame<'a> {
+        inner: &'a mut File,
+        failed: bool,
+    }
+    impl Read for Blame<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read(buf).inspect_err(|_| self.failed = true)
+        }
+    }
+    let mut reader = Blame {
+        inner: reader,
+        failed: false,
+    };
+    // A larger buffer than io::copy's own 8 KiB: fewer syscalls for
+    // multi-hundred-MB objects, still bounded.
+    let mut writer = BufWriter::with_capacity(COPY_BUFFER, writer);
+    match io::copy(&mut reader, &mut writer) {
+        Ok(n) => writer.flush().map(|()| n).map_err(CopyError::Write),
+        Err(e) if reader.failed => Err(CopyError::Read(e)),
+        Err(e) => Err(CopyError::Write(e)),
+    }
+}
+
+/// The buffer [`copy`] moves bytes through.
+const COPY_BUFFER: usize = 1 << 20;
 
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -138,13 +226,20 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn read_range(path: &Path, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-    let mut file = File::open(path).map_err(|e| io_error(key, e))?;
+/// Opens the file of an object and returns it with its size; a directory
+/// (the parent of other keys) is no object.
+fn open_object(path: &Path, key: &str) -> Result<(File, u64), StoreError> {
+    let file = File::open(path).map_err(|e| io_error(key, e))?;
     let meta = file.metadata().map_err(|e| io_error(key, e))?;
     if !meta.is_file() {
         return Err(StoreError::not_found(key));
     }
-    let r = clamp_range(&range, meta.len())?;
+    Ok((file, meta.len()))
+}
+
+fn read_range(path: &Path, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+    let (mut file, size) = open_object(path, key)?;
+    let r = clamp_range(&range, size)?;
     let mut buf = vec![0; (r.end - r.start) as usize];
     file.seek(SeekFrom::Start(r.start))
         .and_then(|_| file.read_exact(&mut buf))

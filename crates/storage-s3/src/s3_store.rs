@@ -5,24 +5,38 @@
 //! bounded, jittered backoff; 403, 404, 400 and the like are not. rust-s3's
 //! own retry loop is switched off ([`s3::set_retries`]`(0)`, a process-wide
 //! setting) so there is one policy, ours.
+//!
+//! Files move in parts of [`S3Store::PART_SIZE`]: `put_file` uploads a
+//! larger file as a multipart upload, one part in memory at a time, and
+//! `get_to_file` downloads with ranged GETs of one part each. Each part is
+//! retried on its own, so a transient failure costs one part, not the whole
+//! object.
 
 use std::fmt;
 use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use s3::command::Command;
+use s3::command::{Command, Multipart};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
 use s3::request::Request;
-use s3::serde_types::ListBucketResult;
+use s3::serde_types::{ListBucketResult, Part};
 use s3::{Bucket, Region};
 
 use crate::error::{ConfigError, StoreError};
 use crate::key::{validate_key, validate_prefix};
 use crate::retry::RetryPolicy;
 use crate::store::{clamp_range, ObjectMeta, ObjectStore};
+
+/// S3 numbers parts from 1 to 10 000; larger files get larger parts.
+const MAX_PARTS: u64 = 10_000;
+
+/// The content type of every object: bytes are opaque here.
+const CONTENT_TYPE: &str = "application/octet-stream";
 
 /// How the bucket name goes into request URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +170,11 @@ impl fmt::Debug for S3Store {
 }
 
 impl S3Store {
+    /// Bytes per part of a multipart upload and per ranged GET of a
+    /// download: about what `put_file` and `get_to_file` hold in memory at a
+    /// time. Above S3's 5 MiB minimum for every part but the last.
+    pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+
     /// Builds the client; no request is made until the first operation.
     pub fn new(config: S3Config) -> Result<Self, StoreError> {
         let credentials = match config.credentials {
@@ -259,27 +278,242 @@ impl S3Store {
     }
 
     async fn get_range_once(&self, key: &str, range: &Range<u64>) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get_range_tagged(key, range).await?.bytes)
+    }
+
+    /// One ranged GET (`range` not empty), with the object's ETag and size
+    /// when the answer gives them.
+    async fn get_range_tagged(&self, key: &str, range: &Range<u64>) -> Result<Tagged, StoreError> {
         let path = self.path_of(key)?;
         let response = self
             .bucket
             .get_object_range(&path, range.start, Some(range.end - 1))
             .await
             .map_err(|e| s3_error(key, e))?;
-        match response.status_code() {
+        let mut headers = response.headers();
+        let etag = headers.remove("etag");
+        let size = headers
+            .get("content-range")
+            .and_then(|range| range.rsplit_once('/'))
+            .and_then(|(_, size)| size.parse().ok());
+        let bytes = match response.status_code() {
             // The range starts at or past the end of the object.
-            416 => Ok(Vec::new()),
+            416 => Vec::new(),
             // The server ignored the Range header: cut the range out ourselves.
             200 => {
                 let body = response.as_slice();
                 let r = clamp_range(range, body.len() as u64)?;
-                Ok(body[r.start as usize..r.end as usize].to_vec())
+                body[r.start as usize..r.end as usize].to_vec()
             }
             status => {
                 check_status(status, key, response.as_slice())?;
-                Ok(response.to_vec())
+                response.to_vec()
+            }
+        };
+        Ok(Tagged { bytes, etag, size })
+    }
+
+    /// Uploads `size` bytes of `file` as a multipart upload, aborting it
+    /// (best effort) when any step fails so no parts linger, billed, in the
+    /// bucket.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        source: &Path,
+        file: &mut tokio::fs::File,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let upload_id = self
+            .retry
+            .run("initiate multipart upload", || async {
+                let upload = self
+                    .bucket
+                    .initiate_multipart_upload(&path, CONTENT_TYPE)
+                    .await
+                    .map_err(|e| s3_error(key, e))?;
+                Ok(upload.upload_id)
+            })
+            .await?;
+        let uploaded = self
+            .upload_parts(key, &path, &upload_id, source, file, size)
+            .await;
+        if uploaded.is_err() {
+            if let Err(e) = self.bucket.abort_upload(&path, &upload_id).await {
+                tracing::warn!(key, %e, "cannot abort a failed multipart upload; its parts remain until a lifecycle rule removes them");
+            }
+        }
+        uploaded
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &str,
+        upload_id: &str,
+        source: &Path,
+        file: &mut tokio::fs::File,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        use tokio::io::AsyncReadExt;
+
+        let part_size = Self::PART_SIZE.max(size.div_ceil(MAX_PARTS));
+        let mut parts = Vec::new();
+        let mut buf = Vec::new();
+        let mut offset = 0;
+        while offset < size {
+            let part_number = parts.len() as u32 + 1;
+            let len = part_size.min(size - offset);
+            buf.resize(len as usize, 0);
+            file.read_exact(&mut buf)
+                .await
+                .map_err(|e| StoreError::local_file(source, &e))?;
+            let part = self
+                .retry
+                .run("upload part", || {
+                    self.upload_part_once(key, path, upload_id, part_number, &buf)
+                })
+                .await?;
+            parts.push(part);
+            offset += len;
+        }
+        let failed_transiently = AtomicBool::new(false);
+        let completed = self
+            .retry
+            .run("complete multipart upload", || async {
+                let response = self
+                    .bucket
+                    .complete_multipart_upload(path, upload_id, parts.clone())
+                    .await
+                    .map_err(|e| s3_error(key, e));
+                let result = response.and_then(|response| {
+                    check_status(response.status_code(), key, response.as_slice())
+                });
+                if result.as_ref().is_err_and(StoreError::is_retryable) {
+                    failed_transiently.store(true, Ordering::Relaxed);
+                }
+                result
+            })
+            .await;
+        match completed {
+            // A retried completion that finds the upload gone: the first may
+            // have succeeded with its answer lost, or (s3s-fs) failed after
+            // consuming the upload. Only a new put can tell, so say "retry"
+            // rather than a misleading NotFound or PermissionDenied.
+            Err(e @ (StoreError::NotFound { .. } | StoreError::PermissionDenied { .. }))
+                if failed_transiently.load(Ordering::Relaxed) =>
+            {
+                Err(StoreError::transient(format!(
+                    "{key}: multipart upload gone after a failed completion ({e})"
+                )))
+            }
+            other => other,
+        }
+    }
+
+    /// One attempt at one part. Not rust-s3's `put_multipart_chunk`: that
+    /// aborts the whole upload on any error status, so a 503 on one part
+    /// could not be retried.
+    async fn upload_part_once(
+        &self,
+        key: &str,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        bytes: &[u8],
+    ) -> Result<Part, StoreError> {
+        let command = Command::PutObject {
+            content: bytes,
+            content_type: CONTENT_TYPE,
+            custom_headers: None,
+            multipart: Some(Multipart::new(part_number, upload_id)),
+        };
+        let request = ReqwestRequest::new(&self.bucket, path, command)
+            .await
+            .map_err(|e| s3_error(key, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| s3_error(key, e))?;
+        check_status(response.status_code(), key, response.as_slice())?;
+        let etag = response
+            .headers()
+            .remove("etag")
+            .ok_or_else(|| StoreError::Corrupt {
+                key: key.to_owned(),
+                detail: format!("multipart part {part_number} answered without an ETag"),
+            })?;
+        Ok(Part { part_number, etag })
+    }
+
+    /// One download from the start: ranged GETs of [`S3Store::PART_SIZE`],
+    /// each retried on its own, until the object's size (from the first
+    /// answer's `Content-Range`) or a short range shows the end.
+    ///
+    /// Why ranges rather than one streamed GET: a transient failure late in
+    /// a multi-hundred-MB body costs one part, not the whole download, and
+    /// each part's status is checked before its bytes reach the file
+    /// (rust-s3's `get_object_to_writer` would write an error body into the
+    /// file). The cost is that an object replaced between two ranges would
+    /// be read as a mix of old and new, so every range must carry the ETag
+    /// of the first and the end must come at the first's size;
+    /// [`Download::Changed`] otherwise.
+    async fn download_once(&self, key: &str, dest: &Path) -> Result<Download, StoreError> {
+        use tokio::io::AsyncWriteExt;
+
+        let local = |e: std::io::Error| StoreError::local_file(dest, &e);
+        let mut part = self.get_part(key, 0).await?;
+        // Created only now that the object is known to exist, so a missing
+        // object leaves no file behind.
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        let (etag, size) = (part.etag.clone(), part.size);
+        let mut offset = 0;
+        loop {
+            file.write_all(&part.bytes).await.map_err(local)?;
+            offset += part.bytes.len() as u64;
+            let short = (part.bytes.len() as u64) < Self::PART_SIZE;
+            if short || size == Some(offset) {
+                if size.is_some_and(|size| size != offset) {
+                    return Ok(Download::Changed);
+                }
+                // Not fsynced: a download can be repeated, and the caller
+                // decides whether the copy must survive a crash.
+                file.flush().await.map_err(local)?;
+                return Ok(Download::Done(offset));
+            }
+            part = self.get_part(key, offset).await?;
+            if let (Some(first), Some(now)) = (&etag, &part.etag) {
+                if first != now {
+                    return Ok(Download::Changed);
+                }
             }
         }
     }
+
+    /// The part of an object starting at `offset`, retried.
+    async fn get_part(&self, key: &str, offset: u64) -> Result<Tagged, StoreError> {
+        let range = offset..offset + Self::PART_SIZE;
+        self.retry
+            .run("get_to_file", || self.get_range_tagged(key, &range))
+            .await
+    }
+}
+
+/// A ranged read's bytes, with what the answer said of the whole object.
+struct Tagged {
+    bytes: Vec<u8>,
+    /// The ETag of the object version the bytes came from.
+    etag: Option<String>,
+    /// The object's size, from `Content-Range: bytes 0-99/1234`.
+    size: Option<u64>,
+}
+
+/// How one pass of [`S3Store::download_once`] ended.
+enum Download {
+    /// The whole object, this many bytes, is in the file.
+    Done(u64),
+    /// The object was replaced mid-download; the file holds a mix.
+    Changed,
 }
 
 #[async_trait]
@@ -311,6 +545,40 @@ impl ObjectStore for S3Store {
                 Ok(response.to_vec())
             })
             .await
+    }
+
+    async fn put_file(&self, key: &str, source: &Path) -> Result<(), StoreError> {
+        use tokio::io::AsyncReadExt;
+
+        self.path_of(key)?;
+        let local = |e: std::io::Error| StoreError::local_file(source, &e);
+        let mut file = tokio::fs::File::open(source).await.map_err(local)?;
+        // The file must not change while it uploads: its size now decides
+        // what is sent, and a file that shrinks fails as a local-file error.
+        let size = file.metadata().await.map_err(local)?.len();
+        if size > Self::PART_SIZE {
+            return self.put_multipart(key, source, &mut file, size).await;
+        }
+        // At most one part: a single PUT (multipart needs at least one part,
+        // and costs three requests).
+        let mut bytes = vec![0; size as usize];
+        file.read_exact(&mut bytes).await.map_err(local)?;
+        self.put(key, &bytes).await
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
+        // A replaced object restarts the download, a bounded number of times.
+        for _ in 0..self.retry.max_attempts.max(1) {
+            match self.download_once(key, dest).await? {
+                Download::Done(size) => return Ok(size),
+                Download::Changed => {
+                    tracing::warn!(key, "object replaced during download; starting over");
+                }
+            }
+        }
+        Err(StoreError::transient(format!(
+            "{key}: object kept changing during download"
+        )))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
@@ -402,6 +670,13 @@ fn check_status(status: u16, key: &str, body: &[u8]) -> Result<(), StoreError> {
 /// failures (timeouts, refused or dropped connections) as transient.
 fn s3_error(key: &str, e: S3Error) -> StoreError {
     match e {
+        // An error document in a 2xx answer: AWS sends one when a
+        // CompleteMultipartUpload fails after the 200 began, and says to
+        // retry.
+        S3Error::HttpFailWithBody(status @ 200..=299, body) => {
+            let body: String = body.chars().take(512).collect();
+            StoreError::transient(format!("HTTP {status} with an error for {key}: {body}"))
+        }
         S3Error::HttpFailWithBody(status, body) => status_error(status, key, body.as_bytes())
             .unwrap_or_else(|| StoreError::backend(format!("HTTP {status} for {key}"))),
         S3Error::Reqwest(e) if e.is_builder() => {

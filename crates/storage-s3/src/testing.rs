@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,9 +32,9 @@ use crate::store::{ObjectMeta, ObjectStore};
 /// The kinds of request a store serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
-    /// `put`.
+    /// `put` and `put_file`.
     Put,
-    /// `get`.
+    /// `get` and `get_to_file`.
     Get,
     /// `get_range`.
     GetRange,
@@ -48,9 +49,9 @@ pub enum OpKind {
 /// Requests and bytes seen by a [`CountingStore`] since the last reset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounts {
-    /// `put` calls.
+    /// `put` and `put_file` calls.
     pub put: u64,
-    /// `get` calls.
+    /// `get` and `get_to_file` calls.
     pub get: u64,
     /// `get_range` calls.
     pub get_range: u64,
@@ -60,9 +61,11 @@ pub struct RequestCounts {
     pub list: u64,
     /// `delete` calls.
     pub delete: u64,
-    /// Bytes sent to the store by successful puts.
+    /// Bytes sent to the store by successful puts (a file's size for
+    /// `put_file`).
     pub bytes_in: u64,
-    /// Bytes returned by successful gets and range gets.
+    /// Bytes returned by successful gets and range gets (the object's size
+    /// for `get_to_file`).
     pub bytes_out: u64,
 }
 
@@ -133,10 +136,17 @@ impl CountingStore {
 
     fn count_out(&self, result: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
         if let Ok(bytes) = &result {
-            let n = bytes.len() as u64;
-            self.counters.bytes_out.fetch_add(n, Ordering::SeqCst);
+            self.add_out(bytes.len() as u64);
         }
         result
+    }
+
+    fn add_in(&self, n: u64) {
+        self.counters.bytes_in.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn add_out(&self, n: u64) {
+        self.counters.bytes_out.fetch_add(n, Ordering::SeqCst);
     }
 }
 
@@ -156,14 +166,31 @@ impl ObjectStore for CountingStore {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.count(OpKind::Put);
         self.inner.put(key, bytes).await?;
-        let n = bytes.len() as u64;
-        self.counters.bytes_in.fetch_add(n, Ordering::SeqCst);
+        self.add_in(bytes.len() as u64);
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.count(OpKind::Get);
         self.count_out(self.inner.get(key).await)
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        self.count(OpKind::Put);
+        // Sized before the upload: what the store read, even if the caller
+        // removes the file right after. An unreadable file fails the upload
+        // anyway, and failed puts add no bytes.
+        let size = tokio::fs::metadata(path).await.map(|m| m.len());
+        self.inner.put_file(key, path).await?;
+        self.add_in(size.unwrap_or(0));
+        Ok(())
+    }
+
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        self.count(OpKind::Get);
+        let size = self.inner.get_to_file(key, path).await?;
+        self.add_out(size);
+        Ok(size)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
@@ -217,7 +244,8 @@ pub enum Fault {
     /// request timeout); the wrapped store is not called.
     Timeout(Duration),
     /// Call the wrapped store, then return at most this many bytes of the
-    /// body (gets and range gets; other kinds are unaffected).
+    /// body (gets and range gets; other kinds are unaffected). For
+    /// `get_to_file` the file is cut to this length and that length returned.
     Truncate(usize),
 }
 
@@ -298,6 +326,17 @@ fn truncate(body: Result<Vec<u8>, StoreError>, len: Option<usize>) -> Result<Vec
     Ok(body)
 }
 
+/// Cuts a downloaded file short, as a [`Fault::Truncate`] of `get_to_file`.
+async fn truncate_file(path: &Path, len: u64) -> Result<(), StoreError> {
+    let local = |e: std::io::Error| StoreError::local_file(path, &e);
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .await
+        .map_err(local)?;
+    file.set_len(len).await.map_err(local)
+}
+
 #[async_trait]
 impl ObjectStore for FaultyStore {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -308,6 +347,23 @@ impl ObjectStore for FaultyStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let cut = self.before(OpKind::Get).await?;
         truncate(self.inner.get(key).await, cut)
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        self.before(OpKind::Put).await?;
+        self.inner.put_file(key, path).await
+    }
+
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        let cut = self.before(OpKind::Get).await?;
+        let size = self.inner.get_to_file(key, path).await?;
+        match cut {
+            Some(len) if (len as u64) < size => {
+                truncate_file(path, len as u64).await?;
+                Ok(len as u64)
+            }
+            _ => Ok(size),
+        }
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
@@ -379,6 +435,52 @@ mod tests {
         );
         assert_eq!(counts.total(), 7);
         assert_eq!(counting.snapshot(), RequestCounts::default());
+    }
+
+    #[tokio::test]
+    async fn counting_store_counts_file_transfers_as_puts_and_gets() {
+        let (counting, store) = stack();
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
+        std::fs::write(&source, b"checkpoint bytes").unwrap();
+        store.put_file("cp/1", &source).await.unwrap();
+        assert_eq!(store.get_to_file("cp/1", &dest).await.unwrap(), 16);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"checkpoint bytes");
+        // Failures count as calls but move no bytes.
+        let missing = dir.path().join("missing");
+        assert!(store.put_file("cp/2", &missing).await.is_err());
+        assert!(store.get_to_file("cp/2", &dest).await.is_err());
+        assert_eq!(
+            counting.take(),
+            RequestCounts {
+                put: 2,
+                get: 2,
+                bytes_in: 16,
+                bytes_out: 16,
+                ..RequestCounts::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn file_transfers_take_put_and_get_faults() {
+        let (counting, store) = stack();
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
+        std::fs::write(&source, b"0123456789").unwrap();
+        let busy = StoreError::Transient {
+            detail: "503".into(),
+        };
+        store.inject(OpKind::Put, Trigger::Nth(1), Fault::Error(busy.clone()));
+        assert_eq!(store.put_file("k", &source).await.unwrap_err(), busy);
+        store.put_file("k", &source).await.unwrap();
+        store.inject(OpKind::Get, Trigger::Nth(1), Fault::Truncate(4));
+        assert_eq!(store.get_to_file("k", &dest).await.unwrap(), 4);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"0123");
+        assert_eq!(store.get_to_file("k", &dest).await.unwrap(), 10);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
+        let counts = counting.snapshot();
+        assert_eq!((counts.put, counts.get), (1, 2));
     }
 
     #[tokio::test]

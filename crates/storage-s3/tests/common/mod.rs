@@ -97,6 +97,21 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// Pseudo-random bytes (xorshift64*), so a misplaced part cannot match by
+/// coincidence the way a short repeating pattern could.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 pub fn assert_not_found(result: Result<impl std::fmt::Debug, StoreError>, key: &str) {
     match result {
         Err(StoreError::NotFound { key: k }) => assert_eq!(k, key),
@@ -217,7 +232,96 @@ pub mod suite {
         assert_eq!(store.list("del/").await.unwrap(), ["del/keep"]);
     }
 
+    pub async fn a_file_larger_than_two_parts_round_trips(store: &dyn ObjectStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
+        // Two full S3 parts and a short last one, of odd length.
+        let part = S3Store::PART_SIZE as usize;
+        let bytes = random_bytes(2 * part + part / 2 + 7, 0xbae);
+        std::fs::write(&source, &bytes).unwrap();
+        store.put_file("file/big", &source).await.unwrap();
+        assert_eq!(
+            store.head("file/big").await.unwrap().size,
+            bytes.len() as u64
+        );
+        let size = store.get_to_file("file/big", &dest).await.unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert!(
+            std::fs::read(&dest).unwrap() == bytes,
+            "downloaded file differs"
+        );
+        // Same bytes as the in-memory calls move.
+        assert!(store.get("file/big").await.unwrap() == bytes, "get differs");
+        store.put("file/exact", &bytes[..2 * part]).await.unwrap();
+        assert_eq!(
+            store.get_to_file("file/exact", &dest).await.unwrap(),
+            2 * part as u64
+        );
+        assert!(
+            std::fs::read(&dest).unwrap() == bytes[..2 * part],
+            "exact parts differ"
+        );
+    }
+
+    pub async fn an_empty_file_round_trips(store: &dyn ObjectStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
+        std::fs::write(&source, b"").unwrap();
+        store.put_file("file/empty", &source).await.unwrap();
+        assert_eq!(store.head("file/empty").await.unwrap().size, 0);
+        assert_eq!(store.get("file/empty").await.unwrap(), b"");
+        assert_eq!(store.get_to_file("file/empty", &dest).await.unwrap(), 0);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"");
+    }
+
+    pub async fn get_to_file_of_a_missing_object_is_not_found_and_writes_nothing(
+        store: &dyn ObjectStore,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        assert_not_found(store.get_to_file("missing/k", &dest).await, "missing/k");
+        let left = std::fs::read(&dest).unwrap_or_default();
+        assert!(left.is_empty(), "{} bytes written", left.len());
+    }
+
+    pub async fn put_file_of_a_missing_file_is_a_local_error_and_stores_nothing(
+        store: &dyn ObjectStore,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("no-such-file");
+        match store.put_file("file/k", &source).await {
+            Err(StoreError::LocalFile { path, .. }) => {
+                assert_eq!(path, source.display().to_string())
+            }
+            other => panic!("expected LocalFile, got {other:?}"),
+        }
+        assert!(!store.exists("file/k").await.unwrap());
+        assert!(store.list("file/").await.unwrap().is_empty());
+    }
+
+    pub async fn put_file_replaces_an_existing_object(store: &dyn ObjectStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        store.put("file/k", &pattern(1000)).await.unwrap();
+        std::fs::write(&source, b"short").unwrap();
+        store.put_file("file/k", &source).await.unwrap();
+        assert_eq!(store.get("file/k").await.unwrap(), b"short");
+        assert_eq!(store.list("file/").await.unwrap(), ["file/k"]);
+    }
+
+    pub async fn get_to_file_truncates_a_longer_existing_file(store: &dyn ObjectStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, pattern(1000)).unwrap();
+        store.put("file/k", b"short").await.unwrap();
+        assert_eq!(store.get_to_file("file/k", &dest).await.unwrap(), 5);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"short");
+    }
+
     pub async fn invalid_keys_are_rejected(store: &dyn ObjectStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
+        std::fs::write(&source, b"x").unwrap();
         for key in [
             "",
             "/abs",
@@ -240,6 +344,8 @@ pub mod suite {
             invalid(store.get_range(key, 0..1).await.map(drop));
             invalid(store.head(key).await.map(drop));
             invalid(store.delete(key).await);
+            invalid(store.put_file(key, &source).await);
+            invalid(store.get_to_file(key, &dest).await.map(drop));
         }
         for prefix in ["/", "../", "a//"] {
             assert!(matches!(
@@ -262,7 +368,13 @@ macro_rules! conformance_tests {
             range_reads_clamp_to_the_object,
             list_prefix_does_not_match_siblings,
             delete_is_idempotent,
-            invalid_keys_are_rejected
+            invalid_keys_are_rejected,
+            a_file_larger_than_two_parts_round_trips,
+            an_empty_file_round_trips,
+            get_to_file_of_a_missing_object_is_not_found_and_writes_nothing,
+            put_file_of_a_missing_file_is_a_local_error_and_stores_nothing,
+            put_file_replaces_an_existing_object,
+            get_to_file_truncates_a_longer_existing_file
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
