@@ -56,7 +56,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         || {
             let rec = OpRecorder::open(&next("boot")).map_err(|e| err(&e))?;
             let device = SyncService::new(rec, store.clone(), key.clone());
-            match rt.block_on(device.bootstrap_from_checkpoint(None)) {
+            match rt.block_on(device.bootstrap_from_checkpoint()) {
                 Ok(Some(r)) if r.records == ck.records => Ok(()),
                 Ok(other) => Err(format!("unexpected bootstrap: {other:?}")),
                 Err(e) => Err(err(&e)),

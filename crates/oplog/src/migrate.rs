@@ -14,6 +14,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_sync",
         include_str!("../../../migrations/0002_sync.sql"),
     ),
+    (
+        "0003_wanted_images",
+        include_str!("../../../migrations/0003_wanted_images.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

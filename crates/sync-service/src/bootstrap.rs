@@ -25,19 +25,13 @@
 use crate::checkpoint::{cursor_hash, CheckpointHeader, OpenedCheckpoint, Record, RecordReader};
 use crate::error::SyncError;
 use crate::keystore::read_key_file;
+use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
 use bae_hlc::{Clock, DeviceId, Timestamp};
 use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder, SCHEMA};
 use rusqlite::{params, Connection, ToSql};
 use std::io::BufReader;
 use std::path::Path;
-use std::sync::Arc;
-
-/// Progress of a long restore: (records done, records in the checkpoint).
-pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
-
-/// How often (in records) progress is reported.
-const PROGRESS_EVERY: u64 = 2048;
 
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
@@ -69,15 +63,12 @@ impl SyncService {
     /// that does not is reported in [`BootstrapReport::rejected`] and the
     /// next older is tried). `None` when the bucket holds no usable
     /// checkpoint. Call [`SyncService::pull`] afterwards for later batches.
-    pub async fn bootstrap_from_checkpoint(
-        &self,
-        progress: Option<Progress>,
-    ) -> Result<Option<BootstrapReport>, SyncError> {
+    pub async fn bootstrap_from_checkpoint(&self) -> Result<Option<BootstrapReport>, SyncError> {
         let (opened, rejected) = self.newest_checkpoint().await?;
         let Some(opened) = opened else {
             return Ok(None);
         };
-        Ok(Some(self.restore(opened, &rejected, progress).await?))
+        Ok(Some(self.restore(opened, &rejected).await?))
     }
 
     /// Recovery for a pull that found a device's next batch missing: if the
@@ -98,7 +89,7 @@ impl SyncService {
         {
             return Ok(false);
         }
-        let report = self.restore(opened, &rejected, None).await?;
+        let report = self.restore(opened, &rejected).await?;
         tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
         Ok(true)
     }
@@ -107,8 +98,8 @@ impl SyncService {
         &self,
         opened: OpenedCheckpoint,
         rejected: &[SyncError],
-        progress: Option<Progress>,
     ) -> Result<BootstrapReport, SyncError> {
+        let progress = self.progress.clone();
         let rejected: Vec<String> = rejected.iter().map(ToString::to_string).collect();
         let mut report = self
             .with_db(move |rec| restore_blocking(rec, opened, progress.as_ref()))
@@ -211,11 +202,11 @@ fn load_records(
         })?;
         seen += 1;
         if let Some(p) = progress.filter(|_| seen.is_multiple_of(PROGRESS_EVERY)) {
-            p(seen, header.records);
+            p(Stage::Restore, seen, header.records);
         }
     }
     if let Some(p) = progress {
-        p(seen, header.records);
+        p(Stage::Restore, seen, header.records);
     }
     Ok(())
 }
@@ -449,11 +440,14 @@ pub async fn server_bootstrap(
     let key = read_key_file(key_file)?;
     let store = bae_storage_s3::open_store(bucket_url)
         .map_err(|e| SyncError::BucketUrl(format!("{bucket_url}: {e}")))?;
-    let service = SyncService::new(OpRecorder::open(out)?, store, key);
+    let mut service = SyncService::new(OpRecorder::open(out)?, store, key);
+    if let Some(p) = progress {
+        service = service.with_progress(p);
+    }
     let bootstrap = if existed {
         None
     } else {
-        match service.bootstrap_from_checkpoint(progress).await? {
+        match service.bootstrap_from_checkpoint().await? {
             Some(r) => Some(r),
             None => {
                 drop(service);

@@ -14,6 +14,7 @@
 //! falls back to the next older one.
 
 use crate::error::SyncError;
+use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
 use bae_crypto::object::ObjectHeader;
 use bae_crypto::{ObjectKind, ObjectPlace};
@@ -269,6 +270,10 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, String> {
     Ok(n)
 }
 
+fn named_temp_file() -> Result<tempfile::NamedTempFile, SyncError> {
+    tempfile::NamedTempFile::new().map_err(|e| SyncError::io(std::path::Path::new("temp file"), e))
+}
+
 fn temp_file() -> Result<File, SyncError> {
     tempfile::tempfile().map_err(|e| SyncError::io(std::path::Path::new("temp file"), e))
 }
@@ -290,45 +295,51 @@ impl SyncService {
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
         self.pull().await?;
+        let span = tracing::info_span!("checkpoint", device = %self.device);
+        let _e = span.enter();
         let device = self.device;
         let (epoch, key) = self
             .keys
             .current()
             .map(|(e, k)| (e, k.clone()))
             .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
-        let (key_name, header, plain_bytes, sealed) = self
+        let progress = self.progress.clone();
+        let (key_name, header, plain_bytes, sealed, sealed_bytes) = self
             .with_db(move |rec| {
-                let (header, mut plain, plain_bytes) = write_snapshot(rec, device)?;
+                let (header, mut plain, plain_bytes) =
+                    write_snapshot(rec, device, progress.as_ref())?;
                 plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
                 let place = checkpoint_place(header.writer, header.hlc);
-                let mut sealed = temp_file()?;
-                bae_crypto::seal_object_stream(
+                let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
+                let sealed = named_temp_file()?;
+                let mut out = BufWriter::new(sealed.as_file());
+                let sealed_bytes = bae_crypto::seal_object_stream(
                     &key,
                     epoch,
                     &place,
                     BufReader::new(&plain),
-                    BufWriter::new(&sealed),
+                    &mut out,
                 )
                 .map_err(|source| SyncError::Object {
-                    key: format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id),
+                    key: key_name.clone(),
                     source,
                 })?;
-                // ObjectStore::put takes a slice: the sealed object is read
-                // into memory for the upload (the snapshot itself never is).
-                sealed.seek(SeekFrom::Start(0)).map_err(io_err)?;
-                let mut bytes = Vec::new();
-                sealed.read_to_end(&mut bytes).map_err(io_err)?;
-                let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
-                Ok((key_name, header, plain_bytes, bytes))
+                out.flush().map_err(io_err)?;
+                drop(out);
+                Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
             })
             .await?;
-        self.store.put(&key_name, &sealed).await?;
-        tracing::info!(key = %key_name, records = header.records, bytes = sealed.len(), "checkpoint written");
+        // The sealed object streams from its temp file: a checkpoint of any
+        // size passes through bounded memory.
+        self.report(Stage::Upload, 0, sealed_bytes);
+        self.store.put_file(&key_name, sealed.path()).await?;
+        self.report(Stage::Upload, sealed_bytes, sealed_bytes);
+        tracing::info!(key = %key_name, records = header.records, bytes = sealed_bytes, "checkpoint written");
         Ok(CheckpointReport {
             key: key_name,
             records: header.records,
             plaintext_bytes: plain_bytes,
-            sealed_bytes: sealed.len() as u64,
+            sealed_bytes,
             cursors: header
                 .cursors
                 .iter()
@@ -378,27 +389,31 @@ impl SyncService {
         Ok(self.open_checkpoint(&id, key).await?.header)
     }
 
-    /// Downloads, decrypts and fully checks one checkpoint.
+    /// Downloads (to a temp file), decrypts and fully checks one checkpoint.
     pub(crate) async fn open_checkpoint(
         &self,
         id: &CheckpointId,
         key: &str,
     ) -> Result<OpenedCheckpoint, SyncError> {
-        let sealed = self.store.get(key).await?;
+        let sealed = named_temp_file()?;
+        self.report(Stage::Download, 0, 0);
+        let size = self.store.get_to_file(key, sealed.path()).await?;
+        self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
         let (id, key) = (id.clone(), key.to_owned());
-        tokio::task::spawn_blocking(move || open_sealed(&keys, &id, &key, &sealed))
+        tokio::task::spawn_blocking(move || open_sealed(&keys, &id, &key, sealed.as_file()))
             .await
             .map_err(|e| SyncError::Task(e.to_string()))?
     }
 }
 
-/// Decrypts a sealed checkpoint to a temp file and checks every record frame.
+/// Decrypts a sealed checkpoint (a file) to a temp file and checks every
+/// record frame.
 fn open_sealed(
     keys: &bae_crypto::KeyRing,
     id: &CheckpointId,
     key: &str,
-    sealed: &[u8],
+    mut sealed: &File,
 ) -> Result<OpenedCheckpoint, SyncError> {
     let object = |source| SyncError::Object {
         key: key.to_owned(),
@@ -410,11 +425,24 @@ fn open_sealed(
     };
     // The writer is not known before reading: take it from the header (it is
     // authenticated with every chunk) and require the HLC from the key.
-    let object_header = ObjectHeader::parse(sealed).map_err(object)?;
+    let mut head = Vec::with_capacity(bae_crypto::object::HEADER_LEN);
+    sealed.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    Read::by_ref(&mut sealed)
+        .take(bae_crypto::object::HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    let object_header = ObjectHeader::parse(&head).map_err(object)?;
     let place = checkpoint_place(object_header.place.device, id.hlc());
+    sealed.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut plain = temp_file()?;
-    bae_crypto::open_object_stream(keys, &place, sealed, BufWriter::new(&plain), u64::MAX)
-        .map_err(object)?;
+    bae_crypto::open_object_stream(
+        keys,
+        &place,
+        BufReader::new(sealed),
+        BufWriter::new(&plain),
+        u64::MAX,
+    )
+    .map_err(object)?;
     plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut reader = RecordReader::new(BufReader::new(&plain));
     let header = reader.header().map_err(invalid)?;
@@ -447,6 +475,7 @@ fn open_sealed(
 fn write_snapshot(
     rec: &mut OpRecorder,
     device: DeviceId,
+    progress: Option<&Progress>,
 ) -> Result<(CheckpointHeader, File, u64), SyncError> {
     let hlc = rec.clock().now().map_err(bae_oplog::OplogError::from)?;
     let (conn, _, _) = rec.sync_parts();
@@ -472,7 +501,12 @@ fn write_snapshot(
         reason,
     };
     w.write(&Record::Header(header.clone())).map_err(fail)?;
-    let written = write_body(&tx, &mut w, parked)?;
+    let report = |done| {
+        if let Some(p) = progress {
+            p(Stage::Snapshot, done, header.records);
+        }
+    };
+    let written = write_body(&tx, &mut w, parked, report)?;
     if written != header.records {
         return Err(fail(format!(
             "counted {} records, wrote {written}",
@@ -494,15 +528,33 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, SyncEr
     )?)
 }
 
+/// Which `field_timestamps` rows (aliased `f`) a checkpoint carries: a
+/// column stamp no newer than its row's `#row` stamp changes nothing (a
+/// column's effective stamp is the newer of the two) and is left out, which
+/// drops most stamps of rows never edited since their insert. Stamps order
+/// by (hlc, device bytes); packed HLCs stay below 2^63 until the year 2093,
+/// so their signed storage compares like the unsigned values.
+const NEEDED_STAMP: &str = r#"NOT EXISTS (
+    SELECT 1 FROM field_timestamps r
+    WHERE r.table_name = f.table_name AND r.row_id = f.row_id AND r."column" = '#row'
+      AND f."column" <> '#row' AND (r.hlc > f.hlc OR (r.hlc = f.hlc AND r.device >= f.device)))"#;
+
 fn count_records(conn: &Connection, parked: bool) -> Result<u64, SyncError> {
-    let mut tables: Vec<&str> = SCHEMA.tables().iter().map(|t| t.name).collect();
-    tables.extend(["field_timestamps", "tombstones"]);
+    let mut queries: Vec<String> = SCHEMA
+        .tables()
+        .iter()
+        .map(|t| format!("SELECT COUNT(*) FROM {}", t.name))
+        .collect();
+    queries.push(format!(
+        "SELECT COUNT(*) FROM field_timestamps f WHERE {NEEDED_STAMP}"
+    ));
+    queries.push("SELECT COUNT(*) FROM tombstones".into());
     if parked {
-        tables.push("merge_parked");
+        queries.push("SELECT COUNT(*) FROM merge_parked".into());
     }
     let mut total = 0u64;
-    for t in tables {
-        let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?;
+    for q in queries {
+        let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
         total += n as u64;
     }
     Ok(total)
@@ -558,9 +610,18 @@ fn write_body<W: Write>(
     conn: &Connection,
     w: &mut RecordWriter<W>,
     parked: bool,
+    progress: impl Fn(u64),
 ) -> Result<u64, SyncError> {
     let fail = |reason: String| SyncError::Task(format!("writing checkpoint: {reason}"));
     let mut n = 0u64;
+    let mut write = |record: &Record| -> Result<(), SyncError> {
+        w.write(record).map_err(fail)?;
+        n += 1;
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            progress(n);
+        }
+        Ok(())
+    };
     for table in SCHEMA.tables() {
         let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
@@ -574,13 +635,13 @@ fn write_body<W: Write>(
                 id: r.get(0)?,
                 values,
             };
-            w.write(&record).map_err(fail)?;
-            n += 1;
+            write(&record)?;
         }
     }
-    let mut stmt = conn.prepare(
-        r#"SELECT table_name, row_id, "column", hlc, device FROM field_timestamps ORDER BY 1, 2, 3"#,
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        r#"SELECT table_name, row_id, "column", hlc, device FROM field_timestamps f
+           WHERE {NEEDED_STAMP} ORDER BY 1, 2, 3"#
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let record = Record::Stamp {
@@ -590,8 +651,7 @@ fn write_body<W: Write>(
             hlc: r.get::<_, i64>(3)? as u64,
             device: device_bytes(r.get(4)?)?,
         };
-        w.write(&record).map_err(fail)?;
-        n += 1;
+        write(&record)?;
     }
     let mut stmt =
         conn.prepare("SELECT table_name, row_id, hlc, device FROM tombstones ORDER BY 1, 2")?;
@@ -603,8 +663,7 @@ fn write_body<W: Write>(
             hlc: r.get::<_, i64>(2)? as u64,
             device: device_bytes(r.get(3)?)?,
         };
-        w.write(&record).map_err(fail)?;
-        n += 1;
+        write(&record)?;
     }
     if parked {
         let mut stmt = conn.prepare(
@@ -618,8 +677,7 @@ fn write_body<W: Write>(
                 column: r.get(2)?,
                 value: Value::from(r.get_ref(3)?),
             };
-            w.write(&record).map_err(fail)?;
-            n += 1;
+            write(&record)?;
         }
     }
     Ok(n)

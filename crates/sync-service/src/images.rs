@@ -8,7 +8,7 @@
 //! crash could leave half-written.
 
 use crate::error::SyncError;
-use crate::service::SyncService;
+use crate::service::{now_ms, SyncService};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_oplog::{Batch, OpKind};
 use bae_storage_s3::layout::{self, ObjectId};
@@ -89,13 +89,18 @@ impl SyncService {
         Ok(report)
     }
 
-    /// Fetches the images that `batches` insert and this device lacks. An
-    /// image missing from the bucket too is logged and skipped (its device
-    /// did not have the bytes yet); any other failure fails the pull before
-    /// anything is merged. Returns the number of images written.
-    pub(crate) async fn fetch_missing_images(&self, batches: &[Batch]) -> Result<usize, SyncError> {
+    /// Fetches the images that `batches` insert and this device lacks
+    /// (one file-existence check per incoming image insert). An image the
+    /// bucket does not have yet (its device had no bytes when it pushed) is
+    /// returned in [`ImageFetch::missing`] to be wanted and retried later;
+    /// any other failure fails the pull before anything is merged.
+    pub(crate) async fn fetch_missing_images(
+        &self,
+        batches: &[Batch],
+    ) -> Result<ImageFetch, SyncError> {
+        let mut report = ImageFetch::default();
         let Some(dir) = self.images_dir.clone() else {
-            return Ok(0);
+            return Ok(report);
         };
         let ids: BTreeSet<&str> = batches
             .iter()
@@ -103,31 +108,143 @@ impl SyncService {
             .filter(|op| op.table == "images" && op.kind == OpKind::Insert)
             .map(|op| op.row_id.as_str())
             .collect();
-        let mut written = 0;
         for image in ids {
-            let Ok(id) = ObjectId::parse(image) else {
-                tracing::warn!(%image, "incoming image id is not a valid object id; not fetched");
-                continue;
-            };
-            let path = dir.join(id.as_str());
-            if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-                continue;
+            match self.fetch_image(&dir, image).await? {
+                Fetched::Written => report.written += 1,
+                Fetched::Missing => report.missing.push(image.to_owned()),
+                Fetched::Present | Fetched::Invalid => {}
             }
-            let key = layout::image_key(&id);
-            let sealed = match self.store.get(&key).await {
-                Ok(b) => b,
-                Err(e) if e.is_not_found() => {
-                    tracing::warn!(%key, "image not in the bucket yet; not fetched");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let plain = self.open(&key, &image_place(&id), &sealed)?;
-            write_atomic(&dir, &path, &plain).await?;
-            written += 1;
         }
+        Ok(report)
+    }
+
+    /// Retries the wanted images that are due: fetched ones and ones whose row is gone are forgotten, the rest wait
+    /// longer. Costs no request when nothing is due, so an idle pull stays
+    /// one LIST. Returns the images written.
+    pub(crate) async fn retry_wanted_images(&self) -> Result<usize, SyncError> {
+        let Some(dir) = self.images_dir.clone() else {
+            return Ok(0);
+        };
+        let now = now_ms();
+        let due: Vec<(String, i64, bool)> = self
+            .with_db(move |rec| {
+                let (conn, _, _) = rec.sync_parts();
+                let mut stmt = conn.prepare(
+                    "SELECT w.image_id, w.attempts, EXISTS (SELECT 1 FROM images i WHERE i.id = w.image_id)
+                     FROM wanted_images w WHERE w.next_try_ms <= ?1 ORDER BY w.image_id",
+                )?;
+                let rows = stmt
+                    .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut written = 0;
+        let mut outcome: Vec<(String, Option<i64>)> = Vec::new();
+        for (image, attempts, row_exists) in due {
+            let fetched = if row_exists {
+                self.fetch_image(&dir, &image).await?
+            } else {
+                Fetched::Invalid
+            };
+            let retry = match fetched {
+                Fetched::Written => {
+                    written += 1;
+                    None
+                }
+                Fetched::Missing => Some(attempts + 1),
+                Fetched::Present | Fetched::Invalid => None,
+            };
+            outcome.push((image, retry));
+        }
+        self.with_db(move |rec| {
+            let (conn, _, _) = rec.sync_parts();
+            let tx = conn.transaction()?;
+            for (image, retry) in &outcome {
+                match retry {
+                    None => {
+                        tx.execute("DELETE FROM wanted_images WHERE image_id = ?1", [image])?;
+                    }
+                    Some(attempts) => {
+                        tx.execute(
+                            "UPDATE wanted_images SET attempts = ?2, next_try_ms = ?3 WHERE image_id = ?1",
+                            params![image, attempts, now + retry_delay_ms(*attempts)],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
         Ok(written)
     }
+
+    /// Fetches one image into `dir` unless it is already there.
+    async fn fetch_image(&self, dir: &Path, image: &str) -> Result<Fetched, SyncError> {
+        let Ok(id) = ObjectId::parse(image) else {
+            tracing::warn!(%image, "incoming image id is not a valid object id; not fetched");
+            return Ok(Fetched::Invalid);
+        };
+        let path = dir.join(id.as_str());
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(Fetched::Present);
+        }
+        let key = layout::image_key(&id);
+        let sealed = match self.store.get(&key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                tracing::warn!(%key, "image not in the bucket yet; wanted for a later pull");
+                return Ok(Fetched::Missing);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let plain = self.open(&key, &image_place(&id), &sealed)?;
+        write_atomic(dir, &path, &plain).await?;
+        Ok(Fetched::Written)
+    }
+}
+
+/// What the image step of a pull slice did.
+#[derive(Debug, Default)]
+pub(crate) struct ImageFetch {
+    /// Images written.
+    pub written: usize,
+    /// Images the bucket does not have yet.
+    pub missing: Vec<String>,
+}
+
+enum Fetched {
+    Written,
+    Present,
+    Missing,
+    Invalid,
+}
+
+/// How long a wanted image waits before its next try: 30 s, doubling per
+/// failed try, at most an hour.
+pub(crate) fn retry_delay_ms(attempts: i64) -> i64 {
+    const FIRST_MS: i64 = 30_000;
+    const MAX_MS: i64 = 3_600_000;
+    let shift = attempts.clamp(0, 20) as u32;
+    (FIRST_MS << shift).min(MAX_MS)
+}
+
+/// Records images the bucket did not have yet, to retry later (an image
+/// already wanted keeps its schedule).
+pub(crate) fn want_images(conn: &rusqlite::Connection, images: &[String]) -> Result<(), SyncError> {
+    let next = now_ms() + retry_delay_ms(0);
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 1, ?2)
+         ON CONFLICT (image_id) DO NOTHING",
+    )?;
+    for image in images {
+        stmt.execute(params![image, next])?;
+    }
+    Ok(())
 }
 
 /// Drops uploaded images from the queue (after their batches are marked
@@ -170,6 +287,16 @@ async fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SyncE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wanted_images_back_off_to_an_hour() {
+        assert_eq!(retry_delay_ms(0), 30_000);
+        assert_eq!(retry_delay_ms(1), 60_000);
+        assert_eq!(retry_delay_ms(6), 1_920_000);
+        assert_eq!(retry_delay_ms(7), 3_600_000);
+        assert_eq!(retry_delay_ms(i64::MAX), 3_600_000);
+        assert_eq!(retry_delay_ms(-5), 30_000);
+    }
 
     #[test]
     fn images_live_next_to_the_library_file() {

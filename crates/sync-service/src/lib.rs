@@ -23,12 +23,13 @@ mod head;
 mod images;
 pub mod keystore;
 pub mod library;
+mod progress;
 mod pull;
 mod push;
 mod service;
 mod status;
 
-pub use bootstrap::{server_bootstrap, BootstrapReport, Progress, ServerBootstrapReport};
+pub use bootstrap::{server_bootstrap, BootstrapReport, ServerBootstrapReport};
 pub use checkpoint::{
     CheckpointCursor, CheckpointHeader, CheckpointReport, CHECKPOINT_FORMAT_VERSION,
 };
@@ -38,7 +39,8 @@ pub use gc::{GcReport, GC_GRACE};
 pub use head::Head;
 pub use images::images_dir_for;
 pub use keystore::KeyStore;
+pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};
-pub use service::SyncService;
+pub use service::{PullWindow, SyncService};
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

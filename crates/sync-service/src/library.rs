@@ -3,6 +3,7 @@
 use crate::error::SyncError;
 use crate::images::images_dir_for;
 use crate::keystore::{read_key_file, write_private, KeyStore};
+use crate::progress::Progress;
 use crate::service::SyncService;
 use bae_crypto::LibraryKey;
 use bae_oplog::OpRecorder;
@@ -63,6 +64,7 @@ pub async fn join(
     bucket_url: &str,
     key_file: &Path,
     keys: &KeyStore,
+    progress: Option<Progress>,
 ) -> Result<SyncService, SyncError> {
     let key = read_key_file(key_file)?;
     let mut rec = OpRecorder::open(library)?;
@@ -73,9 +75,12 @@ pub async fn join(
     let id = library_id(&key);
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
-    let service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
+    let mut service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
+    if let Some(p) = progress {
+        service = service.with_progress(p);
+    }
     // The newest checkpoint first (if any), then only the batches after it.
-    service.bootstrap_from_checkpoint(None).await?;
+    service.bootstrap_from_checkpoint().await?;
     service.pull().await?;
     Ok(service)
 }

@@ -2,7 +2,7 @@
 //! non-interactive; on error it prints one line and exits non-zero.
 
 use bae_oplog::{canonical_dump, demo_album, Library, OpRecorder, Value};
-use bae_sync_service::{library, KeyStore, SyncError, SyncService};
+use bae_sync_service::{library, KeyStore, Progress, Stage, SyncError, SyncService};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -195,7 +195,10 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             bucket,
             key_file,
         } => {
-            let s = spinning("joining", library::join(&library, &bucket, &key_file, keys)).await?;
+            let s = with_progress("joining", |p| {
+                library::join(&library, &bucket, &key_file, keys, Some(p))
+            })
+            .await?;
             println!("joined as device {}", s.device());
         }
         Command::DemoImport {
@@ -250,12 +253,16 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             }
         }
         Command::Pull { library } => {
-            let r = spinning("pulling", pull(&library::open(&library, keys)?)).await?;
+            let service = library::open(&library, keys)?;
+            let r = with_progress("pulling", |p| pull(service.with_progress(p))).await?;
             println!("applied {} batches", r);
         }
         Command::Sync { library } => {
             let service = library::open(&library, keys)?;
-            let (push, pull) = spinning("syncing", service.sync()).await?;
+            let (push, pull) = with_progress("syncing", |p| async {
+                service.with_progress(p).sync().await
+            })
+            .await?;
             println!(
                 "pushed {} batches, applied {} batches",
                 push.batches, pull.applied
@@ -281,7 +288,10 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
         Command::Checkpoint { library } => {
             let service = library::open(&library, keys)?;
-            let r = spinning("writing checkpoint", service.checkpoint()).await?;
+            let r = with_progress("writing checkpoint", |p| async {
+                service.with_progress(p).checkpoint().await
+            })
+            .await?;
             println!(
                 "checkpoint {} written: {} records, {} bytes",
                 r.key, r.records, r.sealed_bytes
@@ -318,38 +328,53 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Runs a long operation under a spinner on stderr (drawn only when stderr is
-/// a terminal, so scripts and tests see clean output).
-async fn spinning<T>(what: &'static str, work: impl std::future::Future<Output = T>) -> T {
+/// Runs a long operation with a progress display on stderr (drawn only when
+/// stderr is a terminal, so scripts and tests see clean output): a spinner
+/// saying `what` until the service reports a stage, then a bar per stage.
+async fn with_progress<T, F>(what: &'static str, work: impl FnOnce(Progress) -> F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(what);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let out = work.await;
+    let shown = bar.clone();
+    let current = std::sync::Mutex::new(None::<Stage>);
+    let progress: Progress = std::sync::Arc::new(move |stage, done, total| {
+        if let Ok(mut current) = current.lock() {
+            if *current != Some(stage) {
+                *current = Some(stage);
+                let counts = match stage {
+                    Stage::Upload | Stage::Download => "{bytes}/{total_bytes}".to_owned(),
+                    _ => format!("{{human_pos}}/{{human_len}} {}", stage.unit()),
+                };
+                let template = format!("{{msg:>22}} {{bar:40}} {counts} ({{eta}})");
+                shown.set_style(
+                    indicatif::ProgressStyle::with_template(&template)
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                shown.set_message(stage.verb());
+            }
+        }
+        shown.set_length(total);
+        shown.set_position(done);
+    });
+    let out = work(progress).await;
     bar.finish_and_clear();
     out
 }
 
-/// `server-bootstrap`, with a progress bar while the checkpoint restores.
+/// `server-bootstrap`, with progress while the checkpoint downloads and restores.
 async fn server_bootstrap(
     bucket: &str,
     key_file: &Path,
     out: &Path,
     refresh: bool,
 ) -> Result<(), SyncError> {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let shown = bar.clone();
-    let progress: bae_sync_service::Progress = std::sync::Arc::new(move |done, total| {
-        shown.set_length(total);
-        shown.set_position(done);
-    });
-    let r =
-        bae_sync_service::server_bootstrap(bucket, key_file, out, refresh, Some(progress)).await;
-    bar.finish_and_clear();
-    let r = r?;
+    let r = with_progress("bootstrapping", |p| {
+        bae_sync_service::server_bootstrap(bucket, key_file, out, refresh, Some(p))
+    })
+    .await?;
     if let Some(b) = &r.bootstrap {
         println!(
             "restored {} ({} records) into {}",
@@ -368,7 +393,7 @@ async fn server_bootstrap(
     Ok(())
 }
 
-async fn pull(s: &SyncService) -> Result<usize, SyncError> {
+async fn pull(s: SyncService) -> Result<usize, SyncError> {
     let r = s.pull().await?;
     report_problems(&r.problems);
     Ok(r.applied)
@@ -424,6 +449,10 @@ fn print_status(s: &bae_sync_service::Status) {
         s.bucket.as_deref().unwrap_or("-")
     );
     println!("pending batches: {}", s.pending_batches);
+    println!(
+        "images: {} waiting to upload, {} wanted from the bucket",
+        s.images_queued, s.images_wanted
+    );
     for d in &s.devices {
         println!(
             "device {}: applied {} of {}, last synced {}",
@@ -494,7 +523,7 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
     let laptop = library::init(&a, &bucket, &keys).await?;
     println!("laptop: imported {albums} albums and pushed them to {bucket}");
     library::export_key(&a, &keys, &key)?;
-    let desktop = library::join(&b, &bucket, &key, &keys).await?;
+    let desktop = library::join(&b, &bucket, &key, &keys, None).await?;
     println!("desktop: joined and pulled");
     let album0 = demo_album(1, 0, 12)
         .album_id()

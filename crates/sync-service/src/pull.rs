@@ -4,6 +4,8 @@
 
 use crate::error::SyncError;
 use crate::head::Head;
+use crate::images::want_images;
+use crate::progress::Stage;
 use crate::service::{batch_place, head_place, store_device, SyncService};
 use bae_hlc::DeviceId;
 use bae_oplog::{decode_batch, Batch, BatchHash, SCHEMA};
@@ -59,10 +61,85 @@ struct Cursor {
     hash: Option<BatchHash>,
 }
 
+/// One device's batches still to fetch in this pull.
+struct Stream {
+    device: DeviceId,
+    store_dev: layout::DeviceId,
+    head: Head,
+    /// The next seq to fetch.
+    next: u64,
+    /// The hash the next batch must name as its predecessor.
+    prev: Option<BatchHash>,
+    /// Stopped at a bad object (a problem was recorded).
+    failed: bool,
+}
+
+impl Stream {
+    fn remaining(&self) -> u64 {
+        if self.failed {
+            0
+        } else {
+            (self.head.seq + 1).saturating_sub(self.next)
+        }
+    }
+}
+
+/// Where each device's cursor can move: batches applied in this pull, kept
+/// until every earlier batch of the same device applied too.
+#[derive(Default)]
+struct Advance {
+    /// Hashes of fetched batches, by device and seq, until applied.
+    fetched: HashMap<(DeviceId, u64), BatchHash>,
+    /// Per device: the contiguous applied seq and its hash, and applied
+    /// batches beyond it (a held batch in between).
+    devices: BTreeMap<DeviceId, (Cursor, BTreeMap<u64, BatchHash>)>,
+}
+
+impl Advance {
+    fn new(cursors: &HashMap<DeviceId, Cursor>) -> Self {
+        Advance {
+            fetched: HashMap::new(),
+            devices: cursors
+                .iter()
+                .map(|(d, c)| (*d, (*c, BTreeMap::new())))
+                .collect(),
+        }
+    }
+
+    /// Records applied batches; returns the devices whose cursor moved.
+    fn applied(&mut self, applied: &[(DeviceId, u64)]) -> Vec<(DeviceId, Cursor)> {
+        let mut moved = BTreeMap::new();
+        for (device, seq) in applied {
+            let Some(hash) = self.fetched.remove(&(*device, *seq)) else {
+                continue;
+            };
+            let (cursor, ahead) = self.devices.entry(*device).or_insert((
+                Cursor {
+                    applied: 0,
+                    hash: None,
+                },
+                BTreeMap::new(),
+            ));
+            ahead.insert(*seq, hash);
+            while let Some(hash) = ahead.remove(&(cursor.applied + 1)) {
+                cursor.applied += 1;
+                cursor.hash = Some(hash);
+                moved.insert(*device, *cursor);
+            }
+        }
+        moved.into_iter().collect()
+    }
+}
+
 impl SyncService {
     /// Pulls and merges what other devices pushed since the last pull. A
     /// device whose next batch was garbage-collected recovers from the
     /// newest checkpoint covering it (`bootstrap.rs`), then pulls again.
+    ///
+    /// A long backlog is fetched and merged in slices ([`crate::PullWindow`]);
+    /// cursors are saved after each slice, so an interrupted pull resumes
+    /// where it stopped. Batches held in one slice (a parent in a later
+    /// slice) are retried with the next.
     pub async fn pull(&self) -> Result<PullReport, SyncError> {
         self.finish_local_replay().await?;
         let mut gaps = Vec::new();
@@ -79,10 +156,8 @@ impl SyncService {
         let _e = span.enter();
         let heads = self.list_heads().await?;
         let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
-        let mut fetched: Vec<Batch> = Vec::new();
-        let mut hashes: HashMap<(DeviceId, u64), BatchHash> = HashMap::new();
         let mut problems = Vec::new();
-        let mut seen_heads = Vec::new();
+        let mut streams = Vec::new();
         for (device, head_seq) in heads {
             let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
                 applied: 0,
@@ -91,41 +166,45 @@ impl SyncService {
             if head_seq <= cursor.applied {
                 continue;
             }
-            match self
-                .fetch_stream(device, head_seq, cursor, &mut fetched, &mut hashes)
-                .await
-            {
-                Ok(head) => seen_heads.push(head),
-                // An unreachable bucket fails the pull (retried later); a
-                // missing object is the device's to repair.
-                Err((_, SyncError::Store(e))) if !e.is_not_found() => return Err(e.into()),
-                Err((seq, e)) => {
-                    if matches!(&e, SyncError::Store(bae_storage_s3::StoreError::NotFound { key }) if key.starts_with(layout::OPS_PREFIX))
-                    {
-                        gaps.push((device, seq));
-                    }
-                    tracing::warn!(%device, seq, error = %e, "batch rejected");
-                    problems.push(Problem {
-                        device,
-                        seq,
-                        kind: ProblemKind::Rejected,
-                        reason: e.to_string(),
-                    });
-                }
+            match self.open_stream(device, head_seq, cursor).await {
+                Ok(stream) => streams.push(stream),
+                Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
             }
         }
-        if fetched.is_empty() && problems.is_empty() && seen_heads.is_empty() {
-            return Ok(PullReport::default());
+        let mut report = PullReport::default();
+        if streams.is_empty() && problems.is_empty() {
+            report.images = self.retry_wanted_images().await?;
+            return Ok(report);
         }
-        // Image bytes before the rows that name them.
-        let images = self.fetch_missing_images(&fetched).await?;
-        let count = fetched.len();
-        tracing::info!(batches = count, images, "merging");
-        let report = self
-            .with_db(move |rec| {
-                let (conn, clock, local) = rec.sync_parts();
-                let merged = bae_merge::apply_pull(conn, clock, local, fetched)?;
-                let mut problems = problems;
+        let total: u64 = streams.iter().map(Stream::remaining).sum();
+        let mut advance = Advance::new(&cursors);
+        let mut carried: Vec<Batch> = Vec::new();
+        let mut fetched_count = 0u64;
+        self.report(Stage::Pull, 0, total);
+        loop {
+            let slice = self
+                .fill_slice(&mut streams, &mut advance, &mut problems, gaps, || {
+                    fetched_count += 1;
+                    self.report(Stage::Pull, fetched_count, total);
+                })
+                .await?;
+            let last = streams.iter().all(|s| s.remaining() == 0);
+            let fetch = self.fetch_missing_images(&slice).await?;
+            report.images += fetch.written;
+            let mut batches = std::mem::take(&mut carried);
+            batches.extend(slice);
+            tracing::info!(batches = batches.len(), images = fetch.written, "merging");
+            let merged = self
+                .with_db(move |rec| {
+                    let (conn, clock, local) = rec.sync_parts();
+                    Ok(bae_merge::apply_pull(conn, clock, local, batches)?)
+                })
+                .await?;
+            let applied: Vec<(DeviceId, u64)> =
+                merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
+            report.applied += applied.len();
+            let moved = advance.applied(&applied);
+            if last {
                 for held in &merged.held {
                     problems.push(Problem {
                         device: held.batch.device,
@@ -134,22 +213,127 @@ impl SyncService {
                         reason: held.reason.to_string(),
                     });
                 }
-                let applied: Vec<(DeviceId, u64)> =
-                    merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
-                save_progress(conn, &cursors, &applied, &hashes, &seen_heads, &problems)?;
-                Ok(PullReport {
-                    applied: applied.len(),
-                    problems,
-                    images,
-                })
+            } else {
+                carried = merged.held.into_iter().map(|h| h.batch).collect();
+            }
+            let finished: Vec<Head> = if last {
+                streams
+                    .iter()
+                    .filter(|s| !s.failed)
+                    .map(|s| s.head.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let end = last.then(|| problems.clone());
+            let missing = fetch.missing;
+            self.with_db(move |rec| {
+                save_progress(
+                    rec.sync_parts().0,
+                    &moved,
+                    &finished,
+                    end.as_deref(),
+                    &missing,
+                )
             })
             .await?;
+            if last {
+                break;
+            }
+        }
+        report.problems = problems;
+        report.images += self.retry_wanted_images().await?;
         tracing::info!(
             applied = report.applied,
             problems = report.problems.len(),
             "pull done"
         );
         Ok(report)
+    }
+
+    /// Fetches the next slice: round-robin over the streams, one batch at a
+    /// time, until the window is full or every stream is done. A bad
+    /// object stops its stream with a problem; an unreachable bucket fails
+    /// the pull (slices merged before it are kept).
+    async fn fill_slice(
+        &self,
+        streams: &mut [Stream],
+        advance: &mut Advance,
+        problems: &mut Vec<Problem>,
+        gaps: &mut Vec<(DeviceId, u64)>,
+        mut on_batch: impl FnMut(),
+    ) -> Result<Vec<Batch>, SyncError> {
+        let window = self.pull_window;
+        let mut slice = Vec::new();
+        let mut bytes = 0usize;
+        while slice.len() < window.batches && (slice.is_empty() || bytes < window.bytes) {
+            let mut progressed = false;
+            for stream in streams.iter_mut().filter(|s| s.remaining() > 0) {
+                if slice.len() >= window.batches || (!slice.is_empty() && bytes >= window.bytes) {
+                    break;
+                }
+                let seq = stream.next;
+                match self.next_batch(stream).await {
+                    Ok((batch, hash, len)) => {
+                        advance.fetched.insert((stream.device, seq), hash);
+                        bytes += len;
+                        slice.push(batch);
+                        on_batch();
+                    }
+                    Err(e) => {
+                        stream.failed = true;
+                        problems.push(rejected(stream.device, seq, e, gaps)?);
+                    }
+                }
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(slice)
+    }
+
+    /// Fetches a device's head and starts its stream after `cursor`.
+    async fn open_stream(
+        &self,
+        device: DeviceId,
+        head_seq: u64,
+        cursor: Cursor,
+    ) -> Result<Stream, SyncError> {
+        let store_dev = store_device(device)?;
+        let head_key = layout::heads_key(&store_dev, head_seq);
+        let head = self.fetch_head(&head_key, device, head_seq).await?;
+        Ok(Stream {
+            device,
+            store_dev,
+            head,
+            next: cursor.applied + 1,
+            prev: cursor.hash,
+            failed: false,
+        })
+    }
+
+    /// Fetches and verifies a stream's next batch: it must decrypt at its
+    /// place, name its predecessor, and (the last one) match the head.
+    /// Returns the batch, its hash and its decrypted size.
+    async fn next_batch(
+        &self,
+        stream: &mut Stream,
+    ) -> Result<(Batch, BatchHash, usize), SyncError> {
+        let (device, seq) = (stream.device, stream.next);
+        let key = layout::ops_key(&stream.store_dev, seq);
+        let (batch, hash, len) = self.fetch_batch(&key, device, seq, stream.prev).await?;
+        if seq == stream.head.seq && stream.head.hash != Some(hash) {
+            return Err(SyncError::Chain {
+                device,
+                seq,
+                reason: "batch does not match its head (rolled back or swapped)".into(),
+            });
+        }
+        stream.next += 1;
+        stream.prev = Some(hash);
+        Ok((batch, hash, len))
     }
 
     /// One LIST: every device's newest head seq (ours excluded).
@@ -170,46 +354,6 @@ impl SyncService {
             *newest = (*newest).max(seq);
         }
         Ok(heads)
-    }
-
-    /// Fetches and verifies a device's batches after `cursor` up to its head.
-    /// On a bad object, returns its seq and error; batches verified before
-    /// it stay in `out` (they apply; the stream resumes after a repair).
-    async fn fetch_stream(
-        &self,
-        device: DeviceId,
-        head_seq: u64,
-        cursor: Cursor,
-        out: &mut Vec<Batch>,
-        hashes: &mut HashMap<(DeviceId, u64), BatchHash>,
-    ) -> Result<Head, (u64, SyncError)> {
-        let store_dev = store_device(device).map_err(|e| (head_seq, e))?;
-        let head_key = layout::heads_key(&store_dev, head_seq);
-        let head = self
-            .fetch_head(&head_key, device, head_seq)
-            .await
-            .map_err(|e| (head_seq, e))?;
-        let mut prev = cursor.hash;
-        for seq in cursor.applied + 1..=head_seq {
-            let key = layout::ops_key(&store_dev, seq);
-            let batch = self
-                .fetch_batch(&key, device, seq, prev)
-                .await
-                .map_err(|e| (seq, e))?;
-            let hash = batch.1;
-            if seq == head_seq && head.hash != Some(hash) {
-                let e = SyncError::Chain {
-                    device,
-                    seq,
-                    reason: "batch does not match its head (rolled back or swapped)".into(),
-                };
-                return Err((seq, e));
-            }
-            hashes.insert((device, seq), hash);
-            out.push(batch.0);
-            prev = Some(hash);
-        }
-        Ok(head)
     }
 
     async fn fetch_head(&self, key: &str, device: DeviceId, seq: u64) -> Result<Head, SyncError> {
@@ -234,7 +378,7 @@ impl SyncService {
         device: DeviceId,
         seq: u64,
         prev: Option<BatchHash>,
-    ) -> Result<(Batch, BatchHash), SyncError> {
+    ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
         let batch = decode_batch(&plain, &SCHEMA).map_err(|e| SyncError::Invalid {
@@ -254,8 +398,34 @@ impl SyncService {
                 reason: "previous-batch hash does not match (gap, swap or rollback)".into(),
             });
         }
-        Ok((batch, BatchHash::of(&plain)))
+        Ok((batch, BatchHash::of(&plain), plain.len()))
     }
+}
+
+/// A bad object as a rejected-batch problem (a missing batch object is
+/// also a gap, for recovery); an unreachable bucket fails the pull instead.
+fn rejected(
+    device: DeviceId,
+    seq: u64,
+    e: SyncError,
+    gaps: &mut Vec<(DeviceId, u64)>,
+) -> Result<Problem, SyncError> {
+    match &e {
+        SyncError::Store(s) if !s.is_not_found() => return Err(e),
+        SyncError::Store(bae_storage_s3::StoreError::NotFound { key })
+            if key.starts_with(layout::OPS_PREFIX) =>
+        {
+            gaps.push((device, seq));
+        }
+        _ => {}
+    }
+    tracing::warn!(%device, seq, error = %e, "batch rejected");
+    Ok(Problem {
+        device,
+        seq,
+        kind: ProblemKind::Rejected,
+        reason: e.to_string(),
+    })
 }
 
 fn load_cursors(conn: &rusqlite::Connection) -> Result<HashMap<DeviceId, Cursor>, SyncError> {
@@ -285,35 +455,23 @@ fn load_cursors(conn: &rusqlite::Connection) -> Result<HashMap<DeviceId, Cursor>
     Ok(out)
 }
 
-/// Advances each device's cursor over its contiguously applied batches,
-/// records what its head said, and replaces the problem list.
+/// Saves the cursors that moved; at the end of a pull also what each
+/// device's head said and the problem list (replacing the last pull's),
+/// and the images the bucket did not have yet.
 fn save_progress(
     conn: &mut rusqlite::Connection,
-    cursors: &HashMap<DeviceId, Cursor>,
-    applied: &[(DeviceId, u64)],
-    hashes: &HashMap<(DeviceId, u64), BatchHash>,
+    moved: &[(DeviceId, Cursor)],
     heads: &[Head],
-    problems: &[Problem],
+    problems: Option<&[Problem]>,
+    missing_images: &[String],
 ) -> Result<(), SyncError> {
-    let mut done: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
-    for (d, s) in applied {
-        done.entry(*d).or_default().push(*s);
-    }
     let tx = conn.transaction()?;
-    for (device, mut seqs) in done {
-        seqs.sort_unstable();
-        let mut at = cursors.get(&device).map_or(0, |c| c.applied);
-        for s in seqs {
-            if s == at + 1 {
-                at = s;
-            }
-        }
-        let hash = hashes.get(&(device, at)).map(|h| h.0.to_vec());
+    for (device, cursor) in moved {
         tx.execute(
             "INSERT INTO sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_id) DO UPDATE SET applied_seq = excluded.applied_seq, applied_hash = excluded.applied_hash
              WHERE excluded.applied_seq > sync_cursors.applied_seq",
-            params![device.to_string(), at as i64, hash],
+            params![device.to_string(), cursor.applied as i64, cursor.hash.map(|h| h.0.to_vec())],
         )?;
     }
     for head in heads {
@@ -324,13 +482,16 @@ fn save_progress(
             params![head.device.to_string(), head.seq as i64, head.hlc.as_u64() as i64, head.pushed_at_ms],
         )?;
     }
-    tx.execute("DELETE FROM sync_problems", [])?;
-    for p in problems {
-        tx.execute(
-            "INSERT OR REPLACE INTO sync_problems (device_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4)",
-            params![p.device.to_string(), p.seq as i64, p.kind.as_str(), p.reason],
-        )?;
+    if let Some(problems) = problems {
+        tx.execute("DELETE FROM sync_problems", [])?;
+        for p in problems {
+            tx.execute(
+                "INSERT OR REPLACE INTO sync_problems (device_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4)",
+                params![p.device.to_string(), p.seq as i64, p.kind.as_str(), p.reason],
+            )?;
+        }
     }
+    want_images(&tx, missing_images)?;
     tx.commit()?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The SyncService: one library, one bucket, one key.
 
 use crate::error::SyncError;
+use crate::progress::{Progress, Stage};
 use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_oplog::OpRecorder;
@@ -18,6 +19,32 @@ pub struct SyncService {
     /// Where image bytes live locally (`{library file}.images/{image_id}`);
     /// without it push and pull leave images alone.
     pub(crate) images_dir: Option<PathBuf>,
+    /// Where long steps report progress.
+    pub(crate) progress: Option<Progress>,
+    /// How much of a pull backlog is held in memory at once.
+    pub(crate) pull_window: PullWindow,
+}
+
+/// How much of a backlog a pull fetches before merging it: a slice is
+/// merged and its cursors saved before the next slice is fetched, so a
+/// long backlog needs bounded memory and an interrupted pull keeps what
+/// it merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullWindow {
+    /// At most this many batches per slice.
+    pub batches: usize,
+    /// At most about this many bytes of decrypted batches per slice (a
+    /// slice always takes at least one batch).
+    pub bytes: usize,
+}
+
+impl Default for PullWindow {
+    fn default() -> Self {
+        PullWindow {
+            batches: 2048,
+            bytes: 64 << 20,
+        }
+    }
 }
 
 impl SyncService {
@@ -33,6 +60,29 @@ impl SyncService {
             keys: Arc::new(keys),
             device,
             images_dir: None,
+            progress: None,
+            pull_window: PullWindow::default(),
+        }
+    }
+
+    /// Reports progress of long steps (pull, checkpoint, restore) to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Sets how much of a pull backlog is held in memory at once.
+    pub fn with_pull_window(mut self, window: PullWindow) -> Self {
+        self.pull_window = PullWindow {
+            batches: window.batches.max(1),
+            bytes: window.bytes,
+        };
+        self
+    }
+
+    pub(crate) fn report(&self, stage: Stage, done: u64, total: u64) {
+        if let Some(p) = &self.progress {
+            p(stage, done, total);
         }
     }
 

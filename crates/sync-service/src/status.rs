@@ -45,6 +45,11 @@ pub struct Status {
     pub problems: Vec<ProblemStatus>,
     /// The last sync error, if the last sync failed.
     pub last_error: Option<String>,
+    /// Images recorded here whose bytes are not uploaded yet.
+    pub images_queued: u64,
+    /// Images pulled rows name that the bucket did not have yet (retried
+    /// by later pulls).
+    pub images_wanted: u64,
 }
 
 /// Reads the status of a library.
@@ -79,6 +84,10 @@ pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let count = |table: &str| -> Result<u64, SyncError> {
+        let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+        Ok(n as u64)
+    };
     Ok(Status {
         device,
         bucket,
@@ -86,6 +95,8 @@ pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
         devices,
         problems,
         last_error,
+        images_queued: count("image_sync_queue")?,
+        images_wanted: count("wanted_images")?,
     })
 }
 

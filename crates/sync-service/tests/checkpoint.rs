@@ -81,7 +81,7 @@ async fn new_device_bootstraps_from_checkpoint_and_fetches_only_later_batches() 
 
     let b = device(dir.path(), "b", store.clone(), &key);
     counting.reset();
-    let boot = b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    let boot = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
     assert_eq!(boot.key, report.key);
     assert!(!boot.replaced);
     assert_eq!(counting.snapshot().get, 1, "only the checkpoint");
@@ -124,7 +124,7 @@ async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
     assert_ne!(first.key, second.key);
 
     let b = device(dir.path(), "b", store.clone(), &key);
-    b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    b.bootstrap_from_checkpoint().await.unwrap().unwrap();
     assert_eq!(b.pull().await.unwrap().applied, 0);
     assert_eq!(dump(&a).await, dump(&b).await);
     // A keeps working after its op log was pruned.
@@ -186,7 +186,7 @@ async fn damaged_checkpoints_are_rejected_by_name_and_an_older_one_is_used() {
         Err(SyncError::Object { ref key, source: ObjectError::WrongKey { .. } }) if *key == foreign.key
     ));
 
-    let boot = b.bootstrap_from_checkpoint(None).await.unwrap().unwrap();
+    let boot = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
     assert_eq!(boot.key, good.key);
     assert_eq!(boot.rejected.len(), 3);
     assert!(boot.rejected[0].contains(&foreign.key));
@@ -332,8 +332,10 @@ async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batc
     let fresh = dir.path().join("fresh.db");
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = seen.clone();
-    let progress: bae_sync_service::Progress = Arc::new(move |done, _| {
-        counter.store(done, std::sync::atomic::Ordering::SeqCst);
+    let progress: bae_sync_service::Progress = Arc::new(move |stage, done, _| {
+        if stage == bae_sync_service::Stage::Restore {
+            counter.store(done, std::sync::atomic::Ordering::SeqCst);
+        }
     });
     let r = bae_sync_service::server_bootstrap(&url, &key_file, &fresh, true, Some(progress))
         .await
@@ -362,8 +364,50 @@ async fn join_restores_the_newest_checkpoint_then_pulls() {
     a.push().await.unwrap();
     let key_file = dir.path().join("library.key");
     library::export_key(&a_path, &keys, &key_file).unwrap();
-    let b = library::join(&dir.path().join("b.db"), &url, &key_file, &keys)
+    let b = library::join(&dir.path().join("b.db"), &url, &key_file, &keys, None)
         .await
         .unwrap();
     assert_eq!(dump(&a).await, dump(&b).await);
+}
+
+#[tokio::test]
+async fn a_checkpoint_leaves_out_column_stamps_the_row_stamp_covers() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 3).await;
+    set_title(&a, 1, "edited after its import").await;
+    let stamps: u64 = a
+        .with_db(|rec| {
+            let device = rec.device();
+            bae_merge::fold_local(rec.sync_parts().0, device)?;
+            Ok(rec
+                .sync_parts()
+                .0
+                .query_row("SELECT COUNT(*) FROM field_timestamps", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64)
+        })
+        .await
+        .unwrap();
+    let report = a.checkpoint().await.unwrap();
+    let rows = dump(&a).await.lines().count() as u64;
+    // Every row: itself and its insert stamp; plus the one column written
+    // after its insert. The per-column stamps of the inserts are implied.
+    assert_eq!(report.records, 2 * rows + 1);
+    assert!(stamps > rows + 1, "{stamps} stamps for {rows} rows");
+
+    let b = device(dir.path(), "b", store.clone(), &key);
+    b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+    assert_eq!(dump(&a).await, dump(&b).await);
+    // A later edit on either side still wins over the restored state.
+    set_title(&b, 1, "edited on b").await;
+    set_title(&a, 2, "edited on a").await;
+    for _ in 0..2 {
+        a.sync().await.unwrap();
+        b.sync().await.unwrap();
+    }
+    assert_eq!(dump(&a).await, dump(&b).await);
+    assert!(dump(&a).await.contains("edited on b"));
 }

@@ -142,9 +142,12 @@ async fn status_shows_each_devices_last_sync_and_pending_batches() {
 
 #[tokio::test]
 async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
+    use bae_storage_s3::testing::CountingStore;
     let w = World::new(Bucket::Local, "late-image");
     let a = w.first_device("a", 1).await;
-    let b = w.join("b").await;
+    let counting = std::sync::Arc::new(CountingStore::new(w.store()));
+    let b = w.device_over("b", counting.clone());
+    b.pull().await.unwrap();
     // bae records the image row before it has downloaded the bytes.
     drop(a);
     let lib = w.library("a");
@@ -158,6 +161,14 @@ async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
         (first.batches, first.images, first.images_waiting),
         (1, 0, 1)
     );
+    assert_eq!(a.status().await.unwrap().images_queued, 1);
+
+    // b pulls the row before the bytes reach the bucket: it wants them.
+    let on_b = images_dir_for(&w.library("b")).join(&image);
+    let pulled = b.pull().await.unwrap();
+    assert_eq!((pulled.applied, pulled.images), (1, 0));
+    assert!(!on_b.exists());
+    assert_eq!(b.status().await.unwrap().images_wanted, 1);
 
     std::fs::write(&path, image_bytes(&image)).unwrap();
     let second = a.push().await.unwrap();
@@ -170,13 +181,183 @@ async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
         0,
         "uploaded once, then dequeued"
     );
+    assert_eq!(a.status().await.unwrap().images_queued, 0);
 
-    // A device joining now gets the bytes; one that pulled early has the row.
+    // No head moved and the retry is not due: an idle pull, one LIST.
+    counting.reset();
+    b.pull().await.unwrap();
+    assert_eq!(counting.snapshot().total(), 1);
+    assert!(!on_b.exists());
+    // Once due, the next pull fetches it (one LIST and one GET).
+    b.with_db(|rec| {
+        rec.sync_parts()
+            .0
+            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    counting.reset();
+    assert_eq!(b.pull().await.unwrap().images, 1);
+    let n = counting.snapshot();
+    assert_eq!((n.list, n.get, n.total()), (1, 1, 2), "{n:?}");
+    assert_eq!(std::fs::read(&on_b).unwrap(), image_bytes(&image));
+    assert_eq!(b.status().await.unwrap().images_wanted, 0);
+
+    // A device joining now gets the bytes with the row.
     let c = w.join("c").await;
     let on_c = images_dir_for(&w.library("c")).join(&image);
     assert_eq!(std::fs::read(on_c).unwrap(), image_bytes(&image));
-    b.pull().await.unwrap();
     assert_converged(&[&a, &b, &c]).await;
+}
+
+#[tokio::test]
+async fn a_wanted_image_whose_row_is_gone_is_forgotten() {
+    let w = World::new(Bucket::Local, "gone-image");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    drop(a);
+    let lib = w.library("a");
+    let image = album_row(7, "images");
+    import_albums(&lib, 7, 1);
+    std::fs::remove_file(images_dir_for(&lib).join(&image)).unwrap();
+    let a = bae_sync_service::library::open(&lib, &w.keys).unwrap();
+    a.push().await.unwrap();
+    b.pull().await.unwrap();
+    assert_eq!(b.status().await.unwrap().images_wanted, 1);
+    delete(&a, "albums", &album_row(7, "albums")).await;
+    a.push().await.unwrap();
+    b.pull().await.unwrap();
+    b.with_db(|rec| {
+        rec.sync_parts()
+            .0
+            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    b.pull().await.unwrap();
+    assert_eq!(b.status().await.unwrap().images_wanted, 0);
+    assert_converged(&[&a, &b]).await;
+}
+
+/// Three devices each push a backlog; returns them (synced) and the total
+/// number of batches in the bucket.
+async fn backlog(w: &World) -> (Vec<bae_sync_service::SyncService>, u64) {
+    let a = w.first_device("a", 4).await;
+    let b = w.join("b").await;
+    let c = w.join("c").await;
+    for round in 0..4 {
+        for (i, d) in [&a, &b, &c].into_iter().enumerate() {
+            let album = album_row(round % 4, "albums");
+            edit(d, "albums", &album, "title", &format!("{i}-{round}")).await;
+            d.push().await.unwrap();
+        }
+    }
+    // b deletes an album a edits afterwards, and c re-imports one.
+    delete(&b, "albums", &album_row(3, "albums")).await;
+    b.push().await.unwrap();
+    edit(&a, "releases", &album_row(2, "releases"), "label", "late").await;
+    a.push().await.unwrap();
+    sync_all(&[&a, &b, &c]).await;
+    let mut total = 0;
+    for d in [&a, &b, &c] {
+        total += last_batch(d).await;
+    }
+    (vec![a, b, c], total)
+}
+
+#[tokio::test]
+async fn a_backlog_is_pulled_in_slices_and_converges() {
+    use bae_storage_s3::testing::CountingStore;
+    use bae_sync_service::{PullWindow, Stage};
+    let w = World::new(Bucket::Local, "slices");
+    let (devices, total) = backlog(&w).await;
+    let counting = std::sync::Arc::new(CountingStore::new(w.store()));
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = reports.clone();
+    let d = w
+        .device_over("d", counting.clone())
+        .with_pull_window(PullWindow {
+            batches: 3,
+            bytes: usize::MAX,
+        })
+        .with_progress(std::sync::Arc::new(move |stage, done, total| {
+            seen.lock().unwrap().push((stage, done, total));
+        }));
+    let report = d.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.applied as u64, total);
+    // Each batch and head fetched once, whatever the slicing.
+    let n = counting.snapshot();
+    assert_eq!(
+        (n.list, n.get),
+        (1, total + 3 + 4),
+        "{n:?} (batches, heads, images)"
+    );
+    let reports = reports.lock().unwrap().clone();
+    assert!(reports
+        .iter()
+        .all(|(s, _, t)| *s == Stage::Pull && *t == total));
+    assert_eq!(reports.last().map(|r| r.1), Some(total));
+    let all: Vec<&bae_sync_service::SyncService> = devices.iter().chain([&d]).collect();
+    assert_converged(&all).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_pull_keeps_the_slices_it_merged() {
+    use bae_storage_s3::testing::{CountingStore, Fault, FaultyStore, OpKind, Trigger};
+    use bae_storage_s3::StoreError;
+    use bae_sync_service::PullWindow;
+    let w = World::new(Bucket::Local, "interrupted");
+    let (devices, total) = backlog(&w).await;
+    let faulty = std::sync::Arc::new(FaultyStore::new(w.store()));
+    let counting = std::sync::Arc::new(CountingStore::new(faulty.clone()));
+    let d = w
+        .device_over("d", counting.clone())
+        .with_pull_window(PullWindow {
+            batches: 4,
+            bytes: usize::MAX,
+        });
+    // Heads are the first three GETs, then the first slice's four batches
+    // and its images; the bucket drops out in the second slice.
+    faulty.inject(
+        OpKind::Get,
+        Trigger::Nth(12),
+        Fault::Error(StoreError::Transient {
+            detail: "connection reset".into(),
+        }),
+    );
+    let err = d.pull().await.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    let applied: u64 = d
+        .status()
+        .await
+        .unwrap()
+        .devices
+        .iter()
+        .map(|s| s.applied_seq)
+        .sum();
+    // The first slice holds every device's first batch (the imports and
+    // two edits of album 0, which apply) and one more (applied, or held for
+    // the next slice when it edits an album whose import is not in it yet).
+    assert!(applied >= 3 && applied < total, "{applied} of {total}");
+    let images_here = std::fs::read_dir(images_dir_for(&w.library("d")))
+        .unwrap()
+        .count() as u64;
+
+    counting.reset();
+    let report = d.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.applied as u64, total - applied);
+    let n = counting.snapshot();
+    assert_eq!(
+        n.get,
+        (total - applied) + 3 + (4 - images_here),
+        "only what was not merged is fetched again (batches, heads, images)"
+    );
+    let all: Vec<&bae_sync_service::SyncService> = devices.iter().chain([&d]).collect();
+    assert_converged(&all).await;
 }
 
 #[tokio::test]

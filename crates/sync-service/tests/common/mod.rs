@@ -73,9 +73,22 @@ impl World {
             &self.bucket,
             &self.key_file(),
             &self.keys,
+            None,
         )
         .await
         .unwrap()
+    }
+}
+
+impl World {
+    /// A device that has not joined through `library::join`, talking to
+    /// the bucket through `store` (a counting or faulty wrapper), with its
+    /// images directory set.
+    pub fn device_over(&self, device: &str, store: Arc<dyn ObjectStore>) -> SyncService {
+        let lib = self.library(device);
+        let rec = OpRecorder::open(&lib).unwrap();
+        let key = bae_sync_service::keystore::read_key_file(&self.key_file()).unwrap();
+        SyncService::new(rec, store, key).with_images_dir(images_dir_for(&lib))
     }
 }
 
