@@ -47,6 +47,9 @@ pub struct BootstrapReport {
     pub replaced: bool,
     /// Local batches replayed on top.
     pub replayed: usize,
+    /// Images of restored rows fetched (the rest, not in the bucket yet,
+    /// are wanted and retried by later pulls).
+    pub images: usize,
 }
 
 /// What `server-bootstrap` did.
@@ -106,6 +109,8 @@ impl SyncService {
             .await?;
         report.rejected = rejected;
         report.replayed = self.finish_local_replay().await?;
+        self.want_absent_images().await?;
+        report.images = self.retry_wanted_images().await?;
         Ok(report)
     }
 
@@ -159,6 +164,7 @@ fn restore_blocking(
         rejected: Vec::new(),
         replaced: !fresh,
         replayed: 0,
+        images: 0,
     })
 }
 

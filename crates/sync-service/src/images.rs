@@ -8,6 +8,7 @@
 //! crash could leave half-written.
 
 use crate::error::SyncError;
+use crate::progress::Stage;
 use crate::service::{now_ms, SyncService};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_oplog::{Batch, OpKind};
@@ -142,9 +143,11 @@ impl SyncService {
         if due.is_empty() {
             return Ok(0);
         }
+        let total = due.len() as u64;
         let mut written = 0;
         let mut outcome: Vec<(String, Option<i64>)> = Vec::new();
-        for (image, attempts, row_exists) in due {
+        for (done, (image, attempts, row_exists)) in due.into_iter().enumerate() {
+            self.report(Stage::Images, done as u64, total);
             let fetched = if row_exists {
                 self.fetch_image(&dir, &image).await?
             } else {
@@ -160,6 +163,7 @@ impl SyncService {
             };
             outcome.push((image, retry));
         }
+        self.report(Stage::Images, total, total);
         self.with_db(move |rec| {
             let (conn, _, _) = rec.sync_parts();
             let tx = conn.transaction()?;
@@ -181,6 +185,40 @@ impl SyncService {
         })
         .await?;
         Ok(written)
+    }
+
+    /// Wants every image whose row the library holds and whose bytes are
+    /// not here, due at once (after a restore from a checkpoint: the
+    /// batches that inserted those rows may be gone from the bucket).
+    /// Returns how many.
+    pub(crate) async fn want_absent_images(&self) -> Result<usize, SyncError> {
+        let Some(dir) = self.images_dir.clone() else {
+            return Ok(0);
+        };
+        self.with_db(move |rec| {
+            let (conn, _, _) = rec.sync_parts();
+            let ids = conn
+                .prepare("SELECT id FROM images ORDER BY id")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let tx = conn.transaction()?;
+            let mut wanted = 0;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
+                     ON CONFLICT (image_id) DO UPDATE SET next_try_ms = 0",
+                )?;
+                for id in ids {
+                    if !dir.join(&id).exists() {
+                        stmt.execute([&id])?;
+                        wanted += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(wanted)
+        })
+        .await
     }
 
     /// Fetches one image into `dir` unless it is already there.

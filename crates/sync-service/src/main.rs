@@ -2,7 +2,7 @@
 //! non-interactive; on error it prints one line and exits non-zero.
 
 use bae_oplog::{canonical_dump, demo_album, Library, OpRecorder, Value};
-use bae_sync_service::{library, KeyStore, Progress, Stage, SyncError, SyncService};
+use bae_sync_service::{library, KeyStore, Progress, Stage, SyncError};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +11,10 @@ use std::process::ExitCode;
 #[command(
     name = "bae-sync",
     version,
-    about = "Sync a bae library through a bucket"
+    about = "Sync a bae library through a bucket",
+    after_help = "Exit status: 0 done; 1 error (one line on stderr); 2 pull, sync or \
+                  server-bootstrap --refresh applied everything except batches it rejected \
+                  (listed on stderr and in `status`)."
 )]
 struct Cli {
     /// Keep keys in files under this directory instead of the OS keyring.
@@ -170,7 +173,14 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command, &keys)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Rejected(n)) => {
+            eprintln!(
+                "bae-sync: {n} batch(es) rejected and not applied (everything else was); \
+                 the device that wrote each must run `bae-sync push --repair`"
+            );
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("bae-sync: {e}");
             ExitCode::FAILURE
@@ -178,7 +188,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
+/// How a command that completed went.
+enum Outcome {
+    /// Everything done.
+    Done,
+    /// Done, except this many remote batches were rejected (exit status 2).
+    Rejected(usize),
+}
+
+async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
+    let mut rejected = 0;
     match command {
         Command::Init { library, bucket } => {
             let s = library::init(&library, &bucket, keys).await?;
@@ -254,8 +273,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
         }
         Command::Pull { library } => {
             let service = library::open(&library, keys)?;
-            let r = with_progress("pulling", |p| pull(service.with_progress(p))).await?;
-            println!("applied {} batches", r);
+            let r = with_progress("pulling", |p| async move {
+                service.with_progress(p).pull().await
+            })
+            .await?;
+            println!("applied {} batches", r.applied);
+            rejected = report_problems(&r.problems);
         }
         Command::Sync { library } => {
             let service = library::open(&library, keys)?;
@@ -267,7 +290,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
                 "pushed {} batches, applied {} batches",
                 push.batches, pull.applied
             );
-            report_problems(&pull.problems);
+            rejected = report_problems(&pull.problems);
         }
         Command::Status { library, json } => {
             let status = library::open(&library, keys)?.status().await?;
@@ -323,9 +346,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<(), SyncError> {
             key_file,
             out,
             refresh,
-        } => server_bootstrap(&bucket, &key_file, &out, refresh).await?,
+        } => rejected = server_bootstrap(&bucket, &key_file, &out, refresh).await?,
     }
-    Ok(())
+    Ok(match rejected {
+        0 => Outcome::Done,
+        n => Outcome::Rejected(n),
+    })
 }
 
 /// Runs a long operation with a progress display on stderr (drawn only when
@@ -364,13 +390,14 @@ where
     out
 }
 
-/// `server-bootstrap`, with progress while the checkpoint downloads and restores.
+/// `server-bootstrap`, with progress while the checkpoint downloads and
+/// restores. Returns the number of rejected batches (with `--refresh`).
 async fn server_bootstrap(
     bucket: &str,
     key_file: &Path,
     out: &Path,
     refresh: bool,
-) -> Result<(), SyncError> {
+) -> Result<usize, SyncError> {
     let r = with_progress("bootstrapping", |p| {
         bae_sync_service::server_bootstrap(bucket, key_file, out, refresh, Some(p))
     })
@@ -386,17 +413,13 @@ async fn server_bootstrap(
             eprintln!("bae-sync: skipped {e}");
         }
     }
-    if let Some(p) = &r.refreshed {
-        println!("replayed {} newer batches", p.applied);
-        report_problems(&p.problems);
-    }
-    Ok(())
-}
-
-async fn pull(s: SyncService) -> Result<usize, SyncError> {
-    let r = s.pull().await?;
-    report_problems(&r.problems);
-    Ok(r.applied)
+    Ok(match &r.refreshed {
+        Some(p) => {
+            println!("replayed {} newer batches", p.applied);
+            report_problems(&p.problems)
+        }
+        None => 0,
+    })
 }
 
 fn print_repair(r: &bae_sync_service::RepairReport) {
@@ -433,13 +456,19 @@ fn write_placeholder_images(dir: &Path, album: &bae_oplog::AlbumImport) -> Resul
     Ok(())
 }
 
-fn report_problems(problems: &[bae_sync_service::Problem]) {
+/// Prints each problem batch on stderr; returns how many were rejected
+/// (held ones are retried by the next pull and do not count).
+fn report_problems(problems: &[bae_sync_service::Problem]) -> usize {
     for p in problems {
         eprintln!(
             "bae-sync: batch {} of device {} {:?}: {}",
             p.seq, p.device, p.kind, p.reason
         );
     }
+    problems
+        .iter()
+        .filter(|p| p.kind == bae_sync_service::ProblemKind::Rejected)
+        .count()
 }
 
 fn print_status(s: &bae_sync_service::Status) {

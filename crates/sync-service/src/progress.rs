@@ -16,6 +16,8 @@ pub enum Stage {
     Download,
     /// Bootstrap: records restored, of the checkpoint's records.
     Restore,
+    /// Images fetched, of those wanted (after a restore, or retried).
+    Images,
 }
 
 impl Stage {
@@ -25,6 +27,7 @@ impl Stage {
             Stage::Pull => "batches",
             Stage::Snapshot | Stage::Restore => "records",
             Stage::Upload | Stage::Download => "bytes",
+            Stage::Images => "images",
         }
     }
 
@@ -36,6 +39,7 @@ impl Stage {
             Stage::Upload => "uploading checkpoint",
             Stage::Download => "downloading checkpoint",
             Stage::Restore => "restoring",
+            Stage::Images => "fetching images",
         }
     }
 }

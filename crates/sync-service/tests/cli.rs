@@ -126,6 +126,86 @@ fn cli_two_devices_converge_on_s3() {
     cli_two_devices_converge(Bucket::S3);
 }
 
+/// Checkpoint, compact, then a new device and a read-only server start from
+/// the checkpoint and replay only what came after it.
+fn cli_checkpoint_gc_and_bootstrap(bucket: Bucket) {
+    let w = World::new(bucket, "cli-checkpoint");
+    let (laptop, desktop) = two_devices(&w);
+    let album = album_id();
+    ok(
+        &w,
+        &["set", "--library", &desktop, "albums", &album, "year=1959"],
+    );
+    ok(&w, &["sync", "--library", &desktop]);
+    let written = ok(&w, &["checkpoint", "--library", &laptop]);
+    assert!(written.starts_with("checkpoint checkpoints/"), "{written}");
+    let gc = ok(&w, &["gc", "--library", &laptop]);
+    assert!(gc.contains("inside the grace period"), "{gc}");
+    let gc = ok(&w, &["gc", "--library", &laptop, "--now"]);
+    assert!(gc.contains("deleted"), "{gc}");
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &laptop,
+            "albums",
+            &album,
+            "title=After the checkpoint",
+        ],
+    );
+    ok(&w, &["push", "--library", &laptop]);
+
+    let phone = path(w.library("phone"));
+    let key = path(w.key_file());
+    let joined = ok(
+        &w,
+        &[
+            "join",
+            "--library",
+            &phone,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    assert!(joined.starts_with("joined as device"), "{joined}");
+    let server = path(w.dir.path().join("server.db"));
+    let served = ok(
+        &w,
+        &[
+            "server-bootstrap",
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+            "--out",
+            &server,
+            "--refresh",
+        ],
+    );
+    assert!(served.contains("restored checkpoints/"), "{served}");
+    ok(&w, &["sync", "--library", &desktop]);
+    let expected = ok(&w, &["dump", "--library", &laptop]);
+    assert!(expected.contains("After the checkpoint") && expected.contains("1959"));
+    for lib in [&desktop, &phone, &server] {
+        assert_eq!(ok(&w, &["dump", "--library", lib]), expected, "{lib}");
+    }
+    let images = bae_sync_service::images_dir_for(&w.library("phone"));
+    assert_eq!(std::fs::read_dir(images).unwrap().count(), 3);
+}
+
+#[test]
+fn cli_checkpoint_gc_and_bootstrap_on_a_local_bucket() {
+    cli_checkpoint_gc_and_bootstrap(Bucket::Local);
+}
+
+#[test]
+fn cli_checkpoint_gc_and_bootstrap_on_s3() {
+    cli_checkpoint_gc_and_bootstrap(Bucket::S3);
+}
+
 #[test]
 fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
     let w = World::new(Bucket::Local, "cli-tamper");
@@ -164,6 +244,8 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
     let out = run(&w, &["pull", "--library", &desktop]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&key), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "rejected batches: {stderr}");
+    assert!(stderr.contains("push --repair"), "{stderr}");
     let status = ok(&w, &["status", "--library", &desktop]);
     assert!(
         status.contains(&key) && status.contains("rejected"),
