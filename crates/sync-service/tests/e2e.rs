@@ -140,6 +140,18 @@ async fn status_shows_each_devices_last_sync_and_pending_batches() {
     assert!(status.problems.is_empty() && status.last_error.is_none());
 }
 
+/// Time passes for a device's wanted images: their next try is due.
+async fn make_wanted_images_due(s: &bae_sync_service::SyncService) {
+    s.with_db(|rec| {
+        rec.sync_parts()
+            .0
+            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
     use bae_storage_s3::testing::CountingStore;
@@ -189,14 +201,7 @@ async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
     assert_eq!(counting.snapshot().total(), 1);
     assert!(!on_b.exists());
     // Once due, the next pull fetches it (one LIST and one GET).
-    b.with_db(|rec| {
-        rec.sync_parts()
-            .0
-            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
-        Ok(())
-    })
-    .await
-    .unwrap();
+    make_wanted_images_due(&b).await;
     counting.reset();
     assert_eq!(b.pull().await.unwrap().images, 1);
     let n = counting.snapshot();
@@ -228,14 +233,7 @@ async fn a_wanted_image_whose_row_is_gone_is_forgotten() {
     delete(&a, "albums", &album_row(7, "albums")).await;
     a.push().await.unwrap();
     b.pull().await.unwrap();
-    b.with_db(|rec| {
-        rec.sync_parts()
-            .0
-            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
-        Ok(())
-    })
-    .await
-    .unwrap();
+    make_wanted_images_due(&b).await;
     b.pull().await.unwrap();
     assert_eq!(b.status().await.unwrap().images_wanted, 0);
     assert_converged(&[&a, &b]).await;
