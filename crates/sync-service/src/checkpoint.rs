@@ -401,9 +401,14 @@ impl SyncService {
         self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
         let (id, key) = (id.clone(), key.to_owned());
-        tokio::task::spawn_blocking(move || open_sealed(&keys, &id, &key, sealed.as_file()))
-            .await
-            .map_err(|e| SyncError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            // Reopened by path: a store may have replaced the file rather
+            // than written into the handle `sealed` holds.
+            let file = File::open(sealed.path()).map_err(|e| SyncError::io(sealed.path(), e))?;
+            open_sealed(&keys, &id, &key, &file)
+        })
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
     }
 }
 
