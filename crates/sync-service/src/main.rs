@@ -488,8 +488,7 @@ fn print_status(s: &bae_sync_service::Status) {
             d.device,
             d.applied_seq,
             d.head_seq.map_or("?".into(), |h| h.to_string()),
-            d.last_synced_ms
-                .map_or("never".into(), |ms| format!("{ms} ms since epoch"))
+            d.last_synced_ms.map_or("never".into(), utc_time)
         );
     }
     for p in &s.problems {
@@ -498,6 +497,16 @@ fn print_status(s: &bae_sync_service::Status) {
     if let Some(e) = &s.last_error {
         println!("last error: {e}");
     }
+}
+
+/// Unix milliseconds as `2026-11-26 04:06:31 UTC`.
+fn utc_time(ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
 /// `COLUMN=VALUE`: integers as integers, `NULL` as null, the rest as text.

@@ -113,7 +113,10 @@ fn cli_two_devices_converge(bucket: Bucket) {
     assert_eq!(seen["applied_seq"], seen["head_seq"]);
     assert!(seen["last_synced_ms"].as_i64().unwrap() > 0);
     let text = ok(&w, &["status", "--library", &desktop]);
-    assert!(text.contains("last synced"), "{text}");
+    assert!(
+        text.contains("last synced 20") && text.contains(" UTC"),
+        "{text}"
+    );
 }
 
 #[test]
