@@ -313,7 +313,7 @@ impl SyncService {
                 let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
                 let sealed = named_temp_file()?;
                 let mut out = BufWriter::new(sealed.as_file());
-                let sealed_bytes = bae_crypto::seal_object_stream(
+                bae_crypto::seal_object_stream(
                     &key,
                     epoch,
                     &place,
@@ -326,6 +326,7 @@ impl SyncService {
                 })?;
                 out.flush().map_err(io_err)?;
                 drop(out);
+                let sealed_bytes = sealed.as_file().metadata().map_err(io_err)?.len();
                 Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
             })
             .await?;
@@ -512,6 +513,7 @@ fn write_snapshot(
         }
     };
     let written = write_body(&tx, &mut w, parked, report)?;
+    report(written);
     if written != header.records {
         return Err(fail(format!(
             "counted {} records, wrote {written}",

@@ -411,3 +411,55 @@ async fn a_checkpoint_leaves_out_column_stamps_the_row_stamp_covers() {
     assert_eq!(dump(&a).await, dump(&b).await);
     assert!(dump(&a).await.contains("edited on b"));
 }
+
+#[tokio::test]
+async fn checkpoint_and_bootstrap_report_progress_to_the_end() {
+    use bae_sync_service::Stage;
+    use std::sync::Mutex;
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let seen: Arc<Mutex<Vec<(Stage, u64, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    let progress: bae_sync_service::Progress =
+        Arc::new(move |stage, done, total| sink.lock().unwrap().push((stage, done, total)));
+    let last = |stage: Stage| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == stage)
+            .map(|(_, done, total)| (*done, *total))
+    };
+    let a = device(dir.path(), "a", store.clone(), &key).with_progress(progress.clone());
+    import(&a, 0, 150).await;
+    let written = a.checkpoint().await.unwrap();
+    assert_eq!(
+        last(Stage::Snapshot),
+        Some((written.records, written.records))
+    );
+    assert!(
+        written.records > 2048,
+        "enough records for an intermediate report"
+    );
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(s, done, total)| *s == Stage::Snapshot && done < total));
+    assert_eq!(
+        last(Stage::Upload),
+        Some((written.sealed_bytes, written.sealed_bytes))
+    );
+
+    let b = device(dir.path(), "b", store.clone(), &key).with_progress(progress);
+    b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+    assert_eq!(
+        last(Stage::Download),
+        Some((written.sealed_bytes, written.sealed_bytes))
+    );
+    assert_eq!(
+        last(Stage::Restore),
+        Some((written.records, written.records))
+    );
+}
