@@ -298,7 +298,16 @@ async fn a_backlog_is_pulled_in_slices_and_converges() {
         .iter()
         .all(|(s, _, t)| *s == Stage::Pull && *t == total));
     assert_eq!(reports.last().map(|r| r.1), Some(total));
-    let all: Vec<&bae_sync_service::SyncService> = devices.iter().chain([&d]).collect();
+
+    // A byte budget smaller than any batch: slices of one batch each.
+    let e = w.device_over("e", w.store()).with_pull_window(PullWindow {
+        batches: usize::MAX,
+        bytes: 1,
+    });
+    let report = e.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.applied as u64, total);
+    let all: Vec<&bae_sync_service::SyncService> = devices.iter().chain([&d, &e]).collect();
     assert_converged(&all).await;
 }
 
