@@ -81,6 +81,7 @@ impl OpRecorder {
             tx: self.conn.transaction()?,
             clock: &self.clock,
             batch: None,
+            seq_floor: None,
         })
     }
 
@@ -120,6 +121,11 @@ pub struct Recording<'a> {
     tx: Transaction<'a>,
     clock: &'a Clock,
     batch: Option<i64>,
+    /// The seq the next op must take when the op log's own numbering would
+    /// restart below `stamps_folded_seq` (an op log emptied by pruning):
+    /// the fold only reads ops above it, so a lower seq would never be
+    /// folded into the stamps.
+    seq_floor: Option<i64>,
 }
 
 impl Recording<'_> {
@@ -291,11 +297,12 @@ impl Recording<'_> {
         })?;
         let batch = self.batch()?;
         let hlc = self.clock.now()?;
+        // NULL lets SQLite number the op (one past the largest seq).
         self.tx
             .prepare_cached(
-                "INSERT INTO op_log (batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO op_log (seq, batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+            .execute(params![self.seq_floor.take(), batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
         if table == "images" && kind != OpKind::Delete {
             self.tx
                 .prepare_cached(
@@ -310,11 +317,15 @@ impl Recording<'_> {
         if let Some(b) = self.batch {
             return Ok(b);
         }
-        let b: i64 =
-            self.tx
-                .query_row("SELECT next_batch FROM sync_state WHERE id = 1", [], |r| {
-                    r.get(0)
-                })?;
+        let (b, folded, last): (i64, i64, i64) = self.tx.query_row(
+            "SELECT next_batch, stamps_folded_seq, COALESCE((SELECT MAX(seq) FROM op_log), 0)
+             FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if last < folded {
+            self.seq_floor = Some(folded + 1);
+        }
         self.batch = Some(b);
         Ok(b)
     }

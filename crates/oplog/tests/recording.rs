@@ -293,6 +293,36 @@ fn local_stamps_fold_into_field_timestamps_and_tombstones() {
 }
 
 #[test]
+fn writes_after_the_op_log_was_emptied_are_still_folded() {
+    let mut lib = library();
+    let album = demo_album(9, 0, 1);
+    lib.import_album(&album).unwrap();
+    let album_id = album.album_id().unwrap().to_owned();
+    let device = lib.recorder().device();
+    let (conn, _, _) = lib.recorder().sync_parts();
+    let folded = stamps::fold_local_stamps(conn, device).unwrap();
+    assert!(folded > 0);
+    // Pruning can leave the op log empty; SQLite would then number the
+    // next op 1 again, below what the fold has already passed.
+    conn.execute("DELETE FROM op_log", []).unwrap();
+    lib.edit("albums", &album_id, &[("title", "After pruning".into())])
+        .unwrap();
+    let (conn, _, _) = lib.recorder().sync_parts();
+    let seq: i64 = conn
+        .query_row("SELECT MIN(seq) FROM op_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seq, folded as i64 + 1);
+    let before = stamps::field_stamp(conn, "albums", &album_id, "title")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stamps::fold_local_stamps(conn, device).unwrap(), 1);
+    let after = stamps::field_stamp(conn, "albums", &album_id, "title")
+        .unwrap()
+        .unwrap();
+    assert!(after > before, "the edit's stamp was folded");
+}
+
+#[test]
 fn names_that_are_not_identifiers_are_refused_before_reaching_sql() {
     let mut lib = library();
     let err = lib

@@ -83,13 +83,10 @@ impl SyncService {
         report.local_ops_pruned = self
             .with_db(move |rec| {
                 let (conn, _, _) = rec.sync_parts();
-                // No stamp may be lost: fold first. The newest batch is
-                // always kept: op_log.seq is a rowid, and an emptied table
-                // would restart it below `stamps_folded_seq`.
+                // No stamp may be lost: fold first.
                 bae_merge::fold_local(conn, device)?;
                 Ok(conn.execute(
-                    "DELETE FROM op_log WHERE batch_id <= ?1 AND pushed = 1
-                     AND batch_id < (SELECT MAX(batch_id) FROM op_log)",
+                    "DELETE FROM op_log WHERE batch_id <= ?1 AND pushed = 1",
                     [own as i64],
                 )?)
             })
