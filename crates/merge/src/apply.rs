@@ -2,6 +2,7 @@
 
 use crate::error::MergeError;
 use crate::state::{self, RowState};
+use crate::unique::{is_unique_violation, Unsettled};
 use bae_hlc::{DeviceId, Stamp, Timestamp};
 use bae_oplog::{stamps, Op, OpKind, TableSchema, Value, SCHEMA};
 use rusqlite::{Connection, ErrorCode};
@@ -38,12 +39,14 @@ enum ParentStatus {
 
 /// Applies ops inside one transaction.
 pub(crate) struct Applier<'c> {
-    conn: &'c Connection,
+    pub(crate) conn: &'c Connection,
     /// Whether `merge_parked` may hold rows (skips revival lookups when not).
     parking_used: bool,
     /// Each table's column defaults, read once when an insert omits columns.
     defaults: HashMap<&'static str, Vec<(&'static str, Value)>>,
     pub(crate) stats: ApplyStats,
+    /// Unique keys whose holder may have changed (`unique.rs`).
+    pub(crate) unsettled: Unsettled,
 }
 
 impl<'c> Applier<'c> {
@@ -54,6 +57,7 @@ impl<'c> Applier<'c> {
             parking_used,
             defaults: HashMap::new(),
             stats: ApplyStats::default(),
+            unsettled: Unsettled::default(),
         })
     }
 
@@ -161,6 +165,18 @@ impl<'c> Applier<'c> {
                 self.stats.rows_inserted += 1;
                 self.revive_children(table, id)
             }
+            Err(e) if is_unique_violation(&e) => {
+                // Another row holds its unique values: absent for now, and
+                // the newer of the two is settled at the end of the batch.
+                state::set_row_stamp(self.conn, table.name, id, s)?;
+                for (c, v) in &fields {
+                    state::park(self.conn, table.name, id, c, v)?;
+                }
+                self.parking_used = true;
+                self.unsettle(table, &fields);
+                self.stats.ops_on_absent_rows += 1;
+                Ok(())
+            }
             Err(e) if is_fk_violation(&e) => {
                 // Some parent is not here: dead (known, absent) or not yet arrived.
                 if let Some(missing) = self.check_parents(table, id, &fields)? {
@@ -205,7 +221,35 @@ impl<'c> Applier<'c> {
                 return Ok(());
             }
         }
-        state::update_row(self.conn, table.name, id, winners)
+        let moves_key = table
+            .unique
+            .iter()
+            .any(|g| winners.iter().any(|(c, _)| g.contains(c)));
+        if !moves_key {
+            return state::update_row(self.conn, table.name, id, winners);
+        }
+        // The key it leaves may let another row in; the key it takes may be
+        // held by another row.
+        self.unsettle_present(table, id)?;
+        let mut values = state::physical_values(self.conn, table, id)?;
+        for (c, v) in winners {
+            if let Some(slot) = values.iter_mut().find(|(f, _)| f == c) {
+                slot.1 = (*v).clone();
+            }
+        }
+        let fields: Vec<(&str, &Value)> = values.iter().map(|(c, v)| (*c, v)).collect();
+        self.unsettle(table, &fields);
+        match state::update_row(self.conn, table.name, id, winners) {
+            Err(MergeError::Db(e)) if is_unique_violation(&e) => {
+                self.make_absent(table, id)?;
+                for (c, v) in winners {
+                    state::park(self.conn, table.name, id, c, v)?;
+                }
+                self.stats.ops_on_absent_rows += 1;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn write_absent(
@@ -250,13 +294,19 @@ impl<'c> Applier<'c> {
 
     /// Removes a present row and its present dependents, keeping their
     /// values aside so a later revival restores them identically everywhere.
-    fn make_absent(&mut self, table: &'static TableSchema, id: &str) -> Result<(), MergeError> {
+    pub(crate) fn make_absent(
+        &mut self,
+        table: &'static TableSchema,
+        id: &str,
+    ) -> Result<(), MergeError> {
         self.park_subtree(table, id)?;
         self.parking_used = true;
         state::delete_row(self.conn, table.name, id)
     }
 
     fn park_subtree(&mut self, table: &'static TableSchema, id: &str) -> Result<(), MergeError> {
+        // Its unique values are free once it goes.
+        self.unsettle_present(table, id)?;
         for (child, column) in SCHEMA.children_of(table.name) {
             for cid in state::child_ids(self.conn, child.name, column, id)? {
                 self.park_subtree(child, &cid)?;
@@ -277,17 +327,14 @@ impl<'c> Applier<'c> {
     /// is present. Returns whether it did. With `strict`, a parent never
     /// heard of is an error (retry the batch later) unless another parent is
     /// known absent (then the row is simply absent).
-    fn materialize(
+    pub(crate) fn materialize(
         &mut self,
         table: &'static TableSchema,
         id: &str,
         st: &RowState,
         strict: bool,
     ) -> Result<bool, MergeError> {
-        let values: Vec<(String, Value)> = state::parked_values(self.conn, table.name, id)?
-            .into_iter()
-            .filter(|(c, _)| st.after_tomb(st.field(c)))
-            .collect();
+        let values = self.live_values(table, id, st)?;
         let fields: Vec<(&str, &Value)> = values.iter().map(|(c, v)| (c.as_str(), v)).collect();
         if let Some(missing) = self.check_parents(table, id, &fields)? {
             return if strict { Err(missing) } else { Ok(false) };
@@ -295,11 +342,33 @@ impl<'c> Applier<'c> {
         if !self.parents_present(table, &fields)? {
             return Ok(false);
         }
-        state::insert_row(self.conn, table.name, id, &fields)?;
+        match state::insert_row(self.conn, table.name, id, &fields) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                // Stays absent, values kept; settled at the end of the batch.
+                self.unsettle(table, &fields);
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
         state::unpark(self.conn, table.name, id)?;
         self.stats.rows_inserted += 1;
         self.revive_children(table, id)?;
         Ok(true)
+    }
+
+    /// The kept values of an absent row that a revival would restore:
+    /// those written after its tombstone.
+    pub(crate) fn live_values(
+        &self,
+        table: &'static TableSchema,
+        id: &str,
+        st: &RowState,
+    ) -> Result<Vec<(String, Value)>, MergeError> {
+        Ok(state::parked_values(self.conn, table.name, id)?
+            .into_iter()
+            .filter(|(c, _)| st.after_tomb(st.field(c)))
+            .collect())
     }
 
     /// Brings back absent children of a row that just appeared, when their
@@ -325,7 +394,7 @@ impl<'c> Applier<'c> {
 
     /// `Some(MissingParent)` if a referenced parent was never heard of and
     /// no other referenced parent is known absent.
-    fn check_parents(
+    pub(crate) fn check_parents(
         &self,
         table: &'static TableSchema,
         id: &str,
@@ -352,7 +421,7 @@ impl<'c> Applier<'c> {
         Ok(missing)
     }
 
-    fn parents_present(
+    pub(crate) fn parents_present(
         &self,
         table: &'static TableSchema,
         fields: &[(&str, &Value)],
@@ -393,6 +462,14 @@ impl<'c> Applier<'c> {
             )?
             .query_map([folded], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
+        let written: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT DISTINCT table_name FROM op_log WHERE seq > ?1")?
+            .query_map([folded], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for table in &written {
+            self.unsettle_table(table);
+        }
         stamps::fold_local_stamps(self.conn, local)?;
         for (hlc, table, id) in inserts {
             let Some(table) = SCHEMA.table(&table) else {

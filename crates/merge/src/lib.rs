@@ -47,6 +47,14 @@
 //! - **Tombstone rule**: tombstones are compared, never permanent, and a
 //!   revived row takes only field values written after its tombstone:
 //!   values older than the delete do not resurrect.
+//! - **Unique rule**: of the rows that live, have every parent present and
+//!   share the values of one of their table's `UNIQUE` groups
+//!   ([`bae_oplog::TableSchema::unique`]: two devices crediting the same
+//!   artist, or analysing the same track, under different row ids), only
+//!   the one with the newest row stamp (then the greatest id) is present;
+//!   the others are absent like rows under an absent parent, and the next
+//!   one comes back when the present one goes (`unique.rs`). Without it
+//!   SQLite would refuse the second row and its device's stream would stall.
 //! - **Absent rows keep their values**: a winning write to a known but
 //!   absent row (deleted, or under an absent parent) records its stamp and
 //!   keeps its value in the merge-owned `merge_parked` table, so a later
@@ -74,13 +82,16 @@
 //! This device's writes go through `OpRecorder` straight to the tables.
 //! Before reading stamps, every merge transaction folds the local op log
 //! into the stamps (`fold_local_stamps`), sets the row stamp of each local
-//! insert, and revives absent children under rows re-created locally.
+//! insert, and revives absent children under rows re-created locally. A
+//! local write to a table with unique groups settles its keys the same way,
+//! so a local row outbid by a newer remote rival gives way here too.
 #![forbid(unsafe_code)]
 
 mod apply;
 mod error;
 mod pull;
 mod state;
+mod unique;
 
 pub use apply::ApplyStats;
 pub use error::MergeError;

@@ -40,6 +40,7 @@ pub fn apply_batch(
         for op in &batch.ops {
             applier.apply_op(op, batch.device)?;
         }
+        applier.settle()?;
         applier.stats
     };
     if let Some(t) = newest {
@@ -57,7 +58,9 @@ pub fn apply_batch(
 /// does it even when nothing arrived).
 pub fn fold_local(conn: &mut Connection, local_device: DeviceId) -> Result<(), MergeError> {
     let tx = conn.transaction()?;
-    Applier::new(&tx)?.fold_local(local_device)?;
+    let mut applier = Applier::new(&tx)?;
+    applier.fold_local(local_device)?;
+    applier.settle()?;
     tx.commit()?;
     Ok(())
 }

@@ -302,3 +302,55 @@ pub(crate) fn parked_children(
         .collect::<Result<_, _>>()?;
     Ok(ids)
 }
+
+/// Ids of rows of `table` in `merge_parked` (absent rows with kept values).
+pub(crate) fn parked_ids(conn: &Connection, table: &str) -> Result<Vec<String>, MergeError> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT DISTINCT row_id FROM merge_parked WHERE table_name = ?1 ORDER BY row_id",
+        )?
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Ids of parked rows of `table` whose kept `column` is `value`.
+pub(crate) fn parked_ids_with(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    value: &Value,
+) -> Result<Vec<String>, MergeError> {
+    let ids = conn
+        .prepare_cached(
+            r#"SELECT row_id FROM merge_parked WHERE table_name = ?1 AND "column" = ?2 AND value = ?3 ORDER BY row_id"#,
+        )?
+        .query_map(params![table, column, value], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Ids of present rows of `table` whose `columns` hold `values`.
+pub(crate) fn ids_with_values(
+    conn: &Connection,
+    table: &str,
+    columns: &[&str],
+    values: &[Value],
+) -> Result<Vec<String>, MergeError> {
+    let filter: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect();
+    let sql = format!(
+        "SELECT id FROM {table} WHERE {} ORDER BY id",
+        filter.join(" AND ")
+    );
+    let params: Vec<&dyn rusqlite::ToSql> =
+        values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+    let ids = conn
+        .prepare_cached(&sql)?
+        .query_map(params.as_slice(), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}

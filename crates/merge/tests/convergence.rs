@@ -56,6 +56,21 @@ enum Action {
         dev: usize,
         album: u64,
     },
+    /// Replaces a track's audio format with a new row (a new id: a rival
+    /// of every other device's format for that track, `UNIQUE track_id`).
+    Reformat {
+        dev: usize,
+        album: u64,
+        track: usize,
+        n: u32,
+    },
+    /// Replaces the album's artist credit with a new row (a rival of every
+    /// other device's, `UNIQUE (album_id, artist_id)`).
+    Recredit {
+        dev: usize,
+        album: u64,
+        n: u32,
+    },
     Tick {
         dev: usize,
         ms: i64,
@@ -81,6 +96,9 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (dev.clone(), album.clone(), 0usize..3).prop_map(|(dev, album, track)| Action::DeleteTrack { dev, album, track }),
         1 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::DeleteRelease { dev, album }),
         1 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::DeleteAlbum { dev, album }),
+        2 => (dev.clone(), album.clone(), 0usize..3, any::<u32>())
+            .prop_map(|(dev, album, track, n)| Action::Reformat { dev, album, track, n }),
+        1 => (dev.clone(), album.clone(), any::<u32>()).prop_map(|(dev, album, n)| Action::Recredit { dev, album, n }),
         2 => (dev.clone(), -100i64..500).prop_map(|(dev, ms)| Action::Tick { dev, ms }),
         3 => (dev, proptest::collection::vec(any::<usize>(), 0..8)).prop_map(|(to, picks)| Action::Sync { to, picks }),
     ]
@@ -152,12 +170,111 @@ fn perform(d: &mut Device, action: &Action) -> Option<Batch> {
             let id = a.album_id()?;
             d.exists("albums", id).then(|| d.delete("albums", id))
         }
+        Action::Reformat {
+            dev,
+            album: k,
+            track,
+            n,
+        } => {
+            let a = album(*k, 3);
+            let track = id_of(&a, "tracks", *track)?;
+            let row = a.rows.iter().find(|r| {
+                r.table == "audio_formats"
+                    && r.fields
+                        .iter()
+                        .any(|(c, v)| *c == "track_id" && *v == Value::from(track))
+            })?;
+            let fields: Vec<(&str, Value)> = row
+                .fields
+                .iter()
+                .map(|(c, v)| match *c {
+                    "sample_rate" => (*c, Value::Integer(i64::from(*n % 4) * 1000 + 44_000)),
+                    _ => (*c, v.clone()),
+                })
+                .collect();
+            d.exists("tracks", track)
+                .then(|| {
+                    replace_unique(
+                        d,
+                        "audio_formats",
+                        "track_id",
+                        track,
+                        &format!("af-{dev}-{n}"),
+                        &fields,
+                    )
+                })
+                .flatten()
+        }
+        Action::Recredit { dev, album: k, n } => {
+            let a = album(*k, 3);
+            let row = a.rows.iter().find(|r| r.table == "album_artists")?;
+            let album_id = a.album_id()?;
+            let fields: Vec<(&str, Value)> = row
+                .fields
+                .iter()
+                .map(|(c, v)| match *c {
+                    "position" => (*c, Value::Integer(i64::from(*n % 3))),
+                    _ => (*c, v.clone()),
+                })
+                .collect();
+            let artist = fields.iter().find(|(c, _)| *c == "artist_id")?.1.clone();
+            let present = d.exists("albums", album_id)
+                && matches!(&artist, Value::Text(id) if d.exists("artists", id));
+            present
+                .then(|| {
+                    replace_unique(
+                        d,
+                        "album_artists",
+                        "album_id",
+                        album_id,
+                        &format!("aa-{dev}-{n}"),
+                        &fields,
+                    )
+                })
+                .flatten()
+        }
         Action::Tick { ms, .. } => {
             d.tick(*ms);
             None
         }
         Action::Sync { .. } => None,
     }
+}
+
+/// In one transaction, deletes this device's present rows of `table` whose
+/// `column` is `value` and inserts `id` with `fields` (as bae re-analysing
+/// a track or re-crediting an album would); skips an id already used.
+fn replace_unique(
+    d: &mut Device,
+    table: &str,
+    column: &str,
+    value: &str,
+    id: &str,
+    fields: &[(&str, Value)],
+) -> Option<Batch> {
+    if d.exists(table, id) {
+        return None;
+    }
+    let holders: Vec<String> = d
+        .conn()
+        .prepare(&format!("SELECT id FROM {table} WHERE {column} = ?1"))
+        .unwrap()
+        .query_map([value], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut tx = d.lib.recorder().transaction().unwrap();
+    for h in &holders {
+        tx.delete(table, h).unwrap();
+    }
+    match tx.insert(table, id, fields) {
+        Ok(()) => {}
+        // Another unique group of the row is held (an album_artists link
+        // for the same artist): not a write bae would make.
+        Err(_) => return None,
+    }
+    tx.commit().unwrap();
+    Some(d.last())
 }
 
 fn dev_of(action: &Action) -> usize {
@@ -169,6 +286,8 @@ fn dev_of(action: &Action) -> usize {
         | Action::DeleteTrack { dev, .. }
         | Action::DeleteRelease { dev, .. }
         | Action::DeleteAlbum { dev, .. }
+        | Action::Reformat { dev, .. }
+        | Action::Recredit { dev, .. }
         | Action::Tick { dev, .. } => *dev,
         Action::Sync { to, .. } => *to,
     }
@@ -270,4 +389,52 @@ proptest! {
     ) {
         run(devices, actions, seed)?;
     }
+}
+
+/// The generator's rival writes really make rival rows (or the property
+/// above would not cover the unique rule).
+#[test]
+fn reformat_and_recredit_make_rival_rows() {
+    let (mut a, mut b) = (Device::new(), Device::new());
+    let import = perform(
+        &mut a,
+        &Action::Import {
+            dev: 0,
+            album: 0,
+            tracks: 3,
+        },
+    )
+    .unwrap();
+    b.pull(vec![import]);
+    let mut rivals = Vec::new();
+    for (d, dev) in [(&mut a, 0), (&mut b, 1)] {
+        for action in [
+            Action::Reformat {
+                dev,
+                album: 0,
+                track: 1,
+                n: 7,
+            },
+            Action::Recredit {
+                dev,
+                album: 0,
+                n: 7,
+            },
+        ] {
+            rivals.push(perform(d, &action).expect("a rival row"));
+        }
+    }
+    let (mut x, mut y) = (Device::new(), Device::new());
+    let base = a.batches()[0].clone();
+    x.pull(
+        std::iter::once(base.clone())
+            .chain(rivals.clone())
+            .collect(),
+    );
+    rivals.reverse();
+    y.pull(std::iter::once(base).chain(rivals).collect());
+    assert_eq!(x.dump(), y.dump());
+    assert!(x.exists("audio_formats", "af-1-7"), "b's later format wins");
+    assert!(!x.exists("audio_formats", "af-0-7"));
+    assert!(x.exists("album_artists", "aa-1-7"));
 }

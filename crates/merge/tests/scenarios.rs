@@ -578,3 +578,217 @@ fn an_insert_omitting_columns_writes_their_defaults_in_either_order() {
     }
     assert!(dumps.windows(2).all(|w| w[0] == w[1]));
 }
+
+/// album, release, track and two files, as one batch at `T0`.
+fn track_with_two_files(device: DeviceId) -> bae_oplog::Batch {
+    batch(
+        device,
+        1,
+        vec![
+            op(T0, "albums", "al", OpKind::Insert, &album_fields("A")),
+            op(T0, "releases", "re", OpKind::Insert, &release_fields("al")),
+            op(T0, "tracks", "tr", OpKind::Insert, &track_fields("re", "T")),
+            op(T0, "files", "f1", OpKind::Insert, &file_fields("re")),
+            op(T0, "files", "f2", OpKind::Insert, &file_fields("re")),
+        ],
+    )
+}
+
+/// Two devices each give the same track an audio format (a UNIQUE track_id)
+/// under different row ids; `b`'s is newer.
+fn rival_audio_formats() -> [bae_oplog::Batch; 3] {
+    let base = track_with_two_files(DeviceId::from_bytes([9; 16]));
+    let older = batch(
+        DeviceId::from_bytes([1; 16]),
+        1,
+        vec![op(
+            T0 + 10,
+            "audio_formats",
+            "af-a",
+            OpKind::Insert,
+            &audio_format_fields("tr", "f1"),
+        )],
+    );
+    let newer = batch(
+        DeviceId::from_bytes([2; 16]),
+        1,
+        vec![op(
+            T0 + 20,
+            "audio_formats",
+            "af-b",
+            OpKind::Insert,
+            &audio_format_fields("tr", "f2"),
+        )],
+    );
+    [base, older, newer]
+}
+
+#[test]
+fn rival_rows_with_the_same_unique_values_keep_the_newer_in_either_order() {
+    let [base, older, newer] = rival_audio_formats();
+    let (mut x, mut y) = (Device::new(), Device::new());
+    for (d, order) in [(&mut x, [&older, &newer]), (&mut y, [&newer, &older])] {
+        d.apply(&base).unwrap();
+        for b in order {
+            d.apply(b).unwrap();
+        }
+        assert!(d.exists("audio_formats", "af-b"), "the newer is present");
+        assert!(!d.exists("audio_formats", "af-a"), "the older is absent");
+    }
+    assert_eq!(x.dump(), y.dump());
+}
+
+#[test]
+fn when_the_unique_holder_goes_the_rival_comes_back() {
+    let [base, older, newer] = rival_audio_formats();
+    let delete_newer = batch(
+        DeviceId::from_bytes([3; 16]),
+        1,
+        vec![op(T0 + 30, "audio_formats", "af-b", OpKind::Delete, &[])],
+    );
+    let delete_its_file = batch(
+        DeviceId::from_bytes([4; 16]),
+        1,
+        vec![op(T0 + 30, "files", "f2", OpKind::Delete, &[])],
+    );
+    for removal in [delete_newer, delete_its_file] {
+        let (mut x, mut y) = (Device::new(), Device::new());
+        x.pull(vec![
+            base.clone(),
+            older.clone(),
+            newer.clone(),
+            removal.clone(),
+        ]);
+        y.apply(&base).unwrap();
+        y.apply(&removal).unwrap();
+        y.apply(&newer).unwrap();
+        y.apply(&older).unwrap();
+        for d in [&mut x, &mut y] {
+            assert!(d.exists("audio_formats", "af-a"), "the rival is back");
+            assert!(!d.exists("audio_formats", "af-b"));
+            assert_eq!(d.get("audio_formats", "af-a", "file_id"), Some("f1".into()));
+        }
+        assert_eq!(x.dump(), y.dump());
+    }
+}
+
+#[test]
+fn an_update_onto_held_unique_values_keeps_the_newer_row() {
+    let base = track_with_two_files(DeviceId::from_bytes([9; 16]));
+    let second_track = batch(
+        DeviceId::from_bytes([9; 16]),
+        2,
+        vec![
+            op(
+                T0 + 1,
+                "tracks",
+                "tr2",
+                OpKind::Insert,
+                &track_fields("re", "U"),
+            ),
+            op(
+                T0 + 2,
+                "audio_formats",
+                "af-1",
+                OpKind::Insert,
+                &audio_format_fields("tr", "f1"),
+            ),
+            op(
+                T0 + 3,
+                "audio_formats",
+                "af-2",
+                OpKind::Insert,
+                &audio_format_fields("tr2", "f2"),
+            ),
+        ],
+    );
+    // af-1 is moved onto tr2, which af-2 (inserted later) holds.
+    let moved = batch(
+        DeviceId::from_bytes([5; 16]),
+        1,
+        vec![op(
+            T0 + 40,
+            "audio_formats",
+            "af-1",
+            OpKind::Update,
+            &[("track_id", "tr2".into())],
+        )],
+    );
+    let (mut x, mut y) = (Device::new(), Device::new());
+    x.pull(vec![base.clone(), second_track.clone(), moved.clone()]);
+    y.apply(&base).unwrap();
+    y.apply(&moved).unwrap_err();
+    y.pull(vec![second_track, moved]);
+    for d in [&mut x, &mut y] {
+        assert!(d.exists("audio_formats", "af-2"), "newer row stamp wins");
+        assert!(!d.exists("audio_formats", "af-1"));
+        assert_eq!(d.count("audio_formats"), 1);
+    }
+    assert_eq!(x.dump(), y.dump());
+}
+
+#[test]
+fn a_local_row_outbid_by_a_newer_remote_rival_gives_way() {
+    let base = track_with_two_files(DeviceId::from_bytes([9; 16]));
+    let mut a = Device::new();
+    a.apply(&base).unwrap();
+    // The local device credits an artist to the album...
+    let artist = batch(
+        DeviceId::from_bytes([9; 16]),
+        2,
+        vec![op(
+            T0 + 1,
+            "artists",
+            "ar",
+            OpKind::Insert,
+            &[
+                ("name", "N".into()),
+                ("created_at", "c".into()),
+                ("updated_at", "u".into()),
+            ],
+        )],
+    );
+    a.apply(&artist).unwrap();
+    a.tick(5);
+    a.lib
+        .recorder()
+        .transaction()
+        .and_then(|mut tx| {
+            tx.insert(
+                "album_artists",
+                "link-local",
+                &[
+                    ("album_id", "al".into()),
+                    ("artist_id", "ar".into()),
+                    ("position", Value::Integer(0)),
+                ],
+            )?;
+            tx.commit()
+        })
+        .unwrap();
+    // ...and another device did the same, later.
+    let remote = batch(
+        DeviceId::from_bytes([6; 16]),
+        1,
+        vec![op(
+            T0 + 60_000,
+            "album_artists",
+            "link-remote",
+            OpKind::Insert,
+            &[
+                ("album_id", "al".into()),
+                ("artist_id", "ar".into()),
+                ("position", Value::Integer(1)),
+            ],
+        )],
+    );
+    a.tick(60_000);
+    a.apply(&remote).unwrap();
+    assert!(a.exists("album_artists", "link-remote"));
+    assert!(!a.exists("album_artists", "link-local"));
+    // A device that gets both batches agrees.
+    let local = a.last();
+    let mut b = Device::at(T0 + 60_000);
+    b.pull(vec![base, artist, remote, local]);
+    assert_eq!(a.dump(), b.dump());
+}

@@ -16,6 +16,10 @@ pub struct TableSchema {
     /// Foreign keys to other synced tables: (column, parent table). Deleting a
     /// parent deletes these children (`ON DELETE CASCADE`).
     pub parents: &'static [(&'static str, &'static str)],
+    /// The table's `UNIQUE` constraints other than `id`, each a group of
+    /// synced columns. Two devices can insert different rows with the same
+    /// values there; merge keeps one present (see `bae_merge`).
+    pub unique: &'static [&'static [&'static str]],
 }
 
 impl TableSchema {
@@ -88,6 +92,7 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "updated_at",
             ],
             parents: &[],
+            unique: &[],
         },
         TableSchema {
             name: "albums",
@@ -101,11 +106,13 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "updated_at",
             ],
             parents: &[],
+            unique: &[],
         },
         TableSchema {
             name: "album_discogs",
             columns: &["album_id", "discogs_master_id", "discogs_release_id"],
             parents: &[("album_id", "albums")],
+            unique: &[&["album_id"]],
         },
         TableSchema {
             name: "album_musicbrainz",
@@ -115,11 +122,13 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "musicbrainz_release_id",
             ],
             parents: &[("album_id", "albums")],
+            unique: &[&["album_id"]],
         },
         TableSchema {
             name: "album_artists",
             columns: &["album_id", "artist_id", "position"],
             parents: &[("album_id", "albums"), ("artist_id", "artists")],
+            unique: &[&["album_id", "artist_id"]],
         },
         TableSchema {
             name: "releases",
@@ -139,6 +148,7 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "updated_at",
             ],
             parents: &[("album_id", "albums")],
+            unique: &[],
         },
         TableSchema {
             name: "tracks",
@@ -153,11 +163,13 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "updated_at",
             ],
             parents: &[("release_id", "releases")],
+            unique: &[],
         },
         TableSchema {
             name: "track_artists",
             columns: &["track_id", "artist_id", "position", "role"],
             parents: &[("track_id", "tracks"), ("artist_id", "artists")],
+            unique: &[&["track_id", "artist_id"]],
         },
         TableSchema {
             name: "files",
@@ -171,6 +183,7 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "created_at",
             ],
             parents: &[("release_id", "releases")],
+            unique: &[],
         },
         TableSchema {
             name: "audio_formats",
@@ -192,6 +205,7 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "created_at",
             ],
             parents: &[("track_id", "tracks"), ("file_id", "files")],
+            unique: &[&["track_id"]],
         },
         TableSchema {
             name: "images",
@@ -207,6 +221,7 @@ pub static SCHEMA: SyncSchema = SyncSchema {
                 "created_at",
             ],
             parents: &[("release_id", "releases")],
+            unique: &[],
         },
     ],
 };
@@ -236,6 +251,48 @@ mod tests {
         assert!(!SCHEMA.table("tracks").unwrap().syncs("import_status"));
         assert!(SCHEMA.table("storage_profiles").is_none());
         assert!(SCHEMA.table("torrents").is_none());
+    }
+
+    /// The unique groups are exactly the migration's UNIQUE constraints.
+    #[test]
+    fn unique_groups_match_the_schema_constraints() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::migrate(&mut conn).unwrap();
+        for t in SCHEMA.tables() {
+            let mut found: Vec<Vec<String>> = Vec::new();
+            let indexes: Vec<(String, bool, String)> = conn
+                .prepare(&format!("PRAGMA index_list({})", t.name))
+                .unwrap()
+                .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (index, unique, origin) in indexes {
+                // "pk" is the id; "u" a UNIQUE constraint.
+                if !unique || origin != "u" {
+                    continue;
+                }
+                let columns: Vec<String> = conn
+                    .prepare(&format!("PRAGMA index_info({index})"))
+                    .unwrap()
+                    .query_map([], |r| r.get(2))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                found.push(columns);
+            }
+            found.sort();
+            let mut declared: Vec<Vec<String>> = t
+                .unique
+                .iter()
+                .map(|g| g.iter().map(|c| (*c).to_owned()).collect())
+                .collect();
+            declared.sort();
+            assert_eq!(found, declared, "{}", t.name);
+            for group in t.unique {
+                assert!(group.iter().all(|c| t.syncs(c)), "{}", t.name);
+            }
+        }
     }
 
     #[test]
