@@ -383,3 +383,77 @@ async fn idle_pull_is_one_list_request() {
     let n = counting.snapshot();
     assert_eq!((n.list, n.total()), (1, 1), "{n:?}");
 }
+
+/// Both devices re-analyse the same track (a new audio format row each; the
+/// track may have only one): the sync does not stall and the newer wins.
+#[tokio::test]
+async fn rival_audio_formats_from_two_devices_converge_on_the_newer() {
+    let w = World::new(Bucket::Local, "rival-formats");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let track = album_row(0, "tracks");
+    for (device, id) in [(&a, "af-from-a"), (&b, "af-from-b")] {
+        let (track, id) = (track.clone(), id.to_owned());
+        device
+            .with_db(move |rec| {
+                let (old, fields): (String, Vec<(String, bae_oplog::Value)>) = {
+                    let conn = rec.sync_parts().0;
+                    let old: String = conn.query_row(
+                        "SELECT id FROM audio_formats WHERE track_id = ?1",
+                        [&track],
+                        |r| r.get(0),
+                    )?;
+                    let table = bae_oplog::SCHEMA.table("audio_formats").unwrap();
+                    let fields = conn.query_row(
+                        &format!(
+                            "SELECT {} FROM audio_formats WHERE id = ?1",
+                            table.columns.join(", ")
+                        ),
+                        [&old],
+                        |r| {
+                            table
+                                .columns
+                                .iter()
+                                .enumerate()
+                                .map(|(i, c)| {
+                                    Ok(((*c).to_owned(), bae_oplog::Value::from(r.get_ref(i)?)))
+                                })
+                                .collect::<Result<Vec<_>, rusqlite::Error>>()
+                        },
+                    )?;
+                    (old, fields)
+                };
+                let fields: Vec<(&str, bae_oplog::Value)> = fields
+                    .iter()
+                    .map(|(c, v)| (c.as_str(), v.clone()))
+                    .collect();
+                let mut tx = rec.transaction()?;
+                tx.delete("audio_formats", &old)?;
+                tx.insert("audio_formats", &id, &fields)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // b's write is the newer one by wall clock, not by a tie-break.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sync_all(&[&a, &b]).await;
+    assert_converged(&[&a, &b]).await;
+    for d in [&a, &b] {
+        assert_eq!(
+            field(d, "audio_formats", "af-from-b", "track_id").await,
+            track
+        );
+        assert_eq!(
+            field(d, "audio_formats", "af-from-a", "track_id").await,
+            "NULL"
+        );
+        let status = d.status().await.unwrap();
+        assert!(status.problems.is_empty(), "{:?}", status.problems);
+        assert!(status
+            .devices
+            .iter()
+            .all(|s| Some(s.applied_seq) == s.head_seq));
+    }
+}
