@@ -382,7 +382,7 @@ impl<'c> Applier<'c> {
             return Ok(());
         }
         for (child, column) in SCHEMA.children_of(table.name) {
-            for cid in state::parked_children(self.conn, child.name, column, id)? {
+            for cid in state::parked_ids_with(self.conn, child.name, column, &Value::from(id))? {
                 let st = state::load_row(self.conn, child, &cid)?;
                 if !st.present && st.own_live() {
                     self.materialize(child, &cid, &st, false)?;

@@ -287,22 +287,6 @@ pub(crate) fn unpark(conn: &Connection, table: &str, row_id: &str) -> Result<(),
     Ok(())
 }
 
-/// Ids of parked rows of `child` whose parked `column` is `parent_id`.
-pub(crate) fn parked_children(
-    conn: &Connection,
-    child: &str,
-    column: &str,
-    parent_id: &str,
-) -> Result<Vec<String>, MergeError> {
-    let ids = conn
-        .prepare_cached(
-            r#"SELECT row_id FROM merge_parked WHERE table_name = ?1 AND "column" = ?2 AND value = ?3 ORDER BY row_id"#,
-        )?
-        .query_map([child, column, parent_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
 /// Ids of rows of `table` in `merge_parked` (absent rows with kept values).
 pub(crate) fn parked_ids(conn: &Connection, table: &str) -> Result<Vec<String>, MergeError> {
     let ids = conn
@@ -314,7 +298,8 @@ pub(crate) fn parked_ids(conn: &Connection, table: &str) -> Result<Vec<String>, 
     Ok(ids)
 }
 
-/// Ids of parked rows of `table` whose kept `column` is `value`.
+/// Ids of parked rows of `table` whose kept `column` is `value` (absent
+/// children of a parent, rivals for a unique key).
 pub(crate) fn parked_ids_with(
     conn: &Connection,
     table: &str,
