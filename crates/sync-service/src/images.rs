@@ -119,9 +119,10 @@ impl SyncService {
         Ok(report)
     }
 
-    /// Retries the wanted images that are due: fetched ones and ones whose row is gone are forgotten, the rest wait
-    /// longer. Costs no request when nothing is due, so an idle pull stays
-    /// one LIST. Returns the images written.
+    /// Retries the wanted images that are due: fetched ones and ones whose
+    /// row is gone are forgotten, the rest wait longer. Costs no request
+    /// when nothing is due, so an idle pull stays one LIST. Returns the
+    /// images written.
     pub(crate) async fn retry_wanted_images(&self) -> Result<usize, SyncError> {
         let Some(dir) = self.images_dir.clone() else {
             return Ok(0);
