@@ -4,7 +4,7 @@
 //! statements, one transaction per album. Both databases are temp files
 //! set up by `bae_oplog::migrate` (WAL, synchronous NORMAL, foreign keys on).
 
-use crate::report::{interleaved, Entry, Size};
+use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
 use bae_oplog::{batch_ops, demo_album, last_batch, migrate, Batch, BatchSeq, Library, OpRecorder};
 use rusqlite::Connection;
@@ -25,12 +25,8 @@ pub fn merge_apply(size: Size) -> Result<Entry, String> {
         batches.len()
     );
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let run_id = std::cell::Cell::new(0u32);
-    let fresh = |label: &str| -> Result<Connection, String> {
-        run_id.set(run_id.get() + 1);
-        let path = dir.path().join(format!("{label}-{}.db", run_id.get()));
-        Connection::open(path).map_err(|e| e.to_string())
-    };
+    let files = FreshFiles::new(dir.path());
+    let fresh = |label: &str| files.connection(label);
     let (ours, base) = interleaved(
         runs,
         || {

@@ -1,7 +1,7 @@
 //! `record_overhead`: importing bae-shaped albums through the OpRecorder vs
 //! the same writes with plain rusqlite in the same transactions.
 
-use crate::report::{interleaved, Entry, Size};
+use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
 use bae_oplog::{demo_album, migrate, AlbumImport, Library, OpRecorder, Value};
 use rusqlite::Connection;
@@ -13,12 +13,8 @@ pub fn record_overhead(size: Size) -> Result<Entry, String> {
     let runs = size.pick(3, 7);
     let albums: Vec<AlbumImport> = (0..n).map(|i| demo_album(11, i, TRACKS)).collect();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let run_id = std::cell::Cell::new(0u32);
-    let fresh = |label: &str| -> Result<Connection, String> {
-        run_id.set(run_id.get() + 1);
-        let path = dir.path().join(format!("{label}-{}.db", run_id.get()));
-        Connection::open(path).map_err(|e| e.to_string())
-    };
+    let files = FreshFiles::new(dir.path());
+    let fresh = |label: &str| files.connection(label);
     let (ours, base) = interleaved(
         runs,
         || {

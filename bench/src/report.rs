@@ -1,7 +1,8 @@
 //! The report format and timing helpers shared by every benchmark.
 
 use serde::Serialize;
-use std::path::Path;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How much work a run does: `--quick` must finish the whole suite in under
@@ -93,6 +94,33 @@ where
 }
 
 /// Writes the entries as a JSON list.
+/// Names a new database file for each run in a directory (`{label}-{n}.db`),
+/// so every run of `interleaved` starts from a database of its own.
+pub struct FreshFiles<'d> {
+    dir: &'d Path,
+    runs: Cell<u32>,
+}
+
+impl<'d> FreshFiles<'d> {
+    pub fn new(dir: &'d Path) -> Self {
+        FreshFiles {
+            dir,
+            runs: Cell::new(0),
+        }
+    }
+
+    /// The next unused path for `label`.
+    pub fn path(&self, label: &str) -> PathBuf {
+        self.runs.set(self.runs.get() + 1);
+        self.dir.join(format!("{label}-{}.db", self.runs.get()))
+    }
+
+    /// A new, empty SQLite database for `label`.
+    pub fn connection(&self, label: &str) -> Result<rusqlite::Connection, String> {
+        rusqlite::Connection::open(self.path(label)).map_err(|e| e.to_string())
+    }
+}
+
 pub fn write(path: &Path, entries: &[Entry]) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)

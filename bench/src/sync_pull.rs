@@ -6,7 +6,7 @@
 //!   each) from the bucket vs `bae_merge::apply_pull` of the same decoded
 //!   batches without the store, on copies of the same starting library.
 
-use crate::report::{interleaved, Entry, Size};
+use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_crypto::{open_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
 use bae_oplog::{decode_batch, demo_album, Batch, Library, OpRecorder, Value, SCHEMA};
 use bae_storage_s3::layout;
@@ -117,10 +117,9 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
         return Err(format!("expected {n} batches, decoded {}", batches.len()));
     }
     eprintln!("bench: pull_10k_batches: {n} one-edit batches");
-    let run_id = std::cell::Cell::new(0u32);
+    let files = FreshFiles::new(s.dir.path());
     let fresh = |label: &str| -> Result<PathBuf, String> {
-        run_id.set(run_id.get() + 1);
-        let path = s.dir.path().join(format!("{label}-{}.db", run_id.get()));
+        let path = files.path(label);
         std::fs::copy(&s.template, &path).map_err(|e| e.to_string())?;
         Ok(path)
     };

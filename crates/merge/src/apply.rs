@@ -455,23 +455,23 @@ impl<'c> Applier<'c> {
             [],
             |r| r.get(0),
         )?;
-        let inserts: Vec<(i64, String, String)> = self
+        let ops: Vec<(i64, String, String, i64)> = self
             .conn
             .prepare_cached(
-                "SELECT hlc, table_name, row_id FROM op_log WHERE seq > ?1 AND kind = 0 ORDER BY seq",
+                "SELECT hlc, table_name, row_id, kind FROM op_log WHERE seq > ?1 ORDER BY seq",
             )?
-            .query_map([folded], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([folded], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
-        let written: Vec<String> = self
-            .conn
-            .prepare_cached("SELECT DISTINCT table_name FROM op_log WHERE seq > ?1")?
-            .query_map([folded], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        for table in &written {
+        for (_, table, _, _) in &ops {
             self.unsettle_table(table);
         }
         stamps::fold_local_stamps(self.conn, local)?;
-        for (hlc, table, id) in inserts {
+        let inserts = ops
+            .into_iter()
+            .filter(|(_, _, _, kind)| *kind == OpKind::Insert.code());
+        for (hlc, table, id, _) in inserts {
             let Some(table) = SCHEMA.table(&table) else {
                 continue;
             };

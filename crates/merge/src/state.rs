@@ -161,17 +161,7 @@ pub(crate) fn insert_row(
     row_id: &str,
     fields: &[(&str, &Value)],
 ) -> rusqlite::Result<usize> {
-    let mut sql = format!("INSERT INTO {table} (id");
-    for (c, _) in fields {
-        sql.push_str(", ");
-        sql.push_str(c);
-    }
-    sql.push_str(") VALUES (?1");
-    for i in 0..fields.len() {
-        sql.push_str(", ?");
-        sql.push_str(&(i + 2).to_string());
-    }
-    sql.push(')');
+    let sql = bae_oplog::insert_sql(table, fields.iter().map(|(c, _)| *c));
     let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
     values.push(&row_id);
     values.extend(fields.iter().map(|(_, v)| *v as &dyn rusqlite::ToSql));
@@ -188,14 +178,7 @@ pub(crate) fn update_row(
     if fields.is_empty() {
         return Ok(());
     }
-    let mut sql = format!("UPDATE {table} SET ");
-    for (i, (c, _)) in fields.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("{c} = ?{}", i + 2));
-    }
-    sql.push_str(" WHERE id = ?1");
+    let sql = bae_oplog::update_sql(table, fields.iter().map(|(c, _)| *c));
     let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fields.len() + 1);
     values.push(&row_id);
     values.extend(fields.iter().map(|(_, v)| *v as &dyn rusqlite::ToSql));

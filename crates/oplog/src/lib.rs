@@ -30,5 +30,5 @@ pub use library::{demo_album, demo_id, AlbumImport, Library, NewRow};
 pub use log::{batch_ops, last_batch, mark_pushed, unpushed_batches};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use op::{Batch, BatchHash, BatchSeq, Op, OpKind, Value};
-pub use recorder::{insert_sql, OpRecorder, ReadOnlyDb, Recording};
+pub use recorder::{insert_sql, update_sql, OpRecorder, ReadOnlyDb, Recording};
 pub use schema::{SyncSchema, TableSchema, SCHEMA};

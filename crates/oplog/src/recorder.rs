@@ -161,15 +161,10 @@ impl Recording<'_> {
         if fields.is_empty() {
             return Ok(());
         }
-        let mut sql = format!("UPDATE {table} SET ");
-        for (i, (c, _)) in fields.iter().enumerate() {
+        for (c, _) in fields {
             check_ident(c)?;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("{c} = ?{}", i + 2));
         }
-        sql.push_str(" WHERE id = ?1");
+        let sql = update_sql(table, fields.iter().map(|(c, _)| *c));
         let changed = {
             let mut stmt = self.tx.prepare_cached(&sql)?;
             let values = row_params(&row_id, fields);
@@ -361,7 +356,21 @@ pub fn insert_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -
     sql
 }
 
-/// The parameters of [`insert_sql`] and of updates: the row id, then the values.
+/// `UPDATE {table} SET {c1} = ?2, ... WHERE id = ?1`: the row id is `?1`,
+/// the columns' values follow in order, as for [`insert_sql`].
+pub fn update_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
+    let assignments: Vec<String> = columns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect();
+    format!(
+        "UPDATE {table} SET {} WHERE id = ?1",
+        assignments.join(", ")
+    )
+}
+
+/// The parameters of [`insert_sql`] and [`update_sql`]: the row id, then the values.
 fn row_params<'a>(
     row_id: &'a &'a str,
     fields: &'a [(&'a str, Value)],

@@ -86,7 +86,6 @@ impl Stream {
 
 /// Where each device's cursor can move: batches applied in this pull, kept
 /// until every earlier batch of the same device applied too.
-#[derive(Default)]
 struct Advance {
     /// Hashes of fetched batches, by device and seq, until applied.
     fetched: HashMap<(DeviceId, u64), BatchHash>,
