@@ -86,23 +86,29 @@ fn libsodium_chunked_vectors_encrypt_and_decrypt_byte_for_byte() {
     let vectors = file["vectors"].as_array().unwrap();
     assert!(vectors.len() >= 10);
     for v in vectors {
-        let key = LibraryKey::from_bytes(array(v, "key_hex"));
-        let nonce = BaseNonce::from_bytes(array(v, "base_nonce_hex"));
-        let pt = plaintext_of(v);
-        let ct = chunked::encrypt_with_nonce(&key, &nonce, &pt);
-        check_ciphertext(
-            v,
-            &ct,
-            "ciphertext_len",
-            "ciphertext_hex",
-            "ciphertext_sha256",
-        );
-        assert_eq!(chunked::decrypt(&key, &ct).unwrap(), pt);
-        assert_eq!(
-            chunked::decrypt_with_len(&key, &ct, pt.len() as u64).unwrap(),
-            pt
-        );
+        check_chunked_vector(v);
     }
+}
+
+/// Encrypts a chunked vector's plaintext under its key and nonce, checks the
+/// ciphertext against it, and decrypts it back (with and without the length).
+fn check_chunked_vector(v: &Value) {
+    let key = LibraryKey::from_bytes(array(v, "key_hex"));
+    let nonce = BaseNonce::from_bytes(array(v, "base_nonce_hex"));
+    let pt = plaintext_of(v);
+    let ct = chunked::encrypt_with_nonce(&key, &nonce, &pt);
+    check_ciphertext(
+        v,
+        &ct,
+        "ciphertext_len",
+        "ciphertext_hex",
+        "ciphertext_sha256",
+    );
+    assert_eq!(chunked::decrypt(&key, &ct).unwrap(), pt);
+    assert_eq!(
+        chunked::decrypt_with_len(&key, &ct, pt.len() as u64).unwrap(),
+        pt
+    );
 }
 
 fn regenerate() -> bool {
@@ -169,18 +175,7 @@ fn fixed_chunked_vectors_match() {
         .as_array()
         .unwrap()
     {
-        let key = LibraryKey::from_bytes(array(v, "key_hex"));
-        let nonce = BaseNonce::from_bytes(array(v, "base_nonce_hex"));
-        let pt = plaintext_of(v);
-        let ct = chunked::encrypt_with_nonce(&key, &nonce, &pt);
-        check_ciphertext(
-            v,
-            &ct,
-            "ciphertext_len",
-            "ciphertext_hex",
-            "ciphertext_sha256",
-        );
-        assert_eq!(chunked::decrypt(&key, &ct).unwrap(), pt);
+        check_chunked_vector(v);
     }
 }
 
