@@ -2,11 +2,13 @@
 //! library through the merge (stamps compared and recorded, one transaction
 //! per batch) vs inserting the same rows with plain prepared rusqlite
 //! statements, one transaction per album. Both databases are temp files
-//! set up by `bae_oplog::migrate` (WAL, synchronous NORMAL, foreign keys on).
+//! set up as the engine sets up a library (`bae_oplog::configure`: WAL,
+//! synchronous NORMAL, foreign keys on) with bae's reference tables.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
-use bae_oplog::{batch_ops, demo_album, last_batch, migrate, Batch, BatchSeq, Library, OpRecorder};
+use bae_oplog::fixture::{create_bae_library, demo_album, library_on, Library};
+use bae_oplog::{batch_ops, configure, last_batch, Batch, BatchSeq, BAE_SCHEMA};
 use rusqlite::Connection;
 
 const TRACKS: usize = 12;
@@ -30,17 +32,18 @@ pub fn merge_apply(size: Size) -> Result<Entry, String> {
     let (ours, base) = interleaved(
         runs,
         || {
-            let mut rec = OpRecorder::with_connection(fresh("merge")?, WallClock::System)
-                .map_err(|e| e.to_string())?;
-            let (conn, clock, device) = rec.sync_parts();
+            let mut rec =
+                library_on(fresh("merge")?, WallClock::System).map_err(|e| e.to_string())?;
+            bae_merge::migrate(&mut rec).map_err(|e| e.to_string())?;
             for b in &batches {
-                bae_merge::apply_batch(conn, clock, device, b).map_err(|e| e.to_string())?;
+                bae_merge::apply_batch(&mut rec, b).map_err(|e| e.to_string())?;
             }
             Ok(())
         },
         || {
             let mut conn = fresh("plain")?;
-            migrate(&mut conn).map_err(|e| e.to_string())?;
+            configure(&conn).map_err(|e| e.to_string())?;
+            create_bae_library(&conn).map_err(|e| e.to_string())?;
             for b in &batches {
                 plain_apply(&mut conn, b).map_err(|e| e.to_string())?;
             }
@@ -58,7 +61,7 @@ pub fn merge_apply(size: Size) -> Result<Entry, String> {
 
 /// The batches a remote device pushes after importing `n` albums.
 fn remote_batches(n: u64) -> Result<Vec<Batch>, bae_oplog::OplogError> {
-    let rec = OpRecorder::with_connection(Connection::open_in_memory()?, WallClock::System)?;
+    let rec = library_on(Connection::open_in_memory()?, WallClock::System)?;
     let mut lib = Library::new(rec);
     for i in 0..n {
         lib.import_album(&demo_album(13, i, TRACKS))?;
@@ -71,7 +74,7 @@ fn remote_batches(n: u64) -> Result<Vec<Batch>, bae_oplog::OplogError> {
                 device,
                 seq: BatchSeq(s),
                 prev: None,
-                ops: batch_ops(conn, BatchSeq(s))?,
+                ops: batch_ops(conn, &BAE_SCHEMA, BatchSeq(s))?,
             })
         })
         .collect()

@@ -3,7 +3,8 @@
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
-use bae_oplog::{demo_album, migrate, AlbumImport, Library, OpRecorder, Value};
+use bae_oplog::fixture::{create_bae_library, demo_album, library_on, AlbumImport, Library};
+use bae_oplog::{configure, Value};
 use rusqlite::Connection;
 
 const TRACKS: usize = 12;
@@ -19,8 +20,7 @@ pub fn record_overhead(size: Size) -> Result<Entry, String> {
         runs,
         || {
             let conn = fresh("ours")?;
-            let rec =
-                OpRecorder::with_connection(conn, WallClock::System).map_err(|e| e.to_string())?;
+            let rec = library_on(conn, WallClock::System).map_err(|e| e.to_string())?;
             let mut lib = Library::new(rec);
             for a in &albums {
                 lib.import_album(a).map_err(|e| e.to_string())?;
@@ -29,7 +29,8 @@ pub fn record_overhead(size: Size) -> Result<Entry, String> {
         },
         || {
             let mut conn = fresh("plain")?;
-            migrate(&mut conn).map_err(|e| e.to_string())?;
+            configure(&conn).map_err(|e| e.to_string())?;
+            create_bae_library(&conn).map_err(|e| e.to_string())?;
             for a in &albums {
                 plain_import(&mut conn, a).map_err(|e| e.to_string())?;
             }

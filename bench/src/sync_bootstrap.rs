@@ -7,7 +7,7 @@
 
 use crate::report::{interleaved, Entry, Size};
 use bae_crypto::LibraryKey;
-use bae_oplog::{demo_album, Library, OpRecorder};
+use bae_oplog::fixture::{demo_album, open_library, Library};
 use bae_sync_service::SyncService;
 use std::cell::Cell;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         .map_err(|e| err(&e))?;
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let source = dir.path().join("source.db");
-    let mut lib = Library::new(OpRecorder::open(&source).map_err(|e| err(&e))?);
+    let mut lib = Library::new(open_library(&source).map_err(|e| err(&e))?);
     for i in 0..albums {
         lib.import_album(&demo_album(1, i, TRACKS))
             .map_err(|e| err(&e))?;
@@ -35,10 +35,11 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
     );
     let key = LibraryKey::generate();
     let writer = SyncService::new(
-        OpRecorder::open(&source).map_err(|e| err(&e))?,
+        open_library(&source).map_err(|e| err(&e))?,
         store.clone(),
         key.clone(),
-    );
+    )
+    .map_err(|e| err(&e))?;
     let ck = rt.block_on(writer.checkpoint()).map_err(|e| err(&e))?;
     drop(writer);
     let bytes = std::fs::metadata(&source).map_err(|e| err(&e))?.len();
@@ -54,8 +55,8 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
     let (ours, base) = interleaved(
         runs,
         || {
-            let rec = OpRecorder::open(&next("boot")).map_err(|e| err(&e))?;
-            let device = SyncService::new(rec, store.clone(), key.clone());
+            let rec = open_library(&next("boot")).map_err(|e| err(&e))?;
+            let device = SyncService::new(rec, store.clone(), key.clone()).map_err(|e| err(&e))?;
             match rt.block_on(device.bootstrap_from_checkpoint()) {
                 Ok(Some(r)) if r.records == ck.records => Ok(()),
                 Ok(other) => Err(format!("unexpected bootstrap: {other:?}")),

@@ -8,7 +8,8 @@
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_crypto::{open_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
-use bae_oplog::{decode_batch, demo_album, Batch, Library, OpRecorder, Value, SCHEMA};
+use bae_oplog::fixture::{demo_album, open_library, Library};
+use bae_oplog::{decode_batch, Batch, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_storage_s3::testing::CountingStore;
 use bae_storage_s3::{LocalDirStore, ObjectStore};
@@ -42,7 +43,7 @@ fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
     let writer = dir.path().join("writer.db");
     let album = demo_album(1, 0, 12);
     let album_id = album.album_id().unwrap_or_default().to_owned();
-    let mut lib = Library::new(OpRecorder::open(&writer).map_err(|e| err(&e))?);
+    let mut lib = Library::new(open_library(&writer).map_err(|e| err(&e))?);
     lib.import_album(&album).map_err(|e| err(&e))?;
     drop(lib);
     let template = dir.path().join("template.db");
@@ -82,8 +83,8 @@ fn service(
     store: &Arc<dyn ObjectStore>,
     key: &LibraryKey,
 ) -> Result<SyncService, String> {
-    let rec = OpRecorder::open(path).map_err(|e| e.to_string())?;
-    Ok(SyncService::new(rec, store.clone(), key.clone()))
+    let rec = open_library(path).map_err(|e| e.to_string())?;
+    SyncService::new(rec, store.clone(), key.clone()).map_err(|e| e.to_string())
 }
 
 pub fn idle_poll_requests(_size: Size) -> Result<Entry, String> {
@@ -136,11 +137,10 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
         },
         || {
             let path = fresh("merge")?;
-            let mut rec = OpRecorder::open(&path).map_err(|e| e.to_string())?;
+            let mut rec = open_library(&path).map_err(|e| e.to_string())?;
+            bae_merge::migrate(&mut rec).map_err(|e| e.to_string())?;
             let batches = batches.clone();
-            let (conn, clock, device) = rec.sync_parts();
-            let report =
-                bae_merge::apply_pull(conn, clock, device, batches).map_err(|e| e.to_string())?;
+            let report = bae_merge::apply_pull(&mut rec, batches).map_err(|e| e.to_string())?;
             if report.applied.len() as u64 != n {
                 return Err(format!("merge applied {} of {n}", report.applied.len()));
             }
@@ -177,7 +177,7 @@ fn decoded_batches(rt: &tokio::runtime::Runtime, s: &Setup) -> Result<Vec<Batch>
             seq,
         };
         let plain = open_object(&keys, &place, &sealed).map_err(|e| e.to_string())?;
-        out.push(decode_batch(&plain, &SCHEMA).map_err(|e| e.to_string())?);
+        out.push(decode_batch(&plain, &BAE_SCHEMA).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

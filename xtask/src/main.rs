@@ -2,12 +2,14 @@
 //!
 //! - `test [--phase N]`: every test, phase by phase; starts what the tests need
 //!   (an S3 server on 127.0.0.1, installed when missing).
-//! - `layers`: fails when a crate depends on a crate of its own or a higher layer.
+//! - `layers`: fails when a crate depends on a crate of its own or a higher
+//!   layer, or names an engine table another crate owns.
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
 //! - `ci`: fmt, clippy, layers, cargo-deny (when installed), then `test`.
 
 mod layers;
 mod s3server;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,6 +27,7 @@ const PHASES: &[(u8, &[&str])] = &[
             "bae-storage-s3",
             "bae-merge",
             "bae-sync-service",
+            "bae-sync-cli",
         ],
     ),
     (2, &["bae-membership"]),
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("layers") => layers::check(&workspace_root()),
+        Some("layers") => layers::check(&workspace_root()).and(tables::check(&workspace_root())),
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
         _ => Err("usage: cargo xtask <test [--phase N] | layers | bench [--quick] | ci>".into()),
@@ -143,6 +146,7 @@ fn ci() -> Result<()> {
     ]);
     run(clippy)?;
     layers::check(&workspace_root())?;
+    tables::check(&workspace_root())?;
     if Command::new("cargo-deny").arg("--version").output().is_ok() {
         deny()?;
     } else {

@@ -136,6 +136,16 @@ impl Clock {
         self.adopt(remote)
     }
 
+    /// Advances the clock past a value this device itself made or adopted
+    /// (persisted by another connection to the same library), without the
+    /// drift check a remote timestamp gets: it already passed one.
+    pub fn catch_up(&self, persisted: Timestamp) -> Result<Timestamp, ClockError> {
+        if persisted <= self.last() {
+            return Ok(self.last());
+        }
+        self.adopt(persisted)
+    }
+
     fn adopt(&self, t: Timestamp) -> Result<Timestamp, ClockError> {
         let t = t.as_hlc_gen();
         let updated = match &self.generator {

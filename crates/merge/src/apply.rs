@@ -1,10 +1,11 @@
 //! Applying one op under the merge rules (see the crate docs).
 
 use crate::error::MergeError;
+use crate::stamps;
 use crate::state::{self, RowState};
 use crate::unique::{is_unique_violation, Unsettled};
-use bae_hlc::{DeviceId, Stamp, Timestamp};
-use bae_oplog::{stamps, Op, OpKind, TableSchema, Value, SCHEMA};
+use bae_hlc::{DeviceId, Stamp};
+use bae_oplog::{Op, OpKind, SyncSchema, TableSchema, Value};
 use rusqlite::{Connection, ErrorCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -40,7 +41,9 @@ enum ParentStatus {
 /// Applies ops inside one transaction.
 pub(crate) struct Applier<'c> {
     pub(crate) conn: &'c Connection,
-    /// Whether `merge_parked` may hold rows (skips revival lookups when not).
+    /// Which tables and columns sync (every name in SQL comes from here).
+    pub(crate) schema: &'static SyncSchema,
+    /// Whether `bae_sync_parked` may hold rows (skips revival lookups when not).
     parking_used: bool,
     /// Each table's column defaults, read once when an insert omits columns.
     defaults: HashMap<&'static str, Vec<(&'static str, Value)>>,
@@ -50,10 +53,14 @@ pub(crate) struct Applier<'c> {
 }
 
 impl<'c> Applier<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Result<Self, MergeError> {
+    pub(crate) fn new(
+        conn: &'c Connection,
+        schema: &'static SyncSchema,
+    ) -> Result<Self, MergeError> {
         let parking_used = state::ensure_parking(conn)?;
         Ok(Applier {
             conn,
+            schema,
             parking_used,
             defaults: HashMap::new(),
             stats: ApplyStats::default(),
@@ -63,7 +70,7 @@ impl<'c> Applier<'c> {
 
     /// Applies one validated op written by `device`.
     pub(crate) fn apply_op(&mut self, op: &Op, device: DeviceId) -> Result<(), MergeError> {
-        let Some(table) = SCHEMA.table(&op.table) else {
+        let Some(table) = self.schema.table(&op.table) else {
             return Err(MergeError::Invalid(bae_oplog::CodecError::UnknownTable {
                 index: 0,
                 table: op.table.clone(),
@@ -307,7 +314,7 @@ impl<'c> Applier<'c> {
     fn park_subtree(&mut self, table: &'static TableSchema, id: &str) -> Result<(), MergeError> {
         // Its unique values are free once it goes.
         self.unsettle_present(table, id)?;
-        for (child, column) in SCHEMA.children_of(table.name) {
+        for (child, column) in self.schema.children_of(table.name) {
             for cid in state::child_ids(self.conn, child.name, column, id)? {
                 self.park_subtree(child, &cid)?;
             }
@@ -381,7 +388,7 @@ impl<'c> Applier<'c> {
         if !self.parking_used {
             return Ok(());
         }
-        for (child, column) in SCHEMA.children_of(table.name) {
+        for (child, column) in self.schema.children_of(table.name) {
             for cid in state::parked_ids_with(self.conn, child.name, column, &Value::from(id))? {
                 let st = state::load_row(self.conn, child, &cid)?;
                 if !st.present && st.own_live() {
@@ -446,46 +453,56 @@ impl<'c> Applier<'c> {
         })
     }
 
-    /// Folds this device's own recent writes into the merge state: the row
-    /// stamps of its inserts (the op log's fold records field stamps only),
-    /// and revival of absent children under rows it re-created.
+    /// Folds this device's own writes recorded since the last fold into
+    /// the merge state, in one pass over the op log: each field an insert
+    /// or update wrote gets the op's stamp and each delete a tombstone
+    /// (whenever newer than what is there), each insert its row stamp, and
+    /// rows re-created locally revive their absent children.
     pub(crate) fn fold_local(&mut self, local: DeviceId) -> Result<(), MergeError> {
-        let folded: i64 = self.conn.query_row(
-            "SELECT stamps_folded_seq FROM sync_state WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        let ops: Vec<(i64, String, String, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT hlc, table_name, row_id, kind FROM op_log WHERE seq > ?1 ORDER BY seq",
-            )?
-            .query_map([folded], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (_, table, _, _) in &ops {
-            self.unsettle_table(table);
+        let folded = stamps::folded_seq(self.conn)?;
+        let mut ops = Vec::new();
+        let last = bae_oplog::for_each_op_after(self.conn, self.schema, folded, |op| {
+            ops.push(op.clone());
+            Ok(())
+        })?;
+        for op in &ops {
+            self.fold_op(op, Stamp::new(op.hlc, local))?;
         }
-        stamps::fold_local_stamps(self.conn, local)?;
-        let inserts = ops
-            .into_iter()
-            .filter(|(_, _, _, kind)| *kind == OpKind::Insert.code());
-        for (hlc, table, id, _) in inserts {
-            let Some(table) = SCHEMA.table(&table) else {
-                continue;
-            };
-            let s = Stamp::new(Timestamp::from_u64(hlc as u64), local);
-            let st = state::load_row(self.conn, table, &id)?;
-            if st.ins.is_none_or(|i| i < s) {
-                state::set_row_stamp(self.conn, table.name, &id, s)?;
+        if last != folded {
+            stamps::set_folded_seq(self.conn, last)?;
+        }
+        Ok(())
+    }
+
+    fn fold_op(&mut self, op: &Op, s: Stamp) -> Result<(), MergeError> {
+        let Some(table) = self.schema.table(&op.table) else {
+            return Ok(());
+        };
+        self.unsettle_table(table.name);
+        let id = op.row_id.as_str();
+        if op.kind == OpKind::Delete {
+            if stamps::tombstone(self.conn, table.name, id)?.is_none_or(|t| t < s) {
+                stamps::set_tombstone(self.conn, table.name, id, s)?;
             }
-            if self.parking_used {
-                state::unpark(self.conn, table.name, &id)?;
+            return Ok(());
+        }
+        for (column, _) in &op.fields {
+            if stamps::field_stamp(self.conn, table.name, id, column)?.is_none_or(|t| t < s) {
+                stamps::set_field_stamp(self.conn, table.name, id, column, s)?;
             }
-            if st.present {
-                self.revive_children(table, &id)?;
-            }
+        }
+        if op.kind != OpKind::Insert {
+            return Ok(());
+        }
+        let st = state::load_row(self.conn, table, id)?;
+        if st.ins.is_none_or(|i| i < s) {
+            state::set_row_stamp(self.conn, table.name, id, s)?;
+        }
+        if self.parking_used {
+            state::unpark(self.conn, table.name, id)?;
+        }
+        if st.present {
+            self.revive_children(table, id)?;
         }
         Ok(())
     }

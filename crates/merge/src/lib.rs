@@ -1,13 +1,18 @@
 //! Merge for bae sync (layer 2, phase 1).
 //!
-//! Owns: applying remote batches to a local library: per-field
-//! last-writer-wins, HLC-compared tombstones, batch atomicity and FK retry.
+//! Owns: applying remote batches to a local library (per-field
+//! last-writer-wins, HLC-compared tombstones, batch atomicity and FK retry)
+//! and the merge state that needs: field and row stamps, tombstones, parked
+//! values and how far local writes are folded (`bae_sync_stamps`,
+//! `bae_sync_tombstones`, `bae_sync_parked`, `bae_sync_merge`; no other
+//! crate names these tables), with the fold of local writes into it.
 //!
 //! Architecture invariant: `merge` never touches the network or encryption;
-//! it sees decoded batches and a SQLite connection. It writes synced rows
-//! with plain SQL (never through the op recorder: remote ops are not local
-//! ops and never enter `op_log`), and reads or writes only the columns of
-//! [`bae_oplog::SCHEMA`]; local-only columns keep their defaults or values.
+//! it sees decoded batches and an `OpRecorder`'s connection. It writes
+//! synced rows with plain SQL (never through the op recorder: remote ops
+//! are not local ops and never enter the op log), and reads or writes only
+//! the tables and columns of the recorder's [`bae_oplog::SyncSchema`];
+//! local-only columns keep their defaults or values.
 //!
 //! # Entry points
 //!
@@ -22,10 +27,10 @@
 //! equal HLCs broken by device id). Per row, merge keeps:
 //!
 //! - the **row stamp**: the stamp of the newest insert, stored in
-//!   `field_timestamps` under the pseudo-column `"#row"`;
-//! - the **tombstone**: the stamp of the newest delete (`tombstones`);
+//!   `bae_sync_stamps` under the pseudo-column `"#row"`;
+//! - the **tombstone**: the stamp of the newest delete (`bae_sync_tombstones`);
 //! - explicit **field stamps** for fields written by updates (and by local
-//!   writes, which `bae_oplog::stamps::fold_local_stamps` folds lazily).
+//!   writes, which every merge transaction folds in lazily first).
 //!   A field's effective stamp is the newer of its explicit stamp and the
 //!   row stamp: an insert writes every synced column (one that omits some
 //!   writes their SQL defaults), so a remote insert costs one stamp row,
@@ -57,7 +62,7 @@
 //!   SQLite would refuse the second row and its device's stream would stall.
 //! - **Absent rows keep their values**: a winning write to a known but
 //!   absent row (deleted, or under an absent parent) records its stamp and
-//!   keeps its value in the merge-owned `merge_parked` table, so a later
+//!   keeps its value in `bae_sync_parked`, so a later
 //!   revival restores the same values on every device whatever the arrival
 //!   order. Present rows keep their values in their table.
 //!
@@ -81,7 +86,7 @@
 //!
 //! This device's writes go through `OpRecorder` straight to the tables.
 //! Before reading stamps, every merge transaction folds the local op log
-//! into the stamps (`fold_local_stamps`), sets the row stamp of each local
+//! into the stamps, sets the row stamp of each local
 //! insert, and revives absent children under rows re-created locally. A
 //! local write to a table with unique groups settles its keys the same way,
 //! so a local row outbid by a newer remote rival gives way here too.
@@ -90,6 +95,8 @@
 mod apply;
 mod error;
 mod pull;
+pub mod snapshot;
+mod stamps;
 mod state;
 mod unique;
 
@@ -97,3 +104,21 @@ pub use apply::ApplyStats;
 pub use error::MergeError;
 pub use pull::{apply_batch, apply_pull, fold_local, HeldBatch, PullReport};
 pub use state::ROW_COLUMN;
+
+use bae_oplog::{Migration, Migrations, OpRecorder};
+
+/// The merge state's tables (`bae_sync_stamps`, `bae_sync_tombstones`,
+/// `bae_sync_parked`, `bae_sync_merge`); no other crate names them.
+pub const MERGE_MIGRATIONS: Migrations = Migrations {
+    component: "merge",
+    steps: &[Migration {
+        name: "0001_merge_state",
+        sql: include_str!("../../../migrations/merge/0001_merge_state.sql"),
+    }],
+};
+
+/// Creates or migrates the merge state's tables in the recorder's library.
+/// Run once when the sync layer opens a library, before any other call.
+pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
+    Ok(bae_oplog::migrate(rec.sync_parts().0, &MERGE_MIGRATIONS)?)
+}

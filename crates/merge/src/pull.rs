@@ -3,9 +3,8 @@
 
 use crate::apply::{Applier, ApplyStats};
 use crate::error::MergeError;
-use bae_hlc::{Clock, DeviceId};
-use bae_oplog::{validate, Batch, BatchSeq, SCHEMA};
-use rusqlite::Connection;
+use bae_hlc::DeviceId;
+use bae_oplog::{validate, Batch, BatchSeq, OpRecorder};
 
 /// Enough cached statements for every table's shapes plus the stamp and
 /// parking statements, so the merge never re-prepares in a loop.
@@ -13,29 +12,26 @@ const STATEMENT_CACHE: usize = 128;
 
 /// Applies one remote batch in one SQLite transaction: all of it or none.
 ///
-/// Validates every op against [`SCHEMA`] first, holds the batch back if its
-/// newest timestamp is beyond the clock's drift bound, folds this device's
-/// own recent writes into the stamps, applies the ops in their recorded
-/// order under the merge rules (crate docs), then advances the clock past
-/// the batch and persists it to `sync_state.clock` in the same transaction.
-/// Applying a batch again changes nothing.
-pub fn apply_batch(
-    conn: &mut Connection,
-    clock: &Clock,
-    local_device: DeviceId,
-    batch: &Batch,
-) -> Result<ApplyStats, MergeError> {
+/// Validates every op against the recorder's sync schema first, holds the
+/// batch back if its newest timestamp is beyond the clock's drift bound,
+/// folds this device's own recent writes into the stamps, applies the ops
+/// in their recorded order under the merge rules (crate docs), then
+/// advances the clock past the batch and persists it in the same
+/// transaction. Applying a batch again changes nothing.
+pub fn apply_batch(rec: &mut OpRecorder, batch: &Batch) -> Result<ApplyStats, MergeError> {
     let span = tracing::debug_span!("merge_batch", device = %batch.device, seq = %batch.seq, ops = batch.ops.len());
     let _entered = span.enter();
-    validate(batch, &SCHEMA)?;
+    let schema = rec.schema();
+    validate(batch, schema)?;
     let newest = batch.max_hlc();
+    let (conn, clock, local_device) = rec.sync_parts();
     if let Some(t) = newest {
         clock.check_drift(t).map_err(MergeError::from_clock)?;
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let tx = conn.transaction()?;
     let stats = {
-        let mut applier = Applier::new(&tx)?;
+        let mut applier = Applier::new(&tx, schema)?;
         applier.fold_local(local_device)?;
         for op in &batch.ops {
             applier.apply_op(op, batch.device)?;
@@ -44,9 +40,9 @@ pub fn apply_batch(
         applier.stats
     };
     if let Some(t) = newest {
+        bae_oplog::catch_up_clock(&tx, clock)?;
         clock.receive(t).map_err(MergeError::from_clock)?;
-        tx.prepare_cached("UPDATE sync_state SET clock = ?1 WHERE id = 1")?
-            .execute([clock.last().as_u64() as i64])?;
+        bae_oplog::persist_clock(&tx, clock)?;
     }
     tx.commit()?;
     tracing::debug!(?stats, "applied");
@@ -56,9 +52,11 @@ pub fn apply_batch(
 /// Folds this device's own recent writes into the merge state in a
 /// transaction of its own (done by every [`apply_batch`] too; [`apply_pull`]
 /// does it even when nothing arrived).
-pub fn fold_local(conn: &mut Connection, local_device: DeviceId) -> Result<(), MergeError> {
+pub fn fold_local(rec: &mut OpRecorder) -> Result<(), MergeError> {
+    let schema = rec.schema();
+    let (conn, _, local_device) = rec.sync_parts();
     let tx = conn.transaction()?;
-    let mut applier = Applier::new(&tx)?;
+    let mut applier = Applier::new(&tx, schema)?;
     applier.fold_local(local_device)?;
     applier.settle()?;
     tx.commit()?;
@@ -94,15 +92,10 @@ pub struct PullReport {
 ///
 /// Fails only if this device's own writes cannot be folded (a database
 /// error before any batch is tried).
-pub fn apply_pull(
-    conn: &mut Connection,
-    clock: &Clock,
-    local_device: DeviceId,
-    mut batches: Vec<Batch>,
-) -> Result<PullReport, MergeError> {
+pub fn apply_pull(rec: &mut OpRecorder, mut batches: Vec<Batch>) -> Result<PullReport, MergeError> {
     let span = tracing::info_span!("merge_pull", batches = batches.len());
     let _entered = span.enter();
-    fold_local(conn, local_device)?;
+    fold_local(rec)?;
     batches.sort_by_key(|b| (b.ops.iter().map(|o| o.hlc).min(), b.device, b.seq));
     let mut report = PullReport::default();
     let mut pending = batches;
@@ -110,7 +103,7 @@ pub fn apply_pull(
         let mut waiting = Vec::new();
         let before = report.applied.len();
         for batch in pending {
-            match apply_batch(conn, clock, local_device, &batch) {
+            match apply_batch(rec, &batch) {
                 Ok(stats) => {
                     report.applied.push((batch.device, batch.seq));
                     add(&mut report.stats, stats);

@@ -1,23 +1,24 @@
 //! What merge knows about one row, and the SQL that reads and writes it:
-//! stamps (`field_timestamps`, `tombstones`), the physical row, and the
-//! values of absent rows (the `merge_parked` table).
+//! stamps (`bae_sync_stamps`, `bae_sync_tombstones`), the physical row, and the
+//! values of absent rows (the `bae_sync_parked` table).
 
 use crate::error::MergeError;
-use bae_hlc::{DeviceId, Stamp, Timestamp};
-use bae_oplog::{stamps, TableSchema, Value};
+use crate::stamps::{self, stamp_from};
+use bae_hlc::Stamp;
+use bae_oplog::{TableSchema, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// The pseudo-column of `field_timestamps` holding a row's newest insert
+/// The pseudo-column of `bae_sync_stamps` holding a row's newest insert
 /// stamp. Not an identifier, so it can never collide with a real column.
 pub const ROW_COLUMN: &str = "#row";
 
-/// Whether `merge_parked` (a table of the sync schema, `migrations/0002_sync.sql`)
+/// Whether `bae_sync_parked` (`migrations/merge/`)
 /// holds anything: values of rows that are known but absent (deleted, or under
 /// an absent parent), kept so whatever revives them later revives the same
 /// values on every device whatever the arrival order.
 pub(crate) fn ensure_parking(conn: &Connection) -> Result<bool, MergeError> {
     Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM merge_parked)")?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM bae_sync_parked)")?
         .query_row([], |r| r.get(0))?)
 }
 
@@ -69,17 +70,6 @@ impl RowState {
     }
 }
 
-fn stamp_from(table: &str, row_id: &str, hlc: i64, device: &[u8]) -> Result<Stamp, MergeError> {
-    let bytes: [u8; 16] = device.try_into().map_err(|_| MergeError::CorruptStamp {
-        table: table.into(),
-        row_id: row_id.into(),
-    })?;
-    Ok(Stamp::new(
-        Timestamp::from_u64(hlc as u64),
-        DeviceId::from_bytes(bytes),
-    ))
-}
-
 /// Reads a row's state in one statement (three index lookups).
 pub(crate) fn load_row(
     conn: &Connection,
@@ -88,8 +78,8 @@ pub(crate) fn load_row(
 ) -> Result<RowState, MergeError> {
     let sql = format!(
         r#"SELECT 0, NULL, NULL, NULL FROM {t} WHERE id = ?2
-           UNION ALL SELECT 1, "column", hlc, device FROM field_timestamps WHERE table_name = ?1 AND row_id = ?2
-           UNION ALL SELECT 2, NULL, hlc, device FROM tombstones WHERE table_name = ?1 AND row_id = ?2"#,
+           UNION ALL SELECT 1, "column", hlc, device FROM bae_sync_stamps WHERE table_name = ?1 AND row_id = ?2
+           UNION ALL SELECT 2, NULL, hlc, device FROM bae_sync_tombstones WHERE table_name = ?1 AND row_id = ?2"#,
         t = table.name
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -130,9 +120,7 @@ pub(crate) fn set_row_stamp(
     row_id: &str,
     stamp: Stamp,
 ) -> Result<(), MergeError> {
-    Ok(stamps::set_field_stamp(
-        conn, table, row_id, ROW_COLUMN, stamp,
-    )?)
+    stamps::set_field_stamp(conn, table, row_id, ROW_COLUMN, stamp)
 }
 
 /// Whether a row is in its table.
@@ -148,8 +136,8 @@ pub(crate) fn exists(conn: &Connection, table: &str, row_id: &str) -> Result<boo
 pub(crate) fn has_stamps(conn: &Connection, table: &str, row_id: &str) -> Result<bool, MergeError> {
     Ok(conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM field_timestamps WHERE table_name = ?1 AND row_id = ?2)
-                 OR EXISTS (SELECT 1 FROM tombstones WHERE table_name = ?1 AND row_id = ?2)",
+            "SELECT EXISTS (SELECT 1 FROM bae_sync_stamps WHERE table_name = ?1 AND row_id = ?2)
+                 OR EXISTS (SELECT 1 FROM bae_sync_tombstones WHERE table_name = ?1 AND row_id = ?2)",
         )?
         .query_row([table, row_id], |r| r.get(0))?)
 }
@@ -239,7 +227,7 @@ pub(crate) fn park(
     value: &Value,
 ) -> Result<(), MergeError> {
     conn.prepare_cached(
-        r#"INSERT INTO merge_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)
+        r#"INSERT INTO bae_sync_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)
            ON CONFLICT (table_name, row_id, "column") DO UPDATE SET value = excluded.value"#,
     )?
     .execute(params![table, row_id, column, value])?;
@@ -253,7 +241,7 @@ pub(crate) fn parked_values(
     row_id: &str,
 ) -> Result<Vec<(String, Value)>, MergeError> {
     let mut stmt = conn.prepare_cached(
-        r#"SELECT "column", value FROM merge_parked WHERE table_name = ?1 AND row_id = ?2"#,
+        r#"SELECT "column", value FROM bae_sync_parked WHERE table_name = ?1 AND row_id = ?2"#,
     )?;
     let mut rows = stmt.query([table, row_id])?;
     let mut out = Vec::new();
@@ -265,16 +253,16 @@ pub(crate) fn parked_values(
 
 /// Forgets the kept values of a row (it is present again).
 pub(crate) fn unpark(conn: &Connection, table: &str, row_id: &str) -> Result<(), MergeError> {
-    conn.prepare_cached("DELETE FROM merge_parked WHERE table_name = ?1 AND row_id = ?2")?
+    conn.prepare_cached("DELETE FROM bae_sync_parked WHERE table_name = ?1 AND row_id = ?2")?
         .execute([table, row_id])?;
     Ok(())
 }
 
-/// Ids of rows of `table` in `merge_parked` (absent rows with kept values).
+/// Ids of rows of `table` in `bae_sync_parked` (absent rows with kept values).
 pub(crate) fn parked_ids(conn: &Connection, table: &str) -> Result<Vec<String>, MergeError> {
     let ids = conn
         .prepare_cached(
-            "SELECT DISTINCT row_id FROM merge_parked WHERE table_name = ?1 ORDER BY row_id",
+            "SELECT DISTINCT row_id FROM bae_sync_parked WHERE table_name = ?1 ORDER BY row_id",
         )?
         .query_map([table], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -291,7 +279,7 @@ pub(crate) fn parked_ids_with(
 ) -> Result<Vec<String>, MergeError> {
     let ids = conn
         .prepare_cached(
-            r#"SELECT row_id FROM merge_parked WHERE table_name = ?1 AND "column" = ?2 AND value = ?3 ORDER BY row_id"#,
+            r#"SELECT row_id FROM bae_sync_parked WHERE table_name = ?1 AND "column" = ?2 AND value = ?3 ORDER BY row_id"#,
         )?
         .query_map(params![table, column, value], |r| r.get(0))?
         .collect::<Result<_, _>>()?;

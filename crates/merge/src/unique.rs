@@ -6,7 +6,7 @@
 //! track). SQLite refuses the second; a batch that kept failing on it would
 //! stall its device's stream for good. Instead, like a row under an absent
 //! parent, the rows that lose stay absent with their values kept
-//! (`merge_parked`), and which row is present is a function of the stamps:
+//! (`bae_sync_parked`), and which row is present is a function of the stamps:
 //! of the rows that live and whose parents are present, the one with the
 //! newest row (insert) stamp, ties broken by id. Every device therefore
 //! keeps the same row whatever the arrival order, and when that row is
@@ -21,7 +21,7 @@ use crate::apply::Applier;
 use crate::error::MergeError;
 use crate::state::{self, RowState};
 use bae_hlc::Stamp;
-use bae_oplog::{TableSchema, Value, SCHEMA};
+use bae_oplog::{TableSchema, Value};
 use std::collections::BTreeSet;
 
 /// One unique group's values: the key whose holder is to be settled.
@@ -112,7 +112,7 @@ impl Applier<'_> {
 
     /// Queues every parked row of `table` (this device wrote to it).
     pub(crate) fn unsettle_table(&mut self, table: &str) {
-        if let Some(t) = SCHEMA.table(table).filter(|t| !t.unique.is_empty()) {
+        if let Some(t) = self.schema.table(table).filter(|t| !t.unique.is_empty()) {
             self.unsettled.tables.insert(t.name);
         }
     }
@@ -121,7 +121,7 @@ impl Applier<'_> {
     /// others absent with their values kept.
     pub(crate) fn settle(&mut self) -> Result<(), MergeError> {
         for table in std::mem::take(&mut self.unsettled.tables) {
-            let Some(table) = SCHEMA.table(table) else {
+            let Some(table) = self.schema.table(table) else {
                 continue;
             };
             for id in state::parked_ids(self.conn, table.name)? {

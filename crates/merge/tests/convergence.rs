@@ -5,7 +5,8 @@
 
 mod common;
 
-use bae_oplog::{demo_album, AlbumImport, Batch, Value};
+use bae_oplog::fixture::{demo_album, AlbumImport};
+use bae_oplog::{Batch, Value};
 use common::Device;
 use proptest::prelude::*;
 

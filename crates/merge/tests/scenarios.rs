@@ -6,7 +6,8 @@ mod common;
 
 use bae_hlc::DeviceId;
 use bae_merge::MergeError;
-use bae_oplog::{demo_album, OpKind, Value};
+use bae_oplog::fixture::demo_album;
+use bae_oplog::{OpKind, Value};
 use common::*;
 
 fn title_of(d: &mut Device, album: &str) -> Option<Value> {
@@ -389,7 +390,7 @@ fn a_failing_batch_applies_nothing() {
     assert_eq!(d.dump(), before);
     let stamps: i64 = d
         .conn()
-        .query_row("SELECT COUNT(*) FROM field_timestamps", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM bae_sync_stamps", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stamps, 0);
 }
@@ -459,13 +460,8 @@ fn applying_advances_and_persists_the_clock() {
     );
     let mut d = Device::new();
     d.apply(&b).unwrap();
-    let persisted: i64 = d
-        .conn()
-        .query_row("SELECT clock FROM sync_state WHERE id = 1", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(persisted as u64 >= b.max_hlc().unwrap().as_u64());
+    let persisted = bae_oplog::persisted_clock(d.conn()).unwrap();
+    assert!(persisted >= b.max_hlc().unwrap());
     let local = d.edit("albums", "al", &[("title", "mine".into())]);
     assert!(local.ops[0].hlc > b.ops[0].hlc);
 }
@@ -502,10 +498,7 @@ fn merge_keeps_local_only_columns_and_records_no_local_ops() {
             [&file],
         )
         .unwrap();
-    let ops_before: i64 = b
-        .conn()
-        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
-        .unwrap();
+    let ops_before = bae_oplog::last_op_seq(b.conn()).unwrap();
     let edit = a.edit(
         "files",
         &file,
@@ -517,10 +510,7 @@ fn merge_keeps_local_only_columns_and_records_no_local_ops() {
         Some("renamed.flac".into())
     );
     assert_eq!(b.get("files", &file, "source_path"), Some("/mine".into()));
-    let ops_after: i64 = b
-        .conn()
-        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
-        .unwrap();
+    let ops_after = bae_oplog::last_op_seq(b.conn()).unwrap();
     assert_eq!(ops_before, ops_after);
     assert_eq!(ops_after, 0);
 }

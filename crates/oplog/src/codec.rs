@@ -141,7 +141,7 @@ pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
 mod tests {
     use super::*;
     use crate::op::{BatchHash, BatchSeq, Op, OpKind, Value};
-    use crate::schema::SCHEMA;
+    use crate::schema::BAE_SCHEMA as SCHEMA;
     use bae_hlc::{DeviceId, Timestamp};
     use proptest::prelude::*;
 
@@ -306,7 +306,7 @@ mod tests {
 mod vector {
     use super::*;
     use crate::op::{BatchHash, BatchSeq, Op, OpKind, Value};
-    use crate::schema::SCHEMA;
+    use crate::schema::BAE_SCHEMA as SCHEMA;
     use bae_hlc::{DeviceId, Timestamp};
 
     /// The batch of `docs/FORMAT-sync.md`'s test vector.

@@ -2,15 +2,15 @@
 
 use crate::error::OplogError;
 use crate::op::Value;
-use crate::schema::SCHEMA;
+use crate::schema::SyncSchema;
 use rusqlite::Connection;
 use std::fmt::Write;
 
 /// Every synced table's synced columns, rows sorted by id, one line per row,
 /// values in an unambiguous text form. Local-only columns never appear.
-pub fn canonical_dump(conn: &Connection) -> Result<String, OplogError> {
+pub fn canonical_dump(conn: &Connection, schema: &SyncSchema) -> Result<String, OplogError> {
     let mut out = String::new();
-    for table in SCHEMA.tables() {
+    for table in schema.tables() {
         let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {

@@ -4,6 +4,7 @@ use crate::codec::CodecError;
 
 /// Everything that can go wrong recording or reading ops.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OplogError {
     /// SQLite failed.
     #[error("database: {0}")]
@@ -16,14 +17,19 @@ pub enum OplogError {
         /// Why.
         source: rusqlite::Error,
     },
-    /// The database was written by a newer build.
-    #[error("library database has schema version {found}, newer than this build's {supported}; upgrade bae")]
+    /// The engine's tables were migrated by a newer build.
+    #[error("the library's {component} sync tables have version {found}, newer than this build's {supported}; upgrade bae")]
     NewerSchema {
+        /// Which owner's tables.
+        component: &'static str,
         /// Version found.
         found: u32,
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The sync schema does not match the database it was given with.
+    #[error("sync schema: {0}")]
+    Schema(#[from] SchemaError),
     /// A table or column name that is not a plain identifier.
     #[error("{0:?} is not a table or column name")]
     BadIdentifier(String),
@@ -51,5 +57,92 @@ pub enum OplogError {
         seq: i64,
         /// Why.
         reason: String,
+    },
+}
+
+/// How a [`crate::SyncSchema`] disagrees with the database it is opened on
+/// (checked once, when the engine opens the database), or with itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// A synced table the database does not have.
+    #[error("table {table} syncs but the database has no such table")]
+    MissingTable {
+        /// The table.
+        table: String,
+    },
+    /// A synced table without a `TEXT` primary key `id`.
+    #[error("table {table} syncs but has no TEXT PRIMARY KEY column id")]
+    NoIdKey {
+        /// The table.
+        table: String,
+    },
+    /// A synced column the table does not have.
+    #[error("column {table}.{column} syncs but the table has no such column")]
+    MissingColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A `UNIQUE` constraint or index on a synced table that the schema
+    /// does not declare (merge must know every unique group to keep two
+    /// devices' rival rows from stalling a stream).
+    #[error("table {table} has a UNIQUE constraint on ({columns}) that the sync schema does not declare")]
+    UndeclaredUnique {
+        /// The table.
+        table: String,
+        /// Its columns, comma-separated.
+        columns: String,
+    },
+    /// A declared unique group with no matching `UNIQUE` constraint.
+    #[error("the sync schema declares ({columns}) of {table} unique but the database does not enforce it")]
+    UniqueNotInDatabase {
+        /// The table.
+        table: String,
+        /// Its columns, comma-separated.
+        columns: String,
+    },
+    /// A foreign key from a synced table to a table that does not sync:
+    /// another device would hold rows pointing at rows it never gets.
+    #[error("{table}.{column} references {parent}, which does not sync")]
+    ForeignKeyToLocalTable {
+        /// The synced table.
+        table: String,
+        /// Its column.
+        column: String,
+        /// The local-only table referenced.
+        parent: String,
+    },
+    /// A foreign key between synced tables that the schema does not declare
+    /// as a parent (merge's cascade and revival follow declared parents).
+    #[error("{table}.{column} references {parent} but the sync schema does not declare it")]
+    UndeclaredForeignKey {
+        /// The synced table.
+        table: String,
+        /// Its column.
+        column: String,
+        /// The synced parent table.
+        parent: String,
+    },
+    /// A declared parent with no matching foreign key in the database.
+    #[error("the sync schema declares {table}.{column} -> {parent} but the database has no such foreign key")]
+    ParentNotInDatabase {
+        /// The table.
+        table: String,
+        /// Its column.
+        column: String,
+        /// The declared parent.
+        parent: String,
+    },
+    /// A schema that contradicts itself: a name that is not a plain
+    /// identifier, a table listed twice, a parent listed after its child,
+    /// or a unique group or parent column that does not sync.
+    #[error("the sync schema is inconsistent at {table}: {problem}")]
+    Inconsistent {
+        /// The table where the contradiction is.
+        table: String,
+        /// What it is.
+        problem: &'static str,
     },
 }

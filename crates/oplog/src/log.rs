@@ -1,15 +1,18 @@
-//! Reading the local op log: this device's batches, for push and repair.
+//! Reading and maintaining the local op log (`bae_sync_op_log`) and this
+//! device's row (`bae_sync_device`): the only SQL on those tables outside
+//! the recorder. The sync layers call these functions; none of them names
+//! the tables itself.
 
 use crate::error::OplogError;
 use crate::op::{BatchSeq, Op, OpKind, Value};
-use crate::schema::SCHEMA;
-use bae_hlc::Timestamp;
+use crate::schema::SyncSchema;
+use bae_hlc::{Clock, Timestamp};
 use rusqlite::{params, Connection};
 
 /// The batch numbers not yet marked pushed, oldest first.
 pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM op_log WHERE pushed = 0 ORDER BY batch_id",
+        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE pushed = 0 ORDER BY batch_id",
     )?;
     let seqs = stmt
         .query_map([], |r| r.get::<_, i64>(0))?
@@ -18,22 +21,116 @@ pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> 
     Ok(seqs)
 }
 
+/// The batch numbers the op log holds after `after`, oldest first (pushed
+/// or not).
+pub fn batches_after(conn: &Connection, after: BatchSeq) -> Result<Vec<BatchSeq>, OplogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 ORDER BY batch_id",
+    )?;
+    let seqs = stmt
+        .query_map([after.0 as i64], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|b| BatchSeq(b as u64)))
+        .collect::<Result<_, _>>()?;
+    Ok(seqs)
+}
+
 /// The ops of one local batch in recording order; empty if the op log no
 /// longer holds it (pruned after a checkpoint covered it).
-pub fn batch_ops(conn: &Connection, batch: BatchSeq) -> Result<Vec<Op>, OplogError> {
+pub fn batch_ops(
+    conn: &Connection,
+    schema: &SyncSchema,
+    batch: BatchSeq,
+) -> Result<Vec<Op>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM op_log WHERE batch_id = ?1 ORDER BY seq",
+        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE batch_id = ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([batch.0 as i64])?;
     let mut ops = Vec::new();
     while let Some(r) = rows.next()? {
-        ops.push(op_from_row(r)?);
+        ops.push(op_from_row(schema, r)?);
     }
     Ok(ops)
 }
 
-/// Decodes one `op_log` row (columns seq, hlc, table_name, row_id, kind, payload).
-pub(crate) fn op_from_row(r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
+/// Calls `f` with every local op recorded after op seq `after`, in order,
+/// and returns the newest seq seen (`after` when none). For the merge
+/// crate's fold of local writes into its stamps.
+pub fn for_each_op_after(
+    conn: &Connection,
+    schema: &SyncSchema,
+    after: i64,
+    mut f: impl FnMut(&Op) -> Result<(), OplogError>,
+) -> Result<i64, OplogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([after])?;
+    let mut last = after;
+    while let Some(r) = rows.next()? {
+        last = r.get(0)?;
+        f(&op_from_row(schema, r)?)?;
+    }
+    Ok(last)
+}
+
+/// The newest op seq ever recorded here (0 if none), pruned ops included.
+pub fn last_op_seq(conn: &Connection) -> Result<i64, OplogError> {
+    let from_log: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM bae_sync_op_log",
+        [],
+        |r| r.get(0),
+    )?;
+    // AUTOINCREMENT keeps the high-water mark after the rows are pruned.
+    let kept: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'bae_sync_op_log'",
+            [],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(from_log.max(kept.unwrap_or(0)))
+}
+
+/// Whether this device has recorded any op the log still holds.
+pub fn has_ops(conn: &Connection) -> Result<bool, OplogError> {
+    Ok(
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM bae_sync_op_log)", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Ids of rows of `table` inserted by local batches after `after`.
+pub fn rows_inserted_after(
+    conn: &Connection,
+    table: &str,
+    after: BatchSeq,
+) -> Result<Vec<String>, OplogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT row_id FROM bae_sync_op_log WHERE table_name = ?1 AND kind = ?2 AND batch_id > ?3 ORDER BY row_id",
+    )?;
+    let ids = stmt
+        .query_map(params![table, OpKind::Insert.code(), after.0 as i64], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Deletes the ops of pushed batches up to `through` (a checkpoint covers
+/// them). Returns the ops deleted.
+pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, OplogError> {
+    Ok(conn.execute(
+        "DELETE FROM bae_sync_op_log WHERE batch_id <= ?1 AND pushed = 1",
+        [through.0 as i64],
+    )?)
+}
+
+/// Decodes one op-log row (columns seq, hlc, table_name, row_id, kind, payload).
+fn op_from_row(schema: &SyncSchema, r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
     let seq: i64 = r.get(0)?;
     let kind: i64 = r.get(4)?;
     let kind = OpKind::from_code(kind).ok_or_else(|| OplogError::CorruptOp {
@@ -43,7 +140,7 @@ pub(crate) fn op_from_row(r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
     let payload: Vec<u8> = r.get(5)?;
     let table: String = r.get(2)?;
     let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
-    let columns = SCHEMA
+    let columns = schema
         .table(&table)
         .ok_or_else(|| corrupt(format!("table {table:?} does not sync")))?
         .columns;
@@ -70,15 +167,42 @@ pub(crate) fn op_from_row(r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
 
 /// Marks a batch pushed: its object is safely in the bucket.
 pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError> {
-    conn.prepare_cached("UPDATE op_log SET pushed = 1 WHERE batch_id = ?1")?
+    conn.prepare_cached("UPDATE bae_sync_op_log SET pushed = 1 WHERE batch_id = ?1")?
         .execute(params![batch.0 as i64])?;
     Ok(())
 }
 
 /// The number of the newest batch this device has recorded (0 if none).
 pub fn last_batch(conn: &Connection) -> Result<BatchSeq, OplogError> {
-    let next: i64 = conn.query_row("SELECT next_batch FROM sync_state WHERE id = 1", [], |r| {
-        r.get(0)
-    })?;
+    let next: i64 = conn.query_row(
+        "SELECT next_batch FROM bae_sync_device WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(BatchSeq(next.saturating_sub(1) as u64))
+}
+
+/// The clock value any connection to this library last persisted.
+pub fn persisted_clock(conn: &Connection) -> Result<Timestamp, OplogError> {
+    let persisted: i64 =
+        conn.query_row("SELECT clock FROM bae_sync_device WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    Ok(Timestamp::from_u64(persisted as u64))
+}
+
+/// Advances `clock` past the value any connection to this library last
+/// persisted (the host's recorder and the sync service's each have a
+/// clock; this keeps them in step). Call inside the transaction that will
+/// use the clock.
+pub fn catch_up_clock(conn: &Connection, clock: &Clock) -> Result<(), OplogError> {
+    clock.catch_up(persisted_clock(conn)?)?;
+    Ok(())
+}
+
+/// Persists `clock`'s newest value, never moving the stored one back.
+pub fn persist_clock(conn: &Connection, clock: &Clock) -> Result<(), OplogError> {
+    conn.prepare_cached("UPDATE bae_sync_device SET clock = MAX(clock, ?1) WHERE id = 1")?
+        .execute([clock.last().as_u64() as i64])?;
+    Ok(())
 }

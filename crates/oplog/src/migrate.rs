@@ -1,94 +1,216 @@
-//! Schema migrations (`migrations/` at the workspace top), applied in order,
-//! versioned by `PRAGMA user_version`, idempotent.
+//! The engine's migrations: each owner crate's own tables (`bae_sync_*`,
+//! `migrations/{owner}/` at the workspace top), applied in order and
+//! versioned per owner in `bae_sync_versions`, never in `PRAGMA
+//! user_version` (the host's). The host's tables are never touched.
 
 use crate::error::OplogError;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
-/// The migrations, in order; migration `i` brings the database to version `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_library",
-        include_str!("../../../migrations/0001_library.sql"),
-    ),
-    (
-        "0002_sync",
-        include_str!("../../../migrations/0002_sync.sql"),
-    ),
-    (
-        "0003_wanted_images",
-        include_str!("../../../migrations/0003_wanted_images.sql"),
-    ),
-];
+/// One migration: a name (its file) and its SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The migration's file name without extension, for errors and logs.
+    pub name: &'static str,
+    /// The statements it runs.
+    pub sql: &'static str,
+}
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+/// The migrations of one owner crate: migration `i` brings the owner's
+/// tables to version `i + 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    /// The owner, as recorded in `bae_sync_versions.component`.
+    pub component: &'static str,
+    /// Its migrations, in order. Released ones are never edited.
+    pub steps: &'static [Migration],
+}
 
-/// Sets the connection pragmas the library relies on (foreign keys on, WAL)
-/// and applies every migration the database lacks. A database from a newer
-/// build is refused.
-pub fn migrate(conn: &mut Connection) -> Result<(), OplogError> {
+impl Migrations {
+    /// The version these migrations bring the owner's tables to.
+    pub fn version(&self) -> u32 {
+        u32::try_from(self.steps.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// The op log's own tables (`bae_sync_op_log`, `bae_sync_device`).
+pub const OPLOG_MIGRATIONS: Migrations = Migrations {
+    component: "oplog",
+    steps: &[Migration {
+        name: "0001_op_log",
+        sql: include_str!("../../../migrations/oplog/0001_op_log.sql"),
+    }],
+};
+
+/// Sets the connection settings the engine relies on: foreign keys on
+/// (merge's cascade relies on them), WAL so the host's readers are not
+/// blocked while sync writes, and a busy timeout so the host's connection
+/// and the sync service's wait for each other instead of failing.
+pub fn configure(conn: &Connection) -> Result<(), OplogError> {
     conn.pragma_update(None, "foreign_keys", true)?;
-    // WAL keeps readers (bae's UI) unblocked while sync writes; NORMAL is
-    // durable across application crashes, which is what the op log needs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL is durable across application crashes, which is what the op
+    // log needs; a power loss can lose the newest transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if current > SCHEMA_VERSION {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Applies the migrations of `owner` the database lacks, each in its own
+/// transaction with its version bump. A database whose `owner` tables come
+/// from a newer engine is refused.
+pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS bae_sync_versions (
+             component TEXT PRIMARY KEY NOT NULL,
+             version INTEGER NOT NULL
+         )",
+    )?;
+    let current: u32 = conn
+        .query_row(
+            "SELECT version FROM bae_sync_versions WHERE component = ?1",
+            [owner.component],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if current > owner.version() {
         return Err(OplogError::NewerSchema {
+            component: owner.component,
             found: current,
-            supported: SCHEMA_VERSION,
+            supported: owner.version(),
         });
     }
-    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, step) in owner.steps.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|e| OplogError::Migration { name, source: e })?;
-        tx.pragma_update(None, "user_version", i as u32 + 1)?;
+        tx.execute_batch(step.sql)
+            .map_err(|e| OplogError::Migration {
+                name: step.name,
+                source: e,
+            })?;
+        tx.execute(
+            "INSERT INTO bae_sync_versions (component, version) VALUES (?1, ?2)
+             ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            rusqlite::params![owner.component, i + 1],
+        )?;
         tx.commit()?;
-        tracing::info!(migration = name, "applied migration");
+        tracing::info!(
+            component = owner.component,
+            migration = step.name,
+            "applied migration"
+        );
     }
     Ok(())
 }
 
+/// The version of `owner`'s tables in this database (0: none yet).
+pub fn version(conn: &Connection, owner: &Migrations) -> Result<u32, OplogError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bae_sync_versions')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT version FROM bae_sync_versions WHERE component = ?1",
+            [owner.component],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const TWO: Migrations = Migrations {
+        component: "test",
+        steps: &[
+            Migration {
+                name: "0001_a",
+                sql: "CREATE TABLE bae_sync_test_a (x INTEGER);",
+            },
+            Migration {
+                name: "0002_b",
+                sql: "CREATE TABLE bae_sync_test_b (y INTEGER);",
+            },
+        ],
+    };
 
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
-        migrate(&mut conn).unwrap();
-        let v: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
-        let fk: bool = conn
-            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-            .unwrap();
-        assert!(fk);
+        migrate(&mut conn, &TWO).unwrap();
+        migrate(&mut conn, &TWO).unwrap();
+        assert_eq!(version(&conn, &TWO).unwrap(), 2);
+        assert_eq!(version(&conn, &OPLOG_MIGRATIONS).unwrap(), 0);
     }
 
     #[test]
-    fn a_database_from_a_newer_build_is_refused() {
+    fn the_host_user_version_is_left_alone() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        conn.pragma_update(None, "user_version", 41).unwrap();
+        migrate(&mut conn, &OPLOG_MIGRATIONS).unwrap();
+        let v: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        let err = migrate(&mut conn).unwrap_err();
-        assert!(
-            matches!(err, OplogError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
-        );
+        assert_eq!(v, 41);
+    }
+
+    #[test]
+    fn tables_from_a_newer_engine_are_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &TWO).unwrap();
+        conn.execute(
+            "UPDATE bae_sync_versions SET version = 3 WHERE component = 'test'",
+            [],
+        )
+        .unwrap();
+        let err = migrate(&mut conn, &TWO).unwrap_err();
+        assert!(matches!(
+            err,
+            OplogError::NewerSchema {
+                component: "test",
+                found: 3,
+                supported: 2
+            }
+        ));
         assert!(err.to_string().contains("newer"));
     }
 
     #[test]
-    fn foreign_keys_are_enforced() {
+    fn a_failed_migration_leaves_the_version_unchanged() {
+        const BAD: Migrations = Migrations {
+            component: "bad",
+            steps: &[Migration {
+                name: "0001_bad",
+                sql: "CREATE TABLE bae_sync_ok (x); CREATE TABLE (",
+            }],
+        };
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
-        let orphan = conn.execute(
-            "INSERT INTO releases (id, album_id, created_at, updated_at) VALUES ('r', 'missing', '', '')",
-            [],
+        let err = migrate(&mut conn, &BAD).unwrap_err();
+        assert!(matches!(
+            err,
+            OplogError::Migration {
+                name: "0001_bad",
+                ..
+            }
+        ));
+        assert_eq!(version(&conn, &BAD).unwrap(), 0);
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'bae_sync_ok')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !exists,
+            "the failed migration's first statement rolled back"
         );
-        assert!(orphan.is_err());
     }
 }

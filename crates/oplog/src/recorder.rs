@@ -4,34 +4,49 @@
 //! transaction, so a crash leaves both or neither.
 
 use crate::error::OplogError;
-use crate::migrate::migrate;
+use crate::log::{catch_up_clock, persist_clock};
+use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
 use crate::op::{BatchSeq, OpKind, Value};
-use crate::schema::SCHEMA;
+use crate::schema::{is_identifier, SyncSchema};
 use bae_hlc::{Clock, DeviceId, Timestamp, WallClock, DEFAULT_MAX_DRIFT_MS};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Records every library write as ops. Owns the library's connection.
+/// Records every library write as ops. Owns one connection to the library;
+/// several recorders (the host's, the sync service's) may share a library
+/// file: each transaction first catches up with the clock the others
+/// persisted, so no write is stamped behind one it could have seen.
 pub struct OpRecorder {
     conn: Connection,
     clock: Clock,
     device: DeviceId,
+    schema: &'static SyncSchema,
 }
 
 impl OpRecorder {
-    /// Opens (creating if needed) the library at `path` with the system clock.
-    pub fn open(path: &Path) -> Result<Self, OplogError> {
-        Self::with_connection(Connection::open(path)?, WallClock::System)
+    /// Opens the library at `path`, whose tables the host has created, with
+    /// the system clock. `schema` says which of its tables and columns sync;
+    /// it is checked against the database ([`SyncSchema::check`]).
+    pub fn open(path: &Path, schema: &'static SyncSchema) -> Result<Self, OplogError> {
+        Self::with_connection(Connection::open(path)?, WallClock::System, schema)
     }
 
-    /// Wraps a connection: migrates it, makes the device id on first start and
-    /// restores the clock from its persisted value.
-    pub fn with_connection(mut conn: Connection, wall: WallClock) -> Result<Self, OplogError> {
-        migrate(&mut conn)?;
+    /// Wraps a connection: configures it (foreign keys, WAL, busy timeout),
+    /// checks `schema` against it, creates or migrates the op log's own
+    /// tables, makes the device id on first start and restores the clock
+    /// from its persisted value. The host's tables are never changed.
+    pub fn with_connection(
+        mut conn: Connection,
+        wall: WallClock,
+        schema: &'static SyncSchema,
+    ) -> Result<Self, OplogError> {
+        configure(&conn)?;
+        schema.check(&conn)?;
+        migrate(&mut conn, &OPLOG_MIGRATIONS)?;
         let state: Option<(String, i64)> = conn
             .query_row(
-                "SELECT device_id, clock FROM sync_state WHERE id = 1",
+                "SELECT device_id, clock FROM bae_sync_device WHERE id = 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -46,7 +61,7 @@ impl OpRecorder {
                 let device = DeviceId::random();
                 let clock = Clock::new(wall, DEFAULT_MAX_DRIFT_MS);
                 conn.execute(
-                    "INSERT INTO sync_state (id, device_id, clock) VALUES (1, ?1, ?2)",
+                    "INSERT INTO bae_sync_device (id, device_id, clock) VALUES (1, ?1, ?2)",
                     params![device.to_string(), clock.last().as_u64() as i64],
                 )?;
                 tracing::info!(%device, "new device id");
@@ -57,7 +72,18 @@ impl OpRecorder {
             conn,
             clock,
             device,
+            schema,
         })
+    }
+
+    /// Which tables and columns sync.
+    pub fn schema(&self) -> &'static SyncSchema {
+        self.schema
+    }
+
+    /// The library file, if the connection is to a file.
+    pub fn path(&self) -> Option<&Path> {
+        self.conn.path().filter(|p| !p.is_empty()).map(Path::new)
     }
 
     /// This device's id.
@@ -80,8 +106,8 @@ impl OpRecorder {
         Ok(Recording {
             tx: self.conn.transaction()?,
             clock: &self.clock,
+            schema: self.schema,
             batch: None,
-            seq_floor: None,
         })
     }
 
@@ -120,12 +146,8 @@ impl ReadOnlyDb<'_> {
 pub struct Recording<'a> {
     tx: Transaction<'a>,
     clock: &'a Clock,
+    schema: &'static SyncSchema,
     batch: Option<i64>,
-    /// The seq the next op must take when the op log's own numbering would
-    /// restart below `stamps_folded_seq` (an op log emptied by pruning):
-    /// the fold only reads ops above it, so a lower seq would never be
-    /// folded into the stamps.
-    seq_floor: Option<i64>,
 }
 
 impl Recording<'_> {
@@ -196,7 +218,7 @@ impl Recording<'_> {
                 row_id: row_id.into(),
             });
         }
-        if let Some(synced) = SCHEMA.table(table) {
+        if let Some(synced) = self.schema.table(table) {
             let mut order = Vec::new();
             let mut seen = HashSet::new();
             self.collect_dependents(synced.name, row_id, &mut seen, &mut order)?;
@@ -221,7 +243,7 @@ impl Recording<'_> {
         if !seen.insert((table, row_id.to_owned())) {
             return Ok(());
         }
-        for (child, column) in SCHEMA.children_of(table) {
+        for (child, column) in self.schema.children_of(table) {
             let ids: Vec<String> = self
                 .tx
                 .prepare_cached(&format!(
@@ -268,7 +290,7 @@ impl Recording<'_> {
         fields: &[(&str, Value)],
     ) -> Result<(), OplogError> {
         // Writes to local-only tables and local-only columns are not ops.
-        let Some(schema) = SCHEMA.table(table) else {
+        let Some(schema) = self.schema.table(table) else {
             return Ok(());
         };
         // Stored compactly as (index into the schema's columns, value); the
@@ -292,35 +314,27 @@ impl Recording<'_> {
         })?;
         let batch = self.batch()?;
         let hlc = self.clock.now()?;
-        // NULL lets SQLite number the op (one past the largest seq).
+        // The seq is numbered by SQLite and never reused (AUTOINCREMENT).
         self.tx
             .prepare_cached(
-                "INSERT INTO op_log (seq, batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO bae_sync_op_log (batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![self.seq_floor.take(), batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
-        if table == "images" && kind != OpKind::Delete {
-            self.tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO image_sync_queue (image_id, batch_id) VALUES (?1, ?2)",
-                )?
-                .execute(params![row_id, batch])?;
-        }
+            .execute(params![batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
         Ok(())
     }
 
+    /// The batch this transaction records into, read on its first op
+    /// together with the clock another connection may have advanced.
     fn batch(&mut self) -> Result<i64, OplogError> {
         if let Some(b) = self.batch {
             return Ok(b);
         }
-        let (b, folded, last): (i64, i64, i64) = self.tx.query_row(
-            "SELECT next_batch, stamps_folded_seq, COALESCE((SELECT MAX(seq) FROM op_log), 0)
-             FROM sync_state WHERE id = 1",
+        catch_up_clock(&self.tx, self.clock)?;
+        let b: i64 = self.tx.query_row(
+            "SELECT next_batch FROM bae_sync_device WHERE id = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| r.get(0),
         )?;
-        if last < folded {
-            self.seq_floor = Some(folded + 1);
-        }
         self.batch = Some(b);
         Ok(b)
     }
@@ -330,9 +344,10 @@ impl Recording<'_> {
     pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
         if let Some(b) = self.batch {
             self.tx.execute(
-                "UPDATE sync_state SET next_batch = ?1, clock = ?2 WHERE id = 1",
-                params![b + 1, self.clock.last().as_u64() as i64],
+                "UPDATE bae_sync_device SET next_batch = ?1 WHERE id = 1",
+                params![b + 1],
             )?;
+            persist_clock(&self.tx, self.clock)?;
         }
         self.tx.commit()?;
         Ok(self.batch.map(|b| BatchSeq(b as u64)))
@@ -383,12 +398,7 @@ fn row_params<'a>(
 
 /// Table and column names are spliced into SQL: allow only plain identifiers.
 fn check_ident(name: &str) -> Result<(), OplogError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit();
-    if ok {
+    if is_identifier(name) {
         Ok(())
     } else {
         Err(OplogError::BadIdentifier(name.into()))

@@ -1,8 +1,17 @@
-//! The sync schema: which tables and columns sync, as data.
+//! The sync schema: which tables and columns sync, as data the host gives
+//! the engine when it opens a database ([`crate::OpRecorder::open`]).
 //!
-//! Every synced table has a `TEXT` primary key `id`. Columns not listed here
-//! (and tables not listed) stay on the device: a source path, import status,
-//! storage profiles and their credentials never appear in an op.
+//! Every synced table has a `TEXT` primary key `id`. Columns not listed
+//! (and tables not listed) stay on the device: a source path, import
+//! status, storage profiles and their credentials never appear in an op.
+//! The schema is checked against the live database at open
+//! ([`SyncSchema::check`]): every table and column it names exists, every
+//! `UNIQUE` group and foreign key of a synced table is declared, and no
+//! synced table references a local-only one. Table and column names that
+//! reach SQL come from here, never from bytes read from a bucket.
+
+use crate::error::{OplogError, SchemaError};
+use rusqlite::Connection;
 
 /// One synced table.
 #[derive(Debug)]
@@ -40,13 +49,27 @@ impl TableSchema {
 }
 
 /// The synced tables, parents before children (the order a whole library is
-/// written in, which respects foreign keys).
+/// written in, which respects foreign keys), and which of them names image
+/// files.
 #[derive(Debug)]
 pub struct SyncSchema {
     tables: &'static [TableSchema],
+    images: Option<&'static str>,
 }
 
 impl SyncSchema {
+    /// A schema of `tables`, parents first. `images` names the table whose
+    /// rows stand for image files (the sync service moves their bytes,
+    /// stored under the row id, before the batches that insert the rows).
+    pub const fn new(tables: &'static [TableSchema], images: Option<&'static str>) -> Self {
+        SyncSchema { tables, images }
+    }
+
+    /// The table whose rows stand for image files, if any.
+    pub fn images_table(&self) -> Option<&'static TableSchema> {
+        self.images.and_then(|name| self.table(name))
+    }
+
     /// All synced tables, parents first.
     pub fn tables(&self) -> &'static [TableSchema] {
         self.tables
@@ -78,9 +101,194 @@ impl SyncSchema {
     }
 }
 
-/// bae's sync schema (SPEC section 3).
-pub static SCHEMA: SyncSchema = SyncSchema {
-    tables: &[
+impl SyncSchema {
+    /// Checks the schema against itself, then against the live database:
+    /// one [`SchemaError`] naming the first disagreement. Run by
+    /// [`crate::OpRecorder::open`], so the engine never runs on a schema
+    /// that does not describe its database.
+    pub fn check(&self, conn: &Connection) -> Result<(), OplogError> {
+        self.check_consistent()?;
+        for table in self.tables {
+            check_table(conn, self, table)?;
+        }
+        Ok(())
+    }
+
+    /// Names are identifiers, tables are listed once and parents first,
+    /// unique groups and parent columns sync, the image table syncs.
+    fn check_consistent(&self) -> Result<(), SchemaError> {
+        let bad = |table: &str, problem| {
+            Err(SchemaError::Inconsistent {
+                table: table.into(),
+                problem,
+            })
+        };
+        for (i, t) in self.tables.iter().enumerate() {
+            if !is_identifier(t.name) || !t.columns.iter().all(|c| is_identifier(c)) {
+                return bad(t.name, "a table or column name is not a plain identifier");
+            }
+            if self.rank(t.name) != Some(i) {
+                return bad(t.name, "the table is listed twice");
+            }
+            if t.columns
+                .iter()
+                .enumerate()
+                .any(|(k, c)| t.columns[..k].contains(c))
+            {
+                return bad(t.name, "a column is listed twice");
+            }
+            if t.columns.contains(&"id") {
+                return bad(t.name, "id is the row id, not a synced column");
+            }
+            for (column, parent) in t.parents {
+                if !t.syncs(column) {
+                    return bad(t.name, "a parent's column does not sync");
+                }
+                if self.rank(parent).is_none_or(|p| p >= i) {
+                    return bad(t.name, "a parent is not a synced table listed before it");
+                }
+            }
+            if t.unique
+                .iter()
+                .any(|g| g.is_empty() || !g.iter().all(|c| t.syncs(c)))
+            {
+                return bad(
+                    t.name,
+                    "a unique group is empty or has a column that does not sync",
+                );
+            }
+        }
+        if let Some(images) = self.images {
+            if self.table(images).is_none() {
+                return bad(images, "the image table does not sync");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One table: it exists with a TEXT primary key `id` and every synced
+/// column; its UNIQUE groups and foreign keys are exactly the declared ones.
+fn check_table(conn: &Connection, schema: &SyncSchema, t: &TableSchema) -> Result<(), OplogError> {
+    let name = t.name.to_owned();
+    // (name, declared type, pk position)
+    let columns: Vec<(String, String, i64)> = conn
+        .prepare(&format!("PRAGMA table_info({})", t.name))?
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(5)?)))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() {
+        return Err(SchemaError::MissingTable { table: name }.into());
+    }
+    let pk: Vec<_> = columns.iter().filter(|c| c.2 > 0).collect();
+    if !matches!(pk.as_slice(), [(c, ty, _)] if c == "id" && ty.eq_ignore_ascii_case("TEXT")) {
+        return Err(SchemaError::NoIdKey { table: name }.into());
+    }
+    for column in t.columns {
+        if !columns.iter().any(|c| c.0 == *column) {
+            return Err(SchemaError::MissingColumn {
+                table: name,
+                column: (*column).into(),
+            }
+            .into());
+        }
+    }
+    let mut found = unique_groups(conn, t.name)?;
+    found.sort();
+    let mut declared: Vec<Vec<String>> = t
+        .unique
+        .iter()
+        .map(|g| g.iter().map(|c| (*c).to_owned()).collect())
+        .collect();
+    declared.sort();
+    if let Some(g) = found.iter().find(|g| !declared.contains(g)) {
+        return Err(SchemaError::UndeclaredUnique {
+            table: name,
+            columns: g.join(", "),
+        }
+        .into());
+    }
+    if let Some(g) = declared.iter().find(|g| !found.contains(g)) {
+        return Err(SchemaError::UniqueNotInDatabase {
+            table: name,
+            columns: g.join(", "),
+        }
+        .into());
+    }
+    // (column, parent table) of every single-column foreign key.
+    let keys: Vec<(String, String)> = conn
+        .prepare(&format!("PRAGMA foreign_key_list({})", t.name))?
+        .query_map([], |r| Ok((r.get(3)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    // A column that does not sync may reference anything: it never
+    // reaches another device.
+    for (column, parent) in keys.iter().filter(|(c, _)| t.syncs(c)) {
+        if schema.table(parent).is_none() {
+            return Err(SchemaError::ForeignKeyToLocalTable {
+                table: name,
+                column: column.clone(),
+                parent: parent.clone(),
+            }
+            .into());
+        }
+        if !t.parents.iter().any(|(c, p)| c == column && p == parent) {
+            return Err(SchemaError::UndeclaredForeignKey {
+                table: name,
+                column: column.clone(),
+                parent: parent.clone(),
+            }
+            .into());
+        }
+    }
+    for (column, parent) in t.parents {
+        if !keys.iter().any(|(c, p)| c == column && p == parent) {
+            return Err(SchemaError::ParentNotInDatabase {
+                table: name,
+                column: (*column).into(),
+                parent: (*parent).into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The column groups of a table's UNIQUE constraints and unique indexes,
+/// the primary key excepted.
+fn unique_groups(conn: &Connection, table: &str) -> Result<Vec<Vec<String>>, rusqlite::Error> {
+    let indexes: Vec<(String, bool, String)> = conn
+        .prepare(&format!("PRAGMA index_list({table})"))?
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut groups = Vec::new();
+    for (index, unique, origin) in indexes {
+        // "pk" is the id; "u" a UNIQUE constraint; "c" CREATE UNIQUE INDEX.
+        if !unique || origin == "pk" {
+            continue;
+        }
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
+            .query_map([&index], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        groups.push(columns);
+    }
+    Ok(groups)
+}
+
+/// A plain SQL identifier: lowercase ASCII letters, digits and `_`, not
+/// starting with a digit. Every name the engine splices into SQL is one.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// bae's sync schema (SPEC section 3): the default a host that is bae
+/// gives the engine. Its tables are bae's (`fixtures/bae-library.sql` holds
+/// the reference DDL the demo and the tests create).
+pub static BAE_SCHEMA: SyncSchema = SyncSchema::new(
+    &[
         TableSchema {
             name: "artists",
             columns: &[
@@ -224,7 +432,8 @@ pub static SCHEMA: SyncSchema = SyncSchema {
             unique: &[],
         },
     ],
-};
+    Some("images"),
+);
 
 #[cfg(test)]
 mod tests {
@@ -232,10 +441,10 @@ mod tests {
 
     #[test]
     fn parents_come_before_children() {
-        for t in SCHEMA.tables() {
+        for t in BAE_SCHEMA.tables() {
             for (_, parent) in t.parents {
                 assert!(
-                    SCHEMA.rank(parent) < SCHEMA.rank(t.name),
+                    BAE_SCHEMA.rank(parent) < BAE_SCHEMA.rank(t.name),
                     "{} before {}",
                     parent,
                     t.name
@@ -246,58 +455,191 @@ mod tests {
 
     #[test]
     fn local_only_columns_do_not_sync() {
-        assert!(!SCHEMA.table("files").unwrap().syncs("source_path"));
-        assert!(!SCHEMA.table("releases").unwrap().syncs("import_status"));
-        assert!(!SCHEMA.table("tracks").unwrap().syncs("import_status"));
-        assert!(SCHEMA.table("storage_profiles").is_none());
-        assert!(SCHEMA.table("torrents").is_none());
+        assert!(!BAE_SCHEMA.table("files").unwrap().syncs("source_path"));
+        assert!(!BAE_SCHEMA.table("releases").unwrap().syncs("import_status"));
+        assert!(!BAE_SCHEMA.table("tracks").unwrap().syncs("import_status"));
+        assert!(BAE_SCHEMA.table("storage_profiles").is_none());
+        assert!(BAE_SCHEMA.table("torrents").is_none());
     }
 
-    /// The unique groups are exactly the migration's UNIQUE constraints.
-    #[test]
-    fn unique_groups_match_the_schema_constraints() {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        crate::migrate(&mut conn).unwrap();
-        for t in SCHEMA.tables() {
-            let mut found: Vec<Vec<String>> = Vec::new();
-            let indexes: Vec<(String, bool, String)> = conn
-                .prepare(&format!("PRAGMA index_list({})", t.name))
-                .unwrap()
-                .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            for (index, unique, origin) in indexes {
-                // "pk" is the id; "u" a UNIQUE constraint.
-                if !unique || origin != "u" {
-                    continue;
-                }
-                let columns: Vec<String> = conn
-                    .prepare(&format!("PRAGMA index_info({index})"))
-                    .unwrap()
-                    .query_map([], |r| r.get(2))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                found.push(columns);
-            }
-            found.sort();
-            let mut declared: Vec<Vec<String>> = t
-                .unique
-                .iter()
-                .map(|g| g.iter().map(|c| (*c).to_owned()).collect())
-                .collect();
-            declared.sort();
-            assert_eq!(found, declared, "{}", t.name);
-            for group in t.unique {
-                assert!(group.iter().all(|c| t.syncs(c)), "{}", t.name);
-            }
+    fn bae_library() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::fixture::create_bae_library(&conn).unwrap();
+        conn
+    }
+
+    /// Runs `ddl` on bae's reference library and checks bae's schema on it.
+    fn check_after(ddl: &str) -> Result<(), SchemaError> {
+        let conn = bae_library();
+        conn.execute_batch(ddl).unwrap();
+        schema_error(BAE_SCHEMA.check(&conn))
+    }
+
+    fn schema_error(r: Result<(), OplogError>) -> Result<(), SchemaError> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(OplogError::Schema(e)) => Err(e),
+            Err(e) => panic!("not a schema error: {e}"),
         }
     }
 
     #[test]
+    fn bae_schema_matches_the_reference_library() {
+        BAE_SCHEMA.check(&bae_library()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_table_is_named() {
+        let err = check_after("PRAGMA foreign_keys = OFF; DROP TABLE images;").unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::MissingTable {
+                table: "images".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let err = check_after("ALTER TABLE albums DROP COLUMN year;").unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::MissingColumn {
+                table: "albums".into(),
+                column: "year".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_undeclared_unique_index_is_named() {
+        let err = check_after("CREATE UNIQUE INDEX u ON releases (album_id, year);").unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::UndeclaredUnique {
+                table: "releases".into(),
+                columns: "album_id, year".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_foreign_key_to_a_local_table_is_named() {
+        let err = check_after(
+            "ALTER TABLE albums ADD COLUMN profile_id TEXT REFERENCES storage_profiles(id);",
+        );
+        assert_eq!(
+            err,
+            Ok(()),
+            "a column that does not sync may point anywhere"
+        );
+        let conn = bae_library();
+        static WITH_PROFILE: SyncSchema = SyncSchema::new(
+            &[TableSchema {
+                name: "release_storage",
+                columns: &["release_id", "storage_profile_id"],
+                parents: &[],
+                unique: &[],
+            }],
+            None,
+        );
+        let err = schema_error(WITH_PROFILE.check(&conn)).unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::ForeignKeyToLocalTable { table, parent, .. }
+                if table == "release_storage" && (parent == "releases" || parent == "storage_profiles")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_parent_and_a_phantom_parent_are_named() {
+        static NO_PARENT: SyncSchema = SyncSchema::new(
+            &[
+                TableSchema {
+                    name: "albums",
+                    columns: &["title"],
+                    parents: &[],
+                    unique: &[],
+                },
+                TableSchema {
+                    name: "album_discogs",
+                    columns: &["album_id"],
+                    parents: &[],
+                    unique: &[&["album_id"]],
+                },
+            ],
+            None,
+        );
+        let err = schema_error(NO_PARENT.check(&bae_library())).unwrap_err();
+        assert!(
+            matches!(err, SchemaError::UndeclaredForeignKey { .. }),
+            "{err}"
+        );
+        static PHANTOM: SyncSchema = SyncSchema::new(
+            &[
+                TableSchema {
+                    name: "artists",
+                    columns: &["name"],
+                    parents: &[],
+                    unique: &[],
+                },
+                TableSchema {
+                    name: "albums",
+                    columns: &["title", "cover_image_id"],
+                    parents: &[("cover_image_id", "artists")],
+                    unique: &[],
+                },
+            ],
+            None,
+        );
+        let err = schema_error(PHANTOM.check(&bae_library())).unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::ParentNotInDatabase {
+                table: "albums".into(),
+                column: "cover_image_id".into(),
+                parent: "artists".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_inconsistent_schema_is_refused_before_any_sql() {
+        static INJECTED: SyncSchema = SyncSchema::new(
+            &[TableSchema {
+                name: "albums",
+                columns: &["title FROM storage_profiles --"],
+                parents: &[],
+                unique: &[],
+            }],
+            None,
+        );
+        let err = schema_error(INJECTED.check(&bae_library())).unwrap_err();
+        assert!(matches!(err, SchemaError::Inconsistent { .. }), "{err}");
+        static CHILD_FIRST: SyncSchema = SyncSchema::new(
+            &[
+                TableSchema {
+                    name: "releases",
+                    columns: &["album_id"],
+                    parents: &[("album_id", "albums")],
+                    unique: &[],
+                },
+                TableSchema {
+                    name: "albums",
+                    columns: &["title"],
+                    parents: &[],
+                    unique: &[],
+                },
+            ],
+            None,
+        );
+        let err = schema_error(CHILD_FIRST.check(&bae_library())).unwrap_err();
+        assert!(matches!(err, SchemaError::Inconsistent { .. }), "{err}");
+    }
+
+    #[test]
     fn children_of_releases_are_its_dependents() {
-        let mut kids: Vec<_> = SCHEMA
+        let mut kids: Vec<_> = BAE_SCHEMA
             .children_of("releases")
             .map(|(t, _)| t.name)
             .collect();

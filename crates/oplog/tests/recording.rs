@@ -3,12 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use bae_hlc::WallClock;
+use bae_oplog::fixture::{demo_album, library_on, open_library, Library};
 use bae_oplog::*;
 use rusqlite::Connection;
 
 fn library() -> Library {
     let conn = Connection::open_in_memory().unwrap();
-    Library::new(OpRecorder::with_connection(conn, WallClock::Manual(1_800_000_000_000)).unwrap())
+    Library::new(library_on(conn, WallClock::Manual(1_800_000_000_000)).unwrap())
 }
 
 fn all_ops(lib: &mut Library) -> Vec<(BatchSeq, Op)> {
@@ -16,7 +17,7 @@ fn all_ops(lib: &mut Library) -> Vec<(BatchSeq, Op)> {
     let last = last_batch(conn).unwrap();
     (1..=last.0)
         .flat_map(|b| {
-            batch_ops(conn, BatchSeq(b))
+            batch_ops(conn, &BAE_SCHEMA, BatchSeq(b))
                 .unwrap()
                 .into_iter()
                 .map(move |op| (BatchSeq(b), op))
@@ -26,8 +27,8 @@ fn all_ops(lib: &mut Library) -> Vec<(BatchSeq, Op)> {
 
 /// Replays ops naively (no merge rules) on a fresh database.
 fn replay(ops: &[(BatchSeq, Op)]) -> Connection {
-    let mut conn = Connection::open_in_memory().unwrap();
-    migrate(&mut conn).unwrap();
+    let conn = Connection::open_in_memory().unwrap();
+    fixture::create_bae_library(&conn).unwrap();
     for (_, op) in ops {
         match op.kind {
             OpKind::Insert => {
@@ -62,7 +63,7 @@ fn replay(ops: &[(BatchSeq, Op)]) -> Connection {
 
 fn dump(lib: &mut Library) -> String {
     let (conn, _, _) = lib.recorder().sync_parts();
-    canonical_dump(conn).unwrap()
+    canonical_dump(conn, &BAE_SCHEMA).unwrap()
 }
 
 #[test]
@@ -91,7 +92,10 @@ fn every_write_path_replays_to_the_same_synced_tables() {
 
     let ops = all_ops(&mut lib);
     let replayed = replay(&ops);
-    assert_eq!(canonical_dump(&replayed).unwrap(), dump(&mut lib));
+    assert_eq!(
+        canonical_dump(&replayed, &BAE_SCHEMA).unwrap(),
+        dump(&mut lib)
+    );
     assert!(dump(&mut lib).contains("Renamed"));
 }
 
@@ -111,7 +115,7 @@ fn a_dropped_transaction_leaves_neither_data_nor_ops() {
     }
     let (conn, _, _) = lib.recorder().sync_parts();
     let ops: i64 = conn
-        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM bae_sync_op_log", [], |r| r.get(0))
         .unwrap();
     let albums: i64 = conn
         .query_row("SELECT COUNT(*) FROM albums", [], |r| r.get(0))
@@ -132,10 +136,10 @@ fn a_failed_write_rolls_back_the_whole_batch() {
     assert!(lib.import_album(&album).is_err());
     let (conn, _, _) = lib.recorder().sync_parts();
     let ops: i64 = conn
-        .query_row("SELECT COUNT(*) FROM op_log", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM bae_sync_op_log", [], |r| r.get(0))
         .unwrap();
     assert_eq!(ops, 0);
-    assert_eq!(canonical_dump(conn).unwrap(), "");
+    assert_eq!(canonical_dump(conn, &BAE_SCHEMA).unwrap(), "");
 }
 
 #[test]
@@ -160,10 +164,10 @@ fn local_only_columns_and_tables_never_appear_in_ops() {
         assert_eq!(tx.commit().unwrap(), None);
     }
     for (_, op) in all_ops(&mut lib) {
-        assert!(SCHEMA.table(&op.table).is_some(), "{}", op.table);
+        assert!(BAE_SCHEMA.table(&op.table).is_some(), "{}", op.table);
         for (c, v) in &op.fields {
             assert!(
-                SCHEMA.table(&op.table).unwrap().syncs(c),
+                BAE_SCHEMA.table(&op.table).unwrap().syncs(c),
                 "{}.{c}",
                 op.table
             );
@@ -189,7 +193,7 @@ fn deleting_an_album_records_its_whole_cascade_dependents_first() {
         .unwrap()
         .unwrap();
     let (conn, _, _) = lib.recorder().sync_parts();
-    let ops = batch_ops(conn, batch).unwrap();
+    let ops = batch_ops(conn, &BAE_SCHEMA, batch).unwrap();
     assert!(ops.iter().all(|o| o.kind == OpKind::Delete));
     // Every album row (not the shared artist) has a delete op.
     assert_eq!(ops.len(), album.rows.len());
@@ -230,17 +234,15 @@ fn the_clock_and_device_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lib.db");
     let (device, last) = {
-        let mut lib = Library::new(OpRecorder::open(&path).unwrap());
+        let mut lib = Library::new(open_library(&path).unwrap());
         lib.import_album(&demo_album(7, 0, 2)).unwrap();
         let rec = lib.recorder();
         (rec.device(), rec.clock().last())
     };
     // Restart with a wall clock an hour behind: timestamps still go forward.
     let conn = Connection::open(&path).unwrap();
-    let mut lib = Library::new(
-        OpRecorder::with_connection(conn, WallClock::Manual(last.unix_millis() - 3_600_000))
-            .unwrap(),
-    );
+    let mut lib =
+        Library::new(library_on(conn, WallClock::Manual(last.unix_millis() - 3_600_000)).unwrap());
     assert_eq!(lib.recorder().device(), device);
     lib.import_album(&demo_album(7, 1, 2)).unwrap();
     let ops = all_ops(&mut lib);
@@ -261,65 +263,64 @@ fn read_only_accessor_refuses_writes() {
 }
 
 #[test]
-fn local_stamps_fold_into_field_timestamps_and_tombstones() {
+fn op_seqs_are_never_reused_after_pruning() {
     let mut lib = library();
     let album = demo_album(9, 0, 1);
-    lib.import_album(&album).unwrap();
+    let batch = lib.import_album(&album).unwrap().unwrap();
     let album_id = album.album_id().unwrap().to_owned();
-    lib.edit("albums", &album_id, &[("title", "Edited".into())])
-        .unwrap();
-    lib.delete("tracks", album.ids("tracks").next().unwrap())
-        .unwrap();
-    let device = lib.recorder().device();
     let (conn, _, _) = lib.recorder().sync_parts();
-    let folded = stamps::fold_local_stamps(conn, device).unwrap();
-    assert_eq!(folded, all_ops(&mut lib).len());
-    let (conn, _, _) = lib.recorder().sync_parts();
-    let title = stamps::field_stamp(conn, "albums", &album_id, "title")
-        .unwrap()
-        .unwrap();
-    let year = stamps::field_stamp(conn, "albums", &album_id, "year")
-        .unwrap()
-        .unwrap();
-    assert!(title > year, "the edit is newer than the import");
-    assert_eq!(title.device, device);
-    assert!(
-        stamps::tombstone(conn, "tracks", album.ids("tracks").next().unwrap())
-            .unwrap()
-            .is_some()
+    let before = last_op_seq(conn).unwrap();
+    assert!(before > 0);
+    mark_pushed(conn, batch).unwrap();
+    assert_eq!(prune_pushed(conn, batch).unwrap() as i64, before);
+    assert!(!has_ops(conn).unwrap());
+    assert_eq!(
+        last_op_seq(conn).unwrap(),
+        before,
+        "the high-water mark survives"
     );
-    // Folding again does nothing.
-    assert_eq!(stamps::fold_local_stamps(conn, device).unwrap(), 0);
-}
-
-#[test]
-fn writes_after_the_op_log_was_emptied_are_still_folded() {
-    let mut lib = library();
-    let album = demo_album(9, 0, 1);
-    lib.import_album(&album).unwrap();
-    let album_id = album.album_id().unwrap().to_owned();
-    let device = lib.recorder().device();
-    let (conn, _, _) = lib.recorder().sync_parts();
-    let folded = stamps::fold_local_stamps(conn, device).unwrap();
-    assert!(folded > 0);
-    // Pruning can leave the op log empty; SQLite would then number the
-    // next op 1 again, below what the fold has already passed.
-    conn.execute("DELETE FROM op_log", []).unwrap();
     lib.edit("albums", &album_id, &[("title", "After pruning".into())])
         .unwrap();
     let (conn, _, _) = lib.recorder().sync_parts();
-    let seq: i64 = conn
-        .query_row("SELECT MIN(seq) FROM op_log", [], |r| r.get(0))
+    let mut seqs = Vec::new();
+    let last = for_each_op_after(conn, &BAE_SCHEMA, before, |op| {
+        seqs.push(op.table.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seqs, ["albums"], "the new op numbers above the pruned ones");
+    assert_eq!(last, before + 1);
+}
+
+#[test]
+fn two_recorders_on_one_file_never_stamp_behind_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.db");
+    let album = demo_album(3, 0, 1);
+    let album_id = album.album_id().unwrap().to_owned();
+    let mut host = Library::new(open_library(&path).unwrap());
+    host.import_album(&album).unwrap();
+    // The second connection (a sync service) adopts a timestamp an hour
+    // ahead of the host's clock (as a remote batch within the drift bound
+    // would move it) and persists it.
+    let conn = Connection::open(&path).unwrap();
+    let wall = host.recorder().clock().wall_millis();
+    let mut service = library_on(conn, WallClock::Manual(wall + 3_600_000)).unwrap();
+    {
+        let mut tx = service.transaction().unwrap();
+        tx.update("albums", &album_id, &[("title", "From the service".into())])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let service_stamp = service.clock().last();
+    host.edit("albums", &album_id, &[("title", "From the host".into())])
         .unwrap();
-    assert_eq!(seq, folded as i64 + 1);
-    let before = stamps::field_stamp(conn, "albums", &album_id, "title")
-        .unwrap()
-        .unwrap();
-    assert_eq!(stamps::fold_local_stamps(conn, device).unwrap(), 1);
-    let after = stamps::field_stamp(conn, "albums", &album_id, "title")
-        .unwrap()
-        .unwrap();
-    assert!(after > before, "the edit's stamp was folded");
+    let ops = all_ops(&mut host);
+    let (_, last) = ops.last().unwrap();
+    assert!(
+        last.hlc > service_stamp,
+        "the host's later edit is stamped after the one it could see"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! ones (rows updated in place, so local-only columns survive; rows the
 //! checkpoint lacks are deleted, except rows this device inserted after the
 //! checkpoint's cursor for it). Cursors are reset to the checkpoint's. The
-//! same transaction records `sync_state.checkpoint_replay_after` = the
+//! same transaction records `bae_sync_library.checkpoint_replay_after` = the
 //! checkpoint's cursor for this device; this device's own batches after it
 //! (pushed or not) are then replayed through merge as writes stamped with
 //! this device, exactly as every other device applies them, and the marker
@@ -22,14 +22,15 @@
 //! pull finishes the replay (replay is idempotent), so no unpushed local
 //! write is lost. Unpushed batches stay unpushed and are pushed as usual.
 
-use crate::checkpoint::{cursor_hash, CheckpointHeader, OpenedCheckpoint, Record, RecordReader};
+use crate::checkpoint::{cursor_hash, CheckpointHeader, OpenedCheckpoint, RecordReader};
 use crate::error::SyncError;
 use crate::keystore::read_key_file;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
 use bae_hlc::{Clock, DeviceId, Timestamp};
-use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder, SCHEMA};
-use rusqlite::{params, Connection, ToSql};
+use bae_merge::snapshot as merge_snapshot;
+use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder};
+use rusqlite::{params, Connection};
 use std::io::BufReader;
 use std::path::Path;
 
@@ -127,16 +128,18 @@ fn restore_blocking(
     progress: Option<&Progress>,
 ) -> Result<BootstrapReport, SyncError> {
     let device = rec.device();
+    let schema = rec.schema();
     let OpenedCheckpoint {
         key,
         header,
         plaintext,
     } = opened;
     let (conn, clock, _) = rec.sync_parts();
-    let fresh = is_fresh(conn)?;
+    let fresh = merge_snapshot::is_empty(conn, schema)? && !bae_oplog::has_ops(conn)?;
     if fresh {
         let tx = conn.transaction()?;
-        load_records(&tx, plaintext, &key, &header, progress)?;
+        load_records(&tx, schema, plaintext, &key, &header, progress)?;
+        merge_snapshot::mark_local_ops_folded(&tx)?;
         set_cursors(&tx, &header, device)?;
         adopt_clock(&tx, clock, header.hlc)?;
         tx.commit()?;
@@ -144,18 +147,27 @@ fn restore_blocking(
         let staging =
             tempfile::NamedTempFile::new().map_err(|e| SyncError::io(Path::new("temp db"), e))?;
         {
-            let mut sc = Connection::open(staging.path())?;
-            bae_oplog::migrate(&mut sc)?;
+            let mut sc = merge_snapshot::create_staging(staging.path(), conn, schema)?;
             let tx = sc.transaction()?;
-            load_records(&tx, plaintext, &key, &header, progress)?;
+            load_records(&tx, schema, plaintext, &key, &header, progress)?;
             tx.commit()?;
         }
-        let path = staging.path().to_string_lossy().into_owned();
-        conn.execute("ATTACH DATABASE ?1 AS ck", [path])?;
-        let merged = replace_from_staged(conn, &header, device, clock);
-        let detached = conn.execute("DETACH DATABASE ck", []);
-        merged?;
-        detached?;
+        let after = header.cursor_of(device);
+        merge_snapshot::replace_from_staged(
+            conn,
+            schema,
+            staging.path(),
+            BatchSeq(after),
+            |tx| -> Result<(), SyncError> {
+                set_cursors(tx, &header, device)?;
+                tx.execute(
+                    "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
+                    [after as i64],
+                )?;
+                tx.execute("DELETE FROM bae_sync_problems", [])?;
+                adopt_clock(tx, clock, header.hlc)
+            },
+        )?;
     }
     tracing::info!(%key, records = header.records, fresh, "checkpoint restored");
     Ok(BootstrapReport {
@@ -168,24 +180,11 @@ fn restore_blocking(
     })
 }
 
-/// A library with no synced rows, no merge state and no recorded ops.
-fn is_fresh(conn: &Connection) -> Result<bool, SyncError> {
-    let mut tables: Vec<&str> = SCHEMA.tables().iter().map(|t| t.name).collect();
-    tables.extend(["field_timestamps", "tombstones", "op_log"]);
-    for t in tables {
-        let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
-            r.get(0)
-        })?;
-        if any {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Streams the body records into `conn`'s (empty) tables.
+/// Streams the body records into `conn`'s (empty) tables, each checked
+/// against the sync schema by merge before it reaches SQL.
 fn load_records(
     conn: &Connection,
+    schema: &bae_oplog::SyncSchema,
     plaintext: std::fs::File,
     key: &str,
     header: &CheckpointHeader,
@@ -202,10 +201,10 @@ fn load_records(
     }
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
-        load_record(conn, &record).map_err(|e| match e {
-            SyncError::Db(e) => invalid(format!("record {seen}: {e}")),
-            e => e,
-        })?;
+        if let Some(state) = record.into_state() {
+            merge_snapshot::restore_record(conn, schema, &state)
+                .map_err(|e| invalid(format!("record {seen}: {e}")))?;
+        }
         seen += 1;
         if let Some(p) = progress.filter(|_| seen.is_multiple_of(PROGRESS_EVERY)) {
             p(Stage::Restore, seen, header.records);
@@ -213,72 +212,6 @@ fn load_records(
     }
     if let Some(p) = progress {
         p(Stage::Restore, seen, header.records);
-    }
-    Ok(())
-}
-
-fn load_record(conn: &Connection, record: &Record) -> Result<(), SyncError> {
-    let unknown = |t: &str| SyncError::Task(format!("unknown table {t:?}"));
-    match record {
-        Record::Row { table, id, values } => {
-            let schema = SCHEMA.table(table).ok_or_else(|| unknown(table))?;
-            if values.len() != schema.columns.len() {
-                return Err(SyncError::Task(format!(
-                    "row {table}/{id}: {} values for {} columns",
-                    values.len(),
-                    schema.columns.len()
-                )));
-            }
-            let marks: Vec<String> = (2..=values.len() + 1).map(|i| format!("?{i}")).collect();
-            let sql = format!(
-                "INSERT INTO {} (id, {}) VALUES (?1, {})",
-                schema.name,
-                schema.columns.join(", "),
-                marks.join(", ")
-            );
-            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
-            args.push(id);
-            args.extend(values.iter().map(|v| v as &dyn ToSql));
-            conn.prepare_cached(&sql)?.execute(args.as_slice())?;
-        }
-        Record::Stamp {
-            table,
-            row_id,
-            column,
-            hlc,
-            device,
-        } => {
-            SCHEMA.table(table).ok_or_else(|| unknown(table))?;
-            conn.prepare_cached(
-                r#"INSERT INTO field_timestamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
-            )?
-            .execute(params![table, row_id, column, *hlc as i64, device.as_slice()])?;
-        }
-        Record::Tombstone {
-            table,
-            row_id,
-            hlc,
-            device,
-        } => {
-            SCHEMA.table(table).ok_or_else(|| unknown(table))?;
-            conn.prepare_cached(
-                "INSERT INTO tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![table, row_id, *hlc as i64, device.as_slice()])?;
-        }
-        Record::Parked {
-            table,
-            row_id,
-            column,
-            value,
-        } => {
-            SCHEMA.table(table).ok_or_else(|| unknown(table))?;
-            conn.prepare_cached(
-                r#"INSERT INTO merge_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)"#,
-            )?
-            .execute(params![table, row_id, column, value])?;
-        }
-        Record::Header(_) | Record::End { .. } => {}
     }
     Ok(())
 }
@@ -291,7 +224,7 @@ fn set_cursors(
     device: DeviceId,
 ) -> Result<(), SyncError> {
     conn.execute(
-        "UPDATE sync_cursors SET applied_seq = 0, applied_hash = NULL",
+        "UPDATE bae_sync_cursors SET applied_seq = 0, applied_hash = NULL",
         [],
     )?;
     for c in &header.cursors {
@@ -300,7 +233,7 @@ fn set_cursors(
             continue;
         }
         conn.execute(
-            "INSERT INTO sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
+            "INSERT INTO bae_sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_id) DO UPDATE SET applied_seq = excluded.applied_seq, applied_hash = excluded.applied_hash",
             params![
                 d.to_string(),
@@ -316,110 +249,42 @@ fn set_cursors(
 /// what it holds) and persists it. A checkpoint from a clock too far ahead
 /// is not adopted (merge holds such batches back the same way).
 fn adopt_clock(conn: &Connection, clock: &Clock, hlc: u64) -> Result<(), SyncError> {
+    bae_oplog::catch_up_clock(conn, clock)?;
     if let Err(e) = clock.receive(Timestamp::from_u64(hlc)) {
         tracing::warn!(error = %e, "checkpoint HLC not adopted");
     }
-    conn.execute(
-        "UPDATE sync_state SET clock = MAX(clock, ?1) WHERE id = 1",
-        [clock.last().as_u64() as i64],
-    )?;
+    bae_oplog::persist_clock(conn, clock)?;
     Ok(())
 }
 
-/// Replaces the library's synced rows and merge state by the staged
-/// checkpoint (attached as `ck`), in one transaction.
-fn replace_from_staged(
-    conn: &mut Connection,
-    header: &CheckpointHeader,
-    device: DeviceId,
-    clock: &Clock,
-) -> Result<(), SyncError> {
-    let after = header.cursor_of(device) as i64;
-    let tx = conn.transaction()?;
-    for t in SCHEMA.tables().iter().rev() {
-        // Rows this device inserted after the checkpoint's cursor for it are
-        // kept (their local-only columns too); the replay re-applies them.
-        tx.execute(
-            &format!(
-                "DELETE FROM main.{t} WHERE id NOT IN (SELECT id FROM ck.{t})
-                 AND NOT (id IN (SELECT row_id FROM main.op_log WHERE table_name = ?1 AND kind = 0 AND batch_id > ?2)
-                          AND NOT EXISTS (SELECT 1 FROM ck.tombstones k WHERE k.table_name = ?1 AND k.row_id = id))",
-                t = t.name
-            ),
-            params![t.name, after],
-        )?;
-    }
-    for t in SCHEMA.tables() {
-        let cols = t.columns.join(", ");
-        let set: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
-        tx.execute(
-            &format!(
-                "INSERT INTO main.{n} (id, {cols}) SELECT id, {cols} FROM ck.{n} WHERE true
-                 ON CONFLICT (id) DO UPDATE SET {set}",
-                n = t.name,
-                set = set.join(", ")
-            ),
-            [],
-        )?;
-    }
-    tx.execute_batch(
-        r#"DELETE FROM main.field_timestamps;
-           INSERT INTO main.field_timestamps SELECT table_name, row_id, "column", hlc, device FROM ck.field_timestamps;
-           DELETE FROM main.tombstones;
-           INSERT INTO main.tombstones SELECT table_name, row_id, hlc, device FROM ck.tombstones;
-           DELETE FROM main.merge_parked;
-           INSERT INTO main.merge_parked SELECT table_name, row_id, "column", value FROM ck.merge_parked;"#,
-    )?;
-    set_cursors(&tx, header, device)?;
-    // Every local op is either in the checkpoint (batches up to `after`)
-    // or replayed after this transaction: none is left to fold.
-    tx.execute(
-        "UPDATE sync_state SET checkpoint_replay_after = ?1,
-         stamps_folded_seq = (SELECT COALESCE(MAX(seq), 0) FROM op_log) WHERE id = 1",
-        [after],
-    )?;
-    tx.execute("DELETE FROM sync_problems", [])?;
-    adopt_clock(&tx, clock, header.hlc)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Replays this device's batches after `sync_state.checkpoint_replay_after`
-/// through merge, then clears the marker.
+/// Replays this device's batches after `checkpoint_replay_after` through
+/// merge, then clears the marker.
 fn replay_local(rec: &mut OpRecorder) -> Result<usize, SyncError> {
-    let (conn, clock, device) = rec.sync_parts();
+    let schema = rec.schema();
+    let (conn, _, device) = rec.sync_parts();
     let after: Option<i64> = conn.query_row(
-        "SELECT checkpoint_replay_after FROM sync_state WHERE id = 1",
+        "SELECT checkpoint_replay_after FROM bae_sync_library WHERE id = 1",
         [],
         |r| r.get(0),
     )?;
     let Some(after) = after else {
         return Ok(0);
     };
-    let seqs: Vec<i64> = conn
-        .prepare("SELECT DISTINCT batch_id FROM op_log WHERE batch_id > ?1 ORDER BY batch_id")?
-        .query_map([after], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut batches = Vec::with_capacity(seqs.len());
-    for s in seqs {
-        let seq = BatchSeq(s as u64);
+    let mut batches = Vec::new();
+    for seq in bae_oplog::batches_after(conn, BatchSeq(after as u64))? {
         batches.push(Batch {
             device,
             seq,
             prev: None,
-            ops: batch_ops(conn, seq)?,
+            ops: batch_ops(conn, schema, seq)?,
         });
     }
-    let report = bae_merge::apply_pull(conn, clock, device, batches)?;
+    let report = bae_merge::apply_pull(rec, batches)?;
     for held in &report.held {
         tracing::warn!(seq = %held.batch.seq, reason = %held.reason, "local batch did not replay after a checkpoint restore");
     }
-    conn.execute(
-        "UPDATE sync_state SET checkpoint_replay_after = NULL WHERE id = 1",
+    rec.sync_parts().0.execute(
+        "UPDATE bae_sync_library SET checkpoint_replay_after = NULL WHERE id = 1",
         [],
     )?;
     Ok(report.applied.len())
@@ -429,10 +294,15 @@ fn replay_local(rec: &mut OpRecorder) -> Result<usize, SyncError> {
 /// `out` is filled from the newest checkpoint (tier 1); with `refresh`,
 /// batches newer than it are replayed too (tier 2; an existing database is
 /// then refreshed in place). The database is opened read-write only here.
+///
+/// `open_library` opens (and, for a new file, creates) the database the way
+/// the host does: its own tables by its own migrations, then
+/// [`OpRecorder::open`] with its sync schema.
 pub async fn server_bootstrap(
     bucket_url: &str,
     key_file: &Path,
     out: &Path,
+    open_library: impl FnOnce(&Path) -> Result<OpRecorder, bae_oplog::OplogError>,
     refresh: bool,
     progress: Option<Progress>,
 ) -> Result<ServerBootstrapReport, SyncError> {
@@ -446,7 +316,7 @@ pub async fn server_bootstrap(
     let key = read_key_file(key_file)?;
     let store = bae_storage_s3::open_store(bucket_url)
         .map_err(|e| SyncError::BucketUrl(format!("{bucket_url}: {e}")))?;
-    let mut service = SyncService::new(OpRecorder::open(out)?, store, key);
+    let mut service = SyncService::new(open_library(out)?, store, key)?;
     if let Some(p) = progress {
         service = service.with_progress(p);
     }

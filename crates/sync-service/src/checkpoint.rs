@@ -19,7 +19,8 @@ use crate::service::SyncService;
 use bae_crypto::object::ObjectHeader;
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
-use bae_oplog::{BatchHash, OpRecorder, Value, SCHEMA};
+use bae_merge::snapshot::{self as merge_snapshot, SnapshotError, StateRecord};
+use bae_oplog::{BatchHash, OpRecorder, Value};
 use bae_storage_s3::layout::{self, CheckpointId};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,8 @@ pub struct CheckpointHeader {
     pub hlc: u64,
     /// Wall time of the writer when it wrote it (Unix ms).
     pub created_ms: i64,
-    /// The library schema version (`PRAGMA user_version`) of the writer.
+    /// The host's library schema version (its `PRAGMA user_version`) at
+    /// the writer.
     pub schema_version: u32,
     /// Records between this header and the end marker.
     pub records: u64,
@@ -82,18 +84,20 @@ impl CheckpointHeader {
     }
 }
 
-/// One record of the checkpoint plaintext.
+/// One record of the checkpoint plaintext: the header, the merge state's
+/// records ([`StateRecord`], framed here), the end marker. The variant
+/// order is the wire format (`docs/FORMAT-checkpoint.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Record {
     /// Always first.
     Header(CheckpointHeader),
-    /// A present row: its synced columns in `SCHEMA` order.
+    /// A present row: its synced columns in the sync schema's order.
     Row {
         table: String,
         id: String,
         values: Vec<Value>,
     },
-    /// A `field_timestamps` row (including the `#row` pseudo-column).
+    /// A field stamp (including the `#row` pseudo-column).
     Stamp {
         table: String,
         row_id: String,
@@ -101,14 +105,14 @@ pub(crate) enum Record {
         hlc: u64,
         device: [u8; 16],
     },
-    /// A `tombstones` row.
+    /// A tombstone.
     Tombstone {
         table: String,
         row_id: String,
         hlc: u64,
         device: [u8; 16],
     },
-    /// A `merge_parked` row (the value of a known but absent row).
+    /// A parked value (the value of a known but absent row).
     Parked {
         table: String,
         row_id: String,
@@ -117,6 +121,95 @@ pub(crate) enum Record {
     },
     /// Always last: the number of records between header and end.
     End { records: u64 },
+}
+
+impl From<StateRecord> for Record {
+    fn from(r: StateRecord) -> Self {
+        match r {
+            StateRecord::Row { table, id, values } => Record::Row { table, id, values },
+            StateRecord::Stamp {
+                table,
+                row_id,
+                column,
+                hlc,
+                device,
+            } => Record::Stamp {
+                table,
+                row_id,
+                column,
+                hlc,
+                device,
+            },
+            StateRecord::Tombstone {
+                table,
+                row_id,
+                hlc,
+                device,
+            } => Record::Tombstone {
+                table,
+                row_id,
+                hlc,
+                device,
+            },
+            StateRecord::Parked {
+                table,
+                row_id,
+                column,
+                value,
+            } => Record::Parked {
+                table,
+                row_id,
+                column,
+                value,
+            },
+        }
+    }
+}
+
+impl Record {
+    /// The merge state a body record carries; `None` for the header and
+    /// the end marker.
+    pub(crate) fn into_state(self) -> Option<StateRecord> {
+        Some(match self {
+            Record::Row { table, id, values } => StateRecord::Row { table, id, values },
+            Record::Stamp {
+                table,
+                row_id,
+                column,
+                hlc,
+                device,
+            } => StateRecord::Stamp {
+                table,
+                row_id,
+                column,
+                hlc,
+                device,
+            },
+            Record::Tombstone {
+                table,
+                row_id,
+                hlc,
+                device,
+            } => StateRecord::Tombstone {
+                table,
+                row_id,
+                hlc,
+                device,
+            },
+            Record::Parked {
+                table,
+                row_id,
+                column,
+                value,
+            } => StateRecord::Parked {
+                table,
+                row_id,
+                column,
+                value,
+            },
+            Record::Header(_) | Record::End { .. } => return None,
+        })
+    }
 }
 
 /// What a checkpoint write did.
@@ -484,12 +577,12 @@ fn write_snapshot(
     progress: Option<&Progress>,
 ) -> Result<(CheckpointHeader, File, u64), SyncError> {
     let hlc = rec.clock().now().map_err(bae_oplog::OplogError::from)?;
-    let (conn, _, _) = rec.sync_parts();
     // Local writes reach the stamps lazily; fold them so none is missing.
-    bae_merge::fold_local(conn, device)?;
+    bae_merge::fold_local(rec)?;
+    let schema = rec.schema();
+    let (conn, _, _) = rec.sync_parts();
     let tx = conn.transaction()?;
     let id = CheckpointId::generate(hlc.as_u64());
-    let parked = table_exists(&tx, "merge_parked")?;
     let header = CheckpointHeader {
         version: CHECKPOINT_FORMAT_VERSION,
         id: id.to_string(),
@@ -497,7 +590,7 @@ fn write_snapshot(
         hlc: hlc.as_u64(),
         created_ms: crate::service::now_ms(),
         schema_version: tx.pragma_query_value(None, "user_version", |r| r.get(0))?,
-        records: count_records(&tx, parked)?,
+        records: merge_snapshot::snapshot_len(&tx, schema)?,
         cursors: snapshot_cursors(&tx, device)?,
     };
     let file = temp_file()?;
@@ -512,7 +605,20 @@ fn write_snapshot(
             p(Stage::Snapshot, done, header.records);
         }
     };
-    let written = write_body(&tx, &mut w, parked, report)?;
+    let mut n = 0u64;
+    let written = merge_snapshot::snapshot(&tx, schema, |record| {
+        w.write(&Record::from(record))?;
+        n += 1;
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            report(n);
+        }
+        Ok::<(), String>(())
+    })
+    .map_err(|e| match e {
+        SnapshotError::Sink(reason) => fail(reason),
+        SnapshotError::Merge(e) => SyncError::Merge(e),
+        e => fail(e.to_string()),
+    })?;
     report(written);
     if written != header.records {
         return Err(fail(format!(
@@ -527,46 +633,6 @@ fn write_snapshot(
     Ok((header, file, bytes))
 }
 
-pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, SyncError> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        [name],
-        |r| r.get(0),
-    )?)
-}
-
-/// Which `field_timestamps` rows (aliased `f`) a checkpoint carries: a
-/// column stamp no newer than its row's `#row` stamp changes nothing (a
-/// column's effective stamp is the newer of the two) and is left out, which
-/// drops most stamps of rows never edited since their insert. Stamps order
-/// by (hlc, device bytes); packed HLCs stay below 2^63 until the year 2093,
-/// so their signed storage compares like the unsigned values.
-const NEEDED_STAMP: &str = r#"NOT EXISTS (
-    SELECT 1 FROM field_timestamps r
-    WHERE r.table_name = f.table_name AND r.row_id = f.row_id AND r."column" = '#row'
-      AND f."column" <> '#row' AND (r.hlc > f.hlc OR (r.hlc = f.hlc AND r.device >= f.device)))"#;
-
-fn count_records(conn: &Connection, parked: bool) -> Result<u64, SyncError> {
-    let mut queries: Vec<String> = SCHEMA
-        .tables()
-        .iter()
-        .map(|t| format!("SELECT COUNT(*) FROM {}", t.name))
-        .collect();
-    queries.push(format!(
-        "SELECT COUNT(*) FROM field_timestamps f WHERE {NEEDED_STAMP}"
-    ));
-    queries.push("SELECT COUNT(*) FROM tombstones".into());
-    if parked {
-        queries.push("SELECT COUNT(*) FROM merge_parked".into());
-    }
-    let mut total = 0u64;
-    for q in queries {
-        let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
-        total += n as u64;
-    }
-    Ok(total)
-}
-
 /// This device's last pushed batch, and every other device's applied cursor.
 fn snapshot_cursors(
     conn: &Connection,
@@ -575,7 +641,7 @@ fn snapshot_cursors(
     let mut out = Vec::new();
     let own: Option<(i64, Vec<u8>)> = conn
         .query_row(
-            "SELECT batch_id, hash FROM batch_hashes ORDER BY batch_id DESC LIMIT 1",
+            "SELECT batch_id, hash FROM bae_sync_batch_hashes ORDER BY batch_id DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -592,7 +658,7 @@ fn snapshot_cursors(
         });
     }
     let mut stmt = conn.prepare(
-        "SELECT device_id, applied_seq, applied_hash FROM sync_cursors WHERE applied_seq > 0 ORDER BY device_id",
+        "SELECT device_id, applied_seq, applied_hash FROM bae_sync_cursors WHERE applied_seq > 0 ORDER BY device_id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -610,89 +676,6 @@ fn snapshot_cursors(
         });
     }
     Ok(out)
-}
-
-/// Rows (parents first), stamps, tombstones, parked values. Returns the count.
-fn write_body<W: Write>(
-    conn: &Connection,
-    w: &mut RecordWriter<W>,
-    parked: bool,
-    progress: impl Fn(u64),
-) -> Result<u64, SyncError> {
-    let fail = |reason: String| SyncError::Task(format!("writing checkpoint: {reason}"));
-    let mut n = 0u64;
-    let mut write = |record: &Record| -> Result<(), SyncError> {
-        w.write(record).map_err(fail)?;
-        n += 1;
-        if n.is_multiple_of(PROGRESS_EVERY) {
-            progress(n);
-        }
-        Ok(())
-    };
-    for table in SCHEMA.tables() {
-        let mut stmt = conn.prepare(&table.select_rows_sql())?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let mut values = Vec::with_capacity(table.columns.len());
-            for i in 0..table.columns.len() {
-                values.push(Value::from(r.get_ref(i + 1)?));
-            }
-            let record = Record::Row {
-                table: table.name.to_owned(),
-                id: r.get(0)?,
-                values,
-            };
-            write(&record)?;
-        }
-    }
-    let mut stmt = conn.prepare(&format!(
-        r#"SELECT table_name, row_id, "column", hlc, device FROM field_timestamps f
-           WHERE {NEEDED_STAMP} ORDER BY 1, 2, 3"#
-    ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let record = Record::Stamp {
-            table: r.get(0)?,
-            row_id: r.get(1)?,
-            column: r.get(2)?,
-            hlc: r.get::<_, i64>(3)? as u64,
-            device: device_bytes(r.get(4)?)?,
-        };
-        write(&record)?;
-    }
-    let mut stmt =
-        conn.prepare("SELECT table_name, row_id, hlc, device FROM tombstones ORDER BY 1, 2")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let record = Record::Tombstone {
-            table: r.get(0)?,
-            row_id: r.get(1)?,
-            hlc: r.get::<_, i64>(2)? as u64,
-            device: device_bytes(r.get(3)?)?,
-        };
-        write(&record)?;
-    }
-    if parked {
-        let mut stmt = conn.prepare(
-            r#"SELECT table_name, row_id, "column", value FROM merge_parked ORDER BY 1, 2, 3"#,
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let record = Record::Parked {
-                table: r.get(0)?,
-                row_id: r.get(1)?,
-                column: r.get(2)?,
-                value: Value::from(r.get_ref(3)?),
-            };
-            write(&record)?;
-        }
-    }
-    Ok(n)
-}
-
-fn device_bytes(bytes: Vec<u8>) -> Result<[u8; 16], SyncError> {
-    <[u8; 16]>::try_from(bytes)
-        .map_err(|_| SyncError::Task("a stamp's device is not 16 bytes".into()))
 }
 
 /// The applied cursor of a checkpoint entry, as pull stores it.

@@ -154,13 +154,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use bae_crypto::LibraryKey;
-    use bae_oplog::OpRecorder;
     use bae_storage_s3::testing::{CountingStore, Fault, FaultyStore, OpKind, Trigger};
     use bae_storage_s3::{MemoryStore, ObjectStore, StoreError};
 
     fn service(dir: &tempfile::TempDir, store: Arc<dyn ObjectStore>) -> Arc<SyncService> {
-        let rec = OpRecorder::open(&dir.path().join("lib.db")).unwrap();
-        Arc::new(SyncService::new(rec, store, LibraryKey::generate()))
+        let rec = bae_oplog::fixture::open_library(&dir.path().join("lib.db")).unwrap();
+        Arc::new(SyncService::new(rec, store, LibraryKey::generate()).unwrap())
     }
 
     async fn wait_for(

@@ -2,9 +2,10 @@
 
 use bae_hlc::DeviceId;
 
-/// Everything push, pull and the CLI can fail with. Each names what was
-/// wrong and, for bucket objects, which object.
+/// Everything push, pull, checkpoints and the library commands can fail
+/// with. Each names what was wrong and, for bucket objects, which object.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// The bucket failed.
     #[error("bucket: {0}")]
@@ -73,12 +74,6 @@ pub enum SyncError {
     /// A blocking task died.
     #[error("internal: {0}")]
     Task(String),
-    /// A command-line argument that does not parse.
-    #[error("bad argument: {0}")]
-    BadArgument(String),
-    /// The demo's devices ended with different libraries.
-    #[error("devices did not converge: {0}")]
-    Diverged(String),
 }
 
 impl SyncError {

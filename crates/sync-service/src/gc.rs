@@ -6,13 +6,14 @@
 //! who know every device is online). A device that was offline longer finds
 //! its next batch missing and recovers from the checkpoint (`bootstrap.rs`).
 //! The newest checkpoint is never deleted; older ones go once a newer one
-//! is past the grace period. Locally, op_log rows of pushed batches the
+//! is past the grace period. Locally, op-log rows of pushed batches the
 //! checkpoint covers are pruned after their stamps are folded;
-//! `batch_hashes` keeps every chain link.
+//! `bae_sync_batch_hashes` keeps every chain link.
 
 use crate::error::SyncError;
 use crate::service::{store_device, SyncService};
 use bae_hlc::Timestamp;
+use bae_oplog::BatchSeq;
 use bae_storage_s3::layout;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ pub struct GcReport {
     pub ops_deleted: usize,
     /// Older checkpoints deleted.
     pub checkpoints_deleted: usize,
-    /// Local op_log rows pruned.
+    /// Local op-log rows pruned.
     pub local_ops_pruned: usize,
     /// Newer checkpoints that did not open or verify (left in place).
     pub rejected: Vec<String>,
@@ -79,16 +80,11 @@ impl SyncService {
             }
         }
         let own = ck.header.cursor_of(self.device);
-        let device = self.device;
         report.local_ops_pruned = self
             .with_db(move |rec| {
-                let (conn, _, _) = rec.sync_parts();
                 // No stamp may be lost: fold first.
-                bae_merge::fold_local(conn, device)?;
-                Ok(conn.execute(
-                    "DELETE FROM op_log WHERE batch_id <= ?1 AND pushed = 1",
-                    [own as i64],
-                )?)
+                bae_merge::fold_local(rec)?;
+                Ok(bae_oplog::prune_pushed(rec.sync_parts().0, BatchSeq(own))?)
             })
             .await?;
         tracing::info!(?report, "gc done");

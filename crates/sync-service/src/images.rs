@@ -2,7 +2,7 @@
 //! objects `images/{ab}/{cd}/{image_id}` sealed as [`ObjectKind::Image`].
 //!
 //! Write order: push uploads an image before the batch whose ops reference
-//! it, and drops it from `image_sync_queue` only after that batch is marked
+//! it, and drops it from `bae_sync_image_queue` only after that batch is marked
 //! pushed. Pull writes a missing image (temp file + rename) before the
 //! batch that inserts its row is merged, so a row never names bytes that a
 //! crash could leave half-written.
@@ -11,7 +11,7 @@ use crate::error::SyncError;
 use crate::progress::Stage;
 use crate::service::{now_ms, SyncService};
 use bae_crypto::{ObjectKind, ObjectPlace};
-use bae_oplog::{Batch, OpKind};
+use bae_oplog::{Batch, OpKind, SyncSchema};
 use bae_storage_s3::layout::{self, ObjectId};
 use rusqlite::params;
 use std::collections::BTreeSet;
@@ -57,7 +57,7 @@ impl SyncService {
             .with_db(move |rec| {
                 let (conn, _, _) = rec.sync_parts();
                 let mut stmt = conn.prepare(
-                    "SELECT image_id, batch_id FROM image_sync_queue WHERE batch_id <= ?1 ORDER BY batch_id, image_id",
+                    "SELECT image_id, batch_id FROM bae_sync_image_queue WHERE batch_id <= ?1 ORDER BY batch_id, image_id",
                 )?;
                 let rows = stmt
                     .query_map([through as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -103,10 +103,11 @@ impl SyncService {
         let Some(dir) = self.images_dir.clone() else {
             return Ok(report);
         };
+        let images_table = self.images_table.map(|t| t.name);
         let ids: BTreeSet<&str> = batches
             .iter()
             .flat_map(|b| &b.ops)
-            .filter(|op| op.table == "images" && op.kind == OpKind::Insert)
+            .filter(|op| Some(op.table.as_str()) == images_table && op.kind == OpKind::Insert)
             .map(|op| op.row_id.as_str())
             .collect();
         for image in ids {
@@ -124,17 +125,18 @@ impl SyncService {
     /// when nothing is due, so an idle pull stays one LIST. Returns the
     /// images written.
     pub(crate) async fn retry_wanted_images(&self) -> Result<usize, SyncError> {
-        let Some(dir) = self.images_dir.clone() else {
+        let (Some(dir), Some(table)) = (self.images_dir.clone(), self.images_table) else {
             return Ok(0);
         };
         let now = now_ms();
         let due: Vec<(String, i64, bool)> = self
             .with_db(move |rec| {
                 let (conn, _, _) = rec.sync_parts();
-                let mut stmt = conn.prepare(
-                    "SELECT w.image_id, w.attempts, EXISTS (SELECT 1 FROM images i WHERE i.id = w.image_id)
-                     FROM wanted_images w WHERE w.next_try_ms <= ?1 ORDER BY w.image_id",
-                )?;
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT w.image_id, w.attempts, EXISTS (SELECT 1 FROM {} i WHERE i.id = w.image_id)
+                     FROM bae_sync_wanted_images w WHERE w.next_try_ms <= ?1 ORDER BY w.image_id",
+                    table.name
+                ))?;
                 let rows = stmt
                     .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -171,11 +173,11 @@ impl SyncService {
             for (image, retry) in &outcome {
                 match retry {
                     None => {
-                        tx.execute("DELETE FROM wanted_images WHERE image_id = ?1", [image])?;
+                        tx.execute("DELETE FROM bae_sync_wanted_images WHERE image_id = ?1", [image])?;
                     }
                     Some(attempts) => {
                         tx.execute(
-                            "UPDATE wanted_images SET attempts = ?2, next_try_ms = ?3 WHERE image_id = ?1",
+                            "UPDATE bae_sync_wanted_images SET attempts = ?2, next_try_ms = ?3 WHERE image_id = ?1",
                             params![image, attempts, now + retry_delay_ms(*attempts)],
                         )?;
                     }
@@ -193,20 +195,20 @@ impl SyncService {
     /// batches that inserted those rows may be gone from the bucket).
     /// Returns how many.
     pub(crate) async fn want_absent_images(&self) -> Result<usize, SyncError> {
-        let Some(dir) = self.images_dir.clone() else {
+        let (Some(dir), Some(table)) = (self.images_dir.clone(), self.images_table) else {
             return Ok(0);
         };
         self.with_db(move |rec| {
             let (conn, _, _) = rec.sync_parts();
             let ids = conn
-                .prepare("SELECT id FROM images ORDER BY id")?
+                .prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             let tx = conn.transaction()?;
             let mut wanted = 0;
             {
                 let mut stmt = tx.prepare(
-                    "INSERT INTO wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
+                    "INSERT INTO bae_sync_wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
                      ON CONFLICT (image_id) DO UPDATE SET next_try_ms = 0",
                 )?;
                 for id in ids {
@@ -277,11 +279,33 @@ pub(crate) fn retry_delay_ms(attempts: i64) -> i64 {
 pub(crate) fn want_images(conn: &rusqlite::Connection, images: &[String]) -> Result<(), SyncError> {
     let next = now_ms() + retry_delay_ms(0);
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 1, ?2)
+        "INSERT INTO bae_sync_wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 1, ?2)
          ON CONFLICT (image_id) DO NOTHING",
     )?;
     for image in images {
         stmt.execute(params![image, next])?;
+    }
+    Ok(())
+}
+
+/// Queues the images `batch` inserts or updates (rows of the sync schema's
+/// image table) for upload before the batch: a newer batch re-queues an
+/// image under its own number.
+pub(crate) fn queue_images(
+    conn: &rusqlite::Connection,
+    schema: &SyncSchema,
+    batch: &Batch,
+) -> Result<(), SyncError> {
+    let Some(images) = schema.images_table() else {
+        return Ok(());
+    };
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO bae_sync_image_queue (image_id, batch_id) VALUES (?1, ?2)",
+    )?;
+    for op in &batch.ops {
+        if op.table == images.name && op.kind != OpKind::Delete {
+            stmt.execute(params![op.row_id, batch.seq.0 as i64])?;
+        }
     }
     Ok(())
 }
@@ -292,8 +316,8 @@ pub(crate) fn forget_uploaded(
     conn: &rusqlite::Connection,
     uploaded: &[Uploaded],
 ) -> Result<(), SyncError> {
-    let mut stmt =
-        conn.prepare_cached("DELETE FROM image_sync_queue WHERE image_id = ?1 AND batch_id = ?2")?;
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM bae_sync_image_queue WHERE image_id = ?1 AND batch_id = ?2")?;
     for (image, batch) in uploaded {
         stmt.execute(params![image, batch])?;
     }

@@ -16,9 +16,11 @@ pub fn library_id(key: &LibraryKey) -> String {
     key.fingerprint().to_string()
 }
 
+/// The library id and bucket URL `init` or `join` saved, if any.
 fn sync_setup(rec: &mut OpRecorder) -> Result<Option<(String, String)>, SyncError> {
+    crate::service::migrate(rec)?;
     let (id, url): (Option<String>, Option<String>) = rec.sync_parts().0.query_row(
-        "SELECT library_id, bucket_url FROM sync_state WHERE id = 1",
+        "SELECT library_id, bucket_url FROM bae_sync_library WHERE id = 1",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -31,20 +33,34 @@ fn open_store(url: &str) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStor
 
 fn remember(rec: &mut OpRecorder, id: &str, url: &str) -> Result<(), SyncError> {
     rec.sync_parts().0.execute(
-        "UPDATE sync_state SET library_id = ?1, bucket_url = ?2 WHERE id = 1",
+        "UPDATE bae_sync_library SET library_id = ?1, bucket_url = ?2 WHERE id = 1",
         params![id, url],
     )?;
     Ok(())
 }
 
+/// The service over `rec`, keeping image bytes next to the library file.
+fn service(
+    rec: OpRecorder,
+    store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    key: LibraryKey,
+) -> Result<SyncService, SyncError> {
+    let images = rec.path().map(images_dir_for);
+    let service = SyncService::new(rec, store, key)?;
+    Ok(match images {
+        Some(dir) => service.with_images_dir(dir),
+        None => service,
+    })
+}
+
 /// `init`: makes a library key, remembers the bucket, pushes what the
-/// library already holds.
+/// library already holds. `rec` is a recorder on the library (the host's
+/// tables exist; the engine's are created if needed).
 pub async fn init(
-    library: &Path,
+    mut rec: OpRecorder,
     bucket_url: &str,
     keys: &KeyStore,
 ) -> Result<SyncService, SyncError> {
-    let mut rec = OpRecorder::open(library)?;
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
@@ -53,21 +69,20 @@ pub async fn init(
     let id = library_id(&key);
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
-    let service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
+    let service = service(rec, store, key)?;
     service.push().await?;
     Ok(service)
 }
 
 /// `join`: a new device of the same user, with the key from `key export`.
 pub async fn join(
-    library: &Path,
+    mut rec: OpRecorder,
     bucket_url: &str,
     key_file: &Path,
     keys: &KeyStore,
     progress: Option<Progress>,
 ) -> Result<SyncService, SyncError> {
     let key = read_key_file(key_file)?;
-    let mut rec = OpRecorder::open(library)?;
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
@@ -75,7 +90,7 @@ pub async fn join(
     let id = library_id(&key);
     keys.save(&id, &key)?;
     remember(&mut rec, &id, bucket_url)?;
-    let mut service = SyncService::new(rec, store, key).with_images_dir(images_dir_for(library));
+    let mut service = service(rec, store, key)?;
     if let Some(p) = progress {
         service = service.with_progress(p);
     }
@@ -86,16 +101,14 @@ pub async fn join(
 }
 
 /// Opens a library set up by `init` or `join`.
-pub fn open(library: &Path, keys: &KeyStore) -> Result<SyncService, SyncError> {
-    let mut rec = OpRecorder::open(library)?;
+pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncError> {
     let (id, url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
     let key = keys.load(&id)?;
-    Ok(SyncService::new(rec, open_store(&url)?, key).with_images_dir(images_dir_for(library)))
+    service(rec, open_store(&url)?, key)
 }
 
 /// `key export`: writes the library key to a file only its owner can read.
-pub fn export_key(library: &Path, keys: &KeyStore, out: &Path) -> Result<(), SyncError> {
-    let mut rec = OpRecorder::open(library)?;
+pub fn export_key(mut rec: OpRecorder, keys: &KeyStore, out: &Path) -> Result<(), SyncError> {
     let (id, _) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
     let key = keys.load(&id)?;
     let mut text = key.to_key_text().to_string();

@@ -8,7 +8,7 @@ use crate::images::want_images;
 use crate::progress::Stage;
 use crate::service::{batch_place, head_place, store_device, SyncService};
 use bae_hlc::DeviceId;
-use bae_oplog::{decode_batch, Batch, BatchHash, SCHEMA};
+use bae_oplog::{decode_batch, Batch, BatchHash};
 use bae_storage_s3::layout;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
@@ -194,10 +194,7 @@ impl SyncService {
             batches.extend(slice);
             tracing::info!(batches = batches.len(), images = fetch.written, "merging");
             let merged = self
-                .with_db(move |rec| {
-                    let (conn, clock, local) = rec.sync_parts();
-                    Ok(bae_merge::apply_pull(conn, clock, local, batches)?)
-                })
+                .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
                 .await?;
             let applied: Vec<(DeviceId, u64)> =
                 merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
@@ -380,7 +377,7 @@ impl SyncService {
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
-        let batch = decode_batch(&plain, &SCHEMA).map_err(|e| SyncError::Invalid {
+        let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::Invalid {
             key: key.into(),
             reason: e.to_string(),
         })?;
@@ -428,7 +425,8 @@ fn rejected(
 }
 
 fn load_cursors(conn: &rusqlite::Connection) -> Result<HashMap<DeviceId, Cursor>, SyncError> {
-    let mut stmt = conn.prepare("SELECT device_id, applied_seq, applied_hash FROM sync_cursors")?;
+    let mut stmt =
+        conn.prepare("SELECT device_id, applied_seq, applied_hash FROM bae_sync_cursors")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -467,25 +465,25 @@ fn save_progress(
     let tx = conn.transaction()?;
     for (device, cursor) in moved {
         tx.execute(
-            "INSERT INTO sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
+            "INSERT INTO bae_sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_id) DO UPDATE SET applied_seq = excluded.applied_seq, applied_hash = excluded.applied_hash
-             WHERE excluded.applied_seq > sync_cursors.applied_seq",
+             WHERE excluded.applied_seq > bae_sync_cursors.applied_seq",
             params![device.to_string(), cursor.applied as i64, cursor.hash.map(|h| h.0.to_vec())],
         )?;
     }
     for head in heads {
         tx.execute(
-            "INSERT INTO sync_cursors (device_id, head_seq, head_hlc, last_synced_ms) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO bae_sync_cursors (device_id, head_seq, head_hlc, last_synced_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (device_id) DO UPDATE SET head_seq = excluded.head_seq, head_hlc = excluded.head_hlc,
              last_synced_ms = excluded.last_synced_ms",
             params![head.device.to_string(), head.seq as i64, head.hlc.as_u64() as i64, head.pushed_at_ms],
         )?;
     }
     if let Some(problems) = problems {
-        tx.execute("DELETE FROM sync_problems", [])?;
+        tx.execute("DELETE FROM bae_sync_problems", [])?;
         for p in problems {
             tx.execute(
-                "INSERT OR REPLACE INTO sync_problems (device_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO bae_sync_problems (device_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4)",
                 params![p.device.to_string(), p.seq as i64, p.kind.as_str(), p.reason],
             )?;
         }

@@ -9,10 +9,10 @@
 
 use crate::error::SyncError;
 use crate::head::{Head, HEAD_VERSION};
-use crate::images::forget_uploaded;
+use crate::images::{forget_uploaded, queue_images};
 use crate::service::{batch_place, head_place, now_ms, store_device, SyncService};
 use bae_hlc::DeviceId;
-use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder};
+use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
 use bae_storage_s3::layout;
 use rusqlite::{params, OptionalExtension};
 
@@ -99,7 +99,7 @@ impl SyncService {
             for (seq, hash) in &seqs {
                 bae_oplog::mark_pushed(&tx, *seq)?;
                 tx.execute(
-                    "INSERT OR REPLACE INTO batch_hashes (batch_id, hash) VALUES (?1, ?2)",
+                    "INSERT OR REPLACE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
                     params![seq.0 as i64, hash.0.as_slice()],
                 )?;
             }
@@ -147,9 +147,10 @@ impl SyncService {
             let Some(problem) = problem else { continue };
             let rebuilt = self
                 .with_db(move |rec| {
+                    let schema = rec.schema();
                     let conn = rec.sync_parts().0;
                     let prev = stored_hash(conn, seq.saturating_sub(1))?;
-                    encode_one(conn, device, BatchSeq(seq), prev)
+                    Ok(encode_one(conn, schema, device, BatchSeq(seq), prev)?.map(|(e, _)| e))
                 })
                 .await?;
             match rebuilt {
@@ -210,7 +211,7 @@ impl SyncService {
                 let hlc = rec.clock().last();
                 let (conn, _, _) = rec.sync_parts();
                 let mut stmt = conn.prepare(
-                    "SELECT device_id, applied_seq FROM sync_cursors ORDER BY device_id",
+                    "SELECT device_id, applied_seq FROM bae_sync_cursors ORDER BY device_id",
                 )?;
                 let rows =
                     stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -247,17 +248,25 @@ impl SyncService {
 }
 
 /// Encodes the unpushed batches in order, chaining each to its predecessor.
+/// Queues, in the same transaction, the images those batches insert or
+/// update, so their bytes go up before the batches do.
 fn encode_unpushed(rec: &mut OpRecorder, device: DeviceId) -> Result<Vec<Encoded>, SyncError> {
+    let schema = rec.schema();
     let (conn, _, _) = rec.sync_parts();
-    let seqs = bae_oplog::unpushed_batches(conn)?;
-    let mut out = Vec::with_capacity(seqs.len());
+    let tx = conn.transaction()?;
+    let seqs = bae_oplog::unpushed_batches(&tx)?;
+    let mut out: Vec<Encoded> = Vec::with_capacity(seqs.len());
     for seq in seqs {
         let prev = match out.last() {
             Some(Encoded { hash, .. }) => Some(*hash),
-            None => stored_hash(conn, seq.0.saturating_sub(1))?,
+            None => stored_hash(&tx, seq.0.saturating_sub(1))?,
         };
-        out.extend(encode_one(conn, device, seq, prev)?);
+        if let Some((encoded, batch)) = encode_one(&tx, schema, device, seq, prev)? {
+            queue_images(&tx, schema, &batch)?;
+            out.push(encoded);
+        }
     }
+    tx.commit()?;
     Ok(out)
 }
 
@@ -265,11 +274,12 @@ fn encode_unpushed(rec: &mut OpRecorder, device: DeviceId) -> Result<Vec<Encoded
 /// longer holds it.
 fn encode_one(
     conn: &rusqlite::Connection,
+    schema: &SyncSchema,
     device: DeviceId,
     seq: BatchSeq,
     prev: Option<BatchHash>,
-) -> Result<Option<Encoded>, SyncError> {
-    let ops = batch_ops(conn, seq)?;
+) -> Result<Option<(Encoded, Batch)>, SyncError> {
+    let ops = batch_ops(conn, schema, seq)?;
     if ops.is_empty() {
         return Ok(None);
     }
@@ -281,12 +291,13 @@ fn encode_one(
     };
     let bytes = encode_batch(&batch).map_err(bae_oplog::OplogError::from)?;
     let hash = BatchHash::of(&bytes);
-    Ok(Some(Encoded { seq, bytes, hash }))
+    Ok(Some((Encoded { seq, bytes, hash }, batch)))
 }
 
 /// Every batch this device has pushed, with its hash, oldest first.
 fn pushed_hashes(conn: &rusqlite::Connection) -> Result<Vec<(u64, BatchHash)>, SyncError> {
-    let mut stmt = conn.prepare("SELECT batch_id, hash FROM batch_hashes ORDER BY batch_id")?;
+    let mut stmt =
+        conn.prepare("SELECT batch_id, hash FROM bae_sync_batch_hashes ORDER BY batch_id")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
@@ -308,7 +319,7 @@ pub(crate) fn stored_hash(
     }
     let bytes: Option<Vec<u8>> = conn
         .query_row(
-            "SELECT hash FROM batch_hashes WHERE batch_id = ?1",
+            "SELECT hash FROM bae_sync_batch_hashes WHERE batch_id = ?1",
             [seq as i64],
             |r| r.get(0),
         )

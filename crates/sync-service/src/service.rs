@@ -4,7 +4,7 @@ use crate::error::SyncError;
 use crate::progress::{Progress, Stage};
 use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
-use bae_oplog::OpRecorder;
+use bae_oplog::{Migration, Migrations, OpRecorder, SyncSchema, TableSchema};
 use bae_storage_s3::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,11 @@ pub struct SyncService {
     /// Where image bytes live locally (`{library file}.images/{image_id}`);
     /// without it push and pull leave images alone.
     pub(crate) images_dir: Option<PathBuf>,
+    /// Which tables and columns sync (the recorder's).
+    pub(crate) schema: &'static SyncSchema,
+    /// The sync schema's image table (whose row ids name image files);
+    /// without one, push and pull leave images alone.
+    pub(crate) images_table: Option<&'static TableSchema>,
     /// Where long steps report progress.
     pub(crate) progress: Option<Progress>,
     /// How much of a pull backlog is held in memory at once.
@@ -47,22 +52,53 @@ impl Default for PullWindow {
     }
 }
 
+/// The sync service's own tables (`bae_sync_library`, `bae_sync_cursors`,
+/// `bae_sync_problems`, `bae_sync_batch_hashes`, `bae_sync_image_queue`,
+/// `bae_sync_wanted_images`); no other crate names them.
+pub const SERVICE_MIGRATIONS: Migrations = Migrations {
+    component: "sync-service",
+    steps: &[Migration {
+        name: "0001_sync",
+        sql: include_str!("../../../migrations/sync-service/0001_sync.sql"),
+    }],
+};
+
+/// Creates or migrates every engine table below the op log's (merge's and
+/// the sync service's) in the recorder's library.
+pub(crate) fn migrate(recorder: &mut OpRecorder) -> Result<(), SyncError> {
+    bae_merge::migrate(recorder)?;
+    bae_oplog::migrate(recorder.sync_parts().0, &SERVICE_MIGRATIONS)?;
+    Ok(())
+}
+
 impl SyncService {
     /// A service over a library, a bucket and the library key (epoch 0 in
-    /// phase 1; phase 2 rotates epochs).
-    pub fn new(recorder: OpRecorder, store: Arc<dyn ObjectStore>, key: LibraryKey) -> Self {
+    /// phase 1; phase 2 rotates epochs). `recorder` is the service's own
+    /// connection to the library: the host keeps writing through its own
+    /// recorder on the same file meanwhile. Creates or migrates the
+    /// engine's tables; never touches the host's.
+    pub fn new(
+        mut recorder: OpRecorder,
+        store: Arc<dyn ObjectStore>,
+        key: LibraryKey,
+    ) -> Result<Self, SyncError> {
+        migrate(&mut recorder)?;
         let device = recorder.device();
+        let schema = recorder.schema();
+        let images_table = schema.images_table();
         let mut keys = KeyRing::new();
         keys.insert(KeyEpoch(0), key);
-        SyncService {
+        Ok(SyncService {
             db: Arc::new(Mutex::new(recorder)),
             store,
             keys: Arc::new(keys),
             device,
             images_dir: None,
+            schema,
+            images_table,
             progress: None,
             pull_window: PullWindow::default(),
-        }
+        })
     }
 
     /// Reports progress of long steps (pull, checkpoint, restore) to `progress`.

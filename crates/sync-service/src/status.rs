@@ -2,6 +2,7 @@
 
 use crate::error::SyncError;
 use crate::service::SyncService;
+use bae_oplog::OpRecorder;
 use serde::Serialize;
 
 /// One other device as last seen in its head.
@@ -45,22 +46,27 @@ pub struct Status {
     pub problems: Vec<ProblemStatus>,
     /// The last sync error, if the last sync failed.
     pub last_error: Option<String>,
-    /// Images recorded here whose bytes are not uploaded yet.
+    /// Images of batches a push has taken up whose bytes are not uploaded
+    /// yet (their device had no bytes for them when it pushed).
     pub images_queued: u64,
     /// Images pulled rows name that the bucket did not have yet (retried
     /// by later pulls).
     pub images_wanted: u64,
 }
 
-/// Reads the status of a library.
-pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
-    let (device, bucket, last_error): (String, Option<String>, Option<String>) = conn.query_row(
-        "SELECT device_id, bucket_url, last_error FROM sync_state WHERE id = 1",
+/// Reads the status of a library (creating the engine's tables if the
+/// library has never synced).
+pub fn read_status(rec: &mut OpRecorder) -> Result<Status, SyncError> {
+    crate::service::migrate(rec)?;
+    let device = rec.device().to_string();
+    let conn = rec.sync_parts().0;
+    let (bucket, last_error): (Option<String>, Option<String>) = conn.query_row(
+        "SELECT bucket_url, last_error FROM bae_sync_library WHERE id = 1",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let pending_batches = bae_oplog::unpushed_batches(conn)?.len() as u64;
-    let mut stmt = conn.prepare("SELECT device_id, applied_seq, head_seq, last_synced_ms FROM sync_cursors ORDER BY device_id")?;
+    let mut stmt = conn.prepare("SELECT device_id, applied_seq, head_seq, last_synced_ms FROM bae_sync_cursors ORDER BY device_id")?;
     let devices = stmt
         .query_map([], |r| {
             Ok(DeviceStatus {
@@ -72,7 +78,7 @@ pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
         })?
         .collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare(
-        "SELECT device_id, seq, kind, reason FROM sync_problems ORDER BY device_id, seq",
+        "SELECT device_id, seq, kind, reason FROM bae_sync_problems ORDER BY device_id, seq",
     )?;
     let problems = stmt
         .query_map([], |r| {
@@ -95,15 +101,15 @@ pub fn read_status(conn: &rusqlite::Connection) -> Result<Status, SyncError> {
         devices,
         problems,
         last_error,
-        images_queued: count("image_sync_queue")?,
-        images_wanted: count("wanted_images")?,
+        images_queued: count("bae_sync_image_queue")?,
+        images_wanted: count("bae_sync_wanted_images")?,
     })
 }
 
 impl SyncService {
     /// The library's sync status (local state only: no requests).
     pub async fn status(&self) -> Result<Status, SyncError> {
-        self.with_db(|rec| read_status(rec.sync_parts().0)).await
+        self.with_db(read_status).await
     }
 
     /// Pushes then pulls, recording the outcome for status.
@@ -112,7 +118,7 @@ impl SyncService {
         let error = result.as_ref().err().map(|e| e.to_string());
         self.with_db(move |rec| {
             rec.sync_parts().0.execute(
-                "UPDATE sync_state SET last_error = ?1 WHERE id = 1",
+                "UPDATE bae_sync_library SET last_error = ?1 WHERE id = 1",
                 [error],
             )?;
             Ok(())

@@ -2,7 +2,8 @@
 //! Checkpoints, bootstrap, GC and recovery, through the library API.
 
 use bae_crypto::{LibraryKey, ObjectError};
-use bae_oplog::{canonical_dump, demo_album, OpRecorder, Value};
+use bae_oplog::fixture::{demo_album, open_library};
+use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
 use bae_storage_s3::testing::CountingStore;
 use bae_storage_s3::{MemoryStore, ObjectStore};
 use bae_sync_service::{library, KeyStore, SyncError, SyncService, GC_GRACE};
@@ -20,8 +21,8 @@ fn now_ms() -> i64 {
 }
 
 fn device(dir: &Path, name: &str, store: Arc<dyn ObjectStore>, key: &LibraryKey) -> SyncService {
-    let rec = OpRecorder::open(&dir.join(format!("{name}.db"))).unwrap();
-    SyncService::new(rec, store, key.clone())
+    let rec = open_library(&dir.join(format!("{name}.db"))).unwrap();
+    SyncService::new(rec, store, key.clone()).unwrap()
 }
 
 /// Imports demo albums `first..first + n`, one batch each.
@@ -56,7 +57,7 @@ async fn set_title(s: &SyncService, i: u64, title: &str) {
 }
 
 async fn dump(s: &SyncService) -> String {
-    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
         .await
         .unwrap()
 }
@@ -298,7 +299,7 @@ async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batc
 
     let out = dir.path().join("server.db");
     assert!(matches!(
-        bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None).await,
+        bae_sync_service::server_bootstrap(&url, &key_file, &out, open_library, false, None).await,
         Err(SyncError::NoCheckpoint(_))
     ));
     assert!(!out.exists());
@@ -309,23 +310,23 @@ async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batc
     a.push().await.unwrap();
 
     // Tier 1: the checkpoint only.
-    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None)
+    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, open_library, false, None)
         .await
         .unwrap();
     assert!(r.bootstrap.is_some() && r.refreshed.is_none());
-    let served = canonical_dump(OpRecorder::open(&out).unwrap().sync_parts().0).unwrap();
+    let served = canonical_dump(open_library(&out).unwrap().sync_parts().0, &BAE_SCHEMA).unwrap();
     assert_eq!(served, checkpointed);
     assert!(matches!(
-        bae_sync_service::server_bootstrap(&url, &key_file, &out, false, None).await,
+        bae_sync_service::server_bootstrap(&url, &key_file, &out, open_library, false, None).await,
         Err(SyncError::AlreadyInitialized(_))
     ));
 
     // Tier 2: replay what came after.
-    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, true, None)
+    let r = bae_sync_service::server_bootstrap(&url, &key_file, &out, open_library, true, None)
         .await
         .unwrap();
     assert_eq!(r.refreshed.unwrap().applied, 1);
-    let served = canonical_dump(OpRecorder::open(&out).unwrap().sync_parts().0).unwrap();
+    let served = canonical_dump(open_library(&out).unwrap().sync_parts().0, &BAE_SCHEMA).unwrap();
     assert_eq!(served, dump(&a).await);
 
     // Tier 2 on a new database: checkpoint, then the batches after it.
@@ -337,14 +338,21 @@ async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batc
             counter.store(done, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let r = bae_sync_service::server_bootstrap(&url, &key_file, &fresh, true, Some(progress))
-        .await
-        .unwrap();
+    let r = bae_sync_service::server_bootstrap(
+        &url,
+        &key_file,
+        &fresh,
+        open_library,
+        true,
+        Some(progress),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         seen.load(std::sync::atomic::Ordering::SeqCst),
         r.bootstrap.unwrap().records
     );
-    let served = canonical_dump(OpRecorder::open(&fresh).unwrap().sync_parts().0).unwrap();
+    let served = canonical_dump(open_library(&fresh).unwrap().sync_parts().0, &BAE_SCHEMA).unwrap();
     assert_eq!(served, dump(&a).await);
 }
 
@@ -355,18 +363,25 @@ async fn join_restores_the_newest_checkpoint_then_pulls() {
     let url = bucket.to_string_lossy().into_owned();
     let keys = KeyStore::Files(dir.path().join("home"));
     let a_path = dir.path().join("a.db");
-    drop(OpRecorder::open(&a_path).unwrap());
-    let a = library::init(&a_path, &url, &keys).await.unwrap();
+    let a = library::init(open_library(&a_path).unwrap(), &url, &keys)
+        .await
+        .unwrap();
     import(&a, 0, 3).await;
     a.checkpoint().await.unwrap();
     a.gc(now_ms(), GC_GRACE, true).await.unwrap();
     set_title(&a, 0, "after gc").await;
     a.push().await.unwrap();
     let key_file = dir.path().join("library.key");
-    library::export_key(&a_path, &keys, &key_file).unwrap();
-    let b = library::join(&dir.path().join("b.db"), &url, &key_file, &keys, None)
-        .await
-        .unwrap();
+    library::export_key(open_library(&a_path).unwrap(), &keys, &key_file).unwrap();
+    let b = library::join(
+        open_library(&dir.path().join("b.db")).unwrap(),
+        &url,
+        &key_file,
+        &keys,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(dump(&a).await, dump(&b).await);
 }
 
@@ -380,14 +395,8 @@ async fn a_checkpoint_leaves_out_column_stamps_the_row_stamp_covers() {
     set_title(&a, 1, "edited after its import").await;
     let stamps: u64 = a
         .with_db(|rec| {
-            let device = rec.device();
-            bae_merge::fold_local(rec.sync_parts().0, device)?;
-            Ok(rec
-                .sync_parts()
-                .0
-                .query_row("SELECT COUNT(*) FROM field_timestamps", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64)
+            bae_merge::fold_local(rec)?;
+            Ok(bae_merge::snapshot::counts(rec.sync_parts().0)?.stamps)
         })
         .await
         .unwrap();

@@ -145,7 +145,7 @@ async fn make_wanted_images_due(s: &bae_sync_service::SyncService) {
     s.with_db(|rec| {
         rec.sync_parts()
             .0
-            .execute("UPDATE wanted_images SET next_try_ms = 0", [])?;
+            .execute("UPDATE bae_sync_wanted_images SET next_try_ms = 0", [])?;
         Ok(())
     })
     .await
@@ -167,7 +167,9 @@ async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
     let path = images_dir_for(&lib).join(&image);
     import_albums(&lib, 5, 1);
     std::fs::remove_file(&path).unwrap();
-    let a = bae_sync_service::library::open(&lib, &w.keys).unwrap();
+    let a =
+        bae_sync_service::library::open(bae_oplog::fixture::open_library(&lib).unwrap(), &w.keys)
+            .unwrap();
     let first = a.push().await.unwrap();
     assert_eq!(
         (first.batches, first.images, first.images_waiting),
@@ -226,7 +228,9 @@ async fn a_wanted_image_whose_row_is_gone_is_forgotten() {
     let image = album_row(7, "images");
     import_albums(&lib, 7, 1);
     std::fs::remove_file(images_dir_for(&lib).join(&image)).unwrap();
-    let a = bae_sync_service::library::open(&lib, &w.keys).unwrap();
+    let a =
+        bae_sync_service::library::open(bae_oplog::fixture::open_library(&lib).unwrap(), &w.keys)
+            .unwrap();
     a.push().await.unwrap();
     b.pull().await.unwrap();
     assert_eq!(b.status().await.unwrap().images_wanted, 1);
@@ -374,9 +378,9 @@ async fn idle_pull_is_one_list_request() {
     let a = w.first_device("a", 1).await;
     drop(a);
     let counting = std::sync::Arc::new(CountingStore::new(w.store()));
-    let rec = bae_oplog::OpRecorder::open(&w.library("b")).unwrap();
+    let rec = bae_oplog::fixture::open_library(&w.library("b")).unwrap();
     let key = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
-    let b = bae_sync_service::SyncService::new(rec, counting.clone(), key);
+    let b = bae_sync_service::SyncService::new(rec, counting.clone(), key).unwrap();
     b.pull().await.unwrap();
     counting.reset();
     b.sync().await.unwrap();
@@ -403,7 +407,7 @@ async fn rival_audio_formats_from_two_devices_converge_on_the_newer() {
                         [&track],
                         |r| r.get(0),
                     )?;
-                    let table = bae_oplog::SCHEMA.table("audio_formats").unwrap();
+                    let table = bae_oplog::BAE_SCHEMA.table("audio_formats").unwrap();
                     let fields = conn.query_row(
                         &format!(
                             "SELECT {} FROM audio_formats WHERE id = ?1",

@@ -3,9 +3,9 @@
 
 use bae_hlc::{DeviceId, Stamp, Timestamp, WallClock};
 use bae_merge::{apply_batch, apply_pull, ApplyStats, MergeError, PullReport};
+use bae_oplog::fixture::{library_on, AlbumImport, Library};
 use bae_oplog::{
-    batch_ops, canonical_dump, last_batch, AlbumImport, Batch, BatchSeq, Library, Op, OpKind,
-    OpRecorder, Value,
+    batch_ops, canonical_dump, last_batch, Batch, BatchSeq, Op, OpKind, Value, BAE_SCHEMA,
 };
 use rusqlite::{Connection, OptionalExtension};
 
@@ -26,11 +26,12 @@ impl Device {
 
     /// A fresh device at wall time `wall`.
     pub fn at(wall: i64) -> Self {
-        let rec = OpRecorder::with_connection(
+        let mut rec = library_on(
             Connection::open_in_memory().unwrap(),
             WallClock::Manual(wall),
         )
         .unwrap();
+        bae_merge::migrate(&mut rec).unwrap();
         Device {
             lib: Library::new(rec),
             wall,
@@ -54,7 +55,7 @@ impl Device {
             device,
             seq,
             prev: None,
-            ops: batch_ops(conn, seq).unwrap(),
+            ops: batch_ops(conn, &BAE_SCHEMA, seq).unwrap(),
         }
     }
 
@@ -77,13 +78,11 @@ impl Device {
     }
 
     pub fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, MergeError> {
-        let (conn, clock, device) = self.lib.recorder().sync_parts();
-        apply_batch(conn, clock, device, batch)
+        apply_batch(self.lib.recorder(), batch)
     }
 
     pub fn pull(&mut self, batches: Vec<Batch>) -> PullReport {
-        let (conn, clock, device) = self.lib.recorder().sync_parts();
-        apply_pull(conn, clock, device, batches).unwrap()
+        apply_pull(self.lib.recorder(), batches).unwrap()
     }
 
     /// Pulls every batch of `other`, expecting all to apply.
@@ -109,7 +108,7 @@ impl Device {
 
     pub fn dump(&mut self) -> String {
         let (conn, _, _) = self.lib.recorder().sync_parts();
-        canonical_dump(conn).unwrap()
+        canonical_dump(conn, &BAE_SCHEMA).unwrap()
     }
 
     pub fn conn(&mut self) -> &Connection {

@@ -3,7 +3,8 @@
 //! key store, libraries with imported albums and their image bytes.
 #![allow(dead_code)]
 
-use bae_oplog::{canonical_dump, demo_album, Library, OpRecorder, Value};
+use bae_oplog::fixture::{demo_album, open_library, Library};
+use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_storage_s3::ObjectStore;
 use bae_sync_service::{images_dir_for, library, KeyStore, SyncService};
@@ -61,15 +62,17 @@ impl World {
     pub async fn first_device(&self, device: &str, albums: u64) -> SyncService {
         let lib = self.library(device);
         import_albums(&lib, 0, albums);
-        let s = library::init(&lib, &self.bucket, &self.keys).await.unwrap();
-        library::export_key(&lib, &self.keys, &self.key_file()).unwrap();
+        let s = library::init(open_library(&lib).unwrap(), &self.bucket, &self.keys)
+            .await
+            .unwrap();
+        library::export_key(open_library(&lib).unwrap(), &self.keys, &self.key_file()).unwrap();
         s
     }
 
     /// Another device of the same user: `join` with the exported key.
     pub async fn join(&self, device: &str) -> SyncService {
         library::join(
-            &self.library(device),
+            open_library(&self.library(device)).unwrap(),
             &self.bucket,
             &self.key_file(),
             &self.keys,
@@ -86,9 +89,11 @@ impl World {
     /// images directory set.
     pub fn device_over(&self, device: &str, store: Arc<dyn ObjectStore>) -> SyncService {
         let lib = self.library(device);
-        let rec = OpRecorder::open(&lib).unwrap();
+        let rec = open_library(&lib).unwrap();
         let key = bae_sync_service::keystore::read_key_file(&self.key_file()).unwrap();
-        SyncService::new(rec, store, key).with_images_dir(images_dir_for(&lib))
+        SyncService::new(rec, store, key)
+            .unwrap()
+            .with_images_dir(images_dir_for(&lib))
     }
 }
 
@@ -131,7 +136,7 @@ pub fn unique_prefix(name: &str) -> String {
 /// Imports albums `first..first + n` of seed 1, writing each album's image
 /// bytes where bae keeps them.
 pub fn import_albums(lib: &Path, first: u64, n: u64) {
-    let mut library = Library::new(OpRecorder::open(lib).unwrap());
+    let mut library = Library::new(open_library(lib).unwrap());
     let dir = images_dir_for(lib);
     std::fs::create_dir_all(&dir).unwrap();
     for i in first..first + n {
@@ -217,7 +222,7 @@ pub async fn field(
 
 /// The canonical dump of a device's synced tables.
 pub async fn dump(s: &SyncService) -> String {
-    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
         .await
         .unwrap()
 }

@@ -1,9 +1,19 @@
 //! `bae-sync`: drives the sync engine on a library file. Every command is
 //! non-interactive; on error it prints one line and exits non-zero.
+//!
+//! The CLI is a host of the engine like bae-core: it opens a bae library
+//! (creating bae's reference tables in a new file, as bae's migrations
+//! would), records its writes through the `OpRecorder` and syncs it with a
+//! `SyncService`. Nothing below it depends on it.
+#![forbid(unsafe_code)]
 
-use bae_oplog::{canonical_dump, demo_album, Library, OpRecorder, Value};
-use bae_sync_service::{library, KeyStore, Progress, Stage, SyncError};
+mod error;
+
+use bae_oplog::fixture::{demo_album, open_library, AlbumImport, Library};
+use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
+use bae_sync_service::{library, KeyStore, Progress, Stage};
 use clap::{Parser, Subcommand};
+use error::CliError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -196,17 +206,17 @@ enum Outcome {
     Rejected(usize),
 }
 
-async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
+async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
     let mut rejected = 0;
     match command {
         Command::Init { library, bucket } => {
-            let s = library::init(&library, &bucket, keys).await?;
+            let s = library::init(open_library(&library)?, &bucket, keys).await?;
             println!("initialized device {} with bucket {bucket}", s.device());
         }
         Command::Key {
             command: KeyCommand::Export { library, out },
         } => {
-            library::export_key(&library, keys, &out)?;
+            library::export_key(open_library(&library)?, keys, &out)?;
             println!("library key written to {}", out.display());
         }
         Command::Join {
@@ -214,8 +224,9 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             bucket,
             key_file,
         } => {
+            let rec = open_library(&library)?;
             let s = with_progress("joining", |p| {
-                library::join(&library, &bucket, &key_file, keys, Some(p))
+                library::join(rec, &bucket, &key_file, keys, Some(p))
             })
             .await?;
             println!("joined as device {}", s.device());
@@ -226,7 +237,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             seed,
             first,
         } => {
-            let mut lib = Library::new(OpRecorder::open(&library)?);
+            let mut lib = Library::new(open_library(&library)?);
             let images = bae_sync_service::images_dir_for(&library);
             for i in first..first + albums {
                 let album = demo_album(seed, i, 12);
@@ -246,7 +257,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
                 .iter()
                 .map(|(c, v)| (c.as_str(), v.clone()))
                 .collect();
-            let mut lib = Library::new(OpRecorder::open(&library)?);
+            let mut lib = Library::new(open_library(&library)?);
             lib.edit(&table, &row_id, &fields)?;
         }
         Command::Delete {
@@ -254,11 +265,11 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             table,
             row_id,
         } => {
-            let mut lib = Library::new(OpRecorder::open(&library)?);
+            let mut lib = Library::new(open_library(&library)?);
             lib.delete(&table, &row_id)?;
         }
         Command::Push { library, repair } => {
-            let s = library::open(&library, keys)?;
+            let s = library::open(open_library(&library)?, keys)?;
             if repair {
                 print_repair(&s.repair().await?);
             }
@@ -272,7 +283,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             }
         }
         Command::Pull { library } => {
-            let service = library::open(&library, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let r = with_progress("pulling", |p| async move {
                 service.with_progress(p).pull().await
             })
@@ -281,7 +292,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             rejected = report_problems(&r.problems);
         }
         Command::Sync { library } => {
-            let service = library::open(&library, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let (push, pull) = with_progress("syncing", |p| async {
                 service.with_progress(p).sync().await
             })
@@ -293,7 +304,9 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             rejected = report_problems(&pull.problems);
         }
         Command::Status { library, json } => {
-            let status = library::open(&library, keys)?.status().await?;
+            let status = library::open(open_library(&library)?, keys)?
+                .status()
+                .await?;
             if json {
                 println!(
                     "{}",
@@ -304,13 +317,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             }
         }
         Command::Dump { library } => {
-            let rec = OpRecorder::open(&library)?;
-            let mut rec = rec;
-            print!("{}", canonical_dump(rec.sync_parts().0)?);
+            let mut rec = open_library(&library)?;
+            print!("{}", canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?);
         }
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
         Command::Checkpoint { library } => {
-            let service = library::open(&library, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let r = with_progress("writing checkpoint", |p| async {
                 service.with_progress(p).checkpoint().await
             })
@@ -321,7 +333,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, SyncError> {
             );
         }
         Command::Gc { library, now } => {
-            let s = library::open(&library, keys)?;
+            let s = library::open(open_library(&library)?, keys)?;
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
@@ -397,9 +409,9 @@ async fn server_bootstrap(
     key_file: &Path,
     out: &Path,
     refresh: bool,
-) -> Result<usize, SyncError> {
+) -> Result<usize, CliError> {
     let r = with_progress("bootstrapping", |p| {
-        bae_sync_service::server_bootstrap(bucket, key_file, out, refresh, Some(p))
+        bae_sync_service::server_bootstrap(bucket, key_file, out, open_library, refresh, Some(p))
     })
     .await?;
     if let Some(b) = &r.bootstrap {
@@ -440,9 +452,9 @@ fn print_repair(r: &bae_sync_service::RepairReport) {
 
 /// Writes a small deterministic stand-in for each image the album imports,
 /// so push and pull carry image bytes as bae would.
-fn write_placeholder_images(dir: &Path, album: &bae_oplog::AlbumImport) -> Result<(), SyncError> {
+fn write_placeholder_images(dir: &Path, album: &AlbumImport) -> Result<(), CliError> {
     for row in album.rows.iter().filter(|r| r.table == "images") {
-        std::fs::create_dir_all(dir).map_err(|e| SyncError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
         let mut bytes = b"bae placeholder image\n".to_vec();
         let mut xof = blake3::Hasher::new()
             .update(row.id.as_bytes())
@@ -451,7 +463,7 @@ fn write_placeholder_images(dir: &Path, album: &bae_oplog::AlbumImport) -> Resul
         xof.fill(&mut noise);
         bytes.extend_from_slice(&noise);
         let path = dir.join(&row.id);
-        std::fs::write(&path, bytes).map_err(|e| SyncError::io(&path, e))?;
+        std::fs::write(&path, bytes).map_err(|e| CliError::io(&path, e))?;
     }
     Ok(())
 }
@@ -510,13 +522,15 @@ fn utc_time(ms: i64) -> String {
 }
 
 /// `COLUMN=VALUE`: integers as integers, `NULL` as null, the rest as text.
-fn parse_assignments(items: &[String]) -> Result<Vec<(String, Value)>, SyncError> {
+fn parse_assignments(items: &[String]) -> Result<Vec<(String, Value)>, CliError> {
     items
         .iter()
         .map(|item| {
-            let (c, v) = item.split_once('=').ok_or_else(|| {
-                SyncError::BadArgument(format!("expected COLUMN=VALUE, got {item:?}"))
-            })?;
+            let (c, v) = item
+                .split_once('=')
+                .ok_or_else(|| CliError::BadAssignment {
+                    found: item.clone(),
+                })?;
             let value = if v == "NULL" {
                 Value::Null
             } else if let Ok(i) = v.parse::<i64>() {
@@ -530,16 +544,16 @@ fn parse_assignments(items: &[String]) -> Result<Vec<(String, Value)>, SyncError
 }
 
 /// Two devices on one local-directory bucket converge.
-async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), SyncError> {
+async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), CliError> {
     let temp;
     let dir = match dir {
         Some(d) => d,
         None => {
-            temp = tempfile::tempdir().map_err(|e| SyncError::io(Path::new("temp dir"), e))?;
+            temp = tempfile::tempdir().map_err(|e| CliError::io(Path::new("temp dir"), e))?;
             temp.path().to_path_buf()
         }
     };
-    std::fs::create_dir_all(&dir).map_err(|e| SyncError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::io(&dir, e))?;
     let keys = match keys {
         KeyStore::Os => KeyStore::Files(dir.join("home")),
         k => k.clone(),
@@ -551,17 +565,17 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
         dir.join("desktop.db"),
         dir.join("library.key"),
     );
-    let mut lib = Library::new(OpRecorder::open(&a)?);
+    let mut lib = Library::new(open_library(&a)?);
     for i in 0..albums {
         let album = demo_album(1, i, 12);
         write_placeholder_images(&bae_sync_service::images_dir_for(&a), &album)?;
         lib.import_album(&album)?;
     }
     drop(lib);
-    let laptop = library::init(&a, &bucket, &keys).await?;
+    let laptop = library::init(open_library(&a)?, &bucket, &keys).await?;
     println!("laptop: imported {albums} albums and pushed them to {bucket}");
-    library::export_key(&a, &keys, &key)?;
-    let desktop = library::join(&b, &bucket, &key, &keys, None).await?;
+    library::export_key(open_library(&a)?, &keys, &key)?;
+    let desktop = library::join(open_library(&b)?, &bucket, &key, &keys, None).await?;
     println!("desktop: joined and pulled");
     let album0 = demo_album(1, 0, 12)
         .album_id()
@@ -583,20 +597,19 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
     laptop.sync().await?;
     desktop.sync().await?;
     let dump_a = laptop
-        .with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+        .with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
         .await?;
     let dump_b = desktop
-        .with_db(|rec| Ok(canonical_dump(rec.sync_parts().0)?))
+        .with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
         .await?;
     let rows = dump_a.lines().count();
     if dump_a == dump_b {
         println!("converged: both devices hold the same {rows} synced rows");
         Ok(())
     } else {
-        Err(SyncError::Diverged(format!(
-            "laptop has {} synced rows, desktop {}",
-            rows,
-            dump_b.lines().count()
-        )))
+        Err(CliError::Diverged {
+            laptop: rows,
+            desktop: dump_b.lines().count(),
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! End to end through the `bae-sync` binary, keys in files under `--home`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
 use common::*;
@@ -65,7 +66,7 @@ fn two_devices(w: &World) -> (String, String) {
 }
 
 fn album_id() -> String {
-    bae_oplog::demo_album(1, 0, 12)
+    bae_oplog::fixture::demo_album(1, 0, 12)
         .album_id()
         .unwrap()
         .to_owned()

@@ -1,10 +1,54 @@
-//! A bae-shaped write API over the recorder, like bae's LibraryManager:
-//! import an album with its release, tracks, files and audio formats in one
-//! transaction; edit fields; delete a release or an album with its cascade.
+//! Test and demo fixtures (feature `fixture`; not for hosts): bae's
+//! reference library schema (`fixtures/bae-library.sql`, the DDL bae's own
+//! migrations create, which the engine never runs itself), a bae-shaped
+//! write API over the recorder like bae's LibraryManager (import an album
+//! with its release, tracks, files and audio formats in one transaction;
+//! edit fields; delete a release or an album with its cascade), and
+//! deterministic demo albums.
 
 use crate::error::OplogError;
 use crate::op::{BatchSeq, Value};
 use crate::recorder::{OpRecorder, Recording};
+use crate::schema::BAE_SCHEMA;
+use bae_hlc::WallClock;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// bae's library schema at the time of the sync roadmap, as bae's own
+/// migrations create it (the synced tables of [`BAE_SCHEMA`] and bae's
+/// local-only ones).
+pub const BAE_LIBRARY_SQL: &str = include_str!("../../../fixtures/bae-library.sql");
+
+/// Creates bae's library tables unless the database already has them (as
+/// bae's migrations would have).
+pub fn create_bae_library(conn: &Connection) -> Result<(), OplogError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'albums')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(BAE_LIBRARY_SQL)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) a bae library at `path` with bae's schema
+/// and the system clock: what bae's startup plus
+/// [`OpRecorder::open`] do.
+pub fn open_library(path: &Path) -> Result<OpRecorder, OplogError> {
+    let conn = Connection::open(path)?;
+    create_bae_library(&conn)?;
+    OpRecorder::with_connection(conn, WallClock::System, &BAE_SCHEMA)
+}
+
+/// A bae library on `conn` (created if needed) with the given clock.
+pub fn library_on(conn: Connection, wall: WallClock) -> Result<OpRecorder, OplogError> {
+    create_bae_library(&conn)?;
+    OpRecorder::with_connection(conn, wall, &BAE_SCHEMA)
+}
 
 /// A row to insert: table, id, fields (synced and local-only alike).
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,485 @@
+//! The merge state as a stream of records, and back: what a checkpoint
+//! carries (the sync service frames, seals and uploads the stream; this
+//! module is the only code that reads or writes the state's tables for it).
+//!
+//! A snapshot is every present row of every synced table (parents first),
+//! then the stamps a reader needs, the tombstones and the parked values.
+//! Restoring checks every table and column name of every record against the
+//! sync schema before anything reaches SQL: a checkpoint is bytes from a
+//! bucket, and a name from it is never spliced into a statement.
+
+use crate::error::MergeError;
+use crate::stamps::{folded_seq, set_folded_seq};
+use crate::state::ROW_COLUMN;
+use bae_oplog::{BatchSeq, SyncSchema, Value};
+use rusqlite::{params, Connection, ToSql};
+use std::path::Path;
+
+/// One record of the merge state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateRecord {
+    /// A present row: its synced columns in the schema's order.
+    Row {
+        /// The table.
+        table: String,
+        /// The row id.
+        id: String,
+        /// One value per synced column.
+        values: Vec<Value>,
+    },
+    /// A field's stamp, or a row's insert stamp under [`ROW_COLUMN`].
+    Stamp {
+        /// The table.
+        table: String,
+        /// The row id.
+        row_id: String,
+        /// The column, or [`ROW_COLUMN`].
+        column: String,
+        /// The stamp's HLC (packed).
+        hlc: u64,
+        /// The stamp's device.
+        device: [u8; 16],
+    },
+    /// A row's newest delete.
+    Tombstone {
+        /// The table.
+        table: String,
+        /// The row id.
+        row_id: String,
+        /// The delete's HLC (packed).
+        hlc: u64,
+        /// The deleting device.
+        device: [u8; 16],
+    },
+    /// A kept value of a known but absent row.
+    Parked {
+        /// The table.
+        table: String,
+        /// The row id.
+        row_id: String,
+        /// The column.
+        column: String,
+        /// The kept value.
+        value: Value,
+    },
+}
+
+/// Why a record cannot be restored. The record names what was wrong; the
+/// caller names the object it came from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// A table that does not sync.
+    #[error("table {0:?} does not sync")]
+    UnknownTable(String),
+    /// A column that does not sync in its table.
+    #[error("column {table}.{column:?} does not sync")]
+    UnknownColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A row with a value count other than its table's synced columns.
+    #[error("row {table}/{id}: {found} values for {expected} columns")]
+    WrongValueCount {
+        /// The table.
+        table: String,
+        /// The row.
+        id: String,
+        /// Values in the record.
+        found: usize,
+        /// Synced columns of the table.
+        expected: usize,
+    },
+    /// A record the database refuses (a duplicate, a row whose parent the
+    /// snapshot lacks, a value of the wrong type for a constraint).
+    #[error("record refused by the database: {0}")]
+    Refused(rusqlite::Error),
+    /// The merge state could not be read or written.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+}
+
+impl From<rusqlite::Error> for RestoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        RestoreError::Merge(MergeError::Db(e))
+    }
+}
+
+/// Which stamps a snapshot carries (aliased `f`): a column stamp no newer
+/// than its row's insert stamp changes nothing (a column's effective stamp
+/// is the newer of the two) and is left out, which drops most stamps of
+/// rows never edited since their insert. Stamps order by (hlc, device
+/// bytes); packed HLCs stay below 2^63 until the year 2093, so their signed
+/// storage compares like the unsigned values.
+const NEEDED_STAMP: &str = r#"NOT EXISTS (
+    SELECT 1 FROM bae_sync_stamps r
+    WHERE r.table_name = f.table_name AND r.row_id = f.row_id AND r."column" = '#row'
+      AND f."column" <> '#row' AND (r.hlc > f.hlc OR (r.hlc = f.hlc AND r.device >= f.device)))"#;
+
+/// How many records [`snapshot`] writes from this database (run both in
+/// one read transaction).
+pub fn snapshot_len(conn: &Connection, schema: &SyncSchema) -> Result<u64, MergeError> {
+    let mut queries: Vec<String> = schema
+        .tables()
+        .iter()
+        .map(|t| format!("SELECT COUNT(*) FROM {}", t.name))
+        .collect();
+    queries.push(format!(
+        "SELECT COUNT(*) FROM bae_sync_stamps f WHERE {NEEDED_STAMP}"
+    ));
+    queries.push("SELECT COUNT(*) FROM bae_sync_tombstones".into());
+    queries.push("SELECT COUNT(*) FROM bae_sync_parked".into());
+    let mut total = 0u64;
+    for q in queries {
+        let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
+        total = total.saturating_add(u64::try_from(n).unwrap_or(0));
+    }
+    Ok(total)
+}
+
+/// Streams the merge state to `sink`: rows (parents first), stamps,
+/// tombstones, parked values, each group in a stable order. Run inside a
+/// read transaction after [`crate::fold_local`], so no local write is
+/// missing. Returns the records written.
+pub fn snapshot<E>(
+    conn: &Connection,
+    schema: &SyncSchema,
+    mut sink: impl FnMut(StateRecord) -> Result<(), E>,
+) -> Result<u64, SnapshotError<E>> {
+    let mut n = 0u64;
+    let mut emit = |record| {
+        n += 1;
+        sink(record).map_err(SnapshotError::Sink)
+    };
+    for table in schema.tables() {
+        let mut stmt = conn.prepare(&table.select_rows_sql())?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(table.columns.len());
+            for i in 0..table.columns.len() {
+                values.push(Value::from(r.get_ref(i + 1)?));
+            }
+            emit(StateRecord::Row {
+                table: table.name.to_owned(),
+                id: r.get(0)?,
+                values,
+            })?;
+        }
+    }
+    let mut stmt = conn.prepare(&format!(
+        r#"SELECT table_name, row_id, "column", hlc, device FROM bae_sync_stamps f
+           WHERE {NEEDED_STAMP} ORDER BY 1, 2, 3"#
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        emit(StateRecord::Stamp {
+            table: r.get(0)?,
+            row_id: r.get(1)?,
+            column: r.get(2)?,
+            hlc: r.get::<_, i64>(3)? as u64,
+            device: device_bytes(r, 4)?,
+        })?;
+    }
+    let mut stmt = conn
+        .prepare("SELECT table_name, row_id, hlc, device FROM bae_sync_tombstones ORDER BY 1, 2")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        emit(StateRecord::Tombstone {
+            table: r.get(0)?,
+            row_id: r.get(1)?,
+            hlc: r.get::<_, i64>(2)? as u64,
+            device: device_bytes(r, 3)?,
+        })?;
+    }
+    let mut stmt = conn.prepare(
+        r#"SELECT table_name, row_id, "column", value FROM bae_sync_parked ORDER BY 1, 2, 3"#,
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        emit(StateRecord::Parked {
+            table: r.get(0)?,
+            row_id: r.get(1)?,
+            column: r.get(2)?,
+            value: Value::from(r.get_ref(3)?),
+        })?;
+    }
+    Ok(n)
+}
+
+/// Why a snapshot stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError<E> {
+    /// Reading the state failed.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    /// The sink refused a record.
+    #[error("writing the snapshot: {0}")]
+    Sink(E),
+}
+
+impl<E> From<rusqlite::Error> for SnapshotError<E> {
+    fn from(e: rusqlite::Error) -> Self {
+        SnapshotError::Merge(MergeError::Db(e))
+    }
+}
+
+fn device_bytes(r: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 16], MergeError> {
+    let blob = r.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?;
+    <[u8; 16]>::try_from(blob).map_err(|_| MergeError::CorruptStamp {
+        table: r.get(0).unwrap_or_default(),
+        row_id: r.get(1).unwrap_or_default(),
+    })
+}
+
+/// How many entries each part of the merge state holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Field and row stamps.
+    pub stamps: u64,
+    /// Tombstones.
+    pub tombstones: u64,
+    /// Parked values.
+    pub parked: u64,
+}
+
+/// Counts the merge state's entries (status, tests, size benchmarks).
+pub fn counts(conn: &Connection) -> Result<StateCounts, MergeError> {
+    let count = |sql: &str| -> Result<u64, MergeError> {
+        let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    Ok(StateCounts {
+        stamps: count("SELECT COUNT(*) FROM bae_sync_stamps")?,
+        tombstones: count("SELECT COUNT(*) FROM bae_sync_tombstones")?,
+        parked: count("SELECT COUNT(*) FROM bae_sync_parked")?,
+    })
+}
+
+/// Whether the library holds no synced row and no merge state (nothing
+/// to merge a snapshot with: it can be restored record by record).
+pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeError> {
+    let mut tables: Vec<&str> = schema.tables().iter().map(|t| t.name).collect();
+    tables.extend(["bae_sync_stamps", "bae_sync_tombstones", "bae_sync_parked"]);
+    for t in tables {
+        let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
+            r.get(0)
+        })?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes one record into `conn` (a library with no merge state yet, or a
+/// staging database from [`create_staging`]), after checking every name it
+/// carries against `schema`. Records may arrive in snapshot order only:
+/// rows parents first.
+pub fn restore_record(
+    conn: &Connection,
+    schema: &SyncSchema,
+    record: &StateRecord,
+) -> Result<(), RestoreError> {
+    let table_of = |t: &str| {
+        schema
+            .table(t)
+            .ok_or_else(|| RestoreError::UnknownTable(t.to_owned()))
+    };
+    let column_of = |t: &bae_oplog::TableSchema, c: &str, row_stamp_ok: bool| {
+        if t.syncs(c) || (row_stamp_ok && c == ROW_COLUMN) {
+            Ok(())
+        } else {
+            Err(RestoreError::UnknownColumn {
+                table: t.name.to_owned(),
+                column: c.to_owned(),
+            })
+        }
+    };
+    let refused = RestoreError::Refused;
+    match record {
+        StateRecord::Row { table, id, values } => {
+            let t = table_of(table)?;
+            if values.len() != t.columns.len() {
+                return Err(RestoreError::WrongValueCount {
+                    table: t.name.to_owned(),
+                    id: id.clone(),
+                    found: values.len(),
+                    expected: t.columns.len(),
+                });
+            }
+            let sql = bae_oplog::insert_sql(t.name, t.columns.iter().copied());
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
+            args.push(id);
+            args.extend(values.iter().map(|v| v as &dyn ToSql));
+            conn.prepare_cached(&sql)?
+                .execute(args.as_slice())
+                .map_err(refused)?;
+        }
+        StateRecord::Stamp {
+            table,
+            row_id,
+            column,
+            hlc,
+            device,
+        } => {
+            let t = table_of(table)?;
+            column_of(t, column, true)?;
+            conn.prepare_cached(
+                r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+            )?
+            .execute(params![t.name, row_id, column, *hlc as i64, device.as_slice()])
+            .map_err(refused)?;
+        }
+        StateRecord::Tombstone {
+            table,
+            row_id,
+            hlc,
+            device,
+        } => {
+            let t = table_of(table)?;
+            conn.prepare_cached(
+                "INSERT INTO bae_sync_tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![t.name, row_id, *hlc as i64, device.as_slice()])
+            .map_err(refused)?;
+        }
+        StateRecord::Parked {
+            table,
+            row_id,
+            column,
+            value,
+        } => {
+            let t = table_of(table)?;
+            column_of(t, column, false)?;
+            conn.prepare_cached(
+                r#"INSERT INTO bae_sync_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)"#,
+            )?
+            .execute(params![t.name, row_id, column, value])
+            .map_err(refused)?;
+        }
+    }
+    Ok(())
+}
+
+/// After a restore into an empty library: every local op recorded so far
+/// is covered by the restored state, so none is left to fold.
+pub fn mark_local_ops_folded(conn: &Connection) -> Result<(), MergeError> {
+    let last = bae_oplog::last_op_seq(conn)?;
+    if last > folded_seq(conn)? {
+        set_folded_seq(conn, last)?;
+    }
+    Ok(())
+}
+
+/// Creates a staging database at `path` for a snapshot to be merged into a
+/// library with state: the library's synced tables (their DDL copied from
+/// `library`, foreign keys off) and the merge state's tables.
+pub fn create_staging(
+    path: &Path,
+    library: &Connection,
+    schema: &SyncSchema,
+) -> Result<Connection, MergeError> {
+    let mut staging = Connection::open(path)?;
+    for t in schema.tables() {
+        let ddl: String = library.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [t.name],
+            |r| r.get(0),
+        )?;
+        staging.execute_batch(&ddl)?;
+    }
+    bae_oplog::migrate(&mut staging, &crate::MERGE_MIGRATIONS)?;
+    Ok(staging)
+}
+
+/// Replaces the library's synced rows and merge state by the snapshot
+/// staged at `staged` (see [`create_staging`]) in one transaction, which
+/// `also` joins (the caller's own tables change with it, or nothing does):
+/// rows are updated in place (local-only columns survive), rows the
+/// snapshot lacks are deleted except rows this device inserted after
+/// `keep_local_after` (its cursor in the snapshot) that the snapshot has
+/// not tombstoned: the caller replays those batches next. Every local op
+/// is then either in the snapshot or about to be replayed, so none is left
+/// to fold.
+pub fn replace_from_staged<E: From<MergeError>>(
+    conn: &mut Connection,
+    schema: &SyncSchema,
+    staged: &Path,
+    keep_local_after: BatchSeq,
+    also: impl FnOnce(&Connection) -> Result<(), E>,
+) -> Result<(), E> {
+    let db = |e: rusqlite::Error| E::from(MergeError::Db(e));
+    conn.execute(
+        "ATTACH DATABASE ?1 AS ck",
+        [staged.to_string_lossy().as_ref()],
+    )
+    .map_err(db)?;
+    let replaced = (|| {
+        let tx = conn.transaction().map_err(db)?;
+        replace_in(&tx, schema, keep_local_after)?;
+        also(&tx)?;
+        tx.commit().map_err(db)
+    })();
+    let detached = conn.execute("DETACH DATABASE ck", []).map_err(db);
+    replaced?;
+    detached.map(|_| ())
+}
+
+fn replace_in(
+    tx: &Connection,
+    schema: &SyncSchema,
+    keep_local_after: BatchSeq,
+) -> Result<(), MergeError> {
+    tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS bae_sync_keep (id TEXT PRIMARY KEY)")?;
+    for t in schema.tables().iter().rev() {
+        tx.execute("DELETE FROM temp.bae_sync_keep", [])?;
+        {
+            let mut keep = tx.prepare_cached(
+                "INSERT OR IGNORE INTO temp.bae_sync_keep (id) SELECT ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM ck.bae_sync_tombstones k WHERE k.table_name = ?2 AND k.row_id = ?1)",
+            )?;
+            for id in bae_oplog::rows_inserted_after(tx, t.name, keep_local_after)? {
+                keep.execute(params![id, t.name])?;
+            }
+        }
+        tx.execute(
+            &format!(
+                "DELETE FROM main.{t} WHERE id NOT IN (SELECT id FROM ck.{t})
+                 AND id NOT IN (SELECT id FROM temp.bae_sync_keep)",
+                t = t.name
+            ),
+            [],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE temp.bae_sync_keep")?;
+    for t in schema.tables() {
+        let cols = t.columns.join(", ");
+        let set: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO main.{n} (id, {cols}) SELECT id, {cols} FROM ck.{n} WHERE true
+                 ON CONFLICT (id) DO UPDATE SET {set}",
+                n = t.name,
+                set = set.join(", ")
+            ),
+            [],
+        )?;
+    }
+    tx.execute_batch(
+        r#"DELETE FROM main.bae_sync_stamps;
+           INSERT INTO main.bae_sync_stamps SELECT table_name, row_id, "column", hlc, device FROM ck.bae_sync_stamps;
+           DELETE FROM main.bae_sync_tombstones;
+           INSERT INTO main.bae_sync_tombstones SELECT table_name, row_id, hlc, device FROM ck.bae_sync_tombstones;
+           DELETE FROM main.bae_sync_parked;
+           INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;"#,
+    )?;
+    mark_local_ops_folded(tx)?;
+    Ok(())
+}
