@@ -159,7 +159,7 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
 /// The edit batches (seq 2 on; seq 1 is the import), fetched, opened and
 /// decoded as pull does, outside the timed runs.
 fn decoded_batches(rt: &tokio::runtime::Runtime, s: &Setup) -> Result<Vec<Batch>, String> {
-    let dev = layout::DeviceId::parse(&s.writer.to_string()).map_err(|e| e.to_string())?;
+    let dev = s.writer;
     let keys = (KeyEpoch(0), &s.key);
     let mut out = Vec::new();
     for key in rt

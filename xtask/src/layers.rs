@@ -68,9 +68,9 @@ fn violations(packages: &[serde_json::Value]) -> Vec<String> {
             let Some(dep_name) = dep["name"].as_str() else {
                 continue;
             };
-            // A crate's dev-dependency on itself (to turn on its own test
-            // fixtures) is not a dependency on another crate.
-            if dep_name == name {
+            // A dev-dependency on itself only turns on the crate's own
+            // features for its tests (`bae-storage-s3`'s `testing`).
+            if dep_name == name && dep["kind"] == "dev" {
                 continue;
             }
             if let Some(theirs) = layer_of(dep_name) {
@@ -113,14 +113,20 @@ mod tests {
     }
 
     #[test]
-    fn a_crate_may_enable_its_own_fixtures() {
-        let p = [pkg("bae-oplog", &[("bae-oplog", Some("dev"))])];
-        assert!(violations(&p).is_empty());
-    }
-
-    #[test]
     fn upward_dev_dependencies_fail_too() {
         let p = [pkg("bae-oplog", &[("bae-merge", Some("dev"))])];
         assert_eq!(violations(&p).len(), 1);
+    }
+
+    #[test]
+    fn a_dev_dependency_on_itself_for_its_own_features_passes() {
+        let p = [pkg("bae-storage-s3", &[("bae-storage-s3", Some("dev"))])];
+        assert!(violations(&p).is_empty());
+        let p = [pkg("bae-oplog", &[("bae-oplog", None)])];
+        assert_eq!(
+            violations(&p).len(),
+            1,
+            "a normal dependency on itself is not allowed"
+        );
     }
 }

@@ -15,9 +15,13 @@
 //! bytewise order is numeric order. Builders validate their inputs and parse
 //! functions reject anything they would not have built, so a hostile or
 //! stray object name never turns into a device id or seq.
+//!
+//! A device is a [`bae_hlc::DeviceId`], spelled in keys as its lowercase
+//! hyphenated UUID; a key with any other spelling of one does not parse.
 
 use std::fmt;
 
+use bae_hlc::DeviceId;
 use thiserror::Error;
 
 /// `heads/`: one current object per device, named by the seq it advertises,
@@ -40,7 +44,8 @@ pub const KEYS_PREFIX: &str = "keys/";
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LayoutError {
-    /// Not a lowercase hyphenated UUID.
+    /// A device id segment that is not a lowercase hyphenated UUID (the only
+    /// spelling of a [`DeviceId`] in a key).
     #[error("invalid device id {0:?}: expected a lowercase hyphenated UUID")]
     InvalidDeviceId(String),
     /// Not 64 lowercase hex digits (a 32-byte public key).
@@ -61,31 +66,6 @@ pub enum LayoutError {
         /// What was expected (`"heads"`, `"ops"`, ...).
         expected: &'static str,
     },
-}
-
-/// A device id: a lowercase hyphenated UUID.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DeviceId(String);
-
-impl DeviceId {
-    /// Validates a device id string.
-    pub fn parse(id: &str) -> Result<Self, LayoutError> {
-        match uuid::Uuid::try_parse(id) {
-            Ok(uuid) if uuid.hyphenated().to_string() == id => Ok(Self(id.to_owned())),
-            _ => Err(LayoutError::InvalidDeviceId(id.to_owned())),
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A 32-byte public key in lowercase hex (membership authors, members).
@@ -290,13 +270,13 @@ impl BucketPath {
 /// `heads/{device}/{seq}` -> (device, seq).
 pub fn parse_heads_key(key: &str) -> Result<(DeviceId, u64), LayoutError> {
     let [device, seq] = segments(key, HEADS_PREFIX, "heads")?;
-    Ok((DeviceId::parse(device)?, parse_seq(key, seq, "heads")?))
+    Ok((parse_device(device)?, parse_seq(key, seq, "heads")?))
 }
 
 /// `ops/{device}/{seq}` -> (device, seq).
 pub fn parse_ops_key(key: &str) -> Result<(DeviceId, u64), LayoutError> {
     let [device, seq] = segments(key, OPS_PREFIX, "ops")?;
-    Ok((DeviceId::parse(device)?, parse_seq(key, seq, "ops")?))
+    Ok((parse_device(device)?, parse_seq(key, seq, "ops")?))
 }
 
 /// `checkpoints/{hlc:020}-{suffix}` -> id.
@@ -359,6 +339,14 @@ fn segments<'k, const N: usize>(
     Ok(parts)
 }
 
+/// A device id segment: [`DeviceId`]'s parser accepts only the lowercase
+/// hyphenated UUID its `Display` writes.
+fn parse_device(segment: &str) -> Result<DeviceId, LayoutError> {
+    segment
+        .parse()
+        .map_err(|_| LayoutError::InvalidDeviceId(segment.to_owned()))
+}
+
 /// Exactly 20 decimal digits.
 fn parse_seq(key: &str, digits: &str, kind: &'static str) -> Result<u64, LayoutError> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -388,7 +376,7 @@ mod tests {
     const DEV: &str = "0b0c7a4e-6a8f-4f1e-9a57-3c2d1e0f9b8a";
 
     fn dev() -> DeviceId {
-        DeviceId::parse(DEV).unwrap()
+        DEV.parse().unwrap()
     }
 
     fn pk() -> PublicKeyHex {
@@ -462,6 +450,24 @@ mod tests {
     }
 
     #[test]
+    fn a_device_id_spelled_any_other_way_is_refused() {
+        for device in [
+            DEV.to_uppercase(),
+            DEV.replace('-', ""),
+            format!("{{{DEV}}}"),
+            format!("urn:uuid:{DEV}"),
+            format!(" {DEV}"),
+            "not-a-uuid".to_owned(),
+        ] {
+            let heads = format!("heads/{device}/00000000000000000003");
+            let ops = format!("ops/{device}/00000000000000000003");
+            for parsed in [parse_heads_key(&heads), parse_ops_key(&ops)] {
+                assert_eq!(parsed, Err(LayoutError::InvalidDeviceId(device.clone())));
+            }
+        }
+    }
+
+    #[test]
     fn checkpoint_ids_sort_newest_last() {
         let older = checkpoint_key(&CheckpointId::generate(9));
         let newer = checkpoint_key(&CheckpointId::generate(10));
@@ -469,8 +475,7 @@ mod tests {
     }
 
     fn any_path() -> impl Strategy<Value = BucketPath> {
-        let dev = any::<u128>()
-            .prop_map(|n| DeviceId::parse(&uuid::Uuid::from_u128(n).to_string()).unwrap());
+        let dev = any::<[u8; 16]>().prop_map(DeviceId::from_bytes);
         let pk = any::<[u8; 32]>().prop_map(|b| PublicKeyHex::from_bytes(&b));
         let id = "[0-9a-f]{4}[0-9a-f-]{0,60}".prop_map(|s| ObjectId::parse(&s).unwrap());
         prop_oneof![

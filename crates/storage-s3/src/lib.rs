@@ -16,7 +16,9 @@
 //! - [`open_store`] / [`StoreConfig`] (`bucket_url.rs`): bucket URLs.
 //! - [`layout`]: the bucket's key scheme, the only place keys are built.
 //! - [`key`]: which keys every store accepts.
-//! - [`testing`]: counting and fault-injecting wrappers for upper layers.
+//! - `testing` (cargo feature `testing`, off by default, like tokio's
+//!   `test-util`): counting and fault-injecting wrappers for the tests of
+//!   upper layers, which enable it in their dev-dependencies.
 #![forbid(unsafe_code)]
 
 mod bucket_url;
@@ -28,6 +30,7 @@ mod memory;
 mod retry;
 mod s3_store;
 mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bucket_url::{open_store, StoreConfig};

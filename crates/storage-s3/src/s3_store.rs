@@ -2,9 +2,20 @@
 //!
 //! Every request goes through the store's [`RetryPolicy`]: transient
 //! failures (5xx, 429, 408, timeouts, connection errors) are retried with
-//! bounded, jittered backoff; 403, 404, 400 and the like are not. rust-s3's
-//! own retry loop is switched off ([`s3::set_retries`]`(0)`, a process-wide
-//! setting) so there is one policy, ours.
+//! bounded, jittered backoff; 403, 404, 400 and the like are not.
+//!
+//! That policy is the only retry layer, and no process-wide setting is
+//! changed for it (the host app may use rust-s3 for its own buckets).
+//! rust-s3 0.38 wraps the requests `Bucket`'s methods make
+//! (`Request::response_data`, `response_header`, ...) in a retry loop of its
+//! own (`request::retry_request`: up to [`s3::get_retries`] more tries, 1 by
+//! default, after 1 s, 4 s, ...), which replays the commands it deems safe
+//! (`Command::is_retry_safe`): GET, ranged GET, HEAD, LIST and multipart
+//! parts. So the store makes its requests with `send_once`, through
+//! `Request::response`, rust-s3's single attempt. Only multipart initiate,
+//! complete and abort use `Bucket`'s methods, for the answers rust-s3 parses
+//! and validates; its loop never replays those. `tests/s3_attempts.rs`
+//! counts every operation's requests with rust-s3's retries on.
 //!
 //! Files move in parts of [`S3Store::PART_SIZE`]: `put_file` uploads a
 //! larger file as a multipart upload, one part in memory at a time, and
@@ -23,7 +34,7 @@ use s3::command::{Command, Multipart};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
-use s3::request::Request;
+use s3::request::{Request, ResponseData};
 use s3::serde_types::{ListBucketResult, Part};
 use s3::{Bucket, Region};
 
@@ -207,7 +218,6 @@ impl S3Store {
             bucket = bucket.with_path_style();
         }
         bucket.set_request_timeout(Some(config.request_timeout));
-        s3::set_retries(0);
         Ok(Self {
             bucket,
             prefix: normalize_prefix(&config.prefix)?,
@@ -219,6 +229,23 @@ impl S3Store {
     fn path_of(&self, key: &str) -> Result<String, StoreError> {
         validate_key(key)?;
         Ok(format!("/{}{key}", self.prefix))
+    }
+
+    /// One request, one attempt: `Request::response` is rust-s3's request
+    /// without its retry loop (see the module doc), so a failure comes back
+    /// at once for our [`RetryPolicy`] to judge.
+    async fn send_once(&self, path: &str, command: Command<'_>) -> Result<ResponseData, S3Error> {
+        let request = ReqwestRequest::new(&self.bucket, path, command).await?;
+        let response = request.response().await?;
+        let status = response.status().as_u16();
+        // Names come lowercase, as `Bucket`'s methods give them.
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body = response.bytes().await?;
+        Ok(ResponseData::new(body, status, headers))
     }
 
     async fn list_page(
@@ -233,11 +260,8 @@ impl S3Store {
             start_after: None,
             max_keys: self.list_page_size,
         };
-        let request = ReqwestRequest::new(&self.bucket, "/", command)
-            .await
-            .map_err(|e| s3_error(prefix, e))?;
-        let response = request
-            .response_data(false)
+        let response = self
+            .send_once("/", command)
             .await
             .map_err(|e| s3_error(prefix, e))?;
         check_status(response.status_code(), prefix, response.as_slice())?;
@@ -285,9 +309,12 @@ impl S3Store {
     /// when the answer gives them.
     async fn get_range_tagged(&self, key: &str, range: &Range<u64>) -> Result<Tagged, StoreError> {
         let path = self.path_of(key)?;
+        let command = Command::GetObjectRange {
+            start: range.start,
+            end: Some(range.end - 1),
+        };
         let response = self
-            .bucket
-            .get_object_range(&path, range.start, Some(range.end - 1))
+            .send_once(&path, command)
             .await
             .map_err(|e| s3_error(key, e))?;
         let mut headers = response.headers();
@@ -428,11 +455,8 @@ impl S3Store {
             custom_headers: None,
             multipart: Some(Multipart::new(part_number, upload_id)),
         };
-        let request = ReqwestRequest::new(&self.bucket, path, command)
-            .await
-            .map_err(|e| s3_error(key, e))?;
-        let response = request
-            .response_data(false)
+        let response = self
+            .send_once(path, command)
             .await
             .map_err(|e| s3_error(key, e))?;
         check_status(response.status_code(), key, response.as_slice())?;
@@ -522,9 +546,14 @@ impl ObjectStore for S3Store {
         let path = self.path_of(key)?;
         self.retry
             .run("put", || async {
+                let command = Command::PutObject {
+                    content: bytes,
+                    content_type: CONTENT_TYPE,
+                    custom_headers: None,
+                    multipart: None,
+                };
                 let response = self
-                    .bucket
-                    .put_object(&path, bytes)
+                    .send_once(&path, command)
                     .await
                     .map_err(|e| s3_error(key, e))?;
                 check_status(response.status_code(), key, response.as_slice())
@@ -537,8 +566,7 @@ impl ObjectStore for S3Store {
         self.retry
             .run("get", || async {
                 let response = self
-                    .bucket
-                    .get_object(&path)
+                    .send_once(&path, Command::GetObject)
                     .await
                     .map_err(|e| s3_error(key, e))?;
                 check_status(response.status_code(), key, response.as_slice())?;
@@ -597,15 +625,15 @@ impl ObjectStore for S3Store {
         let path = self.path_of(key)?;
         self.retry
             .run("head", || async {
-                let (head, status) = self
-                    .bucket
-                    .head_object(&path)
+                let response = self
+                    .send_once(&path, Command::HeadObject)
                     .await
                     .map_err(|e| s3_error(key, e))?;
-                check_status(status, key, &[])?;
-                let size = head
-                    .content_length
-                    .and_then(|len| u64::try_from(len).ok())
+                check_status(response.status_code(), key, &[])?;
+                let size = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|len| len.parse().ok())
                     .ok_or_else(|| StoreError::Corrupt {
                         key: key.to_owned(),
                         detail: "HEAD without a Content-Length".into(),
@@ -625,8 +653,7 @@ impl ObjectStore for S3Store {
         self.retry
             .run("delete", || async {
                 let response = self
-                    .bucket
-                    .delete_object(&path)
+                    .send_once(&path, Command::DeleteObject)
                     .await
                     .map_err(|e| s3_error(key, e))?;
                 match check_status(response.status_code(), key, response.as_slice()) {
@@ -726,6 +753,17 @@ mod tests {
         assert_eq!(normalize_prefix("").unwrap(), "");
         assert_eq!(normalize_prefix("/lib/a/").unwrap(), "lib/a/");
         assert!(normalize_prefix("lib/../x").is_err());
+    }
+
+    #[test]
+    fn new_leaves_rust_s3s_process_wide_retry_count_alone() {
+        // What a host app that uses rust-s3 for its own buckets may have set.
+        s3::set_retries(7);
+        let mut config = S3Config::new("bucket");
+        config.endpoint = Some("http://127.0.0.1:9".into());
+        config.credentials = Some(S3Credentials::new("AKID", "secret"));
+        S3Store::new(config).unwrap();
+        assert_eq!(s3::get_retries(), 7);
     }
 
     #[test]

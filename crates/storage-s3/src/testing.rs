@@ -1,6 +1,10 @@
 //! Test support for the layers above: a store that counts requests and one
 //! that injects faults. Both wrap any `Arc<dyn ObjectStore>`.
 //!
+//! Behind the cargo feature `testing`, off by default: a crate whose tests
+//! use it enables it in its dev-dependencies,
+//! `bae-storage-s3 = { workspace = true, features = ["testing"] }`.
+//!
 //! ```
 //! # async fn demo() {
 //! use std::sync::Arc;

@@ -233,7 +233,7 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
     ok(&w, &["push", "--library", &laptop]);
     let status = status_json(&w, &laptop);
     let device = status["device"].as_str().unwrap();
-    let dev = bae_storage_s3::layout::DeviceId::parse(device).unwrap();
+    let dev: bae_hlc::DeviceId = device.parse().unwrap();
     let heads = std::path::Path::new(&w.bucket).join(bae_storage_s3::layout::heads_prefix(&dev));
     let head = std::fs::read_dir(heads).unwrap().next().unwrap().unwrap();
     let head: u64 = head.file_name().to_str().unwrap().parse().unwrap();

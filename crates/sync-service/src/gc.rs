@@ -11,7 +11,7 @@
 //! `bae_sync_batch_hashes` keeps every chain link.
 
 use crate::error::SyncError;
-use crate::service::{store_device, SyncService};
+use crate::service::SyncService;
 use bae_hlc::Timestamp;
 use bae_oplog::BatchSeq;
 use bae_storage_s3::layout;
@@ -63,8 +63,7 @@ impl SyncService {
             return Ok(report);
         }
         for c in &ck.header.cursors {
-            let dev = store_device(c.device_id())?;
-            for key in self.store.list(&layout::ops_prefix(&dev)).await? {
+            for key in self.store.list(&layout::ops_prefix(&c.device_id())).await? {
                 if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= c.seq) {
                     self.store.delete(&key).await?;
                     report.ops_deleted += 1;

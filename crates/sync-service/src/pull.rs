@@ -6,7 +6,7 @@ use crate::error::SyncError;
 use crate::head::Head;
 use crate::images::want_images;
 use crate::progress::Stage;
-use crate::service::{batch_place, head_place, store_device, SyncService};
+use crate::service::{batch_place, head_place, SyncService};
 use bae_hlc::DeviceId;
 use bae_oplog::{decode_batch, Batch, BatchHash};
 use bae_storage_s3::layout;
@@ -64,7 +64,6 @@ struct Cursor {
 /// One device's batches still to fetch in this pull.
 struct Stream {
     device: DeviceId,
-    store_dev: layout::DeviceId,
     head: Head,
     /// The next seq to fetch.
     next: u64,
@@ -297,12 +296,10 @@ impl SyncService {
         head_seq: u64,
         cursor: Cursor,
     ) -> Result<Stream, SyncError> {
-        let store_dev = store_device(device)?;
-        let head_key = layout::heads_key(&store_dev, head_seq);
+        let head_key = layout::heads_key(&device, head_seq);
         let head = self.fetch_head(&head_key, device, head_seq).await?;
         Ok(Stream {
             device,
-            store_dev,
             head,
             next: cursor.applied + 1,
             prev: cursor.hash,
@@ -318,7 +315,7 @@ impl SyncService {
         stream: &mut Stream,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let (device, seq) = (stream.device, stream.next);
-        let key = layout::ops_key(&stream.store_dev, seq);
+        let key = layout::ops_key(&device, seq);
         let (batch, hash, len) = self.fetch_batch(&key, device, seq, stream.prev).await?;
         if seq == stream.head.seq && stream.head.hash != Some(hash) {
             return Err(SyncError::Chain {
@@ -338,9 +335,6 @@ impl SyncService {
         for key in self.store.list(layout::HEADS_PREFIX).await? {
             let Ok((device, seq)) = layout::parse_heads_key(&key) else {
                 tracing::warn!(%key, "ignoring object outside the layout");
-                continue;
-            };
-            let Ok(device) = device.as_str().parse::<DeviceId>() else {
                 continue;
             };
             if device == self.device {

@@ -10,7 +10,7 @@
 use crate::error::SyncError;
 use crate::head::{Head, HEAD_VERSION};
 use crate::images::{forget_uploaded, queue_images};
-use crate::service::{batch_place, head_place, now_ms, store_device, SyncService};
+use crate::service::{batch_place, head_place, now_ms, SyncService};
 use bae_hlc::DeviceId;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
 use bae_storage_s3::layout;
@@ -80,9 +80,8 @@ impl SyncService {
                 ..PushReport::default()
             });
         };
-        let store_dev = store_device(device)?;
         for batch in &encoded {
-            let key = layout::ops_key(&store_dev, batch.seq.0);
+            let key = layout::ops_key(&device, batch.seq.0);
             let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
             self.store.put(&key, &sealed).await?;
             tracing::debug!(%key, bytes = sealed.len(), "pushed batch");
@@ -134,11 +133,10 @@ impl SyncService {
         let pushed = self
             .with_db(|rec| pushed_hashes(rec.sync_parts().0))
             .await?;
-        let store_dev = store_device(device)?;
         let mut report = RepairReport::default();
         for &(seq, hash) in &pushed {
             report.checked += 1;
-            let key = layout::ops_key(&store_dev, seq);
+            let key = layout::ops_key(&device, seq);
             let problem = match self.store.get(&key).await {
                 Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
                 Err(e) if e.is_not_found() => Some("missing".to_owned()),
@@ -234,11 +232,10 @@ impl SyncService {
             pushed_at_ms: now_ms(),
             cursors,
         };
-        let store_dev = store_device(device)?;
-        let key = layout::heads_key(&store_dev, seq);
+        let key = layout::heads_key(&device, seq);
         let sealed = self.seal(&head_place(device, seq), &head.encode())?;
         self.store.put(&key, &sealed).await?;
-        for old in self.store.list(&layout::heads_prefix(&store_dev)).await? {
+        for old in self.store.list(&layout::heads_prefix(&device)).await? {
             if old != key {
                 self.store.delete(&old).await?;
             }

@@ -203,11 +203,3 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
-
-/// The storage layer's spelling of a device id.
-pub(crate) fn store_device(
-    device: DeviceId,
-) -> Result<bae_storage_s3::layout::DeviceId, SyncError> {
-    bae_storage_s3::layout::DeviceId::parse(&device.to_string())
-        .map_err(|e| SyncError::Task(format!("device id {device}: {e}")))
-}

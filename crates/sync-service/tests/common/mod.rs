@@ -247,10 +247,7 @@ pub async fn assert_converged(devices: &[&SyncService]) {
 
 /// The bucket key of a device's batch.
 pub fn ops_key(s: &SyncService, seq: u64) -> String {
-    layout::ops_key(
-        &layout::DeviceId::parse(&s.device().to_string()).unwrap(),
-        seq,
-    )
+    layout::ops_key(&s.device(), seq)
 }
 
 /// The newest batch a device has recorded.
