@@ -210,7 +210,6 @@ pub fn snapshot<E>(
 
 /// Why a snapshot stopped.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum SnapshotError<E> {
     /// Reading the state failed.
     #[error(transparent)]
@@ -274,15 +273,10 @@ pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeErr
     Ok(true)
 }
 
-/// Writes one record into `conn` (a library with no merge state yet, or a
-/// staging database from [`create_staging`]), after checking every name it
-/// carries against `schema`. Records may arrive in snapshot order only:
-/// rows parents first.
-pub fn restore_record(
-    conn: &Connection,
-    schema: &SyncSchema,
-    record: &StateRecord,
-) -> Result<(), RestoreError> {
+/// Checks a record's table and column names and value count against
+/// `schema`, without touching a database: a checkpoint is checked whole
+/// before any of it is restored.
+pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), RestoreError> {
     let table_of = |t: &str| {
         schema
             .table(t)
@@ -298,7 +292,6 @@ pub fn restore_record(
             })
         }
     };
-    let refused = RestoreError::Refused;
     match record {
         StateRecord::Row { table, id, values } => {
             let t = table_of(table)?;
@@ -310,6 +303,33 @@ pub fn restore_record(
                     expected: t.columns.len(),
                 });
             }
+        }
+        StateRecord::Stamp { table, column, .. } => column_of(table_of(table)?, column, true)?,
+        StateRecord::Tombstone { table, .. } => {
+            table_of(table)?;
+        }
+        StateRecord::Parked { table, column, .. } => column_of(table_of(table)?, column, false)?,
+    }
+    Ok(())
+}
+
+/// Writes one record into `conn` (a library with no merge state yet, or a
+/// staging database from [`create_staging`]), after checking every name it
+/// carries against `schema`. Records may arrive in snapshot order only:
+/// rows parents first.
+pub fn restore_record(
+    conn: &Connection,
+    schema: &SyncSchema,
+    record: &StateRecord,
+) -> Result<(), RestoreError> {
+    check_record(schema, record)?;
+    let refused = RestoreError::Refused;
+    match record {
+        StateRecord::Row { table, id, values } => {
+            let Some(t) = schema.table(table) else {
+                return Err(RestoreError::UnknownTable(table.clone()));
+            };
+            // Names spliced into SQL are the schema's, never the record's.
             let sql = bae_oplog::insert_sql(t.name, t.columns.iter().copied());
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
             args.push(id);
@@ -325,12 +345,10 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let t = table_of(table)?;
-            column_of(t, column, true)?;
             conn.prepare_cached(
                 r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
             )?
-            .execute(params![t.name, row_id, column, *hlc as i64, device.as_slice()])
+            .execute(params![table, row_id, column, *hlc as i64, device.as_slice()])
             .map_err(refused)?;
         }
         StateRecord::Tombstone {
@@ -339,11 +357,10 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let t = table_of(table)?;
             conn.prepare_cached(
                 "INSERT INTO bae_sync_tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![t.name, row_id, *hlc as i64, device.as_slice()])
+            .execute(params![table, row_id, *hlc as i64, device.as_slice()])
             .map_err(refused)?;
         }
         StateRecord::Parked {
@@ -352,12 +369,10 @@ pub fn restore_record(
             column,
             value,
         } => {
-            let t = table_of(table)?;
-            column_of(t, column, false)?;
             conn.prepare_cached(
                 r#"INSERT INTO bae_sync_parked (table_name, row_id, "column", value) VALUES (?1, ?2, ?3, ?4)"#,
             )?
-            .execute(params![t.name, row_id, column, value])
+            .execute(params![table, row_id, column, value])
             .map_err(refused)?;
         }
     }

@@ -22,13 +22,15 @@
 //! pull finishes the replay (replay is idempotent), so no unpushed local
 //! write is lost. Unpushed batches stay unpushed and are pushed as usual.
 
-use crate::checkpoint::{cursor_hash, CheckpointHeader, OpenedCheckpoint, RecordReader};
+use crate::checkpoint::{
+    cursor_hash, CheckpointError, CheckpointHeader, OpenedCheckpoint, RecordReader,
+};
 use crate::error::SyncError;
 use crate::keystore::read_key_file;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
 use bae_hlc::{Clock, DeviceId, Timestamp};
-use bae_merge::snapshot as merge_snapshot;
+use bae_merge::snapshot::{self as merge_snapshot, RestoreError};
 use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder};
 use rusqlite::{params, Connection};
 use std::io::BufReader;
@@ -63,16 +65,35 @@ pub struct ServerBootstrapReport {
 }
 
 impl SyncService {
-    /// Restores the newest checkpoint that opens and verifies (a newer one
-    /// that does not is reported in [`BootstrapReport::rejected`] and the
-    /// next older is tried). `None` when the bucket holds no usable
-    /// checkpoint. Call [`SyncService::pull`] afterwards for later batches.
+    /// Restores the newest checkpoint that opens, verifies and restores (a
+    /// newer one that does not, whether it fails to open, names something
+    /// outside the sync schema, or is refused by the database while it is
+    /// restored, is reported in [`BootstrapReport::rejected`] and the next
+    /// older is tried; a failed restore leaves nothing behind). `None` when
+    /// the bucket holds no usable checkpoint. Call [`SyncService::pull`]
+    /// afterwards for later batches.
     pub async fn bootstrap_from_checkpoint(&self) -> Result<Option<BootstrapReport>, SyncError> {
-        let (opened, rejected) = self.newest_checkpoint().await?;
-        let Some(opened) = opened else {
-            return Ok(None);
-        };
-        Ok(Some(self.restore(opened, &rejected).await?))
+        let mut rejected = Vec::new();
+        let mut below = None;
+        loop {
+            let (opened, skipped) = self.newest_checkpoint_below(below.as_ref()).await?;
+            rejected.extend(skipped);
+            let Some(opened) = opened else {
+                if !rejected.is_empty() {
+                    tracing::warn!(rejected = rejected.len(), "no usable checkpoint");
+                }
+                return Ok(None);
+            };
+            let id = opened.id.clone();
+            match self.restore(opened, &rejected).await {
+                Err(e @ SyncError::Invalid { .. }) => {
+                    tracing::warn!(error = %e, "checkpoint did not restore; trying an older one");
+                    rejected.push(e);
+                    below = Some(id);
+                }
+                done => return done.map(Some),
+            }
+        }
     }
 
     /// Recovery for a pull that found a device's next batch missing: if the
@@ -133,6 +154,7 @@ fn restore_blocking(
         key,
         header,
         plaintext,
+        ..
     } = opened;
     let (conn, clock, _) = rec.sync_parts();
     let fresh = merge_snapshot::is_empty(conn, schema)? && !bae_oplog::has_ops(conn)?;
@@ -190,20 +212,23 @@ fn load_records(
     header: &CheckpointHeader,
     progress: Option<&Progress>,
 ) -> Result<(), SyncError> {
-    let invalid = |reason: String| SyncError::Invalid {
-        key: key.to_owned(),
-        reason,
-    };
+    let invalid = |e: CheckpointError| SyncError::invalid(key, e);
     conn.set_prepared_statement_cache_capacity(64);
     let mut reader = RecordReader::new(BufReader::new(plaintext));
     if reader.header().map_err(invalid)? != *header {
-        return Err(invalid("header changed between reads".into()));
+        return Err(invalid(CheckpointError::HeaderChanged));
     }
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state)
-                .map_err(|e| invalid(format!("record {seen}: {e}")))?;
+            merge_snapshot::restore_record(conn, schema, &state).map_err(|e| match e {
+                // A local database failure is not the checkpoint's fault.
+                RestoreError::Merge(e) => SyncError::Merge(e),
+                source => invalid(CheckpointError::Record {
+                    index: seen,
+                    source,
+                }),
+            })?;
         }
         seen += 1;
         if let Some(p) = progress.filter(|_| seen.is_multiple_of(PROGRESS_EVERY)) {
@@ -341,4 +366,168 @@ pub async fn server_bootstrap(
         bootstrap,
         refreshed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::checkpoint::{checkpoint_place, Record, RecordWriter, CHECKPOINT_FORMAT_VERSION};
+    use bae_crypto::{KeyEpoch, LibraryKey};
+    use bae_oplog::fixture::{demo_album, open_library, Library};
+    use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
+    use bae_storage_s3::layout::{self, CheckpointId};
+    use bae_storage_s3::{MemoryStore, ObjectStore};
+    use std::sync::Arc;
+
+    struct Bucket {
+        dir: tempfile::TempDir,
+        store: Arc<dyn ObjectStore>,
+        key: LibraryKey,
+    }
+
+    impl Bucket {
+        fn new() -> Self {
+            Bucket {
+                dir: tempfile::tempdir().unwrap(),
+                store: Arc::new(MemoryStore::new()),
+                key: LibraryKey::generate(),
+            }
+        }
+
+        fn device(&self, name: &str, albums: u64) -> SyncService {
+            let path = self.dir.path().join(format!("{name}.db"));
+            let mut lib = Library::new(open_library(&path).unwrap());
+            for i in 0..albums {
+                lib.import_album(&demo_album(5, i, 2)).unwrap();
+            }
+            SyncService::new(
+                open_library(&path).unwrap(),
+                self.store.clone(),
+                self.key.clone(),
+            )
+            .unwrap()
+        }
+
+        /// A checkpoint a key holder forged: newer than every honest one,
+        /// sealed under the library key at its proper place, with `body`.
+        async fn forge(&self, writer: DeviceId, body: Vec<Record>) -> String {
+            let hlc = bae_hlc::Timestamp::from_unix_millis(4_000_000_000_000)
+                .unwrap()
+                .as_u64();
+            let id = CheckpointId::generate(hlc);
+            let header = CheckpointHeader {
+                version: CHECKPOINT_FORMAT_VERSION,
+                id: id.to_string(),
+                writer: *writer.as_bytes(),
+                hlc,
+                created_ms: 0,
+                schema_version: 0,
+                records: body.len() as u64,
+                cursors: Vec::new(),
+            };
+            let mut w = RecordWriter::new(Vec::new());
+            w.write(&Record::Header(header)).unwrap();
+            for r in &body {
+                w.write(r).unwrap();
+            }
+            w.write(&Record::End {
+                records: body.len() as u64,
+            })
+            .unwrap();
+            let (plain, _) = w.finish().unwrap();
+            let mut sealed = Vec::new();
+            bae_crypto::seal_object_stream(
+                &self.key,
+                KeyEpoch(0),
+                &checkpoint_place(*writer.as_bytes(), hlc),
+                plain.as_slice(),
+                &mut sealed,
+            )
+            .unwrap();
+            let key = format!("{}{id}", layout::CHECKPOINTS_PREFIX);
+            self.store.put(&key, &sealed).await.unwrap();
+            key
+        }
+    }
+
+    async fn dump(s: &SyncService) -> String {
+        s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
+            .await
+            .unwrap()
+    }
+
+    fn album_row(values: usize) -> Record {
+        Record::Row {
+            table: "albums".into(),
+            id: "forged".into(),
+            values: vec![Value::from("x"); values],
+        }
+    }
+
+    /// Each forged checkpoint is rejected by name and the device bootstraps
+    /// from the older honest one, with nothing of the forgery applied.
+    #[tokio::test]
+    async fn an_invalid_checkpoint_falls_back_to_an_older_one() {
+        let columns = BAE_SCHEMA.table("albums").unwrap().columns.len();
+        let forgeries: Vec<(&str, Vec<Record>)> = vec![
+            (
+                "a table outside the sync schema",
+                vec![Record::Row {
+                    table: "storage_profiles".into(),
+                    id: "p".into(),
+                    values: vec![],
+                }],
+            ),
+            ("a wrong value count", vec![album_row(columns + 1)]),
+            (
+                "an SQL fragment as a parked column",
+                vec![Record::Parked {
+                    table: "albums".into(),
+                    row_id: "a".into(),
+                    column: "title) SELECT secret_key FROM storage_profiles --".into(),
+                    value: Value::Null,
+                }],
+            ),
+            (
+                "a stamp on a column that does not sync",
+                vec![Record::Stamp {
+                    table: "files".into(),
+                    row_id: "f".into(),
+                    column: "source_path".into(),
+                    hlc: 1,
+                    device: [1; 16],
+                }],
+            ),
+            (
+                "a row the database refuses (its parent is missing)",
+                vec![Record::Row {
+                    table: "releases".into(),
+                    id: "r".into(),
+                    values: {
+                        let n = BAE_SCHEMA.table("releases").unwrap().columns.len();
+                        let mut v = vec![Value::Null; n];
+                        v[0] = Value::from("no such album");
+                        v
+                    },
+                }],
+            ),
+        ];
+        for (what, body) in forgeries {
+            let bucket = Bucket::new();
+            let a = bucket.device("a", 2);
+            let honest = a.checkpoint().await.unwrap();
+            let forged = bucket.forge(a.device(), body).await;
+            let b = bucket.device("b", 0);
+            let report = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+            assert_eq!(report.key, honest.key, "{what}");
+            assert_eq!(report.rejected.len(), 1, "{what}: {:?}", report.rejected);
+            assert!(
+                report.rejected[0].contains(&forged),
+                "{what}: {:?}",
+                report.rejected
+            );
+            assert_eq!(dump(&b).await, dump(&a).await, "{what}");
+        }
+    }
 }

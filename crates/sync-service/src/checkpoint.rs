@@ -20,7 +20,7 @@ use bae_crypto::object::ObjectHeader;
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_merge::snapshot::{self as merge_snapshot, SnapshotError, StateRecord};
-use bae_oplog::{BatchHash, OpRecorder, Value};
+use bae_oplog::{BatchHash, OpRecorder, SyncSchema, Value};
 use bae_storage_s3::layout::{self, CheckpointId};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -230,6 +230,7 @@ pub struct CheckpointReport {
 
 /// A checkpoint downloaded, verified and decrypted to a temp file.
 pub(crate) struct OpenedCheckpoint {
+    pub id: CheckpointId,
     pub key: String,
     pub header: CheckpointHeader,
     /// The plaintext, positioned at its start.
@@ -246,6 +247,78 @@ pub(crate) fn checkpoint_place(writer: [u8; 16], hlc: u64) -> ObjectPlace {
     }
 }
 
+/// Why a checkpoint's plaintext is not a valid record stream, or could not
+/// be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Reading or writing the temp file failed.
+    #[error("temp file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The input ends inside a frame's length.
+    #[error("truncated record length")]
+    TruncatedLength,
+    /// The input ends inside a record.
+    #[error("truncated record")]
+    TruncatedRecord,
+    /// The input ends before the end marker.
+    #[error("truncated: no end marker after {records} records")]
+    NoEndMarker {
+        /// Body records read.
+        records: u64,
+    },
+    /// A frame longer than [`MAX_RECORD_BYTES`] (refused before reading it).
+    #[error("record of {0} bytes exceeds the limit")]
+    Oversized(u64),
+    /// A record that does not decode.
+    #[error("record does not decode: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// Bytes after a record inside its frame.
+    #[error("{0} trailing bytes in a record")]
+    TrailingBytes(usize),
+    /// The first record is not a header.
+    #[error("first record is not a header")]
+    NoHeader,
+    /// The plaintext is empty.
+    #[error("empty checkpoint")]
+    Empty,
+    /// A format version this build does not read.
+    #[error("checkpoint format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    /// A header record after the first.
+    #[error("a second header record")]
+    SecondHeader,
+    /// The end marker's count disagrees with the records read.
+    #[error("end marker counts {counted} records, found {found}")]
+    CountMismatch {
+        /// What the end marker (or header) says.
+        counted: u64,
+        /// Records read.
+        found: u64,
+    },
+    /// Records after the end marker.
+    #[error("records after the end marker")]
+    AfterEnd,
+    /// The header names another checkpoint, writer or HLC than its key.
+    #[error("contents name checkpoint {found}, another writer or another HLC than the key")]
+    WrongPlace {
+        /// The id the header names.
+        found: String,
+    },
+    /// The header changed between the check and the restore.
+    #[error("header changed between reads")]
+    HeaderChanged,
+    /// A record names a table or column outside the sync schema, or has
+    /// the wrong number of values.
+    #[error("record {index}: {source}")]
+    Record {
+        /// Its position after the header.
+        index: u64,
+        /// What is wrong.
+        source: bae_merge::snapshot::RestoreError,
+    },
+}
+
 /// Writes records as `u32 LE length || postcard(record)` frames.
 pub(crate) struct RecordWriter<W: Write> {
     out: W,
@@ -257,22 +330,20 @@ impl<W: Write> RecordWriter<W> {
         RecordWriter { out, bytes: 0 }
     }
 
-    pub fn write(&mut self, record: &Record) -> Result<(), String> {
-        let body = postcard::to_allocvec(record).map_err(|e| e.to_string())?;
+    pub fn write(&mut self, record: &Record) -> Result<(), CheckpointError> {
+        let body = postcard::to_allocvec(record)?;
         let len = u32::try_from(body.len())
             .ok()
             .filter(|l| *l <= MAX_RECORD_BYTES)
-            .ok_or_else(|| format!("record of {} bytes is too large", body.len()))?;
-        self.out
-            .write_all(&len.to_le_bytes())
-            .and_then(|_| self.out.write_all(&body))
-            .map_err(|e| e.to_string())?;
+            .ok_or(CheckpointError::Oversized(body.len() as u64))?;
+        self.out.write_all(&len.to_le_bytes())?;
+        self.out.write_all(&body)?;
         self.bytes += 4 + body.len() as u64;
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<(W, u64), String> {
-        self.out.flush().map_err(|e| e.to_string())?;
+    pub fn finish(mut self) -> Result<(W, u64), CheckpointError> {
+        self.out.flush()?;
         Ok((self.out, self.bytes))
     }
 }
@@ -292,56 +363,55 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// The next record; `None` at a clean end of input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, String> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, CheckpointError> {
         let mut len = [0u8; 4];
         let got = read_full(&mut self.input, &mut len)?;
         if got == 0 {
             return Ok(None);
         }
         if got < 4 {
-            return Err("truncated record length".into());
+            return Err(CheckpointError::TruncatedLength);
         }
         let len = u32::from_le_bytes(len);
         if len > MAX_RECORD_BYTES {
-            return Err(format!("record of {len} bytes exceeds the limit"));
+            return Err(CheckpointError::Oversized(u64::from(len)));
         }
         self.buf.resize(len as usize, 0);
         if read_full(&mut self.input, &mut self.buf)? < len as usize {
-            return Err("truncated record".into());
+            return Err(CheckpointError::TruncatedRecord);
         }
-        let (record, rest) =
-            postcard::take_from_bytes::<Record>(&self.buf).map_err(|e| e.to_string())?;
+        let (record, rest) = postcard::take_from_bytes::<Record>(&self.buf)?;
         if !rest.is_empty() {
-            return Err(format!("{} trailing bytes in a record", rest.len()));
+            return Err(CheckpointError::TrailingBytes(rest.len()));
         }
         Ok(Some(record))
     }
 
     /// Reads and checks the header record.
-    pub fn header(&mut self) -> Result<CheckpointHeader, String> {
+    pub fn header(&mut self) -> Result<CheckpointHeader, CheckpointError> {
         match self.next_record()? {
             Some(Record::Header(h)) if h.version == CHECKPOINT_FORMAT_VERSION => Ok(h),
-            Some(Record::Header(h)) => Err(format!(
-                "checkpoint format version {} is not supported",
-                h.version
-            )),
-            Some(_) => Err("first record is not a header".into()),
-            None => Err("empty checkpoint".into()),
+            Some(Record::Header(h)) => Err(CheckpointError::UnsupportedVersion(h.version)),
+            Some(_) => Err(CheckpointError::NoHeader),
+            None => Err(CheckpointError::Empty),
         }
     }
 
     /// The next body record, `None` after a valid end marker (checked
     /// against `seen` records and the end of input).
-    pub fn body_record(&mut self, seen: u64) -> Result<Option<Record>, String> {
+    pub fn body_record(&mut self, seen: u64) -> Result<Option<Record>, CheckpointError> {
         match self.next_record()? {
-            None => Err(format!("truncated: no end marker after {seen} records")),
-            Some(Record::Header(_)) => Err("a second header record".into()),
+            None => Err(CheckpointError::NoEndMarker { records: seen }),
+            Some(Record::Header(_)) => Err(CheckpointError::SecondHeader),
             Some(Record::End { records }) => {
                 if records != seen {
-                    return Err(format!("end marker counts {records} records, found {seen}"));
+                    return Err(CheckpointError::CountMismatch {
+                        counted: records,
+                        found: seen,
+                    });
                 }
                 if self.next_record()?.is_some() {
-                    return Err("records after the end marker".into());
+                    return Err(CheckpointError::AfterEnd);
                 }
                 Ok(None)
             }
@@ -350,14 +420,14 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, String> {
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
@@ -448,10 +518,20 @@ impl SyncService {
     pub(crate) async fn newest_checkpoint(
         &self,
     ) -> Result<(Option<OpenedCheckpoint>, Vec<SyncError>), SyncError> {
+        self.newest_checkpoint_below(None).await
+    }
+
+    /// [`Self::newest_checkpoint`] among the checkpoints older than
+    /// `below` (all of them when `None`).
+    pub(crate) async fn newest_checkpoint_below(
+        &self,
+        below: Option<&CheckpointId>,
+    ) -> Result<(Option<OpenedCheckpoint>, Vec<SyncError>), SyncError> {
         let mut ids: Vec<(CheckpointId, String)> = Vec::new();
         for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
             match layout::parse_checkpoint_key(&key) {
-                Ok(id) => ids.push((id, key)),
+                Ok(id) if below.is_none_or(|b| id < *b) => ids.push((id, key)),
+                Ok(_) => {}
                 Err(_) => tracing::warn!(%key, "ignoring object outside the layout"),
             }
         }
@@ -476,10 +556,7 @@ impl SyncService {
     /// (truncated, tampered, wrong key, moved), [`SyncError::Invalid`] when
     /// its records are not a valid checkpoint.
     pub async fn verify_checkpoint(&self, key: &str) -> Result<CheckpointHeader, SyncError> {
-        let id = layout::parse_checkpoint_key(key).map_err(|e| SyncError::Invalid {
-            key: key.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let id = layout::parse_checkpoint_key(key).map_err(|e| SyncError::invalid(key, e))?;
         Ok(self.open_checkpoint(&id, key).await?.header)
     }
 
@@ -494,15 +571,15 @@ impl SyncService {
         let size = self.store.get_to_file(key, sealed.path()).await?;
         self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
+        let schema = self.schema;
         let (id, key) = (id.clone(), key.to_owned());
         tokio::task::spawn_blocking(move || {
             // Reopened by path: a store may have replaced the file rather
             // than written into the handle `sealed` holds.
             let file = File::open(sealed.path()).map_err(|e| SyncError::io(sealed.path(), e))?;
-            open_sealed(&keys, &id, &key, &file)
+            open_sealed(&keys, schema, &id, &key, &file)
         })
-        .await
-        .map_err(|e| SyncError::Task(e.to_string()))?
+        .await?
     }
 }
 
@@ -510,6 +587,7 @@ impl SyncService {
 /// record frame.
 fn open_sealed(
     keys: &bae_crypto::KeyRing,
+    schema: &SyncSchema,
     id: &CheckpointId,
     key: &str,
     mut sealed: &File,
@@ -518,10 +596,7 @@ fn open_sealed(
         key: key.to_owned(),
         source,
     };
-    let invalid = |reason: String| SyncError::Invalid {
-        key: key.to_owned(),
-        reason,
-    };
+    let invalid = |e: CheckpointError| SyncError::invalid(key, e);
     // The writer is not known before reading: take it from the header (it is
     // authenticated with every chunk) and require the HLC from the key.
     let mut head = Vec::with_capacity(bae_crypto::object::HEADER_LEN);
@@ -545,24 +620,33 @@ fn open_sealed(
     plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut reader = RecordReader::new(BufReader::new(&plain));
     let header = reader.header().map_err(invalid)?;
-    if header.id != id.to_string() {
-        return Err(invalid(format!("contents name checkpoint {}", header.id)));
+    if header.id != id.to_string() || header.writer != place.device || header.hlc != id.hlc() {
+        return Err(invalid(CheckpointError::WrongPlace { found: header.id }));
     }
-    if header.writer != place.device || header.hlc != id.hlc() {
-        return Err(invalid("header names another writer or HLC".into()));
-    }
+    // Every record is checked against the sync schema here, before any is
+    // restored: a checkpoint that names a table or column outside it is
+    // rejected as a whole, and the reader falls back to an older one.
     let mut seen = 0u64;
-    while reader.body_record(seen).map_err(invalid)?.is_some() {
+    while let Some(record) = reader.body_record(seen).map_err(invalid)? {
+        if let Some(state) = record.into_state() {
+            merge_snapshot::check_record(schema, &state).map_err(|source| {
+                invalid(CheckpointError::Record {
+                    index: seen,
+                    source,
+                })
+            })?;
+        }
         seen += 1;
     }
     if seen != header.records {
-        return Err(invalid(format!(
-            "header announces {} records, found {seen}",
-            header.records
-        )));
+        return Err(invalid(CheckpointError::CountMismatch {
+            counted: header.records,
+            found: seen,
+        }));
     }
     plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
     Ok(OpenedCheckpoint {
+        id: id.clone(),
         key: key.to_owned(),
         header,
         plaintext: plain,
@@ -595,10 +679,7 @@ fn write_snapshot(
     };
     let file = temp_file()?;
     let mut w = RecordWriter::new(BufWriter::new(file));
-    let fail = |reason: String| SyncError::Invalid {
-        key: format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id),
-        reason,
-    };
+    let fail = SyncError::CheckpointWrite;
     w.write(&Record::Header(header.clone())).map_err(fail)?;
     let report = |done| {
         if let Some(p) = progress {
@@ -612,19 +693,18 @@ fn write_snapshot(
         if n.is_multiple_of(PROGRESS_EVERY) {
             report(n);
         }
-        Ok::<(), String>(())
+        Ok::<(), CheckpointError>(())
     })
     .map_err(|e| match e {
-        SnapshotError::Sink(reason) => fail(reason),
+        SnapshotError::Sink(e) => fail(e),
         SnapshotError::Merge(e) => SyncError::Merge(e),
-        e => fail(e.to_string()),
     })?;
     report(written);
     if written != header.records {
-        return Err(fail(format!(
-            "counted {} records, wrote {written}",
-            header.records
-        )));
+        return Err(fail(CheckpointError::CountMismatch {
+            counted: header.records,
+            found: written,
+        }));
     }
     w.write(&Record::End { records: written }).map_err(fail)?;
     let (out, bytes) = w.finish().map_err(fail)?;
@@ -791,7 +871,7 @@ mod tests {
     }
 
     /// Reads a whole checkpoint plaintext as a restore does.
-    fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, Vec<Record>), String> {
+    fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, Vec<Record>), CheckpointError> {
         let mut r = RecordReader::new(bytes);
         let header = r.header()?;
         let mut body = Vec::new();
@@ -844,7 +924,10 @@ mod tests {
         let mut bytes = (MAX_RECORD_BYTES + 1).to_le_bytes().to_vec();
         bytes.extend([0u8; 8]);
         let mut r = RecordReader::new(bytes.as_slice());
-        assert!(r.next_record().unwrap_err().contains("exceeds the limit"));
+        assert!(matches!(
+            r.next_record().unwrap_err(),
+            CheckpointError::Oversized(n) if n == u64::from(MAX_RECORD_BYTES) + 1
+        ));
     }
 
     #[test]
@@ -857,6 +940,9 @@ mod tests {
         let mut r = RecordReader::new(&bytes[..3]);
         assert!(r.body_record(0).is_err(), "cut inside a length");
         let mut r = RecordReader::new(&[][..]);
-        assert!(r.body_record(0).unwrap_err().contains("truncated"));
+        assert!(matches!(
+            r.body_record(0).unwrap_err(),
+            CheckpointError::NoEndMarker { records: 0 }
+        ));
     }
 }

@@ -80,9 +80,7 @@ impl SyncHandle {
     /// Stops the loop, letting a sync in progress finish.
     pub async fn shutdown(self) -> Result<(), SyncError> {
         let _ = self.stop.send(());
-        self.task
-            .await
-            .map_err(|e| SyncError::Task(format!("sync loop: {e}")))
+        Ok(self.task.await?)
     }
 }
 

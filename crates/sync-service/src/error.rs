@@ -31,13 +31,16 @@ pub enum SyncError {
         source: bae_crypto::ObjectError,
     },
     /// An object decrypts but its contents are not valid.
-    #[error("object {key} rejected: {reason}")]
+    #[error("object {key} rejected: {source}")]
     Invalid {
         /// The bucket key.
         key: String,
-        /// Why.
-        reason: String,
+        /// What is wrong with it.
+        source: Box<InvalidObject>,
     },
+    /// Writing a checkpoint locally (before any upload) failed.
+    #[error("writing a checkpoint: {0}")]
+    CheckpointWrite(crate::checkpoint::CheckpointError),
     /// A device's stream is broken: a gap, swap or rollback.
     #[error("stream of device {device} broken at batch {seq}: {reason}")]
     Chain {
@@ -71,12 +74,25 @@ pub enum SyncError {
     /// The bucket holds no checkpoint that opens and verifies.
     #[error("no usable checkpoint in {0}")]
     NoCheckpoint(String),
-    /// A blocking task died.
-    #[error("internal: {0}")]
-    Task(String),
+    /// A blocking database task panicked or was cancelled (a bug, or the
+    /// runtime shutting down); nothing it did was committed half-way.
+    #[error("a background task failed: {0}")]
+    Background(#[from] tokio::task::JoinError),
+    /// A database task panicked while holding the library; the service
+    /// must be reopened.
+    #[error("the library connection was poisoned by a failed task; reopen the library")]
+    LibraryPoisoned,
 }
 
 impl SyncError {
+    /// An object at `key` whose contents are invalid.
+    pub fn invalid(key: impl Into<String>, source: impl Into<InvalidObject>) -> Self {
+        SyncError::Invalid {
+            key: key.into(),
+            source: Box::new(source.into()),
+        }
+    }
+
     /// An I/O error on a named file.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         SyncError::Io {
@@ -84,4 +100,41 @@ impl SyncError {
             source,
         }
     }
+}
+
+/// What is wrong with the contents of an object that decrypted and
+/// verified under the library key (so a key holder wrote it, or the key
+/// leaked): each names the failed check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidObject {
+    /// A head that does not decode.
+    #[error("head: {0}")]
+    Head(#[from] crate::head::HeadError),
+    /// A head whose contents name another device or seq than its key.
+    #[error("head names device {device} seq {seq}, not its place")]
+    HeadPlace {
+        /// The device it names.
+        device: DeviceId,
+        /// The seq it names.
+        seq: u64,
+    },
+    /// A batch that does not decode or breaks the sync schema.
+    #[error("batch: {0}")]
+    Batch(#[from] bae_oplog::CodecError),
+    /// A batch whose contents name another device or seq than its key.
+    #[error("batch names device {device} seq {seq}, not its place")]
+    BatchPlace {
+        /// The device it names.
+        device: DeviceId,
+        /// The seq it names.
+        seq: u64,
+    },
+    /// A checkpoint that is not a valid record stream or names something
+    /// outside the sync schema.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A key outside the bucket layout.
+    #[error("not a key of the bucket layout: {0}")]
+    Layout(#[from] bae_storage_s3::layout::LayoutError),
 }

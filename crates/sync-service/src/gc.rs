@@ -71,7 +71,7 @@ impl SyncService {
             }
         }
         let newest = layout::parse_checkpoint_key(&ck.key)
-            .map_err(|e| SyncError::Task(format!("{}: {e}", ck.key)))?;
+            .map_err(|e| SyncError::invalid(ck.key.clone(), e))?;
         for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
             if layout::parse_checkpoint_key(&key).is_ok_and(|id| id < newest) {
                 self.store.delete(&key).await?;

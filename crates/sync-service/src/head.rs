@@ -34,15 +34,29 @@ impl Head {
     }
 
     /// Decodes, checking the version and that nothing trails.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (head, rest): (Head, _) =
-            postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeadError> {
+        let (head, rest): (Head, _) = postcard::take_from_bytes(bytes)?;
         if head.version != HEAD_VERSION {
-            return Err(format!("head version {} is not supported", head.version));
+            return Err(HeadError::UnsupportedVersion(head.version));
         }
         if !rest.is_empty() {
-            return Err(format!("{} trailing bytes", rest.len()));
+            return Err(HeadError::TrailingBytes(rest.len()));
         }
         Ok(head)
     }
+}
+
+/// Why a head's plaintext is not a valid head.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// It does not decode (truncated or malformed).
+    #[error("does not decode: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// A format version this build does not read.
+    #[error("head version {0} is not supported")]
+    UnsupportedVersion(u8),
+    /// Bytes after the head.
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
 }

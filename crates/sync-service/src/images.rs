@@ -343,8 +343,7 @@ async fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SyncE
             .map_err(|e| SyncError::io(&path, e.error))?;
         Ok(())
     })
-    .await
-    .map_err(|e| SyncError::Task(e.to_string()))?
+    .await?
 }
 
 #[cfg(test)]

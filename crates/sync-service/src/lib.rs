@@ -31,16 +31,17 @@ mod status;
 
 pub use bootstrap::{server_bootstrap, BootstrapReport, ServerBootstrapReport};
 pub use checkpoint::{
-    CheckpointCursor, CheckpointHeader, CheckpointReport, CHECKPOINT_FORMAT_VERSION,
+    CheckpointCursor, CheckpointError, CheckpointHeader, CheckpointReport,
+    CHECKPOINT_FORMAT_VERSION,
 };
 pub use daemon::{LoopState, SyncHandle, SyncLoop};
-pub use error::SyncError;
+pub use error::{InvalidObject, SyncError};
 pub use gc::{GcReport, GC_GRACE};
-pub use head::Head;
+pub use head::{Head, HeadError};
 pub use images::images_dir_for;
 pub use keystore::KeyStore;
 pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};
-pub use service::{PullWindow, SyncService};
+pub use service::{PullWindow, SyncService, SERVICE_MIGRATIONS};
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

@@ -2,7 +2,7 @@
 //! fetch, decrypt, verify the chain, merge, and advance cursors only after
 //! the merge committed. An idle pull is exactly one LIST request.
 
-use crate::error::SyncError;
+use crate::error::{InvalidObject, SyncError};
 use crate::head::Head;
 use crate::images::want_images;
 use crate::progress::Stage;
@@ -349,15 +349,15 @@ impl SyncService {
     async fn fetch_head(&self, key: &str, device: DeviceId, seq: u64) -> Result<Head, SyncError> {
         let sealed = self.store.get(key).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
-        let head = Head::decode(&plain).map_err(|reason| SyncError::Invalid {
-            key: key.into(),
-            reason,
-        })?;
+        let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
         if head.device != device || head.seq != seq {
-            return Err(SyncError::Invalid {
-                key: key.into(),
-                reason: "head names another device or seq".into(),
-            });
+            return Err(SyncError::invalid(
+                key,
+                InvalidObject::HeadPlace {
+                    device: head.device,
+                    seq: head.seq,
+                },
+            ));
         }
         Ok(head)
     }
@@ -371,15 +371,15 @@ impl SyncService {
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
-        let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::Invalid {
-            key: key.into(),
-            reason: e.to_string(),
-        })?;
+        let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
         if batch.device != device || batch.seq.0 != seq {
-            return Err(SyncError::Invalid {
-                key: key.into(),
-                reason: "batch names another device or seq".into(),
-            });
+            return Err(SyncError::invalid(
+                key,
+                InvalidObject::BatchPlace {
+                    device: batch.device,
+                    seq: batch.seq.0,
+                },
+            ));
         }
         if batch.prev != prev {
             return Err(SyncError::Chain {

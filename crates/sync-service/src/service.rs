@@ -146,13 +146,10 @@ impl SyncService {
     {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let mut guard = db
-                .lock()
-                .map_err(|_| SyncError::Task("library lock poisoned".into()))?;
+            let mut guard = db.lock().map_err(|_| SyncError::LibraryPoisoned)?;
             f(&mut guard)
         })
-        .await
-        .map_err(|e| SyncError::Task(e.to_string()))?
+        .await?
     }
 
     pub(crate) fn seal(&self, place: &ObjectPlace, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
