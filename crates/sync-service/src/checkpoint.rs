@@ -26,6 +26,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use tracing::Instrument;
 
 /// The checkpoint plaintext format version this build writes and reads.
 pub const CHECKPOINT_FORMAT_VERSION: u8 = 1;
@@ -459,57 +460,60 @@ impl SyncService {
         self.push().await?;
         self.pull().await?;
         let span = tracing::info_span!("checkpoint", device = %self.device);
-        let _e = span.enter();
-        let device = self.device;
-        let (epoch, key) = self
-            .keys
-            .current()
-            .map(|(e, k)| (e, k.clone()))
-            .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
-        let progress = self.progress.clone();
-        let (key_name, header, plain_bytes, sealed, sealed_bytes) = self
-            .with_db(move |rec| {
-                let (header, mut plain, plain_bytes) =
-                    write_snapshot(rec, device, progress.as_ref())?;
-                plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
-                let place = checkpoint_place(header.writer, header.hlc);
-                let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
-                let sealed = named_temp_file()?;
-                let mut out = BufWriter::new(sealed.as_file());
-                bae_crypto::seal_object_stream(
-                    &key,
-                    epoch,
-                    &place,
-                    BufReader::new(&plain),
-                    &mut out,
-                )
-                .map_err(|source| SyncError::Object {
-                    key: key_name.clone(),
-                    source,
-                })?;
-                out.flush().map_err(io_err)?;
-                drop(out);
-                let sealed_bytes = sealed.as_file().metadata().map_err(io_err)?.len();
-                Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
+        async move {
+            let device = self.device;
+            let (epoch, key) = self
+                .keys
+                .current()
+                .map(|(e, k)| (e, k.clone()))
+                .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
+            let progress = self.progress.clone();
+            let (key_name, header, plain_bytes, sealed, sealed_bytes) = self
+                .with_db(move |rec| {
+                    let (header, mut plain, plain_bytes) =
+                        write_snapshot(rec, device, progress.as_ref())?;
+                    plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                    let place = checkpoint_place(header.writer, header.hlc);
+                    let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
+                    let sealed = named_temp_file()?;
+                    let mut out = BufWriter::new(sealed.as_file());
+                    bae_crypto::seal_object_stream(
+                        &key,
+                        epoch,
+                        &place,
+                        BufReader::new(&plain),
+                        &mut out,
+                    )
+                    .map_err(|source| SyncError::Object {
+                        key: key_name.clone(),
+                        source,
+                    })?;
+                    out.flush().map_err(io_err)?;
+                    drop(out);
+                    let sealed_bytes = sealed.as_file().metadata().map_err(io_err)?.len();
+                    Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
+                })
+                .await?;
+            // The sealed object streams from its temp file: a checkpoint of any
+            // size passes through bounded memory.
+            self.report(Stage::Upload, 0, sealed_bytes);
+            self.store.put_file(&key_name, sealed.path()).await?;
+            self.report(Stage::Upload, sealed_bytes, sealed_bytes);
+            tracing::info!(key = %key_name, records = header.records, bytes = sealed_bytes, "checkpoint written");
+            Ok(CheckpointReport {
+                key: key_name,
+                records: header.records,
+                plaintext_bytes: plain_bytes,
+                sealed_bytes,
+                cursors: header
+                    .cursors
+                    .iter()
+                    .map(|c| (c.device_id(), c.seq))
+                    .collect(),
             })
-            .await?;
-        // The sealed object streams from its temp file: a checkpoint of any
-        // size passes through bounded memory.
-        self.report(Stage::Upload, 0, sealed_bytes);
-        self.store.put_file(&key_name, sealed.path()).await?;
-        self.report(Stage::Upload, sealed_bytes, sealed_bytes);
-        tracing::info!(key = %key_name, records = header.records, bytes = sealed_bytes, "checkpoint written");
-        Ok(CheckpointReport {
-            key: key_name,
-            records: header.records,
-            plaintext_bytes: plain_bytes,
-            sealed_bytes,
-            cursors: header
-                .cursors
-                .iter()
-                .map(|c| (c.device_id(), c.seq))
-                .collect(),
-        })
+        }
+        .instrument(span)
+        .await
     }
 
     /// The newest checkpoint that opens and verifies, decrypted to a temp

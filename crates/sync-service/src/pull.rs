@@ -12,6 +12,7 @@ use bae_oplog::{decode_batch, Batch, BatchHash};
 use bae_storage_s3::layout;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
+use tracing::Instrument;
 
 /// A remote batch that did not apply, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,99 +152,102 @@ impl SyncService {
     /// One pull; batch objects found missing are added to `gaps`.
     async fn pull_once(&self, gaps: &mut Vec<(DeviceId, u64)>) -> Result<PullReport, SyncError> {
         let span = tracing::info_span!("pull", device = %self.device);
-        let _e = span.enter();
-        let heads = self.list_heads().await?;
-        let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
-        let mut problems = Vec::new();
-        let mut streams = Vec::new();
-        for (device, head_seq) in heads {
-            let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
-                applied: 0,
-                hash: None,
-            });
-            if head_seq <= cursor.applied {
-                continue;
+        async move {
+            let heads = self.list_heads().await?;
+            let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
+            let mut problems = Vec::new();
+            let mut streams = Vec::new();
+            for (device, head_seq) in heads {
+                let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
+                    applied: 0,
+                    hash: None,
+                });
+                if head_seq <= cursor.applied {
+                    continue;
+                }
+                match self.open_stream(device, head_seq, cursor).await {
+                    Ok(stream) => streams.push(stream),
+                    Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
+                }
             }
-            match self.open_stream(device, head_seq, cursor).await {
-                Ok(stream) => streams.push(stream),
-                Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
+            let mut report = PullReport::default();
+            if streams.is_empty() && problems.is_empty() {
+                report.images = self.retry_wanted_images().await?;
+                return Ok(report);
             }
-        }
-        let mut report = PullReport::default();
-        if streams.is_empty() && problems.is_empty() {
-            report.images = self.retry_wanted_images().await?;
-            return Ok(report);
-        }
-        let total: u64 = streams.iter().map(Stream::remaining).sum();
-        let mut advance = Advance::new(&cursors);
-        let mut carried: Vec<Batch> = Vec::new();
-        let mut fetched_count = 0u64;
-        self.report(Stage::Pull, 0, total);
-        loop {
-            let slice = self
-                .fill_slice(&mut streams, &mut advance, &mut problems, gaps, || {
-                    fetched_count += 1;
-                    self.report(Stage::Pull, fetched_count, total);
+            let total: u64 = streams.iter().map(Stream::remaining).sum();
+            let mut advance = Advance::new(&cursors);
+            let mut carried: Vec<Batch> = Vec::new();
+            let mut fetched_count = 0u64;
+            self.report(Stage::Pull, 0, total);
+            loop {
+                let slice = self
+                    .fill_slice(&mut streams, &mut advance, &mut problems, gaps, || {
+                        fetched_count += 1;
+                        self.report(Stage::Pull, fetched_count, total);
+                    })
+                    .await?;
+                let last = streams.iter().all(|s| s.remaining() == 0);
+                let fetch = self.fetch_missing_images(&slice).await?;
+                report.images += fetch.written;
+                let mut batches = std::mem::take(&mut carried);
+                batches.extend(slice);
+                tracing::info!(batches = batches.len(), images = fetch.written, "merging");
+                let merged = self
+                    .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
+                    .await?;
+                let applied: Vec<(DeviceId, u64)> =
+                    merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
+                report.applied += applied.len();
+                let moved = advance.applied(&applied);
+                if last {
+                    for held in &merged.held {
+                        problems.push(Problem {
+                            device: held.batch.device,
+                            seq: held.batch.seq.0,
+                            kind: ProblemKind::Held,
+                            reason: held.reason.to_string(),
+                        });
+                    }
+                } else {
+                    carried = merged.held.into_iter().map(|h| h.batch).collect();
+                }
+                let finished: Vec<Head> = if last {
+                    streams
+                        .iter()
+                        .filter(|s| !s.failed)
+                        .map(|s| s.head.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let end = last.then(|| problems.clone());
+                let missing = fetch.missing;
+                self.with_db(move |rec| {
+                    save_progress(
+                        rec.sync_parts().0,
+                        &moved,
+                        &finished,
+                        end.as_deref(),
+                        &missing,
+                    )
                 })
                 .await?;
-            let last = streams.iter().all(|s| s.remaining() == 0);
-            let fetch = self.fetch_missing_images(&slice).await?;
-            report.images += fetch.written;
-            let mut batches = std::mem::take(&mut carried);
-            batches.extend(slice);
-            tracing::info!(batches = batches.len(), images = fetch.written, "merging");
-            let merged = self
-                .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
-                .await?;
-            let applied: Vec<(DeviceId, u64)> =
-                merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
-            report.applied += applied.len();
-            let moved = advance.applied(&applied);
-            if last {
-                for held in &merged.held {
-                    problems.push(Problem {
-                        device: held.batch.device,
-                        seq: held.batch.seq.0,
-                        kind: ProblemKind::Held,
-                        reason: held.reason.to_string(),
-                    });
+                if last {
+                    break;
                 }
-            } else {
-                carried = merged.held.into_iter().map(|h| h.batch).collect();
             }
-            let finished: Vec<Head> = if last {
-                streams
-                    .iter()
-                    .filter(|s| !s.failed)
-                    .map(|s| s.head.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let end = last.then(|| problems.clone());
-            let missing = fetch.missing;
-            self.with_db(move |rec| {
-                save_progress(
-                    rec.sync_parts().0,
-                    &moved,
-                    &finished,
-                    end.as_deref(),
-                    &missing,
-                )
-            })
-            .await?;
-            if last {
-                break;
-            }
+            report.problems = problems;
+            report.images += self.retry_wanted_images().await?;
+            tracing::info!(
+                applied = report.applied,
+                problems = report.problems.len(),
+                "pull done"
+            );
+            Ok(report)
         }
-        report.problems = problems;
-        report.images += self.retry_wanted_images().await?;
-        tracing::info!(
-            applied = report.applied,
-            problems = report.problems.len(),
-            "pull done"
-        );
-        Ok(report)
+        .instrument(span)
+        .await
     }
 
     /// Fetches the next slice: round-robin over the streams, one batch at a

@@ -15,6 +15,7 @@ use bae_hlc::DeviceId;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
 use bae_storage_s3::layout;
 use rusqlite::{params, OptionalExtension};
+use tracing::Instrument;
 
 /// What a push did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -56,69 +57,72 @@ impl SyncService {
     /// Pushes every unpushed batch, then the head.
     pub async fn push(&self) -> Result<PushReport, SyncError> {
         let span = tracing::info_span!("push", device = %self.device);
-        let _e = span.enter();
-        let device = self.device;
-        let (encoded, newest) = self
-            .with_db(move |rec| {
-                let encoded = encode_unpushed(rec, device)?;
-                Ok((encoded, bae_oplog::last_batch(rec.sync_parts().0)?))
+        async move {
+            let device = self.device;
+            let (encoded, newest) = self
+                .with_db(move |rec| {
+                    let encoded = encode_unpushed(rec, device)?;
+                    Ok((encoded, bae_oplog::last_batch(rec.sync_parts().0)?))
+                })
+                .await?;
+            // Images first: the ops that reference them must never be in the
+            // bucket without them.
+            let through = encoded.last().map_or(newest.0, |b| b.seq.0);
+            let images = self.upload_queued_images(through).await?;
+            let Some(last) = encoded.last() else {
+                if !images.uploaded.is_empty() {
+                    let uploaded = images.uploaded.clone();
+                    self.with_db(move |rec| forget_uploaded(rec.sync_parts().0, &uploaded))
+                        .await?;
+                }
+                return Ok(PushReport {
+                    images: images.uploaded.len(),
+                    images_waiting: images.skipped,
+                    ..PushReport::default()
+                });
+            };
+            for batch in &encoded {
+                let key = layout::ops_key(&device, batch.seq.0);
+                let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
+                self.store.put(&key, &sealed).await?;
+                tracing::debug!(%key, bytes = sealed.len(), "pushed batch");
+            }
+            let head_seq = last.seq.0;
+            let head_hash = last.hash;
+            self.write_head(head_seq, Some(head_hash)).await?;
+            let seqs: Vec<(BatchSeq, BatchHash)> = encoded.iter().map(|b| (b.seq, b.hash)).collect();
+            let n = seqs.len();
+            let uploaded = images.uploaded.clone();
+            self.with_db(move |rec| {
+                let (conn, _, _) = rec.sync_parts();
+                let tx = conn.transaction()?;
+                for (seq, hash) in &seqs {
+                    bae_oplog::mark_pushed(&tx, *seq)?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
+                        params![seq.0 as i64, hash.0.as_slice()],
+                    )?;
+                }
+                forget_uploaded(&tx, &uploaded)?;
+                tx.commit()?;
+                Ok(())
             })
             .await?;
-        // Images first: the ops that reference them must never be in the
-        // bucket without them.
-        let through = encoded.last().map_or(newest.0, |b| b.seq.0);
-        let images = self.upload_queued_images(through).await?;
-        let Some(last) = encoded.last() else {
-            if !images.uploaded.is_empty() {
-                let uploaded = images.uploaded.clone();
-                self.with_db(move |rec| forget_uploaded(rec.sync_parts().0, &uploaded))
-                    .await?;
-            }
-            return Ok(PushReport {
+            tracing::info!(
+                batches = n,
+                head = head_seq,
+                images = images.uploaded.len(),
+                "push done"
+            );
+            Ok(PushReport {
+                batches: n,
+                head: Some(head_seq),
                 images: images.uploaded.len(),
                 images_waiting: images.skipped,
-                ..PushReport::default()
-            });
-        };
-        for batch in &encoded {
-            let key = layout::ops_key(&device, batch.seq.0);
-            let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
-            self.store.put(&key, &sealed).await?;
-            tracing::debug!(%key, bytes = sealed.len(), "pushed batch");
+            })
         }
-        let head_seq = last.seq.0;
-        let head_hash = last.hash;
-        self.write_head(head_seq, Some(head_hash)).await?;
-        let seqs: Vec<(BatchSeq, BatchHash)> = encoded.iter().map(|b| (b.seq, b.hash)).collect();
-        let n = seqs.len();
-        let uploaded = images.uploaded.clone();
-        self.with_db(move |rec| {
-            let (conn, _, _) = rec.sync_parts();
-            let tx = conn.transaction()?;
-            for (seq, hash) in &seqs {
-                bae_oplog::mark_pushed(&tx, *seq)?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
-                    params![seq.0 as i64, hash.0.as_slice()],
-                )?;
-            }
-            forget_uploaded(&tx, &uploaded)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
-        tracing::info!(
-            batches = n,
-            head = head_seq,
-            images = images.uploaded.len(),
-            "push done"
-        );
-        Ok(PushReport {
-            batches: n,
-            head: Some(head_seq),
-            images: images.uploaded.len(),
-            images_waiting: images.skipped,
-        })
+        .instrument(span)
+        .await
     }
 
     /// `push --repair`: checks every batch this device has pushed against
@@ -128,54 +132,57 @@ impl SyncService {
     /// unchanged), then rewrites the head.
     pub async fn repair(&self) -> Result<RepairReport, SyncError> {
         let span = tracing::info_span!("repair", device = %self.device);
-        let _e = span.enter();
-        let device = self.device;
-        let pushed = self
-            .with_db(|rec| pushed_hashes(rec.sync_parts().0))
-            .await?;
-        let mut report = RepairReport::default();
-        for &(seq, hash) in &pushed {
-            report.checked += 1;
-            let key = layout::ops_key(&device, seq);
-            let problem = match self.store.get(&key).await {
-                Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
-                Err(e) if e.is_not_found() => Some("missing".to_owned()),
-                Err(e) => return Err(e.into()),
-            };
-            let Some(problem) = problem else { continue };
-            let rebuilt = self
-                .with_db(move |rec| {
-                    let schema = rec.schema();
-                    let conn = rec.sync_parts().0;
-                    let prev = stored_hash(conn, seq.saturating_sub(1))?;
-                    Ok(encode_one(conn, schema, device, BatchSeq(seq), prev)?.map(|(e, _)| e))
-                })
+        async move {
+            let device = self.device;
+            let pushed = self
+                .with_db(|rec| pushed_hashes(rec.sync_parts().0))
                 .await?;
-            match rebuilt {
-                None if problem == "missing" => report.covered += 1,
-                None => report.unrepairable.push((
-                    seq,
-                    format!("{key} {problem}; its ops are no longer in the local op log"),
-                )),
-                Some(b) if b.hash != hash => report.unrepairable.push((
-                    seq,
-                    format!(
-                        "{key} {problem}; the local op log no longer encodes to the pushed batch"
-                    ),
-                )),
-                Some(b) => {
-                    let sealed = self.seal(&batch_place(device, seq), &b.bytes)?;
-                    self.store.put(&key, &sealed).await?;
-                    tracing::info!(%key, %problem, "re-uploaded batch");
-                    report.repaired.push(seq);
+            let mut report = RepairReport::default();
+            for &(seq, hash) in &pushed {
+                report.checked += 1;
+                let key = layout::ops_key(&device, seq);
+                let problem = match self.store.get(&key).await {
+                    Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
+                    Err(e) if e.is_not_found() => Some("missing".to_owned()),
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(problem) = problem else { continue };
+                let rebuilt = self
+                    .with_db(move |rec| {
+                        let schema = rec.schema();
+                        let conn = rec.sync_parts().0;
+                        let prev = stored_hash(conn, seq.saturating_sub(1))?;
+                        Ok(encode_one(conn, schema, device, BatchSeq(seq), prev)?.map(|(e, _)| e))
+                    })
+                    .await?;
+                match rebuilt {
+                    None if problem == "missing" => report.covered += 1,
+                    None => report.unrepairable.push((
+                        seq,
+                        format!("{key} {problem}; its ops are no longer in the local op log"),
+                    )),
+                    Some(b) if b.hash != hash => report.unrepairable.push((
+                        seq,
+                        format!(
+                            "{key} {problem}; the local op log no longer encodes to the pushed batch"
+                        ),
+                    )),
+                    Some(b) => {
+                        let sealed = self.seal(&batch_place(device, seq), &b.bytes)?;
+                        self.store.put(&key, &sealed).await?;
+                        tracing::info!(%key, %problem, "re-uploaded batch");
+                        report.repaired.push(seq);
+                    }
                 }
             }
+            if let Some(&(seq, hash)) = pushed.last() {
+                self.write_head(seq, Some(hash)).await?;
+                report.head = Some(seq);
+            }
+            Ok(report)
         }
-        if let Some(&(seq, hash)) = pushed.last() {
-            self.write_head(seq, Some(hash)).await?;
-            report.head = Some(seq);
-        }
-        Ok(report)
+        .instrument(span)
+        .await
     }
 
     /// Whether a sealed object is exactly this device's pushed batch `seq`.
