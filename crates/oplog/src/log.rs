@@ -202,7 +202,14 @@ pub fn catch_up_clock(conn: &Connection, clock: &Clock) -> Result<(), OplogError
 
 /// Persists `clock`'s newest value, never moving the stored one back.
 pub fn persist_clock(conn: &Connection, clock: &Clock) -> Result<(), OplogError> {
+    persist_timestamp(conn, clock.last())
+}
+
+/// Persists a timestamp this device has adopted (checked against the
+/// drift bound by the caller), never moving the stored clock back; every
+/// connection's clock catches up with it at its next transaction.
+pub fn persist_timestamp(conn: &Connection, t: Timestamp) -> Result<(), OplogError> {
     conn.prepare_cached("UPDATE bae_sync_device SET clock = MAX(clock, ?1) WHERE id = 1")?
-        .execute([clock.last().as_u64() as i64])?;
+        .execute([t.as_u64() as i64])?;
     Ok(())
 }

@@ -29,12 +29,13 @@ use crate::error::SyncError;
 use crate::keystore::read_key_file;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
-use bae_hlc::{Clock, DeviceId, Timestamp};
+use bae_hlc::{Clock, DeviceId, Timestamp, WallClock};
 use bae_merge::snapshot::{self as merge_snapshot, RestoreError};
 use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder};
 use rusqlite::{params, Connection};
 use std::io::BufReader;
 use std::path::Path;
+use tokio_util::sync::CancellationToken;
 
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
@@ -76,6 +77,7 @@ impl SyncService {
         let mut rejected = Vec::new();
         let mut below = None;
         loop {
+            self.check_cancelled()?;
             let (opened, skipped) = self.newest_checkpoint_below(below.as_ref()).await?;
             rejected.extend(skipped);
             let Some(opened) = opened else {
@@ -119,6 +121,11 @@ impl SyncService {
         Ok(true)
     }
 
+    /// Restores an opened checkpoint. The records are loaded on a
+    /// connection of the restore's own (into the empty library, or into a
+    /// staging database for a library with state), so the service's shared
+    /// connection is held only for the final replace of a library with
+    /// state.
     async fn restore(
         &self,
         opened: OpenedCheckpoint,
@@ -126,9 +133,54 @@ impl SyncService {
     ) -> Result<BootstrapReport, SyncError> {
         let progress = self.progress.clone();
         let rejected: Vec<String> = rejected.iter().map(ToString::to_string).collect();
-        let mut report = self
-            .with_db(move |rec| restore_blocking(rec, opened, progress.as_ref()))
+        let device = self.device;
+        let cancel = self.cancel.clone();
+        // The drift bound the service's clock applies, for the checkpoint's HLC.
+        let bound = self
+            .with_db(|rec| {
+                let clock = rec.clock();
+                Ok(DriftBound {
+                    wall_ms: clock.wall_millis(),
+                    max_drift_ms: clock.max_drift_ms(),
+                })
+            })
             .await?;
+        let loaded = self
+            .with_own_connection(move |conn, schema| {
+                load(
+                    conn,
+                    schema,
+                    device,
+                    opened,
+                    progress.as_ref(),
+                    &cancel,
+                    bound,
+                )
+            })
+            .await?;
+        let mut report = match loaded {
+            Loaded::Fresh(report) => {
+                // The restore persisted the clock; the shared clock catches up.
+                self.with_db(|rec| {
+                    let (conn, clock, _) = rec.sync_parts();
+                    Ok(bae_oplog::catch_up_clock(conn, clock)?)
+                })
+                .await?;
+                report
+            }
+            Loaded::Staged {
+                staging,
+                header,
+                report,
+            } => {
+                self.with_db(move |rec| {
+                    replace_from(rec, staging.path(), &header)?;
+                    Ok(report)
+                })
+                .await?
+            }
+        };
+        tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
         report.rejected = rejected;
         report.replayed = self.finish_local_replay().await?;
         self.want_absent_images().await?;
@@ -143,63 +195,113 @@ impl SyncService {
     }
 }
 
-fn restore_blocking(
-    rec: &mut OpRecorder,
+/// The wall time and drift bound of the service's clock when a restore
+/// began.
+#[derive(Clone, Copy)]
+struct DriftBound {
+    wall_ms: i64,
+    max_drift_ms: u64,
+}
+
+/// What loading a checkpoint did.
+enum Loaded {
+    /// Restored into the empty library, cursors and clock included.
+    Fresh(BootstrapReport),
+    /// Staged, to replace the library's state on the shared connection.
+    Staged {
+        staging: tempfile::NamedTempFile,
+        header: CheckpointHeader,
+        report: BootstrapReport,
+    },
+}
+
+/// Loads a checkpoint on `conn` (a connection of the restore's own). An
+/// empty library (no synced rows, merge state or ops, checked under the
+/// write lock) gets the records in one transaction with its cursors and
+/// clock; a library with state gets a staging database to replace from.
+fn load(
+    conn: &mut Connection,
+    schema: &'static bae_oplog::SyncSchema,
+    device: DeviceId,
     opened: OpenedCheckpoint,
     progress: Option<&Progress>,
-) -> Result<BootstrapReport, SyncError> {
-    let device = rec.device();
-    let schema = rec.schema();
+    cancel: &CancellationToken,
+    bound: DriftBound,
+) -> Result<Loaded, SyncError> {
     let OpenedCheckpoint {
         key,
         header,
         plaintext,
         ..
     } = opened;
-    let (conn, clock, _) = rec.sync_parts();
-    let fresh = merge_snapshot::is_empty(conn, schema)? && !bae_oplog::has_ops(conn)?;
-    if fresh {
-        let tx = conn.transaction()?;
-        load_records(&tx, schema, plaintext, &key, &header, progress)?;
-        merge_snapshot::mark_local_ops_folded(&tx)?;
-        set_cursors(&tx, &header, device)?;
-        adopt_clock(&tx, clock, header.hlc)?;
-        tx.commit()?;
-    } else {
-        let staging =
-            tempfile::NamedTempFile::new().map_err(|e| SyncError::io(Path::new("temp db"), e))?;
-        {
-            let mut sc = merge_snapshot::create_staging(staging.path(), conn, schema)?;
-            let tx = sc.transaction()?;
-            load_records(&tx, schema, plaintext, &key, &header, progress)?;
-            tx.commit()?;
-        }
-        let after = header.cursor_of(device);
-        merge_snapshot::replace_from_staged(
-            conn,
-            schema,
-            staging.path(),
-            BatchSeq(after),
-            |tx| -> Result<(), SyncError> {
-                set_cursors(tx, &header, device)?;
-                tx.execute(
-                    "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
-                    [after as i64],
-                )?;
-                tx.execute("DELETE FROM bae_sync_problems", [])?;
-                adopt_clock(tx, clock, header.hlc)
-            },
-        )?;
-    }
-    tracing::info!(%key, records = header.records, fresh, "checkpoint restored");
-    Ok(BootstrapReport {
-        key,
+    let report = BootstrapReport {
+        key: key.clone(),
         records: header.records,
         rejected: Vec::new(),
-        replaced: !fresh,
+        replaced: false,
         replayed: 0,
         images: 0,
+    };
+    // IMMEDIATE: the write lock from the start, so no write lands between
+    // the emptiness check and the restore.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if merge_snapshot::is_empty(&tx, schema)? && !bae_oplog::has_ops(&tx)? {
+        load_records(&tx, schema, plaintext, &key, &header, progress, cancel)?;
+        merge_snapshot::mark_local_ops_folded(&tx)?;
+        set_cursors(&tx, &header, device)?;
+        let hlc = Timestamp::from_u64(header.hlc);
+        match Clock::new(WallClock::Manual(bound.wall_ms), bound.max_drift_ms).check_drift(hlc) {
+            Ok(()) => bae_oplog::persist_timestamp(&tx, hlc)?,
+            Err(e) => tracing::warn!(error = %e, "checkpoint HLC not adopted"),
+        }
+        tx.commit()?;
+        return Ok(Loaded::Fresh(report));
+    }
+    drop(tx);
+    let staging =
+        tempfile::NamedTempFile::new().map_err(|e| SyncError::io(Path::new("temp db"), e))?;
+    {
+        let mut sc = merge_snapshot::create_staging(staging.path(), conn, schema)?;
+        let tx = sc.transaction()?;
+        load_records(&tx, schema, plaintext, &key, &header, progress, cancel)?;
+        tx.commit()?;
+    }
+    Ok(Loaded::Staged {
+        staging,
+        header,
+        report: BootstrapReport {
+            replaced: true,
+            ..report
+        },
     })
+}
+
+/// Replaces the library's state by a staged checkpoint, in one
+/// transaction with this service's cursors, the replay marker and the clock.
+fn replace_from(
+    rec: &mut OpRecorder,
+    staging: &Path,
+    header: &CheckpointHeader,
+) -> Result<(), SyncError> {
+    let device = rec.device();
+    let schema = rec.schema();
+    let (conn, clock, _) = rec.sync_parts();
+    let after = header.cursor_of(device);
+    merge_snapshot::replace_from_staged(
+        conn,
+        schema,
+        staging,
+        BatchSeq(after),
+        |tx| -> Result<(), SyncError> {
+            set_cursors(tx, header, device)?;
+            tx.execute(
+                "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
+                [after as i64],
+            )?;
+            tx.execute("DELETE FROM bae_sync_problems", [])?;
+            adopt_clock(tx, clock, header.hlc)
+        },
+    )
 }
 
 /// Streams the body records into `conn`'s (empty) tables, each checked
@@ -211,6 +313,7 @@ fn load_records(
     key: &str,
     header: &CheckpointHeader,
     progress: Option<&Progress>,
+    cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
     let invalid = |e: CheckpointError| SyncError::invalid(key, e);
     conn.set_prepared_statement_cache_capacity(64);
@@ -231,8 +334,14 @@ fn load_records(
             })?;
         }
         seen += 1;
-        if let Some(p) = progress.filter(|_| seen.is_multiple_of(PROGRESS_EVERY)) {
-            p(Stage::Restore, seen, header.records);
+        if seen.is_multiple_of(PROGRESS_EVERY) {
+            if let Some(p) = progress {
+                p(Stage::Restore, seen, header.records);
+            }
+            // Safe to stop: the caller's transaction rolls back.
+            if cancel.is_cancelled() {
+                return Err(SyncError::Cancelled);
+            }
         }
     }
     if let Some(p) = progress {
@@ -449,6 +558,33 @@ mod tests {
             self.store.put(&key, &sealed).await.unwrap();
             key
         }
+    }
+
+    /// A checkpoint's snapshot and a restore's record loading run on
+    /// connections of their own: while they run, the service's shared
+    /// connection is free (status, push and the host's sync requests do not
+    /// wait for them).
+    #[tokio::test]
+    async fn snapshot_and_restore_do_not_hold_the_shared_connection() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let bucket = Bucket::new();
+        let free_during = Arc::new(AtomicUsize::new(0));
+        let probe = |s: SyncService, stage: crate::Stage| {
+            let db = Arc::clone(&s.db);
+            let free = Arc::clone(&free_during);
+            s.with_progress(Arc::new(move |st, _, _| {
+                if st == stage && db.try_lock().is_ok() {
+                    free.fetch_add(1, Ordering::SeqCst);
+                }
+            }))
+        };
+        let a = probe(bucket.device("a", 3), crate::Stage::Snapshot);
+        a.checkpoint().await.unwrap();
+        assert!(free_during.swap(0, Ordering::SeqCst) > 0, "snapshot");
+        let b = probe(bucket.device("b", 0), crate::Stage::Restore);
+        b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+        assert!(free_during.load(Ordering::SeqCst) > 0, "restore");
+        assert_eq!(dump(&b).await, dump(&a).await);
     }
 
     async fn dump(s: &SyncService) -> String {

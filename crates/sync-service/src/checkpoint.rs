@@ -20,7 +20,7 @@ use bae_crypto::object::ObjectHeader;
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_merge::snapshot::{self as merge_snapshot, SnapshotError, StateRecord};
-use bae_oplog::{BatchHash, OpRecorder, SyncSchema, Value};
+use bae_oplog::{BatchHash, SyncSchema, Value};
 use bae_storage_s3::layout::{self, CheckpointId};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -468,10 +468,30 @@ impl SyncService {
                 .map(|(e, k)| (e, k.clone()))
                 .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
             let progress = self.progress.clone();
+            // Local writes reach the stamps lazily: fold them (on the shared
+            // connection, briefly), and take the checkpoint's HLC after
+            // every write this device has made or seen.
+            let hlc = self
+                .with_db(|rec| {
+                    bae_merge::fold_local(rec)?;
+                    let (conn, clock, _) = rec.sync_parts();
+                    bae_oplog::catch_up_clock(conn, clock)?;
+                    let hlc = clock.now().map_err(bae_oplog::OplogError::from)?;
+                    bae_oplog::persist_clock(conn, clock)?;
+                    Ok(hlc)
+                })
+                .await?;
+            self.check_cancelled()?;
+            // The snapshot and its sealing run on a connection of their own:
+            // nothing else of the service waits for them.
+            let cancel = self.cancel.clone();
             let (key_name, header, plain_bytes, sealed, sealed_bytes) = self
-                .with_db(move |rec| {
+                .with_own_connection(move |conn, schema| {
                     let (header, mut plain, plain_bytes) =
-                        write_snapshot(rec, device, progress.as_ref())?;
+                        write_snapshot(conn, schema, device, hlc, progress.as_ref())?;
+                    if cancel.is_cancelled() {
+                        return Err(SyncError::Cancelled);
+                    }
                     plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
                     let place = checkpoint_place(header.writer, header.hlc);
                     let key_name = format!("{}{}", layout::CHECKPOINTS_PREFIX, header.id);
@@ -494,6 +514,7 @@ impl SyncService {
                     Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
                 })
                 .await?;
+            self.check_cancelled()?;
             // The sealed object streams from its temp file: a checkpoint of any
             // size passes through bounded memory.
             self.report(Stage::Upload, 0, sealed_bytes);
@@ -657,18 +678,15 @@ fn open_sealed(
     })
 }
 
-/// Folds local stamps, then writes the snapshot (read in one transaction)
-/// to a temp file. Returns the header, the file and its length.
+/// Writes the snapshot (read in one transaction) to a temp file. Returns
+/// the header, the file and its length.
 fn write_snapshot(
-    rec: &mut OpRecorder,
+    conn: &mut Connection,
+    schema: &SyncSchema,
     device: DeviceId,
+    hlc: bae_hlc::Timestamp,
     progress: Option<&Progress>,
 ) -> Result<(CheckpointHeader, File, u64), SyncError> {
-    let hlc = rec.clock().now().map_err(bae_oplog::OplogError::from)?;
-    // Local writes reach the stamps lazily; fold them so none is missing.
-    bae_merge::fold_local(rec)?;
-    let schema = rec.schema();
-    let (conn, _, _) = rec.sync_parts();
     let tx = conn.transaction()?;
     let id = CheckpointId::generate(hlc.as_u64());
     let header = CheckpointHeader {

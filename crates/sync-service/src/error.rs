@@ -78,6 +78,11 @@ pub enum SyncError {
     /// runtime shutting down); nothing it did was committed half-way.
     #[error("a background task failed: {0}")]
     Background(#[from] tokio::task::JoinError),
+    /// The operation was cancelled ([`crate::SyncService::with_cancellation`])
+    /// and stopped at a safe point: what it committed stays, nothing is
+    /// half applied; running it again resumes.
+    #[error("cancelled")]
+    Cancelled,
     /// A database task panicked while holding the library; the service
     /// must be reopened.
     #[error("the library connection was poisoned by a failed task; reopen the library")]

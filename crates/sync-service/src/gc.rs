@@ -67,6 +67,7 @@ impl SyncService {
                 if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= c.seq) {
                     self.store.delete(&key).await?;
                     report.ops_deleted += 1;
+                    self.check_cancelled()?;
                 }
             }
         }

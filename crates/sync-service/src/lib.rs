@@ -1,9 +1,43 @@
-//! The sync service for bae (layer 3, phases 1-3) and the `bae-sync` CLI.
+//! The sync service for bae (layer 3, phases 1-3): the library bae-core
+//! embeds.
 //!
-//! Owns: push, pull, status, the head object, the key store, and the
-//! library-level commands the CLI runs (`init`, `join`, ...), built from the
-//! crates below: `oplog` records, `crypto` seals, `storage-s3` stores,
-//! `merge` applies.
+//! Owns: push, pull, status, images, checkpoints, GC, the head object, the
+//! key store, the library-level commands (`init`, `join`, `open`) and its
+//! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
+//! `bae_sync_batch_hashes`, `bae_sync_image_queue`,
+//! `bae_sync_wanted_images`), built from the crates below: `oplog` records,
+//! `crypto` seals, `storage-s3` stores, `merge` applies.
+//!
+//! # Embedding
+//!
+//! The host keeps its own connection(s) and writes through its own
+//! `OpRecorder`; a [`SyncService`] runs on a recorder of its own on the
+//! same file (WAL, busy timeout). SQLite work runs on blocking threads and
+//! no transaction is held across an await. The service's connection is
+//! shared by its operations through a mutex held only for short steps;
+//! checkpoint snapshots and the record loading of a restore run on
+//! connections of their own.
+//!
+//! # Cancellation
+//!
+//! Every operation is safe to drop at an await (the future cancelled):
+//! - `push`: batches uploaded without their head are invisible and are
+//!   uploaded again, byte for byte, by the next push; nothing is marked
+//!   pushed before its head is written.
+//! - `pull`: each slice is merged and its cursors saved in transactions;
+//!   a dropped pull keeps the slices it finished and the next pull
+//!   resumes (re-applying a batch changes nothing).
+//! - `checkpoint`: temp files are dropped; nothing is deleted.
+//! - `bootstrap_from_checkpoint`, `gc`: a restore commits in one
+//!   transaction or not at all; GC deletes only what the checkpoint
+//!   covers, one object at a time.
+//!
+//! A blocking step already started runs to its end even when its future is
+//! dropped. To stop long operations sooner, give the service a
+//! [`CancellationToken`] ([`SyncService::with_cancellation`]): pull stops
+//! after the current slice, push before the head, checkpoint before the
+//! upload, a restore within a few thousand records (rolling back), GC
+//! between deletes, each with [`SyncError::Cancelled`].
 //!
 //! Write order on the bucket (what is referenced before what references it):
 //! batch objects, then the head naming them, then the local "pushed" mark.
@@ -13,6 +47,8 @@
 //! Architecture invariant: the only crate that combines storage, crypto and
 //! the database; nothing below it depends on it.
 #![forbid(unsafe_code)]
+
+pub use tokio_util::sync::CancellationToken;
 
 mod bootstrap;
 mod checkpoint;

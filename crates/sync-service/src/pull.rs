@@ -236,6 +236,8 @@ impl SyncService {
                 if last {
                     break;
                 }
+                // A safe point: this slice is merged and its cursors saved.
+                self.check_cancelled()?;
             }
             report.problems = problems;
             report.images += self.retry_wanted_images().await?;

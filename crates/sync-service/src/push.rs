@@ -86,6 +86,9 @@ impl SyncService {
                 let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
                 self.store.put(&key, &sealed).await?;
                 tracing::debug!(%key, bytes = sealed.len(), "pushed batch");
+                // A safe point: batches without their head are invisible,
+                // and the next push uploads the same bytes again.
+                self.check_cancelled()?;
             }
             let head_seq = last.seq.0;
             let head_hash = last.hash;

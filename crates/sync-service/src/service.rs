@@ -8,6 +8,7 @@ use bae_oplog::{Migration, Migrations, OpRecorder, SyncSchema, TableSchema};
 use bae_storage_s3::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
 
 /// Syncs one library with one bucket. Database work runs on blocking
 /// threads; no transaction is held across an await.
@@ -21,6 +22,11 @@ pub struct SyncService {
     pub(crate) images_dir: Option<PathBuf>,
     /// Which tables and columns sync (the recorder's).
     pub(crate) schema: &'static SyncSchema,
+    /// The library file, for work that runs on a connection of its own
+    /// (checkpoint snapshots, restores) instead of the shared one.
+    pub(crate) path: Option<PathBuf>,
+    /// Long operations stop at their next safe point once cancelled.
+    pub(crate) cancel: CancellationToken,
     /// The sync schema's image table (whose row ids name image files);
     /// without one, push and pull leave images alone.
     pub(crate) images_table: Option<&'static TableSchema>,
@@ -86,6 +92,7 @@ impl SyncService {
         let device = recorder.device();
         let schema = recorder.schema();
         let images_table = schema.images_table();
+        let path = recorder.path().map(Path::to_path_buf);
         let mut keys = KeyRing::new();
         keys.insert(KeyEpoch(0), key);
         Ok(SyncService {
@@ -95,10 +102,30 @@ impl SyncService {
             device,
             images_dir: None,
             schema,
+            path,
+            cancel: CancellationToken::new(),
             images_table,
             progress: None,
             pull_window: PullWindow::default(),
         })
+    }
+
+    /// Makes long operations (pull, checkpoint, bootstrap, GC) stop at their
+    /// next safe point once `token` is cancelled, with
+    /// [`SyncError::Cancelled`]: what they committed stays, nothing is half
+    /// applied, and running them again resumes (see the crate docs).
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Fails with [`SyncError::Cancelled`] if the cancellation token fired.
+    pub(crate) fn check_cancelled(&self) -> Result<(), SyncError> {
+        if self.cancel.is_cancelled() {
+            Err(SyncError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Reports progress of long steps (pull, checkpoint, restore) to `progress`.
@@ -150,6 +177,32 @@ impl SyncService {
             f(&mut guard)
         })
         .await?
+    }
+
+    /// Runs `f` on a blocking thread on a connection of its own to the
+    /// library file, so the service's shared connection (and everything
+    /// waiting for it: status, push) is not held while `f` runs; SQLite's
+    /// own locking orders it with other writers. A library that is not a
+    /// file has only the shared connection.
+    pub(crate) async fn with_own_connection<T, F>(&self, f: F) -> Result<T, SyncError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection, &'static SyncSchema) -> Result<T, SyncError>
+            + Send
+            + 'static,
+    {
+        let schema = self.schema;
+        match self.path.clone() {
+            Some(path) => {
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = rusqlite::Connection::open(&path)?;
+                    bae_oplog::configure(&conn)?;
+                    f(&mut conn, schema)
+                })
+                .await?
+            }
+            None => self.with_db(move |rec| f(rec.sync_parts().0, schema)).await,
+        }
     }
 
     pub(crate) fn seal(&self, place: &ObjectPlace, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {

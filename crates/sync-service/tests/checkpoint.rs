@@ -472,3 +472,70 @@ async fn checkpoint_and_bootstrap_report_progress_to_the_end() {
         Some((written.records, written.records))
     );
 }
+
+/// Cancels `token` once `stage` reports `at` or more done.
+fn cancel_at(
+    token: &bae_sync_service::CancellationToken,
+    stage: bae_sync_service::Stage,
+    at: u64,
+) -> bae_sync_service::Progress {
+    let token = token.clone();
+    Arc::new(move |s, done, _| {
+        if s == stage && done >= at {
+            token.cancel();
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_cancelled_restore_leaves_nothing_and_a_later_one_completes() {
+    use bae_sync_service::{CancellationToken, Stage};
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    // Enough records that the restore reaches a safe point (every 2,048).
+    import(&a, 0, 80).await;
+    a.checkpoint().await.unwrap();
+    let token = CancellationToken::new();
+    let b = device(dir.path(), "b", store.clone(), &key)
+        .with_progress(cancel_at(&token, Stage::Restore, 1))
+        .with_cancellation(token);
+    let err = b.bootstrap_from_checkpoint().await.unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    assert_eq!(dump(&b).await, "", "nothing of the cancelled restore stays");
+    drop(b);
+    let b = device(dir.path(), "b", store, &key);
+    b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+    assert_eq!(dump(&b).await, dump(&a).await);
+}
+
+#[tokio::test]
+async fn a_cancelled_pull_keeps_its_merged_slices_and_the_next_pull_resumes() {
+    use bae_sync_service::{CancellationToken, PullWindow, Stage};
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 10).await;
+    a.push().await.unwrap();
+    let token = CancellationToken::new();
+    let b = device(dir.path(), "b", store.clone(), &key)
+        .with_pull_window(PullWindow {
+            batches: 2,
+            bytes: usize::MAX,
+        })
+        .with_progress(cancel_at(&token, Stage::Pull, 3))
+        .with_cancellation(token);
+    let err = b.pull().await.unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    let status = b.status().await.unwrap();
+    assert_eq!(
+        status.devices[0].applied_seq, 4,
+        "the slice in progress when cancelled finished; no later one started"
+    );
+    drop(b);
+    let b = device(dir.path(), "b", store, &key);
+    assert_eq!(b.pull().await.unwrap().applied, 6, "the next pull resumes");
+    assert_eq!(dump(&b).await, dump(&a).await);
+}
