@@ -41,8 +41,9 @@ pub enum ClockError {
     /// does not advance.
     #[error("HLC logical counter exhausted at {0}")]
     CounterExhausted(Timestamp),
-    /// The wall clock is outside the range HLC timestamps can represent.
-    #[error("wall clock out of HLC range")]
+    /// A timestamp (or the wall clock) outside the range the engine accepts
+    /// ([`Timestamp::MAX`]).
+    #[error("timestamp outside the HLC range")]
     OutOfRange,
 }
 
@@ -117,6 +118,10 @@ impl Clock {
 
     /// Checks a remote timestamp against the drift bound without adopting it.
     pub fn check_drift(&self, remote: Timestamp) -> Result<(), ClockError> {
+        // An out-of-range value would read as another time than it sorts as.
+        if !remote.is_valid() {
+            return Err(ClockError::OutOfRange);
+        }
         let ahead = remote.unix_millis().saturating_sub(self.wall_millis());
         let ahead_ms = u64::try_from(ahead).unwrap_or(0);
         if ahead_ms > self.max_drift_ms {
@@ -185,6 +190,18 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_out_of_range_remote_timestamp_is_refused_not_adopted() {
+        let clock = Clock::new(WallClock::Manual(1_800_000_000_000), DEFAULT_MAX_DRIFT_MS);
+        let before = clock.last();
+        for raw in [u64::MAX, i64::MAX as u64 + 1] {
+            let t = Timestamp::from_u64(raw);
+            assert!(matches!(clock.check_drift(t), Err(ClockError::OutOfRange)));
+            assert!(matches!(clock.receive(t), Err(ClockError::OutOfRange)));
+        }
+        assert_eq!(clock.last(), before);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -14,10 +14,33 @@ impl Timestamp {
     /// The smallest timestamp; older than any the clock makes.
     pub const ZERO: Timestamp = Timestamp(0);
 
-    /// The timestamp from its packed form (as stored and sent). Any `u64` is
-    /// a valid packed timestamp.
+    /// The newest timestamp the engine accepts: hlc-gen's range, and below
+    /// 2^63 so that SQLite's signed `INTEGER` keeps the order of every
+    /// stored timestamp (physical time up to about the year 2093).
+    pub const MAX: Timestamp = Timestamp(i64::MAX as u64);
+
+    /// The timestamp from its packed form, as this device stored it. Bytes
+    /// from outside (a batch, a head, a checkpoint) go through
+    /// [`Timestamp::try_from_u64`] instead.
     pub const fn from_u64(raw: u64) -> Self {
         Timestamp(raw)
+    }
+
+    /// The timestamp from a packed form read from outside, refused when it
+    /// is out of range (see [`Timestamp::MAX`]): such a value would read as
+    /// another time in the drift check than it sorts as.
+    pub fn try_from_u64(raw: u64) -> Result<Self, crate::ClockError> {
+        let t = Timestamp(raw);
+        if t.is_valid() {
+            Ok(t)
+        } else {
+            Err(crate::ClockError::OutOfRange)
+        }
+    }
+
+    /// Whether the packed form is in the range the engine accepts.
+    pub fn is_valid(self) -> bool {
+        self <= Self::MAX && hlc_gen::HlcTimestamp::try_from(self.0).is_ok()
     }
 
     /// The packed form.
@@ -86,6 +109,15 @@ impl Stamp {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn timestamps_from_outside_are_range_checked() {
+        assert!(Timestamp::try_from_u64(u64::MAX).is_err());
+        assert!(Timestamp::try_from_u64(i64::MAX as u64 + 1).is_err());
+        let now = Timestamp::from_unix_millis(1_800_000_000_000).unwrap();
+        assert_eq!(Timestamp::try_from_u64(now.as_u64()).unwrap(), now);
+        assert!(Timestamp::ZERO.is_valid());
+    }
 
     proptest! {
         #[test]

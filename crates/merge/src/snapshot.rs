@@ -92,6 +92,14 @@ pub enum RestoreError {
         /// Synced columns of the table.
         expected: usize,
     },
+    /// A stamp or tombstone whose HLC is outside the accepted range.
+    #[error("{table}/{row_id}: HLC outside the accepted range")]
+    HlcOutOfRange {
+        /// The table.
+        table: String,
+        /// The row.
+        row_id: String,
+    },
     /// A record the database refuses (a duplicate, a row whose parent the
     /// snapshot lacks, a value of the wrong type for a constraint).
     #[error("record refused by the database: {0}")]
@@ -304,13 +312,46 @@ pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), Res
                 });
             }
         }
-        StateRecord::Stamp { table, column, .. } => column_of(table_of(table)?, column, true)?,
-        StateRecord::Tombstone { table, .. } => {
+        StateRecord::Stamp {
+            table,
+            row_id,
+            column,
+            hlc,
+            ..
+        } => {
+            column_of(table_of(table)?, column, true)?;
+            hlc_in_range(table, row_id, *hlc)?;
+        }
+        StateRecord::Tombstone {
+            table, row_id, hlc, ..
+        } => {
             table_of(table)?;
+            hlc_in_range(table, row_id, *hlc)?;
         }
         StateRecord::Parked { table, column, .. } => column_of(table_of(table)?, column, false)?,
     }
     Ok(())
+}
+
+fn hlc_in_range(table: &str, row_id: &str, hlc: u64) -> Result<(), RestoreError> {
+    if bae_hlc::Timestamp::from_u64(hlc).is_valid() {
+        Ok(())
+    } else {
+        Err(RestoreError::HlcOutOfRange {
+            table: table.to_owned(),
+            row_id: row_id.to_owned(),
+        })
+    }
+}
+
+impl StateRecord {
+    /// The HLC of a stamp or tombstone.
+    pub fn hlc(&self) -> Option<u64> {
+        match self {
+            StateRecord::Stamp { hlc, .. } | StateRecord::Tombstone { hlc, .. } => Some(*hlc),
+            StateRecord::Row { .. } | StateRecord::Parked { .. } => None,
+        }
+    }
 }
 
 /// Writes one record into `conn` (a library with no merge state yet, or a

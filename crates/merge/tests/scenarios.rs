@@ -782,3 +782,31 @@ fn a_local_row_outbid_by_a_newer_remote_rival_gives_way() {
     b.pull(vec![base, artist, remote, local]);
     assert_eq!(a.dump(), b.dump());
 }
+
+/// An HLC beyond the accepted range used to read as 2024 in the drift check
+/// while sorting above every real stamp: the batch applied, the clock took
+/// a default, and devices diverged for good. It is now refused, and the
+/// clock is untouched.
+#[test]
+fn a_batch_with_an_hlc_beyond_the_range_is_rejected_and_the_clock_is_untouched() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    for raw in [u64::MAX, bae_hlc::Timestamp::MAX.as_u64() + 1] {
+        let mut forged = op(T0, "albums", "al", OpKind::Insert, &album_fields("t"));
+        forged.hlc = bae_hlc::Timestamp::from_u64(raw);
+        let b = batch(dx, 1, vec![forged]);
+        let mut d = Device::new();
+        let clock_before = d.lib.recorder().clock().last();
+        let err = d.apply(&b).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MergeError::Invalid(bae_oplog::CodecError::HlcOutOfRange { index: 0 })
+            ),
+            "{err}"
+        );
+        assert!(!d.exists("albums", "al"));
+        assert_eq!(d.lib.recorder().clock().last(), clock_before);
+        let report = d.pull(vec![b]);
+        assert_eq!(report.held.len(), 1);
+    }
+}

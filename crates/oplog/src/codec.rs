@@ -14,6 +14,7 @@ pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// Why bytes are not a valid batch.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecError {
     /// More bytes than [`MAX_BATCH_BYTES`].
     #[error("batch is {0} bytes, more than the {MAX_BATCH_BYTES}-byte limit")]
@@ -53,6 +54,13 @@ pub enum CodecError {
         table: String,
         /// The column named.
         column: String,
+    },
+    /// An op's HLC outside the range the engine accepts (it would read as
+    /// another time in the drift check than it sorts as).
+    #[error("op {index} has an HLC outside the accepted range")]
+    HlcOutOfRange {
+        /// The op's position in the batch.
+        index: usize,
     },
     /// A delete with fields, or an insert/update without a row id.
     #[error("op {index} is malformed: {reason}")]
@@ -112,6 +120,9 @@ pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
                 table: op.table.clone(),
             });
         };
+        if !op.hlc.is_valid() {
+            return Err(CodecError::HlcOutOfRange { index });
+        }
         if op.row_id.is_empty() {
             return Err(CodecError::BadOp {
                 index,
@@ -161,7 +172,8 @@ mod tests {
         let tables = SCHEMA.tables();
         (
             0..tables.len(),
-            any::<u64>(),
+            (0..=Timestamp::MAX.as_u64())
+                .prop_filter("in hlc-gen's range", |h| Timestamp::from_u64(*h).is_valid()),
             "[a-z0-9-]{1,36}",
             0..3i64,
             proptest::collection::vec((any::<prop::sample::Index>(), value()), 0..6),
@@ -272,6 +284,19 @@ mod tests {
             decode_batch(&oversized, &SCHEMA),
             Err(CodecError::TooLarge(MAX_BATCH_BYTES + 1))
         );
+    }
+
+    #[test]
+    fn an_hlc_out_of_range_is_rejected() {
+        for raw in [u64::MAX, Timestamp::MAX.as_u64() + 1] {
+            let mut b = sample();
+            b.ops[0].hlc = Timestamp::from_u64(raw);
+            let bytes = encode_batch(&b).unwrap();
+            assert_eq!(
+                decode_batch(&bytes, &SCHEMA),
+                Err(CodecError::HlcOutOfRange { index: 0 })
+            );
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::error::SyncError;
 use crate::keystore::read_key_file;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
-use bae_hlc::{Clock, DeviceId, Timestamp, WallClock};
+use bae_hlc::{Clock, DeviceId, Timestamp};
 use bae_merge::snapshot::{self as merge_snapshot, RestoreError};
 use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder};
 use rusqlite::{params, Connection};
@@ -136,15 +136,7 @@ impl SyncService {
         let device = self.device;
         let cancel = self.cancel.clone();
         // The drift bound the service's clock applies, for the checkpoint's HLC.
-        let bound = self
-            .with_db(|rec| {
-                let clock = rec.clock();
-                Ok(DriftBound {
-                    wall_ms: clock.wall_millis(),
-                    max_drift_ms: clock.max_drift_ms(),
-                })
-            })
-            .await?;
+        let bound = self.drift_bound().await?;
         let loaded = self
             .with_own_connection(move |conn, schema| {
                 load(
@@ -154,7 +146,7 @@ impl SyncService {
                     opened,
                     progress.as_ref(),
                     &cancel,
-                    bound,
+                    &bound,
                 )
             })
             .await?;
@@ -195,14 +187,6 @@ impl SyncService {
     }
 }
 
-/// The wall time and drift bound of the service's clock when a restore
-/// began.
-#[derive(Clone, Copy)]
-struct DriftBound {
-    wall_ms: i64,
-    max_drift_ms: u64,
-}
-
 /// What loading a checkpoint did.
 enum Loaded {
     /// Restored into the empty library, cursors and clock included.
@@ -226,7 +210,7 @@ fn load(
     opened: OpenedCheckpoint,
     progress: Option<&Progress>,
     cancel: &CancellationToken,
-    bound: DriftBound,
+    bound: &Clock,
 ) -> Result<Loaded, SyncError> {
     let OpenedCheckpoint {
         key,
@@ -250,7 +234,7 @@ fn load(
         merge_snapshot::mark_local_ops_folded(&tx)?;
         set_cursors(&tx, &header, device)?;
         let hlc = Timestamp::from_u64(header.hlc);
-        match Clock::new(WallClock::Manual(bound.wall_ms), bound.max_drift_ms).check_drift(hlc) {
+        match bound.check_drift(hlc) {
             Ok(()) => bae_oplog::persist_timestamp(&tx, hlc)?,
             Err(e) => tracing::warn!(error = %e, "checkpoint HLC not adopted"),
         }
@@ -518,10 +502,12 @@ mod tests {
             .unwrap()
         }
 
-        /// A checkpoint a key holder forged: newer than every honest one,
-        /// sealed under the library key at its proper place, with `body`.
-        async fn forge(&self, writer: DeviceId, body: Vec<Record>) -> String {
-            let hlc = bae_hlc::Timestamp::from_unix_millis(4_000_000_000_000)
+        /// A checkpoint a key holder forged: newer than every honest one
+        /// (its HLC `ahead_ms` past the wall clock), sealed under the
+        /// library key at its proper place, with `body`.
+        async fn forge(&self, writer: DeviceId, ahead_ms: i64, body: Vec<Record>) -> String {
+            let now = crate::service::now_ms();
+            let hlc = bae_hlc::Timestamp::from_unix_millis(now + ahead_ms)
                 .unwrap()
                 .as_u64();
             let id = CheckpointId::generate(hlc);
@@ -606,18 +592,28 @@ mod tests {
     #[tokio::test]
     async fn an_invalid_checkpoint_falls_back_to_an_older_one() {
         let columns = BAE_SCHEMA.table("albums").unwrap().columns.len();
-        let forgeries: Vec<(&str, Vec<Record>)> = vec![
+        let minute = 60_000;
+        let forgeries: Vec<(&str, &str, i64, Vec<Record>)> = vec![
             (
                 "a table outside the sync schema",
+                "table \"storage_profiles\" does not sync",
+                minute,
                 vec![Record::Row {
                     table: "storage_profiles".into(),
                     id: "p".into(),
                     values: vec![],
                 }],
             ),
-            ("a wrong value count", vec![album_row(columns + 1)]),
+            (
+                "a wrong value count",
+                "values for",
+                minute,
+                vec![album_row(columns + 1)],
+            ),
             (
                 "an SQL fragment as a parked column",
+                "does not sync",
+                minute,
                 vec![Record::Parked {
                     table: "albums".into(),
                     row_id: "a".into(),
@@ -627,6 +623,8 @@ mod tests {
             ),
             (
                 "a stamp on a column that does not sync",
+                "files.\"source_path\" does not sync",
+                minute,
                 vec![Record::Stamp {
                     table: "files".into(),
                     row_id: "f".into(),
@@ -636,7 +634,42 @@ mod tests {
                 }],
             ),
             (
+                "a tombstone with an HLC beyond the accepted range",
+                "outside the accepted range",
+                minute,
+                vec![Record::Tombstone {
+                    table: "albums".into(),
+                    row_id: "a".into(),
+                    hlc: u64::MAX,
+                    device: [1; 16],
+                }],
+            ),
+            (
+                "a stamp newer than the checkpoint",
+                "stamped after the checkpoint",
+                minute,
+                vec![Record::Stamp {
+                    table: "albums".into(),
+                    row_id: "a".into(),
+                    column: "title".into(),
+                    hlc: bae_hlc::Timestamp::from_unix_millis(
+                        crate::service::now_ms() + 2 * minute,
+                    )
+                    .unwrap()
+                    .as_u64(),
+                    device: [1; 16],
+                }],
+            ),
+            (
+                "a checkpoint HLC a day ahead of the clock",
+                "drift bound",
+                24 * 60 * minute,
+                vec![],
+            ),
+            (
                 "a row the database refuses (its parent is missing)",
+                "refused by the database",
+                minute,
                 vec![Record::Row {
                     table: "releases".into(),
                     id: "r".into(),
@@ -649,11 +682,11 @@ mod tests {
                 }],
             ),
         ];
-        for (what, body) in forgeries {
+        for (what, why, ahead_ms, body) in forgeries {
             let bucket = Bucket::new();
             let a = bucket.device("a", 2);
             let honest = a.checkpoint().await.unwrap();
-            let forged = bucket.forge(a.device(), body).await;
+            let forged = bucket.forge(a.device(), ahead_ms, body).await;
             let b = bucket.device("b", 0);
             let report = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
             assert_eq!(report.key, honest.key, "{what}");

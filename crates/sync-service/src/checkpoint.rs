@@ -306,6 +306,18 @@ pub enum CheckpointError {
         /// The id the header names.
         found: String,
     },
+    /// The checkpoint's HLC is outside the accepted range or further ahead
+    /// of this device's wall clock than the drift bound: restoring it would
+    /// poison the clock. It is skipped now and usable once time catches up.
+    #[error("checkpoint HLC is beyond the clock's drift bound: {0}")]
+    AheadOfClock(bae_hlc::ClockError),
+    /// A stamp or tombstone newer than the checkpoint that carries it (a
+    /// checkpoint's HLC is newer than every write it includes).
+    #[error("record {index} is stamped after the checkpoint")]
+    StampAfterCheckpoint {
+        /// Its position after the header.
+        index: u64,
+    },
     /// The header changed between the check and the restore.
     #[error("header changed between reads")]
     HeaderChanged,
@@ -597,12 +609,13 @@ impl SyncService {
         self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
         let schema = self.schema;
+        let bound = self.drift_bound().await?;
         let (id, key) = (id.clone(), key.to_owned());
         tokio::task::spawn_blocking(move || {
             // Reopened by path: a store may have replaced the file rather
             // than written into the handle `sealed` holds.
             let file = File::open(sealed.path()).map_err(|e| SyncError::io(sealed.path(), e))?;
-            open_sealed(&keys, schema, &id, &key, &file)
+            open_sealed(&keys, schema, &bound, &id, &key, &file)
         })
         .await?
     }
@@ -613,6 +626,7 @@ impl SyncService {
 fn open_sealed(
     keys: &bae_crypto::KeyRing,
     schema: &SyncSchema,
+    bound: &bae_hlc::Clock,
     id: &CheckpointId,
     key: &str,
     mut sealed: &File,
@@ -648,6 +662,9 @@ fn open_sealed(
     if header.id != id.to_string() || header.writer != place.device || header.hlc != id.hlc() {
         return Err(invalid(CheckpointError::WrongPlace { found: header.id }));
     }
+    bound
+        .check_drift(bae_hlc::Timestamp::from_u64(header.hlc))
+        .map_err(|e| invalid(CheckpointError::AheadOfClock(e)))?;
     // Every record is checked against the sync schema here, before any is
     // restored: a checkpoint that names a table or column outside it is
     // rejected as a whole, and the reader falls back to an older one.
@@ -660,6 +677,11 @@ fn open_sealed(
                     source,
                 })
             })?;
+            if state.hlc().is_some_and(|h| h > header.hlc) {
+                return Err(invalid(CheckpointError::StampAfterCheckpoint {
+                    index: seen,
+                }));
+            }
         }
         seen += 1;
     }

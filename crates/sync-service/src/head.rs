@@ -42,6 +42,9 @@ impl Head {
         if !rest.is_empty() {
             return Err(HeadError::TrailingBytes(rest.len()));
         }
+        if !head.hlc.is_valid() {
+            return Err(HeadError::HlcOutOfRange);
+        }
         Ok(head)
     }
 }
@@ -59,6 +62,9 @@ pub enum HeadError {
     /// Bytes after the head.
     #[error("{0} trailing bytes")]
     TrailingBytes(usize),
+    /// An HLC outside the range the engine accepts.
+    #[error("head HLC outside the accepted range")]
+    HlcOutOfRange,
 }
 
 #[cfg(test)]
@@ -111,6 +117,12 @@ mod tests {
         assert!(matches!(
             Head::decode(&trailing),
             Err(HeadError::TrailingBytes(1))
+        ));
+        let mut far = vector_head();
+        far.hlc = Timestamp::from_u64(u64::MAX);
+        assert!(matches!(
+            Head::decode(&far.encode()),
+            Err(HeadError::HlcOutOfRange)
         ));
         let mut v2 = good;
         v2[0] = 2;

@@ -119,6 +119,20 @@ impl SyncService {
         self
     }
 
+    /// A clock that checks remote timestamps the way this service's clock
+    /// does now (its wall time and drift bound), for checks made off the
+    /// shared connection.
+    pub(crate) async fn drift_bound(&self) -> Result<bae_hlc::Clock, SyncError> {
+        self.with_db(|rec| {
+            let clock = rec.clock();
+            Ok(bae_hlc::Clock::new(
+                bae_hlc::WallClock::Manual(clock.wall_millis()),
+                clock.max_drift_ms(),
+            ))
+        })
+        .await
+    }
+
     /// Fails with [`SyncError::Cancelled`] if the cancellation token fired.
     pub(crate) fn check_cancelled(&self) -> Result<(), SyncError> {
         if self.cancel.is_cancelled() {
