@@ -696,6 +696,11 @@ mod tests {
                 "{what}: {:?}",
                 report.rejected
             );
+            assert!(
+                report.rejected[0].contains(why),
+                "{what}: {:?}",
+                report.rejected
+            );
             assert_eq!(dump(&b).await, dump(&a).await, "{what}");
         }
     }
