@@ -91,9 +91,27 @@ pub fn chunk_count(plaintext_len: u64) -> u64 {
     plaintext_len.div_ceil(CHUNK).max(1)
 }
 
-/// Total blob length (nonce, chunks, tags) for a plaintext length.
+/// The longest plaintext the format takes here (64 PiB): every length
+/// computed from it fits a `u64`. A plaintext length from outside (a
+/// synced `files.file_size`) above it is [`ChunkedError::LengthOutOfRange`].
+pub const MAX_PLAINTEXT_LEN: u64 = 1 << 56;
+
+/// Refuses a plaintext length above [`MAX_PLAINTEXT_LEN`].
+fn check_len(plaintext_len: u64) -> Result<(), ChunkedError> {
+    if plaintext_len > MAX_PLAINTEXT_LEN {
+        Err(ChunkedError::LengthOutOfRange(plaintext_len))
+    } else {
+        Ok(())
+    }
+}
+
+/// Total blob length (nonce, chunks, tags) for a plaintext length; `u64::MAX`
+/// for a length above [`MAX_PLAINTEXT_LEN`] (no blob is that long).
 pub fn ciphertext_len(plaintext_len: u64) -> u64 {
-    NONCE + plaintext_len + TAG * chunk_count(plaintext_len)
+    TAG.checked_mul(chunk_count(plaintext_len))
+        .and_then(|tags| tags.checked_add(plaintext_len))
+        .and_then(|n| n.checked_add(NONCE))
+        .unwrap_or(u64::MAX)
 }
 
 /// Plaintext length implied by a blob length, or [`ChunkedError::Truncated`]
@@ -114,7 +132,7 @@ pub fn plaintext_len(ciphertext_len: u64) -> Result<u64, ChunkedError> {
 /// Byte range, within the blob, of chunk `index` (nonce offset included) of a
 /// plaintext of `plaintext_len` bytes. Empty if the chunk does not exist.
 pub fn chunk_ciphertext_range(plaintext_len: u64, index: u64) -> Range<u64> {
-    if index >= chunk_count(plaintext_len) {
+    if plaintext_len > MAX_PLAINTEXT_LEN || index >= chunk_count(plaintext_len) {
         return 0..0;
     }
     let start = NONCE + index * CT_CHUNK;
@@ -197,6 +215,7 @@ pub fn decrypt_with_len<K: ContentKey>(
     blob: &[u8],
     plaintext_len: u64,
 ) -> Result<Vec<u8>, ChunkedError> {
+    check_len(plaintext_len)?;
     let expected = ciphertext_len(plaintext_len);
     let found = blob.len() as u64;
     if found < expected {
@@ -287,6 +306,7 @@ impl RangePlan {
     /// Plans reading plaintext bytes `range` of a plaintext of
     /// `plaintext_len` bytes.
     pub fn new(plaintext_len: u64, range: Range<u64>) -> Result<Self, ChunkedError> {
+        check_len(plaintext_len)?;
         if range.start > range.end || range.end > plaintext_len {
             return Err(ChunkedError::RangeOutOfBounds {
                 start: range.start,
@@ -540,6 +560,31 @@ pub(crate) fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plaintext length is a synced column (`files.file_size`): a huge one
+    /// from a forged batch is a typed error, never an overflow.
+    #[test]
+    fn huge_lengths_are_out_of_range_not_overflows() {
+        let key = LibraryKey::from_bytes([9; 32]);
+        let blob = encrypt(&key, b"short");
+        for len in [u64::MAX, MAX_PLAINTEXT_LEN + 1] {
+            assert!(matches!(
+                decrypt_with_len(&key, &blob, len),
+                Err(ChunkedError::LengthOutOfRange(l)) if l == len
+            ));
+            assert!(matches!(
+                RangePlan::new(len, 0..10),
+                Err(ChunkedError::LengthOutOfRange(_))
+            ));
+            let nonce = BaseNonce::from_blob_prefix(&blob).unwrap();
+            assert!(matches!(
+                decrypt_range_bytes(&key, &nonce, len, 0..10, &blob),
+                Err(ChunkedError::LengthOutOfRange(_))
+            ));
+            assert_eq!(chunk_ciphertext_range(len, u64::MAX / 2), 0..0);
+        }
+        assert_eq!(ciphertext_len(u64::MAX), u64::MAX);
+    }
     use crate::keys::LibraryKey;
     use crate::test_support::{fixed_key, fixed_nonce, pattern};
     use proptest::prelude::*;

@@ -6,7 +6,12 @@ use crate::object::ObjectPlace;
 
 /// Failure of the chunked XChaCha20-Poly1305 format (release audio files).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChunkedError {
+    /// A plaintext length above [`crate::chunked::MAX_PLAINTEXT_LEN`] (a
+    /// synced file size is untrusted).
+    #[error("plaintext length {0} is out of range")]
+    LengthOutOfRange(u64),
     /// The ciphertext ends early: shorter than the nonce plus one tag, a
     /// partial tag at the end, or fewer bytes than the known plaintext size
     /// needs.

@@ -124,6 +124,10 @@ pub enum InvalidObject {
         /// The seq it names.
         seq: u64,
     },
+    /// A head naming a seq no device can reach (above `i64::MAX`): it
+    /// would overflow the stream arithmetic and the stored cursors.
+    #[error("head seq {0} is out of range")]
+    SeqOutOfRange(u64),
     /// A batch that does not decode or breaks the sync schema.
     #[error("batch: {0}")]
     Batch(#[from] bae_oplog::CodecError),

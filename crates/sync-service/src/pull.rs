@@ -79,7 +79,7 @@ impl Stream {
         if self.failed {
             0
         } else {
-            (self.head.seq + 1).saturating_sub(self.next)
+            self.head.seq.saturating_add(1).saturating_sub(self.next)
         }
     }
 }
@@ -356,6 +356,12 @@ impl SyncService {
         let sealed = self.store.get(key).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
         let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
+        if i64::try_from(head.seq).is_err() {
+            return Err(SyncError::invalid(
+                key,
+                InvalidObject::SeqOutOfRange(head.seq),
+            ));
+        }
         if head.device != device || head.seq != seq {
             return Err(SyncError::invalid(
                 key,

@@ -136,3 +136,53 @@ async fn missing_batch_is_rejected_and_resumes_after_repair() {
 async fn tampered_batch_on_s3_is_rejected_and_resumes_after_repair() {
     bad_object_is_rejected_then_repaired(Bucket::S3, Damage::FlipByte).await;
 }
+
+/// A key holder's head at seq `u64::MAX` (sealed at its place, so it
+/// verifies) used to overflow `seq + 1`. It is rejected by name, and the
+/// honest devices still sync.
+#[tokio::test]
+async fn a_head_with_a_seq_out_of_range_is_rejected_by_name() {
+    let w = World::new(Bucket::Local, "head-seq-max");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let forger = bae_hlc::DeviceId::from_bytes([7; 16]);
+    let head = bae_sync_service::Head {
+        version: 1,
+        device: forger,
+        seq: u64::MAX,
+        hash: None,
+        hlc: bae_hlc::Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
+        pushed_at_ms: 0,
+        cursors: vec![],
+    };
+    let place = ObjectPlace {
+        kind: ObjectKind::Head,
+        device: *forger.as_bytes(),
+        seq: u64::MAX,
+    };
+    let key = bae_storage_s3::layout::heads_key(&forger, u64::MAX);
+    let text = std::fs::read_to_string(w.key_file()).unwrap();
+    let library_key = LibraryKey::from_key_text(text.trim()).unwrap();
+    let sealed = seal_object(&library_key, KeyEpoch(0), &place, &head.encode());
+    w.store().put(&key, &sealed).await.unwrap();
+    edit(
+        &a,
+        "albums",
+        &album_row(0, "albums"),
+        "title",
+        "still syncing",
+    )
+    .await;
+    a.push().await.unwrap();
+    let report = b.pull().await.unwrap();
+    assert_eq!(report.applied, 1);
+    let problem = &report.problems[0];
+    assert_eq!(problem.kind, ProblemKind::Rejected);
+    assert!(problem.reason.contains(&key), "{}", problem.reason);
+    assert!(
+        problem.reason.contains("out of range"),
+        "{}",
+        problem.reason
+    );
+    assert_converged(&[&a, &b]).await;
+}
