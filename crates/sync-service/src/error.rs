@@ -51,6 +51,23 @@ pub enum SyncError {
         /// What is wrong.
         reason: String,
     },
+    /// A device's newest head names an older batch than one already applied
+    /// here or by another device (whose head says so): the bucket rolled
+    /// that device's stream back, or lost its newest batches.
+    #[error("stream of device {device} rolled back: its newest head {key} names batch {head}, but batch {known} was already applied {}", applied_by(.witness))]
+    RolledBack {
+        /// The device whose stream went back.
+        device: DeviceId,
+        /// The head object found.
+        key: String,
+        /// The batch it names.
+        head: u64,
+        /// The newer batch known to have existed.
+        known: u64,
+        /// Who applied it: `None` for this device, else the device whose
+        /// head reports it.
+        witness: Option<DeviceId>,
+    },
     /// The library has not been set up for sync (`bae-sync init` or `join`).
     #[error("library is not set up for sync: run `bae-sync init` or `bae-sync join` first")]
     NotInitialized,
@@ -87,6 +104,13 @@ pub enum SyncError {
     /// must be reopened.
     #[error("the library connection was poisoned by a failed task; reopen the library")]
     LibraryPoisoned,
+}
+
+fn applied_by(witness: &Option<DeviceId>) -> String {
+    match witness {
+        None => "here".to_owned(),
+        Some(d) => format!("by device {d}"),
+    }
 }
 
 impl SyncError {

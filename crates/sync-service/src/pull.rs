@@ -157,7 +157,7 @@ impl SyncService {
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
             let mut problems = Vec::new();
             let mut streams = Vec::new();
-            for (device, head_seq) in heads {
+            for (&device, &head_seq) in &heads {
                 let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
                     applied: 0,
                     hash: None,
@@ -170,6 +170,7 @@ impl SyncService {
                     Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
                 }
             }
+            problems.extend(rollbacks(&heads, &cursors, &streams));
             let mut report = PullReport::default();
             if streams.is_empty() && problems.is_empty() {
                 report.images = self.retry_wanted_images().await?;
@@ -406,6 +407,47 @@ impl SyncService {
 
 /// A bad object as a rejected-batch problem (a missing batch object is
 /// also a gap, for recovery); an unreachable bucket fails the pull instead.
+/// Devices whose newest head is older than a batch known to have existed:
+/// one this device applied (its cursor), or one another device's head says
+/// it applied. The stream is still applied up to its head (those batches
+/// are genuine); the rollback is reported by name.
+fn rollbacks(
+    heads: &BTreeMap<DeviceId, u64>,
+    cursors: &HashMap<DeviceId, Cursor>,
+    streams: &[Stream],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (&device, &head) in heads {
+        let mut known = cursors
+            .get(&device)
+            .map_or((0, None), |c| (c.applied, None));
+        for s in streams {
+            for &(d, applied) in &s.head.cursors {
+                if d == device && applied > known.0 {
+                    known = (applied, Some(s.device));
+                }
+            }
+        }
+        if head < known.0 {
+            let e = SyncError::RolledBack {
+                device,
+                key: layout::heads_key(&device, head),
+                head,
+                known: known.0,
+                witness: known.1,
+            };
+            tracing::warn!(error = %e, "rollback");
+            problems.push(Problem {
+                device,
+                seq: head,
+                kind: ProblemKind::Rejected,
+                reason: e.to_string(),
+            });
+        }
+    }
+    problems
+}
+
 fn rejected(
     device: DeviceId,
     seq: u64,

@@ -186,3 +186,70 @@ async fn a_head_with_a_seq_out_of_range_is_rejected_by_name() {
     );
     assert_converged(&[&a, &b]).await;
 }
+
+/// The bucket host puts an older head of device a back in place (deleting
+/// the newest). Device b, which applied further, reports the rollback by
+/// name; a new device c, which has applied nothing, learns it from b's
+/// head (b says it applied more of a) and reports it too.
+#[tokio::test]
+async fn a_rolled_back_head_is_reported_by_those_who_applied_further() {
+    let w = World::new(Bucket::Local, "rollback");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let album = album_row(0, "albums");
+    edit(&a, "albums", &album, "title", "second").await;
+    a.push().await.unwrap();
+    let store = w.store();
+    let old_key = bae_storage_s3::layout::heads_key(&a.device(), 2);
+    let old_head = store.get(&old_key).await.unwrap();
+    edit(&a, "albums", &album, "title", "third").await;
+    a.push().await.unwrap();
+    b.pull().await.unwrap();
+    // b writes a head that records how far it applied a's stream.
+    edit(&b, "albums", &album, "year", "2001").await;
+    b.push().await.unwrap();
+    // The host rolls a back to its second batch.
+    store
+        .delete(&bae_storage_s3::layout::heads_key(&a.device(), 3))
+        .await
+        .unwrap();
+    store.put(&old_key, &old_head).await.unwrap();
+
+    let report = b.pull().await.unwrap();
+    let rollback = |problems: &[bae_sync_service::Problem]| {
+        problems
+            .iter()
+            .find(|p| p.device == a.device())
+            .cloned()
+            .unwrap_or_else(|| panic!("no rollback reported: {problems:?}"))
+    };
+    let p = rollback(&report.problems);
+    assert_eq!(p.kind, ProblemKind::Rejected);
+    assert!(
+        p.reason.contains("rolled back") && p.reason.contains(&old_key),
+        "{}",
+        p.reason
+    );
+    assert!(p.reason.contains("applied here"), "{}", p.reason);
+    assert!(b
+        .status()
+        .await
+        .unwrap()
+        .problems
+        .iter()
+        .any(|s| s.reason.contains("rolled back")));
+
+    let c = w.join("c").await;
+    let report = c.pull().await.unwrap();
+    let status = c.status().await.unwrap();
+    let reason = status
+        .problems
+        .iter()
+        .map(|s| s.reason.clone())
+        .find(|r| r.contains("rolled back"))
+        .unwrap_or_else(|| panic!("c did not report the rollback: {report:?} {status:?}"));
+    assert!(
+        reason.contains(&format!("by device {}", b.device())),
+        "{reason}"
+    );
+}
