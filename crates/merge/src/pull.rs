@@ -29,7 +29,7 @@ pub fn apply_batch(rec: &mut OpRecorder, batch: &Batch) -> Result<ApplyStats, Me
         clock.check_drift(t).map_err(MergeError::from_clock)?;
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let stats = {
         let mut applier = Applier::new(&tx, schema)?;
         applier.fold_local(local_device)?;
@@ -55,7 +55,7 @@ pub fn apply_batch(rec: &mut OpRecorder, batch: &Batch) -> Result<ApplyStats, Me
 pub fn fold_local(rec: &mut OpRecorder) -> Result<(), MergeError> {
     let schema = rec.schema();
     let (conn, _, local_device) = rec.sync_parts();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut applier = Applier::new(&tx, schema)?;
     applier.fold_local(local_device)?;
     applier.settle()?;

@@ -474,7 +474,9 @@ pub fn replace_from_staged<E: From<MergeError>>(
     )
     .map_err(db)?;
     let replaced = (|| {
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         replace_in(&tx, schema, keep_local_after)?;
         also(&tx)?;
         tx.commit().map_err(db)

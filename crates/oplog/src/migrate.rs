@@ -81,7 +81,7 @@ pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogErr
         });
     }
     for (i, step) in owner.steps.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(step.sql)
             .map_err(|e| OplogError::Migration {
                 name: step.name,

@@ -101,10 +101,16 @@ impl OpRecorder {
         ReadOnlyDb(&self.conn)
     }
 
-    /// Starts a recorded transaction: one transaction, one batch.
+    /// Starts a recorded transaction: one transaction, one batch. It takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), so a write after a read
+    /// in it never fails because another connection (the sync service's,
+    /// or the host's other one) committed in between: the other writer
+    /// waits for the busy timeout instead.
     pub fn transaction(&mut self) -> Result<Recording<'_>, OplogError> {
         Ok(Recording {
-            tx: self.conn.transaction()?,
+            tx: self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             clock: &self.clock,
             schema: self.schema,
             batch: None,

@@ -339,3 +339,51 @@ fn names_that_are_not_identifiers_are_refused_before_reaching_sql() {
         .unwrap_err();
     assert!(matches!(err, OplogError::NoSuchRow { .. }));
 }
+
+/// A recorded transaction that reads, then writes, while another
+/// connection commits in between, succeeds: the write lock is taken when
+/// the transaction starts, so the other writer waits (a deferred
+/// transaction would fail with "database is locked" at its first write).
+#[test]
+fn a_read_then_write_transaction_survives_a_concurrent_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.db");
+    let album = demo_album(4, 0, 1);
+    let album_id = album.album_id().unwrap().to_owned();
+    let mut host = Library::new(open_library(&path).unwrap());
+    host.import_album(&album).unwrap();
+    let mut other = open_library(&path).unwrap();
+    let rec = host.recorder();
+    let mut tx = rec.transaction().unwrap();
+    let title: Option<String> = tx
+        .query_row("SELECT title FROM albums WHERE id = ?1", [&album_id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let id = album_id.clone();
+    let writer = std::thread::spawn(move || {
+        let mut tx = other.transaction().unwrap();
+        tx.update("albums", &id, &[("year", Value::Integer(2001))])
+            .unwrap();
+        tx.commit().unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    tx.update(
+        "albums",
+        &album_id,
+        &[("title", format!("{} (remastered)", title.unwrap()).into())],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    writer.join().unwrap();
+    let db = host.recorder().database();
+    let (title, year): (String, i64) = db
+        .query_row(
+            "SELECT title, year FROM albums WHERE id = ?1",
+            [&album_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(title.ends_with("(remastered)"));
+    assert_eq!(year, 2001);
+}

@@ -169,7 +169,7 @@ impl SyncService {
         self.report(Stage::Images, total, total);
         self.with_db(move |rec| {
             let (conn, _, _) = rec.sync_parts();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (image, retry) in &outcome {
                 match retry {
                     None => {
@@ -204,7 +204,7 @@ impl SyncService {
                 .prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut wanted = 0;
             {
                 let mut stmt = tx.prepare(

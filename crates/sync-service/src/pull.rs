@@ -510,7 +510,7 @@ fn save_progress(
     problems: Option<&[Problem]>,
     missing_images: &[String],
 ) -> Result<(), SyncError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (device, cursor) in moved {
         tx.execute(
             "INSERT INTO bae_sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)

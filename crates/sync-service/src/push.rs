@@ -98,7 +98,7 @@ impl SyncService {
             let uploaded = images.uploaded.clone();
             self.with_db(move |rec| {
                 let (conn, _, _) = rec.sync_parts();
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 for (seq, hash) in &seqs {
                     bae_oplog::mark_pushed(&tx, *seq)?;
                     tx.execute(
@@ -260,7 +260,7 @@ impl SyncService {
 fn encode_unpushed(rec: &mut OpRecorder, device: DeviceId) -> Result<Vec<Encoded>, SyncError> {
     let schema = rec.schema();
     let (conn, _, _) = rec.sync_parts();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let seqs = bae_oplog::unpushed_batches(&tx)?;
     let mut out: Vec<Encoded> = Vec::with_capacity(seqs.len());
     for seq in seqs {
