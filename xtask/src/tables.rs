@@ -21,6 +21,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_batch_hashes", "sync-service"),
     ("bae_sync_image_queue", "sync-service"),
     ("bae_sync_wanted_images", "sync-service"),
+    ("bae_sync_checkpoints_written", "sync-service"),
 ];
 
 /// Fails with every mention of an engine table outside its owner crate,

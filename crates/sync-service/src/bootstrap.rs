@@ -465,86 +465,10 @@ pub async fn server_bootstrap(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::checkpoint::{checkpoint_place, Record, RecordWriter, CHECKPOINT_FORMAT_VERSION};
-    use bae_crypto::{KeyEpoch, LibraryKey};
-    use bae_oplog::fixture::{demo_album, open_library, Library};
-    use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
-    use bae_storage_s3::layout::{self, CheckpointId};
-    use bae_storage_s3::{MemoryStore, ObjectStore};
+    use crate::checkpoint::Record;
+    use crate::test_support::{dump, Bucket};
+    use bae_oplog::{Value, BAE_SCHEMA};
     use std::sync::Arc;
-
-    struct Bucket {
-        dir: tempfile::TempDir,
-        store: Arc<dyn ObjectStore>,
-        key: LibraryKey,
-    }
-
-    impl Bucket {
-        fn new() -> Self {
-            Bucket {
-                dir: tempfile::tempdir().unwrap(),
-                store: Arc::new(MemoryStore::new()),
-                key: LibraryKey::generate(),
-            }
-        }
-
-        fn device(&self, name: &str, albums: u64) -> SyncService {
-            let path = self.dir.path().join(format!("{name}.db"));
-            let mut lib = Library::new(open_library(&path).unwrap());
-            for i in 0..albums {
-                lib.import_album(&demo_album(5, i, 2)).unwrap();
-            }
-            SyncService::new(
-                open_library(&path).unwrap(),
-                self.store.clone(),
-                self.key.clone(),
-            )
-            .unwrap()
-        }
-
-        /// A checkpoint a key holder forged: newer than every honest one
-        /// (its HLC `ahead_ms` past the wall clock), sealed under the
-        /// library key at its proper place, with `body`.
-        async fn forge(&self, writer: DeviceId, ahead_ms: i64, body: Vec<Record>) -> String {
-            let now = crate::service::now_ms();
-            let hlc = bae_hlc::Timestamp::from_unix_millis(now + ahead_ms)
-                .unwrap()
-                .as_u64();
-            let id = CheckpointId::generate(hlc);
-            let header = CheckpointHeader {
-                version: CHECKPOINT_FORMAT_VERSION,
-                id: id.to_string(),
-                writer: *writer.as_bytes(),
-                hlc,
-                created_ms: 0,
-                schema_version: 0,
-                records: body.len() as u64,
-                cursors: Vec::new(),
-            };
-            let mut w = RecordWriter::new(Vec::new());
-            w.write(&Record::Header(header)).unwrap();
-            for r in &body {
-                w.write(r).unwrap();
-            }
-            w.write(&Record::End {
-                records: body.len() as u64,
-            })
-            .unwrap();
-            let (plain, _) = w.finish().unwrap();
-            let mut sealed = Vec::new();
-            bae_crypto::seal_object_stream(
-                &self.key,
-                KeyEpoch(0),
-                &checkpoint_place(*writer.as_bytes(), hlc),
-                plain.as_slice(),
-                &mut sealed,
-            )
-            .unwrap();
-            let key = format!("{}{id}", layout::CHECKPOINTS_PREFIX);
-            self.store.put(&key, &sealed).await.unwrap();
-            key
-        }
-    }
 
     /// A checkpoint's snapshot and a restore's record loading run on
     /// connections of their own: while they run, the service's shared
@@ -571,12 +495,6 @@ mod tests {
         b.bootstrap_from_checkpoint().await.unwrap().unwrap();
         assert!(free_during.load(Ordering::SeqCst) > 0, "restore");
         assert_eq!(dump(&b).await, dump(&a).await);
-    }
-
-    async fn dump(s: &SyncService) -> String {
-        s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
-            .await
-            .unwrap()
     }
 
     fn album_row(values: usize) -> Record {

@@ -318,6 +318,17 @@ pub enum CheckpointError {
         /// Its position after the header.
         index: u64,
     },
+    /// A cursor beyond what its device's newest head (or this device's
+    /// pushed batches) confirms: GC will not delete on its strength.
+    #[error("its cursor for device {device} is batch {cursor}, beyond the newest confirmed batch {head}")]
+    CursorBeyondHead {
+        /// The device.
+        device: DeviceId,
+        /// The checkpoint's cursor.
+        cursor: u64,
+        /// The newest batch the bucket's head (or local pushes) confirms.
+        head: u64,
+    },
     /// The header changed between the check and the restore.
     #[error("header changed between reads")]
     HeaderChanged,
@@ -532,6 +543,16 @@ impl SyncService {
             self.report(Stage::Upload, 0, sealed_bytes);
             self.store.put_file(&key_name, sealed.path()).await?;
             self.report(Stage::Upload, sealed_bytes, sealed_bytes);
+            // Only now (it is in the bucket) may GC rely on it.
+            let written = key_name.clone();
+            self.with_db(move |rec| {
+                rec.sync_parts().0.execute(
+                    "INSERT OR IGNORE INTO bae_sync_checkpoints_written (key, written_ms) VALUES (?1, ?2)",
+                    rusqlite::params![written, crate::service::now_ms()],
+                )?;
+                Ok(())
+            })
+            .await?;
             tracing::info!(key = %key_name, records = header.records, bytes = sealed_bytes, "checkpoint written");
             Ok(CheckpointReport {
                 key: key_name,

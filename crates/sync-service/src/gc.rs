@@ -1,18 +1,26 @@
-//! Garbage collection: deleting what the newest checkpoint covers.
+//! Garbage collection: deleting what this device's newest checkpoint covers.
 //!
-//! Write order: a batch object is deleted only after a checkpoint whose
-//! cursor for its device includes it is in the bucket, verified, and older
-//! than the grace period (30 days; `compact_now` skips the wait for users
-//! who know every device is online). A device that was offline longer finds
-//! its next batch missing and recovers from the checkpoint (`bootstrap.rs`).
-//! The newest checkpoint is never deleted; older ones go once a newer one
-//! is past the grace period. Locally, op-log rows of pushed batches the
-//! checkpoint covers are pruned after their stamps are folded;
-//! `bae_sync_batch_hashes` keeps every chain link.
+//! What may drive a deletion: only a checkpoint **this device wrote**
+//! (recorded in `bae_sync_checkpoints_written` once it was uploaded), that
+//! still opens and verifies, and whose cursors the heads in the bucket
+//! confirm (no cursor beyond its device's newest head; this device's own
+//! cursor no beyond what it pushed). A checkpoint another key holder wrote,
+//! or one the bucket host put back, never deletes anything: a forged empty
+//! checkpoint cannot make GC drop the batches it claims to cover.
+//!
+//! Write order: a batch object is deleted only after such a checkpoint has
+//! been in the bucket for the grace period (30 days by this device's wall
+//! clock since it wrote it, not by the checkpoint's own HLC; `compact_now`
+//! skips the wait for users who know every device is online). A device that
+//! was offline longer finds its next batch missing and recovers from the
+//! checkpoint (`bootstrap.rs`). Checkpoints older than the one GC relies on
+//! are deleted with the batches; it and newer ones stay. Locally, op-log
+//! rows of pushed batches the checkpoint covers are pruned after their
+//! stamps are folded; `bae_sync_batch_hashes` keeps every chain link.
 
+use crate::checkpoint::{CheckpointError, OpenedCheckpoint};
 use crate::error::SyncError;
 use crate::service::SyncService;
-use bae_hlc::Timestamp;
 use bae_oplog::BatchSeq;
 use bae_storage_s3::layout;
 use std::time::Duration;
@@ -23,7 +31,7 @@ pub const GC_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// What a GC did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
-    /// The newest verified checkpoint, if any.
+    /// The checkpoint GC relied on: this device's newest that verifies.
     pub checkpoint: Option<String>,
     /// When it is still inside the grace period: milliseconds left.
     pub grace_left_ms: Option<i64>,
@@ -33,35 +41,34 @@ pub struct GcReport {
     pub checkpoints_deleted: usize,
     /// Local op-log rows pruned.
     pub local_ops_pruned: usize,
-    /// Newer checkpoints that did not open or verify (left in place).
+    /// Checkpoints this device wrote that no longer open or verify (left
+    /// in place).
     pub rejected: Vec<String>,
 }
 
 impl SyncService {
-    /// Deletes batch objects and older checkpoints covered by the newest
-    /// verified checkpoint once it is older than `grace` at `now_ms` (Unix
-    /// ms; injectable for tests), or at once with `compact_now`.
+    /// Deletes batch objects and older checkpoints covered by this device's
+    /// newest checkpoint (see the module docs for which checkpoints count)
+    /// once it has been in the bucket for `grace` at `now_ms` (Unix ms;
+    /// injectable for tests), or at once with `compact_now`.
     pub async fn gc(
         &self,
         now_ms: i64,
         grace: Duration,
         compact_now: bool,
     ) -> Result<GcReport, SyncError> {
-        let (opened, rejected) = self.newest_checkpoint().await?;
-        let mut report = GcReport {
-            rejected: rejected.iter().map(ToString::to_string).collect(),
-            ..GcReport::default()
-        };
-        let Some(ck) = opened else {
+        let mut report = GcReport::default();
+        let Some((ck, written_ms)) = self.newest_own_checkpoint(&mut report).await? else {
             return Ok(report);
         };
         report.checkpoint = Some(ck.key.clone());
-        let age = now_ms.saturating_sub(Timestamp::from_u64(ck.header.hlc).unix_millis());
+        let age = now_ms.saturating_sub(written_ms);
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         if !compact_now && age < grace_ms {
             report.grace_left_ms = Some(grace_ms - age);
             return Ok(report);
         }
+        self.confirm_cursors(&ck).await?;
         for c in &ck.header.cursors {
             for key in self.store.list(&layout::ops_prefix(&c.device_id())).await? {
                 if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= c.seq) {
@@ -71,10 +78,8 @@ impl SyncService {
                 }
             }
         }
-        let newest = layout::parse_checkpoint_key(&ck.key)
-            .map_err(|e| SyncError::invalid(ck.key.clone(), e))?;
         for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
-            if layout::parse_checkpoint_key(&key).is_ok_and(|id| id < newest) {
+            if layout::parse_checkpoint_key(&key).is_ok_and(|id| id < ck.id) {
                 self.store.delete(&key).await?;
                 report.checkpoints_deleted += 1;
             }
@@ -89,5 +94,176 @@ impl SyncService {
             .await?;
         tracing::info!(?report, "gc done");
         Ok(report)
+    }
+
+    /// The newest checkpoint this device wrote that is still in the bucket
+    /// and verifies, with when it was written. Ones that no longer verify
+    /// are reported in `report.rejected`.
+    async fn newest_own_checkpoint(
+        &self,
+        report: &mut GcReport,
+    ) -> Result<Option<(OpenedCheckpoint, i64)>, SyncError> {
+        let written: Vec<(String, i64)> = self
+            .with_db(|rec| {
+                let conn = rec.sync_parts().0;
+                let mut stmt = conn.prepare(
+                    "SELECT key, written_ms FROM bae_sync_checkpoints_written ORDER BY key DESC",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        for (key, written_ms) in written {
+            let id = match layout::parse_checkpoint_key(&key) {
+                Ok(id) => id,
+                Err(e) => {
+                    report.rejected.push(SyncError::invalid(key, e).to_string());
+                    continue;
+                }
+            };
+            match self.open_checkpoint(&id, &key).await {
+                Ok(opened) => return Ok(Some((opened, written_ms))),
+                Err(SyncError::Store(e)) if e.is_not_found() => {}
+                Err(e @ (SyncError::Object { .. } | SyncError::Invalid { .. })) => {
+                    tracing::warn!(%key, error = %e, "own checkpoint no longer verifies");
+                    report.rejected.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Refuses a checkpoint whose cursors the bucket does not confirm: a
+    /// cursor beyond its device's newest head (or, for this device, beyond
+    /// what it pushed) would delete batches no head vouches for.
+    async fn confirm_cursors(&self, ck: &OpenedCheckpoint) -> Result<(), SyncError> {
+        let heads = self.list_heads().await?;
+        let pushed: u64 = self
+            .with_db(|rec| {
+                let n: Option<i64> = rec.sync_parts().0.query_row(
+                    "SELECT MAX(batch_id) FROM bae_sync_batch_hashes",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            })
+            .await?;
+        for c in &ck.header.cursors {
+            let device = c.device_id();
+            let confirmed = if device == self.device {
+                pushed
+            } else {
+                heads.get(&device).copied().unwrap_or(0)
+            };
+            if c.seq > confirmed {
+                return Err(SyncError::invalid(
+                    ck.key.clone(),
+                    CheckpointError::CursorBeyondHead {
+                        device,
+                        cursor: c.seq,
+                        head: confirmed,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_support::{dump, Bucket};
+    use bae_storage_s3::ObjectStore;
+
+    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+    async fn batches_in(store: &dyn ObjectStore) -> usize {
+        store.list(layout::OPS_PREFIX).await.unwrap().len()
+    }
+
+    /// A key holder uploads an empty checkpoint, newer than every honest
+    /// one, whose cursors match the heads. It used to make GC delete every
+    /// batch and the honest checkpoint, so a new device joined with nothing.
+    /// Now GC relies only on checkpoints the device wrote itself.
+    #[tokio::test]
+    async fn a_forged_checkpoint_never_drives_gc() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 3);
+        a.push().await.unwrap();
+        let b = bucket.device("b", 0);
+        b.pull().await.unwrap();
+        // b wrote no checkpoint: nothing is deleted, whatever the bucket holds.
+        let forged = bucket.forge(a.device(), 60_000, vec![]).await;
+        let report = b
+            .gc(crate::service::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap();
+        assert_eq!(report.checkpoint, None);
+        assert_eq!((report.ops_deleted, report.checkpoints_deleted), (0, 0));
+        assert_eq!(batches_in(bucket.store.as_ref()).await, 3);
+        // a's own checkpoint drives a's GC; the forged one is left alone and
+        // deletes nothing.
+        let honest = a.checkpoint().await.unwrap();
+        let report = a
+            .gc(crate::service::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap();
+        assert_eq!(report.checkpoint.as_deref(), Some(honest.key.as_str()));
+        assert_eq!(report.ops_deleted, 3);
+        let left = bucket.store.list(layout::CHECKPOINTS_PREFIX).await.unwrap();
+        assert!(left.contains(&honest.key) && left.contains(&forged));
+        assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// The grace period runs from when this device wrote the checkpoint, by
+    /// its own wall clock: a day later nothing goes, a month later it does.
+    #[tokio::test]
+    async fn the_grace_period_runs_from_when_the_device_wrote_the_checkpoint() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 2);
+        a.checkpoint().await.unwrap();
+        let now = crate::service::now_ms();
+        let soon = a.gc(now + DAY_MS, GC_GRACE, false).await.unwrap();
+        assert!(soon.grace_left_ms.is_some_and(|l| l > 28 * DAY_MS));
+        assert_eq!(batches_in(bucket.store.as_ref()).await, 2);
+        let later = a.gc(now + 31 * DAY_MS, GC_GRACE, false).await.unwrap();
+        assert_eq!((later.grace_left_ms, later.ops_deleted), (None, 2));
+    }
+
+    /// The bucket host rolls b's head back after a's checkpoint covered b's
+    /// newest batch: a's GC refuses to delete batches no head vouches for.
+    #[tokio::test]
+    async fn gc_refuses_a_checkpoint_whose_cursors_exceed_the_heads() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 1);
+        a.push().await.unwrap();
+        let b = bucket.device("b", 2);
+        b.push().await.unwrap();
+        a.pull().await.unwrap();
+        a.checkpoint().await.unwrap();
+        let store = &bucket.store;
+        let newest = layout::heads_key(&b.device(), 2);
+        let head = store.get(&newest).await.unwrap();
+        store.delete(&newest).await.unwrap();
+        // An older head of b, as the host could have kept it.
+        store
+            .put(&layout::heads_key(&b.device(), 1), &head)
+            .await
+            .unwrap();
+        let err = a
+            .gc(crate::service::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("cursor for device {}", b.device())),
+            "{err}"
+        );
+        assert_eq!(batches_in(store.as_ref()).await, 3, "nothing was deleted");
     }
 }

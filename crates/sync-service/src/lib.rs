@@ -64,6 +64,8 @@ mod pull;
 mod push;
 mod service;
 mod status;
+#[cfg(test)]
+mod test_support;
 
 pub use bootstrap::{server_bootstrap, BootstrapReport, ServerBootstrapReport};
 pub use checkpoint::{

@@ -337,7 +337,7 @@ impl SyncService {
     }
 
     /// One LIST: every device's newest head seq (ours excluded).
-    async fn list_heads(&self) -> Result<BTreeMap<DeviceId, u64>, SyncError> {
+    pub(crate) async fn list_heads(&self) -> Result<BTreeMap<DeviceId, u64>, SyncError> {
         let mut heads = BTreeMap::new();
         for key in self.store.list(layout::HEADS_PREFIX).await? {
             let Ok((device, seq)) = layout::parse_heads_key(&key) else {

@@ -60,13 +60,20 @@ impl Default for PullWindow {
 
 /// The sync service's own tables (`bae_sync_library`, `bae_sync_cursors`,
 /// `bae_sync_problems`, `bae_sync_batch_hashes`, `bae_sync_image_queue`,
-/// `bae_sync_wanted_images`); no other crate names them.
+/// `bae_sync_wanted_images`, `bae_sync_checkpoints_written`); no other
+/// crate names them.
 pub const SERVICE_MIGRATIONS: Migrations = Migrations {
     component: "sync-service",
-    steps: &[Migration {
-        name: "0001_sync",
-        sql: include_str!("../../../migrations/sync-service/0001_sync.sql"),
-    }],
+    steps: &[
+        Migration {
+            name: "0001_sync",
+            sql: include_str!("../../../migrations/sync-service/0001_sync.sql"),
+        },
+        Migration {
+            name: "0002_checkpoints_written",
+            sql: include_str!("../../../migrations/sync-service/0002_checkpoints_written.sql"),
+        },
+    ],
 };
 
 /// Creates or migrates every engine table below the op log's (merge's and

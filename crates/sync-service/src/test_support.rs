@@ -1,0 +1,95 @@
+//! Test helpers shared by the crate's unit tests: a bucket in memory with
+//! devices on it, and checkpoints a key holder forged.
+#![allow(clippy::unwrap_used)]
+
+use crate::checkpoint::{
+    checkpoint_place, CheckpointHeader, Record, RecordWriter, CHECKPOINT_FORMAT_VERSION,
+};
+use crate::SyncService;
+use bae_crypto::{KeyEpoch, LibraryKey};
+use bae_hlc::DeviceId;
+use bae_oplog::fixture::{demo_album, open_library, Library};
+use bae_oplog::{canonical_dump, BAE_SCHEMA};
+use bae_storage_s3::layout::{self, CheckpointId};
+use bae_storage_s3::{MemoryStore, ObjectStore};
+use std::sync::Arc;
+
+pub(crate) struct Bucket {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<dyn ObjectStore>,
+    pub key: LibraryKey,
+}
+
+impl Bucket {
+    pub fn new() -> Self {
+        Bucket {
+            dir: tempfile::tempdir().unwrap(),
+            store: Arc::new(MemoryStore::new()),
+            key: LibraryKey::generate(),
+        }
+    }
+
+    pub fn device(&self, name: &str, albums: u64) -> SyncService {
+        let path = self.dir.path().join(format!("{name}.db"));
+        let mut lib = Library::new(open_library(&path).unwrap());
+        for i in 0..albums {
+            lib.import_album(&demo_album(5, i, 2)).unwrap();
+        }
+        SyncService::new(
+            open_library(&path).unwrap(),
+            self.store.clone(),
+            self.key.clone(),
+        )
+        .unwrap()
+    }
+
+    /// A checkpoint a key holder forged: newer than every honest one
+    /// (its HLC `ahead_ms` past the wall clock), sealed under the
+    /// library key at its proper place, with `body`.
+    pub async fn forge(&self, writer: DeviceId, ahead_ms: i64, body: Vec<Record>) -> String {
+        let now = crate::service::now_ms();
+        let hlc = bae_hlc::Timestamp::from_unix_millis(now + ahead_ms)
+            .unwrap()
+            .as_u64();
+        let id = CheckpointId::generate(hlc);
+        let header = CheckpointHeader {
+            version: CHECKPOINT_FORMAT_VERSION,
+            id: id.to_string(),
+            writer: *writer.as_bytes(),
+            hlc,
+            created_ms: 0,
+            schema_version: 0,
+            records: body.len() as u64,
+            cursors: Vec::new(),
+        };
+        let mut w = RecordWriter::new(Vec::new());
+        w.write(&Record::Header(header)).unwrap();
+        for r in &body {
+            w.write(r).unwrap();
+        }
+        w.write(&Record::End {
+            records: body.len() as u64,
+        })
+        .unwrap();
+        let (plain, _) = w.finish().unwrap();
+        let mut sealed = Vec::new();
+        bae_crypto::seal_object_stream(
+            &self.key,
+            KeyEpoch(0),
+            &checkpoint_place(*writer.as_bytes(), hlc),
+            plain.as_slice(),
+            &mut sealed,
+        )
+        .unwrap();
+        let key = format!("{}{id}", layout::CHECKPOINTS_PREFIX);
+        self.store.put(&key, &sealed).await.unwrap();
+        key
+    }
+}
+
+/// The canonical dump of a service's library.
+pub(crate) async fn dump(s: &SyncService) -> String {
+    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
+        .await
+        .unwrap()
+}
