@@ -77,6 +77,15 @@ pub enum SyncError {
     /// The key store failed or holds no key for the library.
     #[error("key store: {0}")]
     KeyStore(String),
+    /// A key file others can read or write: refused, since the key may
+    /// have leaked; the owner fixes the mode (or rotates the key).
+    #[error("key file {path} is readable by others (mode {mode:o}): run `chmod 600 {path}`")]
+    KeyFileNotPrivate {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A key file or key text does not parse.
     #[error("library key: {0}")]
     Key(#[from] bae_crypto::KeyParseError),

@@ -3,7 +3,7 @@
 
 use crate::error::SyncError;
 use bae_crypto::LibraryKey;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A place to keep library keys, one per library id.
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ impl KeyStore {
         format!("bae_library_key:{library_id}")
     }
 
-    fn file(home: &std::path::Path, library_id: &str) -> PathBuf {
+    fn file(home: &Path, library_id: &str) -> PathBuf {
         home.join("keys").join(format!("{library_id}.key"))
     }
 
@@ -33,7 +33,7 @@ impl KeyStore {
             KeyStore::Files(home) => {
                 let path = Self::file(home, library_id);
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| SyncError::io(dir, e))?;
+                    private_dir(dir)?;
                 }
                 write_private(&path, text.as_bytes())
             }
@@ -59,25 +59,136 @@ impl KeyStore {
     }
 }
 
-/// Reads a key file (`bae-sync key export` output).
-pub fn read_key_file(path: &std::path::Path) -> Result<LibraryKey, SyncError> {
+/// Reads a key file (`bae-sync key export` output). A key file that others
+/// can read (or write) is refused: the key may already have leaked, and
+/// the owner should know (the error says how to fix the mode).
+pub fn read_key_file(path: &Path) -> Result<LibraryKey, SyncError> {
+    check_private(path)?;
     let text =
         zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| SyncError::io(path, e))?);
     Ok(LibraryKey::from_key_text(text.trim())?)
 }
 
-/// Writes a file only its owner can read.
-pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), SyncError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+/// Refuses a file whose mode lets anyone but its owner read or write it.
+fn check_private(path: &Path) -> Result<(), SyncError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| SyncError::io(path, e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SyncError::KeyFileNotPrivate {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
     }
-    let mut f = options.open(path).map_err(|e| SyncError::io(path, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| SyncError::io(path, e))
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) if needed and makes it private to its
+/// owner (0700): the directory of key files lists which libraries exist.
+fn private_dir(dir: &Path) -> Result<(), SyncError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| SyncError::io(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| SyncError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (0600), replacing `path`
+/// atomically: the bytes go to a new temp file next to it (created
+/// exclusively, so never through a symlink an attacker placed) and are
+/// renamed over `path` (which replaces a symlink itself, never its target).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".bae-key-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| SyncError::io(dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| SyncError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| SyncError::io(path, e.error))?;
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn key_files_and_their_directory_are_private() {
+        let home = tempfile::tempdir().unwrap();
+        let store = KeyStore::Files(home.path().to_path_buf());
+        let key = LibraryKey::generate();
+        store.save("lib", &key).unwrap();
+        assert_eq!(mode(&home.path().join("keys")), 0o700);
+        assert_eq!(mode(&KeyStore::file(home.path(), "lib")), 0o600);
+        assert_eq!(store.load("lib").unwrap().fingerprint(), key.fingerprint());
+    }
+
+    #[test]
+    fn a_symlink_at_a_key_path_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, b"precious").unwrap();
+        let link = dir.path().join("library.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_private(&link, b"secret").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&link).unwrap(), b"secret");
+        assert_eq!(mode(&link), 0o600);
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused_with_a_chmod_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("library.key");
+        let key = LibraryKey::generate();
+        write_private(&path, key.to_key_text().as_bytes()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_key_file(&path).unwrap_err();
+        assert!(
+            matches!(err, SyncError::KeyFileNotPrivate { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_key_file(&path).unwrap().fingerprint(),
+            key.fingerprint()
+        );
+    }
 }

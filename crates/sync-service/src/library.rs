@@ -111,8 +111,11 @@ pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncErr
 pub fn export_key(mut rec: OpRecorder, keys: &KeyStore, out: &Path) -> Result<(), SyncError> {
     let (id, _) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
     let key = keys.load(&id)?;
-    let mut text = key.to_key_text().to_string();
+    // Built in one zeroizing buffer with room for the newline, so no
+    // reallocation leaves a copy of the key text behind.
+    let key_text = key.to_key_text();
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(key_text.len() + 1));
+    text.push_str(&key_text);
     text.push('\n');
-    let text = zeroize::Zeroizing::new(text);
     write_private(out, text.as_bytes())
 }
