@@ -280,7 +280,7 @@ async fn offline_device_recovers_after_gc_keeping_its_unpushed_edits() {
 }
 
 fn write_key(path: &Path, key: &LibraryKey) {
-    std::fs::write(path, format!("{}\n", key.to_key_text().as_str())).unwrap();
+    bae_sync_service::keystore::write_private(path, key.to_key_text().as_bytes()).unwrap();
 }
 
 #[tokio::test]
