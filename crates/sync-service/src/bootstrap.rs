@@ -432,8 +432,10 @@ pub async fn server_bootstrap(
         )));
     }
     let key = read_key_file(key_file)?;
-    let store = bae_storage_s3::open_store(bucket_url)
-        .map_err(|e| SyncError::BucketUrl(format!("{bucket_url}: {e}")))?;
+    let store = bae_storage_s3::open_store(bucket_url).map_err(|source| SyncError::BucketUrl {
+        url: bucket_url.to_owned(),
+        source,
+    })?;
     let mut service = SyncService::new(open_library(out)?, store, key)?;
     if let Some(p) = progress {
         service = service.with_progress(p);

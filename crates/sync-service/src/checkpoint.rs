@@ -489,7 +489,7 @@ impl SyncService {
                 .keys
                 .current()
                 .map(|(e, k)| (e, k.clone()))
-                .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
+                .ok_or(SyncError::NoCurrentKey)?;
             let progress = self.progress.clone();
             // Local writes reach the stamps lazily: fold them (on the shared
             // connection, briefly), and take the checkpoint's HLC after

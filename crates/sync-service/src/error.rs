@@ -10,9 +10,15 @@ pub enum SyncError {
     /// The bucket failed.
     #[error("bucket: {0}")]
     Store(#[from] bae_storage_s3::StoreError),
-    /// The bucket URL does not parse.
-    #[error("bucket URL: {0}")]
-    BucketUrl(String),
+    /// The bucket URL does not parse, or the store it names cannot be
+    /// opened.
+    #[error("bucket {url}: {source}")]
+    BucketUrl {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        source: bae_storage_s3::StoreError,
+    },
     /// The library database failed.
     #[error("library: {0}")]
     Oplog(#[from] bae_oplog::OplogError),
@@ -42,14 +48,14 @@ pub enum SyncError {
     #[error("writing a checkpoint: {0}")]
     CheckpointWrite(crate::checkpoint::CheckpointError),
     /// A device's stream is broken: a gap, swap or rollback.
-    #[error("stream of device {device} broken at batch {seq}: {reason}")]
+    #[error("stream of device {device} broken at batch {seq}: {broken}")]
     Chain {
         /// The device.
         device: DeviceId,
         /// The batch.
         seq: u64,
-        /// What is wrong.
-        reason: String,
+        /// What does not link.
+        broken: ChainBreak,
     },
     /// A device's newest head names an older batch than one already applied
     /// here or by another device (whose head says so): the bucket rolled
@@ -74,9 +80,18 @@ pub enum SyncError {
     /// The library is already set up for sync.
     #[error("library is already set up for sync with {0}")]
     AlreadyInitialized(String),
-    /// The key store failed or holds no key for the library.
-    #[error("key store: {0}")]
-    KeyStore(String),
+    /// The OS keyring failed, or holds no key for the library.
+    #[error("OS keyring, key of library {library_id}: {source}")]
+    Keyring {
+        /// The library whose key was stored or loaded.
+        library_id: String,
+        /// What the keyring said.
+        source: keyring::Error,
+    },
+    /// The service holds no key to seal new objects with (a service built
+    /// without a current key epoch).
+    #[error("no library key to seal with")]
+    NoCurrentKey,
     /// A key file others can read or write: refused, since the key may
     /// have leaked; the owner fixes the mode (or rotates the key).
     #[error("key file {path} is readable by others (mode {mode:o}): run `chmod 600 {path}`")]
@@ -179,4 +194,17 @@ pub enum InvalidObject {
     /// A key outside the bucket layout.
     #[error("not a key of the bucket layout: {0}")]
     Layout(#[from] bae_storage_s3::layout::LayoutError),
+}
+
+/// How a batch fails to extend its device's hash chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainBreak {
+    /// The batch does not name the previous batch's hash: a gap, a swap,
+    /// or a rollback.
+    #[error("previous-batch hash does not match (gap, swap or rollback)")]
+    PreviousHash,
+    /// The last batch fetched is not the one its head names.
+    #[error("batch does not match its head (rolled back or swapped)")]
+    NotTheHeadsBatch,
 }

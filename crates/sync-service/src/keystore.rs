@@ -29,7 +29,10 @@ impl KeyStore {
         match self {
             KeyStore::Os => keyring::Entry::new("bae", &Self::entry_name(library_id))
                 .and_then(|e| e.set_password(&text))
-                .map_err(|e| SyncError::KeyStore(format!("OS keyring: {e}"))),
+                .map_err(|source| SyncError::Keyring {
+                    library_id: library_id.to_owned(),
+                    source,
+                }),
             KeyStore::Files(home) => {
                 let path = Self::file(home, library_id);
                 if let Some(dir) = path.parent() {
@@ -46,10 +49,9 @@ impl KeyStore {
             KeyStore::Os => {
                 let text = keyring::Entry::new("bae", &Self::entry_name(library_id))
                     .and_then(|e| e.get_password())
-                    .map_err(|e| {
-                        SyncError::KeyStore(format!(
-                            "OS keyring has no key for library {library_id}: {e}"
-                        ))
+                    .map_err(|source| SyncError::Keyring {
+                        library_id: library_id.to_owned(),
+                        source,
                     })?;
                 let text = zeroize::Zeroizing::new(text);
                 Ok(LibraryKey::from_key_text(text.trim())?)

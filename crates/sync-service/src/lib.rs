@@ -73,7 +73,7 @@ pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION,
 };
 pub use daemon::{LoopState, SyncHandle, SyncLoop};
-pub use error::{InvalidObject, SyncError};
+pub use error::{ChainBreak, InvalidObject, SyncError};
 pub use gc::{GcReport, GC_GRACE};
 pub use head::{Head, HeadError};
 pub use images::images_dir_for;

@@ -28,7 +28,10 @@ fn sync_setup(rec: &mut OpRecorder) -> Result<Option<(String, String)>, SyncErro
 }
 
 fn open_store(url: &str) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStore>, SyncError> {
-    bae_storage_s3::open_store(url).map_err(|e| SyncError::BucketUrl(format!("{url}: {e}")))
+    bae_storage_s3::open_store(url).map_err(|source| SyncError::BucketUrl {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 fn remember(rec: &mut OpRecorder, id: &str, url: &str) -> Result<(), SyncError> {

@@ -2,7 +2,7 @@
 //! fetch, decrypt, verify the chain, merge, and advance cursors only after
 //! the merge committed. An idle pull is exactly one LIST request.
 
-use crate::error::{InvalidObject, SyncError};
+use crate::error::{ChainBreak, InvalidObject, SyncError};
 use crate::head::Head;
 use crate::images::want_images;
 use crate::progress::Stage;
@@ -328,7 +328,7 @@ impl SyncService {
             return Err(SyncError::Chain {
                 device,
                 seq,
-                reason: "batch does not match its head (rolled back or swapped)".into(),
+                broken: ChainBreak::NotTheHeadsBatch,
             });
         }
         stream.next += 1;
@@ -398,7 +398,7 @@ impl SyncService {
             return Err(SyncError::Chain {
                 device,
                 seq,
-                reason: "previous-batch hash does not match (gap, swap or rollback)".into(),
+                broken: ChainBreak::PreviousHash,
             });
         }
         Ok((batch, BatchHash::of(&plain), plain.len()))

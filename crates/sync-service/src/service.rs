@@ -227,10 +227,7 @@ impl SyncService {
     }
 
     pub(crate) fn seal(&self, place: &ObjectPlace, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
-        let (epoch, key) = self
-            .keys
-            .current()
-            .ok_or_else(|| SyncError::KeyStore("no library key".into()))?;
+        let (epoch, key) = self.keys.current().ok_or(SyncError::NoCurrentKey)?;
         Ok(bae_crypto::seal_object(key, epoch, place, plaintext))
     }
 
