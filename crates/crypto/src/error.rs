@@ -54,6 +54,7 @@ pub enum ChunkedError {
 /// variants are listed in `docs/FORMAT-crypto.md`: header first, then key,
 /// then chunks.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ObjectError {
     /// The bytes do not start with the sync-object magic.
     #[error("not a bae sync object (bad magic)")]
@@ -127,6 +128,7 @@ pub enum ObjectError {
 
 /// Failure to parse a key from bytes or from key-file text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyParseError {
     /// The text does not start with the expected prefix.
     #[error("key text must start with {expected:?}")]
@@ -152,6 +154,7 @@ pub enum KeyParseError {
 
 /// Failure to verify an Ed25519 signature.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SignatureError {
     /// The signature does not verify for this key and message.
     #[error("signature does not verify")]
@@ -166,6 +169,7 @@ pub enum SignatureError {
 
 /// Failure of a sealed box (`crypto_box_seal`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SealError {
     /// Too short to be a sealed box (ephemeral key plus tag).
     #[error("sealed box is truncated")]

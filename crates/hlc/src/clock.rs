@@ -23,6 +23,7 @@ pub enum WallClock {
 
 /// Errors of the clock.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClockError {
     /// A remote timestamp is further ahead of local wall time than the drift
     /// bound; it was not adopted.

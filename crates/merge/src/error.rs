@@ -5,6 +5,7 @@ use bae_oplog::{CodecError, OplogError};
 
 /// Why a batch was not applied. Nothing of a batch that fails is applied.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MergeError {
     /// The batch breaks the sync schema (unknown table or column, malformed
     /// op); it will never apply.
