@@ -336,20 +336,25 @@ impl SyncService {
         Ok((batch, hash, len))
     }
 
-    /// One LIST: every device's newest head seq (ours excluded).
+    /// One LIST: every device's newest head seq (ours excluded, but noted
+    /// for the next push).
     pub(crate) async fn list_heads(&self) -> Result<BTreeMap<DeviceId, u64>, SyncError> {
         let mut heads = BTreeMap::new();
+        let mut own = None;
         for key in self.store.list(layout::HEADS_PREFIX).await? {
             let Ok((device, seq)) = layout::parse_heads_key(&key) else {
                 tracing::warn!(%key, "ignoring object outside the layout");
                 continue;
             };
             if device == self.device {
+                own = own.max(Some(seq));
                 continue;
             }
             let newest = heads.entry(device).or_insert(seq);
             *newest = (*newest).max(seq);
         }
+        // The next push repairs this device's head if it is stale.
+        self.listed_own_head(own);
         Ok(heads)
     }
 

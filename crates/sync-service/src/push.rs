@@ -58,6 +58,9 @@ impl SyncService {
     pub async fn push(&self) -> Result<PushReport, SyncError> {
         let span = tracing::info_span!("push", device = %self.device);
         async move {
+            // One push at a time per service: two overlapping ones would
+            // race on the head and the pushed marks.
+            let _one_push = self.push_lock.lock().await;
             let device = self.device;
             let (encoded, newest) = self
                 .with_db(move |rec| {
@@ -78,6 +81,7 @@ impl SyncService {
                 return Ok(PushReport {
                     images: images.uploaded.len(),
                     images_waiting: images.skipped,
+                    head: self.repair_stale_head().await?,
                     ..PushReport::default()
                 });
             };
@@ -206,8 +210,31 @@ impl SyncService {
         }
     }
 
+    /// With nothing new to push: if the last LIST of `heads/` (made by
+    /// pull, so this costs no request of its own) showed this device's head
+    /// older than its newest pushed batch, or missing, rewrites it, so the
+    /// newest batch does not stay invisible until the next local write.
+    /// Returns the seq of the head written, if any.
+    async fn repair_stale_head(&self) -> Result<Option<u64>, SyncError> {
+        let Some(seen) = self.own_head_seen() else {
+            return Ok(None);
+        };
+        let pushed = self
+            .with_db(|rec| newest_pushed(rec.sync_parts().0))
+            .await?;
+        match pushed {
+            Some((seq, hash)) if seq > seen => {
+                tracing::warn!(seen, seq, "own head was stale or missing; rewriting it");
+                self.write_head(seq, Some(hash)).await?;
+                Ok(Some(seq))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Writes this device's head for batch `seq` and removes older head
-    /// objects (after the new one is in place, so a head always exists).
+    /// objects (after the new one is in place, so a head always exists;
+    /// never a newer one).
     pub(crate) async fn write_head(
         &self,
         seq: u64,
@@ -245,11 +272,14 @@ impl SyncService {
         let key = layout::heads_key(&device, seq);
         let sealed = self.seal(&head_place(device, seq), &head.encode())?;
         self.store.put(&key, &sealed).await?;
+        // Only older heads go: a push that overlapped this one (another
+        // process on the same library) may already have written a newer one.
         for old in self.store.list(&layout::heads_prefix(&device)).await? {
-            if old != key {
+            if layout::parse_heads_key(&old).is_ok_and(|(_, s)| s < seq) {
                 self.store.delete(&old).await?;
             }
         }
+        self.note_own_head(seq);
         Ok(())
     }
 }
@@ -301,6 +331,21 @@ fn encode_one(
     Ok(Some((Encoded { seq, bytes, hash }, batch)))
 }
 
+/// This device's newest pushed batch and its hash.
+fn newest_pushed(conn: &rusqlite::Connection) -> Result<Option<(u64, BatchHash)>, SyncError> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT batch_id, hash FROM bae_sync_batch_hashes ORDER BY batch_id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(seq, hash)| {
+        let hash = <[u8; 32]>::try_from(hash).ok()?;
+        Some((u64::try_from(seq).ok()?, BatchHash(hash)))
+    }))
+}
+
 /// Every batch this device has pushed, with its hash, oldest first.
 fn pushed_hashes(conn: &rusqlite::Connection) -> Result<Vec<(u64, BatchHash)>, SyncError> {
     let mut stmt =
@@ -334,4 +379,71 @@ pub(crate) fn stored_hash(
     Ok(bytes
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(BatchHash))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::test_support::{dump, Bucket};
+
+    async fn own_heads(bucket: &Bucket, device: bae_hlc::DeviceId) -> Vec<String> {
+        bucket
+            .store
+            .list(&bae_storage_s3::layout::heads_prefix(&device))
+            .await
+            .unwrap()
+    }
+
+    /// A head written late by an overlapping push (another process on the
+    /// same library) used to delete every other head, the newer one too.
+    #[tokio::test]
+    async fn a_late_older_head_never_deletes_a_newer_one() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 2);
+        a.push().await.unwrap();
+        a.write_head(1, None).await.unwrap();
+        let newest = bae_storage_s3::layout::heads_key(&a.device(), 2);
+        assert!(own_heads(&bucket, a.device()).await.contains(&newest));
+        let b = bucket.device("b", 0);
+        assert_eq!(b.pull().await.unwrap().applied, 2);
+    }
+
+    /// A head lost after its batches were pushed is rewritten by the next
+    /// push even when it has nothing new (it learns of the loss from the
+    /// pull's LIST, so an idle push still makes no request of its own).
+    #[tokio::test]
+    async fn a_push_with_nothing_new_repairs_a_missing_head() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 2);
+        a.push().await.unwrap();
+        for key in own_heads(&bucket, a.device()).await {
+            bucket.store.delete(&key).await.unwrap();
+        }
+        let b = bucket.device("b", 0);
+        assert_eq!(
+            b.pull().await.unwrap().applied,
+            0,
+            "no head, nothing visible"
+        );
+        a.sync().await.unwrap();
+        let report = a.push().await.unwrap();
+        assert_eq!((report.batches, report.head), (0, Some(2)));
+        assert_eq!(b.pull().await.unwrap().applied, 2);
+        assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// Overlapping pushes of one service are serialised: both succeed and
+    /// one head, the newest, remains.
+    #[tokio::test]
+    async fn overlapping_pushes_leave_the_newest_head() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 3);
+        let (r1, r2) = tokio::join!(a.push(), a.push());
+        assert_eq!(r1.unwrap().batches + r2.unwrap().batches, 3);
+        let heads = own_heads(&bucket, a.device()).await;
+        assert_eq!(
+            heads,
+            vec![bae_storage_s3::layout::heads_key(&a.device(), 3)]
+        );
+    }
 }

@@ -27,6 +27,11 @@ pub struct SyncService {
     pub(crate) path: Option<PathBuf>,
     /// Long operations stop at their next safe point once cancelled.
     pub(crate) cancel: CancellationToken,
+    /// Serialises pushes of this service.
+    pub(crate) push_lock: tokio::sync::Mutex<()>,
+    /// This device's newest head seq as the last LIST of `heads/` showed it
+    /// (0: none there); `None` before the first.
+    pub(crate) own_head: Mutex<Option<u64>>,
     /// The sync schema's image table (whose row ids name image files);
     /// without one, push and pull leave images alone.
     pub(crate) images_table: Option<&'static TableSchema>,
@@ -111,6 +116,8 @@ impl SyncService {
             schema,
             path,
             cancel: CancellationToken::new(),
+            push_lock: tokio::sync::Mutex::new(()),
+            own_head: Mutex::new(None),
             images_table,
             progress: None,
             pull_window: PullWindow::default(),
@@ -138,6 +145,25 @@ impl SyncService {
             ))
         })
         .await
+    }
+
+    /// This device's newest head seq as last seen in the bucket.
+    pub(crate) fn own_head_seen(&self) -> Option<u64> {
+        self.own_head.lock().ok().and_then(|g| *g)
+    }
+
+    /// Records a head this service just wrote.
+    pub(crate) fn note_own_head(&self, seq: u64) {
+        if let Ok(mut g) = self.own_head.lock() {
+            *g = Some(g.map_or(seq, |s| s.max(seq)));
+        }
+    }
+
+    /// Replaces what is known of this device's head by what a LIST showed.
+    pub(crate) fn listed_own_head(&self, seq: Option<u64>) {
+        if let Ok(mut g) = self.own_head.lock() {
+            *g = Some(seq.unwrap_or(0));
+        }
     }
 
     /// Fails with [`SyncError::Cancelled`] if the cancellation token fired.
