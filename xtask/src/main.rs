@@ -1,12 +1,16 @@
 //! `cargo xtask`: the project's tasks.
 //!
 //! - `test [--phase N]`: every test, phase by phase; starts what the tests need
-//!   (an S3 server on 127.0.0.1, installed when missing).
+//!   (an S3 server on 127.0.0.1, installed when missing). A full run (no
+//!   `--phase`) then builds the documentation site (`docs`).
+//! - `docs`: the documentation site (`target/doc`), with `docs/*.md` in
+//!   it; fails on any rustdoc warning or undocumented public item.
 //! - `layers`: fails when a crate depends on a crate of its own or a higher
 //!   layer, or names an engine table another crate owns.
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
 //! - `ci`: fmt, clippy, layers, cargo-deny (when installed), then `test`.
 
+mod docs;
 mod layers;
 mod s3server;
 mod tables;
@@ -38,10 +42,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("docs") => docs::build(&workspace_root()),
         Some("layers") => layers::check(&workspace_root()).and(tables::check(&workspace_root())),
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
-        _ => Err("usage: cargo xtask <test [--phase N] | layers | bench [--quick] | ci>".into()),
+        _ => Err(
+            "usage: cargo xtask <test [--phase N] | docs | layers | bench [--quick] | ci>".into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +122,10 @@ fn test(args: &[String]) -> Result<()> {
             server.export_env(&mut cmd);
         }
         run(cmd)?;
+    }
+    drop(server); // stopped: nothing after the tests needs it
+    if phase.is_none() {
+        docs::build(&workspace_root())?;
     }
     Ok(())
 }

@@ -268,7 +268,7 @@ pub enum CheckpointError {
         /// Body records read.
         records: u64,
     },
-    /// A frame longer than [`MAX_RECORD_BYTES`] (refused before reading it).
+    /// A frame longer than 16 MiB (refused before reading it).
     #[error("record of {0} bytes exceeds the limit")]
     Oversized(u64),
     /// A record that does not decode.

@@ -55,6 +55,8 @@ mod checkpoint;
 mod daemon;
 mod error;
 mod gc;
+#[cfg(all(doc, not(doctest)))]
+pub mod guide;
 mod head;
 mod images;
 pub mod keystore;

@@ -1,0 +1,37 @@
+//! The engine's documents (`docs/*.md`), included so they appear on the
+//! documentation site next to the API they describe.
+//!
+//! Only compiled when rustdoc documents the crate
+//! (`#[cfg(all(doc, not(doctest)))]`): rustdoc sets `doc` when it collects
+//! doctests too, and the documents' examples are not doctests. `cargo
+//! xtask docs` fails when a file in `docs/` has no module here.
+//!
+//! - [`architecture`]: the bird's-eye view, the code map and its invariants.
+//! - [`format_crypto`]: the chunked and sync-object formats, key text,
+//!   signatures, sealed boxes, release keys.
+//! - [`format_sync`]: batches, heads, write and read order, the local tables.
+//! - [`format_checkpoint`]: checkpoints.
+//! - [`bucket_layout`]: the bucket's keys and the order of writes.
+//! - [`integration`]: how bae-core adopts the engine, step by step.
+//! - [`security`]: the threat model, each claim with the test that shows it.
+
+#[doc = include_str!("../../../docs/ARCHITECTURE.md")]
+pub mod architecture {}
+
+#[doc = include_str!("../../../docs/FORMAT-crypto.md")]
+pub mod format_crypto {}
+
+#[doc = include_str!("../../../docs/FORMAT-sync.md")]
+pub mod format_sync {}
+
+#[doc = include_str!("../../../docs/FORMAT-checkpoint.md")]
+pub mod format_checkpoint {}
+
+#[doc = include_str!("../../../docs/BUCKET-LAYOUT.md")]
+pub mod bucket_layout {}
+
+#[doc = include_str!("../../../docs/INTEGRATION.md")]
+pub mod integration {}
+
+#[doc = include_str!("../../../docs/SECURITY.md")]
+pub mod security {}
