@@ -7,6 +7,8 @@
 //! xtask docs` fails when a file in `docs/` has no module here.
 //!
 //! - [`architecture`]: the bird's-eye view, the code map and its invariants.
+//! - [`format_index`]: every bucket and local format with its version,
+//!   spec, code and test vectors.
 //! - [`format_crypto`]: the chunked and sync-object formats, key text,
 //!   signatures, sealed boxes, release keys.
 //! - [`format_sync`]: batches, heads, write and read order, the local tables.
@@ -17,6 +19,9 @@
 
 #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
 pub mod architecture {}
+
+#[doc = include_str!("../../../docs/FORMAT.md")]
+pub mod format_index {}
 
 #[doc = include_str!("../../../docs/FORMAT-crypto.md")]
 pub mod format_crypto {}
