@@ -2,18 +2,22 @@
 //!
 //! - `test [--phase N]`: every test, phase by phase; starts what the tests need
 //!   (an S3 server on 127.0.0.1, installed when missing). A full run (no
-//!   `--phase`) then builds the documentation site (`docs`).
+//!   `--phase`) then builds the documentation site (`docs`) and checks the
+//!   supply chain (`deny`).
 //! - `docs`: the documentation site (`target/doc`), with `docs/*.md` in
 //!   it; fails on any rustdoc warning or undocumented public item.
+//! - `deny`: `cargo deny` (installed when missing): licences, bans and
+//!   sources must pass; advisories when the RustSec database is reachable.
 //! - `layers`: fails when a crate depends on a crate of its own or a higher
 //!   layer, or names an engine table another crate owns.
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
-//! - `ci`: fmt, clippy, layers, cargo-deny (when installed), then `test`.
+//! - `ci`: fmt, clippy, layers, then `test`.
 
 mod docs;
 mod layers;
 mod s3server;
 mod tables;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -43,11 +47,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("docs") => docs::build(&workspace_root()),
+        Some("deny") => deny(),
         Some("layers") => layers::check(&workspace_root()).and(tables::check(&workspace_root())),
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
         _ => Err(
-            "usage: cargo xtask <test [--phase N] | docs | layers | bench [--quick] | ci>".into(),
+            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | ci>"
+                .into(),
         ),
     };
     match result {
@@ -126,6 +132,7 @@ fn test(args: &[String]) -> Result<()> {
     drop(server); // stopped: nothing after the tests needs it
     if phase.is_none() {
         docs::build(&workspace_root())?;
+        deny()?;
     }
     Ok(())
 }
@@ -158,18 +165,23 @@ fn ci() -> Result<()> {
     run(clippy)?;
     layers::check(&workspace_root())?;
     tables::check(&workspace_root())?;
-    if Command::new("cargo-deny").arg("--version").output().is_ok() {
-        deny()?;
-    } else {
-        eprintln!("xtask: cargo-deny not installed; skipping `cargo deny check`");
-    }
     test(&[])
 }
 
-/// `cargo deny check`: licences, bans and sources must pass; advisories
-/// need the RustSec database from the network, so an unreachable database
-/// is reported (not hidden) and does not fail an offline run.
+/// cargo-deny, pinned to a version that builds on the project's toolchain.
+const CARGO_DENY: tools::Tool = tools::Tool {
+    krate: "cargo-deny",
+    version: "0.20.2",
+    bin: "cargo-deny",
+    features: &[],
+};
+
+/// `cargo deny check` (installing cargo-deny when missing): licences, bans
+/// and sources must pass; advisories need the RustSec database from the
+/// network, so an unreachable database is reported (not hidden) and does
+/// not fail an offline run.
 fn deny() -> Result<()> {
+    CARGO_DENY.ensure_installed()?;
     let mut offline_checks = cargo();
     offline_checks.args(["deny", "check", "bans", "licenses", "sources"]);
     run(offline_checks)?;

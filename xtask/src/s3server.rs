@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const VERSION: &str = "0.14.1";
+use crate::tools::Tool;
+
+/// The server, installed when missing (about 3 minutes, once).
+const S3S_FS: Tool = Tool {
+    krate: "s3s-fs",
+    version: "0.14.1",
+    bin: "s3s-fs",
+    features: &["binary"],
+};
 const ACCESS_KEY: &str = "bae-test-access";
 const SECRET_KEY: &str = "bae-test-secret-key";
 /// The bucket the tests use; each test works under its own prefix in it.
@@ -24,7 +32,7 @@ impl S3Server {
     /// Installs (when missing) and starts the server, waiting until it accepts
     /// connections.
     pub fn start(workspace: &Path) -> super::Result<Self> {
-        let bin = ensure_installed()?;
+        let bin = S3S_FS.ensure_installed()?;
         let root = workspace.join("target").join("s3s-fs-data");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join(BUCKET))
@@ -90,29 +98,4 @@ fn free_port() -> super::Result<u16> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| format!("no free port on loopback: {e}"))
-}
-
-fn cargo_bin_dir() -> PathBuf {
-    if let Ok(home) = std::env::var("CARGO_HOME") {
-        return PathBuf::from(home).join("bin");
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    PathBuf::from(home).join(".cargo").join("bin")
-}
-
-fn ensure_installed() -> super::Result<PathBuf> {
-    let bin = cargo_bin_dir().join("s3s-fs");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    eprintln!("xtask: s3s-fs missing; installing it (about 3 minutes, once)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "s3s-fs", "--version", VERSION, "--locked"])
-        .args(["--features", "binary"])
-        .status()
-        .map_err(|e| format!("cannot run cargo install: {e}"))?;
-    if !status.success() || !bin.exists() {
-        return Err(format!("cargo install s3s-fs {VERSION} failed ({status})"));
-    }
-    Ok(bin)
 }
