@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// into the future.
 pub const DEFAULT_MAX_DRIFT_MS: u64 = 5 * 60 * 1000;
 
+/// The highest logical counter a remote timestamp may carry (half the
+/// 22-bit range): no device makes two million events in one millisecond,
+/// and adopting a counter at the top would freeze this clock.
+pub const MAX_REMOTE_COUNTER: u64 = 1 << 21;
+
 /// Where physical time comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum WallClock {
@@ -42,6 +47,11 @@ pub enum ClockError {
     /// does not advance.
     #[error("HLC logical counter exhausted at {0}")]
     CounterExhausted(Timestamp),
+    /// A remote timestamp whose logical counter is above
+    /// [`MAX_REMOTE_COUNTER`]: adopting it would leave the clock unable to
+    /// make a timestamp until wall time caught up.
+    #[error("remote HLC {0} has a logical counter too high to adopt")]
+    CounterTooHigh(Timestamp),
     /// A timestamp (or the wall clock) outside the range the engine accepts
     /// ([`Timestamp::MAX`]).
     #[error("timestamp outside the HLC range")]
@@ -123,6 +133,11 @@ impl Clock {
         if !remote.is_valid() {
             return Err(ClockError::OutOfRange);
         }
+        // A counter near its maximum, once adopted, would leave this clock
+        // unable to tick until wall time passes the remote's milliseconds.
+        if remote.counter() > MAX_REMOTE_COUNTER {
+            return Err(ClockError::CounterTooHigh(remote));
+        }
         let ahead = remote.unix_millis().saturating_sub(self.wall_millis());
         let ahead_ms = u64::try_from(ahead).unwrap_or(0);
         if ahead_ms > self.max_drift_ms {
@@ -191,6 +206,22 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_remote_counter_near_its_maximum_is_refused_not_adopted() {
+        let wall = 1_800_000_000_000;
+        let clock = Clock::new(WallClock::Manual(wall), DEFAULT_MAX_DRIFT_MS);
+        let base = Timestamp::from_unix_millis(wall + 240_000)
+            .unwrap()
+            .as_u64();
+        let remote = Timestamp::from_u64(base | ((1 << 22) - 2));
+        assert!(remote.is_valid());
+        assert!(matches!(
+            clock.receive(remote),
+            Err(ClockError::CounterTooHigh(_))
+        ));
+        assert!(clock.now().is_ok(), "the clock still ticks");
+    }
+
     #[test]
     fn an_out_of_range_remote_timestamp_is_refused_not_adopted() {
         let clock = Clock::new(WallClock::Manual(1_800_000_000_000), DEFAULT_MAX_DRIFT_MS);

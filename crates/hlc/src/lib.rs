@@ -14,6 +14,6 @@ mod clock;
 mod device;
 mod stamp;
 
-pub use clock::{Clock, ClockError, WallClock, DEFAULT_MAX_DRIFT_MS};
+pub use clock::{Clock, ClockError, WallClock, DEFAULT_MAX_DRIFT_MS, MAX_REMOTE_COUNTER};
 pub use device::{DeviceId, DeviceIdError};
 pub use stamp::{Stamp, Timestamp};

@@ -241,6 +241,24 @@ fn device_bytes(r: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 16], MergeError>
     })
 }
 
+/// The newest HLC of any stamp or tombstone (packed), if any: a snapshot's
+/// HLC must be at least this, since it is newer than every write it holds.
+pub fn newest_stamp(conn: &Connection) -> Result<Option<u64>, MergeError> {
+    let n: Option<i64> = conn.query_row(
+        "SELECT MAX(h) FROM (SELECT MAX(hlc) AS h FROM bae_sync_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_tombstones)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.and_then(|n| u64::try_from(n).ok()))
+}
+
+/// The newest local op seq whose stamps the merge state holds: a local
+/// batch is in a snapshot only if all its ops are at or below it.
+pub fn folded_through(conn: &Connection) -> Result<i64, MergeError> {
+    folded_seq(conn)
+}
+
 /// How many entries each part of the merge state holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateCounts {

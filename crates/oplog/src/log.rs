@@ -94,6 +94,16 @@ pub fn last_op_seq(conn: &Connection) -> Result<i64, OplogError> {
     Ok(from_log.max(kept.unwrap_or(0)))
 }
 
+/// The oldest batch holding an op recorded after op seq `after`, if any.
+pub fn first_batch_after_op(conn: &Connection, after: i64) -> Result<Option<BatchSeq>, OplogError> {
+    let b: Option<i64> = conn.query_row(
+        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE seq > ?1",
+        [after],
+        |r| r.get(0),
+    )?;
+    Ok(b.and_then(|b| u64::try_from(b).ok()).map(BatchSeq))
+}
+
 /// Whether this device has recorded any op the log still holds.
 pub fn has_ops(conn: &Connection) -> Result<bool, OplogError> {
     Ok(

@@ -46,12 +46,13 @@ pub const OPLOG_MIGRATIONS: Migrations = Migrations {
 /// blocked while sync writes, and a busy timeout so the host's connection
 /// and the sync service's wait for each other instead of failing.
 pub fn configure(conn: &Connection) -> Result<(), OplogError> {
+    // First: switching to WAL needs a lock another connection may hold.
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL is durable across application crashes, which is what the op
     // log needs; a power loss can lose the newest transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -65,23 +66,28 @@ pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogErr
              version INTEGER NOT NULL
          )",
     )?;
-    let current: u32 = conn
-        .query_row(
-            "SELECT version FROM bae_sync_versions WHERE component = ?1",
-            [owner.component],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
-    if current > owner.version() {
-        return Err(OplogError::NewerSchema {
-            component: owner.component,
-            found: current,
-            supported: owner.version(),
-        });
-    }
-    for (i, step) in owner.steps.iter().enumerate().skip(current as usize) {
+    loop {
+        // Each step reads the version inside its own write transaction, so
+        // two connections opening a new library at once never both run it.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: u32 = tx
+            .query_row(
+                "SELECT version FROM bae_sync_versions WHERE component = ?1",
+                [owner.component],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if current > owner.version() {
+            return Err(OplogError::NewerSchema {
+                component: owner.component,
+                found: current,
+                supported: owner.version(),
+            });
+        }
+        let Some(step) = owner.steps.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(step.sql)
             .map_err(|e| OplogError::Migration {
                 name: step.name,
@@ -90,7 +96,7 @@ pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogErr
         tx.execute(
             "INSERT INTO bae_sync_versions (component, version) VALUES (?1, ?2)
              ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            rusqlite::params![owner.component, i + 1],
+            rusqlite::params![owner.component, current + 1],
         )?;
         tx.commit()?;
         tracing::info!(
@@ -99,7 +105,6 @@ pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogErr
             "applied migration"
         );
     }
-    Ok(())
 }
 
 /// The version of `owner`'s tables in this database (0: none yet).

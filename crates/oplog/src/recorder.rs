@@ -44,7 +44,10 @@ impl OpRecorder {
         configure(&conn)?;
         schema.check(&conn)?;
         migrate(&mut conn, &OPLOG_MIGRATIONS)?;
-        let state: Option<(String, i64)> = conn
+        // Read or make the device row in one write transaction, so two
+        // connections opening a new library at once agree on one device id.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let state: Option<(String, i64)> = tx
             .query_row(
                 "SELECT device_id, clock FROM bae_sync_device WHERE id = 1",
                 [],
@@ -60,7 +63,7 @@ impl OpRecorder {
             None => {
                 let device = DeviceId::random();
                 let clock = Clock::new(wall, DEFAULT_MAX_DRIFT_MS);
-                conn.execute(
+                tx.execute(
                     "INSERT INTO bae_sync_device (id, device_id, clock) VALUES (1, ?1, ?2)",
                     params![device.to_string(), clock.last().as_u64() as i64],
                 )?;
@@ -68,6 +71,7 @@ impl OpRecorder {
                 (device, clock)
             }
         };
+        tx.commit()?;
         Ok(OpRecorder {
             conn,
             clock,

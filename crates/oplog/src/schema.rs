@@ -137,6 +137,10 @@ impl SyncSchema {
             {
                 return bad(t.name, "a column is listed twice");
             }
+            // Op-log payloads name a column by a one-byte index.
+            if t.columns.len() > 256 {
+                return bad(t.name, "more than 256 synced columns");
+            }
             if t.columns.contains(&"id") {
                 return bad(t.name, "id is the row id, not a synced column");
             }

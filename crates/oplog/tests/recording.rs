@@ -387,3 +387,31 @@ fn a_read_then_write_transaction_survives_a_concurrent_writer() {
     assert!(title.ends_with("(remastered)"));
     assert_eq!(year, 2001);
 }
+
+/// Two connections (the host's and the sync service's) opening a new
+/// library at the same moment both succeed and agree on one device id
+/// (the migration runner and the device row are read inside the write
+/// transaction that changes them).
+#[test]
+fn two_connections_opening_a_new_library_at_once_both_succeed() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lib.db");
+        fixture::create_bae_library(&Connection::open(&path).unwrap()).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let opens: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    OpRecorder::open(&path, &BAE_SCHEMA).map(|r| r.device())
+                })
+            })
+            .collect();
+        let ids: Vec<_> = opens
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert_eq!(ids[0], ids[1]);
+    }
+}

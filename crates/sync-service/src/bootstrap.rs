@@ -116,6 +116,20 @@ impl SyncService {
         {
             return Ok(false);
         }
+        // Never replace this library's state by a checkpoint that is behind
+        // it on any stream: rows from the batches it lacks would go (with
+        // this device's writes under them), and nothing would bring them
+        // back.
+        let applied = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
+        if let Some((d, seq)) = applied
+            .iter()
+            .find(|(d, seq)| opened.header.cursor_of(**d) < **seq)
+        {
+            tracing::warn!(checkpoint = %opened.key, device = %d, applied = seq, "newest checkpoint is behind this device; not recovering from it");
+            return Ok(false);
+        }
         let report = self.restore(opened, &rejected).await?;
         tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
         Ok(true)
@@ -398,8 +412,14 @@ fn replay_local(rec: &mut OpRecorder) -> Result<usize, SyncError> {
         });
     }
     let report = bae_merge::apply_pull(rec, batches)?;
-    for held in &report.held {
-        tracing::warn!(seq = %held.batch.seq, reason = %held.reason, "local batch did not replay after a checkpoint restore");
+    if !report.held.is_empty() {
+        // Local batches are never pulled back: keep the marker so the next
+        // pull replays them again (replay is idempotent) once what they
+        // wait for has arrived, rather than losing this device's writes.
+        for held in &report.held {
+            tracing::warn!(seq = %held.batch.seq, reason = %held.reason, "local batch waits to replay after a checkpoint restore");
+        }
+        return Ok(report.applied.len());
     }
     rec.sync_parts().0.execute(
         "UPDATE bae_sync_library SET checkpoint_replay_after = NULL WHERE id = 1",

@@ -731,12 +731,16 @@ fn write_snapshot(
     progress: Option<&Progress>,
 ) -> Result<(CheckpointHeader, File, u64), SyncError> {
     let tx = conn.transaction()?;
-    let id = CheckpointId::generate(hlc.as_u64());
+    // Newer than every write the snapshot holds: a pull that folded a
+    // remote batch after `hlc` was taken may have stamps above it.
+    let hlc =
+        merge_snapshot::newest_stamp(&tx)?.map_or(hlc.as_u64(), |newest| newest.max(hlc.as_u64()));
+    let id = CheckpointId::generate(hlc);
     let header = CheckpointHeader {
         version: CHECKPOINT_FORMAT_VERSION,
         id: id.to_string(),
         writer: *device.as_bytes(),
-        hlc: hlc.as_u64(),
+        hlc,
         created_ms: crate::service::now_ms(),
         schema_version: tx.pragma_query_value(None, "user_version", |r| r.get(0))?,
         records: merge_snapshot::snapshot_len(&tx, schema)?,
@@ -778,16 +782,23 @@ fn write_snapshot(
     Ok((header, file, bytes))
 }
 
-/// This device's last pushed batch, and every other device's applied cursor.
+/// This device's last pushed batch whose ops are all folded into the
+/// snapshot's stamps (a batch pushed while the snapshot was being taken,
+/// by another task or process, is left to the batches after the
+/// checkpoint), and every other device's applied cursor.
 fn snapshot_cursors(
     conn: &Connection,
     device: DeviceId,
 ) -> Result<Vec<CheckpointCursor>, SyncError> {
     let mut out = Vec::new();
+    let folded = merge_snapshot::folded_through(conn)?;
+    let first_unfolded = bae_oplog::first_batch_after_op(conn, folded)?
+        .map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
     let own: Option<(i64, Vec<u8>)> = conn
         .query_row(
-            "SELECT batch_id, hash FROM bae_sync_batch_hashes ORDER BY batch_id DESC LIMIT 1",
-            [],
+            "SELECT batch_id, hash FROM bae_sync_batch_hashes WHERE batch_id < ?1
+             ORDER BY batch_id DESC LIMIT 1",
+            [first_unfolded],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map(Some)

@@ -13,7 +13,9 @@
 //! clock since it wrote it, not by the checkpoint's own HLC; `compact_now`
 //! skips the wait for users who know every device is online). A device that
 //! was offline longer finds its next batch missing and recovers from the
-//! checkpoint (`bootstrap.rs`). Checkpoints older than the one GC relies on
+//! checkpoint (`bootstrap.rs`). A batch is deleted only if the newest
+//! checkpoint that verifies (the one readers start from, possibly another
+//! device's) covers it too. Checkpoints older than the one GC relies on
 //! are deleted with the batches; it and newer ones stay. Locally, op-log
 //! rows of pushed batches the checkpoint covers are pruned after their
 //! stamps are folded; `bae_sync_batch_hashes` keeps every chain link.
@@ -69,9 +71,19 @@ impl SyncService {
             return Ok(report);
         }
         self.confirm_cursors(&ck).await?;
+        // A reader bootstraps and recovers from the newest checkpoint that
+        // verifies, which may be another device's and include less of
+        // some stream than this one: never delete a batch it does not
+        // cover either, or a device starting from it could never get it.
+        let (newest, _) = self.newest_checkpoint().await?;
+        let newer = newest.filter(|n| n.id > ck.id);
         for c in &ck.header.cursors {
+            let limit = match &newer {
+                Some(n) => c.seq.min(n.header.cursor_of(c.device_id())),
+                None => c.seq,
+            };
             for key in self.store.list(&layout::ops_prefix(&c.device_id())).await? {
-                if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= c.seq) {
+                if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= limit) {
                     self.store.delete(&key).await?;
                     report.ops_deleted += 1;
                     self.check_cancelled()?;
@@ -177,7 +189,7 @@ impl SyncService {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::test_support::{dump, Bucket};
+    use crate::test_support::{dump, import, Bucket};
     use bae_storage_s3::ObjectStore;
 
     const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -206,18 +218,66 @@ mod tests {
         assert_eq!(report.checkpoint, None);
         assert_eq!((report.ops_deleted, report.checkpoints_deleted), (0, 0));
         assert_eq!(batches_in(bucket.store.as_ref()).await, 3);
-        // a's own checkpoint drives a's GC; the forged one is left alone and
-        // deletes nothing.
+        // a's own checkpoint drives a's GC; the forged one, newer and
+        // covering nothing, can only hold GC back: nothing is deleted.
         let honest = a.checkpoint().await.unwrap();
         let report = a
             .gc(crate::service::now_ms(), GC_GRACE, true)
             .await
             .unwrap();
         assert_eq!(report.checkpoint.as_deref(), Some(honest.key.as_str()));
-        assert_eq!(report.ops_deleted, 3);
+        assert_eq!(report.ops_deleted, 0);
+        assert_eq!(batches_in(bucket.store.as_ref()).await, 3);
         let left = bucket.store.list(layout::CHECKPOINTS_PREFIX).await.unwrap();
         assert!(left.contains(&honest.key) && left.contains(&forged));
         assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// Z's own checkpoint covers Y up to 3, but W's newer one (which a new
+    /// device starts from) only up to 2: Z's GC must not delete Y's batch
+    /// 3, or a device starting from W's checkpoint never gets it.
+    /// (Found by review: GC on the device's own older checkpoint.)
+    #[tokio::test]
+    async fn gc_never_deletes_what_the_newest_checkpoint_lacks() {
+        let bucket = Bucket::new();
+        let y = bucket.device("y", 2);
+        y.push().await.unwrap();
+        let w = bucket.device("w", 0);
+        let z = bucket.device("z", 0);
+        w.pull().await.unwrap();
+        let head2_key = layout::heads_key(&y.device(), 2);
+        let head2 = bucket.store.get(&head2_key).await.unwrap();
+        import(&y, 9, 0).await;
+        y.push().await.unwrap();
+        z.pull().await.unwrap();
+        let cz = z.checkpoint().await.unwrap();
+        // W writes its checkpoint while the LIST still shows Y's head 2.
+        let head3_key = layout::heads_key(&y.device(), 3);
+        let head3 = bucket.store.get(&head3_key).await.unwrap();
+        bucket.store.delete(&head3_key).await.unwrap();
+        bucket.store.put(&head2_key, &head2).await.unwrap();
+        let cw = w.checkpoint().await.unwrap();
+        bucket.store.delete(&head2_key).await.unwrap();
+        bucket.store.put(&head3_key, &head3).await.unwrap();
+        assert!(cw.key > cz.key);
+        let gc = z
+            .gc(crate::service::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap();
+        assert_eq!(gc.checkpoint.as_deref(), Some(cz.key.as_str()));
+        assert!(bucket
+            .store
+            .exists(&layout::ops_key(&y.device(), 3))
+            .await
+            .unwrap());
+        let n = bucket.device("n", 0);
+        assert_eq!(
+            n.bootstrap_from_checkpoint().await.unwrap().unwrap().key,
+            cw.key
+        );
+        let r = n.pull().await.unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(dump(&n).await, dump(&y).await);
     }
 
     /// The grace period runs from when this device wrote the checkpoint, by

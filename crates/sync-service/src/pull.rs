@@ -477,6 +477,16 @@ fn rejected(
     })
 }
 
+/// How far this device has applied each other device's stream.
+pub(crate) fn applied_cursors(
+    conn: &rusqlite::Connection,
+) -> Result<BTreeMap<DeviceId, u64>, SyncError> {
+    Ok(load_cursors(conn)?
+        .into_iter()
+        .map(|(d, c)| (d, c.applied))
+        .collect())
+}
+
 fn load_cursors(conn: &rusqlite::Connection) -> Result<HashMap<DeviceId, Cursor>, SyncError> {
     let mut stmt =
         conn.prepare("SELECT device_id, applied_seq, applied_hash FROM bae_sync_cursors")?;

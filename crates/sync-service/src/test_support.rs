@@ -93,3 +93,16 @@ pub(crate) async fn dump(s: &SyncService) -> String {
         .await
         .unwrap()
 }
+
+/// Records demo album `index` of `seed` on the service's own connection.
+pub(crate) async fn import(s: &SyncService, seed: u64, index: u64) {
+    s.with_db(move |rec| {
+        let album = demo_album(seed, index, 2);
+        let mut tx = rec.transaction()?;
+        album.write(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
