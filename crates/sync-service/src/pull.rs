@@ -153,21 +153,30 @@ impl SyncService {
     async fn pull_once(&self, gaps: &mut Vec<(DeviceId, u64)>) -> Result<PullReport, SyncError> {
         let span = tracing::info_span!("pull", device = %self.device);
         async move {
-            let heads = self.list_heads().await?;
+            let all_heads = self.list_all_heads().await?;
+            let heads = newest_heads(&all_heads);
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
             let mut problems = Vec::new();
             let mut streams = Vec::new();
-            for (&device, &head_seq) in &heads {
+            for (&device, seqs) in &all_heads {
                 let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
                     applied: 0,
                     hash: None,
                 });
-                if head_seq <= cursor.applied {
-                    continue;
-                }
-                match self.open_stream(device, head_seq, cursor).await {
-                    Ok(stream) => streams.push(stream),
-                    Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
+                // The newest head first; if it does not open (garbage the
+                // bucket host put above the real one), an older one, so one
+                // bad object never hides a whole stream.
+                for &head_seq in seqs.iter().take(MAX_HEADS_TRIED) {
+                    if head_seq <= cursor.applied {
+                        break;
+                    }
+                    match self.open_stream(device, head_seq, cursor).await {
+                        Ok(stream) => {
+                            streams.push(stream);
+                            break;
+                        }
+                        Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
+                    }
                 }
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
@@ -339,22 +348,31 @@ impl SyncService {
     /// One LIST: every device's newest head seq (ours excluded, but noted
     /// for the next push).
     pub(crate) async fn list_heads(&self) -> Result<BTreeMap<DeviceId, u64>, SyncError> {
-        let mut heads = BTreeMap::new();
-        let mut own = None;
+        Ok(newest_heads(&self.list_all_heads().await?))
+    }
+
+    /// One LIST: every other device's head seqs, newest first (several
+    /// exist while a device replaces its head, or when the bucket holds
+    /// garbage); this device's own are noted for the next push.
+    async fn list_all_heads(&self) -> Result<BTreeMap<DeviceId, Vec<u64>>, SyncError> {
+        let mut heads: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
+        let mut own = Vec::new();
         for key in self.store.list(layout::HEADS_PREFIX).await? {
             let Ok((device, seq)) = layout::parse_heads_key(&key) else {
                 tracing::warn!(%key, "ignoring object outside the layout");
                 continue;
             };
             if device == self.device {
-                own = own.max(Some(seq));
-                continue;
+                own.push(seq);
+            } else {
+                heads.entry(device).or_default().push(seq);
             }
-            let newest = heads.entry(device).or_insert(seq);
-            *newest = (*newest).max(seq);
+        }
+        for seqs in heads.values_mut() {
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
         }
         // The next push repairs this device's head if it is stale.
-        self.listed_own_head(own);
+        self.listed_own_heads(own);
         Ok(heads)
     }
 
@@ -412,6 +430,16 @@ impl SyncService {
 
 /// A bad object as a rejected-batch problem (a missing batch object is
 /// also a gap, for recovery); an unreachable bucket fails the pull instead.
+/// How many of a device's listed heads a pull tries, newest first.
+const MAX_HEADS_TRIED: usize = 4;
+
+/// Each device's newest listed head seq.
+fn newest_heads(all: &BTreeMap<DeviceId, Vec<u64>>) -> BTreeMap<DeviceId, u64> {
+    all.iter()
+        .filter_map(|(d, seqs)| seqs.first().map(|s| (*d, *s)))
+        .collect()
+}
+
 /// Devices whose newest head is older than a batch known to have existed:
 /// one this device applied (its cursor), or one another device's head says
 /// it applied. The stream is still applied up to its head (those batches

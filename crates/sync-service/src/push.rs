@@ -216,15 +216,26 @@ impl SyncService {
     /// newest batch does not stay invisible until the next local write.
     /// Returns the seq of the head written, if any.
     async fn repair_stale_head(&self) -> Result<Option<u64>, SyncError> {
-        let Some(seen) = self.own_head_seen() else {
+        let Some(seen) = self.own_heads_seen() else {
             return Ok(None);
         };
-        let pushed = self
-            .with_db(|rec| newest_pushed(rec.sync_parts().0))
+        let (pushed, recorded) = self
+            .with_db(|rec| {
+                let conn = rec.sync_parts().0;
+                Ok((newest_pushed(conn)?, bae_oplog::last_batch(conn)?.0))
+            })
             .await?;
+        // A head above every batch this device ever recorded is not its
+        // own (garbage put there): it would hide the real one.
+        let foreign = seen.iter().any(|s| *s > recorded);
+        let newest_real = seen.iter().copied().filter(|s| *s <= recorded).max();
         match pushed {
-            Some((seq, hash)) if seq > seen => {
-                tracing::warn!(seen, seq, "own head was stale or missing; rewriting it");
+            Some((seq, hash)) if foreign || newest_real.is_none_or(|s| s < seq) => {
+                tracing::warn!(
+                    ?seen,
+                    seq,
+                    "own head stale, missing or shadowed; rewriting it"
+                );
                 self.write_head(seq, Some(hash)).await?;
                 Ok(Some(seq))
             }
@@ -272,14 +283,24 @@ impl SyncService {
         let key = layout::heads_key(&device, seq);
         let sealed = self.seal(&head_place(device, seq), &head.encode())?;
         self.store.put(&key, &sealed).await?;
-        // Only older heads go: a push that overlapped this one (another
-        // process on the same library) may already have written a newer one.
+        // Older heads go, and heads above every batch this device recorded
+        // (not its own: garbage that would shadow this one). A newer head
+        // an overlapping push (another process on the same library) wrote
+        // stays.
+        let recorded = self
+            .with_db(|rec| Ok(bae_oplog::last_batch(rec.sync_parts().0)?.0))
+            .await?;
+        let mut deleted = Vec::new();
         for old in self.store.list(&layout::heads_prefix(&device)).await? {
-            if layout::parse_heads_key(&old).is_ok_and(|(_, s)| s < seq) {
+            let Ok((_, s)) = layout::parse_heads_key(&old) else {
+                continue;
+            };
+            if s < seq || s > recorded {
                 self.store.delete(&old).await?;
+                deleted.push(s);
             }
         }
-        self.note_own_head(seq);
+        self.note_own_head(seq, &deleted);
         Ok(())
     }
 }
@@ -445,5 +466,47 @@ mod tests {
             heads,
             vec![bae_storage_s3::layout::heads_key(&a.device(), 3)]
         );
+    }
+}
+
+#[cfg(test)]
+mod garbage_head_tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::test_support::{dump, import, Bucket};
+    use bae_storage_s3::layout;
+
+    /// The bucket host puts garbage at a head seq above a device's real
+    /// one. Readers fall back to the real head (reporting the garbage by
+    /// name), and the device's next push removes it. (Found by review: a
+    /// head write that deletes only older heads left it there for good.)
+    #[tokio::test]
+    async fn a_garbage_head_above_the_real_one_neither_hides_nor_stays() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 1);
+        a.push().await.unwrap();
+        let b = bucket.device("b", 0);
+        assert_eq!(b.pull().await.unwrap().applied, 1);
+        let garbage = layout::heads_key(&a.device(), 999_999);
+        bucket.store.put(&garbage, b"garbage").await.unwrap();
+        import(&a, 9, 0).await;
+        a.push().await.unwrap();
+        // The push saw no LIST yet; it wrote head 2 and removed the
+        // garbage above every batch a recorded.
+        assert!(!bucket.store.exists(&garbage).await.unwrap());
+        bucket.store.put(&garbage, b"garbage").await.unwrap();
+        let report = b.pull().await.unwrap();
+        assert_eq!(report.applied, 1, "the real head 2 was used");
+        assert!(
+            report.problems.iter().any(|p| p.reason.contains(&garbage)),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(dump(&a).await, dump(&b).await);
+        // a learns of the garbage from its pull's LIST and removes it with
+        // its next push, even with nothing new.
+        a.sync().await.unwrap();
+        a.push().await.unwrap();
+        assert!(!bucket.store.exists(&garbage).await.unwrap());
+        assert!(b.pull().await.unwrap().problems.is_empty());
     }
 }

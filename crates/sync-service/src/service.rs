@@ -29,9 +29,9 @@ pub struct SyncService {
     pub(crate) cancel: CancellationToken,
     /// Serialises pushes of this service.
     pub(crate) push_lock: tokio::sync::Mutex<()>,
-    /// This device's newest head seq as the last LIST of `heads/` showed it
-    /// (0: none there); `None` before the first.
-    pub(crate) own_head: Mutex<Option<u64>>,
+    /// This device's head seqs as the last LIST of `heads/` showed them;
+    /// `None` before the first.
+    pub(crate) own_head: Mutex<Option<Vec<u64>>>,
     /// The sync schema's image table (whose row ids name image files);
     /// without one, push and pull leave images alone.
     pub(crate) images_table: Option<&'static TableSchema>,
@@ -147,22 +147,27 @@ impl SyncService {
         .await
     }
 
-    /// This device's newest head seq as last seen in the bucket.
-    pub(crate) fn own_head_seen(&self) -> Option<u64> {
-        self.own_head.lock().ok().and_then(|g| *g)
+    /// This device's head seqs as last seen in the bucket.
+    pub(crate) fn own_heads_seen(&self) -> Option<Vec<u64>> {
+        self.own_head.lock().ok().and_then(|g| g.clone())
     }
 
-    /// Records a head this service just wrote.
-    pub(crate) fn note_own_head(&self, seq: u64) {
+    /// Records a head this service just wrote (and the older ones it
+    /// deleted).
+    pub(crate) fn note_own_head(&self, seq: u64, deleted: &[u64]) {
         if let Ok(mut g) = self.own_head.lock() {
-            *g = Some(g.map_or(seq, |s| s.max(seq)));
+            let seen = g.get_or_insert_with(Vec::new);
+            seen.retain(|s| !deleted.contains(s));
+            if !seen.contains(&seq) {
+                seen.push(seq);
+            }
         }
     }
 
-    /// Replaces what is known of this device's head by what a LIST showed.
-    pub(crate) fn listed_own_head(&self, seq: Option<u64>) {
+    /// Replaces what is known of this device's heads by what a LIST showed.
+    pub(crate) fn listed_own_heads(&self, seqs: Vec<u64>) {
         if let Ok(mut g) = self.own_head.lock() {
-            *g = Some(seq.unwrap_or(0));
+            *g = Some(seqs);
         }
     }
 
