@@ -449,24 +449,36 @@ pub fn mark_local_ops_folded(conn: &Connection) -> Result<(), MergeError> {
 }
 
 /// Creates a staging database at `path` for a snapshot to be merged into a
-/// library with state: the library's synced tables (their DDL copied from
-/// `library`, foreign keys off) and the merge state's tables.
-pub fn create_staging(
-    path: &Path,
-    library: &Connection,
-    schema: &SyncSchema,
-) -> Result<Connection, MergeError> {
+/// library with state: the synced tables as the sync schema describes them
+/// (the id, the synced columns without type affinity so values stay as
+/// written, the declared parents as foreign keys, enforced, and the unique
+/// groups), and the merge state's tables. Built from the schema, not the
+/// host's DDL, so host columns referencing local-only tables do not need
+/// those tables here.
+pub fn create_staging(path: &Path, schema: &SyncSchema) -> Result<Connection, MergeError> {
     let mut staging = Connection::open(path)?;
+    staging.pragma_update(None, "foreign_keys", true)?;
     for t in schema.tables() {
-        let ddl: String = library.query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [t.name],
-            |r| r.get(0),
-        )?;
-        staging.execute_batch(&ddl)?;
+        staging.execute_batch(&staging_ddl(t))?;
     }
     bae_oplog::migrate(&mut staging, &crate::MERGE_MIGRATIONS)?;
     Ok(staging)
+}
+
+/// `CREATE TABLE` of one synced table in a staging database; every name
+/// comes from the schema.
+fn staging_ddl(t: &bae_oplog::TableSchema) -> String {
+    let mut parts = vec!["id TEXT PRIMARY KEY NOT NULL".to_owned()];
+    parts.extend(t.columns.iter().map(|c| (*c).to_owned()));
+    for (column, parent) in t.parents {
+        parts.push(format!(
+            "FOREIGN KEY ({column}) REFERENCES {parent}(id) ON DELETE CASCADE"
+        ));
+    }
+    for group in t.unique {
+        parts.push(format!("UNIQUE ({})", group.join(", ")));
+    }
+    format!("CREATE TABLE {} ({});", t.name, parts.join(", "))
 }
 
 /// Replaces the library's synced rows and merge state by the snapshot
@@ -532,6 +544,20 @@ fn replace_in(
     }
     tx.execute_batch("DROP TABLE temp.bae_sync_keep")?;
     for t in schema.tables() {
+        // A kept local row holding a unique key the snapshot gives another
+        // row (a re-analysed track under a new id, not yet pushed) goes
+        // now; its batch is replayed after and the unique rule settles it.
+        for group in t.unique {
+            let cols = group.join(", ");
+            tx.execute(
+                &format!(
+                    "DELETE FROM main.{n} WHERE id NOT IN (SELECT id FROM ck.{n})
+                     AND ({cols}) IN (SELECT {cols} FROM ck.{n})",
+                    n = t.name
+                ),
+                [],
+            )?;
+        }
         let cols = t.columns.join(", ");
         let set: Vec<String> = t
             .columns

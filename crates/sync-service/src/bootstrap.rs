@@ -259,7 +259,7 @@ fn load(
     let staging =
         tempfile::NamedTempFile::new().map_err(|e| SyncError::io(Path::new("temp db"), e))?;
     {
-        let mut sc = merge_snapshot::create_staging(staging.path(), conn, schema)?;
+        let mut sc = merge_snapshot::create_staging(staging.path(), schema)?;
         let tx = sc.transaction()?;
         load_records(&tx, schema, plaintext, &key, &header, progress, cancel)?;
         tx.commit()?;
@@ -643,5 +643,88 @@ mod tests {
             );
             assert_eq!(dump(&b).await, dump(&a).await, "{what}");
         }
+    }
+
+    /// A host whose synced table has a local-only column referencing a
+    /// local-only table (which the schema check allows) can restore into a
+    /// library with state: the staging database is built from the sync
+    /// schema, not the host's DDL. (Found by review.)
+    #[tokio::test]
+    async fn a_staged_restore_needs_no_local_only_tables() {
+        let bucket = Bucket::new();
+        let with_profile = |name: &str, albums: u64| {
+            let path = bucket.dir.path().join(format!("{name}.db"));
+            drop(bae_oplog::fixture::open_library(&path).unwrap());
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(
+                    "ALTER TABLE albums ADD COLUMN profile_id TEXT REFERENCES storage_profiles(id)",
+                )
+                .unwrap();
+            let mut lib =
+                bae_oplog::fixture::Library::new(bae_oplog::fixture::open_library(&path).unwrap());
+            for i in 0..albums {
+                lib.import_album(&bae_oplog::fixture::demo_album(5, i, 2))
+                    .unwrap();
+            }
+            SyncService::new(
+                bae_oplog::fixture::open_library(&path).unwrap(),
+                bucket.store.clone(),
+                bucket.key.clone(),
+            )
+            .unwrap()
+        };
+        let a = with_profile("a", 2);
+        a.checkpoint().await.unwrap();
+        let b = with_profile("b", 1);
+        let report = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+        assert!(report.replaced);
+        b.push().await.unwrap();
+        a.pull().await.unwrap();
+        b.pull().await.unwrap();
+        assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// A kept local row holding a unique key the checkpoint gives another
+    /// row (a re-analysed track, not yet pushed) no longer makes the
+    /// replace fail for good; the local batch replays and the unique rule
+    /// settles it. (Found by review.)
+    #[tokio::test]
+    async fn a_kept_local_unique_rival_does_not_block_a_restore() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 1);
+        a.push().await.unwrap();
+        let b = bucket.device("b", 0);
+        b.pull().await.unwrap();
+        let album = bae_oplog::fixture::demo_album(5, 0, 2);
+        let track = album.ids("tracks").next().unwrap().to_owned();
+        let file = album.ids("files").next().unwrap().to_owned();
+        b.with_db(move |rec| {
+            let mut tx = rec.transaction()?;
+            tx.delete("audio_formats", &format!("af:{track}"))?;
+            tx.insert(
+                "audio_formats",
+                &format!("af2:{track}"),
+                &[
+                    ("track_id", Value::from(track.as_str())),
+                    ("file_id", Value::from(file.as_str())),
+                    ("content_type", "audio/flac".into()),
+                    ("sample_rate", Value::Integer(48_000)),
+                    ("bits_per_sample", Value::Integer(24)),
+                    ("created_at", "2026".into()),
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        a.checkpoint().await.unwrap();
+        let report = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+        assert!(report.replaced);
+        b.push().await.unwrap();
+        a.pull().await.unwrap();
+        assert_eq!(dump(&a).await, dump(&b).await);
+        assert!(dump(&b).await.contains("af2:"), "b's re-analysis survived");
     }
 }
