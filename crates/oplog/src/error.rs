@@ -125,6 +125,59 @@ pub enum SchemaError {
         /// The synced parent table.
         parent: String,
     },
+    /// A local-only column referencing a synced table other than with
+    /// `ON DELETE SET NULL`: a remote delete of the referenced row would
+    /// fail (held forever) or cascade into this synced row on this device
+    /// only.
+    #[error("{table}.{column} (local-only) references {parent} with ON DELETE {on_delete}; only SET NULL lets merge delete {parent} rows")]
+    LocalColumnBlocksMerge {
+        /// The synced table.
+        table: String,
+        /// Its local-only column.
+        column: String,
+        /// The synced table referenced.
+        parent: String,
+        /// The declared action.
+        on_delete: String,
+    },
+    /// A declared parent whose foreign key is not a single column
+    /// referencing `parent.id` with `ON DELETE CASCADE` (merge's cascade
+    /// and revival assume it).
+    #[error("{table}.{column} must reference {parent}(id) with ON DELETE CASCADE")]
+    ParentNotCascadingId {
+        /// The table.
+        table: String,
+        /// Its column.
+        column: String,
+        /// The parent.
+        parent: String,
+    },
+    /// A synced column whose default is not a constant: merge fills an
+    /// omitted column with its default on the receiving device, so each
+    /// device would get another value.
+    #[error("{table}.{column} syncs but its default ({default}) is not a constant")]
+    NonConstantDefault {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The default expression.
+        default: String,
+    },
+    /// A local-only table referencing a synced table other than with
+    /// `ON DELETE CASCADE` or `SET NULL`: a remote delete of the referenced
+    /// row would fail, and its batch would be held forever.
+    #[error("{table}.{column} (a local-only table) references {parent} with ON DELETE {on_delete}; use CASCADE or SET NULL")]
+    LocalTableBlocksMerge {
+        /// The local-only table.
+        table: String,
+        /// Its column.
+        column: String,
+        /// The synced table referenced.
+        parent: String,
+        /// The declared action.
+        on_delete: String,
+    },
     /// A declared parent with no matching foreign key in the database.
     #[error("the sync schema declares {table}.{column} -> {parent} but the database has no such foreign key")]
     ParentNotInDatabase {

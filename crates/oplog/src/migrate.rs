@@ -49,11 +49,29 @@ pub fn configure(conn: &Connection) -> Result<(), OplogError> {
     // First: switching to WAL needs a lock another connection may hold.
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    set_wal(conn)?;
     // NORMAL is durable across application crashes, which is what the op
     // log needs; a power loss can lose the newest transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
+}
+
+/// Switches to WAL. The first switch of a file needs the only lock on it,
+/// and SQLite reports another connection's lock at once rather than
+/// through the busy handler: retry for the busy timeout.
+fn set_wal(conn: &Connection) -> Result<(), OplogError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Applies the migrations of `owner` the database lacks, each in its own

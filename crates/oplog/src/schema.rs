@@ -111,6 +111,37 @@ impl SyncSchema {
         for table in self.tables {
             check_table(conn, self, table)?;
         }
+        self.check_local_tables(conn)
+    }
+
+    /// Local-only tables referencing synced ones must let merge delete the
+    /// referenced rows: ON DELETE CASCADE or SET NULL.
+    fn check_local_tables(&self, conn: &Connection) -> Result<(), OplogError> {
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for table in tables {
+            // Names from sqlite_master only reach a PRAGMA argument; the
+            // engine's own tables reference nothing.
+            if self.table(&table).is_some() || !is_identifier(&table) {
+                continue;
+            }
+            for key in foreign_keys(conn, &table)? {
+                let blocks = !matches!(key.on_delete.as_str(), "CASCADE" | "SET NULL");
+                if self.table(&key.parent).is_some() && blocks {
+                    return Err(SchemaError::LocalTableBlocksMerge {
+                        table,
+                        column: key.column,
+                        parent: key.parent,
+                        on_delete: key.on_delete,
+                    }
+                    .into());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -218,33 +249,60 @@ fn check_table(conn: &Connection, schema: &SyncSchema, t: &TableSchema) -> Resul
         }
         .into());
     }
-    // (column, parent table) of every single-column foreign key.
-    let keys: Vec<(String, String)> = conn
-        .prepare(&format!("PRAGMA foreign_key_list({})", t.name))?
-        .query_map([], |r| Ok((r.get(3)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    // A column that does not sync may reference anything: it never
-    // reaches another device.
-    for (column, parent) in keys.iter().filter(|(c, _)| t.syncs(c)) {
-        if schema.table(parent).is_none() {
+    let keys = foreign_keys(conn, t.name)?;
+    for key in &keys {
+        let column = key.column.clone();
+        let parent = key.parent.clone();
+        if !t.syncs(&key.column) {
+            // A local-only column may reference anything, except that a
+            // reference to a synced row must let merge delete that row
+            // without touching this synced row: SET NULL only.
+            if schema.table(&key.parent).is_some() && key.on_delete != "SET NULL" {
+                return Err(SchemaError::LocalColumnBlocksMerge {
+                    table: name,
+                    column,
+                    parent,
+                    on_delete: key.on_delete.clone(),
+                }
+                .into());
+            }
+            continue;
+        }
+        if schema.table(&key.parent).is_none() {
             return Err(SchemaError::ForeignKeyToLocalTable {
                 table: name,
-                column: column.clone(),
-                parent: parent.clone(),
+                column,
+                parent,
             }
             .into());
         }
-        if !t.parents.iter().any(|(c, p)| c == column && p == parent) {
+        if !t.parents.iter().any(|(c, p)| *c == column && *p == parent) {
             return Err(SchemaError::UndeclaredForeignKey {
                 table: name,
-                column: column.clone(),
-                parent: parent.clone(),
+                column,
+                parent,
+            }
+            .into());
+        }
+        // Merge's cascade and revival assume `parent.id` and ON DELETE
+        // CASCADE, and one column per key.
+        if key.target.as_deref().is_some_and(|c| c != "id")
+            || key.on_delete != "CASCADE"
+            || key.columns > 1
+        {
+            return Err(SchemaError::ParentNotCascadingId {
+                table: name,
+                column,
+                parent,
             }
             .into());
         }
     }
     for (column, parent) in t.parents {
-        if !keys.iter().any(|(c, p)| c == column && p == parent) {
+        if !keys
+            .iter()
+            .any(|k| k.column == *column && k.parent == *parent)
+        {
             return Err(SchemaError::ParentNotInDatabase {
                 table: name,
                 column: (*column).into(),
@@ -253,7 +311,94 @@ fn check_table(conn: &Connection, schema: &SyncSchema, t: &TableSchema) -> Resul
             .into());
         }
     }
+    for (column, default) in defaults(conn, t.name)? {
+        if t.syncs(&column) && !is_constant(&default) {
+            return Err(SchemaError::NonConstantDefault {
+                table: name,
+                column,
+                default,
+            }
+            .into());
+        }
+    }
     Ok(())
+}
+
+/// One column of a foreign key.
+struct ForeignKey {
+    column: String,
+    parent: String,
+    /// The referenced column; `None` for the parent's primary key.
+    target: Option<String>,
+    on_delete: String,
+    /// Columns in the key this column belongs to.
+    columns: usize,
+}
+
+fn foreign_keys(conn: &Connection, table: &str) -> Result<Vec<ForeignKey>, rusqlite::Error> {
+    // (key id, parent, from, to, on_delete)
+    let rows: Vec<(i64, String, String, Option<String>, String)> = conn
+        .prepare(&format!("PRAGMA foreign_key_list({table})"))?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows
+        .iter()
+        .map(|(id, parent, from, to, on_delete)| ForeignKey {
+            column: from.clone(),
+            parent: parent.clone(),
+            target: to.clone(),
+            on_delete: on_delete.to_ascii_uppercase(),
+            columns: rows.iter().filter(|r| r.0 == *id).count(),
+        })
+        .collect())
+}
+
+/// Each column of `table` with a declared default, and its expression.
+fn defaults(conn: &Connection, table: &str) -> Result<Vec<(String, String)>, rusqlite::Error> {
+    let rows: Vec<(String, Option<String>)> = conn
+        .prepare(&format!("PRAGMA table_info({table})"))?
+        .query_map([], |r| Ok((r.get(1)?, r.get(4)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, d)| d.map(|d| (c, d)))
+        .collect())
+}
+
+/// Whether a default expression is a literal (a number, a string, a blob,
+/// NULL, TRUE or FALSE, possibly in parentheses): merge fills a column an
+/// insert omitted with its default on the receiving device, so only a
+/// constant gives every device the same value.
+fn is_constant(expr: &str) -> bool {
+    let e = expr.trim();
+    if let Some(inner) = e.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
+        return is_constant(inner);
+    }
+    let upper = e.to_ascii_uppercase();
+    if matches!(upper.as_str(), "NULL" | "TRUE" | "FALSE") {
+        return true;
+    }
+    // A string literal: quotes inside only as doubled quotes.
+    let quoted = |s: &str| {
+        s.len() >= 2
+            && s.starts_with('\'')
+            && s.ends_with('\'')
+            && !s[1..s.len() - 1].replace("''", "").contains('\'')
+    };
+    if e.starts_with('\'') && quoted(e) {
+        return true;
+    }
+    if (upper.starts_with("X'")) && quoted(&e[1..]) {
+        return true;
+    }
+    let digits = e.strip_prefix(['-', '+']).unwrap_or(e);
+    !digits.is_empty()
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        && digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
 }
 
 /// The column groups of a table's UNIQUE constraints and unique indexes,
@@ -649,5 +794,110 @@ mod tests {
             .collect();
         kids.sort();
         assert_eq!(kids, ["files", "images", "tracks"]);
+    }
+
+    #[test]
+    fn a_local_table_that_would_block_a_remote_delete_is_named() {
+        let err = check_after(
+            "CREATE TABLE plays (id TEXT PRIMARY KEY, track_id TEXT NOT NULL REFERENCES tracks(id));",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::LocalTableBlocksMerge { table, parent, .. }
+                if table == "plays" && parent == "tracks"),
+            "{err}"
+        );
+        check_after(
+            "CREATE TABLE plays (id TEXT PRIMARY KEY, track_id TEXT REFERENCES tracks(id) ON DELETE CASCADE);",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_local_column_cascading_from_a_synced_table_is_named() {
+        let err = check_after(
+            "ALTER TABLE images ADD COLUMN shown_with TEXT REFERENCES tracks(id) ON DELETE CASCADE;",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::LocalColumnBlocksMerge { table, column, .. }
+                if table == "images" && column == "shown_with"),
+            "{err}"
+        );
+        check_after(
+            "ALTER TABLE images ADD COLUMN shown_with TEXT REFERENCES tracks(id) ON DELETE SET NULL;",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_parent_without_cascade_and_a_non_constant_default_are_named() {
+        static NO_CASCADE: SyncSchema = SyncSchema::new(
+            &[
+                TableSchema {
+                    name: "p",
+                    columns: &[],
+                    parents: &[],
+                    unique: &[],
+                },
+                TableSchema {
+                    name: "c",
+                    columns: &["p_id"],
+                    parents: &[("p_id", "p")],
+                    unique: &[],
+                },
+            ],
+            None,
+        );
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE p (id TEXT PRIMARY KEY);
+             CREATE TABLE c (id TEXT PRIMARY KEY, p_id TEXT REFERENCES p(id));",
+        )
+        .unwrap();
+        let err = schema_error(NO_CASCADE.check(&conn)).unwrap_err();
+        assert!(
+            matches!(err, SchemaError::ParentNotCascadingId { .. }),
+            "{err}"
+        );
+
+        static NOTES: SyncSchema = SyncSchema::new(
+            &[TableSchema {
+                name: "notes",
+                columns: &["body", "token", "n"],
+                parents: &[],
+                unique: &[],
+            }],
+            None,
+        );
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT DEFAULT 'x', n INTEGER DEFAULT -1,
+                                 token TEXT DEFAULT (hex(randomblob(8))))",
+        )
+        .unwrap();
+        let err = schema_error(NOTES.check(&conn)).unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::NonConstantDefault { column, .. } if column == "token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn constant_defaults_are_told_from_expressions() {
+        for c in [
+            "NULL", "0", "-1", "1.5e3", "'x'", "'it''s'", "X'00ff'", "(0)", "TRUE",
+        ] {
+            assert!(is_constant(c), "{c}");
+        }
+        for e in [
+            "CURRENT_TIMESTAMP",
+            "random()",
+            "(hex(randomblob(8)))",
+            "1 + 1",
+            "'a' || 'b'",
+        ] {
+            assert!(!is_constant(e), "{e}");
+        }
     }
 }
