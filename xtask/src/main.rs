@@ -5,10 +5,14 @@
 //! - `layers`: fails when a crate depends on a crate of its own or a higher
 //!   layer, or names an engine table another crate owns.
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
-//! - `ci`: fmt, clippy, layers, cargo-deny (when installed), then `test`.
+//! - `sqlx-compat`: proves the engine resolves in one build with sqlx 0.8
+//!   and 0.9 (one `libsqlite3-sys`), as bae-core needs.
+//! - `ci`: fmt, clippy, layers, sqlx-compat, cargo-deny (when installed),
+//!   then `test`.
 
 mod layers;
 mod s3server;
+mod sqlx_compat;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -50,8 +54,12 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("layers") => layers::check(&workspace_root()).and(tables::check(&workspace_root())),
         Some("bench") => bench(&args[1..]),
+        Some("sqlx-compat") => sqlx_compat::check(&workspace_root()),
         Some("ci") => ci(),
-        _ => Err("usage: cargo xtask <test [--phase N] | layers | bench [--quick] | ci>".into()),
+        _ => Err(
+            "usage: cargo xtask <test [--phase N] | layers | bench [--quick] | sqlx-compat | ci>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,6 +165,7 @@ fn ci() -> Result<()> {
     run(clippy)?;
     layers::check(&workspace_root())?;
     tables::check(&workspace_root())?;
+    sqlx_compat::check(&workspace_root())?;
     if Command::new("cargo-deny").arg("--version").output().is_ok() {
         deny()?;
     } else {
