@@ -11,7 +11,7 @@ const GUIDE: &str = "crates/sync-service/src/guide.rs";
 const INCLUDE_PREFIX: &str = "include_str!(\"../../../docs/";
 
 /// Packages that are not part of the site: tasks and benchmarks.
-const NOT_ON_SITE: &[&str] = &["xtask", "bae-bench"];
+const NOT_ON_SITE: &[&str] = &["xtask", "bae-bench", "bae-core-host"];
 
 /// Checks that the guide includes every document, then builds the site.
 pub fn build(root: &Path) -> super::Result<()> {

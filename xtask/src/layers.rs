@@ -14,6 +14,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("bae-membership", 2),
     ("bae-sync-service", 3),
     ("bae-sync-cli", 4),
+    // The example host (`examples/bae-core-host`): a host like the CLI;
+    // nothing in the engine may depend on it.
+    ("bae-core-host", 4),
 ];
 
 fn layer_of(name: &str) -> Option<u8> {
