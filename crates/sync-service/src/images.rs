@@ -93,8 +93,10 @@ impl SyncService {
     /// Fetches the images that `batches` insert and this device lacks
     /// (one file-existence check per incoming image insert). An image the
     /// bucket does not have yet (its device had no bytes when it pushed) is
-    /// returned in [`ImageFetch::missing`] to be wanted and retried later;
-    /// any other failure fails the pull before anything is merged.
+    /// returned in [`ImageFetch::missing`] to be wanted and retried later,
+    /// and so is one that does not open (reported in
+    /// [`ImageFetch::rejected`]); an unreachable bucket fails the pull
+    /// before anything is merged.
     pub(crate) async fn fetch_missing_images(
         &self,
         batches: &[Batch],
@@ -114,6 +116,10 @@ impl SyncService {
             match self.fetch_image(&dir, image).await? {
                 Fetched::Written => report.written += 1,
                 Fetched::Missing => report.missing.push(image.to_owned()),
+                Fetched::Rejected(why) => {
+                    report.missing.push(image.to_owned());
+                    report.rejected.push(why);
+                }
                 Fetched::Present | Fetched::Invalid => {}
             }
         }
@@ -161,7 +167,7 @@ impl SyncService {
                     written += 1;
                     None
                 }
-                Fetched::Missing => Some(attempts + 1),
+                Fetched::Missing | Fetched::Rejected(_) => Some(attempts + 1),
                 Fetched::Present | Fetched::Invalid => None,
             };
             outcome.push((image, retry));
@@ -188,6 +194,52 @@ impl SyncService {
         })
         .await?;
         Ok(written)
+    }
+
+    /// `push --repair` for images: every image this device holds whose
+    /// bucket object is missing or does not open is uploaded again from
+    /// the local bytes. Returns the image ids re-uploaded.
+    pub(crate) async fn repair_images(&self) -> Result<Vec<String>, SyncError> {
+        let Some(dir) = self.images_dir.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| SyncError::io(&dir, e))?
+            {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        let mut repaired = Vec::new();
+        for name in names {
+            let Ok(id) = ObjectId::parse(&name) else {
+                continue;
+            };
+            let key = layout::image_key(&id);
+            let sound = match self.store.get(&key).await {
+                Ok(sealed) => self.open(&key, &image_place(&id), &sealed).is_ok(),
+                Err(e) if e.is_not_found() => false,
+                Err(e) => return Err(e.into()),
+            };
+            if sound {
+                continue;
+            }
+            let path = dir.join(id.as_str());
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| SyncError::io(&path, e))?;
+            let sealed = self.seal(&image_place(&id), &bytes)?;
+            self.store.put(&key, &sealed).await?;
+            tracing::info!(%key, "re-uploaded image");
+            repaired.push(name);
+        }
+        Ok(repaired)
     }
 
     /// Wants every image whose row the library holds and whose bytes are
@@ -243,7 +295,16 @@ impl SyncService {
             }
             Err(e) => return Err(e.into()),
         };
-        let plain = self.open(&key, &image_place(&id), &sealed)?;
+        let plain = match self.open(&key, &image_place(&id), &sealed) {
+            Ok(plain) => plain,
+            // A damaged image is one image missing, not a failed pull: it is
+            // wanted and retried like an image not uploaded yet (its device
+            // re-uploads it with `push --repair`).
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "image rejected; wanted for a later pull");
+                return Ok(Fetched::Rejected(e.to_string()));
+            }
+        };
         write_atomic(dir, &path, &plain).await?;
         Ok(Fetched::Written)
     }
@@ -254,14 +315,18 @@ impl SyncService {
 pub(crate) struct ImageFetch {
     /// Images written.
     pub written: usize,
-    /// Images the bucket does not have yet.
+    /// Images the bucket does not have yet, or has damaged.
     pub missing: Vec<String>,
+    /// Why each damaged image was rejected (naming its key).
+    pub rejected: Vec<String>,
 }
 
 enum Fetched {
     Written,
     Present,
     Missing,
+    /// In the bucket but does not open (tampered, wrong key, moved).
+    Rejected(String),
     Invalid,
 }
 

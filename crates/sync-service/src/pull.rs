@@ -54,6 +54,10 @@ pub struct PullReport {
     pub problems: Vec<Problem>,
     /// Images fetched (those the pulled batches insert and this device lacked).
     pub images: usize,
+    /// Images in the bucket that did not open, each naming its key: wanted
+    /// and retried by later pulls; the device that wrote one re-uploads it
+    /// with `push --repair`. The batches still merged.
+    pub images_rejected: Vec<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -200,6 +204,9 @@ impl SyncService {
                 let last = streams.iter().all(|s| s.remaining() == 0);
                 let fetch = self.fetch_missing_images(&slice).await?;
                 report.images += fetch.written;
+                report
+                    .images_rejected
+                    .extend(fetch.rejected.iter().cloned());
                 let mut batches = std::mem::take(&mut carried);
                 batches.extend(slice);
                 tracing::info!(batches = batches.len(), images = fetch.written, "merging");

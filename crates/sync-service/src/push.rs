@@ -44,6 +44,9 @@ pub struct RepairReport {
     pub unrepairable: Vec<(u64, String)>,
     /// The head rewritten, if this device has pushed anything.
     pub head: Option<u64>,
+    /// Images this device holds whose bucket object was missing or did not
+    /// open, re-uploaded.
+    pub images_repaired: Vec<String>,
 }
 
 /// A local batch ready to upload: its encoding and hash.
@@ -186,6 +189,7 @@ impl SyncService {
                 self.write_head(seq, Some(hash)).await?;
                 report.head = Some(seq);
             }
+            report.images_repaired = self.repair_images().await?;
             Ok(report)
         }
         .instrument(span)

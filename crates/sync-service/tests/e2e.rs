@@ -461,3 +461,57 @@ async fn rival_audio_formats_from_two_devices_converge_on_the_newer() {
             .all(|s| Some(s.applied_seq) == s.head_seq));
     }
 }
+
+/// One tampered image object used to fail every pull before anything
+/// merged. Now the batches merge, the image is reported by name and
+/// wanted, and once its device re-uploads it with `push --repair` the next
+/// due pull fetches it.
+#[tokio::test]
+async fn a_damaged_image_is_reported_and_retried_and_batches_still_merge() {
+    let w = World::new(Bucket::Local, "damaged-image");
+    let laptop = w.first_device("laptop", 2).await;
+    let image = album_row(1, "images");
+    let key = bae_storage_s3::layout::image_key(
+        &bae_storage_s3::layout::ObjectId::parse(&image).unwrap(),
+    );
+    let store = w.store();
+    let mut sealed = store.get(&key).await.unwrap();
+    let i = sealed.len() - 5;
+    sealed[i] ^= 0x01;
+    store.put(&key, &sealed).await.unwrap();
+
+    let desktop = w.join("desktop").await;
+    assert_converged(&[&laptop, &desktop]).await;
+    let path = images_dir_for(&w.library("desktop")).join(&image);
+    assert!(!path.exists(), "the damaged image was not written");
+    let status = desktop.status().await.unwrap();
+    assert_eq!(status.images_wanted, 1);
+
+    let repair = laptop.repair().await.unwrap();
+    assert_eq!(repair.images_repaired, vec![image.clone()]);
+    make_wanted_images_due(&desktop).await;
+    desktop.pull().await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), image_bytes(&image));
+}
+
+/// The rejection is named in the pull's report.
+#[tokio::test]
+async fn a_pull_names_the_damaged_image() {
+    let w = World::new(Bucket::Local, "damaged-image-report");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "new").await;
+    // A new album with an image, pushed, then its image object damaged.
+    import_albums(&w.library("laptop"), 5, 1);
+    laptop.push().await.unwrap();
+    let image = album_row(5, "images");
+    let key = bae_storage_s3::layout::image_key(
+        &bae_storage_s3::layout::ObjectId::parse(&image).unwrap(),
+    );
+    let store = w.store();
+    store.put(&key, b"not an image object").await.unwrap();
+    let report = desktop.pull().await.unwrap();
+    assert_eq!(report.applied, 2, "both batches merged");
+    assert_eq!(report.images_rejected.len(), 1, "{report:?}");
+    assert!(report.images_rejected[0].contains(&key));
+}
