@@ -290,6 +290,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             .await?;
             println!("applied {} batches", r.applied);
             rejected = report_problems(&r.problems);
+            report_images(&r.images_rejected);
         }
         Command::Sync { library } => {
             let service = library::open(open_library(&library)?, keys)?;
@@ -302,6 +303,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 push.batches, pull.applied
             );
             rejected = report_problems(&pull.problems);
+            report_images(&pull.images_rejected);
         }
         Command::Status { library, json } => {
             let status = library::open(open_library(&library)?, keys)?
@@ -434,6 +436,14 @@ async fn server_bootstrap(
     })
 }
 
+/// Prints each damaged image on stderr (wanted and retried by later pulls;
+/// the device that wrote it runs `push --repair`).
+fn report_images(rejected: &[String]) {
+    for why in rejected {
+        eprintln!("bae-sync: image not fetched, will retry: {why}");
+    }
+}
+
 fn print_repair(r: &bae_sync_service::RepairReport) {
     println!(
         "repair: checked {} batches, re-uploaded {}{}",
@@ -444,6 +454,9 @@ fn print_repair(r: &bae_sync_service::RepairReport) {
     );
     for seq in &r.repaired {
         println!("repaired batch {seq}");
+    }
+    for image in &r.images_repaired {
+        println!("repaired image {image}");
     }
     for (seq, why) in &r.unrepairable {
         eprintln!("bae-sync: batch {seq} cannot be repaired: {why}");
