@@ -34,6 +34,14 @@ pub const CHECKPOINT_FORMAT_VERSION: u8 = 1;
 /// The largest record a reader accepts (a row with big blobs stays far below).
 pub const MAX_RECORD_BYTES: u32 = 16 << 20;
 
+/// The largest checkpoint object a reader downloads (64 GiB, sealed). A
+/// checkpoint streams through temp files, never memory, so this bounds the
+/// disk a forged one can fill rather than memory. A checkpoint holds the
+/// synced rows and their stamps, so 64 GiB is far above any real library;
+/// and only objects whose header already checked out (a checkpoint, sealed
+/// under the library key) are downloaded at all.
+pub const MAX_CHECKPOINT_OBJECT_BYTES: u64 = 64 << 30;
+
 /// One device stream a checkpoint includes: every batch up to `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointCursor {
@@ -605,7 +613,10 @@ impl SyncService {
     ) -> Result<OpenedCheckpoint, SyncError> {
         let sealed = named_temp_file()?;
         self.report(Stage::Download, 0, 0);
-        let size = self.store.get_to_file(key, sealed.path()).await?;
+        let size = self
+            .store
+            .get_to_file(key, sealed.path(), MAX_CHECKPOINT_OBJECT_BYTES)
+            .await?;
         self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
         let schema = self.schema;

@@ -25,6 +25,15 @@ pub fn images_dir_for(library: &Path) -> PathBuf {
     library.with_file_name(name)
 }
 
+/// The most image bytes a pull accepts for one image (64 MiB): far above
+/// cover art and scans (a 4000×4000 uncompressed RGBA image is 61 MiB), and
+/// what a pull holds in memory at once for an image, twice (sealed and
+/// opened).
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+/// The largest image object a pull reads: [`MAX_IMAGE_BYTES`] sealed.
+pub const MAX_IMAGE_OBJECT_BYTES: u64 = bae_crypto::object::sealed_len(MAX_IMAGE_BYTES);
+
 /// The place an image object belongs: its id, hashed into the owner field.
 pub(crate) fn image_place(id: &ObjectId) -> ObjectPlace {
     ObjectPlace::hashed_owner(ObjectKind::Image, id.as_str().as_bytes(), 0)
@@ -235,7 +244,7 @@ impl SyncService {
             return Ok(Fetched::Present);
         }
         let key = layout::image_key(&id);
-        let sealed = match self.store.get(&key).await {
+        let sealed = match self.store.get(&key, MAX_IMAGE_OBJECT_BYTES).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 tracing::warn!(%key, "image not in the bucket yet; wanted for a later pull");

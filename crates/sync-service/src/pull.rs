@@ -3,10 +3,10 @@
 //! the merge committed. An idle pull is exactly one LIST request.
 
 use crate::error::{InvalidObject, SyncError};
-use crate::head::Head;
+use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
 use crate::progress::Stage;
-use crate::service::{batch_place, head_place, SyncService};
+use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
 use bae_oplog::{decode_batch, Batch, BatchHash};
 use bae_storage_s3::layout;
@@ -354,7 +354,7 @@ impl SyncService {
     }
 
     async fn fetch_head(&self, key: &str, device: DeviceId, seq: u64) -> Result<Head, SyncError> {
-        let sealed = self.store.get(key).await?;
+        let sealed = self.store.get(key, MAX_HEAD_OBJECT_BYTES).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
         let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
         if i64::try_from(head.seq).is_err() {
@@ -382,7 +382,7 @@ impl SyncService {
         seq: u64,
         prev: Option<BatchHash>,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
-        let sealed = self.store.get(key).await?;
+        let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
         let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
         if batch.device != device || batch.seq.0 != seq {

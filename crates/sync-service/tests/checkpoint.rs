@@ -138,7 +138,10 @@ async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
 /// Overwrites the newest checkpoint's bytes with `damage` applied.
 async fn damage_newest(store: &dyn ObjectStore, damage: impl Fn(&mut Vec<u8>)) -> String {
     let key = store.list("checkpoints/").await.unwrap().pop().unwrap();
-    let mut bytes = store.get(&key).await.unwrap();
+    let mut bytes = store
+        .get(&key, bae_sync_service::MAX_CHECKPOINT_OBJECT_BYTES)
+        .await
+        .unwrap();
     damage(&mut bytes);
     store.put(&key, &bytes).await.unwrap();
     key

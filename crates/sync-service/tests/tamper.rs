@@ -22,7 +22,10 @@ enum Damage {
 async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Damage) {
     let store = w.store();
     let (key, next) = (ops_key(a, seq), ops_key(a, seq + 1));
-    let bytes = store.get(&key).await.unwrap();
+    let bytes = store
+        .get(&key, bae_sync_service::MAX_BATCH_OBJECT_BYTES)
+        .await
+        .unwrap();
     match how {
         Damage::FlipByte => {
             let mut b = bytes;
@@ -32,7 +35,10 @@ async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Dam
         }
         Damage::Truncate => store.put(&key, &bytes[..bytes.len() / 2]).await.unwrap(),
         Damage::SwapWithNext => {
-            let other = store.get(&next).await.unwrap();
+            let other = store
+                .get(&next, bae_sync_service::MAX_BATCH_OBJECT_BYTES)
+                .await
+                .unwrap();
             store.put(&key, &other).await.unwrap();
             store.put(&next, &bytes).await.unwrap();
         }
@@ -201,7 +207,10 @@ async fn a_rolled_back_head_is_reported_by_those_who_applied_further() {
     a.push().await.unwrap();
     let store = w.store();
     let old_key = bae_storage_s3::layout::heads_key(&a.device(), 2);
-    let old_head = store.get(&old_key).await.unwrap();
+    let old_head = store
+        .get(&old_key, bae_sync_service::MAX_HEAD_OBJECT_BYTES)
+        .await
+        .unwrap();
     edit(&a, "albums", &album, "title", "third").await;
     a.push().await.unwrap();
     b.pull().await.unwrap();
