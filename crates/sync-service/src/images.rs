@@ -13,6 +13,7 @@ use crate::service::{now_ms, SyncService};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_oplog::{Batch, OpKind, SyncSchema};
 use bae_storage_s3::layout::{self, ObjectId};
+use bae_storage_s3::StoreError;
 use rusqlite::params;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -248,6 +249,12 @@ impl SyncService {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 tracing::warn!(%key, "image not in the bucket yet; wanted for a later pull");
+                return Ok(Fetched::Missing);
+            }
+            // Not usable as it is, like a missing one: wanted and retried
+            // later (its device may upload it again), never a failed pull.
+            Err(e @ StoreError::TooLarge { .. }) => {
+                tracing::warn!(%key, error = %e, "image too large to fetch; wanted for a later pull");
                 return Ok(Fetched::Missing);
             }
             Err(e) => return Err(e.into()),

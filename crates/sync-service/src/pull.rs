@@ -9,7 +9,7 @@ use crate::progress::Stage;
 use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
 use bae_oplog::{decode_batch, Batch, BatchHash};
-use bae_storage_s3::layout;
+use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
 use tracing::Instrument;
@@ -405,8 +405,6 @@ impl SyncService {
     }
 }
 
-/// A bad object as a rejected-batch problem (a missing batch object is
-/// also a gap, for recovery); an unreachable bucket fails the pull instead.
 /// Devices whose newest head is older than a batch known to have existed:
 /// one this device applied (its cursor), or one another device's head says
 /// it applied. The stream is still applied up to its head (those batches
@@ -448,6 +446,10 @@ fn rollbacks(
     problems
 }
 
+/// A bad object as a rejected-batch problem: one that does not open or
+/// verify, is missing (a missing batch object is also a gap, for
+/// recovery), or is larger than a pull reads (named with the limit, and
+/// never read past it). An unreachable bucket fails the pull instead.
 fn rejected(
     device: DeviceId,
     seq: u64,
@@ -455,12 +457,11 @@ fn rejected(
     gaps: &mut Vec<(DeviceId, u64)>,
 ) -> Result<Problem, SyncError> {
     match &e {
-        SyncError::Store(s) if !s.is_not_found() => return Err(e),
-        SyncError::Store(bae_storage_s3::StoreError::NotFound { key })
-            if key.starts_with(layout::OPS_PREFIX) =>
-        {
+        SyncError::Store(StoreError::NotFound { key }) if key.starts_with(layout::OPS_PREFIX) => {
             gaps.push((device, seq));
         }
+        SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. }) => {}
+        SyncError::Store(_) => return Err(e),
         _ => {}
     }
     tracing::warn!(%device, seq, error = %e, "batch rejected");
