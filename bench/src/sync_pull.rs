@@ -170,7 +170,9 @@ fn decoded_batches(rt: &tokio::runtime::Runtime, s: &Setup) -> Result<Vec<Batch>
         if seq == 1 {
             continue;
         }
-        let sealed = rt.block_on(s.store.get(&key)).map_err(|e| e.to_string())?;
+        let sealed = rt
+            .block_on(s.store.get(&key, bae_sync_service::MAX_BATCH_OBJECT_BYTES))
+            .map_err(|e| e.to_string())?;
         let place = ObjectPlace {
             kind: ObjectKind::OpBatch,
             device: *s.writer.as_bytes(),

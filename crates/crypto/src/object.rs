@@ -158,6 +158,18 @@ impl ObjectHeader {
     }
 }
 
+/// Bytes of the sync object sealing `plaintext_len` bytes of plaintext:
+/// `76 + len + 16·max(1, ceil(len/65536))` (header, plaintext, one tag per
+/// chunk); `u64::MAX` when that does not fit a `u64`. A reader that accepts
+/// at most `n` bytes of plaintext accepts objects of `sealed_len(n)` bytes.
+pub const fn sealed_len(plaintext_len: u64) -> u64 {
+    let chunks = plaintext_len.div_ceil(CHUNK_SIZE as u64);
+    let chunks = if chunks == 0 { 1 } else { chunks };
+    plaintext_len
+        .saturating_add(TAG_LEN as u64 * chunks)
+        .saturating_add(HEADER_LEN as u64)
+}
+
 /// Copies a slice of known length into an array (lengths are fixed by the
 /// header layout, so the copy never truncates).
 fn array<const N: usize>(s: &[u8]) -> [u8; N] {
@@ -280,9 +292,12 @@ pub fn open_object<K: EpochKeys + ?Sized>(
     Ok(out)
 }
 
-/// Checks a header against the expected place and the known keys; returns
-/// the key to decrypt with.
-fn check_header<'k, K: EpochKeys + ?Sized>(
+/// Checks a header against the expected place and the known keys (steps 3
+/// and 4 of the reading order in `docs/FORMAT-crypto.md`); returns the key
+/// to decrypt with. Public so a reader can refuse a misplaced or wrongly
+/// keyed object from its first [`HEADER_LEN`] bytes (a ranged read) before
+/// downloading the rest; opening the object checks it again.
+pub fn check_header<'k, K: EpochKeys + ?Sized>(
     keys: &'k K,
     expected: &ObjectPlace,
     header: &ObjectHeader,
@@ -412,6 +427,36 @@ mod tests {
 
     fn sealed(len: usize) -> Vec<u8> {
         seal_object(&fixed_key(), EPOCH, &place(7), &pattern(len))
+    }
+
+    #[test]
+    fn sealed_len_is_the_length_of_the_sealed_object() {
+        for len in [0, 1, 15, 16, 17, 65535, 65536, 65537, 131072, 200000] {
+            assert_eq!(sealed(len).len() as u64, sealed_len(len as u64), "{len}");
+        }
+        assert_eq!(sealed_len(0), (HEADER_LEN + TAG_LEN) as u64);
+        assert_eq!(sealed_len(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn check_header_refuses_a_misplaced_or_wrongly_keyed_header_alone() {
+        let obj = sealed(100_000);
+        let header = ObjectHeader::parse(&obj[..HEADER_LEN]).unwrap();
+        let key = fixed_key();
+        assert!(check_header(&(EPOCH, &key), &place(7), &header).is_ok());
+        assert!(matches!(
+            check_header(&(EPOCH, &key), &place(8), &header),
+            Err(ObjectError::WrongPlace { .. })
+        ));
+        let other = LibraryKey::generate();
+        assert!(matches!(
+            check_header(&(EPOCH, &other), &place(7), &header),
+            Err(ObjectError::WrongKey { .. })
+        ));
+        assert!(matches!(
+            check_header(&(KeyEpoch(3), &key), &place(7), &header),
+            Err(ObjectError::UnknownEpoch { .. })
+        ));
     }
 
     #[test]

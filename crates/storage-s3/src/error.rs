@@ -45,6 +45,20 @@ pub enum StoreError {
         /// Which rule it broke.
         reason: &'static str,
     },
+    /// The object is larger than the reader accepts: the store stopped
+    /// reading past `limit` bytes (a `get_to_file` may leave up to
+    /// `limit + 1` bytes in its file). Permanent: the same object is as large
+    /// the next time.
+    #[error("object {key} is larger than the {limit}-byte limit{}", object_size(.size))]
+    TooLarge {
+        /// The key, relative to the store.
+        key: String,
+        /// The most the reader accepted, in bytes.
+        limit: u64,
+        /// The object's size, when the store learned it without reading it
+        /// all (a stat, a `Content-Range`).
+        size: Option<u64>,
+    },
     /// A byte range whose start is after its end.
     #[error("invalid byte range {start}..{end}")]
     InvalidRange {
@@ -97,6 +111,14 @@ impl StoreError {
         }
     }
 
+    pub(crate) fn too_large(key: &str, limit: u64, size: Option<u64>) -> Self {
+        StoreError::TooLarge {
+            key: key.to_owned(),
+            limit,
+            size,
+        }
+    }
+
     pub(crate) fn transient(detail: impl Into<String>) -> Self {
         StoreError::Transient {
             detail: detail.into(),
@@ -108,6 +130,11 @@ impl StoreError {
             detail: detail.into(),
         }
     }
+}
+
+/// The size part of a [`StoreError::TooLarge`] message.
+fn object_size(size: &Option<u64>) -> String {
+    size.map_or_else(String::new, |size| format!(" ({size} bytes)"))
 }
 
 /// A bucket URL or store configuration that cannot work.

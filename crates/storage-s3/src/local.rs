@@ -81,25 +81,47 @@ impl ObjectStore for LocalDirStore {
         .await
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(key)?;
-        tokio::fs::read(&path).await.map_err(|e| io_error(key, e))
+        let key = key.to_owned();
+        blocking(move || {
+            let (object, size) = open_bounded(&path, &key, max_bytes)?;
+            // Sized by the stat, but the file may grow after it: `take` is
+            // what bounds the read.
+            let mut bytes = Vec::with_capacity(size as usize);
+            let mut limited = object.take(max_bytes.saturating_add(1));
+            limited
+                .read_to_end(&mut bytes)
+                .map_err(|e| io_error(&key, e))?;
+            if bytes.len() as u64 > max_bytes {
+                return Err(StoreError::too_large(&key, max_bytes, None));
+            }
+            Ok(bytes)
+        })
+        .await
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
+    async fn get_to_file(&self, key: &str, dest: &Path, max_bytes: u64) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();
         let dest = dest.to_owned();
         blocking(move || {
-            // The object is opened first, so a missing one creates no file.
-            let (mut object, _) = open_object(&path, &key)?;
+            // The object is opened (and sized) first, so a missing or
+            // oversized one creates no file.
+            let (object, _) = open_bounded(&path, &key, max_bytes)?;
             let mut file = File::create(&dest).map_err(|e| StoreError::local_file(&dest, &e))?;
             // Not fsynced: a download can be repeated, and the caller decides
             // whether the copy must survive a crash.
-            copy(&mut object, &mut file).map_err(|e| match e {
-                CopyError::Read(e) => io_error(&key, e),
-                CopyError::Write(e) => StoreError::local_file(&dest, &e),
-            })
+            let copied = copy(&mut object.take(max_bytes.saturating_add(1)), &mut file).map_err(
+                |e| match e {
+                    CopyError::Read(e) => io_error(&key, e),
+                    CopyError::Write(e) => StoreError::local_file(&dest, &e),
+                },
+            )?;
+            if copied > max_bytes {
+                return Err(StoreError::too_large(&key, max_bytes, None));
+            }
+            Ok(copied)
         })
         .await
     }
@@ -185,14 +207,14 @@ enum CopyError {
 
 /// Copies `reader` to the end into `writer` through a bounded buffer and
 /// returns the byte count.
-fn copy(reader: &mut File, writer: &mut File) -> Result<u64, CopyError> {
+fn copy(reader: &mut impl Read, writer: &mut File) -> Result<u64, CopyError> {
     /// Remembers whether the reader failed, since `io::copy` returns the
     /// error of either side alike.
-    struct Blame<'a> {
-        inner: &'a mut File,
+    struct Blame<'a, R> {
+        inner: &'a mut R,
         failed: bool,
     }
-    impl Read for Blame<'_> {
+    impl<R: Read> Read for Blame<'_, R> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             self.inner.read(buf).inspect_err(|_| self.failed = true)
         }
@@ -235,6 +257,17 @@ fn open_object(path: &Path, key: &str) -> Result<(File, u64), StoreError> {
         return Err(StoreError::not_found(key));
     }
     Ok((file, meta.len()))
+}
+
+/// [`open_object`], refusing an object whose size is above `max_bytes`
+/// before reading any of it (the fast path; the caller's read still stops
+/// at `max_bytes + 1`, since the file may grow after the stat).
+fn open_bounded(path: &Path, key: &str, max_bytes: u64) -> Result<(File, u64), StoreError> {
+    let (file, size) = open_object(path, key)?;
+    if size > max_bytes {
+        return Err(StoreError::too_large(key, max_bytes, Some(size)));
+    }
+    Ok((file, size))
 }
 
 fn read_range(path: &Path, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {

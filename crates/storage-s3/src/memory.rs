@@ -58,8 +58,13 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        Ok(self.object(key)?.as_ref().clone())
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+        let object = self.object(key)?;
+        let size = object.len() as u64;
+        if size > max_bytes {
+            return Err(StoreError::too_large(key, max_bytes, Some(size)));
+        }
+        Ok(object.as_ref().clone())
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {

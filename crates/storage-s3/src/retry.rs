@@ -149,6 +149,7 @@ mod tests {
                 detail: "403".into(),
             },
             StoreError::backend("400"),
+            StoreError::too_large("k", 10, Some(11)),
         ] {
             assert_eq!(count_attempts(fast(), vec![permanent]).await, (1, false));
         }

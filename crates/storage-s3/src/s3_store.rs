@@ -22,6 +22,14 @@
 //! `get_to_file` downloads with ranged GETs of one part each. Each part is
 //! retried on its own, so a transient failure costs one part, not the whole
 //! object.
+//!
+//! Whole-object reads are bounded by the caller's `max_bytes` without
+//! trusting the server to be honest: `get` is one ranged GET of the first
+//! `max_bytes + 1` bytes (an object that fills it is too large), and
+//! `get_to_file` refuses an object as soon as the first part's
+//! `Content-Range` (or the bytes received) shows it is larger. Every ranged
+//! GET reads at most the bytes it asked for, even from a server that
+//! ignores the `Range` header and sends the whole object.
 
 use std::fmt;
 use std::ops::Range;
@@ -48,6 +56,10 @@ const MAX_PARTS: u64 = 10_000;
 
 /// The content type of every object: bytes are opaque here.
 const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// How much of an error answer's body a ranged GET reads: enough for the
+/// error document [`status_error`] shows (its first 512 bytes).
+const ERROR_BODY_LIMIT: u64 = 4096;
 
 /// How the bucket name goes into request URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +247,20 @@ impl S3Store {
     /// without its retry loop (see the module doc), so a failure comes back
     /// at once for our [`RetryPolicy`] to judge.
     async fn send_once(&self, path: &str, command: Command<'_>) -> Result<ResponseData, S3Error> {
+        self.send_once_limited(path, command, |_| u64::MAX).await
+    }
+
+    /// [`Self::send_once`], reading at most `body_limit(status)` bytes of
+    /// the answer's body: the rest is never read (the connection is
+    /// dropped), so a server cannot make the store hold more than that.
+    async fn send_once_limited(
+        &self,
+        path: &str,
+        command: Command<'_>,
+        body_limit: impl FnOnce(u16) -> u64 + Send,
+    ) -> Result<ResponseData, S3Error> {
         let request = ReqwestRequest::new(&self.bucket, path, command).await?;
-        let response = request.response().await?;
+        let mut response = request.response().await?;
         let status = response.status().as_u16();
         // Names come lowercase, as `Bucket`'s methods give them.
         let headers = response
@@ -244,8 +268,20 @@ impl S3Store {
             .iter()
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
             .collect();
-        let body = response.bytes().await?;
-        Ok(ResponseData::new(body, status, headers))
+        let limit = body_limit(status);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = limit.saturating_sub(body.len() as u64);
+            if chunk.len() as u64 > room {
+                // More than allowed: keep what fits and stop reading.
+                body.extend_from_slice(&chunk[..room as usize]);
+                break;
+            }
+            // Up to the limit, the body is read to its end, so an honest
+            // answer leaves the connection reusable.
+            body.extend_from_slice(&chunk);
+        }
+        Ok(ResponseData::new(body.into(), status, headers))
     }
 
     async fn list_page(
@@ -306,23 +342,37 @@ impl S3Store {
     }
 
     /// One ranged GET (`range` not empty), with the object's ETag and size
-    /// when the answer gives them.
+    /// when the answer gives them. Reads no more of the body than the range
+    /// needs, whatever the server sends.
     async fn get_range_tagged(&self, key: &str, range: &Range<u64>) -> Result<Tagged, StoreError> {
         let path = self.path_of(key)?;
         let command = Command::GetObjectRange {
             start: range.start,
             end: Some(range.end - 1),
         };
+        let body_limit = |status| match status {
+            206 => range.end - range.start,
+            // The whole object from its start: the range is cut out below.
+            200 => range.end,
+            _ => ERROR_BODY_LIMIT,
+        };
         let response = self
-            .send_once(&path, command)
+            .send_once_limited(&path, command, body_limit)
             .await
             .map_err(|e| s3_error(key, e))?;
         let mut headers = response.headers();
         let etag = headers.remove("etag");
-        let size = headers
-            .get("content-range")
-            .and_then(|range| range.rsplit_once('/'))
-            .and_then(|(_, size)| size.parse().ok());
+        let size = match response.status_code() {
+            206 => headers
+                .get("content-range")
+                .and_then(|range| range.rsplit_once('/'))
+                .and_then(|(_, size)| size.parse().ok()),
+            // The whole object, so its length is the object's.
+            200 => headers
+                .get("content-length")
+                .and_then(|len| len.parse().ok()),
+            _ => None,
+        };
         let bytes = match response.status_code() {
             // The range starts at or past the end of the object.
             416 => Vec::new(),
@@ -470,9 +520,13 @@ impl S3Store {
         Ok(Part { part_number, etag })
     }
 
-    /// One download from the start: ranged GETs of [`S3Store::PART_SIZE`],
-    /// each retried on its own, until the object's size (from the first
-    /// answer's `Content-Range`) or a short range shows the end.
+    /// One download from the start: ranged GETs of [`S3Store::PART_SIZE`]
+    /// (fewer bytes when `max_bytes` is closer), each retried on its own,
+    /// until the object's size (from the first answer's `Content-Range`) or
+    /// a short range shows the end. An object larger than `max_bytes` is
+    /// [`StoreError::TooLarge`] as soon as the first answer's size or the
+    /// bytes received show it, before its part is written: the file never
+    /// holds more than `max_bytes` bytes.
     ///
     /// Why ranges rather than one streamed GET: a transient failure late in
     /// a multi-hundred-MB body costs one part, not the whole download, and
@@ -482,20 +536,36 @@ impl S3Store {
     /// be read as a mix of old and new, so every range must carry the ETag
     /// of the first and the end must come at the first's size;
     /// [`Download::Changed`] otherwise.
-    async fn download_once(&self, key: &str, dest: &Path) -> Result<Download, StoreError> {
+    async fn download_once(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Download, StoreError> {
         use tokio::io::AsyncWriteExt;
 
         let local = |e: std::io::Error| StoreError::local_file(dest, &e);
-        let mut part = self.get_part(key, 0).await?;
-        // Created only now that the object is known to exist, so a missing
-        // object leaves no file behind.
-        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        // One byte past the limit is enough to tell an object too large.
+        let wanted = max_bytes.saturating_add(1);
+        let part_len = |offset: u64| Self::PART_SIZE.min(wanted - offset);
+        let mut part = self.get_part(key, 0, part_len(0)).await?;
         let (etag, size) = (part.etag.clone(), part.size);
+        if size.is_some_and(|size| size > max_bytes) {
+            return Err(StoreError::too_large(key, max_bytes, size));
+        }
+        // Created only now that the object is known to exist (and not to be
+        // too large), so a missing object leaves no file behind.
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
         let mut offset = 0;
         loop {
+            let asked = part_len(offset);
+            let end = offset + part.bytes.len() as u64;
+            if end > max_bytes {
+                return Err(StoreError::too_large(key, max_bytes, size));
+            }
             file.write_all(&part.bytes).await.map_err(local)?;
-            offset += part.bytes.len() as u64;
-            let short = (part.bytes.len() as u64) < Self::PART_SIZE;
+            offset = end;
+            let short = (part.bytes.len() as u64) < asked;
             if short || size == Some(offset) {
                 if size.is_some_and(|size| size != offset) {
                     return Ok(Download::Changed);
@@ -505,7 +575,7 @@ impl S3Store {
                 file.flush().await.map_err(local)?;
                 return Ok(Download::Done(offset));
             }
-            part = self.get_part(key, offset).await?;
+            part = self.get_part(key, offset, part_len(offset)).await?;
             if let (Some(first), Some(now)) = (&etag, &part.etag) {
                 if first != now {
                     return Ok(Download::Changed);
@@ -514,9 +584,10 @@ impl S3Store {
         }
     }
 
-    /// The part of an object starting at `offset`, retried.
-    async fn get_part(&self, key: &str, offset: u64) -> Result<Tagged, StoreError> {
-        let range = offset..offset + Self::PART_SIZE;
+    /// The `len` bytes of an object from `offset` (fewer at its end),
+    /// retried.
+    async fn get_part(&self, key: &str, offset: u64, len: u64) -> Result<Tagged, StoreError> {
+        let range = offset..offset + len;
         self.retry
             .run("get_to_file", || self.get_range_tagged(key, &range))
             .await
@@ -561,18 +632,19 @@ impl ObjectStore for S3Store {
             .await
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.path_of(key)?;
-        self.retry
-            .run("get", || async {
-                let response = self
-                    .send_once(&path, Command::GetObject)
-                    .await
-                    .map_err(|e| s3_error(key, e))?;
-                check_status(response.status_code(), key, response.as_slice())?;
-                Ok(response.to_vec())
-            })
-            .await
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+        // One ranged GET of the first `max_bytes + 1` bytes: an object that
+        // fills it (or whose `Content-Range` says so) is too large, and no
+        // more of it is read. An empty object answers 416, read as empty.
+        let range = 0..max_bytes.saturating_add(1);
+        let part = self
+            .retry
+            .run("get", || self.get_range_tagged(key, &range))
+            .await?;
+        if part.size.is_some_and(|size| size > max_bytes) || part.bytes.len() as u64 > max_bytes {
+            return Err(StoreError::too_large(key, max_bytes, part.size));
+        }
+        Ok(part.bytes)
     }
 
     async fn put_file(&self, key: &str, source: &Path) -> Result<(), StoreError> {
@@ -594,10 +666,10 @@ impl ObjectStore for S3Store {
         self.put(key, &bytes).await
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
+    async fn get_to_file(&self, key: &str, dest: &Path, max_bytes: u64) -> Result<u64, StoreError> {
         // A replaced object restarts the download, a bounded number of times.
         for _ in 0..self.retry.max_attempts.max(1) {
-            match self.download_once(key, dest).await? {
+            match self.download_once(key, dest, max_bytes).await? {
                 Download::Done(size) => return Ok(size),
                 Download::Changed => {
                     tracing::warn!(key, "object replaced during download; starting over");

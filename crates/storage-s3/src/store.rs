@@ -33,6 +33,12 @@ pub struct ObjectMeta {
 ///   is a plain string prefix, as in S3 (`"ops/a"` also matches `"ops/ab/1"`;
 ///   end it with `/` to list one "directory").
 /// - `delete` of a missing key succeeds.
+/// - `get(key, max_bytes)` and `get_to_file(key, path, max_bytes)` take
+///   the most the caller accepts. An object larger than that is
+///   [`StoreError::TooLarge`], and the store stops reading past it: `get`
+///   never holds more than `max_bytes + 1` bytes of the object, and
+///   `get_to_file` never writes more than that to the file. Every bucket
+///   object may be hostile, so every whole-object read states its bound.
 /// - `put_file` / `get_to_file` move the same bytes as `put` / `get`;
 ///   backends override them to stream, so an object of any size passes
 ///   through bounded memory. On a failed `get_to_file` the file's contents
@@ -42,8 +48,10 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Stores `bytes` under `key`, replacing any previous object.
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
 
-    /// Reads a whole object.
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Reads a whole object of at most `max_bytes` bytes; a larger one is
+    /// [`StoreError::TooLarge`], found without reading more than
+    /// `max_bytes + 1` bytes of it.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError>;
 
     /// Stores the contents of the file at `path` under `key`, replacing
     /// any previous object. The default reads the file into memory and
@@ -55,11 +63,13 @@ pub trait ObjectStore: Send + Sync + Debug {
         self.put(key, &bytes).await
     }
 
-    /// Writes a whole object to the file at `path` (created or truncated)
-    /// and returns its size. The default holds the object in memory; the
-    /// local-directory and S3 stores stream.
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
-        let bytes = self.get(key).await?;
+    /// Writes a whole object of at most `max_bytes` bytes to the file at
+    /// `path` (created or truncated) and returns its size; a larger one is
+    /// [`StoreError::TooLarge`], with at most `max_bytes + 1` bytes written.
+    /// The default holds the object in memory (through
+    /// [`ObjectStore::get`]); the local-directory and S3 stores stream.
+    async fn get_to_file(&self, key: &str, path: &Path, max_bytes: u64) -> Result<u64, StoreError> {
+        let bytes = self.get(key, max_bytes).await?;
         tokio::fs::write(path, &bytes)
             .await
             .map_err(|e| StoreError::local_file(path, &e))?;

@@ -15,8 +15,8 @@
 //! let faulty = FaultyStore::new(counting.clone());
 //! faulty.inject(OpKind::Get, Trigger::Nth(1), Fault::Error(StoreError::Transient { detail: "503".into() }));
 //! faulty.put("k", b"v").await.unwrap();
-//! assert!(faulty.get("k").await.unwrap_err().is_retryable());
-//! assert_eq!(faulty.get("k").await.unwrap(), b"v");
+//! assert!(faulty.get("k", 100).await.unwrap_err().is_retryable());
+//! assert_eq!(faulty.get("k", 100).await.unwrap(), b"v");
 //! assert_eq!(counting.snapshot().get, 1); // the failed call never reached the store
 //! # }
 //! ```
@@ -69,7 +69,10 @@ pub struct RequestCounts {
     /// `put_file`).
     pub bytes_in: u64,
     /// Bytes returned by successful gets and range gets (the object's size
-    /// for `get_to_file`).
+    /// for `get_to_file`), plus, for each get or `get_to_file` refused as
+    /// [`StoreError::TooLarge`], the most a store may read of the object
+    /// before refusing it (`limit + 1`, the bound every store keeps): an
+    /// upper bound of the bytes that came out of the store.
     pub bytes_out: u64,
 }
 
@@ -139,10 +142,19 @@ impl CountingStore {
     }
 
     fn count_out(&self, result: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
-        if let Ok(bytes) = &result {
-            self.add_out(bytes.len() as u64);
+        match &result {
+            Ok(bytes) => self.add_out(bytes.len() as u64),
+            Err(e) => self.count_refused(e),
         }
         result
+    }
+
+    /// Counts what a store may have read of an object it refused as too
+    /// large.
+    fn count_refused(&self, e: &StoreError) {
+        if let StoreError::TooLarge { limit, .. } = e {
+            self.add_out(limit.saturating_add(1));
+        }
     }
 
     fn add_in(&self, n: u64) {
@@ -174,9 +186,9 @@ impl ObjectStore for CountingStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
         self.count(OpKind::Get);
-        self.count_out(self.inner.get(key).await)
+        self.count_out(self.inner.get(key, max_bytes).await)
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
@@ -190,9 +202,13 @@ impl ObjectStore for CountingStore {
         Ok(())
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+    async fn get_to_file(&self, key: &str, path: &Path, max_bytes: u64) -> Result<u64, StoreError> {
         self.count(OpKind::Get);
-        let size = self.inner.get_to_file(key, path).await?;
+        let size = self
+            .inner
+            .get_to_file(key, path, max_bytes)
+            .await
+            .inspect_err(|e| self.count_refused(e))?;
         self.add_out(size);
         Ok(size)
     }
@@ -348,9 +364,9 @@ impl ObjectStore for FaultyStore {
         self.inner.put(key, bytes).await
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
         let cut = self.before(OpKind::Get).await?;
-        truncate(self.inner.get(key).await, cut)
+        truncate(self.inner.get(key, max_bytes).await, cut)
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
@@ -358,9 +374,9 @@ impl ObjectStore for FaultyStore {
         self.inner.put_file(key, path).await
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+    async fn get_to_file(&self, key: &str, path: &Path, max_bytes: u64) -> Result<u64, StoreError> {
         let cut = self.before(OpKind::Get).await?;
-        let size = self.inner.get_to_file(key, path).await?;
+        let size = self.inner.get_to_file(key, path, max_bytes).await?;
         match cut {
             Some(len) if (len as u64) < size => {
                 truncate_file(path, len as u64).await?;
@@ -418,7 +434,7 @@ mod tests {
         let (counting, store) = stack();
         store.put("a/1", b"hello").await.unwrap();
         store.put("a/2", b"").await.unwrap();
-        assert_eq!(store.get("a/1").await.unwrap(), b"hello");
+        assert_eq!(store.get("a/1", 5).await.unwrap(), b"hello");
         assert_eq!(store.get_range("a/1", 1..3).await.unwrap(), b"el");
         assert!(store.exists("a/1").await.unwrap());
         assert_eq!(store.list("a/").await.unwrap().len(), 2);
@@ -448,12 +464,12 @@ mod tests {
         let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
         std::fs::write(&source, b"checkpoint bytes").unwrap();
         store.put_file("cp/1", &source).await.unwrap();
-        assert_eq!(store.get_to_file("cp/1", &dest).await.unwrap(), 16);
+        assert_eq!(store.get_to_file("cp/1", &dest, 16).await.unwrap(), 16);
         assert_eq!(std::fs::read(&dest).unwrap(), b"checkpoint bytes");
         // Failures count as calls but move no bytes.
         let missing = dir.path().join("missing");
         assert!(store.put_file("cp/2", &missing).await.is_err());
-        assert!(store.get_to_file("cp/2", &dest).await.is_err());
+        assert!(store.get_to_file("cp/2", &dest, 16).await.is_err());
         assert_eq!(
             counting.take(),
             RequestCounts {
@@ -464,6 +480,25 @@ mod tests {
                 ..RequestCounts::default()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_oversized_get_counts_the_most_a_store_may_have_read() {
+        let (counting, store) = stack();
+        store.put("big", &[7; 1000]).await.unwrap();
+        counting.reset();
+        assert!(matches!(
+            store.get("big", 10).await,
+            Err(StoreError::TooLarge { limit: 10, .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        assert!(matches!(
+            store.get_to_file("big", &dest, 20).await,
+            Err(StoreError::TooLarge { limit: 20, .. })
+        ));
+        let counts = counting.take();
+        assert_eq!((counts.get, counts.bytes_out), (2, 11 + 21));
     }
 
     #[tokio::test]
@@ -479,9 +514,9 @@ mod tests {
         assert_eq!(store.put_file("k", &source).await.unwrap_err(), busy);
         store.put_file("k", &source).await.unwrap();
         store.inject(OpKind::Get, Trigger::Nth(1), Fault::Truncate(4));
-        assert_eq!(store.get_to_file("k", &dest).await.unwrap(), 4);
+        assert_eq!(store.get_to_file("k", &dest, 10).await.unwrap(), 4);
         assert_eq!(std::fs::read(&dest).unwrap(), b"0123");
-        assert_eq!(store.get_to_file("k", &dest).await.unwrap(), 10);
+        assert_eq!(store.get_to_file("k", &dest, 10).await.unwrap(), 10);
         assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
         let counts = counting.snapshot();
         assert_eq!((counts.put, counts.get), (1, 2));
@@ -520,8 +555,8 @@ mod tests {
         let (_, store) = stack();
         store.put("k", b"0123456789").await.unwrap();
         store.inject(OpKind::Get, Trigger::FirstN(1), Fault::Truncate(4));
-        assert_eq!(store.get("k").await.unwrap(), b"0123");
-        assert_eq!(store.get("k").await.unwrap(), b"0123456789");
+        assert_eq!(store.get("k", 10).await.unwrap(), b"0123");
+        assert_eq!(store.get("k", 10).await.unwrap(), b"0123456789");
     }
 
     #[tokio::test]
@@ -532,7 +567,7 @@ mod tests {
             detail: "503 SlowDown".into(),
         };
         store.inject(OpKind::Get, Trigger::FirstN(2), Fault::Error(busy));
-        let got = fast_retry().run("get", || store.get("k")).await.unwrap();
+        let got = fast_retry().run("get", || store.get("k", 1)).await.unwrap();
         assert_eq!(got, b"v");
         assert_eq!(store.calls(OpKind::Get), 3);
         assert_eq!(counting.snapshot().get, 1);

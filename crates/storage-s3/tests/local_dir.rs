@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 
 use bae_storage_s3::{LocalDirStore, ObjectStore, StoreError};
-use common::{assert_not_found, pattern};
+use common::{assert_not_found, pattern, TEST_LIMIT};
 
 fn store() -> (tempfile::TempDir, LocalDirStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +50,10 @@ async fn temp_files_left_by_a_crash_never_show_in_list_or_get() {
     fs::write(store.root().join("heads/.bae-tmp-deadbeef"), b"half").unwrap();
     assert_eq!(store.list("").await.unwrap(), ["heads/dev"]);
     assert_eq!(store.list("heads/").await.unwrap(), ["heads/dev"]);
-    assert_eq!(store.get("heads/dev").await.unwrap(), b"complete");
+    assert_eq!(
+        store.get("heads/dev", TEST_LIMIT).await.unwrap(),
+        b"complete"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,7 +69,7 @@ async fn concurrent_writers_of_one_key_leave_one_whole_object() {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    let got = store.get("race/k").await.unwrap();
+    let got = store.get("race/k", TEST_LIMIT).await.unwrap();
     assert!(versions.contains(&got), "a torn object was read");
     assert_eq!(files_under(store.root()), ["k"]);
 }
@@ -75,11 +78,11 @@ async fn concurrent_writers_of_one_key_leave_one_whole_object() {
 async fn a_directory_of_other_keys_is_not_an_object() {
     let (_dir, store) = store();
     store.put("dir/child", b"x").await.unwrap();
-    assert_not_found(store.get("dir").await, "dir");
+    assert_not_found(store.get("dir", TEST_LIMIT).await, "dir");
     assert_not_found(store.get_range("dir", 0..1).await, "dir");
     assert!(!store.exists("dir").await.unwrap());
     store.delete("dir").await.unwrap();
-    assert_eq!(store.get("dir/child").await.unwrap(), b"x");
+    assert_eq!(store.get("dir/child", TEST_LIMIT).await.unwrap(), b"x");
 }
 
 #[tokio::test]
@@ -95,7 +98,7 @@ async fn a_key_that_would_need_an_object_as_directory_is_rejected() {
         store.put("d", b"x").await,
         Err(StoreError::InvalidKey { .. })
     ));
-    assert_eq!(store.get("a").await.unwrap(), b"object");
+    assert_eq!(store.get("a", TEST_LIMIT).await.unwrap(), b"object");
 }
 
 #[tokio::test]
@@ -105,7 +108,7 @@ async fn keys_cannot_reach_outside_the_root() {
     fs::write(dir.path().join("secret"), b"outside").unwrap();
     for key in ["../secret", "/etc/passwd", "x/../../secret"] {
         assert!(matches!(
-            store.get(key).await,
+            store.get(key, TEST_LIMIT).await,
             Err(StoreError::InvalidKey { .. })
         ));
     }
@@ -120,7 +123,13 @@ async fn reopening_the_directory_sees_the_same_objects() {
     store.put("storage/ab/cd/abcd1234", &big).await.unwrap();
     drop(store);
     let again = LocalDirStore::new(dir.path().join("bucket")).unwrap();
-    assert_eq!(again.get("storage/ab/cd/abcd1234").await.unwrap(), big);
+    assert_eq!(
+        again
+            .get("storage/ab/cd/abcd1234", TEST_LIMIT)
+            .await
+            .unwrap(),
+        big
+    );
     assert_eq!(
         again
             .get_range("storage/ab/cd/abcd1234", 65_536..65_600)

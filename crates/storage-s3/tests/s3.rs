@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bae_storage_s3::{ObjectStore, RetryPolicy, S3Credentials, S3Store, StoreConfig, StoreError};
-use common::{s3_config, s3_env, unique_prefix};
+use common::{s3_config, s3_env, unique_prefix, TEST_LIMIT};
 
 #[tokio::test]
 async fn libraries_under_different_prefixes_do_not_see_each_other() {
@@ -20,8 +20,8 @@ async fn libraries_under_different_prefixes_do_not_see_each_other() {
     alice.put("heads/dev", b"a").await.unwrap();
     bob.put("heads/dev", b"b").await.unwrap();
     assert_eq!(alice.list("").await.unwrap(), ["heads/dev"]);
-    assert_eq!(alice.get("heads/dev").await.unwrap(), b"a");
-    assert_eq!(bob.get("heads/dev").await.unwrap(), b"b");
+    assert_eq!(alice.get("heads/dev", TEST_LIMIT).await.unwrap(), b"a");
+    assert_eq!(bob.get("heads/dev", TEST_LIMIT).await.unwrap(), b"b");
     // The prefix is applied by the store: the bucket holds the full keys.
     assert_eq!(
         whole.list("").await.unwrap(),
@@ -45,9 +45,9 @@ async fn a_bucket_url_opens_the_server() {
     config.credentials = Some(S3Credentials::new(env.access_key, env.secret_key));
     let store = StoreConfig::S3(config).open().unwrap();
     store.put("k", b"via url").await.unwrap();
-    assert_eq!(store.get("k").await.unwrap(), b"via url");
+    assert_eq!(store.get("k", TEST_LIMIT).await.unwrap(), b"via url");
     let direct = S3Store::new(s3_config(&prefix)).unwrap();
-    assert_eq!(direct.get("k").await.unwrap(), b"via url");
+    assert_eq!(direct.get("k", TEST_LIMIT).await.unwrap(), b"via url");
 }
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn wrong_credentials_are_permission_denied_and_not_retried() {
     let started = Instant::now();
     for result in [
         store.put("k", b"x").await.map(drop),
-        store.get("k").await.map(drop),
+        store.get("k", TEST_LIMIT).await.map(drop),
         store.list("").await.map(drop),
     ] {
         assert!(
@@ -89,7 +89,7 @@ async fn an_unreachable_endpoint_is_transient_after_bounded_retries() {
     };
     let store = S3Store::new(config).unwrap();
     let started = Instant::now();
-    let err = store.get("k").await.unwrap_err();
+    let err = store.get("k", TEST_LIMIT).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     // Two waits of at least 50 ms each, and not much more.
     let elapsed = started.elapsed();

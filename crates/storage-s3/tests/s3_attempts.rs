@@ -1,8 +1,9 @@
 //! The S3 store's [`RetryPolicy`] is its only retry layer: each attempt is
 //! exactly one HTTP request, whatever rust-s3's process-wide retry count
-//! (`s3::get_retries`, left at its default here) says. Runs against a
-//! scripted HTTP server on 127.0.0.1 that drops the connections it is told
-//! to, so it needs no S3 server.
+//! (`s3::get_retries`, left at its default here) says; and a server that
+//! ignores the `Range` header cannot make a bounded read take more than its
+//! limit. Runs against a scripted HTTP server on 127.0.0.1 that drops the
+//! connections it is told to, so it needs no S3 server.
 // Test helpers outside #[test] fns may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bae_storage_s3::{
     AddressingStyle, ObjectStore, RetryPolicy, S3Config, S3Credentials, S3Store, StoreError,
@@ -27,6 +28,9 @@ enum Reply {
     Drop,
     /// Answer with this status, extra headers and body.
     Answer(u16, Vec<(&'static str, &'static str)>, &'static str),
+    /// Answer 200 with a body of this many zero bytes, whatever was asked
+    /// (a server that ignores `Range`), until the client hangs up.
+    Huge(u64),
 }
 
 /// A one-request-per-connection HTTP server that records the kind of every
@@ -34,6 +38,9 @@ enum Reply {
 struct ScriptedServer {
     endpoint: String,
     seen: Arc<Mutex<Vec<&'static str>>>,
+    /// For each [`Reply::Huge`] answer, once it ended: the body bytes the
+    /// server wrote before the client hung up.
+    sent: Arc<Mutex<Vec<u64>>>,
 }
 
 impl ScriptedServer {
@@ -41,14 +48,37 @@ impl ScriptedServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (log, sent_log) = (seen.clone(), sent.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let log = log.clone();
-                std::thread::spawn(move || serve(stream.unwrap(), script, &log));
+                let (log, sent_log) = (log.clone(), sent_log.clone());
+                std::thread::spawn(move || serve(stream.unwrap(), script, &log, &sent_log));
             }
         });
-        Self { endpoint, seen }
+        Self {
+            endpoint,
+            seen,
+            sent,
+        }
+    }
+
+    /// Waits (up to 30 s) until `n` [`Reply::Huge`] answers have ended;
+    /// the body bytes each wrote. Async, so the client's connection tasks
+    /// run meanwhile (and hang up).
+    async fn huge_answers_sent(&self, n: usize) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = self.sent.lock().unwrap().clone();
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {sent:?} of {n} answers ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The kinds of the requests read since the last call.
@@ -73,7 +103,12 @@ impl ScriptedServer {
     }
 }
 
-fn serve(stream: TcpStream, script: fn(&'static str) -> Reply, log: &Mutex<Vec<&'static str>>) {
+fn serve(
+    stream: TcpStream,
+    script: fn(&'static str) -> Reply,
+    log: &Mutex<Vec<&'static str>>,
+    sent: &Mutex<Vec<u64>>,
+) {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -94,8 +129,14 @@ fn serve(stream: TcpStream, script: fn(&'static str) -> Reply, log: &Mutex<Vec<&
     }
     let kind = kind_of(&request_line, ranged);
     log.lock().unwrap().push(kind);
-    let Reply::Answer(status, headers, body) = script(kind) else {
-        return; // dropped unanswered
+    let (status, headers, body) = match script(kind) {
+        Reply::Drop => return, // dropped unanswered
+        Reply::Huge(len) => {
+            let written = send_huge(reader.get_mut(), len);
+            sent.lock().unwrap().push(written);
+            return;
+        }
+        Reply::Answer(status, headers, body) => (status, headers, body),
     };
     std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).unwrap();
     let mut answer = format!(
@@ -108,6 +149,25 @@ fn serve(stream: TcpStream, script: fn(&'static str) -> Reply, log: &Mutex<Vec<&
     answer.push_str("\r\n");
     answer.push_str(body);
     let _ = reader.get_mut().write_all(answer.as_bytes());
+}
+
+/// Answers 200 with `len` zero bytes; returns how many body bytes were
+/// written before the client hung up (all of them if it never did).
+fn send_huge(stream: &mut TcpStream, len: u64) -> u64 {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let chunk = vec![0u8; 64 * 1024];
+    let mut written = 0;
+    while written < len {
+        let n = chunk.len().min((len - written) as usize);
+        if stream.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        written += n as u64;
+    }
+    written
 }
 
 /// Which S3 operation a request line (`PUT /bucket/k?partNumber=1&... HTTP/1.1`) is.
@@ -182,7 +242,7 @@ async fn each_attempt_of_the_policy_is_one_request_for_every_operation() {
     let twice = |kind| [kind; ATTEMPTS];
 
     assert_requests(&server, store.put("k", b"v").await, &twice("put"));
-    assert_requests(&server, store.get("k").await, &twice("get"));
+    assert_requests(&server, store.get("k", 100).await, &twice("get range"));
     assert_requests(
         &server,
         store.get_range("k", 0..4).await,
@@ -195,7 +255,7 @@ async fn each_attempt_of_the_policy_is_one_request_for_every_operation() {
     let dest = dir.path().join("dest");
     assert_requests(
         &server,
-        store.get_to_file("k", &dest).await,
+        store.get_to_file("k", &dest, 100).await,
         &twice("get range"),
     );
 }
@@ -237,4 +297,35 @@ async fn rust_s3s_own_get_object_replays_a_dropped_request() {
         .with_path_style();
     assert!(bucket.get_object("/k").await.is_err());
     assert_eq!(server.take().len(), 1 + usize::from(s3::get_retries()));
+}
+
+/// A server that ignores the `Range` header and answers with the whole of a
+/// 256 MiB object: `get` and `get_to_file` with a 1 KiB limit refuse it as
+/// too large after reading about the limit, and hang up, so the server gets
+/// to send only what the socket buffers hold, not the object.
+#[tokio::test]
+async fn a_server_ignoring_range_cannot_make_a_bounded_read_take_the_whole_object() {
+    const OBJECT: u64 = 256 << 20;
+    const LIMIT: u64 = 1024;
+    let server = ScriptedServer::start(|_| Reply::Huge(OBJECT));
+    let store = server.store();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    for (what, result) in [
+        ("get", store.get("k", LIMIT).await.map(|b| b.len() as u64)),
+        ("get_to_file", store.get_to_file("k", &dest, LIMIT).await),
+    ] {
+        match result {
+            Err(StoreError::TooLarge { limit, size, .. }) => {
+                assert_eq!((limit, size), (LIMIT, Some(OBJECT)), "{what}")
+            }
+            other => panic!("{what}: expected TooLarge, got {other:?}"),
+        }
+    }
+    assert!(std::fs::metadata(&dest).is_err(), "a file was written");
+    let sent = server.huge_answers_sent(2).await;
+    eprintln!("body bytes the server sent before the store hung up: {sent:?}");
+    for bytes in sent {
+        assert!(bytes < OBJECT / 8, "{bytes} of {OBJECT} bytes sent");
+    }
 }

@@ -16,12 +16,13 @@
 use crate::error::SyncError;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
-use bae_crypto::object::ObjectHeader;
+use bae_crypto::object::{check_header, ObjectHeader, HEADER_LEN};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_merge::snapshot::{self as merge_snapshot, SnapshotError, StateRecord};
 use bae_oplog::{BatchHash, SyncSchema, Value};
 use bae_storage_s3::layout::{self, CheckpointId};
+use bae_storage_s3::StoreError;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -33,6 +34,14 @@ pub const CHECKPOINT_FORMAT_VERSION: u8 = 1;
 
 /// The largest record a reader accepts (a row with big blobs stays far below).
 pub const MAX_RECORD_BYTES: u32 = 16 << 20;
+
+/// The largest checkpoint object a reader downloads (64 GiB, sealed). A
+/// checkpoint streams through temp files, never memory, so this bounds the
+/// disk a forged one can fill rather than memory. A checkpoint holds the
+/// synced rows and their stamps, so 64 GiB is far above any real library;
+/// and only objects whose header already checked out (a checkpoint, sealed
+/// under the library key) are downloaded at all.
+pub const MAX_CHECKPOINT_OBJECT_BYTES: u64 = 64 << 30;
 
 /// One device stream a checkpoint includes: every batch up to `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -598,11 +607,15 @@ impl SyncService {
         for (id, key) in ids.into_iter().rev() {
             match self.open_checkpoint(&id, &key).await {
                 Ok(opened) => return Ok((Some(opened), rejected)),
-                Err(e @ (SyncError::Object { .. } | SyncError::Invalid { .. })) => {
+                Err(
+                    e @ (SyncError::Object { .. }
+                    | SyncError::Invalid { .. }
+                    | SyncError::Store(StoreError::TooLarge { .. })),
+                ) => {
                     tracing::warn!(%key, error = %e, "checkpoint rejected; trying an older one");
                     rejected.push(e);
                 }
-                Err(SyncError::Store(bae_storage_s3::StoreError::NotFound { .. })) => {}
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -612,21 +625,27 @@ impl SyncService {
     /// Downloads, decrypts and checks the checkpoint at `key`; its header.
     /// Errors name the object: [`SyncError::Object`] when it does not open
     /// (truncated, tampered, wrong key, moved), [`SyncError::Invalid`] when
-    /// its records are not a valid checkpoint.
+    /// its records are not a valid checkpoint, [`StoreError::TooLarge`]
+    /// when it is larger than [`MAX_CHECKPOINT_OBJECT_BYTES`].
     pub async fn verify_checkpoint(&self, key: &str) -> Result<CheckpointHeader, SyncError> {
         let id = layout::parse_checkpoint_key(key).map_err(|e| SyncError::invalid(key, e))?;
         Ok(self.open_checkpoint(&id, key).await?.header)
     }
 
-    /// Downloads (to a temp file), decrypts and fully checks one checkpoint.
+    /// Checks one checkpoint's object header, then downloads it (to a temp
+    /// file), decrypts it and fully checks it.
     pub(crate) async fn open_checkpoint(
         &self,
         id: &CheckpointId,
         key: &str,
     ) -> Result<OpenedCheckpoint, SyncError> {
+        self.check_checkpoint_header(id, key).await?;
         let sealed = named_temp_file()?;
         self.report(Stage::Download, 0, 0);
-        let size = self.store.get_to_file(key, sealed.path()).await?;
+        let size = self
+            .store
+            .get_to_file(key, sealed.path(), MAX_CHECKPOINT_OBJECT_BYTES)
+            .await?;
         self.report(Stage::Download, size, size);
         let keys = std::sync::Arc::clone(&self.keys);
         let schema = self.schema;
@@ -639,6 +658,25 @@ impl SyncService {
             open_sealed(&keys, schema, &bound, &id, &key, &file)
         })
         .await?
+    }
+
+    /// Reads the first [`HEADER_LEN`] bytes of a checkpoint object (one
+    /// ranged GET) and checks them before anything else is downloaded: a
+    /// sync object of kind `Checkpoint` at the HLC of its key, sealed under
+    /// a key of this library. Anything else (garbage, another kind of
+    /// object, one sealed under another key) is refused for the cost of a
+    /// few bytes, not a download. [`open_sealed`] checks the whole object
+    /// again, so an object replaced after this check gains nothing.
+    async fn check_checkpoint_header(&self, id: &CheckpointId, key: &str) -> Result<(), SyncError> {
+        let object = |source| SyncError::Object {
+            key: key.to_owned(),
+            source,
+        };
+        let head = self.store.get_range(key, 0..HEADER_LEN as u64).await?;
+        let header = ObjectHeader::parse(&head).map_err(object)?;
+        let place = checkpoint_place(header.place.device, id.hlc());
+        check_header(self.keys.as_ref(), &place, &header).map_err(object)?;
+        Ok(())
     }
 }
 
@@ -659,10 +697,10 @@ fn open_sealed(
     let invalid = |e: CheckpointError| SyncError::invalid(key, e);
     // The writer is not known before reading: take it from the header (it is
     // authenticated with every chunk) and require the HLC from the key.
-    let mut head = Vec::with_capacity(bae_crypto::object::HEADER_LEN);
+    let mut head = Vec::with_capacity(HEADER_LEN);
     sealed.seek(SeekFrom::Start(0)).map_err(io_err)?;
     Read::by_ref(&mut sealed)
-        .take(bae_crypto::object::HEADER_LEN as u64)
+        .take(HEADER_LEN as u64)
         .read_to_end(&mut head)
         .map_err(io_err)?;
     let object_header = ObjectHeader::parse(&head).map_err(object)?;

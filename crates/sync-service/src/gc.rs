@@ -246,14 +246,14 @@ mod tests {
         let z = bucket.device("z", 0);
         w.pull().await.unwrap();
         let head2_key = layout::heads_key(&y.device(), 2);
-        let head2 = bucket.store.get(&head2_key).await.unwrap();
+        let head2 = bucket.store.get(&head2_key, u64::MAX).await.unwrap();
         import(&y, 9, 0).await;
         y.push().await.unwrap();
         z.pull().await.unwrap();
         let cz = z.checkpoint().await.unwrap();
         // W writes its checkpoint while the LIST still shows Y's head 2.
         let head3_key = layout::heads_key(&y.device(), 3);
-        let head3 = bucket.store.get(&head3_key).await.unwrap();
+        let head3 = bucket.store.get(&head3_key, u64::MAX).await.unwrap();
         bucket.store.delete(&head3_key).await.unwrap();
         bucket.store.put(&head2_key, &head2).await.unwrap();
         let cw = w.checkpoint().await.unwrap();
@@ -308,7 +308,7 @@ mod tests {
         a.checkpoint().await.unwrap();
         let store = &bucket.store;
         let newest = layout::heads_key(&b.device(), 2);
-        let head = store.get(&newest).await.unwrap();
+        let head = store.get(&newest, u64::MAX).await.unwrap();
         store.delete(&newest).await.unwrap();
         // An older head of b, as the host could have kept it.
         store

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 /// The head format version.
 pub const HEAD_VERSION: u8 = 1;
 
+/// The largest head object a pull reads (sealed; 1 MiB). A head's
+/// plaintext is under 100 bytes plus at most 27 per cursor (a device id
+/// with its length byte, a varint seq), so this holds the cursors of more
+/// than 38,000 devices; anything larger is no head of ours, and reading it
+/// whole would let anyone who can write `heads/` (no key needed) make
+/// every pull hold it in memory.
+pub const MAX_HEAD_OBJECT_BYTES: u64 = 1 << 20;
+
 /// A device's head: its newest pushed batch (with the batch's hash, closing
 /// the chain so a dropped tail shows) and the cursors it has applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use crate::service::{now_ms, SyncService};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_oplog::{Batch, OpKind, SyncSchema};
 use bae_storage_s3::layout::{self, ObjectId};
+use bae_storage_s3::StoreError;
 use rusqlite::params;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,15 @@ pub fn images_dir_for(library: &Path) -> PathBuf {
     name.push(".images");
     library.with_file_name(name)
 }
+
+/// The most image bytes a pull accepts for one image (64 MiB): far above
+/// cover art and scans (a 4000×4000 uncompressed RGBA image is 61 MiB), and
+/// what a pull holds in memory at once for an image, twice (sealed and
+/// opened).
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+/// The largest image object a pull reads: [`MAX_IMAGE_BYTES`] sealed.
+pub const MAX_IMAGE_OBJECT_BYTES: u64 = bae_crypto::object::sealed_len(MAX_IMAGE_BYTES);
 
 /// The place an image object belongs: its id, hashed into the owner field.
 pub(crate) fn image_place(id: &ObjectId) -> ObjectPlace {
@@ -222,9 +232,10 @@ impl SyncService {
                 continue;
             };
             let key = layout::image_key(&id);
-            let sound = match self.store.get(&key).await {
+            let sound = match self.store.get(&key, MAX_IMAGE_OBJECT_BYTES).await {
                 Ok(sealed) => self.open(&key, &image_place(&id), &sealed).is_ok(),
                 Err(e) if e.is_not_found() => false,
+                Err(bae_storage_s3::StoreError::TooLarge { .. }) => false,
                 Err(e) => return Err(e.into()),
             };
             if sound {
@@ -287,10 +298,16 @@ impl SyncService {
             return Ok(Fetched::Present);
         }
         let key = layout::image_key(&id);
-        let sealed = match self.store.get(&key).await {
+        let sealed = match self.store.get(&key, MAX_IMAGE_OBJECT_BYTES).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 tracing::warn!(%key, "image not in the bucket yet; wanted for a later pull");
+                return Ok(Fetched::Missing);
+            }
+            // Not usable as it is, like a missing one: wanted and retried
+            // later (its device may upload it again), never a failed pull.
+            Err(e @ StoreError::TooLarge { .. }) => {
+                tracing::warn!(%key, error = %e, "image too large to fetch; wanted for a later pull");
                 return Ok(Fetched::Missing);
             }
             Err(e) => return Err(e.into()),

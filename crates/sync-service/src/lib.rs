@@ -72,16 +72,16 @@ mod test_support;
 pub use bootstrap::{server_bootstrap, BootstrapReport, ServerBootstrapReport};
 pub use checkpoint::{
     CheckpointCursor, CheckpointError, CheckpointHeader, CheckpointReport,
-    CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINT_FORMAT_VERSION, MAX_CHECKPOINT_OBJECT_BYTES,
 };
 pub use daemon::{LoopState, SyncHandle, SyncLoop};
 pub use error::{ChainBreak, InvalidObject, SyncError};
 pub use gc::{GcReport, GC_GRACE};
-pub use head::{Head, HeadError};
-pub use images::images_dir_for;
+pub use head::{Head, HeadError, MAX_HEAD_OBJECT_BYTES};
+pub use images::{images_dir_for, MAX_IMAGE_BYTES, MAX_IMAGE_OBJECT_BYTES};
 pub use keystore::KeyStore;
 pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};
-pub use service::{PullWindow, SyncService, SERVICE_MIGRATIONS};
+pub use service::{PullWindow, SyncService, MAX_BATCH_OBJECT_BYTES, SERVICE_MIGRATIONS};
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

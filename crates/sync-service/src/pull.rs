@@ -3,13 +3,13 @@
 //! the merge committed. An idle pull is exactly one LIST request.
 
 use crate::error::{ChainBreak, InvalidObject, SyncError};
-use crate::head::Head;
+use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
 use crate::progress::Stage;
-use crate::service::{batch_place, head_place, SyncService};
+use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
 use bae_oplog::{decode_batch, Batch, BatchHash};
-use bae_storage_s3::layout;
+use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
 use tracing::Instrument;
@@ -384,7 +384,7 @@ impl SyncService {
     }
 
     async fn fetch_head(&self, key: &str, device: DeviceId, seq: u64) -> Result<Head, SyncError> {
-        let sealed = self.store.get(key).await?;
+        let sealed = self.store.get(key, MAX_HEAD_OBJECT_BYTES).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
         let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
         if i64::try_from(head.seq).is_err() {
@@ -412,7 +412,7 @@ impl SyncService {
         seq: u64,
         prev: Option<BatchHash>,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
-        let sealed = self.store.get(key).await?;
+        let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
         let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
         if batch.device != device || batch.seq.0 != seq {
@@ -435,8 +435,6 @@ impl SyncService {
     }
 }
 
-/// A bad object as a rejected-batch problem (a missing batch object is
-/// also a gap, for recovery); an unreachable bucket fails the pull instead.
 /// How many of a device's listed heads a pull tries, newest first.
 const MAX_HEADS_TRIED: usize = 4;
 
@@ -488,6 +486,10 @@ fn rollbacks(
     problems
 }
 
+/// A bad object as a rejected-batch problem: one that does not open or
+/// verify, is missing (a missing batch object is also a gap, for
+/// recovery), or is larger than a pull reads (named with the limit, and
+/// never read past it). An unreachable bucket fails the pull instead.
 fn rejected(
     device: DeviceId,
     seq: u64,
@@ -495,12 +497,11 @@ fn rejected(
     gaps: &mut Vec<(DeviceId, u64)>,
 ) -> Result<Problem, SyncError> {
     match &e {
-        SyncError::Store(s) if !s.is_not_found() => return Err(e),
-        SyncError::Store(bae_storage_s3::StoreError::NotFound { key })
-            if key.starts_with(layout::OPS_PREFIX) =>
-        {
+        SyncError::Store(StoreError::NotFound { key }) if key.starts_with(layout::OPS_PREFIX) => {
             gaps.push((device, seq));
         }
+        SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. }) => {}
+        SyncError::Store(_) => return Err(e),
         _ => {}
     }
     tracing::warn!(%device, seq, error = %e, "batch rejected");

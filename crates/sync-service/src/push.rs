@@ -10,10 +10,10 @@
 use crate::error::SyncError;
 use crate::head::{Head, HEAD_VERSION};
 use crate::images::{forget_uploaded, queue_images};
-use crate::service::{batch_place, head_place, now_ms, SyncService};
+use crate::service::{batch_place, head_place, now_ms, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
-use bae_storage_s3::layout;
+use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
 use tracing::Instrument;
 
@@ -151,9 +151,13 @@ impl SyncService {
             for &(seq, hash) in &pushed {
                 report.checked += 1;
                 let key = layout::ops_key(&device, seq);
-                let problem = match self.store.get(&key).await {
+                let problem = match self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await {
                     Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
                     Err(e) if e.is_not_found() => Some("missing".to_owned()),
+                    // Replaced by something no batch can be: damaged too.
+                    Err(StoreError::TooLarge { limit, .. }) => {
+                        Some(format!("is larger than the {limit}-byte limit"))
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let Some(problem) = problem else { continue };

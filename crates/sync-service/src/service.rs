@@ -277,6 +277,13 @@ impl SyncService {
     }
 }
 
+/// The largest batch object a pull or `push --repair` reads: a batch of
+/// [`bae_oplog::MAX_BATCH_BYTES`] (the most the codec encodes or decodes),
+/// sealed. A larger object could not decode anyway, so nothing past this
+/// is read.
+pub const MAX_BATCH_OBJECT_BYTES: u64 =
+    bae_crypto::object::sealed_len(bae_oplog::MAX_BATCH_BYTES as u64);
+
 /// The place a device's batch belongs.
 pub(crate) fn batch_place(device: DeviceId, seq: u64) -> ObjectPlace {
     ObjectPlace {

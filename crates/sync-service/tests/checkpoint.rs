@@ -4,6 +4,7 @@
 use bae_crypto::{LibraryKey, ObjectError};
 use bae_oplog::fixture::{demo_album, open_library};
 use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
+use bae_storage_s3::layout;
 use bae_storage_s3::testing::CountingStore;
 use bae_storage_s3::{MemoryStore, ObjectStore};
 use bae_sync_service::{library, KeyStore, SyncError, SyncService, GC_GRACE};
@@ -138,7 +139,10 @@ async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
 /// Overwrites the newest checkpoint's bytes with `damage` applied.
 async fn damage_newest(store: &dyn ObjectStore, damage: impl Fn(&mut Vec<u8>)) -> String {
     let key = store.list("checkpoints/").await.unwrap().pop().unwrap();
-    let mut bytes = store.get(&key).await.unwrap();
+    let mut bytes = store
+        .get(&key, bae_sync_service::MAX_CHECKPOINT_OBJECT_BYTES)
+        .await
+        .unwrap();
     damage(&mut bytes);
     store.put(&key, &bytes).await.unwrap();
     key
@@ -195,6 +199,38 @@ async fn damaged_checkpoints_are_rejected_by_name_and_an_older_one_is_used() {
     assert!(boot.rejected[2].contains(&bad));
     b.pull().await.unwrap();
     assert_eq!(dump(&a).await, dump(&b).await);
+}
+
+/// Newer objects under checkpoint keys that are no checkpoint of this
+/// library (20 MiB of garbage, anyone can write it; one sealed under
+/// another key) are refused from their first 76 bytes, by name, and never
+/// downloaded: the bootstrap downloads the good checkpoint only.
+#[tokio::test]
+async fn checkpoints_whose_header_does_not_check_out_are_refused_before_download() {
+    let dir = TempDir::new().unwrap();
+    let key = LibraryKey::generate();
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn ObjectStore> = counting.clone();
+    let a = device(dir.path(), "a", store.clone(), &key);
+    import(&a, 0, 3).await;
+    let good = a.checkpoint().await.unwrap();
+    let other = device(dir.path(), "other", store.clone(), &LibraryKey::generate());
+    let foreign = other.checkpoint().await.unwrap().key;
+    let newest = layout::parse_checkpoint_key(&foreign).unwrap().hlc() + 1;
+    let garbage = layout::checkpoint_key(&layout::CheckpointId::new(newest, "ff").unwrap());
+    store.put(&garbage, &vec![0x5a; 20 << 20]).await.unwrap();
+
+    let b = device(dir.path(), "b", store.clone(), &key);
+    counting.reset();
+    let boot = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+    assert_eq!(boot.key, good.key);
+    assert_eq!(boot.rejected.len(), 2, "{:?}", boot.rejected);
+    assert!(boot.rejected[0].contains(&garbage), "{}", boot.rejected[0]);
+    assert!(boot.rejected[1].contains(&foreign), "{}", boot.rejected[1]);
+    let n = counting.snapshot();
+    // Three headers read, one checkpoint downloaded.
+    assert_eq!((n.get_range, n.get), (3, 1), "{n:?}");
+    assert!(n.bytes_out < 1 << 20, "{n:?}");
 }
 
 #[tokio::test]

@@ -475,7 +475,7 @@ async fn a_damaged_image_is_reported_and_retried_and_batches_still_merge() {
         &bae_storage_s3::layout::ObjectId::parse(&image).unwrap(),
     );
     let store = w.store();
-    let mut sealed = store.get(&key).await.unwrap();
+    let mut sealed = store.get(&key, u64::MAX).await.unwrap();
     let i = sealed.len() - 5;
     sealed[i] ^= 0x01;
     store.put(&key, &sealed).await.unwrap();

@@ -1,14 +1,16 @@
 //! A bad object in the bucket (tampered, truncated, swapped, wrongly keyed,
-//! missing) is rejected with a message naming it; nothing from it applies;
-//! other devices' batches still apply; the device's stream resumes after
-//! `push --repair` on the device that owns it.
+//! missing, oversized) is rejected with a message naming it; nothing from it
+//! applies; other devices' batches still apply; the device's stream resumes
+//! after `push --repair` on the device that owns it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use bae_crypto::{seal_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
-use bae_sync_service::ProblemKind;
+use bae_storage_s3::testing::CountingStore;
+use bae_sync_service::{ProblemKind, MAX_BATCH_OBJECT_BYTES, MAX_HEAD_OBJECT_BYTES};
 use common::*;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug)]
 enum Damage {
@@ -17,12 +19,17 @@ enum Damage {
     SwapWithNext,
     WrongKey,
     Delete,
+    /// Replaced by garbage one byte larger than a pull reads.
+    Oversize,
 }
 
 async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Damage) {
     let store = w.store();
     let (key, next) = (ops_key(a, seq), ops_key(a, seq + 1));
-    let bytes = store.get(&key).await.unwrap();
+    let bytes = store
+        .get(&key, bae_sync_service::MAX_BATCH_OBJECT_BYTES)
+        .await
+        .unwrap();
     match how {
         Damage::FlipByte => {
             let mut b = bytes;
@@ -32,7 +39,10 @@ async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Dam
         }
         Damage::Truncate => store.put(&key, &bytes[..bytes.len() / 2]).await.unwrap(),
         Damage::SwapWithNext => {
-            let other = store.get(&next).await.unwrap();
+            let other = store
+                .get(&next, bae_sync_service::MAX_BATCH_OBJECT_BYTES)
+                .await
+                .unwrap();
             store.put(&key, &other).await.unwrap();
             store.put(&next, &bytes).await.unwrap();
         }
@@ -46,6 +56,10 @@ async fn damage(w: &World, a: &bae_sync_service::SyncService, seq: u64, how: Dam
             store.put(&key, &forged).await.unwrap();
         }
         Damage::Delete => store.delete(&key).await.unwrap(),
+        Damage::Oversize => {
+            let garbage = vec![0x5a; MAX_BATCH_OBJECT_BYTES as usize + 1];
+            store.put(&key, &garbage).await.unwrap();
+        }
     }
 }
 
@@ -133,8 +147,58 @@ async fn missing_batch_is_rejected_and_resumes_after_repair() {
 }
 
 #[tokio::test]
+async fn oversized_batch_is_rejected_and_resumes_after_repair() {
+    bad_object_is_rejected_then_repaired(Bucket::Local, Damage::Oversize).await;
+}
+
+#[tokio::test]
 async fn tampered_batch_on_s3_is_rejected_and_resumes_after_repair() {
     bad_object_is_rejected_then_repaired(Bucket::S3, Damage::FlipByte).await;
+}
+
+/// Anyone who can write to the bucket (no key needed) puts 20 MiB of
+/// garbage where a head of a made-up device would be. A pull reads no more
+/// of it than a head may be, reports it by name with the limit, and still
+/// applies the honest device's batches; so does the next pull.
+#[tokio::test]
+async fn an_oversized_head_is_reported_by_name_and_never_read_whole() {
+    const GARBAGE: u64 = 20 << 20;
+    let w = World::new(Bucket::Local, "oversized-head");
+    let a = w.first_device("a", 1).await;
+    let album = album_row(0, "albums");
+    edit(&a, "albums", &album, "title", "still syncing").await;
+    a.push().await.unwrap();
+    let forger = bae_hlc::DeviceId::from_bytes([9; 16]);
+    let key = bae_storage_s3::layout::heads_key(&forger, 5);
+    w.store()
+        .put(&key, &vec![0x5a; GARBAGE as usize])
+        .await
+        .unwrap();
+
+    let counting = Arc::new(CountingStore::new(w.store()));
+    let b = w.device_over("b", counting.clone());
+    for pull in 1..=2 {
+        counting.reset();
+        let report = b.pull().await.unwrap();
+        let read = counting.snapshot().bytes_out;
+        eprintln!("pull {pull}: at most {read} bytes read from the bucket");
+        assert!(read < GARBAGE / 8, "pull {pull} read up to {read} bytes");
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        let problem = &report.problems[0];
+        assert_eq!(
+            (problem.device, problem.seq, problem.kind),
+            (forger, 5, ProblemKind::Rejected)
+        );
+        let limit = MAX_HEAD_OBJECT_BYTES.to_string();
+        assert!(
+            problem.reason.contains(&key) && problem.reason.contains(&limit),
+            "{}",
+            problem.reason
+        );
+    }
+    assert_eq!(field(&b, "albums", &album, "title").await, "still syncing");
+    assert!(b.status().await.unwrap().problems[0].reason.contains(&key));
+    assert_converged(&[&a, &b]).await;
 }
 
 /// A key holder's head at seq `u64::MAX` (sealed at its place, so it
@@ -201,7 +265,10 @@ async fn a_rolled_back_head_is_reported_by_those_who_applied_further() {
     a.push().await.unwrap();
     let store = w.store();
     let old_key = bae_storage_s3::layout::heads_key(&a.device(), 2);
-    let old_head = store.get(&old_key).await.unwrap();
+    let old_head = store
+        .get(&old_key, bae_sync_service::MAX_HEAD_OBJECT_BYTES)
+        .await
+        .unwrap();
     edit(&a, "albums", &album, "title", "third").await;
     a.push().await.unwrap();
     b.pull().await.unwrap();

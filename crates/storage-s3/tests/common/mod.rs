@@ -11,6 +11,10 @@ use bae_storage_s3::{
 };
 use tempfile::TempDir;
 
+/// The limit the tests give reads that are not about limits: above every
+/// object they write.
+pub const TEST_LIMIT: u64 = 64 << 20;
+
 /// A store plus whatever must outlive it (the temp dir of a local store).
 pub struct TestStore {
     pub store: Arc<dyn ObjectStore>,
@@ -131,7 +135,7 @@ pub mod suite {
             ("rt/big", big),
         ] {
             store.put(key, &bytes).await.unwrap();
-            assert_eq!(store.get(key).await.unwrap(), bytes, "{key}");
+            assert_eq!(store.get(key, TEST_LIMIT).await.unwrap(), bytes, "{key}");
             assert_eq!(store.head(key).await.unwrap().size, bytes.len() as u64);
             assert!(store.exists(key).await.unwrap());
         }
@@ -140,13 +144,13 @@ pub mod suite {
     pub async fn overwrite_replaces_the_whole_object(store: &dyn ObjectStore) {
         store.put("ow/k", &pattern(1000)).await.unwrap();
         store.put("ow/k", b"short").await.unwrap();
-        assert_eq!(store.get("ow/k").await.unwrap(), b"short");
+        assert_eq!(store.get("ow/k", TEST_LIMIT).await.unwrap(), b"short");
         assert_eq!(store.head("ow/k").await.unwrap().size, 5);
         assert_eq!(store.list("ow/").await.unwrap(), ["ow/k"]);
     }
 
     pub async fn missing_objects_are_not_found(store: &dyn ObjectStore) {
-        assert_not_found(store.get("missing/k").await, "missing/k");
+        assert_not_found(store.get("missing/k", TEST_LIMIT).await, "missing/k");
         assert_not_found(store.head("missing/k").await, "missing/k");
         assert_not_found(store.get_range("missing/k", 0..10).await, "missing/k");
         assert_not_found(store.get_range("missing/k", 3..3).await, "missing/k");
@@ -228,7 +232,7 @@ pub mod suite {
         store.delete("del/k").await.unwrap();
         store.delete("del/k").await.unwrap();
         store.delete("del/never-existed").await.unwrap();
-        assert_not_found(store.get("del/k").await, "del/k");
+        assert_not_found(store.get("del/k", TEST_LIMIT).await, "del/k");
         assert_eq!(store.list("del/").await.unwrap(), ["del/keep"]);
     }
 
@@ -244,17 +248,26 @@ pub mod suite {
             store.head("file/big").await.unwrap().size,
             bytes.len() as u64
         );
-        let size = store.get_to_file("file/big", &dest).await.unwrap();
+        let size = store
+            .get_to_file("file/big", &dest, TEST_LIMIT)
+            .await
+            .unwrap();
         assert_eq!(size, bytes.len() as u64);
         assert!(
             std::fs::read(&dest).unwrap() == bytes,
             "downloaded file differs"
         );
         // Same bytes as the in-memory calls move.
-        assert!(store.get("file/big").await.unwrap() == bytes, "get differs");
+        assert!(
+            store.get("file/big", TEST_LIMIT).await.unwrap() == bytes,
+            "get differs"
+        );
         store.put("file/exact", &bytes[..2 * part]).await.unwrap();
         assert_eq!(
-            store.get_to_file("file/exact", &dest).await.unwrap(),
+            store
+                .get_to_file("file/exact", &dest, TEST_LIMIT)
+                .await
+                .unwrap(),
             2 * part as u64
         );
         assert!(
@@ -269,8 +282,14 @@ pub mod suite {
         std::fs::write(&source, b"").unwrap();
         store.put_file("file/empty", &source).await.unwrap();
         assert_eq!(store.head("file/empty").await.unwrap().size, 0);
-        assert_eq!(store.get("file/empty").await.unwrap(), b"");
-        assert_eq!(store.get_to_file("file/empty", &dest).await.unwrap(), 0);
+        assert_eq!(store.get("file/empty", TEST_LIMIT).await.unwrap(), b"");
+        assert_eq!(
+            store
+                .get_to_file("file/empty", &dest, TEST_LIMIT)
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(std::fs::read(&dest).unwrap(), b"");
     }
 
@@ -279,7 +298,10 @@ pub mod suite {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("dest");
-        assert_not_found(store.get_to_file("missing/k", &dest).await, "missing/k");
+        assert_not_found(
+            store.get_to_file("missing/k", &dest, TEST_LIMIT).await,
+            "missing/k",
+        );
         let left = std::fs::read(&dest).unwrap_or_default();
         assert!(left.is_empty(), "{} bytes written", left.len());
     }
@@ -305,7 +327,7 @@ pub mod suite {
         store.put("file/k", &pattern(1000)).await.unwrap();
         std::fs::write(&source, b"short").unwrap();
         store.put_file("file/k", &source).await.unwrap();
-        assert_eq!(store.get("file/k").await.unwrap(), b"short");
+        assert_eq!(store.get("file/k", TEST_LIMIT).await.unwrap(), b"short");
         assert_eq!(store.list("file/").await.unwrap(), ["file/k"]);
     }
 
@@ -314,8 +336,85 @@ pub mod suite {
         let dest = dir.path().join("dest");
         std::fs::write(&dest, pattern(1000)).unwrap();
         store.put("file/k", b"short").await.unwrap();
-        assert_eq!(store.get_to_file("file/k", &dest).await.unwrap(), 5);
+        assert_eq!(
+            store
+                .get_to_file("file/k", &dest, TEST_LIMIT)
+                .await
+                .unwrap(),
+            5
+        );
         assert_eq!(std::fs::read(&dest).unwrap(), b"short");
+    }
+
+    /// `get` and `get_to_file` of an object of `len` bytes with `limit`:
+    /// the whole object when it fits, else `TooLarge` naming the key and
+    /// the limit, with at most `limit + 1` bytes left in the file.
+    async fn read_with_limit(store: &dyn ObjectStore, key: &str, bytes: &[u8], limit: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        let len = bytes.len() as u64;
+        let too_large = |result: Result<u64, StoreError>| match result {
+            Err(StoreError::TooLarge {
+                key: k,
+                limit: l,
+                size,
+            }) => {
+                assert_eq!((k.as_str(), l), (key, limit));
+                assert!(
+                    size.is_none_or(|s| s == len),
+                    "{key}: size {size:?}, not {len}"
+                );
+            }
+            other => {
+                panic!("{key} ({len} bytes) with limit {limit}: expected TooLarge, got {other:?}")
+            }
+        };
+        if len <= limit {
+            assert!(
+                store.get(key, limit).await.unwrap() == bytes,
+                "{key}: get differs"
+            );
+            assert_eq!(store.get_to_file(key, &dest, limit).await.unwrap(), len);
+            assert!(
+                std::fs::read(&dest).unwrap() == bytes,
+                "{key}: file differs"
+            );
+        } else {
+            too_large(store.get(key, limit).await.map(|b| b.len() as u64));
+            too_large(store.get_to_file(key, &dest, limit).await);
+            let written = std::fs::metadata(&dest).map_or(0, |m| m.len());
+            assert!(
+                written <= limit + 1,
+                "{key}: {written} bytes written with limit {limit}"
+            );
+        }
+    }
+
+    pub async fn reads_take_objects_up_to_their_limit_and_refuse_larger_ones(
+        store: &dyn ObjectStore,
+    ) {
+        let part = S3Store::PART_SIZE;
+        let big = random_bytes(2 * part as usize + 7, 0x11);
+        for (key, bytes) in [
+            ("limit/empty", &[][..]),
+            ("limit/one", &b"x"[..]),
+            ("limit/small", &pattern(1000)[..]),
+            ("limit/big", &big[..]),
+        ] {
+            store.put(key, bytes).await.unwrap();
+            let len = bytes.len() as u64;
+            // Exactly at the limit passes; one byte over is refused.
+            read_with_limit(store, key, bytes, len).await;
+            read_with_limit(store, key, bytes, len + 1).await;
+            if len > 0 {
+                read_with_limit(store, key, bytes, len - 1).await;
+            }
+        }
+        // Far over the limit, and over at every part boundary of a
+        // multi-part download: refused before the rest is read.
+        for limit in [0, 10, part - 1, part, part + 1, 2 * part] {
+            read_with_limit(store, "limit/big", &big, limit).await;
+        }
     }
 
     pub async fn invalid_keys_are_rejected(store: &dyn ObjectStore) {
@@ -340,12 +439,12 @@ pub mod suite {
                 )
             };
             invalid(store.put(key, b"x").await);
-            invalid(store.get(key).await.map(drop));
+            invalid(store.get(key, TEST_LIMIT).await.map(drop));
             invalid(store.get_range(key, 0..1).await.map(drop));
             invalid(store.head(key).await.map(drop));
             invalid(store.delete(key).await);
             invalid(store.put_file(key, &source).await);
-            invalid(store.get_to_file(key, &dest).await.map(drop));
+            invalid(store.get_to_file(key, &dest, TEST_LIMIT).await.map(drop));
         }
         for prefix in ["/", "../", "a//"] {
             assert!(matches!(
@@ -374,7 +473,8 @@ macro_rules! conformance_tests {
             get_to_file_of_a_missing_object_is_not_found_and_writes_nothing,
             put_file_of_a_missing_file_is_a_local_error_and_stores_nothing,
             put_file_replaces_an_existing_object,
-            get_to_file_truncates_a_longer_existing_file
+            get_to_file_truncates_a_longer_existing_file,
+            reads_take_objects_up_to_their_limit_and_refuse_larger_ones
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
