@@ -727,4 +727,27 @@ mod tests {
         assert_eq!(dump(&a).await, dump(&b).await);
         assert!(dump(&b).await.contains("af2:"), "b's re-analysis survived");
     }
+
+    /// A forged checkpoint naming a cursor seq above `i64::MAX` (it would
+    /// wrap in the stored cursors) is rejected by name.
+    #[tokio::test]
+    async fn a_checkpoint_cursor_out_of_range_is_rejected() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 1);
+        let honest = a.checkpoint().await.unwrap();
+        let cursor = crate::checkpoint::CheckpointCursor {
+            device: [9; 16],
+            seq: u64::MAX,
+            hash: None,
+        };
+        let forged = bucket
+            .forge_with_cursors(a.device(), 60_000, vec![cursor], vec![])
+            .await;
+        let b = bucket.device("b", 0);
+        let report = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+        assert_eq!(report.key, honest.key);
+        assert!(
+            report.rejected[0].contains(&forged) && report.rejected[0].contains("out of range")
+        );
+    }
 }

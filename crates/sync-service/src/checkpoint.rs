@@ -327,6 +327,14 @@ pub enum CheckpointError {
         /// Its position after the header.
         index: u64,
     },
+    /// A cursor whose seq no stream can reach (above `i64::MAX`).
+    #[error("its cursor for device {device} names batch {seq}, out of range")]
+    CursorOutOfRange {
+        /// The device.
+        device: DeviceId,
+        /// The seq named.
+        seq: u64,
+    },
     /// A cursor beyond what its device's newest head (or this device's
     /// pushed batches) confirms: GC will not delete on its strength.
     #[error("its cursor for device {device} is batch {cursor}, beyond the newest confirmed batch {head}")]
@@ -724,6 +732,18 @@ fn open_sealed(
     bound
         .check_drift(bae_hlc::Timestamp::from_u64(header.hlc))
         .map_err(|e| invalid(CheckpointError::AheadOfClock(e)))?;
+    // Cursor seqs are stored as SQLite integers: one above i64::MAX would
+    // wrap and read back as another seq.
+    if let Some(c) = header
+        .cursors
+        .iter()
+        .find(|c| i64::try_from(c.seq).is_err())
+    {
+        return Err(invalid(CheckpointError::CursorOutOfRange {
+            device: c.device_id(),
+            seq: c.seq,
+        }));
+    }
     // Every record is checked against the sync schema here, before any is
     // restored: a checkpoint that names a table or column outside it is
     // rejected as a whole, and the reader falls back to an older one.

@@ -65,18 +65,23 @@ impl KeyStore {
 /// can read (or write) is refused: the key may already have leaked, and
 /// the owner should know (the error says how to fix the mode).
 pub fn read_key_file(path: &Path) -> Result<LibraryKey, SyncError> {
-    check_private(path)?;
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| SyncError::io(path, e))?);
+    use std::io::Read;
+    // The mode is checked on the open handle, so the file checked is the
+    // file read.
+    let mut file = std::fs::File::open(path).map_err(|e| SyncError::io(path, e))?;
+    check_private(path, &file)?;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.read_to_string(&mut text)
+        .map_err(|e| SyncError::io(path, e))?;
     Ok(LibraryKey::from_key_text(text.trim())?)
 }
 
 /// Refuses a file whose mode lets anyone but its owner read or write it.
-fn check_private(path: &Path) -> Result<(), SyncError> {
+fn check_private(path: &Path, file: &std::fs::File) -> Result<(), SyncError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| SyncError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| SyncError::io(path, e))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(SyncError::KeyFileNotPrivate {
@@ -85,6 +90,8 @@ fn check_private(path: &Path) -> Result<(), SyncError> {
             });
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, file);
     Ok(())
 }
 
@@ -133,6 +140,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
         .map_err(|e| SyncError::io(tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| SyncError::io(path, e.error))?;
+    // The rename is durable only once the directory is: after `init` the
+    // key file may be the only copy of the key.
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SyncError::io(dir, e))?;
     Ok(())
 }
 

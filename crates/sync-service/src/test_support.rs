@@ -47,6 +47,18 @@ impl Bucket {
     /// (its HLC `ahead_ms` past the wall clock), sealed under the
     /// library key at its proper place, with `body`.
     pub async fn forge(&self, writer: DeviceId, ahead_ms: i64, body: Vec<Record>) -> String {
+        self.forge_with_cursors(writer, ahead_ms, Vec::new(), body)
+            .await
+    }
+
+    /// [`Bucket::forge`] with the cursors the forged header claims.
+    pub async fn forge_with_cursors(
+        &self,
+        writer: DeviceId,
+        ahead_ms: i64,
+        cursors: Vec<crate::checkpoint::CheckpointCursor>,
+        body: Vec<Record>,
+    ) -> String {
         let now = crate::service::now_ms();
         let hlc = bae_hlc::Timestamp::from_unix_millis(now + ahead_ms)
             .unwrap()
@@ -60,7 +72,7 @@ impl Bucket {
             created_ms: 0,
             schema_version: 0,
             records: body.len() as u64,
-            cursors: Vec::new(),
+            cursors,
         };
         let mut w = RecordWriter::new(Vec::new());
         w.write(&Record::Header(header)).unwrap();
