@@ -50,6 +50,17 @@ pub enum MergeError {
         /// The row.
         row_id: String,
     },
+    /// A snapshot meant to replace this library's state lacks rows the
+    /// library holds without explaining why (no tombstone, no parked value,
+    /// no absent parent): it is not a later state of this library (a forged
+    /// or damaged snapshot), and replacing by it would delete those rows.
+    #[error("the snapshot lacks {rows} rows of {table} that this library holds, with no tombstone or other reason")]
+    SnapshotLacksRows {
+        /// The table.
+        table: &'static str,
+        /// How many rows.
+        rows: u64,
+    },
     /// SQLite failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),

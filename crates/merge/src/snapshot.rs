@@ -516,6 +516,39 @@ pub fn replace_from_staged<E: From<MergeError>>(
     detached.map(|_| ())
 }
 
+/// Every row of `t` the replace would delete must be explained by the
+/// snapshot: tombstoned or parked there, or under a parent the snapshot
+/// does not hold. An honest snapshot that covers this library's cursors
+/// explains every such row (tombstones are kept); a forged one that simply
+/// leaves rows out is refused, so it can delete no more than forged
+/// batches could (each delete needs a tombstone, compared as merge does).
+fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), MergeError> {
+    let mut parents = String::new();
+    for (column, parent) in t.parents {
+        parents.push_str(&format!(
+            " AND NOT (m.{column} IS NOT NULL AND m.{column} NOT IN (SELECT id FROM ck.{parent}))"
+        ));
+    }
+    let unexplained: i64 = tx.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
+               AND m.id NOT IN (SELECT id FROM temp.bae_sync_keep)
+               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_tombstones k WHERE k.table_name = ?1 AND k.row_id = m.id)
+               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_parked p WHERE p.table_name = ?1 AND p.row_id = m.id){parents}",
+            n = t.name
+        ),
+        [t.name],
+        |r| r.get(0),
+    )?;
+    if unexplained > 0 {
+        return Err(MergeError::SnapshotLacksRows {
+            table: t.name,
+            rows: u64::try_from(unexplained).unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
 fn replace_in(
     tx: &Connection,
     schema: &SyncSchema,
@@ -533,6 +566,7 @@ fn replace_in(
                 keep.execute(params![id, t.name])?;
             }
         }
+        check_explained(tx, t)?;
         tx.execute(
             &format!(
                 "DELETE FROM main.{t} WHERE id NOT IN (SELECT id FROM ck.{t})

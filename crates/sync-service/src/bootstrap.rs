@@ -130,7 +130,15 @@ impl SyncService {
             tracing::warn!(checkpoint = %opened.key, device = %d, applied = seq, "newest checkpoint is behind this device; not recovering from it");
             return Ok(false);
         }
-        let report = self.restore(opened, &rejected).await?;
+        let report = match self.restore(opened, &rejected).await {
+            Ok(report) => report,
+            // Not recovering leaves the gap reported, and the library whole.
+            Err(e @ SyncError::Invalid { .. }) => {
+                tracing::warn!(error = %e, "not recovering from the newest checkpoint");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
         Ok(true)
     }
@@ -180,7 +188,16 @@ impl SyncService {
                 report,
             } => {
                 self.with_db(move |rec| {
-                    replace_from(rec, staging.path(), &header)?;
+                    replace_from(rec, staging.path(), &header).map_err(|e| match e {
+                        SyncError::Merge(bae_merge::MergeError::SnapshotLacksRows {
+                            table,
+                            rows,
+                        }) => SyncError::invalid(
+                            report.key.clone(),
+                            CheckpointError::LacksRows { table, rows },
+                        ),
+                        e => e,
+                    })?;
                     Ok(report)
                 })
                 .await?
@@ -749,5 +766,59 @@ mod tests {
         assert!(
             report.rejected[0].contains(&forged) && report.rejected[0].contains("out of range")
         );
+    }
+
+    /// A key holder uploads an empty checkpoint whose cursors equal the
+    /// heads, and deletes one batch the device has not applied. The gap
+    /// used to make the device "recover" from the forgery and empty its
+    /// library. The forged checkpoint does not explain the rows it lacks
+    /// (no tombstones), so the device keeps its library and reports the
+    /// gap. (Found by review.)
+    #[tokio::test]
+    async fn a_forged_checkpoint_cannot_empty_an_existing_library_through_recovery() {
+        use crate::checkpoint::CheckpointCursor;
+        use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
+        use crate::service::head_place;
+        use bae_storage_s3::layout;
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 1);
+        a.push().await.unwrap();
+        let b = bucket.device("b", 0);
+        crate::test_support::import(&b, 9, 0).await;
+        b.push().await.unwrap();
+        b.pull().await.unwrap();
+        crate::test_support::import(&a, 9, 1).await;
+        a.push().await.unwrap();
+        let before = dump(&b).await;
+        let mut cursors = Vec::new();
+        for (dev, seq) in [(a.device(), 2u64), (b.device(), 1u64)] {
+            let key = layout::heads_key(&dev, seq);
+            let sealed = bucket.store.get(&key, MAX_HEAD_OBJECT_BYTES).await.unwrap();
+            let head =
+                Head::decode(&b.open(&key, &head_place(dev, seq), &sealed).unwrap()).unwrap();
+            cursors.push(CheckpointCursor {
+                device: *dev.as_bytes(),
+                seq,
+                hash: head.hash.map(|h| h.0),
+            });
+        }
+        bucket
+            .forge_with_cursors(a.device(), 60_000, cursors, vec![])
+            .await;
+        bucket
+            .store
+            .delete(&layout::ops_key(&a.device(), 2))
+            .await
+            .unwrap();
+        let report = b.pull().await.unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.device == a.device() && p.seq == 2),
+            "the gap is reported: {:?}",
+            report.problems
+        );
+        assert_eq!(dump(&b).await, before, "nothing of b's library was lost");
     }
 }

@@ -327,6 +327,15 @@ pub enum CheckpointError {
         /// Its position after the header.
         index: u64,
     },
+    /// It lacks rows the library holds without a tombstone or other reason:
+    /// not a later state of this library, so it may not replace it.
+    #[error("it lacks {rows} rows of {table} this library holds, without a tombstone")]
+    LacksRows {
+        /// The table.
+        table: &'static str,
+        /// How many rows.
+        rows: u64,
+    },
     /// A cursor whose seq no stream can reach (above `i64::MAX`).
     #[error("its cursor for device {device} names batch {seq}, out of range")]
     CursorOutOfRange {
