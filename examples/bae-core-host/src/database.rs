@@ -23,9 +23,14 @@ use std::time::Duration;
 struct HostMigrations;
 
 impl HostMigrations {
-    /// `(version, description, SQL)`, oldest first.
-    const STEPS: &'static [(i64, &'static str, &'static str)] =
-        &[(1, "library", include_str!("../migrations/0001_library.sql"))];
+    /// `(version, description, SQL)`, oldest first. The one step is bae's
+    /// reference DDL, the same file the engine's fixtures use
+    /// (`fixtures/bae-library.sql`), so the two cannot drift apart.
+    const STEPS: &'static [(i64, &'static str, &'static str)] = &[(
+        1,
+        "library",
+        include_str!("../../../fixtures/bae-library.sql"),
+    )];
 }
 
 impl MigrationSource<'static> for HostMigrations {
@@ -76,7 +81,7 @@ impl Database {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        // The host's migrations (`migrations/0001_library.sql`), tracked by
+        // The host's migrations (`HostMigrations`), tracked by
         // sqlx in its own table as usual. They create bae's tables only; the
         // engine creates its own tables when an OpRecorder opens the file,
         // and never touches these or `PRAGMA user_version`.
