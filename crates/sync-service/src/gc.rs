@@ -22,6 +22,7 @@
 
 use crate::checkpoint::{CheckpointError, OpenedCheckpoint};
 use crate::error::SyncError;
+use crate::push::newest_pushed;
 use crate::service::SyncService;
 use bae_oplog::BatchSeq;
 use bae_storage_s3::layout;
@@ -153,15 +154,8 @@ impl SyncService {
     /// what it pushed) would delete batches no head vouches for.
     async fn confirm_cursors(&self, ck: &OpenedCheckpoint) -> Result<(), SyncError> {
         let heads = self.list_heads().await?;
-        let pushed: u64 = self
-            .with_db(|rec| {
-                let n: Option<i64> = rec.sync_parts().0.query_row(
-                    "SELECT MAX(batch_id) FROM bae_sync_batch_hashes",
-                    [],
-                    |r| r.get(0),
-                )?;
-                Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
-            })
+        let pushed = self
+            .with_db(|rec| Ok(newest_pushed(rec.sync_parts().0)?.map_or(0, |(seq, _)| seq)))
             .await?;
         for c in &ck.header.cursors {
             let device = c.device_id();

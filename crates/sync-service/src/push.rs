@@ -361,7 +361,9 @@ fn encode_one(
 }
 
 /// This device's newest pushed batch and its hash.
-fn newest_pushed(conn: &rusqlite::Connection) -> Result<Option<(u64, BatchHash)>, SyncError> {
+pub(crate) fn newest_pushed(
+    conn: &rusqlite::Connection,
+) -> Result<Option<(u64, BatchHash)>, SyncError> {
     let row: Option<(i64, Vec<u8>)> = conn
         .query_row(
             "SELECT batch_id, hash FROM bae_sync_batch_hashes ORDER BY batch_id DESC LIMIT 1",
