@@ -4,7 +4,6 @@
 //! transaction, so a crash leaves both or neither.
 
 use crate::error::OplogError;
-use crate::log::{catch_up_clock, persist_clock};
 use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
 use crate::op::{BatchSeq, OpKind, Value};
 use crate::schema::{is_identifier, SyncSchema};
@@ -339,12 +338,13 @@ impl Recording<'_> {
         if let Some(b) = self.batch {
             return Ok(b);
         }
-        catch_up_clock(&self.tx, self.clock)?;
-        let b: i64 = self.tx.query_row(
-            "SELECT next_batch FROM bae_sync_device WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?;
+        // One read on the recording path: the batch number and the clock
+        // another connection may have persisted.
+        let (b, persisted): (i64, i64) = self
+            .tx
+            .prepare_cached("SELECT next_batch, clock FROM bae_sync_device WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        self.clock.catch_up(Timestamp::from_u64(persisted as u64))?;
         self.batch = Some(b);
         Ok(b)
     }
@@ -353,11 +353,13 @@ impl Recording<'_> {
     /// any op was recorded.
     pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
         if let Some(b) = self.batch {
-            self.tx.execute(
-                "UPDATE bae_sync_device SET next_batch = ?1 WHERE id = 1",
-                params![b + 1],
-            )?;
-            persist_clock(&self.tx, self.clock)?;
+            // One write: the next batch number and the clock, never moved
+            // back (as `persist_clock` does).
+            self.tx
+                .prepare_cached(
+                    "UPDATE bae_sync_device SET next_batch = ?1, clock = MAX(clock, ?2) WHERE id = 1",
+                )?
+                .execute(params![b + 1, self.clock.last().as_u64() as i64])?;
         }
         self.tx.commit()?;
         Ok(self.batch.map(|b| BatchSeq(b as u64)))
