@@ -58,6 +58,11 @@ pub struct Status {
 /// library has never synced).
 pub fn read_status(rec: &mut OpRecorder) -> Result<Status, SyncError> {
     crate::service::migrate(rec)?;
+    status_of(rec)
+}
+
+/// The status of a library whose engine tables exist.
+fn status_of(rec: &mut OpRecorder) -> Result<Status, SyncError> {
     let device = rec.device().to_string();
     let conn = rec.sync_parts().0;
     let (bucket, last_error): (Option<String>, Option<String>) = conn.query_row(
@@ -109,7 +114,8 @@ pub fn read_status(rec: &mut OpRecorder) -> Result<Status, SyncError> {
 impl SyncService {
     /// The library's sync status (local state only: no requests).
     pub async fn status(&self) -> Result<Status, SyncError> {
-        self.with_db(read_status).await
+        // The service migrated the tables when it was built.
+        self.with_db(status_of).await
     }
 
     /// Pushes then pulls, recording the outcome for status.
