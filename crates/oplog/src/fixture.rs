@@ -50,6 +50,17 @@ pub fn library_on(conn: Connection, wall: WallClock) -> Result<OpRecorder, Oplog
     OpRecorder::with_connection(conn, wall, &BAE_SCHEMA)
 }
 
+/// [`library_on`] for a library whose device id, if it has none yet, is
+/// `device`: a deterministic simulation replays a seed with the same ids.
+pub fn library_as(
+    conn: Connection,
+    wall: WallClock,
+    device: bae_hlc::DeviceId,
+) -> Result<OpRecorder, OplogError> {
+    create_bae_library(&conn)?;
+    OpRecorder::with_connection_as(conn, wall, &BAE_SCHEMA, || device)
+}
+
 /// A row to insert: table, id, fields (synced and local-only alike).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewRow {

@@ -36,9 +36,21 @@ impl OpRecorder {
     /// tables, makes the device id on first start and restores the clock
     /// from its persisted value. The host's tables are never changed.
     pub fn with_connection(
+        conn: Connection,
+        wall: WallClock,
+        schema: &'static SyncSchema,
+    ) -> Result<Self, OplogError> {
+        Self::with_connection_as(conn, wall, schema, DeviceId::random)
+    }
+
+    /// [`OpRecorder::with_connection`], taking the device id from
+    /// `new_device` if the library has none yet (deterministic
+    /// simulations need the same ids on every run).
+    pub(crate) fn with_connection_as(
         mut conn: Connection,
         wall: WallClock,
         schema: &'static SyncSchema,
+        new_device: impl FnOnce() -> DeviceId,
     ) -> Result<Self, OplogError> {
         configure(&conn)?;
         schema.check(&conn)?;
@@ -60,7 +72,7 @@ impl OpRecorder {
                 (device.parse()?, clock)
             }
             None => {
-                let device = DeviceId::random();
+                let device = new_device();
                 let clock = Clock::new(wall, DEFAULT_MAX_DRIFT_MS);
                 tx.execute(
                     "INSERT INTO bae_sync_device (id, device_id, clock) VALUES (1, ?1, ?2)",

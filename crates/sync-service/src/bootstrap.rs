@@ -13,7 +13,9 @@
 //! the library's synced rows and merge state are replaced by the staged
 //! ones (rows updated in place, so local-only columns survive; rows the
 //! checkpoint lacks are deleted, except rows this device inserted after the
-//! checkpoint's cursor for it). Cursors are reset to the checkpoint's. The
+//! checkpoint's cursor for it and rows another device inserted, which come
+//! from its batches after the checkpoint). Cursors are reset to the
+//! checkpoint's, so the next pull applies every later batch again. The
 //! same transaction records `bae_sync_library.checkpoint_replay_after` = the
 //! checkpoint's cursor for this device; this device's own batches after it
 //! (pushed or not) are then replayed through merge as writes stamped with
@@ -36,6 +38,9 @@ use rusqlite::{params, Connection};
 use std::io::BufReader;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
+
+/// How many checkpoints, newest first, a recovery after a GC'd range tries.
+pub(crate) const RECOVERY_TRIES: usize = 4;
 
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
@@ -98,49 +103,94 @@ impl SyncService {
         }
     }
 
-    /// Recovery for a pull that found a device's next batch missing: if the
-    /// newest checkpoint covers a missing batch (`gaps`: device, first
-    /// missing seq), restores it and replays local batches. Returns whether
-    /// it did.
+    /// Recovery for a pull that found a device's next batch missing: restores
+    /// the newest checkpoint that covers a missing batch (`gaps`: device,
+    /// first missing seq) and can be restored without losing anything (see
+    /// [`Self::can_recover_from`]), then replays local batches. Older
+    /// checkpoints are tried too (at most [`RECOVERY_TRIES`] in all): the
+    /// newest may not cover the gap, e.g. one written by a device whose
+    /// clock ran ahead, so it sorts last without having seen the batches GC
+    /// deleted under an older one. Returns whether it recovered.
     pub(crate) async fn recover_from_checkpoint(
         &self,
         gaps: &[(DeviceId, u64)],
     ) -> Result<bool, SyncError> {
-        let (opened, rejected) = self.newest_checkpoint().await?;
-        let Some(opened) = opened else {
-            return Ok(false);
-        };
+        let applied = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
+        let mut rejected = Vec::new();
+        let mut below = None;
+        for _ in 0..RECOVERY_TRIES {
+            let (opened, skipped) = self.newest_checkpoint_below(below.as_ref()).await?;
+            rejected.extend(skipped);
+            let Some(opened) = opened else {
+                return Ok(false);
+            };
+            below = Some(opened.id.clone());
+            if !self.can_recover_from(&opened, gaps, &applied).await? {
+                continue;
+            }
+            match self.restore(opened, &rejected).await {
+                Ok(report) => {
+                    tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
+                    return Ok(true);
+                }
+                // Not recovering from it leaves the library whole.
+                Err(e @ SyncError::Invalid { .. }) => {
+                    tracing::warn!(error = %e, "not recovering from this checkpoint");
+                    rejected.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `opened` covers one of the `gaps`, and every batch this
+    /// library has applied beyond it (`applied`: cursor per device) is still
+    /// in the bucket. The checkpoint may be behind this library on some
+    /// streams (this device applied batches its writer had not): the
+    /// restore resets those cursors to the checkpoint's and the pull after
+    /// it applies the batches again, so none may be gone.
+    async fn can_recover_from(
+        &self,
+        opened: &OpenedCheckpoint,
+        gaps: &[(DeviceId, u64)],
+        applied: &std::collections::BTreeMap<DeviceId, u64>,
+    ) -> Result<bool, SyncError> {
         if !gaps
             .iter()
             .any(|(d, missing)| opened.header.cursor_of(*d) >= *missing)
         {
             return Ok(false);
         }
-        // Never replace this library's state by a checkpoint that is behind
-        // it on any stream: rows from the batches it lacks would go (with
-        // this device's writes under them), and nothing would bring them
-        // back.
-        let applied = self
-            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
-            .await?;
-        if let Some((d, seq)) = applied
-            .iter()
-            .find(|(d, seq)| opened.header.cursor_of(**d) < **seq)
-        {
-            tracing::warn!(checkpoint = %opened.key, device = %d, applied = seq, "newest checkpoint is behind this device; not recovering from it");
-            return Ok(false);
-        }
-        let report = match self.restore(opened, &rejected).await {
-            Ok(report) => report,
-            // Not recovering leaves the gap reported, and the library whole.
-            Err(e @ SyncError::Invalid { .. }) => {
-                tracing::warn!(error = %e, "not recovering from the newest checkpoint");
+        for (&device, &seq) in applied {
+            let from = opened.header.cursor_of(device);
+            if from < seq && !self.stream_in_bucket(device, from + 1, seq).await? {
+                tracing::warn!(checkpoint = %opened.key, %device, applied = seq, "checkpoint is behind this device and the batches between are gone; not recovering from it");
                 return Ok(false);
             }
-            Err(e) => return Err(e),
-        };
-        tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
+        }
         Ok(true)
+    }
+
+    /// Whether `device`'s batches `first..=last` are all in the bucket.
+    async fn stream_in_bucket(
+        &self,
+        device: DeviceId,
+        first: u64,
+        last: u64,
+    ) -> Result<bool, SyncError> {
+        let listed: std::collections::BTreeSet<u64> = self
+            .store
+            .list(&bae_storage_s3::layout::ops_prefix(&device))
+            .await?
+            .iter()
+            .filter_map(|key| bae_storage_s3::layout::parse_ops_key(key).ok())
+            .filter(|(d, _)| *d == device)
+            .map(|(_, seq)| seq)
+            .collect();
+        Ok((first..=last).all(|seq| listed.contains(&seq)))
     }
 
     /// Restores an opened checkpoint. The records are loaded on a
@@ -307,6 +357,7 @@ fn replace_from(
         schema,
         staging,
         BatchSeq(after),
+        device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
             tx.execute(

@@ -1,0 +1,862 @@
+//! Deterministic simulation (in the spirit of FoundationDB's and
+//! TigerBeetle's): a seed drives several devices sharing one in-process
+//! bucket through edits, pushes, pulls, checkpoints, GC, late joins and
+//! restarts, while the bucket injects faults. When the faults stop and every
+//! device has synced, every device must hold the same synced tables, and
+//! every acknowledged write must be there (see [`Sim::check`]).
+//!
+//! Faults, each decided by a hash of (seed, device, request, its count) so
+//! a seed replays the same faults whatever order concurrent requests take:
+//! - a **crash** of a device at a request boundary: that request and every
+//!   later one of the device fail until the harness restarts it (drops its
+//!   service and reopens its database from the file);
+//! - requests that **fail** transiently, and **puts that land but report
+//!   failure** (the response was lost);
+//! - **truncated** bodies and **stale or reordered LISTs** (the newest
+//!   objects missing, keys out of order);
+//! - **clock skew** within the drift bound, and a device beyond it (its
+//!   batches are held by the others until their clocks catch up);
+//! - a **slow device** that stays away while others checkpoint and GC
+//!   (it recovers from the checkpoint), and a **late joiner** that
+//!   bootstraps from one.
+//!
+//! A failing seed prints the line that replays it:
+//! `BAE_SIM_SEED=N cargo test -p bae-sync-service --test simulation replay -- --nocapture`.
+//! `cargo xtask soak --seconds N` runs seeds for as long as asked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_trait::async_trait;
+use bae_crypto::LibraryKey;
+use bae_hlc::{DeviceId, Stamp, WallClock};
+use bae_oplog::fixture::{demo_album, library_as};
+use bae_oplog::{
+    batch_ops, canonical_dump, BatchSeq, OpKind as Kind, OpRecorder, Value, BAE_SCHEMA,
+};
+use bae_storage_s3::{MemoryStore, ObjectMeta, ObjectStore, StoreError};
+use bae_sync_service::{SyncError, SyncService, GC_GRACE};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Simulated wall time at the start (2027-01-15).
+const EPOCH_MS: i64 = 1_800_000_000_000;
+/// The drift bound every device applies.
+const DRIFT_MS: i64 = bae_hlc::DEFAULT_MAX_DRIFT_MS as i64;
+
+/// Faults injected, by kind.
+#[derive(Default, Debug, Clone)]
+struct FaultCounts(BTreeMap<&'static str, u64>);
+
+impl FaultCounts {
+    fn add(&mut self, kind: &'static str) {
+        *self.0.entry(kind).or_default() += 1;
+    }
+    fn merge(&mut self, other: &FaultCounts) {
+        for (k, n) in &other.0 {
+            *self.0.entry(k).or_default() += n;
+        }
+    }
+    fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+impl std::fmt::Display for FaultCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// SplitMix64: a deterministic stream from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+    /// A number in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Fault probabilities per request while faults are on.
+#[derive(Clone, Copy)]
+struct FaultRates {
+    crash: f64,
+    fail: f64,
+    lost_ack: f64,
+    truncate: f64,
+    stale_list: f64,
+    shuffle_list: f64,
+}
+
+const RATES: FaultRates = FaultRates {
+    crash: 0.004,
+    fail: 0.02,
+    lost_ack: 0.02,
+    truncate: 0.01,
+    stale_list: 0.05,
+    shuffle_list: 0.05,
+};
+
+/// One device's view of the shared bucket, injecting its faults.
+#[derive(Debug)]
+struct SimStore {
+    inner: Arc<MemoryStore>,
+    /// Keys in the order they were written, by every device.
+    written: Arc<Mutex<Vec<String>>>,
+    seed: u64,
+    device: u64,
+    state: Mutex<StoreState>,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    faults_on: bool,
+    crashed: bool,
+    calls: HashMap<(u8, String), u64>,
+    injected: FaultCounts,
+}
+
+/// What the store decided for one request.
+struct Roll {
+    fault: f64,
+    param: u64,
+}
+
+impl SimStore {
+    fn roll(&self, kind: u8, key: &str) -> Option<Roll> {
+        let mut st = self.state.lock().unwrap();
+        let n = st.calls.entry((kind, key.to_owned())).or_default();
+        *n += 1;
+        let n = *n;
+        if !st.faults_on {
+            return None;
+        }
+        // A checkpoint's key ends in a random suffix: the roll leaves it out.
+        let stable = match key.strip_prefix("checkpoints/") {
+            Some(rest) => rest.split('-').next().unwrap_or(rest),
+            None => key,
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.seed, self.device, kind, stable, n).hash(&mut h);
+        let mut rng = Rng(h.finish());
+        Some(Roll {
+            fault: (rng.next() >> 11) as f64 / (1u64 << 53) as f64,
+            param: rng.next(),
+        })
+    }
+
+    fn count(&self, kind: &'static str) {
+        self.state.lock().unwrap().injected.add(kind);
+    }
+
+    /// Fails if the device has crashed; may crash it now or fail this
+    /// request. Returns the roll for the request's own faults.
+    fn before(&self, kind: u8, key: &str) -> Result<Option<Roll>, StoreError> {
+        if self.state.lock().unwrap().crashed {
+            return Err(crashed());
+        }
+        let Some(roll) = self.roll(kind, key) else {
+            return Ok(None);
+        };
+        let mut p = roll.fault;
+        if p < RATES.crash {
+            self.state.lock().unwrap().crashed = true;
+            self.count("crash");
+            return Err(crashed());
+        }
+        p -= RATES.crash;
+        if p < RATES.fail {
+            self.count("request failed");
+            return Err(StoreError::Transient {
+                detail: format!("simulated failure of {key}"),
+            });
+        }
+        Ok(Some(Roll {
+            fault: p - RATES.fail,
+            param: roll.param,
+        }))
+    }
+
+    fn crashed(&self) -> bool {
+        self.state.lock().unwrap().crashed
+    }
+}
+
+/// `BAE_SIM_WATCH=SUBSTRING` prints every put and delete of a matching key
+/// (to follow one object through a failing seed).
+fn watch(device: u64, what: &str, key: &str) {
+    if let Some(w) = std::env::var_os("BAE_SIM_WATCH") {
+        if key.contains(w.to_string_lossy().as_ref()) {
+            eprintln!("  d{device} {what} {key}");
+        }
+    }
+}
+
+fn crashed() -> StoreError {
+    StoreError::Transient {
+        detail: "simulated crash: the device is down".into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for SimStore {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        watch(self.device, "put", key);
+        let roll = self.before(0, key)?;
+        self.inner.put(key, bytes).await?;
+        self.written.lock().unwrap().push(key.to_owned());
+        if roll.is_some_and(|r| r.fault < RATES.lost_ack) {
+            self.count("put landed, reply lost");
+            return Err(StoreError::Transient {
+                detail: format!("simulated lost reply for {key}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+        let roll = self.before(1, key)?;
+        let mut body = self.inner.get(key, max_bytes).await?;
+        if let Some(r) = roll.filter(|r| r.fault < RATES.truncate) {
+            if !body.is_empty() {
+                self.count("truncated body");
+                body.truncate((r.param % body.len() as u64) as usize);
+            }
+        }
+        Ok(body)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        self.before(2, key)?;
+        self.inner.get_range(key, range).await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.before(3, key)?;
+        self.inner.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let roll = self.before(4, prefix)?;
+        let mut keys = self.inner.list(prefix).await?;
+        if let Some(r) = roll {
+            if r.fault < RATES.stale_list {
+                // An eventually consistent LIST: the newest few writes under
+                // the prefix are not listed yet.
+                let hide = 1 + r.param % 3;
+                let recent: Vec<String> = self
+                    .written
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .filter(|k| k.starts_with(prefix))
+                    .take(hide as usize)
+                    .cloned()
+                    .collect();
+                keys.retain(|k| !recent.contains(k));
+                self.count("stale list");
+            } else if r.fault < RATES.stale_list + RATES.shuffle_list && keys.len() > 1 {
+                let mut rng = Rng(r.param);
+                for i in (1..keys.len()).rev() {
+                    keys.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                self.count("list out of order");
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        watch(self.device, "delete", key);
+        let roll = self.before(5, key)?;
+        self.inner.delete(key).await?;
+        if roll.is_some_and(|r| r.fault < RATES.lost_ack) {
+            self.count("delete landed, reply lost");
+            return Err(StoreError::Transient {
+                detail: format!("simulated lost reply for delete of {key}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One simulated device.
+struct Device {
+    name: String,
+    path: PathBuf,
+    /// Its wall clock's offset from simulated time.
+    skew_ms: i64,
+    store: Arc<SimStore>,
+    /// `None` while down (crashed and not restarted, or not joined yet).
+    service: Option<SyncService>,
+    /// Steps during which the device stays away (no sync).
+    away_until: u64,
+}
+
+/// One acknowledged field write: its stamp and value.
+type FieldWrites = BTreeMap<(String, String, String), (Stamp, Value)>;
+
+/// What a run did, for the soak summary.
+#[derive(Default)]
+struct RunStats {
+    steps: u64,
+    devices: usize,
+    writes: u64,
+    faults: FaultCounts,
+    restarts: u64,
+    errors: u64,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    dir: tempfile::TempDir,
+    bucket: Arc<MemoryStore>,
+    written: Arc<Mutex<Vec<String>>>,
+    key: LibraryKey,
+    devices: Vec<Device>,
+    now_ms: i64,
+    step: u64,
+    next_album: u64,
+    /// The newest acknowledged write of each field.
+    writes: FieldWrites,
+    /// Rows some device deleted (directly or by cascade): their fate is
+    /// only checked for agreement between devices.
+    deleted: BTreeSet<(String, String)>,
+    stats: RunStats,
+    faults: FaultCounts,
+}
+
+impl Sim {
+    fn new(seed: u64, devices: usize) -> Sim {
+        let mut sim = Sim {
+            seed,
+            rng: Rng(mix(seed ^ 0x5EED)),
+            dir: tempfile::tempdir().unwrap(),
+            bucket: Arc::new(MemoryStore::new()),
+            written: Arc::new(Mutex::new(Vec::new())),
+            key: LibraryKey::generate(),
+            devices: Vec::new(),
+            now_ms: EPOCH_MS,
+            step: 0,
+            next_album: 0,
+            writes: BTreeMap::new(),
+            deleted: BTreeSet::new(),
+            stats: RunStats::default(),
+            faults: FaultCounts::default(),
+        };
+        for i in 0..devices {
+            let skew = sim.rng.below(60_000) as i64 - 30_000;
+            sim.add_device(i, skew);
+        }
+        sim.stats.devices = devices;
+        sim
+    }
+
+    fn add_device(&mut self, i: usize, skew_ms: i64) {
+        let name = format!("d{i}");
+        let store = Arc::new(SimStore {
+            inner: self.bucket.clone(),
+            written: self.written.clone(),
+            seed: self.seed,
+            device: i as u64,
+            state: Mutex::new(StoreState::default()),
+        });
+        self.devices.push(Device {
+            path: self.dir.path().join(format!("{name}.db")),
+            name,
+            skew_ms,
+            store,
+            service: None,
+            away_until: 0,
+        });
+    }
+
+    fn set_faults(&mut self, on: bool) {
+        for d in &self.devices {
+            d.store.state.lock().unwrap().faults_on = on;
+        }
+    }
+
+    /// Opens (or reopens, after a crash) a device's database and service.
+    fn start(&mut self, i: usize) {
+        let wall = self.now_ms + self.devices[i].skew_ms;
+        let d = &mut self.devices[i];
+        d.store.state.lock().unwrap().crashed = false;
+        let conn = rusqlite::Connection::open(&d.path).unwrap();
+        // Device ids from the seed: bucket keys, and so the faults they
+        // draw, are the same on every replay.
+        let id = DeviceId::from_bytes((u128::from(mix(self.seed)) << 64 | i as u128).to_be_bytes());
+        let rec = library_as(conn, WallClock::Manual(wall), id).unwrap();
+        let store: Arc<dyn ObjectStore> = d.store.clone();
+        d.service = Some(SyncService::new(rec, store, self.key.clone()).unwrap());
+    }
+
+    /// Moves simulated time on and every running device's wall clock with it.
+    async fn tick(&mut self, ms: i64) {
+        self.now_ms += ms;
+        for d in &self.devices {
+            if let Some(s) = &d.service {
+                let wall = self.now_ms + d.skew_ms;
+                s.with_db(move |rec| {
+                    rec.clock().set_wall_millis(wall);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    /// One random step.
+    async fn step(&mut self) {
+        self.step += 1;
+        self.stats.steps += 1;
+        let ms = self.rng.below(3_000) as i64;
+        self.tick(ms).await;
+        let i = self.rng.below(self.devices.len() as u64) as usize;
+        if self.devices[i].service.is_none() {
+            // Down: the next step that picks it restarts it (a late joiner
+            // starts from the newest checkpoint).
+            let joining = !self.devices[i].path.exists();
+            self.start(i);
+            self.stats.restarts += 1;
+            if joining {
+                let r = self.service(i).bootstrap_from_checkpoint().await;
+                self.note(i, r.map(|_| ()));
+            }
+            return;
+        }
+        let roll = self.rng.below(100);
+        let away = self.step < self.devices[i].away_until;
+        if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+            eprintln!(
+                "step {} d{i}: roll {roll}{}",
+                self.step,
+                if away { " (away)" } else { "" }
+            );
+        }
+        match roll {
+            0..=44 => self.write(i).await,
+            45..=69 if !away => {
+                let r = self.service(i).sync().await.map(|_| ());
+                self.note(i, r);
+            }
+            70..=77 if !away => {
+                let r = self.service(i).push().await.map(|_| ());
+                self.note(i, r);
+            }
+            78..=85 if !away => {
+                let r = self.service(i).pull().await.map(|_| ());
+                self.note(i, r);
+            }
+            86..=89 if !away => {
+                let r = self.service(i).checkpoint().await.map(|_| ());
+                self.note(i, r);
+            }
+            90..=92 if !away => {
+                let now = self.now_ms;
+                let r = self.service(i).gc(now, GC_GRACE, true).await.map(|_| ());
+                self.note(i, r);
+            }
+            93..=95 => {
+                // The device goes away for a while (others may GC past it).
+                self.devices[i].away_until = self.step + 20 + self.rng.below(60);
+            }
+            96..=97 => {
+                // A clock beyond the drift bound for a while.
+                self.devices[i].skew_ms = DRIFT_MS + 60_000;
+                self.tick(0).await;
+            }
+            _ => {
+                self.devices[i].skew_ms = self.rng.below(60_000) as i64 - 30_000;
+                self.tick(0).await;
+            }
+        }
+        if self.devices[i].store.crashed() {
+            // The process died at that request: nothing in memory survives.
+            self.devices[i].service = None;
+        }
+    }
+
+    fn service(&self, i: usize) -> &SyncService {
+        self.devices[i].service.as_ref().unwrap()
+    }
+
+    /// An operation's outcome: errors are expected while faults are on
+    /// (the next attempt retries); anything but a store or cancellation
+    /// error is a bug the check would also catch, so it is logged.
+    fn note(&mut self, i: usize, r: Result<(), SyncError>) {
+        if let Err(e) = r {
+            self.stats.errors += 1;
+            if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+                eprintln!("step {} {}: {e}", self.step, self.devices[i].name);
+            }
+        }
+    }
+
+    /// A recorded edit on device `i`: import an album, retitle one, change
+    /// a track, or (rarely) delete an album. Remembers every field write it
+    /// acknowledged (committed).
+    async fn write(&mut self, i: usize) {
+        let choice = self.rng.below(100);
+        let pick = self.rng.next();
+        let index = self.next_album;
+        let seed = self.seed;
+        let label = format!("{}-{}", self.devices[i].name, self.step);
+        let result = self
+            .service(i)
+            .with_db(move |rec| {
+                let ids = |rec: &mut OpRecorder, table: &str| -> Vec<String> {
+                    let mut stmt = rec
+                        .sync_parts()
+                        .0
+                        .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+                        .unwrap();
+                    let ids = stmt
+                        .query_map([], |r| r.get::<_, String>(0))
+                        .unwrap()
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap();
+                    ids
+                };
+                let albums = ids(rec, "albums");
+                let mut tx = rec.transaction()?;
+                let imported = if albums.len() < 4 || choice < 15 {
+                    demo_album(seed, index, 2).write(&mut tx)?;
+                    true
+                } else if choice < 55 {
+                    let a = &albums[(pick % albums.len() as u64) as usize];
+                    tx.update("albums", a, &[("title", Value::from(label.as_str()))])?;
+                    false
+                } else if choice < 95 {
+                    drop(tx);
+                    let tracks = ids(rec, "tracks");
+                    let mut tx = rec.transaction()?;
+                    let t = &tracks[(pick % tracks.len() as u64) as usize];
+                    tx.update(
+                        "tracks",
+                        t,
+                        &[
+                            ("title", Value::from(label.as_str())),
+                            ("duration_ms", Value::Integer((pick % 600_000) as i64)),
+                        ],
+                    )?;
+                    let seq = tx.commit()?;
+                    return Ok((false, written(rec, seq)?));
+                } else {
+                    let a = &albums[(pick % albums.len() as u64) as usize];
+                    tx.delete("albums", a)?;
+                    false
+                };
+                let seq = tx.commit()?;
+                Ok((imported, written(rec, seq)?))
+            })
+            .await;
+        match result {
+            Ok((imported, ops)) => {
+                if imported {
+                    self.next_album += 1;
+                }
+                self.stats.writes += 1;
+                let device = self.service(i).device();
+                for op in ops {
+                    if let Some(w) = std::env::var_os("BAE_SIM_WATCH") {
+                        if op.row_id.contains(w.to_string_lossy().as_ref()) {
+                            eprintln!(
+                                "  step {} d{i} {:?} {} {} at {}",
+                                self.step, op.kind, op.table, op.row_id, op.hlc
+                            );
+                        }
+                    }
+                    let stamp = Stamp::new(op.hlc, device);
+                    if op.kind == Kind::Delete {
+                        self.deleted.insert((op.table.clone(), op.row_id.clone()));
+                    }
+                    for (col, value) in op.fields {
+                        let field = (op.table.clone(), op.row_id.clone(), col);
+                        match self.writes.get(&field) {
+                            Some((s, _)) if *s >= stamp => {}
+                            _ => {
+                                self.writes.insert(field, (stamp, value));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => panic!("seed {}: a local write failed: {e}", self.seed),
+        }
+    }
+
+    /// Faults stop, clocks settle and move past the drift bound, every
+    /// device comes back and syncs until nothing moves.
+    async fn settle(&mut self) {
+        for d in &self.devices {
+            self.faults.merge(&d.store.state.lock().unwrap().injected);
+        }
+        self.set_faults(false);
+        for i in 0..self.devices.len() {
+            self.devices[i].skew_ms = 0;
+            self.devices[i].away_until = 0;
+            if self.devices[i].service.is_none() {
+                let joining = !self.devices[i].path.exists();
+                self.start(i);
+                if joining {
+                    self.service(i).bootstrap_from_checkpoint().await.unwrap();
+                }
+            }
+        }
+        self.tick(DRIFT_MS + 120_000).await;
+        for round in 0..3 {
+            for i in 0..self.devices.len() {
+                let r = self.service(i).sync().await;
+                if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+                    eprintln!(
+                        "settle {round} d{i}: {:?}",
+                        r.as_ref()
+                            .map(|(p, l)| (p.batches, l.applied, l.problems.len()))
+                    );
+                }
+                if let Err(e) = r {
+                    panic!(
+                        "seed {}: {} did not sync after the faults stopped (round {round}): {e}",
+                        self.seed, self.devices[i].name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every device holds the same synced tables, no batch is reported as a
+    /// problem, and every acknowledged write to a row nobody deleted is
+    /// there with the newest value written to its field.
+    async fn check(&mut self) -> Result<(), String> {
+        let mut dumps = Vec::new();
+        for d in &self.devices {
+            let s = d.service.as_ref().unwrap();
+            let dump = s
+                .with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
+                .await
+                .unwrap();
+            let status = s.status().await.unwrap();
+            if !status.problems.is_empty() && std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+                eprintln!(
+                    "heads in the bucket: {:?}",
+                    self.bucket.list("heads/").await
+                );
+            }
+            if !status.problems.is_empty() {
+                return Err(format!(
+                    "{} still reports problems after settling: {:?}; its cursors: {:?}",
+                    d.name, status.problems, status.devices
+                ));
+            }
+            dumps.push((d.name.clone(), dump));
+        }
+        for (name, dump) in &dumps[1..] {
+            if *dump != dumps[0].1 {
+                return Err(format!(
+                    "{name} diverged from {}:\n{}",
+                    dumps[0].0,
+                    first_difference(&dumps[0].1, dump)
+                ));
+            }
+        }
+        let s = self.devices[0].service.as_ref().unwrap();
+        let writes: Vec<_> = self
+            .writes
+            .iter()
+            .filter(|((t, r, _), _)| !self.deleted.contains(&(t.clone(), r.clone())))
+            .map(|((t, r, c), (_, v))| (t.clone(), r.clone(), c.clone(), v.clone()))
+            .collect();
+        let lost = s
+            .with_db(move |rec| {
+                let mut lost = String::new();
+                for (t, r, c, v) in writes {
+                    let have: Option<Value> = rec
+                        .sync_parts()
+                        .0
+                        .query_row(&format!("SELECT {c} FROM {t} WHERE id = ?1"), [&r], |row| {
+                            Ok(Value::from(row.get_ref(0)?))
+                        })
+                        .ok();
+                    if have.as_ref() != Some(&v) {
+                        let _ = writeln!(lost, "{t} {r} {c}: wrote {v:?}, found {have:?}");
+                    }
+                }
+                Ok(lost)
+            })
+            .await
+            .unwrap();
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("acknowledged writes lost:\n{lost}"))
+        }
+    }
+}
+
+/// The ops a committed batch recorded (none for an empty transaction).
+fn written(rec: &mut OpRecorder, seq: Option<BatchSeq>) -> Result<Vec<bae_oplog::Op>, SyncError> {
+    let Some(seq) = seq else {
+        return Ok(Vec::new());
+    };
+    let (conn, _, _) = rec.sync_parts();
+    Ok(batch_ops(conn, &BAE_SCHEMA, seq)?)
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..a.len().max(b.len()) {
+        if a.get(i) != b.get(i) {
+            return format!(
+                "line {i}: {:?}\n   vs: {:?}",
+                a.get(i).unwrap_or(&"<end>"),
+                b.get(i).unwrap_or(&"<end>")
+            );
+        }
+    }
+    "no line differs".into()
+}
+
+/// Runs one seed to the end; returns its stats, or the failure with the
+/// line that replays it.
+async fn run_seed(seed: u64, steps: u64) -> Result<RunStats, String> {
+    let devices = 2 + (mix(seed) % 3) as usize;
+    let mut sim = Sim::new(seed, devices);
+    sim.start(0);
+    // A late joiner: its database does not exist until it first runs.
+    let late = devices - 1;
+    for i in 1..late {
+        sim.start(i);
+    }
+    sim.set_faults(true);
+    for _ in 0..steps {
+        sim.step().await;
+    }
+    sim.settle().await;
+    let faults = sim.faults.clone();
+    match sim.check().await {
+        Ok(()) => {
+            sim.stats.faults = faults;
+            Ok(std::mem::take(&mut sim.stats))
+        }
+        Err(why) => Err(format!(
+            "seed {seed} diverged ({devices} devices, {steps} steps): {why}\n\
+             replay: BAE_SIM_SEED={seed} BAE_SIM_STEPS={steps} cargo test -p bae-sync-service --test simulation replay -- --nocapture"
+        )),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    // `RUST_LOG=warn` (or finer) shows what the engine did in a replay.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Seeds that once diverged, with their steps, each fixed since:
+/// - 4, 123: a device that missed a GC'd range but had applied batches the
+///   checkpoint's writer had not refused to recover, and a checkpoint that
+///   lacked rows inserted by those batches was refused as unexplained;
+/// - 13, 54, 128: the newest checkpoint (written by a device whose clock ran
+///   ahead) did not cover the GC'd range and recovery tried no older one.
+const REGRESSIONS: &[(u64, u64)] = &[(4, 300), (13, 300), (54, 300), (123, 300), (128, 300)];
+
+/// The fixed seeds CI runs, and the regression seeds.
+#[test]
+fn fixed_seeds_converge_without_losing_a_write() {
+    let rt = runtime();
+    let mut faults = FaultCounts::default();
+    let fixed = (1..=6).map(|seed| (seed, 150));
+    for (seed, steps) in fixed.chain(REGRESSIONS.iter().copied()) {
+        match rt.block_on(run_seed(seed, steps)) {
+            Ok(stats) => faults.merge(&stats.faults),
+            Err(why) => panic!("{why}"),
+        }
+    }
+    // The harness is only worth something if it injected faults.
+    assert!(faults.total() > 0, "no fault injected");
+}
+
+/// Replays one seed: `BAE_SIM_SEED=N [BAE_SIM_STEPS=S]`.
+#[test]
+fn replay() {
+    let Some(seed) = env_u64("BAE_SIM_SEED") else {
+        return;
+    };
+    let steps = env_u64("BAE_SIM_STEPS").unwrap_or(150);
+    match runtime().block_on(run_seed(seed, steps)) {
+        Ok(s) => println!(
+            "seed {seed}: converged; {} devices, {} steps, {} writes, {} restarts, {} failed operations; faults: {}",
+            s.devices, s.steps, s.writes, s.restarts, s.errors, s.faults
+        ),
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// `cargo xtask soak --seconds N`: seeds from `BAE_SOAK_FIRST_SEED`
+/// (default 1000) for `BAE_SOAK_SECONDS`; prints a summary and fails with
+/// every diverging seed's replay line.
+#[test]
+#[ignore = "long; run by `cargo xtask soak`"]
+fn soak() {
+    let seconds = env_u64("BAE_SOAK_SECONDS").unwrap_or(60);
+    let first = env_u64("BAE_SOAK_FIRST_SEED").unwrap_or(1000);
+    let steps = env_u64("BAE_SIM_STEPS").unwrap_or(300);
+    let rt = runtime();
+    let start = std::time::Instant::now();
+    let (mut seeds, mut devices, mut writes) = (0u64, 0usize, 0u64);
+    let mut faults = FaultCounts::default();
+    let mut failures = Vec::new();
+    let mut seed = first;
+    while start.elapsed().as_secs() < seconds {
+        match rt.block_on(run_seed(seed, steps)) {
+            Ok(s) => {
+                devices += s.devices;
+                writes += s.writes;
+                faults.merge(&s.faults);
+            }
+            Err(why) => {
+                eprintln!("{why}");
+                failures.push(seed);
+            }
+        }
+        seeds += 1;
+        seed += 1;
+    }
+    println!(
+        "soak: {seeds} seeds ({first}..{seed}) in {} s, {devices} simulated devices, {writes} acknowledged writes, {steps} steps each; faults injected: {} ({}); divergences: {}",
+        start.elapsed().as_secs(),
+        faults.total(),
+        faults,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "diverging seeds: {failures:?}");
+}
