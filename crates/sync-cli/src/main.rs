@@ -727,7 +727,8 @@ fn check_pages(rec: &OpRecorder, path: &Path) -> Result<(), CliError> {
         [ok] if ok == "ok" => Ok(()),
         problems => Err(CliError::Damaged {
             path: path.display().to_string(),
-            detail: problems.join("; "),
+            // quick_check's lines may hold newlines; the error is one line.
+            detail: problems.join("\n").lines().collect::<Vec<_>>().join("; "),
         }),
     }
 }

@@ -248,7 +248,7 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
     let out = run(&w, &["pull", "--library", &desktop]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&key), "{stderr}");
-    assert_eq!(out.status.code(), Some(2), "rejected batches: {stderr}");
+    assert_eq!(out.status.code(), Some(3), "rejected batches: {stderr}");
     assert!(stderr.contains("push --repair"), "{stderr}");
     let status = ok(&w, &["status", "--library", &desktop]);
     assert!(
