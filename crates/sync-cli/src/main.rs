@@ -845,3 +845,48 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_exit_status_is_listed_in_help() {
+        for status in [
+            Exit::Done,
+            Exit::Error,
+            Exit::Usage,
+            Exit::Rejected,
+            Exit::Busy,
+        ] {
+            let line = format!("\n  {}  ", status as u8);
+            assert!(exit::EXIT_HELP.contains(&line), "{status:?}");
+        }
+    }
+
+    fn check_help(command: &clap::Command, path: &str) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "{path} {id} has no help");
+        }
+        for sub in command.get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "{path} {} has no help",
+                sub.get_name()
+            );
+            check_help(sub, &format!("{path} {}", sub.get_name()));
+        }
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_help() {
+        check_help(&Cli::command(), "bae-sync");
+    }
+}
