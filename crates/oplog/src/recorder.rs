@@ -212,10 +212,8 @@ impl Recording<'_> {
 
     /// Deletes a row and everything that depends on it through synced foreign
     /// keys, recording a delete op for each row (dependents first), as the
-    /// database's `ON DELETE CASCADE` removes them. Returns how many synced
-    /// rows went (the row and its dependents; 1 for a local-only table,
-    /// whose cascade is not followed).
-    pub fn delete(&mut self, table: &str, row_id: &str) -> Result<usize, OplogError> {
+    /// database's `ON DELETE CASCADE` removes them.
+    pub fn delete(&mut self, table: &str, row_id: &str) -> Result<(), OplogError> {
         check_ident(table)?;
         let exists: bool = self
             .tx
@@ -229,7 +227,6 @@ impl Recording<'_> {
                 row_id: row_id.into(),
             });
         }
-        let mut removed = 1;
         if let Some(synced) = self.schema.table(table) {
             let mut order = Vec::new();
             let mut seen = HashSet::new();
@@ -237,12 +234,11 @@ impl Recording<'_> {
             for (t, id) in &order {
                 self.record(t, id, OpKind::Delete, &[])?;
             }
-            removed = order.len();
         }
         self.tx
             .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
             .execute([row_id])?;
-        Ok(removed)
+        Ok(())
     }
 
     /// Post-order walk: a row's dependents, then the row.
