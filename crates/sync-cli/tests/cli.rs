@@ -274,6 +274,7 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
 fn cli_errors_are_one_line_and_exit_non_zero() {
     let w = World::new(Bucket::Local, "cli-errors");
     let lib = path(w.library("fresh"));
+    ok(&w, &["demo-import", "--library", &lib, "--albums", "1"]);
     let e = fails(&w, &["pull", "--library", &lib]);
     assert!(e.contains("not set up for sync"), "{e}");
     let e = fails(

@@ -127,8 +127,8 @@ fn set_reads_values_by_the_column_type_and_refuses_what_does_not_fit() {
             &["albums.title", "NULL"],
         ),
         (
-            &["bae_sync_device", "1", "clock=0"],
-            &["bae_sync_device", "does not sync"],
+            &["storage_profiles", "1", "name=x"],
+            &["storage_profiles", "does not sync"],
         ),
         (&["op_log", "1", "x=1"], &["op_log", "no table"]),
         (
@@ -188,9 +188,9 @@ fn delete_says_how_many_rows_went_under_the_row() {
     );
     let dump = ok(&w, &["dump", "--library", &lib]);
     assert!(!dump.contains(&album) && dump.contains(&album_id(0)));
-    let e = fails(&w, &["delete", "--library", &lib, "bae_sync_device", "1"]);
+    let e = fails(&w, &["delete", "--library", &lib, "storage_profiles", "1"]);
     assert!(
-        e.contains("bae_sync_device") && e.contains("does not sync"),
+        e.contains("storage_profiles") && e.contains("does not sync"),
         "{e}"
     );
 }
