@@ -14,6 +14,9 @@ use bae_hlc::WallClock;
 use rusqlite::Connection;
 use std::path::Path;
 
+mod edit;
+pub use edit::EditError;
+
 /// bae's library schema at the time of the sync roadmap, as bae's own
 /// migrations create it (the synced tables of [`BAE_SCHEMA`] and bae's
 /// local-only ones).

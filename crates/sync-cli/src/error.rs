@@ -12,8 +12,42 @@ pub enum CliError {
     /// Opening or writing the library failed.
     #[error("library: {0}")]
     Library(#[from] bae_oplog::OplogError),
+    /// `set` or `delete` refused an edit (a name or value that does not fit
+    /// the library's schema).
+    #[error("{0}")]
+    Edit(#[from] bae_oplog::fixture::EditError),
+    /// A command that needs an existing library was given a path with no
+    /// file (only init, join and demo-import create one).
+    #[error("{path}: no such library file (only init, join and demo-import create one)")]
+    NoLibrary {
+        /// The path given.
+        path: String,
+    },
+    /// SQLite found the library file damaged.
+    #[error("{path} is damaged ({detail}); check it with `sqlite3 {path} 'PRAGMA integrity_check'` and restore it from a backup, or join the library again into a new file")]
+    Damaged {
+        /// The library file.
+        path: String,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// `demo --dir` was given a directory that already holds files.
+    #[error(
+        "{path} is not empty: give demo a new or empty directory (or none, for a temporary one)"
+    )]
+    DemoDirInUse {
+        /// The directory.
+        path: String,
+    },
+    /// Writing to stdout failed (other than a closed pipe, which ends the
+    /// command quietly).
+    #[error("stdout: {0}")]
+    Stdout(std::io::Error),
+    /// The reader of stdout went away (`bae-sync dump | head`).
+    #[error("stdout closed")]
+    StdoutClosed,
     /// `set` was given something other than `COLUMN=VALUE`.
-    #[error("bad argument: expected COLUMN=VALUE, got {found:?}")]
+    #[error("bad argument: expected COLUMN=VALUE (or --null COLUMN), got {found:?}")]
     BadAssignment {
         /// The argument as given.
         found: String,
@@ -44,4 +78,22 @@ impl CliError {
             source,
         }
     }
+}
+
+/// What SQLite reported if `e` (or an error under it) says the database
+/// file is damaged or is not a database.
+pub fn damage(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(db) = e.downcast_ref::<rusqlite::Error>() {
+            if matches!(
+                db.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ) {
+                return Some(db.to_string());
+            }
+        }
+        next = e.source();
+    }
+    None
 }

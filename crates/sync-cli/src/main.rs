@@ -8,40 +8,55 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod exit;
 
 use bae_oplog::fixture::{demo_album, open_library, AlbumImport, Library};
-use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
+use bae_oplog::{canonical_dump, OpRecorder, BAE_SCHEMA};
 use bae_sync_service::{library, KeyStore, Progress, Stage};
 use clap::{Parser, Subcommand};
 use error::CliError;
+use exit::Exit;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `println!` for command output: a closed stdout (`bae-sync dump | head`)
+/// is [`CliError::StdoutClosed`], which ends the command quietly, where
+/// `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 #[derive(Parser)]
 #[command(
     name = "bae-sync",
     version,
     about = "Sync a bae library through a bucket",
-    after_help = "Exit status: 0 done; 1 error (one line on stderr); 2 pull, sync or \
-                  server-bootstrap --refresh applied everything except batches it rejected \
-                  (listed on stderr and in `status`)."
+    after_help = exit::EXIT_HELP
 )]
 struct Cli {
-    /// Keep keys in files under this directory instead of the OS keyring.
-    #[arg(long, global = true, env = "BAE_SYNC_HOME")]
+    /// Keep keys in files under this directory instead of the system
+    /// keyring (e.g. ~/.bae-sync).
+    #[arg(long, global = true, env = "BAE_SYNC_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The library file, as every command that works on one takes it.
+const LIBRARY_HELP: &str = "The bae library file (e.g. ~/Music/bae/library.db)";
+
 #[derive(Subcommand)]
 enum Command {
-    /// Create sync state and a library key; first push.
+    /// Set up sync for a library: make its key, push everything to the bucket.
     Init {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        /// A directory path, file:///path, or s3://bucket/prefix?endpoint=...&region=...
-        #[arg(long)]
+        /// Where to sync: a directory (/mnt/nas/bae), file:///mnt/nas/bae, or
+        /// s3://bucket/prefix?endpoint=https://s3.example.com&region=auto
+        #[arg(long, value_name = "URL")]
         bucket: String,
     },
     /// Library key commands.
@@ -49,107 +64,139 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// A new device: take the key, pull everything.
+    /// Set up another device: take the key, pull everything.
     Join {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        #[arg(long)]
+        /// The bucket the library syncs through, as given to init (e.g.
+        /// /mnt/nas/bae or s3://bucket/prefix?endpoint=...)
+        #[arg(long, value_name = "URL")]
         bucket: String,
-        #[arg(long)]
+        /// The key file written by `key export` on a device already set up
+        /// (e.g. library.key)
+        #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
     },
-    /// Import N bae-shaped albums through the OpRecorder.
+    /// Import made-up albums, written as bae writes an import. Albums the
+    /// library already has are skipped, so an interrupted import is resumed
+    /// by running it again.
     DemoImport {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        #[arg(long)]
+        /// How many albums (e.g. 50)
+        #[arg(long, value_name = "N")]
         albums: u64,
+        /// Which set of made-up albums: the same seed makes the same albums
+        /// (e.g. 2)
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Index of the first album (to import more later without clashing).
-        #[arg(long, default_value_t = 0)]
+        /// Number of the first album, to add albums after ones imported
+        /// before (e.g. 50 after `--albums 50`)
+        #[arg(long, value_name = "N", default_value_t = 0)]
         first: u64,
     },
-    /// One recorded edit: TABLE ROW_ID COLUMN=VALUE...
+    /// Change fields of one row, recorded for sync. Values are read by the
+    /// column's type: `year=1999` (a whole number), `title=007` (text, kept
+    /// as typed), `title=` (empty text); `--null year` clears a field.
     Set {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
+        /// A table that syncs (e.g. albums, releases, tracks)
         table: String,
+        /// The row's id (e.g. the id shown by `dump`)
         row_id: String,
-        #[arg(required = true)]
+        /// COLUMN=VALUE, one or more (e.g. title="Blue Train" year=1957)
+        #[arg(value_name = "COLUMN=VALUE", required_unless_present = "null")]
         assignments: Vec<String>,
+        /// Set this column to NULL (no value); repeat for more (e.g. --null year)
+        #[arg(long, value_name = "COLUMN")]
+        null: Vec<String>,
     },
-    /// One recorded delete (with its cascade).
+    /// Delete one row and everything under it (an album takes its releases,
+    /// tracks, files and images), recorded for sync.
     Delete {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
+        /// A table that syncs (e.g. albums)
         table: String,
+        /// The row's id (e.g. the id shown by `dump`)
         row_id: String,
     },
-    /// Upload unpushed batches.
+    /// Upload this device's changes to the bucket.
     Push {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
         /// First re-upload this device's batches that are missing from the
-        /// bucket or do not verify, and rewrite its head.
+        /// bucket or damaged there, and rewrite its head.
         #[arg(long)]
         repair: bool,
     },
-    /// Fetch and merge other devices' batches.
+    /// Fetch and apply the other devices' changes.
     Pull {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
     },
     /// Push, then pull.
     Sync {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
     },
-    /// Sync status (local state only).
+    /// What is waiting to sync and when each device last synced (no network).
+    /// Also checks the library file for damage.
     Status {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
+        /// Print it as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// Canonical, sorted text of the synced tables.
+    /// Print the synced rows as sorted text (two synced devices print the same).
     Dump {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
     },
-    /// Write a checkpoint of the library to the bucket (pushes and pulls first).
+    /// Write a snapshot of the whole library to the bucket, so new devices
+    /// start from it (pushes and pulls first).
     Checkpoint {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
     },
-    /// Delete batches and old checkpoints covered by the newest checkpoint
-    /// once it is 30 days old.
+    /// Delete changes and old snapshots from the bucket that the newest
+    /// snapshot covers, once it is 30 days old.
     Gc {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        /// Compact now: skip the grace period (every device must be online).
+        /// Delete now, without waiting 30 days (every device must have
+        /// synced since the snapshot).
         #[arg(long)]
         now: bool,
     },
-    /// Read-only server database from the newest checkpoint (bae-server tier 1).
+    /// Make a read-only copy of the library from the bucket's newest
+    /// snapshot, for a server.
     ServerBootstrap {
-        #[arg(long)]
+        /// The bucket the library syncs through (e.g. /mnt/nas/bae or
+        /// s3://bucket/prefix?endpoint=...)
+        #[arg(long, value_name = "URL")]
         bucket: String,
-        #[arg(long)]
+        /// The key file written by `key export` (e.g. library.key)
+        #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
-        #[arg(long)]
+        /// The database file to write (e.g. server.db)
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// Also replay batches newer than the checkpoint (tier 2).
+        /// Also apply the changes made since the snapshot.
         #[arg(long)]
         refresh: bool,
     },
-    /// Demonstration on the embedded default: two devices, one local-directory
-    /// bucket, edits on both, sync, identical libraries.
+    /// Show sync working: two devices with bae's library tables and one
+    /// bucket in a local directory; edits on both, sync, identical libraries.
     Demo {
-        /// Where to put the demo's libraries and bucket (default: a temp dir).
+        /// A new or empty directory for the demo's libraries and bucket
+        /// (e.g. /tmp/bae-demo; default: a temporary one, removed after)
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 50)]
+        /// How many albums the first device imports (e.g. 50)
+        #[arg(long, value_name = "N", default_value_t = 50)]
         albums: u64,
     },
 }
@@ -158,19 +205,59 @@ enum Command {
 enum KeyCommand {
     /// Write the library key to a file, for another device of the same user.
     Export {
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        #[arg(long)]
+        /// The key file to write (e.g. library.key); keep it secret
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
 }
 
+impl Command {
+    /// The database file the command works on, named when it is damaged.
+    fn database(&self) -> Option<&Path> {
+        match self {
+            Command::Init { library, .. }
+            | Command::Join { library, .. }
+            | Command::DemoImport { library, .. }
+            | Command::Set { library, .. }
+            | Command::Delete { library, .. }
+            | Command::Push { library, .. }
+            | Command::Pull { library }
+            | Command::Sync { library }
+            | Command::Status { library, .. }
+            | Command::Dump { library }
+            | Command::Checkpoint { library }
+            | Command::Gc { library, .. }
+            | Command::Key {
+                command: KeyCommand::Export { library, .. },
+            } => Some(library),
+            Command::ServerBootstrap { out, .. } => Some(out),
+            Command::Demo { .. } => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and are not errors.
+            let status = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Done
+            };
+            let _ = e.print();
+            return status.code();
+        }
+    };
     let keys = cli.home.clone().map_or(KeyStore::Os, KeyStore::Files);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -179,30 +266,40 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bae-sync: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Error.code();
         }
     };
-    match runtime.block_on(run(cli.command, &keys)) {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
+    let database = cli.command.database().map(Path::to_path_buf);
+    let status = match runtime.block_on(run(cli.command, &keys)) {
+        Ok(Outcome::Done) | Err(CliError::StdoutClosed) => Exit::Done,
         Ok(Outcome::Rejected(n)) => {
             eprintln!(
-                "bae-sync: {n} batch(es) rejected and not applied (everything else was); \
-                 the device that wrote each must run `bae-sync push --repair`"
+                "bae-sync: {} rejected and not applied (everything else was); \
+                 the device that wrote each must run `bae-sync push --repair`",
+                count(n, "batch", "batches")
             );
-            ExitCode::from(2)
+            Exit::Rejected
         }
         Err(e) => {
+            let e = match (error::damage(&e), &database) {
+                (Some(detail), Some(path)) => CliError::Damaged {
+                    path: path.display().to_string(),
+                    detail,
+                },
+                _ => e,
+            };
             eprintln!("bae-sync: {e}");
-            ExitCode::FAILURE
+            Exit::Error
         }
-    }
+    };
+    status.code()
 }
 
 /// How a command that completed went.
 enum Outcome {
     /// Everything done.
     Done,
-    /// Done, except this many remote batches were rejected (exit status 2).
+    /// Done, except this many remote batches were rejected ([`Exit::Rejected`]).
     Rejected(usize),
 }
 
@@ -236,120 +333,139 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             albums,
             seed,
             first,
-        } => {
-            let mut lib = Library::new(open_library(&library)?);
-            let images = bae_sync_service::images_dir_for(&library);
-            for i in first..first + albums {
-                let album = demo_album(seed, i, 12);
-                write_placeholder_images(&images, &album)?;
-                lib.import_album(&album)?;
-            }
-            println!("imported {albums} albums");
-        }
+        } => demo_import(&library, albums, seed, first)?,
         Command::Set {
             library,
             table,
             row_id,
             assignments,
+            null,
         } => {
-            let fields = parse_assignments(&assignments)?;
-            let fields: Vec<(&str, Value)> = fields
-                .iter()
-                .map(|(c, v)| (c.as_str(), v.clone()))
-                .collect();
-            let mut lib = Library::new(open_library(&library)?);
-            lib.edit(&table, &row_id, &fields)?;
+            let fields = parse_assignments(&assignments, &null)?;
+            let mut lib = Library::new(open_existing(&library)?);
+            lib.set(&table, &row_id, &fields)?;
+            let columns: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
+            outln!("{table} {row_id}: {} set", columns.join(", "))?;
         }
         Command::Delete {
             library,
             table,
             row_id,
         } => {
-            let mut lib = Library::new(open_library(&library)?);
-            lib.delete(&table, &row_id)?;
+            let mut lib = Library::new(open_existing(&library)?);
+            match lib.remove(&table, &row_id)? {
+                0 => outln!("deleted {table} {row_id}")?,
+                n => outln!(
+                    "deleted {table} {row_id} and {} under it",
+                    count(n, "row", "rows")
+                )?,
+            }
         }
         Command::Push { library, repair } => {
-            let s = library::open(open_library(&library)?, keys)?;
-            if repair {
-                print_repair(&s.repair().await?);
+            let service = library::open(open_existing(&library)?, keys)?;
+            let (repaired, r) = with_progress("pushing", |p| async move {
+                let service = service.with_progress(p);
+                let repaired = match repair {
+                    true => Some(service.repair().await?),
+                    false => None,
+                };
+                Ok::<_, bae_sync_service::SyncError>((repaired, service.push().await?))
+            })
+            .await?;
+            if let Some(repaired) = &repaired {
+                print_repair(repaired)?;
             }
-            let r = s.push().await?;
-            println!("pushed {} batches, {} images", r.batches, r.images);
+            outln!(
+                "pushed {}, {}",
+                count(r.batches, "batch", "batches"),
+                count(r.images, "image", "images")
+            )?;
             if r.images_waiting > 0 {
                 eprintln!(
-                    "bae-sync: {} queued images have no local bytes yet; they stay queued",
-                    r.images_waiting
+                    "bae-sync: {} no local bytes yet; they stay queued",
+                    count(r.images_waiting, "queued image has", "queued images have")
                 );
             }
         }
         Command::Pull { library } => {
-            let service = library::open(open_library(&library)?, keys)?;
+            let service = library::open(open_existing(&library)?, keys)?;
             let r = with_progress("pulling", |p| async move {
                 service.with_progress(p).pull().await
             })
             .await?;
-            println!("applied {} batches", r.applied);
+            outln!("applied {}", count(r.applied, "batch", "batches"))?;
             rejected = report_problems(&r.problems);
             report_images(&r.images_rejected);
         }
         Command::Sync { library } => {
-            let service = library::open(open_library(&library)?, keys)?;
+            let rec = open_existing(&library)?;
+            check_pages(&rec, &library)?;
+            let service = library::open(rec, keys)?;
             let (push, pull) = with_progress("syncing", |p| async {
                 service.with_progress(p).sync().await
             })
             .await?;
-            println!(
-                "pushed {} batches, applied {} batches",
-                push.batches, pull.applied
-            );
+            outln!(
+                "pushed {}, applied {}",
+                count(push.batches, "batch", "batches"),
+                count(pull.applied, "batch", "batches")
+            )?;
             rejected = report_problems(&pull.problems);
             report_images(&pull.images_rejected);
         }
         Command::Status { library, json } => {
-            let status = library::open(open_library(&library)?, keys)?
-                .status()
-                .await?;
+            let rec = open_existing(&library)?;
+            check_pages(&rec, &library)?;
+            let status = library::open(rec, keys)?.status().await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&status).unwrap_or_default()
-                );
+                )?;
             } else {
-                print_status(&status);
+                print_status(&status)?;
             }
         }
         Command::Dump { library } => {
-            let mut rec = open_library(&library)?;
-            print!("{}", canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?);
+            let mut rec = open_existing(&library)?;
+            out(&canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?)?;
         }
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
         Command::Checkpoint { library } => {
-            let service = library::open(open_library(&library)?, keys)?;
+            let service = library::open(open_existing(&library)?, keys)?;
             let r = with_progress("writing checkpoint", |p| async {
                 service.with_progress(p).checkpoint().await
             })
             .await?;
-            println!(
-                "checkpoint {} written: {} records, {} bytes",
-                r.key, r.records, r.sealed_bytes
-            );
+            outln!(
+                "checkpoint {} written: {}, {}",
+                r.key,
+                count(r.records, "record", "records"),
+                count(r.sealed_bytes, "byte", "bytes")
+            )?;
         }
         Command::Gc { library, now } => {
-            let s = library::open(open_library(&library)?, keys)?;
+            let s = library::open(open_existing(&library)?, keys)?;
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             let r = s.gc(now_ms, bae_sync_service::GC_GRACE, now).await?;
             match (&r.checkpoint, r.grace_left_ms) {
-                (None, _) => println!("no checkpoint: nothing to delete"),
-                (Some(k), Some(left)) => println!(
-                    "checkpoint {k} is inside the grace period ({} days left): nothing deleted",
-                    left / 86_400_000 + 1
-                ),
-                (Some(k), None) => println!(
-                    "checkpoint {k}: deleted {} batches, {} older checkpoints; pruned {} local ops",
-                    r.ops_deleted, r.checkpoints_deleted, r.local_ops_pruned
-                ),
+                (None, _) => outln!("no checkpoint: nothing to delete")?,
+                (Some(k), Some(left)) => outln!(
+                    "checkpoint {k} is inside the grace period ({} left): nothing deleted",
+                    count(left / 86_400_000 + 1, "day", "days")
+                )?,
+                (Some(k), None) => outln!(
+                    "checkpoint {k}: deleted {}, {}; pruned {}",
+                    count(r.ops_deleted, "batch", "batches"),
+                    count(
+                        r.checkpoints_deleted,
+                        "older checkpoint",
+                        "older checkpoints"
+                    ),
+                    count(r.local_ops_pruned, "local op", "local ops")
+                )?,
             }
             for e in &r.rejected {
                 eprintln!("bae-sync: {e}");
@@ -388,7 +504,9 @@ where
                     Stage::Upload | Stage::Download => "{bytes}/{total_bytes}".to_owned(),
                     _ => format!("{{human_pos}}/{{human_len}} {}", stage.unit()),
                 };
-                let template = format!("{{msg:>22}} {{bar:40}} {counts} ({{eta}})");
+                // wide_bar takes what the terminal has left, so the line
+                // fits an 80-column terminal.
+                let template = format!("{{msg:>22}} {{wide_bar}} {counts} ({{eta}})");
                 shown.set_style(
                     indicatif::ProgressStyle::with_template(&template)
                         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -417,19 +535,22 @@ async fn server_bootstrap(
     })
     .await?;
     if let Some(b) = &r.bootstrap {
-        println!(
-            "restored {} ({} records) into {}",
+        outln!(
+            "restored {} ({}) into {}",
             b.key,
-            b.records,
+            count(b.records, "record", "records"),
             out.display()
-        );
+        )?;
         for e in &b.rejected {
             eprintln!("bae-sync: skipped {e}");
         }
     }
     Ok(match &r.refreshed {
         Some(p) => {
-            println!("replayed {} newer batches", p.applied);
+            outln!(
+                "replayed {}",
+                count(p.applied, "newer batch", "newer batches")
+            )?;
             report_problems(&p.problems)
         }
         None => 0,
@@ -444,23 +565,24 @@ fn report_images(rejected: &[String]) {
     }
 }
 
-fn print_repair(r: &bae_sync_service::RepairReport) {
-    println!(
-        "repair: checked {} batches, re-uploaded {}{}",
-        r.checked,
+fn print_repair(r: &bae_sync_service::RepairReport) -> Result<(), CliError> {
+    outln!(
+        "repair: checked {}, re-uploaded {}{}",
+        count(r.checked, "batch", "batches"),
         r.repaired.len(),
         r.head
             .map_or(String::new(), |h| format!(", head rewritten at {h}"))
-    );
+    )?;
     for seq in &r.repaired {
-        println!("repaired batch {seq}");
+        outln!("repaired batch {seq}")?;
     }
     for image in &r.images_repaired {
-        println!("repaired image {image}");
+        outln!("repaired image {image}")?;
     }
     for (seq, why) in &r.unrepairable {
         eprintln!("bae-sync: batch {seq} cannot be repaired: {why}");
     }
+    Ok(())
 }
 
 /// Writes a small deterministic stand-in for each image the album imports,
@@ -496,32 +618,34 @@ fn report_problems(problems: &[bae_sync_service::Problem]) -> usize {
         .count()
 }
 
-fn print_status(s: &bae_sync_service::Status) {
-    println!(
+fn print_status(s: &bae_sync_service::Status) -> Result<(), CliError> {
+    outln!(
         "device {}  bucket {}",
         s.device,
         s.bucket.as_deref().unwrap_or("-")
-    );
-    println!("pending batches: {}", s.pending_batches);
-    println!(
+    )?;
+    outln!("pending batches: {}", s.pending_batches)?;
+    outln!(
         "images: {} waiting to upload, {} wanted from the bucket",
-        s.images_queued, s.images_wanted
-    );
+        s.images_queued,
+        s.images_wanted
+    )?;
     for d in &s.devices {
-        println!(
+        outln!(
             "device {}: applied {} of {}, last synced {}",
             d.device,
             d.applied_seq,
             d.head_seq.map_or("?".into(), |h| h.to_string()),
             d.last_synced_ms.map_or("never".into(), utc_time)
-        );
+        )?;
     }
     for p in &s.problems {
-        println!("{} batch {} of {}: {}", p.kind, p.seq, p.device, p.reason);
+        outln!("{} batch {} of {}: {}", p.kind, p.seq, p.device, p.reason)?;
     }
     if let Some(e) = &s.last_error {
-        println!("last error: {e}");
+        outln!("last error: {e}")?;
     }
+    Ok(())
 }
 
 /// Unix milliseconds as `2026-11-26 04:06:31 UTC`.
@@ -534,26 +658,111 @@ fn utc_time(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
-/// `COLUMN=VALUE`: integers as integers, `NULL` as null, the rest as text.
-fn parse_assignments(items: &[String]) -> Result<Vec<(String, Value)>, CliError> {
-    items
+/// `COLUMN=VALUE` arguments and `--null COLUMN` flags as the library's
+/// [`Library::set`] takes them: the value as text (read by the column's
+/// type there), `None` for NULL.
+fn parse_assignments<'a>(
+    items: &'a [String],
+    nulls: &'a [String],
+) -> Result<Vec<(&'a str, Option<&'a str>)>, CliError> {
+    let mut fields = items
         .iter()
         .map(|item| {
-            let (c, v) = item
-                .split_once('=')
+            item.split_once('=')
+                .map(|(c, v)| (c, Some(v)))
                 .ok_or_else(|| CliError::BadAssignment {
                     found: item.clone(),
-                })?;
-            let value = if v == "NULL" {
-                Value::Null
-            } else if let Ok(i) = v.parse::<i64>() {
-                Value::Integer(i)
-            } else {
-                Value::Text(v.to_owned())
-            };
-            Ok((c.to_owned(), value))
+                })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    fields.extend(nulls.iter().map(|c| (c.as_str(), None)));
+    Ok(fields)
+}
+
+/// Writes command output to stdout (see [`outln!`]).
+fn out(text: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::StdoutClosed,
+            _ => CliError::Stdout(e),
+        })
+}
+
+/// `1 batch`, `3 batches`: every count the CLI prints.
+fn count<N>(n: N, one: &str, many: &str) -> String
+where
+    N: std::fmt::Display + PartialEq + From<u8>,
+{
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
+}
+
+/// Opens an existing library. Only init, join and demo-import create a
+/// library file: any other command given a mistyped path would otherwise
+/// create an empty library there and work on it.
+fn open_existing(path: &Path) -> Result<OpRecorder, CliError> {
+    if !path.is_file() {
+        return Err(CliError::NoLibrary {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(open_library(path)?)
+}
+
+/// Reads every page of the library (`PRAGMA quick_check`), so a damaged
+/// page is reported by `status` and `sync` and not only by the command that
+/// happens to read it. About 0.2 s for 2,000 albums (60 MB); `quick_check`
+/// skips the index-content checks of `integrity_check`, which take longer.
+fn check_pages(rec: &OpRecorder, path: &Path) -> Result<(), CliError> {
+    let db = rec.database();
+    let mut stmt = db.prepare("PRAGMA quick_check(3)")?;
+    let found: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(bae_oplog::OplogError::from)?;
+    match found.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        problems => Err(CliError::Damaged {
+            path: path.display().to_string(),
+            // quick_check's lines may hold newlines; the error is one line.
+            detail: problems.join("\n").lines().collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
+/// `demo-import`: albums `first..first + albums` of `seed`, skipping those
+/// the library already has, so running it again resumes an interrupted one.
+fn demo_import(library: &Path, albums: u64, seed: u64, first: u64) -> Result<(), CliError> {
+    let mut lib = Library::new(open_library(library)?);
+    let images = bae_sync_service::images_dir_for(library);
+    let (mut imported, mut present) = (0u64, 0u64);
+    for i in first..first.saturating_add(albums) {
+        let album = demo_album(seed, i, 12);
+        let id = album.album_id().unwrap_or_default().to_owned();
+        let exists: bool = lib.recorder().database().query_row(
+            "SELECT EXISTS (SELECT 1 FROM albums WHERE id = ?1)",
+            [&id],
+            |r| r.get(0),
+        )?;
+        if exists {
+            present += 1;
+            continue;
+        }
+        write_placeholder_images(&images, &album)?;
+        lib.import_album(&album)?;
+        imported += 1;
+    }
+    match present {
+        0 => outln!("imported {}", count(imported, "album", "albums")),
+        _ => outln!(
+            "imported {} ({} already in the library)",
+            count(imported, "album", "albums"),
+            present
+        ),
+    }
 }
 
 /// Two devices on one local-directory bucket converge.
@@ -566,6 +775,11 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
             temp.path().to_path_buf()
         }
     };
+    if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(CliError::DemoDirInUse {
+            path: dir.display().to_string(),
+        });
+    }
     std::fs::create_dir_all(&dir).map_err(|e| CliError::io(&dir, e))?;
     let keys = match keys {
         KeyStore::Os => KeyStore::Files(dir.join("home")),
@@ -586,10 +800,13 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
     }
     drop(lib);
     let laptop = library::init(open_library(&a)?, &bucket, &keys).await?;
-    println!("laptop: imported {albums} albums and pushed them to {bucket}");
+    outln!(
+        "laptop: imported {} and pushed them to {bucket}",
+        count(albums, "album", "albums")
+    )?;
     library::export_key(open_library(&a)?, &keys, &key)?;
     let desktop = library::join(open_library(&b)?, &bucket, &key, &keys, None).await?;
-    println!("desktop: joined and pulled");
+    outln!("desktop: joined and pulled")?;
     let album0 = demo_album(1, 0, 12)
         .album_id()
         .unwrap_or_default()
@@ -617,12 +834,59 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
         .await?;
     let rows = dump_a.lines().count();
     if dump_a == dump_b {
-        println!("converged: both devices hold the same {rows} synced rows");
-        Ok(())
+        outln!(
+            "converged: both devices hold the same {}",
+            count(rows, "synced row", "synced rows")
+        )
     } else {
         Err(CliError::Diverged {
             laptop: rows,
             desktop: dump_b.lines().count(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_exit_status_is_listed_in_help() {
+        for status in [
+            Exit::Done,
+            Exit::Error,
+            Exit::Usage,
+            Exit::Rejected,
+            Exit::Busy,
+        ] {
+            let line = format!("\n  {}  ", status as u8);
+            assert!(exit::EXIT_HELP.contains(&line), "{status:?}");
+        }
+    }
+
+    fn check_help(command: &clap::Command, path: &str) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "{path} {id} has no help");
+        }
+        for sub in command.get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "{path} {} has no help",
+                sub.get_name()
+            );
+            check_help(sub, &format!("{path} {}", sub.get_name()));
+        }
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_help() {
+        check_help(&Cli::command(), "bae-sync");
     }
 }

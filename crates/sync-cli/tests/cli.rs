@@ -248,7 +248,7 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
     let out = run(&w, &["pull", "--library", &desktop]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&key), "{stderr}");
-    assert_eq!(out.status.code(), Some(2), "rejected batches: {stderr}");
+    assert_eq!(out.status.code(), Some(3), "rejected batches: {stderr}");
     assert!(stderr.contains("push --repair"), "{stderr}");
     let status = ok(&w, &["status", "--library", &desktop]);
     assert!(
@@ -274,6 +274,7 @@ fn cli_names_a_tampered_batch_and_push_repair_resumes_the_stream() {
 fn cli_errors_are_one_line_and_exit_non_zero() {
     let w = World::new(Bucket::Local, "cli-errors");
     let lib = path(w.library("fresh"));
+    ok(&w, &["demo-import", "--library", &lib, "--albums", "1"]);
     let e = fails(&w, &["pull", "--library", &lib]);
     assert!(e.contains("not set up for sync"), "{e}");
     let e = fails(

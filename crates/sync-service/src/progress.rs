@@ -6,6 +6,8 @@ use std::sync::Arc;
 /// A long step that reports progress, and the unit it counts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// Push: batches uploaded, of this device's unpushed ones.
+    Push,
     /// Pull: batches fetched and merged, of those the heads announced.
     Pull,
     /// Checkpoint: records written to the snapshot, of the library's records.
@@ -24,7 +26,7 @@ impl Stage {
     /// What the counts of this stage count.
     pub fn unit(self) -> &'static str {
         match self {
-            Stage::Pull => "batches",
+            Stage::Push | Stage::Pull => "batches",
             Stage::Snapshot | Stage::Restore => "records",
             Stage::Upload | Stage::Download => "bytes",
             Stage::Images => "images",
@@ -34,6 +36,7 @@ impl Stage {
     /// A short verb for display ("pulling").
     pub fn verb(self) -> &'static str {
         match self {
+            Stage::Push => "pushing",
             Stage::Pull => "pulling",
             Stage::Snapshot => "snapshotting",
             Stage::Upload => "uploading checkpoint",

@@ -10,6 +10,7 @@
 use crate::error::SyncError;
 use crate::head::{Head, HEAD_VERSION};
 use crate::images::{forget_uploaded, queue_images};
+use crate::progress::Stage;
 use crate::service::{batch_place, head_place, now_ms, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
@@ -88,7 +89,9 @@ impl SyncService {
                     ..PushReport::default()
                 });
             };
-            for batch in &encoded {
+            let total = encoded.len() as u64;
+            for (done, batch) in encoded.iter().enumerate() {
+                self.report(Stage::Push, done as u64, total);
                 let key = layout::ops_key(&device, batch.seq.0);
                 let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
                 self.store.put(&key, &sealed).await?;
@@ -97,6 +100,7 @@ impl SyncService {
                 // and the next push uploads the same bytes again.
                 self.check_cancelled()?;
             }
+            self.report(Stage::Push, total, total);
             let head_seq = last.seq.0;
             let head_hash = last.hash;
             self.write_head(head_seq, Some(head_hash)).await?;
@@ -423,6 +427,30 @@ mod tests {
             .list(&bae_storage_s3::layout::heads_prefix(&device))
             .await
             .unwrap()
+    }
+
+    /// Push reports each batch it uploads, so a host can draw a bar.
+    #[tokio::test]
+    async fn push_reports_batches_uploaded_of_the_unpushed() {
+        use std::sync::{Arc, Mutex};
+        let bucket = Bucket::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let a = bucket
+            .device("a", 3)
+            .with_progress(Arc::new(move |stage, done, total| {
+                log.lock().unwrap().push((stage, done, total));
+            }));
+        let pushed = a.push().await.unwrap().batches as u64;
+        let seen = seen.lock().unwrap().clone();
+        let push: Vec<_> = seen
+            .iter()
+            .filter(|(s, _, _)| *s == crate::Stage::Push)
+            .map(|(_, d, t)| (*d, *t))
+            .collect();
+        assert!(pushed > 0);
+        assert_eq!(push.first(), Some(&(0, pushed)), "{seen:?}");
+        assert_eq!(push.last(), Some(&(pushed, pushed)), "{seen:?}");
     }
 
     /// A head written late by an overlapping push (another process on the
