@@ -13,6 +13,11 @@
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
 //! - `sqlx-compat`: proves the engine resolves in one build with sqlx 0.8
 //!   and 0.9 (one `libsqlite3-sys`), as bae-core needs.
+//! - `soak [--seconds N] [--first-seed S]`: the deterministic simulation
+//!   (`crates/sync-service/tests/simulation.rs`) over fresh seeds for N
+//!   seconds (default 300), in release mode; prints seeds run, simulated
+//!   devices, faults by kind and divergences, and fails with each diverging
+//!   seed's replay line.
 //! - `ci`: fmt, clippy, layers, sqlx-compat, then `test`.
 
 mod docs;
@@ -65,8 +70,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("sqlx-compat") => sqlx_compat::check(&workspace_root()),
         Some("ci") => ci(),
+        Some("soak") => soak(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | sqlx-compat | ci>"
+            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | sqlx-compat | soak [--seconds N] [--first-seed S] | ci>"
                 .into(),
         ),
     };
@@ -77,6 +83,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `soak`: runs the simulation's ignored `soak` test in release mode.
+fn soak(args: &[String]) -> Result<()> {
+    let mut seconds = "300".to_owned();
+    let mut first_seed = "1000".to_owned();
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .filter(|v| v.parse::<u64>().is_ok())
+            .ok_or_else(|| format!("soak: {flag} needs a whole number"))?;
+        match flag.as_str() {
+            "--seconds" => seconds = value.clone(),
+            "--first-seed" => first_seed = value.clone(),
+            other => return Err(format!("soak: unknown option {other}")),
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "bae-sync-service",
+        "--test",
+        "simulation",
+        "soak",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("BAE_SOAK_SECONDS", seconds)
+    .env("BAE_SOAK_FIRST_SEED", first_seed);
+    run(cmd)
 }
 
 fn workspace_root() -> PathBuf {
