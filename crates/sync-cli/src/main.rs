@@ -24,7 +24,8 @@ use std::process::ExitCode;
     about = "Sync a bae library through a bucket",
     after_help = "Exit status: 0 done; 1 error (one line on stderr); 2 pull, sync or \
                   server-bootstrap --refresh applied everything except batches it rejected \
-                  (listed on stderr and in `status`)."
+                  (listed on stderr and in `status`); 4 another bae-sync is working on the \
+                  library (it waits BAE_SYNC_LOCK_WAIT seconds, default 5, first)."
 )]
 struct Cli {
     /// Keep keys in files under this directory instead of the OS keyring.
@@ -193,9 +194,57 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("bae-sync: {e}");
-            ExitCode::FAILURE
+            match e {
+                CliError::Sync(bae_sync_service::SyncError::LibraryBusy { .. }) => {
+                    ExitCode::from(EXIT_LIBRARY_BUSY)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// Exit status when another process holds the library's lock.
+const EXIT_LIBRARY_BUSY: u8 = 4;
+
+/// How long a command waits for another bae-sync working on its library
+/// when `BAE_SYNC_LOCK_WAIT` (seconds) is not set.
+const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One bae-sync at a time per library: every command that opens one takes
+/// its lock first, so two never upload the same batches or fight over the
+/// database. Held until the command ends (or the process dies).
+fn lock_library(command: &Command) -> Result<Option<library::LibraryLock>, CliError> {
+    let path = match command {
+        Command::Init { library, .. }
+        | Command::Key {
+            command: KeyCommand::Export { library, .. },
+        }
+        | Command::Join { library, .. }
+        | Command::DemoImport { library, .. }
+        | Command::Set { library, .. }
+        | Command::Delete { library, .. }
+        | Command::Push { library, .. }
+        | Command::Pull { library }
+        | Command::Sync { library }
+        | Command::Status { library, .. }
+        | Command::Dump { library }
+        | Command::Checkpoint { library }
+        | Command::Gc { library, .. } => library,
+        Command::ServerBootstrap { out, .. } => out,
+        // Its libraries are its own, in a directory it makes.
+        Command::Demo { .. } => return Ok(None),
+    };
+    let wait = match std::env::var("BAE_SYNC_LOCK_WAIT") {
+        Err(_) => DEFAULT_LOCK_WAIT,
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .ok_or(CliError::BadLockWait { found: text })?,
+    };
+    Ok(Some(library::LibraryLock::acquire(path, wait)?))
 }
 
 /// How a command that completed went.
@@ -207,6 +256,7 @@ enum Outcome {
 }
 
 async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
+    let _lock = lock_library(&command)?;
     let mut rejected = 0;
     match command {
         Command::Init { library, bucket } => {
