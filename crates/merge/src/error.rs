@@ -79,6 +79,31 @@ impl MergeError {
         )
     }
 
+    /// Whether the failure is this library's, not the batch's: the
+    /// database is locked by another process, its disk is full or failing,
+    /// it is read-only or damaged. Every other batch would fail the same
+    /// way, so a pull stops with it instead of holding each batch.
+    pub fn is_local_failure(&self) -> bool {
+        let db = match self {
+            MergeError::Db(e) | MergeError::Oplog(OplogError::Db(e)) => e,
+            _ => return false,
+        };
+        matches!(
+            db.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::OutOfMemory
+                    | rusqlite::ErrorCode::DatabaseCorrupt
+                    | rusqlite::ErrorCode::NotADatabase
+            )
+        )
+    }
+
     pub(crate) fn from_clock(e: ClockError) -> Self {
         match e {
             ClockError::DriftTooLarge { .. } => MergeError::Drift(e),

@@ -90,8 +90,9 @@ pub struct PullReport {
 /// same order, until a round makes no progress. Whatever still cannot apply
 /// is returned in [`PullReport::held`], never dropped.
 ///
-/// Fails only if this device's own writes cannot be folded (a database
-/// error before any batch is tried).
+/// Fails if this device's own writes cannot be folded (a database error
+/// before any batch is tried), or a batch fails for a reason of the
+/// library's rather than its own ([`MergeError::is_local_failure`]).
 pub fn apply_pull(rec: &mut OpRecorder, mut batches: Vec<Batch>) -> Result<PullReport, MergeError> {
     let span = tracing::info_span!("merge_pull", batches = batches.len());
     let _entered = span.enter();
@@ -109,6 +110,11 @@ pub fn apply_pull(rec: &mut OpRecorder, mut batches: Vec<Batch>) -> Result<PullR
                     add(&mut report.stats, stats);
                 }
                 Err(reason) if reason.is_retryable() => waiting.push(HeldBatch { batch, reason }),
+                // Nothing to do with this batch (a locked or failing
+                // database): every later one would fail alike, so stop once
+                // instead of holding each. Batches applied before stay
+                // applied; applying them again changes nothing.
+                Err(reason) if reason.is_local_failure() => return Err(reason),
                 Err(reason) => {
                     tracing::warn!(device = %batch.device, seq = %batch.seq, %reason, "batch held");
                     report.held.push(HeldBatch { batch, reason });

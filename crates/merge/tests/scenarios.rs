@@ -810,3 +810,41 @@ fn a_batch_with_an_hlc_beyond_the_range_is_rejected_and_the_clock_is_untouched()
         assert_eq!(report.held.len(), 1);
     }
 }
+
+#[test]
+fn a_database_that_cannot_take_writes_fails_the_pull_once_instead_of_holding_every_batch() {
+    let dx = DeviceId::from_bytes([1; 16]);
+    let batches: Vec<_> = (1..=50)
+        .map(|i| {
+            let id = format!("al{i}");
+            // Too large to fit in the free space of the pages there are.
+            let title = format!("{i}").repeat(3000);
+            batch(
+                dx,
+                i,
+                vec![op(
+                    T0 + i as i64,
+                    "albums",
+                    &id,
+                    OpKind::Insert,
+                    &album_fields(&title),
+                )],
+            )
+        })
+        .collect();
+    let mut d = Device::new();
+    // No room for a new page: the batches' inserts fail with SQLITE_FULL,
+    // a failure of this library's, not of any batch.
+    let pages: i64 = d
+        .conn()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    d.conn()
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    let err = bae_merge::apply_pull(d.lib.recorder(), batches).unwrap_err();
+    assert!(err.is_local_failure(), "{err}");
+    assert!(!err.is_retryable());
+    // What applied before the failure stays (applying it again is a no-op).
+    assert!(d.count("albums") < 50);
+}

@@ -3,7 +3,7 @@
 //! | URL | store |
 //! |---|---|
 //! | `/path/to/dir`, `relative/dir`, `file:///path/to/dir` | [`LocalDirStore`] |
-//! | `s3://bucket/optional/prefix?endpoint=URL&region=R&style=path\|virtual` | [`S3Store`] |
+//! | `s3://bucket/optional/prefix?endpoint=URL&region=R&style=path\|virtual&connect_timeout=5s&timeout=30s` | [`S3Store`] |
 //! | `memory://` | a fresh, empty [`MemoryStore`] |
 //!
 //! Credentials never go in the URL (one containing `user:pass@` is rejected):
@@ -11,9 +11,17 @@
 //! `AWS_SESSION_TOKEN`. Without `style`, an S3 URL with an `endpoint` uses
 //! path style (what self-hosted servers expect) and one without uses virtual
 //! host style (AWS).
+//!
+//! Timeouts of an S3 store (`5s`, `1.5s`, `500ms`; a bare number is
+//! seconds): `connect_timeout` bounds setting up a connection (default
+//! 5 s), `timeout` a whole request (default 30 s). The URL's value wins;
+//! without one, `BAE_SYNC_S3_CONNECT_TIMEOUT` and `BAE_SYNC_S3_TIMEOUT`
+//! are read; then the defaults. A request that times out is not retried,
+//! so a dead endpoint fails within about one timeout.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::Url;
 
@@ -93,8 +101,18 @@ fn parse_s3(raw: &str) -> Result<S3Config, ConfigError> {
     let mut config = S3Config::new(bucket);
     config.prefix = url.path().trim_matches('/').to_owned();
     let mut style = None;
+    config.connect_timeout = env_timeout(CONNECT_TIMEOUT_VAR)?.unwrap_or(config.connect_timeout);
+    config.request_timeout = env_timeout(TIMEOUT_VAR)?.unwrap_or(config.request_timeout);
     for (name, value) in url.query_pairs() {
         match name.as_ref() {
+            "connect_timeout" => {
+                config.connect_timeout = timeout(&value)
+                    .map_err(|why| invalid(raw, &format!("connect_timeout: {why}")))?
+            }
+            "timeout" => {
+                config.request_timeout =
+                    timeout(&value).map_err(|why| invalid(raw, &format!("timeout: {why}")))?
+            }
             "endpoint" => {
                 Url::parse(&value).map_err(|e| invalid(raw, &format!("endpoint: {e}")))?;
                 config.endpoint = Some(value.into_owned());
@@ -116,6 +134,47 @@ fn parse_s3(raw: &str) -> Result<S3Config, ConfigError> {
         AddressingStyle::VirtualHost
     });
     Ok(config)
+}
+
+/// The environment variable giving the connect timeout of S3 stores whose
+/// URL gives none.
+pub const CONNECT_TIMEOUT_VAR: &str = "BAE_SYNC_S3_CONNECT_TIMEOUT";
+/// The environment variable giving the request timeout of S3 stores whose
+/// URL gives none.
+pub const TIMEOUT_VAR: &str = "BAE_SYNC_S3_TIMEOUT";
+
+fn env_timeout(var: &str) -> Result<Option<Duration>, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => {
+            timeout(&value)
+                .map(Some)
+                .map_err(|why| ConfigError::InvalidTimeout {
+                    setting: var.to_owned(),
+                    value,
+                    reason: why,
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `5s`, `1.5s`, `500ms` or `5` (seconds): more than zero, at most a day.
+fn timeout(text: &str) -> Result<Duration, &'static str> {
+    let text = text.trim();
+    let (number, unit) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| "expected a duration such as 5s, 1.5s or 500ms")?
+        * unit;
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err("must be more than 0 and at most a day");
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn invalid(url: &str, reason: &str) -> ConfigError {
@@ -198,6 +257,20 @@ mod tests {
             StoreConfig::parse("ftp://x").unwrap_err(),
             ConfigError::UnsupportedScheme("ftp".into())
         );
+    }
+
+    #[test]
+    fn s3_timeouts_come_from_the_url() {
+        let c = s3("s3://b?endpoint=http://localhost:9000&connect_timeout=1.5s&timeout=500ms");
+        assert_eq!(c.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+        let c = s3("s3://b?timeout=7");
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        for bad in ["0s", "-1s", "soon", "2d", "100000s", "NaNs"] {
+            let url = format!("s3://b?timeout={bad}");
+            let err = StoreConfig::parse(&url).unwrap_err().to_string();
+            assert!(err.contains("timeout"), "{url}: {err}");
+        }
     }
 
     #[test]

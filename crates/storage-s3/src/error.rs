@@ -28,6 +28,17 @@ pub enum StoreError {
         /// What happened.
         detail: String,
     },
+    /// The store's endpoint could not be reached, or did not answer in
+    /// time: which of those ([`Unreachable`]) says what to check.
+    #[error("cannot reach {endpoint} (for {key}): {cause}")]
+    Unreachable {
+        /// The endpoint, `scheme://host:port`.
+        endpoint: String,
+        /// The key or list prefix asked for.
+        key: String,
+        /// What happened.
+        cause: Unreachable,
+    },
     /// The store answered with something that cannot be right (a malformed
     /// listing, an object whose on-disk form is unreadable).
     #[error("corrupt store data at {key}: {detail}")]
@@ -89,8 +100,25 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether the same request may succeed if tried again later.
+    ///
+    /// A request that timed out is not: it already waited its whole
+    /// timeout, and retrying would multiply that wait for a dead endpoint.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Transient { .. })
+        match self {
+            StoreError::Transient { .. } => true,
+            StoreError::Unreachable { cause, .. } => cause.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure may pass by itself later (a server error,
+    /// throttling, an unreachable or silent endpoint), even if not worth
+    /// retrying at once: what a sync loop backs off on.
+    pub fn may_pass_later(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Transient { .. } | StoreError::Unreachable { .. }
+        )
     }
 
     /// Whether this is [`StoreError::NotFound`].
@@ -132,6 +160,52 @@ impl StoreError {
     }
 }
 
+/// Why a store's endpoint could not be reached.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// Nothing listens there (or a firewall refuses): retried briefly, in
+    /// case the server is restarting.
+    #[error("connection refused")]
+    Refused,
+    /// The host name does not resolve (mistyped, or no network): retried
+    /// briefly.
+    #[error("DNS lookup of the host failed")]
+    Dns,
+    /// The TLS handshake failed (a certificate that does not verify, or
+    /// not TLS at all: `https://` to a plain-HTTP port). Not retried.
+    #[error("TLS failure: {detail}")]
+    Tls {
+        /// What the TLS library said.
+        detail: String,
+    },
+    /// No connection within the connect timeout. Not retried.
+    #[error("connection timed out after {}", seconds(.after))]
+    ConnectTimedOut {
+        /// The connect timeout.
+        after: std::time::Duration,
+    },
+    /// Connected, but no complete answer within the request timeout. Not
+    /// retried.
+    #[error("timed out after {} waiting for an answer", seconds(.after))]
+    TimedOut {
+        /// The request timeout.
+        after: std::time::Duration,
+    },
+}
+
+impl Unreachable {
+    /// Whether trying again soon may help (see each variant).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Unreachable::Refused | Unreachable::Dns)
+    }
+}
+
+/// `5 s`, `1.5 s`.
+fn seconds(d: &std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
 /// The size part of a [`StoreError::TooLarge`] message.
 fn object_size(size: &Option<u64>) -> String {
     size.map_or_else(String::new, |size| format!(" ({size} bytes)"))
@@ -152,6 +226,16 @@ pub enum ConfigError {
     /// A scheme other than `file`, `s3` or `memory`.
     #[error("unsupported bucket URL scheme {0:?} (use a path, file://, s3:// or memory://)")]
     UnsupportedScheme(String),
+    /// A timeout setting (an environment variable) that is not a duration.
+    #[error("{setting}={value:?}: {reason}")]
+    InvalidTimeout {
+        /// The variable.
+        setting: String,
+        /// Its value.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// No credentials in the configuration nor in the environment.
     #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
     MissingCredentials,

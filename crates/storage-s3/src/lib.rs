@@ -33,8 +33,8 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bucket_url::{open_store, StoreConfig};
-pub use error::{ConfigError, StoreError};
+pub use bucket_url::{open_store, StoreConfig, CONNECT_TIMEOUT_VAR, TIMEOUT_VAR};
+pub use error::{ConfigError, StoreError, Unreachable};
 pub use local::LocalDirStore;
 pub use memory::MemoryStore;
 pub use retry::RetryPolicy;

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use s3::command::{Command, Multipart};
+use s3::command::{Command, HttpMethod, Multipart};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
@@ -46,7 +46,7 @@ use s3::request::{Request, ResponseData};
 use s3::serde_types::{ListBucketResult, Part};
 use s3::{Bucket, Region};
 
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, StoreError, Unreachable};
 use crate::key::{validate_key, validate_prefix};
 use crate::retry::RetryPolicy;
 use crate::store::{clamp_range, ObjectMeta, ObjectStore};
@@ -146,8 +146,11 @@ pub struct S3Config {
     pub style: AddressingStyle,
     /// Credentials; `None` reads them from the standard `AWS_*` variables.
     pub credentials: Option<S3Credentials>,
-    /// Longest any single HTTP request may take before it counts as a
-    /// transient failure.
+    /// Longest a connection (DNS, TCP and TLS) may take to set up before
+    /// the request fails with [`Unreachable::ConnectTimedOut`].
+    pub connect_timeout: Duration,
+    /// Longest any single HTTP request may take, connection and body
+    /// included, before it fails with [`Unreachable::TimedOut`].
     pub request_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
@@ -157,7 +160,8 @@ pub struct S3Config {
 
 impl S3Config {
     /// A configuration for `bucket` on AWS with defaults: no prefix,
-    /// virtual-host style, 30 s request timeout, [`RetryPolicy::default`].
+    /// virtual-host style, 5 s connect timeout, 30 s request timeout,
+    /// [`RetryPolicy::default`].
     pub fn new(bucket: impl Into<String>) -> Self {
         Self {
             bucket: bucket.into(),
@@ -166,16 +170,28 @@ impl S3Config {
             region: None,
             style: AddressingStyle::VirtualHost,
             credentials: None,
-            request_timeout: Duration::from_secs(30),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             list_page_size: None,
         }
     }
 }
 
+impl S3Config {
+    /// The connect timeout unless configured.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The request timeout unless configured.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
 /// An S3-compatible bucket (or a prefix of one).
 pub struct S3Store {
     bucket: Box<Bucket>,
+    /// The client requests go through: rust-s3's builds no connect timeout.
+    http: reqwest::Client,
+    connect_timeout: Duration,
+    request_timeout: Duration,
     /// `""` or `"some/prefix/"`.
     prefix: String,
     retry: RetryPolicy,
@@ -229,13 +245,75 @@ impl S3Store {
         if config.style == AddressingStyle::Path {
             bucket = bucket.with_path_style();
         }
+        // Multipart initiate, complete and abort go through rust-s3's own
+        // client: bounded by this timeout (connecting included), though
+        // without a connect timeout of their own.
         bucket.set_request_timeout(Some(config.request_timeout));
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             bucket,
+            http,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
             prefix: normalize_prefix(&config.prefix)?,
             retry: config.retry,
             list_page_size: config.list_page_size,
         })
+    }
+
+    /// Maps a rust-s3 error: HTTP statuses by [`status_error`], transport
+    /// failures by [`Self::transport_error`].
+    fn s3_error(&self, key: &str, e: S3Error) -> StoreError {
+        match e {
+            // An error document in a 2xx answer: AWS sends one when a
+            // CompleteMultipartUpload fails after the 200 began, and says to
+            // retry.
+            S3Error::HttpFailWithBody(status @ 200..=299, body) => {
+                let body: String = body.chars().take(512).collect();
+                StoreError::transient(format!("HTTP {status} with an error for {key}: {body}"))
+            }
+            S3Error::HttpFailWithBody(status, body) => status_error(status, key, body.as_bytes())
+                .unwrap_or_else(|| StoreError::backend(format!("HTTP {status} for {key}"))),
+            S3Error::Reqwest(e) if e.is_builder() => {
+                StoreError::Config(ConfigError::S3(format!("cannot build request: {e}")))
+            }
+            S3Error::Reqwest(e) => self.transport_error(key, &e),
+            S3Error::Io(e) => StoreError::transient(format!("{key}: {e}")),
+            S3Error::Credentials(e) => config_error(e).into(),
+            S3Error::Region(e) => config_error(e).into(),
+            S3Error::UrlParse(e) => config_error(e).into(),
+            other => StoreError::backend(format!("{key}: {other}")),
+        }
+    }
+
+    /// A request that got no answer: which of refused, DNS, TLS or timed
+    /// out ([`Unreachable`]), or else a dropped connection (transient).
+    fn transport_error(&self, key: &str, e: &reqwest::Error) -> StoreError {
+        let cause = if e.is_timeout() && e.is_connect() {
+            Some(Unreachable::ConnectTimedOut {
+                after: self.connect_timeout,
+            })
+        } else if e.is_timeout() {
+            Some(Unreachable::TimedOut {
+                after: self.request_timeout,
+            })
+        } else if e.is_connect() {
+            connect_failure(e)
+        } else {
+            None
+        };
+        match cause {
+            Some(cause) => StoreError::Unreachable {
+                endpoint: e.url().map_or_else(|| self.bucket.url(), endpoint_of),
+                key: key.to_owned(),
+                cause,
+            },
+            None => StoreError::transient(format!("{key}: {}", error_chain(e))),
+        }
     }
 
     fn path_of(&self, key: &str) -> Result<String, StoreError> {
@@ -259,8 +337,23 @@ impl S3Store {
         command: Command<'_>,
         body_limit: impl FnOnce(u16) -> u64 + Send,
     ) -> Result<ResponseData, S3Error> {
+        // Signed by rust-s3, sent by our client (as `Request::response`
+        // would with rust-s3's).
         let request = ReqwestRequest::new(&self.bucket, path, command).await?;
-        let mut response = request.response().await?;
+        let method = match request.command.http_verb() {
+            HttpMethod::Delete => reqwest::Method::DELETE,
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Head => reqwest::Method::HEAD,
+        };
+        let sent = self
+            .http
+            .request(method, request.url()?.as_str())
+            .headers(request.headers().await?)
+            .body(request.request_body()?)
+            .build()?;
+        let mut response = self.http.execute(sent).await?;
         let status = response.status().as_u16();
         // Names come lowercase, as `Bucket`'s methods give them.
         let headers = response
@@ -299,7 +392,7 @@ impl S3Store {
         let response = self
             .send_once("/", command)
             .await
-            .map_err(|e| s3_error(prefix, e))?;
+            .map_err(|e| self.s3_error(prefix, e))?;
         check_status(response.status_code(), prefix, response.as_slice())?;
         quick_xml::de::from_reader(response.as_slice()).map_err(|e| StoreError::Corrupt {
             key: prefix.to_owned(),
@@ -359,7 +452,7 @@ impl S3Store {
         let response = self
             .send_once_limited(&path, command, body_limit)
             .await
-            .map_err(|e| s3_error(key, e))?;
+            .map_err(|e| self.s3_error(key, e))?;
         let mut headers = response.headers();
         let etag = headers.remove("etag");
         let size = match response.status_code() {
@@ -408,7 +501,7 @@ impl S3Store {
                     .bucket
                     .initiate_multipart_upload(&path, CONTENT_TYPE)
                     .await
-                    .map_err(|e| s3_error(key, e))?;
+                    .map_err(|e| self.s3_error(key, e))?;
                 Ok(upload.upload_id)
             })
             .await?;
@@ -462,7 +555,7 @@ impl S3Store {
                     .bucket
                     .complete_multipart_upload(path, upload_id, parts.clone())
                     .await
-                    .map_err(|e| s3_error(key, e));
+                    .map_err(|e| self.s3_error(key, e));
                 let result = response.and_then(|response| {
                     check_status(response.status_code(), key, response.as_slice())
                 });
@@ -508,7 +601,7 @@ impl S3Store {
         let response = self
             .send_once(path, command)
             .await
-            .map_err(|e| s3_error(key, e))?;
+            .map_err(|e| self.s3_error(key, e))?;
         check_status(response.status_code(), key, response.as_slice())?;
         let etag = response
             .headers()
@@ -626,7 +719,7 @@ impl ObjectStore for S3Store {
                 let response = self
                     .send_once(&path, command)
                     .await
-                    .map_err(|e| s3_error(key, e))?;
+                    .map_err(|e| self.s3_error(key, e))?;
                 check_status(response.status_code(), key, response.as_slice())
             })
             .await
@@ -700,7 +793,7 @@ impl ObjectStore for S3Store {
                 let response = self
                     .send_once(&path, Command::HeadObject)
                     .await
-                    .map_err(|e| s3_error(key, e))?;
+                    .map_err(|e| self.s3_error(key, e))?;
                 check_status(response.status_code(), key, &[])?;
                 let size = response
                     .headers()
@@ -727,7 +820,7 @@ impl ObjectStore for S3Store {
                 let response = self
                     .send_once(&path, Command::DeleteObject)
                     .await
-                    .map_err(|e| s3_error(key, e))?;
+                    .map_err(|e| self.s3_error(key, e))?;
                 match check_status(response.status_code(), key, response.as_slice()) {
                     Err(StoreError::NotFound { .. }) => Ok(()),
                     other => other,
@@ -765,29 +858,53 @@ fn check_status(status: u16, key: &str, body: &[u8]) -> Result<(), StoreError> {
     status_error(status, key, body).map_or(Ok(()), Err)
 }
 
-/// Maps a rust-s3 error: HTTP statuses by [`status_error`], transport
-/// failures (timeouts, refused or dropped connections) as transient.
-fn s3_error(key: &str, e: S3Error) -> StoreError {
-    match e {
-        // An error document in a 2xx answer: AWS sends one when a
-        // CompleteMultipartUpload fails after the 200 began, and says to
-        // retry.
-        S3Error::HttpFailWithBody(status @ 200..=299, body) => {
-            let body: String = body.chars().take(512).collect();
-            StoreError::transient(format!("HTTP {status} with an error for {key}: {body}"))
+/// Why a connection could not be set up, from the error's causes: the
+/// OS's refusal, the resolver's failure (hyper-util names it "dns error"),
+/// or the TLS library's (tokio-rustls reports it as invalid data).
+fn connect_failure(e: &reqwest::Error) -> Option<Unreachable> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().starts_with("dns error") {
+            return Some(Unreachable::Dns);
         }
-        S3Error::HttpFailWithBody(status, body) => status_error(status, key, body.as_bytes())
-            .unwrap_or_else(|| StoreError::backend(format!("HTTP {status} for {key}"))),
-        S3Error::Reqwest(e) if e.is_builder() => {
-            StoreError::Config(ConfigError::S3(format!("cannot build request: {e}")))
+        source = err.source();
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Some(Unreachable::Refused),
+                std::io::ErrorKind::InvalidData => {
+                    return Some(Unreachable::Tls {
+                        detail: io.to_string(),
+                    })
+                }
+                // An io::Error's source() skips the error it wraps (where
+                // hyper-rustls wraps the TLS library's): step into it.
+                _ => source = io.get_ref().map(|inner| inner as _).or(source),
+            }
         }
-        S3Error::Reqwest(e) => StoreError::transient(format!("{key}: {e}")),
-        S3Error::Io(e) => StoreError::transient(format!("{key}: {e}")),
-        S3Error::Credentials(e) => config_error(e).into(),
-        S3Error::Region(e) => config_error(e).into(),
-        S3Error::UrlParse(e) => config_error(e).into(),
-        other => StoreError::backend(format!("{key}: {other}")),
     }
+    None
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `scheme://host:port` of a request URL (never its path or query).
+fn endpoint_of(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port().map_or_else(String::new, |p| format!(":{p}"))
+    )
 }
 
 fn config_error(e: impl fmt::Display) -> ConfigError {

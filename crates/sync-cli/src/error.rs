@@ -52,6 +52,12 @@ pub enum CliError {
         /// The argument as given.
         found: String,
     },
+    /// `BAE_SYNC_LOCK_WAIT` is not a number of seconds.
+    #[error("BAE_SYNC_LOCK_WAIT must be a number of seconds, got {found:?}")]
+    BadLockWait {
+        /// The value as set.
+        found: String,
+    },
     /// Local file I/O failed.
     #[error("{path}: {source}")]
     Io {

@@ -16,9 +16,8 @@ pub enum Exit {
     /// pull, sync or server-bootstrap --refresh applied everything except
     /// batches it rejected (listed on stderr and in `status`).
     Rejected = 3,
-    /// Another bae-sync is working on this library (reserved for the
-    /// library lock).
-    #[allow(dead_code)]
+    /// Another bae-sync is working on this library (the command waited
+    /// `BAE_SYNC_LOCK_WAIT` seconds, default 5, for it first).
     Busy = 4,
 }
 
@@ -38,4 +37,5 @@ pub const EXIT_HELP: &str = "Exit status:
   3  pull, sync or server-bootstrap --refresh applied everything except batches
      it rejected (listed on stderr and in `status`; the device that wrote them
      runs `bae-sync push --repair`)
-  4  another bae-sync is working on this library";
+  4  another bae-sync is working on this library (after waiting
+     BAE_SYNC_LOCK_WAIT seconds, default 5)";

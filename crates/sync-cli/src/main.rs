@@ -236,6 +236,19 @@ impl Command {
             Command::Demo { .. } => None,
         }
     }
+
+    /// Whether the command may create its database file (every other
+    /// command refuses a missing one, so a mistyped path creates nothing).
+    fn creates_library(&self) -> bool {
+        matches!(
+            self,
+            Command::Init { .. }
+                | Command::Join { .. }
+                | Command::DemoImport { .. }
+                | Command::ServerBootstrap { .. }
+                | Command::Demo { .. }
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -289,10 +302,43 @@ fn main() -> ExitCode {
                 _ => e,
             };
             eprintln!("bae-sync: {e}");
-            Exit::Error
+            match e {
+                CliError::Sync(bae_sync_service::SyncError::LibraryBusy { .. }) => Exit::Busy,
+                _ => Exit::Error,
+            }
         }
     };
     status.code()
+}
+
+/// How long a command waits for another bae-sync working on its library
+/// when `BAE_SYNC_LOCK_WAIT` (seconds) is not set.
+const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One bae-sync at a time per library: every command that opens one takes
+/// its lock first, so two never upload the same batches or fight over the
+/// database. Held until the command ends (or the process dies).
+fn lock_library(command: &Command) -> Result<Option<library::LibraryLock>, CliError> {
+    // The demo's libraries are its own, in a directory it makes.
+    let Some(path) = command.database() else {
+        return Ok(None);
+    };
+    // Refused before the lock file is made next to it.
+    if !command.creates_library() && !path.is_file() {
+        return Err(CliError::NoLibrary {
+            path: path.display().to_string(),
+        });
+    }
+    let wait = match std::env::var("BAE_SYNC_LOCK_WAIT") {
+        Err(_) => DEFAULT_LOCK_WAIT,
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .ok_or(CliError::BadLockWait { found: text })?,
+    };
+    Ok(Some(library::LibraryLock::acquire(path, wait)?))
 }
 
 /// How a command that completed went.
@@ -304,6 +350,7 @@ enum Outcome {
 }
 
 async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
+    let _lock = lock_library(&command)?;
     let mut rejected = 0;
     match command {
         Command::Init { library, bucket } => {

@@ -83,6 +83,8 @@ fn a_missing_library_file_is_refused_by_name_and_not_created() {
             "{args:?}: {e}"
         );
         assert!(!w.library("mistyped").exists(), "{args:?} created it");
+        let lock = w.dir.path().join("mistyped.db.sync-lock");
+        assert!(!lock.exists(), "{args:?} left a lock file next to it");
     }
 }
 

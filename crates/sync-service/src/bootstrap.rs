@@ -79,6 +79,7 @@ impl SyncService {
     /// the bucket holds no usable checkpoint. Call [`SyncService::pull`]
     /// afterwards for later batches.
     pub async fn bootstrap_from_checkpoint(&self) -> Result<Option<BootstrapReport>, SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
         let mut rejected = Vec::new();
         let mut below = None;
         loop {

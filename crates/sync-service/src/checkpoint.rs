@@ -508,6 +508,10 @@ impl SyncService {
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
         self.pull().await?;
+        // Taken after them (each takes it itself); a pull that slips in
+        // between changes nothing the snapshot's one read transaction
+        // cannot see.
+        let _one_at_a_time = self.flight.lock().await;
         let span = tracing::info_span!("checkpoint", device = %self.device);
         async move {
             let device = self.device;

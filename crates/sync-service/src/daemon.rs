@@ -134,7 +134,7 @@ async fn run(
 
 /// Whether a sync failed only because the bucket could not be reached.
 fn unreachable(e: &SyncError) -> bool {
-    matches!(e, SyncError::Store(s) if s.is_retryable())
+    matches!(e, SyncError::Store(s) if s.may_pass_later())
 }
 
 /// The wait after `streak` unreachable failures in a row: the interval,

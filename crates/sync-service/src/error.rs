@@ -124,10 +124,23 @@ pub enum SyncError {
     /// half applied; running it again resumes.
     #[error("cancelled")]
     Cancelled,
+    /// Another process holds the library's lock
+    /// ([`crate::library::LibraryLock`]) and did not release it in time.
+    #[error("another bae-sync {} is working on {path}", holder(.pid))]
+    LibraryBusy {
+        /// The library file.
+        path: String,
+        /// The holder's process id, when it could be read.
+        pid: Option<u32>,
+    },
     /// A database task panicked while holding the library; the service
     /// must be reopened.
     #[error("the library connection was poisoned by a failed task; reopen the library")]
     LibraryPoisoned,
+}
+
+fn holder(pid: &Option<u32>) -> String {
+    pid.map_or_else(|| "process".to_owned(), |pid| format!("(pid {pid})"))
 }
 
 fn applied_by(witness: &Option<DeviceId>) -> String {

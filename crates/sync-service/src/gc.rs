@@ -60,6 +60,7 @@ impl SyncService {
         grace: Duration,
         compact_now: bool,
     ) -> Result<GcReport, SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
         let mut report = GcReport::default();
         let Some((ck, written_ms)) = self.newest_own_checkpoint(&mut report).await? else {
             return Ok(report);

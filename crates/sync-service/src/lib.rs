@@ -61,6 +61,7 @@ mod head;
 mod images;
 pub mod keystore;
 pub mod library;
+mod lock;
 mod progress;
 mod pull;
 mod push;

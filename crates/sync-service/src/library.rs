@@ -10,6 +10,8 @@ use bae_oplog::OpRecorder;
 use rusqlite::params;
 use std::path::Path;
 
+pub use crate::lock::LibraryLock;
+
 /// A library's id: the fingerprint of its key (so a device joining with the
 /// key knows the id without being told).
 pub fn library_id(key: &LibraryKey) -> String {

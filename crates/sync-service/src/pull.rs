@@ -144,6 +144,7 @@ impl SyncService {
     /// where it stopped. Batches held in one slice (a parent in a later
     /// slice) are retried with the next.
     pub async fn pull(&self) -> Result<PullReport, SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
         self.finish_local_replay().await?;
         let mut gaps = Vec::new();
         let report = self.pull_once(&mut gaps).await?;

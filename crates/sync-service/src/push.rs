@@ -62,9 +62,7 @@ impl SyncService {
     pub async fn push(&self) -> Result<PushReport, SyncError> {
         let span = tracing::info_span!("push", device = %self.device);
         async move {
-            // One push at a time per service: two overlapping ones would
-            // race on the head and the pushed marks.
-            let _one_push = self.push_lock.lock().await;
+            let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
             let (encoded, newest) = self
                 .with_db(move |rec| {
@@ -147,6 +145,7 @@ impl SyncService {
     pub async fn repair(&self) -> Result<RepairReport, SyncError> {
         let span = tracing::info_span!("repair", device = %self.device);
         async move {
+            let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
             let pushed = self
                 .with_db(|rec| pushed_hashes(rec.sync_parts().0))

@@ -27,8 +27,13 @@ pub struct SyncService {
     pub(crate) path: Option<PathBuf>,
     /// Long operations stop at their next safe point once cancelled.
     pub(crate) cancel: CancellationToken,
-    /// Serialises pushes of this service.
-    pub(crate) push_lock: tokio::sync::Mutex<()>,
+    /// One push, pull, repair, restore, checkpoint or GC of this service
+    /// at a time: overlapping ones would race on the head, the pushed
+    /// marks and the cursors (a second pull would fetch and apply the same
+    /// batches). A second call waits for the first, then runs (finding
+    /// nothing left to do). Never held across a call that takes it again:
+    /// tokio's mutex is not reentrant.
+    pub(crate) flight: tokio::sync::Mutex<()>,
     /// This device's head seqs as the last LIST of `heads/` showed them;
     /// `None` before the first.
     pub(crate) own_head: Mutex<Option<Vec<u64>>>,
@@ -116,7 +121,7 @@ impl SyncService {
             schema,
             path,
             cancel: CancellationToken::new(),
-            push_lock: tokio::sync::Mutex::new(()),
+            flight: tokio::sync::Mutex::new(()),
             own_head: Mutex::new(None),
             images_table,
             progress: None,
