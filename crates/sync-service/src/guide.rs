@@ -16,6 +16,8 @@
 //! - [`bucket_layout`]: the bucket's keys and the order of writes.
 //! - [`integration`]: how bae-core adopts the engine, step by step.
 //! - [`security`]: the threat model, each claim with the test that shows it.
+//! - [`reliability`]: what is promised under crashes and faults, and the
+//!   simulation, kill loop and fuzzing that show it.
 
 #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
 pub mod architecture {}
@@ -40,3 +42,6 @@ pub mod integration {}
 
 #[doc = include_str!("../../../docs/SECURITY.md")]
 pub mod security {}
+
+#[doc = include_str!("../../../docs/RELIABILITY.md")]
+pub mod reliability {}
