@@ -200,8 +200,10 @@ pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, Oplo
     let first = i64::try_from(first.0).map_err(|_| OplogError::BatchSeqOutOfRange(first.0))?;
     let shift = oldest.map_or(0, |oldest| first.saturating_sub(oldest).max(0));
     if shift > 0 {
-        conn.prepare_cached("UPDATE bae_sync_op_log SET batch_id = batch_id + ?1 WHERE pushed = 0")?
-            .execute([shift])?;
+        conn.prepare_cached(
+            "UPDATE bae_sync_op_log SET batch_id = batch_id + ?1 WHERE pushed = 0",
+        )?
+        .execute([shift])?;
     }
     conn.prepare_cached(
         "UPDATE bae_sync_device SET next_batch = MAX(next_batch + ?1, ?2) WHERE id = 1",
@@ -275,7 +277,10 @@ mod tests {
             .map(|b| batch_ops(conn, schema, BatchSeq(*b)).unwrap())
             .collect();
         assert_eq!(renumber_unpushed(conn, BatchSeq(7)).unwrap(), 5);
-        assert_eq!(unpushed_batches(conn).unwrap(), vec![BatchSeq(7), BatchSeq(8)]);
+        assert_eq!(
+            unpushed_batches(conn).unwrap(),
+            vec![BatchSeq(7), BatchSeq(8)]
+        );
         assert_eq!(batch_ops(conn, schema, BatchSeq(7)).unwrap(), before[0]);
         assert_eq!(batch_ops(conn, schema, BatchSeq(8)).unwrap(), before[1]);
         assert!(!batch_ops(conn, schema, BatchSeq(1)).unwrap().is_empty());

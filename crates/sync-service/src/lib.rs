@@ -64,6 +64,7 @@ pub mod library;
 mod progress;
 mod pull;
 mod push;
+mod rollback;
 mod service;
 mod status;
 #[cfg(test)]
