@@ -84,8 +84,8 @@ pub enum SyncError {
     OwnBatchHeld {
         /// The batch object.
         key: String,
-        /// Why it does not apply.
-        source: bae_merge::MergeError,
+        /// Why it does not apply (boxed: a merge error is large).
+        source: Box<bae_merge::MergeError>,
     },
     /// The library has not been set up for sync (`bae-sync init` or `join`).
     #[error("library is not set up for sync: run `bae-sync init` or `bae-sync join` first")]

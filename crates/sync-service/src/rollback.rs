@@ -195,7 +195,7 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<()
         // the parent) tries again; applying twice changes nothing.
         return Err(SyncError::OwnBatchHeld {
             key: layout::ops_key(&device, held.batch.seq.0),
-            source: held.reason,
+            source: Box::new(held.reason),
         });
     }
     let (conn, clock, _) = rec.sync_parts();
