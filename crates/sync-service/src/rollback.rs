@@ -90,9 +90,7 @@ impl SyncService {
             head = ?ahead.head.map(|h| h.0),
             "this device's database went back in time; re-taking its batches from the bucket"
         );
-        let retaken: Vec<u64> = ahead.batches.iter().map(|(b, _)| b.seq.0).collect();
-        self.with_db(move |rec| retake(rec, base, ahead)).await?;
-        Ok(retaken)
+        self.with_db(move |rec| retake(rec, base, ahead)).await
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).
@@ -169,7 +167,8 @@ impl SyncService {
 
 /// Applies the bucket's batches this device lacks, records every one as
 /// pushed, and moves the unpushed local batches above the bucket's.
-fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<(), SyncError> {
+/// Returns the seqs applied.
+fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Vec<u64>, SyncError> {
     let device = rec.device();
     let schema = rec.schema();
     // The bucket's first batches may be exactly the local unpushed ones (a
@@ -189,6 +188,7 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<()
         .iter()
         .map(|(b, _)| b.clone())
         .collect();
+    let applied: Vec<u64> = foreign.iter().map(|b| b.seq.0).collect();
     let merged = bae_merge::apply_pull(rec, foreign)?;
     if let Some(held) = merged.held.into_iter().next() {
         // Nothing is renumbered yet: the next push (after a pull brings
@@ -223,7 +223,7 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<()
     let moved = bae_oplog::renumber_unpushed(&tx, BatchSeq(top + 1))?;
     tx.commit()?;
     tracing::info!(top, moved, "local batches continue above the bucket's");
-    Ok(())
+    Ok(applied)
 }
 
 fn record_hash(

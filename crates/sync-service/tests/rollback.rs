@@ -272,3 +272,41 @@ async fn a_garbage_own_head_neither_skips_seqs_nor_loses_writes() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// Back to a copy taken after the batches were recorded but before they
+/// were pushed: the local batches are the bucket's, byte for byte. They
+/// are marked pushed, nothing is re-taken, renumbered or uploaded.
+#[tokio::test]
+async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
+    let w = World::new(Bucket::Local, "rollback-same");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("laptop"), 2, 2);
+    edit(
+        &laptop,
+        "albums",
+        &album_row(0, "albums"),
+        "title",
+        "before",
+    )
+    .await;
+    let saved = save(&w.library("laptop"));
+    let (push, _) = laptop.sync().await.unwrap();
+    let head = push.head;
+    desktop.sync().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+
+    let push = laptop.push().await.unwrap();
+    assert!(push.retaken.is_empty(), "{push:?}");
+    assert_eq!(push.batches, 0, "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, head.map(|h| h + 1), "{push:?}");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
