@@ -274,6 +274,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 print_repair(&s.repair().await?);
             }
             let r = s.push().await?;
+            report_retaken(&r.retaken);
             println!("pushed {} batches, {} images", r.batches, r.images);
             if r.images_waiting > 0 {
                 eprintln!(
@@ -298,6 +299,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 service.with_progress(p).sync().await
             })
             .await?;
+            report_retaken(&push.retaken);
             println!(
                 "pushed {} batches, applied {} batches",
                 push.batches, pull.applied
@@ -444,7 +446,18 @@ fn report_images(rejected: &[String]) {
     }
 }
 
+/// Names the batches a push took back from the bucket because this
+/// library went back in time (a restored backup, a power loss).
+fn report_retaken(seqs: &[u64]) {
+    if let (Some(first), Some(last)) = (seqs.first(), seqs.last()) {
+        eprintln!(
+            "bae-sync: this library went back in time; re-took batches {first}..={last} it had pushed before, new batches continue above them"
+        );
+    }
+}
+
 fn print_repair(r: &bae_sync_service::RepairReport) {
+    report_retaken(&r.retaken);
     println!(
         "repair: checked {} batches, re-uploaded {}{}",
         r.checked,
