@@ -58,6 +58,9 @@ pub enum OplogError {
         /// Why.
         reason: String,
     },
+    /// A batch number beyond what the op log stores (`i64`).
+    #[error("batch number {0} is out of range")]
+    BatchSeqOutOfRange(u64),
 }
 
 /// How a [`crate::SyncSchema`] disagrees with the database it is opened on

@@ -182,6 +182,36 @@ pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError>
     Ok(())
 }
 
+/// Moves this device's unpushed batches up so the oldest starts at
+/// `first`, keeping their order, ops and HLC stamps, and makes the next
+/// recorded batch follow them (never moving `next_batch` back). Returns
+/// how far they moved (0 when none is below `first`).
+///
+/// For a device whose database went back in time: the bucket already
+/// holds batches under the numbers its unpushed ones carry, and those
+/// objects must never be overwritten. Call inside the transaction that
+/// records the bucket's batches as this device's pushed ones.
+pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, OplogError> {
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE pushed = 0",
+        [],
+        |r| r.get(0),
+    )?;
+    let first = i64::try_from(first.0).map_err(|_| OplogError::BatchSeqOutOfRange(first.0))?;
+    let shift = oldest.map_or(0, |oldest| first.saturating_sub(oldest).max(0));
+    if shift > 0 {
+        conn.prepare_cached(
+            "UPDATE bae_sync_op_log SET batch_id = batch_id + ?1 WHERE pushed = 0",
+        )?
+        .execute([shift])?;
+    }
+    conn.prepare_cached(
+        "UPDATE bae_sync_device SET next_batch = MAX(next_batch + ?1, ?2) WHERE id = 1",
+    )?
+    .execute([shift, first])?;
+    Ok(shift as u64)
+}
+
 /// The number of the newest batch this device has recorded (0 if none).
 pub fn last_batch(conn: &Connection) -> Result<BatchSeq, OplogError> {
     let next: i64 = conn.query_row(
@@ -222,4 +252,51 @@ pub fn persist_timestamp(conn: &Connection, t: Timestamp) -> Result<(), OplogErr
     conn.prepare_cached("UPDATE bae_sync_device SET clock = MAX(clock, ?1) WHERE id = 1")?
         .execute([t.as_u64() as i64])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::fixture::{demo_album, library_on, Library};
+
+    /// Renumbering moves only unpushed batches, keeps their ops, and the
+    /// next recorded batch follows them.
+    #[test]
+    fn renumber_moves_unpushed_batches_above_the_bucket() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut lib = Library::new(library_on(conn, bae_hlc::WallClock::System).unwrap());
+        for i in 0..3 {
+            lib.import_album(&demo_album(1, i, 1)).unwrap();
+        }
+        let (conn, _, _) = lib.recorder().sync_parts();
+        mark_pushed(conn, BatchSeq(1)).unwrap();
+        let schema = &crate::BAE_SCHEMA;
+        let before: Vec<_> = [2, 3]
+            .iter()
+            .map(|b| batch_ops(conn, schema, BatchSeq(*b)).unwrap())
+            .collect();
+        assert_eq!(renumber_unpushed(conn, BatchSeq(7)).unwrap(), 5);
+        assert_eq!(
+            unpushed_batches(conn).unwrap(),
+            vec![BatchSeq(7), BatchSeq(8)]
+        );
+        assert_eq!(batch_ops(conn, schema, BatchSeq(7)).unwrap(), before[0]);
+        assert_eq!(batch_ops(conn, schema, BatchSeq(8)).unwrap(), before[1]);
+        assert!(!batch_ops(conn, schema, BatchSeq(1)).unwrap().is_empty());
+        assert_eq!(last_batch(conn).unwrap(), BatchSeq(8));
+        // Nothing below `first`: nothing moves; next_batch never goes back.
+        assert_eq!(renumber_unpushed(conn, BatchSeq(2)).unwrap(), 0);
+        assert_eq!(last_batch(conn).unwrap(), BatchSeq(8));
+        // No unpushed batch: the next one still starts at `first`.
+        for b in [7, 8] {
+            mark_pushed(conn, BatchSeq(b)).unwrap();
+        }
+        assert_eq!(renumber_unpushed(conn, BatchSeq(20)).unwrap(), 0);
+        assert_eq!(last_batch(conn).unwrap(), BatchSeq(19));
+        assert!(matches!(
+            renumber_unpushed(conn, BatchSeq(u64::MAX)),
+            Err(OplogError::BatchSeqOutOfRange(_))
+        ));
+    }
 }

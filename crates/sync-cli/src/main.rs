@@ -422,6 +422,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             if let Some(repaired) = &repaired {
                 print_repair(repaired)?;
             }
+            report_retaken(&r.retaken);
             outln!(
                 "pushed {}, {}",
                 count(r.batches, "batch", "batches"),
@@ -452,6 +453,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 service.with_progress(p).sync().await
             })
             .await?;
+            report_retaken(&push.retaken);
             outln!(
                 "pushed {}, applied {}",
                 count(push.batches, "batch", "batches"),
@@ -612,7 +614,18 @@ fn report_images(rejected: &[String]) {
     }
 }
 
+/// Names the batches a push took back from the bucket because this
+/// library went back in time (a restored backup, a power loss).
+fn report_retaken(seqs: &[u64]) {
+    if let (Some(first), Some(last)) = (seqs.first(), seqs.last()) {
+        eprintln!(
+            "bae-sync: this library went back in time; re-took batches {first}..={last} it had pushed before, new batches continue above them"
+        );
+    }
+}
+
 fn print_repair(r: &bae_sync_service::RepairReport) -> Result<(), CliError> {
+    report_retaken(&r.retaken);
     outln!(
         "repair: checked {}, re-uploaded {}{}",
         count(r.checked, "batch", "batches"),

@@ -302,3 +302,63 @@ fn cli_errors_are_one_line_and_exit_non_zero() {
         "{e}"
     );
 }
+
+/// A library put back from a copy (a backup, a power loss): `sync` names
+/// the rollback, exits 0, replaces none of the batches the other device
+/// read, and both devices end equal.
+#[test]
+fn cli_sync_after_a_restored_backup_replaces_nothing_and_converges() {
+    let w = World::new(Bucket::Local, "cli-rollback");
+    let (laptop, desktop) = two_devices(&w);
+    let album = album_id();
+    let backup = w.dir.path().join("backup.db");
+    std::fs::copy(&laptop, &backup).unwrap();
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &laptop,
+            "albums",
+            &album,
+            "title=before",
+        ],
+    );
+    ok(&w, &["sync", "--library", &laptop]);
+    ok(&w, &["sync", "--library", &desktop]);
+    let ops = std::path::Path::new(&w.bucket).join("ops");
+    let objects: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&ops)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| {
+            let p = f.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+
+    std::fs::copy(&backup, &laptop).unwrap();
+    assert!(!ok(&w, &["dump", "--library", &laptop]).contains("before"));
+    ok(
+        &w,
+        &["set", "--library", &laptop, "albums", &album, "title=after"],
+    );
+    let out = run(&w, &["sync", "--library", &laptop]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("went back in time"), "{stderr}");
+    for (p, bytes) in &objects {
+        assert_eq!(
+            &std::fs::read(p).unwrap(),
+            bytes,
+            "{} replaced",
+            p.display()
+        );
+    }
+    let out = run(&w, &["sync", "--library", &desktop]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    ok(&w, &["sync", "--library", &laptop]);
+    let dump = ok(&w, &["dump", "--library", &laptop]);
+    assert!(dump.contains("after"), "{dump}");
+    assert_eq!(dump, ok(&w, &["dump", "--library", &desktop]));
+}

@@ -74,6 +74,19 @@ pub enum SyncError {
         /// head reports it.
         witness: Option<DeviceId>,
     },
+    /// This device's database went back in time and one of the batches it
+    /// pushed before (found in the bucket above its local state) does not
+    /// apply yet (a parent row another device wrote has not been pulled):
+    /// nothing was renumbered or uploaded; a pull, then push, settles it.
+    #[error(
+        "re-taking {key}, pushed by this device before its database went back in time: {source}"
+    )]
+    OwnBatchHeld {
+        /// The batch object.
+        key: String,
+        /// Why it does not apply (boxed: a merge error is large).
+        source: Box<bae_merge::MergeError>,
+    },
     /// The library has not been set up for sync (`bae-sync init` or `join`).
     #[error("library is not set up for sync: run `bae-sync init` or `bae-sync join` first")]
     NotInitialized,

@@ -65,6 +65,7 @@ mod lock;
 mod progress;
 mod pull;
 mod push;
+mod rollback;
 mod service;
 mod status;
 #[cfg(test)]

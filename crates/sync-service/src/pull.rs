@@ -384,7 +384,12 @@ impl SyncService {
         Ok(heads)
     }
 
-    async fn fetch_head(&self, key: &str, device: DeviceId, seq: u64) -> Result<Head, SyncError> {
+    pub(crate) async fn fetch_head(
+        &self,
+        key: &str,
+        device: DeviceId,
+        seq: u64,
+    ) -> Result<Head, SyncError> {
         let sealed = self.store.get(key, MAX_HEAD_OBJECT_BYTES).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
         let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
@@ -406,7 +411,7 @@ impl SyncService {
         Ok(head)
     }
 
-    async fn fetch_batch(
+    pub(crate) async fn fetch_batch(
         &self,
         key: &str,
         device: DeviceId,

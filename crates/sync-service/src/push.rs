@@ -29,6 +29,10 @@ pub struct PushReport {
     pub images: usize,
     /// Queued images whose bytes are not on this device yet; still queued.
     pub images_waiting: usize,
+    /// Batches of this device found in the bucket above its local state
+    /// (its database went back in time) and applied here again; its own
+    /// unpushed batches were renumbered to follow them.
+    pub retaken: Vec<u64>,
 }
 
 /// What `push --repair` found and did.
@@ -48,13 +52,16 @@ pub struct RepairReport {
     /// Images this device holds whose bucket object was missing or did not
     /// open, re-uploaded.
     pub images_repaired: Vec<String>,
+    /// Batches of this device found in the bucket above its local state
+    /// (its database went back in time) and applied here again.
+    pub retaken: Vec<u64>,
 }
 
 /// A local batch ready to upload: its encoding and hash.
-struct Encoded {
+pub(crate) struct Encoded {
     seq: BatchSeq,
     bytes: Vec<u8>,
-    hash: BatchHash,
+    pub(crate) hash: BatchHash,
 }
 
 impl SyncService {
@@ -64,12 +71,18 @@ impl SyncService {
         async move {
             let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
+            // Before any upload: batches this device pushed before its
+            // database went back in time must never be replaced.
+            let retaken = self.settle_rollback().await?;
             let (encoded, newest) = self
                 .with_db(move |rec| {
                     let encoded = encode_unpushed(rec, device)?;
                     Ok((encoded, bae_oplog::last_batch(rec.sync_parts().0)?))
                 })
                 .await?;
+            if !encoded.is_empty() {
+                self.sync_point().await?;
+            }
             // Images first: the ops that reference them must never be in the
             // bucket without them.
             let through = encoded.last().map_or(newest.0, |b| b.seq.0);
@@ -84,6 +97,7 @@ impl SyncService {
                     images: images.uploaded.len(),
                     images_waiting: images.skipped,
                     head: self.repair_stale_head().await?,
+                    retaken,
                     ..PushReport::default()
                 });
             };
@@ -131,6 +145,7 @@ impl SyncService {
                 head: Some(head_seq),
                 images: images.uploaded.len(),
                 images_waiting: images.skipped,
+                retaken,
             })
         }
         .instrument(span)
@@ -147,10 +162,18 @@ impl SyncService {
         async move {
             let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
+            // A rollback is found from this device's heads in the bucket:
+            // look now rather than rely on an earlier pull.
+            let own = self.list_own_heads().await?;
+            self.listed_own_heads(own);
+            let retaken = self.settle_rollback().await?;
             let pushed = self
                 .with_db(|rec| pushed_hashes(rec.sync_parts().0))
                 .await?;
-            let mut report = RepairReport::default();
+            let mut report = RepairReport {
+                retaken,
+                ..RepairReport::default()
+            };
             for &(seq, hash) in &pushed {
                 report.checked += 1;
                 let key = layout::ops_key(&device, seq);
@@ -201,6 +224,39 @@ impl SyncService {
         }
         .instrument(span)
         .await
+    }
+
+    /// Makes every committed transaction of the library durable before a
+    /// push publishes its batches: the library runs `synchronous=NORMAL`
+    /// in WAL mode, so a commit is in the `-wal` file but not yet on disk,
+    /// and a power loss could take back a batch other devices already
+    /// applied (the device would then reuse its number for other ops).
+    /// One fsync of the `-wal` file here covers every commit before it,
+    /// whichever connection made it (the page cache is the file's); what a
+    /// checkpoint moved into the main file was synced by the checkpoint.
+    /// The recording path keeps `NORMAL` and pays nothing; a push pays one
+    /// fsync, far below its uploads. The main file is never opened here:
+    /// closing a second descriptor of it would drop SQLite's POSIX locks.
+    async fn sync_point(&self) -> Result<(), SyncError> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut wal = path.into_os_string();
+            wal.push("-wal");
+            let wal = std::path::PathBuf::from(wal);
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&wal)
+            {
+                Ok(f) => f.sync_all().map_err(|e| SyncError::io(&wal, e)),
+                // No WAL: every commit is in the main file, synced.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(SyncError::io(&wal, e)),
+            }
+        })
+        .await?
     }
 
     /// Whether a sealed object is exactly this device's pushed batch `seq`.
@@ -341,7 +397,7 @@ fn encode_unpushed(rec: &mut OpRecorder, device: DeviceId) -> Result<Vec<Encoded
 
 /// Encodes one local batch chained to `prev`; `None` if the op log no
 /// longer holds it.
-fn encode_one(
+pub(crate) fn encode_one(
     conn: &rusqlite::Connection,
     schema: &SyncSchema,
     device: DeviceId,

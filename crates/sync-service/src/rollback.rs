@@ -1,0 +1,239 @@
+//! A local database that went back in time (a power loss that lost the
+//! newest commits, a restored backup): the bucket holds batches of this
+//! device beyond its local state, under the numbers its next batches would
+//! take. Uploading those would replace objects other devices may have
+//! applied, and every later batch would break their hash chain for good.
+//!
+//! Before a push uploads anything, [`SyncService::settle_rollback`] finds
+//! such batches, applies them through merge like any other device's (they
+//! were acknowledged: their writes reappear here), records them as this
+//! device's pushed ones, and moves the unpushed local batches above them,
+//! so the stream continues unbroken and no object is ever replaced.
+
+use crate::error::SyncError;
+use crate::head::Head;
+use crate::push::{encode_one, newest_pushed};
+use crate::service::SyncService;
+use bae_oplog::{Batch, BatchHash, BatchSeq};
+use bae_storage_s3::{layout, StoreError};
+use rusqlite::params;
+
+/// How many of this device's own heads above its local state are tried,
+/// newest first, before the ones that do not open are taken for garbage.
+const MAX_OWN_HEADS_TRIED: usize = 4;
+
+/// What the bucket holds of this device beyond its local state.
+struct Ahead {
+    /// Its batches that open and chain on from the newest local pushed
+    /// batch, in order, with their hashes.
+    batches: Vec<(Batch, BatchHash)>,
+    /// A head of this device (sealed under the library key) naming a batch
+    /// above those: its seq, hash and clock. Its batches in between are
+    /// gone (a checkpoint covers them) or damaged; the stream continues
+    /// above it so no device that applied them is contradicted.
+    head: Option<(u64, BatchHash, bae_hlc::Timestamp)>,
+}
+
+impl SyncService {
+    /// Detects that this device's database went back in time and settles
+    /// it before anything is uploaded; returns the seqs of this device's
+    /// batches re-taken from the bucket (empty when there was nothing).
+    ///
+    /// Cheap when nothing points at a rollback: the first push of a
+    /// service LISTs this device's heads (later ones use what the last
+    /// pull's LIST of `heads/` showed: a head above the newest pushed
+    /// batch is a sign), and a push with batches to send makes one HEAD of
+    /// the object its first batch would replace (a lost head must not hide
+    /// the batches).
+    pub(crate) async fn settle_rollback(&self) -> Result<Vec<u64>, SyncError> {
+        let device = self.device;
+        let (pushed, unpushed) = self
+            .with_db(|rec| {
+                let conn = rec.sync_parts().0;
+                Ok((
+                    newest_pushed(conn)?,
+                    !bae_oplog::unpushed_batches(conn)?.is_empty(),
+                ))
+            })
+            .await?;
+        let (base, base_hash) = pushed.map_or((0, None), |(s, h)| (s, Some(h)));
+        let seen = match self.own_heads_seen() {
+            Some(seen) => seen,
+            None => {
+                // The first push of this service (a restart is when a
+                // restored database shows): one LIST of its own heads.
+                let seen = self.list_own_heads().await?;
+                self.listed_own_heads(seen.clone());
+                seen
+            }
+        };
+        let head_above = seen.iter().any(|s| *s > base);
+        let suspect = head_above
+            || (unpushed
+                && self
+                    .store
+                    .exists(&layout::ops_key(&device, base + 1))
+                    .await?);
+        if !suspect {
+            return Ok(Vec::new());
+        }
+        let ahead = self.read_ahead(base, base_hash).await?;
+        if ahead.batches.is_empty() && ahead.head.is_none() {
+            // Garbage (does not open or chain): no device can have applied
+            // it, and the push replaces it as before.
+            return Ok(Vec::new());
+        }
+        tracing::warn!(
+            %device,
+            local = base,
+            bucket = ahead.batches.len(),
+            head = ?ahead.head.map(|h| h.0),
+            "this device's database went back in time; re-taking its batches from the bucket"
+        );
+        self.with_db(move |rec| retake(rec, base, ahead)).await
+    }
+
+    /// The seqs of this device's head objects in the bucket (one LIST).
+    pub(crate) async fn list_own_heads(&self) -> Result<Vec<u64>, SyncError> {
+        Ok(self
+            .store
+            .list(&layout::heads_prefix(&self.device))
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_heads_key(k).ok().map(|(_, s)| s))
+            .collect())
+    }
+
+    /// Reads this device's batches above `base` while they open and chain,
+    /// and its newest valid head above them.
+    async fn read_ahead(
+        &self,
+        base: u64,
+        base_hash: Option<BatchHash>,
+    ) -> Result<Ahead, SyncError> {
+        let device = self.device;
+        let mut batches = Vec::new();
+        let mut prev = base_hash;
+        let mut seq = base + 1;
+        loop {
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch(&key, device, seq, prev).await {
+                Ok((batch, hash, _)) => {
+                    batches.push((batch, hash));
+                    prev = Some(hash);
+                    seq += 1;
+                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    // Not this device's next batch: garbage the push
+                    // replaces (no device can have applied it).
+                    tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
+                    break;
+                }
+            }
+        }
+        let top = seq - 1;
+        let mut seqs = self.list_own_heads().await?;
+        seqs.retain(|s| *s > top);
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        let mut head = None;
+        for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
+            let key = layout::heads_key(&device, s);
+            match self.fetch_head(&key, device, s).await {
+                Ok(Head {
+                    seq,
+                    hash: Some(hash),
+                    hlc,
+                    ..
+                }) => {
+                    head = Some((seq, hash, hlc));
+                    break;
+                }
+                Ok(_) => {}
+                Err(SyncError::Store(e))
+                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
+                {
+                    return Err(e.into())
+                }
+                Err(e) => tracing::warn!(%key, error = %e, "own head does not open; ignored"),
+            }
+        }
+        Ok(Ahead { batches, head })
+    }
+}
+
+/// Applies the bucket's batches this device lacks, records every one as
+/// pushed, and moves the unpushed local batches above the bucket's.
+/// Returns the seqs applied.
+fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Vec<u64>, SyncError> {
+    let device = rec.device();
+    let schema = rec.schema();
+    // The bucket's first batches may be exactly the local unpushed ones (a
+    // push whose marks were lost, or another process's push): those stay.
+    let same = {
+        let conn = rec.sync_parts().0;
+        let mut same = 0;
+        for (batch, hash) in &ahead.batches {
+            match encode_one(conn, schema, device, batch.seq, batch.prev)? {
+                Some((local, _)) if local.hash == *hash => same += 1,
+                _ => break,
+            }
+        }
+        same
+    };
+    let foreign: Vec<Batch> = ahead.batches[same..]
+        .iter()
+        .map(|(b, _)| b.clone())
+        .collect();
+    let applied: Vec<u64> = foreign.iter().map(|b| b.seq.0).collect();
+    let merged = bae_merge::apply_pull(rec, foreign)?;
+    if let Some(held) = merged.held.into_iter().next() {
+        // Nothing is renumbered yet: the next push (after a pull brings
+        // the parent) tries again; applying twice changes nothing.
+        return Err(SyncError::OwnBatchHeld {
+            key: layout::ops_key(&device, held.batch.seq.0),
+            source: Box::new(held.reason),
+        });
+    }
+    let (conn, clock, _) = rec.sync_parts();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut top = base;
+    for (i, (batch, hash)) in ahead.batches.iter().enumerate() {
+        if i < same {
+            bae_oplog::mark_pushed(&tx, batch.seq)?;
+        }
+        record_hash(&tx, batch.seq.0, hash)?;
+        top = batch.seq.0;
+    }
+    if let Some((seq, hash, hlc)) = ahead.head.filter(|h| h.0 > top) {
+        record_hash(&tx, seq, &hash)?;
+        top = seq;
+        // The head carries this device's clock when it pushed: stamps
+        // after it must not go back (merge already did this for the
+        // re-taken batches' own stamps).
+        bae_oplog::catch_up_clock(&tx, clock)?;
+        if clock.check_drift(hlc).is_ok() {
+            clock.catch_up(hlc).map_err(bae_oplog::OplogError::from)?;
+            bae_oplog::persist_clock(&tx, clock)?;
+        }
+    }
+    let moved = bae_oplog::renumber_unpushed(&tx, BatchSeq(top + 1))?;
+    tx.commit()?;
+    tracing::info!(top, moved, "local batches continue above the bucket's");
+    Ok(applied)
+}
+
+fn record_hash(
+    tx: &rusqlite::Transaction<'_>,
+    seq: u64,
+    hash: &BatchHash,
+) -> Result<(), SyncError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
+        params![seq as i64, hash.0.as_slice()],
+    )?;
+    Ok(())
+}

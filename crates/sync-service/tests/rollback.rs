@@ -1,0 +1,312 @@
+//! A local database that goes back in time (a power loss that loses the
+//! newest commits, a restored backup): the library file is copied aside,
+//! the device pushes more, the copy is put back, and the device goes on.
+//! Nothing another device read is replaced, every pushed write survives,
+//! and the other devices keep syncing without a rejected batch.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bae_oplog::fixture::open_library;
+use bae_storage_s3::layout;
+use bae_sync_service::{images_dir_for, library, SyncService};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A copy of a library file and its WAL, as a backup or a power loss
+/// leaves it.
+struct Saved {
+    dir: tempfile::TempDir,
+}
+
+fn wal(lib: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", lib.display()))
+}
+
+fn shm(lib: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-shm", lib.display()))
+}
+
+fn save(lib: &Path) -> Saved {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(lib, dir.path().join("db")).unwrap();
+    if wal(lib).exists() {
+        std::fs::copy(wal(lib), dir.path().join("wal")).unwrap();
+    }
+    Saved { dir }
+}
+
+/// Puts the copy back (every connection to the library is closed).
+fn restore(lib: &Path, saved: &Saved) {
+    std::fs::copy(saved.dir.path().join("db"), lib).unwrap();
+    let _ = std::fs::remove_file(shm(lib));
+    let _ = std::fs::remove_file(wal(lib));
+    if saved.dir.path().join("wal").exists() {
+        std::fs::copy(saved.dir.path().join("wal"), wal(lib)).unwrap();
+    }
+}
+
+fn reopen(w: &World, device: &str) -> SyncService {
+    let lib = w.library(device);
+    library::open(open_library(&lib).unwrap(), &w.keys)
+        .unwrap()
+        .with_images_dir(images_dir_for(&lib))
+}
+
+/// Every batch object of a device, with its bytes.
+async fn own_objects(w: &World, s: &SyncService) -> BTreeMap<String, Vec<u8>> {
+    let store = w.store();
+    let mut out = BTreeMap::new();
+    for key in store.list(&layout::ops_prefix(&s.device())).await.unwrap() {
+        let bytes = store.get(&key, u64::MAX).await.unwrap();
+        out.insert(key, bytes);
+    }
+    out
+}
+
+/// Asserts that every object of `before` is still there with its bytes.
+async fn nothing_replaced(w: &World, s: &SyncService, before: &BTreeMap<String, Vec<u8>>) {
+    let after = own_objects(w, s).await;
+    for (key, bytes) in before {
+        assert_eq!(after.get(key), Some(bytes), "{key} was replaced or removed");
+    }
+}
+
+/// Pushed writes before the rollback: albums 2 and 3 and a title on album 0.
+async fn write_and_push_before(w: &World, laptop: &SyncService, desktop: &SyncService) {
+    import_albums(&w.library("laptop"), 2, 2);
+    edit(laptop, "albums", &album_row(0, "albums"), "title", "before").await;
+    let (push, _) = laptop.sync().await.unwrap();
+    assert!(push.batches >= 3, "{push:?}");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.applied >= 3 && pull.problems.is_empty(), "{pull:?}");
+}
+
+async fn assert_before_writes_on(s: &SyncService) {
+    assert_eq!(
+        field(s, "albums", &album_row(0, "albums"), "title").await,
+        "before"
+    );
+    for i in [2, 3] {
+        assert_ne!(
+            field(s, "albums", &album_row(i, "albums"), "id").await,
+            "NULL",
+            "album {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_with_new_writes_loses_nothing_and_replaces_nothing() {
+    let w = World::new(Bucket::Local, "rollback");
+    let laptop = w.first_device("laptop", 2).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    let pushed_before = last_batch(&laptop).await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let objects = own_objects(&w, &laptop).await;
+    let device = laptop.device();
+    drop(laptop);
+
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    assert_eq!(laptop.device(), device);
+    assert_eq!(
+        last_batch(&laptop).await,
+        pushed_before,
+        "went back in time"
+    );
+    // Different writes under the numbers the lost batches had.
+    import_albums(&w.library("laptop"), 10, 1);
+    edit(&laptop, "albums", &album_row(1, "albums"), "title", "after").await;
+
+    let (push, pull) = laptop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        push.retaken.len(),
+        objects.len() - pushed_before as usize,
+        "{push:?}"
+    );
+    assert_eq!(push.batches, 2, "{push:?}");
+    assert_eq!(push.head, Some(objects.len() as u64 + 2));
+    nothing_replaced(&w, &laptop, &objects).await;
+
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(pull.applied, 2);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    for s in [&laptop, &desktop] {
+        assert_before_writes_on(s).await;
+        assert_eq!(
+            field(s, "albums", &album_row(1, "albums"), "title").await,
+            "after"
+        );
+        assert_ne!(
+            field(s, "albums", &album_row(10, "albums"), "id").await,
+            "NULL"
+        );
+    }
+    // The device goes on from there as usual, and repair finds it whole.
+    edit(&laptop, "albums", &album_row(2, "albums"), "title", "later").await;
+    laptop.push().await.unwrap();
+    let repair = laptop.repair().await.unwrap();
+    assert!(
+        repair.repaired.is_empty() && repair.unrepairable.is_empty(),
+        "{repair:?}"
+    );
+    assert!(repair.retaken.is_empty());
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
+#[tokio::test]
+async fn a_rollback_without_new_writes_is_found_by_an_idle_push() {
+    let w = World::new(Bucket::Local, "rollback-idle");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.batches, 0);
+    assert!(!push.retaken.is_empty(), "{push:?}");
+    assert_before_writes_on(&laptop).await;
+    nothing_replaced(&w, &laptop, &objects).await;
+    // A write after it continues the stream above the bucket's batches.
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(objects.len() as u64 + 1), "{push:?}");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
+#[tokio::test]
+async fn push_repair_finds_and_settles_a_rollback() {
+    let w = World::new(Bucket::Local, "rollback-repair");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    // No pull first: repair looks at the bucket itself.
+    let repair = laptop.repair().await.unwrap();
+    assert_eq!(repair.retaken.len(), objects.len() - 1, "{repair:?}");
+    assert_eq!(repair.head, Some(objects.len() as u64));
+    assert_before_writes_on(&laptop).await;
+    nothing_replaced(&w, &laptop, &objects).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
+#[tokio::test]
+async fn a_rollback_to_before_the_first_push_rejoins_and_loses_nothing() {
+    let w = World::new(Bucket::Local, "rollback-pre-init");
+    let lib = w.library("laptop");
+    import_albums(&lib, 0, 2);
+    let saved = save(&lib);
+    let laptop = w.first_device("laptop", 0).await;
+    let desktop = w.join("desktop").await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&lib, &saved);
+    // The copy predates `init`: the device joins its own library again.
+    let laptop = library::join(
+        open_library(&lib).unwrap(),
+        &w.bucket,
+        &w.key_file(),
+        &w.keys,
+        None,
+    )
+    .await
+    .unwrap()
+    .with_images_dir(images_dir_for(&lib));
+    edit(&laptop, "albums", &album_row(1, "albums"), "title", "after").await;
+    let (push, pull) = laptop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert!(!push.retaken.is_empty(), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_before_writes_on(&desktop).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(1, "albums"), "title").await,
+        "after"
+    );
+}
+
+#[tokio::test]
+async fn a_garbage_own_head_neither_skips_seqs_nor_loses_writes() {
+    let w = World::new(Bucket::Local, "rollback-garbage-head");
+    let laptop = w.first_device("laptop", 2).await;
+    let desktop = w.join("desktop").await;
+    let store = w.store();
+    let garbage = layout::heads_key(&laptop.device(), 1_000_000);
+    store.put(&garbage, b"not a head").await.unwrap();
+    // Garbage also where the next batch goes: no device can have read it.
+    let next = ops_key(&laptop, 3);
+    store.put(&next, b"not a batch").await.unwrap();
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let (push, _) = laptop.sync().await.unwrap();
+    assert!(push.retaken.is_empty(), "{push:?}");
+    assert_eq!((push.batches, push.head), (1, Some(3)), "no seq skipped");
+    assert!(!store.exists(&garbage).await.unwrap());
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
+/// Back to a copy taken after the batches were recorded but before they
+/// were pushed: the local batches are the bucket's, byte for byte. They
+/// are marked pushed, nothing is re-taken, renumbered or uploaded.
+#[tokio::test]
+async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
+    let w = World::new(Bucket::Local, "rollback-same");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("laptop"), 2, 2);
+    edit(
+        &laptop,
+        "albums",
+        &album_row(0, "albums"),
+        "title",
+        "before",
+    )
+    .await;
+    let saved = save(&w.library("laptop"));
+    let (push, _) = laptop.sync().await.unwrap();
+    let head = push.head;
+    desktop.sync().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+
+    let push = laptop.push().await.unwrap();
+    assert!(push.retaken.is_empty(), "{push:?}");
+    assert_eq!(push.batches, 0, "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, head.map(|h| h + 1), "{push:?}");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
