@@ -79,7 +79,7 @@ pub enum SyncError {
     /// apply yet (a parent row another device wrote has not been pulled):
     /// nothing was renumbered or uploaded; a pull, then push, settles it.
     #[error(
-        "re-taking {key}, pushed by this device before its database went back in time: {source}"
+        "re-taking {key}, pushed by this device before its database went back in time: {source} (a pull brings what it needs: run `bae-sync sync`, or pull then push)"
     )]
     OwnBatchHeld {
         /// The batch object.

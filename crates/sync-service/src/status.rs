@@ -118,9 +118,24 @@ impl SyncService {
         self.with_db(status_of).await
     }
 
-    /// Pushes then pulls, recording the outcome for status.
+    /// Pushes then pulls, recording the outcome for status. A push that
+    /// cannot re-take this device's own batches yet
+    /// ([`SyncError::OwnBatchHeld`]) is tried again after a pull.
     pub async fn sync(&self) -> Result<(crate::PushReport, crate::PullReport), SyncError> {
-        let result = async { Ok::<_, SyncError>((self.push().await?, self.pull().await?)) }.await;
+        let result = async {
+            let push = match self.push().await {
+                // Batches this device pushed before its database went back
+                // in time wait for rows another device wrote: pull those
+                // first, then the push re-takes them and goes on.
+                Err(SyncError::OwnBatchHeld { .. }) => {
+                    self.pull().await?;
+                    self.push().await?
+                }
+                other => other?,
+            };
+            Ok::<_, SyncError>((push, self.pull().await?))
+        }
+        .await;
         let error = result.as_ref().err().map(|e| e.to_string());
         self.with_db(move |rec| {
             rec.sync_parts().0.execute(

@@ -306,10 +306,23 @@ struct Device {
     service: Option<SyncService>,
     /// Steps during which the device stays away (no sync).
     away_until: u64,
+    /// The step its backup (`{db}.backup`) was taken at, if any.
+    backup: Option<u64>,
 }
 
-/// One acknowledged field write: its stamp and value.
-type FieldWrites = BTreeMap<(String, String, String), (Stamp, Value)>;
+/// One acknowledged field write.
+struct FieldWrite {
+    field: (String, String, String),
+    stamp: Stamp,
+    value: Value,
+    /// The device that wrote it, and at which step.
+    device: usize,
+    step: u64,
+    /// Lost with a rollback of its device before it was pushed (the
+    /// device went back to a state before the write, which no other device
+    /// had seen).
+    lost: bool,
+}
 
 /// What a run did, for the soak summary.
 #[derive(Default)]
@@ -333,8 +346,8 @@ struct Sim {
     now_ms: i64,
     step: u64,
     next_album: u64,
-    /// The newest acknowledged write of each field.
-    writes: FieldWrites,
+    /// Every acknowledged field write.
+    writes: Vec<FieldWrite>,
     /// Rows some device deleted (directly or by cascade): their fate is
     /// only checked for agreement between devices.
     deleted: BTreeSet<(String, String)>,
@@ -355,7 +368,7 @@ impl Sim {
             now_ms: EPOCH_MS,
             step: 0,
             next_album: 0,
-            writes: BTreeMap::new(),
+            writes: Vec::new(),
             deleted: BTreeSet::new(),
             stats: RunStats::default(),
             faults: FaultCounts::default(),
@@ -384,6 +397,7 @@ impl Sim {
             store,
             service: None,
             away_until: 0,
+            backup: None,
         });
     }
 
@@ -399,12 +413,72 @@ impl Sim {
         let d = &mut self.devices[i];
         d.store.state.lock().unwrap().crashed = false;
         let conn = rusqlite::Connection::open(&d.path).unwrap();
-        // Device ids from the seed: bucket keys, and so the faults they
-        // draw, are the same on every replay.
-        let id = DeviceId::from_bytes((u128::from(mix(self.seed)) << 64 | i as u128).to_be_bytes());
+        let id = device_id(self.seed, i);
         let rec = library_as(conn, WallClock::Manual(wall), id).unwrap();
         let store: Arc<dyn ObjectStore> = d.store.clone();
         d.service = Some(SyncService::new(rec, store, self.key.clone()).unwrap());
+    }
+
+    /// Copies a running device's database aside (between operations, so no
+    /// transaction is open): a backup it may go back to later.
+    fn take_backup(&mut self, i: usize) {
+        let d = &mut self.devices[i];
+        let backup = backup_path(&d.path);
+        std::fs::copy(&d.path, &backup).unwrap();
+        let (wal, backup_wal) = (wal_path(&d.path), wal_path(&backup));
+        if wal.exists() {
+            std::fs::copy(&wal, &backup_wal).unwrap();
+        } else if backup_wal.exists() {
+            std::fs::remove_file(&backup_wal).unwrap();
+        }
+        d.backup = Some(self.step);
+    }
+
+    /// The device dies and comes back with its backup (a restored backup,
+    /// or a power loss that took its newest commits): writes it made since
+    /// and had not published are gone; the ones it had published must come
+    /// back.
+    async fn roll_back(&mut self, i: usize) {
+        let Some(since) = self.devices[i].backup else {
+            return;
+        };
+        self.devices[i].service = None;
+        let path = self.devices[i].path.clone();
+        let device = device_id(self.seed, i);
+        let unpublished = {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mut hlcs = BTreeSet::new();
+            for seq in bae_oplog::unpushed_batches(&conn).unwrap() {
+                let key = bae_storage_s3::layout::ops_key(&device, seq.0);
+                // An upload whose reply was lost is published all the same.
+                if self.bucket.exists(&key).await.unwrap() {
+                    continue;
+                }
+                for op in batch_ops(&conn, &BAE_SCHEMA, seq).unwrap() {
+                    hlcs.insert(op.hlc);
+                }
+            }
+            hlcs
+        };
+        for w in &mut self.writes {
+            if w.device == i && w.step > since && unpublished.contains(&w.stamp.hlc) {
+                w.lost = true;
+            }
+        }
+        let backup = backup_path(&path);
+        std::fs::copy(&backup, &path).unwrap();
+        let (wal, backup_wal) = (wal_path(&path), wal_path(&backup));
+        if backup_wal.exists() {
+            std::fs::copy(&backup_wal, &wal).unwrap();
+        } else if wal.exists() {
+            std::fs::remove_file(&wal).unwrap();
+        }
+        let shm = path.with_extension("db-shm");
+        if shm.exists() {
+            std::fs::remove_file(&shm).unwrap();
+        }
+        self.faults.add("went back to a backup");
+        self.start(i);
     }
 
     /// Moves simulated time on and every running device's wall clock with it.
@@ -474,15 +548,17 @@ impl Sim {
                 let r = self.service(i).gc(now, GC_GRACE, true).await.map(|_| ());
                 self.note(i, r);
             }
-            93..=95 => {
+            93..=94 => {
                 // The device goes away for a while (others may GC past it).
                 self.devices[i].away_until = self.step + 20 + self.rng.below(60);
             }
-            96..=97 => {
+            95 => {
                 // A clock beyond the drift bound for a while.
                 self.devices[i].skew_ms = DRIFT_MS + 60_000;
                 self.tick(0).await;
             }
+            96..=97 => self.take_backup(i),
+            98 => self.roll_back(i).await,
             _ => {
                 self.devices[i].skew_ms = self.rng.below(60_000) as i64 - 30_000;
                 self.tick(0).await;
@@ -589,13 +665,14 @@ impl Sim {
                         self.deleted.insert((op.table.clone(), op.row_id.clone()));
                     }
                     for (col, value) in op.fields {
-                        let field = (op.table.clone(), op.row_id.clone(), col);
-                        match self.writes.get(&field) {
-                            Some((s, _)) if *s >= stamp => {}
-                            _ => {
-                                self.writes.insert(field, (stamp, value));
-                            }
-                        }
+                        self.writes.push(FieldWrite {
+                            field: (op.table.clone(), op.row_id.clone(), col),
+                            stamp,
+                            value,
+                            device: i,
+                            step: self.step,
+                            lost: false,
+                        });
                     }
                 }
             }
@@ -678,11 +755,23 @@ impl Sim {
             }
         }
         let s = self.devices[0].service.as_ref().unwrap();
-        let writes: Vec<_> = self
-            .writes
-            .iter()
-            .filter(|((t, r, _), _)| !self.deleted.contains(&(t.clone(), r.clone())))
-            .map(|((t, r, c), (_, v))| (t.clone(), r.clone(), c.clone(), v.clone()))
+        // The newest surviving write of each field of a row nobody deleted.
+        let mut newest: BTreeMap<&(String, String, String), &FieldWrite> = BTreeMap::new();
+        for w in self.writes.iter().filter(|w| !w.lost) {
+            let (t, r, _) = &w.field;
+            if self.deleted.contains(&(t.clone(), r.clone())) {
+                continue;
+            }
+            match newest.get(&w.field) {
+                Some(n) if n.stamp >= w.stamp => {}
+                _ => {
+                    newest.insert(&w.field, w);
+                }
+            }
+        }
+        let writes: Vec<_> = newest
+            .into_iter()
+            .map(|((t, r, c), w)| (t.clone(), r.clone(), c.clone(), w.value.clone()))
             .collect();
         let lost = s
             .with_db(move |rec| {
@@ -709,6 +798,22 @@ impl Sim {
             Err(format!("acknowledged writes lost:\n{lost}"))
         }
     }
+}
+
+/// Device ids from the seed: bucket keys, and so the faults they draw, are
+/// the same on every replay.
+fn device_id(seed: u64, i: usize) -> DeviceId {
+    DeviceId::from_bytes((u128::from(mix(seed)) << 64 | i as u128).to_be_bytes())
+}
+
+fn backup_path(db: &std::path::Path) -> PathBuf {
+    db.with_extension("db.backup")
+}
+
+fn wal_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// The ops a committed batch recorded (none for an empty transaction).
