@@ -33,7 +33,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bucket_url::{open_store, StoreConfig};
+pub use bucket_url::{absolute_bucket_url, create_store, open_store, StoreConfig};
 pub use error::{ConfigError, StoreError};
 pub use local::LocalDirStore;
 pub use memory::MemoryStore;
