@@ -58,6 +58,12 @@ enum Command {
         #[arg(long)]
         key_file: PathBuf,
     },
+    /// Undo `init`/`join` on this device: keep the library's rows, forget
+    /// the bucket and sync state, delete the key; `join` works again after.
+    Leave {
+        #[arg(long)]
+        library: PathBuf,
+    },
     /// Import N bae-shaped albums through the OpRecorder.
     DemoImport {
         #[arg(long)]
@@ -160,8 +166,12 @@ enum KeyCommand {
     Export {
         #[arg(long)]
         library: PathBuf,
+        /// A new file (created with mode 0600).
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing file (never the library or another database).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -214,16 +224,31 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             println!("initialized device {} with bucket {bucket}", s.device());
         }
         Command::Key {
-            command: KeyCommand::Export { library, out },
+            command:
+                KeyCommand::Export {
+                    library,
+                    out,
+                    force,
+                },
         } => {
-            library::export_key(open_library(&library)?, keys, &out)?;
+            library::export_key(open_library(&library)?, keys, &out, force)?;
             println!("library key written to {}", out.display());
+        }
+        Command::Leave { library } => {
+            let r = library::leave(open_library(&library)?, keys)?;
+            println!(
+                "left library {} (bucket {}); rows kept, key deleted; this library is now device {}",
+                r.library_id, r.bucket_url, r.new_device
+            );
         }
         Command::Join {
             library,
             bucket,
             key_file,
         } => {
+            // A mistyped or unreadable key file is refused before the
+            // library is opened (which creates a missing one).
+            bae_sync_service::keystore::read_key_file(&key_file)?;
             let rec = open_library(&library)?;
             let s = with_progress("joining", |p| {
                 library::join(rec, &bucket, &key_file, keys, Some(p))
@@ -587,7 +612,7 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
     drop(lib);
     let laptop = library::init(open_library(&a)?, &bucket, &keys).await?;
     println!("laptop: imported {albums} albums and pushed them to {bucket}");
-    library::export_key(open_library(&a)?, &keys, &key)?;
+    library::export_key(open_library(&a)?, &keys, &key, false)?;
     let desktop = library::join(open_library(&b)?, &bucket, &key, &keys, None).await?;
     println!("desktop: joined and pulled");
     let album0 = demo_album(1, 0, 12)
