@@ -36,7 +36,9 @@ impl LocalDirStore {
         let root = root.as_ref();
         let shown = root.display().to_string();
         let root = root.canonicalize().map_err(|e| match e.kind() {
-            ErrorKind::NotFound => StoreError::MissingDirectory { path: shown.clone() },
+            ErrorKind::NotFound => StoreError::MissingDirectory {
+                path: shown.clone(),
+            },
             _ => io_error(&shown, e),
         })?;
         if !root.is_dir() {

@@ -89,11 +89,29 @@ fn laptop(w: &World) -> String {
 }
 
 fn export(w: &World, lib: &str, out: &Path) {
-    ok(w, &["key", "export", "--library", lib, "--out", &path(out.into())]);
+    ok(
+        w,
+        &[
+            "key",
+            "export",
+            "--library",
+            lib,
+            "--out",
+            &path(out.into()),
+        ],
+    );
 }
 
 fn join_args<'a>(lib: &'a str, bucket: &'a str, key: &'a str) -> Vec<&'a str> {
-    vec!["join", "--library", lib, "--bucket", bucket, "--key-file", key]
+    vec![
+        "join",
+        "--library",
+        lib,
+        "--bucket",
+        bucket,
+        "--key-file",
+        key,
+    ]
 }
 
 #[test]
@@ -114,9 +132,19 @@ fn key_export_never_replaces_a_file_unless_forced_and_never_a_database() {
     let notes = w.dir.path().join("notes.txt");
     std::fs::write(&notes, b"my notes").unwrap();
     std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let args = ["key", "export", "--library", &laptop, "--out", &path(notes.clone())];
+    let args = [
+        "key",
+        "export",
+        "--library",
+        &laptop,
+        "--out",
+        &path(notes.clone()),
+    ];
     let err = fails(&w, &args);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
 
     // The library itself, even with --force.
@@ -126,7 +154,11 @@ fn key_export_never_replaces_a_file_unless_forced_and_never_a_database() {
             args.push("--force");
         }
         let err = fails(&w, &args);
-        let expected = if force { "is a database" } else { "already exists" };
+        let expected = if force {
+            "is a database"
+        } else {
+            "already exists"
+        };
         assert!(err.contains(expected), "{err}");
         assert_eq!(std::fs::read(&laptop).unwrap(), library_bytes);
     }
@@ -138,13 +170,29 @@ fn key_export_never_replaces_a_file_unless_forced_and_never_a_database() {
     std::os::unix::fs::symlink(&other, &link).unwrap();
     let err = fails(
         &w,
-        &["key", "export", "--library", &laptop, "--out", &path(link), "--force"],
+        &[
+            "key",
+            "export",
+            "--library",
+            &laptop,
+            "--out",
+            &path(link),
+            "--force",
+        ],
     );
     assert!(err.contains("is a database"), "{err}");
     assert_eq!(std::fs::read(&other).unwrap(), other_bytes);
 
     // --force replaces an ordinary file, and the result is private.
-    let forced = ["key", "export", "--library", &laptop, "--out", &path(notes.clone()), "--force"];
+    let forced = [
+        "key",
+        "export",
+        "--library",
+        &laptop,
+        "--out",
+        &path(notes.clone()),
+        "--force",
+    ];
     ok(&w, &forced);
     assert_eq!(mode(&notes), 0o600);
     assert_eq!(
@@ -177,7 +225,11 @@ fn a_key_with_one_digit_changed_is_refused_before_any_io() {
     // Nothing was opened or written: no library file, no key, same bucket.
     assert!(!desktop.exists());
     assert_eq!(files(Path::new(&w.bucket)), bucket_before);
-    assert_eq!(files(&w.home().join("keys")).len(), 1, "only the laptop's key");
+    assert_eq!(
+        files(&w.home().join("keys")).len(),
+        1,
+        "only the laptop's key"
+    );
 }
 
 #[test]
@@ -277,7 +329,10 @@ fn join_refuses_an_empty_bucket() {
     let empty = w.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let desktop = path(w.library("desktop"));
-    let err = fails(&w, &join_args(&desktop, &path(empty.clone()), &path(w.key_file())));
+    let err = fails(
+        &w,
+        &join_args(&desktop, &path(empty.clone()), &path(w.key_file())),
+    );
     assert!(err.contains("is empty, not a library"), "{err}");
     assert!(files(&empty).is_empty());
 }
@@ -287,12 +342,25 @@ fn a_relative_bucket_path_is_saved_absolute_and_works_from_another_directory() {
     let w = World::new(Bucket::Local, "setup-relative");
     let laptop = path(w.library("laptop"));
     ok(&w, &["demo-import", "--library", &laptop, "--albums", "2"]);
-    ok(&w, &["init", "--library", &laptop, "--bucket", "rel-bucket"]);
+    ok(
+        &w,
+        &["init", "--library", &laptop, "--bucket", "rel-bucket"],
+    );
     let bucket = w.dir.path().join("rel-bucket");
     assert!(bucket.join("library").is_file());
 
     let elsewhere = tempfile::tempdir().unwrap();
-    ok(&w, &["set", "--library", &laptop, "albums", &album(), "title=moved"]);
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &laptop,
+            "albums",
+            &album(),
+            "title=moved",
+        ],
+    );
     let args = ["sync", "--library", &laptop];
     ok_out(run_in(&w.home(), elsewhere.path(), &args), &args);
     assert!(files(elsewhere.path()).is_empty(), "no bucket made here");
@@ -320,11 +388,17 @@ fn a_vanished_bucket_directory_is_an_error_and_is_not_recreated() {
     let laptop = laptop(&w);
     let moved = w.dir.path().join("moved-bucket");
     std::fs::rename(&w.bucket, &moved).unwrap();
-    ok(&w, &["set", "--library", &laptop, "albums", &album(), "title=x"]);
+    ok(
+        &w,
+        &["set", "--library", &laptop, "albums", &album(), "title=x"],
+    );
     for cmd in ["push", "pull", "sync"] {
         let err = fails(&w, &[cmd, "--library", &laptop]);
         assert!(err.contains("does not exist"), "{cmd}: {err}");
-        assert!(!Path::new(&w.bucket).exists(), "{cmd} re-created the bucket");
+        assert!(
+            !Path::new(&w.bucket).exists(),
+            "{cmd} re-created the bucket"
+        );
     }
     std::fs::rename(&moved, &w.bucket).unwrap();
     assert_eq!(status_pending(&w, &laptop), 1, "the edit is still pending");
@@ -350,9 +424,17 @@ fn a_failed_init_saves_nothing_and_a_retry_works() {
         .output()
         .unwrap();
     let err = fails_out(out, &args);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.contains("bucket"), "{err}");
-    assert!(files(&w.home()).is_empty(), "no key saved: {:?}", files(&w.home()));
+    assert!(
+        files(&w.home()).is_empty(),
+        "no key saved: {:?}",
+        files(&w.home())
+    );
     assert!(fails(&w, &["status", "--library", &laptop]).contains("not set up"));
 
     // The retry, onto a reachable bucket.
@@ -372,7 +454,14 @@ fn leave_forgets_the_library_and_the_device_can_join_again() {
     let d = |args: &[&str]| ok_out(run_in(&home, w.dir.path(), args), args);
     let d_fails = |args: &[&str]| fails_out(run_in(&home, w.dir.path(), args), args);
     d(&join_args(&desktop, &w.bucket, &key));
-    d(&["set", "--library", &desktop, "albums", &album(), "title=from the desktop"]);
+    d(&[
+        "set",
+        "--library",
+        &desktop,
+        "albums",
+        &album(),
+        "title=from the desktop",
+    ]);
 
     // Unpushed edits would be lost: refused.
     let err = d_fails(&["leave", "--library", &desktop]);
@@ -389,7 +478,14 @@ fn leave_forgets_the_library_and_the_device_can_join_again() {
     // Join again: a new device stream; nothing old is pushed again.
     d(&join_args(&desktop, &w.bucket, &key));
     assert_eq!(status_pending_in(&home, &w, &desktop), 0);
-    d(&["set", "--library", &desktop, "albums", &album(), "year=2001"]);
+    d(&[
+        "set",
+        "--library",
+        &desktop,
+        "albums",
+        &album(),
+        "year=2001",
+    ]);
     d(&["sync", "--library", &desktop]);
     ok(&w, &["sync", "--library", &laptop]);
     let laptop_rows = ok(&w, &["dump", "--library", &laptop]);

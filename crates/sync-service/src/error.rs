@@ -164,7 +164,8 @@ pub enum SyncError {
 }
 
 fn library_named(id: &Option<String>) -> String {
-    id.as_ref().map_or_else(String::new, |id| format!(" (library id {id})"))
+    id.as_ref()
+        .map_or_else(String::new, |id| format!(" (library id {id})"))
 }
 
 fn applied_by(witness: &Option<DeviceId>) -> String {

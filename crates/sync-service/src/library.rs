@@ -4,11 +4,11 @@ use crate::error::SyncError;
 use crate::images::images_dir_for;
 use crate::keystore::{read_key_file, write_new_private, write_private, KeyStore};
 use crate::marker;
-use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
 use crate::progress::Progress;
 use crate::service::SyncService;
 use bae_crypto::LibraryKey;
 use bae_oplog::OpRecorder;
+use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
 use rusqlite::params;
 use std::path::Path;
 
@@ -129,10 +129,7 @@ pub async fn init(
             // bucket, and the marker before any batch (what is referenced
             // before what references it).
             keys.save(&id, &key)?;
-            if let Err(e) = store
-                .put(LIBRARY_MARKER_KEY, &marker::seal(&key))
-                .await
-            {
+            if let Err(e) = store.put(LIBRARY_MARKER_KEY, &marker::seal(&key)).await {
                 // Nothing of this library exists anywhere: drop its key.
                 let _ = keys.delete(&id);
                 return Err(e.into());
@@ -297,4 +294,190 @@ fn refuse_database(out: &Path, library: Option<&Path>) -> Result<(), SyncError> 
         return Err(refused());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bae_oplog::fixture::{demo_album, open_library, Library};
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        bucket: String,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let bucket = dir.path().join("bucket").to_string_lossy().into_owned();
+            Setup { dir, bucket }
+        }
+
+        fn keys(&self, name: &str) -> KeyStore {
+            KeyStore::Files(self.dir.path().join(name))
+        }
+
+        fn rec(&self, name: &str) -> OpRecorder {
+            open_library(&self.dir.path().join(format!("{name}.db"))).unwrap()
+        }
+
+        fn library_with(&self, name: &str, albums: u64) -> OpRecorder {
+            let mut lib = Library::new(self.rec(name));
+            for i in 0..albums {
+                lib.import_album(&demo_album(1, i, 2)).unwrap();
+            }
+            self.rec(name)
+        }
+
+        fn export(&self, name: &str, keys: &KeyStore) -> std::path::PathBuf {
+            let out = self.dir.path().join(format!("{name}.key"));
+            export_key(self.rec(name), keys, &out, false).unwrap();
+            out
+        }
+    }
+
+    fn setup_of(rec: &mut OpRecorder) -> Option<(String, String)> {
+        sync_setup(rec).unwrap()
+    }
+
+    #[tokio::test]
+    async fn init_writes_the_marker_first_and_refuses_a_bucket_with_a_library() {
+        let s = Setup::new();
+        let keys = s.keys("home");
+        let laptop = init(s.library_with("laptop", 1), &s.bucket, &keys)
+            .await
+            .unwrap();
+        let key = keys
+            .load(&library_id(&laptop.keys.current().unwrap().1.clone()))
+            .unwrap();
+        marker::prove_key(laptop.store.as_ref(), &s.bucket, &key)
+            .await
+            .unwrap();
+        let err = init(s.library_with("other", 1), &s.bucket, &s.keys("other"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, SyncError::BucketHoldsLibrary { library_id: Some(id), .. } if *id == library_id(&key)),
+            "{err}"
+        );
+        assert_eq!(setup_of(&mut s.rec("other")), None);
+    }
+
+    #[tokio::test]
+    async fn an_init_that_failed_after_its_marker_is_taken_up_again() {
+        let s = Setup::new();
+        let keys = s.keys("home");
+        // What a failed init leaves: the key saved and the marker written,
+        // nothing recorded in the library.
+        let key = LibraryKey::generate();
+        keys.save(&library_id(&key), &key).unwrap();
+        let store = bae_storage_s3::create_store(&s.bucket).unwrap();
+        store
+            .put(LIBRARY_MARKER_KEY, &marker::seal(&key))
+            .await
+            .unwrap();
+        let laptop = init(s.library_with("laptop", 1), &s.bucket, &keys)
+            .await
+            .unwrap();
+        assert_eq!(laptop.keys.current().unwrap().1, &key);
+        assert!(setup_of(&mut s.rec("laptop")).is_some());
+    }
+
+    #[tokio::test]
+    async fn join_with_a_wrong_key_writes_nothing_and_the_right_key_then_works() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        init(s.library_with("laptop", 2), &s.bucket, &home)
+            .await
+            .unwrap();
+        let right = s.export("laptop", &home);
+        let wrong = s.dir.path().join("wrong.key");
+        write_new_private(&wrong, LibraryKey::generate().to_key_text().as_bytes()).unwrap();
+
+        let desktop_keys = s.keys("desktop-home");
+        let err = join(s.rec("desktop"), &s.bucket, &wrong, &desktop_keys, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, SyncError::KeyDoesNotOpenLibrary { .. }),
+            "{err}"
+        );
+        let mut desktop = s.rec("desktop");
+        assert_eq!(setup_of(&mut desktop), None);
+        let rows =
+            bae_oplog::canonical_dump(desktop.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap();
+        assert_eq!(rows, "");
+        assert!(!s.dir.path().join("desktop-home").exists());
+
+        join(s.rec("desktop"), &s.bucket, &right, &desktop_keys, None)
+            .await
+            .unwrap();
+        assert!(setup_of(&mut s.rec("desktop")).is_some());
+    }
+
+    #[tokio::test]
+    async fn join_refuses_an_empty_bucket_and_a_missing_one() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        init(s.library_with("laptop", 1), &s.bucket, &home)
+            .await
+            .unwrap();
+        let key = s.export("laptop", &home);
+        let empty = s.dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = join(s.rec("d"), empty.to_str().unwrap(), &key, &home, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, SyncError::NotALibrary(_)), "{err}");
+        let missing = s.dir.path().join("missing");
+        let err = join(s.rec("d"), missing.to_str().unwrap(), &key, &home, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                &err,
+                SyncError::BucketUrl {
+                    source: bae_storage_s3::StoreError::MissingDirectory { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test]
+    async fn leave_keeps_rows_drops_sync_state_and_key_and_starts_a_new_stream() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        let laptop = init(s.library_with("laptop", 2), &s.bucket, &home)
+            .await
+            .unwrap();
+        let id = library_id(laptop.keys.current().unwrap().1);
+        let old_device = laptop.device();
+        drop(laptop);
+        let mut rec = s.rec("laptop");
+        let rows = bae_oplog::canonical_dump(rec.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap();
+        let report = leave(rec, &home).unwrap();
+        assert_eq!(report.library_id, id);
+        assert_ne!(report.new_device, old_device);
+        assert!(home.load(&id).is_err(), "key deleted");
+        let mut rec = s.rec("laptop");
+        assert_eq!(rec.device(), report.new_device);
+        assert_eq!(setup_of(&mut rec), None);
+        assert_eq!(
+            bae_oplog::canonical_dump(rec.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap(),
+            rows
+        );
+        assert!(bae_oplog::unpushed_batches(rec.sync_parts().0)
+            .unwrap()
+            .is_empty());
+        assert_eq!(bae_oplog::last_batch(rec.sync_parts().0).unwrap().0, 0);
+        assert!(matches!(leave(rec, &home), Err(SyncError::NotInitialized)));
+    }
 }

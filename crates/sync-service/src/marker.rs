@@ -156,7 +156,8 @@ pub(crate) async fn prove_key(
                 open_object(&(KeyEpoch::FIRST, key), &place(), &bytes).map_err(object_error)?;
             let marker = LibraryMarker::decode(&plaintext)
                 .map_err(|e| SyncError::invalid(LIBRARY_MARKER_KEY, e))?;
-            if marker.library_id != library_id || marker.fingerprint != *key.fingerprint().as_bytes()
+            if marker.library_id != library_id
+                || marker.fingerprint != *key.fingerprint().as_bytes()
             {
                 return Err(SyncError::invalid(
                     LIBRARY_MARKER_KEY,
@@ -171,7 +172,9 @@ pub(crate) async fn prove_key(
             };
             let (device, seq) = layout::parse_heads_key(head_key)
                 .map_err(|e| SyncError::invalid(head_key.clone(), e))?;
-            let bytes = store.get(head_key, crate::head::MAX_HEAD_OBJECT_BYTES).await?;
+            let bytes = store
+                .get(head_key, crate::head::MAX_HEAD_OBJECT_BYTES)
+                .await?;
             match open_object(&(KeyEpoch::FIRST, key), &head_place(device, seq), &bytes) {
                 Ok(_) => Ok(()),
                 Err(bae_crypto::ObjectError::WrongKey { found, .. }) => {
