@@ -103,8 +103,8 @@ pub(crate) enum Found {
 pub(crate) async fn probe(store: &dyn ObjectStore) -> Result<Found, SyncError> {
     match store.get(LIBRARY_MARKER_KEY, MAX_MARKER_OBJECT_BYTES).await {
         Ok(bytes) => {
-            let header = ObjectHeader::parse(&bytes[..bytes.len().min(HEADER_LEN)])
-                .map_err(|source| object_error(source))?;
+            let header =
+                ObjectHeader::parse(&bytes[..bytes.len().min(HEADER_LEN)]).map_err(object_error)?;
             Ok(Found::Marker {
                 bytes,
                 library_id: header.fingerprint.to_string(),
