@@ -158,16 +158,22 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
         },
         _ => SyncError::io(path, e),
     })?;
-    // The mode given at creation is masked by the umask; set it exactly.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| SyncError::io(path, e))?;
+    let written = (|| {
+        // The mode given at creation is masked by the umask; set it exactly.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        // The file is ours (created above): a half-written key file must
+        // not stay behind to block the retry.
+        let _ = std::fs::remove_file(path);
+        return Err(SyncError::io(path, e));
     }
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| SyncError::io(path, e))?;
     #[cfg(unix)]
     {
         let dir = match path.parent() {

@@ -2,7 +2,8 @@
 //! embeds.
 //!
 //! Owns: push, pull, status, images, checkpoints, GC, the head object, the
-//! key store, the library-level commands (`init`, `join`, `open`) and its
+//! key store, the library marker, the library-level commands (`init`,
+//! `join`, `open`, `leave`) and its
 //! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
 //! `bae_sync_batch_hashes`, `bae_sync_image_queue`,
 //! `bae_sync_wanted_images`), built from the crates below: `oplog` records,
