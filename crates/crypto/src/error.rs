@@ -147,6 +147,15 @@ pub enum KeyParseError {
     /// The key text is not valid hex.
     #[error("key text is not valid hex")]
     BadHex,
+    /// A version 2 library key text without its `:checksum` part (cut off
+    /// when copied).
+    #[error("key text has no checksum (expected `:` and 8 hex digits after the key)")]
+    MissingChecksum,
+    /// A version 2 library key text whose checksum does not match its key:
+    /// a digit was mistyped, dropped or swapped, and the key is not the one
+    /// exported.
+    #[error("key text checksum does not match: the key was mistyped or damaged (copy the exported file again)")]
+    BadChecksum,
     /// The bytes are not a valid public key (not a point on the curve).
     #[error("bytes are not a valid Ed25519 public key")]
     InvalidPublicKey,

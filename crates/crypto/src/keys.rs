@@ -3,7 +3,8 @@
 //!
 //! Secrets zeroize on drop, print as `<redacted>` in `Debug` and have no
 //! `Display`. Export is explicit: [`LibraryKey::to_key_text`] gives
-//! `bae-library-key-v1:<64 hex digits>` in a zeroizing string.
+//! `bae-library-key-v2:<64 hex digits>:<8 hex digits of checksum>` in a
+//! zeroizing string (version 1 text, without the checksum, is still read).
 
 use crate::error::KeyParseError;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
@@ -15,6 +16,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Length of every symmetric key in bytes.
 pub const KEY_LEN: usize = 32;
+
+/// Length of the checksum in a library key's text form, in bytes.
+pub const CHECKSUM_LEN: usize = 4;
 
 /// Length of a [`KeyFingerprint`] in bytes.
 pub const FINGERPRINT_LEN: usize = 16;
@@ -88,15 +92,12 @@ mod sealed {
 
 /// Defines a 32-byte zeroizing symmetric key newtype with text export.
 macro_rules! symmetric_key {
-    ($(#[$doc:meta])* $name:ident, $prefix:expr, $fp_context:expr) => {
+    ($(#[$doc:meta])* $name:ident, $fp_context:expr) => {
         $(#[$doc])*
         #[derive(Clone, Zeroize, ZeroizeOnDrop)]
         pub struct $name([u8; KEY_LEN]);
 
         impl $name {
-            /// Prefix of this key's text form.
-            pub const TEXT_PREFIX: &'static str = $prefix;
-
             /// A fresh random key from the operating system's CSPRNG.
             pub fn generate() -> Self {
                 let mut bytes = [0u8; KEY_LEN];
@@ -119,20 +120,6 @@ macro_rules! symmetric_key {
                 KeyFingerprint::derive($fp_context, &self.0)
             }
 
-            /// Export as text for a key file: the prefix then 64 lowercase hex
-            /// digits. The string zeroizes on drop.
-            pub fn to_key_text(&self) -> Zeroizing<String> {
-                let mut s = Zeroizing::new(String::with_capacity(Self::TEXT_PREFIX.len() + 2 * KEY_LEN));
-                s.push_str(Self::TEXT_PREFIX);
-                s.push_str(&Zeroizing::new(hex::encode(self.0)));
-                s
-            }
-
-            /// Parses the text form written by `to_key_text`; surrounding
-            /// whitespace (a trailing newline) is ignored.
-            pub fn from_key_text(text: &str) -> Result<Self, KeyParseError> {
-                parse_key_text(text, Self::TEXT_PREFIX).map(|b| $name(*b))
-            }
         }
 
         impl fmt::Debug for $name {
@@ -162,7 +149,6 @@ symmetric_key!(
     /// The library key: encrypts every sync object of one key epoch, and the
     /// library's existing chunked files.
     LibraryKey,
-    "bae-library-key-v1:",
     "bae 2025 library key fingerprint v1"
 );
 
@@ -170,9 +156,93 @@ symmetric_key!(
     /// A per-release key derived from the library key
     /// ([`crate::release::derive_release_key`]); encrypts that release's files.
     ReleaseKey,
-    "bae-release-key-v1:",
     "bae 2025 release key fingerprint v1"
 );
+
+impl LibraryKey {
+    /// Prefix of the text form this build writes (version 2, with a
+    /// checksum).
+    pub const TEXT_PREFIX: &'static str = "bae-library-key-v2:";
+    /// Prefix of the version 1 text form (no checksum), still read so key
+    /// files exported by older builds keep working.
+    pub const TEXT_PREFIX_V1: &'static str = "bae-library-key-v1:";
+    /// BLAKE3 `derive_key` context of the key text checksum.
+    const CHECKSUM_CONTEXT: &'static str = "bae 2025 library key text checksum v2";
+
+    /// Export as text for a key file:
+    /// `bae-library-key-v2:<64 hex digits>:<8 hex digits of checksum>`, all
+    /// lowercase. The checksum ([`LibraryKey::text_checksum`]) makes any
+    /// typo in the key (a changed, missing or swapped digit) fail to parse
+    /// instead of yielding another valid key. The string zeroizes on drop.
+    pub fn to_key_text(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::with_capacity(
+            Self::TEXT_PREFIX.len() + 2 * KEY_LEN + 1 + 2 * CHECKSUM_LEN,
+        ));
+        s.push_str(Self::TEXT_PREFIX);
+        s.push_str(&Zeroizing::new(hex::encode(self.0)));
+        s.push(':');
+        s.push_str(&hex::encode(Self::text_checksum(&self.0)));
+        s
+    }
+
+    /// Parses the text form written by `to_key_text` (version 2, checksum
+    /// checked) or by older builds (version 1, no checksum); surrounding
+    /// whitespace (a trailing newline) is ignored. A version 2 text whose
+    /// checksum does not match is [`KeyParseError::BadChecksum`].
+    pub fn from_key_text(text: &str) -> Result<Self, KeyParseError> {
+        let text = text.trim();
+        if text.starts_with(Self::TEXT_PREFIX_V1) {
+            return parse_key_text(text, Self::TEXT_PREFIX_V1).map(|b| LibraryKey(*b));
+        }
+        let body = text
+            .strip_prefix(Self::TEXT_PREFIX)
+            .ok_or(KeyParseError::MissingPrefix {
+                expected: Self::TEXT_PREFIX,
+            })?;
+        let (key_hex, checksum_hex) = body.split_once(':').ok_or(KeyParseError::MissingChecksum)?;
+        let bytes = parse_key_text(key_hex, "")?;
+        let mut checksum = [0u8; CHECKSUM_LEN];
+        if checksum_hex.len() != 2 * CHECKSUM_LEN {
+            return Err(KeyParseError::BadChecksum);
+        }
+        hex::decode_to_slice(checksum_hex, &mut checksum).map_err(|_| KeyParseError::BadHex)?;
+        if !bool::from(checksum.ct_eq(&Self::text_checksum(&bytes))) {
+            return Err(KeyParseError::BadChecksum);
+        }
+        Ok(LibraryKey(*bytes))
+    }
+
+    /// The 4-byte checksum of a key's text form: the first 4 bytes of
+    /// `BLAKE3.derive_key("bae 2025 library key text checksum v2", key)`.
+    /// Domain-separated from the fingerprint, and 32 bits of a one-way
+    /// hash, so it tells nothing useful about the key.
+    fn text_checksum(key: &[u8; KEY_LEN]) -> [u8; CHECKSUM_LEN] {
+        let full = blake3::derive_key(Self::CHECKSUM_CONTEXT, key);
+        let mut out = [0u8; CHECKSUM_LEN];
+        out.copy_from_slice(&full[..CHECKSUM_LEN]);
+        out
+    }
+}
+
+impl ReleaseKey {
+    /// Prefix of this key's text form.
+    pub const TEXT_PREFIX: &'static str = "bae-release-key-v1:";
+
+    /// Export as text: the prefix then 64 lowercase hex digits. The string
+    /// zeroizes on drop.
+    pub fn to_key_text(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::with_capacity(Self::TEXT_PREFIX.len() + 2 * KEY_LEN));
+        s.push_str(Self::TEXT_PREFIX);
+        s.push_str(&Zeroizing::new(hex::encode(self.0)));
+        s
+    }
+
+    /// Parses the text form written by `to_key_text`; surrounding
+    /// whitespace is ignored.
+    pub fn from_key_text(text: &str) -> Result<Self, KeyParseError> {
+        parse_key_text(text, Self::TEXT_PREFIX).map(|b| ReleaseKey(*b))
+    }
+}
 
 /// Finds the library key of a key epoch, for opening sync objects.
 pub trait EpochKeys {
@@ -245,8 +315,8 @@ mod tests {
     fn key_text_round_trips() {
         let key = LibraryKey::generate();
         let text = key.to_key_text();
-        assert!(text.starts_with("bae-library-key-v1:"));
-        assert_eq!(text.len(), 19 + 64);
+        assert!(text.starts_with("bae-library-key-v2:"));
+        assert_eq!(text.len(), 19 + 64 + 1 + 8);
         let back = LibraryKey::from_key_text(&format!("{}\n", &*text)).unwrap();
         assert_eq!(back, key);
     }
@@ -257,7 +327,7 @@ mod tests {
         assert_eq!(
             LibraryKey::from_key_text(&format!("bae-release-key-v1:{hex64}")),
             Err(KeyParseError::MissingPrefix {
-                expected: "bae-library-key-v1:"
+                expected: "bae-library-key-v2:"
             })
         );
         assert_eq!(
@@ -270,6 +340,44 @@ mod tests {
         assert_eq!(
             LibraryKey::from_key_text(&format!("bae-library-key-v1:{}", "zz".repeat(32))),
             Err(KeyParseError::BadHex)
+        );
+    }
+
+    /// The vector in `docs/FORMAT-crypto.md` section 3.
+    const VECTOR_KEY_TEXT: &str = "bae-library-key-v2:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f:d384f43c";
+
+    #[test]
+    fn key_text_v2_matches_the_documented_vector() {
+        let key = LibraryKey::from_bytes(std::array::from_fn(|i| i as u8));
+        assert_eq!(&*key.to_key_text(), VECTOR_KEY_TEXT);
+        assert_eq!(LibraryKey::from_key_text(VECTOR_KEY_TEXT).unwrap(), key);
+    }
+
+    #[test]
+    fn v1_key_text_without_a_checksum_is_still_read() {
+        let key = LibraryKey::from_bytes([7; 32]);
+        let v1 = format!("bae-library-key-v1:{}\n", "07".repeat(32));
+        assert_eq!(LibraryKey::from_key_text(&v1).unwrap(), key);
+    }
+
+    #[test]
+    fn every_single_digit_typo_fails_the_checksum() {
+        let text = LibraryKey::generate().to_key_text();
+        let start = LibraryKey::TEXT_PREFIX.len();
+        for i in (start..start + 64).chain(start + 65..start + 73) {
+            let mut typo = text.as_bytes().to_vec();
+            typo[i] = if typo[i] == b'0' { b'1' } else { b'0' };
+            let typo = String::from_utf8(typo).unwrap();
+            assert_eq!(
+                LibraryKey::from_key_text(&typo),
+                Err(KeyParseError::BadChecksum),
+                "digit {i}"
+            );
+        }
+        let cut = &text[..text.len() - 9];
+        assert_eq!(
+            LibraryKey::from_key_text(cut),
+            Err(KeyParseError::MissingChecksum)
         );
     }
 

@@ -47,6 +47,8 @@ pub enum ObjectKind {
     Membership = 5,
     /// `keys/{member}`: a wrapped library key (phase 2).
     KeyWrap = 6,
+    /// `library`: the library marker (which library a bucket holds).
+    LibraryMarker = 7,
 }
 
 impl ObjectKind {
@@ -64,6 +66,7 @@ impl ObjectKind {
             4 => ObjectKind::Image,
             5 => ObjectKind::Membership,
             6 => ObjectKind::KeyWrap,
+            7 => ObjectKind::LibraryMarker,
             _ => return None,
         })
     }

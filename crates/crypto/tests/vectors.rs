@@ -191,6 +191,7 @@ fn kind_name(kind: ObjectKind) -> &'static str {
         ObjectKind::Image => "Image",
         ObjectKind::Membership => "Membership",
         ObjectKind::KeyWrap => "KeyWrap",
+        ObjectKind::LibraryMarker => "LibraryMarker",
     }
 }
 

@@ -9,6 +9,10 @@ pub enum OplogError {
     /// SQLite failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The device's stream cannot be restarted while batches are unpushed:
+    /// they would be lost.
+    #[error("{0} local batch(es) are not pushed yet: run `bae-sync push` first, or they are lost")]
+    UnpushedBatches(usize),
     /// A migration failed.
     #[error("migration {name} failed: {source}")]
     Migration {

@@ -6,7 +6,7 @@
 use crate::error::OplogError;
 use crate::op::{BatchSeq, Op, OpKind, Value};
 use crate::schema::SyncSchema;
-use bae_hlc::{Clock, Timestamp};
+use bae_hlc::{Clock, DeviceId, Timestamp};
 use rusqlite::{params, Connection};
 
 /// The batch numbers not yet marked pushed, oldest first.
@@ -252,6 +252,30 @@ pub fn persist_timestamp(conn: &Connection, t: Timestamp) -> Result<(), OplogErr
     conn.prepare_cached("UPDATE bae_sync_device SET clock = MAX(clock, ?1) WHERE id = 1")?
         .execute([t.as_u64() as i64])?;
     Ok(())
+}
+
+/// Starts this library on a new device stream, for a device that leaves
+/// its library (and may join this or another one later): a new random
+/// device id, batch numbers from 1 again, and the op log emptied. The old
+/// stream stays in its bucket under the old id, and nothing recorded
+/// before this call is ever pushed again. Refused while a batch is
+/// unpushed ([`OplogError::UnpushedBatches`]): those edits would be lost.
+/// Recorders opened before this call still hold the old device id; reopen
+/// them.
+pub fn start_new_stream(conn: &mut Connection) -> Result<DeviceId, OplogError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let unpushed = unpushed_batches(&tx)?.len();
+    if unpushed > 0 {
+        return Err(OplogError::UnpushedBatches(unpushed));
+    }
+    let device = DeviceId::random();
+    tx.execute("DELETE FROM bae_sync_op_log", [])?;
+    tx.execute(
+        "UPDATE bae_sync_device SET device_id = ?1, next_batch = 1 WHERE id = 1",
+        [device.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(device)
 }
 
 #[cfg(test)]

@@ -415,3 +415,31 @@ fn two_connections_opening_a_new_library_at_once_both_succeed() {
         assert_eq!(ids[0], ids[1]);
     }
 }
+
+#[test]
+fn a_new_stream_is_refused_with_unpushed_batches_then_starts_a_new_device_from_batch_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.db");
+    let mut lib = Library::new(open_library(&path).unwrap());
+    lib.import_album(&demo_album(1, 0, 2)).unwrap();
+    let old = lib.recorder().device();
+    let conn = lib.recorder().sync_parts().0;
+    assert!(matches!(
+        start_new_stream(conn),
+        Err(OplogError::UnpushedBatches(1))
+    ));
+    mark_pushed(conn, BatchSeq(1)).unwrap();
+    let new = start_new_stream(conn).unwrap();
+    assert_ne!(new, old);
+    assert!(!has_ops(conn).unwrap());
+    assert_eq!(last_batch(conn).unwrap(), BatchSeq(0));
+    drop(lib);
+    let mut reopened = Library::new(open_library(&path).unwrap());
+    assert_eq!(reopened.recorder().device(), new);
+    let seq = reopened.edit(
+        "albums",
+        demo_album(1, 0, 2).album_id().unwrap(),
+        &[("title", "x".into())],
+    );
+    assert_eq!(seq.unwrap(), Some(BatchSeq(1)));
+}

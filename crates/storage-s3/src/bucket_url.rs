@@ -60,7 +60,8 @@ impl StoreConfig {
         }
     }
 
-    /// Builds the store.
+    /// Builds the store. A local directory must exist
+    /// ([`StoreError::MissingDirectory`] otherwise).
     pub fn open(self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         Ok(match self {
             StoreConfig::Local(path) => Arc::new(LocalDirStore::new(path)?),
@@ -68,11 +69,46 @@ impl StoreConfig {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
         })
     }
+
+    /// Builds the store, creating a local directory that does not exist
+    /// yet (for setting up a new library; everything else uses
+    /// [`StoreConfig::open`]).
+    pub fn create(self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        match self {
+            StoreConfig::Local(path) => Ok(Arc::new(LocalDirStore::create(path)?)),
+            other => other.open(),
+        }
+    }
 }
 
-/// Parses a bucket URL and opens the store it names.
+/// Parses a bucket URL and opens the store it names (a local directory
+/// must exist).
 pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     StoreConfig::parse(url)?.open()
+}
+
+/// Parses a bucket URL and opens the store it names, creating a local
+/// directory that does not exist yet. Only setting up a new library
+/// should ask for this.
+pub fn create_store(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    StoreConfig::parse(url)?.create()
+}
+
+/// The bucket URL to save for later commands: a local directory given as a
+/// relative path becomes absolute (against the current directory, without
+/// resolving symlinks), so a command run from another directory still
+/// names the same bucket; other URLs are kept as given (trimmed). A path
+/// that is not UTF-8 cannot be saved as text and is refused.
+pub fn absolute_bucket_url(url: &str) -> Result<String, ConfigError> {
+    let trimmed = url.trim();
+    match StoreConfig::parse(trimmed)? {
+        StoreConfig::Local(path) if !trimmed.contains("://") => std::path::absolute(&path)
+            .map_err(|e| invalid(trimmed, &e.to_string()))?
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| invalid(trimmed, "the absolute path is not UTF-8")),
+        _ => Ok(trimmed.to_owned()),
+    }
 }
 
 fn parse_file(raw: &str) -> Result<StoreConfig, ConfigError> {
@@ -271,6 +307,37 @@ mod tests {
             let err = StoreConfig::parse(&url).unwrap_err().to_string();
             assert!(err.contains("timeout"), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn a_relative_directory_is_saved_as_an_absolute_path() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute_bucket_url(" rel/dir ").unwrap(),
+            cwd.join("rel/dir").to_str().unwrap()
+        );
+        assert_eq!(absolute_bucket_url("/srv/b").unwrap(), "/srv/b");
+        assert_eq!(
+            absolute_bucket_url("file:///srv/b").unwrap(),
+            "file:///srv/b"
+        );
+        assert_eq!(absolute_bucket_url("s3://b/p").unwrap(), "s3://b/p");
+        assert!(absolute_bucket_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn a_missing_directory_is_opened_only_by_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        let url = bucket.to_str().unwrap();
+        assert!(matches!(
+            open_store(url).unwrap_err(),
+            StoreError::MissingDirectory { .. }
+        ));
+        assert!(!bucket.exists());
+        create_store(url).unwrap();
+        assert!(bucket.is_dir());
+        open_store(url).unwrap();
     }
 
     #[test]

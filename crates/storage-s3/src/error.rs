@@ -96,6 +96,13 @@ pub enum StoreError {
     /// The store could not be set up from its configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A local-directory bucket whose directory does not exist (moved,
+    /// unmounted or deleted). Only creating a new library makes one.
+    #[error("bucket directory {path} does not exist (moved, unmounted or deleted?); only `init` creates a bucket directory")]
+    MissingDirectory {
+        /// The directory.
+        path: String,
+    },
 }
 
 impl StoreError {

@@ -2,6 +2,7 @@
 //! that builds and parses object keys.
 //!
 //! ```text
+//! library                                 LIBRARY_MARKER_KEY (one object: which library this is)
 //! heads/{device_id}/{seq:020}             HeadsKey   (seq: the newest batch it names)
 //! ops/{device_id}/{seq:020}               OpsKey
 //! checkpoints/{hlc:020}-{suffix}          CheckpointId
@@ -24,6 +25,10 @@ use std::fmt;
 use bae_hlc::DeviceId;
 use thiserror::Error;
 
+/// `library`: the library marker, one small sealed object written by
+/// `init` before anything else, so a device with a key can prove the key
+/// opens this bucket's library before it writes anything locally.
+pub const LIBRARY_MARKER_KEY: &str = "library";
 /// `heads/`: one current object per device, named by the seq it advertises,
 /// so a single LIST tells every device's newest seq.
 pub const HEADS_PREFIX: &str = "heads/";
@@ -220,6 +225,8 @@ pub fn wrapped_key_key(member: &PublicKeyHex) -> String {
 /// Any key of the layout, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BucketPath {
+    /// `library`: the library marker.
+    LibraryMarker,
     /// `heads/{device}/{seq}`.
     Head(DeviceId, u64),
     /// `ops/{device}/{seq}`.
@@ -240,6 +247,9 @@ impl BucketPath {
     /// Parses any layout key; [`LayoutError::UnexpectedKey`] for keys outside
     /// the layout.
     pub fn parse(key: &str) -> Result<Self, LayoutError> {
+        if key == LIBRARY_MARKER_KEY {
+            return Ok(BucketPath::LibraryMarker);
+        }
         let top = key.split('/').next().unwrap_or_default();
         match top {
             "heads" => parse_heads_key(key).map(|(d, s)| BucketPath::Head(d, s)),
@@ -256,6 +266,7 @@ impl BucketPath {
     /// The key this path is stored under.
     pub fn key(&self) -> String {
         match self {
+            BucketPath::LibraryMarker => LIBRARY_MARKER_KEY.to_owned(),
             BucketPath::Head(d, s) => heads_key(d, *s),
             BucketPath::Ops(d, s) => ops_key(d, *s),
             BucketPath::Checkpoint(id) => checkpoint_key(id),
@@ -479,6 +490,7 @@ mod tests {
         let pk = any::<[u8; 32]>().prop_map(|b| PublicKeyHex::from_bytes(&b));
         let id = "[0-9a-f]{4}[0-9a-f-]{0,60}".prop_map(|s| ObjectId::parse(&s).unwrap());
         prop_oneof![
+            Just(BucketPath::LibraryMarker),
             (dev.clone(), any::<u64>()).prop_map(|(d, s)| BucketPath::Head(d, s)),
             (dev, any::<u64>()).prop_map(|(d, s)| BucketPath::Ops(d, s)),
             (any::<u64>(), "[0-9a-f]{1,16}")

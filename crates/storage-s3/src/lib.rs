@@ -33,7 +33,9 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bucket_url::{open_store, StoreConfig, CONNECT_TIMEOUT_VAR, TIMEOUT_VAR};
+pub use bucket_url::{
+    absolute_bucket_url, create_store, open_store, StoreConfig, CONNECT_TIMEOUT_VAR, TIMEOUT_VAR,
+};
 pub use error::{ConfigError, StoreError, Unreachable};
 pub use local::LocalDirStore;
 pub use memory::MemoryStore;

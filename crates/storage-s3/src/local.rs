@@ -28,14 +28,34 @@ pub struct LocalDirStore {
 }
 
 impl LocalDirStore {
-    /// Opens the directory `root` as a store, creating it when missing.
+    /// Opens the existing directory `root` as a store. A missing directory
+    /// is [`StoreError::MissingDirectory`], never created here: a bucket
+    /// that vanished (unmounted, moved, deleted) must be an error, not a
+    /// fresh empty bucket that later pushes fill behind everyone's back.
     pub fn new(root: impl AsRef<Path>) -> Result<Self, StoreError> {
         let root = root.as_ref();
-        fs::create_dir_all(root).map_err(|e| io_error(&root.display().to_string(), e))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| io_error(&root.display().to_string(), e))?;
+        let shown = root.display().to_string();
+        let root = root.canonicalize().map_err(|e| match e.kind() {
+            ErrorKind::NotFound => StoreError::MissingDirectory {
+                path: shown.clone(),
+            },
+            _ => io_error(&shown, e),
+        })?;
+        if !root.is_dir() {
+            return Err(StoreError::LocalFile {
+                path: shown,
+                detail: "not a directory".to_owned(),
+            });
+        }
         Ok(Self { root })
+    }
+
+    /// Creates the directory `root` (and its parents) if missing, then
+    /// opens it: only setting up a new library (`init`) asks for this.
+    pub fn create(root: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let root = root.as_ref();
+        fs::create_dir_all(root).map_err(|e| io_error(&root.display().to_string(), e))?;
+        Self::new(root)
     }
 
     /// The directory holding the objects.

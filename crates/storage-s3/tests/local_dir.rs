@@ -13,7 +13,7 @@ use common::{assert_not_found, pattern, TEST_LIMIT};
 
 fn store() -> (tempfile::TempDir, LocalDirStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalDirStore::new(dir.path().join("bucket")).unwrap();
+    let store = LocalDirStore::create(dir.path().join("bucket")).unwrap();
     (dir, store)
 }
 
@@ -104,7 +104,7 @@ async fn a_key_that_would_need_an_object_as_directory_is_rejected() {
 #[tokio::test]
 async fn keys_cannot_reach_outside_the_root() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalDirStore::new(dir.path().join("bucket")).unwrap();
+    let store = LocalDirStore::create(dir.path().join("bucket")).unwrap();
     fs::write(dir.path().join("secret"), b"outside").unwrap();
     for key in ["../secret", "/etc/passwd", "x/../../secret"] {
         assert!(matches!(

@@ -77,6 +77,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
     },
+    /// Undo `init`/`join` on this device: keep the library's rows, forget
+    /// the bucket and sync state, delete the key; `join` works again after.
+    Leave {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+    },
     /// Import made-up albums, written as bae writes an import. Albums the
     /// library already has are skipped, so an interrupted import is resumed
     /// by running it again.
@@ -207,9 +213,13 @@ enum KeyCommand {
     Export {
         #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
-        /// The key file to write (e.g. library.key); keep it secret
+        /// The key file to write (e.g. library.key), a new file created
+        /// with mode 0600; keep it secret
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing file (never the library or another database).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -219,6 +229,7 @@ impl Command {
         match self {
             Command::Init { library, .. }
             | Command::Join { library, .. }
+            | Command::Leave { library }
             | Command::DemoImport { library, .. }
             | Command::Set { library, .. }
             | Command::Delete { library, .. }
@@ -355,25 +366,40 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
     match command {
         Command::Init { library, bucket } => {
             let s = library::init(open_library(&library)?, &bucket, keys).await?;
-            println!("initialized device {} with bucket {bucket}", s.device());
+            outln!("initialized device {} with bucket {bucket}", s.device())?;
         }
         Command::Key {
-            command: KeyCommand::Export { library, out },
+            command:
+                KeyCommand::Export {
+                    library,
+                    out,
+                    force,
+                },
         } => {
-            library::export_key(open_library(&library)?, keys, &out)?;
-            println!("library key written to {}", out.display());
+            library::export_key(open_existing(&library)?, keys, &out, force)?;
+            outln!("library key written to {}", out.display())?;
+        }
+        Command::Leave { library } => {
+            let r = library::leave(open_existing(&library)?, keys)?;
+            outln!(
+                "left library {} (bucket {}); rows kept, key deleted; this library is now device {}",
+                r.library_id, r.bucket_url, r.new_device
+            )?;
         }
         Command::Join {
             library,
             bucket,
             key_file,
         } => {
+            // A mistyped or unreadable key file is refused before the
+            // library is opened (which creates a missing one).
+            bae_sync_service::keystore::read_key_file(&key_file)?;
             let rec = open_library(&library)?;
             let s = with_progress("joining", |p| {
                 library::join(rec, &bucket, &key_file, keys, Some(p))
             })
             .await?;
-            println!("joined as device {}", s.device());
+            outln!("joined as device {}", s.device())?;
         }
         Command::DemoImport {
             library,
@@ -864,7 +890,7 @@ async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), 
         "laptop: imported {} and pushed them to {bucket}",
         count(albums, "album", "albums")
     )?;
-    library::export_key(open_library(&a)?, &keys, &key)?;
+    library::export_key(open_library(&a)?, &keys, &key, false)?;
     let desktop = library::join(open_library(&b)?, &bucket, &key, &keys, None).await?;
     outln!("desktop: joined and pulled")?;
     let album0 = demo_album(1, 0, 12)

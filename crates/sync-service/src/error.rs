@@ -93,6 +93,39 @@ pub enum SyncError {
     /// The library is already set up for sync.
     #[error("library is already set up for sync with {0}")]
     AlreadyInitialized(String),
+    /// `join` with a key that does not open the library in the bucket (a
+    /// key of another library, or a damaged one): nothing was written.
+    #[error("this key does not open the library in {bucket} (its library id is {library_id}); nothing was changed")]
+    KeyDoesNotOpenLibrary {
+        /// The bucket URL.
+        bucket: String,
+        /// The id of the library the bucket holds.
+        library_id: String,
+    },
+    /// `join` on a bucket that holds no library (no marker, no heads).
+    #[error("bucket {0} is empty, not a library: run `bae-sync init` on the first device, or check the bucket URL")]
+    NotALibrary(String),
+    /// `init` on a bucket that already holds a library (or other objects).
+    #[error("bucket {bucket} already holds a library{}: use `bae-sync join` with its key, or another bucket", library_named(.library_id))]
+    BucketHoldsLibrary {
+        /// The bucket URL.
+        bucket: String,
+        /// The id its marker names (`None`: objects without a marker).
+        library_id: Option<String>,
+    },
+    /// `key export` onto an existing file without `--force`.
+    #[error("{path} already exists: choose a new file, or pass --force to replace it")]
+    ExportTargetExists {
+        /// The file.
+        path: String,
+    },
+    /// `key export` onto the library itself or another SQLite database:
+    /// refused even with `--force`.
+    #[error("{path} is a database (or the library itself): a key export never replaces it")]
+    ExportOntoDatabase {
+        /// The file.
+        path: String,
+    },
     /// The OS keyring failed, or holds no key for the library.
     #[error("OS keyring, key of library {library_id}: {source}")]
     Keyring {
@@ -156,6 +189,11 @@ fn holder(pid: &Option<u32>) -> String {
     pid.map_or_else(|| "process".to_owned(), |pid| format!("(pid {pid})"))
 }
 
+fn library_named(id: &Option<String>) -> String {
+    id.as_ref()
+        .map_or_else(String::new, |id| format!(" (library id {id})"))
+}
+
 fn applied_by(witness: &Option<DeviceId>) -> String {
     match witness {
         None => "here".to_owned(),
@@ -217,6 +255,9 @@ pub enum InvalidObject {
     /// outside the sync schema.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A library marker that does not decode or names another library.
+    #[error("library marker: {0}")]
+    Marker(#[from] crate::marker::MarkerError),
     /// A key outside the bucket layout.
     #[error("not a key of the bucket layout: {0}")]
     Layout(#[from] bae_storage_s3::layout::LayoutError),

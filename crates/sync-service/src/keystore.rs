@@ -43,6 +43,31 @@ impl KeyStore {
         }
     }
 
+    /// Deletes a library's key (`leave`); a key that is already gone is
+    /// fine. Every library file on this machine synced with that library
+    /// and using this store loses its key with it.
+    pub fn delete(&self, library_id: &str) -> Result<(), SyncError> {
+        match self {
+            KeyStore::Os => match keyring::Entry::new("bae", &Self::entry_name(library_id))
+                .and_then(|e| e.delete_credential())
+            {
+                Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                Err(source) => Err(SyncError::Keyring {
+                    library_id: library_id.to_owned(),
+                    source,
+                }),
+            },
+            KeyStore::Files(home) => {
+                let path = Self::file(home, library_id);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(SyncError::io(&path, e)),
+                }
+            }
+        }
+    }
+
     /// Loads a library's key.
     pub fn load(&self, library_id: &str) -> Result<LibraryKey, SyncError> {
         match self {
@@ -110,6 +135,53 @@ fn private_dir(dir: &Path) -> Result<(), SyncError> {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| SyncError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` exclusively (never replacing or following anything
+/// already there: an existing path is [`SyncError::ExportTargetExists`])
+/// with mode 0600, writes `bytes` and makes them durable.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => SyncError::ExportTargetExists {
+            path: path.display().to_string(),
+        },
+        _ => SyncError::io(path, e),
+    })?;
+    let written = (|| {
+        // The mode given at creation is masked by the umask; set it exactly.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        // The file is ours (created above): a half-written key file must
+        // not stay behind to block the retry.
+        let _ = std::fs::remove_file(path);
+        return Err(SyncError::io(path, e));
+    }
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
             .map_err(|e| SyncError::io(dir, e))?;
     }
     Ok(())

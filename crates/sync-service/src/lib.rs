@@ -2,7 +2,8 @@
 //! embeds.
 //!
 //! Owns: push, pull, status, images, checkpoints, GC, the head object, the
-//! key store, the library-level commands (`init`, `join`, `open`) and its
+//! key store, the library marker, the library-level commands (`init`,
+//! `join`, `open`, `leave`) and its
 //! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
 //! `bae_sync_batch_hashes`, `bae_sync_image_queue`,
 //! `bae_sync_wanted_images`), built from the crates below: `oplog` records,
@@ -62,6 +63,7 @@ mod images;
 pub mod keystore;
 pub mod library;
 mod lock;
+mod marker;
 mod progress;
 mod pull;
 mod push;
@@ -82,6 +84,7 @@ pub use gc::{GcReport, GC_GRACE};
 pub use head::{Head, HeadError, MAX_HEAD_OBJECT_BYTES};
 pub use images::{images_dir_for, MAX_IMAGE_BYTES, MAX_IMAGE_OBJECT_BYTES};
 pub use keystore::KeyStore;
+pub use marker::{LibraryMarker, MarkerError, MARKER_VERSION, MAX_MARKER_OBJECT_BYTES};
 pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};

@@ -2,11 +2,13 @@
 
 use crate::error::SyncError;
 use crate::images::images_dir_for;
-use crate::keystore::{read_key_file, write_private, KeyStore};
+use crate::keystore::{read_key_file, write_new_private, write_private, KeyStore};
+use crate::marker;
 use crate::progress::Progress;
 use crate::service::SyncService;
 use bae_crypto::LibraryKey;
 use bae_oplog::OpRecorder;
+use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
 use rusqlite::params;
 use std::path::Path;
 
@@ -36,11 +38,46 @@ fn open_store(url: &str) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStor
     })
 }
 
+/// The bucket URL as it is saved: a relative directory made absolute, so
+/// later commands from any directory name the same bucket.
+fn absolute_url(url: &str) -> Result<String, SyncError> {
+    bae_storage_s3::absolute_bucket_url(url).map_err(|e| SyncError::BucketUrl {
+        url: url.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Saves the library id and bucket: the last step of a successful `init`
+/// or `join`, so a failed one leaves nothing that makes a retry refuse.
 fn remember(rec: &mut OpRecorder, id: &str, url: &str) -> Result<(), SyncError> {
     rec.sync_parts().0.execute(
         "UPDATE bae_sync_library SET library_id = ?1, bucket_url = ?2 WHERE id = 1",
         params![id, url],
     )?;
+    Ok(())
+}
+
+/// Forgets what this device knew of a library's bucket: its id and URL,
+/// the cursors, problems, wanted images, checkpoints written and replay
+/// mark. `own_stream` also drops this device's pushed-batch hashes and
+/// image queue (when it starts a new stream).
+fn forget_bucket_state(rec: &mut OpRecorder, own_stream: bool) -> Result<(), SyncError> {
+    let tx = rec.sync_parts().0.transaction()?;
+    tx.execute_batch(
+        "UPDATE bae_sync_library SET library_id = NULL, bucket_url = NULL, key_epoch = 0,
+             last_error = NULL, checkpoint_replay_after = NULL WHERE id = 1;
+         DELETE FROM bae_sync_cursors;
+         DELETE FROM bae_sync_problems;
+         DELETE FROM bae_sync_wanted_images;
+         DELETE FROM bae_sync_checkpoints_written;",
+    )?;
+    if own_stream {
+        tx.execute_batch(
+            "DELETE FROM bae_sync_batch_hashes;
+             DELETE FROM bae_sync_image_queue;",
+        )?;
+    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -58,9 +95,17 @@ fn service(
     })
 }
 
-/// `init`: makes a library key, remembers the bucket, pushes what the
-/// library already holds. `rec` is a recorder on the library (the host's
-/// tables exist; the engine's are created if needed).
+/// `init`: makes a library key, writes the library marker, pushes what
+/// the library already holds, and only then saves the bucket, so a failed
+/// `init` leaves the library as it was and can be retried. `rec` is a
+/// recorder on the library (the host's tables exist; the engine's are
+/// created if needed).
+///
+/// A bucket that already holds a library (a marker, or any object) is
+/// refused ([`SyncError::BucketHoldsLibrary`]), with one exception that
+/// makes a retry work: a marker whose key is in `keys`, in a bucket with no
+/// other device's head, is the marker of an earlier `init` of this device
+/// that failed after writing it, and is taken up again.
 pub async fn init(
     mut rec: OpRecorder,
     bucket_url: &str,
@@ -69,17 +114,57 @@ pub async fn init(
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
-    let store = open_store(bucket_url)?;
-    let key = LibraryKey::generate();
+    let url = absolute_url(bucket_url)?;
+    let store = bae_storage_s3::create_store(&url).map_err(|source| SyncError::BucketUrl {
+        url: url.clone(),
+        source,
+    })?;
+    let held = |library_id| SyncError::BucketHoldsLibrary {
+        bucket: url.clone(),
+        library_id,
+    };
+    let key = match marker::probe(store.as_ref()).await? {
+        marker::Found::Empty => {
+            let key = LibraryKey::generate();
+            let id = library_id(&key);
+            // The key is saved before anything sealed with it reaches the
+            // bucket, and the marker before any batch (what is referenced
+            // before what references it).
+            keys.save(&id, &key)?;
+            if let Err(e) = store.put(LIBRARY_MARKER_KEY, &marker::seal(&key)).await {
+                // Nothing of this library exists anywhere: drop its key.
+                let _ = keys.delete(&id);
+                return Err(e.into());
+            }
+            key
+        }
+        marker::Found::Marker { library_id, .. } => {
+            let own = keys.load(&library_id).ok();
+            let device = rec.device();
+            let heads = store.list(bae_storage_s3::layout::HEADS_PREFIX).await?;
+            let others = heads.iter().any(|k| {
+                bae_storage_s3::layout::parse_heads_key(k).map_or(true, |(d, _)| d != device)
+            });
+            match own {
+                Some(key) if !others && library_id == self::library_id(&key) => key,
+                _ => return Err(held(Some(library_id))),
+            }
+        }
+        marker::Found::Objects(_) => return Err(held(None)),
+    };
     let id = library_id(&key);
-    keys.save(&id, &key)?;
-    remember(&mut rec, &id, bucket_url)?;
     let service = service(rec, store, key)?;
     service.push().await?;
+    service.with_db(move |rec| remember(rec, &id, &url)).await?;
     Ok(service)
 }
 
 /// `join`: a new device of the same user, with the key from `key export`.
+/// The key file is read (and its checksum checked) before any I/O, and the
+/// key is proven to open the bucket's library before anything is written
+/// locally. The bucket and key are saved only once the first pull is
+/// done; a failed join leaves at most the rows it pulled (merged, so a
+/// retry applies them again harmlessly) and can be retried.
 pub async fn join(
     mut rec: OpRecorder,
     bucket_url: &str,
@@ -91,10 +176,14 @@ pub async fn join(
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
-    let store = open_store(bucket_url)?;
+    let url = absolute_url(bucket_url)?;
+    let store = open_store(&url)?;
+    marker::prove_key(store.as_ref(), &url, &key).await?;
+    // Cursors and problems of an earlier failed join (maybe of another
+    // bucket) must not steer this one.
+    forget_bucket_state(&mut rec, false)?;
     let id = library_id(&key);
-    keys.save(&id, &key)?;
-    remember(&mut rec, &id, bucket_url)?;
+    let saved_key = key.clone();
     let mut service = service(rec, store, key)?;
     if let Some(p) = progress {
         service = service.with_progress(p);
@@ -102,7 +191,45 @@ pub async fn join(
     // The newest checkpoint first (if any), then only the batches after it.
     service.bootstrap_from_checkpoint().await?;
     service.pull().await?;
+    keys.save(&id, &saved_key)?;
+    service.with_db(move |rec| remember(rec, &id, &url)).await?;
     Ok(service)
+}
+
+/// What `leave` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaveReport {
+    /// The library left.
+    pub library_id: String,
+    /// The bucket it synced with.
+    pub bucket_url: String,
+    /// The device id this library has from now on (a new stream).
+    pub new_device: bae_hlc::DeviceId,
+}
+
+/// `leave`: undoes `init` or `join` on this device so it can join again
+/// (this library or another). The library's rows stay, and so does the
+/// merge state (stamps, tombstones: they describe those rows). The sync
+/// service forgets the bucket, cursors, problems and its own stream's
+/// hashes; the op log starts a new device stream under a new device id
+/// (`bae_oplog::start_new_stream`), so nothing recorded before is ever
+/// pushed again and a later join starts a clean stream; the key is
+/// deleted from `keys`. Refused while a batch is unpushed
+/// (`OplogError::UnpushedBatches`): push first, or those edits are lost.
+pub fn leave(mut rec: OpRecorder, keys: &KeyStore) -> Result<LeaveReport, SyncError> {
+    let (library_id, bucket_url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
+    // Local writes not yet folded into the stamps are folded first: the op
+    // log they live in is about to be emptied.
+    bae_merge::fold_local(&mut rec)?;
+    let new_device = bae_oplog::start_new_stream(rec.sync_parts().0)?;
+    forget_bucket_state(&mut rec, true)?;
+    keys.delete(&library_id)?;
+    Ok(LeaveReport {
+        library_id,
+        bucket_url,
+        new_device,
+    })
 }
 
 /// Opens a library set up by `init` or `join`.
@@ -112,9 +239,21 @@ pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncErr
     service(rec, open_store(&url)?, key)
 }
 
-/// `key export`: writes the library key to a file only its owner can read.
-pub fn export_key(mut rec: OpRecorder, keys: &KeyStore, out: &Path) -> Result<(), SyncError> {
+/// `key export`: writes the library key to a new file only its owner can
+/// read (0600). An existing `out` is refused
+/// ([`SyncError::ExportTargetExists`]) unless `force`, which replaces it
+/// atomically; the library file itself, or any SQLite database, is never
+/// replaced ([`SyncError::ExportOntoDatabase`]).
+pub fn export_key(
+    mut rec: OpRecorder,
+    keys: &KeyStore,
+    out: &Path,
+    force: bool,
+) -> Result<(), SyncError> {
     let (id, _) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
+    if force && std::fs::symlink_metadata(out).is_ok() {
+        refuse_database(out, rec.path())?;
+    }
     let key = keys.load(&id)?;
     // Built in one zeroizing buffer with room for the newline, so no
     // reallocation leaves a copy of the key text behind.
@@ -122,5 +261,225 @@ pub fn export_key(mut rec: OpRecorder, keys: &KeyStore, out: &Path) -> Result<()
     let mut text = zeroize::Zeroizing::new(String::with_capacity(key_text.len() + 1));
     text.push_str(&key_text);
     text.push('\n');
-    write_private(out, text.as_bytes())
+    if force {
+        write_private(out, text.as_bytes())
+    } else {
+        write_new_private(out, text.as_bytes())
+    }
+}
+
+/// Refuses `out` when it is the library file or starts like an SQLite
+/// database or write-ahead log (another library, a backup).
+fn refuse_database(out: &Path, library: Option<&Path>) -> Result<(), SyncError> {
+    use std::io::Read;
+    let refused = || SyncError::ExportOntoDatabase {
+        path: out.display().to_string(),
+    };
+    if let (Some(lib), Ok(target)) = (library, out.canonicalize()) {
+        if lib.canonicalize().is_ok_and(|lib| lib == target) {
+            return Err(refused());
+        }
+    }
+    let mut magic = [0u8; 16];
+    let mut read = 0;
+    if let Ok(mut file) = std::fs::File::open(out) {
+        while read < magic.len() {
+            match file.read(&mut magic[read..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    }
+    const SQLITE: &[u8; 16] = b"SQLite format 3\0";
+    const WAL: [[u8; 4]; 2] = [[0x37, 0x7f, 0x06, 0x82], [0x37, 0x7f, 0x06, 0x83]];
+    if magic == *SQLITE || WAL.iter().any(|w| magic[..4] == *w && read >= 4) {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bae_oplog::fixture::{demo_album, open_library, Library};
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        bucket: String,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let bucket = dir.path().join("bucket").to_string_lossy().into_owned();
+            Setup { dir, bucket }
+        }
+
+        fn keys(&self, name: &str) -> KeyStore {
+            KeyStore::Files(self.dir.path().join(name))
+        }
+
+        fn rec(&self, name: &str) -> OpRecorder {
+            open_library(&self.dir.path().join(format!("{name}.db"))).unwrap()
+        }
+
+        fn library_with(&self, name: &str, albums: u64) -> OpRecorder {
+            let mut lib = Library::new(self.rec(name));
+            for i in 0..albums {
+                lib.import_album(&demo_album(1, i, 2)).unwrap();
+            }
+            self.rec(name)
+        }
+
+        fn export(&self, name: &str, keys: &KeyStore) -> std::path::PathBuf {
+            let out = self.dir.path().join(format!("{name}.key"));
+            export_key(self.rec(name), keys, &out, false).unwrap();
+            out
+        }
+    }
+
+    fn setup_of(rec: &mut OpRecorder) -> Option<(String, String)> {
+        sync_setup(rec).unwrap()
+    }
+
+    #[tokio::test]
+    async fn init_writes_the_marker_first_and_refuses_a_bucket_with_a_library() {
+        let s = Setup::new();
+        let keys = s.keys("home");
+        let laptop = init(s.library_with("laptop", 1), &s.bucket, &keys)
+            .await
+            .unwrap();
+        let key = keys
+            .load(&library_id(&laptop.keys.current().unwrap().1.clone()))
+            .unwrap();
+        marker::prove_key(laptop.store.as_ref(), &s.bucket, &key)
+            .await
+            .unwrap();
+        let err = init(s.library_with("other", 1), &s.bucket, &s.keys("other"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, SyncError::BucketHoldsLibrary { library_id: Some(id), .. } if *id == library_id(&key)),
+            "{err}"
+        );
+        assert_eq!(setup_of(&mut s.rec("other")), None);
+    }
+
+    #[tokio::test]
+    async fn an_init_that_failed_after_its_marker_is_taken_up_again() {
+        let s = Setup::new();
+        let keys = s.keys("home");
+        // What a failed init leaves: the key saved and the marker written,
+        // nothing recorded in the library.
+        let key = LibraryKey::generate();
+        keys.save(&library_id(&key), &key).unwrap();
+        let store = bae_storage_s3::create_store(&s.bucket).unwrap();
+        store
+            .put(LIBRARY_MARKER_KEY, &marker::seal(&key))
+            .await
+            .unwrap();
+        let laptop = init(s.library_with("laptop", 1), &s.bucket, &keys)
+            .await
+            .unwrap();
+        assert_eq!(laptop.keys.current().unwrap().1, &key);
+        assert!(setup_of(&mut s.rec("laptop")).is_some());
+    }
+
+    #[tokio::test]
+    async fn join_with_a_wrong_key_writes_nothing_and_the_right_key_then_works() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        init(s.library_with("laptop", 2), &s.bucket, &home)
+            .await
+            .unwrap();
+        let right = s.export("laptop", &home);
+        let wrong = s.dir.path().join("wrong.key");
+        write_new_private(&wrong, LibraryKey::generate().to_key_text().as_bytes()).unwrap();
+
+        let desktop_keys = s.keys("desktop-home");
+        let err = join(s.rec("desktop"), &s.bucket, &wrong, &desktop_keys, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, SyncError::KeyDoesNotOpenLibrary { .. }),
+            "{err}"
+        );
+        let mut desktop = s.rec("desktop");
+        assert_eq!(setup_of(&mut desktop), None);
+        let rows =
+            bae_oplog::canonical_dump(desktop.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap();
+        assert_eq!(rows, "");
+        assert!(!s.dir.path().join("desktop-home").exists());
+
+        join(s.rec("desktop"), &s.bucket, &right, &desktop_keys, None)
+            .await
+            .unwrap();
+        assert!(setup_of(&mut s.rec("desktop")).is_some());
+    }
+
+    #[tokio::test]
+    async fn join_refuses_an_empty_bucket_and_a_missing_one() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        init(s.library_with("laptop", 1), &s.bucket, &home)
+            .await
+            .unwrap();
+        let key = s.export("laptop", &home);
+        let empty = s.dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = join(s.rec("d"), empty.to_str().unwrap(), &key, &home, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, SyncError::NotALibrary(_)), "{err}");
+        let missing = s.dir.path().join("missing");
+        let err = join(s.rec("d"), missing.to_str().unwrap(), &key, &home, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                &err,
+                SyncError::BucketUrl {
+                    source: bae_storage_s3::StoreError::MissingDirectory { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test]
+    async fn leave_keeps_rows_drops_sync_state_and_key_and_starts_a_new_stream() {
+        let s = Setup::new();
+        let home = s.keys("home");
+        let laptop = init(s.library_with("laptop", 2), &s.bucket, &home)
+            .await
+            .unwrap();
+        let id = library_id(laptop.keys.current().unwrap().1);
+        let old_device = laptop.device();
+        drop(laptop);
+        let mut rec = s.rec("laptop");
+        let rows = bae_oplog::canonical_dump(rec.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap();
+        let report = leave(rec, &home).unwrap();
+        assert_eq!(report.library_id, id);
+        assert_ne!(report.new_device, old_device);
+        assert!(home.load(&id).is_err(), "key deleted");
+        let mut rec = s.rec("laptop");
+        assert_eq!(rec.device(), report.new_device);
+        assert_eq!(setup_of(&mut rec), None);
+        assert_eq!(
+            bae_oplog::canonical_dump(rec.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap(),
+            rows
+        );
+        assert!(bae_oplog::unpushed_batches(rec.sync_parts().0)
+            .unwrap()
+            .is_empty());
+        assert_eq!(bae_oplog::last_batch(rec.sync_parts().0).unwrap().0, 0);
+        assert!(matches!(leave(rec, &home), Err(SyncError::NotInitialized)));
+    }
 }

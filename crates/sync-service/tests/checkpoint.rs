@@ -408,7 +408,7 @@ async fn join_restores_the_newest_checkpoint_then_pulls() {
     set_title(&a, 0, "after gc").await;
     a.push().await.unwrap();
     let key_file = dir.path().join("library.key");
-    library::export_key(open_library(&a_path).unwrap(), &keys, &key_file).unwrap();
+    library::export_key(open_library(&a_path).unwrap(), &keys, &key_file, false).unwrap();
     let b = library::join(
         open_library(&dir.path().join("b.db")).unwrap(),
         &url,

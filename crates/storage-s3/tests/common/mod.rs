@@ -31,7 +31,7 @@ pub fn memory() -> TestStore {
 pub fn local() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     TestStore {
-        store: Arc::new(LocalDirStore::new(dir.path().join("bucket")).unwrap()),
+        store: Arc::new(LocalDirStore::create(dir.path().join("bucket")).unwrap()),
         _dir: Some(dir),
     }
 }

@@ -65,7 +65,13 @@ impl World {
         let s = library::init(open_library(&lib).unwrap(), &self.bucket, &self.keys)
             .await
             .unwrap();
-        library::export_key(open_library(&lib).unwrap(), &self.keys, &self.key_file()).unwrap();
+        library::export_key(
+            open_library(&lib).unwrap(),
+            &self.keys,
+            &self.key_file(),
+            false,
+        )
+        .unwrap();
         s
     }
 
