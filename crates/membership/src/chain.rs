@@ -35,8 +35,9 @@
 //!    counts, and the later's author is no longer an admin at its HLC.
 //! 6. **Back-dating**: a removal or demotion of S records the last entry seq
 //!    of S its author had applied. An entry of S with a later seq that claims
-//!    an HLC before the revocation is [`Rejection::Backdated`]: an HLC can be
-//!    set back, a seq cannot. Refusing such an entry can change what counts,
+//!    an HLC before the revocation (and after the entry that gave the
+//!    revoker its role, which the revoker had seen) is
+//!    [`Rejection::Backdated`]: an HLC can be set back, a seq cannot. Refusing such an entry can change what counts,
 //!    so validation starts again without it until nothing more is refused.
 //!
 //! [`ValidatedChain::extend`] re-validates the union of what it had and what
@@ -423,11 +424,14 @@ impl State<'_> {
     }
 
     /// Step 6: counted entries that a counted revocation makes back-dated,
-    /// each with the revoking entry.
+    /// each with the revoking entry. An entry no later than the one that
+    /// gave the revoker its role is never back-dated: the revoker had seen
+    /// it (and a revoker that understates `last_entry` cannot retract the
+    /// history its own authority rests on).
     fn backdated_entries(&self, candidates: &[&SignedEntry]) -> Vec<(EntryHash, EntryHash)> {
         let counted: BTreeSet<EntryHash> = self.counted.iter().map(|(h, _)| *h).collect();
         let mut found = Vec::new();
-        for (revoking_hash, revoking) in &self.counted {
+        for (index, (revoking_hash, revoking)) in self.counted.iter().enumerate() {
             let r = revoking.entry();
             let (subject, cutoffs) = match &r.action {
                 Action::Remove { subject, cutoffs } => (subject, cutoffs),
@@ -436,14 +440,20 @@ impl State<'_> {
                 } => (subject, cutoffs),
                 Action::Add { .. } => continue,
             };
-            if !self.is_demotion(revoking_hash) {
+            if !self.is_demotion(index) {
                 continue;
             }
+            let granted = self.history[..index]
+                .iter()
+                .rev()
+                .find(|c| c.subject == r.author.to_bytes())
+                .map_or(Timestamp::ZERO, |c| c.hlc);
             for signed in candidates {
                 let e = signed.entry();
                 let after_cutoff = cutoffs.last_entry.is_none_or(|last| e.seq > last);
                 if e.author == *subject
                     && after_cutoff
+                    && e.hlc > granted
                     && e.hlc < r.hlc
                     && counted.contains(&signed.hash())
                 {
@@ -454,11 +464,8 @@ impl State<'_> {
         found
     }
 
-    /// Whether the counted entry `hash` removed or demoted its subject.
-    fn is_demotion(&self, hash: &EntryHash) -> bool {
-        let Some(index) = self.counted.iter().position(|(h, _)| h == hash) else {
-            return false;
-        };
+    /// Whether the counted entry at `index` removed or demoted its subject.
+    fn is_demotion(&self, index: usize) -> bool {
         let change = &self.history[index];
         let before = self.history[..index]
             .iter()
