@@ -187,7 +187,7 @@ impl Chain {
                 refused.push(rejected(signed, Rejection::Backdated { revoked_by: *by }));
             }
         }
-        refused.extend(state.refused.drain(..));
+        refused.append(&mut state.refused);
         refused.sort_by(|a, b| {
             (a.entry, a.reason, a.author.to_bytes(), a.seq).cmp(&(
                 b.entry,
@@ -495,8 +495,8 @@ impl ValidatedChain {
         let member = member.to_bytes();
         self.history
             .iter()
-            .filter(|c| c.subject == member && c.hlc <= hlc)
-            .last()
+            .rev()
+            .find(|c| c.subject == member && c.hlc <= hlc)
             .and_then(|c| c.role)
     }
 

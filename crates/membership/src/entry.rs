@@ -230,15 +230,15 @@ pub enum EntryError {
     #[error("entry author {author} is not the signing key {signer}")]
     AuthorNotSigner {
         /// The entry's author.
-        author: IdentityPublicKey,
+        author: Box<IdentityPublicKey>,
         /// The key asked to sign.
-        signer: IdentityPublicKey,
+        signer: Box<IdentityPublicKey>,
     },
     /// The signature does not verify under the entry's author.
     #[error("membership entry signature does not verify under its author {author}")]
     BadSignature {
         /// The claimed author.
-        author: IdentityPublicKey,
+        author: Box<IdentityPublicKey>,
     },
 }
 
@@ -446,8 +446,8 @@ impl SignedEntry {
     pub fn sign(key: &IdentitySigningKey, entry: Entry) -> Result<Self, EntryError> {
         if key.public_key() != entry.author {
             return Err(EntryError::AuthorNotSigner {
-                author: entry.author,
-                signer: key.public_key(),
+                author: Box::new(entry.author),
+                signer: Box::new(key.public_key()),
             });
         }
         let bytes = entry.encode()?;
@@ -494,7 +494,7 @@ impl SignedEntry {
             .author
             .verify(&signing_message(&self.bytes), &self.signature)
             .map_err(|_| EntryError::BadSignature {
-                author: self.entry.author,
+                author: Box::new(self.entry.author),
             })
     }
 

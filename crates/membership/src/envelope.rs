@@ -137,7 +137,7 @@ pub enum EnvelopeError {
     #[error("signed envelope signature does not verify under author {author}")]
     BadSignature {
         /// The claimed author.
-        author: IdentityPublicKey,
+        author: Box<IdentityPublicKey>,
     },
     /// Signed for another library.
     #[error("signed envelope is for library {found}, not {expected}")]
@@ -178,9 +178,9 @@ pub enum EnvelopeError {
         /// The device.
         device: DeviceId,
         /// The author it is bound to.
-        bound: IdentityPublicKey,
+        bound: Box<IdentityPublicKey>,
         /// The author of this object.
-        claimed: IdentityPublicKey,
+        claimed: Box<IdentityPublicKey>,
     },
 }
 
@@ -192,7 +192,7 @@ fn field(message: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The signed message: every field length-delimited, context first.
-fn signing_message(header: &EnvelopeHeader, body: &[u8]) -> Vec<u8> {
+pub(crate) fn signing_message(header: &EnvelopeHeader, body: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(body.len() + 160);
     field(&mut m, OBJECT_SIGNING_CONTEXT);
     field(&mut m, header.library_id.as_bytes());
@@ -325,7 +325,7 @@ impl SignedObject {
         self.author
             .verify(&signing_message(&self.header, &self.body), &self.signature)
             .map_err(|_| EnvelopeError::BadSignature {
-                author: self.author,
+                author: Box::new(self.author),
             })?;
         let h = &self.header;
         if h.library_id != library_id {
@@ -401,8 +401,8 @@ impl DeviceBindings {
         match self.authors.get(&device) {
             Some(bound) if *bound != object.author => Err(EnvelopeError::DeviceOfAnotherAuthor {
                 device,
-                bound: *bound,
-                claimed: object.author,
+                bound: Box::new(*bound),
+                claimed: Box::new(object.author),
             }),
             Some(_) => Ok(()),
             None => {
@@ -602,8 +602,8 @@ mod tests {
             bindings.bind(&theirs),
             Err(EnvelopeError::DeviceOfAnotherAuthor {
                 device: DeviceId::from_bytes([5; 16]),
-                bound: key(1).public_key(),
-                claimed: key(2).public_key(),
+                bound: Box::new(key(1).public_key()),
+                claimed: Box::new(key(2).public_key()),
             })
         );
         let stored: DeviceBindings = bindings.iter().collect();

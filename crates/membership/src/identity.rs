@@ -72,7 +72,7 @@ pub enum IdentityError {
         /// The stored public key text.
         stored: String,
         /// The signing key's public key.
-        derived: IdentityPublicKey,
+        derived: Box<IdentityPublicKey>,
     },
     /// The identity file can be read or written by others.
     #[error("{path} can be read or written by others (mode {mode:o}); run chmod 600 on it")]
@@ -165,7 +165,7 @@ fn load_keyring() -> Result<IdentitySigningKey, IdentityError> {
         Ok(stored) if stored.trim() == key.public_key().to_string() => Ok(key),
         Ok(stored) => Err(IdentityError::PublicKeyMismatch {
             stored,
-            derived: key.public_key(),
+            derived: Box::new(key.public_key()),
         }),
         // Written second, so it can be missing after a crash: write it now.
         Err(keyring::Error::NoEntry) => {

@@ -82,7 +82,7 @@ pub enum KeyBlobError {
     #[error("key blob names member {found}, not this identity")]
     WrongMember {
         /// The member it names.
-        found: IdentityPublicKey,
+        found: Box<IdentityPublicKey>,
     },
     /// Its newest epoch is not the epoch of the path it was read from.
     #[error("key blob's newest epoch is {found:?}, read at epoch {expected:?}")]
@@ -99,7 +99,7 @@ pub enum KeyBlobError {
     #[error("key blob signature does not verify under author {author}")]
     BadSignature {
         /// The claimed author.
-        author: IdentityPublicKey,
+        author: Box<IdentityPublicKey>,
     },
 }
 
@@ -228,7 +228,9 @@ fn parse_plaintext(
     let member: [u8; 32] = array(&plain[17..49]);
     if member != identity.public_key().to_bytes() {
         return Err(match IdentityPublicKey::from_bytes(&member) {
-            Ok(found) => KeyBlobError::WrongMember { found },
+            Ok(found) => KeyBlobError::WrongMember {
+                found: Box::new(found),
+            },
             Err(_) => KeyBlobError::WrongLength { len },
         });
     }
@@ -246,7 +248,9 @@ fn parse_plaintext(
     let signature = Signature::from_bytes(array(&plain[keys_end + 32..]));
     author
         .verify(&signing_message(&plain[..keys_end]), &signature)
-        .map_err(|_| KeyBlobError::BadSignature { author })?;
+        .map_err(|_| KeyBlobError::BadSignature {
+            author: Box::new(author),
+        })?;
     if newest != epoch {
         return Err(KeyBlobError::WrongEpoch {
             expected: epoch,
@@ -338,7 +342,7 @@ mod tests {
         assert_eq!(
             open_key_blob(&member, LIB, KeyEpoch(1), &resealed).unwrap_err(),
             KeyBlobError::WrongMember {
-                found: key(3).public_key()
+                found: Box::new(key(3).public_key())
             }
         );
     }
@@ -357,7 +361,7 @@ mod tests {
         assert_eq!(
             check(&swapped),
             KeyBlobError::BadSignature {
-                author: key(1).public_key()
+                author: Box::new(key(1).public_key())
             }
         );
         let mut v2 = plain.to_vec();

@@ -27,6 +27,8 @@ pub mod envelope;
 pub mod identity;
 pub mod keys;
 mod library;
+#[cfg(test)]
+mod vectors;
 
 pub use chain::{Chain, Rejected, Rejection, ValidatedChain};
 pub use entry::{

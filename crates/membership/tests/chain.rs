@@ -123,7 +123,7 @@ fn the_founder_adding_itself_as_admin_is_no_genesis() {
     let mut owner = Author::new(1);
     let me = owner.public();
     let not_genesis = owner.write(0, add(&me, Role::Admin));
-    let chain = validate(&owner, &[not_genesis.clone()]);
+    let chain = validate(&owner, std::slice::from_ref(&not_genesis));
     assert_eq!(
         reasons(&chain, not_genesis.hash()),
         [Rejection::BeforeGenesis]
