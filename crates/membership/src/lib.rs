@@ -1,10 +1,42 @@
-//! Membership for bae sync (layer 2, phases 2-3).
+//! Membership for bae sync (layer 2, phase 2).
 //!
-//! Will own: identity keys in the OS keyring, signed op envelopes, the
-//! membership chain, library-key wrapping, invitations, revocation and share
-//! grants. Phase 2 and 3 work fills this crate; formats written in phase 1
-//! already leave room for signatures, key epochs and release keys.
+//! Owns the pure core of shared libraries:
 //!
-//! Architecture invariant: `membership` never touches the network; it
-//! validates objects that the sync service fetched.
+//! - [`entry`]: membership chain entries (add, remove, change role), their
+//!   canonical encoding and Ed25519 signature;
+//! - [`chain`]: validating a set of entries into one [`ValidatedChain`] that
+//!   every device computes alike, whatever order the entries arrived in;
+//! - [`envelope`]: the signed envelope every batch and head travels in, and
+//!   the binding of a device id to the author of its first signed object;
+//! - [`keys`]: the per-member, per-epoch blob of library keys, sealed to the
+//!   member and signed by whoever distributed it;
+//! - [`identity`]: the user's global signing identity, in the OS keyring or
+//!   in files under a home directory.
+//!
+//! Formats, signing contexts and validation rules: `docs/FORMAT-membership.md`.
+//!
+//! Architecture invariant: `membership` never touches the network or SQL; it
+//! validates bytes that the sync service fetched and hands back values the
+//! sync service stores. Sealing entries under the library key (object kind
+//! [`bae_crypto::ObjectKind::Membership`]) is the caller's.
 #![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod entry;
+pub mod envelope;
+pub mod identity;
+pub mod keys;
+mod library;
+#[cfg(test)]
+mod vectors;
+
+pub use chain::{Chain, Rejected, Rejection, ValidatedChain};
+pub use entry::{
+    Action, Cutoffs, Entry, EntryError, EntryHash, Role, SignedEntry, ENTRY_SIGNING_CONTEXT,
+};
+pub use envelope::{
+    DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, VerifiedObject,
+};
+pub use identity::{IdentityError, IdentityStore};
+pub use keys::{open_key_blob, seal_key_blob, KeyBlobError, OpenedKeyBlob};
+pub use library::{LibraryId, LibraryIdError};

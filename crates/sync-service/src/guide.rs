@@ -13,6 +13,8 @@
 //!   signatures, sealed boxes, release keys.
 //! - [`format_sync`]: batches, heads, write and read order, the local tables.
 //! - [`format_checkpoint`]: checkpoints.
+//! - [`format_membership`]: membership entries and their validation, signed
+//!   envelopes, key blobs, the identity.
 //! - [`bucket_layout`]: the bucket's keys and the order of writes.
 //! - [`integration`]: how bae-core adopts the engine, step by step.
 //! - [`security`]: the threat model, each claim with the test that shows it.
@@ -33,6 +35,9 @@ pub mod format_sync {}
 
 #[doc = include_str!("../../../docs/FORMAT-checkpoint.md")]
 pub mod format_checkpoint {}
+
+#[doc = include_str!("../../../docs/FORMAT-membership.md")]
+pub mod format_membership {}
 
 #[doc = include_str!("../../../docs/BUCKET-LAYOUT.md")]
 pub mod bucket_layout {}
