@@ -258,9 +258,16 @@ impl<'w> KillLoop<'w> {
         let out = child.wait_with_output().unwrap();
         let tally = self.tally.entry(op).or_default();
         tally.kills += 1;
-        match out.status.signal() {
-            Some(9) => tally.mid += 1,
-            _ => {
+        let mid = out.status.signal() == Some(9);
+        eprintln!(
+            "round {round}: {} on {}, kill at {delay:?}: {}",
+            op.name(),
+            DEVICES[device],
+            if mid { "mid-operation" } else { "had finished" }
+        );
+        match mid {
+            true => tally.mid += 1,
+            false => {
                 // It finished before the kill: it must have succeeded.
                 self.check_completed(&args, &out);
                 let took = finished.map_or(started.elapsed(), |(_, t)| t);
@@ -368,11 +375,12 @@ impl<'w> KillLoop<'w> {
         let mid: usize = self.tally.values().map(|t| t.mid).sum();
         format!(
             "kill loop ({}): seed {}, {rounds} rounds, {mid} landed mid-operation; \
-             kills by command: {}; {} edits; {:.0} s",
+             kills by command: {}; {} edits; {} temp files left by kills; {:.0} s",
             self.label,
             self.seed,
             by_command.join(", "),
             self.titles.len(),
+            temp_files(self.w.dir.path()),
             took.as_secs_f64()
         )
     }
@@ -403,6 +411,23 @@ fn images(lib: &str) -> BTreeMap<String, blake3::Hash> {
         .collect()
 }
 
+/// Temp files under `dir` that a killed process never renamed (the local
+/// bucket's `.bae-tmp-*`, the images directories' `.tmp*`): harmless, as
+/// listings and image lookups skip them, but never cleaned up.
+fn temp_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.file_type().unwrap().is_dir() {
+                true => temp_files(&e.path()),
+                false => usize::from(name.starts_with(".tmp") || name.starts_with(".bae-tmp")),
+            }
+        })
+        .sum()
+}
+
 /// `PRAGMA integrity_check` on a read-only connection, its rows joined.
 fn integrity_check(lib: &str) -> String {
     let db = rusqlite::Connection::open_with_flags(lib, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -431,7 +456,7 @@ fn kill_loop(bucket: Bucket, label: &'static str) {
     eprintln!("{}", kl.summary(rounds, started.elapsed()));
     // A loop whose kills all come too late tests nothing.
     assert!(
-        mid * 4 >= rounds,
+        rounds < 8 || mid * 4 >= rounds,
         "{}: only {mid} of {rounds} kills landed mid-operation",
         kl.context()
     );
