@@ -375,7 +375,7 @@ impl<'w> KillLoop<'w> {
         let mid: usize = self.tally.values().map(|t| t.mid).sum();
         format!(
             "kill loop ({}): seed {}, {rounds} rounds, {mid} landed mid-operation; \
-             kills by command: {}; {} albums retitled; {} temp files left by kills; {:.0} s",
+             kills by command: {}; {} albums retitled; temp files left by kills: {}; {:.0} s",
             self.label,
             self.seed,
             by_command.join(", "),
