@@ -31,7 +31,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
     }
     drop(lib);
     let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
-        bae_storage_s3::LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?,
+        bae_storage_s3::LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?,
     );
     let key = LibraryKey::generate();
     let writer = SyncService::new(

@@ -38,7 +38,7 @@ fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?);
+        Arc::new(LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?);
     let key = LibraryKey::generate();
     let writer = dir.path().join("writer.db");
     let album = demo_album(1, 0, 12);
