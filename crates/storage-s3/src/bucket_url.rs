@@ -348,4 +348,25 @@ mod tests {
         );
         assert!(open_store("memory://").is_ok());
     }
+
+    /// Review finding 6: a timeout "more than 0" seconds that rounds to
+    /// zero nanoseconds (`1e-12s`) passed the check and made every request
+    /// time out at once.
+    #[test]
+    #[ignore = "review finding 6: a timeout that rounds to zero is accepted"]
+    fn a_timeout_that_rounds_to_zero_is_refused() {
+        for tiny in ["1e-12s", "0.0000000001", "1e-7ms"] {
+            for option in ["timeout", "connect_timeout"] {
+                let url = format!("s3://b?{option}={tiny}");
+                match StoreConfig::parse(&url) {
+                    Err(e) => assert!(e.to_string().contains(option), "{url}: {e}"),
+                    Ok(StoreConfig::S3(c)) => panic!(
+                        "{url} accepted: connect {:?}, request {:?}",
+                        c.connect_timeout, c.request_timeout
+                    ),
+                    Ok(other) => panic!("{url} parsed as {other:?}"),
+                }
+            }
+        }
+    }
 }
