@@ -229,11 +229,10 @@ fn a_killed_bae_sync_leaves_no_lock_behind() {
     );
 }
 
-/// Review finding 5: the lock file is named after the path as typed, so
-/// the same library reached through a symlink (or a hard link) takes
-/// another lock and runs beside the holder.
+/// Review finding 5: the lock file was named after the path as typed, so
+/// the same library reached through a symlink took another lock and ran
+/// beside the holder.
 #[test]
-#[ignore = "review finding 5: a library reached through a symlink bypasses the lock"]
 fn a_library_reached_through_a_symlink_takes_the_same_lock() {
     let w = World::new(Bucket::Local, "busy-link");
     let (_laptop, desktop) = desktop_behind(&w, 3);
