@@ -209,7 +209,7 @@ fn timeout(text: &str) -> Result<Duration, &'static str> {
         * unit;
     // Checked in milliseconds: a tiny positive number (`1e-12s`) rounds
     // to a zero Duration, which would time every request out at once.
-    if !(seconds >= 0.001 && seconds <= 86_400.0) {
+    if !(0.001..=86_400.0).contains(&seconds) {
         return Err("must be at least 1ms and at most a day");
     }
     Ok(Duration::from_secs_f64(seconds))

@@ -895,6 +895,18 @@ mod tests {
         }
     }
 
+    /// How many albums a service's library holds.
+    async fn album_count(s: &SyncService) -> i64 {
+        s.with_db(|rec| {
+            Ok(rec
+                .sync_parts()
+                .0
+                .query_row("SELECT COUNT(*) FROM albums", [], |r| r.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Sets an album's title on a service (a recorded write).
     async fn set_title(s: &SyncService, id: &str, title: &'static str) {
         let id = id.to_owned();
@@ -1008,16 +1020,7 @@ mod tests {
             a.push().await.unwrap();
         }
         b.pull().await.unwrap();
-        let albums = |s: &SyncService| {
-            let s = s.with_db(|rec| {
-                Ok(rec
-                    .sync_parts()
-                    .0
-                    .query_row("SELECT COUNT(*) FROM albums", [], |r| r.get::<_, i64>(0))?)
-            });
-            async move { s.await.unwrap() }
-        };
-        assert_eq!(albums(&a).await, 6);
-        assert_eq!(albums(&b).await, 6, "b skipped a's batches 2..=5");
+        assert_eq!(album_count(&a).await, 6);
+        assert_eq!(album_count(&b).await, 6, "b skipped a's batches 2..=5");
     }
 }
