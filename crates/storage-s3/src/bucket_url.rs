@@ -194,7 +194,7 @@ fn env_timeout(var: &str) -> Result<Option<Duration>, ConfigError> {
     }
 }
 
-/// `5s`, `1.5s`, `500ms` or `5` (seconds): more than zero, at most a day.
+/// `5s`, `1.5s`, `500ms` or `5` (seconds): at least 1 ms, at most a day.
 fn timeout(text: &str) -> Result<Duration, &'static str> {
     let text = text.trim();
     let (number, unit) = if let Some(ms) = text.strip_suffix("ms") {
@@ -207,8 +207,10 @@ fn timeout(text: &str) -> Result<Duration, &'static str> {
         .parse::<f64>()
         .map_err(|_| "expected a duration such as 5s, 1.5s or 500ms")?
         * unit;
-    if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err("must be more than 0 and at most a day");
+    // Checked in milliseconds: a tiny positive number (`1e-12s`) rounds
+    // to a zero Duration, which would time every request out at once.
+    if !(0.001..=86_400.0).contains(&seconds) {
+        return Err("must be at least 1ms and at most a day");
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -347,5 +349,25 @@ mod tests {
             StoreConfig::Memory
         );
         assert!(open_store("memory://").is_ok());
+    }
+
+    /// Review finding 6: a timeout "more than 0" seconds that rounds to
+    /// zero nanoseconds (`1e-12s`) passed the check and made every request
+    /// time out at once.
+    #[test]
+    fn a_timeout_that_rounds_to_zero_is_refused() {
+        for tiny in ["1e-12s", "0.0000000001", "1e-7ms"] {
+            for option in ["timeout", "connect_timeout"] {
+                let url = format!("s3://b?{option}={tiny}");
+                match StoreConfig::parse(&url) {
+                    Err(e) => assert!(e.to_string().contains(option), "{url}: {e}"),
+                    Ok(StoreConfig::S3(c)) => panic!(
+                        "{url} accepted: connect {:?}, request {:?}",
+                        c.connect_timeout, c.request_timeout
+                    ),
+                    Ok(other) => panic!("{url} parsed as {other:?}"),
+                }
+            }
+        }
     }
 }

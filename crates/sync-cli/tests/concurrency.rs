@@ -228,3 +228,26 @@ fn a_killed_bae_sync_leaves_no_lock_behind() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Review finding 5: the lock file was named after the path as typed, so
+/// the same library reached through a symlink took another lock and ran
+/// beside the holder.
+#[test]
+fn a_library_reached_through_a_symlink_takes_the_same_lock() {
+    let w = World::new(Bucket::Local, "busy-link");
+    let (_laptop, desktop) = desktop_behind(&w, 3);
+    let before = dump(&w, &desktop);
+    let link = w.dir.path().join("desktop-link.db");
+    std::os::unix::fs::symlink(&desktop, &link).unwrap();
+    let held = LibraryLock::acquire(std::path::Path::new(&desktop), Duration::ZERO).unwrap();
+    let out = run(
+        &w,
+        &["pull", "--library", &path(link)],
+        &[("BAE_SYNC_LOCK_WAIT", "0")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("is working on"), "{stderr}");
+    drop(held);
+    assert_eq!(dump(&w, &desktop), before, "nothing applied while held");
+}

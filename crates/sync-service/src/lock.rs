@@ -28,7 +28,18 @@ pub struct LibraryLock {
 
 impl LibraryLock {
     /// The lock file of the library at `library`: `{library}.sync-lock`.
+    /// The path is resolved first (symlinks, `..`), so the same library
+    /// reached by another path takes the same lock; a library not made
+    /// yet resolves through its directory.
     pub fn path_for(library: &Path) -> PathBuf {
+        let resolved = std::fs::canonicalize(library).ok().or_else(|| {
+            let dir = match library.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            Some(std::fs::canonicalize(dir).ok()?.join(library.file_name()?))
+        });
+        let library = resolved.as_deref().unwrap_or(library);
         let mut name = library.as_os_str().to_owned();
         name.push(".sync-lock");
         PathBuf::from(name)
