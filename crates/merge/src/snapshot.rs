@@ -631,9 +631,23 @@ fn replace_in(
             [],
         )?;
     }
+    // Rows kept although the snapshot lacks them keep their stamps: the
+    // snapshot has none for them, and a snapshot whose cursors claim their
+    // batches (forged, or written by a device that had them) means those
+    // batches are never applied again, so without their stamps the rows
+    // would take any older write from then on.
+    for t in schema.tables() {
+        tx.execute(
+            &format!(
+                "DELETE FROM main.bae_sync_stamps WHERE table_name = ?1
+                   AND (row_id IN (SELECT id FROM ck.{n}) OR row_id NOT IN (SELECT id FROM main.{n}))",
+                n = t.name
+            ),
+            [t.name],
+        )?;
+    }
     tx.execute_batch(
-        r#"DELETE FROM main.bae_sync_stamps;
-           INSERT INTO main.bae_sync_stamps SELECT table_name, row_id, "column", hlc, device FROM ck.bae_sync_stamps;
+        r#"INSERT OR IGNORE INTO main.bae_sync_stamps SELECT table_name, row_id, "column", hlc, device FROM ck.bae_sync_stamps;
            DELETE FROM main.bae_sync_tombstones;
            INSERT INTO main.bae_sync_tombstones SELECT table_name, row_id, hlc, device FROM ck.bae_sync_tombstones;
            DELETE FROM main.bae_sync_parked;

@@ -153,7 +153,7 @@ impl SyncService {
     /// Refuses a checkpoint whose cursors the bucket does not confirm: a
     /// cursor beyond its device's newest head (or, for this device, beyond
     /// what it pushed) would delete batches no head vouches for.
-    async fn confirm_cursors(&self, ck: &OpenedCheckpoint) -> Result<(), SyncError> {
+    pub(crate) async fn confirm_cursors(&self, ck: &OpenedCheckpoint) -> Result<(), SyncError> {
         let heads = self.list_heads().await?;
         let pushed = self
             .with_db(|rec| Ok(newest_pushed(rec.sync_parts().0)?.map_or(0, |(seq, _)| seq)))

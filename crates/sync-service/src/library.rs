@@ -103,9 +103,10 @@ fn service(
 ///
 /// A bucket that already holds a library (a marker, or any object) is
 /// refused ([`SyncError::BucketHoldsLibrary`]), with one exception that
-/// makes a retry work: a marker whose key is in `keys`, in a bucket with no
-/// other device's head, is the marker of an earlier `init` of this device
-/// that failed after writing it, and is taken up again.
+/// makes a retry work: a marker whose key is in `keys`, that names this
+/// device as its founder, in a bucket with no other device's head, is the
+/// marker of an earlier `init` of this device that failed after writing
+/// it, and is taken up again.
 pub async fn init(
     mut rec: OpRecorder,
     bucket_url: &str,
@@ -131,22 +132,32 @@ pub async fn init(
             // bucket, and the marker before any batch (what is referenced
             // before what references it).
             keys.save(&id, &key)?;
-            if let Err(e) = store.put(LIBRARY_MARKER_KEY, &marker::seal(&key)).await {
+            if let Err(e) = store
+                .put(LIBRARY_MARKER_KEY, &marker::seal(&key, rec.device()))
+                .await
+            {
                 // Nothing of this library exists anywhere: drop its key.
                 let _ = keys.delete(&id);
                 return Err(e.into());
             }
             key
         }
-        marker::Found::Marker { library_id, .. } => {
+        marker::Found::Marker { bytes, library_id } => {
             let own = keys.load(&library_id).ok();
             let device = rec.device();
             let heads = store.list(bae_storage_s3::layout::HEADS_PREFIX).await?;
             let others = heads.iter().any(|k| {
                 bae_storage_s3::layout::parse_heads_key(k).map_or(true, |(d, _)| d != device)
             });
+            let founded_here = |key: &LibraryKey| {
+                marker::open(&bytes, key).is_ok_and(|m| m.founder == *device.as_bytes())
+            };
             match own {
-                Some(key) if !others && library_id == self::library_id(&key) => key,
+                Some(key)
+                    if !others && library_id == self::library_id(&key) && founded_here(&key) =>
+                {
+                    key
+                }
                 _ => return Err(held(Some(library_id))),
             }
         }
@@ -376,13 +387,12 @@ mod tests {
         let key = LibraryKey::generate();
         keys.save(&library_id(&key), &key).unwrap();
         let store = bae_storage_s3::create_store(&s.bucket).unwrap();
+        let rec = s.library_with("laptop", 1);
         store
-            .put(LIBRARY_MARKER_KEY, &marker::seal(&key))
+            .put(LIBRARY_MARKER_KEY, &marker::seal(&key, rec.device()))
             .await
             .unwrap();
-        let laptop = init(s.library_with("laptop", 1), &s.bucket, &keys)
-            .await
-            .unwrap();
+        let laptop = init(rec, &s.bucket, &keys).await.unwrap();
         assert_eq!(laptop.keys.current().unwrap().1, &key);
         assert!(setup_of(&mut s.rec("laptop")).is_some());
     }
@@ -490,7 +500,6 @@ mod tests {
     /// is here, no other device's head) and takes the first library's
     /// bucket and key: the two libraries silently become one.
     #[tokio::test]
-    #[ignore = "review finding 4: init of a second library takes over the bucket of an empty library set up from the same home"]
     async fn init_refuses_the_bucket_of_another_empty_library_of_the_same_home() {
         let s = Setup::new();
         let keys = s.keys("home");

@@ -29,6 +29,10 @@ pub struct LibraryMarker {
     pub key_epoch: u32,
     /// The library key's fingerprint.
     pub fingerprint: [u8; 16],
+    /// The device that ran `init`: only it may take the marker up again
+    /// when its `init` failed after writing it (another library on the
+    /// same machine, with the same key store, must not).
+    pub founder: [u8; 16],
 }
 
 impl LibraryMarker {
@@ -71,13 +75,15 @@ fn place() -> ObjectPlace {
     }
 }
 
-/// The sealed marker of the library `key` opens (epoch 0 in phase 1).
-pub(crate) fn seal(key: &LibraryKey) -> Vec<u8> {
+/// The sealed marker of the library `key` opens (epoch 0 in phase 1),
+/// founded by `founder`.
+pub(crate) fn seal(key: &LibraryKey, founder: bae_hlc::DeviceId) -> Vec<u8> {
     let marker = LibraryMarker {
         version: MARKER_VERSION,
         library_id: crate::library::library_id(key),
         key_epoch: KeyEpoch::FIRST.0,
         fingerprint: *key.fingerprint().as_bytes(),
+        founder: *founder.as_bytes(),
     };
     let plaintext = postcard::to_allocvec(&marker).unwrap_or_default();
     seal_object(key, KeyEpoch::FIRST, &place(), &plaintext)
@@ -133,6 +139,23 @@ fn object_error(source: bae_crypto::ObjectError) -> SyncError {
     }
 }
 
+/// Opens a marker (`bytes`) with `key` and checks it names that key's
+/// library.
+pub(crate) fn open(bytes: &[u8], key: &LibraryKey) -> Result<LibraryMarker, SyncError> {
+    let plaintext = open_object(&(KeyEpoch::FIRST, key), &place(), bytes).map_err(object_error)?;
+    let marker =
+        LibraryMarker::decode(&plaintext).map_err(|e| SyncError::invalid(LIBRARY_MARKER_KEY, e))?;
+    if marker.library_id != crate::library::library_id(key)
+        || marker.fingerprint != *key.fingerprint().as_bytes()
+    {
+        return Err(SyncError::invalid(
+            LIBRARY_MARKER_KEY,
+            MarkerError::OtherLibrary(marker.library_id),
+        ));
+    }
+    Ok(marker)
+}
+
 /// Proves that `key` opens the library in the bucket at `bucket` (named in
 /// errors) before anything is written locally: the marker must open and
 /// name the key's library; a bucket made before markers must hold a head
@@ -152,19 +175,7 @@ pub(crate) async fn prove_key(
             if library_id != crate::library::library_id(key) {
                 return Err(wrong_key(library_id));
             }
-            let plaintext =
-                open_object(&(KeyEpoch::FIRST, key), &place(), &bytes).map_err(object_error)?;
-            let marker = LibraryMarker::decode(&plaintext)
-                .map_err(|e| SyncError::invalid(LIBRARY_MARKER_KEY, e))?;
-            if marker.library_id != library_id
-                || marker.fingerprint != *key.fingerprint().as_bytes()
-            {
-                return Err(SyncError::invalid(
-                    LIBRARY_MARKER_KEY,
-                    MarkerError::OtherLibrary(marker.library_id),
-                ));
-            }
-            Ok(())
+            open(&bytes, key).map(|_| ())
         }
         Found::Objects(heads) => {
             let Some(head_key) = heads.first() else {

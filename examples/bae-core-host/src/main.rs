@@ -110,8 +110,7 @@ async fn run() -> Result<String, BoxError> {
     // The bucket: a local directory here, made now as `init` would (opening
     // one never creates it). A host with a bucket URL uses
     // `bae_storage_s3::open_store("s3://...")` and gets the same trait object.
-    let bucket: Arc<dyn ObjectStore> =
-        Arc::new(LocalDirStore::create(dir.path().join("bucket"))?);
+    let bucket: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::create(dir.path().join("bucket"))?);
     // The library key. bae-core keeps it in its KeyService; the second
     // device gets it by a key export and import. Here both share a clone.
     let key = LibraryKey::generate();
