@@ -6,13 +6,15 @@
 use crate::error::SyncError;
 use crate::service::head_place;
 use bae_crypto::object::{ObjectHeader, HEADER_LEN};
-use bae_crypto::{open_object, seal_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_crypto::{
+    open_object, seal_object, IdentityPublicKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace,
+};
 use bae_storage_s3::layout::{self, LIBRARY_MARKER_KEY};
 use bae_storage_s3::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-/// The marker format version.
-pub const MARKER_VERSION: u8 = 1;
+/// The marker format version (2: names the founder).
+pub const MARKER_VERSION: u8 = 2;
 
 /// The largest marker object read (sealed). Its plaintext is under 80
 /// bytes; anything larger is no marker of ours.
@@ -29,6 +31,9 @@ pub struct LibraryMarker {
     pub key_epoch: u32,
     /// The library key's fingerprint.
     pub fingerprint: [u8; 16],
+    /// The founder's Ed25519 public key: the only key whose self-addition
+    /// can be the membership chain's genesis.
+    pub founder: [u8; 32],
 }
 
 impl LibraryMarker {
@@ -60,6 +65,9 @@ pub enum MarkerError {
     /// Its contents name another library than the key it is sealed with.
     #[error("names library {0}, not the one its key opens")]
     OtherLibrary(String),
+    /// Its founder is not an Ed25519 public key.
+    #[error("founder is not a public key")]
+    BadFounder,
 }
 
 /// The marker's place: kind `LibraryMarker`, device all zero, seq 0.
@@ -71,13 +79,15 @@ fn place() -> ObjectPlace {
     }
 }
 
-/// The sealed marker of the library `key` opens (epoch 0 in phase 1).
-pub(crate) fn seal(key: &LibraryKey) -> Vec<u8> {
+/// The sealed marker of the library `key` opens, founded by `founder`
+/// (epoch 0).
+pub(crate) fn seal(key: &LibraryKey, founder: &IdentityPublicKey) -> Vec<u8> {
     let marker = LibraryMarker {
         version: MARKER_VERSION,
         library_id: crate::library::library_id(key),
         key_epoch: KeyEpoch::FIRST.0,
         fingerprint: *key.fingerprint().as_bytes(),
+        founder: founder.to_bytes(),
     };
     let plaintext = postcard::to_allocvec(&marker).unwrap_or_default();
     seal_object(key, KeyEpoch::FIRST, &place(), &plaintext)
@@ -134,15 +144,16 @@ fn object_error(source: bae_crypto::ObjectError) -> SyncError {
 }
 
 /// Proves that `key` opens the library in the bucket at `bucket` (named in
-/// errors) before anything is written locally: the marker must open and
-/// name the key's library; a bucket made before markers must hold a head
-/// that opens. A wrong key is [`SyncError::KeyDoesNotOpenLibrary`], a
-/// bucket with nothing to prove against [`SyncError::NotALibrary`].
+/// errors) before anything is written locally, and returns the founder its
+/// marker names. The marker must open and name the key's library. A wrong
+/// key is [`SyncError::KeyDoesNotOpenLibrary`], a bucket with nothing to
+/// prove against [`SyncError::NotALibrary`], a bucket made before phase 2
+/// (a head that opens, no marker) [`SyncError::PhaseOneLibrary`].
 pub(crate) async fn prove_key(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &LibraryKey,
-) -> Result<(), SyncError> {
+) -> Result<IdentityPublicKey, SyncError> {
     let wrong_key = |library_id: String| SyncError::KeyDoesNotOpenLibrary {
         bucket: bucket.to_owned(),
         library_id,
@@ -164,7 +175,8 @@ pub(crate) async fn prove_key(
                     MarkerError::OtherLibrary(marker.library_id),
                 ));
             }
-            Ok(())
+            IdentityPublicKey::from_bytes(&marker.founder)
+                .map_err(|_| SyncError::invalid(LIBRARY_MARKER_KEY, MarkerError::BadFounder))
         }
         Found::Objects(heads) => {
             let Some(head_key) = heads.first() else {
@@ -176,7 +188,7 @@ pub(crate) async fn prove_key(
                 .get(head_key, crate::head::MAX_HEAD_OBJECT_BYTES)
                 .await?;
             match open_object(&(KeyEpoch::FIRST, key), &head_place(device, seq), &bytes) {
-                Ok(_) => Ok(()),
+                Ok(_) => Err(SyncError::PhaseOneLibrary(bucket.to_owned())),
                 Err(bae_crypto::ObjectError::WrongKey { found, .. }) => {
                     Err(wrong_key(found.to_string()))
                 }
