@@ -149,7 +149,7 @@ pub struct MemberInfo {
 pub(crate) struct MemberState {
     /// The chain as of the last refresh (`None` before the first).
     chain: Option<Arc<ValidatedChain>>,
-    /// Every membership key seen: cached, or refused for good this run.
+    /// Every membership key cached (so a pull fetches only others).
     seen: BTreeSet<String>,
     /// Device bindings (`None` until loaded from the library).
     bindings: Option<DeviceBindings>,
@@ -367,7 +367,7 @@ impl SyncService {
     /// One LIST of `membership/`; fetches the entries not cached yet, caches
     /// those whose signature verifies, and validates the chain over every
     /// cached entry. A membership object that does not open or decode is
-    /// skipped (logged), and asked for again by the next service.
+    /// skipped (logged), and read again by the next pull.
     pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
@@ -381,7 +381,6 @@ impl SyncService {
             let keys = self.with_db(|rec| cached_keys(rec.sync_parts().0)).await?;
             keys.into_iter().chain(seen).collect()
         };
-        let mut refused = Vec::new();
         let mut fetched = Vec::new();
         for key in listed.iter().filter(|k| !cached.contains(*k)) {
             match self.fetch_entry(key).await {
@@ -391,16 +390,13 @@ impl SyncService {
                 {
                     return Err(e.into())
                 }
-                Err(e) => {
-                    tracing::warn!(%key, error = %e, "membership entry refused");
-                    refused.push(key.clone());
-                }
+                // Not cached, so the next pull reads it again: a read that
+                // failed once (a damaged transfer, an object listed before
+                // it was readable) must not hide an entry for good.
+                Err(e) => tracing::warn!(%key, error = %e, "membership entry refused"),
             }
         }
         if let (Some(chain), true) = (&chain, fetched.is_empty()) {
-            if let Ok(mut s) = self.members.lock() {
-                s.seen.extend(refused);
-            }
             return Ok(Arc::clone(chain));
         }
         let founder = *self.member.founder();
@@ -427,7 +423,6 @@ impl SyncService {
         tracing::debug!(new = new_keys.len(), "membership refreshed");
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
-            s.seen.extend(refused);
             s.chain = Some(Arc::clone(&chain));
         }
         Ok(chain)

@@ -321,3 +321,28 @@ async fn phase_one_unsigned_objects_are_refused_by_name() {
     rejected_by_name(&report, &head_key, "unsigned head in the phase-1 format");
     assert_eq!(dump(&b).await, before);
 }
+
+/// A membership entry that could not be read once (damaged in transfer, or
+/// listed before it was readable) is read again by the next pull, not
+/// skipped for the service's life. (Found by the simulation, seed 4: a
+/// device whose first read of the genesis failed refused every head until
+/// restarted.)
+#[tokio::test]
+async fn an_entry_that_failed_to_read_is_read_again_by_the_next_pull() {
+    let (w, a, _b, file) = two_devices("members-reread").await;
+    let genesis = layout::membership_key(
+        &PublicKeyHex::from_bytes(&file.identity.public_key().to_bytes()),
+        0,
+    );
+    let store = w.store();
+    let good = store.get(&genesis, 1 << 20).await.unwrap();
+    store.put(&genesis, b"damaged").await.unwrap();
+    let c = w.device_over("c", w.store());
+    let report = c.pull().await.unwrap();
+    assert_eq!(report.applied, 0);
+    rejected_by_name(&report, &layout::heads_key(&a.device(), 1), "not a member");
+    store.put(&genesis, &good).await.unwrap();
+    let report = c.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(dump(&a).await, dump(&c).await);
+}
