@@ -30,6 +30,8 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
             .map_err(|e| err(&e))?;
     }
     drop(lib);
+    // Only `init` creates a bucket directory; the bench makes its own.
+    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
     let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
         bae_storage_s3::LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?,
     );

@@ -41,6 +41,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+    // Only `init` creates a bucket directory; the bench makes its own.
+    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalDirStore::new(dir.path().join("bucket")).map_err(|e| err(&e))?);
     let key = LibraryKey::generate();
