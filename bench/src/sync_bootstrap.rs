@@ -30,14 +30,25 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
             .map_err(|e| err(&e))?;
     }
     drop(lib);
+    // Only `init` creates a bucket directory; the bench makes its own.
+    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
     let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
         bae_storage_s3::LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?,
     );
     let key = LibraryKey::generate();
+    let identity = bae_crypto::IdentitySigningKey::generate();
+    rt.block_on(bae_sync_service::write_genesis(
+        store.as_ref(),
+        &key,
+        &identity,
+    ))
+    .map_err(|e| err(&e))?;
+    let member = bae_sync_service::Member::founder_of_library(identity);
     let writer = SyncService::new(
         open_library(&source).map_err(|e| err(&e))?,
         store.clone(),
         key.clone(),
+        member.clone(),
     )
     .map_err(|e| err(&e))?;
     let ck = rt.block_on(writer.checkpoint()).map_err(|e| err(&e))?;
@@ -56,7 +67,8 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         runs,
         || {
             let rec = open_library(&next("boot")).map_err(|e| err(&e))?;
-            let device = SyncService::new(rec, store.clone(), key.clone()).map_err(|e| err(&e))?;
+            let device = SyncService::new(rec, store.clone(), key.clone(), member.clone())
+                .map_err(|e| err(&e))?;
             match rt.block_on(device.bootstrap_from_checkpoint()) {
                 Ok(Some(r)) if r.records == ck.records => Ok(()),
                 Ok(other) => Err(format!("unexpected bootstrap: {other:?}")),

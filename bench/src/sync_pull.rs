@@ -1,19 +1,21 @@
 //! Pull benchmarks over a local-directory bucket.
 //!
 //! - `idle_poll_requests`: requests a pull makes when nothing changed,
-//!   counted by `CountingStore`; the target is one LIST.
+//!   counted by `CountingStore`; the target is two LISTs (`membership/`,
+//!   every entry already cached, and `heads/`).
 //! - `pull_10k_batches`: pulling and applying many small batches (one edit
 //!   each) from the bucket vs `bae_merge::apply_pull` of the same decoded
 //!   batches without the store, on copies of the same starting library.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
-use bae_crypto::{open_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_crypto::{open_object, IdentitySigningKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_membership::{LibraryId, SignedKind, SignedObject};
 use bae_oplog::fixture::{demo_album, open_library, Library};
 use bae_oplog::{decode_batch, Batch, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_storage_s3::testing::CountingStore;
 use bae_storage_s3::{LocalDirStore, ObjectStore};
-use bae_sync_service::SyncService;
+use bae_sync_service::{write_genesis, Member, SyncService};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ struct Setup {
     dir: tempfile::TempDir,
     store: Arc<dyn ObjectStore>,
     key: LibraryKey,
+    /// The founder every device signs as.
+    member: Member,
     template: PathBuf,
     writer: bae_hlc::DeviceId,
 }
@@ -37,9 +41,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+    // Only `init` creates a bucket directory; the bench makes its own.
+    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?);
     let key = LibraryKey::generate();
+    let identity = IdentitySigningKey::generate();
+    rt.block_on(write_genesis(store.as_ref(), &key, &identity))
+        .map_err(|e| err(&e))?;
+    let member = Member::founder_of_library(identity);
     let writer = dir.path().join("writer.db");
     let album = demo_album(1, 0, 12);
     let album_id = album.album_id().unwrap_or_default().to_owned();
@@ -48,9 +58,9 @@ fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
     drop(lib);
     let template = dir.path().join("template.db");
     let writer = rt.block_on(async {
-        let w = service(&writer, &store, &key)?;
+        let w = service(&writer, &store, &key, &member)?;
         w.push().await.map_err(|e| err(&e))?;
-        let r = service(&template, &store, &key)?;
+        let r = service(&template, &store, &key, &member)?;
         r.pull().await.map_err(|e| err(&e))?;
         w.with_db(move |rec| {
             for i in 0..edits {
@@ -73,6 +83,7 @@ fn setup(rt: &tokio::runtime::Runtime, edits: u64) -> Result<Setup, String> {
         dir,
         store,
         key,
+        member,
         template,
         writer,
     })
@@ -82,9 +93,10 @@ fn service(
     path: &Path,
     store: &Arc<dyn ObjectStore>,
     key: &LibraryKey,
+    member: &Member,
 ) -> Result<SyncService, String> {
     let rec = open_library(path).map_err(|e| e.to_string())?;
-    SyncService::new(rec, store.clone(), key.clone()).map_err(|e| e.to_string())
+    SyncService::new(rec, store.clone(), key.clone(), member.clone()).map_err(|e| e.to_string())
 }
 
 pub fn idle_poll_requests(_size: Size) -> Result<Entry, String> {
@@ -93,7 +105,7 @@ pub fn idle_poll_requests(_size: Size) -> Result<Entry, String> {
     let counting = Arc::new(CountingStore::new(s.store.clone()));
     let counted: Arc<dyn ObjectStore> = counting.clone();
     let requests = rt.block_on(async {
-        let r = service(&s.template, &counted, &s.key)?;
+        let r = service(&s.template, &counted, &s.key, &s.member)?;
         r.pull().await.map_err(|e| e.to_string())?;
         counting.reset();
         r.pull().await.map_err(|e| e.to_string())?;
@@ -102,8 +114,8 @@ pub fn idle_poll_requests(_size: Size) -> Result<Entry, String> {
     Ok(Entry::new(
         "idle_poll_requests",
         requests as f64,
-        1.0,
-        "one LIST (the target)",
+        2.0,
+        "two LISTs: membership/ and heads/ (the target)",
         "requests",
     ))
 }
@@ -128,7 +140,7 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
         runs,
         || {
             let path = fresh("pull")?;
-            let r = service(&path, &s.store, &s.key)?;
+            let r = service(&path, &s.store, &s.key, &s.member)?;
             let report = rt.block_on(r.pull()).map_err(|e| e.to_string())?;
             if report.applied as u64 != n {
                 return Err(format!("pull applied {} of {n}", report.applied));
@@ -179,7 +191,16 @@ fn decoded_batches(rt: &tokio::runtime::Runtime, s: &Setup) -> Result<Vec<Batch>
             seq,
         };
         let plain = open_object(&keys, &place, &sealed).map_err(|e| e.to_string())?;
-        out.push(decode_batch(&plain, &BAE_SCHEMA).map_err(|e| e.to_string())?);
+        let signed = SignedObject::from_bytes(&plain)
+            .and_then(|o| {
+                o.verify(
+                    LibraryId::from(s.key.fingerprint()),
+                    (SignedKind::Batch, dev, seq),
+                    KeyEpoch(0),
+                )
+            })
+            .map_err(|e| e.to_string())?;
+        out.push(decode_batch(signed.body(), &BAE_SCHEMA).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

@@ -22,6 +22,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_image_queue", "sync-service"),
     ("bae_sync_wanted_images", "sync-service"),
     ("bae_sync_checkpoints_written", "sync-service"),
+    ("bae_sync_membership", "sync-service"),
+    ("bae_sync_device_authors", "sync-service"),
 ];
 
 /// Fails with every mention of an engine table outside its owner crate,

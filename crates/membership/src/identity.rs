@@ -74,6 +74,14 @@ pub enum IdentityError {
         /// The signing key's public key.
         derived: Box<IdentityPublicKey>,
     },
+    /// Another identity than the one being adopted is already stored.
+    #[error("this machine already has the bae identity {stored}; the key file carries {given}")]
+    AnotherIdentity {
+        /// The stored identity's public key.
+        stored: Box<IdentityPublicKey>,
+        /// The identity given.
+        given: Box<IdentityPublicKey>,
+    },
     /// The identity file can be read or written by others.
     #[error("{path} can be read or written by others (mode {mode:o}); run chmod 600 on it")]
     NotPrivate {
@@ -109,6 +117,22 @@ impl IdentityStore {
                 Ok(key)
             }
             other => other,
+        }
+    }
+
+    /// Stores `key` as this user's identity (another device of the same
+    /// user joining with it): kept if it is already the identity, refused
+    /// with [`IdentityError::AnotherIdentity`] if another one is stored
+    /// (replacing it would lose that identity's memberships).
+    pub fn adopt(&self, key: &IdentitySigningKey) -> Result<(), IdentityError> {
+        match self.load() {
+            Ok(stored) if stored.public_key() == key.public_key() => Ok(()),
+            Ok(stored) => Err(IdentityError::AnotherIdentity {
+                stored: Box::new(stored.public_key()),
+                given: Box::new(key.public_key()),
+            }),
+            Err(IdentityError::NotFound { .. }) => self.save(key),
+            Err(e) => Err(e),
         }
     }
 
@@ -261,6 +285,23 @@ mod tests {
         assert_eq!(mode, 0o600);
         let seed = hex::encode(*made.to_seed());
         assert!(!format!("{store:?} {made:?}").contains(&seed));
+    }
+
+    #[test]
+    fn adopting_an_identity_stores_it_once_and_refuses_another() {
+        let home = tempfile::tempdir().unwrap();
+        let store = IdentityStore::Files(home.path().to_path_buf());
+        let key = IdentitySigningKey::from_seed(&[7; 32]);
+        store.adopt(&key).unwrap();
+        store.adopt(&key).unwrap();
+        assert_eq!(store.load().unwrap().public_key(), key.public_key());
+        let other = IdentitySigningKey::from_seed(&[8; 32]);
+        let err = store.adopt(&other).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::AnotherIdentity { .. }),
+            "{err}"
+        );
+        assert_eq!(store.load().unwrap().public_key(), key.public_key());
     }
 
     #[test]

@@ -177,6 +177,19 @@ enum Command {
         #[arg(long)]
         now: bool,
     },
+    /// This user's identity (one signing key for every library).
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// List the library's members, their roles and the devices each signs for.
+    Members {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a read-only copy of the library from the bucket's newest
     /// snapshot, for a server.
     ServerBootstrap {
@@ -205,6 +218,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 50)]
         albums: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Print this user's public key (made on first use), 64 hex digits on
+    /// the last line.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -240,11 +260,12 @@ impl Command {
             | Command::Dump { library }
             | Command::Checkpoint { library }
             | Command::Gc { library, .. }
+            | Command::Members { library, .. }
             | Command::Key {
                 command: KeyCommand::Export { library, .. },
             } => Some(library),
             Command::ServerBootstrap { out, .. } => Some(out),
-            Command::Demo { .. } => None,
+            Command::Demo { .. } | Command::Identity { .. } => None,
         }
     }
 
@@ -500,6 +521,20 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             } else {
                 print_status(&status)?;
             }
+        }
+        Command::Identity {
+            command: IdentityCommand::Show,
+        } => {
+            let identity = keys
+                .identity_store()
+                .load_or_create()
+                .map_err(bae_sync_service::SyncError::from)?;
+            outln!("{}", identity.public_key())?;
+        }
+        Command::Members { library, json } => {
+            let rec = open_existing(&library)?;
+            let members = library::open(rec, keys)?.members().await?;
+            print_members(&members, json)?;
         }
         Command::Dump { library } => {
             let mut rec = open_existing(&library)?;
@@ -852,6 +887,38 @@ fn demo_import(library: &Path, albums: u64, seed: u64, first: u64) -> Result<(),
 }
 
 /// Two devices on one local-directory bucket converge.
+/// `members`: one line per member (key, role, device ids), or JSON.
+fn print_members(members: &[bae_sync_service::MemberInfo], json: bool) -> Result<(), CliError> {
+    let role = |r: bae_membership::Role| format!("{r:?}").to_lowercase();
+    if json {
+        let list: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "key": m.key.to_string(),
+                    "role": role(m.role),
+                    "devices": m.devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        )?;
+        return Ok(());
+    }
+    for m in members {
+        let devices: Vec<String> = m.devices.iter().map(|d| d.to_string()).collect();
+        let devices = if devices.is_empty() {
+            "no devices yet".to_owned()
+        } else {
+            devices.join(" ")
+        };
+        outln!("{}  {:<6}  {devices}", m.key, role(m.role))?;
+    }
+    Ok(())
+}
+
 async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), CliError> {
     let temp;
     let dir = match dir {

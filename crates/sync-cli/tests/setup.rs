@@ -304,15 +304,18 @@ fn init_refuses_a_bucket_that_holds_a_library() {
     assert_eq!(files(Path::new(&w.bucket)), bucket_before);
     assert!(files(&home).is_empty());
 
-    // A bucket made before markers (objects, no marker) is refused too,
-    // and joining it proves the key on a head instead.
+    // A bucket made before markers (objects, no marker) is refused too.
+    // Joining it proves the key on a head, then refuses it by name: no
+    // marker names the founder its membership chain starts from.
     std::fs::remove_file(Path::new(&w.bucket).join("library")).unwrap();
     let err = fails_out(run_in(&home, w.dir.path(), &args), &args);
     assert!(err.contains("already holds a library"), "{err}");
     let key = w.key_file();
     export(&w, &laptop, &key);
     let desktop = path(w.library("desktop"));
-    ok(&w, &join_args(&desktop, &w.bucket, &path(key)));
+    let err = fails(&w, &join_args(&desktop, &w.bucket, &path(key)));
+    assert!(err.contains("made before signed objects"), "{err}");
+    assert!(fails(&w, &["status", "--library", &desktop]).contains("not set up"));
     let wrong = World::new(Bucket::Local, "setup-init-wrong");
     let stranger = laptop_of(&wrong);
     export(&wrong, &stranger, &wrong.key_file());

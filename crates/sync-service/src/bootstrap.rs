@@ -527,12 +527,14 @@ pub async fn server_bootstrap(
             out.display()
         )));
     }
-    let key = read_key_file(key_file)?;
+    let crate::keystore::KeyFile { key, identity } = read_key_file(key_file)?;
     let store = bae_storage_s3::open_store(bucket_url).map_err(|source| SyncError::BucketUrl {
         url: bucket_url.to_owned(),
         source,
     })?;
-    let mut service = SyncService::new(open_library(out)?, store, key)?;
+    let founder = crate::marker::prove_key(store.as_ref(), bucket_url, &key).await?;
+    let member = crate::members::Member::new(identity, founder);
+    let mut service = SyncService::new(open_library(out)?, store, key, member)?;
     if let Some(p) = progress {
         service = service.with_progress(p);
     }
@@ -747,6 +749,7 @@ mod tests {
                 bae_oplog::fixture::open_library(&path).unwrap(),
                 bucket.store.clone(),
                 bucket.key.clone(),
+                bucket.member(),
             )
             .unwrap()
         };
@@ -838,6 +841,7 @@ mod tests {
         use crate::checkpoint::CheckpointCursor;
         use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
         use crate::service::head_place;
+        use bae_membership::SignedKind;
         use bae_storage_s3::layout;
         let bucket = Bucket::new();
         let a = bucket.device("a", 1);
@@ -853,8 +857,12 @@ mod tests {
         for (dev, seq) in [(a.device(), 2u64), (b.device(), 1u64)] {
             let key = layout::heads_key(&dev, seq);
             let sealed = bucket.store.get(&key, MAX_HEAD_OBJECT_BYTES).await.unwrap();
-            let head =
-                Head::decode(&b.open(&key, &head_place(dev, seq), &sealed).unwrap()).unwrap();
+            let plain = b.open(&key, &head_place(dev, seq), &sealed).unwrap();
+            let signed = b
+                .verify_signed(&key, SignedKind::Head, dev, seq, &sealed, plain)
+                .await
+                .unwrap();
+            let head = Head::decode(signed.body()).unwrap();
             cursors.push(CheckpointCursor {
                 device: *dev.as_bytes(),
                 seq,
@@ -893,8 +901,19 @@ mod tests {
         use crate::service::head_place;
         let key = bae_storage_s3::layout::heads_key(&dev, seq);
         let sealed = bucket.store.get(&key, MAX_HEAD_OBJECT_BYTES).await.unwrap();
-        let head =
-            Head::decode(&reader.open(&key, &head_place(dev, seq), &sealed).unwrap()).unwrap();
+        let plain = reader.open(&key, &head_place(dev, seq), &sealed).unwrap();
+        let signed = reader
+            .verify_signed(
+                &key,
+                bae_membership::SignedKind::Head,
+                dev,
+                seq,
+                &sealed,
+                plain,
+            )
+            .await
+            .unwrap();
+        let head = Head::decode(signed.body()).unwrap();
         crate::checkpoint::CheckpointCursor {
             device: *dev.as_bytes(),
             seq,

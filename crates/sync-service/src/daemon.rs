@@ -157,7 +157,8 @@ mod tests {
 
     fn service(dir: &tempfile::TempDir, store: Arc<dyn ObjectStore>) -> Arc<SyncService> {
         let rec = bae_oplog::fixture::open_library(&dir.path().join("lib.db")).unwrap();
-        Arc::new(SyncService::new(rec, store, LibraryKey::generate()).unwrap())
+        let member = crate::Member::founder_of_library(bae_crypto::IdentitySigningKey::generate());
+        Arc::new(SyncService::new(rec, store, LibraryKey::generate(), member).unwrap())
     }
 
     async fn wait_for(
@@ -197,8 +198,9 @@ mod tests {
         wait_for(&handle, "the requested sync", |s| s.syncs == 2).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(handle.state().syncs, 2, "five requests made one sync");
-        // An idle sync is one LIST (pull) and nothing else.
-        assert_eq!(counting.snapshot().list, lists + 1);
+        // An idle sync is two LISTs (pull: `membership/`, `heads/`) and
+        // nothing else.
+        assert_eq!(counting.snapshot().list, lists + 2);
         handle.shutdown().await.unwrap();
     }
 

@@ -47,6 +47,40 @@ pub enum SyncError {
     /// Writing a checkpoint locally (before any upload) failed.
     #[error("writing a checkpoint: {0}")]
     CheckpointWrite(crate::checkpoint::CheckpointError),
+    /// A signed batch or head refused by membership (unsigned, forged,
+    /// not a member's, past a cutoff, a device of another author): never
+    /// applied.
+    #[error("object {key} refused: {reason}")]
+    Refused {
+        /// The bucket key.
+        key: String,
+        /// Why.
+        reason: Box<crate::members::Refusal>,
+    },
+    /// Signing an envelope failed (a body or HLC the format cannot carry).
+    #[error("signing an object: {0}")]
+    SignEnvelope(Box<bae_membership::EnvelopeError>),
+    /// Signing a membership entry failed.
+    #[error("signing a membership entry: {0}")]
+    SignEntry(Box<bae_membership::EntryError>),
+    /// The user's identity could not be loaded, made or stored.
+    #[error("identity: {0}")]
+    Identity(#[from] bae_membership::IdentityError),
+    /// A key file without the identity line (written before phase 2).
+    #[error("key file {path} holds no identity (it was written by an older bae-sync): run `bae-sync key export` again on a device of the library")]
+    KeyFileWithoutIdentity {
+        /// The file.
+        path: String,
+    },
+    /// A library set up before phase 2 (no founder saved): leave and join
+    /// again.
+    #[error("this library was set up without a membership founder (before phase 2): run `bae-sync leave`, then `bae-sync join` again")]
+    NoFounder,
+    /// `join` on a bucket whose library was made before phase 2 (heads
+    /// that open, no marker naming a founder): its unsigned objects are
+    /// not read by this build.
+    #[error("bucket {0} holds a library made before signed objects (no marker naming its founder); this build cannot join it")]
+    PhaseOneLibrary(String),
     /// A device's stream is broken: a gap, swap or rollback.
     #[error("stream of device {device} broken at batch {seq}: {broken}")]
     Chain {
@@ -258,6 +292,12 @@ pub enum InvalidObject {
     /// A library marker that does not decode or names another library.
     #[error("library marker: {0}")]
     Marker(#[from] crate::marker::MarkerError),
+    /// A membership entry that does not decode or verify.
+    #[error("membership entry: {0}")]
+    Entry(#[from] bae_membership::EntryError),
+    /// A membership entry whose author or seq is not the one its key names.
+    #[error("membership entry is not the one its key names")]
+    EntryPlace,
     /// A key outside the bucket layout.
     #[error("not a key of the bucket layout: {0}")]
     Layout(#[from] bae_storage_s3::layout::LayoutError),

@@ -2,7 +2,8 @@
 //! directory (`--home` / `BAE_SYNC_HOME`) on headless machines and in tests.
 
 use crate::error::SyncError;
-use bae_crypto::LibraryKey;
+use bae_crypto::{IdentitySigningKey, LibraryKey};
+use bae_membership::IdentityStore;
 use std::path::{Path, PathBuf};
 
 /// A place to keep library keys, one per library id.
@@ -15,6 +16,15 @@ pub enum KeyStore {
 }
 
 impl KeyStore {
+    /// Where this user's identity lives alongside: the OS keyring, or
+    /// `{home}/identity.key` under the same home.
+    pub fn identity_store(&self) -> IdentityStore {
+        match self {
+            KeyStore::Os => IdentityStore::Os,
+            KeyStore::Files(home) => IdentityStore::Files(home.clone()),
+        }
+    }
+
     fn entry_name(library_id: &str) -> String {
         format!("bae_library_key:{library_id}")
     }
@@ -81,15 +91,68 @@ impl KeyStore {
                 let text = zeroize::Zeroizing::new(text);
                 Ok(LibraryKey::from_key_text(text.trim())?)
             }
-            KeyStore::Files(home) => read_key_file(&Self::file(home, library_id)),
+            KeyStore::Files(home) => read_library_key(&Self::file(home, library_id)),
         }
     }
 }
 
-/// Reads a key file (`bae-sync key export` output). A key file that others
-/// can read (or write) is refused: the key may already have leaked, and
+/// What `key export` writes and `join --key-file` reads: the library key
+/// and the user's identity, so another device of the same user signs as the
+/// same member. The text is the library key's line, then the identity's
+/// line (`docs/FORMAT-crypto.md`, key file).
+pub struct KeyFile {
+    /// The library key.
+    pub key: LibraryKey,
+    /// The user's signing identity.
+    pub identity: IdentitySigningKey,
+}
+
+impl KeyFile {
+    /// The file's text: each key's text form on a line of its own.
+    pub fn to_text(&self) -> zeroize::Zeroizing<String> {
+        let (key, identity) = (self.key.to_key_text(), self.identity.to_key_text());
+        // One zeroizing buffer with room for everything, so no reallocation
+        // leaves a copy of a secret behind.
+        let mut text =
+            zeroize::Zeroizing::new(String::with_capacity(key.len() + identity.len() + 2));
+        text.push_str(&key);
+        text.push('\n');
+        text.push_str(&identity);
+        text.push('\n');
+        text
+    }
+}
+
+/// Reads a key file (`bae-sync key export` output): the library key line,
+/// then the identity line. A file with only the key line (written before
+/// phase 2) is [`SyncError::KeyFileWithoutIdentity`]. A key file that others
+/// can read (or write) is refused: the keys may already have leaked, and
 /// the owner should know (the error says how to fix the mode).
-pub fn read_key_file(path: &Path) -> Result<LibraryKey, SyncError> {
+pub fn read_key_file(path: &Path) -> Result<KeyFile, SyncError> {
+    let text = read_private_text(path)?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let key = LibraryKey::from_key_text(lines.next().unwrap_or_default())?;
+    let identity = lines
+        .next()
+        .ok_or_else(|| SyncError::KeyFileWithoutIdentity {
+            path: path.display().to_string(),
+        })?;
+    let identity = IdentitySigningKey::from_key_text(identity).map_err(|source| {
+        bae_membership::IdentityError::Damaged {
+            place: path.display().to_string(),
+            source,
+        }
+    })?;
+    Ok(KeyFile { key, identity })
+}
+
+/// A stored library key (`{home}/keys/{library_id}.key`, one line).
+fn read_library_key(path: &Path) -> Result<LibraryKey, SyncError> {
+    Ok(LibraryKey::from_key_text(read_private_text(path)?.trim())?)
+}
+
+/// The text of a file only its owner may read or write.
+fn read_private_text(path: &Path) -> Result<zeroize::Zeroizing<String>, SyncError> {
     use std::io::Read;
     // The mode is checked on the open handle, so the file checked is the
     // file read.
@@ -98,7 +161,7 @@ pub fn read_key_file(path: &Path) -> Result<LibraryKey, SyncError> {
     let mut text = zeroize::Zeroizing::new(String::new());
     file.read_to_string(&mut text)
         .map_err(|e| SyncError::io(path, e))?;
-    Ok(LibraryKey::from_key_text(text.trim())?)
+    Ok(text)
 }
 
 /// Refuses a file whose mode lets anyone but its owner read or write it.
@@ -266,7 +329,7 @@ mod tests {
         let key = LibraryKey::generate();
         write_private(&path, key.to_key_text().as_bytes()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_key_file(&path).unwrap_err();
+        let err = read_library_key(&path).unwrap_err();
         assert!(
             matches!(err, SyncError::KeyFileNotPrivate { mode: 0o644, .. }),
             "{err}"
@@ -274,7 +337,7 @@ mod tests {
         assert!(err.to_string().contains("chmod 600"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
-            read_key_file(&path).unwrap().fingerprint(),
+            read_library_key(&path).unwrap().fingerprint(),
             key.fingerprint()
         );
     }

@@ -6,7 +6,9 @@
 //! `join`, `open`, `leave`) and its
 //! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
 //! `bae_sync_batch_hashes`, `bae_sync_image_queue`,
-//! `bae_sync_wanted_images`), built from the crates below: `oplog` records,
+//! `bae_sync_wanted_images`, `bae_sync_membership`,
+//! `bae_sync_device_authors`), the signed envelopes of batches and heads and
+//! their validation against the membership chain (`members`), built from the crates below: `oplog` records,
 //! `crypto` seals, `storage-s3` stores, `merge` applies.
 //!
 //! # Embedding
@@ -64,6 +66,7 @@ pub mod keystore;
 pub mod library;
 mod lock;
 mod marker;
+mod members;
 mod progress;
 mod pull;
 mod push;
@@ -85,6 +88,7 @@ pub use head::{Head, HeadError, MAX_HEAD_OBJECT_BYTES};
 pub use images::{images_dir_for, MAX_IMAGE_BYTES, MAX_IMAGE_OBJECT_BYTES};
 pub use keystore::KeyStore;
 pub use marker::{LibraryMarker, MarkerError, MARKER_VERSION, MAX_MARKER_OBJECT_BYTES};
+pub use members::{write_genesis, Member, MemberInfo, Refusal};
 pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};

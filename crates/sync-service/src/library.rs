@@ -2,11 +2,14 @@
 
 use crate::error::SyncError;
 use crate::images::images_dir_for;
-use crate::keystore::{read_key_file, write_new_private, write_private, KeyStore};
+use crate::keystore::{read_key_file, write_new_private, write_private, KeyFile, KeyStore};
 use crate::marker;
+use crate::members::{write_genesis, Member};
 use crate::progress::Progress;
 use crate::service::SyncService;
 use bae_crypto::LibraryKey;
+use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
+use bae_membership::IdentityError;
 use bae_oplog::OpRecorder;
 use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
 use rusqlite::params;
@@ -47,25 +50,46 @@ fn absolute_url(url: &str) -> Result<String, SyncError> {
     })
 }
 
-/// Saves the library id and bucket: the last step of a successful `init`
-/// or `join`, so a failed one leaves nothing that makes a retry refuse.
-fn remember(rec: &mut OpRecorder, id: &str, url: &str) -> Result<(), SyncError> {
+/// Saves the library id, bucket and founder: the last step of a
+/// successful `init` or `join`, so a failed one leaves nothing that makes a
+/// retry refuse.
+fn remember(
+    rec: &mut OpRecorder,
+    id: &str,
+    url: &str,
+    founder: &IdentityPublicKey,
+) -> Result<(), SyncError> {
     rec.sync_parts().0.execute(
-        "UPDATE bae_sync_library SET library_id = ?1, bucket_url = ?2 WHERE id = 1",
-        params![id, url],
+        "UPDATE bae_sync_library SET library_id = ?1, bucket_url = ?2, founder = ?3 WHERE id = 1",
+        params![id, url, founder.to_bytes().as_slice()],
     )?;
     Ok(())
 }
 
-/// Forgets what this device knew of a library's bucket: its id and URL,
-/// the cursors, problems, wanted images, checkpoints written and replay
-/// mark. `own_stream` also drops this device's pushed-batch hashes and
+/// The founder `init` or `join` saved.
+fn saved_founder(rec: &mut OpRecorder) -> Result<IdentityPublicKey, SyncError> {
+    let bytes: Option<Vec<u8>> = rec.sync_parts().0.query_row(
+        "SELECT founder FROM bae_sync_library WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| IdentityPublicKey::from_bytes(&b).ok())
+        .ok_or(SyncError::NoFounder)
+}
+
+/// Forgets what this device knew of a library's bucket: its id, URL and
+/// founder, the cached membership entries and device bindings, the
+/// cursors, problems, wanted images, checkpoints written and replay mark. `own_stream` also drops this device's pushed-batch hashes and
 /// image queue (when it starts a new stream).
 fn forget_bucket_state(rec: &mut OpRecorder, own_stream: bool) -> Result<(), SyncError> {
     let tx = rec.sync_parts().0.transaction()?;
     tx.execute_batch(
         "UPDATE bae_sync_library SET library_id = NULL, bucket_url = NULL, key_epoch = 0,
-             last_error = NULL, checkpoint_replay_after = NULL WHERE id = 1;
+             last_error = NULL, checkpoint_replay_after = NULL, founder = NULL WHERE id = 1;
+         DELETE FROM bae_sync_membership;
+         DELETE FROM bae_sync_device_authors;
          DELETE FROM bae_sync_cursors;
          DELETE FROM bae_sync_problems;
          DELETE FROM bae_sync_wanted_images;
@@ -86,16 +110,20 @@ fn service(
     rec: OpRecorder,
     store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
     key: LibraryKey,
+    member: Member,
 ) -> Result<SyncService, SyncError> {
     let images = rec.path().map(images_dir_for);
-    let service = SyncService::new(rec, store, key)?;
+    let service = SyncService::new(rec, store, key, member)?;
     Ok(match images {
         Some(dir) => service.with_images_dir(dir),
         None => service,
     })
 }
 
-/// `init`: makes a library key, writes the library marker, pushes what
+/// `init`: loads (or makes, and saves with the key) the user's identity,
+/// makes a library key,
+/// writes the library marker (naming this user as founder), then the
+/// genesis membership entry (the founder adds itself as owner), pushes what
 /// the library already holds, and only then saves the bucket, so a failed
 /// `init` leaves the library as it was and can be retried. `rec` is a
 /// recorder on the library (the host's tables exist; the engine's are
@@ -104,9 +132,9 @@ fn service(
 /// A bucket that already holds a library (a marker, or any object) is
 /// refused ([`SyncError::BucketHoldsLibrary`]), with one exception that
 /// makes a retry work: a marker whose key is in `keys`, that names this
-/// device as its founder, in a bucket with no other device's head, is the
-/// marker of an earlier `init` of this device that failed after writing
-/// it, and is taken up again.
+/// user as founder and this device as founding device, in a bucket with
+/// no other device's head, is the marker of an earlier `init` of this
+/// device that failed after writing it, and is taken up again.
 pub async fn init(
     mut rec: OpRecorder,
     bucket_url: &str,
@@ -115,6 +143,14 @@ pub async fn init(
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
+    // The user's identity, or a new one saved only once this init writes
+    // something signed by it (a failed init leaves nothing behind).
+    let identities = keys.identity_store();
+    let identity = match identities.load() {
+        Err(IdentityError::NotFound { .. }) => IdentitySigningKey::generate(),
+        other => other?,
+    };
+    let founder = identity.public_key();
     let url = absolute_url(bucket_url)?;
     let store = bae_storage_s3::create_store(&url).map_err(|source| SyncError::BucketUrl {
         url: url.clone(),
@@ -131,9 +167,13 @@ pub async fn init(
             // The key is saved before anything sealed with it reaches the
             // bucket, and the marker before any batch (what is referenced
             // before what references it).
+            identities.adopt(&identity)?;
             keys.save(&id, &key)?;
             if let Err(e) = store
-                .put(LIBRARY_MARKER_KEY, &marker::seal(&key, rec.device()))
+                .put(
+                    LIBRARY_MARKER_KEY,
+                    &marker::seal(&key, &founder, rec.device()),
+                )
                 .await
             {
                 // Nothing of this library exists anywhere: drop its key.
@@ -150,11 +190,14 @@ pub async fn init(
                 bae_storage_s3::layout::parse_heads_key(k).map_or(true, |(d, _)| d != device)
             });
             let founded_here = |key: &LibraryKey| {
-                marker::open(&bytes, key).is_ok_and(|m| m.founder == *device.as_bytes())
+                marker::open(&bytes, key).is_ok_and(|m| m.founding_device == *device.as_bytes())
             };
             match own {
                 Some(key)
-                    if !others && library_id == self::library_id(&key) && founded_here(&key) =>
+                    if !others
+                        && library_id == self::library_id(&key)
+                        && founded_here(&key)
+                        && marker::prove_key(store.as_ref(), &url, &key).await? == founder =>
                 {
                     key
                 }
@@ -163,18 +206,24 @@ pub async fn init(
         }
         marker::Found::Objects(_) => return Err(held(None)),
     };
+    // The genesis before any batch: a batch is accepted only from a member.
+    write_genesis(store.as_ref(), &key, &identity).await?;
     let id = library_id(&key);
-    let service = service(rec, store, key)?;
+    let service = service(rec, store, key, Member::founder_of_library(identity))?;
     service.push().await?;
-    service.with_db(move |rec| remember(rec, &id, &url)).await?;
+    service
+        .with_db(move |rec| remember(rec, &id, &url, &founder))
+        .await?;
     Ok(service)
 }
 
-/// `join`: a new device of the same user, with the key from `key export`.
-/// The key file is read (and its checksum checked) before any I/O, and the
-/// key is proven to open the bucket's library before anything is written
-/// locally. The bucket and key are saved only once the first pull is
-/// done; a failed join leaves at most the rows it pulled (merged, so a
+/// `join`: a new device of the same user, with the key file from `key
+/// export` (the library key and the user's identity, so this device signs
+/// as the same member). The key file is read (and its checksum checked)
+/// before any I/O, and the key is proven to open the bucket's library
+/// before anything is written locally; the founder is the one the marker
+/// names. The bucket, key and identity are saved only once the first pull
+/// is done; a failed join leaves at most the rows it pulled (merged, so a
 /// retry applies them again harmlessly) and can be retried.
 pub async fn join(
     mut rec: OpRecorder,
@@ -183,27 +232,45 @@ pub async fn join(
     keys: &KeyStore,
     progress: Option<Progress>,
 ) -> Result<SyncService, SyncError> {
-    let key = read_key_file(key_file)?;
+    let KeyFile { key, identity } = read_key_file(key_file)?;
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
     let url = absolute_url(bucket_url)?;
     let store = open_store(&url)?;
-    marker::prove_key(store.as_ref(), &url, &key).await?;
+    let founder = marker::prove_key(store.as_ref(), &url, &key).await?;
+    // Another identity on this machine is found before anything is written:
+    // it is never replaced.
+    let identities = keys.identity_store();
+    match identities.load() {
+        Ok(stored) if stored.public_key() != identity.public_key() => {
+            return Err(IdentityError::AnotherIdentity {
+                stored: Box::new(stored.public_key()),
+                given: Box::new(identity.public_key()),
+            }
+            .into())
+        }
+        Ok(_) | Err(IdentityError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     // Cursors and problems of an earlier failed join (maybe of another
     // bucket) must not steer this one.
     forget_bucket_state(&mut rec, false)?;
     let id = library_id(&key);
     let saved_key = key.clone();
-    let mut service = service(rec, store, key)?;
+    let saved_identity = identity.clone();
+    let mut service = service(rec, store, key, Member::new(identity, founder))?;
     if let Some(p) = progress {
         service = service.with_progress(p);
     }
     // The newest checkpoint first (if any), then only the batches after it.
     service.bootstrap_from_checkpoint().await?;
     service.pull().await?;
+    identities.adopt(&saved_identity)?;
     keys.save(&id, &saved_key)?;
-    service.with_db(move |rec| remember(rec, &id, &url)).await?;
+    service
+        .with_db(move |rec| remember(rec, &id, &url, &founder))
+        .await?;
     Ok(service)
 }
 
@@ -246,12 +313,14 @@ pub fn leave(mut rec: OpRecorder, keys: &KeyStore) -> Result<LeaveReport, SyncEr
 /// Opens a library set up by `init` or `join`.
 pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncError> {
     let (id, url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
+    let founder = saved_founder(&mut rec)?;
     let key = keys.load(&id)?;
-    service(rec, open_store(&url)?, key)
+    let identity = keys.identity_store().load()?;
+    service(rec, open_store(&url)?, key, Member::new(identity, founder))
 }
 
-/// `key export`: writes the library key to a new file only its owner can
-/// read (0600). An existing `out` is refused
+/// `key export`: writes the library key and the user's identity (a
+/// [`KeyFile`]) to a new file only its owner can read (0600). An existing `out` is refused
 /// ([`SyncError::ExportTargetExists`]) unless `force`, which replaces it
 /// atomically; the library file itself, or any SQLite database, is never
 /// replaced ([`SyncError::ExportOntoDatabase`]).
@@ -265,13 +334,11 @@ pub fn export_key(
     if force && std::fs::symlink_metadata(out).is_ok() {
         refuse_database(out, rec.path())?;
     }
-    let key = keys.load(&id)?;
-    // Built in one zeroizing buffer with room for the newline, so no
-    // reallocation leaves a copy of the key text behind.
-    let key_text = key.to_key_text();
-    let mut text = zeroize::Zeroizing::new(String::with_capacity(key_text.len() + 1));
-    text.push_str(&key_text);
-    text.push('\n');
+    let text = KeyFile {
+        key: keys.load(&id)?,
+        identity: keys.identity_store().load()?,
+    }
+    .to_text();
     if force {
         write_private(out, text.as_bytes())
     } else {
@@ -387,9 +454,13 @@ mod tests {
         let key = LibraryKey::generate();
         keys.save(&library_id(&key), &key).unwrap();
         let store = bae_storage_s3::create_store(&s.bucket).unwrap();
+        let founder = keys.identity_store().load_or_create().unwrap();
         let rec = s.library_with("laptop", 1);
         store
-            .put(LIBRARY_MARKER_KEY, &marker::seal(&key, rec.device()))
+            .put(
+                LIBRARY_MARKER_KEY,
+                &marker::seal(&key, &founder.public_key(), rec.device()),
+            )
             .await
             .unwrap();
         let laptop = init(rec, &s.bucket, &keys).await.unwrap();
@@ -406,7 +477,11 @@ mod tests {
             .unwrap();
         let right = s.export("laptop", &home);
         let wrong = s.dir.path().join("wrong.key");
-        write_new_private(&wrong, LibraryKey::generate().to_key_text().as_bytes()).unwrap();
+        let other_library = KeyFile {
+            key: LibraryKey::generate(),
+            identity: bae_crypto::IdentitySigningKey::generate(),
+        };
+        write_new_private(&wrong, other_library.to_text().as_bytes()).unwrap();
 
         let desktop_keys = s.keys("desktop-home");
         let err = join(s.rec("desktop"), &s.bucket, &wrong, &desktop_keys, None)

@@ -6,13 +6,15 @@
 use crate::error::SyncError;
 use crate::service::head_place;
 use bae_crypto::object::{ObjectHeader, HEADER_LEN};
-use bae_crypto::{open_object, seal_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_crypto::{
+    open_object, seal_object, IdentityPublicKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace,
+};
 use bae_storage_s3::layout::{self, LIBRARY_MARKER_KEY};
 use bae_storage_s3::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-/// The marker format version.
-pub const MARKER_VERSION: u8 = 1;
+/// The marker format version (2: names the founder).
+pub const MARKER_VERSION: u8 = 2;
 
 /// The largest marker object read (sealed). Its plaintext is under 80
 /// bytes; anything larger is no marker of ours.
@@ -29,10 +31,13 @@ pub struct LibraryMarker {
     pub key_epoch: u32,
     /// The library key's fingerprint.
     pub fingerprint: [u8; 16],
+    /// The founder's Ed25519 public key: the only key whose self-addition
+    /// can be the membership chain's genesis.
+    pub founder: [u8; 32],
     /// The device that ran `init`: only it may take the marker up again
-    /// when its `init` failed after writing it (another library on the
-    /// same machine, with the same key store, must not).
-    pub founder: [u8; 16],
+    /// when its `init` failed after writing it (another library set up
+    /// from the same key store, so by the same founder, must not).
+    pub founding_device: [u8; 16],
 }
 
 impl LibraryMarker {
@@ -64,6 +69,9 @@ pub enum MarkerError {
     /// Its contents name another library than the key it is sealed with.
     #[error("names library {0}, not the one its key opens")]
     OtherLibrary(String),
+    /// Its founder is not an Ed25519 public key.
+    #[error("founder is not a public key")]
+    BadFounder,
 }
 
 /// The marker's place: kind `LibraryMarker`, device all zero, seq 0.
@@ -75,15 +83,20 @@ fn place() -> ObjectPlace {
     }
 }
 
-/// The sealed marker of the library `key` opens (epoch 0 in phase 1),
-/// founded by `founder`.
-pub(crate) fn seal(key: &LibraryKey, founder: bae_hlc::DeviceId) -> Vec<u8> {
+/// The sealed marker of the library `key` opens, founded by `founder` on
+/// `founding_device` (epoch 0).
+pub(crate) fn seal(
+    key: &LibraryKey,
+    founder: &IdentityPublicKey,
+    founding_device: bae_hlc::DeviceId,
+) -> Vec<u8> {
     let marker = LibraryMarker {
         version: MARKER_VERSION,
         library_id: crate::library::library_id(key),
         key_epoch: KeyEpoch::FIRST.0,
         fingerprint: *key.fingerprint().as_bytes(),
-        founder: *founder.as_bytes(),
+        founder: founder.to_bytes(),
+        founding_device: *founding_device.as_bytes(),
     };
     let plaintext = postcard::to_allocvec(&marker).unwrap_or_default();
     seal_object(key, KeyEpoch::FIRST, &place(), &plaintext)
@@ -157,15 +170,16 @@ pub(crate) fn open(bytes: &[u8], key: &LibraryKey) -> Result<LibraryMarker, Sync
 }
 
 /// Proves that `key` opens the library in the bucket at `bucket` (named in
-/// errors) before anything is written locally: the marker must open and
-/// name the key's library; a bucket made before markers must hold a head
-/// that opens. A wrong key is [`SyncError::KeyDoesNotOpenLibrary`], a
-/// bucket with nothing to prove against [`SyncError::NotALibrary`].
+/// errors) before anything is written locally, and returns the founder its
+/// marker names. The marker must open and name the key's library. A wrong
+/// key is [`SyncError::KeyDoesNotOpenLibrary`], a bucket with nothing to
+/// prove against [`SyncError::NotALibrary`], a bucket made before phase 2
+/// (a head that opens, no marker) [`SyncError::PhaseOneLibrary`].
 pub(crate) async fn prove_key(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &LibraryKey,
-) -> Result<(), SyncError> {
+) -> Result<IdentityPublicKey, SyncError> {
     let wrong_key = |library_id: String| SyncError::KeyDoesNotOpenLibrary {
         bucket: bucket.to_owned(),
         library_id,
@@ -175,7 +189,9 @@ pub(crate) async fn prove_key(
             if library_id != crate::library::library_id(key) {
                 return Err(wrong_key(library_id));
             }
-            open(&bytes, key).map(|_| ())
+            let marker = open(&bytes, key)?;
+            IdentityPublicKey::from_bytes(&marker.founder)
+                .map_err(|_| SyncError::invalid(LIBRARY_MARKER_KEY, MarkerError::BadFounder))
         }
         Found::Objects(heads) => {
             let Some(head_key) = heads.first() else {
@@ -187,7 +203,7 @@ pub(crate) async fn prove_key(
                 .get(head_key, crate::head::MAX_HEAD_OBJECT_BYTES)
                 .await?;
             match open_object(&(KeyEpoch::FIRST, key), &head_place(device, seq), &bytes) {
-                Ok(_) => Ok(()),
+                Ok(_) => Err(SyncError::PhaseOneLibrary(bucket.to_owned())),
                 Err(bae_crypto::ObjectError::WrongKey { found, .. }) => {
                     Err(wrong_key(found.to_string()))
                 }

@@ -1,13 +1,17 @@
-//! Pull: one LIST of `heads/`, then only what is newer than our cursors:
-//! fetch, decrypt, verify the chain, merge, and advance cursors only after
-//! the merge committed. An idle pull is exactly one LIST request.
+//! Pull: one LIST of `membership/` (fetching only entries not cached), one
+//! LIST of `heads/`, then only what is newer than our cursors: fetch,
+//! decrypt, verify the signature and the author's rights (`members.rs`),
+//! verify the chain, merge, and advance cursors only after the merge
+//! committed. An idle pull is exactly two LIST requests.
 
 use crate::error::{ChainBreak, InvalidObject, SyncError};
 use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
+use crate::members::Refusal;
 use crate::progress::Stage;
 use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_hlc::DeviceId;
+use bae_membership::SignedKind;
 use bae_oplog::{decode_batch, Batch, BatchHash};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
@@ -158,6 +162,9 @@ impl SyncService {
     async fn pull_once(&self, gaps: &mut Vec<(DeviceId, u64)>) -> Result<PullReport, SyncError> {
         let span = tracing::info_span!("pull", device = %self.device);
         async move {
+            // Membership first: every head and batch below is checked
+            // against the chain as the bucket holds it now.
+            self.refresh_members().await?;
             let all_heads = self.list_all_heads().await?;
             let heads = newest_heads(&all_heads);
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
@@ -258,6 +265,7 @@ impl SyncService {
                 self.check_cancelled()?;
             }
             report.problems = problems;
+            self.save_bindings().await?;
             report.images += self.retry_wanted_images().await?;
             tracing::info!(
                 applied = report.applied,
@@ -392,7 +400,18 @@ impl SyncService {
     ) -> Result<Head, SyncError> {
         let sealed = self.store.get(key, MAX_HEAD_OBJECT_BYTES).await?;
         let plain = self.open(key, &head_place(device, seq), &sealed)?;
-        let head = Head::decode(&plain).map_err(|e| SyncError::invalid(key, e))?;
+        let signed = self
+            .verify_signed(key, SignedKind::Head, device, seq, &sealed, plain)
+            .await?;
+        let head = Head::decode(signed.body()).map_err(|e| SyncError::invalid(key, e))?;
+        // What membership was checked at must be what the head says.
+        let header = signed.header();
+        if header.hlc != head.hlc {
+            return Err(mismatch(key, "HLC"));
+        }
+        if header.prev != head.hash {
+            return Err(mismatch(key, "batch hash"));
+        }
         if i64::try_from(head.seq).is_err() {
             return Err(SyncError::invalid(
                 key,
@@ -420,7 +439,20 @@ impl SyncService {
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
-        let batch = decode_batch(&plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
+        let signed = self
+            .verify_signed(key, SignedKind::Batch, device, seq, &sealed, plain)
+            .await?;
+        let plain = signed.body();
+        let batch = decode_batch(plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
+        // Membership was checked at the signed HLC: it must be the batch's
+        // newest op HLC, and the signed chain link the batch's own.
+        let header = signed.header();
+        if batch.ops.iter().map(|op| op.hlc).max() != Some(header.hlc) {
+            return Err(mismatch(key, "HLC"));
+        }
+        if batch.prev != header.prev {
+            return Err(mismatch(key, "previous-batch hash"));
+        }
         if batch.device != device || batch.seq.0 != seq {
             return Err(SyncError::invalid(
                 key,
@@ -437,7 +469,15 @@ impl SyncService {
                 broken: ChainBreak::PreviousHash,
             });
         }
-        Ok((batch, BatchHash::of(&plain), plain.len()))
+        Ok((batch, BatchHash::of(plain), plain.len()))
+    }
+}
+
+/// A signed field that differs from the object it signs.
+fn mismatch(key: &str, field: &'static str) -> SyncError {
+    SyncError::Refused {
+        key: key.to_owned(),
+        reason: Box::new(Refusal::Mismatch(field)),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::head::{Head, HEAD_VERSION};
 use crate::images::{forget_uploaded, queue_images};
 use crate::progress::Stage;
 use crate::service::{batch_place, head_place, now_ms, SyncService, MAX_BATCH_OBJECT_BYTES};
-use bae_hlc::DeviceId;
+use bae_hlc::{DeviceId, Timestamp};
+use bae_membership::SignedKind;
 use bae_oplog::{batch_ops, encode_batch, Batch, BatchHash, BatchSeq, OpRecorder, SyncSchema};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -62,6 +63,10 @@ pub(crate) struct Encoded {
     seq: BatchSeq,
     bytes: Vec<u8>,
     pub(crate) hash: BatchHash,
+    /// The previous batch's hash (signed in the envelope).
+    prev: Option<BatchHash>,
+    /// The batch's newest op HLC (signed: membership is checked at it).
+    hlc: Timestamp,
 }
 
 impl SyncService {
@@ -105,7 +110,7 @@ impl SyncService {
             for (done, batch) in encoded.iter().enumerate() {
                 self.report(Stage::Push, done as u64, total);
                 let key = layout::ops_key(&device, batch.seq.0);
-                let sealed = self.seal(&batch_place(device, batch.seq.0), &batch.bytes)?;
+                let sealed = self.seal_batch(batch)?;
                 self.store.put(&key, &sealed).await?;
                 tracing::debug!(%key, bytes = sealed.len(), "pushed batch");
                 // A safe point: batches without their head are invisible,
@@ -178,7 +183,7 @@ impl SyncService {
                 report.checked += 1;
                 let key = layout::ops_key(&device, seq);
                 let problem = match self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await {
-                    Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).err(),
+                    Ok(sealed) => self.verify_own(&key, seq, hash, &sealed).await.err(),
                     Err(e) if e.is_not_found() => Some("missing".to_owned()),
                     // Replaced by something no batch can be: damaged too.
                     Err(StoreError::TooLarge { limit, .. }) => {
@@ -208,7 +213,7 @@ impl SyncService {
                         ),
                     )),
                     Some(b) => {
-                        let sealed = self.seal(&batch_place(device, seq), &b.bytes)?;
+                        let sealed = self.seal_batch(&b)?;
                         self.store.put(&key, &sealed).await?;
                         tracing::info!(%key, %problem, "re-uploaded batch");
                         report.repaired.push(seq);
@@ -259,8 +264,20 @@ impl SyncService {
         .await?
     }
 
-    /// Whether a sealed object is exactly this device's pushed batch `seq`.
-    fn verify_own(
+    /// Seals an encoded batch in an envelope signed by this member.
+    fn seal_batch(&self, batch: &Encoded) -> Result<Vec<u8>, SyncError> {
+        self.seal_signed(
+            &batch_place(self.device, batch.seq.0),
+            SignedKind::Batch,
+            batch.hlc,
+            batch.prev,
+            batch.bytes.clone(),
+        )
+    }
+
+    /// Whether a sealed object is exactly this device's pushed batch `seq`,
+    /// signed by this member.
+    async fn verify_own(
         &self,
         key: &str,
         seq: u64,
@@ -270,7 +287,14 @@ impl SyncService {
         let plain = self
             .open(key, &batch_place(self.device, seq), sealed)
             .map_err(|e| format!("does not open ({e})"))?;
-        if BatchHash::of(&plain) == hash {
+        let verified = self
+            .verify_signed(key, SignedKind::Batch, self.device, seq, sealed, plain)
+            .await
+            .map_err(|e| format!("does not verify ({e})"))?;
+        if *verified.author() != self.member.public_key() {
+            return Err("is signed by another member".to_owned());
+        }
+        if BatchHash::of(verified.body()) == hash {
             Ok(())
         } else {
             Err("does not match the batch pushed".to_owned())
@@ -348,7 +372,13 @@ impl SyncService {
             cursors,
         };
         let key = layout::heads_key(&device, seq);
-        let sealed = self.seal(&head_place(device, seq), &head.encode())?;
+        let sealed = self.seal_signed(
+            &head_place(device, seq),
+            SignedKind::Head,
+            head.hlc,
+            hash,
+            head.encode(),
+        )?;
         self.store.put(&key, &sealed).await?;
         // Older heads go, and heads above every batch this device recorded
         // (not its own: garbage that would shadow this one). A newer head
@@ -408,6 +438,7 @@ pub(crate) fn encode_one(
     if ops.is_empty() {
         return Ok(None);
     }
+    let hlc = ops.iter().map(|op| op.hlc).max().unwrap_or(Timestamp::ZERO);
     let batch = Batch {
         device,
         seq,
@@ -416,7 +447,14 @@ pub(crate) fn encode_one(
     };
     let bytes = encode_batch(&batch).map_err(bae_oplog::OplogError::from)?;
     let hash = BatchHash::of(&bytes);
-    Ok(Some((Encoded { seq, bytes, hash }, batch)))
+    let encoded = Encoded {
+        seq,
+        bytes,
+        hash,
+        prev,
+        hlc,
+    };
+    Ok(Some((encoded, batch)))
 }
 
 /// This device's newest pushed batch and its hash.

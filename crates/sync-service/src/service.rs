@@ -1,9 +1,11 @@
 //! The SyncService: one library, one bucket, one key.
 
 use crate::error::SyncError;
+use crate::members::{Member, MemberState};
 use crate::progress::{Progress, Stage};
 use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
+use bae_membership::LibraryId;
 use bae_oplog::{Migration, Migrations, OpRecorder, SyncSchema, TableSchema};
 use bae_storage_s3::ObjectStore;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,13 @@ pub struct SyncService {
     pub(crate) progress: Option<Progress>,
     /// How much of a pull backlog is held in memory at once.
     pub(crate) pull_window: PullWindow,
+    /// Who this device signs as, and the library's founder.
+    pub(crate) member: Member,
+    /// The library id every signed object names (its first key's
+    /// fingerprint).
+    pub(crate) library_id: LibraryId,
+    /// The validated membership chain and device bindings.
+    pub(crate) members: Mutex<MemberState>,
 }
 
 /// How much of a backlog a pull fetches before merging it: a slice is
@@ -70,8 +79,9 @@ impl Default for PullWindow {
 
 /// The sync service's own tables (`bae_sync_library`, `bae_sync_cursors`,
 /// `bae_sync_problems`, `bae_sync_batch_hashes`, `bae_sync_image_queue`,
-/// `bae_sync_wanted_images`, `bae_sync_checkpoints_written`); no other
-/// crate names them.
+/// `bae_sync_wanted_images`, `bae_sync_checkpoints_written`,
+/// `bae_sync_membership`, `bae_sync_device_authors`); no other crate names
+/// them.
 pub const SERVICE_MIGRATIONS: Migrations = Migrations {
     component: "sync-service",
     steps: &[
@@ -82,6 +92,10 @@ pub const SERVICE_MIGRATIONS: Migrations = Migrations {
         Migration {
             name: "0002_checkpoints_written",
             sql: include_str!("../../../migrations/sync-service/0002_checkpoints_written.sql"),
+        },
+        Migration {
+            name: "0003_membership",
+            sql: include_str!("../../../migrations/sync-service/0003_membership.sql"),
         },
     ],
 };
@@ -95,8 +109,8 @@ pub(crate) fn migrate(recorder: &mut OpRecorder) -> Result<(), SyncError> {
 }
 
 impl SyncService {
-    /// A service over a library, a bucket and the library key (epoch 0 in
-    /// phase 1; phase 2 rotates epochs). `recorder` is the service's own
+    /// A service over a library, a bucket and the library key (epoch 0 until
+    /// key rotation lands), signing as `member`. `recorder` is the service's own
     /// connection to the library: the host keeps writing through its own
     /// recorder on the same file meanwhile. Creates or migrates the
     /// engine's tables; never touches the host's.
@@ -104,8 +118,10 @@ impl SyncService {
         mut recorder: OpRecorder,
         store: Arc<dyn ObjectStore>,
         key: LibraryKey,
+        member: Member,
     ) -> Result<Self, SyncError> {
         migrate(&mut recorder)?;
+        let library_id = LibraryId::from(key.fingerprint());
         let device = recorder.device();
         let schema = recorder.schema();
         let images_table = schema.images_table();
@@ -126,6 +142,9 @@ impl SyncService {
             images_table,
             progress: None,
             pull_window: PullWindow::default(),
+            member,
+            library_id,
+            members: Mutex::new(MemberState::default()),
         })
     }
 

@@ -6,7 +6,7 @@ use crate::checkpoint::{
     checkpoint_place, CheckpointHeader, Record, RecordWriter, CHECKPOINT_FORMAT_VERSION,
 };
 use crate::SyncService;
-use bae_crypto::{KeyEpoch, LibraryKey};
+use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey};
 use bae_hlc::DeviceId;
 use bae_oplog::fixture::{demo_album, open_library, Library};
 use bae_oplog::{canonical_dump, BAE_SCHEMA};
@@ -18,15 +18,42 @@ pub(crate) struct Bucket {
     pub dir: tempfile::TempDir,
     pub store: Arc<dyn ObjectStore>,
     pub key: LibraryKey,
+    /// The founder, whose genesis entry the bucket holds; every device
+    /// signs as it (devices of one user).
+    pub identity: IdentitySigningKey,
 }
 
 impl Bucket {
+    /// A bucket in memory holding the genesis entry of a new founder.
     pub fn new() -> Self {
-        Bucket {
+        let bucket = Bucket {
             dir: tempfile::tempdir().unwrap(),
             store: Arc::new(MemoryStore::new()),
             key: LibraryKey::generate(),
-        }
+            identity: IdentitySigningKey::generate(),
+        };
+        let (store, key, identity) = (
+            bucket.store.clone(),
+            bucket.key.clone(),
+            bucket.identity.clone(),
+        );
+        // On a runtime of its own: callers are sync and may run inside a
+        // current-thread runtime, which cannot block on another future.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(crate::write_genesis(store.as_ref(), &key, &identity))
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        bucket
+    }
+
+    /// Signing as the founder.
+    pub fn member(&self) -> crate::Member {
+        crate::Member::founder_of_library(self.identity.clone())
     }
 
     pub fn device(&self, name: &str, albums: u64) -> SyncService {
@@ -39,6 +66,7 @@ impl Bucket {
             open_library(&path).unwrap(),
             self.store.clone(),
             self.key.clone(),
+            self.member(),
         )
         .unwrap()
     }

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Checkpoints, bootstrap, GC and recovery, through the library API.
 
+mod common;
+
 use bae_crypto::{LibraryKey, ObjectError};
 use bae_oplog::fixture::{demo_album, open_library};
 use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
@@ -23,7 +25,8 @@ fn now_ms() -> i64 {
 
 fn device(dir: &Path, name: &str, store: Arc<dyn ObjectStore>, key: &LibraryKey) -> SyncService {
     let rec = open_library(&dir.join(format!("{name}.db"))).unwrap();
-    SyncService::new(rec, store, key.clone()).unwrap()
+    let member = common::founder_of(&store, key);
+    SyncService::new(rec, store, key.clone(), member).unwrap()
 }
 
 /// Imports demo albums `first..first + n`, one batch each.
@@ -90,8 +93,9 @@ async fn new_device_bootstraps_from_checkpoint_and_fetches_only_later_batches() 
     counting.reset();
     let pulled = b.pull().await.unwrap();
     assert_eq!(pulled.applied, 2);
-    // One head and the two batches after the checkpoint; none before it.
-    assert_eq!(counting.snapshot().get, 3);
+    // The genesis entry (not cached yet), one head and the two batches
+    // after the checkpoint; none before it.
+    assert_eq!(counting.snapshot().get, 4);
     assert_eq!(dump(&a).await, dump(&b).await);
 
     // B's later edits merge against the restored stamps like any device's.
@@ -315,21 +319,18 @@ async fn offline_device_recovers_after_gc_keeping_its_unpushed_edits() {
     assert!(da.contains("c, pushed"));
 }
 
-fn write_key(path: &Path, key: &LibraryKey) {
-    bae_sync_service::keystore::write_private(path, key.to_key_text().as_bytes()).unwrap();
-}
-
 #[tokio::test]
 async fn server_bootstrap_restores_the_checkpoint_and_refresh_replays_newer_batches() {
     let dir = TempDir::new().unwrap();
     let bucket = dir.path().join("bucket");
-    std::fs::create_dir_all(&bucket).unwrap();
     let url = bucket.to_string_lossy().into_owned();
-    let key = LibraryKey::generate();
+    let keys = KeyStore::Files(dir.path().join("home"));
+    let a_path = dir.path().join("a.db");
+    let a = library::init(open_library(&a_path).unwrap(), &url, &keys)
+        .await
+        .unwrap();
     let key_file = dir.path().join("library.key");
-    write_key(&key_file, &key);
-    let store = bae_storage_s3::open_store(&url).unwrap();
-    let a = device(dir.path(), "a", store, &key);
+    library::export_key(open_library(&a_path).unwrap(), &keys, &key_file, false).unwrap();
     import(&a, 0, 3).await;
     a.push().await.unwrap();
 

@@ -197,17 +197,18 @@ async fn an_image_without_local_bytes_stays_queued_until_they_arrive() {
     );
     assert_eq!(a.status().await.unwrap().images_queued, 0);
 
-    // No head moved and the retry is not due: an idle pull, one LIST.
+    // No head moved and the retry is not due: an idle pull, two LISTs
+    // (`membership/`, `heads/`).
     counting.reset();
     b.pull().await.unwrap();
-    assert_eq!(counting.snapshot().total(), 1);
+    assert_eq!(counting.snapshot().total(), 2);
     assert!(!on_b.exists());
-    // Once due, the next pull fetches it (one LIST and one GET).
+    // Once due, the next pull fetches it (two LISTs and one GET).
     make_wanted_images_due(&b).await;
     counting.reset();
     assert_eq!(b.pull().await.unwrap().images, 1);
     let n = counting.snapshot();
-    assert_eq!((n.list, n.get, n.total()), (1, 1, 2), "{n:?}");
+    assert_eq!((n.list, n.get, n.total()), (2, 1, 3), "{n:?}");
     assert_eq!(std::fs::read(&on_b).unwrap(), image_bytes(&image));
     assert_eq!(b.status().await.unwrap().images_wanted, 0);
 
@@ -290,11 +291,12 @@ async fn a_backlog_is_pulled_in_slices_and_converges() {
     let report = d.pull().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.applied as u64, total);
-    // Each batch and head fetched once, whatever the slicing.
+    // Each batch and head fetched once, whatever the slicing; the
+    // genesis entry once, after one LIST of `membership/`.
     let n = counting.snapshot();
     assert_eq!(
         (n.list, n.get),
-        (1, total + 3 + 4),
+        (2, total + 3 + 4 + 1),
         "{n:?} (batches, heads, images)"
     );
     let reports = reports.lock().unwrap().clone();
@@ -372,20 +374,19 @@ async fn an_interrupted_pull_keeps_the_slices_it_merged() {
 }
 
 #[tokio::test]
-async fn idle_pull_is_one_list_request() {
+async fn idle_pull_is_two_list_requests() {
     use bae_storage_s3::testing::CountingStore;
     let w = World::new(Bucket::Local, "idle");
     let a = w.first_device("a", 1).await;
     drop(a);
     let counting = std::sync::Arc::new(CountingStore::new(w.store()));
-    let rec = bae_oplog::fixture::open_library(&w.library("b")).unwrap();
-    let key = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
-    let b = bae_sync_service::SyncService::new(rec, counting.clone(), key).unwrap();
+    let b = w.device_over("b", counting.clone());
     b.pull().await.unwrap();
     counting.reset();
     b.sync().await.unwrap();
     let n = counting.snapshot();
-    assert_eq!((n.list, n.total()), (1, 1), "{n:?}");
+    // `membership/` (every entry already cached) and `heads/`.
+    assert_eq!((n.list, n.total()), (2, 2), "{n:?}");
 }
 
 /// Both devices re-analyse the same track (a new audio format row each; the

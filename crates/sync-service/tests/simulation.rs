@@ -25,6 +25,8 @@
 //! `cargo xtask soak --seconds N` runs seeds for as long as asked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use async_trait::async_trait;
 use bae_crypto::LibraryKey;
 use bae_hlc::{DeviceId, Stamp, WallClock};
@@ -416,7 +418,9 @@ impl Sim {
         let id = device_id(self.seed, i);
         let rec = library_as(conn, WallClock::Manual(wall), id).unwrap();
         let store: Arc<dyn ObjectStore> = d.store.clone();
-        d.service = Some(SyncService::new(rec, store, self.key.clone()).unwrap());
+        let bucket: Arc<dyn ObjectStore> = self.bucket.clone();
+        let member = common::founder_of(&bucket, &self.key);
+        d.service = Some(SyncService::new(rec, store, self.key.clone(), member).unwrap());
     }
 
     /// Copies a running device's database aside (between operations, so no

@@ -7,6 +7,7 @@
 mod common;
 
 use bae_crypto::{seal_object, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+use bae_membership::SignedKind;
 use bae_storage_s3::testing::CountingStore;
 use bae_sync_service::{ProblemKind, MAX_BATCH_OBJECT_BYTES, MAX_HEAD_OBJECT_BYTES};
 use common::*;
@@ -219,15 +220,18 @@ async fn a_head_with_a_seq_out_of_range_is_rejected_by_name() {
         pushed_at_ms: 0,
         cursors: vec![],
     };
-    let place = ObjectPlace {
-        kind: ObjectKind::Head,
-        device: *forger.as_bytes(),
-        seq: u64::MAX,
-    };
     let key = bae_storage_s3::layout::heads_key(&forger, u64::MAX);
-    let text = std::fs::read_to_string(w.key_file()).unwrap();
-    let library_key = LibraryKey::from_key_text(text.trim()).unwrap();
-    let sealed = seal_object(&library_key, KeyEpoch(0), &place, &head.encode());
+    // A key holder (the member itself) signs it: only its range is wrong.
+    let file = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let header = envelope(
+        &file.key,
+        SignedKind::Head,
+        forger,
+        u64::MAX,
+        head.hlc,
+        None,
+    );
+    let sealed = sign_and_seal(&file.key, &file.identity, header, head.encode());
     w.store().put(&key, &sealed).await.unwrap();
     edit(
         &a,

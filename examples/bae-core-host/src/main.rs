@@ -31,7 +31,9 @@ mod manager;
 use bae_crypto::LibraryKey;
 use bae_oplog::{OpRecorder, BAE_SCHEMA};
 use bae_storage_s3::{LocalDirStore, ObjectStore};
-use bae_sync_service::{images_dir_for, LoopState, PullReport, SyncHandle, SyncLoop, SyncService};
+use bae_sync_service::{
+    images_dir_for, LoopState, Member, PullReport, SyncHandle, SyncLoop, SyncService,
+};
 use database::Database;
 use manager::{ImportedAlbum, LibraryManager, NewAlbum, NewTrack};
 use std::path::{Path, PathBuf};
@@ -77,6 +79,7 @@ impl Instance {
         dir: &Path,
         bucket: Arc<dyn ObjectStore>,
         key: LibraryKey,
+        member: Member,
     ) -> Result<Self, BoxError> {
         let library = dir.join(format!("{name}.db"));
         // The host's schema, by the host's own migration, on its pool.
@@ -89,11 +92,16 @@ impl Instance {
         // share the library's device id and clock (kept in the file).
         let images = images_dir_for(&library);
         std::fs::create_dir_all(&images)?;
-        let sync = SyncService::new(OpRecorder::open(&library, &BAE_SCHEMA)?, bucket, key)?
-            // Image rows name files in this directory; the service uploads
-            // the bytes before the batch that inserts the row, and fetches
-            // them before merging that batch on the other device.
-            .with_images_dir(&images);
+        let sync = SyncService::new(
+            OpRecorder::open(&library, &BAE_SCHEMA)?,
+            bucket,
+            key,
+            member,
+        )?
+        // Image rows name files in this directory; the service uploads
+        // the bytes before the batch that inserts the row, and fetches
+        // them before merging that batch on the other device.
+        .with_images_dir(&images);
         Ok(Instance {
             name,
             db,
@@ -114,9 +122,21 @@ async fn run() -> Result<String, BoxError> {
     // The library key. bae-core keeps it in its KeyService; the second
     // device gets it by a key export and import. Here both share a clone.
     let key = LibraryKey::generate();
+    // One user on two devices: the founder's identity, and the genesis
+    // membership entry (it adds itself as owner) before any batch.
+    let identity = bae_crypto::IdentitySigningKey::generate();
+    bae_sync_service::write_genesis(bucket.as_ref(), &key, &identity).await?;
+    let member = Member::founder_of_library(identity);
 
     // --- Instance A: import, delete, push, checkpoint, then an edit ---
-    let a = Instance::start("a", dir.path(), Arc::clone(&bucket), key.clone()).await?;
+    let a = Instance::start(
+        "a",
+        dir.path(),
+        Arc::clone(&bucket),
+        key.clone(),
+        member.clone(),
+    )
+    .await?;
     let album = import_demo_album(&a).await?;
     a.manager.delete_track(&album.track_ids[2]).await?;
     // The writes are visible to the host's own connection at once: the
@@ -150,7 +170,14 @@ async fn run() -> Result<String, BoxError> {
     a.sync.push().await?;
 
     // --- Instance B: a second device joins from the checkpoint ---
-    let b = Instance::start("b", dir.path(), Arc::clone(&bucket), key.clone()).await?;
+    let b = Instance::start(
+        "b",
+        dir.path(),
+        Arc::clone(&bucket),
+        key.clone(),
+        member.clone(),
+    )
+    .await?;
     let restored = b
         .sync
         .bootstrap_from_checkpoint()

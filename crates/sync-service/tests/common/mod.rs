@@ -3,11 +3,13 @@
 //! key store, libraries with imported albums and their image bytes.
 #![allow(dead_code)]
 
+use bae_crypto::{IdentitySigningKey, LibraryKey, ObjectKind, ObjectPlace};
+use bae_membership::{EnvelopeHeader, LibraryId, SignedKind, SignedObject};
 use bae_oplog::fixture::{demo_album, open_library, Library};
 use bae_oplog::{canonical_dump, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_storage_s3::ObjectStore;
-use bae_sync_service::{images_dir_for, library, KeyStore, SyncService};
+use bae_sync_service::{images_dir_for, library, write_genesis, KeyStore, Member, SyncService};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
@@ -96,11 +98,80 @@ impl World {
     pub fn device_over(&self, device: &str, store: Arc<dyn ObjectStore>) -> SyncService {
         let lib = self.library(device);
         let rec = open_library(&lib).unwrap();
-        let key = bae_sync_service::keystore::read_key_file(&self.key_file()).unwrap();
-        SyncService::new(rec, store, key)
+        let file = bae_sync_service::keystore::read_key_file(&self.key_file()).unwrap();
+        let member = Member::new(file.identity.clone(), file.identity.public_key());
+        SyncService::new(rec, store, file.key, member)
             .unwrap()
             .with_images_dir(images_dir_for(&lib))
     }
+}
+
+/// Seals `body` in an envelope `signer` signs over `header`, at the place
+/// the header names, under `key`: what a member (or a key holder forging
+/// one) writes.
+pub fn sign_and_seal(
+    key: &LibraryKey,
+    signer: &IdentitySigningKey,
+    header: EnvelopeHeader,
+    body: Vec<u8>,
+) -> Vec<u8> {
+    let kind = match header.kind {
+        SignedKind::Batch => ObjectKind::OpBatch,
+        _ => ObjectKind::Head,
+    };
+    let place = ObjectPlace {
+        kind,
+        device: *header.device.as_bytes(),
+        seq: header.seq,
+    };
+    let epoch = header.epoch;
+    let signed = SignedObject::sign(signer, header, body).unwrap();
+    bae_crypto::seal_object(key, epoch, &place, &signed.to_bytes())
+}
+
+/// The envelope header of a head or batch of `library` at `device`/`seq`.
+pub fn envelope(
+    key: &LibraryKey,
+    kind: SignedKind,
+    device: bae_hlc::DeviceId,
+    seq: u64,
+    hlc: bae_hlc::Timestamp,
+    prev: Option<bae_oplog::BatchHash>,
+) -> EnvelopeHeader {
+    EnvelopeHeader {
+        library_id: LibraryId::from(key.fingerprint()),
+        kind,
+        device,
+        seq,
+        hlc,
+        epoch: bae_crypto::KeyEpoch(0),
+        prev,
+    }
+}
+
+/// The member every device of a test bucket built without `init` signs
+/// as: one user, whose identity is derived from the library key (so every
+/// call for a key agrees). Writes its genesis entry to `store` first if it
+/// is not there yet.
+pub fn founder_of(store: &Arc<dyn ObjectStore>, key: &LibraryKey) -> Member {
+    let fp = *key.fingerprint().as_bytes();
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&fp);
+    seed[16..].copy_from_slice(&fp);
+    let identity = IdentitySigningKey::from_seed(&seed);
+    let (store, key, id) = (store.clone(), key.clone(), identity.clone());
+    // On a runtime of its own: callers may be sync code inside a
+    // current-thread runtime, which cannot block on a future.
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(write_genesis(store.as_ref(), &key, &id))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    Member::founder_of_library(identity)
 }
 
 /// The bucket URL of a unique prefix on the test S3 server. Panics (never

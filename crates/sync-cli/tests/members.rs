@@ -1,0 +1,229 @@
+//! Identities and members through the `bae-sync` binary: `identity show`,
+//! `members`, the identity carried by `key export` / `join --key-file`, and
+//! a key file from before identities refused by name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../sync-service/tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bae-sync"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok_in(home: &Path, w: &World, args: &[&str]) -> String {
+    let out = run_in(home, w.dir.path(), args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails_in(home: &Path, w: &World, args: &[&str]) -> String {
+    let out = run_in(home, w.dir.path(), args);
+    assert_eq!(out.status.code(), Some(1), "bae-sync {args:?}: {out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
+    stderr
+}
+
+fn p(path: std::path::PathBuf) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// `identity show`'s last line: 64 lowercase hex digits.
+fn identity(home: &Path, w: &World) -> String {
+    let out = ok_in(home, w, &["identity", "show"]);
+    let key = out.lines().last().unwrap().to_owned();
+    assert_eq!(key.len(), 64, "{out}");
+    assert!(key
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    key
+}
+
+fn members_json(home: &Path, w: &World, lib: &str) -> serde_json::Value {
+    let out = ok_in(home, w, &["members", "--library", lib, "--json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn device_id(home: &Path, w: &World, lib: &str) -> String {
+    let out = ok_in(home, w, &["status", "--library", lib, "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    status["device"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_devices_of_one_user_are_one_owner_signing_for_both() {
+    let w = World::new(Bucket::Local, "cli-members");
+    let (laptop_home, desktop_home) = (w.home(), w.dir.path().join("desktop-home"));
+    let me = identity(&laptop_home, &w);
+    assert_eq!(identity(&laptop_home, &w), me, "made once, then kept");
+
+    let laptop = p(w.library("laptop"));
+    ok_in(
+        &laptop_home,
+        &w,
+        &["demo-import", "--library", &laptop, "--albums", "2"],
+    );
+    ok_in(
+        &laptop_home,
+        &w,
+        &["init", "--library", &laptop, "--bucket", &w.bucket],
+    );
+    let key = p(w.key_file());
+    ok_in(
+        &laptop_home,
+        &w,
+        &["key", "export", "--library", &laptop, "--out", &key],
+    );
+    // The key file carries the identity: the library key line, then it.
+    let text = std::fs::read_to_string(w.key_file()).unwrap();
+    assert_eq!(text.lines().count(), 2, "{}", text.len());
+    assert!(text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("bae-identity-key-v1:"));
+
+    let desktop = p(w.library("desktop"));
+    ok_in(
+        &desktop_home,
+        &w,
+        &[
+            "join",
+            "--library",
+            &desktop,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    assert_eq!(
+        identity(&desktop_home, &w),
+        me,
+        "the joiner signs as the same member"
+    );
+    ok_in(
+        &desktop_home,
+        &w,
+        &[
+            "set",
+            "--library",
+            &desktop,
+            "albums",
+            &album_row(0, "albums"),
+            "title=from the desktop",
+        ],
+    );
+    ok_in(&desktop_home, &w, &["sync", "--library", &desktop]);
+    ok_in(&laptop_home, &w, &["sync", "--library", &laptop]);
+    let dump = |home: &Path, lib: &str| ok_in(home, &w, &["dump", "--library", lib]);
+    assert_eq!(dump(&laptop_home, &laptop), dump(&desktop_home, &desktop));
+    assert!(dump(&laptop_home, &laptop).contains("from the desktop"));
+
+    let members = members_json(&laptop_home, &w, &laptop);
+    let list = members.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{members}");
+    assert_eq!(list[0]["key"], me.as_str());
+    assert_eq!(list[0]["role"], "owner");
+    let mut devices = vec![
+        device_id(&laptop_home, &w, &laptop),
+        device_id(&desktop_home, &w, &desktop),
+    ];
+    devices.sort();
+    let listed: Vec<String> = list[0]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, devices);
+    let text = ok_in(&desktop_home, &w, &["members", "--library", &desktop]);
+    assert!(text.starts_with(&format!("{me}  owner")), "{text}");
+}
+
+#[test]
+fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
+    let w = World::new(Bucket::Local, "cli-old-key");
+    let laptop = p(w.library("laptop"));
+    let home = w.home();
+    ok_in(
+        &home,
+        &w,
+        &["demo-import", "--library", &laptop, "--albums", "1"],
+    );
+    ok_in(
+        &home,
+        &w,
+        &["init", "--library", &laptop, "--bucket", &w.bucket],
+    );
+    let key = p(w.key_file());
+    ok_in(
+        &home,
+        &w,
+        &["key", "export", "--library", &laptop, "--out", &key],
+    );
+    // What a key export wrote before identities: the key line alone.
+    let text = std::fs::read_to_string(w.key_file()).unwrap();
+    let old = w.dir.path().join("old.key");
+    bae_sync_service::keystore::write_new_private(
+        &old,
+        format!("{}\n", text.lines().next().unwrap()).as_bytes(),
+    )
+    .unwrap();
+    let desktop_home = w.dir.path().join("desktop-home");
+    let desktop = p(w.library("desktop"));
+    let err = fails_in(
+        &desktop_home,
+        &w,
+        &[
+            "join",
+            "--library",
+            &desktop,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &p(old.clone()),
+        ],
+    );
+    assert!(err.contains("holds no identity"), "{err}");
+    assert!(err.contains("key export"), "{err}");
+    assert!(!desktop_home.exists(), "no key or identity saved");
+    // Nothing was set up: the desktop library is not synced, and a new
+    // key export joins.
+    assert!(!w.library("desktop").exists(), "no library file made");
+    let fresh = p(w.library("fresh"));
+    ok_in(
+        &desktop_home,
+        &w,
+        &["demo-import", "--library", &fresh, "--albums", "1"],
+    );
+    let err = fails_in(&desktop_home, &w, &["members", "--library", &fresh]);
+    assert!(err.contains("not set up for sync"), "{err}");
+    ok_in(
+        &desktop_home,
+        &w,
+        &[
+            "join",
+            "--library",
+            &desktop,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    assert_eq!(identity(&desktop_home, &w), identity(&home, &w));
+}

@@ -1,0 +1,539 @@
+//! Phase 2 membership in the sync service: who signs, and whose signed
+//! batches and heads a pull accepts.
+//!
+//! - Every batch and head is sealed as a [`SignedObject`] envelope signed by
+//!   this user's identity ([`Member`]), over every field validation reads
+//!   (`docs/FORMAT-membership.md` section 3).
+//! - `init` writes the genesis entry (the founder adds itself as owner) at
+//!   `membership/{founder}/0` before the first batch ([`write_genesis`]).
+//! - A pull first LISTs `membership/` once, fetches only entries it has not
+//!   cached (`bae_sync_membership`), and validates the chain against the
+//!   founder. A batch is accepted only if its envelope verifies, its device
+//!   is bound to its author (`bae_sync_device_authors`), the author can
+//!   write at the batch's HLC and the batch is within the author's cutoff
+//!   for that device; a head only if it verifies, its device is bound to its
+//!   author, and the author is a member at its HLC. Anything else is
+//!   [`SyncError::Refused`] with a [`Refusal`] and is never applied.
+//!
+//! Phase-1 objects (unsigned) are refused by name ([`Refusal::Unsigned`]):
+//! no bucket of user data predates phase 2's signed format.
+
+use crate::error::{InvalidObject, SyncError};
+use crate::head::Head;
+use crate::service::SyncService;
+use bae_crypto::object::{sealed_len, ObjectHeader, HEADER_LEN};
+use bae_crypto::{
+    IdentityPublicKey, IdentitySigningKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace,
+};
+use bae_hlc::{DeviceId, Timestamp};
+use bae_membership::entry::MAX_ENTRY_BYTES;
+use bae_membership::{
+    Action, Chain, DeviceBindings, EnvelopeError, EnvelopeHeader, LibraryId, Role, SignedEntry,
+    SignedKind, SignedObject, ValidatedChain, VerifiedObject,
+};
+use bae_oplog::BatchHash;
+use bae_storage_s3::layout::{self, PublicKeyHex, MEMBERSHIP_PREFIX};
+use bae_storage_s3::{ObjectStore, StoreError};
+use rusqlite::params;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+/// Who this device signs as, and whose genesis its chain starts from.
+#[derive(Clone)]
+pub struct Member {
+    identity: IdentitySigningKey,
+    founder: IdentityPublicKey,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("identity", &self.identity.public_key())
+            .field("founder", &self.founder)
+            .finish()
+    }
+}
+
+impl Member {
+    /// Signs as `identity` in the library founded by `founder`.
+    pub fn new(identity: IdentitySigningKey, founder: IdentityPublicKey) -> Self {
+        Member { identity, founder }
+    }
+
+    /// Signs as `identity` in a library it founded.
+    pub fn founder_of_library(identity: IdentitySigningKey) -> Self {
+        let founder = identity.public_key();
+        Member { identity, founder }
+    }
+
+    /// This member's public key.
+    pub fn public_key(&self) -> IdentityPublicKey {
+        self.identity.public_key()
+    }
+
+    /// The library founder's public key.
+    pub fn founder(&self) -> &IdentityPublicKey {
+        &self.founder
+    }
+
+    /// The signing identity.
+    pub(crate) fn identity(&self) -> &IdentitySigningKey {
+        &self.identity
+    }
+}
+
+/// Why a signed batch or head is refused. Nothing of a refused object is
+/// applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// An unsigned object in the phase-1 format (a batch starting `BAEB`, a
+    /// bare head): this build reads only signed objects.
+    #[error("unsigned {0} in the phase-1 format; this build accepts only signed objects (FORMAT-sync.md)")]
+    Unsigned(&'static str),
+    /// The envelope does not parse or verify (forged signature, another
+    /// library, moved object, wrong epoch).
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    /// The author is not a member at the object's HLC.
+    #[error("signed by {author}, who is not a member of the library at HLC {hlc}")]
+    NotAMember {
+        /// The author.
+        author: Box<IdentityPublicKey>,
+        /// The signed HLC.
+        hlc: Timestamp,
+    },
+    /// The author is a member who may not write (a reader) at the HLC.
+    #[error("signed by {author}, a {role:?} who may not write at HLC {hlc}")]
+    CannotWrite {
+        /// The author.
+        author: Box<IdentityPublicKey>,
+        /// Their role then.
+        role: Role,
+        /// The signed HLC.
+        hlc: Timestamp,
+    },
+    /// A batch beyond the last seq of its device that counts since its
+    /// author was removed or demoted.
+    #[error("batch {seq} of device {device} is past cutoff {cutoff}, recorded when its author {author} was removed or demoted")]
+    PastCutoff {
+        /// The author.
+        author: Box<IdentityPublicKey>,
+        /// The device.
+        device: DeviceId,
+        /// The batch.
+        seq: u64,
+        /// The last seq that counts.
+        cutoff: u64,
+    },
+    /// A signed field differs from the object inside the envelope.
+    #[error("the signed {0} is not the one in the object it signs")]
+    Mismatch(&'static str),
+}
+
+/// One current member, as `bae-sync members` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberInfo {
+    /// Their public key.
+    pub key: IdentityPublicKey,
+    /// Their role.
+    pub role: Role,
+    /// The device ids bound to them (whose batches they sign).
+    pub devices: Vec<DeviceId>,
+}
+
+/// The validated chain and device bindings a service checks against.
+#[derive(Default)]
+pub(crate) struct MemberState {
+    /// The chain as of the last refresh (`None` before the first).
+    chain: Option<Arc<ValidatedChain>>,
+    /// Every membership key cached (so a pull fetches only others).
+    seen: BTreeSet<String>,
+    /// Device bindings (`None` until loaded from the library).
+    bindings: Option<DeviceBindings>,
+    /// Whether a binding was made since the last save.
+    unsaved: bool,
+}
+
+/// The largest membership object read (a sealed entry of the largest size).
+const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
+
+/// The sealed place of `membership/{author}/{seq}`.
+fn entry_place(author: &[u8; 32], seq: u64) -> ObjectPlace {
+    ObjectPlace::hashed_owner(ObjectKind::Membership, author, seq)
+}
+
+/// The genesis entry's HLC: the start of time, so the founder's batches
+/// recorded before `init` (the library it shares) count as an owner's.
+const GENESIS_HLC: Timestamp = Timestamp::ZERO;
+
+/// Writes the genesis entry of the library `key` opens: `founder` adds
+/// itself as owner, at `membership/{founder}/0`, sealed under epoch 0.
+/// Written by `init` after the marker and before any batch; an existing
+/// genesis (a resumed `init`) is kept, never replaced: the same signed
+/// bytes at another HLC would fork the founder's chain.
+pub async fn write_genesis(
+    store: &dyn ObjectStore,
+    key: &LibraryKey,
+    founder: &IdentitySigningKey,
+) -> Result<(), SyncError> {
+    let author = founder.public_key();
+    let object_key = layout::membership_key(&PublicKeyHex::from_bytes(&author.to_bytes()), 0);
+    if store.exists(&object_key).await? {
+        return Ok(());
+    }
+    let entry = bae_membership::Entry {
+        library_id: LibraryId::from(key.fingerprint()),
+        author,
+        seq: 0,
+        prev: None,
+        hlc: GENESIS_HLC,
+        action: Action::Add {
+            subject: author,
+            role: Role::Owner,
+        },
+    };
+    let signed =
+        SignedEntry::sign(founder, entry).map_err(|e| SyncError::SignEntry(Box::new(e)))?;
+    let sealed = bae_crypto::seal_object(
+        key,
+        KeyEpoch::FIRST,
+        &entry_place(&author.to_bytes(), 0),
+        &signed.to_bytes(),
+    );
+    store.put(&object_key, &sealed).await?;
+    Ok(())
+}
+
+impl SyncService {
+    /// Seals `body` in an envelope signed by this member, at the place of
+    /// `kind` `device`/`seq`, under the current epoch.
+    pub(crate) fn seal_signed(
+        &self,
+        place: &ObjectPlace,
+        kind: SignedKind,
+        hlc: Timestamp,
+        prev: Option<BatchHash>,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, SyncError> {
+        let (epoch, key) = self.keys.current().ok_or(SyncError::NoCurrentKey)?;
+        let header = EnvelopeHeader {
+            library_id: self.library_id,
+            kind,
+            device: DeviceId::from_bytes(place.device),
+            seq: place.seq,
+            hlc,
+            epoch,
+            prev,
+        };
+        let signed = SignedObject::sign(self.member.identity(), header, body)
+            .map_err(|e| SyncError::SignEnvelope(Box::new(e)))?;
+        Ok(bae_crypto::seal_object(
+            key,
+            epoch,
+            place,
+            &signed.to_bytes(),
+        ))
+    }
+
+    /// Verifies the envelope of an opened batch or head object read at
+    /// `key` (`sealed` its bytes, `plain` what they opened to) against
+    /// the membership chain and the device bindings.
+    pub(crate) async fn verify_signed(
+        &self,
+        key: &str,
+        kind: SignedKind,
+        device: DeviceId,
+        seq: u64,
+        sealed: &[u8],
+        plain: Vec<u8>,
+    ) -> Result<VerifiedObject, SyncError> {
+        let refused = |reason: Refusal| SyncError::Refused {
+            key: key.to_owned(),
+            reason: Box::new(reason),
+        };
+        let epoch = ObjectHeader::parse(&sealed[..sealed.len().min(HEADER_LEN)])
+            .map_err(|source| SyncError::Object {
+                key: key.to_owned(),
+                source,
+            })?
+            .epoch;
+        let verified = SignedObject::from_bytes(&plain)
+            .and_then(|o| o.verify(self.library_id, (kind, device, seq), epoch))
+            .map_err(|e| match phase_one(kind, &plain) {
+                Some(what) => refused(Refusal::Unsigned(what)),
+                None => refused(Refusal::Envelope(e)),
+            })?;
+        let chain = self.chain().await?;
+        let author = *verified.author();
+        let hlc = verified.header().hlc;
+        let boxed = || Box::new(author);
+        match (kind, chain.role_at(&author, hlc)) {
+            (_, None) => {
+                return Err(refused(Refusal::NotAMember {
+                    author: boxed(),
+                    hlc,
+                }))
+            }
+            (SignedKind::Batch, Some(role)) if !role.can_write() => {
+                return Err(refused(Refusal::CannotWrite {
+                    author: boxed(),
+                    role,
+                    hlc,
+                }))
+            }
+            _ => {}
+        }
+        if kind == SignedKind::Batch {
+            if let Some(cutoff) = chain.cutoff_for(device, &author).filter(|c| seq > *c) {
+                return Err(refused(Refusal::PastCutoff {
+                    author: boxed(),
+                    device,
+                    seq,
+                    cutoff,
+                }));
+            }
+        }
+        self.bind(&verified)
+            .map_err(|e| refused(Refusal::Envelope(e)))?;
+        Ok(verified)
+    }
+
+    /// Binds the object's device to its author, or refuses another author.
+    fn bind(&self, verified: &VerifiedObject) -> Result<(), EnvelopeError> {
+        let Ok(mut state) = self.members.lock() else {
+            return Ok(());
+        };
+        let bindings = state.bindings.get_or_insert_with(DeviceBindings::new);
+        let new = bindings.author_of(verified.header().device).is_none();
+        bindings.bind(verified)?;
+        state.unsaved |= new;
+        Ok(())
+    }
+
+    /// Loads the device bindings saved by earlier pulls (once per service).
+    async fn load_bindings(&self) -> Result<(), SyncError> {
+        if self.members.lock().is_ok_and(|s| s.bindings.is_some()) {
+            return Ok(());
+        }
+        let stored = self
+            .with_db(|rec| load_bindings(rec.sync_parts().0))
+            .await?;
+        if let Ok(mut state) = self.members.lock() {
+            state.bindings.get_or_insert(stored);
+        }
+        Ok(())
+    }
+
+    /// Saves the device bindings made since the last save.
+    pub(crate) async fn save_bindings(&self) -> Result<(), SyncError> {
+        let bindings: Vec<(DeviceId, IdentityPublicKey)> = match self.members.lock() {
+            Ok(mut state) if state.unsaved => {
+                state.unsaved = false;
+                state
+                    .bindings
+                    .as_ref()
+                    .map(|b| b.iter().collect())
+                    .unwrap_or_default()
+            }
+            _ => return Ok(()),
+        };
+        self.with_db(move |rec| {
+            let tx = rec.sync_parts().0.transaction()?;
+            for (device, author) in &bindings {
+                tx.execute(
+                    "INSERT OR IGNORE INTO bae_sync_device_authors (device_id, author) VALUES (?1, ?2)",
+                    params![device.to_string(), author.to_bytes().as_slice()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The validated chain as of the last refresh (refreshing first if
+    /// this service has none yet).
+    pub(crate) async fn chain(&self) -> Result<Arc<ValidatedChain>, SyncError> {
+        let current = self.members.lock().ok().and_then(|s| s.chain.clone());
+        match current {
+            Some(chain) => Ok(chain),
+            None => self.refresh_members().await,
+        }
+    }
+
+    /// One LIST of `membership/`; fetches the entries not cached yet, caches
+    /// those whose signature verifies, and validates the chain over every
+    /// cached entry. A membership object that does not open or decode is
+    /// skipped (logged), and read again by the next pull.
+    pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
+        self.load_bindings().await?;
+        let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
+        let (seen, chain) = match self.members.lock() {
+            Ok(s) => (s.seen.clone(), s.chain.clone()),
+            Err(_) => (BTreeSet::new(), None),
+        };
+        let cached: BTreeSet<String> = if chain.is_some() {
+            seen
+        } else {
+            let keys = self.with_db(|rec| cached_keys(rec.sync_parts().0)).await?;
+            keys.into_iter().chain(seen).collect()
+        };
+        let mut fetched = Vec::new();
+        for key in listed.iter().filter(|k| !cached.contains(*k)) {
+            match self.fetch_entry(key).await {
+                Ok(bytes) => fetched.push((key.clone(), bytes)),
+                Err(SyncError::Store(e))
+                    if !e.is_not_found() && !matches!(e, StoreError::TooLarge { .. }) =>
+                {
+                    return Err(e.into())
+                }
+                // Not cached, so the next pull reads it again: a read that
+                // failed once (a damaged transfer, an object listed before
+                // it was readable) must not hide an entry for good.
+                Err(e) => tracing::warn!(%key, error = %e, "membership entry refused"),
+            }
+        }
+        if let (Some(chain), true) = (&chain, fetched.is_empty()) {
+            return Ok(Arc::clone(chain));
+        }
+        let founder = *self.member.founder();
+        let library_id = self.library_id;
+        let new_keys: Vec<String> = fetched.iter().map(|(k, _)| k.clone()).collect();
+        let (entries, all_keys) = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let tx = conn.transaction()?;
+                for (key, bytes) in &fetched {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO bae_sync_membership (object_key, entry) VALUES (?1, ?2)",
+                        params![key, bytes],
+                    )?;
+                }
+                tx.commit()?;
+                cached_entries(conn)
+            })
+            .await?;
+        let chain = Arc::new(Chain::new(library_id, founder).validate(entries));
+        for r in chain.rejected() {
+            tracing::warn!(author = %r.author, seq = r.seq, reason = ?r.reason, "membership entry does not count");
+        }
+        tracing::debug!(new = new_keys.len(), "membership refreshed");
+        if let Ok(mut s) = self.members.lock() {
+            s.seen.extend(all_keys);
+            s.chain = Some(Arc::clone(&chain));
+        }
+        Ok(chain)
+    }
+
+    /// Fetches, opens and decodes one membership entry; checks that it is
+    /// the entry its key names and that its signature verifies.
+    async fn fetch_entry(&self, key: &str) -> Result<Vec<u8>, SyncError> {
+        let (author, seq) =
+            layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
+        let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
+        let author_bytes = IdentityPublicKey::from_hex(author.as_str())
+            .map_err(|_| not_its_place())?
+            .to_bytes();
+        let sealed = self.store.get(key, MAX_MEMBERSHIP_OBJECT_BYTES).await?;
+        let plain = self.open(key, &entry_place(&author_bytes, seq), &sealed)?;
+        let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
+        let entry = signed.entry();
+        if entry.author.to_bytes() != author_bytes || entry.seq != seq {
+            return Err(not_its_place());
+        }
+        signed.verify().map_err(|e| SyncError::invalid(key, e))?;
+        Ok(plain)
+    }
+
+    /// The current members, their roles and the devices bound to each
+    /// (this device under this member), after one refresh.
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, SyncError> {
+        let chain = self.refresh_members().await?;
+        let bindings = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|s| s.bindings.clone())
+            .unwrap_or_default();
+        let me = self.member.public_key();
+        Ok(chain
+            .current_members()
+            .into_iter()
+            .map(|(key, role)| {
+                let mut devices: Vec<DeviceId> = bindings
+                    .iter()
+                    .filter(|(_, a)| *a == key)
+                    .map(|(d, _)| d)
+                    .collect();
+                if key == me && !devices.contains(&self.device) {
+                    devices.push(self.device);
+                    devices.sort();
+                }
+                MemberInfo { key, role, devices }
+            })
+            .collect())
+    }
+
+    /// This member's public key.
+    pub fn member_key(&self) -> IdentityPublicKey {
+        self.member.public_key()
+    }
+}
+
+/// Whether `plain` is an unsigned phase-1 object of `kind`: a batch starts
+/// with its magic, a head is a bare postcard head.
+fn phase_one(kind: SignedKind, plain: &[u8]) -> Option<&'static str> {
+    match kind {
+        SignedKind::Batch if plain.starts_with(b"BAEB") => Some("batch"),
+        SignedKind::Head if Head::decode(plain).is_ok() => Some("head"),
+        _ => None,
+    }
+}
+
+fn load_bindings(conn: &rusqlite::Connection) -> Result<DeviceBindings, SyncError> {
+    let mut stmt = conn.prepare("SELECT device_id, author FROM bae_sync_device_authors")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (device, author) = row?;
+        let (Ok(device), Ok(author)) = (device.parse::<DeviceId>(), <[u8; 32]>::try_from(author))
+        else {
+            continue;
+        };
+        if let Ok(author) = IdentityPublicKey::from_bytes(&author) {
+            out.push((device, author));
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn cached_keys(conn: &rusqlite::Connection) -> Result<Vec<String>, SyncError> {
+    let mut stmt = conn.prepare("SELECT object_key FROM bae_sync_membership")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every cached entry (ones that no longer decode are skipped) and every
+/// cached key.
+fn cached_entries(
+    conn: &rusqlite::Connection,
+) -> Result<(Vec<SignedEntry>, Vec<String>), SyncError> {
+    let mut stmt = conn.prepare("SELECT object_key, entry FROM bae_sync_membership")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let (mut entries, mut keys) = (Vec::new(), Vec::new());
+    for row in rows {
+        let (key, bytes) = row?;
+        if let Ok(entry) = SignedEntry::from_bytes(&bytes) {
+            entries.push(entry);
+        }
+        keys.push(key);
+    }
+    Ok((entries, keys))
+}
