@@ -115,10 +115,16 @@ impl SyncService {
         let mut batches = Vec::new();
         let mut prev = base_hash;
         let mut seq = base + 1;
+        // Reads that did not open, per seq: an object is judged garbage (and
+        // so replaceable) only when a second read does not open either, as
+        // one damaged read of a batch other devices applied must never make
+        // this device overwrite it.
+        let mut failed_reads = 0;
         loop {
             let key = layout::ops_key(&device, seq);
             match self.fetch_batch(&key, device, seq, prev).await {
                 Ok((batch, hash, _)) => {
+                    failed_reads = 0;
                     batches.push((batch, hash));
                     prev = Some(hash);
                     seq += 1;
@@ -126,6 +132,10 @@ impl SyncService {
                 Err(SyncError::Store(StoreError::NotFound { .. })) => break,
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
+                }
+                Err(e) if failed_reads == 0 => {
+                    tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
+                    failed_reads += 1;
                 }
                 Err(e) => {
                     // Not this device's next batch: garbage the push
