@@ -561,8 +561,8 @@ impl Sim {
                 self.devices[i].skew_ms = DRIFT_MS + 60_000;
                 self.tick(0).await;
             }
-            96..=97 => self.take_backup(i),
-            98 => self.roll_back(i).await,
+            96..=97 if backups_on() => self.take_backup(i),
+            98 if backups_on() => self.roll_back(i).await,
             _ => {
                 self.devices[i].skew_ms = self.rng.below(60_000) as i64 - 30_000;
                 self.tick(0).await;
@@ -802,6 +802,12 @@ impl Sim {
             Err(format!("acknowledged writes lost:\n{lost}"))
         }
     }
+}
+
+/// Whether devices go back to backups: `BAE_SIM_BACKUPS=0` turns that
+/// fault off (to tell its findings from the others').
+fn backups_on() -> bool {
+    std::env::var("BAE_SIM_BACKUPS").map_or(true, |v| v != "0")
 }
 
 /// Device ids from the seed: bucket keys, and so the faults they draw, are
