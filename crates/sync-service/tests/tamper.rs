@@ -324,3 +324,110 @@ async fn a_rolled_back_head_is_reported_by_those_who_applied_further() {
         "{reason}"
     );
 }
+
+/// Someone with write access to the bucket (no key needed) copies a batch
+/// of device c over a batch of device a. The copy is refused by name (it is
+/// sealed and signed for c's place), nothing of it applies, c's own edit
+/// still does, and a's stream resumes after `push --repair`.
+#[tokio::test]
+async fn a_batch_copied_to_another_devices_key_is_rejected_by_name() {
+    let w = World::new(Bucket::Local, "copied-batch");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let c = w.join("c").await;
+    let album = album_row(0, "albums");
+    edit(&a, "albums", &album, "title", "from a").await;
+    a.push().await.unwrap();
+    edit(&c, "albums", &album, "bandcamp_album_id", "from c").await;
+    c.push().await.unwrap();
+    let store = w.store();
+    let (target, source) = (
+        ops_key(&a, last_batch(&a).await),
+        ops_key(&c, last_batch(&c).await),
+    );
+    let copied = store.get(&source, MAX_BATCH_OBJECT_BYTES).await.unwrap();
+    store.put(&target, &copied).await.unwrap();
+
+    let pulled = b.pull().await.unwrap();
+    assert_eq!(pulled.problems.len(), 1, "{:?}", pulled.problems);
+    let problem = &pulled.problems[0];
+    assert_eq!(
+        (problem.device, problem.kind),
+        (a.device(), ProblemKind::Rejected)
+    );
+    assert!(problem.reason.contains(&target), "{}", problem.reason);
+    assert_ne!(field(&b, "albums", &album, "title").await, "from a");
+    assert_eq!(
+        field(&b, "albums", &album, "bandcamp_album_id").await,
+        "from c"
+    );
+
+    assert_eq!(a.repair().await.unwrap().repaired.len(), 1);
+    assert!(b.pull().await.unwrap().problems.is_empty());
+    assert_eq!(field(&b, "albums", &album, "title").await, "from a");
+    sync_all(&[&a, &b, &c]).await;
+    assert_converged(&[&a, &b, &c]).await;
+}
+
+/// Garbage (written without the key) under every prefix of the layout, and
+/// outside it: pulls still apply the honest batches (a garbage head of a
+/// made-up device is reported by name, nothing else), a new device still
+/// joins (a garbage checkpoint is passed over), every device converges,
+/// and no garbage object is deleted or replaced by the engine.
+#[tokio::test]
+async fn garbage_under_every_prefix_leaves_honest_data_syncing() {
+    let w = World::new(Bucket::Local, "garbage-prefixes");
+    let a = w.first_device("a", 1).await;
+    let b = w.join("b").await;
+    let album = album_row(0, "albums");
+    edit(&a, "albums", &album, "title", "honest").await;
+    a.push().await.unwrap();
+    let store = w.store();
+    let member = "ab".repeat(32);
+    let keys = [
+        "junk".to_owned(),
+        "heads/not-a-device".to_owned(),
+        format!("heads/{}/not-a-seq", a.device()),
+        format!(
+            "heads/{}/00000000000000000099",
+            bae_hlc::DeviceId::from_bytes([7; 16])
+        ),
+        "ops/garbage".to_owned(),
+        format!("ops/{}/xyz", a.device()),
+        "checkpoints/garbage".to_owned(),
+        "checkpoints/00000000000000000001-deadbeef".to_owned(),
+        "images/garbage".to_owned(),
+        "membership/garbage".to_owned(),
+        format!("membership/{member}/1"),
+        "keys/garbage".to_owned(),
+        "storage/garbage".to_owned(),
+    ];
+    for key in &keys {
+        store
+            .put(key, b"not an object of this library")
+            .await
+            .unwrap();
+    }
+
+    b.pull().await.unwrap();
+    assert_eq!(field(&b, "albums", &album, "title").await, "honest");
+    edit(&b, "albums", &album, "title", "still syncing").await;
+    b.push().await.unwrap();
+    a.pull().await.unwrap();
+    assert_eq!(field(&a, "albums", &album, "title").await, "still syncing");
+    let c = w.join("c").await;
+    // The made-up device's head is reported by name on every pull (as
+    // damage should be); nothing else is.
+    for _ in 0..2 {
+        for s in [&a, &b, &c] {
+            let (_, pulled) = s.sync().await.unwrap();
+            for p in &pulled.problems {
+                assert!(keys.iter().any(|k| p.reason.contains(k.as_str())), "{p:?}");
+            }
+        }
+    }
+    assert_converged(&[&a, &b, &c]).await;
+    for key in &keys {
+        assert!(store.exists(key).await.unwrap(), "{key} was touched");
+    }
+}
