@@ -4,7 +4,8 @@
 //! --seed-corpus` runs it before minimizing.
 
 use bae_crypto::chunked::{encrypt_with_nonce, BaseNonce, CHUNK_SIZE};
-use bae_crypto::{seal_object_with_nonce, IdentitySigningKey, KeyEpoch, LibraryKey, ReleaseKey};
+use bae_crypto::object::seal_object_with_nonce;
+use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey, ReleaseKey};
 use bae_fuzz::{object_place, LIBRARY_KEY};
 use bae_hlc::{DeviceId, Timestamp};
 use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};

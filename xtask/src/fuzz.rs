@@ -132,13 +132,16 @@ fn check(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// Runs `fuzz/`'s `seed_corpus` program into `fuzz/corpus/`.
+/// Runs `fuzz/`'s `seed_corpus` program (built with the targets by
+/// `cargo fuzz build`, under the host's target triple) into `fuzz/corpus/`.
 fn write_seeds(fuzz_dir: &Path) -> Result<()> {
-    check(
-        nightly(fuzz_dir)
-            .args(["run", "--release", "--bin", "seed_corpus", "--"])
-            .arg(fuzz_dir.join("corpus")),
-    )
+    let built = std::fs::read_dir(target_dir())
+        .map_err(|e| format!("{}: {e}", target_dir().display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("release").join("seed_corpus"))
+        .find(|p| p.is_file())
+        .ok_or("fuzz: seed_corpus was not built")?;
+    check(Command::new(built).arg(fuzz_dir.join("corpus")))
 }
 
 fn run_target(fuzz_dir: &Path, scratch: &Path, target: &str, seconds: u64) -> Result<Outcome> {
