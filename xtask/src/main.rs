@@ -18,9 +18,14 @@
 //!   seconds (default 300), in release mode; prints seeds run, simulated
 //!   devices, faults by kind and divergences, and fails with each diverging
 //!   seed's replay line.
+//! - `fuzz [--seconds N] [--seed-corpus] [--minimize] [TARGET...]`: every
+//!   cargo-fuzz target of `fuzz/` (nightly) for N seconds each (default
+//!   60); prints runs, new coverage and crashes per target, and fails if
+//!   any crashed (`fuzz.rs`).
 //! - `ci`: fmt, clippy, layers, sqlx-compat, then `test`.
 
 mod docs;
+mod fuzz;
 mod layers;
 mod s3server;
 mod sqlx_compat;
@@ -71,8 +76,9 @@ fn main() -> ExitCode {
         Some("sqlx-compat") => sqlx_compat::check(&workspace_root()),
         Some("ci") => ci(),
         Some("soak") => soak(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | sqlx-compat | soak [--seconds N] [--first-seed S] | ci>"
+            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | sqlx-compat | soak [--seconds N] [--first-seed S] | fuzz [--seconds N] [--seed-corpus] [--minimize] [TARGET...] | ci>"
                 .into(),
         ),
     };

@@ -392,7 +392,11 @@ pub fn decrypt_range<K: ContentKey, S: ChunkSource + ?Sized>(
 ) -> Result<Vec<u8>, ChunkedError> {
     let plan = RangePlan::new(plaintext_len, range.clone())?;
     let cipher = key.cipher();
-    let mut out = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
+    // The range comes from outside (a synced file size): reserve at most a
+    // chunk up front and grow with what decrypts, so a huge range over a
+    // short or missing blob fails as truncated instead of aborting on a
+    // failed allocation.
+    let mut out = Vec::with_capacity((range.end - range.start).min(CHUNK) as usize);
     for index in plan.chunks() {
         let want = plan.chunk_range(index);
         let mut buf =
@@ -704,6 +708,18 @@ mod tests {
         ));
     }
 
+    /// Found reviewing the decoders for the fuzz targets: the output buffer
+    /// was reserved for the whole requested range before any chunk arrived,
+    /// so a forged 64 PiB file size aborted on a failed allocation.
+    #[test]
+    fn a_huge_range_over_a_missing_blob_is_truncated_not_an_abort() {
+        let key = LibraryKey::from_bytes([1; 32]);
+        let nonce = BaseNonce::from_bytes([2; NONCE_LEN]);
+        let err = decrypt_range_bytes(&key, &nonce, MAX_PLAINTEXT_LEN, 0..MAX_PLAINTEXT_LEN, &[])
+            .unwrap_err();
+        assert!(matches!(err, ChunkedError::Truncated), "{err:?}");
+    }
+
     #[test]
     fn range_plan_names_the_chunks_and_bytes_to_fetch() {
         let len = 10 * CHUNK;
@@ -802,6 +818,27 @@ mod tests {
             let s = index as usize * CHUNK_SIZE;
             prop_assert_eq!(&got[..], &data[s..(s + CHUNK_SIZE).min(len)]);
             prop_assert_eq!(&encrypt_chunk(&key, &nonce, index, &got).unwrap()[..], bytes);
+        }
+    }
+
+    proptest! {
+        /// Any blob, claimed length and range (the length comes from a
+        /// synced row) is refused with a typed error, never a panic or a
+        /// huge allocation.
+        #[test]
+        fn arbitrary_blobs_lengths_and_ranges_are_refused(
+            blob in proptest::collection::vec(any::<u8>(), 0..300),
+            len in prop_oneof![any::<u64>(), Just(MAX_PLAINTEXT_LEN), 0..1000u64],
+            start in prop_oneof![any::<u64>(), 0..1000u64],
+            end in prop_oneof![any::<u64>(), Just(MAX_PLAINTEXT_LEN), 0..1000u64],
+        ) {
+            let key = LibraryKey::from_bytes([9; 32]);
+            prop_assert!(decrypt(&key, &blob).is_err());
+            prop_assert!(decrypt_with_len(&key, &blob, len).is_err());
+            let nonce = BaseNonce::from_bytes([1; NONCE_LEN]);
+            let result = decrypt_range_bytes(&key, &nonce, len, start..end, &blob);
+            prop_assert!(result.is_err() || start >= end);
+            let _ = decrypt_chunk(&key, &nonce, start, &blob);
         }
     }
 }

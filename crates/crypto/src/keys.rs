@@ -171,7 +171,7 @@ impl LibraryKey {
 
     /// Export as text for a key file:
     /// `bae-library-key-v2:<64 hex digits>:<8 hex digits of checksum>`, all
-    /// lowercase. The checksum ([`LibraryKey::text_checksum`]) makes any
+    /// lowercase. The checksum (see `docs/FORMAT-crypto.md`) makes any
     /// typo in the key (a changed, missing or swapped digit) fail to parse
     /// instead of yielding another valid key. The string zeroizes on drop.
     pub fn to_key_text(&self) -> Zeroizing<String> {
@@ -400,5 +400,30 @@ mod tests {
             a.fingerprint(),
             LibraryKey::from_bytes([1; 32]).fingerprint()
         );
+    }
+
+    proptest::proptest! {
+        /// Any text, and a real key text with any character changed, is a
+        /// key or a typed error; a key that parses writes the same key back.
+        #[test]
+        fn any_text_is_a_key_or_a_typed_error(
+            text in "\\PC{0,120}",
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            with in proptest::prelude::any::<char>(),
+        ) {
+            let real = LibraryKey::from_bytes([7; KEY_LEN]).to_key_text();
+            let mut mutated: Vec<char> = real.chars().collect();
+            let i = at.index(mutated.len());
+            mutated[i] = with;
+            let mutated: String = mutated.into_iter().collect();
+            for input in [text.as_str(), mutated.as_str()] {
+                if let Ok(key) = LibraryKey::from_key_text(input) {
+                    proptest::prop_assert_eq!(LibraryKey::from_key_text(&key.to_key_text()).unwrap(), key);
+                }
+                if let Ok(key) = ReleaseKey::from_key_text(input) {
+                    proptest::prop_assert_eq!(ReleaseKey::from_key_text(&key.to_key_text()).unwrap(), key);
+                }
+            }
+        }
     }
 }

@@ -667,4 +667,21 @@ mod tests {
             prop_assert!(matches!(err, ObjectError::Truncated | ObjectError::Tampered { .. }), "{:?}", err);
         }
     }
+
+    proptest! {
+        /// Any bytes after the magic are refused with a typed error, whole
+        /// and streamed, never a panic.
+        #[test]
+        fn arbitrary_bytes_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            for input in [&bytes, &framed] {
+                let _ = ObjectHeader::parse(input);
+                prop_assert!(open(input).is_err());
+                let mut out = Vec::new();
+                let key = fixed_key();
+                prop_assert!(open_object_stream(&(EPOCH, &key), &place(7), &input[..], &mut out, 1 << 20).is_err());
+            }
+        }
+    }
 }

@@ -248,4 +248,21 @@ mod tests {
         let seed_hex = hex::encode(*key.to_seed());
         assert!(!format!("{key:?}").contains(&seed_hex));
     }
+
+    proptest::proptest! {
+        /// Any text is an identity key, a public key or a typed error; any
+        /// bytes are a signature or a typed error.
+        #[test]
+        fn any_text_or_bytes_parse_or_are_typed_errors(
+            text in "\\PC{0,100}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+        ) {
+            if let Ok(key) = IdentitySigningKey::from_key_text(&text) {
+                let again = IdentitySigningKey::from_key_text(&key.to_key_text()).unwrap();
+                proptest::prop_assert_eq!(*again.to_seed(), *key.to_seed());
+            }
+            let _ = IdentityPublicKey::from_hex(&text);
+            let _ = Signature::from_slice(&bytes);
+        }
+    }
 }

@@ -235,6 +235,21 @@ mod tests {
             let _ = decode_batch(&framed, &SCHEMA);
             let _ = decode_batch(&bytes, &SCHEMA);
         }
+
+        #[test]
+        fn a_mutated_batch_decodes_to_itself_or_is_a_typed_error(
+            b in batch(),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..,
+        ) {
+            let mut bytes = encode_batch(&b).unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] ^= flip;
+            if let Ok(decoded) = decode_batch(&bytes, &SCHEMA) {
+                let again = encode_batch(&decoded).unwrap();
+                prop_assert_eq!(encode_batch(&decode_batch(&again, &SCHEMA).unwrap()).unwrap(), again);
+            }
+        }
     }
 
     fn sample() -> Batch {

@@ -370,4 +370,17 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Any text, or an S3 URL with any query, is a store config or a
+        /// typed error.
+        #[test]
+        fn any_url_is_a_config_or_a_typed_error(
+            text in "\\PC{0,100}",
+            query in "[a-z_=&%:/.0-9]{0,60}",
+        ) {
+            let _ = StoreConfig::parse(&text);
+            let _ = StoreConfig::parse(&format!("s3://bucket/p?{query}"));
+        }
+    }
 }

@@ -515,4 +515,26 @@ mod tests {
             prop_assert_eq!(ops_key(&dev(), a).cmp(&ops_key(&dev(), b)), a.cmp(&b));
         }
     }
+
+    proptest! {
+        /// Any text, and a real key with any character changed, parses to
+        /// the one path whose key it is, or is a typed error.
+        #[test]
+        fn any_key_is_its_path_or_a_typed_error(
+            text in "\\PC{0,100}",
+            path in any_path(),
+            at in any::<prop::sample::Index>(),
+            with in any::<char>(),
+        ) {
+            let mut mutated: Vec<char> = path.key().chars().collect();
+            let i = at.index(mutated.len());
+            mutated[i] = with;
+            let mutated: String = mutated.into_iter().collect();
+            for key in [text, mutated] {
+                if let Ok(parsed) = BucketPath::parse(&key) {
+                    prop_assert_eq!(parsed.key(), key);
+                }
+            }
+        }
+    }
 }

@@ -6,6 +6,9 @@
 //! would), records its writes through the `OpRecorder` and syncs it with a
 //! `SyncService`. Nothing below it depends on it.
 #![forbid(unsafe_code)]
+// The arguments' doc comments are their `--help` text, shown as typed: an
+// example bucket URL there is text for a terminal, not a link.
+#![allow(rustdoc::bare_urls)]
 
 mod error;
 mod exit;

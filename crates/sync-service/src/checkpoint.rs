@@ -426,8 +426,13 @@ impl<R: Read> RecordReader<R> {
         if len > MAX_RECORD_BYTES {
             return Err(CheckpointError::Oversized(u64::from(len)));
         }
-        self.buf.resize(len as usize, 0);
-        if read_full(&mut self.input, &mut self.buf)? < len as usize {
+        // The buffer grows with the bytes actually read, not with the
+        // length the frame claims: a forged length costs nothing.
+        self.buf.clear();
+        Read::by_ref(&mut self.input)
+            .take(u64::from(len))
+            .read_to_end(&mut self.buf)?;
+        if self.buf.len() < len as usize {
             return Err(CheckpointError::TruncatedRecord);
         }
         let (record, rest) = postcard::take_from_bytes::<Record>(&self.buf)?;
@@ -745,44 +750,7 @@ fn open_sealed(
     bound
         .check_drift(bae_hlc::Timestamp::from_u64(header.hlc))
         .map_err(|e| invalid(CheckpointError::AheadOfClock(e)))?;
-    // Cursor seqs are stored as SQLite integers: one above i64::MAX would
-    // wrap and read back as another seq.
-    if let Some(c) = header
-        .cursors
-        .iter()
-        .find(|c| i64::try_from(c.seq).is_err())
-    {
-        return Err(invalid(CheckpointError::CursorOutOfRange {
-            device: c.device_id(),
-            seq: c.seq,
-        }));
-    }
-    // Every record is checked against the sync schema here, before any is
-    // restored: a checkpoint that names a table or column outside it is
-    // rejected as a whole, and the reader falls back to an older one.
-    let mut seen = 0u64;
-    while let Some(record) = reader.body_record(seen).map_err(invalid)? {
-        if let Some(state) = record.into_state() {
-            merge_snapshot::check_record(schema, &state).map_err(|source| {
-                invalid(CheckpointError::Record {
-                    index: seen,
-                    source,
-                })
-            })?;
-            if state.hlc().is_some_and(|h| h > header.hlc) {
-                return Err(invalid(CheckpointError::StampAfterCheckpoint {
-                    index: seen,
-                }));
-            }
-        }
-        seen += 1;
-    }
-    if seen != header.records {
-        return Err(invalid(CheckpointError::CountMismatch {
-            counted: header.records,
-            found: seen,
-        }));
-    }
+    check_body(&mut reader, &header, schema, |_| Ok(())).map_err(invalid)?;
     plain.seek(SeekFrom::Start(0)).map_err(io_err)?;
     Ok(OpenedCheckpoint {
         id: id.clone(),
@@ -790,6 +758,54 @@ fn open_sealed(
         header,
         plaintext: plain,
     })
+}
+
+/// Checks a checkpoint's cursors and every body record after its header,
+/// passing each record to `each`; returns the number of body records.
+/// Every record is checked against the sync schema here, before any is
+/// restored: a checkpoint that names a table or column outside it is
+/// rejected as a whole, and the reader falls back to an older one.
+pub(crate) fn check_body<R: Read>(
+    reader: &mut RecordReader<R>,
+    header: &CheckpointHeader,
+    schema: &SyncSchema,
+    mut each: impl FnMut(&Record) -> Result<(), CheckpointError>,
+) -> Result<u64, CheckpointError> {
+    // Cursor seqs are stored as SQLite integers: one above i64::MAX would
+    // wrap and read back as another seq.
+    if let Some(c) = header
+        .cursors
+        .iter()
+        .find(|c| i64::try_from(c.seq).is_err())
+    {
+        return Err(CheckpointError::CursorOutOfRange {
+            device: c.device_id(),
+            seq: c.seq,
+        });
+    }
+    let mut seen = 0u64;
+    while let Some(record) = reader.body_record(seen)? {
+        each(&record)?;
+        if let Some(state) = record.into_state() {
+            merge_snapshot::check_record(schema, &state).map_err(|source| {
+                CheckpointError::Record {
+                    index: seen,
+                    source,
+                }
+            })?;
+            if state.hlc().is_some_and(|h| h > header.hlc) {
+                return Err(CheckpointError::StampAfterCheckpoint { index: seen });
+            }
+        }
+        seen += 1;
+    }
+    if seen != header.records {
+        return Err(CheckpointError::CountMismatch {
+            counted: header.records,
+            found: seen,
+        });
+    }
+    Ok(seen)
 }
 
 /// Writes the snapshot (read in one transaction) to a temp file. Returns
@@ -1075,6 +1091,18 @@ mod tests {
             r.next_record().unwrap_err(),
             CheckpointError::Oversized(n) if n == u64::from(MAX_RECORD_BYTES) + 1
         ));
+    }
+
+    #[test]
+    fn a_frame_longer_than_its_input_allocates_only_what_arrives() {
+        let mut bytes = MAX_RECORD_BYTES.to_le_bytes().to_vec();
+        bytes.extend([0u8; 8]);
+        let mut r = RecordReader::new(bytes.as_slice());
+        assert!(matches!(
+            r.next_record().unwrap_err(),
+            CheckpointError::TruncatedRecord
+        ));
+        assert!(r.buf.capacity() < 1 << 16, "{}", r.buf.capacity());
     }
 
     #[test]

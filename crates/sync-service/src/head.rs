@@ -139,4 +139,24 @@ mod tests {
             Err(HeadError::UnsupportedVersion(2))
         ));
     }
+
+    proptest::proptest! {
+        /// Any bytes, and the vector with any byte changed, decode to a
+        /// head or a typed error; a head that decodes re-encodes to itself.
+        #[test]
+        fn any_bytes_are_a_head_or_a_typed_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..,
+        ) {
+            let mut mutated = vector_head().encode();
+            let i = at.index(mutated.len());
+            mutated[i] ^= flip;
+            for input in [bytes, mutated] {
+                if let Ok(head) = Head::decode(&input) {
+                    proptest::prop_assert_eq!(Head::decode(&head.encode()).unwrap(), head);
+                }
+            }
+        }
+    }
 }

@@ -57,6 +57,8 @@ mod bootstrap;
 mod checkpoint;
 mod daemon;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gc;
 #[cfg(all(doc, not(doctest)))]
 pub mod guide;

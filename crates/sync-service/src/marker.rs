@@ -41,7 +41,7 @@ pub struct LibraryMarker {
 }
 
 impl LibraryMarker {
-    fn decode(bytes: &[u8]) -> Result<Self, MarkerError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MarkerError> {
         let (marker, rest): (LibraryMarker, _) = postcard::take_from_bytes(bytes)?;
         if marker.version != MARKER_VERSION {
             return Err(MarkerError::UnsupportedVersion(marker.version));
@@ -75,7 +75,7 @@ pub enum MarkerError {
 }
 
 /// The marker's place: kind `LibraryMarker`, device all zero, seq 0.
-fn place() -> ObjectPlace {
+pub(crate) fn place() -> ObjectPlace {
     ObjectPlace {
         kind: ObjectKind::LibraryMarker,
         device: [0; 16],
@@ -214,5 +214,51 @@ pub(crate) async fn prove_key(
             }
         }
         Found::Empty => Err(SyncError::NotALibrary(bucket.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plaintext() -> Vec<u8> {
+        let key = LibraryKey::from_bytes([3; 32]);
+        let founder = bae_crypto::IdentitySigningKey::from_seed(&[5; 32]).public_key();
+        let sealed = seal(&key, &founder, bae_hlc::DeviceId::from_bytes([5; 16]));
+        open_object(&(KeyEpoch::FIRST, &key), &place(), &sealed).unwrap()
+    }
+
+    proptest! {
+        /// Any bytes, and the real marker with any byte changed, decode to
+        /// a marker or a typed error; a marker that decodes re-encodes to
+        /// itself.
+        #[test]
+        fn any_bytes_are_a_marker_or_a_typed_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..120),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..,
+        ) {
+            let mut mutated = plaintext();
+            let i = at.index(mutated.len());
+            mutated[i] ^= flip;
+            for input in [bytes, mutated] {
+                if let Ok(marker) = LibraryMarker::decode(&input) {
+                    let again = postcard::to_allocvec(&marker).unwrap();
+                    prop_assert_eq!(LibraryMarker::decode(&again).unwrap(), marker);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_sealed_marker_decodes() {
+        let marker = LibraryMarker::decode(&plaintext()).unwrap();
+        assert_eq!(marker.version, MARKER_VERSION);
+        assert!(matches!(
+            LibraryMarker::decode(&[2]),
+            Err(MarkerError::Malformed(_))
+        ));
     }
 }

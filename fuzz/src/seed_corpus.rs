@@ -1,0 +1,168 @@
+//! Writes real encodings into `corpus/TARGET/` (the directory given as the
+//! only argument): a batch, sealed objects, chunked blobs, a head, a
+//! checkpoint, a marker, key texts, bucket keys and URLs. `cargo xtask fuzz
+//! --seed-corpus` runs it before minimizing.
+
+use bae_crypto::chunked::{encrypt_with_nonce, BaseNonce, CHUNK_SIZE};
+use bae_crypto::object::seal_object_with_nonce;
+use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey, ReleaseKey};
+use bae_fuzz::{object_place, LIBRARY_KEY};
+use bae_hlc::{DeviceId, Timestamp};
+use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};
+use bae_storage_s3::layout;
+use bae_sync_service::fuzzing::{sample_checkpoint, sealed_marker};
+use bae_sync_service::Head;
+use std::path::Path;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::args()
+        .nth(1)
+        .ok_or("usage: seed_corpus CORPUS_DIR")?;
+    let root = Path::new(&root);
+    let key = LibraryKey::from_bytes(LIBRARY_KEY);
+    let batch = encode_batch(&sample_batch())?;
+    let nonce = BaseNonce::from_bytes([3; 24]);
+    let pattern = |len: usize| (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+
+    let objects = [0, 5, CHUNK_SIZE, CHUNK_SIZE + 5].map(|len| {
+        seal_object_with_nonce(
+            &key,
+            KeyEpoch::FIRST,
+            &object_place(),
+            &nonce,
+            &pattern(len),
+        )
+    });
+    let mut object_seeds = objects.to_vec();
+    object_seeds.push(seal_object_with_nonce(
+        &key,
+        KeyEpoch::FIRST,
+        &object_place(),
+        &nonce,
+        &batch,
+    ));
+    write(root, "object", &object_seeds)?;
+
+    let chunked = [0, 5, CHUNK_SIZE + 5].map(|len| {
+        let blob = encrypt_with_nonce(&key, &nonce, &pattern(len));
+        let len = len as u64;
+        let mut seed = Vec::new();
+        for word in [len, len / 3, len] {
+            seed.extend(word.to_le_bytes());
+        }
+        seed.extend(blob);
+        seed
+    });
+    write(root, "chunked", &chunked)?;
+
+    write(root, "batch", &[batch.clone()])?;
+    write(root, "head", &[sample_head().encode()])?;
+    write(root, "checkpoint", &[sample_checkpoint(&BAE_SCHEMA)])?;
+
+    let (sealed, place) = sealed_marker(&key);
+    let marker = bae_crypto::open_object(&(KeyEpoch::FIRST, &key), &place, &sealed)?;
+    write(root, "marker", &[marker])?;
+
+    let v2 = key.to_key_text();
+    let v1 = format!("{}{}", LibraryKey::TEXT_PREFIX_V1, hex_of(&LIBRARY_KEY));
+    let release = ReleaseKey::from_bytes([7; 32]).to_key_text();
+    write(
+        root,
+        "library_key_text",
+        &[
+            v2.as_bytes().to_vec(),
+            v1.into_bytes(),
+            release.as_bytes().to_vec(),
+        ],
+    )?;
+
+    let identity = IdentitySigningKey::from_seed(&[9; 32]);
+    write(
+        root,
+        "identity_key_text",
+        &[
+            identity.to_key_text().as_bytes().to_vec(),
+            hex_of(&identity.public_key().to_bytes()).into_bytes(),
+            identity.sign(b"bae").to_bytes().to_vec(),
+        ],
+    )?;
+
+    let device = DeviceId::from_bytes([0x11; 16]);
+    let checkpoint = layout::CheckpointId::new(1 << 40, "0a1b")?;
+    let image = layout::ObjectId::parse(&"ab".repeat(32))?;
+    let member = layout::PublicKeyHex::parse(&"cd".repeat(32))?;
+    let keys = [
+        layout::LIBRARY_MARKER_KEY.to_owned(),
+        layout::heads_key(&device, 3),
+        layout::ops_key(&device, u64::MAX),
+        layout::checkpoint_key(&checkpoint),
+        layout::image_key(&image),
+        layout::storage_key(&image),
+        layout::membership_key(&member, 1),
+        layout::wrapped_key_key(&member),
+    ];
+    write(root, "bucket_key", &keys.map(String::into_bytes))?;
+
+    let urls = [
+        "/var/lib/bae/bucket",
+        "file:///var/lib/bae/bucket",
+        "memory://",
+        "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&style=path",
+        "s3://bucket?timeout=30s&connect_timeout=500ms",
+    ];
+    write(root, "bucket_url", &urls.map(|u| u.as_bytes().to_vec()))?;
+    Ok(())
+}
+
+fn sample_batch() -> Batch {
+    Batch {
+        device: DeviceId::from_bytes([0x11; 16]),
+        seq: BatchSeq(2),
+        prev: Some(BatchHash([0xab; 32])),
+        ops: vec![
+            Op {
+                hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
+                table: "albums".into(),
+                row_id: "a1".into(),
+                kind: OpKind::Update,
+                fields: vec![
+                    ("title".into(), Value::Text("Blue".into())),
+                    ("year".into(), Value::Integer(-1)),
+                ],
+            },
+            Op {
+                hlc: Timestamp::from_u64(1),
+                table: "tracks".into(),
+                row_id: "t1".into(),
+                kind: OpKind::Delete,
+                fields: vec![],
+            },
+        ],
+    }
+}
+
+fn sample_head() -> Head {
+    Head {
+        version: 1,
+        device: DeviceId::from_bytes([0x11; 16]),
+        seq: 300,
+        hash: Some(BatchHash([0xab; 32])),
+        hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
+        pushed_at_ms: 1_800_000_000_000,
+        cursors: vec![(DeviceId::from_bytes([0x22; 16]), 7)],
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes each seed as `corpus/TARGET/seed-N`.
+fn write(root: &Path, target: &str, seeds: &[Vec<u8>]) -> std::io::Result<()> {
+    let dir = root.join(target);
+    std::fs::create_dir_all(&dir)?;
+    for (i, seed) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), seed)?;
+    }
+    Ok(())
+}
