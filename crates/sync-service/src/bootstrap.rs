@@ -133,10 +133,14 @@ impl SyncService {
             }
             // A checkpoint claiming batches no head vouches for would make
             // this device skip them for ever.
-            if let Err(e @ SyncError::Invalid { .. }) = self.confirm_cursors(&opened).await {
-                tracing::warn!(error = %e, "not recovering from this checkpoint");
-                rejected.push(e);
-                continue;
+            match self.confirm_cursors(&opened).await {
+                Ok(()) => {}
+                Err(e @ SyncError::Invalid { .. }) => {
+                    tracing::warn!(error = %e, "not recovering from this checkpoint");
+                    rejected.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
             match self.restore(opened, &rejected).await {
                 Ok(report) => {
