@@ -1,43 +1,12 @@
 //! End to end through the `bae-sync` binary, keys in files under `--home`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
+use bin::*;
 use common::*;
-use std::process::{Command, Output};
-
-fn run(w: &World, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bae-sync"))
-        .arg("--home")
-        .arg(w.home())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(w: &World, args: &[&str]) -> String {
-    let out = run(w, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with one line on stderr; returns it.
-fn fails(w: &World, args: &[&str]) -> String {
-    let out = run(w, args);
-    assert!(!out.status.success(), "bae-sync {args:?} succeeded");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
-    stderr
-}
-
-fn path(p: std::path::PathBuf) -> String {
-    p.to_string_lossy().into_owned()
-}
 
 fn status_json(w: &World, lib: &str) -> serde_json::Value {
     serde_json::from_str(&ok(w, &["status", "--library", lib, "--json"])).unwrap()

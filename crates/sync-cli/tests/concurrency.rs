@@ -2,21 +2,22 @@
 //! fails within its timeout: through the `bae-sync` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
 use bae_sync_service::library::LibraryLock;
+use bin::{path, succeeded};
 use common::*;
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `bae-sync` as the world runs it, with the lock wait and S3 timeouts at
+/// their defaults unless `env` sets them, and made-up S3 credentials.
 fn bae_sync(w: &World, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bae-sync"));
-    cmd.arg("--home")
-        .arg(w.home())
-        .args(args)
-        .env_remove("RUST_LOG")
+    let mut cmd = bin::bae_sync(w);
+    cmd.args(args)
         .env_remove("BAE_SYNC_LOCK_WAIT")
         .env_remove("BAE_SYNC_S3_TIMEOUT")
         .env_remove("BAE_SYNC_S3_CONNECT_TIMEOUT")
@@ -31,10 +32,7 @@ fn run(w: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn ok(w: &World, args: &[&str]) -> String {
-    let out = run(w, args, &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(run(w, args, &[]), args)
 }
 
 fn spawn(w: &World, args: &[&str], env: &[(&str, &str)]) -> Child {
@@ -43,10 +41,6 @@ fn spawn(w: &World, args: &[&str], env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn path(p: std::path::PathBuf) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 /// laptop imports and inits; desktop joins; laptop then records and pushes

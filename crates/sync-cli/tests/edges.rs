@@ -3,45 +3,14 @@
 //! imports and a damaged library file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
+use bin::*;
 use common::*;
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
-
-fn bae_sync(w: &World) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bae-sync"));
-    c.arg("--home").arg(w.home()).env_remove("RUST_LOG");
-    c
-}
-
-fn run(w: &World, args: &[&str]) -> Output {
-    bae_sync(w).args(args).output().unwrap()
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(w: &World, args: &[&str]) -> String {
-    let out = run(w, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with exit status 1 and one line on
-/// stderr; returns it.
-fn fails(w: &World, args: &[&str]) -> String {
-    let out = run(w, args);
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "bae-sync {args:?}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
-    stderr
-}
-
-fn path(p: std::path::PathBuf) -> String {
-    p.to_string_lossy().into_owned()
-}
+use std::process::Stdio;
 
 fn album_id(i: u64) -> String {
     bae_oplog::fixture::demo_album(1, i, 12)

@@ -9,6 +9,7 @@
 //! CI budget.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
@@ -139,11 +140,8 @@ impl<'w> KillLoop<'w> {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bae-sync"));
-        cmd.arg("--home")
-            .arg(self.w.home())
-            .args(args)
-            .env_remove("RUST_LOG")
+        let mut cmd = bin::bae_sync(self.w);
+        cmd.args(args)
             // A lock left behind by a killed process must not be waited
             // out: it is a failure of its own.
             .env("BAE_SYNC_LOCK_WAIT", "0");

@@ -3,42 +3,20 @@
 //! a key file from before identities refused by name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
+use bin::*;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bae-sync"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn ok_in(home: &Path, w: &World, args: &[&str]) -> String {
-    let out = run_in(home, w.dir.path(), args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(run_in(home, w.dir.path(), args), args)
 }
 
 fn fails_in(home: &Path, w: &World, args: &[&str]) -> String {
-    let out = run_in(home, w.dir.path(), args);
-    assert_eq!(out.status.code(), Some(1), "bae-sync {args:?}: {out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
-    stderr
-}
-
-fn p(path: std::path::PathBuf) -> String {
-    path.to_string_lossy().into_owned()
+    failed(run_in(home, w.dir.path(), args), args)
 }
 
 /// `identity show`'s last line: 64 lowercase hex digits.
@@ -70,7 +48,7 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
     let me = identity(&laptop_home, &w);
     assert_eq!(identity(&laptop_home, &w), me, "made once, then kept");
 
-    let laptop = p(w.library("laptop"));
+    let laptop = path(w.library("laptop"));
     ok_in(
         &laptop_home,
         &w,
@@ -81,7 +59,7 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
         &w,
         &["init", "--library", &laptop, "--bucket", &w.bucket],
     );
-    let key = p(w.key_file());
+    let key = path(w.key_file());
     ok_in(
         &laptop_home,
         &w,
@@ -96,7 +74,7 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
         .unwrap()
         .starts_with("bae-identity-key-v1:"));
 
-    let desktop = p(w.library("desktop"));
+    let desktop = path(w.library("desktop"));
     ok_in(
         &desktop_home,
         &w,
@@ -157,7 +135,7 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
 #[test]
 fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
     let w = World::new(Bucket::Local, "cli-old-key");
-    let laptop = p(w.library("laptop"));
+    let laptop = path(w.library("laptop"));
     let home = w.home();
     ok_in(
         &home,
@@ -169,7 +147,7 @@ fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
         &w,
         &["init", "--library", &laptop, "--bucket", &w.bucket],
     );
-    let key = p(w.key_file());
+    let key = path(w.key_file());
     ok_in(
         &home,
         &w,
@@ -184,7 +162,7 @@ fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
     )
     .unwrap();
     let desktop_home = w.dir.path().join("desktop-home");
-    let desktop = p(w.library("desktop"));
+    let desktop = path(w.library("desktop"));
     let err = fails_in(
         &desktop_home,
         &w,
@@ -195,7 +173,7 @@ fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
             "--bucket",
             &w.bucket,
             "--key-file",
-            &p(old.clone()),
+            &path(old.clone()),
         ],
     );
     assert!(err.contains("holds no identity"), "{err}");
@@ -204,7 +182,7 @@ fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
     // Nothing was set up: the desktop library is not synced, and a new
     // key export joins.
     assert!(!w.library("desktop").exists(), "no library file made");
-    let fresh = p(w.library("fresh"));
+    let fresh = path(w.library("fresh"));
     ok_in(
         &desktop_home,
         &w,

@@ -5,55 +5,15 @@
 //! nothing, and `leave` lets a device join again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bin;
 #[path = "../../sync-service/tests/common/mod.rs"]
 mod common;
 
+use bin::*;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Runs `bae-sync` with keys under `home`, in the directory `cwd`.
-fn run_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bae-sync"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn run(w: &World, args: &[&str]) -> Output {
-    run_in(&w.home(), w.dir.path(), args)
-}
-
-fn ok_out(out: Output, args: &[&str]) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bae-sync {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails_out(out: Output, args: &[&str]) -> String {
-    assert_eq!(out.status.code(), Some(1), "bae-sync {args:?}: {out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    assert!(stderr.starts_with("bae-sync: "), "{stderr}");
-    stderr
-}
-
-fn ok(w: &World, args: &[&str]) -> String {
-    ok_out(run(w, args), args)
-}
-
-fn fails(w: &World, args: &[&str]) -> String {
-    fails_out(run(w, args), args)
-}
-
-fn path(p: PathBuf) -> String {
-    p.to_string_lossy().into_owned()
-}
+use std::path::Path;
+use std::process::Command;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -248,7 +208,7 @@ fn a_wrong_key_is_refused_by_join_and_the_right_one_then_works() {
     let home = w.dir.path().join("desktop-home");
     let wrong = path(wrong);
     let args = join_args(&desktop, &w.bucket, &wrong);
-    let err = fails_out(run_in(&home, w.dir.path(), &args), &args);
+    let err = failed(run_in(&home, w.dir.path(), &args), &args);
     let laptop_id = only_key_id(&w.home());
     assert!(
         err.contains("does not open the library") && err.contains(&laptop_id),
@@ -257,12 +217,12 @@ fn a_wrong_key_is_refused_by_join_and_the_right_one_then_works() {
     // Nothing written locally: no key saved, not set up, no rows.
     assert!(files(&home).is_empty(), "{:?}", files(&home));
     let status = run_in(&home, w.dir.path(), &["status", "--library", &desktop]);
-    assert!(fails_out(status, &[]).contains("not set up"));
+    assert!(failed(status, &[]).contains("not set up"));
     assert_eq!(ok(&w, &["dump", "--library", &desktop]), "");
 
     let key = path(key);
     let args = join_args(&desktop, &w.bucket, &key);
-    ok_out(run_in(&home, w.dir.path(), &args), &args);
+    succeeded(run_in(&home, w.dir.path(), &args), &args);
     assert_eq!(
         ok(&w, &["dump", "--library", &desktop]),
         ok(&w, &["dump", "--library", &laptop])
@@ -292,7 +252,7 @@ fn init_refuses_a_bucket_that_holds_a_library() {
     ok(&w, &["demo-import", "--library", &other, "--albums", "1"]);
     let home = w.dir.path().join("other-home");
     let args = ["init", "--library", &other, "--bucket", &w.bucket];
-    let err = fails_out(run_in(&home, w.dir.path(), &args), &args);
+    let err = failed(run_in(&home, w.dir.path(), &args), &args);
     assert!(
         err.contains("already holds a library") && err.contains(&laptop_id),
         "{err}"
@@ -308,7 +268,7 @@ fn init_refuses_a_bucket_that_holds_a_library() {
     // Joining it proves the key on a head, then refuses it by name: no
     // marker names the founder its membership chain starts from.
     std::fs::remove_file(Path::new(&w.bucket).join("library")).unwrap();
-    let err = fails_out(run_in(&home, w.dir.path(), &args), &args);
+    let err = failed(run_in(&home, w.dir.path(), &args), &args);
     assert!(err.contains("already holds a library"), "{err}");
     let key = w.key_file();
     export(&w, &laptop, &key);
@@ -365,7 +325,7 @@ fn a_relative_bucket_path_is_saved_absolute_and_works_from_another_directory() {
         ],
     );
     let args = ["sync", "--library", &laptop];
-    ok_out(run_in(&w.home(), elsewhere.path(), &args), &args);
+    succeeded(run_in(&w.home(), elsewhere.path(), &args), &args);
     assert!(files(elsewhere.path()).is_empty(), "no bucket made here");
     let status = ok(&w, &["status", "--library", &laptop]);
     assert!(status.contains(&path(bucket.clone())), "{status}");
@@ -426,7 +386,7 @@ fn a_failed_init_saves_nothing_and_a_retry_works() {
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    let err = fails_out(out, &args);
+    let err = failed(out, &args);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "{:?}",
@@ -454,8 +414,8 @@ fn leave_forgets_the_library_and_the_device_can_join_again() {
     export(&w, &laptop, &w.key_file());
     let desktop = path(w.library("desktop"));
     let home = w.dir.path().join("desktop-home");
-    let d = |args: &[&str]| ok_out(run_in(&home, w.dir.path(), args), args);
-    let d_fails = |args: &[&str]| fails_out(run_in(&home, w.dir.path(), args), args);
+    let d = |args: &[&str]| succeeded(run_in(&home, w.dir.path(), args), args);
+    let d_fails = |args: &[&str]| failed(run_in(&home, w.dir.path(), args), args);
     d(&join_args(&desktop, &w.bucket, &key));
     d(&[
         "set",
@@ -504,6 +464,6 @@ fn leave_forgets_the_library_and_the_device_can_join_again() {
 fn status_pending_in(home: &Path, w: &World, lib: &str) -> i64 {
     let args = ["status", "--library", lib, "--json"];
     let json: serde_json::Value =
-        serde_json::from_str(&ok_out(run_in(home, w.dir.path(), &args), &args)).unwrap();
+        serde_json::from_str(&succeeded(run_in(home, w.dir.path(), &args), &args)).unwrap();
     json["pending_batches"].as_i64().unwrap()
 }
