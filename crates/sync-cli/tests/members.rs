@@ -41,6 +41,21 @@ fn device_id(home: &Path, w: &World, lib: &str) -> String {
     status["device"].as_str().unwrap().to_owned()
 }
 
+/// The first device, keys under `home`: imports `albums` albums, inits,
+/// exports the key; returns the library's and the key file's paths.
+fn first_device(home: &Path, w: &World, albums: &str) -> (String, String) {
+    let laptop = path(w.library("laptop"));
+    let key = path(w.key_file());
+    for args in [
+        &["demo-import", "--library", &laptop, "--albums", albums][..],
+        &["init", "--library", &laptop, "--bucket", &w.bucket],
+        &["key", "export", "--library", &laptop, "--out", &key],
+    ] {
+        ok_in(home, w, args);
+    }
+    (laptop, key)
+}
+
 #[test]
 fn two_devices_of_one_user_are_one_owner_signing_for_both() {
     let w = World::new(Bucket::Local, "cli-members");
@@ -48,23 +63,7 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
     let me = identity(&laptop_home, &w);
     assert_eq!(identity(&laptop_home, &w), me, "made once, then kept");
 
-    let laptop = path(w.library("laptop"));
-    ok_in(
-        &laptop_home,
-        &w,
-        &["demo-import", "--library", &laptop, "--albums", "2"],
-    );
-    ok_in(
-        &laptop_home,
-        &w,
-        &["init", "--library", &laptop, "--bucket", &w.bucket],
-    );
-    let key = path(w.key_file());
-    ok_in(
-        &laptop_home,
-        &w,
-        &["key", "export", "--library", &laptop, "--out", &key],
-    );
+    let (laptop, key) = first_device(&laptop_home, &w, "2");
     // The key file carries the identity: the library key line, then it.
     let text = std::fs::read_to_string(w.key_file()).unwrap();
     assert_eq!(text.lines().count(), 2, "{}", text.len());
@@ -135,24 +134,8 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
 #[test]
 fn a_key_file_without_an_identity_is_refused_and_nothing_is_written() {
     let w = World::new(Bucket::Local, "cli-old-key");
-    let laptop = path(w.library("laptop"));
     let home = w.home();
-    ok_in(
-        &home,
-        &w,
-        &["demo-import", "--library", &laptop, "--albums", "1"],
-    );
-    ok_in(
-        &home,
-        &w,
-        &["init", "--library", &laptop, "--bucket", &w.bucket],
-    );
-    let key = path(w.key_file());
-    ok_in(
-        &home,
-        &w,
-        &["key", "export", "--library", &laptop, "--out", &key],
-    );
+    let (_, key) = first_device(&home, &w, "1");
     // What a key export wrote before identities: the key line alone.
     let text = std::fs::read_to_string(w.key_file()).unwrap();
     let old = w.dir.path().join("old.key");
