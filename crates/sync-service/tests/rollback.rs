@@ -97,6 +97,21 @@ async fn assert_before_writes_on(s: &SyncService) {
     }
 }
 
+/// A laptop with one album and a desktop; the laptop pushes the "before"
+/// writes, then goes back to a copy of its database taken before them.
+/// Returns the reopened laptop, the desktop, and the laptop's objects in
+/// the bucket as they were before it went back.
+async fn gone_back(w: &World) -> (SyncService, SyncService, BTreeMap<String, Vec<u8>>) {
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(w, &laptop, &desktop).await;
+    let objects = own_objects(w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    (reopen(w, "laptop"), desktop, objects)
+}
+
 #[tokio::test]
 async fn a_rollback_with_new_writes_loses_nothing_and_replaces_nothing() {
     let w = World::new(Bucket::Local, "rollback");
@@ -164,14 +179,7 @@ async fn a_rollback_with_new_writes_loses_nothing_and_replaces_nothing() {
 #[tokio::test]
 async fn a_rollback_without_new_writes_is_found_by_an_idle_push() {
     let w = World::new(Bucket::Local, "rollback-idle");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    let saved = save(&w.library("laptop"));
-    write_and_push_before(&w, &laptop, &desktop).await;
-    let objects = own_objects(&w, &laptop).await;
-    drop(laptop);
-    restore(&w.library("laptop"), &saved);
-    let laptop = reopen(&w, "laptop");
+    let (laptop, desktop, objects) = gone_back(&w).await;
 
     let (push, _) = laptop.sync().await.unwrap();
     assert_eq!(push.batches, 0);
@@ -194,14 +202,7 @@ async fn a_rollback_without_new_writes_is_found_by_an_idle_push() {
 #[tokio::test]
 async fn push_repair_finds_and_settles_a_rollback() {
     let w = World::new(Bucket::Local, "rollback-repair");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    let saved = save(&w.library("laptop"));
-    write_and_push_before(&w, &laptop, &desktop).await;
-    let objects = own_objects(&w, &laptop).await;
-    drop(laptop);
-    restore(&w.library("laptop"), &saved);
-    let laptop = reopen(&w, "laptop");
+    let (laptop, desktop, objects) = gone_back(&w).await;
     // No pull first: repair looks at the bucket itself.
     let repair = laptop.repair().await.unwrap();
     assert_eq!(repair.retaken.len(), objects.len() - 1, "{repair:?}");
