@@ -353,6 +353,10 @@ const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// One bae-sync at a time per library: every command that opens one takes
 /// its lock first, so two never upload the same batches or fight over the
 /// database. Held until the command ends (or the process dies).
+///
+/// Also the one place a missing library file is refused, for every command
+/// that may not create one ([`Command::creates_library`]): the commands
+/// then open their library with `open_library`, which would create it.
 fn lock_library(command: &Command) -> Result<Option<library::LibraryLock>, CliError> {
     // The demo's libraries are its own, in a directory it makes.
     let Some(path) = command.database() else {
@@ -400,11 +404,11 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                     force,
                 },
         } => {
-            library::export_key(open_existing(&library)?, keys, &out, force)?;
+            library::export_key(open_library(&library)?, keys, &out, force)?;
             outln!("library key written to {}", out.display())?;
         }
         Command::Leave { library } => {
-            let r = library::leave(open_existing(&library)?, keys)?;
+            let r = library::leave(open_library(&library)?, keys)?;
             outln!(
                 "left library {} (bucket {}); rows kept, key deleted; this library is now device {}",
                 r.library_id, r.bucket_url, r.new_device
@@ -439,7 +443,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             null,
         } => {
             let fields = parse_assignments(&assignments, &null)?;
-            let mut lib = Library::new(open_existing(&library)?);
+            let mut lib = Library::new(open_library(&library)?);
             lib.set(&table, &row_id, &fields)?;
             let columns: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
             outln!("{table} {row_id}: {} set", columns.join(", "))?;
@@ -449,7 +453,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             table,
             row_id,
         } => {
-            let mut lib = Library::new(open_existing(&library)?);
+            let mut lib = Library::new(open_library(&library)?);
             match lib.remove(&table, &row_id)? {
                 0 => outln!("deleted {table} {row_id}")?,
                 n => outln!(
@@ -459,7 +463,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             }
         }
         Command::Push { library, repair } => {
-            let service = library::open(open_existing(&library)?, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let (repaired, r) = with_progress("pushing", |p| async move {
                 let service = service.with_progress(p);
                 let repaired = match repair {
@@ -486,7 +490,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             }
         }
         Command::Pull { library } => {
-            let service = library::open(open_existing(&library)?, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let r = with_progress("pulling", |p| async move {
                 service.with_progress(p).pull().await
             })
@@ -496,7 +500,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             report_images(&r.images_rejected);
         }
         Command::Sync { library } => {
-            let rec = open_existing(&library)?;
+            let rec = open_library(&library)?;
             check_pages(&rec, &library)?;
             let service = library::open(rec, keys)?;
             let (push, pull) = with_progress("syncing", |p| async {
@@ -513,7 +517,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             report_images(&pull.images_rejected);
         }
         Command::Status { library, json } => {
-            let rec = open_existing(&library)?;
+            let rec = open_library(&library)?;
             check_pages(&rec, &library)?;
             let status = library::open(rec, keys)?.status().await?;
             if json {
@@ -535,17 +539,17 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             outln!("{}", identity.public_key())?;
         }
         Command::Members { library, json } => {
-            let rec = open_existing(&library)?;
+            let rec = open_library(&library)?;
             let members = library::open(rec, keys)?.members().await?;
             print_members(&members, json)?;
         }
         Command::Dump { library } => {
-            let mut rec = open_existing(&library)?;
+            let mut rec = open_library(&library)?;
             out(&canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?)?;
         }
         Command::Demo { dir, albums } => demo(dir, albums, keys).await?,
         Command::Checkpoint { library } => {
-            let service = library::open(open_existing(&library)?, keys)?;
+            let service = library::open(open_library(&library)?, keys)?;
             let r = with_progress("writing checkpoint", |p| async {
                 service.with_progress(p).checkpoint().await
             })
@@ -558,7 +562,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             )?;
         }
         Command::Gc { library, now } => {
-            let s = library::open(open_existing(&library)?, keys)?;
+            let s = library::open(open_library(&library)?, keys)?;
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
@@ -822,18 +826,6 @@ where
 {
     let word = if n == N::from(1) { one } else { many };
     format!("{n} {word}")
-}
-
-/// Opens an existing library. Only init, join and demo-import create a
-/// library file: any other command given a mistyped path would otherwise
-/// create an empty library there and work on it.
-fn open_existing(path: &Path) -> Result<OpRecorder, CliError> {
-    if !path.is_file() {
-        return Err(CliError::NoLibrary {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(open_library(path)?)
 }
 
 /// Reads every page of the library (`PRAGMA quick_check`), so a damaged
