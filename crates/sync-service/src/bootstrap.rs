@@ -40,7 +40,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 /// How many checkpoints, newest first, a recovery after a GC'd range tries.
-pub(crate) const RECOVERY_TRIES: usize = 4;
+const RECOVERY_TRIES: usize = 4;
 
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
