@@ -279,6 +279,25 @@ impl KeyRing {
     pub fn current(&self) -> Option<(KeyEpoch, &LibraryKey)> {
         self.keys.iter().next_back().map(|(e, k)| (*e, k))
     }
+
+    /// Every epoch and its key, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyEpoch, &LibraryKey)> + '_ {
+        self.keys.iter().map(|(e, k)| (*e, k))
+    }
+
+    /// The key of `epoch`, if held.
+    pub fn get(&self, epoch: KeyEpoch) -> Option<&LibraryKey> {
+        self.keys.get(&epoch)
+    }
+}
+
+impl From<LibraryKey> for KeyRing {
+    /// A ring of one library's first key (epoch 0).
+    fn from(key: LibraryKey) -> Self {
+        let mut ring = KeyRing::new();
+        ring.insert(KeyEpoch::FIRST, key);
+        ring
+    }
 }
 
 impl EpochKeys for KeyRing {

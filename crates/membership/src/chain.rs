@@ -51,40 +51,53 @@ use bae_hlc::{DeviceId, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why an entry did not count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
     /// The signature does not verify under the entry's author.
+    #[error("its signature does not verify")]
     BadSignature,
     /// The entry names another library.
+    #[error("it names another library")]
     WrongLibrary,
     /// A copy of an entry already counted or refused (a replay).
+    #[error("it repeats another entry")]
     Duplicate,
     /// Another entry of the same author has the same seq.
+    #[error("another entry of its author has the same seq")]
     Fork,
     /// An earlier entry of the author is missing, forked or not the one
     /// `prev` names, or the HLC does not increase along the author's entries.
+    #[error("it does not follow its author's previous entry")]
     BrokenChain,
     /// Ordered before the genesis entry (or there is no genesis).
+    #[error("it comes before the library's first entry")]
     BeforeGenesis,
     /// The author was not an owner or admin at the entry's HLC (`None`: not a
     /// member at all).
+    #[error("its author was {} then, not an owner or admin", role.map_or("not a member".to_owned(), |r| format!("a {r:?}").to_lowercase()))]
     NotAuthorized {
         /// The author's role then.
         role: Option<Role>,
     },
     /// An admin adding, removing or changing an owner, or making an owner.
+    #[error("an admin cannot add, remove or change an owner")]
     AdminCannotTouchOwner,
     /// Would leave the library without an owner.
+    #[error("it would leave the library without an owner")]
     LastOwner,
     /// Adds someone who is already a member.
+    #[error("it adds someone who is already a member")]
     AlreadyMember,
     /// Removes or changes someone who is not a member.
+    #[error("it removes or changes someone who is not a member")]
     NotAMember,
     /// Changes a role to the role the member already has.
+    #[error("it gives a member the role they have")]
     Unchanged,
     /// Written by a member after a revocation of theirs (by seq) but claiming
     /// an HLC before it.
+    #[error("its author wrote it after being revoked, with an HLC from before")]
     Backdated {
         /// The revoking entry.
         revoked_by: EntryHash,
@@ -130,7 +143,16 @@ pub struct ValidatedChain {
     history: Vec<RoleChange>,
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
     cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
+    cut_offs: Vec<CutOff>,
     rejected: Vec<Rejected>,
+}
+
+/// A counted removal or demotion, with the devices its cutoffs list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CutOff {
+    hlc: Timestamp,
+    subject: [u8; 32],
+    devices: Vec<DeviceId>,
 }
 
 impl PartialEq for ValidatedChain {
@@ -142,6 +164,7 @@ impl PartialEq for ValidatedChain {
             && self.history == other.history
             && self.members == other.members
             && self.cutoffs == other.cutoffs
+            && self.cut_offs == other.cut_offs
             && self.rejected == other.rejected
     }
 }
@@ -197,7 +220,8 @@ impl Chain {
             ))
         });
         let counted = state.counted.iter().map(|(h, _)| *h).collect();
-        let (history, members, cutoffs) = (state.history, state.members, state.cutoffs);
+        let (history, members, cutoffs, cut_offs) =
+            (state.history, state.members, state.cutoffs, state.cut_offs);
         ValidatedChain {
             chain: self.clone(),
             received,
@@ -205,6 +229,7 @@ impl Chain {
             history,
             members,
             cutoffs,
+            cut_offs,
             rejected: refused,
         }
     }
@@ -315,6 +340,7 @@ struct State<'a> {
     history: Vec<RoleChange>,
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
     cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
+    cut_offs: Vec<CutOff>,
     refused: Vec<Rejected>,
 }
 
@@ -342,7 +368,12 @@ impl State<'_> {
         });
     }
 
-    fn cut_off(&mut self, subject: &IdentityPublicKey, cutoffs: &Cutoffs) {
+    fn cut_off(&mut self, hlc: Timestamp, subject: &IdentityPublicKey, cutoffs: &Cutoffs) {
+        self.cut_offs.push(CutOff {
+            hlc,
+            subject: subject.to_bytes(),
+            devices: cutoffs.devices.iter().map(|(d, _)| *d).collect(),
+        });
         for (device, seq) in &cutoffs.devices {
             // The lowest cutoff a device ever got stands: a member removed and
             // added again joins with new devices.
@@ -390,7 +421,7 @@ impl State<'_> {
                 let current = current.ok_or(Rejection::NotAMember)?;
                 self.check_owner_rules(admin, current, None)?;
                 self.set(entry.hlc, &subject, None);
-                self.cut_off(&subject, cutoffs);
+                self.cut_off(entry.hlc, &subject, cutoffs);
             }
             Action::ChangeRole { role, cutoffs, .. } => {
                 let current = current.ok_or(Rejection::NotAMember)?;
@@ -400,7 +431,7 @@ impl State<'_> {
                 self.check_owner_rules(admin, current, Some(*role))?;
                 self.set(entry.hlc, &subject, Some(*role));
                 if role.rank() < current.rank() {
-                    self.cut_off(&subject, cutoffs);
+                    self.cut_off(entry.hlc, &subject, cutoffs);
                 }
             }
         }
@@ -511,6 +542,13 @@ impl ValidatedChain {
         self.role_at(author, hlc).is_some_and(Role::can_write)
     }
 
+    /// Whether `member` was a member at any point (a current member, or one
+    /// removed since).
+    pub fn ever_member(&self, member: &IdentityPublicKey) -> bool {
+        let member = member.to_bytes();
+        self.history.iter().any(|c| c.subject == member)
+    }
+
     /// Whether `member` may read now (any current role); the key blobs of
     /// new epochs go to these members.
     pub fn can_read(&self, member: &IdentityPublicKey) -> bool {
@@ -523,6 +561,24 @@ impl ValidatedChain {
     /// removed member only; one listed under another member does not apply.
     pub fn cutoff_for(&self, device: DeviceId, author: &IdentityPublicKey) -> Option<u64> {
         self.cutoffs.get(&(device, author.to_bytes())).copied()
+    }
+
+    /// Whether a batch of `device` signed by `author` at `hlc` claims a time
+    /// before a removal or demotion of `author` whose cutoffs do not list
+    /// `device`. The remover had applied nothing of that device, so nothing
+    /// of it that claims to predate the removal counts: an HLC can be
+    /// back-dated, and a device unknown to the remover would otherwise
+    /// escape every cutoff.
+    pub fn unlisted_before_cut_off(
+        &self,
+        device: DeviceId,
+        author: &IdentityPublicKey,
+        hlc: Timestamp,
+    ) -> bool {
+        let author = author.to_bytes();
+        self.cut_offs
+            .iter()
+            .any(|c| c.subject == author && hlc < c.hlc && !c.devices.contains(&device))
     }
 
     /// The hashes of the entries that counted, in chain order.

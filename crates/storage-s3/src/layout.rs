@@ -9,7 +9,7 @@
 //! images/{ab}/{cd}/{image_id}             ImageKey   (ab, cd: first hex digits)
 //! storage/{ab}/{cd}/{file_id}             StorageKey
 //! membership/{author_pubkey_hex}/{seq:020} MembershipKey
-//! keys/{member_pubkey_hex}                WrappedKeyKey
+//! keys/{member_pubkey_hex}/{epoch:010}   KeyBlobKey (epoch: a u32 key epoch)
 //! ```
 //!
 //! Numbers are zero-padded to 20 digits (all of `u64`), so a listing's
@@ -42,7 +42,7 @@ pub const IMAGES_PREFIX: &str = "images/";
 pub const STORAGE_PREFIX: &str = "storage/";
 /// `membership/`: membership chain entries, per author.
 pub const MEMBERSHIP_PREFIX: &str = "membership/";
-/// `keys/`: the library key wrapped to each member.
+/// `keys/`: per member and key epoch, the library keys sealed to that member.
 pub const KEYS_PREFIX: &str = "keys/";
 
 /// A key or path component that does not fit the layout.
@@ -217,9 +217,15 @@ pub fn membership_key(author: &PublicKeyHex, seq: u64) -> String {
     format!("{MEMBERSHIP_PREFIX}{}/{seq:020}", author.as_str())
 }
 
-/// `keys/{member_pubkey_hex}`.
-pub fn wrapped_key_key(member: &PublicKeyHex) -> String {
-    format!("{KEYS_PREFIX}{}", member.as_str())
+/// `keys/{member}/`: list it to get a member's key blobs in epoch order.
+pub fn key_blobs_prefix(member: &PublicKeyHex) -> String {
+    format!("{KEYS_PREFIX}{}/", member.as_str())
+}
+
+/// `keys/{member_pubkey_hex}/{epoch:010}`: the key blob of `epoch` (every
+/// library key up to it) sealed to `member`.
+pub fn key_blob_key(member: &PublicKeyHex, epoch: u32) -> String {
+    format!("{KEYS_PREFIX}{}/{epoch:010}", member.as_str())
 }
 
 /// Any key of the layout, parsed.
@@ -239,8 +245,8 @@ pub enum BucketPath {
     Storage(ObjectId),
     /// `membership/{author}/{seq}`.
     Membership(PublicKeyHex, u64),
-    /// `keys/{member}`.
-    WrappedKey(PublicKeyHex),
+    /// `keys/{member}/{epoch}`.
+    KeyBlob(PublicKeyHex, u32),
 }
 
 impl BucketPath {
@@ -258,7 +264,7 @@ impl BucketPath {
             "images" => parse_image_key(key).map(BucketPath::Image),
             "storage" => parse_storage_key(key).map(BucketPath::Storage),
             "membership" => parse_membership_key(key).map(|(a, s)| BucketPath::Membership(a, s)),
-            "keys" => parse_wrapped_key_key(key).map(BucketPath::WrappedKey),
+            "keys" => parse_key_blob_key(key).map(|(m, e)| BucketPath::KeyBlob(m, e)),
             _ => Err(unexpected(key, "bucket layout")),
         }
     }
@@ -273,7 +279,7 @@ impl BucketPath {
             BucketPath::Image(id) => image_key(id),
             BucketPath::Storage(id) => storage_key(id),
             BucketPath::Membership(a, s) => membership_key(a, *s),
-            BucketPath::WrappedKey(m) => wrapped_key_key(m),
+            BucketPath::KeyBlob(m, e) => key_blob_key(m, *e),
         }
     }
 }
@@ -318,10 +324,14 @@ pub fn parse_membership_key(key: &str) -> Result<(PublicKeyHex, u64), LayoutErro
     ))
 }
 
-/// `keys/{member}` -> member.
-pub fn parse_wrapped_key_key(key: &str) -> Result<PublicKeyHex, LayoutError> {
-    let [member] = segments(key, KEYS_PREFIX, "keys")?;
-    PublicKeyHex::parse(member)
+/// `keys/{member}/{epoch}` -> (member, epoch).
+pub fn parse_key_blob_key(key: &str) -> Result<(PublicKeyHex, u32), LayoutError> {
+    let [member, epoch] = segments(key, KEYS_PREFIX, "keys")?;
+    if epoch.len() != 10 || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(unexpected(key, "keys"));
+    }
+    let epoch = epoch.parse().map_err(|_| unexpected(key, "keys"))?;
+    Ok((PublicKeyHex::parse(member)?, epoch))
 }
 
 fn parse_sharded(key: &str, prefix: &str, kind: &'static str) -> Result<ObjectId, LayoutError> {
@@ -416,7 +426,20 @@ mod tests {
             membership_key(&pk(), 1),
             format!("membership/{}/00000000000000000001", "ab".repeat(32))
         );
-        assert_eq!(wrapped_key_key(&pk()), format!("keys/{}", "ab".repeat(32)));
+        assert_eq!(
+            key_blob_key(&pk(), 7),
+            format!("keys/{}/0000000007", "ab".repeat(32))
+        );
+        assert_eq!(
+            parse_key_blob_key(&key_blob_key(&pk(), u32::MAX))
+                .unwrap()
+                .1,
+            u32::MAX
+        );
+        for bad in ["000000007", "99999999999", "4294967296", "000000007a"] {
+            let key = format!("keys/{}/{bad}", "ab".repeat(32));
+            assert!(parse_key_blob_key(&key).is_err(), "{key}");
+        }
     }
 
     #[test]
@@ -498,7 +521,7 @@ mod tests {
             id.clone().prop_map(BucketPath::Image),
             id.prop_map(BucketPath::Storage),
             (pk.clone(), any::<u64>()).prop_map(|(a, s)| BucketPath::Membership(a, s)),
-            pk.prop_map(BucketPath::WrappedKey),
+            (pk.clone(), any::<u32>()).prop_map(|(m, e)| BucketPath::KeyBlob(m, e)),
         ]
     }
 

@@ -521,7 +521,7 @@ impl SyncService {
         async move {
             let device = self.device;
             let (epoch, key) = self
-                .keys
+                .key_ring()
                 .current()
                 .map(|(e, k)| (e, k.clone()))
                 .ok_or(SyncError::NoCurrentKey)?;
@@ -673,7 +673,7 @@ impl SyncService {
             .get_to_file(key, sealed.path(), MAX_CHECKPOINT_OBJECT_BYTES)
             .await?;
         self.report(Stage::Download, size, size);
-        let keys = std::sync::Arc::clone(&self.keys);
+        let keys = self.key_ring();
         let schema = self.schema;
         let bound = self.drift_bound().await?;
         let (id, key) = (id.clone(), key.to_owned());
@@ -701,7 +701,7 @@ impl SyncService {
         let head = self.store.get_range(key, 0..HEADER_LEN as u64).await?;
         let header = ObjectHeader::parse(&head).map_err(object)?;
         let place = checkpoint_place(header.place.device, id.hlc());
-        check_header(self.keys.as_ref(), &place, &header).map_err(object)?;
+        check_header(self.key_ring().as_ref(), &place, &header).map_err(object)?;
         Ok(())
     }
 }

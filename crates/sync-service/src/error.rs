@@ -60,6 +60,67 @@ pub enum SyncError {
     /// Signing an envelope failed (a body or HLC the format cannot carry).
     #[error("signing an object: {0}")]
     SignEnvelope(Box<bae_membership::EnvelopeError>),
+    /// Inviting someone who is already a member, with another role.
+    #[error("{member} is already a member, as {role:?}")]
+    AlreadyMember {
+        /// Who.
+        member: Box<bae_crypto::IdentityPublicKey>,
+        /// Their role now.
+        role: bae_membership::Role,
+    },
+    /// Revoking someone who is not a member (and holds no current key).
+    #[error("{member} is not a member of this library")]
+    NotAMember {
+        /// Who.
+        member: Box<bae_crypto::IdentityPublicKey>,
+    },
+    /// `join --invite` found no key blob sealed to this identity.
+    #[error("the bucket {bucket} holds no library key sealed to {member}: the invite was not written there, or was for another identity")]
+    NoKeySealedToYou {
+        /// The bucket.
+        bucket: String,
+        /// This identity.
+        member: Box<bae_crypto::IdentityPublicKey>,
+    },
+    /// `join --invite`: the chain does not list this identity.
+    #[error("{member} is not a member of the library: the invite was revoked or never written")]
+    NotInvited {
+        /// This identity.
+        member: Box<bae_crypto::IdentityPublicKey>,
+    },
+    /// `join --invite`: the inviter (or whoever sealed the key) cannot
+    /// manage membership in the library's chain.
+    #[error("{inviter} cannot add members to this library: refusing its invite")]
+    InviterCannotManage {
+        /// Who.
+        inviter: Box<bae_crypto::IdentityPublicKey>,
+    },
+    /// Revoking this member's own identity.
+    #[error("you cannot revoke yourself; another owner or admin can")]
+    RevokeSelf,
+    /// Inviting or revoking without the right to manage membership.
+    #[error("only an owner or admin can change membership; you are {}", role.map_or("not a member".to_owned(), |r| format!("a {r:?}").to_lowercase()))]
+    CannotManage {
+        /// This member's role (`None`: not a member).
+        role: Option<bae_membership::Role>,
+    },
+    /// A membership entry that would not count in the chain.
+    #[error("the membership change would not count: {}", reason.map_or("it is refused".to_owned(), |r| r.to_string()))]
+    EntryWouldNotCount {
+        /// Why (`None`: refused without a reason recorded).
+        reason: Option<bae_membership::Rejection>,
+    },
+    /// A membership entry already exists where this member's next one goes
+    /// (another device of this member wrote one not yet seen): pull, then
+    /// try again.
+    #[error("membership entry {key} already exists; pull and try again")]
+    EntryExists {
+        /// Its bucket key.
+        key: String,
+    },
+    /// Sealing a key blob failed (a ring the format cannot carry).
+    #[error("sealing a key blob: {0}")]
+    SealKeyBlob(Box<bae_membership::KeyBlobError>),
     /// Signing a membership entry failed.
     #[error("signing a membership entry: {0}")]
     SignEntry(Box<bae_membership::EntryError>),
@@ -172,6 +233,13 @@ pub enum SyncError {
     /// without a current key epoch).
     #[error("no library key to seal with")]
     NoCurrentKey,
+    /// A key ring to store lacks an epoch below its newest (key rings run
+    /// 0, 1, … with no gap).
+    #[error("the library keys lack epoch {} below the newest", epoch.0)]
+    KeyRingGap {
+        /// The first missing epoch.
+        epoch: bae_crypto::KeyEpoch,
+    },
     /// A key file others can read or write: refused, since the key may
     /// have leaked; the owner fixes the mode (or rotates the key).
     #[error("key file {path} is readable by others (mode {mode:o}): run `chmod 600 {path}`")]
@@ -301,6 +369,22 @@ pub enum InvalidObject {
     /// A key outside the bucket layout.
     #[error("not a key of the bucket layout: {0}")]
     Layout(#[from] bae_storage_s3::layout::LayoutError),
+    /// A key blob that does not open, verify or belong here.
+    #[error("key blob: {0}")]
+    KeyBlob(#[from] bae_membership::KeyBlobError),
+    /// A key blob whose key of an epoch differs from the one this member
+    /// already holds (a forged or conflicting rotation).
+    #[error("key blob's key of epoch {} differs from the one held", epoch.0)]
+    KeyBlobDisagrees {
+        /// The epoch.
+        epoch: bae_crypto::KeyEpoch,
+    },
+    /// A key blob signed by someone who cannot manage membership.
+    #[error("key blob signed by {author}, who cannot manage membership")]
+    KeyBlobAuthor {
+        /// Its signer.
+        author: Box<bae_crypto::IdentityPublicKey>,
+    },
 }
 
 /// How a batch fails to extend its device's hash chain.

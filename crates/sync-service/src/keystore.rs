@@ -2,7 +2,7 @@
 //! directory (`--home` / `BAE_SYNC_HOME`) on headless machines and in tests.
 
 use crate::error::SyncError;
-use bae_crypto::{IdentitySigningKey, LibraryKey};
+use bae_crypto::{IdentitySigningKey, KeyEpoch, KeyRing, LibraryKey};
 use bae_membership::IdentityStore;
 use std::path::{Path, PathBuf};
 
@@ -33,9 +33,10 @@ impl KeyStore {
         home.join("keys").join(format!("{library_id}.key"))
     }
 
-    /// Stores a library's key.
-    pub fn save(&self, library_id: &str, key: &LibraryKey) -> Result<(), SyncError> {
-        let text = key.to_key_text();
+    /// Stores a library's keys: every epoch of `ring`, whose epochs must
+    /// run 0, 1, … with no gap (what key blobs carry).
+    pub fn save(&self, library_id: &str, ring: &KeyRing) -> Result<(), SyncError> {
+        let text = ring_text(ring)?;
         match self {
             KeyStore::Os => keyring::Entry::new("bae", &Self::entry_name(library_id))
                 .and_then(|e| e.set_password(&text))
@@ -78,22 +79,52 @@ impl KeyStore {
         }
     }
 
-    /// Loads a library's key.
-    pub fn load(&self, library_id: &str) -> Result<LibraryKey, SyncError> {
-        match self {
-            KeyStore::Os => {
-                let text = keyring::Entry::new("bae", &Self::entry_name(library_id))
+    /// Loads a library's keys, every epoch it has held.
+    pub fn load(&self, library_id: &str) -> Result<KeyRing, SyncError> {
+        let text = match self {
+            KeyStore::Os => zeroize::Zeroizing::new(
+                keyring::Entry::new("bae", &Self::entry_name(library_id))
                     .and_then(|e| e.get_password())
                     .map_err(|source| SyncError::Keyring {
                         library_id: library_id.to_owned(),
                         source,
-                    })?;
-                let text = zeroize::Zeroizing::new(text);
-                Ok(LibraryKey::from_key_text(text.trim())?)
-            }
-            KeyStore::Files(home) => read_library_key(&Self::file(home, library_id)),
-        }
+                    })?,
+            ),
+            KeyStore::Files(home) => read_private_text(&Self::file(home, library_id))?,
+        };
+        parse_ring(&text)
     }
+}
+
+/// A stored key ring's text: the key text of epoch 0, 1, … one per line
+/// (a library never rotated has one line, the text of its only key).
+fn ring_text(ring: &KeyRing) -> Result<zeroize::Zeroizing<String>, SyncError> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    for (n, (epoch, key)) in ring.iter().enumerate() {
+        match u32::try_from(n) {
+            Ok(n) if n == epoch.0 => {}
+            Ok(n) => return Err(SyncError::KeyRingGap { epoch: KeyEpoch(n) }),
+            Err(_) => return Err(SyncError::KeyRingGap { epoch }),
+        }
+        text.push_str(&key.to_key_text());
+        text.push('\n');
+    }
+    if text.is_empty() {
+        return Err(SyncError::NoCurrentKey);
+    }
+    Ok(text)
+}
+
+/// Parses [`ring_text`]'s output.
+fn parse_ring(text: &str) -> Result<KeyRing, SyncError> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    // An empty text fails the way a damaged first line does.
+    let first = LibraryKey::from_key_text(lines.next().unwrap_or_default())?;
+    let mut ring = KeyRing::from(first);
+    for (epoch, line) in (1u32..).zip(lines) {
+        ring.insert(KeyEpoch(epoch), LibraryKey::from_key_text(line)?);
+    }
+    Ok(ring)
 }
 
 /// What `key export` writes and `join --key-file` reads: the library key
@@ -144,11 +175,6 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, SyncError> {
         }
     })?;
     Ok(KeyFile { key, identity })
-}
-
-/// A stored library key (`{home}/keys/{library_id}.key`, one line).
-fn read_library_key(path: &Path) -> Result<LibraryKey, SyncError> {
-    Ok(LibraryKey::from_key_text(read_private_text(path)?.trim())?)
 }
 
 /// The text of a file only its owner may read or write.
@@ -299,10 +325,44 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = KeyStore::Files(home.path().to_path_buf());
         let key = LibraryKey::generate();
-        store.save("lib", &key).unwrap();
+        store.save("lib", &KeyRing::from(key.clone())).unwrap();
         assert_eq!(mode(&home.path().join("keys")), 0o700);
         assert_eq!(mode(&KeyStore::file(home.path(), "lib")), 0o600);
-        assert_eq!(store.load("lib").unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(store.load("lib").unwrap().get(KeyEpoch::FIRST), Some(&key));
+    }
+
+    #[test]
+    fn every_epoch_of_a_ring_is_stored_and_a_gap_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let store = KeyStore::Files(home.path().to_path_buf());
+        let keys: Vec<LibraryKey> = (0..3).map(|_| LibraryKey::generate()).collect();
+        let mut ring = KeyRing::new();
+        for (epoch, key) in (0..).zip(&keys) {
+            ring.insert(KeyEpoch(epoch), key.clone());
+        }
+        store.save("lib", &ring).unwrap();
+        let back = store.load("lib").unwrap();
+        assert_eq!(back.current().unwrap().0, KeyEpoch(2));
+        for (epoch, key) in (0..).zip(&keys) {
+            assert_eq!(back.get(KeyEpoch(epoch)), Some(key));
+        }
+        let mut gap = KeyRing::from(keys[0].clone());
+        gap.insert(KeyEpoch(2), keys[2].clone());
+        let err = store.save("other", &gap).unwrap_err();
+        assert!(
+            matches!(err, SyncError::KeyRingGap { epoch: KeyEpoch(1) }),
+            "{err}"
+        );
+        // A damaged later line is refused, not dropped.
+        let path = KeyStore::file(home.path(), "lib");
+        let text = std::fs::read_to_string(&path).unwrap();
+        write_private(
+            &path,
+            text.replacen("bae-library-key-v2:", "bae-library-key-v2:zz", 2)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(store.load("lib").is_err());
     }
 
     #[test]
@@ -329,7 +389,7 @@ mod tests {
         let key = LibraryKey::generate();
         write_private(&path, key.to_key_text().as_bytes()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_library_key(&path).unwrap_err();
+        let err = read_private_text(&path).unwrap_err();
         assert!(
             matches!(err, SyncError::KeyFileNotPrivate { mode: 0o644, .. }),
             "{err}"
@@ -337,8 +397,10 @@ mod tests {
         assert!(err.to_string().contains("chmod 600"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
-            read_library_key(&path).unwrap().fingerprint(),
-            key.fingerprint()
+            parse_ring(&read_private_text(&path).unwrap())
+                .unwrap()
+                .get(KeyEpoch::FIRST),
+            Some(&key)
         );
     }
 }

@@ -56,6 +56,7 @@ pub use tokio_util::sync::CancellationToken;
 mod bootstrap;
 mod checkpoint;
 mod daemon;
+mod epochs;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -74,6 +75,7 @@ mod pull;
 mod push;
 mod rollback;
 mod service;
+mod sharing;
 mod status;
 #[cfg(test)]
 mod test_support;
@@ -95,4 +97,5 @@ pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};
 pub use service::{PullWindow, SyncService, MAX_BATCH_OBJECT_BYTES, SERVICE_MIGRATIONS};
+pub use sharing::RevokeReport;
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};

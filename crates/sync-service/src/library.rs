@@ -7,11 +7,12 @@ use crate::marker;
 use crate::members::{write_genesis, Member};
 use crate::progress::Progress;
 use crate::service::SyncService;
-use bae_crypto::LibraryKey;
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
+use bae_crypto::{KeyEpoch, KeyRing, LibraryKey};
 use bae_membership::IdentityError;
+use bae_membership::LibraryId;
 use bae_oplog::OpRecorder;
-use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
+use bae_storage_s3::layout::{self, PublicKeyHex, LIBRARY_MARKER_KEY};
 use rusqlite::params;
 use std::path::Path;
 
@@ -109,11 +110,11 @@ fn forget_bucket_state(rec: &mut OpRecorder, own_stream: bool) -> Result<(), Syn
 fn service(
     rec: OpRecorder,
     store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    key: LibraryKey,
+    keys: impl Into<KeyRing>,
     member: Member,
 ) -> Result<SyncService, SyncError> {
     let images = rec.path().map(images_dir_for);
-    let service = SyncService::new(rec, store, key, member)?;
+    let service = SyncService::new(rec, store, keys, member)?;
     Ok(match images {
         Some(dir) => service.with_images_dir(dir),
         None => service,
@@ -168,7 +169,7 @@ pub async fn init(
             // bucket, and the marker before any batch (what is referenced
             // before what references it).
             identities.adopt(&identity)?;
-            keys.save(&id, &key)?;
+            keys.save(&id, &KeyRing::from(key.clone()))?;
             if let Err(e) = store
                 .put(
                     LIBRARY_MARKER_KEY,
@@ -183,7 +184,10 @@ pub async fn init(
             key
         }
         marker::Found::Marker { bytes, library_id } => {
-            let own = keys.load(&library_id).ok();
+            let own = keys
+                .load(&library_id)
+                .ok()
+                .and_then(|ring| ring.get(KeyEpoch::FIRST).cloned());
             let device = rec.device();
             let heads = store.list(bae_storage_s3::layout::HEADS_PREFIX).await?;
             let others = heads.iter().any(|k| {
@@ -209,7 +213,8 @@ pub async fn init(
     // The genesis before any batch: a batch is accepted only from a member.
     write_genesis(store.as_ref(), &key, &identity).await?;
     let id = library_id(&key);
-    let service = service(rec, store, key, Member::founder_of_library(identity))?;
+    let service = service(rec, store, key, Member::founder_of_library(identity))?
+        .with_key_store(keys.clone(), id.clone());
     service.push().await?;
     service
         .with_db(move |rec| remember(rec, &id, &url, &founder))
@@ -256,22 +261,123 @@ pub async fn join(
     // Cursors and problems of an earlier failed join (maybe of another
     // bucket) must not steer this one.
     forget_bucket_state(&mut rec, false)?;
-    let id = library_id(&key);
-    let saved_key = key.clone();
-    let saved_identity = identity.clone();
-    let mut service = service(rec, store, key, Member::new(identity, founder))?;
+    let service = service(rec, store, key, Member::new(identity, founder))?;
+    bootstrap_and_remember(service, progress, &url, founder, keys).await
+}
+
+/// The end of every join: the keys of later epochs (a rotated library),
+/// the newest checkpoint (if any), the batches after it; then the
+/// identity, keys, bucket and founder are saved, so a join that failed
+/// before leaves nothing that makes a retry refuse.
+async fn bootstrap_and_remember(
+    mut service: SyncService,
+    progress: Option<Progress>,
+    url: &str,
+    founder: IdentityPublicKey,
+    keys: &KeyStore,
+) -> Result<SyncService, SyncError> {
     if let Some(p) = progress {
         service = service.with_progress(p);
     }
-    // The newest checkpoint first (if any), then only the batches after it.
+    // Entries sealed under later epochs lead to this member's newest key
+    // blob before the checkpoint (sealed under the newest) is read.
+    service.refresh_members().await?;
     service.bootstrap_from_checkpoint().await?;
     service.pull().await?;
-    identities.adopt(&saved_identity)?;
-    keys.save(&id, &saved_key)?;
+    let ring = service.key_ring();
+    let id = library_id(ring.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?);
+    keys.identity_store().adopt(service.member.identity())?;
+    keys.save(&id, &ring)?;
+    let url = url.to_owned();
+    let saved = id.clone();
     service
-        .with_db(move |rec| remember(rec, &id, &url, &founder))
+        .with_db(move |rec| remember(rec, &saved, &url, &founder))
         .await?;
-    Ok(service)
+    Ok(service.with_key_store(keys.clone(), id))
+}
+
+/// `join --invite`: joins as a member someone invited. `invitee` is the
+/// identity the invite names (this user's, already in `keys`' identity
+/// store: `identity show` made it); `library_id` and `inviter` come from
+/// the invite code, which the user got out of band and trusts.
+///
+/// The newest key blob sealed to this identity is opened (its keys must
+/// open the library marker, whose library id must be the invite's), the
+/// chain is validated from the founder the marker names, and the join goes
+/// on only if this identity is a current member and the inviter and the
+/// blob's author can manage membership. Then it bootstraps like [`join`].
+/// Nothing is saved locally before that all worked.
+pub async fn join_invited(
+    mut rec: OpRecorder,
+    bucket_url: &str,
+    library: LibraryId,
+    inviter: &IdentityPublicKey,
+    keys: &KeyStore,
+    progress: Option<Progress>,
+) -> Result<SyncService, SyncError> {
+    if let Some((_, url)) = sync_setup(&mut rec)? {
+        return Err(SyncError::AlreadyInitialized(url));
+    }
+    let identity = keys.identity_store().load()?;
+    let url = absolute_url(bucket_url)?;
+    let store = open_store(&url)?;
+    let me = PublicKeyHex::from_bytes(&identity.public_key().to_bytes());
+    let mut epochs: Vec<u32> = store
+        .list(&layout::key_blobs_prefix(&me))
+        .await?
+        .iter()
+        .filter_map(|k| layout::parse_key_blob_key(k).ok())
+        .filter(|(member, _)| *member == me)
+        .map(|(_, epoch)| epoch)
+        .collect();
+    epochs.sort_unstable_by(|a, b| b.cmp(a));
+    let no_key = || SyncError::NoKeySealedToYou {
+        bucket: url.clone(),
+        member: Box::new(identity.public_key()),
+    };
+    let newest = *epochs.first().ok_or_else(no_key)?;
+    let blob_key = layout::key_blob_key(&me, newest);
+    let sealed = store
+        .get(&blob_key, crate::epochs::MAX_KEY_BLOB_BYTES)
+        .await?;
+    let opened = bae_membership::open_key_blob(&identity, library, KeyEpoch(newest), &sealed)
+        .map_err(|e| SyncError::invalid(&blob_key, e))?;
+    let author = *opened.author();
+    let ring = opened.into_ring();
+    let first = ring.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?;
+    if LibraryId::from(first.fingerprint()) != library {
+        return Err(SyncError::invalid(
+            &blob_key,
+            bae_membership::KeyBlobError::WrongLibrary {
+                expected: library,
+                found: LibraryId::from(first.fingerprint()),
+            },
+        ));
+    }
+    let founder = marker::prove_key(store.as_ref(), &url, first).await?;
+    forget_bucket_state(&mut rec, false)?;
+    let service = service(rec, store, ring, Member::new(identity, founder))?;
+    let chain = service.refresh_members().await?;
+    let role_of = |who: &IdentityPublicKey| {
+        chain
+            .current_members()
+            .into_iter()
+            .find(|(m, _)| m == who)
+            .map(|(_, r)| r)
+    };
+    if role_of(&service.member_key()).is_none() {
+        return Err(SyncError::NotInvited {
+            member: Box::new(service.member_key()),
+        });
+    }
+    for signer in [inviter, &author] {
+        if !role_of(signer).is_some_and(bae_membership::Role::can_manage) {
+            return Err(SyncError::InviterCannotManage {
+                inviter: Box::new(*signer),
+            });
+        }
+    }
+    bootstrap_and_remember(service, progress, &url, founder, keys).await
 }
 
 /// What `leave` did.
@@ -314,9 +420,12 @@ pub fn leave(mut rec: OpRecorder, keys: &KeyStore) -> Result<LeaveReport, SyncEr
 pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncError> {
     let (id, url) = sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?;
     let founder = saved_founder(&mut rec)?;
-    let key = keys.load(&id)?;
+    let ring = keys.load(&id)?;
     let identity = keys.identity_store().load()?;
-    service(rec, open_store(&url)?, key, Member::new(identity, founder))
+    Ok(
+        service(rec, open_store(&url)?, ring, Member::new(identity, founder))?
+            .with_key_store(keys.clone(), id),
+    )
 }
 
 /// `key export`: writes the library key and the user's identity (a
@@ -335,7 +444,11 @@ pub fn export_key(
         refuse_database(out, rec.path())?;
     }
     let text = KeyFile {
-        key: keys.load(&id)?,
+        key: keys
+            .load(&id)?
+            .get(KeyEpoch::FIRST)
+            .cloned()
+            .ok_or(SyncError::NoCurrentKey)?,
         identity: keys.identity_store().load()?,
     }
     .to_text();
@@ -429,7 +542,10 @@ mod tests {
             .await
             .unwrap();
         let key = keys
-            .load(&library_id(&laptop.keys.current().unwrap().1.clone()))
+            .load(&library_id(&laptop.key_ring().current().unwrap().1.clone()))
+            .unwrap()
+            .get(KeyEpoch::FIRST)
+            .cloned()
             .unwrap();
         marker::prove_key(laptop.store.as_ref(), &s.bucket, &key)
             .await
@@ -452,7 +568,8 @@ mod tests {
         // What a failed init leaves: the key saved and the marker written,
         // nothing recorded in the library.
         let key = LibraryKey::generate();
-        keys.save(&library_id(&key), &key).unwrap();
+        keys.save(&library_id(&key), &KeyRing::from(key.clone()))
+            .unwrap();
         let store = bae_storage_s3::create_store(&s.bucket).unwrap();
         let founder = keys.identity_store().load_or_create().unwrap();
         let rec = s.library_with("laptop", 1);
@@ -464,7 +581,7 @@ mod tests {
             .await
             .unwrap();
         let laptop = init(rec, &s.bucket, &keys).await.unwrap();
-        assert_eq!(laptop.keys.current().unwrap().1, &key);
+        assert_eq!(laptop.key_ring().current().unwrap().1, &key);
         assert!(setup_of(&mut s.rec("laptop")).is_some());
     }
 
@@ -545,7 +662,7 @@ mod tests {
         let laptop = init(s.library_with("laptop", 2), &s.bucket, &home)
             .await
             .unwrap();
-        let id = library_id(laptop.keys.current().unwrap().1);
+        let id = library_id(laptop.key_ring().current().unwrap().1);
         let old_device = laptop.device();
         drop(laptop);
         let mut rec = s.rec("laptop");

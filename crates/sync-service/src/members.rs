@@ -25,6 +25,7 @@ use bae_crypto::object::{sealed_len, ObjectHeader, HEADER_LEN};
 use bae_crypto::{
     IdentityPublicKey, IdentitySigningKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace,
 };
+use bae_crypto::{KeyRing, ObjectError};
 use bae_hlc::{DeviceId, Timestamp};
 use bae_membership::entry::MAX_ENTRY_BYTES;
 use bae_membership::{
@@ -127,6 +128,20 @@ pub enum Refusal {
         /// The last seq that counts.
         cutoff: u64,
     },
+    /// A batch of a device its author's removal or demotion did not list,
+    /// claiming an HLC before it: the remover had seen nothing of that
+    /// device, and an HLC can be back-dated.
+    #[error("batch {seq} of device {device} claims HLC {hlc}, before its author {author} was removed or demoted, by a device that removal did not list")]
+    UnlistedDevice {
+        /// The author.
+        author: Box<IdentityPublicKey>,
+        /// The device.
+        device: DeviceId,
+        /// The batch.
+        seq: u64,
+        /// The HLC it claims.
+        hlc: Timestamp,
+    },
     /// A signed field differs from the object inside the envelope.
     #[error("the signed {0} is not the one in the object it signs")]
     Mismatch(&'static str),
@@ -155,13 +170,16 @@ pub(crate) struct MemberState {
     bindings: Option<DeviceBindings>,
     /// Whether a binding was made since the last save.
     unsaved: bool,
+    /// Whether an object named a key epoch newer than any held since the
+    /// last look for this member's key blobs.
+    pub(crate) keys_stale: bool,
 }
 
 /// The largest membership object read (a sealed entry of the largest size).
 const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
 
 /// The sealed place of `membership/{author}/{seq}`.
-fn entry_place(author: &[u8; 32], seq: u64) -> ObjectPlace {
+pub(crate) fn entry_place(author: &[u8; 32], seq: u64) -> ObjectPlace {
     ObjectPlace::hashed_owner(ObjectKind::Membership, author, seq)
 }
 
@@ -218,7 +236,8 @@ impl SyncService {
         prev: Option<BatchHash>,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, SyncError> {
-        let (epoch, key) = self.keys.current().ok_or(SyncError::NoCurrentKey)?;
+        let keys = self.key_ring();
+        let (epoch, key) = keys.current().ok_or(SyncError::NoCurrentKey)?;
         let header = EnvelopeHeader {
             library_id: self.library_id,
             kind,
@@ -295,6 +314,14 @@ impl SyncService {
                     cutoff,
                 }));
             }
+            if chain.unlisted_before_cut_off(device, &author, hlc) {
+                return Err(refused(Refusal::UnlistedDevice {
+                    author: boxed(),
+                    device,
+                    seq,
+                    hlc,
+                }));
+            }
         }
         self.bind(&verified)
             .map_err(|e| refused(Refusal::Envelope(e)))?;
@@ -311,6 +338,23 @@ impl SyncService {
         bindings.bind(verified)?;
         state.unsaved |= new;
         Ok(())
+    }
+
+    /// The devices bound to `member` (whose signed objects this device has
+    /// seen).
+    pub(crate) fn devices_of(&self, member: &IdentityPublicKey) -> Vec<DeviceId> {
+        self.members
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.bindings.as_ref().map(|b| {
+                    b.iter()
+                        .filter(|(_, author)| author == member)
+                        .map(|(device, _)| device)
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
     }
 
     /// Loads the device bindings saved by earlier pulls (once per service).
@@ -367,13 +411,17 @@ impl SyncService {
     /// One LIST of `membership/`; fetches the entries not cached yet, caches
     /// those whose signature verifies, and validates the chain over every
     /// cached entry. A membership object that does not open or decode is
-    /// skipped (logged), and read again by the next pull.
+    /// skipped (logged), and read again by the next pull. An entry sealed
+    /// under a key epoch this member lacks (a rotation), or an object that
+    /// named one since the last refresh, makes it look for its newer key
+    /// blob (`epochs.rs`) and adopt it if its author can manage membership
+    /// in the chain validated with the entries it opens.
     pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
-        let (seen, chain) = match self.members.lock() {
-            Ok(s) => (s.seen.clone(), s.chain.clone()),
-            Err(_) => (BTreeSet::new(), None),
+        let (seen, chain, keys_stale) = match self.members.lock() {
+            Ok(s) => (s.seen.clone(), s.chain.clone(), s.keys_stale),
+            Err(_) => (BTreeSet::new(), None, false),
         };
         let cached: BTreeSet<String> = if chain.is_some() {
             seen
@@ -381,10 +429,16 @@ impl SyncService {
             let keys = self.with_db(|rec| cached_keys(rec.sync_parts().0)).await?;
             keys.into_iter().chain(seen).collect()
         };
+        let ring = self.key_ring();
         let mut fetched = Vec::new();
+        let mut sealed_under_newer_epoch = Vec::new();
         for key in listed.iter().filter(|k| !cached.contains(*k)) {
-            match self.fetch_entry(key).await {
+            match self.fetch_entry(key, &ring).await {
                 Ok(bytes) => fetched.push((key.clone(), bytes)),
+                Err(SyncError::Object {
+                    source: ObjectError::UnknownEpoch { .. },
+                    ..
+                }) => sealed_under_newer_epoch.push(key.clone()),
                 Err(SyncError::Store(e))
                     if !e.is_not_found() && !matches!(e, StoreError::TooLarge { .. }) =>
                 {
@@ -396,31 +450,48 @@ impl SyncService {
                 Err(e) => tracing::warn!(%key, error = %e, "membership entry refused"),
             }
         }
-        if let (Some(chain), true) = (&chain, fetched.is_empty()) {
+        let look_for_keys = keys_stale || !sealed_under_newer_epoch.is_empty();
+        if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             return Ok(Arc::clone(chain));
         }
-        let founder = *self.member.founder();
-        let library_id = self.library_id;
-        let new_keys: Vec<String> = fetched.iter().map(|(k, _)| k.clone()).collect();
-        let (entries, all_keys) = self
-            .with_db(move |rec| {
-                let conn = rec.sync_parts().0;
-                let tx = conn.transaction()?;
-                for (key, bytes) in &fetched {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO bae_sync_membership (object_key, entry) VALUES (?1, ?2)",
-                        params![key, bytes],
-                    )?;
+        let (entries, mut all_keys) = self.cache_entries(fetched).await?;
+        let mut chain =
+            Chain::new(self.library_id, *self.member.founder()).validate(entries.clone());
+        if look_for_keys {
+            for newer in self.newer_key_blobs().await? {
+                let mut opened = Vec::new();
+                for key in &sealed_under_newer_epoch {
+                    if let Ok(bytes) = self.fetch_entry(key, &newer.ring).await {
+                        opened.push((key.clone(), bytes));
+                    }
                 }
-                tx.commit()?;
-                cached_entries(conn)
-            })
-            .await?;
-        let chain = Arc::new(Chain::new(library_id, founder).validate(entries));
+                let mut with_them = entries.clone();
+                with_them.extend(
+                    opened
+                        .iter()
+                        .filter_map(|(_, b)| SignedEntry::from_bytes(b).ok()),
+                );
+                let candidate =
+                    Chain::new(self.library_id, *self.member.founder()).validate(with_them);
+                let current = candidate.current_members();
+                let manages = current
+                    .iter()
+                    .any(|(m, role)| *m == newer.author && role.can_manage());
+                if !manages {
+                    tracing::warn!(epoch = newer.epoch.0, author = %newer.author, "key blob signed by someone who cannot manage membership");
+                    continue;
+                }
+                tracing::info!(epoch = newer.epoch.0, "adopting a new library key epoch");
+                self.adopt_keys(newer.ring).await?;
+                (_, all_keys) = self.cache_entries(opened).await?;
+                chain = candidate;
+                break;
+            }
+        }
+        let chain = Arc::new(chain);
         for r in chain.rejected() {
             tracing::warn!(author = %r.author, seq = r.seq, reason = ?r.reason, "membership entry does not count");
         }
-        tracing::debug!(new = new_keys.len(), "membership refreshed");
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
             s.chain = Some(Arc::clone(&chain));
@@ -428,9 +499,31 @@ impl SyncService {
         Ok(chain)
     }
 
-    /// Fetches, opens and decodes one membership entry; checks that it is
-    /// the entry its key names and that its signature verifies.
-    async fn fetch_entry(&self, key: &str) -> Result<Vec<u8>, SyncError> {
+    /// Caches `fetched` entries (key, signed bytes) and returns every
+    /// cached entry and key.
+    async fn cache_entries(
+        &self,
+        fetched: Vec<(String, Vec<u8>)>,
+    ) -> Result<(Vec<SignedEntry>, Vec<String>), SyncError> {
+        self.with_db(move |rec| {
+            let conn = rec.sync_parts().0;
+            let tx = conn.transaction()?;
+            for (key, bytes) in &fetched {
+                tx.execute(
+                    "INSERT OR IGNORE INTO bae_sync_membership (object_key, entry) VALUES (?1, ?2)",
+                    params![key, bytes],
+                )?;
+            }
+            tx.commit()?;
+            cached_entries(conn)
+        })
+        .await
+    }
+
+    /// Fetches, opens (with `ring`) and decodes one membership entry;
+    /// checks that it is the entry its key names and that its signature
+    /// verifies.
+    async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
         let (author, seq) =
             layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
         let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
@@ -438,7 +531,11 @@ impl SyncService {
             .map_err(|_| not_its_place())?
             .to_bytes();
         let sealed = self.store.get(key, MAX_MEMBERSHIP_OBJECT_BYTES).await?;
-        let plain = self.open(key, &entry_place(&author_bytes, seq), &sealed)?;
+        let plain = bae_crypto::open_object(ring, &entry_place(&author_bytes, seq), &sealed)
+            .map_err(|source| SyncError::Object {
+                key: key.to_owned(),
+                source,
+            })?;
         let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
         let entry = signed.entry();
         if entry.author.to_bytes() != author_bytes || entry.seq != seq {

@@ -1,9 +1,10 @@
 //! The SyncService: one library, one bucket, one key.
 
 use crate::error::SyncError;
+use crate::keystore::KeyStore;
 use crate::members::{Member, MemberState};
 use crate::progress::{Progress, Stage};
-use bae_crypto::{KeyEpoch, KeyRing, LibraryKey, ObjectKind, ObjectPlace};
+use bae_crypto::{KeyEpoch, KeyRing, ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
 use bae_membership::LibraryId;
 use bae_oplog::{Migration, Migrations, OpRecorder, SyncSchema, TableSchema};
@@ -17,7 +18,12 @@ use tokio_util::sync::CancellationToken;
 pub struct SyncService {
     pub(crate) db: Arc<Mutex<OpRecorder>>,
     pub(crate) store: Arc<dyn ObjectStore>,
-    pub(crate) keys: Arc<KeyRing>,
+    /// Every key epoch this member holds; replaced whole when a rotation
+    /// brings a new epoch (`epochs.rs`).
+    pub(crate) keys: std::sync::RwLock<Arc<KeyRing>>,
+    /// Where a new epoch is saved before anything is sealed with it
+    /// (`None`: kept in memory only, for services built without a store).
+    pub(crate) key_store: Option<(KeyStore, String)>,
     pub(crate) device: DeviceId,
     /// Where image bytes live locally (`{library file}.images/{image_id}`);
     /// without it push and pull leave images alone.
@@ -109,29 +115,31 @@ pub(crate) fn migrate(recorder: &mut OpRecorder) -> Result<(), SyncError> {
 }
 
 impl SyncService {
-    /// A service over a library, a bucket and the library key (epoch 0 until
-    /// key rotation lands), signing as `member`. `recorder` is the service's own
+    /// A service over a library, a bucket and the library keys (a
+    /// [`LibraryKey`](bae_crypto::LibraryKey) converts into a ring of epoch
+    /// 0), signing as `member`. `recorder` is the service's own
     /// connection to the library: the host keeps writing through its own
     /// recorder on the same file meanwhile. Creates or migrates the
     /// engine's tables; never touches the host's.
     pub fn new(
         mut recorder: OpRecorder,
         store: Arc<dyn ObjectStore>,
-        key: LibraryKey,
+        keys: impl Into<KeyRing>,
         member: Member,
     ) -> Result<Self, SyncError> {
         migrate(&mut recorder)?;
-        let library_id = LibraryId::from(key.fingerprint());
+        let keys: KeyRing = keys.into();
+        let first = keys.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?;
+        let library_id = LibraryId::from(first.fingerprint());
         let device = recorder.device();
         let schema = recorder.schema();
         let images_table = schema.images_table();
         let path = recorder.path().map(Path::to_path_buf);
-        let mut keys = KeyRing::new();
-        keys.insert(KeyEpoch(0), key);
         Ok(SyncService {
             db: Arc::new(Mutex::new(recorder)),
             store,
-            keys: Arc::new(keys),
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            key_store: None,
             device,
             images_dir: None,
             schema,
@@ -282,7 +290,8 @@ impl SyncService {
     }
 
     pub(crate) fn seal(&self, place: &ObjectPlace, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
-        let (epoch, key) = self.keys.current().ok_or(SyncError::NoCurrentKey)?;
+        let keys = self.key_ring();
+        let (epoch, key) = keys.current().ok_or(SyncError::NoCurrentKey)?;
         Ok(bae_crypto::seal_object(key, epoch, place, plaintext))
     }
 
@@ -292,7 +301,8 @@ impl SyncService {
         place: &ObjectPlace,
         bytes: &[u8],
     ) -> Result<Vec<u8>, SyncError> {
-        bae_crypto::open_object(self.keys.as_ref(), place, bytes).map_err(|source| {
+        bae_crypto::open_object(self.key_ring().as_ref(), place, bytes).map_err(|source| {
+            self.note_unknown_epoch(&source);
             SyncError::Object {
                 key: key.to_owned(),
                 source,

@@ -1,0 +1,257 @@
+//! Sharing a library (phase 2): inviting a member and revoking one.
+//!
+//! - [`SyncService::invite`] seals every library key to the new member
+//!   (`keys/{member}/{epoch}`) and then appends the chain entry that adds
+//!   them: the key is in place before anything says they may read.
+//! - [`SyncService::revoke`] starts a new key epoch sealed to every
+//!   remaining member, then appends the removal, which records per device
+//!   of the removed member the last batch this device had applied (later
+//!   batches of those devices are refused everywhere, whatever HLC they
+//!   claim). Retrying a revoke that stopped half way finishes it: a removed
+//!   member who still holds the newest epoch's key gets a rotation.
+//!
+//! Both check the entry against the chain before writing it, so an entry
+//! that would not count (an admin touching an owner, the last owner
+//! removed, an author who cannot manage membership) is refused here, by
+//! name, and never reaches the bucket.
+
+use crate::error::SyncError;
+use crate::members::entry_place;
+use crate::service::SyncService;
+use bae_crypto::{IdentityPublicKey, KeyEpoch};
+use bae_membership::{Action, Cutoffs, Entry, Role, SignedEntry, ValidatedChain};
+use bae_storage_s3::layout::{self, PublicKeyHex};
+use rusqlite::params;
+
+/// What [`SyncService::revoke`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevokeReport {
+    /// Whether this call appended the removal (`false`: an earlier call
+    /// had).
+    pub removed: bool,
+    /// The key epoch started for the remaining members, if one was needed.
+    pub new_epoch: Option<KeyEpoch>,
+    /// The devices of the removed member that were cut off, with the last
+    /// seq of each that counts.
+    pub cutoffs: Vec<(bae_hlc::DeviceId, u64)>,
+}
+
+impl SyncService {
+    /// Adds `member` with `role`: seals every key epoch to them, then
+    /// appends the entry. Inviting a current member again with the same
+    /// role only writes their key blob again (a lost invite code); with
+    /// another role it is refused ([`SyncError::AlreadyMember`]).
+    pub async fn invite(&self, member: IdentityPublicKey, role: Role) -> Result<(), SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
+        let chain = self.refresh_members().await?;
+        self.may_manage(&chain)?;
+        if let Some(current) = current_role(&chain, &member) {
+            if current != role {
+                return Err(SyncError::AlreadyMember {
+                    member: Box::new(member),
+                    role: current,
+                });
+            }
+            return self.write_key_blob(&member).await;
+        }
+        let entry = self
+            .next_entry(
+                &chain,
+                Action::Add {
+                    subject: member,
+                    role,
+                },
+            )
+            .await?;
+        self.check_counts(&chain, &entry)?;
+        self.write_key_blob(&member).await?;
+        self.write_entry(&entry).await?;
+        self.refresh_members().await?;
+        Ok(())
+    }
+
+    /// Removes `member` and starts a new key epoch sealed to everyone who
+    /// stays (see the module docs). A member who is neither current nor
+    /// holding the newest key is [`SyncError::NotAMember`].
+    pub async fn revoke(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
+        if member == self.member.public_key() {
+            return Err(SyncError::RevokeSelf);
+        }
+        let chain = self.refresh_members().await?;
+        self.may_manage(&chain)?;
+        let is_member = current_role(&chain, &member).is_some();
+        // A blob at that path counts only for someone who was a member: anyone
+        // can write one, and it would then start a rotation at will.
+        let holds_newest = !is_member
+            && chain.ever_member(&member)
+            && self
+                .store
+                .exists(&layout::key_blob_key(
+                    &PublicKeyHex::from_bytes(&member.to_bytes()),
+                    self.key_epoch().0,
+                ))
+                .await?;
+        if !is_member && !holds_newest {
+            return Err(SyncError::NotAMember {
+                member: Box::new(member),
+            });
+        }
+        let mut report = RevokeReport {
+            removed: false,
+            new_epoch: None,
+            cutoffs: Vec::new(),
+        };
+        let entry = if is_member {
+            let cutoffs = self.cutoffs_for(&chain, &member).await?;
+            report.cutoffs = cutoffs.devices.clone();
+            let entry = self
+                .next_entry(
+                    &chain,
+                    Action::Remove {
+                        subject: member,
+                        cutoffs,
+                    },
+                )
+                .await?;
+            self.check_counts(&chain, &entry)?;
+            Some(entry)
+        } else {
+            None
+        };
+        if is_member || holds_newest {
+            let staying: Vec<IdentityPublicKey> = chain
+                .current_members()
+                .into_iter()
+                .map(|(m, _)| m)
+                .filter(|m| *m != member)
+                .collect();
+            report.new_epoch = Some(self.rotate_keys(&staying).await?);
+        }
+        if let Some(entry) = entry {
+            // Sealed under the new epoch: the removed member cannot read who
+            // remains.
+            self.write_entry(&entry).await?;
+            report.removed = true;
+        }
+        self.refresh_members().await?;
+        Ok(report)
+    }
+
+    /// Refuses unless this member can manage membership now.
+    fn may_manage(&self, chain: &ValidatedChain) -> Result<(), SyncError> {
+        match current_role(chain, &self.member.public_key()) {
+            Some(role) if role.can_manage() => Ok(()),
+            role => Err(SyncError::CannotManage { role }),
+        }
+    }
+
+    /// This member's next entry doing `action`, at an HLC after everything
+    /// this device has written or seen.
+    async fn next_entry(
+        &self,
+        chain: &ValidatedChain,
+        action: Action,
+    ) -> Result<SignedEntry, SyncError> {
+        let author = self.member.public_key();
+        let (seq, prev) = chain.next_for(&author);
+        let hlc = self
+            .with_db(|rec| {
+                let (conn, clock, _) = rec.sync_parts();
+                bae_oplog::catch_up_clock(conn, clock)?;
+                let hlc = clock.now().map_err(bae_oplog::OplogError::from)?;
+                bae_oplog::persist_clock(conn, clock)?;
+                Ok(hlc)
+            })
+            .await?;
+        let entry = Entry {
+            library_id: self.library_id,
+            author,
+            seq,
+            prev,
+            hlc,
+            action,
+        };
+        SignedEntry::sign(self.member.identity(), entry)
+            .map_err(|e| SyncError::SignEntry(Box::new(e)))
+    }
+
+    /// Refuses an entry that would not count in `chain`, naming why.
+    fn check_counts(&self, chain: &ValidatedChain, entry: &SignedEntry) -> Result<(), SyncError> {
+        let mut with_it = chain.clone();
+        with_it.extend([entry.clone()]);
+        if with_it.counted().contains(&entry.hash()) {
+            return Ok(());
+        }
+        let reason = with_it
+            .rejected()
+            .iter()
+            .find(|r| r.entry == entry.hash())
+            .map(|r| r.reason);
+        Err(SyncError::EntryWouldNotCount { reason })
+    }
+
+    /// Writes a signed entry at `membership/{author}/{seq}`, sealed under
+    /// the current epoch. An object already there is never replaced.
+    async fn write_entry(&self, entry: &SignedEntry) -> Result<(), SyncError> {
+        let e = entry.entry();
+        let author = e.author.to_bytes();
+        let key = layout::membership_key(&PublicKeyHex::from_bytes(&author), e.seq);
+        if self.store.exists(&key).await? {
+            return Err(SyncError::EntryExists { key });
+        }
+        let sealed = self.seal(&entry_place(&author, e.seq), &entry.to_bytes())?;
+        self.store.put(&key, &sealed).await?;
+        Ok(())
+    }
+
+    /// The cutoffs of removing `member`: per device bound to them, the last
+    /// seq this device applied; and their last entry in the chain.
+    async fn cutoffs_for(
+        &self,
+        chain: &ValidatedChain,
+        member: &IdentityPublicKey,
+    ) -> Result<Cutoffs, SyncError> {
+        let devices = self.devices_of(member);
+        let devices = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let mut out = Vec::new();
+                for device in devices {
+                    let applied: Option<i64> = conn
+                        .query_row(
+                            "SELECT applied_seq FROM bae_sync_cursors WHERE device_id = ?1",
+                            params![device.to_string()],
+                            |r| r.get(0),
+                        )
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })?;
+                    let applied = applied.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                    out.push((device, applied));
+                }
+                Ok(out)
+            })
+            .await?;
+        let devices = devices
+            .into_iter()
+            .take(bae_membership::entry::MAX_CUTOFF_DEVICES)
+            .collect();
+        let last_entry = chain.next_for(member).0.checked_sub(1);
+        Ok(Cutoffs {
+            last_entry,
+            devices,
+        })
+    }
+}
+
+/// `member`'s current role in `chain`.
+fn current_role(chain: &ValidatedChain, member: &IdentityPublicKey) -> Option<Role> {
+    chain
+        .current_members()
+        .into_iter()
+        .find(|(m, _)| m == member)
+        .map(|(_, role)| role)
+}

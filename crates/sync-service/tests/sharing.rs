@@ -1,0 +1,415 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Phase 2 end to end through the library API: an owner invites a member
+//! and a reader (users with homes of their own), they join by invite, the
+//! owner revokes the member (a new key epoch), and a member invited after
+//! the rotation reads the whole history. Each refusal is checked by name,
+//! and what is refused never applies.
+
+mod common;
+
+use bae_crypto::{IdentitySigningKey, KeyEpoch, ObjectKind, ObjectPlace};
+use bae_hlc::{DeviceId, WallClock};
+use bae_membership::{LibraryId, Role};
+use bae_oplog::fixture::{library_as, open_library};
+use bae_storage_s3::layout::{self, PublicKeyHex};
+use bae_sync_service::keystore::read_key_file;
+use bae_sync_service::{library, KeyStore, Member, PullReport, SyncError, SyncService};
+use common::*;
+
+/// One user: a home of their own (identity and library keys).
+struct User {
+    keys: KeyStore,
+    identity: IdentitySigningKey,
+}
+
+fn user(w: &World, name: &str) -> User {
+    let keys = KeyStore::Files(w.dir.path().join(format!("{name}-home")));
+    let identity = keys.identity_store().load_or_create().unwrap();
+    User { keys, identity }
+}
+
+/// The library id of the world's library (from the founder's key file).
+fn library_of(w: &World) -> LibraryId {
+    LibraryId::from(read_key_file(&w.key_file()).unwrap().key.fingerprint())
+}
+
+async fn join_as(w: &World, who: &User, device: &str, inviter: &IdentitySigningKey) -> SyncService {
+    library::join_invited(
+        open_library(&w.library(device)).unwrap(),
+        &w.bucket,
+        library_of(w),
+        &inviter.public_key(),
+        &who.keys,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// The reason of the one rejected problem naming `key`.
+fn refusal<'r>(report: &'r PullReport, key: &str) -> &'r str {
+    &report
+        .problems
+        .iter()
+        .find(|p| p.reason.contains(key))
+        .unwrap_or_else(|| panic!("no problem names {key}: {:?}", report.problems))
+        .reason
+}
+
+async fn title(s: &SyncService) -> Option<String> {
+    Some(field(s, "albums", &album_row(0, "albums"), "title").await)
+}
+
+async fn set_title(s: &SyncService, t: &str) {
+    edit(s, "albums", &album_row(0, "albums"), "title", t).await;
+}
+
+async fn three_users_share_and_a_revoked_member_loses_what_follows(bucket: Bucket) {
+    let w = World::new(bucket, "sharing");
+    let owner = w.first_device("owner", 2).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (bob, carol, dave) = (user(&w, "bob"), user(&w, "carol"), user(&w, "dave"));
+
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner
+        .invite(carol.identity.public_key(), Role::Reader)
+        .await
+        .unwrap();
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let c = join_as(&w, &carol, "carol", &owner_id).await;
+    assert_converged(&[&owner, &b, &c]).await;
+    // A moment when bob was a member (for a clock set back to it, below).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let while_a_member = now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    // A member writes; everyone gets it.
+    set_title(&b, "by bob").await;
+    b.push().await.unwrap();
+    sync_all(&[&owner, &c]).await;
+    assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
+    assert_eq!(title(&c).await.as_deref(), Some("by bob"));
+
+    // A reader's batch is refused by everyone, by name.
+    set_title(&c, "by carol").await;
+    c.push().await.unwrap();
+    let report = owner.pull().await.unwrap();
+    assert!(
+        refusal(&report, &layout::ops_key(&c.device(), 1)).contains("a Reader who may not write"),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
+
+    // Bob is revoked: a new epoch for the owner and carol, bob's device cut
+    // off at the last batch the owner applied.
+    let bob_last = last_batch(&b).await;
+    let revoked = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert!(revoked.removed);
+    assert_eq!(revoked.new_epoch, Some(KeyEpoch(1)));
+    assert_eq!(revoked.cutoffs, vec![(b.device(), bob_last)]);
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+    let members: Vec<_> = owner
+        .members()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.key, m.role))
+        .collect();
+    assert!(!members.iter().any(|(k, _)| *k == bob.identity.public_key()));
+
+    // What the owner writes now is sealed under epoch 1: carol adopts it on
+    // her next pull; bob cannot open it.
+    set_title(&owner, "after revoke").await;
+    let head = owner.push().await.unwrap().head.unwrap();
+    c.pull().await.unwrap();
+    assert_eq!(c.key_epoch(), KeyEpoch(1));
+    assert_eq!(title(&c).await.as_deref(), Some("after revoke"));
+    let sealed = w
+        .store()
+        .get(&ops_key(&owner, head), 1 << 24)
+        .await
+        .unwrap();
+    let place = ObjectPlace {
+        kind: ObjectKind::OpBatch,
+        device: *owner.device().as_bytes(),
+        seq: head,
+    };
+    let bobs_keys = bob
+        .keys
+        .load(&library::library_id(
+            &read_key_file(&w.key_file()).unwrap().key,
+        ))
+        .unwrap();
+    assert!(matches!(
+        bae_crypto::open_object(&bobs_keys, &place, &sealed),
+        Err(bae_crypto::ObjectError::UnknownEpoch { epoch: KeyEpoch(1) })
+    ));
+    let _ = b.pull().await;
+    assert_eq!(b.key_epoch(), KeyEpoch(0));
+    assert_eq!(
+        title(&b).await.as_deref(),
+        Some("by bob"),
+        "bob never sees it"
+    );
+
+    // Bob writes after his removal, with an honest clock: his head is
+    // refused (not a member at its HLC), so nothing of the stream opens.
+    set_title(&b, "bob after removal").await;
+    let bob_head = b.push().await.unwrap().head.unwrap();
+    assert!(bob_head > bob_last);
+    let report = owner.pull().await.unwrap();
+    assert!(
+        refusal(&report, &layout::heads_key(&b.device(), bob_head)).contains("not a member"),
+        "{:?}",
+        report.problems
+    );
+    // A new device of bob with a clock set back to when he was a member:
+    // the removal did not list it, so nothing it claims from before counts.
+    let lib = w.library("bob-rogue");
+    let rogue_rec = library_as(
+        rusqlite::Connection::open(&lib).unwrap(),
+        WallClock::Manual(while_a_member),
+        DeviceId::from_bytes([0x5a; 16]),
+    )
+    .unwrap();
+    let rogue = SyncService::new(
+        rogue_rec,
+        w.store(),
+        read_key_file(&w.key_file()).unwrap().key,
+        Member::new(bob.identity.clone(), owner_id.public_key()),
+    )
+    .unwrap();
+    rogue
+        .with_db(|rec| {
+            let mut tx = rec.transaction()?;
+            bae_oplog::fixture::demo_album(1, 40, 3).write(&mut tx)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    rogue.push().await.unwrap();
+    let before = dump(&owner).await;
+    let report = owner.pull().await.unwrap();
+    assert_eq!(report.applied, 0, "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.reason.contains("did not list")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(dump(&owner).await, before);
+
+    // Dave, invited after the rotation, reads the history from epoch 0 on.
+    owner
+        .invite(dave.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let d = join_as(&w, &dave, "dave", &owner_id).await;
+    assert_eq!(d.key_epoch(), KeyEpoch(1));
+    c.pull().await.unwrap();
+    assert_converged(&[&owner, &c, &d]).await;
+    assert_eq!(title(&d).await.as_deref(), Some("after revoke"));
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn three_users_share_a_local_bucket() {
+    three_users_share_and_a_revoked_member_loses_what_follows(Bucket::Local).await;
+}
+
+#[tokio::test]
+async fn three_users_share_an_s3_bucket() {
+    three_users_share_and_a_revoked_member_loses_what_follows(Bucket::S3).await;
+}
+
+#[tokio::test]
+async fn only_the_invited_identity_with_a_managers_key_joins() {
+    let w = World::new(Bucket::Local, "sharing-join");
+    let owner = w.first_device("owner", 1).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (bob, eve) = (user(&w, "bob"), user(&w, "eve"));
+    // Not invited at all: no key sealed to eve.
+    let err = library::join_invited(
+        open_library(&w.library("eve")).unwrap(),
+        &w.bucket,
+        library_of(&w),
+        &owner_id.public_key(),
+        &eve.keys,
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, SyncError::NoKeySealedToYou { .. }), "{err}");
+
+    // A key blob sealed to eve by someone who is not a member (the bucket
+    // host, say) does not make her one.
+    let stranger = IdentitySigningKey::generate();
+    let ring = read_key_file(&w.key_file()).unwrap().key.into();
+    let (epoch, sealed) =
+        bae_membership::seal_key_blob(&stranger, library_of(&w), &eve.identity.public_key(), &ring)
+            .unwrap();
+    w.store()
+        .put(
+            &layout::key_blob_key(
+                &PublicKeyHex::from_bytes(&eve.identity.public_key().to_bytes()),
+                epoch.0,
+            ),
+            &sealed,
+        )
+        .await
+        .unwrap();
+    let err = library::join_invited(
+        open_library(&w.library("eve")).unwrap(),
+        &w.bucket,
+        library_of(&w),
+        &stranger.public_key(),
+        &eve.keys,
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, SyncError::NotInvited { .. }), "{err}");
+    assert!(
+        eve.keys
+            .load(&library::library_id(
+                &read_key_file(&w.key_file()).unwrap().key
+            ))
+            .is_err(),
+        "nothing saved"
+    );
+
+    // Bob is invited; an invite naming another library id is refused by
+    // the key blob, before anything is written.
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let err = library::join_invited(
+        open_library(&w.library("bob")).unwrap(),
+        &w.bucket,
+        LibraryId::from_bytes([7; 16]),
+        &owner_id.public_key(),
+        &bob.keys,
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("library"), "{err}");
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    assert_converged(&[&owner, &b]).await;
+
+    // A member cannot invite or revoke; nobody can revoke themselves.
+    let err = b
+        .invite(eve.identity.public_key(), Role::Reader)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::CannotManage {
+                role: Some(Role::Member)
+            }
+        ),
+        "{err}"
+    );
+    let err = owner.revoke(owner_id.public_key()).await.unwrap_err();
+    assert!(matches!(err, SyncError::RevokeSelf), "{err}");
+    let err = owner.revoke(eve.identity.public_key()).await.unwrap_err();
+    assert!(matches!(err, SyncError::NotAMember { .. }), "{err}");
+    // Inviting a member again with another role is refused by name.
+    let err = owner
+        .invite(bob.identity.public_key(), Role::Admin)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::AlreadyMember {
+                role: Role::Member,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_or_swapped_key_blob_is_not_adopted() {
+    let w = World::new(Bucket::Local, "sharing-blob");
+    let owner = w.first_device("owner", 1).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (bob, carol) = (user(&w, "bob"), user(&w, "carol"));
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner
+        .invite(carol.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let c = join_as(&w, &carol, "carol", &owner_id).await;
+    let dave = user(&w, "dave");
+    owner
+        .invite(dave.identity.public_key(), Role::Reader)
+        .await
+        .unwrap();
+    owner.revoke(dave.identity.public_key()).await.unwrap();
+    let store = w.store();
+    let blob = |u: &User| {
+        layout::key_blob_key(
+            &PublicKeyHex::from_bytes(&u.identity.public_key().to_bytes()),
+            1,
+        )
+    };
+    // Carol's blob swapped for bob's (sealed to bob: does not open for her);
+    // bob's flipped in one byte.
+    let bobs = store.get(&blob(&bob), 1 << 20).await.unwrap();
+    store.put(&blob(&carol), &bobs).await.unwrap();
+    let mut flipped = bobs.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    store.put(&blob(&bob), &flipped).await.unwrap();
+    set_title(&owner, "epoch 1").await;
+    owner.push().await.unwrap();
+    for s in [&b, &c] {
+        let _ = s.pull().await;
+        assert_eq!(
+            s.key_epoch(),
+            KeyEpoch(0),
+            "nothing adopted from a bad blob"
+        );
+    }
+    // Repaired (the owner writes them again under a fresh rotation), both
+    // catch up.
+    store.delete(&blob(&bob)).await.unwrap();
+    store.delete(&blob(&carol)).await.unwrap();
+    let eve = user(&w, "eve");
+    owner
+        .invite(eve.identity.public_key(), Role::Reader)
+        .await
+        .unwrap();
+    let report = owner.revoke(eve.identity.public_key()).await.unwrap();
+    assert_eq!(report.new_epoch, Some(KeyEpoch(2)));
+    for s in [&b, &c] {
+        s.pull().await.unwrap();
+        assert_eq!(s.key_epoch(), KeyEpoch(2));
+        assert_eq!(title(s).await.as_deref(), Some("epoch 1"));
+    }
+}
