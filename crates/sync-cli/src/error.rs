@@ -39,6 +39,24 @@ pub enum CliError {
         /// The directory.
         path: String,
     },
+    /// `join` without --invite lacks --bucket or --key-file (clap normally
+    /// catches it first).
+    #[error("join needs --bucket and --key-file, or --invite")]
+    JoinNeedsKeyOrInvite,
+    /// A reader tried to change the library: the other members would
+    /// refuse what they push.
+    #[error("you are a reader of this library: readers cannot change it (an owner or admin can make you a member)")]
+    ReaderCannotWrite,
+    /// A public key on the command line that is not 64 hex digits.
+    #[error("--member: {0}")]
+    MemberKey(bae_crypto::KeyParseError),
+    /// An invite code that does not parse.
+    #[error("--invite: {0}")]
+    Invite(#[from] bae_membership::InviteError),
+    /// `--with-credentials` without S3 credentials in the environment, or
+    /// for a bucket that is not S3.
+    #[error("--with-credentials: {0}")]
+    Credentials(&'static str),
     /// Writing to stdout failed (other than a closed pipe, which ends the
     /// command quietly).
     #[error("stdout: {0}")]

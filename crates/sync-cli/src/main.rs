@@ -15,6 +15,8 @@ mod exit;
 
 use bae_oplog::fixture::{demo_album, open_library, AlbumImport, Library};
 use bae_oplog::{canonical_dump, OpRecorder, BAE_SCHEMA};
+use bae_crypto::IdentityPublicKey;
+use bae_membership::{Invite, InviteCredentials, LibraryId, Role, SealedCredentials};
 use bae_sync_service::{library, KeyStore, Progress, Stage};
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -67,18 +69,52 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Set up another device: take the key, pull everything.
+    /// Set up another device (with --bucket and --key-file), or join a
+    /// library someone shared with you (with --invite): take the key, pull
+    /// everything.
     Join {
         #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
         library: PathBuf,
         /// The bucket the library syncs through, as given to init (e.g.
         /// /mnt/nas/bae or s3://bucket/prefix?endpoint=...)
-        #[arg(long, value_name = "URL")]
-        bucket: String,
+        #[arg(long, value_name = "URL", required_unless_present = "invite")]
+        bucket: Option<String>,
         /// The key file written by `key export` on a device already set up
         /// (e.g. library.key)
-        #[arg(long, value_name = "FILE")]
-        key_file: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "invite")]
+        key_file: Option<PathBuf>,
+        /// The invite code an owner or admin gave you (bae-invite-v1:...);
+        /// it names the bucket and the library
+        #[arg(long, value_name = "CODE", conflicts_with_all = ["bucket", "key_file"])]
+        invite: Option<String>,
+    },
+    /// Add a member to the library (you must be an owner or admin): seals
+    /// the library key to them and prints the invite code to give them.
+    Invite {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// Their public key, as `bae-sync identity show` prints it (64 hex
+        /// digits)
+        #[arg(long, value_name = "PUBKEY")]
+        member: String,
+        /// What they may do: owner, admin (manage members), member (read
+        /// and write) or reader (read only)
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Also put this machine's S3 credentials (AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) in the code, sealed so
+        /// only they can read them
+        #[arg(long)]
+        with_credentials: bool,
+    },
+    /// Remove a member and start a new library key for everyone else;
+    /// nothing written afterwards can be read or written by them.
+    Revoke {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// Their public key (64 hex digits, as `members` lists it)
+        #[arg(long, value_name = "PUBKEY")]
+        member: String,
     },
     /// Undo `init`/`join` on this device: keep the library's rows, forget
     /// the bucket and sync state, delete the key; `join` works again after.
@@ -223,6 +259,26 @@ enum Command {
     },
 }
 
+/// A member's role, as `invite --role` takes it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RoleArg {
+    Owner,
+    Admin,
+    Member,
+    Reader,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Owner => Role::Owner,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Member => Role::Member,
+            RoleArg::Reader => Role::Reader,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum IdentityCommand {
     /// Print this user's public key (made on first use), 64 hex digits on
@@ -264,6 +320,8 @@ impl Command {
             | Command::Checkpoint { library }
             | Command::Gc { library, .. }
             | Command::Members { library, .. }
+            | Command::Invite { library, .. }
+            | Command::Revoke { library, .. }
             | Command::Key {
                 command: KeyCommand::Export { library, .. },
             } => Some(library),
@@ -418,23 +476,56 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             library,
             bucket,
             key_file,
+            invite,
+        } => join(&library, bucket, key_file, invite, keys).await?,
+        Command::Invite {
+            library,
+            member,
+            role,
+            with_credentials,
         } => {
-            // A mistyped or unreadable key file is refused before the
-            // library is opened (which creates a missing one).
-            bae_sync_service::keystore::read_key_file(&key_file)?;
-            let rec = open_library(&library)?;
-            let s = with_progress("joining", |p| {
-                library::join(rec, &bucket, &key_file, keys, Some(p))
-            })
-            .await?;
-            outln!("joined as device {}", s.device())?;
+            let member = member_key(&member)?;
+            let bucket = library::saved_bucket(open_library(&library)?)?;
+            let s = library::open(open_library(&library)?, keys)?;
+            let credentials = match with_credentials {
+                true => Some(credentials_for(&bucket, s.library_id(), &member)?),
+                false => None,
+            };
+            s.invite(member, role.into()).await?;
+            let code = Invite {
+                library_id: s.library_id(),
+                bucket,
+                inviter: s.member_key(),
+                invitee: member,
+                role: role.into(),
+                credentials,
+            }
+            .to_code();
+            outln!("invited {member} as {role:?}; give them this code (they run `bae-sync join --library FILE --invite CODE`):")?;
+            outln!("{code}")?;
+        }
+        Command::Revoke { library, member } => {
+            let member = member_key(&member)?;
+            let s = library::open(open_library(&library)?, keys)?;
+            let r = s.revoke(member).await?;
+            match (r.removed, r.new_epoch) {
+                (true, _) => outln!("removed {member}")?,
+                (false, _) => outln!("{member} was already removed")?,
+            }
+            if let Some(epoch) = r.new_epoch {
+                outln!("new library key (epoch {}) sealed to every remaining member", epoch.0)?;
+            }
+            outln!("they keep what they already downloaded, and any S3 credentials they were given: revoke those at your storage provider")?;
         }
         Command::DemoImport {
             library,
             albums,
             seed,
             first,
-        } => demo_import(&library, albums, seed, first)?,
+        } => {
+            refuse_reader(&library, keys)?;
+            demo_import(&library, albums, seed, first)?
+        }
         Command::Set {
             library,
             table,
@@ -443,6 +534,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             null,
         } => {
             let fields = parse_assignments(&assignments, &null)?;
+            refuse_reader(&library, keys)?;
             let mut lib = Library::new(open_library(&library)?);
             lib.set(&table, &row_id, &fields)?;
             let columns: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
@@ -453,6 +545,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             table,
             row_id,
         } => {
+            refuse_reader(&library, keys)?;
             let mut lib = Library::new(open_library(&library)?);
             match lib.remove(&table, &row_id)? {
                 0 => outln!("deleted {table} {row_id}")?,
@@ -912,6 +1005,102 @@ fn print_members(members: &[bae_sync_service::MemberInfo], json: bool) -> Result
         outln!("{}  {:<6}  {devices}", m.key, role(m.role))?;
     }
     Ok(())
+}
+
+/// `join`: with a key file (another device of this user) or an invite
+/// code (a library someone shared).
+async fn join(
+    library: &Path,
+    bucket: Option<String>,
+    key_file: Option<PathBuf>,
+    invite: Option<String>,
+    keys: &KeyStore,
+) -> Result<(), CliError> {
+    let s = match (invite, bucket, key_file) {
+        (Some(code), _, _) => {
+            // A mistyped code, or one for another identity, is refused before
+            // the library is opened (which creates a missing one).
+            let invite = Invite::from_code(&code)?;
+            let me = keys
+                .identity_store()
+                .load()
+                .map_err(bae_sync_service::SyncError::from)?;
+            invite.check_invitee(&me.public_key())?;
+            if let Some(sealed) = &invite.credentials {
+                let credentials = sealed.open(invite.library_id, &me)?;
+                library::save_s3_credentials(keys, invite.library_id, &credentials)?;
+            }
+            let rec = open_library(library)?;
+            with_progress("joining", |p| {
+                library::join_invited(
+                    rec,
+                    &invite.bucket,
+                    invite.library_id,
+                    &invite.inviter,
+                    keys,
+                    Some(p),
+                )
+            })
+            .await?
+        }
+        (None, Some(bucket), Some(key_file)) => {
+            // A mistyped or unreadable key file is refused before the
+            // library is opened (which creates a missing one).
+            bae_sync_service::keystore::read_key_file(&key_file)?;
+            let rec = open_library(library)?;
+            with_progress("joining", |p| {
+                library::join(rec, &bucket, &key_file, keys, Some(p))
+            })
+            .await?
+        }
+        // clap requires --bucket and --key-file unless --invite is given.
+        (None, _, _) => return Err(CliError::JoinNeedsKeyOrInvite),
+    };
+    outln!("joined as device {}", s.device())?;
+    Ok(())
+}
+
+/// Refuses an edit by a reader of a library set up for sync (as of its
+/// last pull): every other member would refuse the batch.
+fn refuse_reader(library: &Path, keys: &KeyStore) -> Result<(), CliError> {
+    if !library.exists() {
+        return Ok(());
+    }
+    match library::cached_role(open_library(library)?, keys)? {
+        Some(Role::Reader) => Err(CliError::ReaderCannotWrite),
+        _ => Ok(()),
+    }
+}
+
+/// A public key given on the command line.
+fn member_key(text: &str) -> Result<IdentityPublicKey, CliError> {
+    IdentityPublicKey::from_hex(text.trim()).map_err(CliError::MemberKey)
+}
+
+/// This machine's S3 credentials, sealed to `member`, for an invite to an
+/// S3 bucket.
+fn credentials_for(
+    bucket: &str,
+    library: LibraryId,
+    member: &IdentityPublicKey,
+) -> Result<SealedCredentials, CliError> {
+    if !bucket.starts_with("s3://") {
+        return Err(CliError::Credentials("the library's bucket is not on S3"));
+    }
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let (Some(access_key), Some(secret_key)) =
+        (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+    else {
+        return Err(CliError::Credentials(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set",
+        ));
+    };
+    let credentials = InviteCredentials {
+        access_key,
+        secret_key: zeroize::Zeroizing::new(secret_key),
+        session_token: var("AWS_SESSION_TOKEN").map(zeroize::Zeroizing::new),
+    };
+    Ok(SealedCredentials::seal(&credentials, library, member)?)
 }
 
 async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), CliError> {

@@ -95,6 +95,13 @@ pub enum SyncError {
         /// Who.
         inviter: Box<bae_crypto::IdentityPublicKey>,
     },
+    /// The S3 credentials stored for a library do not read back (or an
+    /// invite carried ones with a line break inside).
+    #[error("the S3 credentials stored for library {library_id} are damaged: join again with a new invite, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    DamagedCredentials {
+        /// The library.
+        library_id: String,
+    },
     /// Revoking this member's own identity.
     #[error("you cannot revoke yourself; another owner or admin can")]
     RevokeSelf,

@@ -33,6 +33,63 @@ impl KeyStore {
         home.join("keys").join(format!("{library_id}.key"))
     }
 
+    fn credentials_entry(library_id: &str) -> String {
+        format!("bae_s3_credentials:{library_id}")
+    }
+
+    fn credentials_file(home: &Path, library_id: &str) -> PathBuf {
+        home.join("keys").join(format!("{library_id}.s3"))
+    }
+
+    /// Stores the S3 credentials an invite carried for a library (its
+    /// text: access key, secret key and optional session token, a line
+    /// each), next to its keys.
+    pub fn save_s3_credentials(&self, library_id: &str, text: &str) -> Result<(), SyncError> {
+        match self {
+            KeyStore::Os => keyring::Entry::new("bae", &Self::credentials_entry(library_id))
+                .and_then(|e| e.set_password(text))
+                .map_err(|source| SyncError::Keyring {
+                    library_id: library_id.to_owned(),
+                    source,
+                }),
+            KeyStore::Files(home) => {
+                let path = Self::credentials_file(home, library_id);
+                if let Some(dir) = path.parent() {
+                    private_dir(dir)?;
+                }
+                write_private(&path, text.as_bytes())
+            }
+        }
+    }
+
+    /// The S3 credentials stored for a library, if an invite carried some.
+    pub fn load_s3_credentials(
+        &self,
+        library_id: &str,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, SyncError> {
+        match self {
+            KeyStore::Os => {
+                match keyring::Entry::new("bae", &Self::credentials_entry(library_id))
+                    .and_then(|e| e.get_password())
+                {
+                    Ok(text) => Ok(Some(zeroize::Zeroizing::new(text))),
+                    Err(keyring::Error::NoEntry) => Ok(None),
+                    Err(source) => Err(SyncError::Keyring {
+                        library_id: library_id.to_owned(),
+                        source,
+                    }),
+                }
+            }
+            KeyStore::Files(home) => {
+                let path = Self::credentials_file(home, library_id);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                read_private_text(&path).map(Some)
+            }
+        }
+    }
+
     /// Stores a library's keys: every epoch of `ring`, whose epochs must
     /// run 0, 1, … with no gap (what key blobs carry).
     pub fn save(&self, library_id: &str, ring: &KeyRing) -> Result<(), SyncError> {

@@ -10,7 +10,7 @@ use crate::service::SyncService;
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
 use bae_crypto::{KeyEpoch, KeyRing, LibraryKey};
 use bae_membership::IdentityError;
-use bae_membership::LibraryId;
+use bae_membership::{LibraryId, Role};
 use bae_oplog::OpRecorder;
 use bae_storage_s3::layout::{self, PublicKeyHex, LIBRARY_MARKER_KEY};
 use rusqlite::params;
@@ -40,6 +40,64 @@ fn open_store(url: &str) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStor
         url: url.to_owned(),
         source,
     })
+}
+
+/// Opens the bucket of library `id`: an S3 bucket with the credentials an
+/// invite carried for it (stored in `keys`), if any; the `AWS_*`
+/// environment otherwise.
+fn open_library_store(
+    url: &str,
+    keys: &KeyStore,
+    id: &str,
+) -> Result<std::sync::Arc<dyn bae_storage_s3::ObjectStore>, SyncError> {
+    let bad_url = |source| SyncError::BucketUrl {
+        url: url.to_owned(),
+        source,
+    };
+    let config = bae_storage_s3::StoreConfig::parse(url).map_err(|e| bad_url(e.into()))?;
+    let config = match (config, keys.load_s3_credentials(id)?) {
+        (bae_storage_s3::StoreConfig::S3(mut s3), Some(text)) => {
+            let mut lines = text.lines();
+            let (Some(access), Some(secret)) = (lines.next(), lines.next()) else {
+                return Err(SyncError::DamagedCredentials { library_id: id.to_owned() });
+            };
+            let mut credentials = bae_storage_s3::S3Credentials::new(access, secret);
+            if let Some(token) = lines.next().filter(|t| !t.is_empty()) {
+                credentials = credentials.with_session_token(token);
+            }
+            s3.credentials = Some(credentials);
+            bae_storage_s3::StoreConfig::S3(s3)
+        }
+        (config, _) => config,
+    };
+    config.open().map_err(bad_url)
+}
+
+/// Stores S3 credentials an invite carried for library `library`, so its
+/// bucket opens with them (`join --invite`, then every later command).
+pub fn save_s3_credentials(
+    keys: &KeyStore,
+    library: LibraryId,
+    credentials: &bae_membership::InviteCredentials,
+) -> Result<(), SyncError> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    for part in [
+        Some(credentials.access_key.as_str()),
+        Some(credentials.secret_key.as_str()),
+        credentials.session_token.as_deref().map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if part.contains(['\n', '\r']) {
+            return Err(SyncError::DamagedCredentials {
+                library_id: library.to_string(),
+            });
+        }
+        text.push_str(part);
+        text.push('\n');
+    }
+    keys.save_s3_credentials(&library.to_string(), &text)
 }
 
 /// The bucket URL as it is saved: a relative directory made absolute, so
@@ -320,7 +378,7 @@ pub async fn join_invited(
     }
     let identity = keys.identity_store().load()?;
     let url = absolute_url(bucket_url)?;
-    let store = open_store(&url)?;
+    let store = open_library_store(&url, keys, &library.to_string())?;
     let me = PublicKeyHex::from_bytes(&identity.public_key().to_bytes());
     let mut epochs: Vec<u32> = store
         .list(&layout::key_blobs_prefix(&me))
@@ -425,6 +483,32 @@ pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncErr
     Ok(
         service(rec, open_store(&url)?, ring, Member::new(identity, founder))?
             .with_key_store(keys.clone(), id),
+    )
+}
+
+/// The bucket URL `init` or `join` saved for the library.
+pub fn saved_bucket(mut rec: OpRecorder) -> Result<String, SyncError> {
+    Ok(sync_setup(&mut rec)?.ok_or(SyncError::NotInitialized)?.1)
+}
+
+/// This user's role in the library as of its last pull, from the cached
+/// membership chain (no network, no bucket credentials needed): what a host
+/// checks before recording an edit, since a reader's edits are refused by
+/// every other member. `None` for a library not set up for sync (edits are
+/// its own) or a user who is not a member.
+pub fn cached_role(mut rec: OpRecorder, keys: &KeyStore) -> Result<Option<Role>, SyncError> {
+    let Some((id, _)) = sync_setup(&mut rec)? else {
+        return Ok(None);
+    };
+    let founder = saved_founder(&mut rec)?;
+    let ring = keys.load(&id)?;
+    let first = ring.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?;
+    let me = keys.identity_store().load()?.public_key();
+    crate::members::cached_role(
+        rec.sync_parts().0,
+        LibraryId::from(first.fingerprint()),
+        founder,
+        &me,
     )
 }
 

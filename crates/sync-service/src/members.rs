@@ -574,6 +574,11 @@ impl SyncService {
             .collect())
     }
 
+    /// The library id every signed object names.
+    pub fn library_id(&self) -> LibraryId {
+        self.library_id
+    }
+
     /// This member's public key.
     pub fn member_key(&self) -> IdentityPublicKey {
         self.member.public_key()
@@ -607,6 +612,22 @@ fn load_bindings(conn: &rusqlite::Connection) -> Result<DeviceBindings, SyncErro
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// `me`'s role in the chain of the entries cached in `conn` (no network).
+pub(crate) fn cached_role(
+    conn: &rusqlite::Connection,
+    library_id: LibraryId,
+    founder: IdentityPublicKey,
+    me: &IdentityPublicKey,
+) -> Result<Option<Role>, SyncError> {
+    let (entries, _) = cached_entries(conn)?;
+    Ok(Chain::new(library_id, founder)
+        .validate(entries)
+        .current_members()
+        .into_iter()
+        .find(|(m, _)| m == me)
+        .map(|(_, role)| role))
 }
 
 fn cached_keys(conn: &rusqlite::Connection) -> Result<Vec<String>, SyncError> {
