@@ -726,6 +726,15 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_are_the_documented_ones() {
+        assert_eq!(MIN_CODE_BYTES, 90);
+        assert_eq!(MIN_CREDENTIALS_LEN, 54);
+        assert_eq!(MAX_SEALED_CREDENTIALS_BYTES, 4712);
+        assert_eq!(MAX_CODE_CHARS, 10_964);
+        assert!(MAX_CODE_BYTES <= usize::from(u16::MAX));
+    }
+
+    #[test]
     fn crc32_is_zlibs() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
