@@ -9,11 +9,11 @@ use bae_crypto::object::seal_object_with_nonce;
 use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey, ReleaseKey};
 use bae_fuzz::{object_place, IDENTITY_SEED, LIBRARY_ID, LIBRARY_KEY};
 use bae_hlc::{DeviceId, Timestamp};
-use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};
 use bae_membership::{
-    seal_key_blob, Action, Cutoffs, EnvelopeHeader, Entry, Invite, InviteCredentials, LibraryId,
+    seal_key_blob, Action, Cutoffs, Entry, EnvelopeHeader, Invite, InviteCredentials, LibraryId,
     Role, SealedCredentials, SignedEntry, SignedKind, SignedObject,
 };
+use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_sync_service::fuzzing::{sample_checkpoint, sealed_marker};
 use bae_sync_service::Head;
@@ -182,7 +182,11 @@ fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         },
         sample_head().encode(),
     )?;
-    write(root, "signed_envelope", &[batch.to_bytes(), head.to_bytes()])?;
+    write(
+        root,
+        "signed_envelope",
+        &[batch.to_bytes(), head.to_bytes()],
+    )?;
 
     // Sealed blobs never open for the fuzzer's mutations; their plaintexts,
     // which the target seals itself, do.

@@ -188,12 +188,18 @@ fn block() -> String {
         "#   secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, no session token"
     )
     .unwrap();
-    let creds = credentials()
-        .plaintext(LIB, &key(2).public_key())
-        .unwrap();
+    let creds = credentials().plaintext(LIB, &key(2).public_key()).unwrap();
     line(&mut out, "credentials plaintext", &creds);
-    writeln!(out, "# the same sealed to 02 (one sealing; sealed boxes are randomized)").unwrap();
-    line(&mut out, "sealed credentials", sealed_credentials().as_bytes());
+    writeln!(
+        out,
+        "# the same sealed to 02 (one sealing; sealed boxes are randomized)"
+    )
+    .unwrap();
+    line(
+        &mut out,
+        "sealed credentials",
+        sealed_credentials().as_bytes(),
+    );
     writeln!(
         out,
         "# invite from 01 to 02 as reader, bucket s3://bae-library/alice, those credentials"
@@ -246,7 +252,6 @@ fn the_documented_vectors_decode_and_verify() {
         .unwrap();
     assert_eq!(verified.body(), b"batch");
 }
-
 
 #[test]
 fn the_documented_invite_codes_read_back_and_their_credentials_open() {
