@@ -16,3 +16,10 @@ pub fn object_place() -> ObjectPlace {
         seq: 7,
     }
 }
+
+/// The identity the `key_blob` and `invite_credentials` targets open sealed
+/// boxes as (the seed corpus seals to it).
+pub const IDENTITY_SEED: [u8; 32] = [0x42; 32];
+
+/// The library the membership targets read for.
+pub const LIBRARY_ID: [u8; 16] = [0x11; 16];

@@ -1,13 +1,18 @@
 //! Writes real encodings into `corpus/TARGET/` (the directory given as the
 //! only argument): a batch, sealed objects, chunked blobs, a head, a
-//! checkpoint, a marker, key texts, bucket keys and URLs. `cargo xtask fuzz
-//! --seed-corpus` runs it before minimizing.
+//! checkpoint, a marker, key texts, bucket keys and URLs, membership
+//! entries, a signed envelope, key blobs, invite codes and credentials.
+//! `cargo xtask fuzz --seed-corpus` runs it before minimizing.
 
 use bae_crypto::chunked::{encrypt_with_nonce, BaseNonce, CHUNK_SIZE};
 use bae_crypto::object::seal_object_with_nonce;
 use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey, ReleaseKey};
-use bae_fuzz::{object_place, LIBRARY_KEY};
+use bae_fuzz::{object_place, IDENTITY_SEED, LIBRARY_ID, LIBRARY_KEY};
 use bae_hlc::{DeviceId, Timestamp};
+use bae_membership::{
+    seal_key_blob, Action, Cutoffs, Entry, EnvelopeHeader, Invite, InviteCredentials, LibraryId,
+    Role, SealedCredentials, SignedEntry, SignedKind, SignedObject,
+};
 use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};
 use bae_storage_s3::layout;
 use bae_sync_service::fuzzing::{sample_checkpoint, sealed_marker};
@@ -111,6 +116,122 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "s3://bucket?timeout=30s&connect_timeout=500ms",
     ];
     write(root, "bucket_url", &urls.map(|u| u.as_bytes().to_vec()))?;
+    write_membership(root)
+}
+
+/// Seeds of the membership targets: entries, an envelope, key blobs and
+/// invites, sealed where they are sealed to the targets' fixed identity.
+fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let library = LibraryId::from_bytes(LIBRARY_ID);
+    let owner = IdentitySigningKey::from_seed(&[1; 32]);
+    let member = IdentitySigningKey::from_seed(&IDENTITY_SEED);
+    let hlc = Timestamp::from_unix_millis(1_800_000_000_000).ok_or("hlc out of range")?;
+    let genesis = SignedEntry::sign(
+        &owner,
+        Entry {
+            library_id: library,
+            author: owner.public_key(),
+            seq: 0,
+            prev: None,
+            hlc,
+            action: Action::Add {
+                subject: owner.public_key(),
+                role: Role::Owner,
+            },
+        },
+    )?;
+    let removal = SignedEntry::sign(
+        &owner,
+        Entry {
+            library_id: library,
+            author: owner.public_key(),
+            seq: 1,
+            prev: Some(genesis.hash()),
+            hlc: Timestamp::from_u64(hlc.as_u64() + 1),
+            action: Action::Remove {
+                subject: member.public_key(),
+                cutoffs: Cutoffs {
+                    last_entry: Some(0),
+                    devices: vec![(DeviceId::from_bytes([0x22; 16]), 41)],
+                },
+            },
+        },
+    )?;
+    write(
+        root,
+        "membership_entry",
+        &[genesis.to_bytes(), removal.to_bytes()],
+    )?;
+
+    let header = EnvelopeHeader {
+        library_id: library,
+        kind: SignedKind::Batch,
+        device: DeviceId::from_bytes([0x33; 16]),
+        seq: 7,
+        hlc,
+        epoch: KeyEpoch(2),
+        prev: Some(BatchHash([0x44; 32])),
+    };
+    let batch = SignedObject::sign(&owner, header, encode_batch(&sample_batch())?)?;
+    let head = SignedObject::sign(
+        &owner,
+        EnvelopeHeader {
+            kind: SignedKind::Head,
+            prev: None,
+            ..header
+        },
+        sample_head().encode(),
+    )?;
+    write(
+        root,
+        "signed_envelope",
+        &[batch.to_bytes(), head.to_bytes()],
+    )?;
+
+    // Sealed blobs never open for the fuzzer's mutations; their plaintexts,
+    // which the target seals itself, do.
+    let mut ring = bae_crypto::KeyRing::new();
+    ring.insert(KeyEpoch(0), LibraryKey::from_bytes([0xa0; 32]));
+    ring.insert(KeyEpoch(1), LibraryKey::from_bytes([0xa1; 32]));
+    let (_, sealed_blob) = seal_key_blob(&owner, library, &member.public_key(), &ring)?;
+    let blob = bae_crypto::open_sealed(&member, &sealed_blob)?;
+    write(root, "key_blob", &[blob.to_vec(), sealed_blob])?;
+
+    let creds = InviteCredentials {
+        access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned().into(),
+        session_token: Some("FwoGZXIvYXdzEXAMPLE".to_owned().into()),
+    };
+    let sealed = SealedCredentials::seal(&creds, library, &member.public_key())?;
+    let plaintext = bae_crypto::open_sealed(&member, sealed.as_bytes())?;
+    write(
+        root,
+        "invite_credentials",
+        &[plaintext.to_vec(), sealed.as_bytes().to_vec()],
+    )?;
+
+    let invite = Invite {
+        library_id: library,
+        bucket: "s3://bae-library/alice?endpoint=https://s3.example.com".into(),
+        inviter: owner.public_key(),
+        invitee: member.public_key(),
+        role: Role::Member,
+        credentials: None,
+    };
+    let with_credentials = Invite {
+        bucket: "/srv/bae/bucket".into(),
+        role: Role::Reader,
+        credentials: Some(sealed),
+        ..invite.clone()
+    };
+    write(
+        root,
+        "invite_code",
+        &[
+            invite.to_code().into_bytes(),
+            format!("{}\n", with_credentials.to_code()).into_bytes(),
+        ],
+    )?;
     Ok(())
 }
 

@@ -11,7 +11,9 @@
 //! - [`keys`]: the per-member, per-epoch blob of library keys, sealed to the
 //!   member and signed by whoever distributed it;
 //! - [`identity`]: the user's global signing identity, in the OS keyring or
-//!   in files under a home directory.
+//!   in files under a home directory;
+//! - [`invite`]: the invite code an inviter hands an invitee out of band,
+//!   with S3 credentials sealed to the invitee.
 //!
 //! Formats, signing contexts and validation rules: `docs/FORMAT-membership.md`.
 //!
@@ -25,6 +27,7 @@ pub mod chain;
 pub mod entry;
 pub mod envelope;
 pub mod identity;
+pub mod invite;
 pub mod keys;
 mod library;
 #[cfg(test)]
@@ -38,5 +41,6 @@ pub use envelope::{
     DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, VerifiedObject,
 };
 pub use identity::{IdentityError, IdentityStore};
+pub use invite::{Invite, InviteCredentials, InviteError, SealedCredentials};
 pub use keys::{open_key_blob, seal_key_blob, KeyBlobError, OpenedKeyBlob};
 pub use library::{LibraryId, LibraryIdError};
