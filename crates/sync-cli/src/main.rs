@@ -13,10 +13,10 @@
 mod error;
 mod exit;
 
-use bae_oplog::fixture::{demo_album, open_library, AlbumImport, Library};
-use bae_oplog::{canonical_dump, OpRecorder, BAE_SCHEMA};
 use bae_crypto::IdentityPublicKey;
 use bae_membership::{Invite, InviteCredentials, LibraryId, Role, SealedCredentials};
+use bae_oplog::fixture::{demo_album, open_library, AlbumImport, Library};
+use bae_oplog::{canonical_dump, OpRecorder, BAE_SCHEMA};
 use bae_sync_service::{library, KeyStore, Progress, Stage};
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -513,7 +513,10 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 (false, _) => outln!("{member} was already removed")?,
             }
             if let Some(epoch) = r.new_epoch {
-                outln!("new library key (epoch {}) sealed to every remaining member", epoch.0)?;
+                outln!(
+                    "new library key (epoch {}) sealed to every remaining member",
+                    epoch.0
+                )?;
             }
             outln!("they keep what they already downloaded, and any S3 credentials they were given: revoke those at your storage provider")?;
         }

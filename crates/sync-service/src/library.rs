@@ -59,7 +59,9 @@ fn open_library_store(
         (bae_storage_s3::StoreConfig::S3(mut s3), Some(text)) => {
             let mut lines = text.lines();
             let (Some(access), Some(secret)) = (lines.next(), lines.next()) else {
-                return Err(SyncError::DamagedCredentials { library_id: id.to_owned() });
+                return Err(SyncError::DamagedCredentials {
+                    library_id: id.to_owned(),
+                });
             };
             let mut credentials = bae_storage_s3::S3Credentials::new(access, secret);
             if let Some(token) = lines.next().filter(|t| !t.is_empty()) {
@@ -480,10 +482,8 @@ pub fn open(mut rec: OpRecorder, keys: &KeyStore) -> Result<SyncService, SyncErr
     let founder = saved_founder(&mut rec)?;
     let ring = keys.load(&id)?;
     let identity = keys.identity_store().load()?;
-    Ok(
-        service(rec, open_store(&url)?, ring, Member::new(identity, founder))?
-            .with_key_store(keys.clone(), id),
-    )
+    let store = open_library_store(&url, keys, &id)?;
+    Ok(service(rec, store, ring, Member::new(identity, founder))?.with_key_store(keys.clone(), id))
 }
 
 /// The bucket URL `init` or `join` saved for the library.

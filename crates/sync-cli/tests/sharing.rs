@@ -1,0 +1,320 @@
+//! Sharing a library through the `bae-sync` binary: `identity show`,
+//! `invite`, `join --invite`, a reader's edits refused, `revoke` with a new
+//! key epoch, and invite codes with S3 credentials sealed inside, on the
+//! local and the S3 bucket.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bin;
+#[path = "../../sync-service/tests/common/mod.rs"]
+mod common;
+
+use bin::*;
+use common::*;
+use std::path::Path;
+
+/// The last line of a command's output (a public key, an invite code).
+fn last_line(out: &str) -> String {
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+/// `identity show` under `home`: the user's public key.
+fn identity(w: &World, home: &Path) -> String {
+    last_line(&succeeded(
+        run_in(home, w.dir.path(), &["identity", "show"]),
+        &["identity", "show"],
+    ))
+}
+
+fn as_user(w: &World, home: &Path, args: &[&str]) -> String {
+    succeeded(run_in(home, w.dir.path(), args), args)
+}
+
+fn title_of(dump: &str) -> bool {
+    dump.contains("shared title")
+}
+
+fn shares_a_library(bucket: Bucket) {
+    let w = World::new(bucket, "cli-sharing");
+    let owner_lib = path(w.library("owner"));
+    let (bob_home, carol_home) = (w.dir.path().join("bob"), w.dir.path().join("carol"));
+    let (bob_lib, carol_lib) = (path(w.library("bob")), path(w.library("carol")));
+    ok(
+        &w,
+        &["demo-import", "--library", &owner_lib, "--albums", "2"],
+    );
+    ok(
+        &w,
+        &["init", "--library", &owner_lib, "--bucket", &w.bucket],
+    );
+    let (bob, carol) = (identity(&w, &bob_home), identity(&w, &carol_home));
+    assert_eq!(bob.len(), 64);
+
+    let invite = |member: &str, role: &str| {
+        last_line(&ok(
+            &w,
+            &[
+                "invite",
+                "--library",
+                &owner_lib,
+                "--member",
+                member,
+                "--role",
+                role,
+            ],
+        ))
+    };
+    let bob_code = invite(&bob, "member");
+    let carol_code = invite(&carol, "reader");
+    assert!(bob_code.starts_with("bae-invite-v1:"), "{bob_code}");
+
+    // A code is for the identity it names: carol cannot use bob's.
+    let err = failed(
+        run_in(
+            &carol_home,
+            w.dir.path(),
+            &["join", "--library", &carol_lib, "--invite", &bob_code],
+        ),
+        &["join"],
+    );
+    assert!(err.contains("invite"), "{err}");
+    assert!(!w.library("carol").exists(), "nothing created");
+    // A mistyped code is refused before any I/O.
+    let mut typo = bob_code.clone();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    failed(
+        run_in(
+            &bob_home,
+            w.dir.path(),
+            &["join", "--library", &bob_lib, "--invite", &typo],
+        ),
+        &["join"],
+    );
+
+    as_user(
+        &w,
+        &bob_home,
+        &["join", "--library", &bob_lib, "--invite", &bob_code],
+    );
+    as_user(
+        &w,
+        &carol_home,
+        &["join", "--library", &carol_lib, "--invite", &carol_code],
+    );
+    let members = ok(&w, &["members", "--library", &owner_lib]);
+    assert!(
+        members.contains(&bob) && members.contains(&carol),
+        "{members}"
+    );
+
+    // Bob (a member) edits; everyone sees it.
+    let album = album_id(&ok(&w, &["dump", "--library", &owner_lib]));
+    as_user(
+        &w,
+        &bob_home,
+        &[
+            "set",
+            "--library",
+            &bob_lib,
+            "albums",
+            &album,
+            "title=shared title",
+        ],
+    );
+    as_user(&w, &bob_home, &["sync", "--library", &bob_lib]);
+    ok(&w, &["sync", "--library", &owner_lib]);
+    as_user(&w, &carol_home, &["sync", "--library", &carol_lib]);
+    assert!(title_of(&as_user(
+        &w,
+        &carol_home,
+        &["dump", "--library", &carol_lib]
+    )));
+
+    // Carol (a reader) is refused locally, by name, and nothing is recorded.
+    let before = as_user(&w, &carol_home, &["dump", "--library", &carol_lib]);
+    let err = failed(
+        run_in(
+            &carol_home,
+            w.dir.path(),
+            &[
+                "set",
+                "--library",
+                &carol_lib,
+                "albums",
+                &album,
+                "title=mine",
+            ],
+        ),
+        &["set"],
+    );
+    assert!(err.contains("reader"), "{err}");
+    assert_eq!(
+        as_user(&w, &carol_home, &["dump", "--library", &carol_lib]),
+        before
+    );
+
+    // Bob is revoked: a new key for the owner and carol.
+    let out = ok(&w, &["revoke", "--library", &owner_lib, "--member", &bob]);
+    assert!(out.contains("removed") && out.contains("epoch 1"), "{out}");
+    assert!(out.contains("storage provider"), "{out}");
+    let members = ok(&w, &["members", "--library", &owner_lib]);
+    assert!(!members.contains(&bob), "{members}");
+    ok(
+        &w,
+        &[
+            "set",
+            "--library",
+            &owner_lib,
+            "albums",
+            &album,
+            "title=after revoke",
+        ],
+    );
+    ok(&w, &["sync", "--library", &owner_lib]);
+    as_user(&w, &carol_home, &["sync", "--library", &carol_lib]);
+    assert!(as_user(&w, &carol_home, &["dump", "--library", &carol_lib]).contains("after revoke"));
+    // Bob's pull cannot read the new epoch.
+    let out = run_in(&bob_home, w.dir.path(), &["pull", "--library", &bob_lib]);
+    assert!(!out.status.success());
+    assert!(!as_user(&w, &bob_home, &["dump", "--library", &bob_lib]).contains("after revoke"));
+    // A member cannot invite; revoking again says so.
+    let err = failed(
+        run_in(
+            &bob_home,
+            w.dir.path(),
+            &[
+                "invite",
+                "--library",
+                &bob_lib,
+                "--member",
+                &carol,
+                "--role",
+                "member",
+            ],
+        ),
+        &["invite"],
+    );
+    assert!(err.contains("owner or admin"), "{err}");
+    let stranger = identity(&w, &w.dir.path().join("stranger"));
+    let err = fails(
+        &w,
+        &["revoke", "--library", &owner_lib, "--member", &stranger],
+    );
+    assert!(err.contains("not a member"), "{err}");
+    let err = fails(
+        &w,
+        &[
+            "revoke",
+            "--library",
+            &owner_lib,
+            "--member",
+            &"ab".repeat(32),
+        ],
+    );
+    assert!(err.contains("--member"), "{err}");
+}
+
+/// The id of the first album in a dump.
+fn album_id(dump: &str) -> String {
+    dump.lines()
+        .find_map(|l| l.strip_prefix("albums "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|id| id.trim_matches('"'))
+        .unwrap_or_else(|| panic!("no album in {dump}"))
+        .to_owned()
+}
+
+#[test]
+fn shares_a_library_on_a_local_bucket() {
+    shares_a_library(Bucket::Local);
+}
+
+#[test]
+fn shares_a_library_on_an_s3_bucket() {
+    shares_a_library(Bucket::S3);
+}
+
+#[test]
+fn an_invite_with_credentials_seals_them_and_the_invitee_syncs_with_them() {
+    let w = World::new(Bucket::S3, "cli-invite-credentials");
+    let owner_lib = path(w.library("owner"));
+    let bob_home = w.dir.path().join("bob");
+    let bob_lib = path(w.library("bob"));
+    ok(
+        &w,
+        &["demo-import", "--library", &owner_lib, "--albums", "1"],
+    );
+    ok(
+        &w,
+        &["init", "--library", &owner_lib, "--bucket", &w.bucket],
+    );
+    let bob = identity(&w, &bob_home);
+    let out = ok(
+        &w,
+        &[
+            "invite",
+            "--library",
+            &owner_lib,
+            "--member",
+            &bob,
+            "--role",
+            "member",
+            "--with-credentials",
+        ],
+    );
+    let code = last_line(&out);
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let access = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
+    assert!(
+        !out.contains(&secret) && !out.contains(&access),
+        "credentials in clear"
+    );
+    // Bob has no AWS_* variables: the sealed ones are all he has.
+    let args = [
+        "join",
+        "--library",
+        bob_lib.as_str(),
+        "--invite",
+        code.as_str(),
+    ];
+    let joined = bae_sync_in(&bob_home, w.dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(args)
+        .output()
+        .unwrap();
+    succeeded(joined, &args);
+    let sync = ["sync", "--library", bob_lib.as_str()];
+    let synced = bae_sync_in(&bob_home, w.dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(sync)
+        .output()
+        .unwrap();
+    succeeded(synced, &sync);
+    assert_eq!(
+        as_user(&w, &bob_home, &["dump", "--library", &bob_lib]),
+        ok(&w, &["dump", "--library", &owner_lib])
+    );
+    // A local bucket has no credentials to hand out.
+    let local = World::new(Bucket::Local, "cli-invite-local");
+    let lib = path(local.library("owner"));
+    ok(
+        &local,
+        &["init", "--library", &lib, "--bucket", &local.bucket],
+    );
+    let err = fails(
+        &local,
+        &[
+            "invite",
+            "--library",
+            &lib,
+            "--member",
+            &bob,
+            "--role",
+            "member",
+            "--with-credentials",
+        ],
+    );
+    assert!(err.contains("not on S3"), "{err}");
+}
