@@ -417,6 +417,17 @@ fn a_removal_cuts_off_the_removed_members_devices_only() {
     assert!(!chain.can_write(&other.public(), hlc(11)));
     assert!(chain.can_read(&other.public()));
     assert!(!chain.can_read(&writer.public()));
+    // A device the removal did not list gets nothing in before it: its
+    // HLC could be set back. After the removal, the role check refuses it.
+    let unknown = DeviceId::from_bytes([4; 16]);
+    assert!(chain.unlisted_before_cut_off(unknown, &writer.public(), hlc(9)));
+    assert!(!chain.unlisted_before_cut_off(laptop, &writer.public(), hlc(9)));
+    assert!(!chain.unlisted_before_cut_off(unknown, &writer.public(), hlc(10)));
+    assert!(!chain.unlisted_before_cut_off(unknown, &owner.public(), hlc(9)));
+    // The demotion listed only `others` for `other`.
+    assert!(chain.unlisted_before_cut_off(laptop, &other.public(), hlc(10)));
+    assert!(chain.ever_member(&writer.public()) && chain.ever_member(&other.public()));
+    assert!(!chain.ever_member(&Author::new(9).public()));
 }
 
 #[test]
