@@ -61,8 +61,17 @@ impl SyncService {
             Some(seen) => seen,
             None => {
                 // The first push of this service (a restart is when a
-                // restored database shows): one LIST of its own heads.
-                let seen = self.list_own_heads().await?;
+                // restored database shows): its own heads, from two LISTs
+                // (its own prefix and `heads/`). One LIST that misses the
+                // newest head (an eventually consistent bucket) while
+                // checkpoint GC removed the batches above the local state
+                // hides the rollback, and the push then overwrites batches
+                // other devices applied (seed 5016).
+                let mut seen = self.list_own_heads().await?;
+                self.list_heads().await?;
+                seen.extend(self.own_heads_seen().unwrap_or_default());
+                seen.sort_unstable();
+                seen.dedup();
                 self.listed_own_heads(seen.clone());
                 seen
             }
@@ -77,7 +86,7 @@ impl SyncService {
         if !suspect {
             return Ok(Vec::new());
         }
-        let ahead = self.read_ahead(base, base_hash).await?;
+        let ahead = self.read_ahead(base, base_hash, &seen).await?;
         if ahead.batches.is_empty() && ahead.head.is_none() {
             // Garbage (does not open or chain): no device can have applied
             // it, and the push replaces it as before.
@@ -105,11 +114,13 @@ impl SyncService {
     }
 
     /// Reads this device's batches above `base` while they open and chain,
-    /// and its newest valid head above them.
+    /// and its newest valid head above them (among those listed now and the
+    /// ones already `seen`: a LIST may miss the newest).
     async fn read_ahead(
         &self,
         base: u64,
         base_hash: Option<BatchHash>,
+        seen: &[u64],
     ) -> Result<Ahead, SyncError> {
         let device = self.device;
         let mut batches = Vec::new();
@@ -147,28 +158,33 @@ impl SyncService {
         }
         let top = seq - 1;
         let mut seqs = self.list_own_heads().await?;
+        seqs.extend_from_slice(seen);
         seqs.retain(|s| *s > top);
         seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.dedup();
         let mut head = None;
-        for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
+        'heads: for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
             let key = layout::heads_key(&device, s);
-            match self.fetch_head(&key, device, s).await {
-                Ok(Head {
-                    seq,
-                    hash: Some(hash),
-                    hlc,
-                    ..
-                }) => {
-                    head = Some((seq, hash, hlc));
-                    break;
+            // Read twice, like a batch: one damaged read of the real head
+            // would make the push overwrite the batches it names.
+            for _ in 0..2 {
+                match self.fetch_head(&key, device, s).await {
+                    Ok(Head {
+                        seq,
+                        hash: Some(hash),
+                        hlc,
+                        ..
+                    }) => {
+                        head = Some((seq, hash, hlc));
+                        break 'heads;
+                    }
+                    Ok(_) => break,
+                    Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                    Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                        return Err(e.into())
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "own head does not open"),
                 }
-                Ok(_) => {}
-                Err(SyncError::Store(e))
-                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
-                {
-                    return Err(e.into())
-                }
-                Err(e) => tracing::warn!(%key, error = %e, "own head does not open; ignored"),
             }
         }
         Ok(Ahead { batches, head })

@@ -311,3 +311,83 @@ async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// A bucket whose LIST of one device's own heads misses them (an
+/// eventually consistent LIST, before the newest writes show).
+#[derive(Debug)]
+struct OwnHeadsUnlisted {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    hidden: String,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for OwnHeadsUnlisted {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        if prefix == self.hidden {
+            return Ok(Vec::new());
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Seed 5016 of the simulation: the laptop's batches above its copy were
+/// removed by GC (a checkpoint covers them) and the LIST of its own heads
+/// missed the head. The rollback was invisible, and the push wrote new
+/// batches at seqs the desktop had applied, which then rejected the
+/// laptop's stream for ever. The head is now also looked for in the LIST
+/// of `heads/`, and the stream continues above it.
+#[tokio::test]
+async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_head() {
+    let w = World::new(Bucket::Local, "rollback-gc-unlisted");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    let hiding = std::sync::Arc::new(OwnHeadsUnlisted {
+        inner: store.clone(),
+        hidden: layout::heads_prefix(&device),
+    });
+    let laptop = w.device_over("laptop", hiding);
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&device, seq);
+        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
