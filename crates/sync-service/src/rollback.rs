@@ -32,6 +32,9 @@ struct Ahead {
     /// gone (a checkpoint covers them) or damaged; the stream continues
     /// above it so no device that applied them is contradicted.
     head: Option<(u64, BatchHash, bae_hlc::Timestamp)>,
+    /// The first seq above `batches` whose object is gone (GC removed it
+    /// under a checkpoint), if the read stopped there.
+    gone: Option<u64>,
 }
 
 impl SyncService {
@@ -99,7 +102,79 @@ impl SyncService {
             head = ?ahead.head.map(|h| h.0),
             "this device's database went back in time; re-taking its batches from the bucket"
         );
-        self.with_db(move |rec| retake(rec, base, ahead)).await
+        // Batches gone below the head: their writes are in a checkpoint
+        // (GC removed them under one) and the ones still above it in the
+        // bucket; recording the head alone would leave this device without
+        // them for good, and every later batch touching their rows held
+        // (seed 5016).
+        let gap = match (ahead.gone, ahead.head) {
+            (Some(first), Some((seq, hash, _))) if seq >= first => Some((first, seq, hash)),
+            _ => None,
+        };
+        let mut applied = self.with_db(move |rec| retake(rec, base, ahead)).await?;
+        if let Some((first, seq, hash)) = gap {
+            applied.extend(self.refill_gone(first, seq, hash).await?);
+        }
+        Ok(applied)
+    }
+
+    /// After a re-take that recorded this device's head `head` above its
+    /// batches `first..` that are gone from the bucket: restores the
+    /// writes of the gone ones from a checkpoint that covers them (as a
+    /// pull does for another device's GC'd range), then applies the ones
+    /// still in the bucket, verified by walking the chain back from the
+    /// head's hash. Returns the seqs applied from the bucket.
+    async fn refill_gone(
+        &self,
+        first: u64,
+        head: u64,
+        head_hash: BatchHash,
+    ) -> Result<Vec<u64>, SyncError> {
+        let device = self.device;
+        let mut present = Vec::new();
+        let mut want = Some(head_hash);
+        let mut seq = head;
+        let mut failed_reads = 0;
+        while seq >= first {
+            let Some(expected) = want else { break };
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch_unchained(&key, device, seq).await {
+                Ok((batch, hash, _)) if hash == expected => {
+                    failed_reads = 0;
+                    want = batch.prev;
+                    present.push(batch);
+                    seq -= 1;
+                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Ok(_) | Err(_) if failed_reads == 0 => failed_reads += 1,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(%key, "own batch below the head does not open or match; not applied");
+                    break;
+                }
+            }
+        }
+        if seq >= first && !self.recover_from_checkpoint(&[(device, first)]).await? {
+            tracing::warn!(
+                first,
+                through = seq,
+                "this device's batches are gone from the bucket and no checkpoint covers them"
+            );
+        }
+        present.reverse();
+        let seqs: Vec<u64> = present.iter().map(|b| b.seq.0).collect();
+        let merged = self
+            .with_db(move |rec| Ok(bae_merge::apply_pull(rec, present)?))
+            .await?;
+        if let Some(held) = merged.held.into_iter().next() {
+            return Err(SyncError::OwnBatchHeld {
+                key: layout::ops_key(&device, held.batch.seq.0),
+                source: Box::new(held.reason),
+            });
+        }
+        Ok(seqs)
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).
@@ -131,6 +206,7 @@ impl SyncService {
         // one damaged read of a batch other devices applied must never make
         // this device overwrite it.
         let mut failed_reads = 0;
+        let mut gone = None;
         loop {
             let key = layout::ops_key(&device, seq);
             match self.fetch_batch(&key, device, seq, prev).await {
@@ -140,7 +216,10 @@ impl SyncService {
                     prev = Some(hash);
                     seq += 1;
                 }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {
+                    gone = Some(seq);
+                    break;
+                }
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
@@ -187,7 +266,11 @@ impl SyncService {
                 }
             }
         }
-        Ok(Ahead { batches, head })
+        Ok(Ahead {
+            batches,
+            head,
+            gone,
+        })
     }
 }
 

@@ -391,3 +391,39 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
         "after"
     );
 }
+
+/// The laptop's batches above its copy were removed by its own GC (its
+/// checkpoint covers them); only its head is left. The re-take used to
+/// record the head and move on, so the laptop never had those writes
+/// again and the desktop's later updates to their rows were held on it
+/// for ever (seeds 5016, 6014). It now restores them from the checkpoint.
+#[tokio::test]
+async fn a_rollback_whose_batches_gc_removed_gets_their_writes_from_the_checkpoint() {
+    let w = World::new(Bucket::Local, "rollback-gc-refill");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(&w, &laptop, &desktop).await;
+    laptop.checkpoint().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    // What GC past the checkpoint leaves: the head, no batch under it.
+    for key in objects.keys() {
+        store.delete(key).await.unwrap();
+    }
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.batches, 0, "{push:?}");
+    assert_before_writes_on(&laptop).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(objects.len() as u64 + 1), "{push:?}");
+    assert!(!store.exists(&layout::ops_key(&device, 1)).await.unwrap());
+    sync_all(&[&laptop, &desktop]).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
