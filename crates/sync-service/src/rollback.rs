@@ -177,6 +177,52 @@ impl SyncService {
         Ok(seqs)
     }
 
+    /// After a checkpoint restore: applies again this device's batches in
+    /// the bucket above the checkpoint's cursor for it (`after`, `hash`)
+    /// through its newest pushed one. Batches re-taken after going back to
+    /// a backup were applied through merge, not recorded in the local op
+    /// log, so the restore's replay of local batches does not bring their
+    /// writes back (seed 6014: a title this device wrote and pushed reverted
+    /// to the checkpoint's on it alone). Applying a batch the replay
+    /// already brought changes nothing. Returns the batches applied.
+    pub(crate) async fn reapply_own_after(
+        &self,
+        after: u64,
+        hash: Option<BatchHash>,
+    ) -> Result<usize, SyncError> {
+        let device = self.device;
+        let pushed = self
+            .with_db(|rec| Ok(newest_pushed(rec.sync_parts().0)?.map_or(0, |(s, _)| s)))
+            .await?;
+        let mut batches = Vec::new();
+        let mut prev = hash;
+        for seq in after + 1..=pushed {
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch(&key, device, seq, prev).await {
+                Ok((batch, hash, _)) => {
+                    prev = Some(hash);
+                    batches.push(batch);
+                }
+                Err(SyncError::Store(e))
+                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
+                {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "own batch above the checkpoint not applied again");
+                    break;
+                }
+            }
+        }
+        let merged = self
+            .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
+            .await?;
+        for held in &merged.held {
+            tracing::warn!(seq = %held.batch.seq, reason = %held.reason, "own batch above the checkpoint held");
+        }
+        Ok(merged.applied.len())
+    }
+
     /// The seqs of this device's head objects in the bucket (one LIST).
     pub(crate) async fn list_own_heads(&self) -> Result<Vec<u64>, SyncError> {
         Ok(self

@@ -427,3 +427,47 @@ async fn a_rollback_whose_batches_gc_removed_gets_their_writes_from_the_checkpoi
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// The laptop goes back and re-takes its pushed title from the bucket;
+/// then the desktop's batches it lacks are GC'd and it recovers from the
+/// desktop's checkpoint, taken before that title. The re-taken batch is
+/// not in the laptop's op log, so the restore's replay of local batches
+/// did not bring it back: the title reverted on the laptop alone (seed
+/// 6014). The recovery now applies the laptop's own batches above the
+/// checkpoint again.
+#[tokio::test]
+async fn a_recovery_after_a_rollback_keeps_the_retaken_writes() {
+    let w = World::new(Bucket::Local, "rollback-recover-retaken");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.sync().await.unwrap();
+    let saved = save(&w.library("laptop"));
+    let row = album_row(0, "albums");
+    // The desktop's writes the laptop's copy lacks, covered by the
+    // desktop's checkpoint and then GC'd.
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.checkpoint().await.unwrap();
+    edit(&laptop, "albums", &row, "title", "before").await;
+    laptop.push().await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let gc = desktop
+        .gc(now_ms, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let (push, _) = laptop.sync().await.unwrap();
+    assert!(!push.retaken.is_empty(), "{push:?}");
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&laptop, "albums", &row, "bandcamp_album_id").await,
+        "desk"
+    );
+}
