@@ -151,10 +151,12 @@ impl SyncService {
         let _one_at_a_time = self.flight.lock().await;
         self.finish_local_replay().await?;
         let mut gaps = Vec::new();
-        let report = self.pull_once(&mut gaps).await?;
+        let mut report = self.pull_once(&mut gaps).await?;
         if !gaps.is_empty() && self.recover_from_checkpoint(&gaps).await? {
-            return self.pull_once(&mut Vec::new()).await;
+            report = self.pull_once(&mut Vec::new()).await?;
         }
+        // Own batches a re-take held wait for what this pull brought.
+        report.applied += self.apply_held_own().await?;
         Ok(report)
     }
 

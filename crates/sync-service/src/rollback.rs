@@ -16,7 +16,7 @@ use crate::push::{encode_one, newest_pushed};
 use crate::service::SyncService;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
@@ -111,7 +111,9 @@ impl SyncService {
             (Some(first), Some((seq, hash, _))) if seq >= first => Some((first, seq, hash)),
             _ => None,
         };
-        let mut applied = self.with_db(move |rec| retake(rec, base, ahead)).await?;
+        let mut applied = self
+            .with_db(move |rec| retake(rec, base, base_hash, ahead))
+            .await?;
         if let Some((first, seq, hash)) = gap {
             applied.extend(self.refill_gone(first, seq, hash).await?);
         }
@@ -184,7 +186,10 @@ impl SyncService {
     /// log, so the restore's replay of local batches does not bring their
     /// writes back (seed 6014: a title this device wrote and pushed reverted
     /// to the checkpoint's on it alone). Applying a batch the replay
-    /// already brought changes nothing. Returns the batches applied.
+    /// already brought changes nothing. Batches held (their rows' inserts
+    /// have not arrived) leave this device's own cursor before them, for
+    /// the next pull; with none, the own cursor is removed. Returns the
+    /// batches applied.
     pub(crate) async fn reapply_own_after(
         &self,
         after: u64,
@@ -195,6 +200,8 @@ impl SyncService {
             .with_db(|rec| Ok(newest_pushed(rec.sync_parts().0)?.map_or(0, |(s, _)| s)))
             .await?;
         let mut batches = Vec::new();
+        let mut hashes = Vec::new();
+        let mut damaged = false;
         let mut prev = hash;
         for seq in after + 1..=pushed {
             let key = layout::ops_key(&device, seq);
@@ -202,25 +209,61 @@ impl SyncService {
                 Ok((batch, hash, _)) => {
                     prev = Some(hash);
                     batches.push(batch);
+                    hashes.push((seq, hash));
                 }
                 Err(SyncError::Store(e))
                     if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
                 {
                     return Err(e.into())
                 }
+                // Gone: a checkpoint covers it; nothing more to apply.
+                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "own batch above the checkpoint not applied again");
+                    tracing::warn!(%key, error = %e, "own batch not applied again; retried by the next pull");
+                    damaged = true;
                     break;
                 }
             }
         }
-        let merged = self
-            .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
-            .await?;
-        for held in &merged.held {
-            tracing::warn!(seq = %held.batch.seq, reason = %held.reason, "own batch above the checkpoint held");
-        }
-        Ok(merged.applied.len())
+        let start = (after, hash);
+        self.with_db(move |rec| {
+            let merged = bae_merge::apply_pull(rec, batches)?;
+            let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
+            let conn = rec.sync_parts().0;
+            match held_from {
+                None if !damaged => {
+                    conn.execute(
+                        "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
+                        [device.to_string()],
+                    )?;
+                }
+                _ => {
+                    let stop = held_from.unwrap_or(u64::MAX);
+                    let (seq, hash) = hashes
+                        .iter()
+                        .take_while(|(s, _)| *s < stop)
+                        .last()
+                        .map_or(start, |(s, h)| (*s, Some(*h)));
+                    set_own_cursor(conn, device, seq, hash)?;
+                }
+            }
+            Ok(merged.applied.len())
+        })
+        .await
+    }
+
+    /// Applies this device's own batches that a re-take held (their rows'
+    /// inserts had not arrived), from the own cursor it left, once a pull
+    /// may have brought what they wait for.
+    pub(crate) async fn apply_held_own(&self) -> Result<usize, SyncError> {
+        let device = self.device;
+        let Some((after, hash)) = self
+            .with_db(move |rec| own_cursor(rec.sync_parts().0, device))
+            .await?
+        else {
+            return Ok(0);
+        };
+        self.reapply_own_after(after, hash).await
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).
@@ -323,7 +366,12 @@ impl SyncService {
 /// Applies the bucket's batches this device lacks, records every one as
 /// pushed, and moves the unpushed local batches above the bucket's.
 /// Returns the seqs applied.
-fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Vec<u64>, SyncError> {
+fn retake(
+    rec: &mut bae_oplog::OpRecorder,
+    base: u64,
+    base_hash: Option<BatchHash>,
+    ahead: Ahead,
+) -> Result<Vec<u64>, SyncError> {
     let device = rec.device();
     let schema = rec.schema();
     // The bucket's first batches may be exactly the local unpushed ones (a
@@ -343,18 +391,31 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Ve
         .iter()
         .map(|(b, _)| b.clone())
         .collect();
-    let applied: Vec<u64> = foreign.iter().map(|b| b.seq.0).collect();
     let merged = bae_merge::apply_pull(rec, foreign)?;
-    if let Some(held) = merged.held.into_iter().next() {
-        // Nothing is renumbered yet: the next push (after a pull brings
-        // the parent) tries again; applying twice changes nothing.
-        return Err(SyncError::OwnBatchHeld {
-            key: layout::ops_key(&device, held.batch.seq.0),
-            source: Box::new(held.reason),
-        });
-    }
+    let applied: Vec<u64> = merged.applied.iter().map(|(_, s)| s.0).collect();
+    // A held batch (it updates a row whose insert, another device's, this
+    // device lacks until a pull brings it) does not stop the re-take:
+    // waiting for it to renumber left the push failing, and so the
+    // recovery that brings the insert refused (it saw the local unpushed
+    // batches under the bucket's seqs, seeds 5004, 6002). The held ones
+    // and every batch after them are applied by later pulls
+    // ([`SyncService::apply_held_own`]) from this cursor.
+    let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
+    let own_cursor = held_from.map(|first| {
+        let seq = first - 1;
+        let hash = ahead
+            .batches
+            .iter()
+            .find(|(b, _)| b.seq.0 == seq)
+            .map(|(_, h)| *h)
+            .or(base_hash);
+        (seq, hash)
+    });
     let (conn, clock, _) = rec.sync_parts();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if let Some((seq, hash)) = own_cursor {
+        set_own_cursor(&tx, device, seq, hash)?;
+    }
     let mut top = base;
     for (i, (batch, hash)) in ahead.batches.iter().enumerate() {
         if i < same {
@@ -379,6 +440,43 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Ve
     tx.commit()?;
     tracing::info!(top, moved, "local batches continue above the bucket's");
     Ok(applied)
+}
+
+/// Records how far this device's own stream is applied here, while
+/// re-taken batches of it are held.
+fn set_own_cursor(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+    seq: u64,
+    hash: Option<BatchHash>,
+) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT INTO bae_sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO UPDATE SET applied_seq = excluded.applied_seq, applied_hash = excluded.applied_hash",
+        params![device.to_string(), seq as i64, hash.map(|h| h.0.to_vec())],
+    )?;
+    Ok(())
+}
+
+/// This device's own cursor, present only while re-taken own batches wait.
+pub(crate) fn own_cursor(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+) -> Result<Option<(u64, Option<BatchHash>)>, SyncError> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT applied_seq, applied_hash FROM bae_sync_cursors WHERE device_id = ?1",
+            [device.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(seq, hash)| {
+        (
+            u64::try_from(seq).unwrap_or(0),
+            hash.and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .map(BatchHash),
+        )
+    }))
 }
 
 fn record_hash(

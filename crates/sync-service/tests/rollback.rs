@@ -471,3 +471,43 @@ async fn a_recovery_after_a_rollback_keeps_the_retaken_writes() {
         "desk"
     );
 }
+
+/// The laptop's pushed title is on an album the desktop imported, which
+/// the laptop's copy lacks. The re-take held that batch and stopped
+/// before renumbering, so every push failed until a pull brought the
+/// album; when the desktop's import had been GC'd, the recovery that
+/// brings it could be refused for the laptop's own unrenumbered state: a
+/// circular wait, `sync` failing for ever (seeds 5003, 5004, 6002). The
+/// re-take now goes on (the push succeeds at once) and the pull applies
+/// the held batch once the album is there.
+#[tokio::test]
+async fn a_held_retaken_batch_neither_stops_the_push_nor_is_lost() {
+    let w = World::new(Bucket::Local, "rollback-held");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    import_albums(&w.library("desktop"), 7, 1);
+    desktop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let row = album_row(7, "albums");
+    edit(&laptop, "albums", &row, "title", "before").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    laptop.pull().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
