@@ -142,9 +142,16 @@ impl SyncService {
                 }
                 Err(e) => return Err(e),
             }
+            let own = opened
+                .header
+                .cursors
+                .iter()
+                .find(|c| c.device_id() == self.device)
+                .map_or((0, None), |c| (c.seq, crate::checkpoint::cursor_hash(c)));
             match self.restore(opened, &rejected).await {
                 Ok(report) => {
                     tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
+                    self.reapply_own_after(own.0, own.1).await?;
                     return Ok(true);
                 }
                 // Not recovering from it leaves the library whole.

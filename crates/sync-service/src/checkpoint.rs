@@ -893,11 +893,19 @@ fn snapshot_cursors(
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })?;
-    if let Some((seq, hash)) = own {
+    let mut own = own.map(|(seq, hash)| (seq as u64, <[u8; 32]>::try_from(hash).ok()));
+    // Re-taken own batches held here are not in this snapshot: it must not
+    // claim them.
+    if let Some((applied, hash)) = crate::rollback::own_cursor(conn, device)? {
+        if own.is_some_and(|(seq, _)| seq > applied) {
+            own = Some((applied, hash.map(|h| h.0)));
+        }
+    }
+    if let Some((seq, hash)) = own.filter(|(seq, _)| *seq > 0) {
         out.push(CheckpointCursor {
             device: *device.as_bytes(),
-            seq: seq as u64,
-            hash: <[u8; 32]>::try_from(hash).ok(),
+            seq,
+            hash,
         });
     }
     let mut stmt = conn.prepare(

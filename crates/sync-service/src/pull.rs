@@ -151,10 +151,12 @@ impl SyncService {
         let _one_at_a_time = self.flight.lock().await;
         self.finish_local_replay().await?;
         let mut gaps = Vec::new();
-        let report = self.pull_once(&mut gaps).await?;
+        let mut report = self.pull_once(&mut gaps).await?;
         if !gaps.is_empty() && self.recover_from_checkpoint(&gaps).await? {
-            return self.pull_once(&mut Vec::new()).await;
+            report = self.pull_once(&mut Vec::new()).await?;
         }
+        // Own batches a re-take held wait for what this pull brought.
+        report.applied += self.apply_held_own().await?;
         Ok(report)
     }
 
@@ -437,6 +439,26 @@ impl SyncService {
         seq: u64,
         prev: Option<BatchHash>,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
+        let fetched = self.fetch_batch_unchained(key, device, seq).await?;
+        if fetched.0.prev != prev {
+            return Err(SyncError::Chain {
+                device,
+                seq,
+                broken: ChainBreak::PreviousHash,
+            });
+        }
+        Ok(fetched)
+    }
+
+    /// [`Self::fetch_batch`] without the chain check: for a caller that
+    /// checks the batch's own hash instead (walking a stream back from its
+    /// head).
+    pub(crate) async fn fetch_batch_unchained(
+        &self,
+        key: &str,
+        device: DeviceId,
+        seq: u64,
+    ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
         let signed = self
@@ -461,13 +483,6 @@ impl SyncService {
                     seq: batch.seq.0,
                 },
             ));
-        }
-        if batch.prev != prev {
-            return Err(SyncError::Chain {
-                device,
-                seq,
-                broken: ChainBreak::PreviousHash,
-            });
         }
         Ok((batch, BatchHash::of(plain), plain.len()))
     }

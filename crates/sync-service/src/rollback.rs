@@ -16,7 +16,7 @@ use crate::push::{encode_one, newest_pushed};
 use crate::service::SyncService;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
@@ -32,6 +32,9 @@ struct Ahead {
     /// gone (a checkpoint covers them) or damaged; the stream continues
     /// above it so no device that applied them is contradicted.
     head: Option<(u64, BatchHash, bae_hlc::Timestamp)>,
+    /// The first seq above `batches` whose object is gone (GC removed it
+    /// under a checkpoint), if the read stopped there.
+    gone: Option<u64>,
 }
 
 impl SyncService {
@@ -61,8 +64,17 @@ impl SyncService {
             Some(seen) => seen,
             None => {
                 // The first push of this service (a restart is when a
-                // restored database shows): one LIST of its own heads.
-                let seen = self.list_own_heads().await?;
+                // restored database shows): its own heads, from two LISTs
+                // (its own prefix and `heads/`). One LIST that misses the
+                // newest head (an eventually consistent bucket) while
+                // checkpoint GC removed the batches above the local state
+                // hides the rollback, and the push then overwrites batches
+                // other devices applied (seed 5016).
+                let mut seen = self.list_own_heads().await?;
+                self.list_heads().await?;
+                seen.extend(self.own_heads_seen().unwrap_or_default());
+                seen.sort_unstable();
+                seen.dedup();
                 self.listed_own_heads(seen.clone());
                 seen
             }
@@ -77,7 +89,7 @@ impl SyncService {
         if !suspect {
             return Ok(Vec::new());
         }
-        let ahead = self.read_ahead(base, base_hash).await?;
+        let ahead = self.read_ahead(base, base_hash, &seen).await?;
         if ahead.batches.is_empty() && ahead.head.is_none() {
             // Garbage (does not open or chain): no device can have applied
             // it, and the push replaces it as before.
@@ -90,7 +102,168 @@ impl SyncService {
             head = ?ahead.head.map(|h| h.0),
             "this device's database went back in time; re-taking its batches from the bucket"
         );
-        self.with_db(move |rec| retake(rec, base, ahead)).await
+        // Batches gone below the head: their writes are in a checkpoint
+        // (GC removed them under one) and the ones still above it in the
+        // bucket; recording the head alone would leave this device without
+        // them for good, and every later batch touching their rows held
+        // (seed 5016).
+        let gap = match (ahead.gone, ahead.head) {
+            (Some(first), Some((seq, hash, _))) if seq >= first => Some((first, seq, hash)),
+            _ => None,
+        };
+        let mut applied = self
+            .with_db(move |rec| retake(rec, base, base_hash, ahead))
+            .await?;
+        if let Some((first, seq, hash)) = gap {
+            applied.extend(self.refill_gone(first, seq, hash).await?);
+        }
+        Ok(applied)
+    }
+
+    /// After a re-take that recorded this device's head `head` above its
+    /// batches `first..` that are gone from the bucket: restores the
+    /// writes of the gone ones from a checkpoint that covers them (as a
+    /// pull does for another device's GC'd range), then applies the ones
+    /// still in the bucket, verified by walking the chain back from the
+    /// head's hash. Returns the seqs applied from the bucket.
+    async fn refill_gone(
+        &self,
+        first: u64,
+        head: u64,
+        head_hash: BatchHash,
+    ) -> Result<Vec<u64>, SyncError> {
+        let device = self.device;
+        let mut present = Vec::new();
+        let mut want = Some(head_hash);
+        let mut seq = head;
+        let mut failed_reads = 0;
+        while seq >= first {
+            let Some(expected) = want else { break };
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch_unchained(&key, device, seq).await {
+                Ok((batch, hash, _)) if hash == expected => {
+                    failed_reads = 0;
+                    want = batch.prev;
+                    present.push(batch);
+                    seq -= 1;
+                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Ok(_) | Err(_) if failed_reads == 0 => failed_reads += 1,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(%key, "own batch below the head does not open or match; not applied");
+                    break;
+                }
+            }
+        }
+        if seq >= first && !self.recover_from_checkpoint(&[(device, first)]).await? {
+            tracing::warn!(
+                first,
+                through = seq,
+                "this device's batches are gone from the bucket and no checkpoint covers them"
+            );
+        }
+        present.reverse();
+        let seqs: Vec<u64> = present.iter().map(|b| b.seq.0).collect();
+        let merged = self
+            .with_db(move |rec| Ok(bae_merge::apply_pull(rec, present)?))
+            .await?;
+        if let Some(held) = merged.held.into_iter().next() {
+            return Err(SyncError::OwnBatchHeld {
+                key: layout::ops_key(&device, held.batch.seq.0),
+                source: Box::new(held.reason),
+            });
+        }
+        Ok(seqs)
+    }
+
+    /// After a checkpoint restore: applies again this device's batches in
+    /// the bucket above the checkpoint's cursor for it (`after`, `hash`)
+    /// through its newest pushed one. Batches re-taken after going back to
+    /// a backup were applied through merge, not recorded in the local op
+    /// log, so the restore's replay of local batches does not bring their
+    /// writes back (seed 6014: a title this device wrote and pushed reverted
+    /// to the checkpoint's on it alone). Applying a batch the replay
+    /// already brought changes nothing. Batches held (their rows' inserts
+    /// have not arrived) leave this device's own cursor before them, for
+    /// the next pull; with none, the own cursor is removed. Returns the
+    /// batches applied.
+    pub(crate) async fn reapply_own_after(
+        &self,
+        after: u64,
+        hash: Option<BatchHash>,
+    ) -> Result<usize, SyncError> {
+        let device = self.device;
+        let pushed = self
+            .with_db(|rec| Ok(newest_pushed(rec.sync_parts().0)?.map_or(0, |(s, _)| s)))
+            .await?;
+        let mut batches = Vec::new();
+        let mut hashes = Vec::new();
+        let mut damaged = false;
+        let mut prev = hash;
+        for seq in after + 1..=pushed {
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch(&key, device, seq, prev).await {
+                Ok((batch, hash, _)) => {
+                    prev = Some(hash);
+                    batches.push(batch);
+                    hashes.push((seq, hash));
+                }
+                Err(SyncError::Store(e))
+                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
+                {
+                    return Err(e.into())
+                }
+                // Gone: a checkpoint covers it; nothing more to apply.
+                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "own batch not applied again; retried by the next pull");
+                    damaged = true;
+                    break;
+                }
+            }
+        }
+        let start = (after, hash);
+        self.with_db(move |rec| {
+            let merged = bae_merge::apply_pull(rec, batches)?;
+            let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
+            let conn = rec.sync_parts().0;
+            match held_from {
+                None if !damaged => {
+                    conn.execute(
+                        "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
+                        [device.to_string()],
+                    )?;
+                }
+                _ => {
+                    let stop = held_from.unwrap_or(u64::MAX);
+                    let (seq, hash) = hashes
+                        .iter()
+                        .take_while(|(s, _)| *s < stop)
+                        .last()
+                        .map_or(start, |(s, h)| (*s, Some(*h)));
+                    set_own_cursor(conn, device, seq, hash)?;
+                }
+            }
+            Ok(merged.applied.len())
+        })
+        .await
+    }
+
+    /// Applies this device's own batches that a re-take held (their rows'
+    /// inserts had not arrived), from the own cursor it left, once a pull
+    /// may have brought what they wait for.
+    pub(crate) async fn apply_held_own(&self) -> Result<usize, SyncError> {
+        let device = self.device;
+        let Some((after, hash)) = self
+            .with_db(move |rec| own_cursor(rec.sync_parts().0, device))
+            .await?
+        else {
+            return Ok(0);
+        };
+        self.reapply_own_after(after, hash).await
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).
@@ -105,11 +278,13 @@ impl SyncService {
     }
 
     /// Reads this device's batches above `base` while they open and chain,
-    /// and its newest valid head above them.
+    /// and its newest valid head above them (among those listed now and the
+    /// ones already `seen`: a LIST may miss the newest).
     async fn read_ahead(
         &self,
         base: u64,
         base_hash: Option<BatchHash>,
+        seen: &[u64],
     ) -> Result<Ahead, SyncError> {
         let device = self.device;
         let mut batches = Vec::new();
@@ -120,6 +295,7 @@ impl SyncService {
         // one damaged read of a batch other devices applied must never make
         // this device overwrite it.
         let mut failed_reads = 0;
+        let mut gone = None;
         loop {
             let key = layout::ops_key(&device, seq);
             match self.fetch_batch(&key, device, seq, prev).await {
@@ -129,7 +305,10 @@ impl SyncService {
                     prev = Some(hash);
                     seq += 1;
                 }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {
+                    gone = Some(seq);
+                    break;
+                }
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
@@ -147,38 +326,52 @@ impl SyncService {
         }
         let top = seq - 1;
         let mut seqs = self.list_own_heads().await?;
+        seqs.extend_from_slice(seen);
         seqs.retain(|s| *s > top);
         seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.dedup();
         let mut head = None;
-        for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
+        'heads: for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
             let key = layout::heads_key(&device, s);
-            match self.fetch_head(&key, device, s).await {
-                Ok(Head {
-                    seq,
-                    hash: Some(hash),
-                    hlc,
-                    ..
-                }) => {
-                    head = Some((seq, hash, hlc));
-                    break;
+            // Read twice, like a batch: one damaged read of the real head
+            // would make the push overwrite the batches it names.
+            for _ in 0..2 {
+                match self.fetch_head(&key, device, s).await {
+                    Ok(Head {
+                        seq,
+                        hash: Some(hash),
+                        hlc,
+                        ..
+                    }) => {
+                        head = Some((seq, hash, hlc));
+                        break 'heads;
+                    }
+                    Ok(_) => break,
+                    Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                    Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                        return Err(e.into())
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "own head does not open"),
                 }
-                Ok(_) => {}
-                Err(SyncError::Store(e))
-                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
-                {
-                    return Err(e.into())
-                }
-                Err(e) => tracing::warn!(%key, error = %e, "own head does not open; ignored"),
             }
         }
-        Ok(Ahead { batches, head })
+        Ok(Ahead {
+            batches,
+            head,
+            gone,
+        })
     }
 }
 
 /// Applies the bucket's batches this device lacks, records every one as
 /// pushed, and moves the unpushed local batches above the bucket's.
 /// Returns the seqs applied.
-fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Vec<u64>, SyncError> {
+fn retake(
+    rec: &mut bae_oplog::OpRecorder,
+    base: u64,
+    base_hash: Option<BatchHash>,
+    ahead: Ahead,
+) -> Result<Vec<u64>, SyncError> {
     let device = rec.device();
     let schema = rec.schema();
     // The bucket's first batches may be exactly the local unpushed ones (a
@@ -198,18 +391,31 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Ve
         .iter()
         .map(|(b, _)| b.clone())
         .collect();
-    let applied: Vec<u64> = foreign.iter().map(|b| b.seq.0).collect();
     let merged = bae_merge::apply_pull(rec, foreign)?;
-    if let Some(held) = merged.held.into_iter().next() {
-        // Nothing is renumbered yet: the next push (after a pull brings
-        // the parent) tries again; applying twice changes nothing.
-        return Err(SyncError::OwnBatchHeld {
-            key: layout::ops_key(&device, held.batch.seq.0),
-            source: Box::new(held.reason),
-        });
-    }
+    let applied: Vec<u64> = merged.applied.iter().map(|(_, s)| s.0).collect();
+    // A held batch (it updates a row whose insert, another device's, this
+    // device lacks until a pull brings it) does not stop the re-take:
+    // waiting for it to renumber left the push failing, and so the
+    // recovery that brings the insert refused (it saw the local unpushed
+    // batches under the bucket's seqs, seeds 5004, 6002). The held ones
+    // and every batch after them are applied by later pulls
+    // ([`SyncService::apply_held_own`]) from this cursor.
+    let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
+    let own_cursor = held_from.map(|first| {
+        let seq = first - 1;
+        let hash = ahead
+            .batches
+            .iter()
+            .find(|(b, _)| b.seq.0 == seq)
+            .map(|(_, h)| *h)
+            .or(base_hash);
+        (seq, hash)
+    });
     let (conn, clock, _) = rec.sync_parts();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if let Some((seq, hash)) = own_cursor {
+        set_own_cursor(&tx, device, seq, hash)?;
+    }
     let mut top = base;
     for (i, (batch, hash)) in ahead.batches.iter().enumerate() {
         if i < same {
@@ -234,6 +440,43 @@ fn retake(rec: &mut bae_oplog::OpRecorder, base: u64, ahead: Ahead) -> Result<Ve
     tx.commit()?;
     tracing::info!(top, moved, "local batches continue above the bucket's");
     Ok(applied)
+}
+
+/// Records how far this device's own stream is applied here, while
+/// re-taken batches of it are held.
+fn set_own_cursor(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+    seq: u64,
+    hash: Option<BatchHash>,
+) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT INTO bae_sync_cursors (device_id, applied_seq, applied_hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO UPDATE SET applied_seq = excluded.applied_seq, applied_hash = excluded.applied_hash",
+        params![device.to_string(), seq as i64, hash.map(|h| h.0.to_vec())],
+    )?;
+    Ok(())
+}
+
+/// This device's own cursor, present only while re-taken own batches wait.
+pub(crate) fn own_cursor(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+) -> Result<Option<(u64, Option<BatchHash>)>, SyncError> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT applied_seq, applied_hash FROM bae_sync_cursors WHERE device_id = ?1",
+            [device.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(seq, hash)| {
+        (
+            u64::try_from(seq).unwrap_or(0),
+            hash.and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .map(BatchHash),
+        )
+    }))
 }
 
 fn record_hash(

@@ -311,3 +311,203 @@ async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// A bucket whose LIST of one device's own heads misses them (an
+/// eventually consistent LIST, before the newest writes show).
+#[derive(Debug)]
+struct OwnHeadsUnlisted {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    hidden: String,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for OwnHeadsUnlisted {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        if prefix == self.hidden {
+            return Ok(Vec::new());
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Seed 5016 of the simulation: the laptop's batches above its copy were
+/// removed by GC (a checkpoint covers them) and the LIST of its own heads
+/// missed the head. The rollback was invisible, and the push wrote new
+/// batches at seqs the desktop had applied, which then rejected the
+/// laptop's stream for ever. The head is now also looked for in the LIST
+/// of `heads/`, and the stream continues above it.
+#[tokio::test]
+async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_head() {
+    let w = World::new(Bucket::Local, "rollback-gc-unlisted");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    let hiding = std::sync::Arc::new(OwnHeadsUnlisted {
+        inner: store.clone(),
+        hidden: layout::heads_prefix(&device),
+    });
+    let laptop = w.device_over("laptop", hiding);
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&device, seq);
+        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
+/// The laptop's batches above its copy were removed by its own GC (its
+/// checkpoint covers them); only its head is left. The re-take used to
+/// record the head and move on, so the laptop never had those writes
+/// again and the desktop's later updates to their rows were held on it
+/// for ever (seeds 5016, 6014). It now restores them from the checkpoint.
+#[tokio::test]
+async fn a_rollback_whose_batches_gc_removed_gets_their_writes_from_the_checkpoint() {
+    let w = World::new(Bucket::Local, "rollback-gc-refill");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(&w, &laptop, &desktop).await;
+    laptop.checkpoint().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    // What GC past the checkpoint leaves: the head, no batch under it.
+    for key in objects.keys() {
+        store.delete(key).await.unwrap();
+    }
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.batches, 0, "{push:?}");
+    assert_before_writes_on(&laptop).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(objects.len() as u64 + 1), "{push:?}");
+    assert!(!store.exists(&layout::ops_key(&device, 1)).await.unwrap());
+    sync_all(&[&laptop, &desktop]).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
+/// The laptop goes back and re-takes its pushed title from the bucket;
+/// then the desktop's batches it lacks are GC'd and it recovers from the
+/// desktop's checkpoint, taken before that title. The re-taken batch is
+/// not in the laptop's op log, so the restore's replay of local batches
+/// did not bring it back: the title reverted on the laptop alone (seed
+/// 6014). The recovery now applies the laptop's own batches above the
+/// checkpoint again.
+#[tokio::test]
+async fn a_recovery_after_a_rollback_keeps_the_retaken_writes() {
+    let w = World::new(Bucket::Local, "rollback-recover-retaken");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.sync().await.unwrap();
+    let saved = save(&w.library("laptop"));
+    let row = album_row(0, "albums");
+    // The desktop's writes the laptop's copy lacks, covered by the
+    // desktop's checkpoint and then GC'd.
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.checkpoint().await.unwrap();
+    edit(&laptop, "albums", &row, "title", "before").await;
+    laptop.push().await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let gc = desktop
+        .gc(now_ms, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let (push, _) = laptop.sync().await.unwrap();
+    assert!(!push.retaken.is_empty(), "{push:?}");
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&laptop, "albums", &row, "bandcamp_album_id").await,
+        "desk"
+    );
+}
+
+/// The laptop's pushed title is on an album the desktop imported, which
+/// the laptop's copy lacks. The re-take held that batch and stopped
+/// before renumbering, so every push failed until a pull brought the
+/// album; when the desktop's import had been GC'd, the recovery that
+/// brings it could be refused for the laptop's own unrenumbered state: a
+/// circular wait, `sync` failing for ever (seeds 5003, 5004, 6002). The
+/// re-take now goes on (the push succeeds at once) and the pull applies
+/// the held batch once the album is there.
+#[tokio::test]
+async fn a_held_retaken_batch_neither_stops_the_push_nor_is_lost() {
+    let w = World::new(Bucket::Local, "rollback-held");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    import_albums(&w.library("desktop"), 7, 1);
+    desktop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let row = album_row(7, "albums");
+    edit(&laptop, "albums", &row, "title", "before").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    laptop.pull().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
