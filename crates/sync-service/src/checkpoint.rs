@@ -532,11 +532,7 @@ impl SyncService {
             let hlc = self
                 .with_db(|rec| {
                     bae_merge::fold_local(rec)?;
-                    let (conn, clock, _) = rec.sync_parts();
-                    bae_oplog::catch_up_clock(conn, clock)?;
-                    let hlc = clock.now().map_err(bae_oplog::OplogError::from)?;
-                    bae_oplog::persist_clock(conn, clock)?;
-                    Ok(hlc)
+                    crate::service::next_hlc(rec)
                 })
                 .await?;
             self.check_cancelled()?;

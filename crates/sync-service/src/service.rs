@@ -336,6 +336,16 @@ pub(crate) fn head_place(device: DeviceId, seq: u64) -> ObjectPlace {
     }
 }
 
+/// A new HLC after every write this device has made or seen, persisted so
+/// a restart never hands out a smaller one.
+pub(crate) fn next_hlc(rec: &mut OpRecorder) -> Result<bae_hlc::Timestamp, SyncError> {
+    let (conn, clock, _) = rec.sync_parts();
+    bae_oplog::catch_up_clock(conn, clock)?;
+    let hlc = clock.now().map_err(bae_oplog::OplogError::from)?;
+    bae_oplog::persist_clock(conn, clock)?;
+    Ok(hlc)
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -156,15 +156,7 @@ impl SyncService {
     ) -> Result<SignedEntry, SyncError> {
         let author = self.member.public_key();
         let (seq, prev) = chain.next_for(&author);
-        let hlc = self
-            .with_db(|rec| {
-                let (conn, clock, _) = rec.sync_parts();
-                bae_oplog::catch_up_clock(conn, clock)?;
-                let hlc = clock.now().map_err(bae_oplog::OplogError::from)?;
-                bae_oplog::persist_clock(conn, clock)?;
-                Ok(hlc)
-            })
-            .await?;
+        let hlc = self.with_db(crate::service::next_hlc).await?;
         let entry = Entry {
             library_id: self.library_id,
             author,

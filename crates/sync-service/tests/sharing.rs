@@ -34,16 +34,27 @@ fn library_of(w: &World) -> LibraryId {
 }
 
 async fn join_as(w: &World, who: &User, device: &str, inviter: &IdentitySigningKey) -> SyncService {
+    try_join(w, who, device, library_of(w), &inviter.public_key())
+        .await
+        .unwrap()
+}
+
+async fn try_join(
+    w: &World,
+    who: &User,
+    device: &str,
+    library: LibraryId,
+    inviter: &bae_crypto::IdentityPublicKey,
+) -> Result<SyncService, SyncError> {
     library::join_invited(
         open_library(&w.library(device)).unwrap(),
         &w.bucket,
-        library_of(w),
-        &inviter.public_key(),
+        library,
+        inviter,
         &who.keys,
         None,
     )
     .await
-    .unwrap()
 }
 
 /// The reason of the one rejected problem naming `key`.
@@ -242,17 +253,10 @@ async fn only_the_invited_identity_with_a_managers_key_joins() {
     let owner_id = read_key_file(&w.key_file()).unwrap().identity;
     let (bob, eve) = (user(&w, "bob"), user(&w, "eve"));
     // Not invited at all: no key sealed to eve.
-    let err = library::join_invited(
-        open_library(&w.library("eve")).unwrap(),
-        &w.bucket,
-        library_of(&w),
-        &owner_id.public_key(),
-        &eve.keys,
-        None,
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = try_join(&w, &eve, "eve", library_of(&w), &owner_id.public_key())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SyncError::NoKeySealedToYou { .. }), "{err}");
 
     // A key blob sealed to eve by someone who is not a member (the bucket
@@ -272,17 +276,10 @@ async fn only_the_invited_identity_with_a_managers_key_joins() {
         )
         .await
         .unwrap();
-    let err = library::join_invited(
-        open_library(&w.library("eve")).unwrap(),
-        &w.bucket,
-        library_of(&w),
-        &stranger.public_key(),
-        &eve.keys,
-        None,
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = try_join(&w, &eve, "eve", library_of(&w), &stranger.public_key())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SyncError::NotInvited { .. }), "{err}");
     assert!(
         eve.keys
@@ -299,13 +296,12 @@ async fn only_the_invited_identity_with_a_managers_key_joins() {
         .invite(bob.identity.public_key(), Role::Member)
         .await
         .unwrap();
-    let err = library::join_invited(
-        open_library(&w.library("bob")).unwrap(),
-        &w.bucket,
+    let err = try_join(
+        &w,
+        &bob,
+        "bob",
         LibraryId::from_bytes([7; 16]),
         &owner_id.public_key(),
-        &bob.keys,
-        None,
     )
     .await
     .err()
