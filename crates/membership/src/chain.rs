@@ -542,6 +542,13 @@ impl ValidatedChain {
         self.role_at(author, hlc).is_some_and(Role::can_write)
     }
 
+    /// Whether `member` may write now (a current owner, admin or member).
+    pub fn can_write_now(&self, member: &IdentityPublicKey) -> bool {
+        self.members
+            .get(&member.to_bytes())
+            .is_some_and(|(_, role)| role.can_write())
+    }
+
     /// Whether `member` was a member at any point (a current member, or one
     /// removed since).
     pub fn ever_member(&self, member: &IdentityPublicKey) -> bool {

@@ -37,6 +37,10 @@ pub enum SignedKind {
     Batch,
     /// `heads/{device}`: a head.
     Head,
+    /// `checkpoint-signatures/{id}`: the signature of the checkpoint
+    /// `checkpoints/{id}` (device: its writer; seq and HLC: its HLC; body:
+    /// the BLAKE3 of the sealed checkpoint object).
+    Checkpoint,
 }
 
 impl SignedKind {
@@ -45,6 +49,7 @@ impl SignedKind {
         match self {
             SignedKind::Batch => bae_crypto::ObjectKind::OpBatch.to_byte(),
             SignedKind::Head => bae_crypto::ObjectKind::Head.to_byte(),
+            SignedKind::Checkpoint => bae_crypto::ObjectKind::Checkpoint.to_byte(),
         }
     }
 
@@ -52,6 +57,7 @@ impl SignedKind {
         match bae_crypto::ObjectKind::from_byte(byte)? {
             bae_crypto::ObjectKind::OpBatch => Some(SignedKind::Batch),
             bae_crypto::ObjectKind::Head => Some(SignedKind::Head),
+            bae_crypto::ObjectKind::Checkpoint => Some(SignedKind::Checkpoint),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@
 //! heads/{device_id}/{seq:020}             HeadsKey   (seq: the newest batch it names)
 //! ops/{device_id}/{seq:020}               OpsKey
 //! checkpoints/{hlc:020}-{suffix}          CheckpointId
+//! checkpoint-signatures/{hlc:020}-{suffix} the writer's signature of that checkpoint
 //! images/{ab}/{cd}/{image_id}             ImageKey   (ab, cd: first hex digits)
 //! storage/{ab}/{cd}/{file_id}             StorageKey
 //! membership/{author_pubkey_hex}/{seq:020} MembershipKey
@@ -36,6 +37,9 @@ pub const HEADS_PREFIX: &str = "heads/";
 pub const OPS_PREFIX: &str = "ops/";
 /// `checkpoints/`: compacted snapshots.
 pub const CHECKPOINTS_PREFIX: &str = "checkpoints/";
+/// `checkpoint-signatures/`: per checkpoint, its writer's signature (phase
+/// 2), a small object written after the checkpoint it signs.
+pub const CHECKPOINT_SIGNATURES_PREFIX: &str = "checkpoint-signatures/";
 /// `images/`: image bytes.
 pub const IMAGES_PREFIX: &str = "images/";
 /// `storage/`: release audio files.
@@ -197,6 +201,11 @@ pub fn checkpoint_key(id: &CheckpointId) -> String {
     format!("{CHECKPOINTS_PREFIX}{id}")
 }
 
+/// `checkpoint-signatures/{id}`: the signature of `checkpoints/{id}`.
+pub fn checkpoint_signature_key(id: &CheckpointId) -> String {
+    format!("{CHECKPOINT_SIGNATURES_PREFIX}{id}")
+}
+
 /// `images/{ab}/{cd}/{image_id}`.
 pub fn image_key(image: &ObjectId) -> String {
     format!("{IMAGES_PREFIX}{}", image.sharded())
@@ -239,6 +248,8 @@ pub enum BucketPath {
     Ops(DeviceId, u64),
     /// `checkpoints/{id}`.
     Checkpoint(CheckpointId),
+    /// `checkpoint-signatures/{id}`.
+    CheckpointSignature(CheckpointId),
     /// `images/{ab}/{cd}/{id}`.
     Image(ObjectId),
     /// `storage/{ab}/{cd}/{id}`.
@@ -261,6 +272,9 @@ impl BucketPath {
             "heads" => parse_heads_key(key).map(|(d, s)| BucketPath::Head(d, s)),
             "ops" => parse_ops_key(key).map(|(d, s)| BucketPath::Ops(d, s)),
             "checkpoints" => parse_checkpoint_key(key).map(BucketPath::Checkpoint),
+            "checkpoint-signatures" => {
+                parse_checkpoint_signature_key(key).map(BucketPath::CheckpointSignature)
+            }
             "images" => parse_image_key(key).map(BucketPath::Image),
             "storage" => parse_storage_key(key).map(BucketPath::Storage),
             "membership" => parse_membership_key(key).map(|(a, s)| BucketPath::Membership(a, s)),
@@ -276,6 +290,7 @@ impl BucketPath {
             BucketPath::Head(d, s) => heads_key(d, *s),
             BucketPath::Ops(d, s) => ops_key(d, *s),
             BucketPath::Checkpoint(id) => checkpoint_key(id),
+            BucketPath::CheckpointSignature(id) => checkpoint_signature_key(id),
             BucketPath::Image(id) => image_key(id),
             BucketPath::Storage(id) => storage_key(id),
             BucketPath::Membership(a, s) => membership_key(a, *s),
@@ -298,11 +313,22 @@ pub fn parse_ops_key(key: &str) -> Result<(DeviceId, u64), LayoutError> {
 
 /// `checkpoints/{hlc:020}-{suffix}` -> id.
 pub fn parse_checkpoint_key(key: &str) -> Result<CheckpointId, LayoutError> {
-    let [id] = segments(key, CHECKPOINTS_PREFIX, "checkpoints")?;
-    let (hlc, suffix) = id
-        .split_once('-')
-        .ok_or_else(|| unexpected(key, "checkpoints"))?;
-    CheckpointId::new(parse_seq(key, hlc, "checkpoints")?, suffix)
+    parse_checkpoint_id(key, CHECKPOINTS_PREFIX, "checkpoints")
+}
+
+/// `checkpoint-signatures/{hlc:020}-{suffix}` -> id.
+pub fn parse_checkpoint_signature_key(key: &str) -> Result<CheckpointId, LayoutError> {
+    parse_checkpoint_id(key, CHECKPOINT_SIGNATURES_PREFIX, "checkpoint-signatures")
+}
+
+fn parse_checkpoint_id(
+    key: &str,
+    prefix: &str,
+    kind: &'static str,
+) -> Result<CheckpointId, LayoutError> {
+    let [id] = segments(key, prefix, kind)?;
+    let (hlc, suffix) = id.split_once('-').ok_or_else(|| unexpected(key, kind))?;
+    CheckpointId::new(parse_seq(key, hlc, kind)?, suffix)
 }
 
 /// `images/{ab}/{cd}/{id}` -> id.
@@ -518,6 +544,9 @@ mod tests {
             (dev, any::<u64>()).prop_map(|(d, s)| BucketPath::Ops(d, s)),
             (any::<u64>(), "[0-9a-f]{1,16}")
                 .prop_map(|(h, s)| BucketPath::Checkpoint(CheckpointId::new(h, &s).unwrap())),
+            (any::<u64>(), "[0-9a-f]{1,16}").prop_map(|(h, s)| {
+                BucketPath::CheckpointSignature(CheckpointId::new(h, &s).unwrap())
+            }),
             id.clone().prop_map(BucketPath::Image),
             id.prop_map(BucketPath::Storage),
             (pk.clone(), any::<u64>()).prop_map(|(a, s)| BucketPath::Membership(a, s)),

@@ -549,6 +549,9 @@ pub async fn server_bootstrap(
     if let Some(p) = progress {
         service = service.with_progress(p);
     }
+    // The chain first: it vouches for the checkpoint's signer, and its
+    // entries lead to this member's newer key epochs.
+    service.refresh_members().await?;
     let bootstrap = if existed {
         None
     } else {

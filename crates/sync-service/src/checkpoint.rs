@@ -14,11 +14,14 @@
 //! falls back to the next older one.
 
 use crate::error::SyncError;
+use crate::members::Refusal;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
+use bae_crypto::hash::{ContentHash, ContentHasher};
 use bae_crypto::object::{check_header, ObjectHeader, HEADER_LEN};
 use bae_crypto::{ObjectKind, ObjectPlace};
 use bae_hlc::DeviceId;
+use bae_membership::SignedKind;
 use bae_merge::snapshot::{self as merge_snapshot, SnapshotError, StateRecord};
 use bae_oplog::{BatchHash, SyncSchema, Value};
 use bae_storage_s3::layout::{self, CheckpointId};
@@ -539,7 +542,7 @@ impl SyncService {
             // The snapshot and its sealing run on a connection of their own:
             // nothing else of the service waits for them.
             let cancel = self.cancel.clone();
-            let (key_name, header, plain_bytes, sealed, sealed_bytes) = self
+            let (key_name, header, plain_bytes, sealed, sealed_bytes, object_hash) = self
                 .with_own_connection(move |conn, schema| {
                     let (header, mut plain, plain_bytes) =
                         write_snapshot(conn, schema, device, hlc, progress.as_ref())?;
@@ -565,7 +568,8 @@ impl SyncService {
                     out.flush().map_err(io_err)?;
                     drop(out);
                     let sealed_bytes = sealed.as_file().metadata().map_err(io_err)?.len();
-                    Ok((key_name, header, plain_bytes, sealed, sealed_bytes))
+                    let object_hash = hash_file(sealed.path())?;
+                    Ok((key_name, header, plain_bytes, sealed, sealed_bytes, object_hash))
                 })
                 .await?;
             self.check_cancelled()?;
@@ -574,6 +578,20 @@ impl SyncService {
             self.report(Stage::Upload, 0, sealed_bytes);
             self.store.put_file(&key_name, sealed.path()).await?;
             self.report(Stage::Upload, sealed_bytes, sealed_bytes);
+            // The signature after the object it signs: a checkpoint without
+            // one is skipped by readers, never trusted.
+            let id = layout::parse_checkpoint_key(&key_name)
+                .map_err(|e| SyncError::invalid(&key_name, e))?;
+            let signature = self.seal_signed(
+                &checkpoint_place(header.writer, header.hlc),
+                SignedKind::Checkpoint,
+                bae_hlc::Timestamp::from_u64(header.hlc),
+                None,
+                object_hash.as_bytes().to_vec(),
+            )?;
+            self.store
+                .put(&layout::checkpoint_signature_key(&id), &signature)
+                .await?;
             // Only now (it is in the bucket) may GC rely on it.
             let written = key_name.clone();
             self.with_db(move |rec| {
@@ -632,6 +650,7 @@ impl SyncService {
                 Err(
                     e @ (SyncError::Object { .. }
                     | SyncError::Invalid { .. }
+                    | SyncError::Refused { .. }
                     | SyncError::Store(StoreError::TooLarge { .. })),
                 ) => {
                     tracing::warn!(%key, error = %e, "checkpoint rejected; trying an older one");
@@ -661,7 +680,8 @@ impl SyncService {
         id: &CheckpointId,
         key: &str,
     ) -> Result<OpenedCheckpoint, SyncError> {
-        self.check_checkpoint_header(id, key).await?;
+        let writer = self.check_checkpoint_header(id, key).await?;
+        let signed_hash = self.checkpoint_signature(id, key, writer).await?;
         let sealed = named_temp_file()?;
         self.report(Stage::Download, 0, 0);
         let size = self
@@ -669,6 +689,13 @@ impl SyncService {
             .get_to_file(key, sealed.path(), MAX_CHECKPOINT_OBJECT_BYTES)
             .await?;
         self.report(Stage::Download, size, size);
+        let path = sealed.path().to_path_buf();
+        if tokio::task::spawn_blocking(move || hash_file(&path)).await?? != signed_hash {
+            return Err(SyncError::Refused {
+                key: key.to_owned(),
+                reason: Box::new(Refusal::Mismatch("checkpoint object")),
+            });
+        }
         let keys = self.key_ring();
         let schema = self.schema;
         let bound = self.drift_bound().await?;
@@ -689,7 +716,11 @@ impl SyncService {
     /// object, one sealed under another key) is refused for the cost of a
     /// few bytes, not a download. [`open_sealed`] checks the whole object
     /// again, so an object replaced after this check gains nothing.
-    async fn check_checkpoint_header(&self, id: &CheckpointId, key: &str) -> Result<(), SyncError> {
+    async fn check_checkpoint_header(
+        &self,
+        id: &CheckpointId,
+        key: &str,
+    ) -> Result<[u8; 16], SyncError> {
         let object = |source| SyncError::Object {
             key: key.to_owned(),
             source,
@@ -698,7 +729,70 @@ impl SyncService {
         let header = ObjectHeader::parse(&head).map_err(object)?;
         let place = checkpoint_place(header.place.device, id.hlc());
         check_header(self.key_ring().as_ref(), &place, &header).map_err(object)?;
-        Ok(())
+        Ok(header.place.device)
+    }
+
+    /// Reads and verifies the signature of checkpoint `id` written by
+    /// device `writer`: an envelope signed by the device's author over the
+    /// BLAKE3 of the sealed checkpoint object, who must be able to write at
+    /// the checkpoint's HLC and still now (`members.rs`). Returns the
+    /// signed hash, which the downloaded object must match.
+    async fn checkpoint_signature(
+        &self,
+        id: &CheckpointId,
+        key: &str,
+        writer: [u8; 16],
+    ) -> Result<ContentHash, SyncError> {
+        let signature_key = layout::checkpoint_signature_key(id);
+        let sealed = match self
+            .store
+            .get(&signature_key, MAX_CHECKPOINT_SIGNATURE_BYTES)
+            .await
+        {
+            Ok(sealed) => sealed,
+            Err(e) if e.is_not_found() => {
+                return Err(SyncError::Refused {
+                    key: key.to_owned(),
+                    reason: Box::new(Refusal::UnsignedCheckpoint),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let place = checkpoint_place(writer, id.hlc());
+        let plain = self.open(&signature_key, &place, &sealed)?;
+        let verified = self
+            .verify_signed(
+                &signature_key,
+                SignedKind::Checkpoint,
+                DeviceId::from_bytes(writer),
+                id.hlc(),
+                &sealed,
+                plain,
+            )
+            .await?;
+        let hash = <[u8; 32]>::try_from(verified.body()).map_err(|_| SyncError::Refused {
+            key: signature_key.clone(),
+            reason: Box::new(Refusal::Mismatch("checkpoint hash")),
+        })?;
+        Ok(ContentHash::from_bytes(hash))
+    }
+}
+
+/// The most a checkpoint signature object may take: an envelope of a
+/// 32-byte body, sealed, with room to spare.
+const MAX_CHECKPOINT_SIGNATURE_BYTES: u64 = 4096;
+
+/// BLAKE3 of a file, read in blocks.
+fn hash_file(path: &std::path::Path) -> Result<ContentHash, SyncError> {
+    let mut file = File::open(path).map_err(|e| SyncError::io(path, e))?;
+    let mut hasher = ContentHasher::new();
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut block).map_err(|e| SyncError::io(path, e))?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&block[..n]);
     }
 }
 

@@ -98,6 +98,16 @@ impl SyncService {
                 report.checkpoints_deleted += 1;
             }
         }
+        // Signatures after what they sign, and only of older checkpoints.
+        for key in self
+            .store
+            .list(layout::CHECKPOINT_SIGNATURES_PREFIX)
+            .await?
+        {
+            if layout::parse_checkpoint_signature_key(&key).is_ok_and(|id| id < ck.id) {
+                self.store.delete(&key).await?;
+            }
+        }
         let own = ck.header.cursor_of(self.device);
         report.local_ops_pruned = self
             .with_db(move |rec| {
@@ -140,7 +150,11 @@ impl SyncService {
             match self.open_checkpoint(&id, &key).await {
                 Ok(opened) => return Ok(Some((opened, written_ms))),
                 Err(SyncError::Store(e)) if e.is_not_found() => {}
-                Err(e @ (SyncError::Object { .. } | SyncError::Invalid { .. })) => {
+                Err(
+                    e @ (SyncError::Object { .. }
+                    | SyncError::Invalid { .. }
+                    | SyncError::Refused { .. }),
+                ) => {
                     tracing::warn!(%key, error = %e, "own checkpoint no longer verifies");
                     report.rejected.push(e.to_string());
                 }

@@ -142,6 +142,18 @@ pub enum Refusal {
         /// The HLC it claims.
         hlc: Timestamp,
     },
+    /// A checkpoint with no signature object (`checkpoint-signatures/{id}`):
+    /// written before phase 2 signed checkpoints, or by someone who could
+    /// not sign it, or still being written.
+    #[error("checkpoint has no signature")]
+    UnsignedCheckpoint,
+    /// A checkpoint signed by a member who may no longer write (removed or
+    /// demoted since): what it holds is not trusted any more.
+    #[error("checkpoint signed by {author}, who may no longer write")]
+    NoLongerWrites {
+        /// The author.
+        author: Box<IdentityPublicKey>,
+    },
     /// A signed field differs from the object inside the envelope.
     #[error("the signed {0} is not the one in the object it signs")]
     Mismatch(&'static str),
@@ -296,7 +308,7 @@ impl SyncService {
                     hlc,
                 }))
             }
-            (SignedKind::Batch, Some(role)) if !role.can_write() => {
+            (SignedKind::Batch | SignedKind::Checkpoint, Some(role)) if !role.can_write() => {
                 return Err(refused(Refusal::CannotWrite {
                     author: boxed(),
                     role,
@@ -304,6 +316,9 @@ impl SyncService {
                 }))
             }
             _ => {}
+        }
+        if kind == SignedKind::Checkpoint && !chain.can_write_now(&author) {
+            return Err(refused(Refusal::NoLongerWrites { author: boxed() }));
         }
         if kind == SignedKind::Batch {
             if let Some(cutoff) = chain.cutoff_for(device, &author).filter(|c| seq > *c) {

@@ -123,6 +123,30 @@ impl Bucket {
         .unwrap();
         let key = format!("{}{id}", layout::CHECKPOINTS_PREFIX);
         self.store.put(&key, &sealed).await.unwrap();
+        // Signed as the founder: a member forging it, whose signature holds.
+        let header = bae_membership::EnvelopeHeader {
+            library_id: bae_membership::LibraryId::from(self.key.fingerprint()),
+            kind: bae_membership::SignedKind::Checkpoint,
+            device: writer,
+            seq: hlc,
+            hlc: bae_hlc::Timestamp::from_u64(hlc),
+            epoch: KeyEpoch(0),
+            prev: None,
+        };
+        let hash = bae_crypto::hash::ContentHash::of(&sealed);
+        let signed =
+            bae_membership::SignedObject::sign(&self.identity, header, hash.as_bytes().to_vec())
+                .unwrap();
+        let signature = bae_crypto::seal_object(
+            &self.key,
+            KeyEpoch(0),
+            &checkpoint_place(*writer.as_bytes(), hlc),
+            &signed.to_bytes(),
+        );
+        self.store
+            .put(&layout::checkpoint_signature_key(&id), &signature)
+            .await
+            .unwrap();
         key
     }
 }

@@ -89,13 +89,18 @@ async fn new_device_bootstraps_from_checkpoint_and_fetches_only_later_batches() 
     let boot = b.bootstrap_from_checkpoint().await.unwrap().unwrap();
     assert_eq!(boot.key, report.key);
     assert!(!boot.replaced);
-    assert_eq!(counting.snapshot().get, 1, "only the checkpoint");
+    assert_eq!(
+        counting.snapshot().get,
+        3,
+        "the genesis entry (the chain vouches for the checkpoint's signer), \
+         the checkpoint's signature and the checkpoint"
+    );
     counting.reset();
     let pulled = b.pull().await.unwrap();
     assert_eq!(pulled.applied, 2);
-    // The genesis entry (not cached yet), one head and the two batches
-    // after the checkpoint; none before it.
-    assert_eq!(counting.snapshot().get, 4);
+    // One head and the two batches after the checkpoint; none before it
+    // (the genesis entry is cached since the bootstrap).
+    assert_eq!(counting.snapshot().get, 3);
     assert_eq!(dump(&a).await, dump(&b).await);
 
     // B's later edits merge against the restored stamps like any device's.
@@ -169,21 +174,38 @@ async fn damaged_checkpoints_are_rejected_by_name_and_an_older_one_is_used() {
         b[mid] ^= 1;
     })
     .await;
+    // Any change to the object is caught by its writer's signature (over
+    // the sealed bytes) before it is decrypted.
     match b.verify_checkpoint(&bad).await {
-        Err(SyncError::Object {
-            key,
-            source: ObjectError::Tampered { .. },
-        }) => assert_eq!(key, bad),
-        other => panic!("expected tampered, got {other:?}"),
+        Err(e @ SyncError::Refused { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&bad) && text.contains("checkpoint object"),
+                "{text}"
+            );
+        }
+        other => panic!("expected refused, got {other:?}"),
     }
-    // A newer checkpoint cut short (at a chunk boundary: the final chunk
-    // gone) is named as truncated.
+    // A newer checkpoint cut short: the same.
     import(&a, 4, 1).await;
     let cut = a.checkpoint().await.unwrap().key;
     damage_newest(store.as_ref(), |b| b.truncate(76)).await;
     let err = b.verify_checkpoint(&cut).await;
     assert!(
-        matches!(&err, Err(SyncError::Object { key, source: ObjectError::Truncated }) if *key == cut),
+        matches!(&err, Err(SyncError::Refused { key, .. }) if *key == cut),
+        "{err:?}"
+    );
+    // Damage with a signature to match (a member re-signing what they
+    // damaged) still fails to decrypt, by name.
+    let cut_id = layout::parse_checkpoint_key(&cut).unwrap();
+    store
+        .delete(&layout::checkpoint_signature_key(&cut_id))
+        .await
+        .unwrap();
+    let err = b.verify_checkpoint(&cut).await;
+    assert!(
+        err.as_ref()
+            .is_err_and(|e| e.to_string().contains("has no signature")),
         "{err:?}"
     );
 
@@ -232,8 +254,10 @@ async fn checkpoints_whose_header_does_not_check_out_are_refused_before_download
     assert!(boot.rejected[0].contains(&garbage), "{}", boot.rejected[0]);
     assert!(boot.rejected[1].contains(&foreign), "{}", boot.rejected[1]);
     let n = counting.snapshot();
-    // Three headers read, one checkpoint downloaded.
-    assert_eq!((n.get_range, n.get), (3, 1), "{n:?}");
+    // Three headers read; one checkpoint downloaded, with its signature
+    // and the two genesis entries in the bucket (the other library's does
+    // not open).
+    assert_eq!((n.get_range, n.get), (3, 4), "{n:?}");
     assert!(n.bytes_out < 1 << 20, "{n:?}");
 }
 

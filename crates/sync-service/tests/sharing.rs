@@ -409,3 +409,78 @@ async fn a_tampered_or_swapped_key_blob_is_not_adopted() {
         assert_eq!(title(s).await.as_deref(), Some("epoch 1"));
     }
 }
+
+#[tokio::test]
+async fn a_checkpoint_counts_only_if_a_current_writer_signed_it() {
+    let w = World::new(Bucket::Local, "sharing-checkpoints");
+    let owner = w.first_device("owner", 2).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (bob, carol, dave) = (user(&w, "bob"), user(&w, "carol"), user(&w, "dave"));
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner
+        .invite(carol.identity.public_key(), Role::Reader)
+        .await
+        .unwrap();
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let c = join_as(&w, &carol, "carol", &owner_id).await;
+    let good = owner.checkpoint().await.unwrap().key;
+    let by_reader = c.checkpoint().await.unwrap().key;
+    let by_bob = b.checkpoint().await.unwrap().key;
+    owner.revoke(bob.identity.public_key()).await.unwrap();
+    owner
+        .invite(dave.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let d = join_as(&w, &dave, "dave", &owner_id).await;
+    let refused = |r: Result<_, SyncError>, why: &str| match r {
+        Err(e @ SyncError::Refused { .. }) => {
+            assert!(e.to_string().contains(why), "{e}")
+        }
+        other => panic!("expected a refusal ({why}), got {:?}", other.map(|_| ())),
+    };
+    refused(d.verify_checkpoint(&by_bob).await, "may no longer write");
+    refused(
+        d.verify_checkpoint(&by_reader).await,
+        "a Reader who may not write",
+    );
+    d.verify_checkpoint(&good).await.unwrap();
+    // One signed by someone outside the library: its signature object
+    // replaced by one a stranger signed over the same bytes.
+    let stranger = IdentitySigningKey::generate();
+    let id = layout::parse_checkpoint_key(&good).unwrap();
+    let sealed = w.store().get(&good, 1 << 30).await.unwrap();
+    let object = bae_crypto::object::ObjectHeader::parse(&sealed).unwrap();
+    let key0 = read_key_file(&w.key_file()).unwrap().key;
+    let header = bae_membership::EnvelopeHeader {
+        library_id: library_of(&w),
+        kind: bae_membership::SignedKind::Checkpoint,
+        device: DeviceId::from_bytes(object.place.device),
+        seq: id.hlc(),
+        hlc: bae_hlc::Timestamp::from_u64(id.hlc()),
+        epoch: KeyEpoch(0),
+        prev: None,
+    };
+    let hash = bae_crypto::hash::ContentHash::of(&sealed);
+    let signed =
+        bae_membership::SignedObject::sign(&stranger, header, hash.as_bytes().to_vec()).unwrap();
+    let place = ObjectPlace {
+        kind: ObjectKind::Checkpoint,
+        device: object.place.device,
+        seq: id.hlc(),
+    };
+    w.store()
+        .put(
+            &layout::checkpoint_signature_key(&id),
+            &bae_crypto::seal_object(&key0, KeyEpoch(0), &place, &signed.to_bytes()),
+        )
+        .await
+        .unwrap();
+    refused(d.verify_checkpoint(&good).await, "not a member");
+    // Nothing refused was restored: dave's library is the owner's.
+    d.pull().await.unwrap();
+    owner.pull().await.unwrap();
+    assert_eq!(dump(&d).await, dump(&owner).await);
+}

@@ -148,7 +148,10 @@ impl SimStore {
             return None;
         }
         // A checkpoint's key ends in a random suffix: the roll leaves it out.
-        let stable = match key.strip_prefix("checkpoints/") {
+        let stable = match key
+            .strip_prefix("checkpoints/")
+            .or_else(|| key.strip_prefix("checkpoint-signatures/"))
+        {
             Some(rest) => rest.split('-').next().unwrap_or(rest),
             None => key,
         };
