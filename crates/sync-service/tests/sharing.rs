@@ -97,12 +97,44 @@ async fn three_users_share_and_a_revoked_member_loses_what_follows(bucket: Bucke
     let while_a_member = now_ms();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
-    // A member writes; everyone gets it.
+    // Bob's second device joins with his key file (his identity with it)
+    // and signs as the same member.
+    let bob_key_file = w.dir.path().join("bob.key");
+    library::export_key(
+        open_library(&w.library("bob")).unwrap(),
+        &bob.keys,
+        &bob_key_file,
+        false,
+    )
+    .unwrap();
+    let bob_phone_keys = KeyStore::Files(w.dir.path().join("bob-phone-home"));
+    let b2 = library::join(
+        open_library(&w.library("bob-phone")).unwrap(),
+        &w.bucket,
+        &bob_key_file,
+        &bob_phone_keys,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(b2.member_key(), bob.identity.public_key());
+
+    // A member writes, from both devices; everyone gets it.
+    import_albums(&w.library("bob-phone"), 30, 1);
+    b2.push().await.unwrap();
     set_title(&b, "by bob").await;
     b.push().await.unwrap();
-    sync_all(&[&owner, &c]).await;
+    sync_all(&[&owner, &c, &b2]).await;
     assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
     assert_eq!(title(&c).await.as_deref(), Some("by bob"));
+    let bobs = owner.members().await.unwrap();
+    let bobs = bobs
+        .iter()
+        .find(|m| m.key == bob.identity.public_key())
+        .unwrap();
+    let mut both = vec![b.device(), b2.device()];
+    both.sort();
+    assert_eq!(bobs.devices, both);
 
     // A reader's batch is refused by everyone, by name.
     set_title(&c, "by carol").await;
@@ -118,10 +150,15 @@ async fn three_users_share_and_a_revoked_member_loses_what_follows(bucket: Bucke
     // Bob is revoked: a new epoch for the owner and carol, bob's device cut
     // off at the last batch the owner applied.
     let bob_last = last_batch(&b).await;
+    let phone_last = last_batch(&b2).await;
     let revoked = owner.revoke(bob.identity.public_key()).await.unwrap();
     assert!(revoked.removed);
     assert_eq!(revoked.new_epoch, Some(KeyEpoch(1)));
-    assert_eq!(revoked.cutoffs, vec![(b.device(), bob_last)]);
+    let mut cutoffs = vec![(b.device(), bob_last), (b2.device(), phone_last)];
+    cutoffs.sort();
+    let mut got = revoked.cutoffs.clone();
+    got.sort();
+    assert_eq!(got, cutoffs);
     assert_eq!(owner.key_epoch(), KeyEpoch(1));
     let members: Vec<_> = owner
         .members()
