@@ -144,6 +144,7 @@ pub struct ValidatedChain {
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
     cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
     cut_offs: Vec<CutOff>,
+    names: BTreeMap<[u8; 32], String>,
     rejected: Vec<Rejected>,
 }
 
@@ -165,6 +166,7 @@ impl PartialEq for ValidatedChain {
             && self.members == other.members
             && self.cutoffs == other.cutoffs
             && self.cut_offs == other.cut_offs
+            && self.names == other.names
             && self.rejected == other.rejected
     }
 }
@@ -220,8 +222,13 @@ impl Chain {
             ))
         });
         let counted = state.counted.iter().map(|(h, _)| *h).collect();
-        let (history, members, cutoffs, cut_offs) =
-            (state.history, state.members, state.cutoffs, state.cut_offs);
+        let (history, members, cutoffs, cut_offs, names) = (
+            state.history,
+            state.members,
+            state.cutoffs,
+            state.cut_offs,
+            state.names,
+        );
         ValidatedChain {
             chain: self.clone(),
             received,
@@ -230,6 +237,7 @@ impl Chain {
             members,
             cutoffs,
             cut_offs,
+            names,
             rejected: refused,
         }
     }
@@ -341,6 +349,7 @@ struct State<'a> {
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
     cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
     cut_offs: Vec<CutOff>,
+    names: BTreeMap<[u8; 32], String>,
     refused: Vec<Rejected>,
 }
 
@@ -399,6 +408,9 @@ impl State<'_> {
             self.set(entry.hlc, &entry.author, Some(Role::Owner));
             return Ok(());
         }
+        if let Action::SetName { subject, name } = &entry.action {
+            return self.set_name(entry, subject, name);
+        }
         let author_role = self.role(&entry.author);
         let author_role = match author_role {
             Some(r) if r.can_manage() => r,
@@ -423,6 +435,8 @@ impl State<'_> {
                 self.set(entry.hlc, &subject, None);
                 self.cut_off(entry.hlc, &subject, cutoffs);
             }
+            // Handled above: any member may name themselves.
+            Action::SetName { .. } => return Err(Rejection::Unchanged),
             Action::ChangeRole { role, cutoffs, .. } => {
                 let current = current.ok_or(Rejection::NotAMember)?;
                 if current == *role {
@@ -435,6 +449,35 @@ impl State<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A display name: any current member names themselves; owners and
+    /// admins name others (admins not owners). Recorded in the history as
+    /// the subject's unchanged role, so the history stays one change per
+    /// counted entry.
+    fn set_name(
+        &mut self,
+        entry: &Entry,
+        subject: &IdentityPublicKey,
+        name: &str,
+    ) -> Result<(), Rejection> {
+        let author_role = self
+            .role(&entry.author)
+            .ok_or(Rejection::NotAuthorized { role: None })?;
+        let current = self.role(subject).ok_or(Rejection::NotAMember)?;
+        if *subject != entry.author {
+            if !author_role.can_manage() {
+                return Err(Rejection::NotAuthorized {
+                    role: Some(author_role),
+                });
+            }
+            if author_role == Role::Admin && current == Role::Owner {
+                return Err(Rejection::AdminCannotTouchOwner);
+            }
+        }
+        self.names.insert(subject.to_bytes(), name.to_owned());
+        self.set(entry.hlc, subject, Some(current));
         Ok(())
     }
 
@@ -469,7 +512,7 @@ impl State<'_> {
                 Action::ChangeRole {
                     subject, cutoffs, ..
                 } => (subject, cutoffs),
-                Action::Add { .. } => continue,
+                Action::Add { .. } | Action::SetName { .. } => continue,
             };
             if !self.is_demotion(index) {
                 continue;
@@ -540,6 +583,11 @@ impl ValidatedChain {
     /// A batch must also be below its device's [`ValidatedChain::cutoff_for`].
     pub fn can_write(&self, author: &IdentityPublicKey, hlc: Timestamp) -> bool {
         self.role_at(author, hlc).is_some_and(Role::can_write)
+    }
+
+    /// `member`'s display name in this library, if one was set.
+    pub fn name_of(&self, member: &IdentityPublicKey) -> Option<&str> {
+        self.names.get(&member.to_bytes()).map(String::as_str)
     }
 
     /// Whether `member` may write now (a current owner, admin or member).

@@ -22,6 +22,9 @@ pub const ENTRY_SIGNING_CONTEXT: &[u8] = b"bae-membership-entry-v1";
 pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
 /// The most devices one removal or demotion may cut off.
 pub const MAX_CUTOFF_DEVICES: usize = 256;
+
+/// The longest display name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 64;
 /// Bytes of a signature at the start of a [`SignedEntry`].
 const SIGNATURE_LEN: usize = 64;
 
@@ -93,6 +96,17 @@ pub enum Action {
         /// What the removal cuts off.
         cutoffs: Cutoffs,
     },
+    /// Gives `subject` a display name in this library (members see it in
+    /// `members`; sealed with the entry, never in clear in the bucket).
+    /// Counts when the author names themselves, or is an owner or admin
+    /// (admins cannot rename owners).
+    SetName {
+        /// Who is named.
+        subject: IdentityPublicKey,
+        /// The name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8, no control
+        /// characters.
+        name: String,
+    },
     /// Gives `subject` another role. The cutoffs apply when the new role is
     /// lower (a demotion, such as to reader).
     ChangeRole {
@@ -111,7 +125,8 @@ impl Action {
         match self {
             Action::Add { subject, .. }
             | Action::Remove { subject, .. }
-            | Action::ChangeRole { subject, .. } => subject,
+            | Action::ChangeRole { subject, .. }
+            | Action::SetName { subject, .. } => subject,
         }
     }
 }
@@ -220,6 +235,10 @@ pub enum EntryError {
         /// The device.
         device: DeviceId,
     },
+    /// A display name that is empty, longer than [`MAX_NAME_BYTES`], or
+    /// holds a control character.
+    #[error("membership entry display name is empty, over {MAX_NAME_BYTES} bytes, or holds a control character")]
+    BadName,
     /// Seq 0 with a previous hash, or a later seq without one.
     #[error("membership entry seq {seq} {}", if *.seq == 0 { "names a previous entry" } else { "names no previous entry" })]
     BadPrev {
@@ -262,6 +281,10 @@ enum WireAction {
         subject: [u8; 32],
         role: Role,
         cutoffs: WireCutoffs,
+    },
+    SetName {
+        subject: [u8; 32],
+        name: String,
     },
 }
 
@@ -333,6 +356,15 @@ impl Entry {
         match &self.action {
             Action::Add { .. } => Ok(()),
             Action::Remove { cutoffs, .. } | Action::ChangeRole { cutoffs, .. } => cutoffs.check(),
+            Action::SetName { name, .. } => {
+                if name.is_empty()
+                    || name.len() > MAX_NAME_BYTES
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(EntryError::BadName);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -356,6 +388,10 @@ impl Entry {
                 subject: subject.to_bytes(),
                 role: *role,
                 cutoffs: cutoffs.to_wire(),
+            },
+            Action::SetName { subject, name } => WireAction::SetName {
+                subject: subject.to_bytes(),
+                name: name.clone(),
             },
         };
         let wire = WireEntry {
@@ -406,6 +442,10 @@ impl Entry {
                 subject: public_key(&subject, "subject")?,
                 role,
                 cutoffs: Cutoffs::from_wire(cutoffs)?,
+            },
+            WireAction::SetName { subject, name } => Action::SetName {
+                subject: public_key(&subject, "subject")?,
+                name,
             },
         };
         let entry = Entry {

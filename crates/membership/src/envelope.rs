@@ -556,11 +556,12 @@ mod tests {
             Err(EnvelopeError::UnsupportedVersion { version: 9 })
         );
         let kind_at = 1 + 32 + 64 + 16;
+        // 4 is an image: not a kind anyone signs.
         let mut b = bytes.clone();
-        b[kind_at] = 3;
+        b[kind_at] = 4;
         assert_eq!(
             SignedObject::from_bytes(&b),
-            Err(EnvelopeError::UnknownKind { byte: 3 })
+            Err(EnvelopeError::UnknownKind { byte: 4 })
         );
         let hlc_at = kind_at + 1 + 16 + 8;
         let mut b = bytes.clone();

@@ -586,3 +586,71 @@ proptest! {
         prop_assert_eq!(&incremental, &expected);
     }
 }
+
+fn name(subject: &IdentityPublicKey, name: &str) -> Action {
+    Action::SetName {
+        subject: *subject,
+        name: name.to_owned(),
+    }
+}
+
+#[test]
+fn members_name_themselves_and_managers_name_others() {
+    let (mut owner, mut admin, mut member) = (Author::new(1), Author::new(2), Author::new(3));
+    let outsider = Author::new(4);
+    let mut entries = vec![
+        owner.genesis(0),
+        owner.write(1, add(&admin.public(), Role::Admin)),
+        owner.write(2, add(&member.public(), Role::Member)),
+    ];
+    let own = member.write(3, name(&member.public(), "Mia"));
+    let by_member = member.write(4, name(&owner.public(), "Boss"));
+    let by_admin_of_owner = admin.write(5, name(&owner.public(), "Olga?"));
+    let by_admin = admin.write(6, name(&member.public(), "Mia B."));
+    let of_outsider = owner.write(7, name(&outsider.public(), "Nobody"));
+    entries.extend([
+        own.clone(),
+        by_member.clone(),
+        by_admin_of_owner.clone(),
+        by_admin.clone(),
+        of_outsider.clone(),
+    ]);
+    let chain = validate(&owner, &entries);
+    assert!(counts(&chain, &own) && counts(&chain, &by_admin));
+    assert_eq!(
+        reasons(&chain, by_member.hash()),
+        vec![Rejection::NotAuthorized {
+            role: Some(Role::Member)
+        }]
+    );
+    assert_eq!(
+        reasons(&chain, by_admin_of_owner.hash()),
+        vec![Rejection::AdminCannotTouchOwner]
+    );
+    assert_eq!(
+        reasons(&chain, of_outsider.hash()),
+        vec![Rejection::NotAMember]
+    );
+    // The newest counted name wins; a name changes no role.
+    assert_eq!(chain.name_of(&member.public()), Some("Mia B."));
+    assert_eq!(chain.name_of(&owner.public()), None);
+    assert_eq!(chain.role_at(&member.public(), hlc(6)), Some(Role::Member));
+    assert!(chain.can_write(&member.public(), hlc(7)));
+}
+
+#[test]
+fn a_name_that_is_empty_too_long_or_has_control_characters_does_not_encode() {
+    let mut owner = Author::new(1);
+    owner.genesis(0);
+    for bad in ["", "a\nb", &"x".repeat(65)] {
+        let entry = owner.draft(1, name(&owner.public(), bad));
+        assert!(
+            matches!(entry.encode(), Err(bae_membership::EntryError::BadName)),
+            "{bad:?}"
+        );
+    }
+    assert!(owner
+        .draft(1, name(&owner.public(), &"é".repeat(32)))
+        .encode()
+        .is_ok());
+}

@@ -101,11 +101,26 @@ enum Command {
         /// and write) or reader (read only)
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// Their display name in this library (e.g. "Bob"), at most 64 bytes
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// Also put this machine's S3 credentials (AWS_ACCESS_KEY_ID,
         /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) in the code, sealed so
         /// only they can read them
         #[arg(long)]
         with_credentials: bool,
+    },
+    /// Set a display name in this library: your own, or (as an owner or
+    /// admin) another member's. Members see it in `members`; it is sealed
+    /// in the bucket like everything else.
+    Name {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// Whose name (64 hex digits); yours when left out
+        #[arg(long, value_name = "PUBKEY")]
+        member: Option<String>,
+        /// The name (e.g. "Alice"), at most 64 bytes
+        name: String,
     },
     /// Remove a member and start a new library key for everyone else;
     /// nothing written afterwards can be read or written by them.
@@ -322,6 +337,7 @@ impl Command {
             | Command::Members { library, .. }
             | Command::Invite { library, .. }
             | Command::Revoke { library, .. }
+            | Command::Name { library, .. }
             | Command::Key {
                 command: KeyCommand::Export { library, .. },
             } => Some(library),
@@ -482,6 +498,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             library,
             member,
             role,
+            name,
             with_credentials,
         } => {
             let member = member_key(&member)?;
@@ -492,6 +509,9 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 false => None,
             };
             s.invite(member, role.into()).await?;
+            if let Some(name) = name {
+                s.set_name(member, &name).await?;
+            }
             let code = Invite {
                 library_id: s.library_id(),
                 bucket,
@@ -503,6 +523,19 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             .to_code();
             outln!("invited {member} as {role:?}; give them this code (they run `bae-sync join --library FILE --invite CODE`):")?;
             outln!("{code}")?;
+        }
+        Command::Name {
+            library,
+            member,
+            name,
+        } => {
+            let s = library::open(open_library(&library)?, keys)?;
+            let member = match member {
+                Some(text) => member_key(&text)?,
+                None => s.member_key(),
+            };
+            s.set_name(member, &name).await?;
+            outln!("{member} is now called {name:?} in this library")?;
         }
         Command::Revoke { library, member } => {
             let member = member_key(&member)?;
@@ -987,6 +1020,7 @@ fn print_members(members: &[bae_sync_service::MemberInfo], json: bool) -> Result
             .map(|m| {
                 serde_json::json!({
                     "key": m.key.to_string(),
+                    "name": m.name,
                     "role": role(m.role),
                     "devices": m.devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
                 })
@@ -1005,7 +1039,12 @@ fn print_members(members: &[bae_sync_service::MemberInfo], json: bool) -> Result
         } else {
             devices.join(" ")
         };
-        outln!("{}  {:<6}  {devices}", m.key, role(m.role))?;
+        let name = m
+            .name
+            .as_deref()
+            .map(|n| format!("{n:?}  "))
+            .unwrap_or_default();
+        outln!("{}  {name}{:<6}  {devices}", m.key, role(m.role))?;
     }
     Ok(())
 }

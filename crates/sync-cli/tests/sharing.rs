@@ -63,7 +63,20 @@ fn shares_a_library(bucket: Bucket) {
             ],
         ))
     };
-    let bob_code = invite(&bob, "member");
+    let bob_code = last_line(&ok(
+        &w,
+        &[
+            "invite",
+            "--library",
+            &owner_lib,
+            "--member",
+            &bob,
+            "--role",
+            "member",
+            "--name",
+            "Bob",
+        ],
+    ));
     let carol_code = invite(&carol, "reader");
     assert!(bob_code.starts_with("bae-invite-v1:"), "{bob_code}");
 
@@ -101,11 +114,29 @@ fn shares_a_library(bucket: Bucket) {
         &carol_home,
         &["join", "--library", &carol_lib, "--invite", &carol_code],
     );
+    as_user(&w, &carol_home, &["name", "--library", &carol_lib, "Carol"]);
     let members = ok(&w, &["members", "--library", &owner_lib]);
     assert!(
         members.contains(&bob) && members.contains(&carol),
         "{members}"
     );
+    assert!(
+        members.contains("\"Bob\"") && members.contains("\"Carol\""),
+        "{members}"
+    );
+    // A reader cannot name someone else; nobody gets an empty name.
+    let args = [
+        "name",
+        "--library",
+        carol_lib.as_str(),
+        "--member",
+        bob.as_str(),
+        "Robert",
+    ];
+    let err = failed(run_in(&carol_home, w.dir.path(), &args), &args);
+    assert!(err.contains("would not count"), "{err}");
+    let err = fails(&w, &["name", "--library", &owner_lib, ""]);
+    assert!(err.contains("display name"), "{err}");
 
     // Bob (a member) edits; everyone sees it.
     let album = album_id(&ok(&w, &["dump", "--library", &owner_lib]));

@@ -169,6 +169,8 @@ pub struct MemberInfo {
     pub role: Role,
     /// The device ids bound to them (whose batches they sign).
     pub devices: Vec<DeviceId>,
+    /// Their display name in this library, if one was set.
+    pub name: Option<String>,
 }
 
 /// The validated chain and device bindings a service checks against.
@@ -584,7 +586,13 @@ impl SyncService {
                     devices.push(self.device);
                     devices.sort();
                 }
-                MemberInfo { key, role, devices }
+                let name = chain.name_of(&key).map(str::to_owned);
+                MemberInfo {
+                    key,
+                    role,
+                    devices,
+                    name,
+                }
             })
             .collect())
     }

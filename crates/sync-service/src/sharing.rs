@@ -71,6 +71,27 @@ impl SyncService {
         Ok(())
     }
 
+    /// Gives `member` a display name in this library (a signed entry,
+    /// sealed like every entry): this member names itself, or an owner or
+    /// admin names another member.
+    pub async fn set_name(&self, member: IdentityPublicKey, name: &str) -> Result<(), SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
+        let chain = self.refresh_members().await?;
+        let entry = self
+            .next_entry(
+                &chain,
+                Action::SetName {
+                    subject: member,
+                    name: name.to_owned(),
+                },
+            )
+            .await?;
+        self.check_counts(&chain, &entry)?;
+        self.write_entry(&entry).await?;
+        self.refresh_members().await?;
+        Ok(())
+    }
+
     /// Removes `member` and starts a new key epoch sealed to everyone who
     /// stays (see the module docs). A member who is neither current nor
     /// holding the newest key is [`SyncError::NotAMember`].
