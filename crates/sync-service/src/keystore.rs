@@ -115,24 +115,44 @@ impl KeyStore {
     /// fine. Every library file on this machine synced with that library
     /// and using this store loses its key with it.
     pub fn delete(&self, library_id: &str) -> Result<(), SyncError> {
-        match self {
-            KeyStore::Os => match keyring::Entry::new("bae", &Self::entry_name(library_id))
-                .and_then(|e| e.delete_credential())
-            {
-                Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-                Err(source) => Err(SyncError::Keyring {
-                    library_id: library_id.to_owned(),
-                    source,
-                }),
-            },
-            KeyStore::Files(home) => {
-                let path = Self::file(home, library_id);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(SyncError::io(&path, e)),
+        // The S3 credentials an invite carried go with the keys.
+        for (entry, file) in [
+            (
+                Self::entry_name(library_id),
+                self.home_file(library_id, Self::file),
+            ),
+            (
+                Self::credentials_entry(library_id),
+                self.home_file(library_id, Self::credentials_file),
+            ),
+        ] {
+            match file {
+                None => {
+                    match keyring::Entry::new("bae", &entry).and_then(|e| e.delete_credential()) {
+                        Ok(()) | Err(keyring::Error::NoEntry) => {}
+                        Err(source) => {
+                            return Err(SyncError::Keyring {
+                                library_id: library_id.to_owned(),
+                                source,
+                            })
+                        }
+                    }
                 }
+                Some(path) => match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(SyncError::io(&path, e)),
+                },
             }
+        }
+        Ok(())
+    }
+
+    /// The file `place` names under the home, for a file-backed store.
+    fn home_file(&self, library_id: &str, place: fn(&Path, &str) -> PathBuf) -> Option<PathBuf> {
+        match self {
+            KeyStore::Os => None,
+            KeyStore::Files(home) => Some(place(home, library_id)),
         }
     }
 

@@ -751,10 +751,15 @@ mod tests {
         drop(laptop);
         let mut rec = s.rec("laptop");
         let rows = bae_oplog::canonical_dump(rec.sync_parts().0, &bae_oplog::BAE_SCHEMA).unwrap();
+        home.save_s3_credentials(&id, "access\nsecret\n").unwrap();
         let report = leave(rec, &home).unwrap();
         assert_eq!(report.library_id, id);
         assert_ne!(report.new_device, old_device);
         assert!(home.load(&id).is_err(), "key deleted");
+        assert!(
+            home.load_s3_credentials(&id).unwrap().is_none(),
+            "credentials deleted"
+        );
         let mut rec = s.rec("laptop");
         assert_eq!(rec.device(), report.new_device);
         assert_eq!(setup_of(&mut rec), None);
