@@ -675,12 +675,12 @@ async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
 /// Review finding 5: a revoke that stopped after some key blobs (its
 /// device adopted epoch 1 and wrote its own blob and bob's, then died) is
 /// run again from the owner's other device, as BUCKET-LAYOUT says to. That
-/// device never saw epoch 1 (no entry names it), so it starts its own
-/// epoch 1 with another key; `write_key_blob` keeps the blobs already at
-/// `keys/{owner}/1` and `keys/bob/1`. Bob adopts the dead run's key and
-/// cannot open anything the owner writes under the new one.
+/// device never saw epoch 1 (no entry names it); it used to start its own
+/// epoch 1 with another key beside the blobs already at `keys/{owner}/1`
+/// and `keys/bob/1`, and bob, adopting the dead run's key, could open
+/// nothing the owner wrote after. A revoke now looks for its own newer
+/// blob first and rotates past it.
 #[tokio::test]
-#[ignore = "review finding 5: a revoke re-run from another device after a partial run splits epoch 1 between two keys"]
 async fn a_revoke_finished_from_another_device_converges() {
     let w = World::new(Bucket::Local, "review-revoke-rerun");
     let owner = w.first_device("owner", 1).await;
