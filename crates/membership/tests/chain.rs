@@ -654,3 +654,53 @@ fn a_name_that_is_empty_too_long_or_has_control_characters_does_not_encode() {
         .encode()
         .is_ok());
 }
+
+/// Review finding 6: an entry is never back-dated if it claims an HLC no
+/// later than the entry that gave the revoker its role. A removed admin
+/// uses exactly that window: the revoker (an admin added after them)
+/// removed them having seen none of their entries, and they then write
+/// one claiming a time between their own promotion and the revoker's,
+/// adding an accomplice as admin, who adds them back.
+#[test]
+#[ignore = "review finding 6: a removed admin back-dates an entry to before the revoker's promotion and it counts"]
+fn a_removed_admin_cannot_backdate_past_the_revokers_promotion() {
+    let (mut owner, mut removed, mut revoker, mut accomplice) = (
+        Author::new(1),
+        Author::new(2),
+        Author::new(3),
+        Author::new(4),
+    );
+    let mut entries = vec![
+        owner.genesis(0),
+        owner.write(1, add(&removed.public(), Role::Admin)),
+        owner.write(5, add(&revoker.public(), Role::Admin)),
+        revoker.write(
+            10,
+            Action::Remove {
+                subject: removed.public(),
+                cutoffs: Cutoffs {
+                    last_entry: None,
+                    devices: vec![],
+                },
+            },
+        ),
+    ];
+    // Written after the removal (the removed admin's first entry), claiming
+    // HLC 3: after their promotion, before the revoker's.
+    let backdated = removed.write(3, add(&accomplice.public(), Role::Admin));
+    let back_again = accomplice.write(20, add(&removed.public(), Role::Admin));
+    entries.extend([backdated.clone(), back_again]);
+    let chain = validate(&owner, &entries);
+    assert!(
+        !counts(&chain, &backdated),
+        "the removed admin's back-dated entry counts"
+    );
+    assert!(
+        !chain
+            .current_members()
+            .iter()
+            .any(|(m, _)| *m == removed.public() || *m == accomplice.public()),
+        "{:?}",
+        chain.current_members()
+    );
+}

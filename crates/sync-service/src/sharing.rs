@@ -100,6 +100,12 @@ impl SyncService {
         if member == self.member.public_key() {
             return Err(SyncError::RevokeSelf);
         }
+        // A run of this revoke that stopped on another device of this member
+        // may have started an epoch no entry names yet: its blob of ours is
+        // adopted first, so this run rotates past it rather than beside it.
+        if let Ok(mut state) = self.members.lock() {
+            state.keys_stale = true;
+        }
         let chain = self.refresh_members().await?;
         self.may_manage(&chain)?;
         let is_member = current_role(&chain, &member).is_some();
