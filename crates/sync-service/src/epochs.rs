@@ -7,11 +7,16 @@
 //! - A device looks for a newer blob of its own only when something names
 //!   an epoch it lacks: a membership entry or an object sealed under it
 //!   ([`SyncService::note_unknown_epoch`]). An idle pull costs nothing more.
-//! - A blob counts only if it opens (sealed to this identity, for this
+//! - Blobs are tried oldest first (a rotation's epoch is the one after the
+//!   last, so blobs planted at higher epochs cannot hide the next real one).
+//!   A blob counts only if it opens (sealed to this identity, for this
 //!   library), every key it shares with the ring already held is the same
-//!   key, and its author can manage membership in the chain validated with
-//!   the entries it opens (so a blob cannot vouch for itself: its keys may
-//!   open entries, but those entries count only by the chain's rules).
+//!   key, every membership entry sealed under its epochs opens with its
+//!   keys (a removed admin's own keys do not open the real epoch's entries,
+//!   such as the removal), and its author can manage membership in the
+//!   chain validated with the entries it opens (so a blob cannot vouch for
+//!   itself: its keys may open entries, but those count only by the
+//!   chain's rules).
 //! - A new epoch is saved to the key store before anything is sealed with
 //!   it, so a crash never leaves objects this device cannot open again.
 
@@ -20,7 +25,6 @@ use crate::keystore::KeyStore;
 use crate::service::SyncService;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, KeyRing, LibraryKey, ObjectError};
 use bae_storage_s3::layout::{self, PublicKeyHex};
-use bae_storage_s3::StoreError;
 use std::sync::Arc;
 
 /// The largest key blob read: one of `MAX_EPOCHS` keys, sealed.
@@ -31,15 +35,12 @@ pub(crate) const MAX_KEY_BLOB_BYTES: u64 = {
     (plain + 48) as u64
 };
 
-/// How many of this member's newer blobs are tried, newest first: a few
-/// damaged or forged ones must not hide the real one, nor may a bucket
-/// full of them make a pull read them all.
-const MAX_BLOBS_TRIED: usize = 4;
+/// How many of this member's newer blobs one refresh reads, oldest first:
+/// a bucket full of them must not make a pull read them all.
+pub(crate) const MAX_BLOBS_TRIED: usize = 8;
 
 /// A key blob of this member that opened and agrees with the keys held.
 pub(crate) struct NewerKeys {
-    /// The blob's newest epoch.
-    pub(crate) epoch: KeyEpoch,
     /// Every key it holds.
     pub(crate) ring: KeyRing,
     /// Who signed it.
@@ -101,11 +102,9 @@ impl SyncService {
         Ok(())
     }
 
-    /// This member's key blobs newer than the ring held, newest first, each
-    /// opened and checked against the keys held (not yet against the
-    /// chain: the caller checks the author). Blobs that do not open are
-    /// skipped with a warning; at most [`MAX_BLOBS_TRIED`] are read.
-    pub(crate) async fn newer_key_blobs(&self) -> Result<Vec<NewerKeys>, SyncError> {
+    /// The epochs of this member's key blobs newer than the ring held, as
+    /// listed, oldest first.
+    pub(crate) async fn newer_key_blob_epochs(&self) -> Result<Vec<u32>, SyncError> {
         let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
         let held = self.key_epoch();
         let mut epochs: Vec<u32> = self
@@ -117,60 +116,46 @@ impl SyncService {
             .filter(|(member, epoch)| *member == me && *epoch > held.0)
             .map(|(_, epoch)| epoch)
             .collect();
-        epochs.sort_unstable_by(|a, b| b.cmp(a));
-        let mut found = Vec::new();
-        for epoch in epochs.into_iter().take(MAX_BLOBS_TRIED) {
-            let key = layout::key_blob_key(&me, epoch);
-            match self.open_key_blob(&key, KeyEpoch(epoch)).await {
-                Ok(keys) => found.push(keys),
-                Err(SyncError::Store(e))
-                    if !e.is_not_found() && !matches!(e, StoreError::TooLarge { .. }) =>
-                {
-                    return Err(e.into())
-                }
-                Err(e) => tracing::warn!(%key, error = %e, "key blob refused"),
-            }
-        }
-        Ok(found)
+        epochs.sort_unstable();
+        Ok(epochs)
     }
 
-    /// Reads and opens the key blob at `key`, and checks that it agrees
-    /// with every key held.
-    async fn open_key_blob(&self, key: &str, epoch: KeyEpoch) -> Result<NewerKeys, SyncError> {
-        let sealed = self.store.get(key, MAX_KEY_BLOB_BYTES).await?;
+    /// Reads and opens this member's key blob of `epoch`, and checks that it
+    /// agrees with every key held (not yet against the chain: the caller
+    /// checks its author).
+    pub(crate) async fn open_key_blob(&self, epoch: u32) -> Result<NewerKeys, SyncError> {
+        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
+        let key = layout::key_blob_key(&me, epoch);
+        let epoch = KeyEpoch(epoch);
+        let sealed = self.store.get(&key, MAX_KEY_BLOB_BYTES).await?;
         let opened =
             bae_membership::open_key_blob(self.member.identity(), self.library_id, epoch, &sealed)
-                .map_err(|e| SyncError::invalid(key, e))?;
+                .map_err(|e| SyncError::invalid(&key, e))?;
         let author = *opened.author();
         let ring = opened.into_ring();
         for (held_epoch, held_key) in self.key_ring().iter() {
             if ring.get(held_epoch) != Some(held_key) {
                 return Err(SyncError::invalid(
-                    key,
+                    &key,
                     crate::error::InvalidObject::KeyBlobDisagrees { epoch: held_epoch },
                 ));
             }
         }
-        Ok(NewerKeys {
-            epoch,
-            ring,
-            author,
-        })
+        Ok(NewerKeys { ring, author })
     }
 
     /// Seals every key held to `member` at `keys/{member}/{newest epoch}`,
-    /// signed by this member. An existing blob there is kept: it holds the
-    /// same keys (a member's keys of an epoch never change), and another
-    /// device may be reading it.
+    /// signed by this member. Whatever is there is replaced: the blob of an
+    /// epoch holds the same keys whoever wrote it, and anything else there
+    /// (garbage planted before a rotation) must not keep the member from
+    /// its keys.
     pub(crate) async fn write_key_blob(&self, member: &IdentityPublicKey) -> Result<(), SyncError> {
         let ring = self.key_ring();
         let (epoch, sealed) =
             bae_membership::seal_key_blob(self.member.identity(), self.library_id, member, &ring)
                 .map_err(|e| SyncError::SealKeyBlob(Box::new(e)))?;
         let key = layout::key_blob_key(&PublicKeyHex::from_bytes(&member.to_bytes()), epoch.0);
-        if !self.store.exists(&key).await? {
-            self.store.put(&key, &sealed).await?;
-        }
+        self.store.put(&key, &sealed).await?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@
 //! Phase-1 objects (unsigned) are refused by name ([`Refusal::Unsigned`]):
 //! no bucket of user data predates phase 2's signed format.
 
+use crate::epochs::MAX_BLOBS_TRIED;
 use crate::error::{InvalidObject, SyncError};
 use crate::head::Head;
 use crate::service::SyncService;
@@ -471,16 +472,53 @@ impl SyncService {
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             return Ok(Arc::clone(chain));
         }
-        let (entries, mut all_keys) = self.cache_entries(fetched).await?;
+        let (mut entries, mut all_keys) = self.cache_entries(fetched).await?;
         let mut chain =
             Chain::new(self.library_id, *self.member.founder()).validate(entries.clone());
         if look_for_keys {
-            for newer in self.newer_key_blobs().await? {
-                let mut opened = Vec::new();
-                for key in &sealed_under_newer_epoch {
-                    if let Ok(bytes) = self.fetch_entry(key, &newer.ring).await {
-                        opened.push((key.clone(), bytes));
+            // Oldest first: rotations number their epochs one after another,
+            // so the next real blob is the lowest above the keys held, and
+            // blobs planted at higher epochs cannot hide it.
+            let mut tried = 0;
+            for epoch in self.newer_key_blob_epochs().await? {
+                if epoch <= self.key_epoch().0 {
+                    continue;
+                }
+                if tried == MAX_BLOBS_TRIED {
+                    break;
+                }
+                tried += 1;
+                let newer = match self.open_key_blob(epoch).await {
+                    Ok(newer) => newer,
+                    Err(SyncError::Store(e))
+                        if !e.is_not_found() && !matches!(e, StoreError::TooLarge { .. }) =>
+                    {
+                        return Err(e.into())
                     }
+                    Err(e) => {
+                        tracing::warn!(epoch, error = %e, "key blob refused");
+                        continue;
+                    }
+                };
+                // Every entry sealed under the blob's epochs must open with
+                // its keys: a blob of keys of its own (a removed admin's,
+                // sealed to someone who has not seen the removal) does not
+                // open the entries of the real epoch, such as that removal.
+                let mut opened = Vec::new();
+                let mut foreign = false;
+                for key in &sealed_under_newer_epoch {
+                    match self.fetch_entry(key, &newer.ring).await {
+                        Ok(bytes) => opened.push((key.clone(), bytes)),
+                        Err(SyncError::Object {
+                            source: ObjectError::WrongKey { .. },
+                            ..
+                        }) => foreign = true,
+                        Err(_) => {}
+                    }
+                }
+                if foreign {
+                    tracing::warn!(epoch, author = %newer.author, "key blob's keys do not open the entries sealed under its epochs");
+                    continue;
                 }
                 let mut with_them = entries.clone();
                 with_them.extend(
@@ -489,20 +527,21 @@ impl SyncService {
                         .filter_map(|(_, b)| SignedEntry::from_bytes(b).ok()),
                 );
                 let candidate =
-                    Chain::new(self.library_id, *self.member.founder()).validate(with_them);
-                let current = candidate.current_members();
-                let manages = current
+                    Chain::new(self.library_id, *self.member.founder()).validate(with_them.clone());
+                let manages = candidate
+                    .current_members()
                     .iter()
                     .any(|(m, role)| *m == newer.author && role.can_manage());
                 if !manages {
-                    tracing::warn!(epoch = newer.epoch.0, author = %newer.author, "key blob signed by someone who cannot manage membership");
+                    tracing::warn!(epoch, author = %newer.author, "key blob signed by someone who cannot manage membership");
                     continue;
                 }
-                tracing::info!(epoch = newer.epoch.0, "adopting a new library key epoch");
+                tracing::info!(epoch, "adopting a new library key epoch");
                 self.adopt_keys(newer.ring).await?;
+                sealed_under_newer_epoch.retain(|k| !opened.iter().any(|(o, _)| o == k));
                 (_, all_keys) = self.cache_entries(opened).await?;
+                entries = with_them;
                 chain = candidate;
-                break;
             }
         }
         let chain = Arc::new(chain);
