@@ -213,6 +213,7 @@ fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let invite = Invite {
         library_id: library,
         bucket: "s3://bae-library/alice?endpoint=https://s3.example.com".into(),
+        founder: owner.public_key(),
         inviter: owner.public_key(),
         invitee: member.public_key(),
         role: Role::Member,

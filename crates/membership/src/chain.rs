@@ -517,17 +517,13 @@ impl State<'_> {
             if !self.is_demotion(index) {
                 continue;
             }
-            let granted = self.history[..index]
-                .iter()
-                .rev()
-                .find(|c| c.subject == r.author.to_bytes())
-                .map_or(Timestamp::ZERO, |c| c.hlc);
+            let rests_on = self.authority_rests_on(index, r.author.to_bytes(), subject.to_bytes());
             for signed in candidates {
                 let e = signed.entry();
                 let after_cutoff = cutoffs.last_entry.is_none_or(|last| e.seq > last);
                 if e.author == *subject
                     && after_cutoff
-                    && e.hlc > granted
+                    && rests_on.is_none_or(|seq| e.seq > seq)
                     && e.hlc < r.hlc
                     && counted.contains(&signed.hash())
                 {
@@ -536,6 +532,43 @@ impl State<'_> {
             }
         }
         found
+    }
+
+    /// The highest seq of `subject`'s entries that `author`'s role at
+    /// history `index` rests on: walking back from the entry that gave
+    /// `author` its role, to the one that gave that entry's author theirs,
+    /// and so on to the genesis, the newest of those entries `subject`
+    /// wrote. Such an entry (and, by its `prev` chain, every earlier one of
+    /// `subject`) is never back-dated by `author`'s revocation of
+    /// `subject`: the revoker's own authority depends on it. Nothing else
+    /// is exempt, whatever HLC it claims.
+    fn authority_rests_on(&self, index: usize, author: [u8; 32], subject: [u8; 32]) -> Option<u64> {
+        let mut rests_on = None;
+        let (mut who, mut upto) = (author, index);
+        // Each step moves to an earlier history index: at most one pass.
+        while let Some(j) = self.role_granted_at(who, upto) {
+            let grant = self.counted[j].1.entry();
+            if grant.author.to_bytes() == subject {
+                rests_on = rests_on.max(Some(grant.seq));
+            }
+            if grant.author.to_bytes() == who {
+                break;
+            }
+            (who, upto) = (grant.author.to_bytes(), j);
+        }
+        rests_on
+    }
+
+    /// The history index before `upto` of the counted entry that gave
+    /// `member` the role they held then (names and unchanged roles skipped).
+    fn role_granted_at(&self, member: [u8; 32], upto: usize) -> Option<usize> {
+        let changes: Vec<usize> = (0..upto)
+            .filter(|&j| self.history[j].subject == member)
+            .collect();
+        changes.iter().enumerate().rev().find_map(|(n, &j)| {
+            let before = n.checked_sub(1).and_then(|p| self.history[changes[p]].role);
+            (self.history[j].role.is_some() && self.history[j].role != before).then_some(j)
+        })
     }
 
     /// Whether the counted entry at `index` removed or demoted its subject.

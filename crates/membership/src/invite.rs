@@ -49,9 +49,9 @@ const MAX_CREDENTIALS_LEN: usize = CREDENTIALS_HEADER_LEN
     + (2 + MAX_SESSION_TOKEN_BYTES);
 /// The largest sealed credentials.
 pub const MAX_SEALED_CREDENTIALS_BYTES: usize = MAX_CREDENTIALS_LEN + SEAL_OVERHEAD;
-/// `length (2) || flags (1) || library id (16) || inviter (32) || invitee
-/// (32) || role (1) || bucket length (2)`.
-const FIXED_LEN: usize = 2 + 1 + 16 + 32 + 32 + 1 + 2;
+/// `length (2) || flags (1) || library id (16) || founder (32) || inviter
+/// (32) || invitee (32) || role (1) || bucket length (2)`.
+const FIXED_LEN: usize = 2 + 1 + 16 + 32 + 32 + 32 + 1 + 2;
 const CHECKSUM_LEN: usize = 4;
 /// The smallest record: an empty bucket, no credentials.
 const MIN_CODE_BYTES: usize = FIXED_LEN + CHECKSUM_LEN;
@@ -122,7 +122,7 @@ pub enum InviteError {
     /// A 32-byte field that is not an Ed25519 public key.
     #[error("invite {field} is not a public key")]
     BadKey {
-        /// `inviter`, `invitee` or `credentials invitee`.
+        /// `founder`, `inviter`, `invitee` or `credentials invitee`.
         field: &'static str,
     },
     /// A role byte that is not a role.
@@ -199,6 +199,10 @@ pub struct Invite {
     /// The bucket URL as `bae-sync` stores it (absolute path, `file://`,
     /// `s3://...?endpoint=..`); at most [`MAX_BUCKET_BYTES`].
     pub bucket: String,
+    /// The library's founder, whose genesis entry roots the membership
+    /// chain. The invitee pins it from the code, not from the bucket: any
+    /// key holder (a removed member too) can rewrite the library marker.
+    pub founder: IdentityPublicKey,
     /// Who made the invite (and added the invitee to the chain).
     pub inviter: IdentityPublicKey,
     /// Whom the code is for.
@@ -422,6 +426,7 @@ impl Invite {
             0
         });
         out.extend_from_slice(self.library_id.as_bytes());
+        out.extend_from_slice(&self.founder.to_bytes());
         out.extend_from_slice(&self.inviter.to_bytes());
         out.extend_from_slice(&self.invitee.to_bytes());
         out.push(role_byte(self.role));
@@ -514,6 +519,7 @@ fn parse_record(data: &[u8]) -> Result<Invite, InviteError> {
         return Err(InviteError::UnknownFlags { flags });
     }
     let library_id = LibraryId::from_bytes(r.take()?);
+    let founder = r.key("founder")?;
     let inviter = r.key("inviter")?;
     let invitee = r.key("invitee")?;
     let [role] = r.take::<1>()?;
@@ -533,6 +539,7 @@ fn parse_record(data: &[u8]) -> Result<Invite, InviteError> {
     Ok(Invite {
         library_id,
         bucket,
+        founder,
         inviter,
         invitee,
         role,
@@ -716,6 +723,7 @@ mod tests {
         Invite {
             library_id: LIB,
             bucket: "s3://bucket/lib?endpoint=http://127.0.0.1:9000".into(),
+            founder: key(3).public_key(),
             inviter: key(1).public_key(),
             invitee: key(2).public_key(),
             role: Role::Member,
@@ -727,10 +735,10 @@ mod tests {
 
     #[test]
     fn the_limits_are_the_documented_ones() {
-        assert_eq!(MIN_CODE_BYTES, 90);
+        assert_eq!(MIN_CODE_BYTES, 122);
         assert_eq!(MIN_CREDENTIALS_LEN, 54);
         assert_eq!(MAX_SEALED_CREDENTIALS_BYTES, 4712);
-        assert_eq!(MAX_CODE_CHARS, 10_964);
+        assert_eq!(MAX_CODE_CHARS, 11_015);
         assert!(MAX_CODE_BYTES <= usize::from(u16::MAX));
     }
 
@@ -859,18 +867,22 @@ mod tests {
         );
         assert_eq!(
             forged(|r| r[19..51].copy_from_slice(&not_a_point)).unwrap_err(),
-            InviteError::BadKey { field: "inviter" }
+            InviteError::BadKey { field: "founder" }
         );
         assert_eq!(
             forged(|r| r[51..83].copy_from_slice(&not_a_point)).unwrap_err(),
+            InviteError::BadKey { field: "inviter" }
+        );
+        assert_eq!(
+            forged(|r| r[83..115].copy_from_slice(&not_a_point)).unwrap_err(),
             InviteError::BadKey { field: "invitee" }
         );
         assert_eq!(
-            forged(|r| r[83] = 4).unwrap_err(),
+            forged(|r| r[115] = 4).unwrap_err(),
             InviteError::BadRole { byte: 4 }
         );
         assert_eq!(
-            forged(|r| r[86] = 0xff).unwrap_err(),
+            forged(|r| r[118] = 0xff).unwrap_err(),
             InviteError::BadUtf8 { field: "bucket" }
         );
         assert_eq!(
@@ -878,7 +890,7 @@ mod tests {
             InviteError::TrailingBytes { count: 1 }
         );
         assert!(matches!(
-            forged(|r| r[84..86].copy_from_slice(&3000u16.to_le_bytes())).unwrap_err(),
+            forged(|r| r[116..118].copy_from_slice(&3000u16.to_le_bytes())).unwrap_err(),
             InviteError::FieldTooLong {
                 field: "bucket",
                 len: 3000,
@@ -1063,6 +1075,7 @@ mod tests {
             let invite = Invite {
                 library_id,
                 bucket,
+                founder: key(seeds.0.wrapping_add(7)).public_key(),
                 inviter: key(seeds.0).public_key(),
                 invitee: invitee.public_key(),
                 role: role_from_byte(role).unwrap(),

@@ -101,6 +101,7 @@ fn invite_plain() -> Invite {
     Invite {
         library_id: LIB,
         bucket: "s3://bae-library/alice?endpoint=https://s3.example.com".into(),
+        founder: key(1).public_key(),
         inviter: key(1).public_key(),
         invitee: key(2).public_key(),
         role: Role::Member,

@@ -662,7 +662,6 @@ fn a_name_that_is_empty_too_long_or_has_control_characters_does_not_encode() {
 /// one claiming a time between their own promotion and the revoker's,
 /// adding an accomplice as admin, who adds them back.
 #[test]
-#[ignore = "review finding 6: a removed admin back-dates an entry to before the revoker's promotion and it counts"]
 fn a_removed_admin_cannot_backdate_past_the_revokers_promotion() {
     let (mut owner, mut removed, mut revoker, mut accomplice) = (
         Author::new(1),

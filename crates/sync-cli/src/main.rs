@@ -515,6 +515,7 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             let code = Invite {
                 library_id: s.library_id(),
                 bucket,
+                founder: s.founder_key(),
                 inviter: s.member_key(),
                 invitee: member,
                 role: role.into(),
@@ -1078,6 +1079,7 @@ async fn join(
                     rec,
                     &invite.bucket,
                     invite.library_id,
+                    &invite.founder,
                     &invite.inviter,
                     keys,
                     Some(p),

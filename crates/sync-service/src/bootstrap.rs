@@ -538,12 +538,17 @@ pub async fn server_bootstrap(
             out.display()
         )));
     }
-    let crate::keystore::KeyFile { key, identity } = read_key_file(key_file)?;
+    let crate::keystore::KeyFile {
+        key,
+        identity,
+        founder: pinned,
+    } = read_key_file(key_file)?;
     let store = bae_storage_s3::open_store(bucket_url).map_err(|source| SyncError::BucketUrl {
         url: bucket_url.to_owned(),
         source,
     })?;
     let founder = crate::marker::prove_key(store.as_ref(), bucket_url, &key).await?;
+    crate::library::check_founder(founder, pinned)?;
     let member = crate::members::Member::new(identity, founder);
     let mut service = SyncService::new(open_library(out)?, store, key, member)?;
     if let Some(p) = progress {

@@ -85,6 +85,14 @@ impl SyncService {
         }
     }
 
+    /// Makes the next membership refresh look for this member's newer key
+    /// blobs even if nothing named a newer epoch.
+    pub(crate) fn look_for_newer_keys(&self) {
+        if let Ok(mut state) = self.members.lock() {
+            state.keys_stale = true;
+        }
+    }
+
     /// Saves `ring` to the key store, then makes it the ring objects are
     /// sealed with and opened by.
     pub(crate) async fn adopt_keys(&self, ring: KeyRing) -> Result<(), SyncError> {

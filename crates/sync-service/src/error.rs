@@ -82,6 +82,21 @@ pub enum SyncError {
         /// This identity.
         member: Box<bae_crypto::IdentityPublicKey>,
     },
+    /// The bucket's library marker names another founder than the one
+    /// the invite code or key file pins (a key holder rewrote it).
+    #[error("the bucket's library marker names {marker} as founder, not {expected} as your invite or key file says: refusing a rewritten marker")]
+    FounderMismatch {
+        /// The founder the marker names.
+        marker: Box<bae_crypto::IdentityPublicKey>,
+        /// The founder pinned out of band.
+        expected: Box<bae_crypto::IdentityPublicKey>,
+    },
+    /// A key file whose third line is not a founder line.
+    #[error("key file {path}: the third line is not `bae-founder-v1:` and a public key; export the key again")]
+    KeyFileFounder {
+        /// The key file.
+        path: String,
+    },
     /// `join --invite`: the chain does not list this identity.
     #[error("{member} is not a member of the library: the invite was revoked or never written")]
     NotInvited {

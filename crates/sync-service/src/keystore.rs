@@ -2,7 +2,7 @@
 //! directory (`--home` / `BAE_SYNC_HOME`) on headless machines and in tests.
 
 use crate::error::SyncError;
-use bae_crypto::{IdentitySigningKey, KeyEpoch, KeyRing, LibraryKey};
+use bae_crypto::{IdentityPublicKey, IdentitySigningKey, KeyEpoch, KeyRing, LibraryKey};
 use bae_membership::IdentityStore;
 use std::path::{Path, PathBuf};
 
@@ -204,16 +204,24 @@ fn parse_ring(text: &str) -> Result<KeyRing, SyncError> {
     Ok(ring)
 }
 
-/// What `key export` writes and `join --key-file` reads: the library key
-/// and the user's identity, so another device of the same user signs as the
-/// same member. The text is the library key's line, then the identity's
-/// line (`docs/FORMAT-crypto.md`, key file).
+/// What `key export` writes and `join --key-file` reads: the library key,
+/// the user's identity (so another device of the same user signs as the
+/// same member) and the library's founder. The text is the library key's
+/// line, the identity's line, then `bae-founder-v1:` and the founder's
+/// public key (`docs/FORMAT-crypto.md`, key file).
 pub struct KeyFile {
     /// The library key.
     pub key: LibraryKey,
     /// The user's signing identity.
     pub identity: IdentitySigningKey,
+    /// The library's founder (the membership chain's root), which `join`
+    /// pins instead of trusting the bucket's marker; `None` in a key file
+    /// written before it was added.
+    pub founder: Option<IdentityPublicKey>,
 }
+
+/// The prefix of a key file's founder line.
+const FOUNDER_LINE_PREFIX: &str = "bae-founder-v1:";
 
 impl KeyFile {
     /// The file's text: each key's text form on a line of its own.
@@ -227,6 +235,11 @@ impl KeyFile {
         text.push('\n');
         text.push_str(&identity);
         text.push('\n');
+        if let Some(founder) = &self.founder {
+            text.push_str(FOUNDER_LINE_PREFIX);
+            text.push_str(&founder.to_string());
+            text.push('\n');
+        }
         text
     }
 }
@@ -251,7 +264,21 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, SyncError> {
             source,
         }
     })?;
-    Ok(KeyFile { key, identity })
+    let founder = match lines.next() {
+        None => None,
+        Some(line) => Some(
+            line.strip_prefix(FOUNDER_LINE_PREFIX)
+                .and_then(|hex| IdentityPublicKey::from_hex(hex).ok())
+                .ok_or_else(|| SyncError::KeyFileFounder {
+                    path: path.display().to_string(),
+                })?,
+        ),
+    };
+    Ok(KeyFile {
+        key,
+        identity,
+        founder,
+    })
 }
 
 /// The text of a file only its owner may read or write.

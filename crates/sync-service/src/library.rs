@@ -297,13 +297,18 @@ pub async fn join(
     keys: &KeyStore,
     progress: Option<Progress>,
 ) -> Result<SyncService, SyncError> {
-    let KeyFile { key, identity } = read_key_file(key_file)?;
+    let KeyFile {
+        key,
+        identity,
+        founder: pinned,
+    } = read_key_file(key_file)?;
     if let Some((_, url)) = sync_setup(&mut rec)? {
         return Err(SyncError::AlreadyInitialized(url));
     }
     let url = absolute_url(bucket_url)?;
     let store = open_store(&url)?;
     let founder = marker::prove_key(store.as_ref(), &url, &key).await?;
+    check_founder(founder, pinned)?;
     // Another identity on this machine is found before anything is written:
     // it is never replaced.
     let identities = keys.identity_store();
@@ -356,10 +361,11 @@ async fn bootstrap_and_remember(
     Ok(service.with_key_store(keys.clone(), id))
 }
 
-/// `join --invite`: joins as a member someone invited. `invitee` is the
-/// identity the invite names (this user's, already in `keys`' identity
-/// store: `identity show` made it); `library_id` and `inviter` come from
-/// the invite code, which the user got out of band and trusts.
+/// `join --invite`: joins as a member someone invited. The identity is
+/// this user's, already in `keys`' identity store (`identity show` made
+/// it); `library`, `founder` and `inviter` come from the invite code, which
+/// the user got out of band and trusts. A library marker naming another
+/// founder is refused ([`SyncError::FounderMismatch`]).
 ///
 /// The newest key blob sealed to this identity is opened (its keys must
 /// open the library marker, whose library id must be the invite's), the
@@ -371,6 +377,7 @@ pub async fn join_invited(
     mut rec: OpRecorder,
     bucket_url: &str,
     library: LibraryId,
+    founder: &IdentityPublicKey,
     inviter: &IdentityPublicKey,
     keys: &KeyStore,
     progress: Option<Progress>,
@@ -390,18 +397,27 @@ pub async fn join_invited(
         .filter(|(member, _)| *member == me)
         .map(|(_, epoch)| epoch)
         .collect();
-    epochs.sort_unstable_by(|a, b| b.cmp(a));
-    let no_key = || SyncError::NoKeySealedToYou {
+    // Oldest first, as a refresh does: garbage at higher epochs cannot hide
+    // the blob of the invite; later epochs are adopted by the refresh
+    // below, each checked against the chain.
+    epochs.sort_unstable();
+    let mut opened = Err(SyncError::NoKeySealedToYou {
         bucket: url.clone(),
         member: Box::new(identity.public_key()),
-    };
-    let newest = *epochs.first().ok_or_else(no_key)?;
-    let blob_key = layout::key_blob_key(&me, newest);
-    let sealed = store
-        .get(&blob_key, crate::epochs::MAX_KEY_BLOB_BYTES)
-        .await?;
-    let opened = bae_membership::open_key_blob(&identity, library, KeyEpoch(newest), &sealed)
-        .map_err(|e| SyncError::invalid(&blob_key, e))?;
+    });
+    let mut blob_key = layout::key_blobs_prefix(&me);
+    for epoch in epochs.into_iter().take(crate::epochs::MAX_BLOBS_TRIED) {
+        blob_key = layout::key_blob_key(&me, epoch);
+        let sealed = store
+            .get(&blob_key, crate::epochs::MAX_KEY_BLOB_BYTES)
+            .await?;
+        opened = bae_membership::open_key_blob(&identity, library, KeyEpoch(epoch), &sealed)
+            .map_err(|e| SyncError::invalid(&blob_key, e));
+        if opened.is_ok() {
+            break;
+        }
+    }
+    let opened = opened?;
     let author = *opened.author();
     let ring = opened.into_ring();
     let first = ring.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?;
@@ -414,9 +430,14 @@ pub async fn join_invited(
             },
         ));
     }
-    let founder = marker::prove_key(store.as_ref(), &url, first).await?;
+    // The founder comes from the code: any key holder, a removed member
+    // too, can rewrite the marker to root the chain at themselves.
+    let marker_founder = marker::prove_key(store.as_ref(), &url, first).await?;
+    check_founder(marker_founder, Some(*founder))?;
+    let founder = *founder;
     forget_bucket_state(&mut rec, false)?;
     let service = service(rec, store, ring, Member::new(identity, founder))?;
+    service.look_for_newer_keys();
     let chain = service.refresh_members().await?;
     let role_of = |who: &IdentityPublicKey| {
         chain
@@ -438,6 +459,22 @@ pub async fn join_invited(
         }
     }
     bootstrap_and_remember(service, progress, &url, founder, keys).await
+}
+
+/// Refuses a marker naming another founder than the one pinned out of
+/// band (an invite code, a key file); `None` pins nothing (a key file
+/// written before founders were in it).
+pub(crate) fn check_founder(
+    marker: IdentityPublicKey,
+    pinned: Option<IdentityPublicKey>,
+) -> Result<(), SyncError> {
+    match pinned {
+        Some(expected) if expected != marker => Err(SyncError::FounderMismatch {
+            marker: Box::new(marker),
+            expected: Box::new(expected),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What `leave` did.
@@ -527,6 +564,7 @@ pub fn export_key(
     if force && std::fs::symlink_metadata(out).is_ok() {
         refuse_database(out, rec.path())?;
     }
+    let founder = saved_founder(&mut rec)?;
     let text = KeyFile {
         key: keys
             .load(&id)?
@@ -534,6 +572,7 @@ pub fn export_key(
             .cloned()
             .ok_or(SyncError::NoCurrentKey)?,
         identity: keys.identity_store().load()?,
+        founder: Some(founder),
     }
     .to_text();
     if force {
@@ -681,6 +720,7 @@ mod tests {
         let other_library = KeyFile {
             key: LibraryKey::generate(),
             identity: bae_crypto::IdentitySigningKey::generate(),
+            founder: None,
         };
         write_new_private(&wrong, other_library.to_text().as_bytes()).unwrap();
 

@@ -641,6 +641,11 @@ impl SyncService {
         self.library_id
     }
 
+    /// The library founder's public key (the membership chain's root).
+    pub fn founder_key(&self) -> IdentityPublicKey {
+        *self.member.founder()
+    }
+
     /// This member's public key.
     pub fn member_key(&self) -> IdentityPublicKey {
         self.member.public_key()

@@ -103,9 +103,7 @@ impl SyncService {
         // A run of this revoke that stopped on another device of this member
         // may have started an epoch no entry names yet: its blob of ours is
         // adopted first, so this run rotates past it rather than beside it.
-        if let Ok(mut state) = self.members.lock() {
-            state.keys_stale = true;
-        }
+        self.look_for_newer_keys();
         let chain = self.refresh_members().await?;
         self.may_manage(&chain)?;
         let is_member = current_role(&chain, &member).is_some();

@@ -46,10 +46,12 @@ async fn try_join(
     library: LibraryId,
     inviter: &bae_crypto::IdentityPublicKey,
 ) -> Result<SyncService, SyncError> {
+    let founder = read_key_file(&w.key_file()).unwrap().identity.public_key();
     library::join_invited(
         open_library(&w.library(device)).unwrap(),
         &w.bucket,
         library,
+        &founder,
         inviter,
         &who.keys,
         None,
@@ -678,7 +680,6 @@ async fn garbage_at_the_next_epochs_blob_path_does_not_cut_a_member_off() {
 /// removed member as owner of its chain (who may write again, and whom the
 /// real owner's entries, an admin's now, cannot remove).
 #[tokio::test]
-#[ignore = "review finding 4: a rewritten marker makes an invitee pin a removed member as founder and owner"]
 async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
     let w = World::new(Bucket::Local, "review-forged-founder");
     let owner = w.first_device("owner", 1).await;
@@ -771,17 +772,44 @@ async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
         .unwrap();
 
     // Dave joins with the code the real owner gave him.
+    // His code pins the real founder: the rewritten marker is refused by
+    // name, and nothing is saved.
     let joined = try_join(&w, &dave, "dave", library_of(&w), &owner_id.public_key()).await;
-    let Ok(d) = joined else {
-        return; // refused: what should happen
-    };
-    let members = d.members().await.unwrap();
-    assert!(
-        !members
-            .iter()
-            .any(|m| m.key == mallory.identity.public_key()),
-        "dave joined a chain rooted at the removed member: {members:?}"
-    );
+    match joined {
+        Err(SyncError::FounderMismatch { marker, expected }) => {
+            assert_eq!(*marker, mallory.identity.public_key());
+            assert_eq!(*expected, owner_id.public_key());
+        }
+        Err(e) => panic!("expected a founder mismatch, got {e}"),
+        Ok(_) => panic!("dave joined a chain rooted at the removed member"),
+    }
+    assert!(dave.keys.load(&library::library_id(&key0)).is_err());
+    // The owner's key file pins the founder too: a new device of the owner
+    // refuses the rewritten marker the same way.
+    let err = library::join(
+        open_library(&w.library("owner-tablet")).unwrap(),
+        &w.bucket,
+        &w.key_file(),
+        &KeyStore::Files(w.dir.path().join("tablet-home")),
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, SyncError::FounderMismatch { .. }), "{err}");
+    // A damaged founder line is refused by name before any I/O.
+    let text = std::fs::read_to_string(w.key_file()).unwrap();
+    let damaged = w.dir.path().join("damaged.key");
+    bae_sync_service::keystore::write_new_private(
+        &damaged,
+        text.replace("bae-founder-v1:", "bae-founder-v1:zz")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(matches!(
+        read_key_file(&damaged),
+        Err(SyncError::KeyFileFounder { .. })
+    ));
 }
 
 /// Review finding 5: a revoke that stopped after some key blobs (its
