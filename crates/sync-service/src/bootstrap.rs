@@ -116,8 +116,16 @@ impl SyncService {
         &self,
         gaps: &[(DeviceId, u64)],
     ) -> Result<bool, SyncError> {
+        let device = self.device;
+        // This device's own cursor (kept while re-taken own batches wait) is
+        // not a stream the restore resets: the batches above the
+        // checkpoint's cursor for it are applied again after the restore.
         let applied = self
-            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .with_db(move |rec| {
+                let mut applied = crate::pull::applied_cursors(rec.sync_parts().0)?;
+                applied.remove(&device);
+                Ok(applied)
+            })
             .await?;
         let mut rejected = Vec::new();
         let mut below = None;
@@ -376,7 +384,6 @@ fn replace_from(
         schema,
         staging,
         BatchSeq(after),
-        device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
             tx.execute(
