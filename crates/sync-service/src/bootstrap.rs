@@ -159,7 +159,7 @@ impl SyncService {
             match self.restore(opened, &rejected).await {
                 Ok(report) => {
                     tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
-                    self.reapply_own_after(own.0, own.1).await?;
+                    self.reapply_own_after(own.0, own.1, false).await?;
                     return Ok(true);
                 }
                 // Not recovering from it leaves the library whole.
