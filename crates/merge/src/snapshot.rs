@@ -11,6 +11,7 @@
 use crate::error::MergeError;
 use crate::stamps::{folded_seq, set_folded_seq};
 use crate::state::ROW_COLUMN;
+use bae_hlc::DeviceId;
 use bae_oplog::{BatchSeq, SyncSchema, Value};
 use rusqlite::{params, Connection, ToSql};
 use std::path::Path;
@@ -491,20 +492,22 @@ fn staging_ddl(t: &bae_oplog::TableSchema) -> String {
 /// is then either in the snapshot or about to be replayed, so none is left
 /// to fold.
 ///
-/// Rows the snapshot lacks that some device inserted (and that it has not
-/// tombstoned) are kept too: they come from that device's batches after
-/// the snapshot's cursor for it (an honest snapshot holds everything
-/// before), which the caller applies again after the replace, bringing
-/// back their values and stamps. This device counts: batches of its own
-/// it re-took from the bucket after its database went back in time were
-/// applied through merge, so they are not in its op log for the replay
-/// (the caller applies them again too). So a snapshot cannot delete a row
-/// by leaving it out.
+/// Rows the snapshot lacks whose newest insert is another device's (and
+/// that it has not tombstoned) are kept too: they come from that device's
+/// batches after the snapshot's cursor for it (an honest snapshot holds
+/// everything before), which the caller applies again after the replace,
+/// bringing back their values and stamps. So a snapshot cannot delete a
+/// row by leaving it out. Rows this device inserted that its op log does
+/// not hold count as another device's: they come from its own batches it
+/// re-took from the bucket after its database went back in time (applied
+/// through merge), which the caller applies again too. Rows its op log
+/// inserted up to its cursor must be in an honest snapshot.
 pub fn replace_from_staged<E: From<MergeError>>(
     conn: &mut Connection,
     schema: &SyncSchema,
     staged: &Path,
     keep_local_after: BatchSeq,
+    this_device: DeviceId,
     also: impl FnOnce(&Connection) -> Result<(), E>,
 ) -> Result<(), E> {
     let db = |e: rusqlite::Error| E::from(MergeError::Db(e));
@@ -517,7 +520,7 @@ pub fn replace_from_staged<E: From<MergeError>>(
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        replace_in(&tx, schema, keep_local_after)?;
+        replace_in(&tx, schema, keep_local_after, this_device)?;
         also(&tx)?;
         tx.commit().map_err(db)
     })();
@@ -563,6 +566,7 @@ fn replace_in(
     tx: &Connection,
     schema: &SyncSchema,
     keep_local_after: BatchSeq,
+    this_device: DeviceId,
 ) -> Result<(), MergeError> {
     tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS bae_sync_keep (id TEXT PRIMARY KEY)")?;
     for t in schema.tables().iter().rev() {
@@ -575,14 +579,34 @@ fn replace_in(
             for id in bae_oplog::rows_inserted_after(tx, t.name, keep_local_after)? {
                 keep.execute(params![id, t.name])?;
             }
-            let mut inserted = tx.prepare_cached(
+            let mut inserted_by_others = tx.prepare_cached(
                 "SELECT row_id FROM main.bae_sync_stamps
-                 WHERE table_name = ?1 AND \"column\" = ?2",
+                 WHERE table_name = ?1 AND \"column\" = ?2 AND device <> ?3",
             )?;
-            let ids = inserted
-                .query_map(params![t.name, ROW_COLUMN], |r| r.get::<_, String>(0))?
+            let ids = inserted_by_others
+                .query_map(
+                    params![t.name, ROW_COLUMN, this_device.as_bytes().as_slice()],
+                    |r| r.get::<_, String>(0),
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             for id in ids {
+                keep.execute(params![id, t.name])?;
+            }
+            let logged: std::collections::BTreeSet<String> =
+                bae_oplog::rows_inserted_after(tx, t.name, BatchSeq(0))?
+                    .into_iter()
+                    .collect();
+            let mut inserted_here = tx.prepare_cached(
+                "SELECT row_id FROM main.bae_sync_stamps
+                 WHERE table_name = ?1 AND \"column\" = ?2 AND device = ?3",
+            )?;
+            let ids = inserted_here
+                .query_map(
+                    params![t.name, ROW_COLUMN, this_device.as_bytes().as_slice()],
+                    |r| r.get::<_, String>(0),
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            for id in ids.into_iter().filter(|id| !logged.contains(id)) {
                 keep.execute(params![id, t.name])?;
             }
         }

@@ -384,6 +384,7 @@ fn replace_from(
         schema,
         staging,
         BatchSeq(after),
+        device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
             tx.execute(
