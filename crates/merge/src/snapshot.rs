@@ -497,7 +497,11 @@ fn staging_ddl(t: &bae_oplog::TableSchema) -> String {
 /// batches after the snapshot's cursor for it (an honest snapshot holds
 /// everything before), which the caller applies again after the replace,
 /// bringing back their values and stamps. So a snapshot cannot delete a
-/// row by leaving it out.
+/// row by leaving it out. Rows this device inserted that its op log does
+/// not hold count as another device's: they come from its own batches it
+/// re-took from the bucket after its database went back in time (applied
+/// through merge), which the caller applies again too. Rows its op log
+/// inserted up to its cursor must be in an honest snapshot.
 pub fn replace_from_staged<E: From<MergeError>>(
     conn: &mut Connection,
     schema: &SyncSchema,
@@ -586,6 +590,23 @@ fn replace_in(
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             for id in ids {
+                keep.execute(params![id, t.name])?;
+            }
+            let logged: std::collections::BTreeSet<String> =
+                bae_oplog::rows_inserted_after(tx, t.name, BatchSeq(0))?
+                    .into_iter()
+                    .collect();
+            let mut inserted_here = tx.prepare_cached(
+                "SELECT row_id FROM main.bae_sync_stamps
+                 WHERE table_name = ?1 AND \"column\" = ?2 AND device = ?3",
+            )?;
+            let ids = inserted_here
+                .query_map(
+                    params![t.name, ROW_COLUMN, this_device.as_bytes().as_slice()],
+                    |r| r.get::<_, String>(0),
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            for id in ids.into_iter().filter(|id| !logged.contains(id)) {
                 keep.execute(params![id, t.name])?;
             }
         }

@@ -116,8 +116,16 @@ impl SyncService {
         &self,
         gaps: &[(DeviceId, u64)],
     ) -> Result<bool, SyncError> {
+        let device = self.device;
+        // This device's own cursor (kept while re-taken own batches wait) is
+        // not a stream the restore resets: the batches above the
+        // checkpoint's cursor for it are applied again after the restore.
         let applied = self
-            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .with_db(move |rec| {
+                let mut applied = crate::pull::applied_cursors(rec.sync_parts().0)?;
+                applied.remove(&device);
+                Ok(applied)
+            })
             .await?;
         let mut rejected = Vec::new();
         let mut below = None;
@@ -151,7 +159,7 @@ impl SyncService {
             match self.restore(opened, &rejected).await {
                 Ok(report) => {
                     tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
-                    self.reapply_own_after(own.0, own.1).await?;
+                    self.reapply_own_after(own.0, own.1, false).await?;
                     return Ok(true);
                 }
                 // Not recovering from it leaves the library whole.

@@ -439,26 +439,6 @@ impl SyncService {
         seq: u64,
         prev: Option<BatchHash>,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
-        let fetched = self.fetch_batch_unchained(key, device, seq).await?;
-        if fetched.0.prev != prev {
-            return Err(SyncError::Chain {
-                device,
-                seq,
-                broken: ChainBreak::PreviousHash,
-            });
-        }
-        Ok(fetched)
-    }
-
-    /// [`Self::fetch_batch`] without the chain check: for a caller that
-    /// checks the batch's own hash instead (walking a stream back from its
-    /// head).
-    pub(crate) async fn fetch_batch_unchained(
-        &self,
-        key: &str,
-        device: DeviceId,
-        seq: u64,
-    ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
         let plain = self.open(key, &batch_place(device, seq), &sealed)?;
         let signed = self
@@ -483,6 +463,13 @@ impl SyncService {
                     seq: batch.seq.0,
                 },
             ));
+        }
+        if batch.prev != prev {
+            return Err(SyncError::Chain {
+                device,
+                seq,
+                broken: ChainBreak::PreviousHash,
+            });
         }
         Ok((batch, BatchHash::of(plain), plain.len()))
     }

@@ -103,80 +103,35 @@ impl SyncService {
             "this device's database went back in time; re-taking its batches from the bucket"
         );
         // Batches gone below the head: their writes are in a checkpoint
-        // (GC removed them under one) and the ones still above it in the
+        // (GC removed them under one) and in the ones still above it in the
         // bucket; recording the head alone would leave this device without
         // them for good, and every later batch touching their rows held
-        // (seed 5016).
+        // (seeds 5016, 6014). The own cursor before the gap makes the pull
+        // recover them, and retry until it has (seed 7079: a failed request
+        // during the first try lost them).
         let gap = match (ahead.gone, ahead.head) {
-            (Some(first), Some((seq, hash, _))) if seq >= first => Some((first, seq, hash)),
+            (Some(first), Some((seq, _, _))) if seq >= first => {
+                let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
+                Some((first - 1, before))
+            }
             _ => None,
         };
-        let mut applied = self
-            .with_db(move |rec| retake(rec, base, base_hash, ahead))
+        let applied = self
+            .with_db(move |rec| {
+                let applied = retake(rec, base, base_hash, ahead)?;
+                if let Some((seq, hash)) = gap {
+                    let conn = rec.sync_parts().0;
+                    if own_cursor(conn, device)?.is_none_or(|(s, _)| s > seq) {
+                        set_own_cursor(conn, device, seq, hash)?;
+                    }
+                }
+                Ok(applied)
+            })
             .await?;
-        if let Some((first, seq, hash)) = gap {
-            applied.extend(self.refill_gone(first, seq, hash).await?);
+        if gap.is_some() {
+            self.apply_held_own().await?;
         }
         Ok(applied)
-    }
-
-    /// After a re-take that recorded this device's head `head` above its
-    /// batches `first..` that are gone from the bucket: restores the
-    /// writes of the gone ones from a checkpoint that covers them (as a
-    /// pull does for another device's GC'd range), then applies the ones
-    /// still in the bucket, verified by walking the chain back from the
-    /// head's hash. Returns the seqs applied from the bucket.
-    async fn refill_gone(
-        &self,
-        first: u64,
-        head: u64,
-        head_hash: BatchHash,
-    ) -> Result<Vec<u64>, SyncError> {
-        let device = self.device;
-        let mut present = Vec::new();
-        let mut want = Some(head_hash);
-        let mut seq = head;
-        let mut failed_reads = 0;
-        while seq >= first {
-            let Some(expected) = want else { break };
-            let key = layout::ops_key(&device, seq);
-            match self.fetch_batch_unchained(&key, device, seq).await {
-                Ok((batch, hash, _)) if hash == expected => {
-                    failed_reads = 0;
-                    want = batch.prev;
-                    present.push(batch);
-                    seq -= 1;
-                }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
-                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
-                    return Err(e.into())
-                }
-                Ok(_) | Err(_) if failed_reads == 0 => failed_reads += 1,
-                Ok(_) | Err(_) => {
-                    tracing::warn!(%key, "own batch below the head does not open or match; not applied");
-                    break;
-                }
-            }
-        }
-        if seq >= first && !self.recover_from_checkpoint(&[(device, first)]).await? {
-            tracing::warn!(
-                first,
-                through = seq,
-                "this device's batches are gone from the bucket and no checkpoint covers them"
-            );
-        }
-        present.reverse();
-        let seqs: Vec<u64> = present.iter().map(|b| b.seq.0).collect();
-        let merged = self
-            .with_db(move |rec| Ok(bae_merge::apply_pull(rec, present)?))
-            .await?;
-        if let Some(held) = merged.held.into_iter().next() {
-            return Err(SyncError::OwnBatchHeld {
-                key: layout::ops_key(&device, held.batch.seq.0),
-                source: Box::new(held.reason),
-            });
-        }
-        Ok(seqs)
     }
 
     /// After a checkpoint restore: applies again this device's batches in
@@ -194,6 +149,7 @@ impl SyncService {
         &self,
         after: u64,
         hash: Option<BatchHash>,
+        recover_gap: bool,
     ) -> Result<usize, SyncError> {
         let device = self.device;
         let pushed = self
@@ -202,6 +158,7 @@ impl SyncService {
         let mut batches = Vec::new();
         let mut hashes = Vec::new();
         let mut damaged = false;
+        let mut gone = None;
         let mut prev = hash;
         for seq in after + 1..=pushed {
             let key = layout::ops_key(&device, seq);
@@ -216,8 +173,11 @@ impl SyncService {
                 {
                     return Err(e.into())
                 }
-                // Gone: a checkpoint covers it; nothing more to apply.
-                Err(SyncError::Store(StoreError::NotFound { .. })) => break,
+                // Gone: GC removed it under a checkpoint.
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {
+                    gone = Some(seq);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "own batch not applied again; retried by the next pull");
                     damaged = true;
@@ -226,30 +186,48 @@ impl SyncService {
             }
         }
         let start = (after, hash);
-        self.with_db(move |rec| {
-            let merged = bae_merge::apply_pull(rec, batches)?;
-            let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
-            let conn = rec.sync_parts().0;
-            match held_from {
-                None if !damaged => {
-                    conn.execute(
-                        "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
-                        [device.to_string()],
-                    )?;
+        let gap = gone.filter(|_| recover_gap);
+        let applied = self
+            .with_db(move |rec| {
+                let merged = bae_merge::apply_pull(rec, batches)?;
+                let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
+                let conn = rec.sync_parts().0;
+                match held_from {
+                    None if !damaged && gap.is_none() => {
+                        conn.execute(
+                            "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
+                            [device.to_string()],
+                        )?;
+                    }
+                    _ => {
+                        let stop = held_from.unwrap_or(u64::MAX);
+                        let (seq, hash) = hashes
+                            .iter()
+                            .take_while(|(s, _)| *s < stop)
+                            .last()
+                            .map_or(start, |(s, h)| (*s, Some(*h)));
+                        set_own_cursor(conn, device, seq, hash)?;
+                    }
                 }
-                _ => {
-                    let stop = held_from.unwrap_or(u64::MAX);
-                    let (seq, hash) = hashes
-                        .iter()
-                        .take_while(|(s, _)| *s < stop)
-                        .last()
-                        .map_or(start, |(s, h)| (*s, Some(*h)));
-                    set_own_cursor(conn, device, seq, hash)?;
-                }
+                Ok(merged.applied.len())
+            })
+            .await?;
+        if let Some(first) = gap {
+            // The restore applies this device's batches above the
+            // checkpoint again and settles the own cursor.
+            // Boxed: the recovery calls this again (without `recover_gap`).
+            let recovered = Box::pin(self.recover_from_checkpoint(&[(device, first)])).await?;
+            if !recovered {
+                // Kept for the next pull: GC removes this device's batches
+                // only under a checkpoint of its own, so one covers them,
+                // and a refusal may pass (a LIST that missed a head).
+                tracing::warn!(
+                    first,
+                    "this device's batches are gone from the bucket and no checkpoint was restored; retried by the next pull"
+                );
             }
-            Ok(merged.applied.len())
-        })
-        .await
+        }
+        Ok(applied)
     }
 
     /// Applies this device's own batches that a re-take held (their rows'
@@ -263,7 +241,7 @@ impl SyncService {
         else {
             return Ok(0);
         };
-        self.reapply_own_after(after, hash).await
+        self.reapply_own_after(after, hash, true).await
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).
