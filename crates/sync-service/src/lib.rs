@@ -7,9 +7,12 @@
 //! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
 //! `bae_sync_batch_hashes`, `bae_sync_image_queue`,
 //! `bae_sync_wanted_images`, `bae_sync_membership`,
-//! `bae_sync_device_authors`), the signed envelopes of batches and heads and
-//! their validation against the membership chain (`members`), built from the crates below: `oplog` records,
-//! `crypto` seals, `storage-s3` stores, `merge` applies.
+//! `bae_sync_device_authors`), the signed envelopes of batches, heads and
+//! checkpoint signatures and their validation against the membership chain
+//! (`members`), the key epochs a member holds and adopts (`epochs`), and
+//! inviting and revoking members with key rotation (`sharing`), built from
+//! the crates below: `oplog` records, `crypto` seals, `storage-s3` stores,
+//! `merge` applies, `membership` validates.
 //!
 //! # Embedding
 //!
