@@ -94,6 +94,7 @@
 
 mod apply;
 mod error;
+mod keys;
 mod pull;
 pub mod snapshot;
 mod stamps;
@@ -111,10 +112,16 @@ use bae_oplog::{Migration, Migrations, OpRecorder};
 /// `bae_sync_parked`, `bae_sync_merge`); no other crate names them.
 pub const MERGE_MIGRATIONS: Migrations = Migrations {
     component: "merge",
-    steps: &[Migration {
-        name: "0001_merge_state",
-        sql: include_str!("../../../migrations/merge/0001_merge_state.sql"),
-    }],
+    steps: &[
+        Migration {
+            name: "0001_merge_state",
+            sql: include_str!("../../../migrations/merge/0001_merge_state.sql"),
+        },
+        Migration {
+            name: "0002_compact_stamps",
+            sql: include_str!("../../../migrations/merge/0002_compact_stamps.sql"),
+        },
+    ],
 };
 
 /// Creates or migrates the merge state's tables in the recorder's library.
