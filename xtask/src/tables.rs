@@ -17,6 +17,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_row_stamps", "merge"),
     ("bae_sync_column_stamps", "merge"),
     ("bae_sync_writers", "merge"),
+    ("bae_sync_v1_keys", "merge"),
     ("bae_sync_keep", "merge"),
     ("bae_sync_library", "sync-service"),
     ("bae_sync_cursors", "sync-service"),

@@ -1,40 +1,64 @@
-//! How the stamp tables key a row (`row_key`): a row id in canonical
-//! lowercase UUID form (`8-4-4-4-12` lowercase hex digits, what bae's ids
-//! are) is stored as its 16 bytes, any other id as its TEXT. The mapping is
-//! one to one (only the canonical spelling is packed, and a BLOB never
-//! equals a TEXT in SQLite), so a key always gives back the id it came
-//! from. Migration `0002_compact_stamps.sql` spells out the same rule.
+//! How the stamp tables key a row (`row_key`): an id containing canonical
+//! lowercase UUIDs (`8-4-4-4-12` lowercase hex digits: bae's ids are UUIDs
+//! or made of them, `af:{uuid}`, `{uuid}:{uuid}`) is stored as a BLOB in
+//! which each such UUID is a zero byte and its 16 bytes and every other
+//! byte stands for itself; any other id (or one with a zero byte) stays
+//! TEXT. A key decodes back to exactly its id, so two ids never share a key
+//! (and a BLOB never equals a TEXT in SQLite).
+//!
+//! | bytes | meaning |
+//! |---|---|
+//! | `00` + 16 bytes | a UUID, spelled back in canonical lowercase form |
+//! | any other byte | itself (the id's UTF-8) |
 
 use crate::error::MergeError;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
 /// Positions of the hyphens in a canonical UUID.
 const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+const UUID_LEN: usize = 36;
+const UUID_TAG: u8 = 0;
 
 /// The key of a row id.
 pub(crate) fn row_key(id: &str) -> SqlValue {
-    match packed(id) {
-        Some(bytes) => SqlValue::Blob(bytes.to_vec()),
-        None => SqlValue::Text(id.to_owned()),
+    let b = id.as_bytes();
+    if b.contains(&UUID_TAG) {
+        return SqlValue::Text(id.to_owned());
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut packed_any = false;
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(uuid) = b.get(i..i + UUID_LEN).and_then(uuid_bytes) {
+            out.push(UUID_TAG);
+            out.extend_from_slice(&uuid);
+            packed_any = true;
+            i += UUID_LEN;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    if packed_any {
+        SqlValue::Blob(out)
+    } else {
+        SqlValue::Text(id.to_owned())
     }
 }
 
-fn packed(id: &str) -> Option<[u8; 16]> {
-    let b = id.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    let mut digits = b
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !HYPHENS.contains(i))
-        .map(|(_, c)| *c);
-    for (i, c) in b.iter().enumerate() {
+/// The 16 bytes of a canonical lowercase UUID spelling, if it is one.
+fn uuid_bytes(s: &[u8]) -> Option<[u8; 16]> {
+    for (i, c) in s.iter().enumerate() {
         if HYPHENS.contains(&i) != (*c == b'-') {
             return None;
         }
     }
+    let mut digits = s
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !HYPHENS.contains(i))
+        .map(|(_, c)| *c);
+    let mut out = [0u8; 16];
     for byte in &mut out {
         let hi = lower_hex(digits.next()?)?;
         let lo = lower_hex(digits.next()?)?;
@@ -52,114 +76,114 @@ fn lower_hex(c: u8) -> Option<u8> {
 }
 
 /// The row id a stored key stands for; `table` names the row in the error
-/// when the key is neither TEXT nor 16 bytes.
+/// when the key is not TEXT or a well-formed BLOB (a UUID cut short,
+/// bytes that are not UTF-8).
 pub(crate) fn row_id_of(table: &str, key: ValueRef<'_>) -> Result<String, MergeError> {
-    match key {
-        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|_| corrupt(table, "")),
-        ValueRef::Blob(b) => {
-            let bytes: [u8; 16] = b.try_into().map_err(|_| corrupt(table, &hex::encode(b)))?;
-            let x = hex::encode(bytes);
-            Ok(format!(
-                "{}-{}-{}-{}-{}",
-                &x[..8],
-                &x[8..12],
-                &x[12..16],
-                &x[16..20],
-                &x[20..]
-            ))
-        }
-        _ => Err(corrupt(table, "")),
-    }
-}
-
-fn corrupt(table: &str, row: &str) -> MergeError {
-    MergeError::CorruptStamp {
+    let corrupt = |shown: String| MergeError::CorruptStamp {
         table: table.to_owned(),
-        row_id: row.to_owned(),
+        row_id: shown,
+    };
+    match key {
+        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|_| corrupt(hex::encode(t))),
+        ValueRef::Blob(b) => {
+            let mut out = Vec::with_capacity(b.len() * 2);
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] != UUID_TAG {
+                    out.push(b[i]);
+                    i += 1;
+                    continue;
+                }
+                let Some(uuid) = b.get(i + 1..i + 17) else {
+                    return Err(corrupt(hex::encode(b)));
+                };
+                let x = hex::encode(uuid);
+                for (part, range) in [0..8, 8..12, 12..16, 16..20, 20..32]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if part > 0 {
+                        out.push(b'-');
+                    }
+                    out.extend_from_slice(&x.as_bytes()[range]);
+                }
+                i += 17;
+            }
+            String::from_utf8(out).map_err(|_| corrupt(hex::encode(b)))
+        }
+        ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => Err(corrupt(String::new())),
     }
-}
-
-/// SQL for the key of the row id `expr` (a column or parameter), for
-/// statements that join the stamps with a synced table.
-pub(crate) fn row_key_sql(expr: &str) -> String {
-    let digit = "[0-9a-f]";
-    let pattern = [8, 4, 4, 4, 12]
-        .iter()
-        .map(|n| digit.repeat(*n))
-        .collect::<Vec<_>>()
-        .join("-");
-    format!(
-        "(CASE WHEN {expr} GLOB '{pattern}' THEN unhex(replace({expr}, '-', '')) ELSE {expr} END)"
-    )
-}
-
-/// SQL for the row id of the stored key `expr` (a 16-byte key back to its
-/// canonical UUID spelling), for ordering stamps as their ids order.
-pub(crate) fn row_id_sql(expr: &str) -> String {
-    let hex = format!("lower(hex({expr}))");
-    let parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
-        .iter()
-        .map(|(at, n)| format!("substr({hex}, {at}, {n})"))
-        .collect::<Vec<_>>()
-        .join(" || '-' || ");
-    format!("(CASE WHEN typeof({expr}) = 'blob' THEN {parts} ELSE {expr} END)")
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use rusqlite::Connection;
+
+    const UUID: &str = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+
+    fn round_trip(id: &str) -> SqlValue {
+        let key = row_key(id);
+        let back = match &key {
+            SqlValue::Blob(b) => row_id_of("t", ValueRef::Blob(b)).unwrap(),
+            SqlValue::Text(t) => row_id_of("t", ValueRef::Text(t.as_bytes())).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(back, id);
+        key
+    }
 
     #[test]
-    fn canonical_uuids_pack_and_everything_else_stays_text() {
-        let uuid = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
-        let SqlValue::Blob(b) = row_key(uuid) else {
-            panic!("a canonical UUID packs")
-        };
-        assert_eq!(b.len(), 16);
-        assert_eq!(row_id_of("t", ValueRef::Blob(&b)).unwrap(), uuid);
-        for other in [
+    fn uuids_inside_ids_pack_and_every_id_comes_back() {
+        assert_eq!(
+            round_trip(UUID),
+            SqlValue::Blob(
+                [
+                    &[0u8][..],
+                    &hex::decode("0a1b2c3d4e5f6789abcdef0123456789").unwrap()
+                ]
+                .concat()
+            )
+        );
+        for (id, len) in [
+            (format!("af:{UUID}"), 20),
+            (format!("{UUID}:{UUID}"), 35),
+            (format!("{UUID}{UUID}"), 34),
+            (format!("x{UUID}y"), 19),
+        ] {
+            match round_trip(&id) {
+                SqlValue::Blob(b) => assert_eq!(b.len(), len, "{id}"),
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ids_without_a_canonical_uuid_stay_text() {
+        for id in [
             "0A1B2C3D-4E5F-6789-ABCD-EF0123456789",
             "0a1b2c3d4e5f6789abcdef0123456789",
             "0a1b2c3d-4e5f-6789-abcd-ef012345678",
-            "0a1b2c3d-4e5f-6789-abcd-ef01234567890",
             "0a1b2c3d-4e5f-6789-abcd+ef0123456789",
             "0a1b2c3d-4e5f-6789-abcd-ef012345678g",
             "row-1",
             "",
+            "é",
         ] {
-            assert_eq!(row_key(other), SqlValue::Text(other.to_owned()), "{other}");
-            assert_eq!(
-                row_id_of("t", ValueRef::Text(other.as_bytes())).unwrap(),
-                other
-            );
+            assert_eq!(round_trip(id), SqlValue::Text(id.to_owned()), "{id}");
         }
-    }
-
-    #[test]
-    fn the_sql_key_is_the_rust_key() {
-        let conn = Connection::open_in_memory().unwrap();
-        let sql = format!("SELECT {}", row_key_sql("?1"));
-        for id in [
-            "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
-            "0A1B2C3D-4E5F-6789-ABCD-EF0123456789",
-            "0a1b2c3d-4e5f-6789-abcd-ef012345678g",
-            "row-1",
-        ] {
-            let key: SqlValue = conn.query_row(&sql, [id], |r| r.get(0)).unwrap();
-            assert_eq!(key, row_key(id), "{id}");
-            let back: String = conn
-                .query_row(&format!("SELECT {}", row_id_sql("?1")), [key], |r| r.get(0))
-                .unwrap();
-            assert_eq!(back, id);
-        }
+        let with_nul = format!("{UUID}\0");
+        assert_eq!(round_trip(&with_nul), SqlValue::Text(with_nul.clone()));
     }
 
     #[test]
     fn a_key_of_the_wrong_shape_is_a_corrupt_stamp() {
+        let cut = [0u8, 1, 2, 3];
+        let not_utf8 = [b'a', 0xff];
         for key in [
-            ValueRef::Blob(&[1, 2, 3]),
+            ValueRef::Blob(&cut),
+            ValueRef::Blob(&not_utf8),
+            ValueRef::Text(&not_utf8),
             ValueRef::Integer(7),
             ValueRef::Null,
         ] {

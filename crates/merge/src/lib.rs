@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod convert;
 mod error;
 mod keys;
 mod pull;
@@ -132,6 +133,15 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
 
 /// Creates or migrates the merge state's tables in the recorder's library.
 /// Run once when the sync layer opens a library, before any other call.
+/// A library whose merge state is still at version 1 is converted here
+/// (`0002_compact_stamps`); if that fails, nothing of it is kept and the
+/// error says why.
 pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
-    Ok(bae_oplog::migrate(rec.sync_parts().0, &MERGE_MIGRATIONS)?)
+    migrate_conn(rec.sync_parts().0)
+}
+
+/// [`migrate`] on a bare connection (a staging database too).
+pub(crate) fn migrate_conn(conn: &mut rusqlite::Connection) -> Result<(), MergeError> {
+    bae_oplog::migrate(conn, &MERGE_MIGRATIONS)?;
+    convert::convert_version_1(conn)
 }

@@ -9,7 +9,7 @@
 //! bucket, and a name from it is never spliced into a statement.
 
 use crate::error::MergeError;
-use crate::keys::{row_id_of, row_id_sql, row_key, row_key_sql};
+use crate::keys::{row_id_of, row_key};
 use crate::stamps::{folded_seq, set_folded_seq};
 use crate::state::ROW_COLUMN;
 use bae_hlc::DeviceId;
@@ -128,8 +128,8 @@ impl From<rusqlite::Error> for RestoreError {
 }
 
 /// Every stamp as a snapshot record's parts (table, row key, column or
-/// [`ROW_COLUMN`], hlc, device bytes), in the order snapshots have always
-/// used: by table, row id as text, then column (`#row` first). The stamp
+/// [`ROW_COLUMN`], hlc, device bytes), by table, row key, then column
+/// (`#row` first; readers depend on no order). The stamp
 /// tables hold only column stamps newer than their row's insert stamp, the
 /// ones a reader needs.
 fn stamps_sql() -> String {
@@ -141,8 +141,7 @@ fn stamps_sql() -> String {
              UNION ALL
              SELECT c.table_name, c.row_key, c."column", c.hlc, w.device
              FROM bae_sync_column_stamps c LEFT JOIN bae_sync_writers w ON w.id = c.writer)
-           ORDER BY 1, {}, 3"#,
-        row_id_sql("row_key")
+           ORDER BY 1, 2, 3"#
     )
 }
 
@@ -210,8 +209,7 @@ pub fn snapshot<E>(
     let mut stmt = conn.prepare(&format!(
         "SELECT r.table_name, r.row_key, r.del_hlc, w.device
          FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.del_writer
-         WHERE r.del_hlc IS NOT NULL ORDER BY 1, {}",
-        row_id_sql("r.row_key")
+         WHERE r.del_hlc IS NOT NULL ORDER BY 1, 2"
     ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -552,7 +550,7 @@ pub fn create_staging(path: &Path, schema: &SyncSchema) -> Result<Connection, Me
     for t in schema.tables() {
         staging.execute_batch(&staging_ddl(t))?;
     }
-    bae_oplog::migrate(&mut staging, &crate::MERGE_MIGRATIONS)?;
+    crate::migrate_conn(&mut staging)?;
     Ok(staging)
 }
 
@@ -628,24 +626,63 @@ fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), Me
             " AND NOT (m.{column} IS NOT NULL AND m.{column} NOT IN (SELECT id FROM ck.{parent}))"
         ));
     }
-    let unexplained: i64 = tx.query_row(
-        &format!(
-            "SELECT COUNT(*) FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
+    let candidates: Vec<String> = tx
+        .prepare(&format!(
+            "SELECT m.id FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
                AND m.id NOT IN (SELECT id FROM temp.bae_sync_keep)
-               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps k
-                               WHERE k.table_name = ?1 AND k.row_key = {key} AND k.del_hlc IS NOT NULL)
                AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_parked p WHERE p.table_name = ?1 AND p.row_id = m.id){parents}",
             n = t.name,
-            key = row_key_sql("m.id")
-        ),
-        [t.name],
-        |r| r.get(0),
+        ))?
+        .query_map([t.name], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    // Row keys are computed here, not in SQL: few rows get this far.
+    let mut tombstoned = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps
+                        WHERE table_name = ?1 AND row_key = ?2 AND del_hlc IS NOT NULL)",
     )?;
+    let mut unexplained = 0u64;
+    for id in candidates {
+        if !tombstoned.query_row(params![t.name, row_key(&id)], |r| r.get::<_, bool>(0))? {
+            unexplained += 1;
+        }
+    }
     if unexplained > 0 {
         return Err(MergeError::SnapshotLacksRows {
             table: t.name,
-            rows: u64::try_from(unexplained).unwrap_or(0),
+            rows: unexplained,
         });
+    }
+    Ok(())
+}
+
+/// Clears the insert and column stamps of the rows of `table` that the
+/// snapshot holds or that are not present here (the snapshot's stamps
+/// replace them); rows kept although the snapshot lacks them keep theirs.
+fn forget_stamps_the_snapshot_replaces(tx: &Connection, table: &str) -> Result<(), MergeError> {
+    let keys: Vec<rusqlite::types::Value> = tx
+        .prepare_cached(
+            "SELECT row_key FROM main.bae_sync_row_stamps WHERE table_name = ?1 AND ins_hlc IS NOT NULL
+             UNION SELECT row_key FROM main.bae_sync_column_stamps WHERE table_name = ?1",
+        )?
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let in_snapshot = format!(
+        "SELECT EXISTS (SELECT 1 FROM ck.{table} WHERE id = ?1) OR NOT EXISTS (SELECT 1 FROM main.{table} WHERE id = ?1)"
+    );
+    let mut replaced = tx.prepare_cached(&in_snapshot)?;
+    let mut clear_ins = tx.prepare_cached(
+        "UPDATE main.bae_sync_row_stamps SET ins_hlc = NULL, ins_writer = NULL
+         WHERE table_name = ?1 AND row_key = ?2",
+    )?;
+    let mut clear_columns = tx.prepare_cached(
+        "DELETE FROM main.bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2",
+    )?;
+    for key in keys {
+        let id = row_id_of(table, (&key).into())?;
+        if replaced.query_row([&id], |r| r.get::<_, bool>(0))? {
+            clear_ins.execute(params![table, key])?;
+            clear_columns.execute(params![table, key])?;
+        }
     }
     Ok(())
 }
@@ -733,21 +770,7 @@ fn replace_in(
     // would take any older write from then on. Every other insert and
     // column stamp, and every tombstone, is the snapshot's.
     for t in schema.tables() {
-        let rows = format!(
-            "table_name = ?1 AND (row_key IN (SELECT {ck} FROM ck.{n})
-                                 OR row_key NOT IN (SELECT {main} FROM main.{n}))",
-            n = t.name,
-            ck = row_key_sql("id"),
-            main = row_key_sql("id"),
-        );
-        tx.execute(
-            &format!("UPDATE main.bae_sync_row_stamps SET ins_hlc = NULL, ins_writer = NULL WHERE {rows}"),
-            [t.name],
-        )?;
-        tx.execute(
-            &format!("DELETE FROM main.bae_sync_column_stamps WHERE {rows}"),
-            [t.name],
-        )?;
+        forget_stamps_the_snapshot_replaces(tx, t.name)?;
     }
     // Writer numbers are per database: the snapshot's map to this one's
     // through the device bytes.
