@@ -206,11 +206,11 @@ pub fn snapshot<E>(
             device,
         })?;
     }
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare(
         "SELECT r.table_name, r.row_key, r.del_hlc, w.device
          FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.del_writer
-         WHERE r.del_hlc IS NOT NULL ORDER BY 1, 2"
-    ))?;
+         WHERE r.del_hlc IS NOT NULL ORDER BY 1, 2",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let (table, row_id) = table_and_row(r)?;
