@@ -8,6 +8,7 @@ mod merge;
 mod record;
 mod report;
 mod sync_bootstrap;
+mod sync_metadata;
 mod sync_pull;
 
 use report::{Entry, Size};
@@ -26,6 +27,7 @@ const BENCHES: &[Bench] = &[
     ("bootstrap_checkpoint", sync_bootstrap::bootstrap_checkpoint),
     ("idle_poll_requests", sync_pull::idle_poll_requests),
     ("pull_10k_batches", sync_pull::pull_10k_batches),
+    ("sync_metadata_ratio", sync_metadata::sync_metadata_ratio),
 ];
 
 fn main() -> ExitCode {

@@ -33,6 +33,9 @@ pub struct Entry {
     /// ours / baseline; lower is better for times.
     pub ratio: f64,
     pub unit: String,
+    /// What a single ratio cannot say (a bench with two measurements).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl Entry {
@@ -49,6 +52,7 @@ impl Entry {
             baseline_name: baseline_name.into(),
             ratio,
             unit: unit.into(),
+            details: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Applying one op under the merge rules (see the crate docs).
 
 use crate::error::MergeError;
-use crate::stamps;
+use crate::stamps::{self, Writers};
 use crate::state::{self, RowState};
 use crate::unique::{is_unique_violation, Unsettled};
 use bae_hlc::{DeviceId, Stamp};
@@ -50,6 +50,8 @@ pub(crate) struct Applier<'c> {
     pub(crate) stats: ApplyStats,
     /// Unique keys whose holder may have changed (`unique.rs`).
     pub(crate) unsettled: Unsettled,
+    /// The local numbers of the devices stamps name.
+    writers: Writers,
 }
 
 impl<'c> Applier<'c> {
@@ -65,7 +67,44 @@ impl<'c> Applier<'c> {
             defaults: HashMap::new(),
             stats: ApplyStats::default(),
             unsettled: Unsettled::default(),
+            writers: Writers::default(),
         })
+    }
+
+    /// Sets a row's insert stamp to `s` (newer than the one it has) and
+    /// drops the column stamps of `st` that `s` covers.
+    fn set_row_stamp(
+        &mut self,
+        table: &str,
+        id: &str,
+        s: Stamp,
+        st: &RowState,
+    ) -> Result<(), MergeError> {
+        let writer = self.writers.id(self.conn, s.device)?;
+        let passed = st
+            .fields
+            .iter()
+            .filter(|(_, f)| *f <= s)
+            .map(|(c, _)| c.as_str());
+        stamps::set_row_stamp(self.conn, table, id, stamp_hlc(s), writer, passed)
+    }
+
+    /// Sets a column's stamp to `s` (newer than its effective stamp).
+    fn set_column_stamp(
+        &mut self,
+        table: &str,
+        id: &str,
+        column: &str,
+        s: Stamp,
+    ) -> Result<(), MergeError> {
+        let writer = self.writers.id(self.conn, s.device)?;
+        stamps::set_column_stamp(self.conn, table, id, column, stamp_hlc(s), writer)
+    }
+
+    /// Sets a row's tombstone to `s` (newer than the one it has).
+    fn set_tombstone(&mut self, table: &str, id: &str, s: Stamp) -> Result<(), MergeError> {
+        let writer = self.writers.id(self.conn, s.device)?;
+        stamps::set_tombstone(self.conn, table, id, stamp_hlc(s), writer)
     }
 
     /// Applies one validated op written by `device`.
@@ -139,11 +178,12 @@ impl<'c> Applier<'c> {
         if becomes_ins {
             // The row stamp is every column's stamp unless a column has a
             // newer explicit one, so winners need no rows of their own.
-            state::set_row_stamp(self.conn, table.name, id, s)?;
+            self.set_row_stamp(table.name, id, s, &st)?;
             after.ins = Some(s);
+            after.fields.retain(|(_, f)| *f > s);
         } else {
             for (c, _) in &winners {
-                stamps::set_field_stamp(self.conn, table.name, id, c, s)?;
+                self.set_column_stamp(table.name, id, c, s)?;
                 after.fields.retain(|(f, _)| f != c);
                 after.fields.push(((*c).to_owned(), s));
             }
@@ -166,16 +206,22 @@ impl<'c> Applier<'c> {
         let id = op.row_id.as_str();
         let fields: Vec<(&str, &Value)> = op.fields.iter().map(|(c, v)| (c.as_str(), v)).collect();
         self.stats.fields_won += fields.len();
+        let unknown = RowState {
+            present: false,
+            ins: None,
+            tomb: None,
+            fields: Vec::new(),
+        };
         match state::insert_row(self.conn, table.name, id, &fields) {
             Ok(_) => {
-                state::set_row_stamp(self.conn, table.name, id, s)?;
+                self.set_row_stamp(table.name, id, s, &unknown)?;
                 self.stats.rows_inserted += 1;
                 self.revive_children(table, id)
             }
             Err(e) if is_unique_violation(&e) => {
                 // Another row holds its unique values: absent for now, and
                 // the newer of the two is settled at the end of the batch.
-                state::set_row_stamp(self.conn, table.name, id, s)?;
+                self.set_row_stamp(table.name, id, s, &unknown)?;
                 for (c, v) in &fields {
                     state::park(self.conn, table.name, id, c, v)?;
                 }
@@ -189,7 +235,7 @@ impl<'c> Applier<'c> {
                 if let Some(missing) = self.check_parents(table, id, &fields)? {
                     return Err(missing);
                 }
-                state::set_row_stamp(self.conn, table.name, id, s)?;
+                self.set_row_stamp(table.name, id, s, &unknown)?;
                 for (c, v) in &fields {
                     state::park(self.conn, table.name, id, c, v)?;
                 }
@@ -289,7 +335,7 @@ impl<'c> Applier<'c> {
         if st.tomb.is_some_and(|t| t >= s) {
             return Ok(());
         }
-        stamps::set_tombstone(self.conn, table.name, id, s)?;
+        self.set_tombstone(table.name, id, s)?;
         let mut after = st.clone();
         after.tomb = Some(s);
         if st.present && !after.own_live() {
@@ -474,29 +520,36 @@ impl<'c> Applier<'c> {
         Ok(())
     }
 
+    /// Folds one local op as merge would apply it, except that the row is
+    /// already written: a delete sets the tombstone, an insert the row
+    /// stamp (covering every column, so no column stamps), an update the
+    /// stamps of the columns it wrote; each only if newer.
     fn fold_op(&mut self, op: &Op, s: Stamp) -> Result<(), MergeError> {
         let Some(table) = self.schema.table(&op.table) else {
             return Ok(());
         };
         self.unsettle_table(table.name);
         let id = op.row_id.as_str();
-        if op.kind == OpKind::Delete {
-            if stamps::tombstone(self.conn, table.name, id)?.is_none_or(|t| t < s) {
-                stamps::set_tombstone(self.conn, table.name, id, s)?;
-            }
-            return Ok(());
-        }
-        for (column, _) in &op.fields {
-            if stamps::field_stamp(self.conn, table.name, id, column)?.is_none_or(|t| t < s) {
-                stamps::set_field_stamp(self.conn, table.name, id, column, s)?;
-            }
-        }
-        if op.kind != OpKind::Insert {
-            return Ok(());
-        }
         let st = state::load_row(self.conn, table, id)?;
+        match op.kind {
+            OpKind::Delete => {
+                if st.tomb.is_none_or(|t| t < s) {
+                    self.set_tombstone(table.name, id, s)?;
+                }
+                return Ok(());
+            }
+            OpKind::Update => {
+                for (column, _) in &op.fields {
+                    if st.field(column).is_none_or(|t| t < s) {
+                        self.set_column_stamp(table.name, id, column, s)?;
+                    }
+                }
+                return Ok(());
+            }
+            OpKind::Insert => {}
+        }
         if st.ins.is_none_or(|i| i < s) {
-            state::set_row_stamp(self.conn, table.name, id, s)?;
+            self.set_row_stamp(table.name, id, s, &st)?;
         }
         if self.parking_used {
             state::unpark(self.conn, table.name, id)?;
@@ -506,6 +559,12 @@ impl<'c> Applier<'c> {
         }
         Ok(())
     }
+}
+
+/// A stamp's HLC as stored: packed HLCs stay below 2^63 until the year
+/// 2093, so the signed column orders like the unsigned values.
+fn stamp_hlc(s: Stamp) -> i64 {
+    s.hlc.as_u64() as i64
 }
 
 /// The default value of each synced column, evaluated from the schema.

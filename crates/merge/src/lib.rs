@@ -2,10 +2,11 @@
 //!
 //! Owns: applying remote batches to a local library (per-field
 //! last-writer-wins, HLC-compared tombstones, batch atomicity and FK retry)
-//! and the merge state that needs: field and row stamps, tombstones, parked
-//! values and how far local writes are folded (`bae_sync_stamps`,
-//! `bae_sync_tombstones`, `bae_sync_parked`, `bae_sync_merge`; no other
-//! crate names these tables), with the fold of local writes into it.
+//! and the merge state that needs: row and column stamps, tombstones,
+//! parked values and how far local writes are folded
+//! (`bae_sync_row_stamps`, `bae_sync_column_stamps`, `bae_sync_writers`,
+//! `bae_sync_parked`, `bae_sync_merge`; no other crate names these
+//! tables), with the fold of local writes into it.
 //!
 //! Architecture invariant: `merge` never touches the network or encryption;
 //! it sees decoded batches and an `OpRecorder`'s connection. It writes
@@ -26,15 +27,17 @@
 //! Every write has a *stamp* `(hlc, device)`, totally ordered (ties between
 //! equal HLCs broken by device id). Per row, merge keeps:
 //!
-//! - the **row stamp**: the stamp of the newest insert, stored in
-//!   `bae_sync_stamps` under the pseudo-column `"#row"`;
-//! - the **tombstone**: the stamp of the newest delete (`bae_sync_tombstones`);
-//! - explicit **field stamps** for fields written by updates (and by local
-//!   writes, which every merge transaction folds in lazily first).
-//!   A field's effective stamp is the newer of its explicit stamp and the
-//!   row stamp: an insert writes every synced column (one that omits some
-//!   writes their SQL defaults), so a remote insert costs one stamp row,
-//!   not one per field.
+//! - the **row stamp**: the stamp of the newest insert, and
+//! - the **tombstone**: the stamp of the newest delete, both in the row's
+//!   one entry of `bae_sync_row_stamps`;
+//! - explicit **field stamps** (`bae_sync_column_stamps`) for fields written
+//!   by updates (remote, or local ones, which every merge transaction folds
+//!   in lazily first). A field's effective stamp is the newer of its
+//!   explicit stamp and the row stamp: an insert writes every synced column
+//!   (one that omits some writes their SQL defaults), so an insert, remote
+//!   or local, costs one stamp entry, not one per field, and an explicit
+//!   stamp is kept only while it is newer than the row stamp (a newer
+//!   insert removes those it passes).
 //!
 //! Stamps only grow, each to the maximum of the writes seen, so they do not
 //! depend on arrival order. From them:
@@ -93,7 +96,9 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod convert;
 mod error;
+mod keys;
 mod pull;
 pub mod snapshot;
 mod stamps;
@@ -107,18 +112,36 @@ pub use state::ROW_COLUMN;
 
 use bae_oplog::{Migration, Migrations, OpRecorder};
 
-/// The merge state's tables (`bae_sync_stamps`, `bae_sync_tombstones`,
-/// `bae_sync_parked`, `bae_sync_merge`); no other crate names them.
+/// The merge state's tables (`bae_sync_row_stamps`,
+/// `bae_sync_column_stamps`, `bae_sync_writers`, `bae_sync_parked`,
+/// `bae_sync_merge`; version 1's `bae_sync_stamps` and
+/// `bae_sync_tombstones` are converted by `0002_compact_stamps`); no other
+/// crate names them.
 pub const MERGE_MIGRATIONS: Migrations = Migrations {
     component: "merge",
-    steps: &[Migration {
-        name: "0001_merge_state",
-        sql: include_str!("../../../migrations/merge/0001_merge_state.sql"),
-    }],
+    steps: &[
+        Migration {
+            name: "0001_merge_state",
+            sql: include_str!("../../../migrations/merge/0001_merge_state.sql"),
+        },
+        Migration {
+            name: "0002_compact_stamps",
+            sql: include_str!("../../../migrations/merge/0002_compact_stamps.sql"),
+        },
+    ],
 };
 
 /// Creates or migrates the merge state's tables in the recorder's library.
 /// Run once when the sync layer opens a library, before any other call.
+/// A library whose merge state is still at version 1 is converted here
+/// (`0002_compact_stamps`); if that fails, nothing of it is kept and the
+/// error says why.
 pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
-    Ok(bae_oplog::migrate(rec.sync_parts().0, &MERGE_MIGRATIONS)?)
+    migrate_conn(rec.sync_parts().0)
+}
+
+/// [`migrate`] on a bare connection (a staging database too).
+pub(crate) fn migrate_conn(conn: &mut rusqlite::Connection) -> Result<(), MergeError> {
+    bae_oplog::migrate(conn, &MERGE_MIGRATIONS)?;
+    convert::convert_version_1(conn)
 }

@@ -9,6 +9,7 @@
 //! bucket, and a name from it is never spliced into a statement.
 
 use crate::error::MergeError;
+use crate::keys::{row_id_of, row_key};
 use crate::stamps::{folded_seq, set_folded_seq};
 use crate::state::ROW_COLUMN;
 use bae_hlc::DeviceId;
@@ -101,6 +102,16 @@ pub enum RestoreError {
         /// The row.
         row_id: String,
     },
+    /// A second insert stamp or tombstone for one row.
+    #[error("{table}/{row_id}: a second {what} for the row")]
+    Duplicate {
+        /// The table.
+        table: String,
+        /// The row.
+        row_id: String,
+        /// `insert stamp` or `tombstone`.
+        what: &'static str,
+    },
     /// A record the database refuses (a duplicate, a row whose parent the
     /// snapshot lacks, a value of the wrong type for a constraint).
     #[error("record refused by the database: {0}")]
@@ -116,16 +127,23 @@ impl From<rusqlite::Error> for RestoreError {
     }
 }
 
-/// Which stamps a snapshot carries (aliased `f`): a column stamp no newer
-/// than its row's insert stamp changes nothing (a column's effective stamp
-/// is the newer of the two) and is left out, which drops most stamps of
-/// rows never edited since their insert. Stamps order by (hlc, device
-/// bytes); packed HLCs stay below 2^63 until the year 2093, so their signed
-/// storage compares like the unsigned values.
-const NEEDED_STAMP: &str = r#"NOT EXISTS (
-    SELECT 1 FROM bae_sync_stamps r
-    WHERE r.table_name = f.table_name AND r.row_id = f.row_id AND r."column" = '#row'
-      AND f."column" <> '#row' AND (r.hlc > f.hlc OR (r.hlc = f.hlc AND r.device >= f.device)))"#;
+/// Every stamp as a snapshot record's parts (table, row key, column or
+/// [`ROW_COLUMN`], hlc, device bytes), by table, row key, then column
+/// (`#row` first; readers depend on no order). The stamp
+/// tables hold only column stamps newer than their row's insert stamp, the
+/// ones a reader needs.
+fn stamps_sql() -> String {
+    format!(
+        r#"SELECT * FROM (
+             SELECT r.table_name, r.row_key, '{ROW_COLUMN}' AS "column", r.ins_hlc, w.device
+             FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.ins_writer
+             WHERE r.ins_hlc IS NOT NULL
+             UNION ALL
+             SELECT c.table_name, c.row_key, c."column", c.hlc, w.device
+             FROM bae_sync_column_stamps c LEFT JOIN bae_sync_writers w ON w.id = c.writer)
+           ORDER BY 1, 2, 3"#
+    )
+}
 
 /// How many records [`snapshot`] writes from this database (run both in
 /// one read transaction).
@@ -135,10 +153,8 @@ pub fn snapshot_len(conn: &Connection, schema: &SyncSchema) -> Result<u64, Merge
         .iter()
         .map(|t| format!("SELECT COUNT(*) FROM {}", t.name))
         .collect();
-    queries.push(format!(
-        "SELECT COUNT(*) FROM bae_sync_stamps f WHERE {NEEDED_STAMP}"
-    ));
-    queries.push("SELECT COUNT(*) FROM bae_sync_tombstones".into());
+    queries.push("SELECT COUNT(ins_hlc) + COUNT(del_hlc) FROM bae_sync_row_stamps".into());
+    queries.push("SELECT COUNT(*) FROM bae_sync_column_stamps".into());
     queries.push("SELECT COUNT(*) FROM bae_sync_parked".into());
     let mut total = 0u64;
     for q in queries {
@@ -177,29 +193,33 @@ pub fn snapshot<E>(
             })?;
         }
     }
-    let mut stmt = conn.prepare(&format!(
-        r#"SELECT table_name, row_id, "column", hlc, device FROM bae_sync_stamps f
-           WHERE {NEEDED_STAMP} ORDER BY 1, 2, 3"#
-    ))?;
+    let mut stmt = conn.prepare(&stamps_sql())?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
+        let (table, row_id) = table_and_row(r)?;
+        let device = device_bytes(r, 4, &table, &row_id)?;
         emit(StateRecord::Stamp {
-            table: r.get(0)?,
-            row_id: r.get(1)?,
+            table,
+            row_id,
             column: r.get(2)?,
             hlc: r.get::<_, i64>(3)? as u64,
-            device: device_bytes(r, 4)?,
+            device,
         })?;
     }
-    let mut stmt = conn
-        .prepare("SELECT table_name, row_id, hlc, device FROM bae_sync_tombstones ORDER BY 1, 2")?;
+    let mut stmt = conn.prepare(
+        "SELECT r.table_name, r.row_key, r.del_hlc, w.device
+         FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.del_writer
+         WHERE r.del_hlc IS NOT NULL ORDER BY 1, 2",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
+        let (table, row_id) = table_and_row(r)?;
+        let device = device_bytes(r, 3, &table, &row_id)?;
         emit(StateRecord::Tombstone {
-            table: r.get(0)?,
-            row_id: r.get(1)?,
+            table,
+            row_id,
             hlc: r.get::<_, i64>(2)? as u64,
-            device: device_bytes(r, 3)?,
+            device,
         })?;
     }
     let mut stmt = conn.prepare(
@@ -234,11 +254,27 @@ impl<E> From<rusqlite::Error> for SnapshotError<E> {
     }
 }
 
-fn device_bytes(r: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 16], MergeError> {
-    let blob = r.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?;
-    <[u8; 16]>::try_from(blob).map_err(|_| MergeError::CorruptStamp {
-        table: r.get(0).unwrap_or_default(),
-        row_id: r.get(1).unwrap_or_default(),
+/// The table (column 0) and row id (the key in column 1) of a stamp row.
+fn table_and_row(r: &rusqlite::Row<'_>) -> Result<(String, String), MergeError> {
+    let table: String = r.get(0)?;
+    let row_id = row_id_of(&table, r.get_ref(1)?)?;
+    Ok((table, row_id))
+}
+
+/// A stamp's device bytes (NULL when its writer number names no device).
+fn device_bytes(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    table: &str,
+    row_id: &str,
+) -> Result<[u8; 16], MergeError> {
+    match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => <[u8; 16]>::try_from(b).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| MergeError::CorruptStamp {
+        table: table.to_owned(),
+        row_id: row_id.to_owned(),
     })
 }
 
@@ -246,8 +282,8 @@ fn device_bytes(r: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 16], MergeError>
 /// HLC must be at least this, since it is newer than every write it holds.
 pub fn newest_stamp(conn: &Connection) -> Result<Option<u64>, MergeError> {
     let n: Option<i64> = conn.query_row(
-        "SELECT MAX(h) FROM (SELECT MAX(hlc) AS h FROM bae_sync_stamps
-                             UNION ALL SELECT MAX(hlc) FROM bae_sync_tombstones)",
+        "SELECT MAX(h) FROM (SELECT MAX(MAX(ins_hlc), MAX(del_hlc)) AS h FROM bae_sync_row_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_column_stamps)",
         [],
         |r| r.get(0),
     )?;
@@ -263,7 +299,7 @@ pub fn folded_through(conn: &Connection) -> Result<i64, MergeError> {
 /// How many entries each part of the merge state holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateCounts {
-    /// Field and row stamps.
+    /// Row (insert) stamps and column stamps newer than their row's.
     pub stamps: u64,
     /// Tombstones.
     pub tombstones: u64,
@@ -278,8 +314,11 @@ pub fn counts(conn: &Connection) -> Result<StateCounts, MergeError> {
         Ok(u64::try_from(n).unwrap_or(0))
     };
     Ok(StateCounts {
-        stamps: count("SELECT COUNT(*) FROM bae_sync_stamps")?,
-        tombstones: count("SELECT COUNT(*) FROM bae_sync_tombstones")?,
+        stamps: count(
+            "SELECT (SELECT COUNT(ins_hlc) FROM bae_sync_row_stamps)
+                  + (SELECT COUNT(*) FROM bae_sync_column_stamps)",
+        )?,
+        tombstones: count("SELECT COUNT(del_hlc) FROM bae_sync_row_stamps")?,
         parked: count("SELECT COUNT(*) FROM bae_sync_parked")?,
     })
 }
@@ -288,7 +327,11 @@ pub fn counts(conn: &Connection) -> Result<StateCounts, MergeError> {
 /// to merge a snapshot with: it can be restored record by record).
 pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeError> {
     let mut tables: Vec<&str> = schema.tables().iter().map(|t| t.name).collect();
-    tables.extend(["bae_sync_stamps", "bae_sync_tombstones", "bae_sync_parked"]);
+    tables.extend([
+        "bae_sync_row_stamps",
+        "bae_sync_column_stamps",
+        "bae_sync_parked",
+    ]);
     for t in tables {
         let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
             r.get(0)
@@ -404,11 +447,32 @@ pub fn restore_record(
             column,
             hlc,
             device,
+        } if column == ROW_COLUMN => {
+            let writer = writer_id(conn, device)?;
+            let set = conn
+                .prepare_cached(
+                    "INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (table_name, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer
+                     WHERE ins_hlc IS NULL",
+                )?
+                .execute(params![table, row_key(row_id), *hlc as i64, writer])
+                .map_err(refused)?;
+            if set == 0 {
+                return Err(duplicate(table, row_id, "insert stamp"));
+            }
+        }
+        StateRecord::Stamp {
+            table,
+            row_id,
+            column,
+            hlc,
+            device,
         } => {
+            let writer = writer_id(conn, device)?;
             conn.prepare_cached(
-                r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+                r#"INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)"#,
             )?
-            .execute(params![table, row_id, column, *hlc as i64, device.as_slice()])
+            .execute(params![table, row_key(row_id), column, *hlc as i64, writer])
             .map_err(refused)?;
         }
         StateRecord::Tombstone {
@@ -417,11 +481,18 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            conn.prepare_cached(
-                "INSERT INTO bae_sync_tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![table, row_id, *hlc as i64, device.as_slice()])
-            .map_err(refused)?;
+            let writer = writer_id(conn, device)?;
+            let set = conn
+                .prepare_cached(
+                    "INSERT INTO bae_sync_row_stamps (table_name, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (table_name, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer
+                     WHERE del_hlc IS NULL",
+                )?
+                .execute(params![table, row_key(row_id), *hlc as i64, writer])
+                .map_err(refused)?;
+            if set == 0 {
+                return Err(duplicate(table, row_id, "tombstone"));
+            }
         }
         StateRecord::Parked {
             table,
@@ -437,6 +508,23 @@ pub fn restore_record(
         }
     }
     Ok(())
+}
+
+fn duplicate(table: &str, row_id: &str, what: &'static str) -> RestoreError {
+    RestoreError::Duplicate {
+        table: table.to_owned(),
+        row_id: row_id.to_owned(),
+        what,
+    }
+}
+
+/// The local number of a device that wrote a restored stamp.
+fn writer_id(conn: &Connection, device: &[u8; 16]) -> Result<i64, RestoreError> {
+    conn.prepare_cached("INSERT OR IGNORE INTO bae_sync_writers (device) VALUES (?1)")?
+        .execute([device.as_slice()])?;
+    Ok(conn
+        .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
+        .query_row([device.as_slice()], |r| r.get(0))?)
 }
 
 /// After a restore into an empty library: every local op recorded so far
@@ -462,7 +550,7 @@ pub fn create_staging(path: &Path, schema: &SyncSchema) -> Result<Connection, Me
     for t in schema.tables() {
         staging.execute_batch(&staging_ddl(t))?;
     }
-    bae_oplog::migrate(&mut staging, &crate::MERGE_MIGRATIONS)?;
+    crate::migrate_conn(&mut staging)?;
     Ok(staging)
 }
 
@@ -542,22 +630,63 @@ fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), Me
             " AND NOT (m.{column} IS NOT NULL AND m.{column} NOT IN (SELECT id FROM ck.{parent}))"
         ));
     }
-    let unexplained: i64 = tx.query_row(
-        &format!(
-            "SELECT COUNT(*) FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
+    let candidates: Vec<String> = tx
+        .prepare(&format!(
+            "SELECT m.id FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
                AND m.id NOT IN (SELECT id FROM temp.bae_sync_keep)
-               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_tombstones k WHERE k.table_name = ?1 AND k.row_id = m.id)
                AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_parked p WHERE p.table_name = ?1 AND p.row_id = m.id){parents}",
-            n = t.name
-        ),
-        [t.name],
-        |r| r.get(0),
+            n = t.name,
+        ))?
+        .query_map([t.name], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    // Row keys are computed here, not in SQL: few rows get this far.
+    let mut tombstoned = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps
+                        WHERE table_name = ?1 AND row_key = ?2 AND del_hlc IS NOT NULL)",
     )?;
+    let mut unexplained = 0u64;
+    for id in candidates {
+        if !tombstoned.query_row(params![t.name, row_key(&id)], |r| r.get::<_, bool>(0))? {
+            unexplained += 1;
+        }
+    }
     if unexplained > 0 {
         return Err(MergeError::SnapshotLacksRows {
             table: t.name,
-            rows: u64::try_from(unexplained).unwrap_or(0),
+            rows: unexplained,
         });
+    }
+    Ok(())
+}
+
+/// Clears the insert and column stamps of the rows of `table` that the
+/// snapshot holds or that are not present here (the snapshot's stamps
+/// replace them); rows kept although the snapshot lacks them keep theirs.
+fn forget_stamps_the_snapshot_replaces(tx: &Connection, table: &str) -> Result<(), MergeError> {
+    let keys: Vec<rusqlite::types::Value> = tx
+        .prepare_cached(
+            "SELECT row_key FROM main.bae_sync_row_stamps WHERE table_name = ?1 AND ins_hlc IS NOT NULL
+             UNION SELECT row_key FROM main.bae_sync_column_stamps WHERE table_name = ?1",
+        )?
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let in_snapshot = format!(
+        "SELECT EXISTS (SELECT 1 FROM ck.{table} WHERE id = ?1) OR NOT EXISTS (SELECT 1 FROM main.{table} WHERE id = ?1)"
+    );
+    let mut replaced = tx.prepare_cached(&in_snapshot)?;
+    let mut clear_ins = tx.prepare_cached(
+        "UPDATE main.bae_sync_row_stamps SET ins_hlc = NULL, ins_writer = NULL
+         WHERE table_name = ?1 AND row_key = ?2",
+    )?;
+    let mut clear_columns = tx.prepare_cached(
+        "DELETE FROM main.bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2",
+    )?;
+    for key in keys {
+        let id = row_id_of(table, (&key).into())?;
+        if replaced.query_row([&id], |r| r.get::<_, bool>(0))? {
+            clear_ins.execute(params![table, key])?;
+            clear_columns.execute(params![table, key])?;
+        }
     }
     Ok(())
 }
@@ -574,23 +703,26 @@ fn replace_in(
         {
             let mut keep = tx.prepare_cached(
                 "INSERT OR IGNORE INTO temp.bae_sync_keep (id) SELECT ?1
-                 WHERE NOT EXISTS (SELECT 1 FROM ck.bae_sync_tombstones k WHERE k.table_name = ?2 AND k.row_id = ?1)",
+                 WHERE NOT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps k
+                                   WHERE k.table_name = ?2 AND k.row_key = ?3 AND k.del_hlc IS NOT NULL)",
             )?;
             for id in bae_oplog::rows_inserted_after(tx, t.name, keep_local_after)? {
-                keep.execute(params![id, t.name])?;
+                keep.execute(params![id, t.name, row_key(&id)])?;
             }
             let mut inserted_by_others = tx.prepare_cached(
-                "SELECT row_id FROM main.bae_sync_stamps
-                 WHERE table_name = ?1 AND \"column\" = ?2 AND device <> ?3",
+                "SELECT r.row_key FROM main.bae_sync_row_stamps r
+                 JOIN main.bae_sync_writers w ON w.id = r.ins_writer
+                 WHERE r.table_name = ?1 AND r.ins_hlc IS NOT NULL AND w.device <> ?2",
             )?;
-            let ids = inserted_by_others
-                .query_map(
-                    params![t.name, ROW_COLUMN, this_device.as_bytes().as_slice()],
-                    |r| r.get::<_, String>(0),
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut ids = Vec::new();
+            let mut rows =
+                inserted_by_others.query(params![t.name, this_device.as_bytes().as_slice()])?;
+            while let Some(r) = rows.next()? {
+                ids.push(row_id_of(t.name, r.get_ref(0)?)?);
+            }
+            drop(rows);
             for id in ids {
-                keep.execute(params![id, t.name])?;
+                keep.execute(params![id, t.name, row_key(&id)])?;
             }
             let logged: std::collections::BTreeSet<String> =
                 bae_oplog::rows_inserted_after(tx, t.name, BatchSeq(0))?
@@ -656,24 +788,37 @@ fn replace_in(
     // snapshot has none for them, and a snapshot whose cursors claim their
     // batches (forged, or written by a device that had them) means those
     // batches are never applied again, so without their stamps the rows
-    // would take any older write from then on.
+    // would take any older write from then on. Every other insert and
+    // column stamp, and every tombstone, is the snapshot's.
     for t in schema.tables() {
-        tx.execute(
-            &format!(
-                "DELETE FROM main.bae_sync_stamps WHERE table_name = ?1
-                   AND (row_id IN (SELECT id FROM ck.{n}) OR row_id NOT IN (SELECT id FROM main.{n}))",
-                n = t.name
-            ),
-            [t.name],
-        )?;
+        forget_stamps_the_snapshot_replaces(tx, t.name)?;
     }
-    tx.execute_batch(
-        r#"INSERT OR IGNORE INTO main.bae_sync_stamps SELECT table_name, row_id, "column", hlc, device FROM ck.bae_sync_stamps;
-           DELETE FROM main.bae_sync_tombstones;
-           INSERT INTO main.bae_sync_tombstones SELECT table_name, row_id, hlc, device FROM ck.bae_sync_tombstones;
+    // Writer numbers are per database: the snapshot's map to this one's
+    // through the device bytes.
+    let here = |column: &str| {
+        format!(
+            "(SELECT m.id FROM main.bae_sync_writers m JOIN ck.bae_sync_writers c ON c.device = m.device
+              WHERE c.id = k.{column})"
+        )
+    };
+    tx.execute_batch(&format!(
+        r#"INSERT OR IGNORE INTO main.bae_sync_writers (device) SELECT device FROM ck.bae_sync_writers;
+           UPDATE main.bae_sync_row_stamps SET del_hlc = NULL, del_writer = NULL;
+           INSERT INTO main.bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
+               SELECT k.table_name, k.row_key, k.ins_hlc, {ins}, k.del_hlc, {del} FROM ck.bae_sync_row_stamps k WHERE true
+               ON CONFLICT (table_name, row_key) DO UPDATE SET
+                   ins_hlc = COALESCE(ins_hlc, excluded.ins_hlc),
+                   ins_writer = CASE WHEN ins_hlc IS NULL THEN excluded.ins_writer ELSE ins_writer END,
+                   del_hlc = excluded.del_hlc, del_writer = excluded.del_writer;
+           DELETE FROM main.bae_sync_row_stamps WHERE ins_hlc IS NULL AND del_hlc IS NULL;
+           INSERT OR IGNORE INTO main.bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
+               SELECT k.table_name, k.row_key, k."column", k.hlc, {col} FROM ck.bae_sync_column_stamps k;
            DELETE FROM main.bae_sync_parked;
            INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;"#,
-    )?;
+        ins = here("ins_writer"),
+        del = here("del_writer"),
+        col = here("writer"),
+    ))?;
     mark_local_ops_folded(tx)?;
     Ok(())
 }

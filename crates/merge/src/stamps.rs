@@ -1,76 +1,114 @@
-//! Field stamps and tombstones (`bae_sync_stamps`, `bae_sync_tombstones`):
-//! the stamps merge compares against. Local writes reach them lazily:
+//! Row and column stamps (`bae_sync_row_stamps`, `bae_sync_column_stamps`,
+//! devices numbered in `bae_sync_writers`; migration `0002_compact_stamps`):
+//! the stamps merge compares against. One entry per row holds its newest
+//! insert and newest delete; a column has an entry only while it is newer
+//! than its row's insert stamp (a column's effective stamp is the newer of
+//! the two, so an older column stamp says nothing and is removed whenever
+//! the row stamp passes it). Local writes reach the stamps lazily:
 //! [`Applier::fold_local`](crate::apply::Applier) folds every op recorded
 //! since the last fold (`bae_sync_merge.folded_seq`) before anything reads
 //! stamps.
 
 use crate::error::MergeError;
+use crate::keys::row_key;
 use bae_hlc::{DeviceId, Stamp, Timestamp};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 
+/// A stamp from its stored parts: the HLC and the writer's device bytes
+/// (NULL when the writer number names no device: a corrupt database).
 pub(crate) fn stamp_from(
     table: &str,
     row_id: &str,
     hlc: i64,
-    device: &[u8],
+    device: ValueRef<'_>,
 ) -> Result<Stamp, MergeError> {
-    let bytes: [u8; 16] = device.try_into().map_err(|_| MergeError::CorruptStamp {
+    let corrupt = || MergeError::CorruptStamp {
         table: table.into(),
         row_id: row_id.into(),
-    })?;
+    };
+    let ValueRef::Blob(device) = device else {
+        return Err(corrupt());
+    };
+    let bytes: [u8; 16] = device.try_into().map_err(|_| corrupt())?;
     Ok(Stamp::new(
         Timestamp::from_u64(hlc as u64),
         DeviceId::from_bytes(bytes),
     ))
 }
 
-/// The stamp of the last accepted write of a field, if any.
-pub(crate) fn field_stamp(
-    conn: &Connection,
-    table: &str,
-    row_id: &str,
-    column: &str,
-) -> Result<Option<Stamp>, MergeError> {
-    let found: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(r#"SELECT hlc, device FROM bae_sync_stamps WHERE table_name = ?1 AND row_id = ?2 AND "column" = ?3"#)?
-        .query_row(params![table, row_id, column], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    found
-        .map(|(h, d)| stamp_from(table, row_id, h, &d))
-        .transpose()
+/// The local numbers of the devices that wrote stamps, looked up once per
+/// transaction (an `Applier` lives for one transaction, so a number it
+/// created is never rolled back under it).
+#[derive(Default)]
+pub(crate) struct Writers(HashMap<DeviceId, i64>);
+
+impl Writers {
+    /// The number of `device`, given one if it has none yet.
+    pub(crate) fn id(&mut self, conn: &Connection, device: DeviceId) -> Result<i64, MergeError> {
+        if let Some(id) = self.0.get(&device) {
+            return Ok(*id);
+        }
+        let bytes = device.as_bytes().as_slice();
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
+            .query_row([bytes], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO bae_sync_writers (device) VALUES (?1)")?
+                    .execute([bytes])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.0.insert(device, id);
+        Ok(id)
+    }
 }
 
-/// Sets a field's stamp (the caller decided the write wins).
-pub(crate) fn set_field_stamp(
+/// Sets a row's insert stamp (the caller decided it is newer) and removes
+/// the stamps of `passed` columns, which it now covers.
+pub(crate) fn set_row_stamp<'a>(
     conn: &Connection,
     table: &str,
     row_id: &str,
-    column: &str,
-    stamp: Stamp,
+    hlc: i64,
+    writer: i64,
+    passed: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), MergeError> {
+    let key = row_key(row_id);
     conn.prepare_cached(
-        r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)
-           ON CONFLICT (table_name, row_id, "column") DO UPDATE SET hlc = excluded.hlc, device = excluded.device"#,
+        "INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (table_name, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer",
     )?
-    .execute(params![table, row_id, column, stamp.hlc.as_u64() as i64, stamp.device.as_bytes().as_slice()])?;
+    .execute(params![table, key, hlc, writer])?;
+    let mut forget = conn.prepare_cached(
+        r#"DELETE FROM bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2 AND "column" = ?3"#,
+    )?;
+    for column in passed {
+        forget.execute(params![table, key, column])?;
+    }
     Ok(())
 }
 
-/// The stamp of the newest delete of a row, if any.
-pub(crate) fn tombstone(
+/// Sets a column's stamp (the caller decided the write wins, so it is newer
+/// than the row's insert stamp).
+pub(crate) fn set_column_stamp(
     conn: &Connection,
     table: &str,
     row_id: &str,
-) -> Result<Option<Stamp>, MergeError> {
-    let found: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT hlc, device FROM bae_sync_tombstones WHERE table_name = ?1 AND row_id = ?2",
-        )?
-        .query_row(params![table, row_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    found
-        .map(|(h, d)| stamp_from(table, row_id, h, &d))
-        .transpose()
+    column: &str,
+    hlc: i64,
+    writer: i64,
+) -> Result<(), MergeError> {
+    conn.prepare_cached(
+        r#"INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)
+           ON CONFLICT (table_name, row_key, "column") DO UPDATE SET hlc = excluded.hlc, writer = excluded.writer"#,
+    )?
+    .execute(params![table, row_key(row_id), column, hlc, writer])?;
+    Ok(())
 }
 
 /// Sets a row's tombstone (the caller decided the delete wins).
@@ -78,13 +116,14 @@ pub(crate) fn set_tombstone(
     conn: &Connection,
     table: &str,
     row_id: &str,
-    stamp: Stamp,
+    hlc: i64,
+    writer: i64,
 ) -> Result<(), MergeError> {
     conn.prepare_cached(
-        "INSERT INTO bae_sync_tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (table_name, row_id) DO UPDATE SET hlc = excluded.hlc, device = excluded.device",
+        "INSERT INTO bae_sync_row_stamps (table_name, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (table_name, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer",
     )?
-    .execute(params![table, row_id, stamp.hlc.as_u64() as i64, stamp.device.as_bytes().as_slice()])?;
+    .execute(params![table, row_key(row_id), hlc, writer])?;
     Ok(())
 }
 
@@ -106,6 +145,7 @@ pub(crate) fn set_folded_seq(conn: &Connection, seq: i64) -> Result<(), MergeErr
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::state::load_row;
     use bae_hlc::WallClock;
     use bae_oplog::fixture::{demo_album, library_on, Library};
 
@@ -114,6 +154,17 @@ mod tests {
         let mut rec = library_on(conn, WallClock::Manual(1_800_000_000_000)).unwrap();
         crate::migrate(&mut rec).unwrap();
         Library::new(rec)
+    }
+
+    fn table(name: &str) -> &'static bae_oplog::TableSchema {
+        bae_oplog::BAE_SCHEMA.table(name).unwrap()
+    }
+
+    fn column_stamps(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM bae_sync_column_stamps", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 
     #[test]
@@ -129,19 +180,91 @@ mod tests {
         let device = lib.recorder().device();
         crate::fold_local(lib.recorder()).unwrap();
         let conn = lib.recorder().sync_parts().0;
-        let title = field_stamp(conn, "albums", &album_id, "title")
-            .unwrap()
-            .unwrap();
-        let row = field_stamp(conn, "albums", &album_id, crate::ROW_COLUMN)
-            .unwrap()
-            .unwrap();
+        let st = load_row(conn, table("albums"), &album_id).unwrap();
+        let title = st.field("title").unwrap();
+        let row = st.ins.unwrap();
         assert!(title > row, "the edit is newer than the import");
         assert_eq!(title.device, device);
-        assert!(tombstone(conn, "tracks", &track).unwrap().is_some());
+        assert_eq!(st.fields.len(), 1, "only the edited column has a stamp");
+        assert!(load_row(conn, table("tracks"), &track)
+            .unwrap()
+            .tomb
+            .is_some());
         let folded = folded_seq(conn).unwrap();
         assert_eq!(folded, bae_oplog::last_op_seq(conn).unwrap());
         crate::fold_local(lib.recorder()).unwrap();
         assert_eq!(folded_seq(lib.recorder().sync_parts().0).unwrap(), folded);
+    }
+
+    #[test]
+    fn a_local_import_folds_one_stamp_per_row_and_no_column_stamps() {
+        let mut lib = library();
+        let album = demo_album(9, 0, 3);
+        lib.import_album(&album).unwrap();
+        crate::fold_local(lib.recorder()).unwrap();
+        let conn = lib.recorder().sync_parts().0;
+        assert_eq!(column_stamps(conn), 0);
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM bae_sync_row_stamps", [], |r| r.get(0))
+            .unwrap();
+        let synced: usize = bae_oplog::BAE_SCHEMA
+            .tables()
+            .iter()
+            .map(|t| {
+                conn.query_row(&format!("SELECT COUNT(*) FROM {}", t.name), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap() as usize
+            })
+            .sum();
+        assert_eq!(rows as usize, synced);
+        let writers: i64 = conn
+            .query_row("SELECT COUNT(*) FROM bae_sync_writers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(writers, 1);
+    }
+
+    #[test]
+    fn a_newer_insert_removes_the_column_stamps_it_passes() {
+        let mut lib = library();
+        let album = demo_album(9, 0, 1);
+        lib.import_album(&album).unwrap();
+        let album_id = album.album_id().unwrap().to_owned();
+        lib.edit("albums", &album_id, &[("title", "Edited".into())])
+            .unwrap();
+        crate::fold_local(lib.recorder()).unwrap();
+        assert_eq!(column_stamps(lib.recorder().sync_parts().0), 1);
+        lib.delete("albums", &album_id).unwrap();
+        lib.import_album(&album).unwrap();
+        crate::fold_local(lib.recorder()).unwrap();
+        let conn = lib.recorder().sync_parts().0;
+        assert_eq!(column_stamps(conn), 0, "the re-import covers the edit");
+        let st = load_row(conn, table("albums"), &album_id).unwrap();
+        assert!(st.ins > st.tomb && st.tomb.is_some());
+    }
+
+    #[test]
+    fn a_stamp_whose_writer_is_unknown_is_a_corrupt_stamp() {
+        let mut lib = library();
+        let album = demo_album(9, 0, 1);
+        lib.import_album(&album).unwrap();
+        let album_id = album.album_id().unwrap().to_owned();
+        crate::fold_local(lib.recorder()).unwrap();
+        let conn = lib.recorder().sync_parts().0;
+        conn.execute("UPDATE bae_sync_row_stamps SET ins_writer = 99", [])
+            .unwrap();
+        assert!(matches!(
+            load_row(conn, table("albums"), &album_id),
+            Err(MergeError::CorruptStamp { .. })
+        ));
+        conn.execute("UPDATE bae_sync_row_stamps SET ins_writer = 1", [])
+            .unwrap();
+        conn.execute("UPDATE bae_sync_writers SET device = x'0102'", [])
+            .unwrap();
+        assert!(matches!(
+            load_row(conn, table("albums"), &album_id),
+            Err(MergeError::CorruptStamp { .. })
+        ));
     }
 
     #[test]
@@ -154,15 +277,17 @@ mod tests {
         let conn = lib.recorder().sync_parts().0;
         bae_oplog::mark_pushed(conn, batch).unwrap();
         bae_oplog::prune_pushed(conn, batch).unwrap();
-        let before = field_stamp(conn, "albums", &album_id, "title")
+        let before = load_row(conn, table("albums"), &album_id)
             .unwrap()
+            .field("title")
             .unwrap();
         lib.edit("albums", &album_id, &[("title", "After pruning".into())])
             .unwrap();
         crate::fold_local(lib.recorder()).unwrap();
         let conn = lib.recorder().sync_parts().0;
-        let after = field_stamp(conn, "albums", &album_id, "title")
+        let after = load_row(conn, table("albums"), &album_id)
             .unwrap()
+            .field("title")
             .unwrap();
         assert!(after > before, "the edit's stamp was folded");
     }

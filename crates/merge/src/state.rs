@@ -1,15 +1,17 @@
 //! What merge knows about one row, and the SQL that reads and writes it:
-//! stamps (`bae_sync_stamps`, `bae_sync_tombstones`), the physical row, and the
-//! values of absent rows (the `bae_sync_parked` table).
+//! stamps (`bae_sync_row_stamps`, `bae_sync_column_stamps`), the physical
+//! row, and the values of absent rows (the `bae_sync_parked` table).
 
 use crate::error::MergeError;
-use crate::stamps::{self, stamp_from};
+use crate::keys::row_key;
+use crate::stamps::stamp_from;
 use bae_hlc::Stamp;
 use bae_oplog::{TableSchema, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// The pseudo-column of `bae_sync_stamps` holding a row's newest insert
-/// stamp. Not an identifier, so it can never collide with a real column.
+/// The pseudo-column naming a row's newest insert stamp in a snapshot's
+/// stamp records (the stamp tables keep it beside the tombstone). Not an
+/// identifier, so it can never collide with a real column.
 pub const ROW_COLUMN: &str = "#row";
 
 /// Whether `bae_sync_parked` (`migrations/merge/`)
@@ -31,7 +33,8 @@ pub(crate) struct RowState {
     pub ins: Option<Stamp>,
     /// Newest delete stamp.
     pub tomb: Option<Stamp>,
-    /// Explicit per-column stamps (updates; local writes).
+    /// Explicit per-column stamps newer than `ins` (updates; local writes
+    /// after the row's insert).
     pub fields: Vec<(String, Stamp)>,
 }
 
@@ -77,50 +80,50 @@ pub(crate) fn load_row(
     row_id: &str,
 ) -> Result<RowState, MergeError> {
     let sql = format!(
-        r#"SELECT 0, NULL, NULL, NULL FROM {t} WHERE id = ?2
-           UNION ALL SELECT 1, "column", hlc, device FROM bae_sync_stamps WHERE table_name = ?1 AND row_id = ?2
-           UNION ALL SELECT 2, NULL, hlc, device FROM bae_sync_tombstones WHERE table_name = ?1 AND row_id = ?2"#,
+        r#"SELECT 0, NULL, NULL, NULL, NULL, NULL FROM {t} WHERE id = ?3
+           UNION ALL SELECT 1, NULL, r.ins_hlc, wi.device, r.del_hlc, wd.device FROM bae_sync_row_stamps r
+               LEFT JOIN bae_sync_writers wi ON wi.id = r.ins_writer
+               LEFT JOIN bae_sync_writers wd ON wd.id = r.del_writer
+               WHERE r.table_name = ?1 AND r.row_key = ?2
+           UNION ALL SELECT 2, c."column", c.hlc, w.device, NULL, NULL FROM bae_sync_column_stamps c
+               LEFT JOIN bae_sync_writers w ON w.id = c.writer
+               WHERE c.table_name = ?1 AND c.row_key = ?2"#,
         t = table.name
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![table.name, row_id])?;
+    let mut rows = stmt.query(params![table.name, row_key(row_id), row_id])?;
     let mut state = RowState {
         present: false,
         ins: None,
         tomb: None,
         fields: Vec::new(),
     };
+    let stamp_at = |r: &rusqlite::Row<'_>, i: usize| -> Result<Option<Stamp>, MergeError> {
+        match r.get::<_, Option<i64>>(i)? {
+            Some(hlc) => Ok(Some(stamp_from(
+                table.name,
+                row_id,
+                hlc,
+                r.get_ref(i + 1)?,
+            )?)),
+            None => Ok(None),
+        }
+    };
     while let Some(r) = rows.next()? {
-        let kind: i64 = r.get(0)?;
-        if kind == 0 {
-            state.present = true;
-            continue;
-        }
-        let hlc: i64 = r.get(2)?;
-        let device = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-        let stamp = stamp_from(table.name, row_id, hlc, device)?;
-        if kind == 2 {
-            state.tomb = Some(stamp);
-            continue;
-        }
-        let column: String = r.get(1)?;
-        if column == ROW_COLUMN {
-            state.ins = Some(stamp);
-        } else {
-            state.fields.push((column, stamp));
+        match r.get::<_, i64>(0)? {
+            0 => state.present = true,
+            1 => {
+                state.ins = stamp_at(r, 2)?;
+                state.tomb = stamp_at(r, 4)?;
+            }
+            _ => {
+                if let Some(stamp) = stamp_at(r, 2)? {
+                    state.fields.push((r.get(1)?, stamp));
+                }
+            }
         }
     }
     Ok(state)
-}
-
-/// Sets a row's insert stamp.
-pub(crate) fn set_row_stamp(
-    conn: &Connection,
-    table: &str,
-    row_id: &str,
-    stamp: Stamp,
-) -> Result<(), MergeError> {
-    stamps::set_field_stamp(conn, table, row_id, ROW_COLUMN, stamp)
 }
 
 /// Whether a row is in its table.
@@ -132,14 +135,15 @@ pub(crate) fn exists(conn: &Connection, table: &str, row_id: &str) -> Result<boo
         .is_some())
 }
 
-/// Whether this library has any stamp for a row.
+/// Whether this library has any stamp for a row (a row present from before
+/// sync began may have column stamps alone).
 pub(crate) fn has_stamps(conn: &Connection, table: &str, row_id: &str) -> Result<bool, MergeError> {
     Ok(conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM bae_sync_stamps WHERE table_name = ?1 AND row_id = ?2)
-                 OR EXISTS (SELECT 1 FROM bae_sync_tombstones WHERE table_name = ?1 AND row_id = ?2)",
+            "SELECT EXISTS (SELECT 1 FROM bae_sync_row_stamps WHERE table_name = ?1 AND row_key = ?2)
+                 OR EXISTS (SELECT 1 FROM bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2)",
         )?
-        .query_row([table, row_id], |r| r.get(0))?)
+        .query_row(params![table, row_key(row_id)], |r| r.get(0))?)
 }
 
 /// Inserts a row with the given columns (the rest take their defaults).

@@ -388,11 +388,8 @@ fn a_failing_batch_applies_nothing() {
     let before = d.dump();
     assert!(d.apply(&b).unwrap_err().is_retryable());
     assert_eq!(d.dump(), before);
-    let stamps: i64 = d
-        .conn()
-        .query_row("SELECT COUNT(*) FROM bae_sync_stamps", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(stamps, 0);
+    let state = bae_merge::snapshot::counts(d.conn()).unwrap();
+    assert_eq!(state, bae_merge::snapshot::StateCounts::default());
 }
 
 #[test]

@@ -1,0 +1,326 @@
+//! The compact stamp layout (migration `0002_compact_stamps`): a library
+//! whose merge state is still at version 1 opens, converts, and then holds
+//! and merges exactly what a library that never had version 1 does; bad
+//! stamp records and corrupt stored stamps are typed errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bae_hlc::{DeviceId, WallClock};
+use bae_merge::snapshot::{self, RestoreError, StateRecord};
+use bae_merge::{MergeError, MERGE_MIGRATIONS, ROW_COLUMN};
+use bae_oplog::fixture::{demo_album, library_on, Library};
+use bae_oplog::{canonical_dump, Migrations, OpKind, Value, BAE_SCHEMA};
+use common::*;
+use rusqlite::{params, Connection};
+use std::convert::Infallible;
+
+/// Every record of a device's merge state, after folding its own writes.
+fn records(d: &mut Device) -> Vec<StateRecord> {
+    bae_merge::fold_local(d.lib.recorder()).unwrap();
+    let mut out = Vec::new();
+    snapshot::snapshot(d.conn(), &BAE_SCHEMA, |r| {
+        out.push(r);
+        Ok::<(), Infallible>(())
+    })
+    .unwrap();
+    out
+}
+
+/// A device whose merge state is at version 1 (the layout before 0002).
+fn version_1_device() -> Device {
+    let mut rec = library_on(Connection::open_in_memory().unwrap(), WallClock::Manual(T0)).unwrap();
+    let first = Migrations {
+        component: MERGE_MIGRATIONS.component,
+        steps: &MERGE_MIGRATIONS.steps[..1],
+    };
+    bae_oplog::migrate(rec.sync_parts().0, &first).unwrap();
+    Device {
+        lib: Library::new(rec),
+        wall: T0,
+    }
+}
+
+/// Writes `records` into a version-1 state the way version 1 stored them,
+/// with every column of every inserted row also stamped at its insert
+/// stamp, as version 1 folded a device's own imports.
+fn write_version_1(conn: &Connection, records: &[StateRecord]) {
+    for r in records {
+        match r {
+            // Rows and parked values are stored alike in both versions.
+            StateRecord::Row { .. } | StateRecord::Parked { .. } => {
+                snapshot::restore_record(conn, &BAE_SCHEMA, r).unwrap();
+            }
+            StateRecord::Stamp {
+                table,
+                row_id,
+                column,
+                hlc,
+                device,
+            } => {
+                conn.execute(
+                    r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+                    params![table, row_id, column, *hlc as i64, device.as_slice()],
+                )
+                .unwrap();
+            }
+            StateRecord::Tombstone {
+                table,
+                row_id,
+                hlc,
+                device,
+            } => {
+                conn.execute(
+                    "INSERT INTO bae_sync_tombstones (table_name, row_id, hlc, device) VALUES (?1, ?2, ?3, ?4)",
+                    params![table, row_id, *hlc as i64, device.as_slice()],
+                )
+                .unwrap();
+            }
+        }
+    }
+    for r in records {
+        if let StateRecord::Stamp {
+            table,
+            row_id,
+            column,
+            hlc,
+            device,
+        } = r
+        {
+            if column != ROW_COLUMN {
+                continue;
+            }
+            for c in BAE_SCHEMA.table(table).unwrap().columns {
+                conn.execute(
+                    r#"INSERT OR IGNORE INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+                    params![table, row_id, c, *hlc as i64, device.as_slice()],
+                )
+                .unwrap();
+            }
+        }
+    }
+}
+
+/// A library with imports, local edits and deletes, another device's
+/// edits and deletes, and rows with ids that are not UUIDs: every kind of
+/// stamp, tombstone and parked value.
+fn busy_library() -> Device {
+    let mut a = Device::new();
+    let mut b = Device::at(T0 + 5);
+    let first = demo_album(7, 0, 3);
+    let second = demo_album(7, 1, 2);
+    a.import(&first);
+    a.import(&second);
+    let first_id = first.album_id().unwrap().to_owned();
+    let second_id = second.album_id().unwrap().to_owned();
+    let track = first.ids("tracks").next().unwrap().to_owned();
+    a.tick(10);
+    a.edit("albums", &first_id, &[("title", "Edited here".into())]);
+    a.delete("tracks", &track);
+    b.pull_all_from(&mut a);
+    b.tick(100);
+    b.edit("albums", &first_id, &[("year", Value::Integer(1971))]);
+    b.delete("albums", &second_id);
+    let dx = DeviceId::from_bytes([3; 16]);
+    a.pull(b.batches());
+    let plain_ids = batch(
+        dx,
+        1,
+        vec![
+            op(T0 + 1, "albums", "al", OpKind::Insert, &album_fields("t")),
+            op(
+                T0 + 1,
+                "releases",
+                "rl",
+                OpKind::Insert,
+                &release_fields("al"),
+            ),
+            op(
+                T0 + 2,
+                "albums",
+                "al",
+                OpKind::Update,
+                &[("title", "u".into())],
+            ),
+        ],
+    );
+    a.apply(&plain_ids).unwrap();
+    a
+}
+
+#[test]
+fn a_version_1_library_converts_and_holds_the_same_state() {
+    let mut fresh = busy_library();
+    let expected = records(&mut fresh);
+    assert!(expected
+        .iter()
+        .any(|r| matches!(r, StateRecord::Stamp { column, .. } if column != ROW_COLUMN)));
+    assert!(expected
+        .iter()
+        .any(|r| matches!(r, StateRecord::Tombstone { .. })));
+    let mut old = version_1_device();
+    write_version_1(old.conn(), &expected);
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    assert_eq!(records(&mut old), expected);
+    assert_eq!(
+        snapshot::counts(old.conn()).unwrap(),
+        snapshot::counts(fresh.conn()).unwrap(),
+        "the column stamps version 1 folded at the insert stamp are gone"
+    );
+    assert_eq!(old.dump(), fresh.dump());
+}
+
+#[test]
+fn a_converted_library_merges_like_one_that_never_had_version_1() {
+    let mut fresh = busy_library();
+    let mut old = version_1_device();
+    write_version_1(old.conn(), &records(&mut fresh));
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    let album = demo_album(7, 0, 3);
+    let album_id = album.album_id().unwrap();
+    let dy = DeviceId::from_bytes([9; 16]);
+    let later = [
+        // Older than both edits and the import: loses everywhere.
+        batch(
+            dy,
+            1,
+            vec![op(
+                T0 - 50,
+                "albums",
+                album_id,
+                OpKind::Update,
+                &[("title", "old".into()), ("year", Value::Integer(1))],
+            )],
+        ),
+        // Newer: wins the title, and a newer insert of the plain-id album
+        // covers its column stamp.
+        batch(
+            dy,
+            2,
+            vec![
+                op(
+                    T0 + 500,
+                    "albums",
+                    album_id,
+                    OpKind::Update,
+                    &[("title", "newest".into())],
+                ),
+                op(
+                    T0 + 500,
+                    "albums",
+                    "al",
+                    OpKind::Insert,
+                    &album_fields("again"),
+                ),
+            ],
+        ),
+        // Deletes, then revives a deleted album with a newer insert.
+        batch(
+            dy,
+            3,
+            vec![
+                op(T0 + 600, "releases", "rl", OpKind::Delete, &[]),
+                op(
+                    T0 + 600,
+                    "albums",
+                    demo_album(7, 1, 2).album_id().unwrap(),
+                    OpKind::Insert,
+                    &album_fields("back"),
+                ),
+            ],
+        ),
+    ];
+    for b in &later {
+        let want = fresh.apply(b).unwrap();
+        let got = old.apply(b).unwrap();
+        assert_eq!(got, want, "batch {}", b.seq);
+        assert_eq!(old.dump(), fresh.dump(), "batch {}", b.seq);
+        assert_eq!(records(&mut old), records(&mut fresh), "batch {}", b.seq);
+    }
+    assert_eq!(old.get("albums", album_id, "title"), Some("newest".into()));
+}
+
+#[test]
+fn an_empty_version_1_state_converts_to_an_empty_state() {
+    let mut old = version_1_device();
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    assert!(snapshot::is_empty(old.conn(), &BAE_SCHEMA).unwrap());
+    assert_eq!(
+        canonical_dump(old.conn(), &BAE_SCHEMA).unwrap(),
+        Device::new().dump()
+    );
+}
+
+#[test]
+fn a_version_1_stamp_with_a_bad_device_is_a_corrupt_stamp_after_conversion() {
+    let mut old = version_1_device();
+    old.conn()
+        .execute(
+            r#"INSERT INTO bae_sync_stamps (table_name, row_id, "column", hlc, device) VALUES ('albums', 'al', '#row', 1, x'0102')"#,
+            [],
+        )
+        .unwrap();
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    let err =
+        snapshot::snapshot(old.conn(), &BAE_SCHEMA, |_| Ok::<(), Infallible>(())).unwrap_err();
+    assert!(
+        matches!(err, snapshot::SnapshotError::Merge(MergeError::CorruptStamp { ref table, ref row_id }) if table == "albums" && row_id == "al"),
+        "{err:?}"
+    );
+    let dx = DeviceId::from_bytes([1; 16]);
+    let update = batch(
+        dx,
+        1,
+        vec![op(
+            T0,
+            "albums",
+            "al",
+            OpKind::Update,
+            &[("title", "t".into())],
+        )],
+    );
+    assert!(matches!(
+        old.apply(&update),
+        Err(MergeError::CorruptStamp { .. })
+    ));
+}
+
+#[test]
+fn a_second_insert_stamp_or_tombstone_for_a_row_is_refused() {
+    let mut d = Device::new();
+    let conn = d.conn();
+    let stamp = |column: &str| StateRecord::Stamp {
+        table: "albums".into(),
+        row_id: "0a1b2c3d-4e5f-6789-abcd-ef0123456789".into(),
+        column: column.into(),
+        hlc: bae_hlc::Timestamp::from_unix_millis(T0).unwrap().as_u64(),
+        device: [1; 16],
+    };
+    let tomb = StateRecord::Tombstone {
+        table: "albums".into(),
+        row_id: "0a1b2c3d-4e5f-6789-abcd-ef0123456789".into(),
+        hlc: bae_hlc::Timestamp::from_unix_millis(T0).unwrap().as_u64(),
+        device: [2; 16],
+    };
+    for r in [stamp(ROW_COLUMN), tomb.clone(), stamp("title")] {
+        snapshot::restore_record(conn, &BAE_SCHEMA, &r).unwrap();
+    }
+    assert!(matches!(
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN)),
+        Err(RestoreError::Duplicate {
+            what: "insert stamp",
+            ..
+        })
+    ));
+    assert!(matches!(
+        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb),
+        Err(RestoreError::Duplicate {
+            what: "tombstone",
+            ..
+        })
+    ));
+    assert!(matches!(
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title")),
+        Err(RestoreError::Refused(_))
+    ));
+}
