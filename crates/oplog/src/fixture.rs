@@ -22,8 +22,9 @@ pub use edit::EditError;
 /// local-only ones).
 pub const BAE_LIBRARY_SQL: &str = include_str!("../../../fixtures/bae-library.sql");
 
-/// Creates bae's library tables unless the database already has them (as
-/// bae's migrations would have).
+/// Creates bae's library tables unless the database already has them, and
+/// adds the columns added since to a library made before them (as bae's
+/// migrations would have).
 pub fn create_bae_library(conn: &Connection) -> Result<(), OplogError> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'albums')",
@@ -34,8 +35,27 @@ pub fn create_bae_library(conn: &Connection) -> Result<(), OplogError> {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(BAE_LIBRARY_SQL)?;
         tx.commit()?;
+    } else if !has_column(conn, "releases", "key_epoch")? {
+        // Phase 3: the key epoch a release's key was derived under. Checked
+        // again inside a write transaction: another connection may be
+        // adding it at the same moment.
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        if !has_column(&tx, "releases", "key_epoch")? {
+            tx.execute_batch("ALTER TABLE releases ADD COLUMN key_epoch INTEGER")?;
+        }
+        tx.commit()?;
     }
     Ok(())
+}
+
+/// Whether `table` has a column called `column`.
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, OplogError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )?)
 }
 
 /// Opens (creating if needed) a bae library at `path` with bae's schema
