@@ -144,6 +144,46 @@ impl AlbumImport {
     }
 }
 
+impl AlbumImport {
+    /// The album with a real file behind each of its `files` rows: writes
+    /// [`demo_file_bytes`] for each to `dir/{file_id}` and makes the row
+    /// say so (its size, `source_path` there, no nonce or scheme: not
+    /// uploaded yet), so the engine can upload and fetch release files.
+    pub fn with_files_in(mut self, dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        for row in self.rows.iter_mut().filter(|r| r.table == "files") {
+            let bytes = demo_file_bytes(&row.id);
+            let path = dir.join(&row.id);
+            std::fs::write(&path, &bytes)?;
+            for (column, value) in row.fields.iter_mut() {
+                match *column {
+                    "file_size" => *value = Value::Integer(bytes.len() as i64),
+                    "encryption_nonce" | "encryption_scheme" => *value = Value::Null,
+                    "source_path" => *value = Value::Text(path.display().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The content of a demo file: 100,000 to 350,000 bytes (a few 64 KiB
+/// chunks, rarely a multiple of one), deterministic from its id (and so
+/// from the demo seed).
+pub fn demo_file_bytes(file_id: &str) -> Vec<u8> {
+    let mut xof = blake3::Hasher::new()
+        .update(b"bae demo file\0")
+        .update(file_id.as_bytes())
+        .finalize_xof();
+    let mut len = [0u8; 8];
+    xof.fill(&mut len);
+    let len = 100_000 + (u64::from_le_bytes(len) % 250_000) as usize;
+    let mut bytes = vec![0u8; len];
+    xof.fill(&mut bytes);
+    bytes
+}
+
 /// bae's library writes, each recorded as one batch.
 pub struct Library {
     recorder: OpRecorder,
