@@ -6,6 +6,7 @@
 mod crypto;
 mod merge;
 mod record;
+mod release_files;
 mod report;
 mod sync_bootstrap;
 mod sync_pull;
@@ -26,6 +27,8 @@ const BENCHES: &[Bench] = &[
     ("bootstrap_checkpoint", sync_bootstrap::bootstrap_checkpoint),
     ("idle_poll_requests", sync_pull::idle_poll_requests),
     ("pull_10k_batches", sync_pull::pull_10k_batches),
+    ("range_read", release_files::range_read),
+    ("release_upload", release_files::release_upload),
 ];
 
 fn main() -> ExitCode {
