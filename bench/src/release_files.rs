@@ -23,7 +23,10 @@ fn err(e: &dyn std::fmt::Display) -> String {
 fn file_size(size: Size) -> u64 {
     let bytes = size.pick(16 * MIB, 200 * MIB);
     if size == Size::Quick {
-        eprintln!("bench: --quick: a {} MiB file instead of 200 MiB", bytes / MIB);
+        eprintln!(
+            "bench: --quick: a {} MiB file instead of 200 MiB",
+            bytes / MIB
+        );
     }
     bytes
 }
@@ -95,15 +98,14 @@ fn write_file(path: &Path, len: u64) -> Result<(), String> {
 /// Forgets the upload (the row's nonce), so the next upload does it again.
 fn forget_upload(s: &Setup) -> Result<(), String> {
     let file = s.file.clone();
-    s.rt
-        .block_on(s.service.with_db(move |rec| {
-            rec.sync_parts().0.execute(
-                "UPDATE files SET encryption_nonce = NULL, encryption_scheme = NULL WHERE id = ?1",
-                [&file],
-            )?;
-            Ok(())
-        }))
-        .map_err(|e| err(&e))
+    s.rt.block_on(s.service.with_db(move |rec| {
+        rec.sync_parts().0.execute(
+            "UPDATE files SET encryption_nonce = NULL, encryption_scheme = NULL WHERE id = ?1",
+            [&file],
+        )?;
+        Ok(())
+    }))
+    .map_err(|e| err(&e))
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -117,15 +119,16 @@ pub fn range_read(size: Size) -> Result<Entry, String> {
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let len = file_size(size);
     let s = setup(dir.path(), len)?;
-    s.rt
-        .block_on(s.service.upload_release_files(None))
+    s.rt.block_on(s.service.upload_release_files(None))
         .map_err(|e| err(&e))?;
     let start = (len - MIB) / 2;
     let out = dir.path().join("range.out");
     s.counting.reset();
-    let n = s
-        .rt
-        .block_on(s.service.fetch_file(&s.file, &out, Some(start..start + MIB)))
+    let n =
+        s.rt.block_on(
+            s.service
+                .fetch_file(&s.file, &out, Some(start..start + MIB)),
+        )
         .map_err(|e| err(&e))?;
     let counts = s.counting.take();
     let source = std::fs::read(&s.source).map_err(|e| err(&e))?;
@@ -166,10 +169,9 @@ pub fn release_upload(size: Size) -> Result<Entry, String> {
 
         forget_upload(&s)?;
         let t = Instant::now();
-        let r = s
-            .rt
-            .block_on(s.service.upload_release_files(None))
-            .map_err(|e| err(&e))?;
+        let r =
+            s.rt.block_on(s.service.upload_release_files(None))
+                .map_err(|e| err(&e))?;
         ours.push(t.elapsed().as_secs_f64());
         if r.uploaded.len() != 1 {
             return Err("the file was not uploaded".into());

@@ -220,7 +220,7 @@ async fn damaged_swapped_and_missing_objects_are_refused_and_write_nothing() {
     let dest = out(&w, "never");
     let len = demo_file_bytes(&ids[0]).len() as u64;
 
-    let cases: Vec<(&str, Option<Vec<u8>>, Option<std::ops::Range<u64>>)> = vec![
+    let cases: Vec<DamageCase> = vec![
         ("flipped", Some(flip(&original, 30_000)), None),
         (
             "flipped, read by range",
@@ -283,6 +283,10 @@ async fn damaged_swapped_and_missing_objects_are_refused_and_write_nothing() {
     store.put(&key(&ids[0]), &original).await.unwrap();
     assert!(fetch(&laptop, &ids[0], &dest, None).await == demo_file_bytes(&ids[0]));
 }
+
+/// What a case calls itself, the object it puts in place (none: deleted),
+/// and the range it reads (none: the whole file).
+type DamageCase = (&'static str, Option<Vec<u8>>, Option<std::ops::Range<u64>>);
 
 fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
     let mut b = bytes.to_vec();
