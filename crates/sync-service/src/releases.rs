@@ -42,9 +42,10 @@ use std::path::{Path, PathBuf};
 /// format v1 under the release key.
 pub const SCHEME_CHUNKED_V1: &str = "bae-chunked-v1";
 
-/// How many chunks one ranged GET fetches when a fetch spans more (1 MiB
-/// of plaintext): what a fetch holds in memory at once.
-const CHUNKS_PER_REQUEST: u64 = 16;
+/// How many chunks one ranged GET fetches when a fetch spans more: 17, the
+/// most a 1 MiB range can touch, so a 1 MiB read is one request; also what
+/// a fetch holds in memory at once (about 1.1 MiB).
+const CHUNKS_PER_REQUEST: u64 = 17;
 
 /// Where demo files (and other files a library keeps for itself) live:
 /// `{library file name}.files`, next to the library file.
@@ -575,10 +576,11 @@ impl SyncService {
             .tempfile_in(dir)
             .map_err(|e| SyncError::io(dir, e))?;
         let mut writer = BufWriter::with_capacity(256 << 10, temp.as_file());
-        let window = CHUNKS_PER_REQUEST * CHUNK_SIZE as u64;
+        let chunk = CHUNK_SIZE as u64;
         let mut at = range.start;
         while at < range.end {
-            let end = range.end.min((at / window + 1) * window);
+            // Windows end on chunk boundaries, so no chunk is fetched twice.
+            let end = range.end.min((at / chunk + CHUNKS_PER_REQUEST) * chunk);
             let plain = self.fetch_range(&stored, &key, &object, at..end).await?;
             writer
                 .write_all(&plain)
