@@ -6,6 +6,7 @@
 mod crypto;
 mod merge;
 mod record;
+mod release_files;
 mod report;
 mod sync_bootstrap;
 mod sync_metadata;
@@ -28,6 +29,8 @@ const BENCHES: &[Bench] = &[
     ("idle_poll_requests", sync_pull::idle_poll_requests),
     ("pull_10k_batches", sync_pull::pull_10k_batches),
     ("sync_metadata_ratio", sync_metadata::sync_metadata_ratio),
+    ("range_read", release_files::range_read),
+    ("release_upload", release_files::release_upload),
 ];
 
 fn main() -> ExitCode {

@@ -22,8 +22,9 @@ pub use edit::EditError;
 /// local-only ones).
 pub const BAE_LIBRARY_SQL: &str = include_str!("../../../fixtures/bae-library.sql");
 
-/// Creates bae's library tables unless the database already has them (as
-/// bae's migrations would have).
+/// Creates bae's library tables unless the database already has them, and
+/// adds the columns added since to a library made before them (as bae's
+/// migrations would have).
 pub fn create_bae_library(conn: &Connection) -> Result<(), OplogError> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'albums')",
@@ -34,8 +35,27 @@ pub fn create_bae_library(conn: &Connection) -> Result<(), OplogError> {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(BAE_LIBRARY_SQL)?;
         tx.commit()?;
+    } else if !has_column(conn, "releases", "key_epoch")? {
+        // Phase 3: the key epoch a release's key was derived under. Checked
+        // again inside a write transaction: another connection may be
+        // adding it at the same moment.
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        if !has_column(&tx, "releases", "key_epoch")? {
+            tx.execute_batch("ALTER TABLE releases ADD COLUMN key_epoch INTEGER")?;
+        }
+        tx.commit()?;
     }
     Ok(())
+}
+
+/// Whether `table` has a column called `column`.
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, OplogError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )?)
 }
 
 /// Opens (creating if needed) a bae library at `path` with bae's schema
@@ -122,6 +142,46 @@ impl AlbumImport {
             .filter(move |r| r.table == table)
             .map(|r| r.id.as_str())
     }
+}
+
+impl AlbumImport {
+    /// The album with a real file behind each of its `files` rows: writes
+    /// [`demo_file_bytes`] for each to `dir/{file_id}` and makes the row
+    /// say so (its size, `source_path` there, no nonce or scheme: not
+    /// uploaded yet), so the engine can upload and fetch release files.
+    pub fn with_files_in(mut self, dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        for row in self.rows.iter_mut().filter(|r| r.table == "files") {
+            let bytes = demo_file_bytes(&row.id);
+            let path = dir.join(&row.id);
+            std::fs::write(&path, &bytes)?;
+            for (column, value) in row.fields.iter_mut() {
+                match *column {
+                    "file_size" => *value = Value::Integer(bytes.len() as i64),
+                    "encryption_nonce" | "encryption_scheme" => *value = Value::Null,
+                    "source_path" => *value = Value::Text(path.display().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The content of a demo file: 100,000 to 350,000 bytes (a few 64 KiB
+/// chunks, rarely a multiple of one), deterministic from its id (and so
+/// from the demo seed).
+pub fn demo_file_bytes(file_id: &str) -> Vec<u8> {
+    let mut xof = blake3::Hasher::new()
+        .update(b"bae demo file\0")
+        .update(file_id.as_bytes())
+        .finalize_xof();
+    let mut len = [0u8; 8];
+    xof.fill(&mut len);
+    let len = 100_000 + (u64::from_le_bytes(len) % 250_000) as usize;
+    let mut bytes = vec![0u8; len];
+    xof.fill(&mut bytes);
+    bytes
 }
 
 /// bae's library writes, each recorded as one batch.

@@ -503,6 +503,8 @@ pub static BAE_SCHEMA: SyncSchema = SyncSchema::new(
                 "private",
                 "created_at",
                 "updated_at",
+                // Appended in phase 3: the key epoch of the release key.
+                "key_epoch",
             ],
             parents: &[("album_id", "albums")],
             unique: &[],

@@ -443,3 +443,65 @@ fn a_new_stream_is_refused_with_unpushed_batches_then_starts_a_new_device_from_b
     );
     assert_eq!(seq.unwrap(), Some(BatchSeq(1)));
 }
+
+/// A library made before `releases.key_epoch` existed (phase 3) gets the
+/// column when it is opened, keeps its rows, and records the column.
+#[test]
+fn a_library_made_before_release_key_epochs_gains_the_column_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        // The DDL as it was: releases without the comment and the column
+        // that follow `updated_at`.
+        let sql = fixture::BAE_LIBRARY_SQL;
+        let start = sql.find(",\n    -- Synced: the library key epoch").unwrap();
+        let column = "    key_epoch INTEGER\n";
+        let end = sql.find(column).unwrap() + column.len();
+        let old_sql = format!("{}\n{}", &sql[..start], &sql[end..]);
+        conn.execute_batch(&old_sql).unwrap();
+        let album = demo_album(11, 0, 1);
+        let release = album.rows.iter().find(|r| r.table == "releases").unwrap();
+        let fields: Vec<_> = release.fields.iter().map(|(c, _)| *c).collect();
+        let sql = insert_sql("releases", fields.iter().copied());
+        conn.execute(
+            "INSERT INTO albums (id, title, created_at, updated_at) VALUES (?1, 't', 'x', 'x')",
+            [album.album_id().unwrap()],
+        )
+        .unwrap();
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&release.id];
+        params.extend(
+            release
+                .fields
+                .iter()
+                .map(|(_, v)| v as &dyn rusqlite::ToSql),
+        );
+        conn.execute(&sql, params.as_slice()).unwrap();
+        assert!(
+            OpRecorder::open(&path, &BAE_SCHEMA).is_err(),
+            "the old library lacks a synced column"
+        );
+    }
+    let mut lib = Library::new(open_library(&path).unwrap());
+    let release = demo_album(11, 0, 1)
+        .ids("releases")
+        .next()
+        .unwrap()
+        .to_owned();
+    lib.edit("releases", &release, &[("key_epoch", Value::Integer(3))])
+        .unwrap();
+    let epoch: i64 = lib
+        .recorder()
+        .database()
+        .query_row(
+            "SELECT key_epoch FROM releases WHERE id = ?1",
+            [&release],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(epoch, 3);
+    let ops = all_ops(&mut lib);
+    assert!(ops
+        .iter()
+        .any(|(_, op)| op.fields.iter().any(|(c, _)| c == "key_epoch")));
+}

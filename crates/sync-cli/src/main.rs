@@ -34,6 +34,8 @@ macro_rules! outln {
     };
 }
 
+mod files;
+
 #[derive(Parser)]
 #[command(
     name = "bae-sync",
@@ -154,6 +156,40 @@ enum Command {
         /// before (e.g. 50 after `--albums 50`)
         #[arg(long, value_name = "N", default_value_t = 0)]
         first: u64,
+    },
+    /// List a release's files and whether each is in the bucket
+    /// (uploaded; waiting: this device uploads it; elsewhere: the device
+    /// that imported it does).
+    Files {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// The release's id (e.g. the id shown by `dump`)
+        #[arg(long, value_name = "ID")]
+        release: String,
+    },
+    /// Encrypt and upload the release files this device has that the
+    /// bucket lacks; the next push tells the other devices.
+    Upload {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// Only this release's files (default: every release's)
+        #[arg(long, value_name = "ID")]
+        release: Option<String>,
+    },
+    /// Download and decrypt one release file, or a byte range of it.
+    Fetch {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// The file's id (as `files` lists it)
+        #[arg(long, value_name = "ID")]
+        file: String,
+        /// Where to write it (replaced only once everything decrypted)
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Only plaintext bytes START up to END, END not included (e.g.
+        /// 0-65536 for the first 64 KiB)
+        #[arg(long, value_name = "START-END", value_parser = files::parse_range)]
+        range: Option<std::ops::Range<u64>>,
     },
     /// Change fields of one row, recorded for sync. Values are read by the
     /// column's type: `year=1999` (a whole number), `title=007` (text, kept
@@ -338,6 +374,9 @@ impl Command {
             | Command::Invite { library, .. }
             | Command::Revoke { library, .. }
             | Command::Name { library, .. }
+            | Command::Files { library, .. }
+            | Command::Upload { library, .. }
+            | Command::Fetch { library, .. }
             | Command::Key {
                 command: KeyCommand::Export { library, .. },
             } => Some(library),
@@ -563,6 +602,17 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             refuse_reader(&library, keys)?;
             demo_import(&library, albums, seed, first)?
         }
+        Command::Files { library, release } => files::files(&library, &release, keys).await?,
+        Command::Upload { library, release } => {
+            refuse_reader(&library, keys)?;
+            files::upload(&library, release.as_deref(), keys).await?
+        }
+        Command::Fetch {
+            library,
+            file,
+            out,
+            range,
+        } => files::fetch(&library, &file, &out, range, keys).await?,
         Command::Set {
             library,
             table,
@@ -984,6 +1034,7 @@ fn check_pages(rec: &OpRecorder, path: &Path) -> Result<(), CliError> {
 fn demo_import(library: &Path, albums: u64, seed: u64, first: u64) -> Result<(), CliError> {
     let mut lib = Library::new(open_library(library)?);
     let images = bae_sync_service::images_dir_for(library);
+    let files_dir = bae_sync_service::files_dir_for(library);
     let (mut imported, mut present) = (0u64, 0u64);
     for i in first..first.saturating_add(albums) {
         let album = demo_album(seed, i, 12);
@@ -998,6 +1049,10 @@ fn demo_import(library: &Path, albums: u64, seed: u64, first: u64) -> Result<(),
             continue;
         }
         write_placeholder_images(&images, &album)?;
+        // Real files behind the album's file rows, for `upload` and `fetch`.
+        let album = album
+            .with_files_in(&files_dir)
+            .map_err(|e| CliError::io(&files_dir, e))?;
         lib.import_album(&album)?;
         imported += 1;
     }

@@ -10,6 +10,9 @@ pub enum SyncError {
     /// The bucket failed.
     #[error("bucket: {0}")]
     Store(#[from] bae_storage_s3::StoreError),
+    /// A release file cannot be listed, uploaded or fetched.
+    #[error(transparent)]
+    File(Box<crate::releases::FileError>),
     /// The bucket URL does not parse, or the store it names cannot be
     /// opened.
     #[error("bucket {url}: {source}")]

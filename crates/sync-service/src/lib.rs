@@ -1,7 +1,7 @@
 //! The sync service for bae (layer 3, phases 1-3): the library bae-core
 //! embeds.
 //!
-//! Owns: push, pull, status, images, checkpoints, GC, the head object, the
+//! Owns: push, pull, status, images, release files, checkpoints, GC, the head object, the
 //! key store, the library marker, the library-level commands (`init`,
 //! `join`, `open`, `leave`) and its
 //! tables (`bae_sync_library`, `bae_sync_cursors`, `bae_sync_problems`,
@@ -76,6 +76,7 @@ mod members;
 mod progress;
 mod pull;
 mod push;
+mod releases;
 mod rollback;
 mod service;
 mod sharing;
@@ -99,6 +100,9 @@ pub use members::{write_genesis, Member, MemberInfo, Refusal};
 pub use progress::{Progress, Stage};
 pub use pull::{Problem, ProblemKind, PullReport};
 pub use push::{PushReport, RepairReport};
+pub use releases::{
+    files_dir_for, FileError, ReleaseFile, UploadReport, UploadState, SCHEME_CHUNKED_V1,
+};
 pub use service::{PullWindow, SyncService, MAX_BATCH_OBJECT_BYTES, SERVICE_MIGRATIONS};
 pub use sharing::RevokeReport;
 pub use status::{read_status, DeviceStatus, ProblemStatus, Status};
