@@ -511,8 +511,22 @@ impl<'c> Applier<'c> {
             ops.push(op.clone());
             Ok(())
         })?;
+        let mut inserted = Vec::new();
         for op in &ops {
-            self.fold_op(op, Stamp::new(op.hlc, local))?;
+            if self.fold_op(op, Stamp::new(op.hlc, local))? {
+                inserted.push(op);
+            }
+        }
+        // Revival waits until every op is folded: the tables already hold
+        // the end of the op log, so a child must be judged by its final
+        // stamps (a local delete after the parent's re-insert keeps it
+        // dead), not by the stamps folded so far.
+        for op in inserted {
+            if let Some(table) = self.schema.table(&op.table) {
+                if state::exists(self.conn, table.name, &op.row_id)? {
+                    self.revive_children(table, &op.row_id)?;
+                }
+            }
         }
         if last != folded {
             stamps::set_folded_seq(self.conn, last)?;
@@ -523,10 +537,12 @@ impl<'c> Applier<'c> {
     /// Folds one local op as merge would apply it, except that the row is
     /// already written: a delete sets the tombstone, an insert the row
     /// stamp (covering every column, so no column stamps), an update the
-    /// stamps of the columns it wrote; each only if newer.
-    fn fold_op(&mut self, op: &Op, s: Stamp) -> Result<(), MergeError> {
+    /// stamps of the columns it wrote; each only if newer. Returns whether
+    /// the op was an insert (whose row may bring back absent children once
+    /// every op is folded).
+    fn fold_op(&mut self, op: &Op, s: Stamp) -> Result<bool, MergeError> {
         let Some(table) = self.schema.table(&op.table) else {
-            return Ok(());
+            return Ok(false);
         };
         self.unsettle_table(table.name);
         let id = op.row_id.as_str();
@@ -536,7 +552,7 @@ impl<'c> Applier<'c> {
                 if st.tomb.is_none_or(|t| t < s) {
                     self.set_tombstone(table.name, id, s)?;
                 }
-                return Ok(());
+                return Ok(false);
             }
             OpKind::Update => {
                 for (column, _) in &op.fields {
@@ -544,7 +560,7 @@ impl<'c> Applier<'c> {
                         self.set_column_stamp(table.name, id, column, s)?;
                     }
                 }
-                return Ok(());
+                return Ok(false);
             }
             OpKind::Insert => {}
         }
@@ -554,10 +570,7 @@ impl<'c> Applier<'c> {
         if self.parking_used {
             state::unpark(self.conn, table.name, id)?;
         }
-        if st.present {
-            self.revive_children(table, id)?;
-        }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -90,7 +90,9 @@
 //! This device's writes go through `OpRecorder` straight to the tables.
 //! Before reading stamps, every merge transaction folds the local op log
 //! into the stamps, sets the row stamp of each local
-//! insert, and revives absent children under rows re-created locally. A
+//! insert, and then, once every op is folded (the tables already hold the
+//! end of the op log, so children are judged by their final stamps),
+//! revives absent children under rows re-created locally. A
 //! local write to a table with unique groups settles its keys the same way,
 //! so a local row outbid by a newer remote rival gives way here too.
 #![forbid(unsafe_code)]

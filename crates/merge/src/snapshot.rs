@@ -709,37 +709,30 @@ fn replace_in(
             for id in bae_oplog::rows_inserted_after(tx, t.name, keep_local_after)? {
                 keep.execute(params![id, t.name, row_key(&id)])?;
             }
-            let mut inserted_by_others = tx.prepare_cached(
-                "SELECT r.row_key FROM main.bae_sync_row_stamps r
-                 JOIN main.bae_sync_writers w ON w.id = r.ins_writer
-                 WHERE r.table_name = ?1 AND r.ins_hlc IS NOT NULL AND w.device <> ?2",
-            )?;
-            let mut ids = Vec::new();
-            let mut rows =
-                inserted_by_others.query(params![t.name, this_device.as_bytes().as_slice()])?;
-            while let Some(r) = rows.next()? {
-                ids.push(row_id_of(t.name, r.get_ref(0)?)?);
-            }
-            drop(rows);
-            for id in ids {
-                keep.execute(params![id, t.name, row_key(&id)])?;
-            }
+            // Rows this device inserted that its op log does not hold came
+            // from its own batches re-taken from the bucket: kept like
+            // another device's.
             let logged: std::collections::BTreeSet<String> =
                 bae_oplog::rows_inserted_after(tx, t.name, BatchSeq(0))?
                     .into_iter()
                     .collect();
-            let mut inserted_here = tx.prepare_cached(
-                "SELECT row_id FROM main.bae_sync_stamps
-                 WHERE table_name = ?1 AND \"column\" = ?2 AND device = ?3",
+            let mut inserted = tx.prepare_cached(
+                "SELECT r.row_key, w.device = ?2 FROM main.bae_sync_row_stamps r
+                 JOIN main.bae_sync_writers w ON w.id = r.ins_writer
+                 WHERE r.table_name = ?1 AND r.ins_hlc IS NOT NULL",
             )?;
-            let ids = inserted_here
-                .query_map(
-                    params![t.name, ROW_COLUMN, this_device.as_bytes().as_slice()],
-                    |r| r.get::<_, String>(0),
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            for id in ids.into_iter().filter(|id| !logged.contains(id)) {
-                keep.execute(params![id, t.name])?;
+            let mut ids = Vec::new();
+            let mut rows = inserted.query(params![t.name, this_device.as_bytes().as_slice()])?;
+            while let Some(r) = rows.next()? {
+                let id = row_id_of(t.name, r.get_ref(0)?)?;
+                let here: bool = r.get(1)?;
+                if !here || !logged.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            drop(rows);
+            for id in ids {
+                keep.execute(params![id, t.name, row_key(&id)])?;
             }
         }
         check_explained(tx, t)?;

@@ -845,3 +845,60 @@ fn a_database_that_cannot_take_writes_fails_the_pull_once_instead_of_holding_eve
     // What applied before the failure stays (applying it again is a no-op).
     assert!(d.count("albums") < 50);
 }
+
+/// The convergence property's seed `e3df457e…`, by name. Device B re-imports
+/// an album that a remote delete took away (its track parked under the
+/// deleted album), then deletes the track, and only then merges again. Its
+/// fold of its own writes must judge the parked track by every local op:
+/// reviving it under the re-imported release as soon as the re-import was
+/// folded, before the later delete was, brought it back on B alone.
+#[test]
+fn a_local_reimport_then_track_delete_keeps_the_track_deleted_after_the_next_merge() {
+    let album = demo_album(7, 0, 1);
+    let album_id = album.album_id().unwrap().to_owned();
+    let release = album.ids("releases").next().unwrap().to_owned();
+    let track = album.ids("tracks").next().unwrap().to_owned();
+    let (mut a, mut b, mut c) = (Device::new(), Device::new(), Device::new());
+    // A and B import the same album (same ids) concurrently; A deletes
+    // its release; C hears of A's writes only.
+    let a_import = a.import(&album);
+    let b_import = b.import(&album);
+    let a_delete_release = a.delete("releases", &release);
+    c.pull(vec![a_import.clone(), a_delete_release.clone()]);
+    // B renames the album; C deletes the album.
+    let b_edit = b.edit("albums", &album_id, &[("title", "v0".into())]);
+    let c_delete_album = c.delete("albums", &album_id);
+    // B merges C's delete: album, release and track go absent, parked.
+    b.pull(vec![c_delete_album.clone()]);
+    assert!(!b.exists("albums", &album_id));
+    // B imports the album again (newer than every delete), then deletes
+    // the track, and merges nothing in between.
+    let b_reimport = b.import(&album);
+    let b_delete_track = b.delete("tracks", &track);
+    let all = vec![
+        a_import,
+        b_import,
+        a_delete_release,
+        b_edit,
+        c_delete_album,
+        b_reimport,
+        b_delete_track,
+    ];
+    let (mut x, mut y) = (Device::new(), Device::new());
+    x.pull(all.clone());
+    y.pull(all.iter().rev().cloned().collect());
+    for d in [&mut a, &mut b, &mut c] {
+        let report = d.pull(all.clone());
+        assert!(report.held.is_empty(), "held: {:?}", report.held);
+    }
+    for d in [&mut a, &mut b, &mut c, &mut x, &mut y] {
+        assert!(d.exists("releases", &release), "the re-import is newest");
+        assert!(!d.exists("tracks", &track), "the track delete is newest");
+        assert_eq!(d.count("audio_formats"), 0, "gone with their track");
+        assert_eq!(d.count("track_artists"), 0, "gone with their track");
+    }
+    let reference = x.dump();
+    for d in [&mut a, &mut b, &mut c, &mut y] {
+        assert_eq!(d.dump(), reference);
+    }
+}
