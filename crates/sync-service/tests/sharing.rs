@@ -532,17 +532,12 @@ fn blob_of(who: &User, epoch: u32) -> String {
     )
 }
 
-/// Review finding 1: a removed admin keeps epoch 0's key, their signing
-/// key and the bucket credentials. A member who has not pulled since the
-/// removal finds a blob at a later epoch than the real rotation's, signed
-/// by the removed admin with keys of the admin's choosing: the entries
-/// sealed under the real new epoch (the removal among them) do not open
-/// with the forged ring, so the chain the blob is checked against still
-/// has the admin, who "can manage", and the blob is adopted. The member
-/// then cannot open anything of the real epoch and seals its own writes
-/// under a key only the removed admin holds.
+/// A removed admin keeps epoch 0's key, their signing key and the bucket
+/// credentials, and seals a member who has not pulled since the removal a
+/// blob of epochs of their own. The member does not adopt it: the real
+/// epoch's entries (the removal among them) do not open with its keys
+/// (review finding 1 of session 5).
 #[tokio::test]
-
 async fn a_removed_admin_cannot_hand_an_offline_member_an_epoch_of_their_own() {
     let w = World::new(Bucket::Local, "review-forged-epoch");
     let owner = w.first_device("owner", 1).await;
@@ -596,89 +591,69 @@ async fn a_removed_admin_cannot_hand_an_offline_member_an_epoch_of_their_own() {
     );
 }
 
-/// Review finding 2: anyone who can write the bucket (its host, any
-/// member) hides a member's real key blob behind four blobs of garbage at
-/// later epochs: only the newest `MAX_BLOBS_TRIED` (4) are read, none
-/// opens, and the member never adopts the real epoch, so it stops reading
-/// everything written after the rotation, for ever.
+/// Garbage blobs at later epochs (anyone who can write the bucket can put
+/// them there) do not hide a member's real key blob: blobs are tried
+/// oldest first above the keys held (review finding 2).
 #[tokio::test]
-
 async fn garbage_key_blobs_at_later_epochs_do_not_hide_the_real_one() {
-    let w = World::new(Bucket::Local, "review-garbage-blobs");
-    let owner = w.first_device("owner", 1).await;
-    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
-    let (bob, carol) = (user(&w, "bob"), user(&w, "carol"));
-    owner
-        .invite(bob.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    owner
-        .invite(carol.identity.public_key(), Role::Reader)
-        .await
-        .unwrap();
-    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let (w, owner, bob, carol, b) = owner_bob_and_carol("review-garbage-blobs").await;
     for epoch in [1_000, 1_001, 1_002, 1_003] {
         w.store()
             .put(&blob_of(&bob, epoch), b"not a key blob")
             .await
             .unwrap();
     }
-    owner.revoke(carol.identity.public_key()).await.unwrap();
-    set_title(&owner, "after revoke").await;
-    owner.push().await.unwrap();
-    let _ = b.pull().await;
-    let _ = b.pull().await;
-    assert_eq!(
-        b.key_epoch(),
-        KeyEpoch(1),
-        "the real blob at epoch 1 was never read"
-    );
-    assert_eq!(title(&b).await.as_deref(), Some("after revoke"));
+    revoke_and_check_bob_reads_on(&owner, &carol, &b).await;
 }
 
-/// Review finding 3: `write_key_blob` keeps whatever is already at
-/// `keys/{member}/{epoch}`. Garbage put there before a rotation (by the
-/// member about to be removed, or the bucket host) makes the rotation
-/// seal that member nothing: they never get the new epoch.
+/// Garbage put at the next epoch's blob path before a rotation does not
+/// cut the member off: the rotation replaces it (review finding 3).
 #[tokio::test]
-
 async fn garbage_at_the_next_epochs_blob_path_does_not_cut_a_member_off() {
-    let w = World::new(Bucket::Local, "review-planted-blob");
-    let owner = w.first_device("owner", 1).await;
-    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
-    let (bob, carol) = (user(&w, "bob"), user(&w, "carol"));
-    owner
-        .invite(bob.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    owner
-        .invite(carol.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let (w, owner, bob, carol, b) = owner_bob_and_carol("review-planted-blob").await;
     // Carol, about to be removed, plants garbage where bob's epoch 1 goes.
     w.store()
         .put(&blob_of(&bob, 1), b"not a key blob")
         .await
         .unwrap();
+    revoke_and_check_bob_reads_on(&owner, &carol, &b).await;
+}
+
+/// An owner, bob (a member, joined) and carol (invited as a member, not
+/// joined).
+async fn owner_bob_and_carol(name: &str) -> (World, SyncService, User, User, SyncService) {
+    let w = World::new(Bucket::Local, name);
+    let owner = w.first_device("owner", 1).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (bob, carol) = (user(&w, "bob"), user(&w, "carol"));
+    for who in [&bob, &carol] {
+        owner
+            .invite(who.identity.public_key(), Role::Member)
+            .await
+            .unwrap();
+    }
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    (w, owner, bob, carol, b)
+}
+
+/// The owner revokes carol (a new epoch 1) and writes; bob adopts epoch 1
+/// and reads the write.
+async fn revoke_and_check_bob_reads_on(owner: &SyncService, carol: &User, b: &SyncService) {
     let report = owner.revoke(carol.identity.public_key()).await.unwrap();
     assert_eq!(report.new_epoch, Some(KeyEpoch(1)));
-    set_title(&owner, "after revoke").await;
+    set_title(owner, "after revoke").await;
     owner.push().await.unwrap();
     let _ = b.pull().await;
     let _ = b.pull().await;
-    assert_eq!(b.key_epoch(), KeyEpoch(1), "bob was sealed no epoch 1");
-    assert_eq!(title(&b).await.as_deref(), Some("after revoke"));
+    assert_eq!(b.key_epoch(), KeyEpoch(1), "bob never adopted epoch 1");
+    assert_eq!(title(b).await.as_deref(), Some("after revoke"));
 }
 
-/// Review finding 4: the founder a joiner pins comes from the marker,
-/// which any holder of epoch 0's key rewrites (it is sealed, not signed).
-/// SECURITY.md says a rewritten marker also needs a chain that makes the
-/// inviter a manager, "only someone holding the inviter's signing key can
-/// write that" — but the forged founder's own genesis can add the inviter
-/// as admin. A removed member does it: the next invitee joins with the
-/// removed member as owner of its chain (who may write again, and whom the
-/// real owner's entries, an admin's now, cannot remove).
+/// A removed member rewrites the library marker (sealed, not signed) to
+/// name themselves founder, with a genesis of their own that adds the real
+/// owner as admin. An invitee does not join that chain: the invite code
+/// pins the real founder, and so does an owner's key file (review finding
+/// 4).
 #[tokio::test]
 async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
     let w = World::new(Bucket::Local, "review-forged-founder");
@@ -812,14 +787,11 @@ async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
     ));
 }
 
-/// Review finding 5: a revoke that stopped after some key blobs (its
-/// device adopted epoch 1 and wrote its own blob and bob's, then died) is
-/// run again from the owner's other device, as BUCKET-LAYOUT says to. That
-/// device never saw epoch 1 (no entry names it); it used to start its own
-/// epoch 1 with another key beside the blobs already at `keys/{owner}/1`
-/// and `keys/bob/1`, and bob, adopting the dead run's key, could open
-/// nothing the owner wrote after. A revoke now looks for its own newer
-/// blob first and rotates past it.
+/// A revoke that stopped after some key blobs (its device adopted epoch 1
+/// and wrote its own blob and bob's, then died) is run again from the
+/// owner's other device, which never saw epoch 1: it adopts its own blob
+/// of epoch 1 first and rotates past it, so bob keeps reading (review
+/// finding 5).
 #[tokio::test]
 async fn a_revoke_finished_from_another_device_converges() {
     let w = World::new(Bucket::Local, "review-revoke-rerun");
