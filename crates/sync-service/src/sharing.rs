@@ -1,4 +1,5 @@
-//! Sharing a library (phase 2): inviting a member and revoking one.
+//! Sharing a library (phase 2): inviting a member, naming one, revoking
+//! one.
 //!
 //! - [`SyncService::invite`] seals every library key to the new member
 //!   (`keys/{member}/{epoch}`) and then appends the chain entry that adds
@@ -10,7 +11,10 @@
 //!   claim). Retrying a revoke that stopped half way finishes it: a removed
 //!   member who still holds the newest epoch's key gets a rotation.
 //!
-//! Both check the entry against the chain before writing it, so an entry
+//! - [`SyncService::set_name`] appends a display name (a `SetName` entry,
+//!   sealed like every entry).
+//!
+//! All three check the entry against the chain before writing it, so an entry
 //! that would not count (an admin touching an owner, the last owner
 //! removed, an author who cannot manage membership) is refused here, by
 //! name, and never reaches the bucket.
