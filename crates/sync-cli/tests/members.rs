@@ -64,14 +64,13 @@ fn two_devices_of_one_user_are_one_owner_signing_for_both() {
     assert_eq!(identity(&laptop_home, &w), me, "made once, then kept");
 
     let (laptop, key) = first_device(&laptop_home, &w, "2");
-    // The key file carries the identity: the library key line, then it.
+    // The key file carries the identity and the founder: the library key
+    // line, then the identity's, then the founder's (this user).
     let text = std::fs::read_to_string(w.key_file()).unwrap();
-    assert_eq!(text.lines().count(), 2, "{}", text.len());
-    assert!(text
-        .lines()
-        .nth(1)
-        .unwrap()
-        .starts_with("bae-identity-key-v1:"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", text.len());
+    assert!(lines[1].starts_with("bae-identity-key-v1:"));
+    assert_eq!(lines[2], format!("bae-founder-v1:{me}"));
 
     let desktop = path(w.library("desktop"));
     ok_in(
