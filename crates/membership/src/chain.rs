@@ -623,11 +623,14 @@ impl ValidatedChain {
         self.names.get(&member.to_bytes()).map(String::as_str)
     }
 
+    /// `member`'s role now (`None`: not a member).
+    pub fn current_role(&self, member: &IdentityPublicKey) -> Option<Role> {
+        self.members.get(&member.to_bytes()).map(|(_, role)| *role)
+    }
+
     /// Whether `member` may write now (a current owner, admin or member).
     pub fn can_write_now(&self, member: &IdentityPublicKey) -> bool {
-        self.members
-            .get(&member.to_bytes())
-            .is_some_and(|(_, role)| role.can_write())
+        self.current_role(member).is_some_and(Role::can_write)
     }
 
     /// Whether `member` was a member at any point (a current member, or one

@@ -23,8 +23,11 @@
 use crate::error::SyncError;
 use crate::keystore::KeyStore;
 use crate::service::SyncService;
+use bae_crypto::IdentitySigningKey;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, KeyRing, LibraryKey, ObjectError};
+use bae_membership::{LibraryId, OpenedKeyBlob};
 use bae_storage_s3::layout::{self, PublicKeyHex};
+use bae_storage_s3::ObjectStore;
 use std::sync::Arc;
 
 /// The largest key blob read: one of `MAX_EPOCHS` keys, sealed.
@@ -38,6 +41,43 @@ pub(crate) const MAX_KEY_BLOB_BYTES: u64 = {
 /// How many of this member's newer blobs one refresh reads, oldest first:
 /// a bucket full of them must not make a pull read them all.
 pub(crate) const MAX_BLOBS_TRIED: usize = 8;
+
+/// The epochs of `member`'s key blobs in the bucket, as listed, oldest
+/// first.
+pub(crate) async fn key_blob_epochs(
+    store: &dyn ObjectStore,
+    member: &IdentityPublicKey,
+) -> Result<Vec<u32>, SyncError> {
+    let member = PublicKeyHex::from_bytes(&member.to_bytes());
+    let mut epochs: Vec<u32> = store
+        .list(&layout::key_blobs_prefix(&member))
+        .await?
+        .iter()
+        .filter_map(|k| layout::parse_key_blob_key(k).ok())
+        .filter(|(owner, _)| *owner == member)
+        .map(|(_, epoch)| epoch)
+        .collect();
+    epochs.sort_unstable();
+    Ok(epochs)
+}
+
+/// Reads and opens `identity`'s key blob of `epoch` in library `library`
+/// (bounded by [`MAX_KEY_BLOB_BYTES`]); its bucket key and the opened blob.
+pub(crate) async fn read_key_blob(
+    store: &dyn ObjectStore,
+    identity: &IdentitySigningKey,
+    library: LibraryId,
+    epoch: u32,
+) -> Result<(String, OpenedKeyBlob), SyncError> {
+    let key = layout::key_blob_key(
+        &PublicKeyHex::from_bytes(&identity.public_key().to_bytes()),
+        epoch,
+    );
+    let sealed = store.get(&key, MAX_KEY_BLOB_BYTES).await?;
+    let opened = bae_membership::open_key_blob(identity, library, KeyEpoch(epoch), &sealed)
+        .map_err(|e| SyncError::invalid(&key, e))?;
+    Ok((key, opened))
+}
 
 /// A key blob of this member that opened and agrees with the keys held.
 pub(crate) struct NewerKeys {
@@ -113,18 +153,9 @@ impl SyncService {
     /// The epochs of this member's key blobs newer than the ring held, as
     /// listed, oldest first.
     pub(crate) async fn newer_key_blob_epochs(&self) -> Result<Vec<u32>, SyncError> {
-        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
         let held = self.key_epoch();
-        let mut epochs: Vec<u32> = self
-            .store
-            .list(&layout::key_blobs_prefix(&me))
-            .await?
-            .iter()
-            .filter_map(|k| layout::parse_key_blob_key(k).ok())
-            .filter(|(member, epoch)| *member == me && *epoch > held.0)
-            .map(|(_, epoch)| epoch)
-            .collect();
-        epochs.sort_unstable();
+        let mut epochs = key_blob_epochs(self.store.as_ref(), &self.member.public_key()).await?;
+        epochs.retain(|epoch| *epoch > held.0);
         Ok(epochs)
     }
 
@@ -132,13 +163,13 @@ impl SyncService {
     /// agrees with every key held (not yet against the chain: the caller
     /// checks its author).
     pub(crate) async fn open_key_blob(&self, epoch: u32) -> Result<NewerKeys, SyncError> {
-        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
-        let key = layout::key_blob_key(&me, epoch);
-        let epoch = KeyEpoch(epoch);
-        let sealed = self.store.get(&key, MAX_KEY_BLOB_BYTES).await?;
-        let opened =
-            bae_membership::open_key_blob(self.member.identity(), self.library_id, epoch, &sealed)
-                .map_err(|e| SyncError::invalid(&key, e))?;
+        let (key, opened) = read_key_blob(
+            self.store.as_ref(),
+            self.member.identity(),
+            self.library_id,
+            epoch,
+        )
+        .await?;
         let author = *opened.author();
         let ring = opened.into_ring();
         for (held_epoch, held_key) in self.key_ring().iter() {

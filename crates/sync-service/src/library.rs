@@ -12,7 +12,7 @@ use bae_crypto::{KeyEpoch, KeyRing, LibraryKey};
 use bae_membership::IdentityError;
 use bae_membership::{LibraryId, Role};
 use bae_oplog::OpRecorder;
-use bae_storage_s3::layout::{self, PublicKeyHex, LIBRARY_MARKER_KEY};
+use bae_storage_s3::layout::LIBRARY_MARKER_KEY;
 use rusqlite::params;
 use std::path::Path;
 
@@ -388,36 +388,26 @@ pub async fn join_invited(
     let identity = keys.identity_store().load()?;
     let url = absolute_url(bucket_url)?;
     let store = open_library_store(&url, keys, &library.to_string())?;
-    let me = PublicKeyHex::from_bytes(&identity.public_key().to_bytes());
-    let mut epochs: Vec<u32> = store
-        .list(&layout::key_blobs_prefix(&me))
-        .await?
-        .iter()
-        .filter_map(|k| layout::parse_key_blob_key(k).ok())
-        .filter(|(member, _)| *member == me)
-        .map(|(_, epoch)| epoch)
-        .collect();
     // Oldest first, as a refresh does: garbage at higher epochs cannot hide
     // the blob of the invite; later epochs are adopted by the refresh
     // below, each checked against the chain.
-    epochs.sort_unstable();
-    let mut opened = Err(SyncError::NoKeySealedToYou {
+    let epochs = crate::epochs::key_blob_epochs(store.as_ref(), &identity.public_key()).await?;
+    let mut read = Err(SyncError::NoKeySealedToYou {
         bucket: url.clone(),
         member: Box::new(identity.public_key()),
     });
-    let mut blob_key = layout::key_blobs_prefix(&me);
     for epoch in epochs.into_iter().take(crate::epochs::MAX_BLOBS_TRIED) {
-        blob_key = layout::key_blob_key(&me, epoch);
-        let sealed = store
-            .get(&blob_key, crate::epochs::MAX_KEY_BLOB_BYTES)
-            .await?;
-        opened = bae_membership::open_key_blob(&identity, library, KeyEpoch(epoch), &sealed)
-            .map_err(|e| SyncError::invalid(&blob_key, e));
-        if opened.is_ok() {
-            break;
+        match crate::epochs::read_key_blob(store.as_ref(), &identity, library, epoch).await {
+            // A failed read is the bucket's, not this blob's: give up.
+            Err(e @ SyncError::Store(_)) => return Err(e),
+            Ok(found) => {
+                read = Ok(found);
+                break;
+            }
+            refused => read = refused,
         }
     }
-    let opened = opened?;
+    let (blob_key, opened) = read?;
     let author = *opened.author();
     let ring = opened.into_ring();
     let first = ring.get(KeyEpoch::FIRST).ok_or(SyncError::NoCurrentKey)?;
@@ -439,20 +429,16 @@ pub async fn join_invited(
     let service = service(rec, store, ring, Member::new(identity, founder))?;
     service.look_for_newer_keys();
     let chain = service.refresh_members().await?;
-    let role_of = |who: &IdentityPublicKey| {
-        chain
-            .current_members()
-            .into_iter()
-            .find(|(m, _)| m == who)
-            .map(|(_, r)| r)
-    };
-    if role_of(&service.member_key()).is_none() {
+    if chain.current_role(&service.member_key()).is_none() {
         return Err(SyncError::NotInvited {
             member: Box::new(service.member_key()),
         });
     }
     for signer in [inviter, &author] {
-        if !role_of(signer).is_some_and(bae_membership::Role::can_manage) {
+        if !chain
+            .current_role(signer)
+            .is_some_and(bae_membership::Role::can_manage)
+        {
             return Err(SyncError::InviterCannotManage {
                 inviter: Box::new(*signer),
             });

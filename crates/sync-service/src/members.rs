@@ -528,11 +528,10 @@ impl SyncService {
                 );
                 let candidate =
                     Chain::new(self.library_id, *self.member.founder()).validate(with_them.clone());
-                let manages = candidate
-                    .current_members()
-                    .iter()
-                    .any(|(m, role)| *m == newer.author && role.can_manage());
-                if !manages {
+                if !candidate
+                    .current_role(&newer.author)
+                    .is_some_and(Role::can_manage)
+                {
                     tracing::warn!(epoch, author = %newer.author, "key blob signed by someone who cannot manage membership");
                     continue;
                 }
@@ -691,10 +690,7 @@ pub(crate) fn cached_role(
     let (entries, _) = cached_entries(conn)?;
     Ok(Chain::new(library_id, founder)
         .validate(entries)
-        .current_members()
-        .into_iter()
-        .find(|(m, _)| m == me)
-        .map(|(_, role)| role))
+        .current_role(me))
 }
 
 fn cached_keys(conn: &rusqlite::Connection) -> Result<Vec<String>, SyncError> {

@@ -50,7 +50,7 @@ impl SyncService {
         let _one_at_a_time = self.flight.lock().await;
         let chain = self.refresh_members().await?;
         self.may_manage(&chain)?;
-        if let Some(current) = current_role(&chain, &member) {
+        if let Some(current) = chain.current_role(&member) {
             if current != role {
                 return Err(SyncError::AlreadyMember {
                     member: Box::new(member),
@@ -110,7 +110,7 @@ impl SyncService {
         self.look_for_newer_keys();
         let chain = self.refresh_members().await?;
         self.may_manage(&chain)?;
-        let is_member = current_role(&chain, &member).is_some();
+        let is_member = chain.current_role(&member).is_some();
         // A blob at that path counts only for someone who was a member: anyone
         // can write one, and it would then start a rotation at will.
         let holds_newest = !is_member
@@ -170,7 +170,7 @@ impl SyncService {
 
     /// Refuses unless this member can manage membership now.
     fn may_manage(&self, chain: &ValidatedChain) -> Result<(), SyncError> {
-        match current_role(chain, &self.member.public_key()) {
+        match chain.current_role(&self.member.public_key()) {
             Some(role) if role.can_manage() => Ok(()),
             role => Err(SyncError::CannotManage { role }),
         }
@@ -266,13 +266,4 @@ impl SyncService {
             devices,
         })
     }
-}
-
-/// `member`'s current role in `chain`.
-fn current_role(chain: &ValidatedChain, member: &IdentityPublicKey) -> Option<Role> {
-    chain
-        .current_members()
-        .into_iter()
-        .find(|(m, _)| m == member)
-        .map(|(_, role)| role)
 }
