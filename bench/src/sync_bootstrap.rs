@@ -10,6 +10,7 @@ use bae_crypto::LibraryKey;
 use bae_oplog::fixture::{demo_album, open_library, Library};
 use bae_sync_service::SyncService;
 use std::cell::Cell;
+use std::path::Path;
 use std::sync::Arc;
 
 const TRACKS: usize = 12;
@@ -24,26 +25,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         .map_err(|e| err(&e))?;
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let source = dir.path().join("source.db");
-    let mut lib = Library::new(open_library(&source).map_err(|e| err(&e))?);
-    for i in 0..albums {
-        lib.import_album(&demo_album(1, i, TRACKS))
-            .map_err(|e| err(&e))?;
-    }
-    drop(lib);
-    // Only `init` creates a bucket directory; the bench makes its own.
-    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
-    let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
-        bae_storage_s3::LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?,
-    );
-    let key = LibraryKey::generate();
-    let identity = bae_crypto::IdentitySigningKey::generate();
-    rt.block_on(bae_sync_service::write_genesis(
-        store.as_ref(),
-        &key,
-        &identity,
-    ))
-    .map_err(|e| err(&e))?;
-    let member = bae_sync_service::Member::founder_of_library(identity);
+    let DemoBucket { store, key, member } = demo_bucket(&rt, dir.path(), &source, albums)?;
     let writer = SyncService::new(
         open_library(&source).map_err(|e| err(&e))?,
         store.clone(),
@@ -87,4 +69,44 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         "std::fs::copy of the source database file",
         "s",
     ))
+}
+
+/// A demo library's bucket: what every device of it syncs through, as its
+/// founder.
+pub(crate) struct DemoBucket {
+    pub(crate) store: Arc<dyn bae_storage_s3::ObjectStore>,
+    pub(crate) key: LibraryKey,
+    pub(crate) member: bae_sync_service::Member,
+}
+
+/// Imports `albums` demo albums into the library at `library`, and makes an
+/// empty local-directory bucket under `dir` holding its founder's genesis
+/// entry.
+pub(crate) fn demo_bucket(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    library: &Path,
+    albums: u64,
+) -> Result<DemoBucket, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut lib = Library::new(open_library(library).map_err(|e| err(&e))?);
+    for i in 0..albums {
+        lib.import_album(&demo_album(1, i, TRACKS))
+            .map_err(|e| err(&e))?;
+    }
+    drop(lib);
+    // Only `init` creates a bucket directory; the bench makes its own.
+    std::fs::create_dir_all(dir.join("bucket")).map_err(|e| err(&e))?;
+    let store: Arc<dyn bae_storage_s3::ObjectStore> =
+        Arc::new(bae_storage_s3::LocalDirStore::create(dir.join("bucket")).map_err(|e| err(&e))?);
+    let key = LibraryKey::generate();
+    let identity = bae_crypto::IdentitySigningKey::generate();
+    rt.block_on(bae_sync_service::write_genesis(
+        store.as_ref(),
+        &key,
+        &identity,
+    ))
+    .map_err(|e| err(&e))?;
+    let member = bae_sync_service::Member::founder_of_library(identity);
+    Ok(DemoBucket { store, key, member })
 }

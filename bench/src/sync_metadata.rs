@@ -15,15 +15,12 @@
 //! `details` gives both ratios and the sizes in MB. Not a timing: one run.
 
 use crate::report::{Entry, Size};
-use bae_crypto::LibraryKey;
-use bae_oplog::fixture::{demo_album, open_library, Library};
+use crate::sync_bootstrap::{demo_bucket, DemoBucket};
+use bae_oplog::fixture::open_library;
 use bae_sync_service::SyncService;
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-const TRACKS: usize = 12;
 const MB: f64 = 1024.0 * 1024.0;
 
 pub fn sync_metadata_ratio(size: Size) -> Result<Entry, String> {
@@ -36,25 +33,7 @@ pub fn sync_metadata_ratio(size: Size) -> Result<Entry, String> {
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let writer_db = dir.path().join("writer.db");
     let joiner_db = dir.path().join("joiner.db");
-    let mut lib = Library::new(open_library(&writer_db).map_err(|e| err(&e))?);
-    for i in 0..albums {
-        lib.import_album(&demo_album(1, i, TRACKS))
-            .map_err(|e| err(&e))?;
-    }
-    drop(lib);
-    std::fs::create_dir_all(dir.path().join("bucket")).map_err(|e| err(&e))?;
-    let store: Arc<dyn bae_storage_s3::ObjectStore> = Arc::new(
-        bae_storage_s3::LocalDirStore::create(dir.path().join("bucket")).map_err(|e| err(&e))?,
-    );
-    let key = LibraryKey::generate();
-    let identity = bae_crypto::IdentitySigningKey::generate();
-    rt.block_on(bae_sync_service::write_genesis(
-        store.as_ref(),
-        &key,
-        &identity,
-    ))
-    .map_err(|e| err(&e))?;
-    let member = bae_sync_service::Member::founder_of_library(identity);
+    let DemoBucket { store, key, member } = demo_bucket(&rt, dir.path(), &writer_db, albums)?;
     let service = |path: &Path| -> Result<SyncService, String> {
         SyncService::new(
             open_library(path).map_err(|e| err(&e))?,
