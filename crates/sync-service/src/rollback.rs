@@ -32,6 +32,9 @@ struct Ahead {
     /// gone (a checkpoint covers them) or damaged; the stream continues
     /// above it so no device that applied them is contradicted.
     head: Option<(u64, BatchHash, bae_hlc::Timestamp)>,
+    /// Its batches above that head (beyond a gap), in order: put by a push
+    /// that lost its head, applied with the gap's recovery.
+    above_head: Vec<(Batch, BatchHash)>,
     /// The first seq above `batches` whose object is gone (GC removed it
     /// under a checkpoint), if the read stopped there.
     gone: Option<u64>,
@@ -265,44 +268,8 @@ impl SyncService {
         seen: &[u64],
     ) -> Result<Ahead, SyncError> {
         let device = self.device;
-        let mut batches = Vec::new();
-        let mut prev = base_hash;
-        let mut seq = base + 1;
-        // Reads that did not open, per seq: an object is judged garbage (and
-        // so replaceable) only when a second read does not open either, as
-        // one damaged read of a batch other devices applied must never make
-        // this device overwrite it.
-        let mut failed_reads = 0;
-        let mut gone = None;
-        loop {
-            let key = layout::ops_key(&device, seq);
-            match self.fetch_batch(&key, device, seq, prev).await {
-                Ok((batch, hash, _)) => {
-                    failed_reads = 0;
-                    batches.push((batch, hash));
-                    prev = Some(hash);
-                    seq += 1;
-                }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => {
-                    gone = Some(seq);
-                    break;
-                }
-                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
-                    return Err(e.into())
-                }
-                Err(e) if failed_reads == 0 => {
-                    tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
-                    failed_reads += 1;
-                }
-                Err(e) => {
-                    // Not this device's next batch: garbage the push
-                    // replaces (no device can have applied it).
-                    tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
-                    break;
-                }
-            }
-        }
-        let top = seq - 1;
+        let (batches, gone) = self.read_chain(base + 1, base_hash).await?;
+        let top = base + batches.len() as u64;
         let mut seqs = self.list_own_heads().await?;
         seqs.extend_from_slice(seen);
         seqs.retain(|s| *s > top);
@@ -333,11 +300,68 @@ impl SyncService {
                 }
             }
         }
+        // Batches above a head beyond a gap: a push that put them but
+        // not their head (its reply lost, the device then went back) left
+        // them for no device to read yet, but their writes were
+        // acknowledged and uploaded; renumbering the local batches over
+        // them would lose those writes (seed 7208). They are recorded and
+        // applied with the gap's recovery.
+        let above_head = match (gone, head) {
+            (Some(first), Some((seq, hash, _))) if seq >= first => {
+                self.read_chain(seq + 1, Some(hash)).await?.0
+            }
+            _ => Vec::new(),
+        };
         Ok(Ahead {
             batches,
             head,
+            above_head,
             gone,
         })
+    }
+
+    /// Reads this device's batches from `seq` on while they open and chain
+    /// from `prev`; returns them and the first seq whose object is gone, if
+    /// the read stopped there.
+    async fn read_chain(
+        &self,
+        mut seq: u64,
+        mut prev: Option<BatchHash>,
+    ) -> Result<(Vec<(Batch, BatchHash)>, Option<u64>), SyncError> {
+        let device = self.device;
+        let mut batches = Vec::new();
+        // Reads that did not open, per seq: an object is judged garbage (and
+        // so replaceable) only when a second read does not open either, as
+        // one damaged read of a batch other devices applied must never make
+        // this device overwrite it.
+        let mut failed_reads = 0;
+        loop {
+            let key = layout::ops_key(&device, seq);
+            match self.fetch_batch(&key, device, seq, prev).await {
+                Ok((batch, hash, _)) => {
+                    failed_reads = 0;
+                    batches.push((batch, hash));
+                    prev = Some(hash);
+                    seq += 1;
+                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {
+                    return Ok((batches, Some(seq)));
+                }
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Err(e) if failed_reads == 0 => {
+                    tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
+                    failed_reads += 1;
+                }
+                Err(e) => {
+                    // Not this device's next batch: garbage the push
+                    // replaces (no device can have applied it).
+                    tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
+                    return Ok((batches, None));
+                }
+            }
+        }
     }
 }
 
@@ -405,12 +429,20 @@ fn retake(
     if let Some((seq, hash, hlc)) = ahead.head.filter(|h| h.0 > top) {
         record_hash(&tx, seq, &hash)?;
         top = seq;
-        // The head carries this device's clock when it pushed: stamps
-        // after it must not go back (merge already did this for the
-        // re-taken batches' own stamps).
+        let mut newest = hlc;
+        for (batch, hash) in &ahead.above_head {
+            record_hash(&tx, batch.seq.0, hash)?;
+            top = batch.seq.0;
+            newest = batch.max_hlc().map_or(newest, |h| h.max(newest));
+        }
+        // The head (and the batches above it) carry this device's clock
+        // when it pushed: stamps after it must not go back (merge already
+        // did this for the re-taken batches' own stamps).
         bae_oplog::catch_up_clock(&tx, clock)?;
-        if clock.check_drift(hlc).is_ok() {
-            clock.catch_up(hlc).map_err(bae_oplog::OplogError::from)?;
+        if clock.check_drift(newest).is_ok() {
+            clock
+                .catch_up(newest)
+                .map_err(bae_oplog::OplogError::from)?;
             bae_oplog::persist_clock(&tx, clock)?;
         }
     }

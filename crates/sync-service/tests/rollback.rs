@@ -428,6 +428,72 @@ async fn a_rollback_whose_batches_gc_removed_gets_their_writes_from_the_checkpoi
     assert_converged(&[&laptop, &desktop]).await;
 }
 
+/// As above, and the laptop's last push put its batch but not its head
+/// (the reply lost, then the laptop went back): the batch sits above the
+/// newest head, beyond the GC'd range. The re-take read only up to the
+/// gap, so the local batches were renumbered over it and its write was
+/// lost (seed 7208). It is now kept and applied with the recovery.
+#[tokio::test]
+async fn a_batch_above_the_head_beyond_a_gc_gap_is_not_overwritten() {
+    let w = World::new(Bucket::Local, "rollback-above-head");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    write_and_push_before(&w, &laptop, &desktop).await;
+    laptop.checkpoint().await.unwrap();
+    let covered = own_objects(&w, &laptop).await;
+    let device = laptop.device();
+    let store = w.store();
+    let head = covered.len() as u64;
+    let head_key = layout::heads_key(&device, head);
+    let head_bytes = store.get(&head_key, u64::MAX).await.unwrap();
+    edit(
+        &laptop,
+        "albums",
+        &album_row(2, "albums"),
+        "title",
+        "orphan",
+    )
+    .await;
+    assert_eq!(laptop.push().await.unwrap().head, Some(head + 1));
+    drop(laptop);
+    // The orphan push's head never landed; GC removed what the checkpoint covers.
+    store
+        .delete(&layout::heads_key(&device, head + 1))
+        .await
+        .unwrap();
+    store.put(&head_key, &head_bytes).await.unwrap();
+    for key in covered.keys() {
+        store.delete(key).await.unwrap();
+    }
+    let orphan_key = layout::ops_key(&device, head + 1);
+    let orphan = store.get(&orphan_key, u64::MAX).await.unwrap();
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 2), "{push:?}");
+    assert_eq!(store.get(&orphan_key, u64::MAX).await.unwrap(), orphan);
+    sync_all(&[&laptop, &desktop]).await;
+    for s in [&laptop, &desktop] {
+        assert_eq!(
+            field(s, "albums", &album_row(2, "albums"), "title").await,
+            "orphan"
+        );
+        assert_eq!(
+            field(s, "albums", &album_row(0, "albums"), "title").await,
+            "after"
+        );
+        assert_ne!(
+            field(s, "albums", &album_row(3, "albums"), "id").await,
+            "NULL"
+        );
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
 /// The laptop goes back and re-takes its pushed title from the bucket;
 /// then the desktop's batches it lacks are GC'd and it recovers from the
 /// desktop's checkpoint, taken before that title. The re-taken batch is
