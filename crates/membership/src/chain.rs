@@ -607,6 +607,13 @@ impl ValidatedChain {
             .and_then(|c| c.role)
     }
 
+    /// The HLC of the newest counted role change (`None` without one). A
+    /// device stamps its writes after it, so a member's first writes are
+    /// never dated before the entry that let them write.
+    pub fn newest_change(&self) -> Option<Timestamp> {
+        self.history.iter().map(|c| c.hlc).max()
+    }
+
     /// Every current member and their role, ordered by public key bytes.
     pub fn current_members(&self) -> Vec<(IdentityPublicKey, Role)> {
         self.members.values().copied().collect()

@@ -544,6 +544,9 @@ impl SyncService {
             }
         }
         let chain = Arc::new(chain);
+        if let Some(newest) = chain.newest_change() {
+            self.clock_after(newest).await?;
+        }
         for r in chain.rejected() {
             tracing::warn!(author = %r.author, seq = r.seq, reason = ?r.reason, "membership entry does not count");
         }
@@ -552,6 +555,24 @@ impl SyncService {
             s.chain = Some(Arc::clone(&chain));
         }
         Ok(chain)
+    }
+
+    /// Moves this device's clock past `hlc` (when it is within the drift
+    /// bound), so what it writes next is dated after it. A new member's
+    /// device whose clock lags the manager's would otherwise stamp its
+    /// first writes before the entry that added it, and every device would
+    /// refuse them, as not a member then, for good.
+    async fn clock_after(&self, hlc: bae_hlc::Timestamp) -> Result<(), SyncError> {
+        self.with_db(move |rec| {
+            let (conn, clock, _) = rec.sync_parts();
+            if clock.check_drift(hlc).is_ok() {
+                bae_oplog::catch_up_clock(conn, clock)?;
+                clock.catch_up(hlc).map_err(bae_oplog::OplogError::from)?;
+                bae_oplog::persist_clock(conn, clock)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Caches `fetched` entries (key, signed bytes) and returns every

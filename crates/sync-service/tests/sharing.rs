@@ -834,3 +834,40 @@ async fn a_revoke_finished_from_another_device_converges() {
         "bob holds another epoch 1 than the one the desktop seals with"
     );
 }
+
+/// Bob's device runs a minute behind the owner's (within the drift bound).
+/// Its first write used to be stamped before the entry that added bob, and
+/// every device refused it, as not a member then, for good (found by the
+/// simulation with two users). Reading the membership moves its clock past
+/// that entry.
+#[tokio::test]
+async fn a_new_members_device_with_a_lagging_clock_writes_after_its_invite() {
+    let w = World::new(Bucket::Local, "lagging-member-clock");
+    let owner = w.first_device("owner", 1).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let bob = user(&w, "bob");
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let rec = library_as(
+        rusqlite::Connection::open(w.library("bob")).unwrap(),
+        WallClock::Manual(now_ms() - 60_000),
+        DeviceId::from_bytes([0x6b; 16]),
+    )
+    .unwrap();
+    let b = SyncService::new(
+        rec,
+        w.store(),
+        read_key_file(&w.key_file()).unwrap().key,
+        Member::new(bob.identity.clone(), owner_id.public_key()),
+    )
+    .unwrap();
+    b.pull().await.unwrap();
+    set_title(&b, "by bob").await;
+    b.push().await.unwrap();
+    let report = owner.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
+    assert_converged(&[&owner, &b]).await;
+}

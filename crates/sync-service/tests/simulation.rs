@@ -20,6 +20,11 @@
 //!   (it recovers from the checkpoint), and a **late joiner** that
 //!   bootstraps from one.
 //!
+//! Half the seeds have **two users**: the founder invites a member before
+//! the faults start, and the member's devices (the odd ones) read the
+//! membership, as `join` does, before they write; every device then checks
+//! every batch against the membership chain under the same faults.
+//!
 //! A failing seed prints the line that replays it:
 //! `BAE_SIM_SEED=N cargo test -p bae-sync-service --test simulation replay -- --nocapture`.
 //! `cargo xtask soak --seconds N` runs seeds for as long as asked.
@@ -28,14 +33,16 @@
 mod common;
 
 use async_trait::async_trait;
+use bae_crypto::IdentitySigningKey;
 use bae_crypto::LibraryKey;
 use bae_hlc::{DeviceId, Stamp, WallClock};
+use bae_membership::Role;
 use bae_oplog::fixture::{demo_album, library_as};
 use bae_oplog::{
     batch_ops, canonical_dump, BatchSeq, OpKind as Kind, OpRecorder, Value, BAE_SCHEMA,
 };
 use bae_storage_s3::{MemoryStore, ObjectMeta, ObjectStore, StoreError};
-use bae_sync_service::{SyncError, SyncService, GC_GRACE};
+use bae_sync_service::{Member, SyncError, SyncService, GC_GRACE};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
@@ -348,6 +355,7 @@ struct FieldWrite {
 struct RunStats {
     steps: u64,
     devices: usize,
+    users: usize,
     writes: u64,
     faults: FaultCounts,
     restarts: u64,
@@ -361,6 +369,9 @@ struct Sim {
     bucket: Arc<MemoryStore>,
     written: Arc<Mutex<Vec<String>>>,
     key: LibraryKey,
+    /// The second user's identity, when the seed has two: a member the
+    /// founder invites before faults start, who owns the odd devices.
+    second_user: Option<IdentitySigningKey>,
     devices: Vec<Device>,
     now_ms: i64,
     step: u64,
@@ -383,6 +394,11 @@ impl Sim {
             bucket: Arc::new(MemoryStore::new()),
             written: Arc::new(Mutex::new(Vec::new())),
             key: seeded_key(seed),
+            second_user: (mix(seed ^ 0x5553_4552) % 2 == 1).then(|| {
+                IdentitySigningKey::from_seed(
+                    &seeded_key(seed ^ 0x5553_4552).expose_secret().clone(),
+                )
+            }),
             devices: Vec::new(),
             now_ms: EPOCH_MS,
             step: 0,
@@ -397,6 +413,7 @@ impl Sim {
             sim.add_device(i, skew);
         }
         sim.stats.devices = devices;
+        sim.stats.users = if sim.second_user.is_some() { 2 } else { 1 };
         sim
     }
 
@@ -437,7 +454,11 @@ impl Sim {
         let rec = library_as(conn, WallClock::Manual(wall), id).unwrap();
         let store: Arc<dyn ObjectStore> = d.store.clone();
         let bucket: Arc<dyn ObjectStore> = self.bucket.clone();
-        let member = common::founder_of(&bucket, &self.key);
+        let founder = common::founder_of(&bucket, &self.key);
+        let member = match &self.second_user {
+            Some(identity) if i % 2 == 1 => Member::new(identity.clone(), founder.public_key()),
+            _ => founder,
+        };
         d.service = Some(SyncService::new(rec, store, self.key.clone(), member).unwrap());
     }
 
@@ -881,10 +902,19 @@ async fn run_seed(seed: u64, steps: u64) -> Result<RunStats, String> {
     let devices = 2 + (mix(seed) % 3) as usize;
     let mut sim = Sim::new(seed, devices);
     sim.start(0);
+    if let Some(second) = &sim.second_user {
+        let key = second.public_key();
+        sim.service(0).invite(key, Role::Member).await.unwrap();
+    }
     // A late joiner: its database does not exist until it first runs.
     let late = devices - 1;
     for i in 1..late {
         sim.start(i);
+        if sim.second_user.is_some() && i % 2 == 1 {
+            // As `join` does: the new member's device reads the membership
+            // that admits it before it writes.
+            sim.service(i).pull().await.unwrap();
+        }
     }
     sim.set_faults(true);
     for _ in 0..steps {
@@ -1006,8 +1036,8 @@ fn replay() {
     let steps = env_u64("BAE_SIM_STEPS").unwrap_or(150);
     match runtime().block_on(run_seed(seed, steps)) {
         Ok(s) => println!(
-            "seed {seed}: converged; {} devices, {} steps, {} writes, {} restarts, {} failed operations; faults: {}",
-            s.devices, s.steps, s.writes, s.restarts, s.errors, s.faults
+            "seed {seed}: converged; {} devices of {} users, {} steps, {} writes, {} restarts, {} failed operations; faults: {}",
+            s.devices, s.users, s.steps, s.writes, s.restarts, s.errors, s.faults
         ),
         Err(why) => panic!("{why}"),
     }
@@ -1025,6 +1055,7 @@ fn soak() {
     let rt = runtime();
     let start = std::time::Instant::now();
     let (mut seeds, mut devices, mut writes) = (0u64, 0usize, 0u64);
+    let mut two_user_seeds = 0u64;
     let mut faults = FaultCounts::default();
     let mut failures = Vec::new();
     let mut seed = first;
@@ -1032,6 +1063,7 @@ fn soak() {
         match rt.block_on(run_seed(seed, steps)) {
             Ok(s) => {
                 devices += s.devices;
+                two_user_seeds += u64::from(s.users == 2);
                 writes += s.writes;
                 faults.merge(&s.faults);
             }
@@ -1044,7 +1076,7 @@ fn soak() {
         seed += 1;
     }
     println!(
-        "soak: {seeds} seeds ({first}..{seed}) in {} s, {devices} simulated devices, {writes} acknowledged writes, {steps} steps each; faults injected: {} ({}); divergences: {}",
+        "soak: {seeds} seeds ({first}..{seed}) in {} s ({two_user_seeds} of them with two users), {devices} simulated devices, {writes} acknowledged writes, {steps} steps each; faults injected: {} ({}); divergences: {}",
         start.elapsed().as_secs(),
         faults.total(),
         faults,
