@@ -238,6 +238,7 @@ fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn sample_batch() -> Batch {
     Batch {
+        schema_version: 1,
         device: DeviceId::from_bytes([0x11; 16]),
         seq: BatchSeq(2),
         prev: Some(BatchHash([0xab; 32])),

@@ -500,6 +500,7 @@ fn replay_local(rec: &mut OpRecorder) -> Result<usize, SyncError> {
     let mut batches = Vec::new();
     for seq in bae_oplog::batches_after(conn, BatchSeq(after as u64))? {
         batches.push(Batch {
+            schema_version: schema.version(),
             device,
             seq,
             prev: None,

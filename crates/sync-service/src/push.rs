@@ -440,6 +440,7 @@ pub(crate) fn encode_one(
     }
     let hlc = ops.iter().map(|op| op.hlc).max().unwrap_or(Timestamp::ZERO);
     let batch = Batch {
+        schema_version: schema.version(),
         device,
         seq,
         prev,
