@@ -101,6 +101,7 @@ mod apply;
 mod convert;
 mod error;
 mod keys;
+mod kept;
 mod pull;
 pub mod snapshot;
 mod stamps;
@@ -108,6 +109,7 @@ mod state;
 mod unique;
 
 pub use apply::ApplyStats;
+pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};
 pub use error::MergeError;
 pub use pull::{apply_batch, apply_pull, fold_local, HeldBatch, PullReport};
 pub use state::ROW_COLUMN;
@@ -130,6 +132,10 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
             name: "0002_compact_stamps",
             sql: include_str!("../../../migrations/merge/0002_compact_stamps.sql"),
         },
+        Migration {
+            name: "0003_kept",
+            sql: include_str!("../../../migrations/merge/0003_kept.sql"),
+        },
     ],
 };
 
@@ -139,7 +145,11 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
 /// (`0002_compact_stamps`); if that fails, nothing of it is kept and the
 /// error says why.
 pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
-    migrate_conn(rec.sync_parts().0)
+    migrate_conn(rec.sync_parts().0)?;
+    // A host that opens with a newer schema gets what this device kept of
+    // newer writers' batches now, not at its next pull.
+    kept::apply_kept(rec)?;
+    Ok(())
 }
 
 /// [`migrate`] on a bare connection (a staging database too).
