@@ -202,7 +202,16 @@ fn replay_one(
             "SELECT schema_version, table_name, row_id, kind, whole, fields FROM bae_sync_kept
              WHERE device = ?1 AND hlc = ?2",
             params![device_bytes, hlc],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .optional()?;
     let Some((version, table, row_id, kind, whole, fields)) = row else {

@@ -100,8 +100,8 @@
 mod apply;
 mod convert;
 mod error;
-mod keys;
 mod kept;
+mod keys;
 mod pull;
 pub mod snapshot;
 mod stamps;
@@ -109,8 +109,8 @@ mod state;
 mod unique;
 
 pub use apply::ApplyStats;
-pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};
 pub use error::MergeError;
+pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};
 pub use pull::{apply_batch, apply_pull, fold_local, HeldBatch, PullReport};
 pub use state::ROW_COLUMN;
 

@@ -37,7 +37,9 @@ pub enum CodecError {
     #[error("not a batch (bad magic)")]
     BadMagic,
     /// A format version this code does not read.
-    #[error("batch format version {0} is not supported (this build reads 1 to {BATCH_FORMAT_VERSION})")]
+    #[error(
+        "batch format version {0} is not supported (this build reads 1 to {BATCH_FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// The body ended early.
     #[error("batch body is truncated")]
@@ -435,7 +437,9 @@ mod tests {
     #[test]
     fn a_newer_writer_may_name_what_this_device_does_not_know_within_bounds() {
         let mut b = sample();
-        b.ops[0].fields.push(("mood".into(), Value::Text("calm".into())));
+        b.ops[0]
+            .fields
+            .push(("mood".into(), Value::Text("calm".into())));
         b.ops.push(Op {
             table: "playlists".into(),
             ..b.ops[0].clone()

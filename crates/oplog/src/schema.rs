@@ -264,10 +264,7 @@ impl SyncSchema {
             if last > 0 && !seen.iter().any(|c| c.0 == t.name) {
                 grew.get_or_insert((t.name.to_owned(), String::new()));
             }
-            let old: Vec<_> = seen
-                .iter()
-                .filter(|c| c.0 == t.name && c.1 >= 0)
-                .collect();
+            let old: Vec<_> = seen.iter().filter(|c| c.0 == t.name && c.1 >= 0).collect();
             for (table, position, was, was_type) in &old {
                 let position = usize::try_from(*position).unwrap_or(usize::MAX);
                 let Some(now) = t.columns.get(position) else {

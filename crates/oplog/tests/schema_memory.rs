@@ -132,7 +132,9 @@ fn a_reordered_or_removed_column_is_refused_and_names_the_column() {
             now: "body".into()
         }
     );
-    assert!(err.to_string().contains("never renamed, removed or reordered"));
+    assert!(err
+        .to_string()
+        .contains("never renamed, removed or reordered"));
     let err = schema_error(open(&path, &NOTES_REMOVED));
     assert!(
         matches!(&err, SchemaError::ColumnChanged { position: 1, was, now, .. } if was == "body" && now == "(none)"),
