@@ -370,6 +370,7 @@ impl SyncService {
             hlc,
             pushed_at_ms: now_ms(),
             cursors,
+            schema_version: self.schema.version(),
         };
         let key = layout::heads_key(&device, seq);
         let sealed = self.seal_signed(
