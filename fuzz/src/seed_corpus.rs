@@ -273,6 +273,7 @@ fn sample_head() -> Head {
         hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
         pushed_at_ms: 1_800_000_000_000,
         cursors: vec![(DeviceId::from_bytes([0x22; 16]), 7)],
+        schema_version: 1,
     }
 }
 
