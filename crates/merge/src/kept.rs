@@ -19,6 +19,7 @@
 
 use crate::apply::Applier;
 use crate::error::MergeError;
+use crate::snapshot::StateRecord;
 use bae_hlc::{DeviceId, Stamp, Timestamp};
 use bae_oplog::{Op, OpKind, OpRecorder, SyncSchema, Value};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -77,6 +78,109 @@ pub(crate) fn note_newer_writer(
     Ok(())
 }
 
+/// One kept op as a snapshot record, from a row of
+/// `SELECT device, hlc, schema_version, table_name, row_id, kind, whole, fields`.
+pub(crate) fn kept_record(r: &rusqlite::Row<'_>) -> Result<StateRecord, MergeError> {
+    let table: String = r.get(3)?;
+    let row_id: String = r.get(4)?;
+    let device: Vec<u8> = r.get(0)?;
+    let device = <[u8; 16]>::try_from(device.as_slice()).map_err(|_| MergeError::CorruptStamp {
+        table: table.clone(),
+        row_id: row_id.clone(),
+    })?;
+    let hlc = r.get::<_, i64>(1)? as u64;
+    let fields: Vec<u8> = r.get(7)?;
+    let fields = postcard::from_bytes(&fields)
+        .map_err(|e| corrupt(DeviceId::from_bytes(device), Timestamp::from_u64(hlc), &e))?;
+    Ok(StateRecord::Kept {
+        device,
+        hlc,
+        schema_version: r.get(2)?,
+        table,
+        row_id,
+        kind: r.get(5)?,
+        whole: r.get(6)?,
+        fields,
+    })
+}
+
+/// Checks a snapshot's kept op as a batch from a newer writer is checked:
+/// a valid kind and HLC, names that are plain identifiers of at most
+/// `bae_oplog::MAX_NAME_BYTES`, values of at most
+/// `bae_oplog::MAX_KEPT_VALUE_BYTES` (names this device knows too).
+pub(crate) fn check_kept_record(record: &StateRecord) -> Result<(), bae_oplog::CodecError> {
+    static NOTHING: SyncSchema = SyncSchema::new(&[], None);
+    let StateRecord::Kept {
+        device,
+        hlc,
+        table,
+        row_id,
+        kind,
+        fields,
+        ..
+    } = record
+    else {
+        return Ok(());
+    };
+    let kind = OpKind::from_code(i64::from(*kind)).ok_or(bae_oplog::CodecError::BadOp {
+        index: 0,
+        reason: "unknown op kind",
+    })?;
+    // Against an empty schema every name is unknown, so every name and
+    // value is held to the bounds of a newer writer's.
+    let batch = bae_oplog::Batch {
+        schema_version: u32::MAX,
+        device: DeviceId::from_bytes(*device),
+        seq: bae_oplog::BatchSeq(1),
+        prev: None,
+        ops: vec![Op {
+            hlc: Timestamp::from_u64(*hlc),
+            table: table.clone(),
+            row_id: row_id.clone(),
+            kind,
+            fields: fields.clone(),
+        }],
+    };
+    bae_oplog::validate(&batch, &NOTHING)
+}
+
+/// Restores a snapshot's kept op, and has the next [`apply_kept`] try
+/// every kept op again (this device's schema may know what the
+/// snapshot's writer did not).
+pub(crate) fn restore_kept(conn: &Connection, record: &StateRecord) -> Result<(), MergeError> {
+    let StateRecord::Kept {
+        device,
+        hlc,
+        schema_version,
+        table,
+        row_id,
+        kind,
+        whole,
+        fields,
+    } = record
+    else {
+        return Ok(());
+    };
+    let device = DeviceId::from_bytes(*device);
+    let hlc = Timestamp::from_u64(*hlc);
+    let kind = OpKind::from_code(i64::from(*kind)).ok_or(MergeError::CorruptKept {
+        device,
+        hlc: hlc.as_u64(),
+        reason: "unknown op kind".into(),
+    })?;
+    let op = Op {
+        hlc,
+        table: table.clone(),
+        row_id: row_id.clone(),
+        kind,
+        fields: Vec::new(),
+    };
+    keep(conn, &op, device, *schema_version, *whole, fields)?;
+    conn.prepare_cached("UPDATE bae_sync_merge SET kept_replayed_version = 0 WHERE id = 1")?
+        .execute([])?;
+    Ok(())
+}
+
 /// A device whose batches carry a newer schema than this device runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewerWriter {
@@ -92,9 +196,13 @@ pub fn newer_writers(
     conn: &Connection,
     schema: &SyncSchema,
 ) -> Result<(Vec<NewerWriter>, u64), MergeError> {
+    // The writers of kept ops count too: a device that restored a
+    // checkpoint knows them from its kept ops alone.
     let mut stmt = conn.prepare_cached(
-        "SELECT device, schema_version FROM bae_sync_newer_writers
-         WHERE schema_version > ?1 ORDER BY device",
+        "SELECT device, max(schema_version) FROM (
+             SELECT device, schema_version FROM bae_sync_newer_writers
+             UNION ALL SELECT device, schema_version FROM bae_sync_kept)
+         GROUP BY device HAVING max(schema_version) > ?1 ORDER BY device",
     )?;
     let mut rows = stmt.query([schema.version()])?;
     let mut writers = Vec::new();

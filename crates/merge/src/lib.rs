@@ -6,7 +6,9 @@
 //! parked values and how far local writes are folded
 //! (`bae_sync_row_stamps`, `bae_sync_column_stamps`, `bae_sync_writers`,
 //! `bae_sync_parked`, `bae_sync_merge`; no other crate names these
-//! tables), with the fold of local writes into it.
+//! tables), with the fold of local writes into it; and what a device on an
+//! older sync schema keeps of newer writers' ops until its host upgrades
+//! (`bae_sync_kept`, `bae_sync_newer_writers`; `docs/SCHEMA-EVOLUTION.md`).
 //!
 //! Architecture invariant: `merge` never touches the network or encryption;
 //! it sees decoded batches and an `OpRecorder`'s connection. It writes
@@ -21,6 +23,9 @@
 //! - [`apply_pull`]: the batches of one pull, chronologically, retrying
 //!   batches whose parent rows had not arrived; returns a [`PullReport`]
 //!   with what applied and what is held (kept, with a reason).
+//! - [`apply_kept`]: what this device kept of newer writers' ops and its
+//!   schema now knows (run by [`migrate`] and after every pull);
+//!   [`newer_writers`] says who writes a newer schema.
 //!
 //! # The merge rules
 //!
@@ -118,7 +123,7 @@ use bae_oplog::{Migration, Migrations, OpRecorder};
 
 /// The merge state's tables (`bae_sync_row_stamps`,
 /// `bae_sync_column_stamps`, `bae_sync_writers`, `bae_sync_parked`,
-/// `bae_sync_merge`; version 1's `bae_sync_stamps` and
+/// `bae_sync_merge`, `bae_sync_kept`, `bae_sync_newer_writers`; version 1's `bae_sync_stamps` and
 /// `bae_sync_tombstones` are converted by `0002_compact_stamps`); no other
 /// crate names them.
 pub const MERGE_MIGRATIONS: Migrations = Migrations {
@@ -144,6 +149,8 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
 /// A library whose merge state is still at version 1 is converted here
 /// (`0002_compact_stamps`); if that fails, nothing of it is kept and the
 /// error says why.
+/// Then, if the library is opened with a newer sync schema than before,
+/// what this device kept of newer writers' batches applies ([`apply_kept`]).
 pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
     migrate_conn(rec.sync_parts().0)?;
     // A host that opens with a newer schema gets what this device kept of

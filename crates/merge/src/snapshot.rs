@@ -64,6 +64,37 @@ pub enum StateRecord {
         /// The kept value.
         value: Value,
     },
+    /// A synced table's columns in the writer's schema, in order: the
+    /// names of the values of its `Row` records (first in a snapshot, one
+    /// per table).
+    Columns {
+        /// The table.
+        table: String,
+        /// Its synced columns.
+        columns: Vec<String>,
+    },
+    /// An op (or the part of one) of a newer writer that the snapshot's
+    /// writer kept, not knowing its table or columns (`bae_sync_kept`;
+    /// last in a snapshot).
+    Kept {
+        /// The op's device.
+        device: [u8; 16],
+        /// The op's HLC (packed).
+        hlc: u64,
+        /// The op's writer's schema version.
+        schema_version: u32,
+        /// The table, as the op names it.
+        table: String,
+        /// The row id.
+        row_id: String,
+        /// The op kind's code (0 insert, 1 update, 2 delete).
+        kind: u8,
+        /// Whether this is the whole op (its table was unknown) or only its
+        /// unknown fields.
+        whole: bool,
+        /// The kept fields.
+        fields: Vec<(String, Value)>,
+    },
 }
 
 /// Why a record cannot be restored. The record names what was wrong; the
@@ -112,6 +143,23 @@ pub enum RestoreError {
         /// `insert stamp` or `tombstone`.
         what: &'static str,
     },
+    /// A kept op whose names or values are out of bounds, or whose kind or
+    /// HLC is invalid.
+    #[error("kept op: {0}")]
+    BadKept(bae_oplog::CodecError),
+    /// A table's column list that contradicts this device's schema (a
+    /// column renamed, moved or dropped).
+    #[error("table {table}: the snapshot's column {position} is {found:?}, this schema's is {expected:?}")]
+    ColumnMismatch {
+        /// The table.
+        table: String,
+        /// The position.
+        position: usize,
+        /// The snapshot's column there.
+        found: String,
+        /// This schema's.
+        expected: String,
+    },
     /// A record the database refuses (a duplicate, a row whose parent the
     /// snapshot lacks, a value of the wrong type for a constraint).
     #[error("record refused by the database: {0}")]
@@ -156,7 +204,9 @@ pub fn snapshot_len(conn: &Connection, schema: &SyncSchema) -> Result<u64, Merge
     queries.push("SELECT COUNT(ins_hlc) + COUNT(del_hlc) FROM bae_sync_row_stamps".into());
     queries.push("SELECT COUNT(*) FROM bae_sync_column_stamps".into());
     queries.push("SELECT COUNT(*) FROM bae_sync_parked".into());
-    let mut total = 0u64;
+    queries.push("SELECT COUNT(*) FROM bae_sync_kept".into());
+    // One column list per table.
+    let mut total = schema.tables().len() as u64;
     for q in queries {
         let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
         total = total.saturating_add(u64::try_from(n).unwrap_or(0));
@@ -178,6 +228,12 @@ pub fn snapshot<E>(
         n += 1;
         sink(record).map_err(SnapshotError::Sink)
     };
+    for table in schema.tables() {
+        emit(StateRecord::Columns {
+            table: table.name.to_owned(),
+            columns: table.columns.iter().map(|c| (*c).to_owned()).collect(),
+        })?;
+    }
     for table in schema.tables() {
         let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
@@ -233,6 +289,14 @@ pub fn snapshot<E>(
             column: r.get(2)?,
             value: Value::from(r.get_ref(3)?),
         })?;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT device, hlc, schema_version, table_name, row_id, kind, whole, fields
+         FROM bae_sync_kept ORDER BY device, hlc",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        emit(crate::kept::kept_record(r)?)?;
     }
     Ok(n)
 }
@@ -331,6 +395,7 @@ pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeErr
         "bae_sync_row_stamps",
         "bae_sync_column_stamps",
         "bae_sync_parked",
+        "bae_sync_kept",
     ]);
     for t in tables {
         let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
@@ -365,7 +430,9 @@ pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), Res
     match record {
         StateRecord::Row { table, id, values } => {
             let t = table_of(table)?;
-            if values.len() != t.columns.len() {
+            // Fewer values: a writer on an older schema (columns are only
+            // ever appended), whose row lacks the newer columns.
+            if values.len() > t.columns.len() {
                 return Err(RestoreError::WrongValueCount {
                     table: t.name.to_owned(),
                     id: id.clone(),
@@ -391,6 +458,28 @@ pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), Res
             hlc_in_range(table, row_id, *hlc)?;
         }
         StateRecord::Parked { table, column, .. } => column_of(table_of(table)?, column, false)?,
+        StateRecord::Columns { table, columns } => {
+            let t = table_of(table)?;
+            for (position, found) in columns.iter().enumerate() {
+                let Some(expected) = t.columns.get(position) else {
+                    return Err(RestoreError::UnknownColumn {
+                        table: t.name.to_owned(),
+                        column: found.clone(),
+                    });
+                };
+                if found != expected {
+                    return Err(RestoreError::ColumnMismatch {
+                        table: t.name.to_owned(),
+                        position,
+                        found: found.clone(),
+                        expected: (*expected).to_owned(),
+                    });
+                }
+            }
+        }
+        StateRecord::Kept { .. } => {
+            crate::kept::check_kept_record(record).map_err(RestoreError::BadKept)?;
+        }
     }
     Ok(())
 }
@@ -410,8 +499,12 @@ impl StateRecord {
     /// The HLC of a stamp or tombstone.
     pub fn hlc(&self) -> Option<u64> {
         match self {
-            StateRecord::Stamp { hlc, .. } | StateRecord::Tombstone { hlc, .. } => Some(*hlc),
-            StateRecord::Row { .. } | StateRecord::Parked { .. } => None,
+            StateRecord::Stamp { hlc, .. }
+            | StateRecord::Tombstone { hlc, .. }
+            | StateRecord::Kept { hlc, .. } => Some(*hlc),
+            StateRecord::Row { .. } | StateRecord::Parked { .. } | StateRecord::Columns { .. } => {
+                None
+            }
         }
     }
 }
@@ -433,7 +526,10 @@ pub fn restore_record(
                 return Err(RestoreError::UnknownTable(table.clone()));
             };
             // Names spliced into SQL are the schema's, never the record's.
-            let sql = bae_oplog::insert_sql(t.name, t.columns.iter().copied());
+            // An older writer's row has the first columns only; the others
+            // take their defaults, as an older writer's insert gives them.
+            let columns = t.columns.iter().take(values.len()).copied();
+            let sql = bae_oplog::insert_sql(t.name, columns);
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
             args.push(id);
             args.extend(values.iter().map(|v| v as &dyn ToSql));
@@ -506,6 +602,8 @@ pub fn restore_record(
             .execute(params![table, row_id, column, value])
             .map_err(refused)?;
         }
+        StateRecord::Columns { .. } => {}
+        StateRecord::Kept { .. } => crate::kept::restore_kept(conn, record)?,
     }
     Ok(())
 }
@@ -807,7 +905,9 @@ fn replace_in(
            INSERT OR IGNORE INTO main.bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
                SELECT k.table_name, k.row_key, k."column", k.hlc, {col} FROM ck.bae_sync_column_stamps k;
            DELETE FROM main.bae_sync_parked;
-           INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;"#,
+           INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;
+           INSERT OR IGNORE INTO main.bae_sync_kept SELECT * FROM ck.bae_sync_kept;
+           UPDATE main.bae_sync_merge SET kept_replayed_version = 0;"#,
         ins = here("ins_writer"),
         del = here("del_writer"),
         col = here("writer"),

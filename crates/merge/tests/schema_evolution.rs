@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bae_hlc::{DeviceId, WallClock};
-use bae_merge::{apply_pull, newer_writers, MergeError, NewerWriter, PullReport};
+use bae_merge::{
+    apply_kept, apply_pull, newer_writers, snapshot, MergeError, NewerWriter, PullReport,
+};
 use bae_oplog::fixture::{
     create_bae_library, demo_album, upgrade_to_v2, AlbumImport, Library, BAE_SCHEMA_V2,
 };
@@ -620,4 +622,79 @@ proptest! {
             prop_assert_eq!(n.newer(), (vec![], 0));
         }
     }
+}
+
+/// The merge state of `from` as a snapshot, restored into `to` (a fresh
+/// library) record by record, as a checkpoint restore does; then what `to`
+/// can apply of the kept ops applies.
+fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::RestoreError> {
+    let schema = from.schema();
+    let mut records = Vec::new();
+    snapshot::snapshot(from.rec().sync_parts().0, schema, |r| {
+        records.push(r);
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    let len = snapshot::snapshot_len(from.rec().sync_parts().0, schema).unwrap();
+    assert_eq!(len, records.len() as u64);
+    let schema = to.schema();
+    for r in &records {
+        snapshot::check_record(schema, r)?;
+    }
+    let conn = to.rec().sync_parts().0;
+    for r in &records {
+        snapshot::restore_record(conn, schema, r)?;
+    }
+    snapshot::mark_local_ops_folded(conn).unwrap();
+    apply_kept(to.rec()).unwrap();
+    Ok(())
+}
+
+#[test]
+fn a_checkpoint_of_a_version_1_device_carries_what_it_kept_to_any_version() {
+    let mut a = Node::new(1, true);
+    let mut b = Node::new(2, false);
+    let x = album(0);
+    let x_id = x.album_id().unwrap().to_owned();
+    a.import(&x);
+    a.tick(10);
+    a.edit("albums", &x_id, &[("mood", "calm".into())]);
+    a.add_note("n1", &x_id, "liner notes");
+    a.insert_album("z", "Zed", "dreamy");
+    b.pull_all_from(&mut a);
+    b.tick(20);
+    b.edit("albums", &x_id, &[("title", "B's".into())]);
+    a.pull_all_from(&mut b);
+    let kept = b.newer().1;
+    assert_eq!(kept, 3);
+
+    // Restored on version 2: every kept value applies.
+    let mut fresh_v2 = Node::new(3, true);
+    restore_snapshot(&mut b, &mut fresh_v2).unwrap();
+    assert_eq!(fresh_v2.dump(&BAE_SCHEMA_V2), a.dump(&BAE_SCHEMA_V2));
+    assert_eq!(fresh_v2.newer(), (vec![], 0));
+
+    // Restored on version 1: kept again, the newer writer reported, and
+    // applied once that device upgrades.
+    let mut fresh_v1 = Node::new(4, false);
+    restore_snapshot(&mut b, &mut fresh_v1).unwrap();
+    assert_eq!(fresh_v1.dump(&BAE_SCHEMA), b.dump(&BAE_SCHEMA));
+    let (newer, kept_there) = fresh_v1.newer();
+    assert_eq!((newer.len(), kept_there), (1, kept));
+    fresh_v1.upgrade();
+    assert_eq!(fresh_v1.dump(&BAE_SCHEMA_V2), a.dump(&BAE_SCHEMA_V2));
+}
+
+#[test]
+fn a_checkpoint_of_a_version_2_device_is_refused_by_name_on_version_1() {
+    let mut a = Node::new(1, true);
+    let x = album(0);
+    a.import(&x);
+    let mut v1 = Node::new(2, false);
+    let err = restore_snapshot(&mut a, &mut v1).unwrap_err();
+    assert!(
+        matches!(&err, snapshot::RestoreError::UnknownColumn { table, column } if table == "albums" && column == "mood"),
+        "{err}"
+    );
+    assert_eq!(v1.dump(&BAE_SCHEMA), "", "nothing restored");
 }

@@ -47,8 +47,12 @@ fn version_1_device() -> Device {
 fn write_version_1(conn: &Connection, records: &[StateRecord]) {
     for r in records {
         match r {
-            // Rows and parked values are stored alike in both versions.
-            StateRecord::Row { .. } | StateRecord::Parked { .. } => {
+            // Rows and parked values are stored alike in both versions;
+            // column lists are not stored, kept ops are version 3's.
+            StateRecord::Row { .. }
+            | StateRecord::Parked { .. }
+            | StateRecord::Columns { .. }
+            | StateRecord::Kept { .. } => {
                 snapshot::restore_record(conn, &BAE_SCHEMA, r).unwrap();
             }
             StateRecord::Stamp {

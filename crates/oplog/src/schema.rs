@@ -59,7 +59,7 @@ pub struct SyncSchema {
 }
 
 /// The version a schema made by [`SyncSchema::new`] has.
-pub const FIRST_SCHEMA_VERSION: u32 = 1;
+const FIRST_SCHEMA_VERSION: u32 = 1;
 
 impl SyncSchema {
     /// A schema of `tables`, parents first, at version 1. `images` names the

@@ -16,7 +16,17 @@ fn status_names_a_device_on_a_newer_schema_and_nothing_it_wrote_is_lost() {
     let laptop = path(w.library("laptop"));
     ok(&w, &["demo-import", "--library", &laptop, "--albums", "2"]);
     ok(&w, &["init", "--library", &laptop, "--bucket", &w.bucket]);
-    ok(&w, &["key", "export", "--library", &laptop, "--out", &path(w.key_file())]);
+    ok(
+        &w,
+        &[
+            "key",
+            "export",
+            "--library",
+            &laptop,
+            "--out",
+            &path(w.key_file()),
+        ],
+    );
     let album = bae_oplog::fixture::demo_album(1, 0, 12)
         .album_id()
         .unwrap()
@@ -42,7 +52,10 @@ fn status_names_a_device_on_a_newer_schema_and_nothing_it_wrote_is_lost() {
         )),
         "{status}"
     );
-    assert!(status.contains("kept for after the update: 1 op"), "{status}");
+    assert!(
+        status.contains("kept for after the update: 1 op"),
+        "{status}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(&w, &["status", "--library", &laptop, "--json"])).unwrap();
     assert_eq!(json["schema_version"], 1);
@@ -54,9 +67,15 @@ fn status_names_a_device_on_a_newer_schema_and_nothing_it_wrote_is_lost() {
     // laptop's host updates, it is there.
     let dump = ok(&w, &["dump", "--library", &laptop]);
     assert!(dump.contains("Titled on the tablet"), "{dump}");
-    assert_eq!(dump, runtime.block_on(dump_as(&tablet, &bae_oplog::BAE_SCHEMA)));
+    assert_eq!(
+        dump,
+        runtime.block_on(dump_as(&tablet, &bae_oplog::BAE_SCHEMA))
+    );
     let upgraded = w.device_v2("laptop");
-    assert_eq!(runtime.block_on(field(&upgraded, "albums", &album, "mood")), "calm");
+    assert_eq!(
+        runtime.block_on(field(&upgraded, "albums", &album, "mood")),
+        "calm"
+    );
     assert_eq!(
         runtime.block_on(dump_as(&upgraded, &bae_oplog::fixture::BAE_SCHEMA_V2)),
         runtime.block_on(dump_as(&tablet, &bae_oplog::fixture::BAE_SCHEMA_V2))
@@ -69,7 +88,17 @@ fn a_library_a_newer_bae_opened_is_refused_by_an_older_one_by_name() {
     let laptop = path(w.library("laptop"));
     ok(&w, &["demo-import", "--library", &laptop, "--albums", "1"]);
     ok(&w, &["init", "--library", &laptop, "--bucket", &w.bucket]);
-    ok(&w, &["key", "export", "--library", &laptop, "--out", &path(w.key_file())]);
+    ok(
+        &w,
+        &[
+            "key",
+            "export",
+            "--library",
+            &laptop,
+            "--out",
+            &path(w.key_file()),
+        ],
+    );
     let before = ok(&w, &["dump", "--library", &laptop]);
     drop(w.device_v2("laptop"));
     let out = run(&w, &["status", "--library", &laptop]);

@@ -138,6 +138,20 @@ pub(crate) enum Record {
     },
     /// Always last: the number of records between header and end.
     End { records: u64 },
+    /// Format 2: a table's synced columns in the writer's schema (first,
+    /// one per table).
+    Columns { table: String, columns: Vec<String> },
+    /// Format 2: an op of a newer writer the writer kept (last).
+    Kept {
+        device: [u8; 16],
+        hlc: u64,
+        schema_version: u32,
+        table: String,
+        row_id: String,
+        kind: u8,
+        whole: bool,
+        fields: Vec<(String, Value)>,
+    },
 }
 
 impl From<StateRecord> for Record {
@@ -178,6 +192,26 @@ impl From<StateRecord> for Record {
                 row_id,
                 column,
                 value,
+            },
+            StateRecord::Columns { table, columns } => Record::Columns { table, columns },
+            StateRecord::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
+            } => Record::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
             },
         }
     }
@@ -223,6 +257,26 @@ impl Record {
                 row_id,
                 column,
                 value,
+            },
+            Record::Columns { table, columns } => StateRecord::Columns { table, columns },
+            Record::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
+            } => StateRecord::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
             },
             Record::Header(_) | Record::End { .. } => return None,
         })
@@ -1105,6 +1159,29 @@ mod tests {
                     value,
                 }
             }),
+            (name, proptest::collection::vec(name, 0..4))
+                .prop_map(|(table, columns)| Record::Columns { table, columns }),
+            (
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                (any::<u32>(), name, name),
+                (0u8..3, any::<bool>()),
+                proptest::collection::vec((name, value()), 0..3)
+            )
+                .prop_map(
+                    |(device, hlc, (schema_version, table, row_id), (kind, whole), fields)| {
+                        Record::Kept {
+                            device,
+                            hlc,
+                            schema_version,
+                            table,
+                            row_id,
+                            kind,
+                            whole,
+                            fields,
+                        }
+                    }
+                ),
         ]
     }
 
