@@ -283,6 +283,9 @@ impl SyncService {
         tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
         report.rejected = rejected;
         report.replayed = self.finish_local_replay().await?;
+        // What the checkpoint's writer kept of newer writers' batches and
+        // this device's schema knows applies now, not at the next pull.
+        self.with_db(|rec| Ok(bae_merge::apply_kept(rec)?)).await?;
         self.want_absent_images().await?;
         report.images = self.retry_wanted_images().await?;
         Ok(report)

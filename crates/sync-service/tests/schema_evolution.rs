@@ -87,3 +87,44 @@ async fn a_version_1_device_syncs_with_a_version_2_device_and_catches_up_when_up
         dump_as(&c, &BAE_SCHEMA_V2).await
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_of_a_version_1_device_brings_what_it_kept_to_joining_devices() {
+    let world = World::new(Bucket::Local, "schema-evolution-checkpoint");
+    let a = world.first_device("a", 2).await;
+    let c = world.device_v2("c");
+    sync_all(&[&a, &c]).await;
+    let album = album_row(0, "albums");
+    edit(&c, "albums", &album, "mood", "calm").await;
+    add_note(&c, "n1", &album, "first pressing").await;
+    sync_all(&[&a, &c]).await;
+
+    // a (version 1) writes the checkpoint, and the batches it covers go.
+    a.checkpoint().await.unwrap();
+    let gc = a
+        .gc(i64::MAX / 2, std::time::Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert!(gc.checkpoint.is_some(), "{gc:?}");
+
+    // A version 1 device joins from it: it keeps what a kept.
+    let b = world.join("b").await;
+    let status = b.status().await.unwrap();
+    assert_eq!(status.kept_ops, 2, "{status:?}");
+    assert_eq!(status.newer_schema.len(), 1);
+    assert_eq!(
+        dump_as(&b, &BAE_SCHEMA).await,
+        dump_as(&c, &BAE_SCHEMA).await
+    );
+
+    // A version 2 device bootstraps from it: everything, nothing kept.
+    let d = world.device_v2("d");
+    assert!(d.bootstrap_from_checkpoint().await.unwrap().is_some());
+    d.sync().await.unwrap();
+    assert_eq!(field(&d, "albums", &album, "mood").await, "calm");
+    assert_eq!(
+        dump_as(&d, &BAE_SCHEMA_V2).await,
+        dump_as(&c, &BAE_SCHEMA_V2).await
+    );
+    assert_eq!(d.status().await.unwrap().kept_ops, 0);
+}
