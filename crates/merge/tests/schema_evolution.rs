@@ -547,22 +547,10 @@ fn perform(nodes: &mut [Node], action: &Action) {
             }
             if n.exists("album_notes", &note) {
                 n.edit("album_notes", &note, &[("body", format!("b{v}").into())]);
-            } else if n.get("album_notes", &note, "id").is_none() {
-                // A note id is inserted once per device at most; another
-                // device's deleted note stays deleted here.
-                let known: bool = n
-                    .rec()
-                    .sync_parts()
-                    .0
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM bae_sync_op_log WHERE row_id = ?1)",
-                        [&note],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                if !known {
-                    n.add_note(&note, id, &format!("b{v}"));
-                }
+            } else {
+                // A note another device deleted comes back as a new life
+                // of the same id, as a re-import does.
+                n.add_note(&note, id, &format!("b{v}"));
             }
         }
         Action::DeleteAlbum { dev, album: k } => {
