@@ -45,6 +45,34 @@ pub(crate) fn keep(
     whole: bool,
     fields: &[(String, Value)],
 ) -> Result<(), MergeError> {
+    let existing: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT fields FROM bae_sync_kept WHERE device = ?1 AND hlc = ?2")?
+        .query_row(
+            params![device.as_bytes().as_slice(), op.hlc.as_u64() as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(existing) = existing {
+        // The same op kept again (a batch applied twice), or another part
+        // of it (a checkpoint's kept op and the values its writer knew):
+        // one entry with every field.
+        let mut all: Vec<(String, Value)> =
+            postcard::from_bytes(&existing).map_err(|e| corrupt(device, op.hlc, &e))?;
+        let before = all.len();
+        for (c, v) in fields {
+            if !all.iter().any(|(k, _)| k == c) {
+                all.push((c.clone(), v.clone()));
+            }
+        }
+        if all.len() > before {
+            let encoded = postcard::to_allocvec(&all).map_err(|e| corrupt(device, op.hlc, &e))?;
+            conn.prepare_cached(
+                "UPDATE bae_sync_kept SET fields = ?3 WHERE device = ?1 AND hlc = ?2",
+            )?
+            .execute(params![device.as_bytes().as_slice(), op.hlc.as_u64() as i64, encoded])?;
+        }
+        return Ok(());
+    }
     let encoded = postcard::to_allocvec(fields).map_err(|e| corrupt(device, op.hlc, &e))?;
     conn.prepare_cached(
         "INSERT OR IGNORE INTO bae_sync_kept
@@ -369,7 +397,14 @@ fn replay_one(
     };
     match result {
         Ok(()) => {}
-        Err(e) if e.is_retryable() => {
+        // A parent or row that has not arrived: retried after every pull.
+        // Anything else the op itself causes (a constraint the host's
+        // table adds) is retried too rather than blocking the library's
+        // open: it stays kept, and in status.
+        Err(e) if e.is_retryable() || !e.is_local_failure() => {
+            if !e.is_retryable() {
+                tracing::warn!(table = %op.table, row = %op.row_id, error = %e, "kept op does not apply");
+            }
             drop(tx);
             conn.execute(
                 "UPDATE bae_sync_kept SET ready = 1 WHERE device = ?1 AND hlc = ?2",

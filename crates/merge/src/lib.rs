@@ -107,6 +107,7 @@ mod convert;
 mod error;
 mod kept;
 mod keys;
+mod newer_snapshot;
 mod pull;
 pub mod snapshot;
 mod stamps;

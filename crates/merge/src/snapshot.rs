@@ -410,8 +410,17 @@ pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeErr
 
 /// Checks a record's table and column names and value count against
 /// `schema`, without touching a database: a checkpoint is checked whole
-/// before any of it is restored.
-pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), RestoreError> {
+/// before any of it is restored. A snapshot whose writer ran a newer
+/// schema (`writer_version`) may name tables and columns `schema` does not
+/// know, within a newer writer's bounds; [`restore_record`] keeps them.
+pub fn check_record(
+    schema: &SyncSchema,
+    record: &StateRecord,
+    writer_version: u32,
+) -> Result<(), RestoreError> {
+    if writer_version > schema.version() && crate::newer_snapshot::names_unknown(schema, record) {
+        return crate::newer_snapshot::check(schema, record);
+    }
     let table_of = |t: &str| {
         schema
             .table(t)
@@ -512,13 +521,19 @@ impl StateRecord {
 /// Writes one record into `conn` (a library with no merge state yet, or a
 /// staging database from [`create_staging`]), after checking every name it
 /// carries against `schema`. Records may arrive in snapshot order only:
-/// rows parents first.
+/// rows parents first. What a snapshot of a newer writer (`writer_version`)
+/// names that `schema` does not know is held until [`finish_restore`]
+/// keeps it.
 pub fn restore_record(
     conn: &Connection,
     schema: &SyncSchema,
     record: &StateRecord,
+    writer_version: u32,
 ) -> Result<(), RestoreError> {
-    check_record(schema, record)?;
+    check_record(schema, record, writer_version)?;
+    if writer_version > schema.version() && crate::newer_snapshot::names_unknown(schema, record) {
+        return crate::newer_snapshot::hold(conn, schema, record);
+    }
     let refused = RestoreError::Refused;
     match record {
         StateRecord::Row { table, id, values } => {
@@ -623,6 +638,18 @@ fn writer_id(conn: &Connection, device: &[u8; 16]) -> Result<i64, RestoreError> 
     Ok(conn
         .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
         .query_row([device.as_slice()], |r| r.get(0))?)
+}
+
+/// After the last record of a snapshot is restored into `conn`: what a
+/// newer writer's snapshot held that `schema` does not know becomes kept
+/// ops (docs/SCHEMA-EVOLUTION.md), applied once this device's schema knows
+/// them. Nothing to do for a snapshot of this schema or an older one.
+pub fn finish_restore(
+    conn: &Connection,
+    schema: &SyncSchema,
+    writer_version: u32,
+) -> Result<(), MergeError> {
+    crate::newer_snapshot::finish(conn, schema, writer_version)
 }
 
 /// After a restore into an empty library: every local op recorded so far

@@ -617,6 +617,8 @@ proptest! {
 /// can apply of the kept ops applies.
 fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::RestoreError> {
     let schema = from.schema();
+    // A snapshot holds the stamps of local writes once they are folded.
+    bae_merge::fold_local(from.rec()).unwrap();
     let mut records = Vec::new();
     snapshot::snapshot(from.rec().sync_parts().0, schema, |r| {
         records.push(r);
@@ -625,14 +627,16 @@ fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::Rest
     .unwrap();
     let len = snapshot::snapshot_len(from.rec().sync_parts().0, schema).unwrap();
     assert_eq!(len, records.len() as u64);
+    let writer = schema.version();
     let schema = to.schema();
     for r in &records {
-        snapshot::check_record(schema, r)?;
+        snapshot::check_record(schema, r, writer)?;
     }
     let conn = to.rec().sync_parts().0;
     for r in &records {
-        snapshot::restore_record(conn, schema, r)?;
+        snapshot::restore_record(conn, schema, r, writer)?;
     }
+    snapshot::finish_restore(conn, schema, writer).unwrap();
     snapshot::mark_local_ops_folded(conn).unwrap();
     apply_kept(to.rec()).unwrap();
     Ok(())
@@ -674,15 +678,68 @@ fn a_checkpoint_of_a_version_1_device_carries_what_it_kept_to_any_version() {
 }
 
 #[test]
-fn a_checkpoint_of_a_version_2_device_is_refused_by_name_on_version_1() {
+fn a_checkpoint_of_a_version_2_device_restores_on_version_1_keeping_what_it_does_not_know() {
     let mut a = Node::new(1, true);
+    let mut c = Node::new(3, true);
     let x = album(0);
+    let x_id = x.album_id().unwrap().to_owned();
     a.import(&x);
+    a.insert_album("z", "Zed", "dreamy");
+    a.add_note("n1", &x_id, "liner notes");
+    a.add_note("n2", &x_id, "gone soon");
+    c.pull_all_from(&mut a);
+    c.tick(10);
+    c.edit("albums", &x_id, &[("mood", "calm".into()), ("title", "C's".into())]);
+    c.edit("album_notes", "n1", &[("body", "liner notes, 1959".into())]);
+    c.lib().delete("album_notes", "n2").unwrap();
+    a.pull_all_from(&mut c);
+
+    // A version 1 device restores c's checkpoint: what it knows, as c has
+    // it; the rest kept, c reported.
     let mut v1 = Node::new(2, false);
-    let err = restore_snapshot(&mut a, &mut v1).unwrap_err();
+    restore_snapshot(&mut c, &mut v1).unwrap();
+    assert_eq!(v1.dump(&BAE_SCHEMA), c.dump(&BAE_SCHEMA));
+    let (newer, kept) = v1.newer();
+    assert_eq!(newer.len(), 2, "a and c write version 2: {newer:?}");
+    assert!(kept >= 5, "{kept}");
+    // Its host updates: everything is there, as on the others.
+    v1.upgrade();
+    assert_eq!(v1.dump(&BAE_SCHEMA_V2), c.dump(&BAE_SCHEMA_V2));
+    assert_eq!(v1.newer(), (vec![], 0));
+    // And it keeps syncing with them.
+    v1.tick(50);
+    v1.edit("albums", &x_id, &[("mood", "stormy".into())]);
+    a.pull_all_from(&mut v1);
+    c.pull_all_from(&mut v1);
+    assert_eq!(a.dump(&BAE_SCHEMA_V2), v1.dump(&BAE_SCHEMA_V2));
+    assert_eq!(c.dump(&BAE_SCHEMA_V2), v1.dump(&BAE_SCHEMA_V2));
+}
+
+#[test]
+fn a_checkpoint_naming_unknown_columns_from_a_writer_not_newer_is_refused() {
+    let mut a = Node::new(1, true);
+    a.import(&album(0));
+    let mut records = Vec::new();
+    snapshot::snapshot(a.rec().sync_parts().0, &BAE_SCHEMA_V2, |r| {
+        records.push(r);
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    let refused = records
+        .iter()
+        .find_map(|r| snapshot::check_record(&BAE_SCHEMA, r, 1).err())
+        .expect("a version 1 writer cannot know albums.mood");
     assert!(
-        matches!(&err, snapshot::RestoreError::UnknownColumn { table, column } if table == "albums" && column == "mood"),
-        "{err}"
+        matches!(&refused, snapshot::RestoreError::UnknownColumn { table, column } if table == "albums" && column == "mood"),
+        "{refused}"
     );
-    assert_eq!(v1.dump(&BAE_SCHEMA), "", "nothing restored");
+    // From a newer writer, a name that is no identifier is refused too.
+    let hostile = snapshot::StateRecord::Columns {
+        table: "notes; DROP TABLE albums".into(),
+        columns: vec![],
+    };
+    assert!(matches!(
+        snapshot::check_record(&BAE_SCHEMA, &hostile, 2),
+        Err(snapshot::RestoreError::BadKept(CodecError::BadName { .. }))
+    ));
 }

@@ -53,7 +53,7 @@ fn write_version_1(conn: &Connection, records: &[StateRecord]) {
             | StateRecord::Parked { .. }
             | StateRecord::Columns { .. }
             | StateRecord::Kept { .. } => {
-                snapshot::restore_record(conn, &BAE_SCHEMA, r).unwrap();
+                snapshot::restore_record(conn, &BAE_SCHEMA, r, 0).unwrap();
             }
             StateRecord::Stamp {
                 table,
@@ -307,24 +307,24 @@ fn a_second_insert_stamp_or_tombstone_for_a_row_is_refused() {
         device: [2; 16],
     };
     for r in [stamp(ROW_COLUMN), tomb.clone(), stamp("title")] {
-        snapshot::restore_record(conn, &BAE_SCHEMA, &r).unwrap();
+        snapshot::restore_record(conn, &BAE_SCHEMA, &r, 0).unwrap();
     }
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN)),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN), 0),
         Err(RestoreError::Duplicate {
             what: "insert stamp",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb, 0),
         Err(RestoreError::Duplicate {
             what: "tombstone",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title")),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title"), 0),
         Err(RestoreError::Refused(_))
     ));
 }

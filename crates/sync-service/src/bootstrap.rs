@@ -420,7 +420,7 @@ fn load_records(
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state).map_err(|e| match e {
+            merge_snapshot::restore_record(conn, schema, &state, header.schema_version).map_err(|e| match e {
                 // A local database failure is not the checkpoint's fault.
                 RestoreError::Merge(e) => SyncError::Merge(e),
                 source => invalid(CheckpointError::Record {
@@ -443,6 +443,8 @@ fn load_records(
     if let Some(p) = progress {
         p(Stage::Restore, seen, header.records);
     }
+    // A newer writer's tables and columns this schema does not know: kept.
+    merge_snapshot::finish_restore(conn, schema, header.schema_version)?;
     Ok(())
 }
 

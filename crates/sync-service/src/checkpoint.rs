@@ -939,7 +939,7 @@ pub(crate) fn check_body<R: Read>(
     while let Some(record) = reader.body_record(seen)? {
         each(&record)?;
         if let Some(state) = record.into_state() {
-            merge_snapshot::check_record(schema, &state).map_err(|source| {
+            merge_snapshot::check_record(schema, &state, header.schema_version).map_err(|source| {
                 CheckpointError::Record {
                     index: seen,
                     source,
