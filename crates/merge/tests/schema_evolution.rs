@@ -475,12 +475,17 @@ enum Action {
         from: usize,
         picks: Vec<usize>,
     },
+    /// A new device joins from `from`'s checkpoint, on version 2 or 1.
+    Join {
+        from: usize,
+        v2: bool,
+    },
 }
 
 const NODES: usize = 3;
 
 fn action() -> impl Strategy<Value = Action> {
-    let dev = 0usize..NODES;
+    let dev = 0usize..NODES + 2;
     let album = 0u64..2;
     prop_oneof![
         2 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::Import { dev, album }),
@@ -491,12 +496,24 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (dev.clone(), album.clone()).prop_map(|(dev, album)| Action::DeleteAlbum { dev, album }),
         1 => dev.clone().prop_map(|dev| Action::Upgrade { dev }),
         2 => (dev.clone(), -50i64..300).prop_map(|(dev, ms)| Action::Tick { dev, ms }),
-        4 => (dev.clone(), dev, proptest::collection::vec(any::<usize>(), 0..6))
+        4 => (dev.clone(), dev.clone(), proptest::collection::vec(any::<usize>(), 0..6))
             .prop_map(|(to, from, picks)| Action::Sync { to, from, picks }),
+        1 => (dev, any::<bool>()).prop_map(|(from, v2)| Action::Join { from, v2 }),
     ]
 }
 
-fn perform(nodes: &mut [Node], action: &Action) {
+fn perform(nodes: &mut Vec<Node>, action: &Action) {
+    if let Action::Join { from, v2 } = action {
+        // At most two joiners: each is a library on disk.
+        if nodes.len() < NODES + 2 {
+            let mut fresh = Node::new(20 + nodes.len() as u8, *v2);
+            let from = from % nodes.len();
+            restore_snapshot(&mut nodes[from], &mut fresh).unwrap();
+            nodes.push(fresh);
+        }
+        return;
+    }
+    let action = &retarget(action, nodes.len());
     match action {
         Action::Import { dev, album: k } => {
             let a = album(*k);
@@ -561,6 +578,7 @@ fn perform(nodes: &mut [Node], action: &Action) {
                 n.delete_album(id);
             }
         }
+        Action::Join { .. } => {}
         Action::Upgrade { dev } => nodes[*dev].upgrade(),
         Action::Tick { dev, ms } => nodes[*dev].tick(*ms),
         Action::Sync { to, from, picks } => {
@@ -580,10 +598,33 @@ fn perform(nodes: &mut [Node], action: &Action) {
     }
 }
 
+/// The action with its devices taken modulo the devices there are now
+/// (joiners get actions too).
+fn retarget(action: &Action, n: usize) -> Action {
+    let mut a = action.clone();
+    match &mut a {
+        Action::Import { dev, .. }
+        | Action::Bare { dev, .. }
+        | Action::Title { dev, .. }
+        | Action::Mood { dev, .. }
+        | Action::Note { dev, .. }
+        | Action::DeleteAlbum { dev, .. }
+        | Action::Upgrade { dev }
+        | Action::Tick { dev, .. } => *dev %= n,
+        Action::Sync { to, from, .. } => {
+            *to %= n;
+            *from %= n;
+        }
+        Action::Join { .. } => {}
+    }
+    a
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Whatever the interleaving of edits, partial syncs and upgrades,
+    /// Whatever the interleaving of edits, partial syncs, joins from a
+    /// checkpoint (on either version, of a device on either) and upgrades,
     /// once every device runs version 2 and has every batch, every
     /// library is the same, and equal to the library of a witness that
     /// ran version 2 from the start and applied every batch.
@@ -628,6 +669,7 @@ fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::Rest
     let len = snapshot::snapshot_len(from.rec().sync_parts().0, schema).unwrap();
     assert_eq!(len, records.len() as u64);
     let writer = schema.version();
+    let newest = snapshot::newest_stamp(from.rec().sync_parts().0).unwrap();
     let schema = to.schema();
     for r in &records {
         snapshot::check_record(schema, r, writer)?;
@@ -638,6 +680,13 @@ fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::Rest
     }
     snapshot::finish_restore(conn, schema, writer).unwrap();
     snapshot::mark_local_ops_folded(conn).unwrap();
+    // As a bootstrap does: the clock moves past every restored stamp, so
+    // this device's next write is newer than what it restored.
+    if let Some(newest) = newest {
+        bae_oplog::persist_timestamp(conn, bae_hlc::Timestamp::from_u64(newest)).unwrap();
+        let (conn, clock, _) = to.rec().sync_parts();
+        bae_oplog::catch_up_clock(conn, clock).unwrap();
+    }
     apply_kept(to.rec()).unwrap();
     Ok(())
 }
