@@ -69,7 +69,11 @@ pub(crate) fn keep(
             conn.prepare_cached(
                 "UPDATE bae_sync_kept SET fields = ?3 WHERE device = ?1 AND hlc = ?2",
             )?
-            .execute(params![device.as_bytes().as_slice(), op.hlc.as_u64() as i64, encoded])?;
+            .execute(params![
+                device.as_bytes().as_slice(),
+                op.hlc.as_u64() as i64,
+                encoded
+            ])?;
         }
         return Ok(());
     }

@@ -103,7 +103,12 @@ pub(crate) fn hold(
                what TEXT NOT NULL, table_name TEXT NOT NULL, row_id TEXT NOT NULL,
                "column" TEXT, value, hlc INTEGER, device BLOB);"#,
     )?;
-    let held = |what: &str, table: &str, row: &str, column: Option<&str>, value: Option<&Value>, stamp: Option<(u64, &[u8; 16])>| {
+    let held = |what: &str,
+                table: &str,
+                row: &str,
+                column: Option<&str>,
+                value: Option<&Value>,
+                stamp: Option<(u64, &[u8; 16])>| {
         conn.prepare_cached(
             r#"INSERT INTO temp.bae_sync_ck_held (what, table_name, row_id, "column", value, hlc, device)
                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"#,
@@ -170,7 +175,14 @@ pub(crate) fn hold(
             hlc,
             device,
         } => {
-            held("stamp", table, row_id, Some(column), None, Some((*hlc, device)))?;
+            held(
+                "stamp",
+                table,
+                row_id,
+                Some(column),
+                None,
+                Some((*hlc, device)),
+            )?;
         }
         StateRecord::Tombstone {
             table,
@@ -185,10 +197,17 @@ pub(crate) fn hold(
     Ok(())
 }
 
-/// Turns what [`hold`] held into kept ops of `writer_version` and drops the
-/// holding tables. A held value without any stamp (a row written before
+/// Turns what [`hold`] held into kept ops and drops the holding tables;
+/// notes the snapshot's `writer` as writing `writer_version`. The kept ops
+/// carry schema version 0: which version each op's own device ran is not
+/// in a snapshot. A held value without any stamp (a row written before
 /// sync began) cannot be ordered against other writes and is dropped.
-pub(crate) fn finish(conn: &Connection, schema: &SyncSchema, writer_version: u32) -> Result<(), MergeError> {
+pub(crate) fn finish(
+    conn: &Connection,
+    schema: &SyncSchema,
+    writer: DeviceId,
+    writer_version: u32,
+) -> Result<(), MergeError> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE name = 'bae_sync_ck_held')",
         [],
@@ -202,8 +221,9 @@ pub(crate) fn finish(conn: &Connection, schema: &SyncSchema, writer_version: u32
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (table, row_id) in rows {
-        keep_row(conn, schema, &table, &row_id, writer_version)?;
+        keep_row(conn, schema, &table, &row_id)?;
     }
+    kept::note_newer_writer(conn, writer, writer_version)?;
     conn.execute_batch(
         "DROP TABLE temp.bae_sync_ck_held; DROP TABLE IF EXISTS temp.bae_sync_ck_columns;",
     )?;
@@ -216,7 +236,6 @@ fn keep_row(
     schema: &SyncSchema,
     table: &str,
     row_id: &str,
-    writer_version: u32,
 ) -> Result<(), MergeError> {
     let mut stamps: BTreeMap<String, Stamp> = BTreeMap::new();
     let mut values: Vec<(String, Value)> = Vec::new();
@@ -230,7 +249,12 @@ fn keep_row(
         while let Some(r) = rows.next()? {
             let what: String = r.get(0)?;
             let stamp = match r.get::<_, Option<i64>>(3)? {
-                Some(hlc) => Some(crate::stamps::stamp_from(table, row_id, hlc, r.get_ref(4)?)?),
+                Some(hlc) => Some(crate::stamps::stamp_from(
+                    table,
+                    row_id,
+                    hlc,
+                    r.get_ref(4)?,
+                )?),
                 None => None,
             };
             match (what.as_str(), stamp) {
@@ -286,7 +310,7 @@ fn keep_row(
             kind,
             fields: Vec::new(),
         };
-        kept::keep(conn, &op, stamp.device, writer_version, whole, &fields)?;
+        kept::keep(conn, &op, stamp.device, 0, whole, &fields)?;
     }
     if let (true, Some(t)) = (whole, tomb) {
         let op = Op {
@@ -296,7 +320,7 @@ fn keep_row(
             kind: OpKind::Delete,
             fields: Vec::new(),
         };
-        kept::keep(conn, &op, t.device, writer_version, true, &[])?;
+        kept::keep(conn, &op, t.device, 0, true, &[])?;
     }
     conn.prepare_cached("UPDATE bae_sync_merge SET kept_replayed_version = 0 WHERE id = 1")?
         .execute([])?;

@@ -342,12 +342,17 @@ fn device_bytes(
     })
 }
 
-/// The newest HLC of any stamp or tombstone (packed), if any: a snapshot's
-/// HLC must be at least this, since it is newer than every write it holds.
+/// The newest HLC of any stamp, tombstone or kept op (packed), if any: a
+/// snapshot's HLC must be at least this, since it is newer than every write
+/// it holds.
 pub fn newest_stamp(conn: &Connection) -> Result<Option<u64>, MergeError> {
     let n: Option<i64> = conn.query_row(
-        "SELECT MAX(h) FROM (SELECT MAX(MAX(ins_hlc), MAX(del_hlc)) AS h FROM bae_sync_row_stamps
-                             UNION ALL SELECT MAX(hlc) FROM bae_sync_column_stamps)",
+        // One aggregate per column: SQLite's two-argument MAX is NULL when
+        // either argument is (no tombstone at all made it miss every insert).
+        "SELECT MAX(h) FROM (SELECT MAX(ins_hlc) AS h FROM bae_sync_row_stamps
+                             UNION ALL SELECT MAX(del_hlc) FROM bae_sync_row_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_column_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_kept)",
         [],
         |r| r.get(0),
     )?;
@@ -643,13 +648,15 @@ fn writer_id(conn: &Connection, device: &[u8; 16]) -> Result<i64, RestoreError> 
 /// After the last record of a snapshot is restored into `conn`: what a
 /// newer writer's snapshot held that `schema` does not know becomes kept
 /// ops (docs/SCHEMA-EVOLUTION.md), applied once this device's schema knows
-/// them. Nothing to do for a snapshot of this schema or an older one.
+/// them, and the snapshot's `writer` is noted as writing a newer schema.
+/// Nothing to do for a snapshot of this schema or an older one.
 pub fn finish_restore(
     conn: &Connection,
     schema: &SyncSchema,
+    writer: DeviceId,
     writer_version: u32,
 ) -> Result<(), MergeError> {
-    crate::newer_snapshot::finish(conn, schema, writer_version)
+    crate::newer_snapshot::finish(conn, schema, writer, writer_version)
 }
 
 /// After a restore into an empty library: every local op recorded so far

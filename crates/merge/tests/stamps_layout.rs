@@ -328,3 +328,18 @@ fn a_second_insert_stamp_or_tombstone_for_a_row_is_refused() {
         Err(RestoreError::Refused(_))
     ));
 }
+
+#[test]
+fn the_newest_stamp_is_found_in_a_library_without_tombstones() {
+    let mut d = Device::new();
+    d.import(&demo_album(3, 0, 2));
+    bae_merge::fold_local(d.lib.recorder()).unwrap();
+    let newest = snapshot::newest_stamp(d.conn()).unwrap();
+    let last_op: i64 = d
+        .conn()
+        .query_row("SELECT MAX(ins_hlc) FROM bae_sync_row_stamps", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(newest, Some(last_op as u64));
+}

@@ -420,14 +420,16 @@ fn load_records(
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state, header.schema_version).map_err(|e| match e {
-                // A local database failure is not the checkpoint's fault.
-                RestoreError::Merge(e) => SyncError::Merge(e),
-                source => invalid(CheckpointError::Record {
-                    index: seen,
-                    source,
-                }),
-            })?;
+            merge_snapshot::restore_record(conn, schema, &state, header.schema_version).map_err(
+                |e| match e {
+                    // A local database failure is not the checkpoint's fault.
+                    RestoreError::Merge(e) => SyncError::Merge(e),
+                    source => invalid(CheckpointError::Record {
+                        index: seen,
+                        source,
+                    }),
+                },
+            )?;
         }
         seen += 1;
         if seen.is_multiple_of(PROGRESS_EVERY) {
@@ -444,7 +446,12 @@ fn load_records(
         p(Stage::Restore, seen, header.records);
     }
     // A newer writer's tables and columns this schema does not know: kept.
-    merge_snapshot::finish_restore(conn, schema, header.schema_version)?;
+    merge_snapshot::finish_restore(
+        conn,
+        schema,
+        DeviceId::from_bytes(header.writer),
+        header.schema_version,
+    )?;
     Ok(())
 }
 

@@ -939,12 +939,12 @@ pub(crate) fn check_body<R: Read>(
     while let Some(record) = reader.body_record(seen)? {
         each(&record)?;
         if let Some(state) = record.into_state() {
-            merge_snapshot::check_record(schema, &state, header.schema_version).map_err(|source| {
-                CheckpointError::Record {
+            merge_snapshot::check_record(schema, &state, header.schema_version).map_err(
+                |source| CheckpointError::Record {
                     index: seen,
                     source,
-                }
-            })?;
+                },
+            )?;
             if state.hlc().is_some_and(|h| h > header.hlc) {
                 return Err(CheckpointError::StampAfterCheckpoint { index: seen });
             }

@@ -128,3 +128,57 @@ async fn a_checkpoint_of_a_version_1_device_brings_what_it_kept_to_joining_devic
     );
     assert_eq!(d.status().await.unwrap().kept_ops, 0);
 }
+
+#[tokio::test]
+async fn a_version_2_checkpoint_restores_on_a_joining_version_1_device_which_catches_up_when_updated(
+) {
+    let world = World::new(Bucket::Local, "schema-evolution-newer-checkpoint");
+    let a = world.first_device("a", 2).await;
+    let c = world.device_v2("c");
+    sync_all(&[&a, &c]).await;
+    let album = album_row(0, "albums");
+    edit(&c, "albums", &album, "mood", "calm").await;
+    add_note(&c, "n1", &album, "first pressing").await;
+    edit(&a, "albums", &album, "title", "Retitled on a").await;
+    sync_all(&[&a, &c]).await;
+
+    // c (version 2) writes the checkpoint; the batches it covers go.
+    c.checkpoint().await.unwrap();
+    let gc = c
+        .gc(i64::MAX / 2, std::time::Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert!(gc.checkpoint.is_some(), "{gc:?}");
+    drop(a);
+
+    // A version 1 device joins from it: what it knows, and the rest kept.
+    let b = world.join("b").await;
+    assert_eq!(
+        dump_as(&b, &BAE_SCHEMA).await,
+        dump_as(&c, &BAE_SCHEMA).await
+    );
+    let status = b.status().await.unwrap();
+    assert_eq!(
+        status.newer_schema,
+        [NewerSchemaStatus {
+            device: c.device().to_string(),
+            schema_version: 2
+        }]
+    );
+    // Each album's mood (the second album's as its insert left it) and
+    // the note.
+    assert_eq!(status.kept_ops, 3, "{status:?}");
+
+    // Updated, it has everything, with nothing downloaded again.
+    drop(b);
+    let b = world.device_v2("b");
+    assert_eq!(b.status().await.unwrap().kept_ops, 0);
+    assert_eq!(
+        field(&b, "album_notes", "n1", "body").await,
+        "first pressing"
+    );
+    assert_eq!(
+        dump_as(&b, &BAE_SCHEMA_V2).await,
+        dump_as(&c, &BAE_SCHEMA_V2).await
+    );
+}
