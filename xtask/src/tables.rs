@@ -22,6 +22,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_keep", "merge"),
     ("bae_sync_kept", "merge"),
     ("bae_sync_newer_writers", "merge"),
+    ("bae_sync_ck_held", "merge"),
+    ("bae_sync_ck_columns", "merge"),
     ("bae_sync_library", "sync-service"),
     ("bae_sync_cursors", "sync-service"),
     ("bae_sync_problems", "sync-service"),
