@@ -71,6 +71,7 @@ fn remote_batches(n: u64) -> Result<Vec<Batch>, bae_oplog::OplogError> {
     (1..=last.0)
         .map(|s| {
             Ok(Batch {
+                schema_version: BAE_SCHEMA.version(),
                 device,
                 seq: BatchSeq(s),
                 prev: None,

@@ -238,6 +238,7 @@ fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn sample_batch() -> Batch {
     Batch {
+        schema_version: 1,
         device: DeviceId::from_bytes([0x11; 16]),
         seq: BatchSeq(2),
         prev: Some(BatchHash([0xab; 32])),
@@ -272,6 +273,7 @@ fn sample_head() -> Head {
         hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
         pushed_at_ms: 1_800_000_000_000,
         cursors: vec![(DeviceId::from_bytes([0x22; 16]), 7)],
+        schema_version: 1,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Applying one op under the merge rules (see the crate docs).
 
 use crate::error::MergeError;
+use crate::kept;
 use crate::stamps::{self, Writers};
 use crate::state::{self, RowState};
 use crate::unique::{is_unique_violation, Unsettled};
@@ -27,6 +28,10 @@ pub struct ApplyStats {
     /// an absent parent): their stamps were recorded, their values kept
     /// aside, nothing became visible.
     pub ops_on_absent_rows: usize,
+    /// Ops of a newer writer naming tables or columns this device's schema
+    /// does not know: that part of each is kept (`kept.rs`) until an
+    /// upgrade.
+    pub ops_kept: usize,
 }
 
 /// Where a referenced parent row stands.
@@ -107,16 +112,43 @@ impl<'c> Applier<'c> {
         stamps::set_tombstone(self.conn, table, id, stamp_hlc(s), writer)
     }
 
-    /// Applies one validated op written by `device`.
-    pub(crate) fn apply_op(&mut self, op: &Op, device: DeviceId) -> Result<(), MergeError> {
-        let Some(table) = self.schema.table(&op.table) else {
-            return Err(MergeError::Invalid(bae_oplog::CodecError::UnknownTable {
-                index: 0,
-                table: op.table.clone(),
-            }));
-        };
-        self.stats.ops += 1;
+    /// Applies one validated op written by `device` under schema
+    /// `writer_version`. What the schema does not know (validation let it
+    /// through only from a newer writer) is kept, the rest applies.
+    pub(crate) fn apply_op(
+        &mut self,
+        op: &Op,
+        device: DeviceId,
+        writer_version: u32,
+    ) -> Result<(), MergeError> {
         let stamp = Stamp::new(op.hlc, device);
+        let Some(table) = self.schema.table(&op.table) else {
+            kept::keep(self.conn, op, device, writer_version, true, &op.fields)?;
+            self.stats.ops += 1;
+            self.stats.ops_kept += 1;
+            return Ok(());
+        };
+        let (known, unknown) = kept::split_fields(self.schema, op);
+        if unknown.is_empty() {
+            return self.apply_known(op, table, stamp);
+        }
+        kept::keep(self.conn, op, device, writer_version, false, &unknown)?;
+        self.stats.ops_kept += 1;
+        let known = Op {
+            fields: known,
+            ..op.clone()
+        };
+        self.apply_known(&known, table, stamp)
+    }
+
+    /// Applies an op whose table and fields the schema knows.
+    pub(crate) fn apply_known(
+        &mut self,
+        op: &Op,
+        table: &'static TableSchema,
+        stamp: Stamp,
+    ) -> Result<(), MergeError> {
+        self.stats.ops += 1;
         match op.kind {
             OpKind::Delete => self.delete(table, &op.row_id, stamp),
             OpKind::Insert => {
@@ -183,6 +215,47 @@ impl<'c> Applier<'c> {
             after.fields.retain(|(_, f)| *f > s);
         } else {
             for (c, _) in &winners {
+                self.set_column_stamp(table.name, id, c, s)?;
+                after.fields.retain(|(f, _)| f != c);
+                after.fields.push(((*c).to_owned(), s));
+            }
+        }
+        if st.present {
+            self.write_present(table, id, &winners)
+        } else {
+            self.write_absent(table, id, &winners, &after, s)
+        }
+    }
+
+    /// Writes fields kept from an op whose other fields applied when it
+    /// arrived (`kept.rs`): each wins unless the field's stamp is newer than
+    /// the op's. A field whose stamp is the op's own (the insert it came
+    /// with) takes the value without a stamp of its own.
+    pub(crate) fn write_late(
+        &mut self,
+        table: &'static TableSchema,
+        op: &Op,
+        s: Stamp,
+    ) -> Result<(), MergeError> {
+        let id = op.row_id.as_str();
+        let st = state::load_row(self.conn, table, id)?;
+        if !st.known() {
+            return Err(MergeError::MissingRow {
+                table: table.name.into(),
+                row_id: id.into(),
+            });
+        }
+        let winners: Vec<(&str, &Value)> = op
+            .fields
+            .iter()
+            .filter(|(c, _)| st.field(c).is_none_or(|f| f <= s))
+            .map(|(c, v)| (c.as_str(), v))
+            .collect();
+        self.stats.fields_won += winners.len();
+        self.stats.fields_lost += op.fields.len() - winners.len();
+        let mut after = st.clone();
+        for (c, _) in &winners {
+            if st.field(c) != Some(s) {
                 self.set_column_stamp(table.name, id, c, s)?;
                 after.fields.retain(|(f, _)| f != c);
                 after.fields.push(((*c).to_owned(), s));

@@ -61,6 +61,16 @@ pub enum MergeError {
         /// How many rows.
         rows: u64,
     },
+    /// An op kept from a newer writer does not decode (a damaged database).
+    #[error("kept op of device {device} at HLC {hlc} is corrupt: {reason}")]
+    CorruptKept {
+        /// Its writer.
+        device: bae_hlc::DeviceId,
+        /// Its HLC.
+        hlc: u64,
+        /// Why.
+        reason: String,
+    },
     /// SQLite failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),

@@ -6,7 +6,9 @@
 //! parked values and how far local writes are folded
 //! (`bae_sync_row_stamps`, `bae_sync_column_stamps`, `bae_sync_writers`,
 //! `bae_sync_parked`, `bae_sync_merge`; no other crate names these
-//! tables), with the fold of local writes into it.
+//! tables), with the fold of local writes into it; and what a device on an
+//! older sync schema keeps of newer writers' ops until its host upgrades
+//! (`bae_sync_kept`, `bae_sync_newer_writers`; `docs/SCHEMA-EVOLUTION.md`).
 //!
 //! Architecture invariant: `merge` never touches the network or encryption;
 //! it sees decoded batches and an `OpRecorder`'s connection. It writes
@@ -21,6 +23,9 @@
 //! - [`apply_pull`]: the batches of one pull, chronologically, retrying
 //!   batches whose parent rows had not arrived; returns a [`PullReport`]
 //!   with what applied and what is held (kept, with a reason).
+//! - [`apply_kept`]: what this device kept of newer writers' ops and its
+//!   schema now knows (run by [`migrate`] and after every pull);
+//!   [`newer_writers`] says who writes a newer schema.
 //!
 //! # The merge rules
 //!
@@ -100,7 +105,9 @@
 mod apply;
 mod convert;
 mod error;
+mod kept;
 mod keys;
+mod newer_snapshot;
 mod pull;
 pub mod snapshot;
 mod stamps;
@@ -109,6 +116,7 @@ mod unique;
 
 pub use apply::ApplyStats;
 pub use error::MergeError;
+pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};
 pub use pull::{apply_batch, apply_pull, fold_local, HeldBatch, PullReport};
 pub use state::ROW_COLUMN;
 
@@ -116,7 +124,7 @@ use bae_oplog::{Migration, Migrations, OpRecorder};
 
 /// The merge state's tables (`bae_sync_row_stamps`,
 /// `bae_sync_column_stamps`, `bae_sync_writers`, `bae_sync_parked`,
-/// `bae_sync_merge`; version 1's `bae_sync_stamps` and
+/// `bae_sync_merge`, `bae_sync_kept`, `bae_sync_newer_writers`; version 1's `bae_sync_stamps` and
 /// `bae_sync_tombstones` are converted by `0002_compact_stamps`); no other
 /// crate names them.
 pub const MERGE_MIGRATIONS: Migrations = Migrations {
@@ -130,6 +138,10 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
             name: "0002_compact_stamps",
             sql: include_str!("../../../migrations/merge/0002_compact_stamps.sql"),
         },
+        Migration {
+            name: "0003_kept",
+            sql: include_str!("../../../migrations/merge/0003_kept.sql"),
+        },
     ],
 };
 
@@ -138,8 +150,14 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
 /// A library whose merge state is still at version 1 is converted here
 /// (`0002_compact_stamps`); if that fails, nothing of it is kept and the
 /// error says why.
+/// Then, if the library is opened with a newer sync schema than before,
+/// what this device kept of newer writers' batches applies ([`apply_kept`]).
 pub fn migrate(rec: &mut OpRecorder) -> Result<(), MergeError> {
-    migrate_conn(rec.sync_parts().0)
+    migrate_conn(rec.sync_parts().0)?;
+    // A host that opens with a newer schema gets what this device kept of
+    // newer writers' batches now, not at its next pull.
+    kept::apply_kept(rec)?;
+    Ok(())
 }
 
 /// [`migrate`] on a bare connection (a staging database too).

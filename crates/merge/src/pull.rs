@@ -3,6 +3,7 @@
 
 use crate::apply::{Applier, ApplyStats};
 use crate::error::MergeError;
+use crate::kept::{self, KeptReport};
 use bae_hlc::DeviceId;
 use bae_oplog::{validate, Batch, BatchSeq, OpRecorder};
 
@@ -33,8 +34,11 @@ pub fn apply_batch(rec: &mut OpRecorder, batch: &Batch) -> Result<ApplyStats, Me
     let stats = {
         let mut applier = Applier::new(&tx, schema)?;
         applier.fold_local(local_device)?;
+        if batch.schema_version > schema.version() {
+            kept::note_newer_writer(&tx, batch.device, batch.schema_version)?;
+        }
         for op in &batch.ops {
-            applier.apply_op(op, batch.device)?;
+            applier.apply_op(op, batch.device, batch.schema_version)?;
         }
         applier.settle()?;
         applier.stats
@@ -82,6 +86,9 @@ pub struct PullReport {
     pub held: Vec<HeldBatch>,
     /// Totals over the applied batches.
     pub stats: ApplyStats,
+    /// What this device kept of newer writers' batches and applied now
+    /// (after an upgrade, or once a kept op's parent arrived).
+    pub kept: KeptReport,
 }
 
 /// Applies the batches of one pull: sorted chronologically (oldest op first,
@@ -126,6 +133,8 @@ pub fn apply_pull(rec: &mut OpRecorder, mut batches: Vec<Batch>) -> Result<PullR
                 tracing::info!(device = %held.batch.device, seq = %held.batch.seq, reason = %held.reason, "batch waits for a later pull");
             }
             report.held.extend(waiting);
+            // Kept ops wait on parents these batches may have brought.
+            report.kept = kept::apply_kept(rec)?;
             return Ok(report);
         }
         pending = waiting.into_iter().map(|h| h.batch).collect();
@@ -139,4 +148,5 @@ fn add(total: &mut ApplyStats, s: ApplyStats) {
     total.rows_inserted += s.rows_inserted;
     total.rows_deleted += s.rows_deleted;
     total.ops_on_absent_rows += s.ops_on_absent_rows;
+    total.ops_kept += s.ops_kept;
 }

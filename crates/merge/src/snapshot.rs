@@ -64,6 +64,37 @@ pub enum StateRecord {
         /// The kept value.
         value: Value,
     },
+    /// A synced table's columns in the writer's schema, in order: the
+    /// names of the values of its `Row` records (first in a snapshot, one
+    /// per table).
+    Columns {
+        /// The table.
+        table: String,
+        /// Its synced columns.
+        columns: Vec<String>,
+    },
+    /// An op (or the part of one) of a newer writer that the snapshot's
+    /// writer kept, not knowing its table or columns (`bae_sync_kept`;
+    /// last in a snapshot).
+    Kept {
+        /// The op's device.
+        device: [u8; 16],
+        /// The op's HLC (packed).
+        hlc: u64,
+        /// The op's writer's schema version.
+        schema_version: u32,
+        /// The table, as the op names it.
+        table: String,
+        /// The row id.
+        row_id: String,
+        /// The op kind's code (0 insert, 1 update, 2 delete).
+        kind: u8,
+        /// Whether this is the whole op (its table was unknown) or only its
+        /// unknown fields.
+        whole: bool,
+        /// The kept fields.
+        fields: Vec<(String, Value)>,
+    },
 }
 
 /// Why a record cannot be restored. The record names what was wrong; the
@@ -112,6 +143,23 @@ pub enum RestoreError {
         /// `insert stamp` or `tombstone`.
         what: &'static str,
     },
+    /// A kept op whose names or values are out of bounds, or whose kind or
+    /// HLC is invalid.
+    #[error("kept op: {0}")]
+    BadKept(bae_oplog::CodecError),
+    /// A table's column list that contradicts this device's schema (a
+    /// column renamed, moved or dropped).
+    #[error("table {table}: the snapshot's column {position} is {found:?}, this schema's is {expected:?}")]
+    ColumnMismatch {
+        /// The table.
+        table: String,
+        /// The position.
+        position: usize,
+        /// The snapshot's column there.
+        found: String,
+        /// This schema's.
+        expected: String,
+    },
     /// A record the database refuses (a duplicate, a row whose parent the
     /// snapshot lacks, a value of the wrong type for a constraint).
     #[error("record refused by the database: {0}")]
@@ -156,7 +204,9 @@ pub fn snapshot_len(conn: &Connection, schema: &SyncSchema) -> Result<u64, Merge
     queries.push("SELECT COUNT(ins_hlc) + COUNT(del_hlc) FROM bae_sync_row_stamps".into());
     queries.push("SELECT COUNT(*) FROM bae_sync_column_stamps".into());
     queries.push("SELECT COUNT(*) FROM bae_sync_parked".into());
-    let mut total = 0u64;
+    queries.push("SELECT COUNT(*) FROM bae_sync_kept".into());
+    // One column list per table.
+    let mut total = schema.tables().len() as u64;
     for q in queries {
         let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
         total = total.saturating_add(u64::try_from(n).unwrap_or(0));
@@ -178,6 +228,12 @@ pub fn snapshot<E>(
         n += 1;
         sink(record).map_err(SnapshotError::Sink)
     };
+    for table in schema.tables() {
+        emit(StateRecord::Columns {
+            table: table.name.to_owned(),
+            columns: table.columns.iter().map(|c| (*c).to_owned()).collect(),
+        })?;
+    }
     for table in schema.tables() {
         let mut stmt = conn.prepare(&table.select_rows_sql())?;
         let mut rows = stmt.query([])?;
@@ -234,6 +290,14 @@ pub fn snapshot<E>(
             value: Value::from(r.get_ref(3)?),
         })?;
     }
+    let mut stmt = conn.prepare(
+        "SELECT device, hlc, schema_version, table_name, row_id, kind, whole, fields
+         FROM bae_sync_kept ORDER BY device, hlc",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        emit(crate::kept::kept_record(r)?)?;
+    }
     Ok(n)
 }
 
@@ -278,12 +342,17 @@ fn device_bytes(
     })
 }
 
-/// The newest HLC of any stamp or tombstone (packed), if any: a snapshot's
-/// HLC must be at least this, since it is newer than every write it holds.
+/// The newest HLC of any stamp, tombstone or kept op (packed), if any: a
+/// snapshot's HLC must be at least this, since it is newer than every write
+/// it holds.
 pub fn newest_stamp(conn: &Connection) -> Result<Option<u64>, MergeError> {
     let n: Option<i64> = conn.query_row(
-        "SELECT MAX(h) FROM (SELECT MAX(MAX(ins_hlc), MAX(del_hlc)) AS h FROM bae_sync_row_stamps
-                             UNION ALL SELECT MAX(hlc) FROM bae_sync_column_stamps)",
+        // One aggregate per column: SQLite's two-argument MAX is NULL when
+        // either argument is (no tombstone at all made it miss every insert).
+        "SELECT MAX(h) FROM (SELECT MAX(ins_hlc) AS h FROM bae_sync_row_stamps
+                             UNION ALL SELECT MAX(del_hlc) FROM bae_sync_row_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_column_stamps
+                             UNION ALL SELECT MAX(hlc) FROM bae_sync_kept)",
         [],
         |r| r.get(0),
     )?;
@@ -331,6 +400,7 @@ pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeErr
         "bae_sync_row_stamps",
         "bae_sync_column_stamps",
         "bae_sync_parked",
+        "bae_sync_kept",
     ]);
     for t in tables {
         let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
@@ -345,8 +415,17 @@ pub fn is_empty(conn: &Connection, schema: &SyncSchema) -> Result<bool, MergeErr
 
 /// Checks a record's table and column names and value count against
 /// `schema`, without touching a database: a checkpoint is checked whole
-/// before any of it is restored.
-pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), RestoreError> {
+/// before any of it is restored. A snapshot whose writer ran a newer
+/// schema (`writer_version`) may name tables and columns `schema` does not
+/// know, within a newer writer's bounds; [`restore_record`] keeps them.
+pub fn check_record(
+    schema: &SyncSchema,
+    record: &StateRecord,
+    writer_version: u32,
+) -> Result<(), RestoreError> {
+    if writer_version > schema.version() && crate::newer_snapshot::names_unknown(schema, record) {
+        return crate::newer_snapshot::check(schema, record);
+    }
     let table_of = |t: &str| {
         schema
             .table(t)
@@ -365,7 +444,9 @@ pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), Res
     match record {
         StateRecord::Row { table, id, values } => {
             let t = table_of(table)?;
-            if values.len() != t.columns.len() {
+            // Fewer values: a writer on an older schema (columns are only
+            // ever appended), whose row lacks the newer columns.
+            if values.len() > t.columns.len() {
                 return Err(RestoreError::WrongValueCount {
                     table: t.name.to_owned(),
                     id: id.clone(),
@@ -391,6 +472,28 @@ pub fn check_record(schema: &SyncSchema, record: &StateRecord) -> Result<(), Res
             hlc_in_range(table, row_id, *hlc)?;
         }
         StateRecord::Parked { table, column, .. } => column_of(table_of(table)?, column, false)?,
+        StateRecord::Columns { table, columns } => {
+            let t = table_of(table)?;
+            for (position, found) in columns.iter().enumerate() {
+                let Some(expected) = t.columns.get(position) else {
+                    return Err(RestoreError::UnknownColumn {
+                        table: t.name.to_owned(),
+                        column: found.clone(),
+                    });
+                };
+                if found != expected {
+                    return Err(RestoreError::ColumnMismatch {
+                        table: t.name.to_owned(),
+                        position,
+                        found: found.clone(),
+                        expected: (*expected).to_owned(),
+                    });
+                }
+            }
+        }
+        StateRecord::Kept { .. } => {
+            crate::kept::check_kept_record(record).map_err(RestoreError::BadKept)?;
+        }
     }
     Ok(())
 }
@@ -410,8 +513,12 @@ impl StateRecord {
     /// The HLC of a stamp or tombstone.
     pub fn hlc(&self) -> Option<u64> {
         match self {
-            StateRecord::Stamp { hlc, .. } | StateRecord::Tombstone { hlc, .. } => Some(*hlc),
-            StateRecord::Row { .. } | StateRecord::Parked { .. } => None,
+            StateRecord::Stamp { hlc, .. }
+            | StateRecord::Tombstone { hlc, .. }
+            | StateRecord::Kept { hlc, .. } => Some(*hlc),
+            StateRecord::Row { .. } | StateRecord::Parked { .. } | StateRecord::Columns { .. } => {
+                None
+            }
         }
     }
 }
@@ -419,13 +526,19 @@ impl StateRecord {
 /// Writes one record into `conn` (a library with no merge state yet, or a
 /// staging database from [`create_staging`]), after checking every name it
 /// carries against `schema`. Records may arrive in snapshot order only:
-/// rows parents first.
+/// rows parents first. What a snapshot of a newer writer (`writer_version`)
+/// names that `schema` does not know is held until [`finish_restore`]
+/// keeps it.
 pub fn restore_record(
     conn: &Connection,
     schema: &SyncSchema,
     record: &StateRecord,
+    writer_version: u32,
 ) -> Result<(), RestoreError> {
-    check_record(schema, record)?;
+    check_record(schema, record, writer_version)?;
+    if writer_version > schema.version() && crate::newer_snapshot::names_unknown(schema, record) {
+        return crate::newer_snapshot::hold(conn, schema, record);
+    }
     let refused = RestoreError::Refused;
     match record {
         StateRecord::Row { table, id, values } => {
@@ -433,7 +546,10 @@ pub fn restore_record(
                 return Err(RestoreError::UnknownTable(table.clone()));
             };
             // Names spliced into SQL are the schema's, never the record's.
-            let sql = bae_oplog::insert_sql(t.name, t.columns.iter().copied());
+            // An older writer's row has the first columns only; the others
+            // take their defaults, as an older writer's insert gives them.
+            let columns = t.columns.iter().take(values.len()).copied();
+            let sql = bae_oplog::insert_sql(t.name, columns);
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
             args.push(id);
             args.extend(values.iter().map(|v| v as &dyn ToSql));
@@ -506,6 +622,8 @@ pub fn restore_record(
             .execute(params![table, row_id, column, value])
             .map_err(refused)?;
         }
+        StateRecord::Columns { .. } => {}
+        StateRecord::Kept { .. } => crate::kept::restore_kept(conn, record)?,
     }
     Ok(())
 }
@@ -525,6 +643,20 @@ fn writer_id(conn: &Connection, device: &[u8; 16]) -> Result<i64, RestoreError> 
     Ok(conn
         .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
         .query_row([device.as_slice()], |r| r.get(0))?)
+}
+
+/// After the last record of a snapshot is restored into `conn`: what a
+/// newer writer's snapshot held that `schema` does not know becomes kept
+/// ops (docs/SCHEMA-EVOLUTION.md), applied once this device's schema knows
+/// them, and the snapshot's `writer` is noted as writing a newer schema.
+/// Nothing to do for a snapshot of this schema or an older one.
+pub fn finish_restore(
+    conn: &Connection,
+    schema: &SyncSchema,
+    writer: DeviceId,
+    writer_version: u32,
+) -> Result<(), MergeError> {
+    crate::newer_snapshot::finish(conn, schema, writer, writer_version)
 }
 
 /// After a restore into an empty library: every local op recorded so far
@@ -807,7 +939,9 @@ fn replace_in(
            INSERT OR IGNORE INTO main.bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
                SELECT k.table_name, k.row_key, k."column", k.hlc, {col} FROM ck.bae_sync_column_stamps k;
            DELETE FROM main.bae_sync_parked;
-           INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;"#,
+           INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;
+           INSERT OR IGNORE INTO main.bae_sync_kept SELECT * FROM ck.bae_sync_kept;
+           UPDATE main.bae_sync_merge SET kept_replayed_version = 0;"#,
         ins = here("ins_writer"),
         del = here("del_writer"),
         col = here("writer"),

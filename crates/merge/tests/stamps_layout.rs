@@ -47,9 +47,13 @@ fn version_1_device() -> Device {
 fn write_version_1(conn: &Connection, records: &[StateRecord]) {
     for r in records {
         match r {
-            // Rows and parked values are stored alike in both versions.
-            StateRecord::Row { .. } | StateRecord::Parked { .. } => {
-                snapshot::restore_record(conn, &BAE_SCHEMA, r).unwrap();
+            // Rows and parked values are stored alike in both versions;
+            // column lists are not stored, kept ops are version 3's.
+            StateRecord::Row { .. }
+            | StateRecord::Parked { .. }
+            | StateRecord::Columns { .. }
+            | StateRecord::Kept { .. } => {
+                snapshot::restore_record(conn, &BAE_SCHEMA, r, 0).unwrap();
             }
             StateRecord::Stamp {
                 table,
@@ -303,24 +307,39 @@ fn a_second_insert_stamp_or_tombstone_for_a_row_is_refused() {
         device: [2; 16],
     };
     for r in [stamp(ROW_COLUMN), tomb.clone(), stamp("title")] {
-        snapshot::restore_record(conn, &BAE_SCHEMA, &r).unwrap();
+        snapshot::restore_record(conn, &BAE_SCHEMA, &r, 0).unwrap();
     }
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN)),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN), 0),
         Err(RestoreError::Duplicate {
             what: "insert stamp",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb, 0),
         Err(RestoreError::Duplicate {
             what: "tombstone",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title")),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title"), 0),
         Err(RestoreError::Refused(_))
     ));
+}
+
+#[test]
+fn the_newest_stamp_is_found_in_a_library_without_tombstones() {
+    let mut d = Device::new();
+    d.import(&demo_album(3, 0, 2));
+    bae_merge::fold_local(d.lib.recorder()).unwrap();
+    let newest = snapshot::newest_stamp(d.conn()).unwrap();
+    let last_op: i64 = d
+        .conn()
+        .query_row("SELECT MAX(ins_hlc) FROM bae_sync_row_stamps", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(newest, Some(last_op as u64));
 }

@@ -1,13 +1,24 @@
-//! The batch wire codec: `"BAEB"`, a format version byte, then the batch in
+//! The batch wire codec: `"BAEB"`, a format version byte, the writer's
+//! schema version (a postcard varint; format 2), then the batch in
 //! postcard. Decoding trusts nothing: size, magic, version, structure,
-//! trailing bytes and the sync schema are all checked.
+//! trailing bytes and the sync schema are all checked. Format 1 (no schema
+//! version) is still read, as schema version 0.
 
 use crate::op::Batch;
 use crate::schema::SyncSchema;
 
 const MAGIC: &[u8; 4] = b"BAEB";
-/// The batch format version this code writes and reads.
-pub const BATCH_FORMAT_VERSION: u8 = 1;
+/// The batch format version this code writes (it reads 1 and 2).
+pub const BATCH_FORMAT_VERSION: u8 = 2;
+/// The batch format before schema versions, still read.
+const BATCH_FORMAT_V1: u8 = 1;
+/// The longest table or column name a newer writer's batch may carry
+/// outside this device's schema.
+pub const MAX_NAME_BYTES: usize = 64;
+/// The largest value a newer writer's batch may carry in a column this
+/// device does not know (1 MiB): such values are kept in the merge state
+/// until the device upgrades, so their size is bounded apart from the batch.
+pub const MAX_KEPT_VALUE_BYTES: usize = 1 << 20;
 /// The largest encoded batch accepted (64 MiB): a bulk import of thousands of
 /// albums in one transaction stays well below it.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -26,7 +37,9 @@ pub enum CodecError {
     #[error("not a batch (bad magic)")]
     BadMagic,
     /// A format version this code does not read.
-    #[error("batch format version {0} is not supported (this build reads {BATCH_FORMAT_VERSION})")]
+    #[error(
+        "batch format version {0} is not supported (this build reads 1 to {BATCH_FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// The body ended early.
     #[error("batch body is truncated")]
@@ -55,6 +68,29 @@ pub enum CodecError {
         /// The column named.
         column: String,
     },
+    /// A newer writer's op names a table or column this device does not
+    /// know with a name that is no plain identifier of at most
+    /// [`MAX_NAME_BYTES`] bytes.
+    #[error("op {index} names {name:?}, which is no table or column name")]
+    BadName {
+        /// The op's position in the batch.
+        index: usize,
+        /// The name, cut to [`MAX_NAME_BYTES`] bytes.
+        name: String,
+    },
+    /// A newer writer's op carries a value over [`MAX_KEPT_VALUE_BYTES`] in a
+    /// column this device does not know.
+    #[error("op {index} carries {bytes} bytes in {table}.{column}, which this device would keep unread; the limit is {MAX_KEPT_VALUE_BYTES}")]
+    KeptValueTooLarge {
+        /// The op's position in the batch.
+        index: usize,
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The value's size.
+        bytes: usize,
+    },
     /// An op's HLC outside the range the engine accepts (it would read as
     /// another time in the drift check than it sorts as).
     #[error("op {index} has an HLC outside the accepted range")]
@@ -77,6 +113,8 @@ pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64 + batch.ops.len() * 64);
     out.extend_from_slice(MAGIC);
     out.push(BATCH_FORMAT_VERSION);
+    let out = postcard::to_extend(&batch.schema_version, out)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
     let out = postcard::to_extend(batch, out).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if out.len() > MAX_BATCH_BYTES {
         return Err(CodecError::TooLarge(out.len()));
@@ -95,14 +133,17 @@ pub fn decode_batch(bytes: &[u8], schema: &SyncSchema) -> Result<Batch, CodecErr
     if &bytes[..4] != MAGIC {
         return Err(CodecError::BadMagic);
     }
-    if bytes[4] != BATCH_FORMAT_VERSION {
-        return Err(CodecError::UnsupportedVersion(bytes[4]));
-    }
-    let (batch, rest): (Batch, &[u8]) =
-        postcard::take_from_bytes(&bytes[5..]).map_err(|e| match e {
-            postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated,
-            other => CodecError::Malformed(other.to_string()),
-        })?;
+    let malformed = |e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated,
+        other => CodecError::Malformed(other.to_string()),
+    };
+    let (schema_version, body) = match bytes[4] {
+        BATCH_FORMAT_V1 => (0, &bytes[5..]),
+        BATCH_FORMAT_VERSION => postcard::take_from_bytes::<u32>(&bytes[5..]).map_err(malformed)?,
+        other => return Err(CodecError::UnsupportedVersion(other)),
+    };
+    let (mut batch, rest): (Batch, &[u8]) = postcard::take_from_bytes(body).map_err(malformed)?;
+    batch.schema_version = schema_version;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes(rest.len()));
     }
@@ -110,16 +151,26 @@ pub fn decode_batch(bytes: &[u8], schema: &SyncSchema) -> Result<Batch, CodecErr
     Ok(batch)
 }
 
-/// Checks every op against the sync schema.
+/// Checks every op against the sync schema. A batch whose writer ran a
+/// newer schema version may name tables and columns `schema` does not know
+/// (merge keeps their values until this device upgrades): such names must
+/// be plain identifiers of at most [`MAX_NAME_BYTES`] and their values at
+/// most [`MAX_KEPT_VALUE_BYTES`]. From any other writer an unknown name is
+/// refused.
 pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
     use crate::op::OpKind;
+    let newer = batch.schema_version > schema.version();
     for (index, op) in batch.ops.iter().enumerate() {
-        let Some(table) = schema.table(&op.table) else {
-            return Err(CodecError::UnknownTable {
-                index,
-                table: op.table.clone(),
-            });
-        };
+        let table = schema.table(&op.table);
+        if table.is_none() {
+            if !newer {
+                return Err(CodecError::UnknownTable {
+                    index,
+                    table: op.table.clone(),
+                });
+            }
+            check_kept_name(index, &op.table)?;
+        }
         if !op.hlc.is_valid() {
             return Err(CodecError::HlcOutOfRange { index });
         }
@@ -135,17 +186,56 @@ pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
                 reason: "a delete carries fields",
             });
         }
-        for (column, _) in &op.fields {
-            if !table.syncs(column) {
+        for (column, value) in &op.fields {
+            if table.is_some_and(|t| t.syncs(column)) {
+                continue;
+            }
+            if !newer {
                 return Err(CodecError::UnknownColumn {
                     index,
                     table: op.table.clone(),
                     column: column.clone(),
                 });
             }
+            check_kept_name(index, column)?;
+            let bytes = value_bytes(value);
+            if bytes > MAX_KEPT_VALUE_BYTES {
+                return Err(CodecError::KeptValueTooLarge {
+                    index,
+                    table: op.table.clone(),
+                    column: column.clone(),
+                    bytes,
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// A name outside the schema, from a newer writer: it is only ever a bound
+/// value, but still a short plain identifier.
+fn check_kept_name(index: usize, name: &str) -> Result<(), CodecError> {
+    if name.len() <= MAX_NAME_BYTES && crate::schema::is_identifier(name) {
+        return Ok(());
+    }
+    let mut cut = name.len().min(MAX_NAME_BYTES);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Err(CodecError::BadName {
+        index,
+        name: name[..cut].to_owned(),
+    })
+}
+
+/// The size of a value's payload.
+fn value_bytes(value: &crate::op::Value) -> usize {
+    use crate::op::Value;
+    match value {
+        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
+        Value::Text(s) => s.len(),
+        Value::Blob(b) => b.len(),
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +297,7 @@ mod tests {
             proptest::collection::vec(op(), 0..20),
         )
             .prop_map(|(d, seq, prev, ops)| Batch {
+                schema_version: SCHEMA.version(),
                 device: DeviceId::from_bytes(d),
                 seq: BatchSeq(seq),
                 prev: prev.map(BatchHash),
@@ -230,9 +321,11 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut framed = b"BAEB\x01".to_vec();
-            framed.extend_from_slice(&bytes);
-            let _ = decode_batch(&framed, &SCHEMA);
+            for header in [b"BAEB\x01", b"BAEB\x02"] {
+                let mut framed = header.to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = decode_batch(&framed, &SCHEMA);
+            }
             let _ = decode_batch(&bytes, &SCHEMA);
         }
 
@@ -254,6 +347,7 @@ mod tests {
 
     fn sample() -> Batch {
         Batch {
+            schema_version: SCHEMA.version(),
             device: DeviceId::from_bytes([7; 16]),
             seq: BatchSeq(1),
             prev: None,
@@ -278,11 +372,11 @@ mod tests {
             decode_batch(b"XXXX\x01", &SCHEMA),
             Err(CodecError::BadMagic)
         );
-        let mut v2 = good.clone();
-        v2[4] = 2;
+        let mut v3 = good.clone();
+        v3[4] = 3;
         assert_eq!(
-            decode_batch(&v2, &SCHEMA),
-            Err(CodecError::UnsupportedVersion(2))
+            decode_batch(&v3, &SCHEMA),
+            Err(CodecError::UnsupportedVersion(3))
         );
         assert_eq!(
             decode_batch(&good[..good.len() - 1], &SCHEMA),
@@ -340,6 +434,48 @@ mod tests {
             Err(CodecError::BadOp { .. })
         ));
     }
+    #[test]
+    fn a_newer_writer_may_name_what_this_device_does_not_know_within_bounds() {
+        let mut b = sample();
+        b.ops[0]
+            .fields
+            .push(("mood".into(), Value::Text("calm".into())));
+        b.ops.push(Op {
+            table: "playlists".into(),
+            ..b.ops[0].clone()
+        });
+        let older = encode_batch(&b).unwrap();
+        assert!(
+            matches!(decode_batch(&older, &SCHEMA), Err(CodecError::UnknownColumn { column, .. }) if column == "mood"),
+            "a writer on this device's version knows no more than it"
+        );
+        b.schema_version = SCHEMA.version() + 1;
+        let newer = encode_batch(&b).unwrap();
+        assert_eq!(decode_batch(&newer, &SCHEMA).unwrap(), b);
+
+        let mut hostile = b.clone();
+        hostile.ops[0].fields[1].0 = "x; DROP TABLE albums".into();
+        assert!(matches!(
+            decode_batch(&encode_batch(&hostile).unwrap(), &SCHEMA),
+            Err(CodecError::BadName { index: 0, .. })
+        ));
+        let mut long = b.clone();
+        long.ops[1].table = "t".repeat(MAX_NAME_BYTES + 1);
+        assert!(matches!(
+            decode_batch(&encode_batch(&long).unwrap(), &SCHEMA),
+            Err(CodecError::BadName { index: 1, name }) if name.len() == MAX_NAME_BYTES
+        ));
+        let mut big = b.clone();
+        big.ops[0].fields[1].1 = Value::Blob(vec![0; MAX_KEPT_VALUE_BYTES + 1]);
+        assert!(matches!(
+            decode_batch(&encode_batch(&big).unwrap(), &SCHEMA),
+            Err(CodecError::KeptValueTooLarge { index: 0, bytes, .. }) if bytes == MAX_KEPT_VALUE_BYTES + 1
+        ));
+        // A known column's value is bounded by the batch alone.
+        let mut known = b.clone();
+        known.ops[0].fields[0].1 = Value::Text("x".repeat(MAX_KEPT_VALUE_BYTES + 1));
+        assert!(decode_batch(&encode_batch(&known).unwrap(), &SCHEMA).is_ok());
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +488,7 @@ mod vector {
     /// The batch of `docs/FORMAT-sync.md`'s test vector.
     fn vector_batch() -> Batch {
         Batch {
+            schema_version: 1,
             device: DeviceId::from_bytes(
                 *b"\x00\x11\x22\x33\x44\x55\x46\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff",
             ),
@@ -379,19 +516,32 @@ mod vector {
         }
     }
 
-    const VECTOR_HEX: &str = include_str!("../tests/vectors/batch-v1.hex");
+    const VECTOR_HEX: &str = include_str!("../tests/vectors/batch-v2.hex");
+    const VECTOR_V1_HEX: &str = include_str!("../tests/vectors/batch-v1.hex");
 
     #[test]
     fn encoding_matches_the_documented_vector() {
         let bytes = encode_batch(&vector_batch()).unwrap();
         if std::env::var_os("BAE_REGEN_VECTORS").is_some() {
             std::fs::write(
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/batch-v1.hex"),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/batch-v2.hex"),
                 hex::encode(&bytes) + "\n",
             )
             .unwrap();
         }
         assert_eq!(hex::encode(&bytes), VECTOR_HEX.trim());
         assert_eq!(decode_batch(&bytes, &SCHEMA).unwrap(), vector_batch());
+    }
+
+    #[test]
+    fn a_format_1_batch_reads_as_schema_version_0() {
+        let bytes = hex::decode(VECTOR_V1_HEX.trim()).unwrap();
+        let mut expected = vector_batch();
+        expected.schema_version = 0;
+        assert_eq!(decode_batch(&bytes, &SCHEMA).unwrap(), expected);
+        // Format 2 is format 1 with the schema version after the version byte.
+        let v2 = encode_batch(&vector_batch()).unwrap();
+        assert_eq!((v2[4], v2[5]), (2, 1));
+        assert_eq!(&v2[6..], &bytes[5..]);
     }
 }

@@ -195,6 +195,59 @@ pub enum SchemaError {
         /// The declared parent.
         parent: String,
     },
+    /// The library last ran with a newer sync schema than the one it is
+    /// opened with: an older build of the host on a newer library.
+    #[error("this library last ran with sync schema version {library}, newer than this build's {schema}; update bae")]
+    Downgraded {
+        /// The version the library last ran with.
+        library: u32,
+        /// The version it is opened with.
+        schema: u32,
+    },
+    /// A table that synced when the library last ran is not in the schema.
+    #[error("table {table} synced when this library last ran and is no longer in the sync schema; a table that stops syncing stays listed (docs/SCHEMA-EVOLUTION.md)")]
+    TableRemoved {
+        /// The table.
+        table: String,
+    },
+    /// A synced column renamed, removed or moved: batches and op-log
+    /// payloads name columns by position and name, so old ones would read
+    /// as another column.
+    #[error("{table}: synced column {position} was {was}, is now {now}; synced columns are never renamed, removed or reordered, only appended (docs/SCHEMA-EVOLUTION.md)")]
+    ColumnChanged {
+        /// The table.
+        table: String,
+        /// The column's position in the table's `columns`.
+        position: usize,
+        /// Its name when the library last ran.
+        was: String,
+        /// Its name now (`(none)` when removed).
+        now: String,
+    },
+    /// A synced column whose declared type changed: values written under
+    /// the old type would merge with the new ones.
+    #[error("{table}.{column} was declared {was:?} when this library last ran and is now {now:?}; a synced column never changes type (add a new column)")]
+    ColumnTypeChanged {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The declared type then.
+        was: String,
+        /// The declared type now.
+        now: String,
+    },
+    /// The schema gained synced tables or columns but kept its version, so
+    /// older devices would refuse its batches instead of keeping them.
+    #[error("the sync schema gained {table}{column} but kept version {version}; bump its version (SyncSchema::with_version)")]
+    VersionNotBumped {
+        /// The table that is new or gained a column.
+        table: String,
+        /// `.column` when a column was appended, empty for a new table.
+        column: String,
+        /// The version it kept.
+        version: u32,
+    },
     /// A schema that contradicts itself: a name that is not a plain
     /// identifier, a table listed twice, a parent listed after its child,
     /// or a unique group or parent column that does not sync.

@@ -28,6 +28,7 @@ mod schema;
 
 pub use codec::{
     decode_batch, encode_batch, validate, CodecError, BATCH_FORMAT_VERSION, MAX_BATCH_BYTES,
+    MAX_KEPT_VALUE_BYTES, MAX_NAME_BYTES,
 };
 pub use dump::canonical_dump;
 pub use error::{OplogError, SchemaError};

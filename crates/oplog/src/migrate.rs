@@ -32,13 +32,20 @@ impl Migrations {
     }
 }
 
-/// The op log's own tables (`bae_sync_op_log`, `bae_sync_device`).
+/// The op log's own tables (`bae_sync_op_log`, `bae_sync_device`,
+/// `bae_sync_schema_columns`).
 pub const OPLOG_MIGRATIONS: Migrations = Migrations {
     component: "oplog",
-    steps: &[Migration {
-        name: "0001_op_log",
-        sql: include_str!("../../../migrations/oplog/0001_op_log.sql"),
-    }],
+    steps: &[
+        Migration {
+            name: "0001_op_log",
+            sql: include_str!("../../../migrations/oplog/0001_op_log.sql"),
+        },
+        Migration {
+            name: "0002_schema_columns",
+            sql: include_str!("../../../migrations/oplog/0002_schema_columns.sql"),
+        },
+    ],
 };
 
 /// Sets the connection settings the engine relies on: foreign keys on

@@ -149,6 +149,11 @@ impl std::fmt::Debug for BatchHash {
 /// One transaction's ops, as a device sends it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
+    /// The version of the sync schema its writer ran
+    /// ([`crate::SyncSchema::version`]); 0 for a batch of format 1, which
+    /// predates versions. The codec frames it ahead of the postcard body.
+    #[serde(skip)]
+    pub schema_version: u32,
     /// The recording device.
     pub device: DeviceId,
     /// Its number in the device's stream.

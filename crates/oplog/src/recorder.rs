@@ -82,6 +82,7 @@ impl OpRecorder {
                 (device, clock)
             }
         };
+        schema.check_against_last(&tx)?;
         tx.commit()?;
         Ok(OpRecorder {
             conn,

@@ -49,20 +49,43 @@ impl TableSchema {
 }
 
 /// The synced tables, parents before children (the order a whole library is
-/// written in, which respects foreign keys), and which of them names image
-/// files.
+/// written in, which respects foreign keys), which of them names image
+/// files, and the schema's version.
 #[derive(Debug)]
 pub struct SyncSchema {
     tables: &'static [TableSchema],
     images: Option<&'static str>,
+    version: u32,
 }
 
+/// The version a schema made by [`SyncSchema::new`] has.
+const FIRST_SCHEMA_VERSION: u32 = 1;
+
 impl SyncSchema {
-    /// A schema of `tables`, parents first. `images` names the table whose
-    /// rows stand for image files (the sync service moves their bytes,
-    /// stored under the row id, before the batches that insert the rows).
+    /// A schema of `tables`, parents first, at version 1. `images` names the
+    /// table whose rows stand for image files (the sync service moves their
+    /// bytes, stored under the row id, before the batches that insert the
+    /// rows).
     pub const fn new(tables: &'static [TableSchema], images: Option<&'static str>) -> Self {
-        SyncSchema { tables, images }
+        SyncSchema {
+            tables,
+            images,
+            version: FIRST_SCHEMA_VERSION,
+        }
+    }
+
+    /// The same schema at `version`. The host bumps it whenever it appends
+    /// a synced column or table (`docs/SCHEMA-EVOLUTION.md`): every batch
+    /// records its writer's version, and a device reading a batch from a
+    /// newer version keeps what it does not know instead of refusing it.
+    pub const fn with_version(self, version: u32) -> Self {
+        SyncSchema { version, ..self }
+    }
+
+    /// The schema's version (1 unless [`SyncSchema::with_version`] says
+    /// otherwise).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The table whose rows stand for image files, if any.
@@ -71,7 +94,7 @@ impl SyncSchema {
     }
 
     /// All synced tables, parents first.
-    pub fn tables(&self) -> &'static [TableSchema] {
+    pub const fn tables(&self) -> &'static [TableSchema] {
         self.tables
     }
 
@@ -154,6 +177,11 @@ impl SyncSchema {
                 problem,
             })
         };
+        // Version 0 is what a batch of format 1 (before versions) reads as:
+        // older than every schema.
+        if self.version == 0 {
+            return bad("(schema)", "version 0; schemas start at version 1");
+        }
         for (i, t) in self.tables.iter().enumerate() {
             if !is_identifier(t.name) || !t.columns.iter().all(|c| is_identifier(c)) {
                 return bad(t.name, "a table or column name is not a plain identifier");
@@ -200,6 +228,129 @@ impl SyncSchema {
         }
         Ok(())
     }
+}
+
+impl SyncSchema {
+    /// Compares the schema with the one this library last ran with
+    /// (`bae_sync_schema_columns`) and records it. Refuses what batches and
+    /// op-log payloads cannot survive: an older version, a table dropped
+    /// from the schema, a column renamed, removed, moved or retyped; and a
+    /// schema that grew without a newer version. Runs inside the
+    /// transaction that opens the library (after the op log's migrations).
+    pub(crate) fn check_against_last(&self, conn: &Connection) -> Result<(), OplogError> {
+        let last: u32 = conn.query_row(
+            "SELECT schema_version FROM bae_sync_device WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        if last > self.version {
+            return Err(SchemaError::Downgraded {
+                library: last,
+                schema: self.version,
+            }
+            .into());
+        }
+        // (table, position, name, type); position -1 marks the table itself.
+        let seen: Vec<(String, i64, String, String)> = conn
+            .prepare(
+                "SELECT table_name, position, column_name, column_type
+                 FROM bae_sync_schema_columns ORDER BY table_name, position",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut grew = None;
+        for t in self.tables {
+            let types = column_types(conn, t.name)?;
+            if last > 0 && !seen.iter().any(|c| c.0 == t.name) {
+                grew.get_or_insert((t.name.to_owned(), String::new()));
+            }
+            let old: Vec<_> = seen.iter().filter(|c| c.0 == t.name && c.1 >= 0).collect();
+            for (table, position, was, was_type) in &old {
+                let position = usize::try_from(*position).unwrap_or(usize::MAX);
+                let Some(now) = t.columns.get(position) else {
+                    return Err(SchemaError::ColumnChanged {
+                        table: table.clone(),
+                        position,
+                        was: was.clone(),
+                        now: "(none)".into(),
+                    }
+                    .into());
+                };
+                if now != was {
+                    return Err(SchemaError::ColumnChanged {
+                        table: table.clone(),
+                        position,
+                        was: was.clone(),
+                        now: (*now).into(),
+                    }
+                    .into());
+                }
+                let now_type = types.get(*now).cloned().unwrap_or_default();
+                if !now_type.eq_ignore_ascii_case(was_type) {
+                    return Err(SchemaError::ColumnTypeChanged {
+                        table: table.clone(),
+                        column: was.clone(),
+                        was: was_type.clone(),
+                        now: now_type,
+                    }
+                    .into());
+                }
+            }
+            if last > 0 && !old.is_empty() && t.columns.len() > old.len() {
+                grew.get_or_insert((t.name.to_owned(), format!(".{}", t.columns[old.len()])));
+            }
+        }
+        if let Some((table, ..)) = seen.iter().find(|c| self.table(&c.0).is_none()) {
+            return Err(SchemaError::TableRemoved {
+                table: table.clone(),
+            }
+            .into());
+        }
+        if let Some((table, column)) = grew {
+            if last == self.version {
+                return Err(SchemaError::VersionNotBumped {
+                    table,
+                    column,
+                    version: last,
+                }
+                .into());
+            }
+        }
+        self.record(conn)
+    }
+
+    /// Stores this schema as the one the library last ran with.
+    fn record(&self, conn: &Connection) -> Result<(), OplogError> {
+        conn.execute("DELETE FROM bae_sync_schema_columns", [])?;
+        let mut insert = conn.prepare(
+            "INSERT INTO bae_sync_schema_columns (table_name, position, column_name, column_type)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for t in self.tables {
+            // The table itself, so one without synced columns counts as seen.
+            insert.execute(rusqlite::params![t.name, -1, "", ""])?;
+            let types = column_types(conn, t.name)?;
+            for (position, column) in t.columns.iter().enumerate() {
+                let ty = types.get(*column).cloned().unwrap_or_default();
+                insert.execute(rusqlite::params![t.name, position, column, ty])?;
+            }
+        }
+        conn.execute(
+            "UPDATE bae_sync_device SET schema_version = ?1 WHERE id = 1",
+            [self.version],
+        )?;
+        Ok(())
+    }
+}
+
+/// Each column of `table` and its declared type.
+fn column_types(
+    conn: &Connection,
+    table: &str,
+) -> Result<std::collections::HashMap<String, String>, rusqlite::Error> {
+    conn.prepare(&format!("PRAGMA table_info({table})"))?
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))?
+        .collect()
 }
 
 /// One table: it exists with a TEXT primary key `id` and every synced
@@ -424,7 +575,9 @@ fn unique_groups(conn: &Connection, table: &str) -> Result<Vec<Vec<String>>, rus
 }
 
 /// A plain SQL identifier: lowercase ASCII letters, digits and `_`, not
-/// starting with a digit. Every name the engine splices into SQL is one.
+/// starting with a digit. Every name the engine splices into SQL is one
+/// (and every name a newer writer's batch may carry outside this device's
+/// schema, which never reaches SQL but as a bound value).
 pub(crate) fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name

@@ -950,6 +950,20 @@ fn print_status(s: &bae_sync_service::Status) -> Result<(), CliError> {
     for p in &s.problems {
         outln!("{} batch {} of {}: {}", p.kind, p.seq, p.device, p.reason)?;
     }
+    for w in &s.newer_schema {
+        outln!(
+            "device {} writes schema {}, this device has {}: update to see everything",
+            w.device,
+            w.schema_version,
+            s.schema_version
+        )?;
+    }
+    if s.kept_ops > 0 {
+        outln!(
+            "kept for after the update: {}",
+            count(s.kept_ops, "op", "ops")
+        )?;
+    }
     if let Some(e) = &s.last_error {
         outln!("last error: {e}")?;
     }

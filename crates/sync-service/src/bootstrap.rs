@@ -283,6 +283,9 @@ impl SyncService {
         tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
         report.rejected = rejected;
         report.replayed = self.finish_local_replay().await?;
+        // What the checkpoint's writer kept of newer writers' batches and
+        // this device's schema knows applies now, not at the next pull.
+        self.with_db(|rec| Ok(bae_merge::apply_kept(rec)?)).await?;
         self.want_absent_images().await?;
         report.images = self.retry_wanted_images().await?;
         Ok(report)
@@ -417,14 +420,16 @@ fn load_records(
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state).map_err(|e| match e {
-                // A local database failure is not the checkpoint's fault.
-                RestoreError::Merge(e) => SyncError::Merge(e),
-                source => invalid(CheckpointError::Record {
-                    index: seen,
-                    source,
-                }),
-            })?;
+            merge_snapshot::restore_record(conn, schema, &state, header.schema_version).map_err(
+                |e| match e {
+                    // A local database failure is not the checkpoint's fault.
+                    RestoreError::Merge(e) => SyncError::Merge(e),
+                    source => invalid(CheckpointError::Record {
+                        index: seen,
+                        source,
+                    }),
+                },
+            )?;
         }
         seen += 1;
         if seen.is_multiple_of(PROGRESS_EVERY) {
@@ -440,6 +445,13 @@ fn load_records(
     if let Some(p) = progress {
         p(Stage::Restore, seen, header.records);
     }
+    // A newer writer's tables and columns this schema does not know: kept.
+    merge_snapshot::finish_restore(
+        conn,
+        schema,
+        DeviceId::from_bytes(header.writer),
+        header.schema_version,
+    )?;
     Ok(())
 }
 
@@ -500,6 +512,7 @@ fn replay_local(rec: &mut OpRecorder) -> Result<usize, SyncError> {
     let mut batches = Vec::new();
     for seq in bae_oplog::batches_after(conn, BatchSeq(after as u64))? {
         batches.push(Batch {
+            schema_version: schema.version(),
             device,
             seq,
             prev: None,

@@ -32,8 +32,12 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use tracing::Instrument;
 
-/// The checkpoint plaintext format version this build writes and reads.
-pub const CHECKPOINT_FORMAT_VERSION: u8 = 1;
+/// The checkpoint plaintext format version this build writes (it reads 1
+/// and 2; in 2 the header's `schema_version` is the writer's sync schema
+/// version, in 1 it was the host's `PRAGMA user_version` and reads as 0).
+pub const CHECKPOINT_FORMAT_VERSION: u8 = 2;
+/// The checkpoint format before sync schema versions, still read.
+const CHECKPOINT_FORMAT_V1: u8 = 1;
 
 /// The largest record a reader accepts (a row with big blobs stays far below).
 pub const MAX_RECORD_BYTES: u32 = 16 << 20;
@@ -78,8 +82,8 @@ pub struct CheckpointHeader {
     pub hlc: u64,
     /// Wall time of the writer when it wrote it (Unix ms).
     pub created_ms: i64,
-    /// The host's library schema version (its `PRAGMA user_version`) at
-    /// the writer.
+    /// The writer's sync schema version (`bae_oplog::SyncSchema::version`;
+    /// 0 in a checkpoint of format 1).
     pub schema_version: u32,
     /// Records between this header and the end marker.
     pub records: u64,
@@ -134,6 +138,20 @@ pub(crate) enum Record {
     },
     /// Always last: the number of records between header and end.
     End { records: u64 },
+    /// Format 2: a table's synced columns in the writer's schema (first,
+    /// one per table).
+    Columns { table: String, columns: Vec<String> },
+    /// Format 2: an op of a newer writer the writer kept (last).
+    Kept {
+        device: [u8; 16],
+        hlc: u64,
+        schema_version: u32,
+        table: String,
+        row_id: String,
+        kind: u8,
+        whole: bool,
+        fields: Vec<(String, Value)>,
+    },
 }
 
 impl From<StateRecord> for Record {
@@ -174,6 +192,26 @@ impl From<StateRecord> for Record {
                 row_id,
                 column,
                 value,
+            },
+            StateRecord::Columns { table, columns } => Record::Columns { table, columns },
+            StateRecord::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
+            } => Record::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
             },
         }
     }
@@ -219,6 +257,26 @@ impl Record {
                 row_id,
                 column,
                 value,
+            },
+            Record::Columns { table, columns } => StateRecord::Columns { table, columns },
+            Record::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
+            } => StateRecord::Kept {
+                device,
+                hlc,
+                schema_version,
+                table,
+                row_id,
+                kind,
+                whole,
+                fields,
             },
             Record::Header(_) | Record::End { .. } => return None,
         })
@@ -449,6 +507,10 @@ impl<R: Read> RecordReader<R> {
     pub fn header(&mut self) -> Result<CheckpointHeader, CheckpointError> {
         match self.next_record()? {
             Some(Record::Header(h)) if h.version == CHECKPOINT_FORMAT_VERSION => Ok(h),
+            Some(Record::Header(h)) if h.version == CHECKPOINT_FORMAT_V1 => Ok(CheckpointHeader {
+                schema_version: 0,
+                ..h
+            }),
             Some(Record::Header(h)) => Err(CheckpointError::UnsupportedVersion(h.version)),
             Some(_) => Err(CheckpointError::NoHeader),
             None => Err(CheckpointError::Empty),
@@ -877,12 +939,12 @@ pub(crate) fn check_body<R: Read>(
     while let Some(record) = reader.body_record(seen)? {
         each(&record)?;
         if let Some(state) = record.into_state() {
-            merge_snapshot::check_record(schema, &state).map_err(|source| {
-                CheckpointError::Record {
+            merge_snapshot::check_record(schema, &state, header.schema_version).map_err(
+                |source| CheckpointError::Record {
                     index: seen,
                     source,
-                }
-            })?;
+                },
+            )?;
             if state.hlc().is_some_and(|h| h > header.hlc) {
                 return Err(CheckpointError::StampAfterCheckpoint { index: seen });
             }
@@ -919,7 +981,7 @@ fn write_snapshot(
         writer: *device.as_bytes(),
         hlc,
         created_ms: crate::service::now_ms(),
-        schema_version: tx.pragma_query_value(None, "user_version", |r| r.get(0))?,
+        schema_version: schema.version(),
         records: merge_snapshot::snapshot_len(&tx, schema)?,
         cursors: snapshot_cursors(&tx, device)?,
     };
@@ -1097,6 +1159,29 @@ mod tests {
                     value,
                 }
             }),
+            (name, proptest::collection::vec(name, 0..4))
+                .prop_map(|(table, columns)| Record::Columns { table, columns }),
+            (
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                (any::<u32>(), name, name),
+                (0u8..3, any::<bool>()),
+                proptest::collection::vec((name, value()), 0..3)
+            )
+                .prop_map(
+                    |(device, hlc, (schema_version, table, row_id), (kind, whole), fields)| {
+                        Record::Kept {
+                            device,
+                            hlc,
+                            schema_version,
+                            table,
+                            row_id,
+                            kind,
+                            whole,
+                            fields,
+                        }
+                    }
+                ),
         ]
     }
 
@@ -1129,6 +1214,26 @@ mod tests {
         })
         .unwrap();
         w.finish().unwrap().0
+    }
+
+    #[test]
+    fn a_format_1_header_reads_with_schema_version_0() {
+        let mut w = RecordWriter::new(Vec::new());
+        let v1 = CheckpointHeader {
+            version: CHECKPOINT_FORMAT_V1,
+            ..header(0)
+        };
+        w.write(&Record::Header(v1.clone())).unwrap();
+        w.write(&Record::End { records: 0 }).unwrap();
+        let bytes = w.finish().unwrap().0;
+        let (h, _) = decode(&bytes).unwrap();
+        assert_eq!(
+            h,
+            CheckpointHeader {
+                schema_version: 0,
+                ..v1
+            }
+        );
     }
 
     /// Reads a whole checkpoint plaintext as a restore does.

@@ -17,6 +17,8 @@
 //!   envelopes, key blobs, the identity.
 //! - [`bucket_layout`]: the bucket's keys and the order of writes.
 //! - [`integration`]: how bae-core adopts the engine, step by step.
+//! - [`schema_evolution`]: devices on different schema versions, what
+//!   changes are safe, what is refused at open.
 //! - [`security`]: the threat model, each claim with the test that shows it.
 //! - [`reliability`]: what is promised under crashes and faults, and the
 //!   simulation, kill loop and fuzzing that show it.
@@ -44,6 +46,9 @@ pub mod bucket_layout {}
 
 #[doc = include_str!("../../../docs/INTEGRATION.md")]
 pub mod integration {}
+
+#[doc = include_str!("../../../docs/SCHEMA-EVOLUTION.md")]
+pub mod schema_evolution {}
 
 #[doc = include_str!("../../../docs/SECURITY.md")]
 pub mod security {}

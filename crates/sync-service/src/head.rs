@@ -4,8 +4,11 @@ use bae_hlc::{DeviceId, Timestamp};
 use bae_oplog::BatchHash;
 use serde::{Deserialize, Serialize};
 
-/// The head format version.
-pub const HEAD_VERSION: u8 = 1;
+/// The head format version this build writes (it reads 1 and 2; 2 adds
+/// the writer's schema version at the end).
+pub const HEAD_VERSION: u8 = 2;
+/// The head format before schema versions, still read.
+const HEAD_V1: u8 = 1;
 
 /// The largest head object a pull reads (sealed; 1 MiB). A head's
 /// plaintext is under 100 bytes plus at most 27 per cursor (a device id
@@ -33,18 +36,61 @@ pub struct Head {
     pub pushed_at_ms: i64,
     /// How far it has applied each other device's stream.
     pub cursors: Vec<(DeviceId, u64)>,
+    /// The sync schema version the device runs (format 2; 0 in a head of
+    /// format 1).
+    pub schema_version: u32,
+}
+
+/// A head of format 1: [`Head`] without its schema version.
+#[derive(Serialize, Deserialize)]
+struct HeadV1 {
+    version: u8,
+    device: DeviceId,
+    seq: u64,
+    hash: Option<BatchHash>,
+    hlc: Timestamp,
+    pushed_at_ms: i64,
+    cursors: Vec<(DeviceId, u64)>,
 }
 
 impl Head {
-    /// Encodes with postcard.
+    /// Encodes with postcard, in the format its `version` names.
     pub fn encode(&self) -> Vec<u8> {
+        if self.version == HEAD_V1 {
+            let v1 = HeadV1 {
+                version: self.version,
+                device: self.device,
+                seq: self.seq,
+                hash: self.hash,
+                hlc: self.hlc,
+                pushed_at_ms: self.pushed_at_ms,
+                cursors: self.cursors.clone(),
+            };
+            return postcard::to_allocvec(&v1).unwrap_or_default();
+        }
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
     /// Decodes, checking the version and that nothing trails.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeadError> {
-        let (head, rest): (Head, _) = postcard::take_from_bytes(bytes)?;
-        if head.version != HEAD_VERSION {
+        let (head, rest) = match bytes.first() {
+            Some(&HEAD_V1) => {
+                let (v1, rest): (HeadV1, _) = postcard::take_from_bytes(bytes)?;
+                let head = Head {
+                    version: v1.version,
+                    device: v1.device,
+                    seq: v1.seq,
+                    hash: v1.hash,
+                    hlc: v1.hlc,
+                    pushed_at_ms: v1.pushed_at_ms,
+                    cursors: v1.cursors,
+                    schema_version: 0,
+                };
+                (head, rest)
+            }
+            _ => postcard::take_from_bytes::<Head>(bytes)?,
+        };
+        if head.version != HEAD_VERSION && head.version != HEAD_V1 {
             return Err(HeadError::UnsupportedVersion(head.version));
         }
         if !rest.is_empty() {
@@ -92,23 +138,44 @@ mod tests {
             hlc: Timestamp::from_u64(0x0123_4567_89ab_cdef),
             pushed_at_ms: 1_800_000_000_000,
             cursors: vec![(DeviceId::from_bytes([0x11; 16]), 7)],
+            schema_version: 2,
         }
     }
 
-    const VECTOR_HEX: &str = include_str!("../tests/vectors/head-v1.hex");
+    const VECTOR_HEX: &str = include_str!("../tests/vectors/head-v2.hex");
+    const VECTOR_V1_HEX: &str = include_str!("../tests/vectors/head-v1.hex");
 
     #[test]
     fn encoding_matches_the_documented_vector() {
         let bytes = vector_head().encode();
         if std::env::var_os("BAE_REGEN_VECTORS").is_some() {
             std::fs::write(
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/head-v1.hex"),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/head-v2.hex"),
                 hex::encode(&bytes) + "\n",
             )
             .unwrap();
         }
         assert_eq!(hex::encode(&bytes), VECTOR_HEX.trim());
         assert_eq!(Head::decode(&bytes).unwrap(), vector_head());
+    }
+
+    #[test]
+    fn a_format_1_head_reads_with_schema_version_0() {
+        let bytes = hex::decode(VECTOR_V1_HEX.trim()).unwrap();
+        let head = Head::decode(&bytes).unwrap();
+        assert_eq!(
+            head,
+            Head {
+                version: HEAD_V1,
+                schema_version: 0,
+                ..vector_head()
+            }
+        );
+        assert_eq!(head.encode(), bytes);
+        // Format 2 is format 1 with the schema version appended.
+        let v2 = vector_head().encode();
+        assert_eq!((v2[0], &v2[1..v2.len() - 1]), (2, &bytes[1..]));
+        assert_eq!(v2[v2.len() - 1], 2);
     }
 
     #[test]
@@ -132,11 +199,11 @@ mod tests {
             Head::decode(&far.encode()),
             Err(HeadError::HlcOutOfRange)
         ));
-        let mut v2 = good;
-        v2[0] = 2;
+        let mut v3 = good;
+        v3[0] = 3;
         assert!(matches!(
-            Head::decode(&v2),
-            Err(HeadError::UnsupportedVersion(2))
+            Head::decode(&v3),
+            Err(HeadError::UnsupportedVersion(3))
         ));
     }
 

@@ -105,4 +105,4 @@ pub use releases::{
 };
 pub use service::{PullWindow, SyncService, MAX_BATCH_OBJECT_BYTES, SERVICE_MIGRATIONS};
 pub use sharing::RevokeReport;
-pub use status::{read_status, DeviceStatus, ProblemStatus, Status};
+pub use status::{read_status, DeviceStatus, NewerSchemaStatus, ProblemStatus, Status};

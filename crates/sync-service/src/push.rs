@@ -370,6 +370,7 @@ impl SyncService {
             hlc,
             pushed_at_ms: now_ms(),
             cursors,
+            schema_version: self.schema.version(),
         };
         let key = layout::heads_key(&device, seq);
         let sealed = self.seal_signed(
@@ -440,6 +441,7 @@ pub(crate) fn encode_one(
     }
     let hlc = ops.iter().map(|op| op.hlc).max().unwrap_or(Timestamp::ZERO);
     let batch = Batch {
+        schema_version: schema.version(),
         device,
         seq,
         prev,

@@ -31,6 +31,17 @@ pub struct ProblemStatus {
     pub reason: String,
 }
 
+/// A device whose batches carry a newer sync schema than this device runs:
+/// what it writes in tables and columns this device does not know is kept,
+/// unapplied, until this device's host updates.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct NewerSchemaStatus {
+    /// The device.
+    pub device: String,
+    /// The newest schema version its batches carried.
+    pub schema_version: u32,
+}
+
 /// The sync status of a library.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Status {
@@ -52,6 +63,15 @@ pub struct Status {
     /// Images pulled rows name that the bucket did not have yet (retried
     /// by later pulls).
     pub images_wanted: u64,
+    /// The sync schema version this device runs
+    /// (`bae_oplog::SyncSchema::version`).
+    pub schema_version: u32,
+    /// Devices writing a newer schema: "device D writes schema N, this
+    /// device has M: update to see everything".
+    pub newer_schema: Vec<NewerSchemaStatus>,
+    /// Ops (or the parts of ops) of newer writers' batches kept here
+    /// unapplied until this device runs a schema that knows them.
+    pub kept_ops: u64,
 }
 
 /// Reads the status of a library (creating the engine's tables if the
@@ -64,7 +84,16 @@ pub fn read_status(rec: &mut OpRecorder) -> Result<Status, SyncError> {
 /// The status of a library whose engine tables exist.
 fn status_of(rec: &mut OpRecorder) -> Result<Status, SyncError> {
     let device = rec.device().to_string();
+    let schema = rec.schema();
     let conn = rec.sync_parts().0;
+    let (newer, kept_ops) = bae_merge::newer_writers(conn, schema)?;
+    let newer_schema = newer
+        .into_iter()
+        .map(|w| NewerSchemaStatus {
+            device: w.device.to_string(),
+            schema_version: w.schema_version,
+        })
+        .collect();
     let (bucket, last_error): (Option<String>, Option<String>) = conn.query_row(
         "SELECT bucket_url, last_error FROM bae_sync_library WHERE id = 1",
         [],
@@ -108,6 +137,9 @@ fn status_of(rec: &mut OpRecorder) -> Result<Status, SyncError> {
         last_error,
         images_queued: count("bae_sync_image_queue")?,
         images_wanted: count("bae_sync_wanted_images")?,
+        schema_version: schema.version(),
+        newer_schema,
+        kept_ops,
     })
 }
 

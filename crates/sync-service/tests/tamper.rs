@@ -240,6 +240,7 @@ async fn a_head_with_a_seq_out_of_range_is_rejected_by_name() {
         hlc: bae_hlc::Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
         pushed_at_ms: 0,
         cursors: vec![],
+        schema_version: 0,
     };
     let key = bae_storage_s3::layout::heads_key(&forger, u64::MAX);
     // A key holder (the member itself) signs it: only its range is wrong.

@@ -52,6 +52,7 @@ impl Device {
     pub fn batch(&mut self, seq: BatchSeq) -> Batch {
         let (conn, _, device) = self.lib.recorder().sync_parts();
         Batch {
+            schema_version: BAE_SCHEMA.version(),
             device,
             seq,
             prev: None,
@@ -163,6 +164,7 @@ pub fn op(ms: i64, table: &str, row_id: &str, kind: OpKind, fields: &[(&str, Val
 /// A hand-made batch.
 pub fn batch(device: DeviceId, seq: u64, ops: Vec<Op>) -> Batch {
     Batch {
+        schema_version: BAE_SCHEMA.version(),
         device,
         seq: BatchSeq(seq),
         prev: None,

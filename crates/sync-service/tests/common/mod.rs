@@ -92,6 +92,24 @@ impl World {
 }
 
 impl World {
+    /// A device of the same user running bae's schema version 2 (the
+    /// fixture's `BAE_SCHEMA_V2`): its library migrated by the host's
+    /// version 2 migration, opened with that schema. A device that ran
+    /// version 1 before comes back upgraded.
+    pub fn device_v2(&self, device: &str) -> SyncService {
+        let lib = self.library(device);
+        let conn = rusqlite::Connection::open(&lib).unwrap();
+        bae_oplog::fixture::create_bae_library(&conn).unwrap();
+        bae_oplog::fixture::upgrade_to_v2(&conn).unwrap();
+        drop(conn);
+        let rec = bae_oplog::OpRecorder::open(&lib, &bae_oplog::fixture::BAE_SCHEMA_V2).unwrap();
+        let file = bae_sync_service::keystore::read_key_file(&self.key_file()).unwrap();
+        let member = Member::new(file.identity.clone(), file.identity.public_key());
+        SyncService::new(rec, self.store(), file.key, member)
+            .unwrap()
+            .with_images_dir(images_dir_for(&lib))
+    }
+
     /// A device that has not joined through `library::join`, talking to
     /// the bucket through `store` (a counting or faulty wrapper), with its
     /// images directory set.
@@ -299,7 +317,13 @@ pub async fn field(
 
 /// The canonical dump of a device's synced tables.
 pub async fn dump(s: &SyncService) -> String {
-    s.with_db(|rec| Ok(canonical_dump(rec.sync_parts().0, &BAE_SCHEMA)?))
+    dump_as(s, &BAE_SCHEMA).await
+}
+
+/// The canonical dump of the tables and columns of `schema` (which the
+/// device's library has).
+pub async fn dump_as(s: &SyncService, schema: &'static bae_oplog::SyncSchema) -> String {
+    s.with_db(move |rec| Ok(canonical_dump(rec.sync_parts().0, schema)?))
         .await
         .unwrap()
 }
