@@ -387,6 +387,7 @@ fn replace_from(
         device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
+            crate::rollback::reapply_own_from_checkpoint(tx, device, header)?;
             tx.execute(
                 "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
                 [after as i64],

@@ -452,6 +452,28 @@ fn retake(
     Ok(applied)
 }
 
+/// In a checkpoint restore's transaction: when this device has pushed
+/// batches above the checkpoint's cursor for it, its own cursor goes
+/// there. Batches it re-took after going back to a backup are among them
+/// and not in its op log, so the restore's replay of local batches does
+/// not bring their writes back; [`SyncService::reapply_own_after`] applies
+/// them right after the restore, and if a read fails or the process dies
+/// first, the next pull does from this cursor (seed 8015: a failed read
+/// left a pushed title reverted on this device alone).
+pub(crate) fn reapply_own_from_checkpoint(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+    header: &crate::checkpoint::CheckpointHeader,
+) -> Result<(), SyncError> {
+    let cursor = header.cursors.iter().find(|c| c.device_id() == device);
+    let after = cursor.map_or(0, |c| c.seq);
+    if newest_pushed(conn)?.is_some_and(|(seq, _)| seq > after) {
+        let hash = cursor.and_then(crate::checkpoint::cursor_hash);
+        set_own_cursor(conn, device, after, hash)?;
+    }
+    Ok(())
+}
+
 /// Records how far this device's own stream is applied here, while
 /// re-taken batches of it are held.
 fn set_own_cursor(

@@ -619,3 +619,102 @@ async fn a_recovery_after_a_rollback_keeps_a_retaken_insert() {
     sync_all(&[&laptop, &desktop]).await;
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// As above, and the read of the laptop's re-taken batch after the
+/// restore fails (a transient error of the bucket). The restore had
+/// committed and nothing recorded that the laptop's own batches above the
+/// checkpoint were still to be applied, so the title stayed reverted on
+/// the laptop alone (seed 8015). The restore now leaves the laptop's own
+/// cursor at the checkpoint's, and the next pull applies them.
+#[tokio::test]
+async fn a_failed_read_after_a_recovery_keeps_the_retaken_writes() {
+    let w = World::new(Bucket::Local, "rollback-recover-failed-read");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.sync().await.unwrap();
+    let saved = save(&w.library("laptop"));
+    let row = album_row(0, "albums");
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.checkpoint().await.unwrap();
+    edit(&laptop, "albums", &row, "title", "before").await;
+    laptop.push().await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let gc = desktop
+        .gc(now_ms, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    let device = laptop.device();
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let failing = std::sync::Arc::new(FailingGet {
+        inner: w.store(),
+        armed: std::sync::Mutex::new(None),
+    });
+    let laptop = w.device_over("laptop", failing.clone());
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.retaken.len(), 1, "{push:?}");
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    *failing.armed.lock().unwrap() = Some(layout::ops_key(&device, push.retaken[0]));
+    assert!(
+        laptop.pull().await.is_err(),
+        "the read after the restore failed"
+    );
+    assert!(failing.armed.lock().unwrap().is_none(), "the fault was hit");
+    laptop.pull().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&laptop, "albums", &row, "bandcamp_album_id").await,
+        "desk"
+    );
+}
+
+/// A bucket whose next GET of one key fails (a transient error), once.
+#[derive(Debug)]
+struct FailingGet {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    armed: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for FailingGet {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        let hit = {
+            let mut armed = self.armed.lock().unwrap();
+            armed.take_if(|k| k == key).is_some()
+        };
+        if hit {
+            return Err(bae_storage_s3::StoreError::Transient {
+                detail: format!("failed read of {key}"),
+            });
+        }
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
