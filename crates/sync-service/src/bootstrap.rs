@@ -191,6 +191,13 @@ impl SyncService {
         {
             return Ok(false);
         }
+        if !self
+            .own_batches_kept_after(opened.header.cursor_of(self.device))
+            .await?
+        {
+            tracing::warn!(checkpoint = %opened.key, "checkpoint is behind this device's own batches and they are gone; not recovering from it");
+            return Ok(false);
+        }
         for (&device, &seq) in applied {
             let from = opened.header.cursor_of(device);
             if from < seq && !self.stream_in_bucket(device, from + 1, seq).await? {

@@ -17,6 +17,7 @@ use crate::service::SyncService;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeSet;
 
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
@@ -196,7 +197,10 @@ impl SyncService {
                 let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
                 let conn = rec.sync_parts().0;
                 match held_from {
-                    None if !damaged && gap.is_none() => {
+                    // Gone without a recovery here: the own cursor stays
+                    // for the next pull's (a GC may have run since the
+                    // recovery checked the bucket).
+                    None if !damaged && gone.is_none() => {
                         conn.execute(
                             "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
                             [device.to_string()],
@@ -231,6 +235,45 @@ impl SyncService {
             }
         }
         Ok(applied)
+    }
+
+    /// Whether restoring a checkpoint whose cursor for this device is
+    /// `after` keeps every batch this device pushed above it: each must be
+    /// in the local op log (the restore replays it) or in the bucket
+    /// ([`Self::reapply_own_after`] applies it again). Batches re-taken
+    /// after going back to a backup are not in the op log, and GC prunes
+    /// the ones its checkpoint covers; a checkpoint behind them whose
+    /// batches GC removed (one written by a device with a gap on this
+    /// device's stream) would take their writes away from this device
+    /// alone (seed 8003).
+    pub(crate) async fn own_batches_kept_after(&self, after: u64) -> Result<bool, SyncError> {
+        let (pushed, local) = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let pushed = newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
+                let local: BTreeSet<u64> = bae_oplog::batches_after(conn, BatchSeq(after))?
+                    .into_iter()
+                    .map(|s| s.0)
+                    .collect();
+                Ok((pushed, local))
+            })
+            .await?;
+        let mut missing = (after + 1..=pushed)
+            .filter(|s| !local.contains(s))
+            .peekable();
+        if missing.peek().is_none() {
+            return Ok(true);
+        }
+        let listed: BTreeSet<u64> = self
+            .store
+            .list(&layout::ops_prefix(&self.device))
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_ops_key(k).ok())
+            .filter(|(d, _)| *d == self.device)
+            .map(|(_, seq)| seq)
+            .collect();
+        Ok(missing.all(|s| listed.contains(&s)))
     }
 
     /// Applies this device's own batches that a re-take held (their rows'

@@ -718,3 +718,123 @@ impl bae_storage_s3::ObjectStore for FailingGet {
         self.inner.delete(key).await
     }
 }
+
+/// The laptop's title is in a range its own GC removed under its
+/// checkpoint (and pruned from its op log); the desktop's batch the
+/// laptop lacks was removed by the desktop's GC. The newest checkpoint,
+/// the desktop's, covers the desktop's gap but not the laptop's title (the
+/// desktop could not read the laptop's batch, as a device with a gap of
+/// its own on the laptop's stream): the recovery restored it, found the laptop's
+/// batches above its cursor gone and dropped them, so the title reverted
+/// on the laptop alone (seed 8003). A checkpoint is now refused when this
+/// device's batches above its cursor are neither in its op log nor in the
+/// bucket; the phone's, which covers both, is restored instead.
+#[tokio::test]
+async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches() {
+    let w = World::new(Bucket::Local, "rollback-recover-own-gone");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    let (laptop_id, desktop_id) = (laptop.device(), desktop.device());
+    drop((laptop, desktop));
+    // The laptop and the desktop cannot read each other's batches for now.
+    let hide = |device| {
+        std::sync::Arc::new(BatchesGarbled {
+            inner: w.store(),
+            hidden: layout::ops_prefix(&device),
+            on: std::sync::atomic::AtomicBool::new(true),
+        })
+    };
+    let (laptop_store, desktop_store) = (hide(desktop_id), hide(laptop_id));
+    let laptop = w.device_over("laptop", laptop_store.clone());
+    let desktop = w.device_over("desktop", desktop_store.clone());
+    let row = album_row(0, "albums");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let grace = bae_sync_service::GC_GRACE;
+    edit(&laptop, "albums", &row, "title", "mine").await;
+    laptop.push().await.unwrap();
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.push().await.unwrap();
+    phone.pull().await.unwrap();
+    // The desktop's GC removes its batch; the laptop's removes its title's.
+    checkpoint_later(&desktop).await;
+    let gc = desktop.gc(now_ms(), grace, true).await.unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    checkpoint_later(&laptop).await;
+    let gc = laptop.gc(now_ms(), grace, true).await.unwrap();
+    assert!(gc.ops_deleted > 0 && gc.local_ops_pruned > 0, "{gc:?}");
+    let title_batch = layout::ops_key(&laptop_id, last_batch(&laptop).await);
+    assert!(!w.store().exists(&title_batch).await.unwrap());
+    // The phone's checkpoint covers both; the desktop's newer one, not the title.
+    checkpoint_later(&phone).await;
+    edit(&desktop, "albums", &row, "year", "1999").await;
+    desktop.push().await.unwrap();
+    checkpoint_later(&desktop).await;
+    for store in [&laptop_store, &desktop_store] {
+        store.on.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    laptop.sync().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "mine");
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    assert_converged(&[&laptop, &desktop, &phone]).await;
+    for s in [&laptop, &desktop, &phone] {
+        assert_eq!(field(s, "albums", &row, "title").await, "mine");
+        assert_eq!(field(s, "albums", &row, "bandcamp_album_id").await, "desk");
+        let (_, pull) = s.sync().await.unwrap();
+        assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    }
+}
+
+/// A bucket that answers every read of one device's batches with bytes
+/// that do not open while `on` (so they are rejected, never a gap).
+#[derive(Debug)]
+struct BatchesGarbled {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    hidden: String,
+    on: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for BatchesGarbled {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        if self.on.load(std::sync::atomic::Ordering::SeqCst) && key.starts_with(&self.hidden) {
+            return Ok(b"not a batch".to_vec());
+        }
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// A checkpoint after the last one by the wall clock: checkpoints sort by
+/// HLC, and two in the same millisecond by a random suffix.
+async fn checkpoint_later(s: &SyncService) {
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.checkpoint().await.unwrap();
+}
