@@ -339,7 +339,10 @@ impl SyncService {
                     Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                         return Err(e.into())
                     }
-                    Err(e) => tracing::warn!(%key, error = %e, "own head does not open"),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "own head does not open");
+                        self.read_members_again_if_refused(&e).await?;
+                    }
                 }
             }
         }
@@ -361,6 +364,21 @@ impl SyncService {
             above_head,
             gone,
         })
+    }
+
+    /// Before a second read of an own head or batch: reads the membership
+    /// again if it refused the first. The chain this service holds
+    /// may lack the entry that admits this device's user (a database gone
+    /// back to a copy taken before it read the membership, then a LIST
+    /// that missed the entry): judging its own objects garbage on that
+    /// chain made the push write new batches under seqs other devices had
+    /// applied, and delete the head, forking its stream for good (seed
+    /// 9127).
+    async fn read_members_again_if_refused(&self, e: &SyncError) -> Result<(), SyncError> {
+        if matches!(e, SyncError::Refused { .. }) {
+            self.refresh_members().await?;
+        }
+        Ok(())
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
@@ -396,6 +414,7 @@ impl SyncService {
                 Err(e) if failed_reads == 0 => {
                     tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
                     failed_reads += 1;
+                    self.read_members_again_if_refused(&e).await?;
                 }
                 Err(e) => {
                     // Not this device's next batch: garbage the push

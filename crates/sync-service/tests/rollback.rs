@@ -838,3 +838,109 @@ async fn checkpoint_later(s: &SyncService) {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     s.checkpoint().await.unwrap();
 }
+
+/// A member's phone goes back to a copy of its database taken before it
+/// had read the membership, and its first LIST of `membership/` after the
+/// restart misses the entry that invited its user (an eventually
+/// consistent LIST). Its own batch and head were refused on that chain
+/// ("not a member") twice, taken for garbage, and the push wrote new
+/// batches under the seqs the laptop had applied, forking the phone's
+/// stream for good (seed 9127). The second read now follows a new read of
+/// the membership.
+#[tokio::test]
+async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
+    let w = World::new(Bucket::Local, "rollback-member-stale-list");
+    let laptop = w.first_device("laptop", 1).await;
+    let file = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let identity = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(identity.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let lib = w.library("phone");
+    let stale = std::sync::Arc::new(MembershipListStale {
+        inner: w.store(),
+        misses: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let phone_over = |store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>| {
+        let member = bae_sync_service::Member::new(identity.clone(), file.identity.public_key());
+        SyncService::new(open_library(&lib).unwrap(), store, file.key.clone(), member).unwrap()
+    };
+    drop(phone_over(w.store()));
+    let saved = save(&lib);
+    let phone = phone_over(w.store());
+    phone.bootstrap_from_checkpoint().await.unwrap();
+    phone.pull().await.unwrap();
+    edit(&phone, "albums", &album_row(0, "albums"), "title", "phone").await;
+    let head = phone.push().await.unwrap().head.unwrap();
+    laptop.pull().await.unwrap();
+    let objects = own_objects(&w, &phone).await;
+    drop(phone);
+    restore(&lib, &saved);
+    stale.misses.store(1, std::sync::atomic::Ordering::SeqCst);
+    let phone = phone_over(stale.clone());
+    import_albums(&lib, 5, 1);
+    let push = phone.push().await.unwrap();
+    assert_eq!(stale.misses.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &phone, &objects).await;
+    let (_, pull) = laptop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &phone]).await;
+    assert_converged(&[&laptop, &phone]).await;
+    assert_eq!(
+        field(&laptop, "albums", &album_row(0, "albums"), "title").await,
+        "phone"
+    );
+}
+
+/// A bucket whose next `misses` LISTs of `membership/` show the first
+/// entry only (the newest are not listed yet).
+#[derive(Debug)]
+struct MembershipListStale {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    misses: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for MembershipListStale {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        let mut keys = self.inner.list(prefix).await?;
+        let missed = prefix == layout::MEMBERSHIP_PREFIX
+            && self
+                .misses
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+        if missed {
+            keys.sort();
+            keys.truncate(1);
+        }
+        Ok(keys)
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
