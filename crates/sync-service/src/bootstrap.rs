@@ -23,6 +23,11 @@
 //! is cleared. A crash between the two leaves the marker set and the next
 //! pull finishes the replay (replay is idempotent), so no unpushed local
 //! write is lost. Unpushed batches stay unpushed and are pushed as usual.
+//! Own batches the op log lacks (re-taken after going back to a backup,
+//! or pruned by GC) come from the bucket: the same transaction leaves this
+//! device's own cursor at the checkpoint's, and they are applied again
+//! from there (`rollback.rs`); a recovery refuses a checkpoint behind own
+//! batches that are in neither.
 
 use crate::checkpoint::{
     cursor_hash, CheckpointError, CheckpointHeader, OpenedCheckpoint, RecordReader,
