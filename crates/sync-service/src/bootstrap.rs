@@ -23,6 +23,11 @@
 //! is cleared. A crash between the two leaves the marker set and the next
 //! pull finishes the replay (replay is idempotent), so no unpushed local
 //! write is lost. Unpushed batches stay unpushed and are pushed as usual.
+//! Own batches the op log lacks (re-taken after going back to a backup,
+//! or pruned by GC) come from the bucket: the same transaction leaves this
+//! device's own cursor at the checkpoint's, and they are applied again
+//! from there (`rollback.rs`); a recovery refuses a checkpoint behind own
+//! batches that are in neither.
 
 use crate::checkpoint::{
     cursor_hash, CheckpointError, CheckpointHeader, OpenedCheckpoint, RecordReader,
@@ -189,6 +194,13 @@ impl SyncService {
             .iter()
             .any(|(d, missing)| opened.header.cursor_of(*d) >= *missing)
         {
+            return Ok(false);
+        }
+        if !self
+            .own_batches_kept_after(opened.header.cursor_of(self.device))
+            .await?
+        {
+            tracing::warn!(checkpoint = %opened.key, "checkpoint is behind this device's own batches and they are gone; not recovering from it");
             return Ok(false);
         }
         for (&device, &seq) in applied {
@@ -390,6 +402,7 @@ fn replace_from(
         device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
+            crate::rollback::reapply_own_from_checkpoint(tx, device, header)?;
             tx.execute(
                 "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
                 [after as i64],

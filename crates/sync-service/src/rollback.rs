@@ -17,6 +17,7 @@ use crate::service::SyncService;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeSet;
 
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
@@ -196,7 +197,10 @@ impl SyncService {
                 let held_from = merged.held.iter().map(|h| h.batch.seq.0).min();
                 let conn = rec.sync_parts().0;
                 match held_from {
-                    None if !damaged && gap.is_none() => {
+                    // Gone without a recovery here: the own cursor stays
+                    // for the next pull's (a GC may have run since the
+                    // recovery checked the bucket).
+                    None if !damaged && gone.is_none() => {
                         conn.execute(
                             "DELETE FROM bae_sync_cursors WHERE device_id = ?1",
                             [device.to_string()],
@@ -231,6 +235,45 @@ impl SyncService {
             }
         }
         Ok(applied)
+    }
+
+    /// Whether restoring a checkpoint whose cursor for this device is
+    /// `after` keeps every batch this device pushed above it: each must be
+    /// in the local op log (the restore replays it) or in the bucket
+    /// ([`Self::reapply_own_after`] applies it again). Batches re-taken
+    /// after going back to a backup are not in the op log, and GC prunes
+    /// the ones its checkpoint covers; a checkpoint behind them whose
+    /// batches GC removed (one written by a device with a gap on this
+    /// device's stream) would take their writes away from this device
+    /// alone (seed 8003).
+    pub(crate) async fn own_batches_kept_after(&self, after: u64) -> Result<bool, SyncError> {
+        let (pushed, local) = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let pushed = newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
+                let local: BTreeSet<u64> = bae_oplog::batches_after(conn, BatchSeq(after))?
+                    .into_iter()
+                    .map(|s| s.0)
+                    .collect();
+                Ok((pushed, local))
+            })
+            .await?;
+        let mut missing = (after + 1..=pushed)
+            .filter(|s| !local.contains(s))
+            .peekable();
+        if missing.peek().is_none() {
+            return Ok(true);
+        }
+        let listed: BTreeSet<u64> = self
+            .store
+            .list(&layout::ops_prefix(&self.device))
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_ops_key(k).ok())
+            .filter(|(d, _)| *d == self.device)
+            .map(|(_, seq)| seq)
+            .collect();
+        Ok(missing.all(|s| listed.contains(&s)))
     }
 
     /// Applies this device's own batches that a re-take held (their rows'
@@ -296,7 +339,10 @@ impl SyncService {
                     Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                         return Err(e.into())
                     }
-                    Err(e) => tracing::warn!(%key, error = %e, "own head does not open"),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "own head does not open");
+                        self.read_members_again_if_refused(&e).await?;
+                    }
                 }
             }
         }
@@ -318,6 +364,21 @@ impl SyncService {
             above_head,
             gone,
         })
+    }
+
+    /// Before a second read of an own head or batch: reads the membership
+    /// again if it refused the first. The chain this service holds
+    /// may lack the entry that admits this device's user (a database gone
+    /// back to a copy taken before it read the membership, then a LIST
+    /// that missed the entry): judging its own objects garbage on that
+    /// chain made the push write new batches under seqs other devices had
+    /// applied, and delete the head, forking its stream for good (seed
+    /// 9127).
+    async fn read_members_again_if_refused(&self, e: &SyncError) -> Result<(), SyncError> {
+        if matches!(e, SyncError::Refused { .. }) {
+            self.refresh_members().await?;
+        }
+        Ok(())
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
@@ -353,6 +414,7 @@ impl SyncService {
                 Err(e) if failed_reads == 0 => {
                     tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
                     failed_reads += 1;
+                    self.read_members_again_if_refused(&e).await?;
                 }
                 Err(e) => {
                     // Not this device's next batch: garbage the push
@@ -450,6 +512,28 @@ fn retake(
     tx.commit()?;
     tracing::info!(top, moved, "local batches continue above the bucket's");
     Ok(applied)
+}
+
+/// In a checkpoint restore's transaction: when this device has pushed
+/// batches above the checkpoint's cursor for it, its own cursor goes
+/// there. Batches it re-took after going back to a backup are among them
+/// and not in its op log, so the restore's replay of local batches does
+/// not bring their writes back; [`SyncService::reapply_own_after`] applies
+/// them right after the restore, and if a read fails or the process dies
+/// first, the next pull does from this cursor (seed 8015: a failed read
+/// left a pushed title reverted on this device alone).
+pub(crate) fn reapply_own_from_checkpoint(
+    conn: &rusqlite::Connection,
+    device: bae_hlc::DeviceId,
+    header: &crate::checkpoint::CheckpointHeader,
+) -> Result<(), SyncError> {
+    let cursor = header.cursors.iter().find(|c| c.device_id() == device);
+    let after = cursor.map_or(0, |c| c.seq);
+    if newest_pushed(conn)?.is_some_and(|(seq, _)| seq > after) {
+        let hash = cursor.and_then(crate::checkpoint::cursor_hash);
+        set_own_cursor(conn, device, after, hash)?;
+    }
+    Ok(())
 }
 
 /// Records how far this device's own stream is applied here, while

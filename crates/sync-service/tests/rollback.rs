@@ -619,3 +619,328 @@ async fn a_recovery_after_a_rollback_keeps_a_retaken_insert() {
     sync_all(&[&laptop, &desktop]).await;
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// As above, and the read of the laptop's re-taken batch after the
+/// restore fails (a transient error of the bucket). The restore had
+/// committed and nothing recorded that the laptop's own batches above the
+/// checkpoint were still to be applied, so the title stayed reverted on
+/// the laptop alone (seed 8015). The restore now leaves the laptop's own
+/// cursor at the checkpoint's, and the next pull applies them.
+#[tokio::test]
+async fn a_failed_read_after_a_recovery_keeps_the_retaken_writes() {
+    let w = World::new(Bucket::Local, "rollback-recover-failed-read");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.sync().await.unwrap();
+    let saved = save(&w.library("laptop"));
+    let row = album_row(0, "albums");
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.checkpoint().await.unwrap();
+    edit(&laptop, "albums", &row, "title", "before").await;
+    laptop.push().await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let gc = desktop
+        .gc(now_ms, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    let device = laptop.device();
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let failing = std::sync::Arc::new(FailingGet {
+        inner: w.store(),
+        armed: std::sync::Mutex::new(None),
+    });
+    let laptop = w.device_over("laptop", failing.clone());
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.retaken.len(), 1, "{push:?}");
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    *failing.armed.lock().unwrap() = Some(layout::ops_key(&device, push.retaken[0]));
+    assert!(
+        laptop.pull().await.is_err(),
+        "the read after the restore failed"
+    );
+    assert!(failing.armed.lock().unwrap().is_none(), "the fault was hit");
+    laptop.pull().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&laptop, "albums", &row, "bandcamp_album_id").await,
+        "desk"
+    );
+}
+
+/// A bucket whose next GET of one key fails (a transient error), once.
+#[derive(Debug)]
+struct FailingGet {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    armed: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for FailingGet {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        let hit = {
+            let mut armed = self.armed.lock().unwrap();
+            armed.take_if(|k| k == key).is_some()
+        };
+        if hit {
+            return Err(bae_storage_s3::StoreError::Transient {
+                detail: format!("failed read of {key}"),
+            });
+        }
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// The laptop's title is in a range its own GC removed under its
+/// checkpoint (and pruned from its op log); the desktop's batch the
+/// laptop lacks was removed by the desktop's GC. The newest checkpoint,
+/// the desktop's, covers the desktop's gap but not the laptop's title (the
+/// desktop could not read the laptop's batch, as a device with a gap of
+/// its own on the laptop's stream): the recovery restored it, found the laptop's
+/// batches above its cursor gone and dropped them, so the title reverted
+/// on the laptop alone (seed 8003). A checkpoint is now refused when this
+/// device's batches above its cursor are neither in its op log nor in the
+/// bucket; the phone's, which covers both, is restored instead.
+#[tokio::test]
+async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches() {
+    let w = World::new(Bucket::Local, "rollback-recover-own-gone");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    let (laptop_id, desktop_id) = (laptop.device(), desktop.device());
+    drop((laptop, desktop));
+    // The laptop and the desktop cannot read each other's batches for now.
+    let hide = |device| {
+        std::sync::Arc::new(BatchesGarbled {
+            inner: w.store(),
+            hidden: layout::ops_prefix(&device),
+            on: std::sync::atomic::AtomicBool::new(true),
+        })
+    };
+    let (laptop_store, desktop_store) = (hide(desktop_id), hide(laptop_id));
+    let laptop = w.device_over("laptop", laptop_store.clone());
+    let desktop = w.device_over("desktop", desktop_store.clone());
+    let row = album_row(0, "albums");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let grace = bae_sync_service::GC_GRACE;
+    edit(&laptop, "albums", &row, "title", "mine").await;
+    laptop.push().await.unwrap();
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.push().await.unwrap();
+    phone.pull().await.unwrap();
+    // The desktop's GC removes its batch; the laptop's removes its title's.
+    checkpoint_later(&desktop).await;
+    let gc = desktop.gc(now_ms(), grace, true).await.unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    checkpoint_later(&laptop).await;
+    let gc = laptop.gc(now_ms(), grace, true).await.unwrap();
+    assert!(gc.ops_deleted > 0 && gc.local_ops_pruned > 0, "{gc:?}");
+    let title_batch = layout::ops_key(&laptop_id, last_batch(&laptop).await);
+    assert!(!w.store().exists(&title_batch).await.unwrap());
+    // The phone's checkpoint covers both; the desktop's newer one, not the title.
+    checkpoint_later(&phone).await;
+    edit(&desktop, "albums", &row, "year", "1999").await;
+    desktop.push().await.unwrap();
+    checkpoint_later(&desktop).await;
+    for store in [&laptop_store, &desktop_store] {
+        store.on.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    laptop.sync().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &row, "title").await, "mine");
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    assert_converged(&[&laptop, &desktop, &phone]).await;
+    for s in [&laptop, &desktop, &phone] {
+        assert_eq!(field(s, "albums", &row, "title").await, "mine");
+        assert_eq!(field(s, "albums", &row, "bandcamp_album_id").await, "desk");
+        let (_, pull) = s.sync().await.unwrap();
+        assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    }
+}
+
+/// A bucket that answers every read of one device's batches with bytes
+/// that do not open while `on` (so they are rejected, never a gap).
+#[derive(Debug)]
+struct BatchesGarbled {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    hidden: String,
+    on: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for BatchesGarbled {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        if self.on.load(std::sync::atomic::Ordering::SeqCst) && key.starts_with(&self.hidden) {
+            return Ok(b"not a batch".to_vec());
+        }
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// A checkpoint after the last one by the wall clock: checkpoints sort by
+/// HLC, and two in the same millisecond by a random suffix.
+async fn checkpoint_later(s: &SyncService) {
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.checkpoint().await.unwrap();
+}
+
+/// A member's phone goes back to a copy of its database taken before it
+/// had read the membership, and its first LIST of `membership/` after the
+/// restart misses the entry that invited its user (an eventually
+/// consistent LIST). Its own batch and head were refused on that chain
+/// ("not a member") twice, taken for garbage, and the push wrote new
+/// batches under the seqs the laptop had applied, forking the phone's
+/// stream for good (seed 9127). The second read now follows a new read of
+/// the membership.
+#[tokio::test]
+async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
+    let w = World::new(Bucket::Local, "rollback-member-stale-list");
+    let laptop = w.first_device("laptop", 1).await;
+    let file = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let identity = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(identity.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let lib = w.library("phone");
+    let stale = std::sync::Arc::new(MembershipListStale {
+        inner: w.store(),
+        misses: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let phone_over = |store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>| {
+        let member = bae_sync_service::Member::new(identity.clone(), file.identity.public_key());
+        SyncService::new(open_library(&lib).unwrap(), store, file.key.clone(), member).unwrap()
+    };
+    drop(phone_over(w.store()));
+    let saved = save(&lib);
+    let phone = phone_over(w.store());
+    phone.bootstrap_from_checkpoint().await.unwrap();
+    phone.pull().await.unwrap();
+    edit(&phone, "albums", &album_row(0, "albums"), "title", "phone").await;
+    let head = phone.push().await.unwrap().head.unwrap();
+    laptop.pull().await.unwrap();
+    let objects = own_objects(&w, &phone).await;
+    drop(phone);
+    restore(&lib, &saved);
+    stale.misses.store(1, std::sync::atomic::Ordering::SeqCst);
+    let phone = phone_over(stale.clone());
+    import_albums(&lib, 5, 1);
+    let push = phone.push().await.unwrap();
+    assert_eq!(stale.misses.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &phone, &objects).await;
+    let (_, pull) = laptop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &phone]).await;
+    assert_converged(&[&laptop, &phone]).await;
+    assert_eq!(
+        field(&laptop, "albums", &album_row(0, "albums"), "title").await,
+        "phone"
+    );
+}
+
+/// A bucket whose next `misses` LISTs of `membership/` show the first
+/// entry only (the newest are not listed yet).
+#[derive(Debug)]
+struct MembershipListStale {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    misses: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for MembershipListStale {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        let mut keys = self.inner.list(prefix).await?;
+        let missed = prefix == layout::MEMBERSHIP_PREFIX
+            && self
+                .misses
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+        if missed {
+            keys.sort();
+            keys.truncate(1);
+        }
+        Ok(keys)
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
