@@ -52,6 +52,8 @@ pub struct SyncService {
     pub(crate) progress: Option<Progress>,
     /// How much of a pull backlog is held in memory at once.
     pub(crate) pull_window: PullWindow,
+    /// How much of a push backlog is encoded and held at once.
+    pub(crate) push_slice: crate::push::PushSlice,
     /// Who this device signs as, and the library's founder.
     pub(crate) member: Member,
     /// The library id every signed object names (its first key's
@@ -150,6 +152,7 @@ impl SyncService {
             images_table,
             progress: None,
             pull_window: PullWindow::default(),
+            push_slice: crate::push::PushSlice::default(),
             member,
             library_id,
             members: Mutex::new(MemberState::default()),
