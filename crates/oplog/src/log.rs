@@ -52,19 +52,22 @@ pub fn batch_ops(
     Ok(ops)
 }
 
-/// Calls `f` with every local op recorded after op seq `after`, in order,
-/// and returns the newest seq seen (`after` when none). For the merge
-/// crate's fold of local writes into its stamps.
+/// Calls `f` with the local ops recorded after op seq `after`, in order, at
+/// most `limit` of them, and returns the newest seq seen (`after` when
+/// none). For the merge crate's fold of local writes into its stamps,
+/// which reads a long op log a page at a time.
 pub fn for_each_op_after(
     conn: &Connection,
     schema: &SyncSchema,
     after: i64,
+    limit: usize,
     mut f: impl FnMut(&Op) -> Result<(), OplogError>,
 ) -> Result<i64, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq",
+        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let mut rows = stmt.query([after])?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query([after, limit])?;
     let mut last = after;
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
