@@ -78,9 +78,12 @@ pub struct PullWindow {
 
 impl Default for PullWindow {
     fn default() -> Self {
+        // A decoded batch takes about six times its encoded bytes in
+        // memory (each op's strings and values): 4 MiB of batches is a
+        // slice of some 25 MB, about 500 demo albums of 12 tracks.
         PullWindow {
             batches: 2048,
-            bytes: 64 << 20,
+            bytes: 4 << 20,
         }
     }
 }
