@@ -97,6 +97,8 @@ impl SyncService {
             // marked pushed before the next is read.
             let mut after = BatchSeq(0);
             loop {
+                // Images queued at or below the last slice were tried with it.
+                let images_after = after.0;
                 let slice = self.push_slice;
                 let encoded = self
                     .with_db(move |rec| encode_unpushed(rec, device, after, through, slice))
@@ -109,7 +111,7 @@ impl SyncService {
                     self.sync_point().await?;
                 }
                 if !self
-                    .push_slice(encoded, through, total, &mut report)
+                    .push_slice(encoded, images_after, through, total, &mut report)
                     .await?
                 {
                     report.head = self.repair_stale_head().await?;
@@ -128,13 +130,14 @@ impl SyncService {
         .await
     }
 
-    /// Uploads one slice of encoded batches: the images they reference
-    /// first, then the batches, then a head naming the last, then marks
-    /// them pushed. With no batches, uploads the images queued through
-    /// `through` and returns false.
+    /// Uploads one slice of encoded batches: the images queued above
+    /// `images_after` that they reference first, then the batches, then a
+    /// head naming the last, then marks them pushed. With no batches,
+    /// uploads the images queued through `through` and returns false.
     async fn push_slice(
         &self,
         encoded: Vec<Encoded>,
+        images_after: u64,
         through: BatchSeq,
         total: u64,
         report: &mut PushReport,
@@ -143,9 +146,11 @@ impl SyncService {
         // Images first: the ops that reference them must never be in the
         // bucket without them.
         let images_through = encoded.last().map_or(through.0, |b| b.seq.0);
-        let images = self.upload_queued_images(images_through).await?;
+        let images = self
+            .upload_queued_images(images_after, images_through)
+            .await?;
         report.images += images.uploaded.len();
-        report.images_waiting = images.skipped;
+        report.images_waiting += images.skipped;
         let uploaded = images.uploaded;
         let Some(last) = encoded.last() else {
             if !uploaded.is_empty() {
