@@ -2,9 +2,15 @@
 //! against a baseline run in the same process (the machine is shared and
 //! noisy, so absolute times mean little). Writes a JSON list of
 //! `{"name", "ours", "baseline", "baseline_name", "ratio", "unit"}`.
+//!
+//! `--scale`: no report; the 10,000-album scenario of `peak_rss` (three
+//! devices, a checkpoint, GC, convergence checked), printing every step's
+//! time and peak memory and the sizes it saw. Minutes long: CI does not
+//! run it.
 
 mod crypto;
 mod merge;
+mod peak_rss;
 mod record;
 mod release_files;
 mod report;
@@ -31,12 +37,16 @@ const BENCHES: &[Bench] = &[
     ("sync_metadata_ratio", sync_metadata::sync_metadata_ratio),
     ("range_read", release_files::range_read),
     ("release_upload", release_files::release_upload),
+    ("peak_rss_push", peak_rss::peak_rss_push),
+    ("peak_rss_pull", peak_rss::peak_rss_pull),
+    ("peak_rss_checkpoint", peak_rss::peak_rss_checkpoint),
 ];
 
 fn main() -> ExitCode {
     let mut size = Size::Full;
     let mut out = PathBuf::from("target/bench/report.json");
     let mut only: Option<String> = None;
+    let mut scale = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -46,8 +56,15 @@ fn main() -> ExitCode {
                 None => return fail("--out needs a path"),
             },
             "--only" => only = args.next(),
+            "--scale" => scale = true,
             other => return fail(&format!("unknown argument {other:?}")),
         }
+    }
+    if scale {
+        return match peak_rss::scale(10_000) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("scale: {e}")),
+        };
     }
     let mut entries = Vec::new();
     for (name, bench) in BENCHES {

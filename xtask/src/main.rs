@@ -11,6 +11,8 @@
 //! - `layers`: fails when a crate depends on a crate of its own or a higher
 //!   layer, or names an engine table another crate owns.
 //! - `bench [--quick]`: runs the benchmarks, writes `target/bench/report.json`.
+//!   `bench --scale`: the 10,000-album scale scenario instead (minutes;
+//!   not part of `ci`).
 //! - `sqlx-compat`: proves the engine resolves in one build with sqlx 0.8
 //!   and 0.9 (one `libsqlite3-sys`), as bae-core needs.
 //! - `soak [--seconds N] [--first-seed S]`: the deterministic simulation
@@ -78,7 +80,7 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick] | sqlx-compat | soak [--seconds N] [--first-seed S] | fuzz [--seconds N] [--seed-corpus] [--minimize] [TARGET...] | ci>"
+            "usage: cargo xtask <test [--phase N] | docs | deny | layers | bench [--quick | --scale] | sqlx-compat | soak [--seconds N] [--first-seed S] | fuzz [--seconds N] [--seed-corpus] [--minimize] [TARGET...] | ci>"
                 .into(),
         ),
     };
@@ -200,6 +202,11 @@ fn test(args: &[String]) -> Result<()> {
 fn bench(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let out = root.join("target").join("bench").join("report.json");
+    // The peak_rss benches and --scale run the release `bae-sync` beside
+    // the bench binary.
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "bae-sync-cli"]);
+    run(build)?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--package", "bae-bench", "--"]);
     cmd.args(args);

@@ -11,6 +11,10 @@ use rusqlite::{Connection, ErrorCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+/// How many local ops the fold of local writes reads at a time. Small in
+/// the crate's own tests, so every fold there spans several pages.
+const FOLD_PAGE: usize = if cfg!(test) { 3 } else { 4096 };
+
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ApplyStats {
@@ -579,25 +583,35 @@ impl<'c> Applier<'c> {
     /// rows re-created locally revive their absent children.
     pub(crate) fn fold_local(&mut self, local: DeviceId) -> Result<(), MergeError> {
         let folded = stamps::folded_seq(self.conn)?;
-        let mut ops = Vec::new();
-        let last = bae_oplog::for_each_op_after(self.conn, self.schema, folded, |op| {
-            ops.push(op.clone());
-            Ok(())
-        })?;
-        let mut inserted = Vec::new();
-        for op in &ops {
-            if self.fold_op(op, Stamp::new(op.hlc, local))? {
-                inserted.push(op);
+        // A page of ops at a time: the first fold after a large import
+        // reads the whole op log, which must never sit in memory at once.
+        let mut last = folded;
+        let mut any_insert = false;
+        loop {
+            let mut ops = Vec::new();
+            let seen = self.local_ops_after(last, &mut ops)?;
+            if seen == last {
+                break;
+            }
+            last = seen;
+            for op in &ops {
+                any_insert |= self.fold_op(op, Stamp::new(op.hlc, local))?;
             }
         }
         // Revival waits until every op is folded: the tables already hold
         // the end of the op log, so a child must be judged by its final
         // stamps (a local delete after the parent's re-insert keeps it
-        // dead), not by the stamps folded so far.
-        for op in inserted {
-            if let Some(table) = self.schema.table(&op.table) {
-                if state::exists(self.conn, table.name, &op.row_id)? {
-                    self.revive_children(table, &op.row_id)?;
+        // dead), not by the stamps folded so far. A second read of the
+        // same ops, in order, and only when anything is parked.
+        let mut after = folded;
+        while any_insert && self.parking_used && after < last {
+            let mut ops = Vec::new();
+            after = self.local_ops_after(after, &mut ops)?;
+            for op in ops.iter().filter(|op| op.kind == OpKind::Insert) {
+                if let Some(table) = self.schema.table(&op.table) {
+                    if state::exists(self.conn, table.name, &op.row_id)? {
+                        self.revive_children(table, &op.row_id)?;
+                    }
                 }
             }
         }
@@ -605,6 +619,21 @@ impl<'c> Applier<'c> {
             stamps::set_folded_seq(self.conn, last)?;
         }
         Ok(())
+    }
+
+    /// The next page of local ops after op seq `after` into `ops`; the
+    /// newest seq read (`after` when there are none).
+    fn local_ops_after(&self, after: i64, ops: &mut Vec<Op>) -> Result<i64, MergeError> {
+        Ok(bae_oplog::for_each_op_after(
+            self.conn,
+            self.schema,
+            after,
+            FOLD_PAGE,
+            |op| {
+                ops.push(op.clone());
+                Ok(())
+            },
+        )?)
     }
 
     /// Folds one local op as merge would apply it, except that the row is

@@ -114,6 +114,15 @@ mod stamps;
 mod state;
 mod unique;
 
+// The merge scenarios again, inside the crate, where the fold of local
+// writes reads three ops a page (`apply::FOLD_PAGE`): every local history
+// they fold spans several pages, revivals included.
+#[cfg(test)]
+extern crate self as bae_merge;
+#[cfg(test)]
+#[path = "../tests/scenarios.rs"]
+mod scenarios_in_pages;
+
 pub use apply::ApplyStats;
 pub use error::MergeError;
 pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};

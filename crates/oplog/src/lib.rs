@@ -36,6 +36,7 @@ pub use log::{
     batch_ops, batches_after, catch_up_clock, first_batch_after_op, for_each_op_after, has_ops,
     last_batch, last_op_seq, mark_pushed, persist_clock, persist_timestamp, persisted_clock,
     prune_pushed, renumber_unpushed, rows_inserted_after, start_new_stream, unpushed_batches,
+    unpushed_batches_after,
 };
 pub use migrate::{configure, migrate, version, Migration, Migrations, OPLOG_MIGRATIONS};
 pub use op::{Batch, BatchHash, BatchSeq, Op, OpKind, Value};

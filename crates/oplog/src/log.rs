@@ -21,6 +21,26 @@ pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> 
     Ok(seqs)
 }
 
+/// At most `limit` of the batch numbers not yet marked pushed above
+/// `after`, oldest first: a push reads its backlog a slice at a time
+/// without scanning the whole op log for each.
+pub fn unpushed_batches_after(
+    conn: &Connection,
+    after: BatchSeq,
+    limit: usize,
+) -> Result<Vec<BatchSeq>, OplogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 AND pushed = 0 ORDER BY batch_id LIMIT ?2",
+    )?;
+    let after = i64::try_from(after.0).map_err(|_| OplogError::BatchSeqOutOfRange(after.0))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let seqs = stmt
+        .query_map([after, limit], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|b| BatchSeq(b as u64)))
+        .collect::<Result<_, _>>()?;
+    Ok(seqs)
+}
+
 /// The batch numbers the op log holds after `after`, oldest first (pushed
 /// or not).
 pub fn batches_after(conn: &Connection, after: BatchSeq) -> Result<Vec<BatchSeq>, OplogError> {
@@ -52,19 +72,22 @@ pub fn batch_ops(
     Ok(ops)
 }
 
-/// Calls `f` with every local op recorded after op seq `after`, in order,
-/// and returns the newest seq seen (`after` when none). For the merge
-/// crate's fold of local writes into its stamps.
+/// Calls `f` with the local ops recorded after op seq `after`, in order, at
+/// most `limit` of them, and returns the newest seq seen (`after` when
+/// none). For the merge crate's fold of local writes into its stamps,
+/// which reads a long op log a page at a time.
 pub fn for_each_op_after(
     conn: &Connection,
     schema: &SyncSchema,
     after: i64,
+    limit: usize,
     mut f: impl FnMut(&Op) -> Result<(), OplogError>,
 ) -> Result<i64, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq",
+        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let mut rows = stmt.query([after])?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query([after, limit])?;
     let mut last = after;
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
@@ -283,6 +306,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::fixture::{demo_album, library_on, Library};
+
+    /// A slice of the unpushed batches: above `after`, at most `limit`,
+    /// pushed ones skipped.
+    #[test]
+    fn unpushed_batches_after_reads_one_slice() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut lib = Library::new(library_on(conn, bae_hlc::WallClock::System).unwrap());
+        for i in 0..5 {
+            lib.import_album(&demo_album(1, i, 1)).unwrap();
+        }
+        let (conn, _, _) = lib.recorder().sync_parts();
+        mark_pushed(conn, BatchSeq(2)).unwrap();
+        let slice = |after, limit| unpushed_batches_after(conn, BatchSeq(after), limit).unwrap();
+        assert_eq!(slice(0, 2), vec![BatchSeq(1), BatchSeq(3)]);
+        assert_eq!(slice(3, 10), vec![BatchSeq(4), BatchSeq(5)]);
+        assert!(slice(5, 10).is_empty());
+        assert_eq!(slice(0, usize::MAX).len(), 4);
+        assert!(matches!(
+            unpushed_batches_after(conn, BatchSeq(u64::MAX), 1),
+            Err(OplogError::BatchSeqOutOfRange(_))
+        ));
+    }
 
     /// Renumbering moves only unpushed batches, keeps their ops, and the
     /// next recorded batch follows them.

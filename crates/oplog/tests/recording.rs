@@ -283,7 +283,7 @@ fn op_seqs_are_never_reused_after_pruning() {
         .unwrap();
     let (conn, _, _) = lib.recorder().sync_parts();
     let mut seqs = Vec::new();
-    let last = for_each_op_after(conn, &BAE_SCHEMA, before, |op| {
+    let last = for_each_op_after(conn, &BAE_SCHEMA, before, usize::MAX, |op| {
         seqs.push(op.table.clone());
         Ok(())
     })

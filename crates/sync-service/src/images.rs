@@ -52,11 +52,15 @@ pub(crate) struct ImageUpload {
 }
 
 impl SyncService {
-    /// Uploads the queued images of batches up to `through` (the batches
-    /// this push sends and any pushed earlier whose image was skipped).
-    /// An image whose local file is missing stays queued for a later push.
+    /// Uploads the queued images of batches above `after` and up to
+    /// `through`: a push's first slice passes 0 (the batches it sends and
+    /// any pushed earlier whose image was skipped), each later slice the
+    /// last batch of the one before, so an image still waiting for its
+    /// bytes is tried once a push, not once a slice. An image whose local
+    /// file is missing stays queued for a later push.
     pub(crate) async fn upload_queued_images(
         &self,
+        after: u64,
         through: u64,
     ) -> Result<ImageUpload, SyncError> {
         let mut report = ImageUpload::default();
@@ -67,10 +71,10 @@ impl SyncService {
             .with_db(move |rec| {
                 let (conn, _, _) = rec.sync_parts();
                 let mut stmt = conn.prepare(
-                    "SELECT image_id, batch_id FROM bae_sync_image_queue WHERE batch_id <= ?1 ORDER BY batch_id, image_id",
+                    "SELECT image_id, batch_id FROM bae_sync_image_queue WHERE batch_id > ?1 AND batch_id <= ?2 ORDER BY batch_id, image_id",
                 )?;
                 let rows = stmt
-                    .query_map([through as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map([after as i64, through as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<Uploaded>, _>>()?;
                 Ok(rows)
             })

@@ -52,6 +52,8 @@ pub struct SyncService {
     pub(crate) progress: Option<Progress>,
     /// How much of a pull backlog is held in memory at once.
     pub(crate) pull_window: PullWindow,
+    /// How much of a push backlog is encoded and held at once.
+    pub(crate) push_slice: crate::push::PushSlice,
     /// Who this device signs as, and the library's founder.
     pub(crate) member: Member,
     /// The library id every signed object names (its first key's
@@ -76,9 +78,12 @@ pub struct PullWindow {
 
 impl Default for PullWindow {
     fn default() -> Self {
+        // A decoded batch takes about six times its encoded bytes in
+        // memory (each op's strings and values): 4 MiB of batches is a
+        // slice of some 25 MB, about 500 demo albums of 12 tracks.
         PullWindow {
             batches: 2048,
-            bytes: 64 << 20,
+            bytes: 4 << 20,
         }
     }
 }
@@ -150,6 +155,7 @@ impl SyncService {
             images_table,
             progress: None,
             pull_window: PullWindow::default(),
+            push_slice: crate::push::PushSlice::default(),
             member,
             library_id,
             members: Mutex::new(MemberState::default()),
