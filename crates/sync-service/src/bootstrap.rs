@@ -414,17 +414,20 @@ fn load_records(
     if reader.header().map_err(invalid)? != *header {
         return Err(invalid(CheckpointError::HeaderChanged));
     }
+    let mut cache = merge_snapshot::RestoreCache::default();
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state).map_err(|e| match e {
-                // A local database failure is not the checkpoint's fault.
-                RestoreError::Merge(e) => SyncError::Merge(e),
-                source => invalid(CheckpointError::Record {
-                    index: seen,
-                    source,
-                }),
-            })?;
+            merge_snapshot::restore_record(conn, schema, &state, &mut cache).map_err(
+                |e| match e {
+                    // A local database failure is not the checkpoint's fault.
+                    RestoreError::Merge(e) => SyncError::Merge(e),
+                    source => invalid(CheckpointError::Record {
+                        index: seen,
+                        source,
+                    }),
+                },
+            )?;
         }
         seen += 1;
         if seen.is_multiple_of(PROGRESS_EVERY) {
