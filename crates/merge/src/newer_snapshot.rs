@@ -94,6 +94,7 @@ pub(crate) fn hold(
     conn: &Connection,
     schema: &SyncSchema,
     record: &StateRecord,
+    cache: &mut crate::snapshot::RestoreCache,
 ) -> Result<(), RestoreError> {
     conn.execute_batch(
         r#"CREATE TEMP TABLE IF NOT EXISTS bae_sync_ck_columns (
@@ -141,7 +142,7 @@ pub(crate) fn hold(
                     id: id.clone(),
                     values: values[..known.min(values.len())].to_vec(),
                 };
-                crate::snapshot::restore_record(conn, schema, &prefix, 0)?;
+                crate::snapshot::restore_record(conn, schema, &prefix, 0, cache)?;
             }
             for (position, value) in values.iter().enumerate().skip(known) {
                 let column: Option<String> = conn

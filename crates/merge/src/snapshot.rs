@@ -15,6 +15,7 @@ use crate::state::ROW_COLUMN;
 use bae_hlc::DeviceId;
 use bae_oplog::{BatchSeq, SyncSchema, Value};
 use rusqlite::{params, Connection, ToSql};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// One record of the merge state.
@@ -523,21 +524,35 @@ impl StateRecord {
     }
 }
 
+/// What a restore looks up once instead of once per record: each table's
+/// insert statement and each device's writer number. Writer numbers are
+/// per database and become real only when the restore commits, so a
+/// cache serves one restore transaction and is dropped with it.
+#[derive(Debug, Default)]
+pub struct RestoreCache {
+    /// By table and how many of its columns the record carries (an older
+    /// writer's rows carry the first ones only).
+    insert_sql: HashMap<(&'static str, usize), String>,
+    writers: HashMap<[u8; 16], i64>,
+}
+
 /// Writes one record into `conn` (a library with no merge state yet, or a
 /// staging database from [`create_staging`]), after checking every name it
 /// carries against `schema`. Records may arrive in snapshot order only:
 /// rows parents first. What a snapshot of a newer writer (`writer_version`)
 /// names that `schema` does not know is held until [`finish_restore`]
-/// keeps it.
+/// keeps it. `cache` belongs to the transaction the records are restored
+/// in (a new one for each).
 pub fn restore_record(
     conn: &Connection,
     schema: &SyncSchema,
     record: &StateRecord,
     writer_version: u32,
+    cache: &mut RestoreCache,
 ) -> Result<(), RestoreError> {
     check_record(schema, record, writer_version)?;
     if writer_version > schema.version() && crate::newer_snapshot::names_unknown(schema, record) {
-        return crate::newer_snapshot::hold(conn, schema, record);
+        return crate::newer_snapshot::hold(conn, schema, record, cache);
     }
     let refused = RestoreError::Refused;
     match record {
@@ -548,12 +563,16 @@ pub fn restore_record(
             // Names spliced into SQL are the schema's, never the record's.
             // An older writer's row has the first columns only; the others
             // take their defaults, as an older writer's insert gives them.
-            let columns = t.columns.iter().take(values.len()).copied();
-            let sql = bae_oplog::insert_sql(t.name, columns);
+            let sql = cache
+                .insert_sql
+                .entry((t.name, values.len()))
+                .or_insert_with(|| {
+                    bae_oplog::insert_sql(t.name, t.columns.iter().take(values.len()).copied())
+                });
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 1);
             args.push(id);
             args.extend(values.iter().map(|v| v as &dyn ToSql));
-            conn.prepare_cached(&sql)?
+            conn.prepare_cached(sql)?
                 .execute(args.as_slice())
                 .map_err(refused)?;
         }
@@ -564,7 +583,7 @@ pub fn restore_record(
             hlc,
             device,
         } if column == ROW_COLUMN => {
-            let writer = writer_id(conn, device)?;
+            let writer = writer_id(conn, device, &mut cache.writers)?;
             let set = conn
                 .prepare_cached(
                     "INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
@@ -584,7 +603,7 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let writer = writer_id(conn, device)?;
+            let writer = writer_id(conn, device, &mut cache.writers)?;
             conn.prepare_cached(
                 r#"INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)"#,
             )?
@@ -597,7 +616,7 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let writer = writer_id(conn, device)?;
+            let writer = writer_id(conn, device, &mut cache.writers)?;
             let set = conn
                 .prepare_cached(
                     "INSERT INTO bae_sync_row_stamps (table_name, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
@@ -636,13 +655,26 @@ fn duplicate(table: &str, row_id: &str, what: &'static str) -> RestoreError {
     }
 }
 
-/// The local number of a device that wrote a restored stamp.
-fn writer_id(conn: &Connection, device: &[u8; 16]) -> Result<i64, RestoreError> {
+/// The local number of a device that wrote a restored stamp, from
+/// `known` (the numbers this restore has used) or the database, which gets
+/// the device if it is new. A snapshot names a handful of devices across
+/// every stamp it holds: looking each one up per stamp cost a tenth of a
+/// restore.
+fn writer_id(
+    conn: &Connection,
+    device: &[u8; 16],
+    known: &mut HashMap<[u8; 16], i64>,
+) -> Result<i64, RestoreError> {
+    if let Some(id) = known.get(device) {
+        return Ok(*id);
+    }
     conn.prepare_cached("INSERT OR IGNORE INTO bae_sync_writers (device) VALUES (?1)")?
         .execute([device.as_slice()])?;
-    Ok(conn
+    let id = conn
         .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
-        .query_row([device.as_slice()], |r| r.get(0))?)
+        .query_row([device.as_slice()], |r| r.get(0))?;
+    known.insert(*device, id);
+    Ok(id)
 }
 
 /// After the last record of a snapshot is restored into `conn`: what a

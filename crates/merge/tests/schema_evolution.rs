@@ -676,8 +676,9 @@ fn restore_snapshot(from: &mut Node, to: &mut Node) -> Result<(), snapshot::Rest
         snapshot::check_record(schema, r, writer)?;
     }
     let conn = to.rec().sync_parts().0;
+    let mut cache = snapshot::RestoreCache::default();
     for r in &records {
-        snapshot::restore_record(conn, schema, r, writer)?;
+        snapshot::restore_record(conn, schema, r, writer, &mut cache)?;
     }
     snapshot::finish_restore(conn, schema, from_device, writer).unwrap();
     snapshot::mark_local_ops_folded(conn).unwrap();

@@ -53,7 +53,7 @@ fn write_version_1(conn: &Connection, records: &[StateRecord]) {
             | StateRecord::Parked { .. }
             | StateRecord::Columns { .. }
             | StateRecord::Kept { .. } => {
-                snapshot::restore_record(conn, &BAE_SCHEMA, r, 0).unwrap();
+                snapshot::restore_record(conn, &BAE_SCHEMA, r, 0, &mut Default::default()).unwrap();
             }
             StateRecord::Stamp {
                 table,
@@ -172,6 +172,41 @@ fn a_version_1_library_converts_and_holds_the_same_state() {
         "the column stamps version 1 folded at the insert stamp are gone"
     );
     assert_eq!(old.dump(), fresh.dump());
+}
+
+/// A restore looks each device's writer number up once (its cache) yet
+/// files every stamp and tombstone under the device that wrote it: a
+/// snapshot of three devices' writes restores into an empty library (whose
+/// own writer numbers differ) as the same records.
+#[test]
+fn a_snapshot_restores_every_stamp_under_the_device_that_wrote_it() {
+    let mut source = busy_library();
+    let expected = records(&mut source);
+    let devices: std::collections::BTreeSet<[u8; 16]> = expected
+        .iter()
+        .filter_map(|r| match r {
+            StateRecord::Stamp { device, .. } | StateRecord::Tombstone { device, .. } => {
+                Some(*device)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(devices.len() >= 3, "{} devices", devices.len());
+    let mut restored = Device::new();
+    let conn = restored.conn();
+    conn.execute(
+        "INSERT INTO bae_sync_writers (device) VALUES (?1)",
+        [[9u8; 16].as_slice()],
+    )
+    .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    let mut cache = snapshot::RestoreCache::default();
+    for r in &expected {
+        snapshot::restore_record(&tx, &BAE_SCHEMA, r, 0, &mut cache).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(records(&mut restored), expected);
+    assert_eq!(restored.dump(), source.dump());
 }
 
 #[test]
@@ -306,25 +341,26 @@ fn a_second_insert_stamp_or_tombstone_for_a_row_is_refused() {
         hlc: bae_hlc::Timestamp::from_unix_millis(T0).unwrap().as_u64(),
         device: [2; 16],
     };
+    let mut cache = snapshot::RestoreCache::default();
     for r in [stamp(ROW_COLUMN), tomb.clone(), stamp("title")] {
-        snapshot::restore_record(conn, &BAE_SCHEMA, &r, 0).unwrap();
+        snapshot::restore_record(conn, &BAE_SCHEMA, &r, 0, &mut cache).unwrap();
     }
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN), 0),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp(ROW_COLUMN), 0, &mut cache),
         Err(RestoreError::Duplicate {
             what: "insert stamp",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb, 0),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &tomb, 0, &mut cache),
         Err(RestoreError::Duplicate {
             what: "tombstone",
             ..
         })
     ));
     assert!(matches!(
-        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title"), 0),
+        snapshot::restore_record(conn, &BAE_SCHEMA, &stamp("title"), 0, &mut cache),
         Err(RestoreError::Refused(_))
     ));
 }

@@ -44,6 +44,10 @@ use std::io::BufReader;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
+/// The page cache of a restore's connection, in KiB as `PRAGMA cache_size`
+/// takes it when negative: 32 MiB, a bound whatever the library's size.
+const RESTORE_CACHE_KIB: i64 = -32 * 1024;
+
 /// How many checkpoints, newest first, a recovery after a GC'd range tries.
 const RECOVERY_TRIES: usize = 4;
 
@@ -326,7 +330,30 @@ enum Loaded {
 /// empty library (no synced rows, merge state or ops, checked under the
 /// write lock) gets the records in one transaction with its cursors and
 /// clock; a library with state gets a staging database to replace from.
+///
+/// The records are written in one transaction: with SQLite's default
+/// 2 MiB page cache, index pages spill to the WAL and are written there
+/// again and again. [`RESTORE_CACHE_KIB`] keeps them in memory until the
+/// commit, and the connection's own cache size comes back after (it is
+/// the service's shared connection when the library has no file).
 fn load(
+    conn: &mut Connection,
+    schema: &'static bae_oplog::SyncSchema,
+    device: DeviceId,
+    opened: OpenedCheckpoint,
+    progress: Option<&Progress>,
+    cancel: &CancellationToken,
+    bound: &Clock,
+) -> Result<Loaded, SyncError> {
+    let before: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", RESTORE_CACHE_KIB)?;
+    let loaded = load_with_cache(conn, schema, device, opened, progress, cancel, bound);
+    conn.pragma_update(None, "cache_size", before)?;
+    loaded
+}
+
+/// [`load`] once the cache is set.
+fn load_with_cache(
     conn: &mut Connection,
     schema: &'static bae_oplog::SyncSchema,
     device: DeviceId,
@@ -369,6 +396,7 @@ fn load(
         tempfile::NamedTempFile::new().map_err(|e| SyncError::io(Path::new("temp db"), e))?;
     {
         let mut sc = merge_snapshot::create_staging(staging.path(), schema)?;
+        sc.pragma_update(None, "cache_size", RESTORE_CACHE_KIB)?;
         let tx = sc.transaction()?;
         load_records(&tx, schema, plaintext, &key, &header, progress, cancel)?;
         tx.commit()?;
@@ -430,19 +458,19 @@ fn load_records(
     if reader.header().map_err(invalid)? != *header {
         return Err(invalid(CheckpointError::HeaderChanged));
     }
+    let mut cache = merge_snapshot::RestoreCache::default();
     let mut seen = 0u64;
     while let Some(record) = reader.body_record(seen).map_err(invalid)? {
         if let Some(state) = record.into_state() {
-            merge_snapshot::restore_record(conn, schema, &state, header.schema_version).map_err(
-                |e| match e {
+            merge_snapshot::restore_record(conn, schema, &state, header.schema_version, &mut cache)
+                .map_err(|e| match e {
                     // A local database failure is not the checkpoint's fault.
                     RestoreError::Merge(e) => SyncError::Merge(e),
                     source => invalid(CheckpointError::Record {
                         index: seen,
                         source,
                     }),
-                },
-            )?;
+                })?;
         }
         seen += 1;
         if seen.is_multiple_of(PROGRESS_EVERY) {
@@ -647,6 +675,43 @@ mod tests {
         let b = probe(bucket.device("b", 0), crate::Stage::Restore);
         b.bootstrap_from_checkpoint().await.unwrap().unwrap();
         assert!(free_during.load(Ordering::SeqCst) > 0, "restore");
+        assert_eq!(dump(&b).await, dump(&a).await);
+    }
+
+    /// A restore raises its connection's page cache while it loads and
+    /// gives the connection its own back after: a library without a file
+    /// restores on the service's shared connection, which the host keeps.
+    #[tokio::test]
+    async fn a_restore_gives_the_shared_connection_its_cache_size_back() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 2);
+        a.checkpoint().await.unwrap();
+        let in_memory = bae_oplog::fixture::library_on(
+            Connection::open_in_memory().unwrap(),
+            bae_hlc::WallClock::System,
+        )
+        .unwrap();
+        let b = SyncService::new(
+            in_memory,
+            bucket.store.clone(),
+            bucket.key.clone(),
+            bucket.member(),
+        )
+        .unwrap();
+        async fn cache_size(s: &SyncService) -> i64 {
+            s.with_db(|rec| {
+                Ok(rec
+                    .sync_parts()
+                    .0
+                    .pragma_query_value(None, "cache_size", |r| r.get(0))?)
+            })
+            .await
+            .unwrap()
+        }
+        let before = cache_size(&b).await;
+        assert_ne!(before, RESTORE_CACHE_KIB);
+        b.bootstrap_from_checkpoint().await.unwrap().unwrap();
+        assert_eq!(cache_size(&b).await, before);
         assert_eq!(dump(&b).await, dump(&a).await);
     }
 
