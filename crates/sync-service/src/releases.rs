@@ -32,7 +32,7 @@ use bae_crypto::chunked::{self, BaseNonce, RangePlan, CHUNK_SIZE, NONCE_LEN};
 use bae_crypto::{derive_release_key, ChunkedError, KeyEpoch, ReleaseKey};
 use bae_oplog::Value;
 use bae_storage_s3::layout::{self, ObjectId};
-use bae_storage_s3::StoreError;
+use bae_storage_s3::{ObjectStore, StoreError};
 use rusqlite::OptionalExtension;
 use std::io::{BufReader, BufWriter, Write};
 use std::ops::Range;
@@ -256,12 +256,13 @@ pub enum FileError {
     },
 }
 
-/// A file row as read for a fetch, every field checked.
-struct StoredFile {
-    id: ObjectId,
-    release: String,
-    size: u64,
-    nonce: BaseNonce,
+/// A file row as read for a fetch (or a grant's manifest entry), every
+/// field checked.
+pub(crate) struct StoredFile {
+    pub(crate) id: ObjectId,
+    pub(crate) release: String,
+    pub(crate) size: u64,
+    pub(crate) nonce: BaseNonce,
 }
 
 /// A file row as read for an upload.
@@ -272,7 +273,7 @@ struct PendingFile {
     source: Option<PathBuf>,
 }
 
-fn file_error(e: FileError) -> SyncError {
+pub(crate) fn file_error(e: FileError) -> SyncError {
     SyncError::File(Box::new(e))
 }
 
@@ -495,7 +496,7 @@ impl SyncService {
     /// The key of `release`, derived from the library key of its recorded
     /// epoch. A release without one gets the newest epoch held (recorded
     /// in a batch) when `assign` is set, and is refused otherwise.
-    async fn release_key(
+    pub(crate) async fn release_key(
         &self,
         release: &str,
         assign: bool,
@@ -563,9 +564,8 @@ impl SyncService {
             }));
         }
         let (_, key) = self.release_key(&stored.release, false).await?;
-        let object = layout::storage_key(&stored.id);
         if whole {
-            self.check_object(&stored, &object).await?;
+            check_object(&*self.store, &stored).await?;
         }
         let dir = out
             .parent()
@@ -575,100 +575,13 @@ impl SyncService {
             .prefix(".bae-fetch-")
             .tempfile_in(dir)
             .map_err(|e| SyncError::io(dir, e))?;
-        let mut writer = BufWriter::with_capacity(256 << 10, temp.as_file());
-        let chunk = CHUNK_SIZE as u64;
-        let mut at = range.start;
-        while at < range.end {
-            // Windows end on chunk boundaries, so no chunk is fetched twice.
-            let end = range.end.min((at / chunk + CHUNKS_PER_REQUEST) * chunk);
-            let plain = self.fetch_range(&stored, &key, &object, at..end).await?;
-            writer
-                .write_all(&plain)
-                .map_err(|e| SyncError::io(temp.path(), e))?;
-            at = end;
-        }
-        writer.flush().map_err(|e| SyncError::io(temp.path(), e))?;
-        drop(writer);
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| SyncError::io(temp.path(), e))?;
+        fetch_into(&*self.store, &stored, &key, range.clone(), temp.as_file(), temp.path()).await?;
         temp.persist(out).map_err(|e| SyncError::io(out, e.error))?;
         Ok(range.end - range.start)
     }
 
-    /// One ranged GET of the chunks under plaintext `range`, decrypted.
-    async fn fetch_range(
-        &self,
-        stored: &StoredFile,
-        key: &ReleaseKey,
-        object: &str,
-        range: Range<u64>,
-    ) -> Result<Vec<u8>, SyncError> {
-        let corrupt = |source| {
-            file_error(FileError::Corrupt {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-                source,
-            })
-        };
-        let plan = RangePlan::new(stored.size, range.clone()).map_err(corrupt)?;
-        let fetched = self
-            .store
-            .get_range(object, plan.ciphertext_range())
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?;
-        chunked::decrypt_range_bytes(key, &stored.nonce, stored.size, range, &fetched)
-            .map_err(corrupt)
-    }
-
-    /// Before a whole-file fetch: the object has the size the recorded
-    /// size encrypts to and starts with the recorded nonce (two small
-    /// requests that tell a truncated, extended or swapped object apart
-    /// from a tampered one before anything is written).
-    async fn check_object(&self, stored: &StoredFile, object: &str) -> Result<(), SyncError> {
-        let found = self
-            .store
-            .head(object)
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?
-            .size;
-        let expected = chunked::ciphertext_len(stored.size);
-        if found != expected {
-            return Err(file_error(FileError::WrongSize {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-                size: stored.size,
-                expected,
-                found,
-            }));
-        }
-        let head = self
-            .store
-            .get_range(object, 0..NONCE_LEN as u64)
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?;
-        if head.as_slice() != stored.nonce.as_bytes() {
-            return Err(file_error(FileError::NonceMismatch {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-            }));
-        }
-        Ok(())
-    }
-
-    fn missing_or(&self, stored: &StoredFile, object: &str, e: StoreError) -> SyncError {
-        if e.is_not_found() {
-            file_error(FileError::Missing {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-            })
-        } else {
-            e.into()
-        }
-    }
-
     /// Reads and checks a file's row for a fetch.
-    async fn stored_file(&self, file: &str) -> Result<StoredFile, SyncError> {
+    pub(crate) async fn stored_file(&self, file: &str) -> Result<StoredFile, SyncError> {
         let file = file.to_owned();
         self.with_db(move |rec| {
             type Row = (String, i64, Option<Vec<u8>>, Option<String>);
@@ -715,6 +628,106 @@ impl SyncService {
     }
 }
 
+/// Fetches plaintext `range` of `stored` (every chunk authenticated) into
+/// `file` (at `path`, for errors), then flushes and fsyncs it. Windows of
+/// [`CHUNKS_PER_REQUEST`] chunks end on chunk boundaries, so no chunk is
+/// fetched twice and memory stays bounded.
+pub(crate) async fn fetch_into(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+    key: &ReleaseKey,
+    range: Range<u64>,
+    file: &std::fs::File,
+    path: &Path,
+) -> Result<(), SyncError> {
+    let object = layout::storage_key(&stored.id);
+    let mut writer = BufWriter::with_capacity(256 << 10, file);
+    let chunk = CHUNK_SIZE as u64;
+    let mut at = range.start;
+    while at < range.end {
+        let end = range.end.min((at / chunk + CHUNKS_PER_REQUEST) * chunk);
+        let plain = fetch_range(store, stored, key, &object, at..end).await?;
+        writer
+            .write_all(&plain)
+            .map_err(|e| SyncError::io(path, e))?;
+        at = end;
+    }
+    writer.flush().map_err(|e| SyncError::io(path, e))?;
+    drop(writer);
+    file.sync_all().map_err(|e| SyncError::io(path, e))
+}
+
+/// One ranged GET of the chunks under plaintext `range`, decrypted.
+async fn fetch_range(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+    key: &ReleaseKey,
+    object: &str,
+    range: Range<u64>,
+) -> Result<Vec<u8>, SyncError> {
+    let corrupt = |source| {
+        file_error(FileError::Corrupt {
+            file: stored.id.as_str().to_owned(),
+            key: object.to_owned(),
+            source,
+        })
+    };
+    let plan = RangePlan::new(stored.size, range.clone()).map_err(corrupt)?;
+    let fetched = store
+        .get_range(object, plan.ciphertext_range())
+        .await
+        .map_err(|e| missing_or(stored, object, e))?;
+    chunked::decrypt_range_bytes(key, &stored.nonce, stored.size, range, &fetched).map_err(corrupt)
+}
+
+/// Before a whole-file fetch: the object has the size the recorded size
+/// encrypts to and starts with the recorded nonce (two small requests that
+/// tell a truncated, extended or swapped object apart from a tampered one
+/// before anything is written).
+pub(crate) async fn check_object(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+) -> Result<(), SyncError> {
+    let object = layout::storage_key(&stored.id);
+    let found = store
+        .head(&object)
+        .await
+        .map_err(|e| missing_or(stored, &object, e))?
+        .size;
+    let expected = chunked::ciphertext_len(stored.size);
+    if found != expected {
+        return Err(file_error(FileError::WrongSize {
+            file: stored.id.as_str().to_owned(),
+            key: object,
+            size: stored.size,
+            expected,
+            found,
+        }));
+    }
+    let head = store
+        .get_range(&object, 0..NONCE_LEN as u64)
+        .await
+        .map_err(|e| missing_or(stored, &object, e))?;
+    if head.as_slice() != stored.nonce.as_bytes() {
+        return Err(file_error(FileError::NonceMismatch {
+            file: stored.id.as_str().to_owned(),
+            key: object,
+        }));
+    }
+    Ok(())
+}
+
+fn missing_or(stored: &StoredFile, object: &str, e: StoreError) -> SyncError {
+    if e.is_not_found() {
+        file_error(FileError::Missing {
+            file: stored.id.as_str().to_owned(),
+            key: object.to_owned(),
+        })
+    } else {
+        e.into()
+    }
+}
+
 fn release_exists(db: &rusqlite::Connection, release: &str) -> Result<bool, SyncError> {
     Ok(db
         .query_row(
@@ -727,7 +740,7 @@ fn release_exists(db: &rusqlite::Connection, release: &str) -> Result<bool, Sync
 }
 
 /// A recorded file size, checked: not negative, within the format's limit.
-fn checked_size(file: &str, size: i64) -> Result<u64, SyncError> {
+pub(crate) fn checked_size(file: &str, size: i64) -> Result<u64, SyncError> {
     u64::try_from(size)
         .ok()
         .filter(|s| *s <= chunked::MAX_PLAINTEXT_LEN)
