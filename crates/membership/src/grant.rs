@@ -193,7 +193,9 @@ pub enum GrantError {
     #[error("grant payload: {0}")]
     Seal(#[from] SealError),
     /// An opened payload of a version this build does not read.
-    #[error("grant payload version {version} is not supported (this build reads {PAYLOAD_VERSION})")]
+    #[error(
+        "grant payload version {version} is not supported (this build reads {PAYLOAD_VERSION})"
+    )]
     PayloadVersion {
         /// The version byte.
         version: u8,
@@ -415,7 +417,11 @@ impl Grant {
     /// Opens the payload as `identity` at `now` (unix seconds). Checks, in
     /// order: the recipient, the expiry, the sealed box, then the payload's
     /// version, binding to this grant, and each field.
-    pub fn open(&self, identity: &IdentitySigningKey, now: u64) -> Result<GrantPayload, GrantError> {
+    pub fn open(
+        &self,
+        identity: &IdentitySigningKey,
+        now: u64,
+    ) -> Result<GrantPayload, GrantError> {
         let me = identity.public_key();
         if me != self.terms.recipient {
             return Err(GrantError::NotForYou {
@@ -504,7 +510,13 @@ fn write_clear(
     out.extend_from_slice(GRANT_MAGIC);
     out.push(GRANT_VERSION);
     out.extend_from_slice(terms.library_id.as_bytes());
-    put_str(out, "release id", &terms.release_id, 1, MAX_RELEASE_ID_BYTES)?;
+    put_str(
+        out,
+        "release id",
+        &terms.release_id,
+        1,
+        MAX_RELEASE_ID_BYTES,
+    )?;
     out.extend_from_slice(&granter.to_bytes());
     out.extend_from_slice(&terms.recipient.to_bytes());
     out.extend_from_slice(&terms.expires_at.to_le_bytes());
@@ -581,7 +593,13 @@ pub(crate) fn payload_plaintext(
     ));
     out.push(PAYLOAD_VERSION);
     out.extend_from_slice(terms.library_id.as_bytes());
-    put_str(&mut out, "release id", &terms.release_id, 1, MAX_RELEASE_ID_BYTES)?;
+    put_str(
+        &mut out,
+        "release id",
+        &terms.release_id,
+        1,
+        MAX_RELEASE_ID_BYTES,
+    )?;
     out.extend_from_slice(&terms.recipient.to_bytes());
     out.extend_from_slice(payload.release_key.expose_secret());
     out.extend_from_slice(&(payload.files.len() as u16).to_le_bytes());
@@ -596,8 +614,20 @@ pub(crate) fn payload_plaintext(
         None => out.push(0),
         Some(c) => {
             out.push(1);
-            put_str(&mut out, "access key", &c.access_key, 0, MAX_ACCESS_KEY_BYTES)?;
-            put_str(&mut out, "secret key", &c.secret_key, 0, MAX_SECRET_KEY_BYTES)?;
+            put_str(
+                &mut out,
+                "access key",
+                &c.access_key,
+                0,
+                MAX_ACCESS_KEY_BYTES,
+            )?;
+            put_str(
+                &mut out,
+                "secret key",
+                &c.secret_key,
+                0,
+                MAX_SECRET_KEY_BYTES,
+            )?;
             match &c.session_token {
                 None => out.push(0),
                 Some(t) => {
@@ -760,7 +790,12 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn checked(field: &'static str, len: usize, min: usize, max: usize) -> Result<usize, GrantError> {
+    fn checked(
+        field: &'static str,
+        len: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, GrantError> {
         if (min..=max).contains(&len) {
             Ok(len)
         } else {
@@ -778,7 +813,12 @@ impl<'a> Reader<'a> {
         Self::checked(field, len, min, max)
     }
 
-    fn string(&mut self, field: &'static str, min: usize, max: usize) -> Result<String, GrantError> {
+    fn string(
+        &mut self,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<String, GrantError> {
         let len = usize::from(u16::from_le_bytes(self.take(field)?));
         let len = Self::checked(field, len, min, max)?;
         let bytes = self.bytes(len, field)?;

@@ -17,15 +17,13 @@
 //!   refused before anything is fetched: a grant never replaces a file.
 
 use crate::error::SyncError;
-use crate::releases::{
-    check_object, checked_size, fetch_into, StoredFile, SCHEME_CHUNKED_V1,
-};
+use crate::releases::{check_object, checked_size, fetch_into, StoredFile, SCHEME_CHUNKED_V1};
 use crate::service::SyncService;
 use bae_crypto::chunked::BaseNonce;
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
 use bae_membership::grant::{Grant, GrantBucket, GrantError, GrantFile, GrantPayload, GrantTerms};
 use bae_membership::InviteCredentials;
-use bae_storage_s3::layout::ObjectId;
+use bae_storage_s3::layout::{self, ObjectId};
 use bae_storage_s3::{AddressingStyle, ObjectStore, S3Config, S3Credentials, StoreConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,11 +36,16 @@ pub enum ShareError {
     /// The grant does not parse, verify or open.
     #[error("grant: {0}")]
     Grant(#[from] GrantError),
-    /// The identity sharing is not a current member of the library.
-    #[error("{identity} is not a current member of this library: only its members can share its releases")]
+    /// The identity sharing is not a current member of the library: the
+    /// chain says so, or the other members hold a newer library key that
+    /// was not sealed to it (a removal this member cannot read).
+    #[error("{identity} is not a current member of this library{}: only its members can share its releases", newer_epoch.map_or(String::new(), |e| format!(" (the other members hold key epoch {e}, which was not sealed to you: you were removed)")))]
     NotAMember {
         /// The identity that tried.
         identity: Box<IdentityPublicKey>,
+        /// The newer key epoch the other members hold, if that is how it
+        /// was found.
+        newer_epoch: Option<u32>,
     },
     /// The release has no files to share.
     #[error("release {release} has no files to share")]
@@ -74,7 +77,9 @@ pub enum ShareError {
         reason: &'static str,
     },
     /// A file the grant would write is already in DIR.
-    #[error("{path} already exists: a grant never replaces a file; choose another --out directory")]
+    #[error(
+        "{path} already exists: a grant never replaces a file; choose another --out directory"
+    )]
     OutputExists {
         /// The file.
         path: PathBuf,
@@ -163,7 +168,10 @@ fn open_grant_store(
                     None => s3,
                 }
             });
-            (StoreConfig::S3(Box::new(s3)), format!("s3://{bucket}/{prefix}"))
+            (
+                StoreConfig::S3(Box::new(s3)),
+                format!("s3://{bucket}/{prefix}"),
+            )
         }
         _ => {
             return Err(ShareError::UnsharableBucket {
@@ -191,14 +199,7 @@ impl SyncService {
         bucket: GrantBucket,
         credentials: Option<InviteCredentials>,
     ) -> Result<Grant, SyncError> {
-        let chain = self.refresh_members().await?;
-        let me = self.member.public_key();
-        if chain.current_role(&me).is_none() {
-            return Err(ShareError::NotAMember {
-                identity: Box::new(me),
-            }
-            .into());
-        }
+        self.require_current_member().await?;
         let listed = self.release_files(release).await?;
         if listed.is_empty() {
             return Err(ShareError::NoFiles {
@@ -249,6 +250,46 @@ impl SyncService {
     }
 }
 
+impl SyncService {
+    /// Refuses a granter who is not a current member. A removed member
+    /// cannot read its own removal (it is sealed under the key epoch the
+    /// removal started), so its chain still lists it; what it can see is
+    /// that members of its chain hold key blobs of an epoch newer than any
+    /// it holds (after the refresh adopted every epoch sealed to it).
+    async fn require_current_member(&self) -> Result<(), SyncError> {
+        let chain = self.refresh_members().await?;
+        let me = self.member.public_key();
+        let refuse = |newer_epoch| {
+            Err(ShareError::NotAMember {
+                identity: Box::new(me),
+                newer_epoch,
+            }
+            .into())
+        };
+        if chain.current_role(&me).is_none() {
+            return refuse(None);
+        }
+        let held = self.key_epoch().0;
+        let newest = self
+            .store
+            .list(layout::KEYS_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_key_blob_key(k).ok())
+            .filter(|(owner, epoch)| {
+                *epoch > held
+                    && IdentityPublicKey::from_hex(owner.as_str())
+                        .is_ok_and(|k| k != me && chain.current_role(&k).is_some())
+            })
+            .map(|(_, epoch)| epoch)
+            .max();
+        match newest {
+            Some(epoch) => refuse(Some(epoch)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Redeems a grant file's bytes as `identity` at `now` (unix seconds):
 /// verifies, opens, fetches and decrypts every file into `out_dir`
 /// (created if missing) under its original name. On any error nothing is
@@ -284,7 +325,15 @@ pub async fn redeem(
         check_object(&*store, stored).await?;
         let path = staging.path().join(&f.name);
         let file = std::fs::File::create(&path).map_err(|e| SyncError::io(&path, e))?;
-        fetch_into(&*store, stored, &payload.release_key, 0..stored.size, &file, &path).await?;
+        fetch_into(
+            &*store,
+            stored,
+            &payload.release_key,
+            0..stored.size,
+            &file,
+            &path,
+        )
+        .await?;
         bytes += stored.size;
     }
     let written = move_into_place(staging.path(), out_dir, &payload.files)?;

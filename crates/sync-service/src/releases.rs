@@ -575,7 +575,15 @@ impl SyncService {
             .prefix(".bae-fetch-")
             .tempfile_in(dir)
             .map_err(|e| SyncError::io(dir, e))?;
-        fetch_into(&*self.store, &stored, &key, range.clone(), temp.as_file(), temp.path()).await?;
+        fetch_into(
+            &*self.store,
+            &stored,
+            &key,
+            range.clone(),
+            temp.as_file(),
+            temp.path(),
+        )
+        .await?;
         temp.persist(out).map_err(|e| SyncError::io(out, e.error))?;
         Ok(range.end - range.start)
     }

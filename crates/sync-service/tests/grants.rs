@@ -80,7 +80,9 @@ async fn share_then_redeem_byte_exact(bucket: Bucket) {
     let laptop = laptop(&w).await;
     let grant = share(&w, &laptop, 0).await;
     let out = w.dir.path().join("received");
-    let report = redeem(grant.as_bytes(), &stranger(), &out, NOW).await.unwrap();
+    let report = redeem(grant.as_bytes(), &stranger(), &out, NOW)
+        .await
+        .unwrap();
     assert_eq!(report.files.len(), 3);
     assert_eq!(report.granter, laptop.member_key());
     let names = laptop
@@ -91,9 +93,17 @@ async fn share_then_redeem_byte_exact(bucket: Bucket) {
         let got = std::fs::read(out.join(&f.name)).unwrap();
         assert!(got == demo_file_bytes(&f.id), "{} differs", f.name);
     }
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "no staging left");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        3,
+        "no staging left"
+    );
     // A second redeem into the same directory replaces nothing.
-    let err = share_error(redeem(grant.as_bytes(), &stranger(), &out, NOW).await.unwrap_err());
+    let err = share_error(
+        redeem(grant.as_bytes(), &stranger(), &out, NOW)
+            .await
+            .unwrap_err(),
+    );
     assert!(matches!(err, ShareError::OutputExists { .. }), "{err:?}");
 }
 
@@ -119,7 +129,10 @@ async fn the_grant_key_opens_no_other_release() {
     let other = &file_ids(1)[0];
     let object = w
         .store()
-        .get(&layout::storage_key(&ObjectId::parse(other).unwrap()), 1 << 20)
+        .get(
+            &layout::storage_key(&ObjectId::parse(other).unwrap()),
+            1 << 20,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -168,10 +181,18 @@ async fn refused_grants_write_nothing() {
     };
     // Another identity.
     let other = IdentitySigningKey::from_seed(&[0x6b; 32]);
-    let e = grant_error(redeem(grant.as_bytes(), &other, &out, NOW).await.unwrap_err());
+    let e = grant_error(
+        redeem(grant.as_bytes(), &other, &out, NOW)
+            .await
+            .unwrap_err(),
+    );
     assert!(matches!(e, GrantError::NotForYou { .. }), "{e:?}");
     // Expired.
-    let e = grant_error(redeem(grant.as_bytes(), &stranger(), &out, LATER).await.unwrap_err());
+    let e = grant_error(
+        redeem(grant.as_bytes(), &stranger(), &out, LATER)
+            .await
+            .unwrap_err(),
+    );
     assert!(matches!(e, GrantError::Expired { .. }), "{e:?}");
     // Altered, truncated, another version.
     let mut altered = grant.as_bytes().to_vec();

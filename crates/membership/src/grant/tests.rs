@@ -74,7 +74,12 @@ fn the_limits_are_the_documented_ones() {
 #[test]
 fn a_grant_reads_back_and_opens_for_its_recipient() {
     for with in [false, true] {
-        for bucket in [s3(), GrantBucket::Local { path: "/mnt/nas/bae".into() }] {
+        for bucket in [
+            s3(),
+            GrantBucket::Local {
+                path: "/mnt/nas/bae".into(),
+            },
+        ] {
             let g = Grant::issue(&key(1), terms(bucket.clone()), &payload(with)).unwrap();
             let back = Grant::from_bytes(g.as_bytes()).unwrap();
             assert_eq!(back, g);
@@ -123,7 +128,10 @@ fn every_changed_byte_is_refused() {
             // Past the magic and version, whatever parses fails the
             // signature.
             assert!(
-                !matches!(err, GrantError::NotAGrant | GrantError::UnsupportedVersion { .. }),
+                !matches!(
+                    err,
+                    GrantError::NotAGrant | GrantError::UnsupportedVersion { .. }
+                ),
                 "byte {at}: {err:?}"
             );
         }
@@ -141,7 +149,14 @@ fn each_clear_field_changed_fails_the_signature() {
     let expiry_at = recipient_at + 32;
     let bucket_at = expiry_at + 8 + 1 + 2;
     let sealed_at = bytes.len() - 64 - 10;
-    for at in [9 + 3, release_at, expiry_at, bucket_at, sealed_at, bytes.len() - 1] {
+    for at in [
+        9 + 3,
+        release_at,
+        expiry_at,
+        bucket_at,
+        sealed_at,
+        bytes.len() - 1,
+    ] {
         let mut changed = bytes.clone();
         changed[at] ^= 0x02;
         assert_eq!(
@@ -169,7 +184,9 @@ fn every_truncation_is_refused() {
         assert!(
             matches!(
                 err,
-                GrantError::Truncated { .. } | GrantError::NotAGrant | GrantError::FieldLength { .. }
+                GrantError::Truncated { .. }
+                    | GrantError::NotAGrant
+                    | GrantError::FieldLength { .. }
             ),
             "cut at {end}: {err:?}"
         );
@@ -282,26 +299,43 @@ fn hostile_file_names_are_refused_on_both_sides() {
             name: name.into(),
             reason,
         };
-        assert_eq!(Grant::issue(&key(1), terms(s3()), &p).unwrap_err(), expected);
+        assert_eq!(
+            Grant::issue(&key(1), terms(s3()), &p).unwrap_err(),
+            expected
+        );
         // A granter whose encoder skips the check: the reader refuses.
         if !name.is_empty() {
             let plain = unchecked_plaintext(&p);
-            assert_eq!(with_plaintext(&plain).open(&key(2), NOW).unwrap_err(), expected);
+            assert_eq!(
+                with_plaintext(&plain).open(&key(2), NOW).unwrap_err(),
+                expected
+            );
         }
     }
     let mut p = payload(false);
     p.files[1].name = "01 INTRO.flac".into();
     let err = Grant::issue(&key(1), terms(s3()), &p).unwrap_err();
-    assert!(matches!(err, GrantError::Duplicate { field: "file name", .. }));
+    assert!(matches!(
+        err,
+        GrantError::Duplicate {
+            field: "file name",
+            ..
+        }
+    ));
     assert_eq!(
-        with_plaintext(&unchecked_plaintext(&p)).open(&key(2), NOW).unwrap_err(),
+        with_plaintext(&unchecked_plaintext(&p))
+            .open(&key(2), NOW)
+            .unwrap_err(),
         err
     );
     let mut p = payload(false);
     p.files[1].id = p.files[0].id.clone();
     assert!(matches!(
         Grant::issue(&key(1), terms(s3()), &p).unwrap_err(),
-        GrantError::Duplicate { field: "file id", .. }
+        GrantError::Duplicate {
+            field: "file id",
+            ..
+        }
     ));
 }
 
@@ -337,7 +371,10 @@ fn the_grant_holds_no_credential_or_key_in_clear() {
         assert!(!bytes.windows(secret.len()).any(|w| w == secret));
     }
     let shown = format!("{:?} {:?}", grant(true), payload(true));
-    assert!(!shown.contains("wJalr") && !shown.contains("7777"), "{shown}");
+    assert!(
+        !shown.contains("wJalr") && !shown.contains("7777"),
+        "{shown}"
+    );
 }
 
 /// The sealed payload of the documented vector, sealed once (sealed boxes
@@ -360,7 +397,12 @@ fn vector_block() -> String {
     let mut out = String::from("```text\n");
     let plain = payload_plaintext(&terms(s3()), &payload(true)).unwrap();
     writeln!(out, "payload plaintext  {}", hex::encode(&plain)).unwrap();
-    writeln!(out, "grant file         {}", hex::encode(vector_grant().as_bytes())).unwrap();
+    writeln!(
+        out,
+        "grant file         {}",
+        hex::encode(vector_grant().as_bytes())
+    )
+    .unwrap();
     out.push_str("```\n");
     out
 }
