@@ -96,10 +96,7 @@ pub(crate) async fn share(
         count(days, "day", "days"),
         dest.display()
     )?;
-    outln!(
-        "they run `bae-sync redeem --grant {} --out DIR`",
-        dest.file_name().map_or(dest.into(), Path::new).display()
-    )?;
+    outln!("send them the file; they run `bae-sync redeem --grant FILE --out DIR`")?;
     if with_credentials {
         eprintln!("bae-sync: the grant carries your S3 credentials (sealed to them): once they have them, only revoking them at your storage provider takes them back");
     }
