@@ -582,7 +582,7 @@ fn read_bucket(r: &mut Reader<'_>) -> Result<GrantBucket, GrantError> {
 
 /// The payload plaintext: `version || library id || release id ||
 /// recipient || release key || files || credentials flag [|| credentials]`.
-pub(crate) fn payload_plaintext(
+pub fn payload_plaintext(
     terms: &GrantTerms,
     payload: &GrantPayload,
 ) -> Result<Zeroizing<Vec<u8>>, GrantError> {
