@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Why a release cannot be shared or a grant redeemed (beyond a release
-/// file's own errors, [`FileError`]).
+/// file's own errors, [`crate::FileError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShareError {
