@@ -471,6 +471,7 @@ fn main() -> ExitCode {
         }
     };
     let database = cli.command.database().map(Path::to_path_buf);
+    let redeeming = matches!(cli.command, Command::Redeem { .. });
     let status = match runtime.block_on(run(cli.command, &keys)) {
         Ok(Outcome::Done) | Err(CliError::StdoutClosed) => Exit::Done,
         Ok(Outcome::Rejected(n)) => {
@@ -493,7 +494,8 @@ fn main() -> ExitCode {
             match e {
                 CliError::Sync(bae_sync_service::SyncError::LibraryBusy { .. }) => Exit::Busy,
                 CliError::Sync(bae_sync_service::SyncError::Share(ref e))
-                    if matches!(**e, bae_sync_service::grants::ShareError::Grant(_)) =>
+                    if redeeming
+                        && matches!(**e, bae_sync_service::grants::ShareError::Grant(_)) =>
                 {
                     Exit::GrantRefused
                 }
