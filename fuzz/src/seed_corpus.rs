@@ -1,7 +1,8 @@
 //! Writes real encodings into `corpus/TARGET/` (the directory given as the
 //! only argument): a batch, sealed objects, chunked blobs, a head, a
 //! checkpoint, a marker, key texts, bucket keys and URLs, membership
-//! entries, a signed envelope, key blobs, invite codes and credentials.
+//! entries, a signed envelope, key blobs, invite codes and credentials,
+//! share grants and their payloads.
 //! `cargo xtask fuzz --seed-corpus` runs it before minimizing.
 
 use bae_crypto::chunked::{encrypt_with_nonce, BaseNonce, CHUNK_SIZE};
@@ -14,6 +15,7 @@ use bae_membership::{
     Role, SealedCredentials, SignedEntry, SignedKind, SignedObject,
 };
 use bae_oplog::{encode_batch, Batch, BatchHash, BatchSeq, Op, OpKind, Value, BAE_SCHEMA};
+use bae_membership::grant::{Grant, GrantBucket, GrantFile, GrantPayload, GrantTerms};
 use bae_storage_s3::layout;
 use bae_sync_service::fuzzing::{sample_checkpoint, sealed_marker};
 use bae_sync_service::Head;
@@ -104,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         layout::image_key(&image),
         layout::storage_key(&image),
         layout::membership_key(&member, 1),
-        layout::wrapped_key_key(&member),
+        layout::key_blob_key(&member, 2),
     ];
     write(root, "bucket_key", &keys.map(String::into_bytes))?;
 
@@ -233,6 +235,34 @@ fn write_membership(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
             format!("{}\n", with_credentials.to_code()).into_bytes(),
         ],
     )?;
+
+    let terms = GrantTerms {
+        library_id: library,
+        release_id: "release-0001".into(),
+        recipient: member.public_key(),
+        expires_at: u64::MAX,
+        bucket: GrantBucket::Local {
+            path: "/srv/bae".into(),
+        },
+    };
+    let payload = GrantPayload {
+        release_key: ReleaseKey::from_bytes([0x77; 32]),
+        files: vec![GrantFile {
+            id: "0a0b0c0d-0000-4000-8000-000000000000".into(),
+            name: "01 Intro.flac".into(),
+            size: 300_000,
+            nonce: BaseNonce::from_bytes([3; 24]),
+            scheme: "bae-chunked-v1".into(),
+        }],
+        credentials: Some(creds),
+    };
+    let grant = Grant::issue(&owner, terms.clone(), &payload)?;
+    let plain = bae_membership::grant::payload_plaintext(&terms, &payload)?;
+    let mut grant_seed = vec![0];
+    grant_seed.extend_from_slice(grant.as_bytes());
+    let mut payload_seed = vec![1];
+    payload_seed.extend_from_slice(&plain);
+    write(root, "grant", &[grant_seed, payload_seed])?;
     Ok(())
 }
 

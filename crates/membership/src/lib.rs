@@ -13,7 +13,9 @@
 //! - [`identity`]: the user's global signing identity, in the OS keyring or
 //!   in files under a home directory;
 //! - [`invite`]: the invite code an inviter hands an invitee out of band,
-//!   with S3 credentials sealed to the invitee.
+//!   with S3 credentials sealed to the invitee;
+//! - [`grant`]: the share grant a member hands someone outside the library
+//!   so they can fetch and decrypt one release (`docs/FORMAT-grant.md`).
 //!
 //! Formats, signing contexts and validation rules: `docs/FORMAT-membership.md`.
 //!
@@ -26,6 +28,7 @@
 pub mod chain;
 pub mod entry;
 pub mod envelope;
+pub mod grant;
 pub mod identity;
 pub mod invite;
 pub mod keys;
@@ -40,6 +43,7 @@ pub use entry::{
 pub use envelope::{
     DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, VerifiedObject,
 };
+pub use grant::{Grant, GrantBucket, GrantError, GrantFile, GrantPayload, GrantTerms};
 pub use identity::{IdentityError, IdentityStore};
 pub use invite::{Invite, InviteCredentials, InviteError, SealedCredentials};
 pub use keys::{open_key_blob, seal_key_blob, KeyBlobError, OpenedKeyBlob};

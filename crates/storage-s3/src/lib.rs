@@ -41,4 +41,4 @@ pub use local::LocalDirStore;
 pub use memory::MemoryStore;
 pub use retry::RetryPolicy;
 pub use s3_store::{AddressingStyle, S3Config, S3Credentials, S3Store};
-pub use store::{ObjectMeta, ObjectStore};
+pub use store::{ObjectMeta, ObjectStore, WriteObject};

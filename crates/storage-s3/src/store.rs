@@ -1,12 +1,18 @@
 //! The object-store trait every backend implements.
 
 use std::fmt::Debug;
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::Path;
 
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+
+/// What [`ObjectStore::put_writer`] runs, on a blocking thread, to produce
+/// an object: it writes the object's bytes to the writer it is given. An
+/// error from it stores nothing.
+pub type WriteObject = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
 /// What a `head` request tells about an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +67,35 @@ pub trait ObjectStore: Send + Sync + Debug {
             .await
             .map_err(|e| StoreError::local_file(path, &e))?;
         self.put(key, &bytes).await
+    }
+
+    /// Stores what `write` writes under `key`, replacing any previous
+    /// object; if `write` fails, nothing is stored. The default spools the
+    /// bytes to a temp file in `spool` (removed after) and stores it with
+    /// [`ObjectStore::put_file`], since an upload needs the whole object
+    /// first; the local-directory store writes them straight into the
+    /// object's own temp file: one pass over the bytes, one fsync.
+    async fn put_writer(
+        &self,
+        key: &str,
+        spool: &Path,
+        write: WriteObject,
+    ) -> Result<(), StoreError> {
+        let dir = spool.to_owned();
+        let temp = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let local = |e: io::Error| StoreError::local_file(&dir, &e);
+            let temp = tempfile::Builder::new()
+                .prefix(".bae-spool-")
+                .tempfile_in(&dir)
+                .map_err(local)?;
+            let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file());
+            write(&mut out).and_then(|()| out.flush()).map_err(local)?;
+            drop(out);
+            Ok(temp)
+        })
+        .await
+        .map_err(|e| StoreError::backend(format!("blocking task failed: {e}")))??;
+        self.put_file(key, temp.path()).await
     }
 
     /// Writes a whole object of at most `max_bytes` bytes to the file at

@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::store::{ObjectMeta, ObjectStore};
+use crate::store::{ObjectMeta, ObjectStore, WriteObject};
 
 /// The kinds of request a store serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +166,24 @@ impl CountingStore {
     }
 }
 
+/// Counts the bytes a [`WriteObject`] writes.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    written: Arc<AtomicU64>,
+}
+
+impl std::io::Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn index(kind: OpKind) -> usize {
     match kind {
         OpKind::Put => 0,
@@ -199,6 +217,26 @@ impl ObjectStore for CountingStore {
         let size = tokio::fs::metadata(path).await.map(|m| m.len());
         self.inner.put_file(key, path).await?;
         self.add_in(size.unwrap_or(0));
+        Ok(())
+    }
+
+    async fn put_writer(
+        &self,
+        key: &str,
+        spool: &Path,
+        write: WriteObject,
+    ) -> Result<(), StoreError> {
+        self.count(OpKind::Put);
+        let written = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&written);
+        let write: WriteObject = Box::new(move |out| {
+            write(&mut CountingWriter {
+                inner: out,
+                written: counted,
+            })
+        });
+        self.inner.put_writer(key, spool, write).await?;
+        self.add_in(written.load(Ordering::SeqCst));
         Ok(())
     }
 
@@ -372,6 +410,16 @@ impl ObjectStore for FaultyStore {
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         self.before(OpKind::Put).await?;
         self.inner.put_file(key, path).await
+    }
+
+    async fn put_writer(
+        &self,
+        key: &str,
+        spool: &Path,
+        write: WriteObject,
+    ) -> Result<(), StoreError> {
+        self.before(OpKind::Put).await?;
+        self.inner.put_writer(key, spool, write).await
     }
 
     async fn get_to_file(&self, key: &str, path: &Path, max_bytes: u64) -> Result<u64, StoreError> {

@@ -57,6 +57,12 @@ pub enum CliError {
     /// for a bucket that is not S3.
     #[error("--with-credentials: {0}")]
     Credentials(&'static str),
+    /// `share --out` names a file that exists.
+    #[error("{path} already exists: choose a new file for the grant")]
+    OutputExists {
+        /// The file.
+        path: String,
+    },
     /// Writing to stdout failed (other than a closed pipe, which ends the
     /// command quietly).
     #[error("stdout: {0}")]

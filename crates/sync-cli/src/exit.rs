@@ -19,6 +19,9 @@ pub enum Exit {
     /// Another bae-sync is working on this library (the command waited
     /// `BAE_SYNC_LOCK_WAIT` seconds, default 5, for it first).
     Busy = 4,
+    /// redeem refused the grant (not for this identity, expired, altered,
+    /// truncated, or of another version); nothing was written.
+    GrantRefused = 5,
 }
 
 impl Exit {
@@ -38,4 +41,6 @@ pub const EXIT_HELP: &str = "Exit status:
      it rejected (listed on stderr and in `status`; the device that wrote them
      runs `bae-sync push --repair`)
   4  another bae-sync is working on this library (after waiting
-     BAE_SYNC_LOCK_WAIT seconds, default 5)";
+     BAE_SYNC_LOCK_WAIT seconds, default 5)
+  5  redeem refused the grant: not for this identity, expired, altered,
+     truncated or of another version (nothing was written)";

@@ -1,11 +1,21 @@
-//! `files`, `upload` and `fetch`: a release's files in the bucket (phase 3).
+//! `files`, `upload`, `fetch`, `share` and `redeem`: a release's files in
+//! the bucket, and grants of a release to someone outside the library
+//! (phase 3).
 
 use crate::error::CliError;
 use crate::{count, out};
+use bae_crypto::IdentityPublicKey;
+use bae_membership::grant::MAX_GRANT_BYTES;
+use bae_membership::InviteCredentials;
 use bae_oplog::fixture::open_library;
-use bae_sync_service::{library, KeyStore};
+use bae_sync_service::grants::{grant_bucket, redeem as redeem_grant};
+use bae_sync_service::{library, KeyStore, SyncError};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const DAY: u64 = 86_400;
 
 /// `files --release ID`: one line per file: id, state, size, name.
 pub(crate) async fn files(library: &Path, release: &str, keys: &KeyStore) -> Result<(), CliError> {
@@ -60,6 +70,95 @@ pub(crate) async fn fetch(
     let s = library::open(open_library(library)?, keys)?;
     let n = s.fetch_file(file, dest, range).await?;
     outln!("wrote {} to {}", count(n, "byte", "bytes"), dest.display())
+}
+
+/// `share --release ID --to PUBKEY [--with-credentials] [--expires DAYS]
+/// --out FILE`: writes a grant file (a new file; never replaces one).
+pub(crate) async fn share(
+    library: &Path,
+    release: &str,
+    to: IdentityPublicKey,
+    credentials: Option<InviteCredentials>,
+    days: u64,
+    dest: &Path,
+    keys: &KeyStore,
+) -> Result<(), CliError> {
+    let bucket = grant_bucket(&library::saved_bucket(open_library(library)?)?)?;
+    let s = library::open(open_library(library)?, keys)?;
+    let with_credentials = credentials.is_some();
+    let expires_at = now().saturating_add(days.saturating_mul(DAY));
+    let grant = s
+        .share_release(release, to, expires_at, bucket, credentials)
+        .await?;
+    write_new(dest, grant.as_bytes())?;
+    outln!(
+        "shared release {release} with {to} for {}; grant written to {}",
+        count(days, "day", "days"),
+        dest.display()
+    )?;
+    outln!("send them the file; they run `bae-sync redeem --grant FILE --out DIR`")?;
+    if with_credentials {
+        eprintln!("bae-sync: the grant carries your S3 credentials (sealed to them): once they have them, only revoking them at your storage provider takes them back");
+    }
+    Ok(())
+}
+
+/// `redeem --grant FILE --out DIR`, as this user's identity.
+pub(crate) async fn redeem(grant: &Path, dest: &Path, keys: &KeyStore) -> Result<(), CliError> {
+    let identity = keys.identity_store().load().map_err(SyncError::from)?;
+    let bytes = read_bounded(grant, MAX_GRANT_BYTES)?;
+    let r = redeem_grant(&bytes, &identity, dest, now()).await?;
+    for path in &r.files {
+        outln!("{}", path.display())?;
+    }
+    outln!(
+        "wrote {} ({}) of release {} granted by {}",
+        count(r.files.len() as u64, "file", "files"),
+        count(r.bytes, "byte", "bytes"),
+        r.release,
+        r.granter
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A file of at most `max` bytes (one more is read to tell a larger one,
+/// which the grant decoder then refuses by size).
+fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
+    let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Writes a new file through a temp file next to it, refusing to replace
+/// one.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".bae-grant-")
+        .tempfile_in(dir)
+        .map_err(|e| CliError::io(dir, e))?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| CliError::io(path, e))?;
+    temp.persist_noclobber(path)
+        .map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::OutputExists {
+                path: path.display().to_string(),
+            },
+            _ => CliError::io(path, e.error),
+        })?;
+    Ok(())
 }
 
 /// `START-END`: plaintext bytes START up to END, END not included (so

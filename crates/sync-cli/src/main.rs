@@ -191,6 +191,45 @@ enum Command {
         #[arg(long, value_name = "START-END", value_parser = files::parse_range)]
         range: Option<std::ops::Range<u64>>,
     },
+    /// Give one release to someone outside the library: writes a grant
+    /// file, signed by you, that only they can open. Every file of the
+    /// release must be uploaded first (`upload --release ID`).
+    Share {
+        #[arg(long, value_name = "FILE", help = LIBRARY_HELP)]
+        library: PathBuf,
+        /// The release's id (e.g. the id shown by `dump`)
+        #[arg(long, value_name = "ID")]
+        release: String,
+        /// Their public key, as `bae-sync identity show` prints it (64 hex
+        /// digits)
+        #[arg(long, value_name = "PUBKEY")]
+        to: String,
+        /// Also put this machine's S3 credentials (AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) in the grant, sealed so
+        /// only they can read them; without them the recipient needs their
+        /// own access to the bucket
+        #[arg(long)]
+        with_credentials: bool,
+        /// Days until the grant stops being honoured (1 to 3650)
+        #[arg(long, value_name = "DAYS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3650))]
+        expires: u64,
+        /// The grant file to write (a new file)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Fetch and decrypt the release a grant gives you into a directory,
+    /// under the files' original names (needs no library; --home selects
+    /// the identity the grant is for).
+    Redeem {
+        /// The grant file you were given
+        #[arg(long, value_name = "FILE")]
+        grant: PathBuf,
+        /// The directory to write the files into (created if missing; an
+        /// existing file is never replaced)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Change fields of one row, recorded for sync. Values are read by the
     /// column's type: `year=1999` (a whole number), `title=007` (text, kept
     /// as typed), `title=` (empty text); `--null year` clears a field.
@@ -377,11 +416,12 @@ impl Command {
             | Command::Files { library, .. }
             | Command::Upload { library, .. }
             | Command::Fetch { library, .. }
+            | Command::Share { library, .. }
             | Command::Key {
                 command: KeyCommand::Export { library, .. },
             } => Some(library),
             Command::ServerBootstrap { out, .. } => Some(out),
-            Command::Demo { .. } | Command::Identity { .. } => None,
+            Command::Demo { .. } | Command::Identity { .. } | Command::Redeem { .. } => None,
         }
     }
 
@@ -431,6 +471,7 @@ fn main() -> ExitCode {
         }
     };
     let database = cli.command.database().map(Path::to_path_buf);
+    let redeeming = matches!(cli.command, Command::Redeem { .. });
     let status = match runtime.block_on(run(cli.command, &keys)) {
         Ok(Outcome::Done) | Err(CliError::StdoutClosed) => Exit::Done,
         Ok(Outcome::Rejected(n)) => {
@@ -452,6 +493,12 @@ fn main() -> ExitCode {
             eprintln!("bae-sync: {e}");
             match e {
                 CliError::Sync(bae_sync_service::SyncError::LibraryBusy { .. }) => Exit::Busy,
+                CliError::Sync(bae_sync_service::SyncError::Share(ref e))
+                    if redeeming
+                        && matches!(**e, bae_sync_service::grants::ShareError::Grant(_)) =>
+                {
+                    Exit::GrantRefused
+                }
                 _ => Exit::Error,
             }
         }
@@ -613,6 +660,25 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             out,
             range,
         } => files::fetch(&library, &file, &out, range, keys).await?,
+        Command::Share {
+            library,
+            release,
+            to,
+            with_credentials,
+            expires,
+            out,
+        } => {
+            let to = member_key(&to)?;
+            let credentials = match with_credentials {
+                true => {
+                    let bucket = library::saved_bucket(open_library(&library)?)?;
+                    Some(env_credentials(&bucket)?)
+                }
+                false => None,
+            };
+            files::share(&library, &release, to, credentials, expires, &out, keys).await?
+        }
+        Command::Redeem { grant, out } => files::redeem(&grant, &out, keys).await?,
         Command::Set {
             library,
             table,
@@ -1197,6 +1263,12 @@ fn credentials_for(
     library: LibraryId,
     member: &IdentityPublicKey,
 ) -> Result<SealedCredentials, CliError> {
+    let credentials = env_credentials(bucket)?;
+    Ok(SealedCredentials::seal(&credentials, library, member)?)
+}
+
+/// This machine's S3 credentials (`AWS_*`), for a bucket on S3.
+fn env_credentials(bucket: &str) -> Result<InviteCredentials, CliError> {
     if !bucket.starts_with("s3://") {
         return Err(CliError::Credentials("the library's bucket is not on S3"));
     }
@@ -1208,12 +1280,11 @@ fn credentials_for(
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set",
         ));
     };
-    let credentials = InviteCredentials {
+    Ok(InviteCredentials {
         access_key,
         secret_key: zeroize::Zeroizing::new(secret_key),
         session_token: var("AWS_SESSION_TOKEN").map(zeroize::Zeroizing::new),
-    };
-    Ok(SealedCredentials::seal(&credentials, library, member)?)
+    })
 }
 
 async fn demo(dir: Option<PathBuf>, albums: u64, keys: &KeyStore) -> Result<(), CliError> {

@@ -13,6 +13,9 @@ pub enum SyncError {
     /// A release file cannot be listed, uploaded or fetched.
     #[error(transparent)]
     File(Box<crate::releases::FileError>),
+    /// A release cannot be shared, or a share grant cannot be redeemed.
+    #[error(transparent)]
+    Share(Box<crate::grants::ShareError>),
     /// The bucket URL does not parse, or the store it names cannot be
     /// opened.
     #[error("bucket {url}: {source}")]

@@ -41,6 +41,9 @@ pub mod format_checkpoint {}
 #[doc = include_str!("../../../docs/FORMAT-membership.md")]
 pub mod format_membership {}
 
+#[doc = include_str!("../../../docs/FORMAT-grant.md")]
+pub mod format_grant {}
+
 #[doc = include_str!("../../../docs/BUCKET-LAYOUT.md")]
 pub mod bucket_layout {}
 

@@ -10,7 +10,8 @@
 //! `bae_sync_device_authors`), the signed envelopes of batches, heads and
 //! checkpoint signatures and their validation against the membership chain
 //! (`members`), the key epochs a member holds and adopts (`epochs`), and
-//! inviting and revoking members with key rotation (`sharing`), built from
+//! inviting and revoking members with key rotation (`sharing`), share
+//! grants of one release to someone outside the library (`grants`), built from
 //! the crates below: `oplog` records, `crypto` seals, `storage-s3` stores,
 //! `merge` applies, `membership` validates.
 //!
@@ -64,6 +65,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod gc;
+pub mod grants;
 #[cfg(all(doc, not(doctest)))]
 pub mod guide;
 mod head;

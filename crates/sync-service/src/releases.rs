@@ -15,8 +15,9 @@
 //!   row with a nonce names an uploaded object, and one without names a file
 //!   still to upload (by the device whose `source_path` has it). No engine
 //!   table has to agree with the bucket or the row.
-//! - **Write order.** The object is written first (streamed from disk
-//!   through a temp file, in bounded memory), then the nonce and scheme are
+//! - **Write order.** The object is written first (encrypted from disk
+//!   straight into the store's temp file for the object, in bounded
+//!   memory; an S3 upload spools it next to the library first), then the nonce and scheme are
 //!   recorded in a batch, which a later push publishes: nothing in the
 //!   bucket names an object before the object exists. A crash between the
 //!   two leaves an object no row names; the next upload writes it again
@@ -32,11 +33,12 @@ use bae_crypto::chunked::{self, BaseNonce, RangePlan, CHUNK_SIZE, NONCE_LEN};
 use bae_crypto::{derive_release_key, ChunkedError, KeyEpoch, ReleaseKey};
 use bae_oplog::Value;
 use bae_storage_s3::layout::{self, ObjectId};
-use bae_storage_s3::StoreError;
+use bae_storage_s3::{ObjectStore, StoreError, WriteObject};
 use rusqlite::OptionalExtension;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// `files.encryption_scheme` of a file this engine uploaded: bae's chunked
 /// format v1 under the release key.
@@ -256,12 +258,13 @@ pub enum FileError {
     },
 }
 
-/// A file row as read for a fetch, every field checked.
-struct StoredFile {
-    id: ObjectId,
-    release: String,
-    size: u64,
-    nonce: BaseNonce,
+/// A file row as read for a fetch (or a grant's manifest entry), every
+/// field checked.
+pub(crate) struct StoredFile {
+    pub(crate) id: ObjectId,
+    pub(crate) release: String,
+    pub(crate) size: u64,
+    pub(crate) nonce: BaseNonce,
 }
 
 /// A file row as read for an upload.
@@ -272,7 +275,7 @@ struct PendingFile {
     source: Option<PathBuf>,
 }
 
-fn file_error(e: FileError) -> SyncError {
+pub(crate) fn file_error(e: FileError) -> SyncError {
     SyncError::File(Box::new(e))
 }
 
@@ -407,66 +410,49 @@ impl SyncService {
         Ok(report)
     }
 
-    /// Encrypts `source` into a temp file next to the library and uploads
-    /// it to the file's key. Returns the nonce it was encrypted under.
+    /// Encrypts `source` straight into the file's object (the local store
+    /// writes it into the object's temp file in one pass; others spool it
+    /// next to the library first). Returns the nonce it was encrypted
+    /// under. A source whose size is not the recorded one stores nothing.
     async fn upload_one(
         &self,
         file: &PendingFile,
         source: &Path,
         key: ReleaseKey,
     ) -> Result<BaseNonce, SyncError> {
-        let temp_dir = self
+        let spool = self
             .path
             .as_deref()
             .and_then(Path::parent)
             .map_or_else(std::env::temp_dir, Path::to_path_buf);
-        let (source, expected, id) = (source.to_owned(), file.size, file.id.as_str().to_owned());
-        let (temp, nonce) = tokio::task::spawn_blocking(move || {
-            let input = std::fs::File::open(&source).map_err(|e| SyncError::io(&source, e))?;
-            let found = input
-                .metadata()
-                .map_err(|e| SyncError::io(&source, e))?
-                .len();
-            if found != expected {
-                return Err(file_error(FileError::SourceChanged {
-                    file: id,
-                    path: source,
-                    expected,
-                    found,
-                }));
-            }
-            let temp = tempfile::Builder::new()
-                .prefix(".bae-upload-")
-                .tempfile_in(&temp_dir)
-                .map_err(|e| SyncError::io(&temp_dir, e))?;
-            let mut writer = BufWriter::with_capacity(256 << 10, temp.as_file());
-            let summary = chunked::encrypt_stream(
-                &key,
-                BufReader::with_capacity(256 << 10, input),
-                &mut writer,
-            )
-            // Reading the source or writing the temp file (the only
-            // failures a stream encryption has).
-            .map_err(|e| match e {
-                ChunkedError::Io(e) => SyncError::io(&source, e),
-                other => SyncError::io(&source, std::io::Error::other(other.to_string())),
-            })?;
-            drop(writer);
-            // The file may have changed while it was read.
-            if summary.plaintext_len != expected {
-                return Err(file_error(FileError::SourceChanged {
-                    file: id,
-                    path: source,
-                    expected,
-                    found: summary.plaintext_len,
-                }));
-            }
-            Ok((temp, summary.nonce))
-        })
-        .await??;
-        self.store
-            .put_file(&layout::storage_key(&file.id), temp.path())
-            .await?;
+        let nonce = BaseNonce::random();
+        // Why the source side failed, if it did: the store only sees an
+        // I/O error and reports it as its own.
+        let blame: Arc<Mutex<Option<SyncError>>> = Arc::default();
+        let write: WriteObject = {
+            let (source, expected) = (source.to_owned(), file.size);
+            let (id, blame) = (file.id.as_str().to_owned(), Arc::clone(&blame));
+            Box::new(move |out| {
+                let failed = |e: SyncError| {
+                    if let Ok(mut slot) = blame.lock() {
+                        *slot = Some(e);
+                    }
+                    std::io::Error::other("the source file failed")
+                };
+                encrypt_source(&key, &nonce, &source, expected, &id, out).map_err(|e| match e {
+                    Ok(sink) => sink,
+                    Err(e) => failed(e),
+                })
+            })
+        };
+        let stored = self
+            .store
+            .put_writer(&layout::storage_key(&file.id), &spool, write)
+            .await;
+        if let Some(e) = blame.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(e);
+        }
+        stored?;
         Ok(nonce)
     }
 
@@ -495,7 +481,7 @@ impl SyncService {
     /// The key of `release`, derived from the library key of its recorded
     /// epoch. A release without one gets the newest epoch held (recorded
     /// in a batch) when `assign` is set, and is refused otherwise.
-    async fn release_key(
+    pub(crate) async fn release_key(
         &self,
         release: &str,
         assign: bool,
@@ -563,9 +549,8 @@ impl SyncService {
             }));
         }
         let (_, key) = self.release_key(&stored.release, false).await?;
-        let object = layout::storage_key(&stored.id);
         if whole {
-            self.check_object(&stored, &object).await?;
+            check_object(&*self.store, &stored).await?;
         }
         let dir = out
             .parent()
@@ -575,100 +560,21 @@ impl SyncService {
             .prefix(".bae-fetch-")
             .tempfile_in(dir)
             .map_err(|e| SyncError::io(dir, e))?;
-        let mut writer = BufWriter::with_capacity(256 << 10, temp.as_file());
-        let chunk = CHUNK_SIZE as u64;
-        let mut at = range.start;
-        while at < range.end {
-            // Windows end on chunk boundaries, so no chunk is fetched twice.
-            let end = range.end.min((at / chunk + CHUNKS_PER_REQUEST) * chunk);
-            let plain = self.fetch_range(&stored, &key, &object, at..end).await?;
-            writer
-                .write_all(&plain)
-                .map_err(|e| SyncError::io(temp.path(), e))?;
-            at = end;
-        }
-        writer.flush().map_err(|e| SyncError::io(temp.path(), e))?;
-        drop(writer);
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| SyncError::io(temp.path(), e))?;
+        fetch_into(
+            &*self.store,
+            &stored,
+            &key,
+            range.clone(),
+            temp.as_file(),
+            temp.path(),
+        )
+        .await?;
         temp.persist(out).map_err(|e| SyncError::io(out, e.error))?;
         Ok(range.end - range.start)
     }
 
-    /// One ranged GET of the chunks under plaintext `range`, decrypted.
-    async fn fetch_range(
-        &self,
-        stored: &StoredFile,
-        key: &ReleaseKey,
-        object: &str,
-        range: Range<u64>,
-    ) -> Result<Vec<u8>, SyncError> {
-        let corrupt = |source| {
-            file_error(FileError::Corrupt {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-                source,
-            })
-        };
-        let plan = RangePlan::new(stored.size, range.clone()).map_err(corrupt)?;
-        let fetched = self
-            .store
-            .get_range(object, plan.ciphertext_range())
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?;
-        chunked::decrypt_range_bytes(key, &stored.nonce, stored.size, range, &fetched)
-            .map_err(corrupt)
-    }
-
-    /// Before a whole-file fetch: the object has the size the recorded
-    /// size encrypts to and starts with the recorded nonce (two small
-    /// requests that tell a truncated, extended or swapped object apart
-    /// from a tampered one before anything is written).
-    async fn check_object(&self, stored: &StoredFile, object: &str) -> Result<(), SyncError> {
-        let found = self
-            .store
-            .head(object)
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?
-            .size;
-        let expected = chunked::ciphertext_len(stored.size);
-        if found != expected {
-            return Err(file_error(FileError::WrongSize {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-                size: stored.size,
-                expected,
-                found,
-            }));
-        }
-        let head = self
-            .store
-            .get_range(object, 0..NONCE_LEN as u64)
-            .await
-            .map_err(|e| self.missing_or(stored, object, e))?;
-        if head.as_slice() != stored.nonce.as_bytes() {
-            return Err(file_error(FileError::NonceMismatch {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-            }));
-        }
-        Ok(())
-    }
-
-    fn missing_or(&self, stored: &StoredFile, object: &str, e: StoreError) -> SyncError {
-        if e.is_not_found() {
-            file_error(FileError::Missing {
-                file: stored.id.as_str().to_owned(),
-                key: object.to_owned(),
-            })
-        } else {
-            e.into()
-        }
-    }
-
     /// Reads and checks a file's row for a fetch.
-    async fn stored_file(&self, file: &str) -> Result<StoredFile, SyncError> {
+    pub(crate) async fn stored_file(&self, file: &str) -> Result<StoredFile, SyncError> {
         let file = file.to_owned();
         self.with_db(move |rec| {
             type Row = (String, i64, Option<Vec<u8>>, Option<String>);
@@ -715,6 +621,106 @@ impl SyncService {
     }
 }
 
+/// Fetches plaintext `range` of `stored` (every chunk authenticated) into
+/// `file` (at `path`, for errors), then flushes and fsyncs it. Windows of
+/// [`CHUNKS_PER_REQUEST`] chunks end on chunk boundaries, so no chunk is
+/// fetched twice and memory stays bounded.
+pub(crate) async fn fetch_into(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+    key: &ReleaseKey,
+    range: Range<u64>,
+    file: &std::fs::File,
+    path: &Path,
+) -> Result<(), SyncError> {
+    let object = layout::storage_key(&stored.id);
+    let mut writer = BufWriter::with_capacity(256 << 10, file);
+    let chunk = CHUNK_SIZE as u64;
+    let mut at = range.start;
+    while at < range.end {
+        let end = range.end.min((at / chunk + CHUNKS_PER_REQUEST) * chunk);
+        let plain = fetch_range(store, stored, key, &object, at..end).await?;
+        writer
+            .write_all(&plain)
+            .map_err(|e| SyncError::io(path, e))?;
+        at = end;
+    }
+    writer.flush().map_err(|e| SyncError::io(path, e))?;
+    drop(writer);
+    file.sync_all().map_err(|e| SyncError::io(path, e))
+}
+
+/// One ranged GET of the chunks under plaintext `range`, decrypted.
+async fn fetch_range(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+    key: &ReleaseKey,
+    object: &str,
+    range: Range<u64>,
+) -> Result<Vec<u8>, SyncError> {
+    let corrupt = |source| {
+        file_error(FileError::Corrupt {
+            file: stored.id.as_str().to_owned(),
+            key: object.to_owned(),
+            source,
+        })
+    };
+    let plan = RangePlan::new(stored.size, range.clone()).map_err(corrupt)?;
+    let fetched = store
+        .get_range(object, plan.ciphertext_range())
+        .await
+        .map_err(|e| missing_or(stored, object, e))?;
+    chunked::decrypt_range_bytes(key, &stored.nonce, stored.size, range, &fetched).map_err(corrupt)
+}
+
+/// Before a whole-file fetch: the object has the size the recorded size
+/// encrypts to and starts with the recorded nonce (two small requests that
+/// tell a truncated, extended or swapped object apart from a tampered one
+/// before anything is written).
+pub(crate) async fn check_object(
+    store: &dyn ObjectStore,
+    stored: &StoredFile,
+) -> Result<(), SyncError> {
+    let object = layout::storage_key(&stored.id);
+    let found = store
+        .head(&object)
+        .await
+        .map_err(|e| missing_or(stored, &object, e))?
+        .size;
+    let expected = chunked::ciphertext_len(stored.size);
+    if found != expected {
+        return Err(file_error(FileError::WrongSize {
+            file: stored.id.as_str().to_owned(),
+            key: object,
+            size: stored.size,
+            expected,
+            found,
+        }));
+    }
+    let head = store
+        .get_range(&object, 0..NONCE_LEN as u64)
+        .await
+        .map_err(|e| missing_or(stored, &object, e))?;
+    if head.as_slice() != stored.nonce.as_bytes() {
+        return Err(file_error(FileError::NonceMismatch {
+            file: stored.id.as_str().to_owned(),
+            key: object,
+        }));
+    }
+    Ok(())
+}
+
+fn missing_or(stored: &StoredFile, object: &str, e: StoreError) -> SyncError {
+    if e.is_not_found() {
+        file_error(FileError::Missing {
+            file: stored.id.as_str().to_owned(),
+            key: object.to_owned(),
+        })
+    } else {
+        e.into()
+    }
+}
+
 fn release_exists(db: &rusqlite::Connection, release: &str) -> Result<bool, SyncError> {
     Ok(db
         .query_row(
@@ -726,8 +732,66 @@ fn release_exists(db: &rusqlite::Connection, release: &str) -> Result<bool, Sync
         .is_some())
 }
 
+/// Encrypts the file at `source` (which must be `expected` bytes, before
+/// and after) into `out`. `Err(Ok(e))` is `out` failing, `Err(Err(e))` the
+/// source.
+fn encrypt_source(
+    key: &ReleaseKey,
+    nonce: &BaseNonce,
+    source: &Path,
+    expected: u64,
+    id: &str,
+    out: &mut dyn Write,
+) -> Result<(), Result<std::io::Error, SyncError>> {
+    let changed = |found| {
+        Err(file_error(FileError::SourceChanged {
+            file: id.to_owned(),
+            path: source.to_owned(),
+            expected,
+            found,
+        }))
+    };
+    let input = std::fs::File::open(source).map_err(|e| Err(SyncError::io(source, e)))?;
+    let found = input
+        .metadata()
+        .map_err(|e| Err(SyncError::io(source, e)))?
+        .len();
+    if found != expected {
+        return Err(changed(found));
+    }
+    let mut reader = Blame {
+        inner: BufReader::with_capacity(1 << 20, input),
+        failed: false,
+    };
+    let summary = chunked::encrypt_stream_with_nonce(key, nonce, &mut reader, out);
+    match summary {
+        // The file may have changed while it was read.
+        Ok(s) if s.plaintext_len != expected => Err(changed(s.plaintext_len)),
+        Ok(_) => Ok(()),
+        Err(ChunkedError::Io(e)) if reader.failed => Err(Err(SyncError::io(source, e))),
+        Err(ChunkedError::Io(e)) => Err(Ok(e)),
+        Err(other) => Err(Err(SyncError::io(
+            source,
+            std::io::Error::other(other.to_string()),
+        ))),
+    }
+}
+
+/// Remembers whether reading failed, since a stream encryption returns
+/// the error of either side alike.
+struct Blame<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Blame<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed = true)
+    }
+}
+
 /// A recorded file size, checked: not negative, within the format's limit.
-fn checked_size(file: &str, size: i64) -> Result<u64, SyncError> {
+pub(crate) fn checked_size(file: &str, size: i64) -> Result<u64, SyncError> {
     u64::try_from(size)
         .ok()
         .filter(|s| *s <= chunked::MAX_PLAINTEXT_LEN)

@@ -321,6 +321,46 @@ pub mod suite {
         assert!(store.list("file/").await.unwrap().is_empty());
     }
 
+    pub async fn put_writer_stores_what_it_writes_and_a_failed_writer_stores_nothing(
+        store: &dyn ObjectStore,
+    ) {
+        let spool = tempfile::tempdir().unwrap();
+        let data = random_bytes((3 << 20) + 17, 7);
+        let bytes = data.clone();
+        // Many small writes, as a stream encryption makes.
+        let write: bae_storage_s3::WriteObject =
+            Box::new(move |out| bytes.chunks(1000).try_for_each(|c| out.write_all(c)));
+        store
+            .put_writer("w/obj", spool.path(), write)
+            .await
+            .unwrap();
+        assert!(store.get("w/obj", TEST_LIMIT).await.unwrap() == data);
+        let failing: bae_storage_s3::WriteObject = Box::new(|out| {
+            out.write_all(b"half")?;
+            Err(std::io::Error::other("the source failed"))
+        });
+        assert!(store
+            .put_writer("w/obj", spool.path(), failing)
+            .await
+            .is_err());
+        assert!(
+            store.get("w/obj", TEST_LIMIT).await.unwrap() == data,
+            "old object kept"
+        );
+        let failing: bae_storage_s3::WriteObject =
+            Box::new(|_| Err(std::io::Error::other("the source failed")));
+        assert!(store
+            .put_writer("w/new", spool.path(), failing)
+            .await
+            .is_err());
+        assert_not_found(store.get("w/new", TEST_LIMIT).await, "w/new");
+        assert_eq!(
+            std::fs::read_dir(spool.path()).unwrap().count(),
+            0,
+            "spool cleaned"
+        );
+    }
+
     pub async fn put_file_replaces_an_existing_object(store: &dyn ObjectStore) {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("source");
@@ -473,6 +513,7 @@ macro_rules! conformance_tests {
             get_to_file_of_a_missing_object_is_not_found_and_writes_nothing,
             put_file_of_a_missing_file_is_a_local_error_and_stores_nothing,
             put_file_replaces_an_existing_object,
+            put_writer_stores_what_it_writes_and_a_failed_writer_stores_nothing,
             get_to_file_truncates_a_longer_existing_file,
             reads_take_objects_up_to_their_limit_and_refuse_larger_ones
         );
