@@ -292,7 +292,7 @@ pub fn snapshot<E>(
     }
     let mut stmt = conn.prepare(
         "SELECT device, hlc, schema_version, table_name, row_id, kind, whole, fields
-         FROM bae_sync_kept ORDER BY device, hlc",
+         FROM bae_sync_kept ORDER BY device, hlc, table_name, row_id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
