@@ -261,7 +261,8 @@ impl SyncSchema {
         let mut grew = None;
         for t in self.tables {
             let types = column_types(conn, t.name)?;
-            if last > 0 && !seen.iter().any(|c| c.0 == t.name) {
+            let table_seen = seen.iter().any(|c| c.0 == t.name);
+            if last > 0 && !table_seen {
                 grew.get_or_insert((t.name.to_owned(), String::new()));
             }
             let old: Vec<_> = seen.iter().filter(|c| c.0 == t.name && c.1 >= 0).collect();
@@ -296,7 +297,8 @@ impl SyncSchema {
                     .into());
                 }
             }
-            if last > 0 && !old.is_empty() && t.columns.len() > old.len() {
+            // A seen table grew even when it had no synced column before.
+            if last > 0 && table_seen && t.columns.len() > old.len() {
                 grew.get_or_insert((t.name.to_owned(), format!(".{}", t.columns[old.len()])));
             }
         }

@@ -185,3 +185,45 @@ fn a_schema_of_version_0_is_inconsistent() {
         SchemaError::Inconsistent { .. }
     ));
 }
+
+static TAGS_BARE: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "tags",
+        columns: &[],
+        parents: &[],
+        unique: &[],
+    }],
+    None,
+);
+static TAGS_LABELLED: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "tags",
+        columns: &["label"],
+        parents: &[],
+        unique: &[],
+    }],
+    None,
+);
+
+/// Review finding 2: a table that synced no column yet grew one without a
+/// new version and opened: a peer on the same version refuses its batches
+/// naming the column (unknown names from a writer not newer) and stalls.
+#[test]
+fn review_a_table_without_synced_columns_that_grew_one_needs_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tags.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE tags (id TEXT PRIMARY KEY, label TEXT);")
+        .unwrap();
+    drop(open(&path, &TAGS_BARE).unwrap());
+    let err = schema_error(open(&path, &TAGS_LABELLED));
+    assert_eq!(
+        err,
+        SchemaError::VersionNotBumped {
+            table: "tags".into(),
+            column: ".label".into(),
+            version: 1
+        }
+    );
+}
