@@ -265,6 +265,20 @@ impl SyncSchema {
             if last > 0 && !table_seen {
                 grew.get_or_insert((t.name.to_owned(), String::new()));
             }
+            // The table's own entry (position -1) holds its constraints;
+            // empty: recorded before they were.
+            let constraints = constraints_of(t);
+            if let Some(was) = seen
+                .iter()
+                .find(|c| c.0 == t.name && c.1 < 0 && !c.3.is_empty() && c.3 != constraints)
+            {
+                return Err(SchemaError::ConstraintsChanged {
+                    table: t.name.to_owned(),
+                    was: was.3.clone(),
+                    now: constraints,
+                }
+                .into());
+            }
             let old: Vec<_> = seen.iter().filter(|c| c.0 == t.name && c.1 >= 0).collect();
             for (table, position, was, was_type) in &old {
                 let position = usize::try_from(*position).unwrap_or(usize::MAX);
@@ -329,8 +343,9 @@ impl SyncSchema {
              VALUES (?1, ?2, ?3, ?4)",
         )?;
         for t in self.tables {
-            // The table itself, so one without synced columns counts as seen.
-            insert.execute(rusqlite::params![t.name, -1, "", ""])?;
+            // The table itself, so one without synced columns counts as
+            // seen, with its constraints.
+            insert.execute(rusqlite::params![t.name, -1, "", constraints_of(t)])?;
             let types = column_types(conn, t.name)?;
             for (position, column) in t.columns.iter().enumerate() {
                 let ty = types.get(*column).cloned().unwrap_or_default();
@@ -343,6 +358,23 @@ impl SyncSchema {
         )?;
         Ok(())
     }
+}
+
+/// A table's foreign keys and unique groups, as recorded with the table
+/// (never empty, so an empty entry means none were recorded).
+fn constraints_of(t: &TableSchema) -> String {
+    let mut parts: Vec<String> = t
+        .parents
+        .iter()
+        .map(|(column, parent)| format!("{column} -> {parent}"))
+        .collect();
+    parts.extend(
+        t.unique
+            .iter()
+            .map(|g| format!("unique ({})", g.join(", "))),
+    );
+    parts.sort();
+    format!("constraints: {}", parts.join("; "))
 }
 
 /// Each column of `table` and its declared type.

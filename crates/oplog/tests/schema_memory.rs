@@ -227,3 +227,34 @@ fn review_a_table_without_synced_columns_that_grew_one_needs_a_new_version() {
         }
     );
 }
+
+static NOTES_UNIQUE_TITLE: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "notes",
+        columns: &["title", "body"],
+        parents: &[],
+        unique: &[&["title"]],
+    }],
+    None,
+)
+.with_version(2);
+
+/// Review finding 4: a `UNIQUE` group (or foreign key) added to a table
+/// that already synced opened: devices on the new version hide one of two
+/// rows sharing the values, older ones show both, and an older device's
+/// rows are never settled again when it updates.
+#[test]
+fn review_a_unique_group_added_to_a_table_that_synced_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = notes_library(&dir);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE UNIQUE INDEX notes_title ON notes (title);")
+        .unwrap();
+    let err = schema_error(open(&path, &NOTES_UNIQUE_TITLE));
+    assert!(
+        matches!(&err, SchemaError::ConstraintsChanged { table, .. } if table == "notes"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("unique (title)"), "{err}");
+}
