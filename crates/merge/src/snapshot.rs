@@ -941,6 +941,10 @@ fn replace_in(
            DELETE FROM main.bae_sync_parked;
            INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;
            INSERT OR IGNORE INTO main.bae_sync_kept SELECT * FROM ck.bae_sync_kept;
+           INSERT INTO main.bae_sync_newer_writers (device, schema_version)
+               SELECT device, schema_version FROM ck.bae_sync_newer_writers WHERE true
+               ON CONFLICT (device) DO UPDATE SET
+                   schema_version = max(schema_version, excluded.schema_version);
            UPDATE main.bae_sync_merge SET kept_replayed_version = 0;"#,
         ins = here("ins_writer"),
         del = here("del_writer"),

@@ -216,3 +216,44 @@ async fn review_a_batch_pushed_before_an_update_is_repaired_after_it() {
         "Before the update"
     );
 }
+
+/// Review finding 5: a version 1 device that replaces its state by a
+/// version 2 checkpoint (its batches gone to GC) kept what it does not
+/// know, but the note of the newer writer stayed in the staging database:
+/// status said nothing of a newer device while ops waited for an update.
+#[tokio::test]
+async fn review_a_version_1_device_recovering_from_a_version_2_checkpoint_names_its_writer() {
+    let world = World::new(Bucket::Local, "schema-evolution-replace");
+    let a = world.first_device("a", 2).await;
+    let c = world.device_v2("c");
+    sync_all(&[&a, &c]).await;
+    let album = album_row(0, "albums");
+    edit(&c, "albums", &album, "mood", "calm").await;
+    add_note(&c, "n1", &album, "first pressing").await;
+    c.sync().await.unwrap();
+    c.checkpoint().await.unwrap();
+    let gc = c
+        .gc(i64::MAX / 2, std::time::Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert!(gc.checkpoint.is_some(), "{gc:?}");
+
+    // a never saw c's edits: it recovers from the checkpoint (a replace).
+    sync_all(&[&a]).await;
+    let status = a.status().await.unwrap();
+    assert!(status.kept_ops > 0, "{status:?}");
+    assert_eq!(
+        status.newer_schema,
+        [NewerSchemaStatus {
+            device: c.device().to_string(),
+            schema_version: 2
+        }]
+    );
+    drop(a);
+    let a = world.device_v2("a");
+    assert_eq!(field(&a, "albums", &album, "mood").await, "calm");
+    assert_eq!(
+        dump_as(&a, &BAE_SCHEMA_V2).await,
+        dump_as(&c, &BAE_SCHEMA_V2).await
+    );
+}
