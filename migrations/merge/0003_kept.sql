@@ -8,8 +8,10 @@
 -- then each kept op is applied under the usual rules (late, but merge does
 -- not depend on arrival order) and removed.
 CREATE TABLE bae_sync_kept (
-    -- The op's stamp: its writer's device id (16 bytes) and HLC. A device
-    -- stamps each op with its own HLC, so the pair names one op.
+    -- The op's stamp: its writer's device id (16 bytes) and HLC. An honest
+    -- device stamps each op with its own HLC, but a member can sign two
+    -- ops with one stamp, and devices that know their names apply both:
+    -- the stamp with the op's table and row names one kept op.
     device BLOB NOT NULL,
     hlc INTEGER NOT NULL,
     -- The writer's schema version.
@@ -28,7 +30,7 @@ CREATE TABLE bae_sync_kept (
     -- 1 once the schema knows the op's table but the op could not apply
     -- yet (its parent or row has not arrived): retried after every pull.
     ready INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (device, hlc)
+    PRIMARY KEY (device, hlc, table_name, row_id)
 ) WITHOUT ROWID;
 CREATE INDEX bae_sync_kept_ready ON bae_sync_kept (ready) WHERE ready = 1;
 

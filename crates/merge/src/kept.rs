@@ -36,7 +36,9 @@ pub(crate) fn split_fields(schema: &SyncSchema, op: &Op) -> Split {
 }
 
 /// Keeps (part of) an op this device cannot apply yet. Keeping the same op
-/// again (a batch applied twice) changes nothing.
+/// again (a batch applied twice) changes nothing. A kept op is named by its
+/// stamp, table and row: a member may sign ops on different rows with one
+/// stamp, and devices that know their names apply each of them.
 pub(crate) fn keep(
     conn: &Connection,
     op: &Op,
@@ -46,9 +48,17 @@ pub(crate) fn keep(
     fields: &[(String, Value)],
 ) -> Result<(), MergeError> {
     let existing: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT fields FROM bae_sync_kept WHERE device = ?1 AND hlc = ?2")?
+        .prepare_cached(
+            "SELECT fields FROM bae_sync_kept
+             WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
+        )?
         .query_row(
-            params![device.as_bytes().as_slice(), op.hlc.as_u64() as i64],
+            params![
+                device.as_bytes().as_slice(),
+                op.hlc.as_u64() as i64,
+                op.table,
+                op.row_id
+            ],
             |r| r.get(0),
         )
         .optional()?;
@@ -67,11 +77,14 @@ pub(crate) fn keep(
         if all.len() > before {
             let encoded = postcard::to_allocvec(&all).map_err(|e| corrupt(device, op.hlc, &e))?;
             conn.prepare_cached(
-                "UPDATE bae_sync_kept SET fields = ?3 WHERE device = ?1 AND hlc = ?2",
+                "UPDATE bae_sync_kept SET fields = ?5
+                 WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
             )?
             .execute(params![
                 device.as_bytes().as_slice(),
                 op.hlc.as_u64() as i64,
+                op.table,
+                op.row_id,
                 encoded
             ])?;
         }
@@ -281,13 +294,15 @@ pub fn apply_kept(rec: &mut OpRecorder) -> Result<KeptReport, MergeError> {
     )?;
     let upgraded = replayed < schema.version();
     let sql = if upgraded {
-        "SELECT device, hlc FROM bae_sync_kept ORDER BY hlc, device"
+        "SELECT device, hlc, table_name, row_id FROM bae_sync_kept
+         ORDER BY hlc, device, table_name, row_id"
     } else {
-        "SELECT device, hlc FROM bae_sync_kept WHERE ready = 1 ORDER BY hlc, device"
+        "SELECT device, hlc, table_name, row_id FROM bae_sync_kept WHERE ready = 1
+         ORDER BY hlc, device, table_name, row_id"
     };
-    let mut pending: Vec<(Vec<u8>, i64)> = conn
+    let mut pending: Vec<KeptKey> = conn
         .prepare(sql)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut report = KeptReport::default();
     loop {
@@ -322,6 +337,9 @@ pub fn apply_kept(rec: &mut OpRecorder) -> Result<KeptReport, MergeError> {
     Ok(report)
 }
 
+/// A kept op's primary key: its writer, HLC, table and row.
+type KeptKey = (Vec<u8>, i64, String, String);
+
 enum Replay {
     Applied,
     Waiting,
@@ -334,27 +352,20 @@ fn replay_one(
     conn: &mut Connection,
     schema: &'static SyncSchema,
     local: DeviceId,
-    (device_bytes, hlc): &(Vec<u8>, i64),
+    key: &KeptKey,
 ) -> Result<Replay, MergeError> {
+    let (device_bytes, hlc, table, row_id) = key;
+    let (table, row_id) = (table.clone(), row_id.clone());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row: Option<(u32, String, String, i64, bool, Vec<u8>)> = tx
+    let row: Option<(u32, i64, bool, Vec<u8>)> = tx
         .query_row(
-            "SELECT schema_version, table_name, row_id, kind, whole, fields FROM bae_sync_kept
-             WHERE device = ?1 AND hlc = ?2",
-            params![device_bytes, hlc],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
+            "SELECT schema_version, kind, whole, fields FROM bae_sync_kept
+             WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
+            params![device_bytes, hlc, table, row_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((version, table, row_id, kind, whole, fields)) = row else {
+    let Some((version, kind, whole, fields)) = row else {
         return Ok(Replay::Applied);
     };
     let stamp_hlc = Timestamp::from_u64(*hlc as u64);
@@ -411,16 +422,18 @@ fn replay_one(
             }
             drop(tx);
             conn.execute(
-                "UPDATE bae_sync_kept SET ready = 1 WHERE device = ?1 AND hlc = ?2",
-                params![device_bytes, hlc],
+                "UPDATE bae_sync_kept SET ready = 1
+                 WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
+                params![device_bytes, hlc, op.table, op.row_id],
             )?;
             return Ok(Replay::Waiting);
         }
         Err(e) => return Err(e),
     }
     tx.execute(
-        "DELETE FROM bae_sync_kept WHERE device = ?1 AND hlc = ?2",
-        params![device_bytes, hlc],
+        "DELETE FROM bae_sync_kept
+         WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
+        params![device_bytes, hlc, op.table, op.row_id],
     )?;
     if !unknown.is_empty() {
         // Known now: the op's table and some fields; still unknown: the rest.

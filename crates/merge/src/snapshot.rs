@@ -293,7 +293,7 @@ pub fn snapshot<E>(
     }
     let mut stmt = conn.prepare(
         "SELECT device, hlc, schema_version, table_name, row_id, kind, whole, fields
-         FROM bae_sync_kept ORDER BY device, hlc",
+         FROM bae_sync_kept ORDER BY device, hlc, table_name, row_id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -787,6 +787,9 @@ pub fn replace_from_staged<E: From<MergeError>>(
 /// explains every such row (tombstones are kept); a forged one that simply
 /// leaves rows out is refused, so it can delete no more than forged
 /// batches could (each delete needs a tombstone, compared as merge does).
+/// A row an older writer's snapshot holds only as a kept insert (its
+/// table was unknown to the writer) is explained too: the replace removes
+/// it and `apply_kept` inserts it again right after.
 fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), MergeError> {
     let mut parents = String::new();
     for (column, parent) in t.parents {
@@ -798,7 +801,9 @@ fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), Me
         .prepare(&format!(
             "SELECT m.id FROM main.{n} m WHERE m.id NOT IN (SELECT id FROM ck.{n})
                AND m.id NOT IN (SELECT id FROM temp.bae_sync_keep)
-               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_parked p WHERE p.table_name = ?1 AND p.row_id = m.id){parents}",
+               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_parked p WHERE p.table_name = ?1 AND p.row_id = m.id)
+               AND NOT EXISTS (SELECT 1 FROM ck.bae_sync_kept k
+                               WHERE k.table_name = ?1 AND k.row_id = m.id AND k.kind = 0 AND k.whole = 1){parents}",
             n = t.name,
         ))?
         .query_map([t.name], |r| r.get(0))?
@@ -973,6 +978,10 @@ fn replace_in(
            DELETE FROM main.bae_sync_parked;
            INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;
            INSERT OR IGNORE INTO main.bae_sync_kept SELECT * FROM ck.bae_sync_kept;
+           INSERT INTO main.bae_sync_newer_writers (device, schema_version)
+               SELECT device, schema_version FROM ck.bae_sync_newer_writers WHERE true
+               ON CONFLICT (device) DO UPDATE SET
+                   schema_version = max(schema_version, excluded.schema_version);
            UPDATE main.bae_sync_merge SET kept_replayed_version = 0;"#,
         ins = here("ins_writer"),
         del = here("del_writer"),

@@ -805,3 +805,36 @@ fn a_checkpoint_naming_unknown_columns_from_a_writer_not_newer_is_refused() {
         Err(snapshot::RestoreError::BadKept(CodecError::BadName { .. }))
     ));
 }
+
+/// Review finding 1: a member signs two ops with the same stamp (its own
+/// device and one HLC) on different rows. Devices that know the column
+/// apply both; a version 1 device kept them under one key (device, HLC),
+/// so the second op's value was dropped (or written to the first op's
+/// row) and the device diverged once upgraded.
+#[test]
+fn review_ops_forged_with_one_stamp_on_different_rows_are_each_kept_and_applied() {
+    let mut a = Node::new(1, true);
+    let mut b = Node::new(2, false);
+    let mut c = Node::new(3, true);
+    let (x, y) = (album(0), album(1));
+    let (x_id, y_id) = (x.album_id().unwrap(), y.album_id().unwrap());
+    a.import(&x);
+    a.import(&y);
+    a.tick(10);
+    a.edit("albums", x_id, &[("mood", "calm".into())]);
+    a.tick(10);
+    a.edit("albums", y_id, &[("mood", "bright".into())]);
+    let mut batches = a.batches();
+    let n = batches.len();
+    let stamp = batches[n - 2].ops[0].hlc;
+    for op in &mut batches[n - 1].ops {
+        op.hlc = stamp;
+    }
+    assert!(b.pull(batches.clone()).held.is_empty());
+    assert!(c.pull(batches).held.is_empty());
+    assert_eq!(c.get("albums", y_id, "mood"), Some("bright".into()));
+    b.upgrade();
+    assert_eq!(b.get("albums", x_id, "mood"), Some("calm".into()));
+    assert_eq!(b.get("albums", y_id, "mood"), Some("bright".into()));
+    assert_eq!(b.dump(&BAE_SCHEMA_V2), c.dump(&BAE_SCHEMA_V2));
+}

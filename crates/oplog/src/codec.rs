@@ -108,13 +108,21 @@ pub enum CodecError {
     },
 }
 
-/// Encodes a batch.
+/// Encodes a batch: in format 2, or in format 1 for schema version 0 (what
+/// a format 1 batch decodes as; schemas start at 1), so a decoded batch
+/// encodes to the bytes it came from and a batch pushed before versions
+/// can be rebuilt byte for byte (`push --repair`).
 pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64 + batch.ops.len() * 64);
     out.extend_from_slice(MAGIC);
-    out.push(BATCH_FORMAT_VERSION);
-    let out = postcard::to_extend(&batch.schema_version, out)
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let out = if batch.schema_version == 0 {
+        out.push(BATCH_FORMAT_V1);
+        out
+    } else {
+        out.push(BATCH_FORMAT_VERSION);
+        postcard::to_extend(&batch.schema_version, out)
+            .map_err(|e| CodecError::Malformed(e.to_string()))?
+    };
     let out = postcard::to_extend(batch, out).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if out.len() > MAX_BATCH_BYTES {
         return Err(CodecError::TooLarge(out.len()));
@@ -539,6 +547,11 @@ mod vector {
         let mut expected = vector_batch();
         expected.schema_version = 0;
         assert_eq!(decode_batch(&bytes, &SCHEMA).unwrap(), expected);
+        assert_eq!(
+            encode_batch(&expected).unwrap(),
+            bytes,
+            "encodes back to format 1"
+        );
         // Format 2 is format 1 with the schema version after the version byte.
         let v2 = encode_batch(&vector_batch()).unwrap();
         assert_eq!((v2[4], v2[5]), (2, 1));

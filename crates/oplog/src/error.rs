@@ -248,6 +248,19 @@ pub enum SchemaError {
         /// The version it kept.
         version: u32,
     },
+    /// A table that synced gained, lost or changed a foreign key or a
+    /// `UNIQUE` group: devices on either side of the change would show
+    /// different rows (merge's liveness and unique rules follow them), and
+    /// rows already merged are not judged again.
+    #[error("{table}'s foreign keys and unique groups were [{was}] when this library last ran and are now [{now}]; a synced table's constraints never change (add a new table)")]
+    ConstraintsChanged {
+        /// The table.
+        table: String,
+        /// Its constraints then.
+        was: String,
+        /// Its constraints now.
+        now: String,
+    },
     /// A schema that contradicts itself: a name that is not a plain
     /// identifier, a table listed twice, a parent listed after its child,
     /// or a unique group or parent column that does not sync.

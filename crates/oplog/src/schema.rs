@@ -261,8 +261,23 @@ impl SyncSchema {
         let mut grew = None;
         for t in self.tables {
             let types = column_types(conn, t.name)?;
-            if last > 0 && !seen.iter().any(|c| c.0 == t.name) {
+            let table_seen = seen.iter().any(|c| c.0 == t.name);
+            if last > 0 && !table_seen {
                 grew.get_or_insert((t.name.to_owned(), String::new()));
+            }
+            // The table's own entry (position -1) holds its constraints;
+            // empty: recorded before they were.
+            let constraints = constraints_of(t);
+            if let Some(was) = seen
+                .iter()
+                .find(|c| c.0 == t.name && c.1 < 0 && !c.3.is_empty() && c.3 != constraints)
+            {
+                return Err(SchemaError::ConstraintsChanged {
+                    table: t.name.to_owned(),
+                    was: was.3.clone(),
+                    now: constraints,
+                }
+                .into());
             }
             let old: Vec<_> = seen.iter().filter(|c| c.0 == t.name && c.1 >= 0).collect();
             for (table, position, was, was_type) in &old {
@@ -296,7 +311,8 @@ impl SyncSchema {
                     .into());
                 }
             }
-            if last > 0 && !old.is_empty() && t.columns.len() > old.len() {
+            // A seen table grew even when it had no synced column before.
+            if last > 0 && table_seen && t.columns.len() > old.len() {
                 grew.get_or_insert((t.name.to_owned(), format!(".{}", t.columns[old.len()])));
             }
         }
@@ -327,8 +343,9 @@ impl SyncSchema {
              VALUES (?1, ?2, ?3, ?4)",
         )?;
         for t in self.tables {
-            // The table itself, so one without synced columns counts as seen.
-            insert.execute(rusqlite::params![t.name, -1, "", ""])?;
+            // The table itself, so one without synced columns counts as
+            // seen, with its constraints.
+            insert.execute(rusqlite::params![t.name, -1, "", constraints_of(t)])?;
             let types = column_types(conn, t.name)?;
             for (position, column) in t.columns.iter().enumerate() {
                 let ty = types.get(*column).cloned().unwrap_or_default();
@@ -341,6 +358,23 @@ impl SyncSchema {
         )?;
         Ok(())
     }
+}
+
+/// A table's foreign keys and unique groups, as recorded with the table
+/// (never empty, so an empty entry means none were recorded).
+fn constraints_of(t: &TableSchema) -> String {
+    let mut parts: Vec<String> = t
+        .parents
+        .iter()
+        .map(|(column, parent)| format!("{column} -> {parent}"))
+        .collect();
+    parts.extend(
+        t.unique
+            .iter()
+            .map(|g| format!("unique ({})", g.join(", "))),
+    );
+    parts.sort();
+    format!("constraints: {}", parts.join("; "))
 }
 
 /// Each column of `table` and its declared type.

@@ -185,3 +185,76 @@ fn a_schema_of_version_0_is_inconsistent() {
         SchemaError::Inconsistent { .. }
     ));
 }
+
+static TAGS_BARE: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "tags",
+        columns: &[],
+        parents: &[],
+        unique: &[],
+    }],
+    None,
+);
+static TAGS_LABELLED: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "tags",
+        columns: &["label"],
+        parents: &[],
+        unique: &[],
+    }],
+    None,
+);
+
+/// Review finding 2: a table that synced no column yet grew one without a
+/// new version and opened: a peer on the same version refuses its batches
+/// naming the column (unknown names from a writer not newer) and stalls.
+#[test]
+fn review_a_table_without_synced_columns_that_grew_one_needs_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tags.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE tags (id TEXT PRIMARY KEY, label TEXT);")
+        .unwrap();
+    drop(open(&path, &TAGS_BARE).unwrap());
+    let err = schema_error(open(&path, &TAGS_LABELLED));
+    assert_eq!(
+        err,
+        SchemaError::VersionNotBumped {
+            table: "tags".into(),
+            column: ".label".into(),
+            version: 1
+        }
+    );
+}
+
+static NOTES_UNIQUE_TITLE: SyncSchema = SyncSchema::new(
+    &[TableSchema {
+        name: "notes",
+        columns: &["title", "body"],
+        parents: &[],
+        unique: &[&["title"]],
+    }],
+    None,
+)
+.with_version(2);
+
+/// Review finding 4: a `UNIQUE` group (or foreign key) added to a table
+/// that already synced opened: devices on the new version hide one of two
+/// rows sharing the values, older ones show both, and an older device's
+/// rows are never settled again when it updates.
+#[test]
+fn review_a_unique_group_added_to_a_table_that_synced_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = notes_library(&dir);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE UNIQUE INDEX notes_title ON notes (title);")
+        .unwrap();
+    let err = schema_error(open(&path, &NOTES_UNIQUE_TITLE));
+    assert!(
+        matches!(&err, SchemaError::ConstraintsChanged { table, .. } if table == "notes"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("unique (title)"), "{err}");
+}

@@ -197,8 +197,9 @@ impl SyncService {
     /// `push --repair`: checks every batch this device has pushed against
     /// the bucket (present, opens under the library key at its place, and
     /// hashes to what was pushed), re-uploads the ones that fail from the
-    /// local op log (the encoding is deterministic, so the chain is
-    /// unchanged), then rewrites the head.
+    /// local op log (the encoding is deterministic given the schema version
+    /// the batch was pushed under, older versions tried after an update, so
+    /// the chain is unchanged), then rewrites the head.
     pub async fn repair(&self) -> Result<RepairReport, SyncError> {
         let span = tracing::info_span!("repair", device = %self.device);
         async move {
@@ -234,7 +235,7 @@ impl SyncService {
                         let schema = rec.schema();
                         let conn = rec.sync_parts().0;
                         let prev = stored_hash(conn, seq.saturating_sub(1))?;
-                        Ok(encode_one(conn, schema, device, BatchSeq(seq), prev)?.map(|(e, _)| e))
+                        rebuild_pushed(conn, schema, device, BatchSeq(seq), prev, hash)
                     })
                     .await?;
                 match rebuilt {
@@ -509,7 +510,6 @@ pub(crate) fn encode_one(
     if ops.is_empty() {
         return Ok(None);
     }
-    let hlc = ops.iter().map(|op| op.hlc).max().unwrap_or(Timestamp::ZERO);
     let batch = Batch {
         schema_version: schema.version(),
         device,
@@ -517,16 +517,51 @@ pub(crate) fn encode_one(
         prev,
         ops,
     };
-    let bytes = encode_batch(&batch).map_err(bae_oplog::OplogError::from)?;
-    let hash = BatchHash::of(&bytes);
-    let encoded = Encoded {
-        seq,
-        bytes,
-        hash,
-        prev,
-        hlc,
+    Ok(Some((encode(&batch)?, batch)))
+}
+
+/// Rebuilds pushed batch `seq` from the op log as it was pushed (hashing
+/// to `pushed`): under the schema version its writer ran then, which may
+/// be older than this one (the host updated since; 0 for format 1). When
+/// no version matches, the encoding under this one.
+fn rebuild_pushed(
+    conn: &rusqlite::Connection,
+    schema: &SyncSchema,
+    device: DeviceId,
+    seq: BatchSeq,
+    prev: Option<BatchHash>,
+    pushed: BatchHash,
+) -> Result<Option<Encoded>, SyncError> {
+    let Some((current, mut batch)) = encode_one(conn, schema, device, seq, prev)? else {
+        return Ok(None);
     };
-    Ok(Some((encoded, batch)))
+    for version in (0..schema.version()).rev() {
+        if current.hash == pushed {
+            break;
+        }
+        batch.schema_version = version;
+        let older = encode(&batch)?;
+        if older.hash == pushed {
+            return Ok(Some(older));
+        }
+    }
+    Ok(Some(current))
+}
+
+fn encode(batch: &Batch) -> Result<Encoded, SyncError> {
+    let bytes = encode_batch(batch).map_err(bae_oplog::OplogError::from)?;
+    Ok(Encoded {
+        seq: batch.seq,
+        hash: BatchHash::of(&bytes),
+        bytes,
+        prev: batch.prev,
+        hlc: batch
+            .ops
+            .iter()
+            .map(|op| op.hlc)
+            .max()
+            .unwrap_or(Timestamp::ZERO),
+    })
 }
 
 /// This device's newest pushed batch and its hash.
