@@ -13,6 +13,7 @@ use crate::schema::{SyncSchema, TableSchema, BAE_SCHEMA};
 use bae_hlc::WallClock;
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::LazyLock;
 
 mod edit;
 pub use edit::EditError;
@@ -87,165 +88,34 @@ pub fn library_as(
 /// A version 2 of [`BAE_SCHEMA`] for the schema-evolution tests: the same
 /// tables, `albums.mood` appended, and a new table `album_notes` (a child of
 /// `albums`). [`upgrade_to_v2`] is the host migration that goes with it.
-pub static BAE_SCHEMA_V2: SyncSchema = SyncSchema::new(
-    &[
-        TableSchema {
-            name: "artists",
-            columns: &[
-                "name",
-                "sort_name",
-                "discogs_artist_id",
-                "musicbrainz_artist_id",
-                "created_at",
-                "updated_at",
-            ],
-            parents: &[],
-            unique: &[],
-        },
-        TableSchema {
-            name: "albums",
-            columns: &[
-                "title",
-                "year",
-                "bandcamp_album_id",
-                "cover_image_id",
-                "is_compilation",
-                "created_at",
-                "updated_at",
-                // Version 2.
-                "mood",
-            ],
-            parents: &[],
-            unique: &[],
-        },
-        TableSchema {
-            name: "album_discogs",
-            columns: &["album_id", "discogs_master_id", "discogs_release_id"],
-            parents: &[("album_id", "albums")],
-            unique: &[&["album_id"]],
-        },
-        TableSchema {
-            name: "album_musicbrainz",
-            columns: &[
-                "album_id",
-                "musicbrainz_release_group_id",
-                "musicbrainz_release_id",
-            ],
-            parents: &[("album_id", "albums")],
-            unique: &[&["album_id"]],
-        },
-        TableSchema {
-            name: "album_artists",
-            columns: &["album_id", "artist_id", "position"],
-            parents: &[("album_id", "albums"), ("artist_id", "artists")],
-            unique: &[&["album_id", "artist_id"]],
-        },
-        TableSchema {
-            name: "releases",
-            columns: &[
-                "album_id",
-                "release_name",
-                "year",
-                "discogs_release_id",
-                "bandcamp_release_id",
-                "format",
-                "label",
-                "catalog_number",
-                "country",
-                "barcode",
-                "private",
-                "created_at",
-                "updated_at",
-                // Appended in phase 3: the key epoch of the release key.
-                "key_epoch",
-            ],
-            parents: &[("album_id", "albums")],
-            unique: &[],
-        },
-        TableSchema {
-            name: "tracks",
-            columns: &[
-                "release_id",
-                "title",
-                "disc_number",
-                "track_number",
-                "duration_ms",
-                "discogs_position",
-                "created_at",
-                "updated_at",
-            ],
-            parents: &[("release_id", "releases")],
-            unique: &[],
-        },
-        TableSchema {
-            name: "track_artists",
-            columns: &["track_id", "artist_id", "position", "role"],
-            parents: &[("track_id", "tracks"), ("artist_id", "artists")],
-            unique: &[&["track_id", "artist_id"]],
-        },
-        TableSchema {
-            name: "files",
-            columns: &[
-                "release_id",
-                "original_filename",
-                "file_size",
-                "content_type",
-                "encryption_nonce",
-                "encryption_scheme",
-                "created_at",
-            ],
-            parents: &[("release_id", "releases")],
-            unique: &[],
-        },
-        TableSchema {
-            name: "audio_formats",
-            columns: &[
-                "track_id",
-                "file_id",
-                "content_type",
-                "flac_headers",
-                "needs_headers",
-                "start_byte_offset",
-                "end_byte_offset",
-                "pregap_ms",
-                "frame_offset_samples",
-                "exact_sample_count",
-                "sample_rate",
-                "bits_per_sample",
-                "seektable_json",
-                "audio_data_start",
-                "created_at",
-            ],
-            parents: &[("track_id", "tracks"), ("file_id", "files")],
-            unique: &[&["track_id"]],
-        },
-        TableSchema {
-            name: "images",
-            columns: &[
-                "release_id",
-                "filename",
-                "content_type",
-                "file_size",
-                "width",
-                "height",
-                "is_cover",
-                "source",
-                "created_at",
-            ],
-            parents: &[("release_id", "releases")],
-            unique: &[],
-        },
-        // Version 2.
-        TableSchema {
-            name: "album_notes",
-            columns: &["album_id", "body", "created_at"],
-            parents: &[("album_id", "albums")],
-            unique: &[],
-        },
-    ],
-    Some("images"),
-)
-.with_version(2);
+pub static BAE_SCHEMA_V2: LazyLock<SyncSchema> = LazyLock::new(|| {
+    let mut tables = BAE_SCHEMA.tables().to_vec();
+    for t in &mut tables {
+        if t.name == "albums" {
+            t.columns = ALBUMS_V2_COLUMNS;
+        }
+    }
+    tables.push(TableSchema {
+        name: "album_notes",
+        columns: &["album_id", "body", "created_at"],
+        parents: &[("album_id", "albums")],
+        unique: &[],
+    });
+    // Once per process: a schema borrows its tables for the program's life.
+    SyncSchema::new(Box::leak(tables.into_boxed_slice()), Some("images")).with_version(2)
+});
+
+/// `albums` under [`BAE_SCHEMA_V2`]: version 1's columns, `mood` appended.
+const ALBUMS_V2_COLUMNS: &[&str] = &[
+    "title",
+    "year",
+    "bandcamp_album_id",
+    "cover_image_id",
+    "is_compilation",
+    "created_at",
+    "updated_at",
+    "mood",
+];
 
 /// What a host's migration to [`BAE_SCHEMA_V2`] runs: a column with a
 /// constant default, and a table after its parent.

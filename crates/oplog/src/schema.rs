@@ -14,7 +14,7 @@ use crate::error::{OplogError, SchemaError};
 use rusqlite::Connection;
 
 /// One synced table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableSchema {
     /// Table name.
     pub name: &'static str,

@@ -7,6 +7,7 @@ use bae_oplog::fixture::{create_bae_library, upgrade_to_v2, BAE_SCHEMA_V2};
 use bae_oplog::{OpRecorder, OplogError, SchemaError, SyncSchema, TableSchema, BAE_SCHEMA};
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::LazyLock;
 
 fn open(path: &Path, schema: &'static SyncSchema) -> Result<OpRecorder, OplogError> {
     OpRecorder::with_connection(Connection::open(path).unwrap(), WallClock::System, schema)
@@ -46,7 +47,8 @@ fn an_upgrade_with_a_newer_version_opens_and_a_downgrade_is_refused() {
 }
 
 /// [`BAE_SCHEMA_V2`]'s tables at version 1.
-static V2_UNBUMPED: SyncSchema = SyncSchema::new(BAE_SCHEMA_V2.tables(), Some("images"));
+static V2_UNBUMPED: LazyLock<SyncSchema> =
+    LazyLock::new(|| SyncSchema::new(BAE_SCHEMA_V2.tables(), Some("images")));
 
 #[test]
 fn a_schema_that_grew_without_a_new_version_is_refused() {
