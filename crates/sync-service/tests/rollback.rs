@@ -312,16 +312,25 @@ async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
     assert_converged(&[&laptop, &desktop]).await;
 }
 
-/// A bucket whose LIST of one device's own heads misses them (an
-/// eventually consistent LIST, before the newest writes show).
-#[derive(Debug)]
-struct OwnHeadsUnlisted {
+/// A bucket whose LISTs pass through `rewrite` (prefix, keys) before the
+/// caller sees them: an eventually consistent LIST, before the newest
+/// writes show.
+struct ListRewrite {
     inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    hidden: String,
+    rewrite: Box<Rewrite>,
+}
+
+/// What a [`ListRewrite`] does to a LIST: (prefix, keys) to the keys shown.
+type Rewrite = dyn Fn(&str, Vec<String>) -> Vec<String> + Send + Sync;
+
+impl std::fmt::Debug for ListRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListRewrite")
+    }
 }
 
 #[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for OwnHeadsUnlisted {
+impl bae_storage_s3::ObjectStore for ListRewrite {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
         self.inner.put(key, bytes).await
     }
@@ -342,10 +351,8 @@ impl bae_storage_s3::ObjectStore for OwnHeadsUnlisted {
         self.inner.head(key).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        if prefix == self.hidden {
-            return Ok(Vec::new());
-        }
-        self.inner.list(prefix).await
+        let keys = self.inner.list(prefix).await?;
+        Ok((self.rewrite)(prefix, keys))
     }
     async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
         self.inner.delete(key).await
@@ -369,9 +376,11 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
     for seq in 2..=old_head {
         store.delete(&layout::ops_key(&device, seq)).await.unwrap();
     }
-    let hiding = std::sync::Arc::new(OwnHeadsUnlisted {
+    // Every LIST of the laptop's own heads misses them.
+    let hidden = layout::heads_prefix(&device);
+    let hiding = std::sync::Arc::new(ListRewrite {
         inner: store.clone(),
-        hidden: layout::heads_prefix(&device),
+        rewrite: Box::new(move |prefix, keys| if prefix == hidden { Vec::new() } else { keys }),
     });
     let laptop = w.device_over("laptop", hiding);
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
@@ -858,9 +867,28 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
         .await
         .unwrap();
     let lib = w.library("phone");
-    let stale = std::sync::Arc::new(MembershipListStale {
+    // The next `misses` LISTs of `membership/` show the first entry only.
+    let misses = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stale = std::sync::Arc::new(ListRewrite {
         inner: w.store(),
-        misses: std::sync::atomic::AtomicUsize::new(0),
+        rewrite: Box::new({
+            let misses = misses.clone();
+            move |prefix, mut keys| {
+                let missed = prefix == layout::MEMBERSHIP_PREFIX
+                    && misses
+                        .fetch_update(
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                            |n| n.checked_sub(1),
+                        )
+                        .is_ok();
+                if missed {
+                    keys.sort();
+                    keys.truncate(1);
+                }
+                keys
+            }
+        }),
     });
     let phone_over = |store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>| {
         let member = bae_sync_service::Member::new(identity.clone(), file.identity.public_key());
@@ -877,11 +905,11 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
     let objects = own_objects(&w, &phone).await;
     drop(phone);
     restore(&lib, &saved);
-    stale.misses.store(1, std::sync::atomic::Ordering::SeqCst);
+    misses.store(1, std::sync::atomic::Ordering::SeqCst);
     let phone = phone_over(stale.clone());
     import_albums(&lib, 5, 1);
     let push = phone.push().await.unwrap();
-    assert_eq!(stale.misses.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(misses.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(push.head, Some(head + 1), "{push:?}");
     nothing_replaced(&w, &phone, &objects).await;
     let (_, pull) = laptop.sync().await.unwrap();
@@ -892,55 +920,4 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
         field(&laptop, "albums", &album_row(0, "albums"), "title").await,
         "phone"
     );
-}
-
-/// A bucket whose next `misses` LISTs of `membership/` show the first
-/// entry only (the newest are not listed yet).
-#[derive(Debug)]
-struct MembershipListStale {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    misses: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for MembershipListStale {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get(key, max).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        let mut keys = self.inner.list(prefix).await?;
-        let missed = prefix == layout::MEMBERSHIP_PREFIX
-            && self
-                .misses
-                .fetch_update(
-                    std::sync::atomic::Ordering::SeqCst,
-                    std::sync::atomic::Ordering::SeqCst,
-                    |n| n.checked_sub(1),
-                )
-                .is_ok();
-        if missed {
-            keys.sort();
-            keys.truncate(1);
-        }
-        Ok(keys)
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
 }
