@@ -346,3 +346,64 @@ async fn not_uploaded_unknown_and_changed_files_are_refused() {
     assert_eq!(state(&ids[0]), UploadState::Elsewhere);
     assert_eq!(state(&ids[1]), UploadState::Uploaded);
 }
+
+/// An upload that fails part way (the bucket refuses the second object)
+/// keeps the file it finished; running it again uploads only the rest, and
+/// another device fetches every file byte-exact.
+#[tokio::test]
+async fn an_upload_cut_short_finishes_the_rest_when_run_again() {
+    use bae_storage_s3::testing::{Fault, FaultyStore, OpKind, Trigger};
+    let w = World::new(Bucket::Local, "release-files-resume");
+    drop(laptop(&w).await);
+    let faulty = std::sync::Arc::new(FaultyStore::new(w.store()));
+    let laptop = w.device_over("laptop", faulty.clone());
+    let release = album_row(0, "releases");
+    let refused = bae_storage_s3::StoreError::Transient {
+        detail: "the bucket refused the second object".into(),
+    };
+    faulty.inject(OpKind::Put, Trigger::Nth(2), Fault::Error(refused));
+    let err = laptop
+        .upload_release_files(Some(&release))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("second object"), "{err}");
+    let states: Vec<UploadState> = laptop
+        .release_files(&release)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.state)
+        .collect();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == UploadState::Uploaded)
+            .count(),
+        1,
+        "{states:?}"
+    );
+    let first = laptop
+        .release_files(&release)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.state == UploadState::Uploaded)
+        .unwrap();
+    let key = layout::storage_key(&ObjectId::parse(&first.id).unwrap());
+    let first_object = w.store().get(&key, u64::MAX).await.unwrap();
+
+    let again = laptop.upload_release_files(Some(&release)).await.unwrap();
+    assert_eq!((again.uploaded.len(), again.already), (2, 1));
+    assert_eq!(
+        w.store().get(&key, u64::MAX).await.unwrap(),
+        first_object,
+        "an uploaded file is not uploaded again"
+    );
+    laptop.push().await.unwrap();
+    let phone = w.join("phone").await;
+    phone.pull().await.unwrap();
+    for id in file_ids(0) {
+        let got = fetch(&phone, &id, &out(&w, "whole"), None).await;
+        assert!(got == demo_file_bytes(&id), "file {id} differs");
+    }
+}
