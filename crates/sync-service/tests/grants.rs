@@ -9,31 +9,15 @@ mod common;
 
 use bae_crypto::IdentitySigningKey;
 use bae_membership::grant::{Grant, GrantError, GrantFile, GrantPayload, GrantTerms};
-use bae_oplog::fixture::{demo_album, demo_file_bytes, open_library, Library};
+use bae_oplog::fixture::{demo_file_bytes, open_library};
 use bae_storage_s3::layout::{self, ObjectId};
 use bae_sync_service::grants::{grant_bucket, redeem, ShareError};
-use bae_sync_service::{files_dir_for, library, FileError, Member, SyncError, SyncService};
+use bae_sync_service::{library, FileError, Member, SyncError, SyncService};
 use common::*;
 use std::path::Path;
 
 const NOW: u64 = 1_800_000_000;
 const LATER: u64 = NOW + 86_400;
-
-fn import_with_files(lib: &Path, i: u64) {
-    let album = demo_album(1, i, 3)
-        .with_files_in(&files_dir_for(lib))
-        .unwrap();
-    Library::new(open_library(lib).unwrap())
-        .import_album(&album)
-        .unwrap();
-}
-
-fn file_ids(i: u64) -> Vec<String> {
-    demo_album(1, i, 3)
-        .ids("files")
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The first device with albums 0 and 1 and their files, uploaded.
 async fn laptop(w: &World) -> SyncService {

@@ -9,30 +9,13 @@ mod common;
 
 use bae_crypto::{KeyEpoch, ReleaseKey};
 use bae_membership::Role;
-use bae_oplog::fixture::{demo_album, demo_file_bytes, open_library, Library};
+use bae_oplog::fixture::{demo_file_bytes, open_library};
 use bae_storage_s3::layout::{self, ObjectId};
 use bae_sync_service::{
     files_dir_for, library, FileError, KeyStore, SyncError, SyncService, UploadState,
 };
 use common::*;
 use std::path::{Path, PathBuf};
-
-/// Imports album `i` of seed 1 (3 tracks) with real files next to `lib`.
-fn import_with_files(lib: &Path, i: u64) {
-    let album = demo_album(1, i, 3)
-        .with_files_in(&files_dir_for(lib))
-        .unwrap();
-    Library::new(open_library(lib).unwrap())
-        .import_album(&album)
-        .unwrap();
-}
-
-fn file_ids(i: u64) -> Vec<String> {
-    demo_album(1, i, 3)
-        .ids("files")
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The first device with album 0's files, initialized.
 async fn laptop(w: &World) -> SyncService {

@@ -243,6 +243,25 @@ pub fn import_albums(lib: &Path, first: u64, n: u64) {
     }
 }
 
+/// Imports album `i` of seed 1 (3 tracks) with real release files next to
+/// `lib` (`files_dir_for`).
+pub fn import_with_files(lib: &Path, i: u64) {
+    let album = demo_album(1, i, 3)
+        .with_files_in(&bae_sync_service::files_dir_for(lib))
+        .unwrap();
+    Library::new(open_library(lib).unwrap())
+        .import_album(&album)
+        .unwrap();
+}
+
+/// The ids of album `i`'s files (seed 1, 3 tracks).
+pub fn file_ids(i: u64) -> Vec<String> {
+    demo_album(1, i, 3)
+        .ids("files")
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The bytes the tests use for an image.
 pub fn image_bytes(id: &str) -> Vec<u8> {
     format!("image bytes of {id}").into_bytes()
