@@ -16,13 +16,6 @@ use tempfile::TempDir;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn device(dir: &Path, name: &str, store: Arc<dyn ObjectStore>, key: &LibraryKey) -> SyncService {
     let rec = open_library(&dir.join(format!("{name}.db"))).unwrap();
     let member = common::founder_of(&store, key);
@@ -118,7 +111,7 @@ async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
     let a = device(dir.path(), "a", store.clone(), &key);
     import(&a, 0, 4).await;
     let first = a.checkpoint().await.unwrap();
-    let gc = a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    let gc = a.gc(common::now_ms(), GC_GRACE, true).await.unwrap();
     assert_eq!(gc.ops_deleted, 4);
     assert_eq!(gc.checkpoints_deleted, 0);
     assert_eq!(ops_in_bucket(store.as_ref()).await, 0);
@@ -128,7 +121,7 @@ async fn checkpoint_after_gc_bootstraps_and_old_checkpoints_go() {
     set_title(&a, 1, "after the first gc").await;
     import(&a, 4, 1).await;
     let second = a.checkpoint().await.unwrap();
-    let gc = a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    let gc = a.gc(common::now_ms(), GC_GRACE, true).await.unwrap();
     assert_eq!((gc.ops_deleted, gc.checkpoints_deleted), (2, 1));
     let left = store.list("checkpoints/").await.unwrap();
     assert_eq!(left, vec![second.key.clone()]);
@@ -268,7 +261,10 @@ async fn gc_waits_for_the_grace_period_unless_compacting_now() {
     let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
     let a = device(dir.path(), "a", store.clone(), &key);
     assert_eq!(
-        a.gc(now_ms(), GC_GRACE, true).await.unwrap().checkpoint,
+        a.gc(common::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap()
+            .checkpoint,
         None
     );
     import(&a, 0, 3).await;
@@ -276,14 +272,20 @@ async fn gc_waits_for_the_grace_period_unless_compacting_now() {
     import(&a, 3, 1).await;
     a.checkpoint().await.unwrap();
 
-    let soon = a.gc(now_ms() + DAY_MS, GC_GRACE, false).await.unwrap();
+    let soon = a
+        .gc(common::now_ms() + DAY_MS, GC_GRACE, false)
+        .await
+        .unwrap();
     let left = soon.grace_left_ms.unwrap();
     assert!(left > 28 * DAY_MS && left <= 29 * DAY_MS, "{left}");
     assert_eq!((soon.ops_deleted, soon.checkpoints_deleted), (0, 0));
     assert_eq!(ops_in_bucket(store.as_ref()).await, 4);
     assert_eq!(store.list("checkpoints/").await.unwrap().len(), 2);
 
-    let later = a.gc(now_ms() + 31 * DAY_MS, GC_GRACE, false).await.unwrap();
+    let later = a
+        .gc(common::now_ms() + 31 * DAY_MS, GC_GRACE, false)
+        .await
+        .unwrap();
     assert_eq!(later.grace_left_ms, None);
     assert_eq!((later.ops_deleted, later.checkpoints_deleted), (4, 1));
     assert_eq!(ops_in_bucket(store.as_ref()).await, 0);
@@ -317,7 +319,7 @@ async fn offline_device_recovers_after_gc_keeping_its_unpushed_edits() {
     b.sync().await.unwrap();
     a.sync().await.unwrap();
     a.checkpoint().await.unwrap();
-    a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    a.gc(common::now_ms(), GC_GRACE, true).await.unwrap();
     set_title(&b, 2, "b, after the checkpoint").await;
     b.sync().await.unwrap();
 
@@ -429,7 +431,7 @@ async fn join_restores_the_newest_checkpoint_then_pulls() {
         .unwrap();
     import(&a, 0, 3).await;
     a.checkpoint().await.unwrap();
-    a.gc(now_ms(), GC_GRACE, true).await.unwrap();
+    a.gc(common::now_ms(), GC_GRACE, true).await.unwrap();
     set_title(&a, 0, "after gc").await;
     a.push().await.unwrap();
     let key_file = dir.path().join("library.key");

@@ -503,6 +503,29 @@ async fn a_batch_above_the_head_beyond_a_gc_gap_is_not_overwritten() {
     assert_converged(&[&laptop, &desktop]).await;
 }
 
+/// A laptop and a desktop with album 0, and a copy of the laptop's
+/// database (returned) taken before both of these: the desktop sets the
+/// album's `bandcamp_album_id` to "desk" and checkpoints, the laptop pushes
+/// its title "before", and the desktop's GC removes its batches under the
+/// checkpoint, so the copy lacks writes it can only get from there.
+async fn title_pushed_past_a_gcd_checkpoint(w: &World) -> (SyncService, SyncService, Saved) {
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.sync().await.unwrap();
+    let saved = save(&w.library("laptop"));
+    let row = album_row(0, "albums");
+    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
+    desktop.checkpoint().await.unwrap();
+    edit(&laptop, "albums", &row, "title", "before").await;
+    laptop.push().await.unwrap();
+    let gc = desktop
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    (laptop, desktop, saved)
+}
+
 /// The laptop goes back and re-takes its pushed title from the bucket;
 /// then the desktop's batches it lacks are GC'd and it recovers from the
 /// desktop's checkpoint, taken before that title. The re-taken batch is
@@ -513,26 +536,8 @@ async fn a_batch_above_the_head_beyond_a_gc_gap_is_not_overwritten() {
 #[tokio::test]
 async fn a_recovery_after_a_rollback_keeps_the_retaken_writes() {
     let w = World::new(Bucket::Local, "rollback-recover-retaken");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    laptop.sync().await.unwrap();
-    let saved = save(&w.library("laptop"));
+    let (laptop, desktop, saved) = title_pushed_past_a_gcd_checkpoint(&w).await;
     let row = album_row(0, "albums");
-    // The desktop's writes the laptop's copy lacks, covered by the
-    // desktop's checkpoint and then GC'd.
-    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
-    desktop.checkpoint().await.unwrap();
-    edit(&laptop, "albums", &row, "title", "before").await;
-    laptop.push().await.unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let gc = desktop
-        .gc(now_ms, bae_sync_service::GC_GRACE, true)
-        .await
-        .unwrap();
-    assert!(gc.ops_deleted > 0, "{gc:?}");
     drop(laptop);
     restore(&w.library("laptop"), &saved);
     let laptop = reopen(&w, "laptop");
@@ -604,12 +609,8 @@ async fn a_recovery_after_a_rollback_keeps_a_retaken_insert() {
     desktop.checkpoint().await.unwrap();
     import_albums(&w.library("laptop"), 8, 1);
     laptop.push().await.unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     let gc = desktop
-        .gc(now_ms, bae_sync_service::GC_GRACE, true)
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
         .await
         .unwrap();
     assert!(gc.ops_deleted > 0, "{gc:?}");
@@ -638,24 +639,8 @@ async fn a_recovery_after_a_rollback_keeps_a_retaken_insert() {
 #[tokio::test]
 async fn a_failed_read_after_a_recovery_keeps_the_retaken_writes() {
     let w = World::new(Bucket::Local, "rollback-recover-failed-read");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    laptop.sync().await.unwrap();
-    let saved = save(&w.library("laptop"));
+    let (laptop, desktop, saved) = title_pushed_past_a_gcd_checkpoint(&w).await;
     let row = album_row(0, "albums");
-    edit(&desktop, "albums", &row, "bandcamp_album_id", "desk").await;
-    desktop.checkpoint().await.unwrap();
-    edit(&laptop, "albums", &row, "title", "before").await;
-    laptop.push().await.unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let gc = desktop
-        .gc(now_ms, bae_sync_service::GC_GRACE, true)
-        .await
-        .unwrap();
-    assert!(gc.ops_deleted > 0, "{gc:?}");
     let device = laptop.device();
     drop(laptop);
     restore(&w.library("laptop"), &saved);
@@ -759,12 +744,6 @@ async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches
     let laptop = w.device_over("laptop", laptop_store.clone());
     let desktop = w.device_over("desktop", desktop_store.clone());
     let row = album_row(0, "albums");
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
     let grace = bae_sync_service::GC_GRACE;
     edit(&laptop, "albums", &row, "title", "mine").await;
     laptop.push().await.unwrap();

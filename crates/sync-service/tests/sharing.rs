@@ -268,13 +268,6 @@ async fn three_users_share_and_a_revoked_member_loses_what_follows(bucket: Bucke
     assert_eq!(title(&d).await.as_deref(), Some("after revoke"));
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[tokio::test]
 async fn three_users_share_a_local_bucket() {
     three_users_share_and_a_revoked_member_loses_what_follows(Bucket::Local).await;

@@ -230,6 +230,14 @@ pub fn unique_prefix(name: &str) -> String {
 
 /// Imports albums `first..first + n` of seed 1, writing each album's image
 /// bytes where bae keeps them.
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 pub fn import_albums(lib: &Path, first: u64, n: u64) {
     let mut library = Library::new(open_library(lib).unwrap());
     let dir = images_dir_for(lib);
