@@ -88,15 +88,23 @@ async fn a_version_1_device_syncs_with_a_version_2_device_and_catches_up_when_up
     );
 }
 
-#[tokio::test]
-async fn a_checkpoint_of_a_version_1_device_brings_what_it_kept_to_joining_devices() {
-    let world = World::new(Bucket::Local, "schema-evolution-checkpoint");
+/// A version 1 device `a` (albums 0 and 1) and a version 2 device `c`,
+/// synced; then `c` sets album 0's mood to "calm" and adds note "n1" on it
+/// (neither synced yet). Returns the world, `a`, `c` and album 0's id.
+async fn mood_and_note_on_version_2(name: &str) -> (World, SyncService, SyncService, String) {
+    let world = World::new(Bucket::Local, name);
     let a = world.first_device("a", 2).await;
     let c = world.device_v2("c");
     sync_all(&[&a, &c]).await;
     let album = album_row(0, "albums");
     edit(&c, "albums", &album, "mood", "calm").await;
     add_note(&c, "n1", &album, "first pressing").await;
+    (world, a, c, album)
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_a_version_1_device_brings_what_it_kept_to_joining_devices() {
+    let (world, a, c, album) = mood_and_note_on_version_2("schema-evolution-checkpoint").await;
     sync_all(&[&a, &c]).await;
 
     // a (version 1) writes the checkpoint, and the batches it covers go.
@@ -132,13 +140,8 @@ async fn a_checkpoint_of_a_version_1_device_brings_what_it_kept_to_joining_devic
 #[tokio::test]
 async fn a_version_2_checkpoint_restores_on_a_joining_version_1_device_which_catches_up_when_updated(
 ) {
-    let world = World::new(Bucket::Local, "schema-evolution-newer-checkpoint");
-    let a = world.first_device("a", 2).await;
-    let c = world.device_v2("c");
-    sync_all(&[&a, &c]).await;
-    let album = album_row(0, "albums");
-    edit(&c, "albums", &album, "mood", "calm").await;
-    add_note(&c, "n1", &album, "first pressing").await;
+    let (world, a, c, album) =
+        mood_and_note_on_version_2("schema-evolution-newer-checkpoint").await;
     edit(&a, "albums", &album, "title", "Retitled on a").await;
     sync_all(&[&a, &c]).await;
 
@@ -223,13 +226,7 @@ async fn review_a_batch_pushed_before_an_update_is_repaired_after_it() {
 /// status said nothing of a newer device while ops waited for an update.
 #[tokio::test]
 async fn review_a_version_1_device_recovering_from_a_version_2_checkpoint_names_its_writer() {
-    let world = World::new(Bucket::Local, "schema-evolution-replace");
-    let a = world.first_device("a", 2).await;
-    let c = world.device_v2("c");
-    sync_all(&[&a, &c]).await;
-    let album = album_row(0, "albums");
-    edit(&c, "albums", &album, "mood", "calm").await;
-    add_note(&c, "n1", &album, "first pressing").await;
+    let (world, a, c, album) = mood_and_note_on_version_2("schema-evolution-replace").await;
     c.sync().await.unwrap();
     c.checkpoint().await.unwrap();
     let gc = c
@@ -265,13 +262,7 @@ async fn review_a_version_1_device_recovering_from_a_version_2_checkpoint_names_
 /// takes them out and the kept ops bring them back, edits included.
 #[tokio::test]
 async fn review_a_version_2_device_recovering_from_a_version_1_checkpoint_keeps_the_new_column() {
-    let world = World::new(Bucket::Local, "schema-evolution-replace-older");
-    let a = world.first_device("a", 2).await;
-    let c = world.device_v2("c");
-    sync_all(&[&a, &c]).await;
-    let album = album_row(0, "albums");
-    edit(&c, "albums", &album, "mood", "calm").await;
-    add_note(&c, "n1", &album, "first pressing").await;
+    let (world, a, c, album) = mood_and_note_on_version_2("schema-evolution-replace-older").await;
     edit(&c, "album_notes", "n1", "body", "first pressing, 1959").await;
     sync_all(&[&c, &a]).await;
     edit(&a, "albums", &album, "title", "Retitled on a").await;
