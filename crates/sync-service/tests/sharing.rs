@@ -787,19 +787,8 @@ async fn a_rewritten_marker_does_not_make_an_invitee_trust_a_removed_member() {
 /// finding 5).
 #[tokio::test]
 async fn a_revoke_finished_from_another_device_converges() {
-    let w = World::new(Bucket::Local, "review-revoke-rerun");
-    let owner = w.first_device("owner", 1).await;
+    let (w, owner, bob, carol, b) = owner_bob_and_carol("review-revoke-rerun").await;
     let owner_id = read_key_file(&w.key_file()).unwrap().identity;
-    let (bob, carol) = (user(&w, "bob"), user(&w, "carol"));
-    owner
-        .invite(bob.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    owner
-        .invite(carol.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    let b = join_as(&w, &bob, "bob", &owner_id).await;
     let desktop = w.join("desktop").await;
 
     // What the laptop's revoke of carol wrote before it died: epoch 1
