@@ -47,6 +47,15 @@ fn main() -> ExitCode {
     let mut out = PathBuf::from("target/bench/report.json");
     let mut only: Option<String> = None;
     let mut scale = false;
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == peak_rss::PEAK_OF)
+    {
+        return match peak_rss::launch(std::env::args_os().skip(2)) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => fail(&e),
+        };
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -7,7 +7,14 @@
 //!
 //! The peak is the child's `ru_maxrss` as `wait4` reports it when the
 //! child is reaped: exact for that one process (its high-water mark of
-//! resident pages), unlike sampling `/proc` while it runs.
+//! resident pages), unlike sampling `/proc` while it runs. Linux starts a
+//! child's `ru_maxrss` at the resident size of the process it was forked
+//! from (the high-water mark of the old address space is kept across
+//! `exec`), and this bench process holds hundreds of MB by the time these
+//! entries run: every command is therefore started by a fresh, small
+//! launcher (`bae-bench --peak-of`, [`launch`]), which spawns `bae-sync`,
+//! reaps it and writes its peak to a file. The launcher's own few MB are
+//! the floor of every figure, the same at both sizes.
 //!
 //! One scenario gives all three (it is run once for both sizes and shared):
 //! device A `init`s an empty library; device B `join`s it empty; the demo
@@ -267,16 +274,25 @@ struct Cli {
 
 impl Cli {
     fn command(&self, args: &[&str]) -> Result<Command, String> {
-        let file = |n: &str| File::create(self.dir.join(n)).map_err(|e| format!("{n}: {e}"));
         let mut cmd = Command::new(&self.bin);
+        self.with_args(&mut cmd, args)?;
+        Ok(cmd)
+    }
+
+    /// `--home` and `args`, stdio to the scenario's files.
+    fn with_args(&self, cmd: &mut Command, args: &[&str]) -> Result<(), String> {
         cmd.arg("--home")
             .arg(self.dir.join("home"))
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(file("stdout")?)
-            .stderr(file("stderr")?);
-        Ok(cmd)
+            .stdout(self.out_file("stdout")?)
+            .stderr(self.out_file("stderr")?);
+        Ok(())
+    }
+
+    fn out_file(&self, name: &str) -> Result<File, String> {
+        File::create(self.dir.join(name)).map_err(|e| format!("{name}: {e}"))
     }
 
     /// Runs a command that must succeed, unmeasured.
@@ -288,16 +304,29 @@ impl Cli {
         self.check(args, status)
     }
 
-    /// Runs a command that must succeed; its time and peak memory.
+    /// Runs a command that must succeed, through the launcher; its time
+    /// and peak memory.
     fn measure(&self, name: &'static str, args: &[&str]) -> Result<Step, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let report = self.dir.join("peak");
+        match std::fs::remove_file(&report) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            _ => {}
+        }
+        let mut cmd = Command::new(exe);
+        cmd.arg(PEAK_OF).arg(&report).arg(&self.bin);
+        self.with_args(&mut cmd, args)?;
         let start = Instant::now();
-        let child = self
-            .command(args)?
-            .spawn()
+        let status = cmd
+            .status()
             .map_err(|e| format!("bae-sync {args:?}: {e}"))?;
-        let (status, peak_bytes) = wait_peak(child)?;
         let secs = start.elapsed().as_secs_f64();
         self.check(args, status)?;
+        let peak_bytes = std::fs::read_to_string(&report)
+            .map_err(|e| format!("the launcher's report: {e}"))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("the launcher's report: {e}"))?;
         Ok(Step {
             name,
             peak_mb: peak_bytes as f64 / MB,
@@ -327,6 +356,26 @@ impl Cli {
             }
         }
     }
+}
+
+/// The launcher's flag: `bae-bench --peak-of REPORT PROGRAM ARGS...`.
+pub const PEAK_OF: &str = "--peak-of";
+
+/// The launcher (`bae-bench --peak-of REPORT PROGRAM ARGS...`): runs
+/// PROGRAM with this process's stdio and environment, writes its peak
+/// resident bytes to REPORT and exits with its status. A fresh process, so
+/// the child's peak starts from a few MB, not from the bench's size.
+pub fn launch(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<i32, String> {
+    let (Some(report), Some(program)) = (args.next(), args.next()) else {
+        return Err(format!("{PEAK_OF} needs REPORT PROGRAM [ARGS...]"));
+    };
+    let child = Command::new(&program)
+        .args(args)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.to_string_lossy()))?;
+    let (status, peak) = wait_peak(child)?;
+    std::fs::write(&report, peak.to_string()).map_err(|e| format!("{report:?}: {e}"))?;
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Reaps `child` with `wait4`: its exit status and peak resident set in
