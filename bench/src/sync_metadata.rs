@@ -14,7 +14,7 @@
 //! larger of the two (target: at most 0.15 each);
 //! `details` gives both ratios and the sizes in MB. Not a timing: one run.
 //!
-//! Nearly all of the engine's bytes are `bae_sync_row_stamps`, one entry
+//! Nearly all of the engine's bytes are merge's row stamps, one entry
 //! per synced row (106,064 at 2,000 albums): each holds a table number,
 //! the row id packed (UUIDs as 16 bytes), the insert HLC and a writer
 //! number, about 40 bytes on disk (`docs/FORMAT-sync.md`). At 2,000 albums

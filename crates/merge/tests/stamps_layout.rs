@@ -387,60 +387,48 @@ fn the_newest_stamp_is_found_in_a_library_without_tombstones() {
     assert_eq!(newest, Some(last_op as u64));
 }
 
-/// Puts a device's stamps back into the layout of merge version 2 (tables
-/// named by their TEXT name in every stamp, as `0002_compact_stamps`
-/// created them; `0003_kept` the last migration run): a library last
-/// opened before `0004_table_numbers`.
-fn downgrade_to_version_2(conn: &Connection) {
+/// A device whose merge state is at version 2's layout (`0002_compact_stamps`
+/// and `0003_kept` run, not `0004_table_numbers`): every table named by its
+/// TEXT name in every stamp) holding `source`'s state: its rows, parked
+/// values and kept ops restored as records, its stamps copied over from a
+/// copy of its database with each table number turned back into the name.
+fn version_2_device_holding(source: &mut Device, dir: &tempfile::TempDir) -> Device {
+    let expected = records(source);
+    let copy = dir.path().join("source.db");
+    source
+        .conn()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let mut rec = library_on(Connection::open_in_memory().unwrap(), WallClock::Manual(T0)).unwrap();
+    let through_0003 = Migrations {
+        component: MERGE_MIGRATIONS.component,
+        steps: &MERGE_MIGRATIONS.steps[..3],
+    };
+    bae_oplog::migrate(rec.sync_parts().0, &through_0003).unwrap();
+    let mut old = Device {
+        lib: Library::new(rec),
+        wall: T0,
+    };
+    let conn = old.conn();
+    for r in &expected {
+        if !matches!(r, StateRecord::Stamp { .. } | StateRecord::Tombstone { .. }) {
+            snapshot::restore_record(conn, &BAE_SCHEMA, r, 0, &mut Default::default()).unwrap();
+        }
+    }
+    conn.execute("ATTACH DATABASE ?1 AS src", [copy.to_str().unwrap()])
+        .unwrap();
     conn.execute_batch(
-        r#"ALTER TABLE bae_sync_row_stamps RENAME TO v4_rows;
-           ALTER TABLE bae_sync_column_stamps RENAME TO v4_columns;
-           CREATE TABLE bae_sync_row_stamps (
-               table_name TEXT NOT NULL, row_key NOT NULL,
-               ins_hlc INTEGER, ins_writer INTEGER, del_hlc INTEGER, del_writer INTEGER,
-               PRIMARY KEY (table_name, row_key)) WITHOUT ROWID;
-           CREATE TABLE bae_sync_column_stamps (
-               table_name TEXT NOT NULL, row_key NOT NULL, "column" TEXT NOT NULL,
-               hlc INTEGER NOT NULL, writer INTEGER NOT NULL,
-               PRIMARY KEY (table_name, row_key, "column")) WITHOUT ROWID;
-           INSERT INTO bae_sync_row_stamps
+        r#"INSERT INTO bae_sync_writers (id, device) SELECT id, device FROM src.bae_sync_writers;
+           INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
                SELECT t.name, r.row_key, r.ins_hlc, r.ins_writer, r.del_hlc, r.del_writer
-               FROM v4_rows r JOIN bae_sync_table_ids t ON t.id = r.table_id;
-           INSERT INTO bae_sync_column_stamps
+               FROM src.bae_sync_row_stamps r JOIN src.bae_sync_table_ids t ON t.id = r.table_id;
+           INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
                SELECT t.name, c.row_key, c."column", c.hlc, c.writer
-               FROM v4_columns c JOIN bae_sync_table_ids t ON t.id = c.table_id;
-           DROP TABLE v4_rows;
-           DROP TABLE v4_columns;
-           DROP TABLE bae_sync_table_ids;
-           UPDATE bae_sync_versions SET version = 3 WHERE component = 'merge';"#,
+               FROM src.bae_sync_column_stamps c JOIN src.bae_sync_table_ids t ON t.id = c.table_id;
+           DETACH DATABASE src;"#,
     )
     .unwrap();
-}
-
-/// A copy of `d` (same device, same database) whose stamps are in the
-/// layout of merge version 2.
-fn version_2_copy(d: &mut Device, dir: &tempfile::TempDir) -> Device {
-    records(d);
-    let path = dir.path().join("v2.db");
-    d.conn()
-        .execute("VACUUM INTO ?1", [path.to_str().unwrap()])
-        .unwrap();
-    let conn = Connection::open(&path).unwrap();
-    downgrade_to_version_2(&conn);
-    let rec = library_on(conn, WallClock::Manual(d.wall)).unwrap();
-    Device {
-        lib: Library::new(rec),
-        wall: d.wall,
-    }
-}
-
-fn merge_version(conn: &Connection) -> i64 {
-    conn.query_row(
-        "SELECT version FROM bae_sync_versions WHERE component = 'merge'",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
+    old
 }
 
 #[test]
@@ -448,7 +436,11 @@ fn a_version_2_library_converts_to_table_numbers_and_holds_the_same_state() {
     let mut fresh = busy_library();
     let expected = records(&mut fresh);
     let dir = tempfile::tempdir().unwrap();
-    let mut old = version_2_copy(&mut fresh, &dir);
+    let mut old = version_2_device_holding(&mut fresh, &dir);
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        3
+    );
     let stamped: i64 = old
         .conn()
         .query_row(
@@ -459,7 +451,10 @@ fn a_version_2_library_converts_to_table_numbers_and_holds_the_same_state() {
         .unwrap();
     assert!(stamped >= 3, "{stamped} tables stamped");
     bae_merge::migrate(old.lib.recorder()).unwrap();
-    assert_eq!(merge_version(old.conn()), MERGE_MIGRATIONS.version() as i64);
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        MERGE_MIGRATIONS.version()
+    );
     let numbered: i64 = old
         .conn()
         .query_row("SELECT COUNT(*) FROM bae_sync_table_ids", [], |r| r.get(0))
@@ -477,7 +472,7 @@ fn a_version_2_library_converts_to_table_numbers_and_holds_the_same_state() {
 fn a_converted_version_2_library_merges_like_one_that_never_had_it() {
     let mut fresh = busy_library();
     let dir = tempfile::tempdir().unwrap();
-    let mut old = version_2_copy(&mut fresh, &dir);
+    let mut old = version_2_device_holding(&mut fresh, &dir);
     bae_merge::migrate(old.lib.recorder()).unwrap();
     let album = demo_album(7, 0, 3);
     let album_id = album.album_id().unwrap();
