@@ -4,6 +4,15 @@
 //! statements, one transaction per album. Both databases are temp files
 //! set up as the engine sets up a library (`bae_oplog::configure`: WAL,
 //! synchronous NORMAL, foreign keys on) with bae's reference tables.
+//!
+//! Where the time goes (`perf record --call-graph dwarf`, `--quick`): in
+//! merge's run about 60% is committing (WAL frames and the automatic
+//! checkpoint) and 40% applying ops; merge's commit alone costs about what
+//! the whole plain run does. The extra pages are the row stamps: a batch
+//! inserts one per row, keyed by random UUIDs, so each lands on its own
+//! b-tree page, about as many pages again as the host's own id indexes.
+//! Of applying, reading a row's state is about a third, the row insert a
+//! third (as in the plain run), setting its stamp a fifth.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;

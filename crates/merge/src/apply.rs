@@ -2,7 +2,7 @@
 
 use crate::error::MergeError;
 use crate::kept;
-use crate::stamps::{self, Writers};
+use crate::stamps::{self, StampIds};
 use crate::state::{self, RowState};
 use crate::unique::{is_unique_violation, Unsettled};
 use bae_hlc::{DeviceId, Stamp};
@@ -59,8 +59,8 @@ pub(crate) struct Applier<'c> {
     pub(crate) stats: ApplyStats,
     /// Unique keys whose holder may have changed (`unique.rs`).
     pub(crate) unsettled: Unsettled,
-    /// The local numbers of the devices stamps name.
-    writers: Writers,
+    /// The local numbers of the devices and tables stamps name.
+    ids: StampIds,
 }
 
 impl<'c> Applier<'c> {
@@ -76,7 +76,7 @@ impl<'c> Applier<'c> {
             defaults: HashMap::new(),
             stats: ApplyStats::default(),
             unsettled: Unsettled::default(),
-            writers: Writers::default(),
+            ids: StampIds::default(),
         })
     }
 
@@ -89,7 +89,10 @@ impl<'c> Applier<'c> {
         s: Stamp,
         st: &RowState,
     ) -> Result<(), MergeError> {
-        let writer = self.writers.id(self.conn, s.device)?;
+        let (table, writer) = (
+            self.ids.table(self.conn, table)?,
+            self.ids.writer(self.conn, s.device)?,
+        );
         let passed = st
             .fields
             .iter()
@@ -106,13 +109,19 @@ impl<'c> Applier<'c> {
         column: &str,
         s: Stamp,
     ) -> Result<(), MergeError> {
-        let writer = self.writers.id(self.conn, s.device)?;
+        let (table, writer) = (
+            self.ids.table(self.conn, table)?,
+            self.ids.writer(self.conn, s.device)?,
+        );
         stamps::set_column_stamp(self.conn, table, id, column, stamp_hlc(s), writer)
     }
 
     /// Sets a row's tombstone to `s` (newer than the one it has).
     fn set_tombstone(&mut self, table: &str, id: &str, s: Stamp) -> Result<(), MergeError> {
-        let writer = self.writers.id(self.conn, s.device)?;
+        let (table, writer) = (
+            self.ids.table(self.conn, table)?,
+            self.ids.writer(self.conn, s.device)?,
+        );
         stamps::set_tombstone(self.conn, table, id, stamp_hlc(s), writer)
     }
 

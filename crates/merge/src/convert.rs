@@ -1,6 +1,7 @@
 //! Converting version 1 of the merge state (`bae_sync_stamps`,
 //! `bae_sync_tombstones`) into the compact tables migration
-//! `0002_compact_stamps` creates. SQL cannot compute a row key (it packs
+//! `0002_compact_stamps` creates, as `0004_table_numbers` left them (the
+//! conversion runs after every migration). SQL cannot compute a row key (it packs
 //! the UUIDs inside an id, `keys.rs`), so the keys are computed here and
 //! the rest is SQL; all of it, and dropping the old tables, in one
 //! transaction. A library whose conversion failed still has the old
@@ -17,9 +18,13 @@ const CONVERT: &str = r#"
 INSERT OR IGNORE INTO bae_sync_writers (device)
     SELECT device FROM bae_sync_stamps UNION SELECT device FROM bae_sync_tombstones;
 
-INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
-    SELECT r.table_name, r.row_key, s.hlc, ws.id, t.hlc, wt.id
+INSERT OR IGNORE INTO bae_sync_table_ids (name)
+    SELECT table_name FROM temp.bae_sync_v1_keys ORDER BY 1;
+
+INSERT INTO bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
+    SELECT n.id, r.row_key, s.hlc, ws.id, t.hlc, wt.id
     FROM temp.bae_sync_v1_keys r
+    JOIN bae_sync_table_ids n ON n.name = r.table_name
     LEFT JOIN bae_sync_stamps s
         ON s.table_name = r.table_name AND s.row_id = r.row_id AND s."column" = '#row'
     LEFT JOIN bae_sync_writers ws ON ws.device = s.device
@@ -27,10 +32,11 @@ INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_h
     LEFT JOIN bae_sync_writers wt ON wt.device = t.device
     WHERE s.hlc IS NOT NULL OR t.hlc IS NOT NULL;
 
-INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
-    SELECT f.table_name, r.row_key, f."column", f.hlc, w.id
+INSERT INTO bae_sync_column_stamps (table_id, row_key, "column", hlc, writer)
+    SELECT n.id, r.row_key, f."column", f.hlc, w.id
     FROM bae_sync_stamps f
     JOIN temp.bae_sync_v1_keys r ON r.table_name = f.table_name AND r.row_id = f.row_id
+    JOIN bae_sync_table_ids n ON n.name = r.table_name
     JOIN bae_sync_writers w ON w.device = f.device
     WHERE f."column" <> '#row' AND NOT EXISTS (
         SELECT 1 FROM bae_sync_stamps i

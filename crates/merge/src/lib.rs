@@ -5,7 +5,7 @@
 //! and the merge state that needs: row and column stamps, tombstones,
 //! parked values and how far local writes are folded
 //! (`bae_sync_row_stamps`, `bae_sync_column_stamps`, `bae_sync_writers`,
-//! `bae_sync_parked`, `bae_sync_merge`; no other crate names these
+//! `bae_sync_table_ids`, `bae_sync_parked`, `bae_sync_merge`; no other crate names these
 //! tables), with the fold of local writes into it; and what a device on an
 //! older sync schema keeps of newer writers' ops until its host upgrades
 //! (`bae_sync_kept`, `bae_sync_newer_writers`; `docs/SCHEMA-EVOLUTION.md`).
@@ -132,7 +132,7 @@ pub use state::ROW_COLUMN;
 use bae_oplog::{Migration, Migrations, OpRecorder};
 
 /// The merge state's tables (`bae_sync_row_stamps`,
-/// `bae_sync_column_stamps`, `bae_sync_writers`, `bae_sync_parked`,
+/// `bae_sync_column_stamps`, `bae_sync_writers`, `bae_sync_table_ids`, `bae_sync_parked`,
 /// `bae_sync_merge`, `bae_sync_kept`, `bae_sync_newer_writers`; version 1's `bae_sync_stamps` and
 /// `bae_sync_tombstones` are converted by `0002_compact_stamps`); no other
 /// crate names them.
@@ -150,6 +150,10 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
         Migration {
             name: "0003_kept",
             sql: include_str!("../../../migrations/merge/0003_kept.sql"),
+        },
+        Migration {
+            name: "0004_table_numbers",
+            sql: include_str!("../../../migrations/merge/0004_table_numbers.sql"),
         },
     ],
 };

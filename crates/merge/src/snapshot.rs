@@ -10,11 +10,11 @@
 
 use crate::error::MergeError;
 use crate::keys::{row_id_of, row_key};
-use crate::stamps::{folded_seq, set_folded_seq};
+use crate::stamps::{folded_seq, set_folded_seq, StampIds};
 use crate::state::ROW_COLUMN;
 use bae_hlc::DeviceId;
 use bae_oplog::{BatchSeq, SyncSchema, Value};
-use rusqlite::{params, Connection, ToSql};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -184,12 +184,14 @@ impl From<rusqlite::Error> for RestoreError {
 fn stamps_sql() -> String {
     format!(
         r#"SELECT * FROM (
-             SELECT r.table_name, r.row_key, '{ROW_COLUMN}' AS "column", r.ins_hlc, w.device
-             FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.ins_writer
+             SELECT t.name, r.row_key, '{ROW_COLUMN}' AS "column", r.ins_hlc, w.device
+             FROM bae_sync_row_stamps r JOIN bae_sync_table_ids t ON t.id = r.table_id
+             LEFT JOIN bae_sync_writers w ON w.id = r.ins_writer
              WHERE r.ins_hlc IS NOT NULL
              UNION ALL
-             SELECT c.table_name, c.row_key, c."column", c.hlc, w.device
-             FROM bae_sync_column_stamps c LEFT JOIN bae_sync_writers w ON w.id = c.writer)
+             SELECT t.name, c.row_key, c."column", c.hlc, w.device
+             FROM bae_sync_column_stamps c JOIN bae_sync_table_ids t ON t.id = c.table_id
+             LEFT JOIN bae_sync_writers w ON w.id = c.writer)
            ORDER BY 1, 2, 3"#
     )
 }
@@ -264,8 +266,9 @@ pub fn snapshot<E>(
         })?;
     }
     let mut stmt = conn.prepare(
-        "SELECT r.table_name, r.row_key, r.del_hlc, w.device
-         FROM bae_sync_row_stamps r LEFT JOIN bae_sync_writers w ON w.id = r.del_writer
+        "SELECT t.name, r.row_key, r.del_hlc, w.device
+         FROM bae_sync_row_stamps r JOIN bae_sync_table_ids t ON t.id = r.table_id
+         LEFT JOIN bae_sync_writers w ON w.id = r.del_writer
          WHERE r.del_hlc IS NOT NULL ORDER BY 1, 2",
     )?;
     let mut rows = stmt.query([])?;
@@ -525,15 +528,16 @@ impl StateRecord {
 }
 
 /// What a restore looks up once instead of once per record: each table's
-/// insert statement and each device's writer number. Writer numbers are
-/// per database and become real only when the restore commits, so a
-/// cache serves one restore transaction and is dropped with it.
+/// insert statement and the numbers of each device and table stamps name.
+/// Those numbers are per database and become real only when the restore
+/// commits, so a cache serves one restore transaction and is dropped with
+/// it.
 #[derive(Debug, Default)]
 pub struct RestoreCache {
     /// By table and how many of its columns the record carries (an older
     /// writer's rows carry the first ones only).
     insert_sql: HashMap<(&'static str, usize), String>,
-    writers: HashMap<[u8; 16], i64>,
+    ids: StampIds,
 }
 
 /// Writes one record into `conn` (a library with no merge state yet, or a
@@ -583,14 +587,14 @@ pub fn restore_record(
             hlc,
             device,
         } if column == ROW_COLUMN => {
-            let writer = writer_id(conn, device, &mut cache.writers)?;
+            let (table_id, writer) = cache.ids(conn, table, device)?;
             let set = conn
                 .prepare_cached(
-                    "INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (table_name, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer
+                    "INSERT INTO bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (table_id, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer
                      WHERE ins_hlc IS NULL",
                 )?
-                .execute(params![table, row_key(row_id), *hlc as i64, writer])
+                .execute(params![table_id, row_key(row_id), *hlc as i64, writer])
                 .map_err(refused)?;
             if set == 0 {
                 return Err(duplicate(table, row_id, "insert stamp"));
@@ -603,11 +607,11 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let writer = writer_id(conn, device, &mut cache.writers)?;
+            let (table_id, writer) = cache.ids(conn, table, device)?;
             conn.prepare_cached(
-                r#"INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+                r#"INSERT INTO bae_sync_column_stamps (table_id, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)"#,
             )?
-            .execute(params![table, row_key(row_id), column, *hlc as i64, writer])
+            .execute(params![table_id, row_key(row_id), column, *hlc as i64, writer])
             .map_err(refused)?;
         }
         StateRecord::Tombstone {
@@ -616,14 +620,14 @@ pub fn restore_record(
             hlc,
             device,
         } => {
-            let writer = writer_id(conn, device, &mut cache.writers)?;
+            let (table_id, writer) = cache.ids(conn, table, device)?;
             let set = conn
                 .prepare_cached(
-                    "INSERT INTO bae_sync_row_stamps (table_name, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (table_name, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer
+                    "INSERT INTO bae_sync_row_stamps (table_id, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (table_id, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer
                      WHERE del_hlc IS NULL",
                 )?
-                .execute(params![table, row_key(row_id), *hlc as i64, writer])
+                .execute(params![table_id, row_key(row_id), *hlc as i64, writer])
                 .map_err(refused)?;
             if set == 0 {
                 return Err(duplicate(table, row_id, "tombstone"));
@@ -655,26 +659,22 @@ fn duplicate(table: &str, row_id: &str, what: &'static str) -> RestoreError {
     }
 }
 
-/// The local number of a device that wrote a restored stamp, from
-/// `known` (the numbers this restore has used) or the database, which gets
-/// the device if it is new. A snapshot names a handful of devices across
-/// every stamp it holds: looking each one up per stamp cost a tenth of a
-/// restore.
-fn writer_id(
-    conn: &Connection,
-    device: &[u8; 16],
-    known: &mut HashMap<[u8; 16], i64>,
-) -> Result<i64, RestoreError> {
-    if let Some(id) = known.get(device) {
-        return Ok(*id);
+impl RestoreCache {
+    /// The local numbers of a restored stamp's table and device, given
+    /// them if they are new here. A snapshot names a handful of devices
+    /// and tables across every stamp it holds: looking each one up per
+    /// stamp cost a tenth of a restore.
+    fn ids(
+        &mut self,
+        conn: &Connection,
+        table: &str,
+        device: &[u8; 16],
+    ) -> Result<(i64, i64), MergeError> {
+        Ok((
+            self.ids.table(conn, table)?,
+            self.ids.writer(conn, DeviceId::from_bytes(*device))?,
+        ))
     }
-    conn.prepare_cached("INSERT OR IGNORE INTO bae_sync_writers (device) VALUES (?1)")?
-        .execute([device.as_slice()])?;
-    let id = conn
-        .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
-        .query_row([device.as_slice()], |r| r.get(0))?;
-    known.insert(*device, id);
-    Ok(id)
 }
 
 /// After the last record of a snapshot is restored into `conn`: what a
@@ -811,7 +811,8 @@ fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), Me
     // Row keys are computed here, not in SQL: few rows get this far.
     let mut tombstoned = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps
-                        WHERE table_name = ?1 AND row_key = ?2 AND del_hlc IS NOT NULL)",
+                        WHERE table_id = (SELECT id FROM ck.bae_sync_table_ids WHERE name = ?1)
+                          AND row_key = ?2 AND del_hlc IS NOT NULL)",
     )?;
     let mut unexplained = 0u64;
     for id in candidates {
@@ -828,16 +829,27 @@ fn check_explained(tx: &Connection, t: &bae_oplog::TableSchema) -> Result<(), Me
     Ok(())
 }
 
+/// The number this library gives `table` (none: no stamp names it).
+fn main_table_id(tx: &Connection, table: &str) -> Result<Option<i64>, MergeError> {
+    Ok(tx
+        .prepare_cached("SELECT id FROM main.bae_sync_table_ids WHERE name = ?1")?
+        .query_row([table], |r| r.get(0))
+        .optional()?)
+}
+
 /// Clears the insert and column stamps of the rows of `table` that the
 /// snapshot holds or that are not present here (the snapshot's stamps
 /// replace them); rows kept although the snapshot lacks them keep theirs.
 fn forget_stamps_the_snapshot_replaces(tx: &Connection, table: &str) -> Result<(), MergeError> {
+    let Some(table_id) = main_table_id(tx, table)? else {
+        return Ok(());
+    };
     let keys: Vec<rusqlite::types::Value> = tx
         .prepare_cached(
-            "SELECT row_key FROM main.bae_sync_row_stamps WHERE table_name = ?1 AND ins_hlc IS NOT NULL
-             UNION SELECT row_key FROM main.bae_sync_column_stamps WHERE table_name = ?1",
+            "SELECT row_key FROM main.bae_sync_row_stamps WHERE table_id = ?1 AND ins_hlc IS NOT NULL
+             UNION SELECT row_key FROM main.bae_sync_column_stamps WHERE table_id = ?1",
         )?
-        .query_map([table], |r| r.get(0))?
+        .query_map([table_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let in_snapshot = format!(
         "SELECT EXISTS (SELECT 1 FROM ck.{table} WHERE id = ?1) OR NOT EXISTS (SELECT 1 FROM main.{table} WHERE id = ?1)"
@@ -845,16 +857,16 @@ fn forget_stamps_the_snapshot_replaces(tx: &Connection, table: &str) -> Result<(
     let mut replaced = tx.prepare_cached(&in_snapshot)?;
     let mut clear_ins = tx.prepare_cached(
         "UPDATE main.bae_sync_row_stamps SET ins_hlc = NULL, ins_writer = NULL
-         WHERE table_name = ?1 AND row_key = ?2",
+         WHERE table_id = ?1 AND row_key = ?2",
     )?;
     let mut clear_columns = tx.prepare_cached(
-        "DELETE FROM main.bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2",
+        "DELETE FROM main.bae_sync_column_stamps WHERE table_id = ?1 AND row_key = ?2",
     )?;
     for key in keys {
         let id = row_id_of(table, (&key).into())?;
         if replaced.query_row([&id], |r| r.get::<_, bool>(0))? {
-            clear_ins.execute(params![table, key])?;
-            clear_columns.execute(params![table, key])?;
+            clear_ins.execute(params![table_id, key])?;
+            clear_columns.execute(params![table_id, key])?;
         }
     }
     Ok(())
@@ -873,7 +885,8 @@ fn replace_in(
             let mut keep = tx.prepare_cached(
                 "INSERT OR IGNORE INTO temp.bae_sync_keep (id) SELECT ?1
                  WHERE NOT EXISTS (SELECT 1 FROM ck.bae_sync_row_stamps k
-                                   WHERE k.table_name = ?2 AND k.row_key = ?3 AND k.del_hlc IS NOT NULL)",
+                                   WHERE k.table_id = (SELECT id FROM ck.bae_sync_table_ids WHERE name = ?2)
+                                     AND k.row_key = ?3 AND k.del_hlc IS NOT NULL)",
             )?;
             for id in bae_oplog::rows_inserted_after(tx, t.name, keep_local_after)? {
                 keep.execute(params![id, t.name, row_key(&id)])?;
@@ -888,7 +901,8 @@ fn replace_in(
             let mut inserted = tx.prepare_cached(
                 "SELECT r.row_key, w.device = ?2 FROM main.bae_sync_row_stamps r
                  JOIN main.bae_sync_writers w ON w.id = r.ins_writer
-                 WHERE r.table_name = ?1 AND r.ins_hlc IS NOT NULL",
+                 WHERE r.table_id = (SELECT id FROM main.bae_sync_table_ids WHERE name = ?1)
+                   AND r.ins_hlc IS NOT NULL",
             )?;
             let mut ids = Vec::new();
             let mut rows = inserted.query(params![t.name, this_device.as_bytes().as_slice()])?;
@@ -955,26 +969,29 @@ fn replace_in(
     for t in schema.tables() {
         forget_stamps_the_snapshot_replaces(tx, t.name)?;
     }
-    // Writer numbers are per database: the snapshot's map to this one's
-    // through the device bytes.
+    // Writer and table numbers are per database: the snapshot's map to
+    // this one's through the device bytes and the table names.
     let here = |column: &str| {
         format!(
             "(SELECT m.id FROM main.bae_sync_writers m JOIN ck.bae_sync_writers c ON c.device = m.device
               WHERE c.id = k.{column})"
         )
     };
+    let table_here = "(SELECT m.id FROM main.bae_sync_table_ids m
+                       JOIN ck.bae_sync_table_ids c ON c.name = m.name WHERE c.id = k.table_id)";
     tx.execute_batch(&format!(
         r#"INSERT OR IGNORE INTO main.bae_sync_writers (device) SELECT device FROM ck.bae_sync_writers;
+           INSERT OR IGNORE INTO main.bae_sync_table_ids (name) SELECT name FROM ck.bae_sync_table_ids ORDER BY name;
            UPDATE main.bae_sync_row_stamps SET del_hlc = NULL, del_writer = NULL;
-           INSERT INTO main.bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
-               SELECT k.table_name, k.row_key, k.ins_hlc, {ins}, k.del_hlc, {del} FROM ck.bae_sync_row_stamps k WHERE true
-               ON CONFLICT (table_name, row_key) DO UPDATE SET
+           INSERT INTO main.bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
+               SELECT {table_here}, k.row_key, k.ins_hlc, {ins}, k.del_hlc, {del} FROM ck.bae_sync_row_stamps k WHERE true
+               ON CONFLICT (table_id, row_key) DO UPDATE SET
                    ins_hlc = COALESCE(ins_hlc, excluded.ins_hlc),
                    ins_writer = CASE WHEN ins_hlc IS NULL THEN excluded.ins_writer ELSE ins_writer END,
                    del_hlc = excluded.del_hlc, del_writer = excluded.del_writer;
            DELETE FROM main.bae_sync_row_stamps WHERE ins_hlc IS NULL AND del_hlc IS NULL;
-           INSERT OR IGNORE INTO main.bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
-               SELECT k.table_name, k.row_key, k."column", k.hlc, {col} FROM ck.bae_sync_column_stamps k;
+           INSERT OR IGNORE INTO main.bae_sync_column_stamps (table_id, row_key, "column", hlc, writer)
+               SELECT {table_here}, k.row_key, k."column", k.hlc, {col} FROM ck.bae_sync_column_stamps k;
            DELETE FROM main.bae_sync_parked;
            INSERT INTO main.bae_sync_parked SELECT table_name, row_id, "column", value FROM ck.bae_sync_parked;
            INSERT OR IGNORE INTO main.bae_sync_kept SELECT * FROM ck.bae_sync_kept;

@@ -1,5 +1,7 @@
 //! Row and column stamps (`bae_sync_row_stamps`, `bae_sync_column_stamps`,
-//! devices numbered in `bae_sync_writers`; migration `0002_compact_stamps`):
+//! devices numbered in `bae_sync_writers` and tables in
+//! `bae_sync_table_ids`; migrations `0002_compact_stamps` and
+//! `0004_table_numbers`):
 //! the stamps merge compares against. One entry per row holds its newest
 //! insert and newest delete; a column has an entry only while it is newer
 //! than its row's insert stamp (a column's effective stamp is the newer of
@@ -38,41 +40,73 @@ pub(crate) fn stamp_from(
     ))
 }
 
-/// The local numbers of the devices that wrote stamps, looked up once per
-/// transaction (an `Applier` lives for one transaction, so a number it
+/// The local numbers stamps use for their writers (`bae_sync_writers`)
+/// and tables (`bae_sync_table_ids`), looked up once per transaction (an
+/// `Applier` or a restore lives for one transaction, so a number it
 /// created is never rolled back under it).
-#[derive(Default)]
-pub(crate) struct Writers(HashMap<DeviceId, i64>);
+#[derive(Debug, Default)]
+pub(crate) struct StampIds {
+    writers: HashMap<DeviceId, i64>,
+    tables: HashMap<String, i64>,
+}
 
-impl Writers {
+impl StampIds {
     /// The number of `device`, given one if it has none yet.
-    pub(crate) fn id(&mut self, conn: &Connection, device: DeviceId) -> Result<i64, MergeError> {
-        if let Some(id) = self.0.get(&device) {
+    pub(crate) fn writer(
+        &mut self,
+        conn: &Connection,
+        device: DeviceId,
+    ) -> Result<i64, MergeError> {
+        if let Some(id) = self.writers.get(&device) {
             return Ok(*id);
         }
-        let bytes = device.as_bytes().as_slice();
-        let found: Option<i64> = conn
-            .prepare_cached("SELECT id FROM bae_sync_writers WHERE device = ?1")?
-            .query_row([bytes], |r| r.get(0))
-            .optional()?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                conn.prepare_cached("INSERT INTO bae_sync_writers (device) VALUES (?1)")?
-                    .execute([bytes])?;
-                conn.last_insert_rowid()
-            }
-        };
-        self.0.insert(device, id);
+        let id = number(
+            conn,
+            "bae_sync_writers",
+            "device",
+            &device.as_bytes().as_slice(),
+        )?;
+        self.writers.insert(device, id);
+        Ok(id)
+    }
+
+    /// The number of `table`, given one if it has none yet.
+    pub(crate) fn table(&mut self, conn: &Connection, table: &str) -> Result<i64, MergeError> {
+        if let Some(id) = self.tables.get(table) {
+            return Ok(*id);
+        }
+        let id = number(conn, "bae_sync_table_ids", "name", &table)?;
+        self.tables.insert(table.to_owned(), id);
         Ok(id)
     }
 }
 
+/// The number `registry` gives `value` in its `column`, given one if it
+/// has none yet (both names are this crate's constants).
+fn number(
+    conn: &Connection,
+    registry: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<i64, MergeError> {
+    let found: Option<i64> = conn
+        .prepare_cached(&format!("SELECT id FROM {registry} WHERE {column} = ?1"))?
+        .query_row([value], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached(&format!("INSERT INTO {registry} ({column}) VALUES (?1)"))?
+        .execute([value])?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Sets a row's insert stamp (the caller decided it is newer) and removes
-/// the stamps of `passed` columns, which it now covers.
+/// the stamps of `passed` columns, which it now covers. `table` is the
+/// table's number ([`StampIds::table`]).
 pub(crate) fn set_row_stamp<'a>(
     conn: &Connection,
-    table: &str,
+    table: i64,
     row_id: &str,
     hlc: i64,
     writer: i64,
@@ -80,12 +114,12 @@ pub(crate) fn set_row_stamp<'a>(
 ) -> Result<(), MergeError> {
     let key = row_key(row_id);
     conn.prepare_cached(
-        "INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (table_name, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer",
+        "INSERT INTO bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (table_id, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer",
     )?
     .execute(params![table, key, hlc, writer])?;
     let mut forget = conn.prepare_cached(
-        r#"DELETE FROM bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2 AND "column" = ?3"#,
+        r#"DELETE FROM bae_sync_column_stamps WHERE table_id = ?1 AND row_key = ?2 AND "column" = ?3"#,
     )?;
     for column in passed {
         forget.execute(params![table, key, column])?;
@@ -97,15 +131,15 @@ pub(crate) fn set_row_stamp<'a>(
 /// than the row's insert stamp).
 pub(crate) fn set_column_stamp(
     conn: &Connection,
-    table: &str,
+    table: i64,
     row_id: &str,
     column: &str,
     hlc: i64,
     writer: i64,
 ) -> Result<(), MergeError> {
     conn.prepare_cached(
-        r#"INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)
-           ON CONFLICT (table_name, row_key, "column") DO UPDATE SET hlc = excluded.hlc, writer = excluded.writer"#,
+        r#"INSERT INTO bae_sync_column_stamps (table_id, row_key, "column", hlc, writer) VALUES (?1, ?2, ?3, ?4, ?5)
+           ON CONFLICT (table_id, row_key, "column") DO UPDATE SET hlc = excluded.hlc, writer = excluded.writer"#,
     )?
     .execute(params![table, row_key(row_id), column, hlc, writer])?;
     Ok(())
@@ -114,14 +148,14 @@ pub(crate) fn set_column_stamp(
 /// Sets a row's tombstone (the caller decided the delete wins).
 pub(crate) fn set_tombstone(
     conn: &Connection,
-    table: &str,
+    table: i64,
     row_id: &str,
     hlc: i64,
     writer: i64,
 ) -> Result<(), MergeError> {
     conn.prepare_cached(
-        "INSERT INTO bae_sync_row_stamps (table_name, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (table_name, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer",
+        "INSERT INTO bae_sync_row_stamps (table_id, row_key, del_hlc, del_writer) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (table_id, row_key) DO UPDATE SET del_hlc = excluded.del_hlc, del_writer = excluded.del_writer",
     )?
     .execute(params![table, row_key(row_id), hlc, writer])?;
     Ok(())

@@ -73,7 +73,11 @@ impl RowState {
     }
 }
 
-/// Reads a row's state in one statement (three index lookups).
+/// The number `bae_sync_table_ids` gives table `?1`, in SQL (NULL when no
+/// stamp has named the table yet, so nothing matches it).
+const TABLE_ID: &str = "(SELECT id FROM bae_sync_table_ids WHERE name = ?1)";
+
+/// Reads a row's state in one statement (index lookups only).
 pub(crate) fn load_row(
     conn: &Connection,
     table: &TableSchema,
@@ -84,10 +88,10 @@ pub(crate) fn load_row(
            UNION ALL SELECT 1, NULL, r.ins_hlc, wi.device, r.del_hlc, wd.device FROM bae_sync_row_stamps r
                LEFT JOIN bae_sync_writers wi ON wi.id = r.ins_writer
                LEFT JOIN bae_sync_writers wd ON wd.id = r.del_writer
-               WHERE r.table_name = ?1 AND r.row_key = ?2
+               WHERE r.table_id = {TABLE_ID} AND r.row_key = ?2
            UNION ALL SELECT 2, c."column", c.hlc, w.device, NULL, NULL FROM bae_sync_column_stamps c
                LEFT JOIN bae_sync_writers w ON w.id = c.writer
-               WHERE c.table_name = ?1 AND c.row_key = ?2"#,
+               WHERE c.table_id = {TABLE_ID} AND c.row_key = ?2"#,
         t = table.name
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -139,10 +143,10 @@ pub(crate) fn exists(conn: &Connection, table: &str, row_id: &str) -> Result<boo
 /// sync began may have column stamps alone).
 pub(crate) fn has_stamps(conn: &Connection, table: &str, row_id: &str) -> Result<bool, MergeError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM bae_sync_row_stamps WHERE table_name = ?1 AND row_key = ?2)
-                 OR EXISTS (SELECT 1 FROM bae_sync_column_stamps WHERE table_name = ?1 AND row_key = ?2)",
-        )?
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM bae_sync_row_stamps WHERE table_id = {TABLE_ID} AND row_key = ?2)
+                 OR EXISTS (SELECT 1 FROM bae_sync_column_stamps WHERE table_id = {TABLE_ID} AND row_key = ?2)",
+        ))?
         .query_row(params![table, row_key(row_id)], |r| r.get(0))?)
 }
 

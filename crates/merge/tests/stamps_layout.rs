@@ -1,7 +1,8 @@
-//! The compact stamp layout (migration `0002_compact_stamps`): a library
-//! whose merge state is still at version 1 opens, converts, and then holds
-//! and merges exactly what a library that never had version 1 does; bad
-//! stamp records and corrupt stored stamps are typed errors.
+//! The compact stamp layout (migrations `0002_compact_stamps`,
+//! `0004_table_numbers`): a library whose merge state is still at version 1
+//! or 2 opens, converts, and then holds and merges exactly what a library
+//! that never had the older layout does; bad stamp records and corrupt
+//! stored stamps are typed errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -174,10 +175,11 @@ fn a_version_1_library_converts_and_holds_the_same_state() {
     assert_eq!(old.dump(), fresh.dump());
 }
 
-/// A restore looks each device's writer number up once (its cache) yet
-/// files every stamp and tombstone under the device that wrote it: a
-/// snapshot of three devices' writes restores into an empty library (whose
-/// own writer numbers differ) as the same records.
+/// A restore looks each device's writer number and each table's number up
+/// once (its cache) yet files every stamp and tombstone under the device
+/// that wrote it and the table it belongs to: a snapshot of three devices'
+/// writes restores into an empty library (whose own numbers differ) as
+/// the same records.
 #[test]
 fn a_snapshot_restores_every_stamp_under_the_device_that_wrote_it() {
     let mut source = busy_library();
@@ -197,6 +199,11 @@ fn a_snapshot_restores_every_stamp_under_the_device_that_wrote_it() {
     conn.execute(
         "INSERT INTO bae_sync_writers (device) VALUES (?1)",
         [[9u8; 16].as_slice()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO bae_sync_table_ids (name) VALUES ('tracks')",
+        [],
     )
     .unwrap();
     let tx = conn.unchecked_transaction().unwrap();
@@ -378,4 +385,135 @@ fn the_newest_stamp_is_found_in_a_library_without_tombstones() {
         })
         .unwrap();
     assert_eq!(newest, Some(last_op as u64));
+}
+
+/// A device whose merge state is at version 2's layout (`0002_compact_stamps`
+/// and `0003_kept` run, not `0004_table_numbers`): every table named by its
+/// TEXT name in every stamp) holding `source`'s state: its rows, parked
+/// values and kept ops restored as records, its stamps copied over from a
+/// copy of its database with each table number turned back into the name.
+fn version_2_device_holding(source: &mut Device, dir: &tempfile::TempDir) -> Device {
+    let expected = records(source);
+    let copy = dir.path().join("source.db");
+    source
+        .conn()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let mut rec = library_on(Connection::open_in_memory().unwrap(), WallClock::Manual(T0)).unwrap();
+    let through_0003 = Migrations {
+        component: MERGE_MIGRATIONS.component,
+        steps: &MERGE_MIGRATIONS.steps[..3],
+    };
+    bae_oplog::migrate(rec.sync_parts().0, &through_0003).unwrap();
+    let mut old = Device {
+        lib: Library::new(rec),
+        wall: T0,
+    };
+    let conn = old.conn();
+    for r in &expected {
+        if !matches!(r, StateRecord::Stamp { .. } | StateRecord::Tombstone { .. }) {
+            snapshot::restore_record(conn, &BAE_SCHEMA, r, 0, &mut Default::default()).unwrap();
+        }
+    }
+    conn.execute("ATTACH DATABASE ?1 AS src", [copy.to_str().unwrap()])
+        .unwrap();
+    conn.execute_batch(
+        r#"INSERT INTO bae_sync_writers (id, device) SELECT id, device FROM src.bae_sync_writers;
+           INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
+               SELECT t.name, r.row_key, r.ins_hlc, r.ins_writer, r.del_hlc, r.del_writer
+               FROM src.bae_sync_row_stamps r JOIN src.bae_sync_table_ids t ON t.id = r.table_id;
+           INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
+               SELECT t.name, c.row_key, c."column", c.hlc, c.writer
+               FROM src.bae_sync_column_stamps c JOIN src.bae_sync_table_ids t ON t.id = c.table_id;
+           DETACH DATABASE src;"#,
+    )
+    .unwrap();
+    old
+}
+
+#[test]
+fn a_version_2_library_converts_to_table_numbers_and_holds_the_same_state() {
+    let mut fresh = busy_library();
+    let expected = records(&mut fresh);
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = version_2_device_holding(&mut fresh, &dir);
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        3
+    );
+    let stamped: i64 = old
+        .conn()
+        .query_row(
+            "SELECT COUNT(DISTINCT table_name) FROM bae_sync_row_stamps",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stamped >= 3, "{stamped} tables stamped");
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        MERGE_MIGRATIONS.version()
+    );
+    let numbered: i64 = old
+        .conn()
+        .query_row("SELECT COUNT(*) FROM bae_sync_table_ids", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(numbered, stamped, "one number per table the stamps name");
+    assert_eq!(records(&mut old), expected);
+    assert_eq!(
+        snapshot::counts(old.conn()).unwrap(),
+        snapshot::counts(fresh.conn()).unwrap()
+    );
+    assert_eq!(old.dump(), fresh.dump());
+}
+
+#[test]
+fn a_converted_version_2_library_merges_like_one_that_never_had_it() {
+    let mut fresh = busy_library();
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = version_2_device_holding(&mut fresh, &dir);
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    let album = demo_album(7, 0, 3);
+    let album_id = album.album_id().unwrap();
+    let track = album.ids("tracks").nth(1).unwrap();
+    let dy = DeviceId::from_bytes([9; 16]);
+    let later = [
+        batch(
+            dy,
+            1,
+            vec![
+                // Older than the edit: loses; newer: wins and stamps.
+                op(
+                    T0 - 50,
+                    "albums",
+                    album_id,
+                    OpKind::Update,
+                    &[("title", "old".into())],
+                ),
+                op(
+                    T0 + 500,
+                    "albums",
+                    "al",
+                    OpKind::Update,
+                    &[("title", "newest".into())],
+                ),
+                op(T0 + 500, "tracks", track, OpKind::Delete, &[]),
+            ],
+        ),
+        // A tombstone on a row whose insert stamp was converted.
+        batch(
+            dy,
+            2,
+            vec![op(T0 + 600, "releases", "rl", OpKind::Delete, &[])],
+        ),
+    ];
+    for b in &later {
+        let want = fresh.apply(b).unwrap();
+        let got = old.apply(b).unwrap();
+        assert_eq!(got, want, "batch {}", b.seq);
+        assert_eq!(old.dump(), fresh.dump(), "batch {}", b.seq);
+        assert_eq!(records(&mut old), records(&mut fresh), "batch {}", b.seq);
+    }
+    assert_eq!(old.get("albums", "al", "title"), Some("newest".into()));
 }

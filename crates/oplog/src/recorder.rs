@@ -10,6 +10,7 @@ use crate::schema::{is_identifier, SyncSchema};
 use bae_hlc::{Clock, DeviceId, Timestamp, WallClock, DEFAULT_MAX_DRIFT_MS};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::path::Path;
 
 /// Records every library write as ops. Owns one connection to the library;
@@ -383,12 +384,18 @@ impl Recording<'_> {
 /// `?1`, the columns' values follow in order. Names are spliced in as given:
 /// the caller makes sure they are identifiers.
 pub fn insert_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
-    let mut sql = format!("INSERT INTO {table} (id");
-    let mut marks = String::from("?1");
+    // Built once per recorded or merged insert: one buffer, no string per
+    // column.
+    let mut sql = String::with_capacity(128);
+    let mut marks = String::with_capacity(64);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table);
+    sql.push_str(" (id");
+    marks.push_str("?1");
     for (i, c) in columns.into_iter().enumerate() {
         sql.push_str(", ");
         sql.push_str(c);
-        marks.push_str(&format!(", ?{}", i + 2));
+        let _ = write!(marks, ", ?{}", i + 2);
     }
     sql.push_str(") VALUES (");
     sql.push_str(&marks);
@@ -399,15 +406,18 @@ pub fn insert_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -
 /// `UPDATE {table} SET {c1} = ?2, ... WHERE id = ?1`: the row id is `?1`,
 /// the columns' values follow in order, as for [`insert_sql`].
 pub fn update_sql<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
-    let assignments: Vec<String> = columns
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ?{}", i + 2))
-        .collect();
-    format!(
-        "UPDATE {table} SET {} WHERE id = ?1",
-        assignments.join(", ")
-    )
+    let mut sql = String::with_capacity(128);
+    sql.push_str("UPDATE ");
+    sql.push_str(table);
+    sql.push_str(" SET ");
+    for (i, c) in columns.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "{c} = ?{}", i + 2);
+    }
+    sql.push_str(" WHERE id = ?1");
+    sql
 }
 
 /// The parameters of [`insert_sql`] and [`update_sql`]: the row id, then the values.
@@ -427,5 +437,26 @@ fn check_ident(name: &str) -> Result<(), OplogError> {
         Ok(())
     } else {
         Err(OplogError::BadIdentifier(name.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_and_update_sql_number_the_id_first_then_each_column() {
+        assert_eq!(
+            insert_sql("albums", ["title", "year"]),
+            "INSERT INTO albums (id, title, year) VALUES (?1, ?2, ?3)"
+        );
+        assert_eq!(
+            insert_sql("albums", []),
+            "INSERT INTO albums (id) VALUES (?1)"
+        );
+        assert_eq!(
+            update_sql("albums", ["title", "year"]),
+            "UPDATE albums SET title = ?2, year = ?3 WHERE id = ?1"
+        );
     }
 }
