@@ -549,6 +549,42 @@ fn a_tie_between_equal_stamps_goes_to_the_greater_value() {
     assert_eq!(writer.dump(), a.dump());
 }
 
+/// An insert and a delete of one row with one stamp: the row is deleted
+/// (it lives only if its insert is newer than its tombstone) whichever
+/// arrives first, with the same stamps everywhere.
+#[test]
+fn an_insert_and_a_delete_with_one_stamp_leave_the_row_deleted_in_any_order() {
+    let (mut writer, mut a, mut b) = (Device::new(), Device::new(), Device::new());
+    let import = writer.import(&album(0, 1));
+    let track = album(0, 1).ids("tracks").next().unwrap().to_owned();
+    let insert = import
+        .ops
+        .iter()
+        .find(|o| o.table == "tracks" && o.row_id == track)
+        .unwrap();
+    let mut delete = import.clone();
+    delete.seq = bae_oplog::BatchSeq(import.seq.0 + 1);
+    delete.ops = vec![bae_oplog::Op {
+        kind: bae_oplog::OpKind::Delete,
+        fields: Vec::new(),
+        ..insert.clone()
+    }];
+    a.apply(&import).unwrap();
+    a.apply(&delete).unwrap();
+    b.apply(&delete).unwrap();
+    b.apply(&import).unwrap();
+    b.apply(&delete).unwrap();
+    writer.apply(&delete).unwrap();
+    for d in [&mut writer, &mut a, &mut b] {
+        assert!(!d.exists("tracks", &track));
+    }
+    let stamps = stamps_dump(&mut writer);
+    assert_eq!(stamps, stamps_dump(&mut a));
+    assert_eq!(stamps, stamps_dump(&mut b));
+    assert_eq!(writer.dump(), a.dump());
+    assert_eq!(writer.dump(), b.dump());
+}
+
 /// Why folding a local write never meets a tie (`fold_op` in `apply.rs`):
 /// a stamp of this device's that merge applied (an own batch re-taken
 /// after going back to a backup, stamped ahead of the clock the copy
