@@ -964,3 +964,50 @@ async fn writes_after_going_back_that_reuse_pushed_stamps_converge() {
         assert_eq!(field(s, "tracks", &track, "title").await, "z pushed");
     }
 }
+
+/// Seed 11075 of the simulation: a device whose re-take left its own
+/// cursor before held batches (their rows not here yet) goes back again to
+/// a copy taken meanwhile, and the second re-take holds a later batch. The
+/// cursor must stay before the first held ones: moved up to the later
+/// batch, it skipped them, and their writes were never applied on this
+/// device (the others had them).
+#[tokio::test]
+async fn a_second_retake_keeps_the_own_cursor_of_batches_still_held() {
+    let w = World::new(Bucket::Local, "rollback-held-twice");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let before_albums = save(&w.library("laptop"));
+    import_albums(&w.library("desktop"), 7, 2);
+    desktop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let (seventh, eighth) = (album_row(7, "albums"), album_row(8, "albums"));
+    edit(&laptop, "albums", &seventh, "title", "first held").await;
+    laptop.push().await.unwrap();
+    drop(laptop);
+
+    // Back before albums 7 and 8: the re-take holds the title's batch.
+    restore(&w.library("laptop"), &before_albums);
+    let laptop = reopen(&w, "laptop");
+    laptop.push().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &seventh, "title").await, "NULL");
+    let held_once = save(&w.library("laptop"));
+    laptop.pull().await.unwrap();
+    assert_eq!(
+        field(&laptop, "albums", &seventh, "title").await,
+        "first held"
+    );
+    edit(&laptop, "albums", &eighth, "title", "second").await;
+    laptop.push().await.unwrap();
+    drop(laptop);
+
+    // Back to the copy that still waits for the first title: the second
+    // re-take holds the batch after it (album 8 is not there either).
+    restore(&w.library("laptop"), &held_once);
+    let laptop = reopen(&w, "laptop");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    for s in [&laptop, &desktop] {
+        assert_eq!(field(s, "albums", &seventh, "title").await, "first held");
+        assert_eq!(field(s, "albums", &eighth, "title").await, "second");
+    }
+}
