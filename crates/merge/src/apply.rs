@@ -4,6 +4,7 @@ use crate::error::MergeError;
 use crate::kept;
 use crate::stamps::{self, StampIds};
 use crate::state::{self, RowState};
+use crate::ties;
 use crate::unique::{is_unique_violation, Unsettled};
 use bae_hlc::{DeviceId, Stamp};
 use bae_oplog::{Op, OpKind, SyncSchema, TableSchema, Value};
@@ -211,12 +212,22 @@ impl<'c> Applier<'c> {
             return self.insert_new(table, op, s);
         }
         let becomes_ins = is_insert && st.ins.is_none_or(|i| i < s);
-        let winners: Vec<(&str, &Value)> = op
-            .fields
-            .iter()
-            .filter(|(c, _)| st.field(c).is_none_or(|f| f < s))
-            .map(|(c, v)| (c.as_str(), v))
-            .collect();
+        // A field whose stamp equals the write's takes the greater value
+        // (`ties.rs`); its stamp stays as it is.
+        let mut winners: Vec<(&str, &Value)> = Vec::with_capacity(op.fields.len());
+        let mut tied: Vec<&str> = Vec::new();
+        for (c, v) in &op.fields {
+            match st.field(c) {
+                Some(f) if f > s => {}
+                Some(f) if f == s => {
+                    if self.wins_tie(table, id, &st, c, v)? {
+                        winners.push((c.as_str(), v));
+                        tied.push(c.as_str());
+                    }
+                }
+                _ => winners.push((c.as_str(), v)),
+            }
+        }
         self.stats.fields_won += winners.len();
         self.stats.fields_lost += op.fields.len() - winners.len();
         let mut after = st.clone();
@@ -227,7 +238,7 @@ impl<'c> Applier<'c> {
             after.ins = Some(s);
             after.fields.retain(|(_, f)| *f > s);
         } else {
-            for (c, _) in &winners {
+            for (c, _) in winners.iter().filter(|(c, _)| !tied.contains(c)) {
                 self.set_column_stamp(table.name, id, c, s)?;
                 after.fields.retain(|(f, _)| f != c);
                 after.fields.push(((*c).to_owned(), s));
@@ -240,10 +251,39 @@ impl<'c> Applier<'c> {
         }
     }
 
+    /// Whether `value`, written to `column` of a known row with the stamp
+    /// the field already has, wins the tie against the value the field
+    /// holds: the row's own if present, its kept value if absent.
+    fn wins_tie(
+        &self,
+        table: &'static TableSchema,
+        id: &str,
+        st: &RowState,
+        column: &str,
+        value: &Value,
+    ) -> Result<bool, MergeError> {
+        let current = if st.present {
+            state::physical_values(self.conn, table, id)?
+                .into_iter()
+                .find(|(c, _)| *c == column)
+                .map(|(_, v)| v)
+        } else {
+            state::parked_values(self.conn, table.name, id)?
+                .into_iter()
+                .find(|(c, _)| c == column)
+                .map(|(_, v)| v)
+        };
+        ties::wins_tie(self.conn, table, column, value, current.as_ref())
+    }
+
     /// Writes fields kept from an op whose other fields applied when it
     /// arrived (`kept.rs`): each wins unless the field's stamp is newer than
     /// the op's. A field whose stamp is the op's own (the insert it came
-    /// with) takes the value without a stamp of its own.
+    /// with) takes the value without a stamp of its own. That equal stamp
+    /// is taken for the op's own, not a tie (`ties.rs`): the insert wrote
+    /// the column's default where the kept value belongs, and only a writer
+    /// that reused a stamp for two ops of one row could have written
+    /// something else there.
     pub(crate) fn write_late(
         &mut self,
         table: &'static TableSchema,
@@ -666,6 +706,17 @@ impl<'c> Applier<'c> {
                 return Ok(false);
             }
             OpKind::Update => {
+                // Never a tie (`ties.rs`) with a value it overwrote: a
+                // stamp of this device's reaches the merge state only from
+                // this fold, from an own batch merge applied (re-taken
+                // after going back to a backup; the fold runs first and
+                // the clock moves past the batch) or from a checkpoint
+                // restore (its HLC is at least every stamp it holds, one
+                // beyond the drift bound is refused, the clock moves past
+                // it, and local batches after it replay through merge, not
+                // this fold). So a local write recorded after any of them
+                // is stamped after them (test
+                // `a_local_write_after_an_applied_own_batch_is_stamped_after_it`).
                 for (column, _) in &op.fields {
                     if st.field(column).is_none_or(|t| t < s) {
                         self.set_column_stamp(table.name, id, column, s)?;

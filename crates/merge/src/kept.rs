@@ -20,9 +20,11 @@
 use crate::apply::Applier;
 use crate::error::MergeError;
 use crate::snapshot::StateRecord;
+use crate::ties::value_order;
 use bae_hlc::{DeviceId, Stamp, Timestamp};
 use bae_oplog::{Op, OpKind, OpRecorder, SyncSchema, Value};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::cmp::Ordering;
 
 /// The fields of an op split by whether `schema` knows them.
 type Split = (Vec<(String, Value)>, Vec<(String, Value)>);
@@ -65,16 +67,28 @@ pub(crate) fn keep(
     if let Some(existing) = existing {
         // The same op kept again (a batch applied twice), or another part
         // of it (a checkpoint's kept op and the values its writer knew):
-        // one entry with every field.
+        // one entry with every field. Another op of the same stamp on the
+        // same row (its writer reused a stamp) writing one field with
+        // another value: the greater one stays whatever the arrival order
+        // (`ties.rs`), as for a field of a known column.
         let mut all: Vec<(String, Value)> =
             postcard::from_bytes(&existing).map_err(|e| corrupt(device, op.hlc, &e))?;
-        let before = all.len();
+        let mut changed = false;
         for (c, v) in fields {
-            if !all.iter().any(|(k, _)| k == c) {
-                all.push((c.clone(), v.clone()));
+            match all.iter_mut().find(|(k, _)| k == c) {
+                Some((_, kept)) => {
+                    if value_order(v, kept) == Ordering::Greater {
+                        *kept = v.clone();
+                        changed = true;
+                    }
+                }
+                None => {
+                    all.push((c.clone(), v.clone()));
+                    changed = true;
+                }
             }
         }
-        if all.len() > before {
+        if changed {
             let encoded = postcard::to_allocvec(&all).map_err(|e| corrupt(device, op.hlc, &e))?;
             conn.prepare_cached(
                 "UPDATE bae_sync_kept SET fields = ?5

@@ -48,8 +48,11 @@
 //! depend on arrival order. From them:
 //!
 //! - **Field rule**: an incoming insert or update writes a field only if its
-//!   stamp is newer than the field's effective stamp; otherwise that field
-//!   is skipped. Inserts of an existing row merge field by field.
+//!   stamp is newer than the field's effective stamp, or equal to it with
+//!   a greater value under [`value_order`] (both as the column stores
+//!   them; `ties.rs`: one device stamped both, after going back to a
+//!   backup or on purpose); otherwise that field is skipped. Inserts of an
+//!   existing row merge field by field.
 //! - **Liveness rule**: a row *lives* iff its row stamp is newer than its
 //!   tombstone (no tombstone: any insert lives); it is *present* in its
 //!   table iff it lives and every parent its foreign keys name is present.
@@ -112,6 +115,7 @@ mod pull;
 pub mod snapshot;
 mod stamps;
 mod state;
+mod ties;
 mod unique;
 
 // The merge scenarios again, inside the crate, where the fold of local
@@ -128,6 +132,7 @@ pub use error::MergeError;
 pub use kept::{apply_kept, newer_writers, KeptReport, NewerWriter};
 pub use pull::{apply_batch, apply_pull, fold_local, HeldBatch, PullReport};
 pub use state::ROW_COLUMN;
+pub use ties::value_order;
 
 use bae_oplog::{Migration, Migrations, OpRecorder};
 

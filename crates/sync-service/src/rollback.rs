@@ -477,8 +477,14 @@ fn retake(
     });
     let (conn, clock, _) = rec.sync_parts();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Never past an own cursor already here: it waits for batches an
+    // earlier re-take held (a copy taken while they waited), and moving it
+    // up to this re-take's first held batch skipped them for good (seed
+    // 11075).
     if let Some((seq, hash)) = own_cursor {
-        set_own_cursor(&tx, device, seq, hash)?;
+        if self::own_cursor(&tx, device)?.is_none_or(|(s, _)| s > seq) {
+            set_own_cursor(&tx, device, seq, hash)?;
+        }
     }
     let mut top = base;
     for (i, (batch, hash)) in ahead.batches.iter().enumerate() {

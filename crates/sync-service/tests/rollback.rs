@@ -900,3 +900,114 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
         "phone"
     );
 }
+
+/// The stamps of the ops of this device's newest batch.
+async fn newest_batch_stamps(s: &SyncService) -> Vec<u64> {
+    s.with_db(|rec| {
+        let conn = rec.sync_parts().0;
+        let seq = bae_oplog::last_batch(conn)?;
+        Ok(bae_oplog::batch_ops(conn, &bae_oplog::BAE_SCHEMA, seq)?
+            .iter()
+            .map(|op| op.hlc.as_u64())
+            .collect())
+    })
+    .await
+    .unwrap()
+}
+
+/// Seed 10071 of the simulation: a device whose clock runs ahead of its
+/// wall clock (on its logical counter) goes back to a copy and writes the
+/// fields it had written and pushed since, with other values: its clock,
+/// restored from the copy, gives the new writes the very stamps of the
+/// lost ones. The re-take brings the pushed ones back, and each tie goes
+/// to the greater value on every device (before, the device kept its new
+/// values and the others the pushed ones, for good).
+#[tokio::test]
+async fn writes_after_going_back_that_reuse_pushed_stamps_converge() {
+    let w = World::new(Bucket::Local, "rollback-tie");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let (album, track) = (album_row(0, "albums"), album_row(0, "tracks"));
+    // A clock two minutes ahead (within the drift bound): every stamp from
+    // here comes from its logical counter, not the wall clock.
+    let ahead = bae_hlc::Timestamp::from_unix_millis(now_ms() + 120_000).unwrap();
+    laptop
+        .with_db(move |rec| Ok(bae_oplog::persist_timestamp(rec.sync_parts().0, ahead)?))
+        .await
+        .unwrap();
+    let saved = save(&w.library("laptop"));
+    edit(&laptop, "albums", &album, "title", "d2-231").await;
+    let pushed_album = newest_batch_stamps(&laptop).await;
+    edit(&laptop, "tracks", &track, "title", "z pushed").await;
+    let pushed_track = newest_batch_stamps(&laptop).await;
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.batches, 2, "{push:?}");
+    sync_all(&[&desktop]).await;
+    assert_eq!(field(&desktop, "albums", &album, "title").await, "d2-231");
+    drop(laptop);
+
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    edit(&laptop, "albums", &album, "title", "d2-292").await;
+    // The ties this test is about: each new write has the stamp of the
+    // pushed write to the same field.
+    assert_eq!(newest_batch_stamps(&laptop).await, pushed_album);
+    edit(&laptop, "tracks", &track, "title", "a after").await;
+    assert_eq!(newest_batch_stamps(&laptop).await, pushed_track);
+
+    sync_all(&[&laptop, &desktop]).await;
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    for s in [&laptop, &desktop] {
+        // The greater value of each tie, whichever the device saw first.
+        assert_eq!(field(s, "albums", &album, "title").await, "d2-292");
+        assert_eq!(field(s, "tracks", &track, "title").await, "z pushed");
+    }
+}
+
+/// Seed 11075 of the simulation: a device whose re-take left its own
+/// cursor before held batches (their rows not here yet) goes back again to
+/// a copy taken meanwhile, and the second re-take holds a later batch. The
+/// cursor must stay before the first held ones: moved up to the later
+/// batch, it skipped them, and their writes were never applied on this
+/// device (the others had them).
+#[tokio::test]
+async fn a_second_retake_keeps_the_own_cursor_of_batches_still_held() {
+    let w = World::new(Bucket::Local, "rollback-held-twice");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let before_albums = save(&w.library("laptop"));
+    import_albums(&w.library("desktop"), 7, 2);
+    desktop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let (seventh, eighth) = (album_row(7, "albums"), album_row(8, "albums"));
+    edit(&laptop, "albums", &seventh, "title", "first held").await;
+    laptop.push().await.unwrap();
+    drop(laptop);
+
+    // Back before albums 7 and 8: the re-take holds the title's batch.
+    restore(&w.library("laptop"), &before_albums);
+    let laptop = reopen(&w, "laptop");
+    laptop.push().await.unwrap();
+    assert_eq!(field(&laptop, "albums", &seventh, "title").await, "NULL");
+    let held_once = save(&w.library("laptop"));
+    laptop.pull().await.unwrap();
+    assert_eq!(
+        field(&laptop, "albums", &seventh, "title").await,
+        "first held"
+    );
+    edit(&laptop, "albums", &eighth, "title", "second").await;
+    laptop.push().await.unwrap();
+    drop(laptop);
+
+    // Back to the copy that still waits for the first title: the second
+    // re-take holds the batch after it (album 8 is not there either).
+    restore(&w.library("laptop"), &held_once);
+    let laptop = reopen(&w, "laptop");
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    for s in [&laptop, &desktop] {
+        assert_eq!(field(s, "albums", &seventh, "title").await, "first held");
+        assert_eq!(field(s, "albums", &eighth, "title").await, "second");
+    }
+}

@@ -846,7 +846,14 @@ impl Sim {
                 continue;
             }
             match newest.get(&w.field) {
-                Some(n) if n.stamp >= w.stamp => {}
+                // One device can stamp two writes alike (it went back to a
+                // backup and its clock ran on its logical counter): merge
+                // keeps the greater value.
+                Some(n)
+                    if n.stamp > w.stamp
+                        || (n.stamp == w.stamp
+                            && bae_merge::value_order(&n.value, &w.value)
+                                != std::cmp::Ordering::Less) => {}
                 _ => {
                     newest.insert(&w.field, w);
                 }
@@ -1033,6 +1040,14 @@ fn env_u64(name: &str) -> Option<u64> {
 ///   found no checkpoint wrote before it had read the membership (`join`
 ///   reads it first), and its lagging clock stamped its writes before its
 ///   invite.
+/// - 10071: a device went back to the same copy twice and wrote a track
+///   title after each; its clock, restored from the copy, stamped both
+///   writes alike, and each device kept the value it saw first. Equal
+///   stamps now go to the greater value (`bae_merge::value_order`).
+/// - 11075: a re-take left the own cursor before own batches it held (for
+///   drift); the device went back to a copy taken while they waited, and
+///   the next re-take, holding a later batch, moved the cursor past them:
+///   their writes were never applied on that device.
 const REGRESSIONS: &[(u64, u64)] = &[
     (4, 300),
     (13, 300),
@@ -1058,6 +1073,8 @@ const REGRESSIONS: &[(u64, u64)] = &[
     (8079, 300),
     (8150, 300),
     (9030, 300),
+    (10071, 300),
+    (11075, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
