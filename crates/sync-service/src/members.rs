@@ -358,6 +358,13 @@ impl SyncService {
         Ok(())
     }
 
+    /// The member `device` is bound to, if this device has verified one of
+    /// its objects.
+    pub(crate) fn author_of(&self, device: DeviceId) -> Option<IdentityPublicKey> {
+        let state = self.members.lock().ok()?;
+        state.bindings.as_ref()?.author_of(device).copied()
+    }
+
     /// The devices bound to `member` (whose signed objects this device has
     /// seen).
     pub(crate) fn devices_of(&self, member: &IdentityPublicKey) -> Vec<DeviceId> {

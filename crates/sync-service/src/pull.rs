@@ -80,6 +80,9 @@ struct Stream {
     prev: Option<BatchHash>,
     /// Stopped at a bad object (a problem was recorded).
     failed: bool,
+    /// Read up to a removed member's cutoff, its head refused: `head` is
+    /// not a head this device read, only where the stream ends.
+    to_cutoff: bool,
 }
 
 impl Stream {
@@ -166,7 +169,7 @@ impl SyncService {
         async move {
             // Membership first: every head and batch below is checked
             // against the chain as the bucket holds it now.
-            self.refresh_members().await?;
+            let chain = self.refresh_members().await?;
             let all_heads = self.list_all_heads().await?;
             let heads = newest_heads(&all_heads);
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
@@ -180,6 +183,7 @@ impl SyncService {
                 // The newest head first; if it does not open (garbage the
                 // bucket host put above the real one), an older one, so one
                 // bad object never hides a whole stream.
+                let opened = streams.len();
                 for &head_seq in seqs.iter().take(MAX_HEADS_TRIED) {
                     if head_seq <= cursor.applied {
                         break;
@@ -191,6 +195,9 @@ impl SyncService {
                         }
                         Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
                     }
+                }
+                if streams.len() == opened {
+                    streams.extend(self.stream_to_cutoff(&chain, device, cursor));
                 }
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
@@ -242,7 +249,7 @@ impl SyncService {
                 let finished: Vec<Head> = if last {
                     streams
                         .iter()
-                        .filter(|s| !s.failed)
+                        .filter(|s| !s.failed && !s.to_cutoff)
                         .map(|s| s.head.clone())
                         .collect()
                 } else {
@@ -338,6 +345,50 @@ impl SyncService {
             next: cursor.applied + 1,
             prev: cursor.hash,
             failed: false,
+            to_cutoff: false,
+        })
+    }
+
+    /// The stream of a removed member's device whose heads were all
+    /// refused, up to the cutoff its removal recorded, when this device
+    /// has not applied that far. The removed member's next push replaces
+    /// their head with one the chain refuses (not a member at its HLC), and
+    /// the batches the remover had applied would otherwise never reach a
+    /// device that had not: its later writes to their rows stayed held
+    /// (seed 4 with removals). Each batch is still checked as any other
+    /// (signature, the author's role at its HLC, the cutoff, the chain of
+    /// hashes from the cursor); only the head's hash is missing.
+    fn stream_to_cutoff(
+        &self,
+        chain: &bae_membership::ValidatedChain,
+        device: DeviceId,
+        cursor: Cursor,
+    ) -> Option<Stream> {
+        // The device's author if it is bound here; else any member a cutoff
+        // lists it under (each batch is checked against its own author's).
+        let bound = self.author_of(device);
+        let cutoff = chain
+            .cutoffs_of(device)
+            .into_iter()
+            .filter(|(author, _)| bound.is_none_or(|b| b == *author))
+            .map(|(_, seq)| seq)
+            .max()?;
+        (cutoff > cursor.applied).then(|| Stream {
+            device,
+            head: Head {
+                version: crate::head::HEAD_VERSION,
+                device,
+                seq: cutoff,
+                hash: None,
+                hlc: bae_hlc::Timestamp::ZERO,
+                pushed_at_ms: 0,
+                cursors: Vec::new(),
+                schema_version: 0,
+            },
+            next: cursor.applied + 1,
+            prev: cursor.hash,
+            failed: false,
+            to_cutoff: true,
         })
     }
 
@@ -351,7 +402,7 @@ impl SyncService {
         let (device, seq) = (stream.device, stream.next);
         let key = layout::ops_key(&device, seq);
         let (batch, hash, len) = self.fetch_batch(&key, device, seq, stream.prev).await?;
-        if seq == stream.head.seq && stream.head.hash != Some(hash) {
+        if seq == stream.head.seq && !stream.to_cutoff && stream.head.hash != Some(hash) {
             return Err(SyncError::Chain {
                 device,
                 seq,

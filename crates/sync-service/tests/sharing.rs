@@ -853,3 +853,47 @@ async fn a_new_members_device_with_a_lagging_clock_writes_after_its_invite() {
     assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
     assert_converged(&[&owner, &b]).await;
 }
+
+/// The owner's laptop applies everything bob pushed and revokes him; the
+/// owner's desktop had applied none of it. Bob's next push (after his
+/// removal) replaces his head with one the chain refuses, and the desktop
+/// could never read the batches before it, within the cutoff the laptop
+/// recorded: the laptop's later writes to bob's album were held on the
+/// desktop for good (found by the simulation with removals, seed 4). A
+/// stream whose head is refused is now read up to its cutoff.
+#[tokio::test]
+async fn batches_within_a_cutoff_reach_a_device_after_the_removed_members_next_push() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("cutoff-after-refused-head").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    owner.pull().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(b.device(), last_batch(&b).await)]);
+    edit(
+        &owner,
+        "albums",
+        &album_row(30, "albums"),
+        "title",
+        "by the owner",
+    )
+    .await;
+    owner.push().await.unwrap();
+    // Bob, removed, writes again; his new head is refused by everyone.
+    set_title(&b, "bob after removal").await;
+    b.push().await.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(
+        pull.problems
+            .iter()
+            .all(|p| p.device == b.device() && p.reason.contains("not a member")),
+        "{:?}",
+        pull.problems
+    );
+    assert_eq!(
+        field(&desktop, "albums", &album_row(30, "albums"), "title").await,
+        "by the owner"
+    );
+    assert_ne!(title(&desktop).await.as_deref(), Some("bob after removal"));
+    assert_converged(&[&owner, &desktop]).await;
+}
