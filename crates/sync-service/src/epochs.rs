@@ -102,7 +102,23 @@ impl SyncService {
     /// bucket next time.
     pub fn with_key_store(mut self, store: KeyStore, library_id: impl Into<String>) -> Self {
         self.key_store = Some((store, library_id.into()));
+        if let Ok(mut state) = self.members.lock() {
+            state.keys_unchecked = false;
+        }
         self
+    }
+
+    /// Before this service first seals anything: a service without a key
+    /// store looks once for this member's newer key blobs. It holds only
+    /// the keys it was given, and a membership cache that already has a
+    /// removal names no epoch it lacks, so after a restart it sealed under
+    /// the epoch its own revoke had just retired, which the removed member
+    /// holds (seed 12003 of the simulation with removals).
+    pub(crate) async fn look_for_keys_once(&self) -> Result<(), SyncError> {
+        if self.members.lock().is_ok_and(|s| s.keys_unchecked) {
+            self.refresh_members().await?;
+        }
+        Ok(())
     }
 
     /// The newest key epoch held (what new objects are sealed under).

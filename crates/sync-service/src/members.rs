@@ -188,6 +188,21 @@ pub(crate) struct MemberState {
     /// Whether an object named a key epoch newer than any held since the
     /// last look for this member's key blobs.
     pub(crate) keys_stale: bool,
+    /// Whether this service has yet to look for this member's newer key
+    /// blobs once: a service without a key store starts from the keys it
+    /// was given, and its cached chain names no epoch it would miss (see
+    /// [`SyncService::look_for_keys_once`]).
+    pub(crate) keys_unchecked: bool,
+}
+
+impl MemberState {
+    /// Nothing loaded yet, and no look for newer key blobs made.
+    pub(crate) fn keys_unchecked() -> Self {
+        MemberState {
+            keys_unchecked: true,
+            ..MemberState::default()
+        }
+    }
 }
 
 /// The largest membership object read (a sealed entry of the largest size).
@@ -445,7 +460,11 @@ impl SyncService {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
         let (seen, chain, keys_stale) = match self.members.lock() {
-            Ok(s) => (s.seen.clone(), s.chain.clone(), s.keys_stale),
+            Ok(mut s) => {
+                let stale = s.keys_stale || s.keys_unchecked;
+                s.keys_unchecked = false;
+                (s.seen.clone(), s.chain.clone(), stale)
+            }
             Err(_) => (BTreeSet::new(), None, false),
         };
         let cached: BTreeSet<String> = if chain.is_some() {

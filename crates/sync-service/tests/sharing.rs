@@ -897,3 +897,41 @@ async fn batches_within_a_cutoff_reach_a_device_after_the_removed_members_next_p
     assert_ne!(title(&desktop).await.as_deref(), Some("bob after removal"));
     assert_converged(&[&owner, &desktop]).await;
 }
+
+/// The owner's device revokes bob, then restarts; its keys lived in memory
+/// only (a service built without a key store, which finds new epochs in
+/// the bucket). Its cached chain already held the removal, so nothing it
+/// read named the new epoch: it never looked for it, and sealed what it
+/// wrote next under epoch 0, which bob holds (found by the simulation with
+/// removals, seed 12003 and seven others). Such a service now looks for
+/// its newer key blob before its first push or membership read.
+#[tokio::test]
+async fn a_restarted_device_without_a_key_store_seals_under_its_revokes_epoch() {
+    let w = World::new(Bucket::Local, "restart-after-revoke");
+    drop(w.first_device("owner", 1).await);
+    let owner = w.device_over("owner", w.store());
+    let bob = user(&w, "bob");
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner.revoke(bob.identity.public_key()).await.unwrap();
+    owner.pull().await.unwrap();
+    drop(owner);
+    let owner = w.device_over("owner", w.store());
+    set_title(&owner, "after restart").await;
+    let head = owner.push().await.unwrap().head.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+    let sealed = w
+        .store()
+        .get(&ops_key(&owner, head), 1 << 24)
+        .await
+        .unwrap();
+    let header = bae_crypto::object::ObjectHeader::parse(
+        &sealed[..bae_crypto::object::HEADER_LEN],
+    )
+    .unwrap();
+    assert_eq!(header.epoch, KeyEpoch(1));
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+}
