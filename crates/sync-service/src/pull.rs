@@ -183,21 +183,37 @@ impl SyncService {
                 // The newest head first; if it does not open (garbage the
                 // bucket host put above the real one), an older one, so one
                 // bad object never hides a whole stream.
-                let opened = streams.len();
+                let cutoff = self.cutoff_of(&chain, device);
+                let mut opened = None;
                 for &head_seq in seqs.iter().take(MAX_HEADS_TRIED) {
                     if head_seq <= cursor.applied {
                         break;
                     }
                     match self.open_stream(device, head_seq, cursor).await {
                         Ok(stream) => {
-                            streams.push(stream);
+                            opened = Some(stream);
                             break;
                         }
                         Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
                     }
                 }
-                if streams.len() == opened {
-                    streams.extend(self.stream_to_cutoff(&chain, device, cursor));
+                // A removed member's device: nothing past its cutoff counts,
+                // so nothing past it is read (a batch there that GC removed
+                // is no gap to recover), and when every head was refused
+                // (their next push after the removal replaced it) the
+                // batches up to it are read all the same: the remover had
+                // applied them, and a device that had not would otherwise
+                // never get them, its later writes to their rows held for
+                // good (seed 4 with removals). Each batch is still checked
+                // as any other (signature, role at its HLC, cutoff, the
+                // chain of hashes from the cursor).
+                match (opened, cutoff) {
+                    (Some(stream), Some(c)) if stream.head.seq > c => {
+                        streams.extend(to_cutoff(device, c, cursor));
+                    }
+                    (Some(stream), _) => streams.push(stream),
+                    (None, Some(c)) => streams.extend(to_cutoff(device, c, cursor)),
+                    (None, None) => {}
                 }
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
@@ -349,47 +365,18 @@ impl SyncService {
         })
     }
 
-    /// The stream of a removed member's device whose heads were all
-    /// refused, up to the cutoff its removal recorded, when this device
-    /// has not applied that far. The removed member's next push replaces
-    /// their head with one the chain refuses (not a member at its HLC), and
-    /// the batches the remover had applied would otherwise never reach a
-    /// device that had not: its later writes to their rows stayed held
-    /// (seed 4 with removals). Each batch is still checked as any other
-    /// (signature, the author's role at its HLC, the cutoff, the chain of
-    /// hashes from the cursor); only the head's hash is missing.
-    fn stream_to_cutoff(
-        &self,
-        chain: &bae_membership::ValidatedChain,
-        device: DeviceId,
-        cursor: Cursor,
-    ) -> Option<Stream> {
-        // The device's author if it is bound here; else any member a cutoff
-        // lists it under (each batch is checked against its own author's).
+    /// The last seq of `device` that counts, if a removal or demotion of
+    /// its author recorded one: under the author it is bound to here, or,
+    /// unbound, any member a cutoff lists it under (each batch is still
+    /// checked against its own author's).
+    fn cutoff_of(&self, chain: &bae_membership::ValidatedChain, device: DeviceId) -> Option<u64> {
         let bound = self.author_of(device);
-        let cutoff = chain
+        chain
             .cutoffs_of(device)
             .into_iter()
             .filter(|(author, _)| bound.is_none_or(|b| b == *author))
             .map(|(_, seq)| seq)
-            .max()?;
-        (cutoff > cursor.applied).then(|| Stream {
-            device,
-            head: Head {
-                version: crate::head::HEAD_VERSION,
-                device,
-                seq: cutoff,
-                hash: None,
-                hlc: bae_hlc::Timestamp::ZERO,
-                pushed_at_ms: 0,
-                cursors: Vec::new(),
-                schema_version: 0,
-            },
-            next: cursor.applied + 1,
-            prev: cursor.hash,
-            failed: false,
-            to_cutoff: true,
-        })
+            .max()
     }
 
     /// Fetches and verifies a stream's next batch: it must decrypt at its
@@ -536,6 +523,30 @@ fn mismatch(key: &str, field: &'static str) -> SyncError {
 
 /// How many of a device's listed heads a pull tries, newest first.
 const MAX_HEADS_TRIED: usize = 4;
+
+/// The stream of a removed member's device from `cursor` up to its
+/// `cutoff`, if this device has not applied that far: it ends at the
+/// cutoff, not at a head this device read, so its last batch is checked
+/// against no head hash.
+fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
+    (cutoff > cursor.applied).then(|| Stream {
+        device,
+        head: Head {
+            version: crate::head::HEAD_VERSION,
+            device,
+            seq: cutoff,
+            hash: None,
+            hlc: bae_hlc::Timestamp::ZERO,
+            pushed_at_ms: 0,
+            cursors: Vec::new(),
+            schema_version: 0,
+        },
+        next: cursor.applied + 1,
+        prev: cursor.hash,
+        failed: false,
+        to_cutoff: true,
+    })
+}
 
 /// Each device's newest listed head seq.
 fn newest_heads(all: &BTreeMap<DeviceId, Vec<u64>>) -> BTreeMap<DeviceId, u64> {
