@@ -462,7 +462,6 @@ impl SyncService {
         let (seen, chain, keys_stale) = match self.members.lock() {
             Ok(mut s) => {
                 let stale = s.keys_stale || s.keys_unchecked;
-                s.keys_unchecked = false;
                 (s.seen.clone(), s.chain.clone(), stale)
             }
             Err(_) => (BTreeSet::new(), None, false),
@@ -506,6 +505,10 @@ impl SyncService {
             // so the next real blob is the lowest above the keys held, and
             // blobs planted at higher epochs cannot hide it.
             let mut tried = 0;
+            // A blob that did not open (a damaged read) leaves the first
+            // look of a service without a key store to do again: nothing
+            // else would make it look (seed 12190 with removals).
+            let mut unread = false;
             for epoch in self.newer_key_blob_epochs().await? {
                 if epoch <= self.key_epoch().0 {
                     continue;
@@ -523,6 +526,7 @@ impl SyncService {
                     }
                     Err(e) => {
                         tracing::warn!(epoch, error = %e, "key blob refused");
+                        unread = true;
                         continue;
                     }
                 };
@@ -567,6 +571,11 @@ impl SyncService {
                 (_, all_keys) = self.cache_entries(opened).await?;
                 entries = with_them;
                 chain = candidate;
+            }
+            if !unread {
+                if let Ok(mut s) = self.members.lock() {
+                    s.keys_unchecked = false;
+                }
             }
         }
         let chain = Arc::new(chain);

@@ -183,7 +183,6 @@ impl SyncService {
                 // The newest head first; if it does not open (garbage the
                 // bucket host put above the real one), an older one, so one
                 // bad object never hides a whole stream.
-                let cutoff = self.cutoff_of(&chain, device);
                 let mut opened = None;
                 for &head_seq in seqs.iter().take(MAX_HEADS_TRIED) {
                     if head_seq <= cursor.applied {
@@ -197,6 +196,9 @@ impl SyncService {
                         Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
                     }
                 }
+                // After the heads: one that opened bound the device to its
+                // author.
+                let cutoff = self.cutoff_of(&chain, device);
                 // A removed member's device: nothing past its cutoff counts,
                 // so nothing past it is read (a batch there that GC removed
                 // is no gap to recover), and when every head was refused
@@ -368,15 +370,23 @@ impl SyncService {
     /// The last seq of `device` that counts, if a removal or demotion of
     /// its author recorded one: under the author it is bound to here, or,
     /// unbound, any member a cutoff lists it under (each batch is still
-    /// checked against its own author's).
+    /// checked against its own author's). A device of an author who may no
+    /// longer write that their removal did not list has none that counts
+    /// (0): batches claiming a time before the removal are refused as
+    /// unlisted, later ones as not a member's.
     fn cutoff_of(&self, chain: &bae_membership::ValidatedChain, device: DeviceId) -> Option<u64> {
         let bound = self.author_of(device);
-        chain
+        let listed = chain
             .cutoffs_of(device)
             .into_iter()
             .filter(|(author, _)| bound.is_none_or(|b| b == *author))
             .map(|(_, seq)| seq)
-            .max()
+            .max();
+        let unlisted = bound.is_some_and(|author| {
+            !chain.can_write_now(&author)
+                && chain.unlisted_before_cut_off(device, &author, bae_hlc::Timestamp::ZERO)
+        });
+        listed.or(unlisted.then_some(0))
     }
 
     /// Fetches and verifies a stream's next batch: it must decrypt at its

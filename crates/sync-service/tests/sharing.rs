@@ -907,17 +907,7 @@ async fn batches_within_a_cutoff_reach_a_device_after_the_removed_members_next_p
 /// its newer key blob before its first push or membership read.
 #[tokio::test]
 async fn a_restarted_device_without_a_key_store_seals_under_its_revokes_epoch() {
-    let w = World::new(Bucket::Local, "restart-after-revoke");
-    drop(w.first_device("owner", 1).await);
-    let owner = w.device_over("owner", w.store());
-    let bob = user(&w, "bob");
-    owner
-        .invite(bob.identity.public_key(), Role::Member)
-        .await
-        .unwrap();
-    owner.revoke(bob.identity.public_key()).await.unwrap();
-    owner.pull().await.unwrap();
-    drop(owner);
+    let w = revoked_by_a_device_without_a_key_store("restart-after-revoke").await;
     let owner = w.device_over("owner", w.store());
     set_title(&owner, "after restart").await;
     let head = owner.push().await.unwrap().head.unwrap();
@@ -963,4 +953,67 @@ async fn a_batch_past_a_cutoff_that_gc_removed_is_no_gap() {
         "NULL"
     );
     assert_converged(&[&owner, &desktop]).await;
+}
+
+/// Bob pushes, the owner revokes him before applying anything of bob's
+/// device (so the removal does not list it: nothing of it counts), and
+/// bob's first batch is then gone (his GC). The desktop read bob's head,
+/// from before the removal, took the missing batch for a gap to recover,
+/// under a checkpoint of bob's that no longer counts, and reported it for
+/// good (seed 12038 with removals).
+#[tokio::test]
+async fn a_gone_batch_of_a_device_the_removal_did_not_list_is_no_gap() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("gone-unlisted").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![]);
+    w.store().delete(&ops_key(&b, 1)).await.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    owner.pull().await.unwrap();
+    assert_eq!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}
+
+/// The owner's device (a service without a key store) invites bob and
+/// revokes him, reads the membership (caching the removal) and stops.
+async fn revoked_by_a_device_without_a_key_store(name: &str) -> World {
+    let w = World::new(Bucket::Local, name);
+    drop(w.first_device("owner", 1).await);
+    let owner = w.device_over("owner", w.store());
+    let bob = user(&w, "bob");
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner.revoke(bob.identity.public_key()).await.unwrap();
+    owner.pull().await.unwrap();
+    w
+}
+
+/// The same restart, but the first read of the owner's new key blob comes
+/// back damaged: that look found nothing, and the service never looked
+/// again (seed 12190 with removals). A blob that did not open leaves the
+/// look to do.
+#[tokio::test]
+async fn a_damaged_read_of_the_new_key_blob_does_not_end_the_look() {
+    let w = revoked_by_a_device_without_a_key_store("damaged-blob-after-revoke").await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let blob = layout::key_blob_key(
+        &PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes()),
+        1,
+    );
+    let good = w.store().get(&blob, 1 << 20).await.unwrap();
+    w.store().put(&blob, &good[..good.len() / 2]).await.unwrap();
+    let owner = w.device_over("owner", w.store());
+    owner.push().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(0));
+    w.store().put(&blob, &good).await.unwrap();
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
 }

@@ -1132,15 +1132,18 @@ impl Sim {
     async fn run_revoke(&mut self, i: usize) {
         let member = self.second_user.as_ref().unwrap().public_key();
         let r = self.service(i).revoke(member).await;
-        if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
-            eprintln!("step {} d{i}: revoke {r:?}", self.step);
-        }
         let founder = self.service(i).founder_key();
         let removal = bae_storage_s3::layout::membership_key(
             &bae_storage_s3::layout::PublicKeyHex::from_bytes(&founder.to_bytes()),
             2,
         );
         let landed = self.bucket.exists(&removal).await.unwrap();
+        if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+            eprintln!(
+                "step {} d{i}: revoke {r:?}, removal landed: {landed}",
+                self.step
+            );
+        }
         if landed {
             self.revoke.as_mut().unwrap().done = true;
             self.faults.add("revoke");
