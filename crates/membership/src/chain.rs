@@ -661,6 +661,12 @@ impl ValidatedChain {
         self.cutoffs.get(&(device, author.to_bytes())).copied()
     }
 
+    /// Whether any removal or demotion counted (a revoke starts a new key
+    /// epoch with its removal).
+    pub fn has_cut_offs(&self) -> bool {
+        !self.cut_offs.is_empty()
+    }
+
     /// Every cutoff recorded for `device`, with the member it was recorded
     /// under (only the one `device` is bound to applies to its batches).
     pub fn cutoffs_of(&self, device: DeviceId) -> Vec<(IdentityPublicKey, u64)> {

@@ -109,13 +109,26 @@ impl SyncService {
     }
 
     /// Before this service first seals anything: a service without a key
-    /// store looks once for this member's newer key blobs. It holds only
-    /// the keys it was given, and a membership cache that already has a
-    /// removal names no epoch it lacks, so after a restart it sealed under
-    /// the epoch its own revoke had just retired, which the removed member
-    /// holds (seed 12003 of the simulation with removals).
+    /// store whose cached chain has a removal looks once for this member's
+    /// newer key blobs. It holds only the keys it was given, and a cache
+    /// that already has the removal names no epoch it lacks, so after a
+    /// restart it sealed under the epoch its own revoke had just retired,
+    /// which the removed member holds (seed 12003 of the simulation with
+    /// removals). Without a removal nothing is read.
     pub(crate) async fn look_for_keys_once(&self) -> Result<(), SyncError> {
-        if self.members.lock().is_ok_and(|s| s.keys_unchecked) {
+        if !self.members.lock().is_ok_and(|s| s.keys_unchecked) {
+            return Ok(());
+        }
+        let (library, founder) = (self.library_id, *self.member.founder());
+        let removal = self
+            .with_db(move |rec| {
+                Ok(
+                    crate::members::cached_chain(rec.sync_parts().0, library, founder)?
+                        .has_cut_offs(),
+                )
+            })
+            .await?;
+        if removal {
             self.refresh_members().await?;
         }
         Ok(())
