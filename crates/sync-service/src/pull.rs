@@ -83,6 +83,9 @@ struct Stream {
     /// Read up to a removed member's cutoff, its head refused: `head` is
     /// not a head this device read, only where the stream ends.
     to_cutoff: bool,
+    /// The last seq that counts, for a removed member's device: a batch
+    /// past it that is gone is no gap (nothing there would apply).
+    cutoff: Option<u64>,
 }
 
 impl Stream {
@@ -200,20 +203,20 @@ impl SyncService {
                 // author.
                 let cutoff = self.cutoff_of(&chain, device);
                 // A removed member's device: nothing past its cutoff counts,
-                // so nothing past it is read (a batch there that GC removed
-                // is no gap to recover), and when every head was refused
-                // (their next push after the removal replaced it) the
-                // batches up to it are read all the same: the remover had
-                // applied them, and a device that had not would otherwise
-                // never get them, its later writes to their rows held for
-                // good (seed 4 with removals). Each batch is still checked
-                // as any other (signature, role at its HLC, cutoff, the
-                // chain of hashes from the cursor).
+                // so a batch there that GC removed is no gap to recover (the
+                // first one past it that is there is refused by name); and
+                // when every head was refused (their next push after the
+                // removal replaced it) the batches up to it are read all the
+                // same: the remover had applied them, and a device that had
+                // not would otherwise never get them, its later writes to
+                // their rows held for good (seed 4 with removals). Each
+                // batch is still checked as any other (signature, role at
+                // its HLC, cutoff, the chain of hashes from the cursor).
                 match (opened, cutoff) {
-                    (Some(stream), Some(c)) if stream.head.seq > c => {
-                        streams.extend(to_cutoff(device, c, cursor));
+                    (Some(mut stream), cutoff) => {
+                        stream.cutoff = cutoff;
+                        streams.push(stream);
                     }
-                    (Some(stream), _) => streams.push(stream),
                     (None, Some(c)) => streams.extend(to_cutoff(device, c, cursor)),
                     (None, None) => {}
                 }
@@ -334,6 +337,11 @@ impl SyncService {
                         slice.push(batch);
                         on_batch();
                     }
+                    Err(SyncError::Store(StoreError::NotFound { .. }))
+                        if stream.cutoff.is_some_and(|c| seq > c) =>
+                    {
+                        stream.failed = true;
+                    }
                     Err(e) => {
                         stream.failed = true;
                         problems.push(rejected(stream.device, seq, e, gaps)?);
@@ -364,6 +372,7 @@ impl SyncService {
             prev: cursor.hash,
             failed: false,
             to_cutoff: false,
+            cutoff: None,
         })
     }
 
@@ -555,6 +564,7 @@ fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
         prev: cursor.hash,
         failed: false,
         to_cutoff: true,
+        cutoff: Some(cutoff),
     })
 }
 
