@@ -888,7 +888,7 @@ impl Sim {
         let s = self.devices[0].service.as_ref().unwrap();
         // The newest surviving write of each field of a row nobody deleted.
         let mut newest: BTreeMap<&(String, String, String), &FieldWrite> = BTreeMap::new();
-        let counts = |w: &FieldWrite| removal.as_ref().map_or(true, |r| r.counts(w));
+        let counts = |w: &FieldWrite| removal.as_ref().is_none_or(|r| r.counts(w));
         for w in self.writes.iter().filter(|w| !w.lost && counts(w)) {
             let (t, r, _) = &w.field;
             if self.deleted.contains(&(t.clone(), r.clone())) {
@@ -1032,9 +1032,9 @@ impl Removal {
     /// a batch the chain accepts.
     fn counts(&self, w: &FieldWrite) -> bool {
         let (table, row, _) = &w.field;
-        self.counted.get(&w.device).map_or(true, |ops| {
-            ops.contains(&(w.stamp.hlc, table.clone(), row.clone()))
-        })
+        self.counted
+            .get(&w.device)
+            .is_none_or(|ops| ops.contains(&(w.stamp.hlc, table.clone(), row.clone())))
     }
 
     fn removed(&self, device: usize) -> bool {
@@ -1233,7 +1233,7 @@ impl Sim {
                     .map_err(|e| format!("{key}: {e}"))?;
                 let hlc = signed.header().hlc;
                 let counts = chain.can_write(&member, hlc)
-                    && chain.cutoff_for(device, &member).map_or(true, |c| seq <= c)
+                    && chain.cutoff_for(device, &member).is_none_or(|c| seq <= c)
                     && !chain.unlisted_before_cut_off(device, &member, hlc);
                 if counts {
                     let batch = bae_oplog::decode_batch(signed.body(), &BAE_SCHEMA)
