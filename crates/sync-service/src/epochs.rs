@@ -175,6 +175,7 @@ impl SyncService {
         }
         if let Ok(mut state) = self.members.lock() {
             state.keys_stale = false;
+            state.keys_unchecked = false;
         }
         Ok(())
     }

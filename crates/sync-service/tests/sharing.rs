@@ -997,9 +997,9 @@ async fn revoked_by_a_device_without_a_key_store(name: &str) -> World {
 }
 
 /// The same restart, but the first read of the owner's new key blob comes
-/// back damaged: that look found nothing, and the service never looked
-/// again (seed 12190 with removals). A blob that did not open leaves the
-/// look to do.
+/// back damaged, or the first LIST misses it: that look found nothing, and
+/// the service never looked again (seeds 12190, 12032 with removals). It
+/// now looks until it adopts one.
 #[tokio::test]
 async fn a_damaged_read_of_the_new_key_blob_does_not_end_the_look() {
     let w = revoked_by_a_device_without_a_key_store("damaged-blob-after-revoke").await;
@@ -1012,6 +1012,15 @@ async fn a_damaged_read_of_the_new_key_blob_does_not_end_the_look() {
     w.store().put(&blob, &good[..good.len() / 2]).await.unwrap();
     let owner = w.device_over("owner", w.store());
     owner.push().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(0));
+    w.store().put(&blob, &good).await.unwrap();
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+    // A LIST that misses the blob (here, gone for a while).
+    drop(owner);
+    w.store().delete(&blob).await.unwrap();
+    let owner = w.device_over("owner", w.store());
+    owner.pull().await.unwrap();
     assert_eq!(owner.key_epoch(), KeyEpoch(0));
     w.store().put(&blob, &good).await.unwrap();
     owner.pull().await.unwrap();

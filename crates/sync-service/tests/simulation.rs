@@ -1457,10 +1457,17 @@ const REGRESSIONS: &[(u64, u64)] = &[
 /// - 12003: the founder's only device restarted after its revoke (no key
 ///   store) and sealed under the retired epoch: its cached chain named no
 ///   epoch it lacked, so it never looked for its new key blob;
-/// - 12190: the same, when the first look read the blob damaged;
+/// - 12190, 12032: the same, when the first look read the blob damaged
+///   or its LIST missed it;
 /// - 12127, 12209: a founder device read a removed member's stream past
 ///   the cutoff and took a batch their GC removed for a gap to recover.
-const REVOKE_REGRESSIONS: &[(u64, u64)] = &[(12003, 300), (12127, 300), (12190, 300), (12209, 300)];
+const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
+    (12003, 300),
+    (12032, 300),
+    (12127, 300),
+    (12190, 300),
+    (12209, 300),
+];
 
 /// The fixed seeds CI runs, and the regression seeds.
 #[test]
