@@ -661,6 +661,25 @@ impl ValidatedChain {
         self.cutoffs.get(&(device, author.to_bytes())).copied()
     }
 
+    /// Whether any removal or demotion counted (a revoke starts a new key
+    /// epoch with its removal).
+    pub fn has_cut_offs(&self) -> bool {
+        !self.cut_offs.is_empty()
+    }
+
+    /// Every cutoff recorded for `device`, with the member it was recorded
+    /// under (only the one `device` is bound to applies to its batches).
+    pub fn cutoffs_of(&self, device: DeviceId) -> Vec<(IdentityPublicKey, u64)> {
+        self.cutoffs
+            .range((device, [0u8; 32])..=(device, [0xffu8; 32]))
+            .filter_map(|((_, author), seq)| {
+                IdentityPublicKey::from_bytes(author)
+                    .ok()
+                    .map(|author| (author, *seq))
+            })
+            .collect()
+    }
+
     /// Whether a batch of `device` signed by `author` at `hlc` claims a time
     /// before a removal or demotion of `author` whose cutoffs do not list
     /// `device`. The remover had applied nothing of that device, so nothing

@@ -411,6 +411,9 @@ fn a_removal_cuts_off_the_removed_members_devices_only() {
     // Listed under the removed member, but the device is another's.
     assert_eq!(chain.cutoff_for(others, &other.public()), Some(9));
     assert_eq!(chain.cutoff_for(laptop, &other.public()), None);
+    assert_eq!(chain.cutoffs_of(laptop), vec![(writer.public(), 41)]);
+    assert!(chain.has_cut_offs());
+    assert_eq!(chain.cutoffs_of(DeviceId::from_bytes([4; 16])), vec![]);
     assert!(chain.can_write(&writer.public(), hlc(9)));
     assert!(!chain.can_write(&writer.public(), hlc(10)));
     assert!(chain.can_write(&other.public(), hlc(10)));

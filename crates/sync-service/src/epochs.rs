@@ -102,7 +102,36 @@ impl SyncService {
     /// bucket next time.
     pub fn with_key_store(mut self, store: KeyStore, library_id: impl Into<String>) -> Self {
         self.key_store = Some((store, library_id.into()));
+        if let Ok(mut state) = self.members.lock() {
+            state.keys_unchecked = false;
+        }
         self
+    }
+
+    /// Before this service first seals anything: a service without a key
+    /// store whose cached chain has a removal looks once for this member's
+    /// newer key blobs. It holds only the keys it was given, and a cache
+    /// that already has the removal names no epoch it lacks, so after a
+    /// restart it sealed under the epoch its own revoke had just retired,
+    /// which the removed member holds (seed 12003 of the simulation with
+    /// removals). Without a removal nothing is read.
+    pub(crate) async fn look_for_keys_once(&self) -> Result<(), SyncError> {
+        if !self.members.lock().is_ok_and(|s| s.keys_unchecked) {
+            return Ok(());
+        }
+        let (library, founder) = (self.library_id, *self.member.founder());
+        let removal = self
+            .with_db(move |rec| {
+                Ok(
+                    crate::members::cached_chain(rec.sync_parts().0, library, founder)?
+                        .has_cut_offs(),
+                )
+            })
+            .await?;
+        if removal {
+            self.refresh_members().await?;
+        }
+        Ok(())
     }
 
     /// The newest key epoch held (what new objects are sealed under).
@@ -146,6 +175,7 @@ impl SyncService {
         }
         if let Ok(mut state) = self.members.lock() {
             state.keys_stale = false;
+            state.keys_unchecked = false;
         }
         Ok(())
     }

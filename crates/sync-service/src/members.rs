@@ -188,6 +188,23 @@ pub(crate) struct MemberState {
     /// Whether an object named a key epoch newer than any held since the
     /// last look for this member's key blobs.
     pub(crate) keys_stale: bool,
+    /// Whether a service without a key store has yet to adopt a newer key
+    /// blob: it starts from the keys it was given, and a cached chain that
+    /// has a removal names no epoch it would miss, so it looks on every
+    /// membership read until it adopts one (a damaged read of the blob, or
+    /// a LIST that missed it, must not end the look: seeds 12190, 12032
+    /// with removals; see [`SyncService::look_for_keys_once`]).
+    pub(crate) keys_unchecked: bool,
+}
+
+impl MemberState {
+    /// Nothing loaded yet, and no look for newer key blobs made.
+    pub(crate) fn keys_unchecked() -> Self {
+        MemberState {
+            keys_unchecked: true,
+            ..MemberState::default()
+        }
+    }
 }
 
 /// The largest membership object read (a sealed entry of the largest size).
@@ -358,6 +375,13 @@ impl SyncService {
         Ok(())
     }
 
+    /// The member `device` is bound to, if this device has verified one of
+    /// its objects.
+    pub(crate) fn author_of(&self, device: DeviceId) -> Option<IdentityPublicKey> {
+        let state = self.members.lock().ok()?;
+        state.bindings.as_ref()?.author_of(device).copied()
+    }
+
     /// The devices bound to `member` (whose signed objects this device has
     /// seen).
     pub(crate) fn devices_of(&self, member: &IdentityPublicKey) -> Vec<DeviceId> {
@@ -437,9 +461,14 @@ impl SyncService {
     pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
-        let (seen, chain, keys_stale) = match self.members.lock() {
-            Ok(s) => (s.seen.clone(), s.chain.clone(), s.keys_stale),
-            Err(_) => (BTreeSet::new(), None, false),
+        let (seen, chain, keys_stale, unchecked) = match self.members.lock() {
+            Ok(s) => (
+                s.seen.clone(),
+                s.chain.clone(),
+                s.keys_stale,
+                s.keys_unchecked,
+            ),
+            Err(_) => (BTreeSet::new(), None, false, false),
         };
         let cached: BTreeSet<String> = if chain.is_some() {
             seen
@@ -468,14 +497,19 @@ impl SyncService {
                 Err(e) => tracing::warn!(%key, error = %e, "membership entry refused"),
             }
         }
-        let look_for_keys = keys_stale || !sealed_under_newer_epoch.is_empty();
+        // A keyless service's first look: only once a removal (and so a
+        // rotation) is in the chain.
+        let unchecked_after_removal = |chain: &ValidatedChain| unchecked && chain.has_cut_offs();
+        let look_for_keys = keys_stale
+            || !sealed_under_newer_epoch.is_empty()
+            || chain.as_deref().is_some_and(unchecked_after_removal);
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             return Ok(Arc::clone(chain));
         }
         let (mut entries, mut all_keys) = self.cache_entries(fetched).await?;
         let mut chain =
             Chain::new(self.library_id, *self.member.founder()).validate(entries.clone());
-        if look_for_keys {
+        if look_for_keys || unchecked_after_removal(&chain) {
             // Oldest first: rotations number their epochs one after another,
             // so the next real blob is the lowest above the keys held, and
             // blobs planted at higher epochs cannot hide it.
@@ -708,10 +742,17 @@ pub(crate) fn cached_role(
     founder: IdentityPublicKey,
     me: &IdentityPublicKey,
 ) -> Result<Option<Role>, SyncError> {
+    Ok(cached_chain(conn, library_id, founder)?.current_role(me))
+}
+
+/// The chain of the entries cached in `conn` (no network).
+pub(crate) fn cached_chain(
+    conn: &rusqlite::Connection,
+    library_id: LibraryId,
+    founder: IdentityPublicKey,
+) -> Result<ValidatedChain, SyncError> {
     let (entries, _) = cached_entries(conn)?;
-    Ok(Chain::new(library_id, founder)
-        .validate(entries)
-        .current_role(me))
+    Ok(Chain::new(library_id, founder).validate(entries))
 }
 
 fn cached_keys(conn: &rusqlite::Connection) -> Result<Vec<String>, SyncError> {

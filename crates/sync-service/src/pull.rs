@@ -80,6 +80,12 @@ struct Stream {
     prev: Option<BatchHash>,
     /// Stopped at a bad object (a problem was recorded).
     failed: bool,
+    /// Read up to a removed member's cutoff, its head refused: `head` is
+    /// not a head this device read, only where the stream ends.
+    to_cutoff: bool,
+    /// The last seq that counts, for a removed member's device: a batch
+    /// past it that is gone is no gap (nothing there would apply).
+    cutoff: Option<u64>,
 }
 
 impl Stream {
@@ -166,7 +172,7 @@ impl SyncService {
         async move {
             // Membership first: every head and batch below is checked
             // against the chain as the bucket holds it now.
-            self.refresh_members().await?;
+            let chain = self.refresh_members().await?;
             let all_heads = self.list_all_heads().await?;
             let heads = newest_heads(&all_heads);
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
@@ -180,17 +186,39 @@ impl SyncService {
                 // The newest head first; if it does not open (garbage the
                 // bucket host put above the real one), an older one, so one
                 // bad object never hides a whole stream.
+                let mut opened = None;
                 for &head_seq in seqs.iter().take(MAX_HEADS_TRIED) {
                     if head_seq <= cursor.applied {
                         break;
                     }
                     match self.open_stream(device, head_seq, cursor).await {
                         Ok(stream) => {
-                            streams.push(stream);
+                            opened = Some(stream);
                             break;
                         }
                         Err(e) => problems.push(rejected(device, head_seq, e, gaps)?),
                     }
+                }
+                // After the heads: one that opened bound the device to its
+                // author.
+                let cutoff = self.cutoff_of(&chain, device);
+                // A removed member's device: nothing past its cutoff counts,
+                // so a batch there that GC removed is no gap to recover (the
+                // first one past it that is there is refused by name); and
+                // when every head was refused (their next push after the
+                // removal replaced it) the batches up to it are read all the
+                // same: the remover had applied them, and a device that had
+                // not would otherwise never get them, its later writes to
+                // their rows held for good (seed 4 with removals). Each
+                // batch is still checked as any other (signature, role at
+                // its HLC, cutoff, the chain of hashes from the cursor).
+                match (opened, cutoff) {
+                    (Some(mut stream), cutoff) => {
+                        stream.cutoff = cutoff;
+                        streams.push(stream);
+                    }
+                    (None, Some(c)) => streams.extend(to_cutoff(device, c, cursor)),
+                    (None, None) => {}
                 }
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
@@ -242,7 +270,7 @@ impl SyncService {
                 let finished: Vec<Head> = if last {
                     streams
                         .iter()
-                        .filter(|s| !s.failed)
+                        .filter(|s| !s.failed && !s.to_cutoff)
                         .map(|s| s.head.clone())
                         .collect()
                 } else {
@@ -309,6 +337,11 @@ impl SyncService {
                         slice.push(batch);
                         on_batch();
                     }
+                    Err(SyncError::Store(StoreError::NotFound { .. }))
+                        if stream.cutoff.is_some_and(|c| seq > c) =>
+                    {
+                        stream.failed = true;
+                    }
                     Err(e) => {
                         stream.failed = true;
                         problems.push(rejected(stream.device, seq, e, gaps)?);
@@ -338,7 +371,31 @@ impl SyncService {
             next: cursor.applied + 1,
             prev: cursor.hash,
             failed: false,
+            to_cutoff: false,
+            cutoff: None,
         })
+    }
+
+    /// The last seq of `device` that counts, if a removal or demotion of
+    /// its author recorded one: under the author it is bound to here, or,
+    /// unbound, any member a cutoff lists it under (each batch is still
+    /// checked against its own author's). A device of an author who may no
+    /// longer write that their removal did not list has none that counts
+    /// (0): batches claiming a time before the removal are refused as
+    /// unlisted, later ones as not a member's.
+    fn cutoff_of(&self, chain: &bae_membership::ValidatedChain, device: DeviceId) -> Option<u64> {
+        let bound = self.author_of(device);
+        let listed = chain
+            .cutoffs_of(device)
+            .into_iter()
+            .filter(|(author, _)| bound.is_none_or(|b| b == *author))
+            .map(|(_, seq)| seq)
+            .max();
+        let unlisted = bound.is_some_and(|author| {
+            !chain.can_write_now(&author)
+                && chain.unlisted_before_cut_off(device, &author, bae_hlc::Timestamp::ZERO)
+        });
+        listed.or(unlisted.then_some(0))
     }
 
     /// Fetches and verifies a stream's next batch: it must decrypt at its
@@ -351,7 +408,7 @@ impl SyncService {
         let (device, seq) = (stream.device, stream.next);
         let key = layout::ops_key(&device, seq);
         let (batch, hash, len) = self.fetch_batch(&key, device, seq, stream.prev).await?;
-        if seq == stream.head.seq && stream.head.hash != Some(hash) {
+        if seq == stream.head.seq && !stream.to_cutoff && stream.head.hash != Some(hash) {
             return Err(SyncError::Chain {
                 device,
                 seq,
@@ -485,6 +542,31 @@ fn mismatch(key: &str, field: &'static str) -> SyncError {
 
 /// How many of a device's listed heads a pull tries, newest first.
 const MAX_HEADS_TRIED: usize = 4;
+
+/// The stream of a removed member's device from `cursor` up to its
+/// `cutoff`, if this device has not applied that far: it ends at the
+/// cutoff, not at a head this device read, so its last batch is checked
+/// against no head hash.
+fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
+    (cutoff > cursor.applied).then(|| Stream {
+        device,
+        head: Head {
+            version: crate::head::HEAD_VERSION,
+            device,
+            seq: cutoff,
+            hash: None,
+            hlc: bae_hlc::Timestamp::ZERO,
+            pushed_at_ms: 0,
+            cursors: Vec::new(),
+            schema_version: 0,
+        },
+        next: cursor.applied + 1,
+        prev: cursor.hash,
+        failed: false,
+        to_cutoff: true,
+        cutoff: Some(cutoff),
+    })
+}
 
 /// Each device's newest listed head seq.
 fn newest_heads(all: &BTreeMap<DeviceId, Vec<u64>>) -> BTreeMap<DeviceId, u64> {

@@ -76,6 +76,7 @@ impl SyncService {
         async move {
             let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
+            self.look_for_keys_once().await?;
             // Before any upload: batches this device pushed before its
             // database went back in time must never be replaced.
             let retaken = self.settle_rollback().await?;

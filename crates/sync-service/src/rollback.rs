@@ -14,6 +14,7 @@ use crate::error::SyncError;
 use crate::head::Head;
 use crate::push::{encode_one, newest_pushed};
 use crate::service::SyncService;
+use bae_crypto::ObjectError;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -341,7 +342,7 @@ impl SyncService {
                     }
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "own head does not open");
-                        self.read_members_again_if_refused(&e).await?;
+                        self.read_members_again_if_unreadable(&e).await?;
                     }
                 }
             }
@@ -367,15 +368,25 @@ impl SyncService {
     }
 
     /// Before a second read of an own head or batch: reads the membership
-    /// again if it refused the first. The chain this service holds
-    /// may lack the entry that admits this device's user (a database gone
-    /// back to a copy taken before it read the membership, then a LIST
-    /// that missed the entry): judging its own objects garbage on that
-    /// chain made the push write new batches under seqs other devices had
-    /// applied, and delete the head, forking its stream for good (seed
-    /// 9127).
-    async fn read_members_again_if_refused(&self, e: &SyncError) -> Result<(), SyncError> {
-        if matches!(e, SyncError::Refused { .. }) {
+    /// again if it refused the first, and this member's newer key blobs if
+    /// the first was sealed under an epoch this device lacks (`open` noted
+    /// it). The chain this service holds may lack the entry that admits
+    /// this device's user (a database gone back to a copy taken before it
+    /// read the membership, then a LIST that missed the entry), and its
+    /// keys the epoch its own revoke started (a copy, or a home, from
+    /// before the revoke): judging its own objects garbage then made the
+    /// push write new batches under seqs other devices had applied, and
+    /// delete the head, forking its stream for good (seed 9127; seed 4 with
+    /// removals).
+    async fn read_members_again_if_unreadable(&self, e: &SyncError) -> Result<(), SyncError> {
+        let newer_epoch = matches!(
+            e,
+            SyncError::Object {
+                source: ObjectError::UnknownEpoch { .. },
+                ..
+            }
+        );
+        if newer_epoch || matches!(e, SyncError::Refused { .. }) {
             self.refresh_members().await?;
         }
         Ok(())
@@ -414,7 +425,7 @@ impl SyncService {
                 Err(e) if failed_reads == 0 => {
                     tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
                     failed_reads += 1;
-                    self.read_members_again_if_refused(&e).await?;
+                    self.read_members_again_if_unreadable(&e).await?;
                 }
                 Err(e) => {
                     // Not this device's next batch: garbage the push

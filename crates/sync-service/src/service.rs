@@ -158,7 +158,7 @@ impl SyncService {
             push_slice: crate::push::PushSlice::default(),
             member,
             library_id,
-            members: Mutex::new(MemberState::default()),
+            members: Mutex::new(MemberState::keys_unchecked()),
         })
     }
 

@@ -1011,3 +1011,49 @@ async fn a_second_retake_keeps_the_own_cursor_of_batches_still_held() {
         assert_eq!(field(s, "albums", &eighth, "title").await, "second");
     }
 }
+
+/// The owner's laptop revokes a member (key epoch 1), pushes a write under
+/// the new epoch, then goes back to a copy of its database taken before
+/// the revoke, without epoch 1's key (a service built without a key store,
+/// or a home restored from the same backup). Its own batch and head sealed
+/// under epoch 1 did not open, twice, were taken for garbage, and the
+/// push wrote new batches under the seqs the desktop had applied and
+/// deleted the head: the desktop refused the laptop's stream for good
+/// (found by the simulation with removals, seed 4). The second read now
+/// follows a look for this member's newer key blob.
+#[tokio::test]
+async fn own_batches_under_an_epoch_a_restored_device_lacks_are_not_garbage() {
+    let w = World::new(Bucket::Local, "rollback-before-revoke");
+    drop(w.first_device("laptop", 1).await);
+    let laptop = w.device_over("laptop", w.store());
+    let desktop = w.join("desktop").await;
+    let bob = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(bob.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    sync_all(&[&laptop, &desktop]).await;
+    let saved = save(&w.library("laptop"));
+    let report = laptop.revoke(bob.public_key()).await.unwrap();
+    assert_eq!(report.new_epoch, Some(bae_crypto::KeyEpoch(1)));
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.applied > 0 && pull.problems.is_empty(), "{pull:?}");
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = w.device_over("laptop", w.store());
+    import_albums(&w.library("laptop"), 5, 1);
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}

@@ -853,3 +853,176 @@ async fn a_new_members_device_with_a_lagging_clock_writes_after_its_invite() {
     assert_eq!(title(&owner).await.as_deref(), Some("by bob"));
     assert_converged(&[&owner, &b]).await;
 }
+
+/// The owner's laptop applies everything bob pushed and revokes him; the
+/// owner's desktop had applied none of it. Bob's next push (after his
+/// removal) replaces his head with one the chain refuses, and the desktop
+/// could never read the batches before it, within the cutoff the laptop
+/// recorded: the laptop's later writes to bob's album were held on the
+/// desktop for good (found by the simulation with removals, seed 4). A
+/// stream whose head is refused is now read up to its cutoff.
+#[tokio::test]
+async fn batches_within_a_cutoff_reach_a_device_after_the_removed_members_next_push() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("cutoff-after-refused-head").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    owner.pull().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(b.device(), last_batch(&b).await)]);
+    edit(
+        &owner,
+        "albums",
+        &album_row(30, "albums"),
+        "title",
+        "by the owner",
+    )
+    .await;
+    owner.push().await.unwrap();
+    // Bob, removed, writes again; his new head is refused by everyone.
+    set_title(&b, "bob after removal").await;
+    b.push().await.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(
+        pull.problems
+            .iter()
+            .all(|p| p.device == b.device() && p.reason.contains("not a member")),
+        "{:?}",
+        pull.problems
+    );
+    assert_eq!(
+        field(&desktop, "albums", &album_row(30, "albums"), "title").await,
+        "by the owner"
+    );
+    assert_ne!(title(&desktop).await.as_deref(), Some("bob after removal"));
+    assert_converged(&[&owner, &desktop]).await;
+}
+
+/// The owner's device revokes bob, then restarts; its keys lived in memory
+/// only (a service built without a key store, which finds new epochs in
+/// the bucket). Its cached chain already held the removal, so nothing it
+/// read named the new epoch: it never looked for it, and sealed what it
+/// wrote next under epoch 0, which bob holds (found by the simulation with
+/// removals, seed 12003 and seven others). Such a service now looks for
+/// its newer key blob before its first push or membership read.
+#[tokio::test]
+async fn a_restarted_device_without_a_key_store_seals_under_its_revokes_epoch() {
+    let w = revoked_by_a_device_without_a_key_store("restart-after-revoke").await;
+    let owner = w.device_over("owner", w.store());
+    set_title(&owner, "after restart").await;
+    let head = owner.push().await.unwrap().head.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+    let sealed = w
+        .store()
+        .get(&ops_key(&owner, head), 1 << 24)
+        .await
+        .unwrap();
+    let header =
+        bae_crypto::object::ObjectHeader::parse(&sealed[..bae_crypto::object::HEADER_LEN]).unwrap();
+    assert_eq!(header.epoch, KeyEpoch(1));
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+}
+
+/// Bob pushes two batches; the owner's laptop had applied the first only
+/// when it revokes him (cutoff at the first). Bob's second batch, past the
+/// cutoff, is then gone (his GC removed it under a checkpoint of his that
+/// no longer counts). The desktop, which had applied nothing of bob, read
+/// his head, took the missing batch for a gap to recover and reported it
+/// for good (found by the simulation with removals, seed 12038 and four
+/// others); nothing past a cutoff is read now.
+#[tokio::test]
+async fn a_batch_past_a_cutoff_that_gc_removed_is_no_gap() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("gone-past-cutoff").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    let first = last_batch(&b).await;
+    owner.pull().await.unwrap();
+    set_title(&b, "bob before removal").await;
+    let head = b.push().await.unwrap().head.unwrap();
+    assert!(head > first);
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(b.device(), first)]);
+    w.store().delete(&ops_key(&b, head)).await.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_ne!(title(&desktop).await.as_deref(), Some("bob before removal"));
+    assert_ne!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}
+
+/// Bob pushes, the owner revokes him before applying anything of bob's
+/// device (so the removal does not list it: nothing of it counts), and
+/// bob's first batch is then gone (his GC). The desktop read bob's head,
+/// from before the removal, took the missing batch for a gap to recover,
+/// under a checkpoint of bob's that no longer counts, and reported it for
+/// good (seed 12038 with removals).
+#[tokio::test]
+async fn a_gone_batch_of_a_device_the_removal_did_not_list_is_no_gap() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("gone-unlisted").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![]);
+    w.store().delete(&ops_key(&b, 1)).await.unwrap();
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    owner.pull().await.unwrap();
+    assert_eq!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}
+
+/// The owner's device (a service without a key store) invites bob and
+/// revokes him, reads the membership (caching the removal) and stops.
+async fn revoked_by_a_device_without_a_key_store(name: &str) -> World {
+    let w = World::new(Bucket::Local, name);
+    drop(w.first_device("owner", 1).await);
+    let owner = w.device_over("owner", w.store());
+    let bob = user(&w, "bob");
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    owner.revoke(bob.identity.public_key()).await.unwrap();
+    owner.pull().await.unwrap();
+    w
+}
+
+/// The same restart, but the first read of the owner's new key blob comes
+/// back damaged, or the first LIST misses it: that look found nothing, and
+/// the service never looked again (seeds 12190, 12032 with removals). It
+/// now looks until it adopts one.
+#[tokio::test]
+async fn a_damaged_read_of_the_new_key_blob_does_not_end_the_look() {
+    let w = revoked_by_a_device_without_a_key_store("damaged-blob-after-revoke").await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let blob = layout::key_blob_key(
+        &PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes()),
+        1,
+    );
+    let good = w.store().get(&blob, 1 << 20).await.unwrap();
+    w.store().put(&blob, &good[..good.len() / 2]).await.unwrap();
+    let owner = w.device_over("owner", w.store());
+    owner.push().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(0));
+    w.store().put(&blob, &good).await.unwrap();
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+    // A LIST that misses the blob (here, gone for a while).
+    drop(owner);
+    w.store().delete(&blob).await.unwrap();
+    let owner = w.device_over("owner", w.store());
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(0));
+    w.store().put(&blob, &good).await.unwrap();
+    owner.pull().await.unwrap();
+    assert_eq!(owner.key_epoch(), KeyEpoch(1));
+}
