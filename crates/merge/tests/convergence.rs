@@ -433,20 +433,23 @@ fn same_stamp_twin(base: &Batch, pick: usize, field: usize, value: Value) -> Opt
     })
 }
 
-/// Every stamp a device holds, by writer device rather than its local
-/// writer number.
+/// Every stamp a device holds, by writer device and table name rather
+/// than their local numbers (which differ between devices).
 fn stamps_dump(d: &mut Device) -> Vec<String> {
     let conn = d.conn();
     let mut out = Vec::new();
     let mut rows = conn
         .prepare(
-            "SELECT r.table_name, hex(r.row_key), r.ins_hlc, hex(wi.device), r.del_hlc, hex(wd.device)
+            "SELECT t.name, hex(r.row_key), r.ins_hlc, hex(wi.device), r.del_hlc, hex(wd.device)
              FROM bae_sync_row_stamps r
+             JOIN bae_sync_table_ids t ON t.id = r.table_id
              LEFT JOIN bae_sync_writers wi ON wi.id = r.ins_writer
              LEFT JOIN bae_sync_writers wd ON wd.id = r.del_writer
              UNION ALL
-             SELECT c.table_name, hex(c.row_key) || '.' || c.\"column\", c.hlc, hex(w.device), NULL, NULL
-             FROM bae_sync_column_stamps c LEFT JOIN bae_sync_writers w ON w.id = c.writer
+             SELECT t.name, hex(c.row_key) || '.' || c.\"column\", c.hlc, hex(w.device), NULL, NULL
+             FROM bae_sync_column_stamps c
+             JOIN bae_sync_table_ids t ON t.id = c.table_id
+             LEFT JOIN bae_sync_writers w ON w.id = c.writer
              ORDER BY 1, 2",
         )
         .unwrap();
