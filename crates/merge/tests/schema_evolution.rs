@@ -839,15 +839,16 @@ fn review_ops_forged_with_one_stamp_on_different_rows_are_each_kept_and_applied(
     assert_eq!(b.dump(&BAE_SCHEMA_V2), c.dump(&BAE_SCHEMA_V2));
 }
 
-/// Review finding: two ops of one stamp (a member signing both, or a
+/// Review finding 2: two ops of one stamp (a member signing both, or a
 /// device back from a backup) write a column a version 1 device does not
 /// know, one the text `'5'`, one the integer 7. A device that knows the
 /// column (`TEXT`) compares them as it stores them, `'5'` and `'7'`: 7
 /// wins. The version 1 device kept one value per field, the greater as
 /// written (text ranks above integers), `'5'`, dropping 7; once upgraded
-/// it has `'5'` for good while the others have `'7'`.
+/// it had `'5'` for good while the others had `'7'`. It now keeps, for
+/// each type affinity, the value a tie would settle on, and settles on
+/// the column's own once it knows it.
 #[test]
-#[ignore = "review finding 2: kept ops of one stamp keep the greater value as written, not as the column will store it"]
 fn review_a_tie_kept_by_an_older_device_settles_as_the_column_stores_it() {
     let mut a = Node::new(1, true);
     let mut b = Node::new(2, false);
