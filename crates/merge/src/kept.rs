@@ -20,9 +20,9 @@
 use crate::apply::Applier;
 use crate::error::MergeError;
 use crate::snapshot::StateRecord;
-use crate::ties::value_order;
+use crate::ties::{self, value_order};
 use bae_hlc::{DeviceId, Stamp, Timestamp};
-use bae_oplog::{Op, OpKind, OpRecorder, SyncSchema, Value};
+use bae_oplog::{Op, OpKind, OpRecorder, SyncSchema, TableSchema, Value};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::cmp::Ordering;
 
@@ -64,32 +64,36 @@ pub(crate) fn keep(
             |r| r.get(0),
         )
         .optional()?;
-    if let Some(existing) = existing {
-        // The same op kept again (a batch applied twice), or another part
-        // of it (a checkpoint's kept op and the values its writer knew):
-        // one entry with every field. Another op of the same stamp on the
-        // same row (its writer reused a stamp) writing one field with
-        // another value: the greater one stays whatever the arrival order
-        // (`ties.rs`), as for a field of a known column.
-        let mut all: Vec<(String, Value)> =
-            postcard::from_bytes(&existing).map_err(|e| corrupt(device, op.hlc, &e))?;
-        let mut changed = false;
-        for (c, v) in fields {
-            match all.iter_mut().find(|(k, _)| k == c) {
-                Some((_, kept)) => {
-                    if value_order(v, kept) == Ordering::Greater {
-                        *kept = v.clone();
-                        changed = true;
-                    }
-                }
-                None => {
-                    all.push((c.clone(), v.clone()));
-                    changed = true;
-                }
-            }
+    // The same op kept again (a batch applied twice), or another part of
+    // it (a checkpoint's kept op and the values its writer knew): one
+    // entry with every field. Another op of the same stamp on the same row
+    // (its writer reused a stamp) writing one field with another value:
+    // the column's type affinity is not known here, so the values a tie
+    // may settle on under any affinity stay (`ties::tie_candidates`), and
+    // the one for the column's own is taken once it is known.
+    let mut all: Vec<(String, Value)> = match &existing {
+        Some(bytes) => postcard::from_bytes(bytes).map_err(|e| corrupt(device, op.hlc, &e))?,
+        None => Vec::new(),
+    };
+    let mut changed = false;
+    for (c, v) in fields {
+        let had: Vec<&Value> = all.iter().filter(|(k, _)| k == c).map(|(_, v)| v).collect();
+        let mut with_it = had.clone();
+        with_it.push(v);
+        let candidates = ties::tie_candidates(conn, &with_it)?;
+        let same = candidates.len() == had.len()
+            && candidates
+                .iter()
+                .all(|k| had.iter().any(|h| value_order(h, k) == Ordering::Equal));
+        if !same {
+            all.retain(|(k, _)| k != c);
+            all.extend(candidates.into_iter().map(|k| (c.clone(), k)));
+            changed = true;
         }
+    }
+    let encoded = postcard::to_allocvec(&all).map_err(|e| corrupt(device, op.hlc, &e))?;
+    if existing.is_some() {
         if changed {
-            let encoded = postcard::to_allocvec(&all).map_err(|e| corrupt(device, op.hlc, &e))?;
             conn.prepare_cached(
                 "UPDATE bae_sync_kept SET fields = ?5
                  WHERE device = ?1 AND hlc = ?2 AND table_name = ?3 AND row_id = ?4",
@@ -104,7 +108,6 @@ pub(crate) fn keep(
         }
         return Ok(());
     }
-    let encoded = postcard::to_allocvec(fields).map_err(|e| corrupt(device, op.hlc, &e))?;
     conn.prepare_cached(
         "INSERT OR IGNORE INTO bae_sync_kept
              (device, hlc, schema_version, table_name, row_id, kind, whole, fields)
@@ -121,6 +124,30 @@ pub(crate) fn keep(
         encoded
     ])?;
     Ok(())
+}
+
+/// `fields` kept with one stamp, one value per column: of a column's tie
+/// candidates (`keep`), the one a tie settles on under its affinity.
+fn settle_kept(
+    conn: &Connection,
+    table: &TableSchema,
+    fields: Vec<(String, Value)>,
+) -> Result<Vec<(String, Value)>, MergeError> {
+    let mut out: Vec<(String, Value)> = Vec::with_capacity(fields.len());
+    for (c, _) in &fields {
+        if out.iter().any(|(k, _)| k == c) {
+            continue;
+        }
+        let values: Vec<&Value> = fields
+            .iter()
+            .filter(|(k, _)| k == c)
+            .map(|(_, v)| v)
+            .collect();
+        if let Some(v) = ties::settled(conn, table, c, &values)? {
+            out.push((c.clone(), v.clone()));
+        }
+    }
+    Ok(out)
 }
 
 /// Notes that `device` writes schema `version`, newer than this device's.
@@ -197,10 +224,18 @@ pub(crate) fn check_kept_record(record: &StateRecord) -> Result<(), bae_oplog::C
             table: table.clone(),
             row_id: row_id.clone(),
             kind,
-            fields: fields.clone(),
+            fields: Vec::new(),
         }],
     };
-    bae_oplog::validate(&batch, &NOTHING)
+    bae_oplog::validate(&batch, &NOTHING)?;
+    // A column may be kept with several values (the tie candidates of
+    // `keep`): each is checked as a field of an op of its own.
+    for field in fields {
+        let mut one = batch.clone();
+        one.ops[0].fields = vec![field.clone()];
+        bae_oplog::validate(&one, &NOTHING)?;
+    }
+    Ok(())
 }
 
 /// Restores a snapshot's kept op, and has the next [`apply_kept`] try
@@ -414,7 +449,7 @@ fn replay_one(
         applier.fold_local(local)?;
         let stamp = Stamp::new(op.hlc, device);
         let known_op = Op {
-            fields: known,
+            fields: settle_kept(&tx, known_table, known)?,
             ..op.clone()
         };
         let applied = if whole {

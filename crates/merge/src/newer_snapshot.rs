@@ -328,28 +328,31 @@ fn keep_row(
     Ok(())
 }
 
-/// Names and values held to a newer writer's bounds, checked as an op of
-/// such a writer against an empty schema.
+/// Names and values held to a newer writer's bounds, checked as ops of
+/// such a writer against an empty schema: the table by an op without
+/// fields, each name and value by an op of its own (values under a
+/// placeholder name; an op may name a column only once).
 fn bounded(table: &str, columns: &[&str], values: &[Value]) -> Result<(), CodecError> {
     static NOTHING: SyncSchema = SyncSchema::new(&[], None);
-    let mut fields: Vec<(String, Value)> = columns
+    let fields = columns
         .iter()
         .map(|c| ((*c).to_owned(), Value::Null))
-        .collect();
-    // Values are checked under a placeholder name.
-    fields.extend(values.iter().map(|v| ("v".to_owned(), v.clone())));
-    let batch = Batch {
-        schema_version: u32::MAX,
-        device: DeviceId::from_bytes([0; 16]),
-        seq: BatchSeq(1),
-        prev: None,
-        ops: vec![Op {
-            hlc: Timestamp::from_u64(1),
-            table: table.to_owned(),
-            row_id: "-".to_owned(),
-            kind: OpKind::Update,
-            fields,
-        }],
-    };
-    bae_oplog::validate(&batch, &NOTHING)
+        .chain(values.iter().map(|v| ("v".to_owned(), v.clone())));
+    for fields in std::iter::once(Vec::new()).chain(fields.map(|f| vec![f])) {
+        let batch = Batch {
+            schema_version: u32::MAX,
+            device: DeviceId::from_bytes([0; 16]),
+            seq: BatchSeq(1),
+            prev: None,
+            ops: vec![Op {
+                hlc: Timestamp::from_u64(1),
+                table: table.to_owned(),
+                row_id: "-".to_owned(),
+                kind: OpKind::Update,
+                fields,
+            }],
+        };
+        bae_oplog::validate(&batch, &NOTHING)?;
+    }
+    Ok(())
 }

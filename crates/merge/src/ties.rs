@@ -67,6 +67,68 @@ pub(crate) fn wins_tie(
     Ok(value_order(&incoming, &current) == Ordering::Greater)
 }
 
+/// The columns of `bae_sync_value_forms`, one of each type affinity.
+const AFFINITIES: [&str; 5] = ["as_integer", "as_text", "as_blob", "as_real", "as_numeric"];
+
+/// Whether `a` ranks above `b` as a column of `affinity` stores them,
+/// equal stored forms ranked as written: a total order whose greatest
+/// value has the stored form a tie of a known column settles on.
+fn above(conn: &Connection, affinity: &str, a: &Value, b: &Value) -> Result<bool, MergeError> {
+    let by_form = value_order(
+        &stored_form(conn, affinity, a)?,
+        &stored_form(conn, affinity, b)?,
+    );
+    Ok(by_form.then_with(|| value_order(a, b)) == Ordering::Greater)
+}
+
+/// The greatest of `values` under [`above`] for `affinity`.
+fn greatest<'v>(
+    conn: &Connection,
+    affinity: &str,
+    values: &[&'v Value],
+) -> Result<Option<&'v Value>, MergeError> {
+    let mut best: Option<&Value> = None;
+    for v in values {
+        if best.map_or(Ok(true), |b| above(conn, affinity, v, b))? {
+            best = Some(v);
+        }
+    }
+    Ok(best)
+}
+
+/// What to keep of `values`, written with one stamp to a column this
+/// device does not know yet (a newer writer's), whose type affinity is
+/// therefore unknown: for each affinity the greatest as it stores them,
+/// so whichever the column turns out to have, the value its tie settles
+/// on is among them ([`settled`]). At most five, in [`value_order`]; a
+/// function of the set of values, whatever their arrival order.
+pub(crate) fn tie_candidates(
+    conn: &Connection,
+    values: &[&Value],
+) -> Result<Vec<Value>, MergeError> {
+    let mut kept: Vec<Value> = Vec::with_capacity(AFFINITIES.len());
+    for affinity in AFFINITIES {
+        if let Some(best) = greatest(conn, affinity, values)? {
+            if !kept.iter().any(|k| value_order(k, best) == Ordering::Equal) {
+                kept.push(best.clone());
+            }
+        }
+    }
+    kept.sort_by(value_order);
+    Ok(kept)
+}
+
+/// Of the values kept for `column` with one stamp ([`tie_candidates`]),
+/// the one its tie settles on, now that the column is known here.
+pub(crate) fn settled<'v>(
+    conn: &Connection,
+    table: &TableSchema,
+    column: &str,
+    values: &[&'v Value],
+) -> Result<Option<&'v Value>, MergeError> {
+    greatest(conn, column_affinity(conn, table, column)?, values)
+}
+
 /// A column's type affinity, by SQLite's rules on its declared type
 /// (sqlite.org/datatype3.html, 3.1), as the name of the column of
 /// `bae_sync_value_forms` that has it.
@@ -174,5 +236,51 @@ mod tests {
         assert!(!wins("n", "5".into(), Value::Integer(5)));
         assert!(!wins("n", Value::Integer(5), "5".into()));
         assert!(wins_tie(&conn, &table, "n", &Value::Null, None).unwrap());
+    }
+
+    #[test]
+    fn tie_candidates_hold_the_winner_of_every_affinity_in_any_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, s TEXT, r REAL, b)")
+            .unwrap();
+        let table = TableSchema {
+            name: "t",
+            columns: &["n", "s", "r", "b"],
+            parents: &[],
+            unique: &[],
+        };
+        let values = [
+            Value::from("5"),
+            Value::Integer(7),
+            Value::Integer(12),
+            Value::from("9"),
+            Value::Real(7.5),
+        ];
+        let refs: Vec<&Value> = values.iter().collect();
+        let kept = tie_candidates(&conn, &refs).unwrap();
+        assert!(kept.len() <= 5);
+        let mut reversed = refs.clone();
+        reversed.reverse();
+        assert_eq!(tie_candidates(&conn, &reversed).unwrap(), kept);
+        // Merged one at a time, as `keep` does, the same set.
+        let mut acc: Vec<Value> = Vec::new();
+        for v in &values {
+            let mut with_it: Vec<&Value> = acc.iter().collect();
+            with_it.push(v);
+            acc = tie_candidates(&conn, &with_it).unwrap();
+        }
+        assert_eq!(acc, kept);
+        let kept_refs: Vec<&Value> = kept.iter().collect();
+        for (column, winner) in [
+            // 7.5 stays a real in an INTEGER column: reals rank above.
+            ("n", Value::Real(7.5)),
+            ("s", Value::from("9")),
+            ("r", Value::Integer(12)),
+            ("b", Value::from("9")),
+        ] {
+            let all = settled(&conn, &table, column, &refs).unwrap().unwrap();
+            let from_kept = settled(&conn, &table, column, &kept_refs).unwrap().unwrap();
+            assert_eq!((all, from_kept), (&winner, &winner), "{column}");
+        }
     }
 }

@@ -5,8 +5,9 @@
 
 mod common;
 
+use bae_merge::MergeError;
 use bae_oplog::fixture::{demo_album, AlbumImport};
-use bae_oplog::{Batch, Value};
+use bae_oplog::{Batch, CodecError, Value};
 use common::Device;
 use proptest::prelude::*;
 
@@ -409,20 +410,46 @@ fn other_value() -> impl Strategy<Value = Value> {
 /// A batch of one op with the same stamp (writer and HLC) as an op of
 /// `base` and another value in one of its fields: what a device that went
 /// back to a backup and wrote again from its copy's clock publishes, or a
-/// member signing two ops with one stamp. Parent and unique columns keep
-/// their values (the tie of interest is a field's, not a row's place).
-fn same_stamp_twin(base: &Batch, pick: usize, field: usize, value: Value) -> Option<Batch> {
+/// member signing two ops with one stamp. With `place` the field is a
+/// parent or unique column and the value is that column's value in another
+/// recorded op (`pool`), so the twin moves the row under another parent or
+/// onto another row's key; otherwise parent and unique columns keep their
+/// values.
+fn same_stamp_twin(
+    base: &Batch,
+    pool: &[Batch],
+    (pick, field, value, place): (usize, usize, Value, bool),
+) -> Option<Batch> {
     let writes: Vec<&bae_oplog::Op> = base.ops.iter().filter(|o| !o.fields.is_empty()).collect();
     let op = *writes.get(pick % writes.len().max(1))?;
     let table = bae_oplog::BAE_SCHEMA.table(&op.table)?;
     let free: Vec<usize> = (0..op.fields.len())
         .filter(|i| {
             let c = op.fields[*i].0.as_str();
-            !table.parents.iter().any(|(p, _)| *p == c)
-                && !table.unique.iter().any(|g| g.contains(&c))
+            let places = table.parents.iter().any(|(p, _)| *p == c)
+                || table.unique.iter().any(|g| g.contains(&c));
+            places == place
         })
         .collect();
     let at = *free.get(field % free.len().max(1))?;
+    let value = if place {
+        let column = op.fields[at].0.as_str();
+        let others: Vec<&Value> = pool
+            .iter()
+            .flat_map(|b| &b.ops)
+            .filter(|o| o.table == op.table)
+            .flat_map(|o| &o.fields)
+            .filter(|(c, v)| c == column && *v != op.fields[at].1)
+            .map(|(_, v)| v)
+            .collect();
+        let n = match value {
+            Value::Integer(n) => n.unsigned_abs() as usize,
+            _ => pick,
+        };
+        (*others.get(n % others.len().max(1))?).clone()
+    } else {
+        value
+    };
     let mut twin = op.clone();
     twin.fields[at].1 = value;
     Some(Batch {
@@ -433,8 +460,8 @@ fn same_stamp_twin(base: &Batch, pick: usize, field: usize, value: Value) -> Opt
     })
 }
 
-/// Every stamp a device holds, by writer device rather than its local
-/// writer number.
+/// Every stamp a device holds, by writer device and table name rather
+/// than their local numbers (which differ between devices).
 fn stamps_dump(d: &mut Device) -> Vec<String> {
     let conn = d.conn();
     let mut out = Vec::new();
@@ -472,7 +499,7 @@ fn stamps_dump(d: &mut Device) -> Vec<String> {
 fn run_with_twins(
     devices: usize,
     actions: Vec<Action>,
-    twins: Vec<(usize, usize, usize, Value)>,
+    twins: Vec<(usize, usize, usize, Value, bool)>,
     seed: u64,
 ) -> Result<(), TestCaseError> {
     let mut devs: Vec<Device> = (0..devices).map(|_| Device::new()).collect();
@@ -490,7 +517,9 @@ fn run_with_twins(
     }
     let twins: Vec<Batch> = twins
         .into_iter()
-        .filter_map(|(b, o, f, v)| same_stamp_twin(&pool[b % pool.len()], o, f, v))
+        .filter_map(|(b, o, f, v, place)| {
+            same_stamp_twin(&pool[b % pool.len()], &pool, (o, f, v, place))
+        })
         .collect();
     for (i, d) in devs.iter_mut().enumerate() {
         let me = d.id();
@@ -513,7 +542,7 @@ proptest! {
     fn ops_sharing_a_stamp_converge_in_any_order(
         devices in 2usize..=4,
         actions in proptest::collection::vec(action(), 1..30),
-        twins in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<usize>(), other_value()), 1..6),
+        twins in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<usize>(), other_value(), any::<bool>()), 1..6),
         seed in any::<u64>(),
     ) {
         run_with_twins(devices, actions, twins, seed)?;
@@ -671,4 +700,49 @@ fn reformat_and_recredit_make_rival_rows() {
     assert!(x.exists("audio_formats", "af-1-7"), "b's later format wins");
     assert!(!x.exists("audio_formats", "af-0-7"));
     assert!(x.exists("album_artists", "aa-1-7"));
+}
+
+/// Review finding 3: an op naming one column twice (nothing refused it).
+/// SQLite keeps the first of an INSERT's repeated columns and the last of
+/// an UPDATE's, and merge weighed each against the field's stamp on its
+/// own: with another op of the same stamp writing `"m"`, a device that got
+/// `"m"` first took `"z"` (the only one of the two above it), one that got
+/// the doubled op first wrote `"a"` (the last) and then `"m"` won the tie.
+/// Such an op is refused as invalid, everywhere alike.
+#[test]
+fn review_an_op_writing_one_column_twice_is_refused() {
+    let (mut writer, mut a, mut b) = (Device::new(), Device::new(), Device::new());
+    let import = writer.import(&album(0, 1));
+    let track = album(0, 1).ids("tracks").next().unwrap().to_owned();
+    let single = writer.edit("tracks", &track, &[("title", Value::from("m"))]);
+    let mut doubled = single.clone();
+    doubled.seq = bae_oplog::BatchSeq(single.seq.0 + 1);
+    doubled.ops[0].fields = vec![
+        ("title".to_owned(), Value::from("z")),
+        ("title".to_owned(), Value::from("a")),
+    ];
+    for d in [&mut a, &mut b] {
+        d.apply(&import).unwrap();
+    }
+    a.apply(&single).unwrap();
+    for d in [&mut a, &mut b] {
+        let refused = d.apply(&doubled).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                MergeError::Invalid(CodecError::BadOp {
+                    reason: "a column written twice",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    }
+    b.apply(&single).unwrap();
+    assert_eq!(a.get("tracks", &track, "title"), Some(Value::from("m")));
+    assert_eq!(
+        a.get("tracks", &track, "title"),
+        b.get("tracks", &track, "title")
+    );
+    assert_eq!(a.dump(), b.dump());
 }

@@ -838,3 +838,35 @@ fn review_ops_forged_with_one_stamp_on_different_rows_are_each_kept_and_applied(
     assert_eq!(b.get("albums", y_id, "mood"), Some("bright".into()));
     assert_eq!(b.dump(&BAE_SCHEMA_V2), c.dump(&BAE_SCHEMA_V2));
 }
+
+/// Review finding 2: two ops of one stamp (a member signing both, or a
+/// device back from a backup) write a column a version 1 device does not
+/// know, one the text `'5'`, one the integer 7. A device that knows the
+/// column (`TEXT`) compares them as it stores them, `'5'` and `'7'`: 7
+/// wins. The version 1 device kept one value per field, the greater as
+/// written (text ranks above integers), `'5'`, dropping 7; once upgraded
+/// it had `'5'` for good while the others had `'7'`. It now keeps, for
+/// each type affinity, the value a tie would settle on, and settles on
+/// the column's own once it knows it.
+#[test]
+fn review_a_tie_kept_by_an_older_device_settles_as_the_column_stores_it() {
+    let mut a = Node::new(1, true);
+    let mut b = Node::new(2, false);
+    let mut c = Node::new(3, true);
+    let x = album(0);
+    let x_id = x.album_id().unwrap();
+    a.import(&x);
+    a.tick(10);
+    a.edit("albums", x_id, &[("mood", "5".into())]);
+    let mut batches = a.batches();
+    let mut twin = batches.last().unwrap().clone();
+    twin.seq = BatchSeq(twin.seq.0 + 1);
+    twin.ops[0].fields = vec![("mood".to_owned(), Value::Integer(7))];
+    batches.push(twin);
+    assert!(c.pull(batches.clone()).held.is_empty());
+    assert_eq!(c.get("albums", x_id, "mood"), Some("7".into()));
+    assert!(b.pull(batches).held.is_empty());
+    b.upgrade();
+    assert_eq!(b.get("albums", x_id, "mood"), Some("7".into()));
+    assert_eq!(b.dump(&BAE_SCHEMA_V2), c.dump(&BAE_SCHEMA_V2));
+}

@@ -98,7 +98,8 @@ pub enum CodecError {
         /// The op's position in the batch.
         index: usize,
     },
-    /// A delete with fields, or an insert/update without a row id.
+    /// A delete with fields, an insert/update without a row id, or an op
+    /// naming one column twice.
     #[error("op {index} is malformed: {reason}")]
     BadOp {
         /// The op's position in the batch.
@@ -194,6 +195,21 @@ pub fn validate(batch: &Batch, schema: &SyncSchema) -> Result<(), CodecError> {
                 reason: "a delete carries fields",
             });
         }
+        // A column named twice has no one value: SQLite keeps the first
+        // of an INSERT's repeated columns and the last of an UPDATE's, and
+        // merge weighs each against the field's stamp on its own, so
+        // devices would settle it differently.
+        let mut named = std::collections::BTreeSet::new();
+        if !op
+            .fields
+            .iter()
+            .all(|(column, _)| named.insert(column.as_str()))
+        {
+            return Err(CodecError::BadOp {
+                index,
+                reason: "a column written twice",
+            });
+        }
         for (column, value) in &op.fields {
             if table.is_some_and(|t| t.syncs(column)) {
                 continue;
@@ -282,10 +298,14 @@ mod tests {
                 let fields = if kind == OpKind::Delete {
                     vec![]
                 } else {
-                    fields
+                    // Each column once: an op naming one twice is invalid.
+                    let mut fields: Vec<(String, Value)> = fields
                         .into_iter()
                         .map(|(i, v)| (i.get(table.columns).to_string(), v))
-                        .collect()
+                        .collect();
+                    let mut seen = std::collections::BTreeSet::new();
+                    fields.retain(|(c, _)| seen.insert(c.clone()));
+                    fields
                 };
                 Op {
                     hlc: Timestamp::from_u64(hlc),
@@ -440,6 +460,17 @@ mod tests {
         assert!(matches!(
             decode_batch(&bytes, &SCHEMA),
             Err(CodecError::BadOp { .. })
+        ));
+        let mut b = sample();
+        let first = b.ops[0].fields[0].clone();
+        b.ops[0].fields.push(first);
+        let bytes = encode_batch(&b).unwrap();
+        assert!(matches!(
+            decode_batch(&bytes, &SCHEMA),
+            Err(CodecError::BadOp {
+                reason: "a column written twice",
+                ..
+            })
         ));
     }
     #[test]

@@ -37,6 +37,15 @@ pub enum OplogError {
     /// A table or column name that is not a plain identifier.
     #[error("{0:?} is not a table or column name")]
     BadIdentifier(String),
+    /// An insert or update naming one column twice: every device must read
+    /// one value for it (readers refuse such an op, `CodecError::BadOp`).
+    #[error("{table}.{column} is written twice in one write")]
+    ColumnTwice {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
     /// A write to a row that does not exist.
     #[error("no row {row_id:?} in {table}")]
     NoSuchRow {

@@ -183,9 +183,7 @@ impl Recording<'_> {
         fields: &[(&str, Value)],
     ) -> Result<(), OplogError> {
         check_ident(table)?;
-        for (c, _) in fields {
-            check_ident(c)?;
-        }
+        check_columns(table, fields)?;
         let sql = insert_sql(table, fields.iter().map(|(c, _)| *c));
         {
             let mut stmt = self.tx.prepare_cached(&sql)?;
@@ -206,9 +204,7 @@ impl Recording<'_> {
         if fields.is_empty() {
             return Ok(());
         }
-        for (c, _) in fields {
-            check_ident(c)?;
-        }
+        check_columns(table, fields)?;
         let sql = update_sql(table, fields.iter().map(|(c, _)| *c));
         let changed = {
             let mut stmt = self.tx.prepare_cached(&sql)?;
@@ -432,6 +428,21 @@ fn row_params<'a>(
 }
 
 /// Table and column names are spliced into SQL: allow only plain identifiers.
+/// Every column a write names is a plain identifier, named once.
+fn check_columns(table: &str, fields: &[(&str, Value)]) -> Result<(), OplogError> {
+    let mut named = HashSet::with_capacity(fields.len());
+    for (c, _) in fields {
+        check_ident(c)?;
+        if !named.insert(*c) {
+            return Err(OplogError::ColumnTwice {
+                table: table.into(),
+                column: (*c).into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_ident(name: &str) -> Result<(), OplogError> {
     if is_identifier(name) {
         Ok(())

@@ -340,6 +340,31 @@ fn names_that_are_not_identifiers_are_refused_before_reaching_sql() {
     assert!(matches!(err, OplogError::NoSuchRow { .. }));
 }
 
+/// A write naming one column twice is refused before it reaches SQL or
+/// the op log: readers refuse such an op (SQLite keeps the first of an
+/// insert's repeated columns and the last of an update's, so devices
+/// would settle it differently), so recording one would stop this
+/// device's stream for everyone.
+#[test]
+fn a_write_naming_a_column_twice_is_refused_and_records_nothing() {
+    let mut lib = library();
+    let album = demo_album(1, 0, 1);
+    lib.import_album(&album).unwrap();
+    let id = album.album_id().unwrap().to_owned();
+    let before = all_ops(&mut lib).len();
+    let twice = [("title", "a".into()), ("title", "b".into())];
+    let err = lib.edit("albums", &id, &twice).unwrap_err();
+    assert!(
+        matches!(&err, OplogError::ColumnTwice { table, column } if table == "albums" && column == "title"),
+        "{err:?}"
+    );
+    let mut tx = lib.recorder().transaction().unwrap();
+    let err = tx.insert("albums", "new", &twice).unwrap_err();
+    assert!(matches!(err, OplogError::ColumnTwice { .. }), "{err:?}");
+    drop(tx);
+    assert_eq!(all_ops(&mut lib).len(), before);
+}
+
 /// A recorded transaction that reads, then writes, while another
 /// connection commits in between, succeeds: the write lock is taken when
 /// the transaction starts, so the other writer waits (a deferred
