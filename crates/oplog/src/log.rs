@@ -1,6 +1,7 @@
-//! Reading and maintaining the local op log (`bae_sync_op_log`) and this
-//! device's row (`bae_sync_device`): the only SQL on those tables outside
-//! the recorder. The sync layers call these functions; none of them names
+//! Reading and maintaining the local op log (`bae_sync_op_log`, one row
+//! per op, and `bae_sync_op_batches`, one row per batch naming its ops'
+//! seq range) and this device's row (`bae_sync_device`): the only SQL on
+//! those tables outside the recorder. The sync layers call these functions; none of them names
 //! the tables itself.
 
 use crate::error::OplogError;
@@ -12,7 +13,7 @@ use rusqlite::{params, Connection};
 /// The batch numbers not yet marked pushed, oldest first.
 pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE pushed = 0 ORDER BY batch_id",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE pushed = 0 ORDER BY batch_id",
     )?;
     let seqs = stmt
         .query_map([], |r| r.get::<_, i64>(0))?
@@ -30,7 +31,7 @@ pub fn unpushed_batches_after(
     limit: usize,
 ) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 AND pushed = 0 ORDER BY batch_id LIMIT ?2",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE batch_id > ?1 AND pushed = 0 ORDER BY batch_id LIMIT ?2",
     )?;
     let after = i64::try_from(after.0).map_err(|_| OplogError::BatchSeqOutOfRange(after.0))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -45,7 +46,7 @@ pub fn unpushed_batches_after(
 /// or not).
 pub fn batches_after(conn: &Connection, after: BatchSeq) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 ORDER BY batch_id",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE batch_id > ?1 ORDER BY batch_id",
     )?;
     let seqs = stmt
         .query_map([after.0 as i64], |r| r.get::<_, i64>(0))?
@@ -62,7 +63,9 @@ pub fn batch_ops(
     batch: BatchSeq,
 ) -> Result<Vec<Op>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE batch_id = ?1 ORDER BY seq",
+        "SELECT o.seq, o.hlc, o.table_name, o.row_id, o.kind, o.payload
+         FROM bae_sync_op_batches b JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id = ?1 ORDER BY o.seq",
     )?;
     let mut rows = stmt.query([batch.0 as i64])?;
     let mut ops = Vec::new();
@@ -98,29 +101,18 @@ pub fn for_each_op_after(
 
 /// The newest op seq ever recorded here (0 if none), pruned ops included.
 pub fn last_op_seq(conn: &Connection) -> Result<i64, OplogError> {
-    let from_log: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM bae_sync_op_log",
+    // The recorder numbers ops from `next_seq`, which never goes back.
+    Ok(conn.query_row(
+        "SELECT COALESCE((SELECT next_seq FROM bae_sync_device WHERE id = 1), 1) - 1",
         [],
         |r| r.get(0),
-    )?;
-    // AUTOINCREMENT keeps the high-water mark after the rows are pruned.
-    let kept: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'bae_sync_op_log'",
-            [],
-            |r| r.get(0),
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
-    Ok(from_log.max(kept.unwrap_or(0)))
+    )?)
 }
 
 /// The oldest batch holding an op recorded after op seq `after`, if any.
 pub fn first_batch_after_op(conn: &Connection, after: i64) -> Result<Option<BatchSeq>, OplogError> {
     let b: Option<i64> = conn.query_row(
-        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE seq > ?1",
+        "SELECT MIN(batch_id) FROM bae_sync_op_batches WHERE last_seq > ?1",
         [after],
         |r| r.get(0),
     )?;
@@ -143,7 +135,9 @@ pub fn rows_inserted_after(
     after: BatchSeq,
 ) -> Result<Vec<String>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT row_id FROM bae_sync_op_log WHERE table_name = ?1 AND kind = ?2 AND batch_id > ?3 ORDER BY row_id",
+        "SELECT DISTINCT o.row_id
+         FROM bae_sync_op_batches b JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+         WHERE o.table_name = ?1 AND o.kind = ?2 AND b.batch_id > ?3 ORDER BY o.row_id",
     )?;
     let ids = stmt
         .query_map(params![table, OpKind::Insert.code(), after.0 as i64], |r| {
@@ -156,10 +150,19 @@ pub fn rows_inserted_after(
 /// Deletes the ops of pushed batches up to `through` (a checkpoint covers
 /// them). Returns the ops deleted.
 pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, OplogError> {
-    Ok(conn.execute(
-        "DELETE FROM bae_sync_op_log WHERE batch_id <= ?1 AND pushed = 1",
-        [through.0 as i64],
-    )?)
+    let through = through.0 as i64;
+    let ops = conn.execute(
+        "DELETE FROM bae_sync_op_log WHERE seq IN (
+             SELECT o.seq FROM bae_sync_op_batches b
+             JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+             WHERE b.batch_id <= ?1 AND b.pushed = 1)",
+        [through],
+    )?;
+    conn.execute(
+        "DELETE FROM bae_sync_op_batches WHERE batch_id <= ?1 AND pushed = 1",
+        [through],
+    )?;
+    Ok(ops)
 }
 
 /// Decodes one op-log row (columns seq, hlc, table_name, row_id, kind, payload).
@@ -200,7 +203,7 @@ fn op_from_row(schema: &SyncSchema, r: &rusqlite::Row<'_>) -> Result<Op, OplogEr
 
 /// Marks a batch pushed: its object is safely in the bucket.
 pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError> {
-    conn.prepare_cached("UPDATE bae_sync_op_log SET pushed = 1 WHERE batch_id = ?1")?
+    conn.prepare_cached("UPDATE bae_sync_op_batches SET pushed = 1 WHERE batch_id = ?1")?
         .execute(params![batch.0 as i64])?;
     Ok(())
 }
@@ -216,17 +219,23 @@ pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError>
 /// records the bucket's batches as this device's pushed ones.
 pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, OplogError> {
     let oldest: Option<i64> = conn.query_row(
-        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE pushed = 0",
+        "SELECT MIN(batch_id) FROM bae_sync_op_batches WHERE pushed = 0",
         [],
         |r| r.get(0),
     )?;
     let first = i64::try_from(first.0).map_err(|_| OplogError::BatchSeqOutOfRange(first.0))?;
     let shift = oldest.map_or(0, |oldest| first.saturating_sub(oldest).max(0));
     if shift > 0 {
+        // Through negative numbers: moving each row straight up could meet
+        // a batch not yet moved (batch_id is the key).
         conn.prepare_cached(
-            "UPDATE bae_sync_op_log SET batch_id = batch_id + ?1 WHERE pushed = 0",
+            "UPDATE bae_sync_op_batches SET batch_id = -(batch_id + ?1) WHERE pushed = 0",
         )?
         .execute([shift])?;
+        conn.prepare_cached(
+            "UPDATE bae_sync_op_batches SET batch_id = -batch_id WHERE batch_id < 0",
+        )?
+        .execute([])?;
     }
     conn.prepare_cached(
         "UPDATE bae_sync_device SET next_batch = MAX(next_batch + ?1, ?2) WHERE id = 1",
@@ -292,7 +301,10 @@ pub fn start_new_stream(conn: &mut Connection) -> Result<DeviceId, OplogError> {
         return Err(OplogError::UnpushedBatches(unpushed));
     }
     let device = DeviceId::random();
+    // Op seqs go on from where they were (`next_seq` stays): merge's fold
+    // of local writes counts them.
     tx.execute("DELETE FROM bae_sync_op_log", [])?;
+    tx.execute("DELETE FROM bae_sync_op_batches", [])?;
     tx.execute(
         "UPDATE bae_sync_device SET device_id = ?1, next_batch = 1 WHERE id = 1",
         [device.to_string()],

@@ -170,7 +170,7 @@ pub struct Recording<'a> {
     tx: Transaction<'a>,
     clock: &'a Clock,
     schema: &'static SyncSchema,
-    batch: Option<i64>,
+    batch: Option<OpenBatch>,
 }
 
 impl Recording<'_> {
@@ -335,49 +335,76 @@ impl Recording<'_> {
             seq: -1,
             reason: e.to_string(),
         })?;
-        let batch = self.batch()?;
+        let seq = self.next_seq()?;
         let hlc = self.clock.now()?;
-        // The seq is numbered by SQLite and never reused (AUTOINCREMENT).
         self.tx
             .prepare_cached(
-                "INSERT INTO bae_sync_op_log (batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO bae_sync_op_log (seq, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+            .execute(params![seq, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+        // Counted only once the op row is in: a failed insert leaves no
+        // hole in the batch's range.
+        if let Some(open) = &mut self.batch {
+            open.next_seq = seq + 1;
+        }
         Ok(())
     }
 
-    /// The batch this transaction records into, read on its first op
-    /// together with the clock another connection may have advanced.
-    fn batch(&mut self) -> Result<i64, OplogError> {
-        if let Some(b) = self.batch {
-            return Ok(b);
+    /// The seq of the op about to be recorded. On the first op it reads
+    /// this transaction's batch number, the next op seq and the clock
+    /// another connection may have advanced: one read on the recording
+    /// path.
+    fn next_seq(&mut self) -> Result<i64, OplogError> {
+        if let Some(open) = &self.batch {
+            return Ok(open.next_seq);
         }
-        // One read on the recording path: the batch number and the clock
-        // another connection may have persisted.
-        let (b, persisted): (i64, i64) = self
+        let (id, next_seq, persisted): (i64, i64, i64) = self
             .tx
-            .prepare_cached("SELECT next_batch, clock FROM bae_sync_device WHERE id = 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .prepare_cached("SELECT next_batch, next_seq, clock FROM bae_sync_device WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         self.clock.catch_up(Timestamp::from_u64(persisted as u64))?;
-        self.batch = Some(b);
-        Ok(b)
+        self.batch = Some(OpenBatch {
+            id,
+            first_seq: next_seq,
+            next_seq,
+        });
+        Ok(next_seq)
     }
 
     /// Commits the writes and their ops together. Returns the batch number if
     /// any op was recorded.
     pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
-        if let Some(b) = self.batch {
-            // One write: the next batch number and the clock, never moved
-            // back (as `persist_clock` does).
+        let batch = self.batch.filter(|b| b.next_seq > b.first_seq);
+        if let Some(b) = &batch {
+            // Two writes per transaction, none per op: the batch's row, and
+            // the next batch number, next op seq and clock (never moved
+            // back, as `persist_clock` does).
             self.tx
                 .prepare_cached(
-                    "UPDATE bae_sync_device SET next_batch = ?1, clock = MAX(clock, ?2) WHERE id = 1",
+                    "INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![b + 1, self.clock.last().as_u64() as i64])?;
+                .execute([b.id, b.first_seq, b.next_seq - 1])?;
+            self.tx
+                .prepare_cached(
+                    "UPDATE bae_sync_device SET next_batch = ?1, next_seq = ?2, clock = MAX(clock, ?3) WHERE id = 1",
+                )?
+                .execute(params![b.id + 1, b.next_seq, self.clock.last().as_u64() as i64])?;
         }
         self.tx.commit()?;
-        Ok(self.batch.map(|b| BatchSeq(b as u64)))
+        Ok(batch.map(|b| BatchSeq(b.id as u64)))
     }
+}
+
+/// The batch a [`Recording`] writes, from its first op on.
+#[derive(Clone, Copy)]
+struct OpenBatch {
+    /// Its batch number.
+    id: i64,
+    /// The seq of its first op.
+    first_seq: i64,
+    /// The seq its next op gets: past every op recorded in this library,
+    /// pruned ones included, so seqs are never reused.
+    next_seq: i64,
 }
 
 /// `INSERT INTO {table} (id, {columns}) VALUES (?1, ?2, ...)`: the row id is

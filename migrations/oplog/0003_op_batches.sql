@@ -1,0 +1,60 @@
+-- bae-oplog, version 3: a batch is one row, not a column and an index
+-- entry on each of its ops.
+--
+-- Version 1 kept `batch_id` and `pushed` on every op and indexed
+-- `batch_id`: each recorded write inserted into two b-trees and
+-- AUTOINCREMENT updated `sqlite_sequence` besides (record_overhead's
+-- profile: the op row about as costly as the host row it records). The
+-- ops of a batch are one transaction's, which held the write lock, so
+-- they are contiguous in `seq`: a batch is the range `first_seq ..=
+-- last_seq`, written once when its transaction commits (in it, so a
+-- crash keeps both or neither). `seq` stays never reused after pruning:
+-- the recorder numbers ops from `bae_sync_device.next_seq` instead of
+-- AUTOINCREMENT.
+--
+-- This migration is one transaction (`bae_oplog::migrate`): the op log
+-- moves to the new layout, or nothing changes and the library converts
+-- on its next open. The ops themselves (hlc, table, row, kind, payload)
+-- are copied unchanged, so batches rebuilt from them are byte-identical.
+
+-- One row per batch still in the op log (pruned with its ops).
+CREATE TABLE bae_sync_op_batches (
+    -- The device's batch number (the `{seq}` of its object in the bucket).
+    batch_id INTEGER PRIMARY KEY,
+    -- Its ops: `bae_sync_op_log.seq` from `first_seq` to `last_seq`.
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    -- 1 once the batch's object is safely in the bucket.
+    pushed INTEGER NOT NULL DEFAULT 0 CHECK (pushed IN (0, 1)),
+    CHECK (first_seq <= last_seq)
+);
+
+INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, pushed)
+    SELECT batch_id, MIN(seq), MAX(seq), MIN(pushed) FROM bae_sync_op_log
+    GROUP BY batch_id ORDER BY batch_id;
+
+-- The seq of the next recorded op: past every op ever recorded, pruned
+-- ones included (AUTOINCREMENT's high-water mark).
+ALTER TABLE bae_sync_device ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1;
+
+UPDATE bae_sync_device SET next_seq = 1 + MAX(
+    (SELECT COALESCE(MAX(seq), 0) FROM bae_sync_op_log),
+    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'bae_sync_op_log'), 0)
+);
+
+-- One row per recorded op, numbered by the recorder (see above).
+CREATE TABLE bae_sync_op_log_v3 (
+    seq INTEGER PRIMARY KEY,
+    hlc INTEGER NOT NULL,
+    table_name TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+    payload BLOB NOT NULL
+);
+
+INSERT INTO bae_sync_op_log_v3 (seq, hlc, table_name, row_id, kind, payload)
+    SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log
+    ORDER BY seq;
+
+DROP TABLE bae_sync_op_log;
+ALTER TABLE bae_sync_op_log_v3 RENAME TO bae_sync_op_log;
