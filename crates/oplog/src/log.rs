@@ -4,11 +4,13 @@
 //! those tables outside the recorder. The sync layers call these functions; none of them names
 //! the tables itself.
 
+use crate::compact::{row_id_from_sql, Stored};
 use crate::error::OplogError;
-use crate::op::{BatchSeq, Op, OpKind, Value};
+use crate::op::{BatchSeq, Op, OpKind};
 use crate::schema::SyncSchema;
 use bae_hlc::{Clock, DeviceId, Timestamp};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 
 /// The batch numbers not yet marked pushed, oldest first.
 pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> {
@@ -62,15 +64,17 @@ pub fn batch_ops(
     schema: &SyncSchema,
     batch: BatchSeq,
 ) -> Result<Vec<Op>, OplogError> {
+    let tables = table_names(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT o.seq, o.hlc, o.table_name, o.row_id, o.kind, o.payload
-         FROM bae_sync_op_batches b JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+        "SELECT o.seq, o.hlc, o.table_id, o.row_id, o.kind, o.payload
+         FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
+         ON o.seq BETWEEN b.first_seq AND b.last_seq
          WHERE b.batch_id = ?1 ORDER BY o.seq",
     )?;
     let mut rows = stmt.query([batch.0 as i64])?;
     let mut ops = Vec::new();
     while let Some(r) = rows.next()? {
-        ops.push(op_from_row(schema, r)?);
+        ops.push(op_from_row(schema, &tables, r)?);
     }
     Ok(ops)
 }
@@ -86,15 +90,16 @@ pub fn for_each_op_after(
     limit: usize,
     mut f: impl FnMut(&Op) -> Result<(), OplogError>,
 ) -> Result<i64, OplogError> {
+    let tables = table_names(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, hlc, table_id, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = stmt.query([after, limit])?;
     let mut last = after;
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
-        f(&op_from_row(schema, r)?)?;
+        f(&op_from_row(schema, &tables, r)?)?;
     }
     Ok(last)
 }
@@ -128,23 +133,33 @@ pub fn has_ops(conn: &Connection) -> Result<bool, OplogError> {
     )
 }
 
-/// Ids of rows of `table` inserted by local batches after `after`.
+/// Ids of rows of `table` inserted by local batches after `after`, sorted.
 pub fn rows_inserted_after(
     conn: &Connection,
     table: &str,
     after: BatchSeq,
 ) -> Result<Vec<String>, OplogError> {
+    let table_id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM bae_sync_op_tables WHERE name = ?1")?
+        .query_row([table], |r| r.get(0))
+        .optional()?;
+    let Some(table_id) = table_id else {
+        return Ok(Vec::new());
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT o.row_id
-         FROM bae_sync_op_batches b JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
-         WHERE o.table_name = ?1 AND o.kind = ?2 AND b.batch_id > ?3 ORDER BY o.row_id",
+        "SELECT o.seq, o.row_id
+         FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
+         ON o.seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id > ?1 AND o.table_id = ?2 AND o.kind = ?3",
     )?;
-    let ids = stmt
-        .query_map(params![table, OpKind::Insert.code(), after.0 as i64], |r| {
-            r.get(0)
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
+    let mut rows = stmt.query(params![after.0 as i64, table_id, OpKind::Insert.code()])?;
+    // A row id is TEXT or packed bytes (`compact`): sorted and made
+    // distinct once decoded.
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(r) = rows.next()? {
+        ids.insert(row_id_of(r)?);
+    }
+    Ok(ids.into_iter().collect())
 }
 
 /// Deletes the ops of pushed batches up to `through` (a checkpoint covers
@@ -165,37 +180,67 @@ pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, Oplog
     Ok(ops)
 }
 
-/// Decodes one op-log row (columns seq, hlc, table_name, row_id, kind, payload).
-fn op_from_row(schema: &SyncSchema, r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
+/// The name of each table number in the op log.
+fn table_names(conn: &Connection) -> Result<HashMap<i64, String>, OplogError> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM bae_sync_op_tables")?;
+    let names = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
+/// The row id of an op-log row whose columns are (seq, row_id, ...).
+fn row_id_of(r: &rusqlite::Row<'_>) -> Result<String, OplogError> {
+    row_id_from_sql(r.get_ref(1)?).ok_or_else(|| OplogError::CorruptOp {
+        seq: r.get(0).unwrap_or(-1),
+        reason: "row id is neither text nor a packed id".into(),
+    })
+}
+
+/// Decodes one op-log row (columns seq, hlc, table_id, row_id, kind,
+/// payload).
+fn op_from_row(
+    schema: &SyncSchema,
+    tables: &HashMap<i64, String>,
+    r: &rusqlite::Row<'_>,
+) -> Result<Op, OplogError> {
     let seq: i64 = r.get(0)?;
-    let kind: i64 = r.get(4)?;
-    let kind = OpKind::from_code(kind).ok_or_else(|| OplogError::CorruptOp {
-        seq,
-        reason: format!("kind {kind}"),
-    })?;
-    let payload: Vec<u8> = r.get(5)?;
-    let table: String = r.get(2)?;
     let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
+    let kind: i64 = r.get(4)?;
+    let kind = OpKind::from_code(kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
+    let table_id: i64 = r.get(2)?;
+    let table = tables
+        .get(&table_id)
+        .ok_or_else(|| corrupt(format!("table number {table_id}")))?;
     let columns = schema
-        .table(&table)
+        .table(table)
         .ok_or_else(|| corrupt(format!("table {table:?} does not sync")))?
         .columns;
+    let row_id = row_id_from_sql(r.get_ref(3)?)
+        .ok_or_else(|| corrupt("row id is neither text nor a packed id".into()))?;
     // The payload names columns by their index in the sync schema.
-    let indexed: Vec<(u8, Value)> =
-        postcard::from_bytes(&payload).map_err(|e| corrupt(e.to_string()))?;
+    let payload = r
+        .get_ref(5)?
+        .as_blob()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let indexed: Vec<(u8, Stored)> =
+        postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
     let fields = indexed
         .into_iter()
         .map(|(i, v)| {
             let column = columns
                 .get(i as usize)
                 .ok_or_else(|| corrupt(format!("column index {i}")))?;
-            Ok(((*column).to_owned(), v))
+            let value = v
+                .into_value()
+                .ok_or_else(|| corrupt(format!("column {column}: not a packed text")))?;
+            Ok(((*column).to_owned(), value))
         })
         .collect::<Result<_, OplogError>>()?;
     Ok(Op {
         hlc: Timestamp::from_u64(r.get::<_, i64>(1)? as u64),
-        table,
-        row_id: r.get(3)?,
+        table: table.clone(),
+        row_id,
         kind,
         fields,
     })

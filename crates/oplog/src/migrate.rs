@@ -46,8 +46,8 @@ pub const OPLOG_MIGRATIONS: Migrations = Migrations {
             sql: include_str!("../../../migrations/oplog/0002_schema_columns.sql"),
         },
         Migration {
-            name: "0003_op_batches",
-            sql: include_str!("../../../migrations/oplog/0003_op_batches.sql"),
+            name: "0003_compact_op_log",
+            sql: include_str!("../../../migrations/oplog/0003_compact_op_log.sql"),
         },
     ],
 };

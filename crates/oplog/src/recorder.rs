@@ -3,6 +3,7 @@
 //! [`Recording`] transaction, which records the write's ops in the same SQLite
 //! transaction, so a crash leaves both or neither.
 
+use crate::compact::{row_id_to_sql, StoredRef};
 use crate::error::OplogError;
 use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
 use crate::op::{BatchSeq, OpKind, Value};
@@ -22,6 +23,8 @@ pub struct OpRecorder {
     clock: Clock,
     device: DeviceId,
     schema: &'static SyncSchema,
+    /// Each schema table's number in `bae_sync_op_tables`, in schema order.
+    table_ids: Vec<i64>,
 }
 
 impl OpRecorder {
@@ -84,12 +87,14 @@ impl OpRecorder {
             }
         };
         schema.check_against_last(&tx)?;
+        let table_ids = register_tables(&tx, schema)?;
         tx.commit()?;
         Ok(OpRecorder {
             conn,
             clock,
             device,
             schema,
+            table_ids,
         })
     }
 
@@ -130,6 +135,7 @@ impl OpRecorder {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             clock: &self.clock,
             schema: self.schema,
+            table_ids: &self.table_ids,
             batch: None,
         })
     }
@@ -170,6 +176,7 @@ pub struct Recording<'a> {
     tx: Transaction<'a>,
     clock: &'a Clock,
     schema: &'static SyncSchema,
+    table_ids: &'a [i64],
     batch: Option<OpenBatch>,
 }
 
@@ -313,19 +320,29 @@ impl Recording<'_> {
         fields: &[(&str, Value)],
     ) -> Result<(), OplogError> {
         // Writes to local-only tables and local-only columns are not ops.
-        let Some(schema) = self.schema.table(table) else {
+        let Some(rank) = self.schema.rank(table) else {
             return Ok(());
         };
-        // Stored compactly as (index into the schema's columns, value); the
-        // wire batch spells column names out (see `log::op_from_row`).
-        let synced: Vec<(u8, &Value)> = fields
+        let schema = &self.schema.tables()[rank];
+        let table_id = self
+            .table_ids
+            .get(rank)
+            .copied()
+            .ok_or_else(|| OplogError::CorruptOp {
+                seq: -1,
+                reason: format!("table {table:?} has no number"),
+            })?;
+        // Stored compactly as (index into the schema's columns, value), with
+        // UUIDs packed; the wire batch spells column names and values out
+        // (see `log::op_from_row`).
+        let synced: Vec<(u8, StoredRef<'_>)> = fields
             .iter()
             .filter_map(|(c, v)| {
                 schema
                     .columns
                     .iter()
                     .position(|s| s == c)
-                    .map(|i| (i as u8, v))
+                    .map(|i| (i as u8, v.into()))
             })
             .collect();
         if kind == OpKind::Update && synced.is_empty() {
@@ -339,9 +356,16 @@ impl Recording<'_> {
         let hlc = self.clock.now()?;
         self.tx
             .prepare_cached(
-                "INSERT INTO bae_sync_op_log (seq, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO bae_sync_op_log (seq, hlc, table_id, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![seq, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+            .execute(params![
+                seq,
+                hlc.as_u64() as i64,
+                table_id,
+                row_id_to_sql(row_id),
+                kind.code(),
+                payload
+            ])?;
         // Counted only once the op row is in: a failed insert leaves no
         // hole in the batch's range.
         if let Some(open) = &mut self.batch {
@@ -405,6 +429,22 @@ struct OpenBatch {
     /// The seq its next op gets: past every op recorded in this library,
     /// pruned ones included, so seqs are never reused.
     next_seq: i64,
+}
+
+/// Numbers each of `schema`'s tables in `bae_sync_op_tables` (once: a
+/// number never changes) and returns the numbers in schema order.
+fn register_tables(tx: &Transaction<'_>, schema: &SyncSchema) -> Result<Vec<i64>, OplogError> {
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO bae_sync_op_tables (name) VALUES (?1)")?;
+    let mut select = tx.prepare_cached("SELECT id FROM bae_sync_op_tables WHERE name = ?1")?;
+    schema
+        .tables()
+        .iter()
+        .map(|t| {
+            insert.execute([t.name])?;
+            Ok(select.query_row([t.name], |r| r.get(0))?)
+        })
+        .collect()
 }
 
 /// `INSERT INTO {table} (id, {columns}) VALUES (?1, ?2, ...)`: the row id is

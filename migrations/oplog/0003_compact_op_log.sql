@@ -12,10 +12,18 @@
 -- the recorder numbers ops from `bae_sync_device.next_seq` instead of
 -- AUTOINCREMENT.
 --
+-- An op's row is smaller too: its table is a small number
+-- (`bae_sync_op_tables`, local to this database like merge's table
+-- numbers: never the table's position in the sync schema, which moves
+-- between versions), and the recorder packs UUIDs in row ids and text
+-- values (`crates/oplog/src/compact.rs`; rows converted here keep their
+-- TEXT row id and plain payload, which read the same).
+--
 -- This migration is one transaction (`bae_oplog::migrate`): the op log
 -- moves to the new layout, or nothing changes and the library converts
 -- on its next open. The ops themselves (hlc, table, row, kind, payload)
--- are copied unchanged, so batches rebuilt from them are byte-identical.
+-- are copied unchanged but for the table's number, so batches rebuilt
+-- from them are byte-identical.
 
 -- One row per batch still in the op log (pruned with its ops).
 CREATE TABLE bae_sync_op_batches (
@@ -42,19 +50,31 @@ UPDATE bae_sync_device SET next_seq = 1 + MAX(
     COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'bae_sync_op_log'), 0)
 );
 
+-- Each synced table the op log names: the recorder registers the sync
+-- schema's tables when it opens.
+CREATE TABLE bae_sync_op_tables (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+
+INSERT INTO bae_sync_op_tables (name)
+    SELECT DISTINCT table_name FROM bae_sync_op_log ORDER BY 1;
+
 -- One row per recorded op, numbered by the recorder (see above).
 CREATE TABLE bae_sync_op_log_v3 (
     seq INTEGER PRIMARY KEY,
     hlc INTEGER NOT NULL,
-    table_name TEXT NOT NULL,
-    row_id TEXT NOT NULL,
+    table_id INTEGER NOT NULL,
+    -- TEXT, or a BLOB of the id with its UUIDs packed.
+    row_id NOT NULL,
     kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
     payload BLOB NOT NULL
 );
 
-INSERT INTO bae_sync_op_log_v3 (seq, hlc, table_name, row_id, kind, payload)
-    SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log
-    ORDER BY seq;
+INSERT INTO bae_sync_op_log_v3 (seq, hlc, table_id, row_id, kind, payload)
+    SELECT o.seq, o.hlc, t.id, o.row_id, o.kind, o.payload
+    FROM bae_sync_op_log o JOIN bae_sync_op_tables t ON t.name = o.table_name
+    ORDER BY o.seq;
 
 DROP TABLE bae_sync_op_log;
 ALTER TABLE bae_sync_op_log_v3 RENAME TO bae_sync_op_log;
