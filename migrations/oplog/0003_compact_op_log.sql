@@ -8,7 +8,8 @@
 -- ops of a batch are one transaction's, which held the write lock, so
 -- they are contiguous in `seq`: a batch is the range `first_seq ..=
 -- last_seq`, written once when its transaction commits (in it, so a
--- crash keeps both or neither). `seq` stays never reused after pruning:
+-- crash keeps both or neither), and the device row is no longer written
+-- on every commit. `seq` stays never reused after pruning:
 -- the recorder numbers ops from `bae_sync_device.next_seq` instead of
 -- AUTOINCREMENT.
 --
@@ -34,15 +35,22 @@ CREATE TABLE bae_sync_op_batches (
     last_seq INTEGER NOT NULL,
     -- 1 once the batch's object is safely in the bucket.
     pushed INTEGER NOT NULL DEFAULT 0 CHECK (pushed IN (0, 1)),
+    -- The recording clock's value at commit (packed u64): the newest
+    -- batch's stands in for `bae_sync_device.clock` when it is newer.
+    last_hlc INTEGER NOT NULL,
     CHECK (first_seq <= last_seq)
 );
 
-INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, pushed)
-    SELECT batch_id, MIN(seq), MAX(seq), MIN(pushed) FROM bae_sync_op_log
+INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, pushed, last_hlc)
+    SELECT batch_id, MIN(seq), MAX(seq), MIN(pushed), MAX(hlc) FROM bae_sync_op_log
     GROUP BY batch_id ORDER BY batch_id;
 
 -- The seq of the next recorded op: past every op ever recorded, pruned
--- ones included (AUTOINCREMENT's high-water mark).
+-- ones included (AUTOINCREMENT's high-water mark). A commit writes only
+-- its batch's row, not this one: the next batch number, next op seq and
+-- clock are the newer of this row's and those the newest batch row
+-- implies (`log::DEVICE_STATE`), and whatever removes batch rows (prune,
+-- a new stream) first moves their high-water marks here.
 ALTER TABLE bae_sync_device ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1;
 
 UPDATE bae_sync_device SET next_seq = 1 + MAX(

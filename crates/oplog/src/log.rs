@@ -107,11 +107,56 @@ pub fn for_each_op_after(
 /// The newest op seq ever recorded here (0 if none), pruned ops included.
 pub fn last_op_seq(conn: &Connection) -> Result<i64, OplogError> {
     // The recorder numbers ops from `next_seq`, which never goes back.
-    Ok(conn.query_row(
-        "SELECT COALESCE((SELECT next_seq FROM bae_sync_device WHERE id = 1), 1) - 1",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(device_state(conn)?.next_seq - 1)
+}
+
+/// This device's next batch number, next op seq and clock (packed u64).
+#[derive(Clone, Copy)]
+pub(crate) struct DeviceState {
+    pub(crate) next_batch: i64,
+    pub(crate) next_seq: i64,
+    pub(crate) clock: i64,
+}
+
+/// The newer of `bae_sync_device`'s values and those the newest batch row
+/// implies: a commit writes only its batch's row, so the device row is
+/// not a page of every commit.
+pub(crate) fn device_state(conn: &Connection) -> Result<DeviceState, OplogError> {
+    let state = conn
+        .prepare_cached(
+            "SELECT MAX(d.next_batch, COALESCE(b.batch_id + 1, 0)),
+                    MAX(d.next_seq, COALESCE(b.last_seq + 1, 0)),
+                    MAX(d.clock, COALESCE(b.last_hlc, 0))
+             FROM bae_sync_device d LEFT JOIN (
+                 SELECT batch_id, last_seq, last_hlc FROM bae_sync_op_batches
+                 ORDER BY batch_id DESC LIMIT 1
+             ) b ON 1
+             WHERE d.id = 1",
+        )?
+        .query_row([], |r| {
+            Ok(DeviceState {
+                next_batch: r.get(0)?,
+                next_seq: r.get(1)?,
+                clock: r.get(2)?,
+            })
+        })
+        .optional()?;
+    Ok(state.unwrap_or(DeviceState {
+        next_batch: 1,
+        next_seq: 1,
+        clock: 0,
+    }))
+}
+
+/// Writes [`device_state`] into the device row: before batch rows are
+/// deleted or renumbered, so their high-water marks stay.
+fn keep_high_water(conn: &Connection) -> Result<(), OplogError> {
+    let s = device_state(conn)?;
+    conn.prepare_cached(
+        "UPDATE bae_sync_device SET next_batch = ?1, next_seq = ?2, clock = ?3 WHERE id = 1",
+    )?
+    .execute([s.next_batch, s.next_seq, s.clock])?;
+    Ok(())
 }
 
 /// The oldest batch holding an op recorded after op seq `after`, if any.
@@ -166,6 +211,7 @@ pub fn rows_inserted_after(
 /// them). Returns the ops deleted.
 pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, OplogError> {
     let through = through.0 as i64;
+    keep_high_water(conn)?;
     let ops = conn.execute(
         "DELETE FROM bae_sync_op_log WHERE seq IN (
              SELECT o.seq FROM bae_sync_op_batches b
@@ -269,6 +315,7 @@ pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, Oplo
         |r| r.get(0),
     )?;
     let first = i64::try_from(first.0).map_err(|_| OplogError::BatchSeqOutOfRange(first.0))?;
+    keep_high_water(conn)?;
     let shift = oldest.map_or(0, |oldest| first.saturating_sub(oldest).max(0));
     if shift > 0 {
         // Through negative numbers: moving each row straight up could meet
@@ -291,21 +338,13 @@ pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, Oplo
 
 /// The number of the newest batch this device has recorded (0 if none).
 pub fn last_batch(conn: &Connection) -> Result<BatchSeq, OplogError> {
-    let next: i64 = conn.query_row(
-        "SELECT next_batch FROM bae_sync_device WHERE id = 1",
-        [],
-        |r| r.get(0),
-    )?;
+    let next = device_state(conn)?.next_batch;
     Ok(BatchSeq(next.saturating_sub(1) as u64))
 }
 
 /// The clock value any connection to this library last persisted.
 pub fn persisted_clock(conn: &Connection) -> Result<Timestamp, OplogError> {
-    let persisted: i64 =
-        conn.query_row("SELECT clock FROM bae_sync_device WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-    Ok(Timestamp::from_u64(persisted as u64))
+    Ok(Timestamp::from_u64(device_state(conn)?.clock as u64))
 }
 
 /// Advances `clock` past the value any connection to this library last
@@ -348,6 +387,7 @@ pub fn start_new_stream(conn: &mut Connection) -> Result<DeviceId, OplogError> {
     let device = DeviceId::random();
     // Op seqs go on from where they were (`next_seq` stays): merge's fold
     // of local writes counts them.
+    keep_high_water(&tx)?;
     tx.execute("DELETE FROM bae_sync_op_log", [])?;
     tx.execute("DELETE FROM bae_sync_op_batches", [])?;
     tx.execute(

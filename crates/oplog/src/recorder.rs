@@ -5,6 +5,7 @@
 
 use crate::compact::{row_id_to_sql, StoredRef};
 use crate::error::OplogError;
+use crate::log::device_state;
 use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
 use crate::op::{BatchSeq, OpKind, Value};
 use crate::schema::{is_identifier, SyncSchema};
@@ -62,15 +63,16 @@ impl OpRecorder {
         // Read or make the device row in one write transaction, so two
         // connections opening a new library at once agree on one device id.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let state: Option<(String, i64)> = tx
+        let device: Option<String> = tx
             .query_row(
-                "SELECT device_id, clock FROM bae_sync_device WHERE id = 1",
+                "SELECT device_id FROM bae_sync_device WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
-        let (device, clock) = match state {
-            Some((device, last)) => {
+        let (device, clock) = match device {
+            Some(device) => {
+                let last = device_state(&tx)?.clock;
                 let clock =
                     Clock::restore(wall, DEFAULT_MAX_DRIFT_MS, Timestamp::from_u64(last as u64))?;
                 (device.parse()?, clock)
@@ -382,17 +384,15 @@ impl Recording<'_> {
         if let Some(open) = &self.batch {
             return Ok(open.next_seq);
         }
-        let (id, next_seq, persisted): (i64, i64, i64) = self
-            .tx
-            .prepare_cached("SELECT next_batch, next_seq, clock FROM bae_sync_device WHERE id = 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        self.clock.catch_up(Timestamp::from_u64(persisted as u64))?;
+        let state = device_state(&self.tx)?;
+        self.clock
+            .catch_up(Timestamp::from_u64(state.clock as u64))?;
         self.batch = Some(OpenBatch {
-            id,
-            first_seq: next_seq,
-            next_seq,
+            id: state.next_batch,
+            first_seq: state.next_seq,
+            next_seq: state.next_seq,
         });
-        Ok(next_seq)
+        Ok(state.next_seq)
     }
 
     /// Commits the writes and their ops together. Returns the batch number if
@@ -400,19 +400,19 @@ impl Recording<'_> {
     pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
         let batch = self.batch.filter(|b| b.next_seq > b.first_seq);
         if let Some(b) = &batch {
-            // Two writes per transaction, none per op: the batch's row, and
-            // the next batch number, next op seq and clock (never moved
-            // back, as `persist_clock` does).
+            // One write per transaction, none per op: the batch's row, which
+            // also carries the next batch number, next op seq and the clock
+            // for the next transaction (`log::device_state`).
             self.tx
                 .prepare_cached(
-                    "INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, last_hlc) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute([b.id, b.first_seq, b.next_seq - 1])?;
-            self.tx
-                .prepare_cached(
-                    "UPDATE bae_sync_device SET next_batch = ?1, next_seq = ?2, clock = MAX(clock, ?3) WHERE id = 1",
-                )?
-                .execute(params![b.id + 1, b.next_seq, self.clock.last().as_u64() as i64])?;
+                .execute([
+                    b.id,
+                    b.first_seq,
+                    b.next_seq - 1,
+                    self.clock.last().as_u64() as i64,
+                ])?;
         }
         self.tx.commit()?;
         Ok(batch.map(|b| BatchSeq(b.id as u64)))
