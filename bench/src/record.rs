@@ -7,8 +7,11 @@
 //! made that row smaller and the commit touch fewer engine pages: no
 //! per-op batch index or `sqlite_sequence` update, one batch row per
 //! commit instead of a device-row update, table numbers and packed UUIDs
-//! (the op log of 200 albums: 2.24 MB -> 1.56 MB); measured 1.31 -> 1.22-1.28
-//! median on a busy 2-core machine. Building the statement text per op
+//! (the op log of 200 albums: 2.24 MB -> 1.56 MB). On a busy 2-core
+//! machine, 13 invocations each interleaved with the version 2 build:
+//! 1.325 (1.26-1.50) -> 1.264 (1.22-1.32), not yet the 1.2 target; what
+//! is left is the op rows' own pages (about 150 bytes an op, mostly
+//! payload values) in each commit's WAL frames and checkpoints. Building the statement text per op
 //! was about 2% before `insert_sql` stopped allocating per column.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
