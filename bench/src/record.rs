@@ -1,10 +1,18 @@
 //! `record_overhead`: importing bae-shaped albums through the OpRecorder vs
 //! the same writes with plain rusqlite in the same transactions.
 //!
-//! Where the time goes (`perf`): the op log row each write adds (its
-//! insert about as costly as the host row's, and its pages in every
-//! commit); building the statement text per op was about 2% before
-//! `insert_sql` stopped allocating per column.
+//! Where the time goes (`perf`): commits (WAL frames and checkpoints,
+//! about 60%), so what an op costs is mostly the pages its row adds to
+//! every commit. Op log version 3 (`migrations/oplog/0003_compact_op_log`)
+//! made that row smaller and the commit touch fewer engine pages: no
+//! per-op batch index or `sqlite_sequence` update, one batch row per
+//! commit instead of a device-row update, table numbers and packed UUIDs
+//! (the op log of 200 albums: 2.24 MB -> 1.56 MB). On a busy 2-core
+//! machine, 13 invocations each interleaved with the version 2 build:
+//! 1.325 (1.26-1.50) -> 1.264 (1.22-1.32), not yet the 1.2 target; what
+//! is left is the op rows' own pages (about 150 bytes an op, mostly
+//! payload values) in each commit's WAL frames and checkpoints. Building the statement text per op
+//! was about 2% before `insert_sql` stopped allocating per column.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_versions", "oplog"),
     ("bae_sync_op_log", "oplog"),
+    ("bae_sync_op_log_v3", "oplog"),
+    ("bae_sync_op_batches", "oplog"),
+    ("bae_sync_op_tables", "oplog"),
     ("bae_sync_device", "oplog"),
     ("bae_sync_schema_columns", "oplog"),
     ("bae_sync_stamps", "merge"),

@@ -6,7 +6,8 @@
 //! [`OpRecorder`] through which every library write goes (recording its ops
 //! in the same SQLite transaction), the engine's migration runner and
 //! version table, the op log and device tables (`bae_sync_op_log`,
-//! `bae_sync_device`: no other crate names them), the batch wire codec and
+//! `bae_sync_op_batches`, `bae_sync_op_tables`, `bae_sync_device`: no
+//! other crate names them), the batch wire codec and
 //! a canonical dump of the synced tables. Test and demo fixtures (bae's
 //! reference DDL, a LibraryManager-like write API, demo albums) are behind
 //! the `fixture` feature, not for hosts.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod compact;
 mod dump;
 mod error;
 #[cfg(any(test, feature = "fixture"))]

@@ -1,18 +1,21 @@
-//! Reading and maintaining the local op log (`bae_sync_op_log`) and this
-//! device's row (`bae_sync_device`): the only SQL on those tables outside
-//! the recorder. The sync layers call these functions; none of them names
+//! Reading and maintaining the local op log (`bae_sync_op_log`, one row
+//! per op, and `bae_sync_op_batches`, one row per batch naming its ops'
+//! seq range) and this device's row (`bae_sync_device`): the only SQL on
+//! those tables outside the recorder. The sync layers call these functions; none of them names
 //! the tables itself.
 
+use crate::compact::{row_id_from_sql, Stored};
 use crate::error::OplogError;
-use crate::op::{BatchSeq, Op, OpKind, Value};
+use crate::op::{BatchSeq, Op, OpKind};
 use crate::schema::SyncSchema;
 use bae_hlc::{Clock, DeviceId, Timestamp};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 
 /// The batch numbers not yet marked pushed, oldest first.
 pub fn unpushed_batches(conn: &Connection) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE pushed = 0 ORDER BY batch_id",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE pushed = 0 ORDER BY batch_id",
     )?;
     let seqs = stmt
         .query_map([], |r| r.get::<_, i64>(0))?
@@ -30,7 +33,7 @@ pub fn unpushed_batches_after(
     limit: usize,
 ) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 AND pushed = 0 ORDER BY batch_id LIMIT ?2",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE batch_id > ?1 AND pushed = 0 ORDER BY batch_id LIMIT ?2",
     )?;
     let after = i64::try_from(after.0).map_err(|_| OplogError::BatchSeqOutOfRange(after.0))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -45,7 +48,7 @@ pub fn unpushed_batches_after(
 /// or not).
 pub fn batches_after(conn: &Connection, after: BatchSeq) -> Result<Vec<BatchSeq>, OplogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT batch_id FROM bae_sync_op_log WHERE batch_id > ?1 ORDER BY batch_id",
+        "SELECT batch_id FROM bae_sync_op_batches WHERE batch_id > ?1 ORDER BY batch_id",
     )?;
     let seqs = stmt
         .query_map([after.0 as i64], |r| r.get::<_, i64>(0))?
@@ -61,13 +64,17 @@ pub fn batch_ops(
     schema: &SyncSchema,
     batch: BatchSeq,
 ) -> Result<Vec<Op>, OplogError> {
+    let tables = table_names(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE batch_id = ?1 ORDER BY seq",
+        "SELECT o.seq, o.hlc, o.table_id, o.row_id, o.kind, o.payload
+         FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
+         ON o.seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id = ?1 ORDER BY o.seq",
     )?;
     let mut rows = stmt.query([batch.0 as i64])?;
     let mut ops = Vec::new();
     while let Some(r) = rows.next()? {
-        ops.push(op_from_row(schema, r)?);
+        ops.push(op_from_row(schema, &tables, r)?);
     }
     Ok(ops)
 }
@@ -83,44 +90,79 @@ pub fn for_each_op_after(
     limit: usize,
     mut f: impl FnMut(&Op) -> Result<(), OplogError>,
 ) -> Result<i64, OplogError> {
+    let tables = table_names(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_name, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, hlc, table_id, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = stmt.query([after, limit])?;
     let mut last = after;
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
-        f(&op_from_row(schema, r)?)?;
+        f(&op_from_row(schema, &tables, r)?)?;
     }
     Ok(last)
 }
 
 /// The newest op seq ever recorded here (0 if none), pruned ops included.
 pub fn last_op_seq(conn: &Connection) -> Result<i64, OplogError> {
-    let from_log: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM bae_sync_op_log",
-        [],
-        |r| r.get(0),
-    )?;
-    // AUTOINCREMENT keeps the high-water mark after the rows are pruned.
-    let kept: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'bae_sync_op_log'",
-            [],
-            |r| r.get(0),
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
-    Ok(from_log.max(kept.unwrap_or(0)))
+    // The recorder numbers ops from `next_seq`, which never goes back.
+    Ok(device_state(conn)?.next_seq - 1)
+}
+
+/// This device's next batch number, next op seq and clock (packed u64).
+#[derive(Clone, Copy)]
+pub(crate) struct DeviceState {
+    pub(crate) next_batch: i64,
+    pub(crate) next_seq: i64,
+    pub(crate) clock: i64,
+}
+
+/// The newer of `bae_sync_device`'s values and those the newest batch row
+/// implies: a commit writes only its batch's row, so the device row is
+/// not a page of every commit.
+pub(crate) fn device_state(conn: &Connection) -> Result<DeviceState, OplogError> {
+    let state = conn
+        .prepare_cached(
+            "SELECT MAX(d.next_batch, COALESCE(b.batch_id + 1, 0)),
+                    MAX(d.next_seq, COALESCE(b.last_seq + 1, 0)),
+                    MAX(d.clock, COALESCE(b.last_hlc, 0))
+             FROM bae_sync_device d LEFT JOIN (
+                 SELECT batch_id, last_seq, last_hlc FROM bae_sync_op_batches
+                 ORDER BY batch_id DESC LIMIT 1
+             ) b ON 1
+             WHERE d.id = 1",
+        )?
+        .query_row([], |r| {
+            Ok(DeviceState {
+                next_batch: r.get(0)?,
+                next_seq: r.get(1)?,
+                clock: r.get(2)?,
+            })
+        })
+        .optional()?;
+    Ok(state.unwrap_or(DeviceState {
+        next_batch: 1,
+        next_seq: 1,
+        clock: 0,
+    }))
+}
+
+/// Writes [`device_state`] into the device row: before batch rows are
+/// deleted or renumbered, so their high-water marks stay.
+fn keep_high_water(conn: &Connection) -> Result<(), OplogError> {
+    let s = device_state(conn)?;
+    conn.prepare_cached(
+        "UPDATE bae_sync_device SET next_batch = ?1, next_seq = ?2, clock = ?3 WHERE id = 1",
+    )?
+    .execute([s.next_batch, s.next_seq, s.clock])?;
+    Ok(())
 }
 
 /// The oldest batch holding an op recorded after op seq `after`, if any.
 pub fn first_batch_after_op(conn: &Connection, after: i64) -> Result<Option<BatchSeq>, OplogError> {
     let b: Option<i64> = conn.query_row(
-        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE seq > ?1",
+        "SELECT MIN(batch_id) FROM bae_sync_op_batches WHERE last_seq > ?1",
         [after],
         |r| r.get(0),
     )?;
@@ -136,63 +178,115 @@ pub fn has_ops(conn: &Connection) -> Result<bool, OplogError> {
     )
 }
 
-/// Ids of rows of `table` inserted by local batches after `after`.
+/// Ids of rows of `table` inserted by local batches after `after`, sorted.
 pub fn rows_inserted_after(
     conn: &Connection,
     table: &str,
     after: BatchSeq,
 ) -> Result<Vec<String>, OplogError> {
+    let table_id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM bae_sync_op_tables WHERE name = ?1")?
+        .query_row([table], |r| r.get(0))
+        .optional()?;
+    let Some(table_id) = table_id else {
+        return Ok(Vec::new());
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT row_id FROM bae_sync_op_log WHERE table_name = ?1 AND kind = ?2 AND batch_id > ?3 ORDER BY row_id",
+        "SELECT o.seq, o.row_id
+         FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
+         ON o.seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id > ?1 AND o.table_id = ?2 AND o.kind = ?3",
     )?;
-    let ids = stmt
-        .query_map(params![table, OpKind::Insert.code(), after.0 as i64], |r| {
-            r.get(0)
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
+    let mut rows = stmt.query(params![after.0 as i64, table_id, OpKind::Insert.code()])?;
+    // A row id is TEXT or packed bytes (`compact`): sorted and made
+    // distinct once decoded.
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(r) = rows.next()? {
+        ids.insert(row_id_of(r)?);
+    }
+    Ok(ids.into_iter().collect())
 }
 
 /// Deletes the ops of pushed batches up to `through` (a checkpoint covers
 /// them). Returns the ops deleted.
 pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, OplogError> {
-    Ok(conn.execute(
-        "DELETE FROM bae_sync_op_log WHERE batch_id <= ?1 AND pushed = 1",
-        [through.0 as i64],
-    )?)
+    let through = through.0 as i64;
+    keep_high_water(conn)?;
+    let ops = conn.execute(
+        "DELETE FROM bae_sync_op_log WHERE seq IN (
+             SELECT o.seq FROM bae_sync_op_batches b
+             JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+             WHERE b.batch_id <= ?1 AND b.pushed = 1)",
+        [through],
+    )?;
+    conn.execute(
+        "DELETE FROM bae_sync_op_batches WHERE batch_id <= ?1 AND pushed = 1",
+        [through],
+    )?;
+    Ok(ops)
 }
 
-/// Decodes one op-log row (columns seq, hlc, table_name, row_id, kind, payload).
-fn op_from_row(schema: &SyncSchema, r: &rusqlite::Row<'_>) -> Result<Op, OplogError> {
+/// The name of each table number in the op log.
+fn table_names(conn: &Connection) -> Result<HashMap<i64, String>, OplogError> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM bae_sync_op_tables")?;
+    let names = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
+/// The row id of an op-log row whose columns are (seq, row_id, ...).
+fn row_id_of(r: &rusqlite::Row<'_>) -> Result<String, OplogError> {
+    row_id_from_sql(r.get_ref(1)?).ok_or_else(|| OplogError::CorruptOp {
+        seq: r.get(0).unwrap_or(-1),
+        reason: "row id is neither text nor a packed id".into(),
+    })
+}
+
+/// Decodes one op-log row (columns seq, hlc, table_id, row_id, kind,
+/// payload).
+fn op_from_row(
+    schema: &SyncSchema,
+    tables: &HashMap<i64, String>,
+    r: &rusqlite::Row<'_>,
+) -> Result<Op, OplogError> {
     let seq: i64 = r.get(0)?;
-    let kind: i64 = r.get(4)?;
-    let kind = OpKind::from_code(kind).ok_or_else(|| OplogError::CorruptOp {
-        seq,
-        reason: format!("kind {kind}"),
-    })?;
-    let payload: Vec<u8> = r.get(5)?;
-    let table: String = r.get(2)?;
     let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
+    let kind: i64 = r.get(4)?;
+    let kind = OpKind::from_code(kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
+    let table_id: i64 = r.get(2)?;
+    let table = tables
+        .get(&table_id)
+        .ok_or_else(|| corrupt(format!("table number {table_id}")))?;
     let columns = schema
-        .table(&table)
+        .table(table)
         .ok_or_else(|| corrupt(format!("table {table:?} does not sync")))?
         .columns;
+    let row_id = row_id_from_sql(r.get_ref(3)?)
+        .ok_or_else(|| corrupt("row id is neither text nor a packed id".into()))?;
     // The payload names columns by their index in the sync schema.
-    let indexed: Vec<(u8, Value)> =
-        postcard::from_bytes(&payload).map_err(|e| corrupt(e.to_string()))?;
+    let payload = r
+        .get_ref(5)?
+        .as_blob()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let indexed: Vec<(u8, Stored)> =
+        postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
     let fields = indexed
         .into_iter()
         .map(|(i, v)| {
             let column = columns
                 .get(i as usize)
                 .ok_or_else(|| corrupt(format!("column index {i}")))?;
-            Ok(((*column).to_owned(), v))
+            let value = v
+                .into_value()
+                .ok_or_else(|| corrupt(format!("column {column}: not a packed text")))?;
+            Ok(((*column).to_owned(), value))
         })
         .collect::<Result<_, OplogError>>()?;
     Ok(Op {
         hlc: Timestamp::from_u64(r.get::<_, i64>(1)? as u64),
-        table,
-        row_id: r.get(3)?,
+        table: table.clone(),
+        row_id,
         kind,
         fields,
     })
@@ -200,7 +294,7 @@ fn op_from_row(schema: &SyncSchema, r: &rusqlite::Row<'_>) -> Result<Op, OplogEr
 
 /// Marks a batch pushed: its object is safely in the bucket.
 pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError> {
-    conn.prepare_cached("UPDATE bae_sync_op_log SET pushed = 1 WHERE batch_id = ?1")?
+    conn.prepare_cached("UPDATE bae_sync_op_batches SET pushed = 1 WHERE batch_id = ?1")?
         .execute(params![batch.0 as i64])?;
     Ok(())
 }
@@ -216,17 +310,24 @@ pub fn mark_pushed(conn: &Connection, batch: BatchSeq) -> Result<(), OplogError>
 /// records the bucket's batches as this device's pushed ones.
 pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, OplogError> {
     let oldest: Option<i64> = conn.query_row(
-        "SELECT MIN(batch_id) FROM bae_sync_op_log WHERE pushed = 0",
+        "SELECT MIN(batch_id) FROM bae_sync_op_batches WHERE pushed = 0",
         [],
         |r| r.get(0),
     )?;
     let first = i64::try_from(first.0).map_err(|_| OplogError::BatchSeqOutOfRange(first.0))?;
+    keep_high_water(conn)?;
     let shift = oldest.map_or(0, |oldest| first.saturating_sub(oldest).max(0));
     if shift > 0 {
+        // Through negative numbers: moving each row straight up could meet
+        // a batch not yet moved (batch_id is the key).
         conn.prepare_cached(
-            "UPDATE bae_sync_op_log SET batch_id = batch_id + ?1 WHERE pushed = 0",
+            "UPDATE bae_sync_op_batches SET batch_id = -(batch_id + ?1) WHERE pushed = 0",
         )?
         .execute([shift])?;
+        conn.prepare_cached(
+            "UPDATE bae_sync_op_batches SET batch_id = -batch_id WHERE batch_id < 0",
+        )?
+        .execute([])?;
     }
     conn.prepare_cached(
         "UPDATE bae_sync_device SET next_batch = MAX(next_batch + ?1, ?2) WHERE id = 1",
@@ -237,21 +338,13 @@ pub fn renumber_unpushed(conn: &Connection, first: BatchSeq) -> Result<u64, Oplo
 
 /// The number of the newest batch this device has recorded (0 if none).
 pub fn last_batch(conn: &Connection) -> Result<BatchSeq, OplogError> {
-    let next: i64 = conn.query_row(
-        "SELECT next_batch FROM bae_sync_device WHERE id = 1",
-        [],
-        |r| r.get(0),
-    )?;
+    let next = device_state(conn)?.next_batch;
     Ok(BatchSeq(next.saturating_sub(1) as u64))
 }
 
 /// The clock value any connection to this library last persisted.
 pub fn persisted_clock(conn: &Connection) -> Result<Timestamp, OplogError> {
-    let persisted: i64 =
-        conn.query_row("SELECT clock FROM bae_sync_device WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-    Ok(Timestamp::from_u64(persisted as u64))
+    Ok(Timestamp::from_u64(device_state(conn)?.clock as u64))
 }
 
 /// Advances `clock` past the value any connection to this library last
@@ -292,7 +385,11 @@ pub fn start_new_stream(conn: &mut Connection) -> Result<DeviceId, OplogError> {
         return Err(OplogError::UnpushedBatches(unpushed));
     }
     let device = DeviceId::random();
+    // Op seqs go on from where they were (`next_seq` stays): merge's fold
+    // of local writes counts them.
+    keep_high_water(&tx)?;
     tx.execute("DELETE FROM bae_sync_op_log", [])?;
+    tx.execute("DELETE FROM bae_sync_op_batches", [])?;
     tx.execute(
         "UPDATE bae_sync_device SET device_id = ?1, next_batch = 1 WHERE id = 1",
         [device.to_string()],

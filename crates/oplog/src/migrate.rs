@@ -32,8 +32,8 @@ impl Migrations {
     }
 }
 
-/// The op log's own tables (`bae_sync_op_log`, `bae_sync_device`,
-/// `bae_sync_schema_columns`).
+/// The op log's own tables (`bae_sync_op_log`, `bae_sync_op_batches`,
+/// `bae_sync_device`, `bae_sync_schema_columns`).
 pub const OPLOG_MIGRATIONS: Migrations = Migrations {
     component: "oplog",
     steps: &[
@@ -44,6 +44,10 @@ pub const OPLOG_MIGRATIONS: Migrations = Migrations {
         Migration {
             name: "0002_schema_columns",
             sql: include_str!("../../../migrations/oplog/0002_schema_columns.sql"),
+        },
+        Migration {
+            name: "0003_compact_op_log",
+            sql: include_str!("../../../migrations/oplog/0003_compact_op_log.sql"),
         },
     ],
 };

@@ -3,7 +3,9 @@
 //! [`Recording`] transaction, which records the write's ops in the same SQLite
 //! transaction, so a crash leaves both or neither.
 
+use crate::compact::{row_id_to_sql, StoredRef};
 use crate::error::OplogError;
+use crate::log::device_state;
 use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
 use crate::op::{BatchSeq, OpKind, Value};
 use crate::schema::{is_identifier, SyncSchema};
@@ -22,6 +24,8 @@ pub struct OpRecorder {
     clock: Clock,
     device: DeviceId,
     schema: &'static SyncSchema,
+    /// Each schema table's number in `bae_sync_op_tables`, in schema order.
+    table_ids: Vec<i64>,
 }
 
 impl OpRecorder {
@@ -59,15 +63,16 @@ impl OpRecorder {
         // Read or make the device row in one write transaction, so two
         // connections opening a new library at once agree on one device id.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let state: Option<(String, i64)> = tx
+        let device: Option<String> = tx
             .query_row(
-                "SELECT device_id, clock FROM bae_sync_device WHERE id = 1",
+                "SELECT device_id FROM bae_sync_device WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
-        let (device, clock) = match state {
-            Some((device, last)) => {
+        let (device, clock) = match device {
+            Some(device) => {
+                let last = device_state(&tx)?.clock;
                 let clock =
                     Clock::restore(wall, DEFAULT_MAX_DRIFT_MS, Timestamp::from_u64(last as u64))?;
                 (device.parse()?, clock)
@@ -84,12 +89,14 @@ impl OpRecorder {
             }
         };
         schema.check_against_last(&tx)?;
+        let table_ids = register_tables(&tx, schema)?;
         tx.commit()?;
         Ok(OpRecorder {
             conn,
             clock,
             device,
             schema,
+            table_ids,
         })
     }
 
@@ -130,6 +137,7 @@ impl OpRecorder {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             clock: &self.clock,
             schema: self.schema,
+            table_ids: &self.table_ids,
             batch: None,
         })
     }
@@ -170,7 +178,8 @@ pub struct Recording<'a> {
     tx: Transaction<'a>,
     clock: &'a Clock,
     schema: &'static SyncSchema,
-    batch: Option<i64>,
+    table_ids: &'a [i64],
+    batch: Option<OpenBatch>,
 }
 
 impl Recording<'_> {
@@ -309,19 +318,29 @@ impl Recording<'_> {
         fields: &[(&str, Value)],
     ) -> Result<(), OplogError> {
         // Writes to local-only tables and local-only columns are not ops.
-        let Some(schema) = self.schema.table(table) else {
+        let Some(rank) = self.schema.rank(table) else {
             return Ok(());
         };
-        // Stored compactly as (index into the schema's columns, value); the
-        // wire batch spells column names out (see `log::op_from_row`).
-        let synced: Vec<(u8, &Value)> = fields
+        let schema = &self.schema.tables()[rank];
+        let table_id = self
+            .table_ids
+            .get(rank)
+            .copied()
+            .ok_or_else(|| OplogError::CorruptOp {
+                seq: -1,
+                reason: format!("table {table:?} has no number"),
+            })?;
+        // Stored compactly as (index into the schema's columns, value), with
+        // UUIDs packed; the wire batch spells column names and values out
+        // (see `log::op_from_row`).
+        let synced: Vec<(u8, StoredRef<'_>)> = fields
             .iter()
             .filter_map(|(c, v)| {
                 schema
                     .columns
                     .iter()
                     .position(|s| s == c)
-                    .map(|i| (i as u8, v))
+                    .map(|i| (i as u8, v.into()))
             })
             .collect();
         if kind == OpKind::Update && synced.is_empty() {
@@ -331,49 +350,97 @@ impl Recording<'_> {
             seq: -1,
             reason: e.to_string(),
         })?;
-        let batch = self.batch()?;
+        let seq = self.next_seq()?;
         let hlc = self.clock.now()?;
-        // The seq is numbered by SQLite and never reused (AUTOINCREMENT).
         self.tx
             .prepare_cached(
-                "INSERT INTO bae_sync_op_log (batch_id, hlc, table_name, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO bae_sync_op_log (seq, hlc, table_id, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![batch, hlc.as_u64() as i64, table, row_id, kind.code(), payload])?;
+            .execute(params![
+                seq,
+                hlc.as_u64() as i64,
+                table_id,
+                row_id_to_sql(row_id),
+                kind.code(),
+                payload
+            ])?;
+        // Counted only once the op row is in: a failed insert leaves no
+        // hole in the batch's range.
+        if let Some(open) = &mut self.batch {
+            open.next_seq = seq + 1;
+        }
         Ok(())
     }
 
-    /// The batch this transaction records into, read on its first op
-    /// together with the clock another connection may have advanced.
-    fn batch(&mut self) -> Result<i64, OplogError> {
-        if let Some(b) = self.batch {
-            return Ok(b);
+    /// The seq of the op about to be recorded. On the first op it reads
+    /// this transaction's batch number, the next op seq and the clock
+    /// another connection may have advanced: one read on the recording
+    /// path.
+    fn next_seq(&mut self) -> Result<i64, OplogError> {
+        if let Some(open) = &self.batch {
+            return Ok(open.next_seq);
         }
-        // One read on the recording path: the batch number and the clock
-        // another connection may have persisted.
-        let (b, persisted): (i64, i64) = self
-            .tx
-            .prepare_cached("SELECT next_batch, clock FROM bae_sync_device WHERE id = 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        self.clock.catch_up(Timestamp::from_u64(persisted as u64))?;
-        self.batch = Some(b);
-        Ok(b)
+        let state = device_state(&self.tx)?;
+        self.clock
+            .catch_up(Timestamp::from_u64(state.clock as u64))?;
+        self.batch = Some(OpenBatch {
+            id: state.next_batch,
+            first_seq: state.next_seq,
+            next_seq: state.next_seq,
+        });
+        Ok(state.next_seq)
     }
 
     /// Commits the writes and their ops together. Returns the batch number if
     /// any op was recorded.
     pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
-        if let Some(b) = self.batch {
-            // One write: the next batch number and the clock, never moved
-            // back (as `persist_clock` does).
+        let batch = self.batch.filter(|b| b.next_seq > b.first_seq);
+        if let Some(b) = &batch {
+            // One write per transaction, none per op: the batch's row, which
+            // also carries the next batch number, next op seq and the clock
+            // for the next transaction (`log::device_state`).
             self.tx
                 .prepare_cached(
-                    "UPDATE bae_sync_device SET next_batch = ?1, clock = MAX(clock, ?2) WHERE id = 1",
+                    "INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, last_hlc) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![b + 1, self.clock.last().as_u64() as i64])?;
+                .execute([
+                    b.id,
+                    b.first_seq,
+                    b.next_seq - 1,
+                    self.clock.last().as_u64() as i64,
+                ])?;
         }
         self.tx.commit()?;
-        Ok(self.batch.map(|b| BatchSeq(b as u64)))
+        Ok(batch.map(|b| BatchSeq(b.id as u64)))
     }
+}
+
+/// The batch a [`Recording`] writes, from its first op on.
+#[derive(Clone, Copy)]
+struct OpenBatch {
+    /// Its batch number.
+    id: i64,
+    /// The seq of its first op.
+    first_seq: i64,
+    /// The seq its next op gets: past every op recorded in this library,
+    /// pruned ones included, so seqs are never reused.
+    next_seq: i64,
+}
+
+/// Numbers each of `schema`'s tables in `bae_sync_op_tables` (once: a
+/// number never changes) and returns the numbers in schema order.
+fn register_tables(tx: &Transaction<'_>, schema: &SyncSchema) -> Result<Vec<i64>, OplogError> {
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO bae_sync_op_tables (name) VALUES (?1)")?;
+    let mut select = tx.prepare_cached("SELECT id FROM bae_sync_op_tables WHERE name = ?1")?;
+    schema
+        .tables()
+        .iter()
+        .map(|t| {
+            insert.execute([t.name])?;
+            Ok(select.query_row([t.name], |r| r.get(0))?)
+        })
+        .collect()
 }
 
 /// `INSERT INTO {table} (id, {columns}) VALUES (?1, ?2, ...)`: the row id is

@@ -1,0 +1,225 @@
+//! How the op log stores row ids and text values compactly: a string
+//! containing canonical lowercase UUIDs (`8-4-4-4-12` lowercase hex digits:
+//! bae's ids are UUIDs or made of them, `{uuid}:{uuid}`, and its foreign
+//! keys are ids) is stored as bytes in which each such UUID is a zero byte
+//! and its 16 bytes and every other byte stands for itself; any other
+//! string (or one with a zero byte) is stored as it is. Packed bytes decode
+//! back to exactly their string. The same idea as merge's row keys, kept
+//! here because oplog is below merge; only local tables use it, never a
+//! batch.
+//!
+//! | bytes | meaning |
+//! |---|---|
+//! | `00` + 16 bytes | a UUID, spelled back in canonical lowercase form |
+//! | any other byte | itself (the string's UTF-8) |
+
+use crate::op::Value;
+use serde::{Deserialize, Serialize};
+
+/// Positions of the hyphens in a canonical UUID.
+const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+const UUID_LEN: usize = 36;
+const UUID_TAG: u8 = 0;
+
+/// The packed bytes of `s`, if it contains a UUID to pack.
+pub(crate) fn pack(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() < UUID_LEN || b.contains(&UUID_TAG) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut packed_any = false;
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(uuid) = b.get(i..i + UUID_LEN).and_then(uuid_bytes) {
+            out.push(UUID_TAG);
+            out.extend_from_slice(&uuid);
+            packed_any = true;
+            i += UUID_LEN;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    packed_any.then_some(out)
+}
+
+/// The string packed bytes stand for; `None` if they are not packed bytes.
+pub(crate) fn unpack(b: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(b.len() + 20);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == UUID_TAG {
+            let uuid = b.get(i + 1..i + 17)?;
+            for (j, byte) in uuid.iter().enumerate() {
+                if matches!(j, 4 | 6 | 8 | 10) {
+                    out.push(b'-');
+                }
+                out.push(hex_digit(byte >> 4));
+                out.push(hex_digit(byte & 0xf));
+            }
+            i += 17;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The 16 bytes of a canonical lowercase UUID spelling, if it is one.
+fn uuid_bytes(s: &[u8]) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    for (i, c) in s.iter().enumerate() {
+        if HYPHENS.contains(&i) {
+            if *c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        out[n / 2] |= if n % 2 == 0 { d << 4 } else { d };
+        n += 1;
+    }
+    Some(out)
+}
+
+fn hex_digit(d: u8) -> u8 {
+    if d < 10 {
+        b'0' + d
+    } else {
+        b'a' + d - 10
+    }
+}
+
+/// A row id as the op log stores it: TEXT as given, or a BLOB of its
+/// packed bytes.
+pub(crate) fn row_id_to_sql(id: &str) -> rusqlite::types::Value {
+    match pack(id) {
+        Some(b) => rusqlite::types::Value::Blob(b),
+        None => rusqlite::types::Value::Text(id.to_owned()),
+    }
+}
+
+/// The row id of an op-log row id cell; `None` if it is neither.
+pub(crate) fn row_id_from_sql(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_owned),
+        ValueRef::Blob(b) => unpack(b),
+        _ => None,
+    }
+}
+
+/// A field value in an op-log payload (postcard). Variants 0-4 are
+/// [`Value`]'s, so payloads written before packing (version 2 of the op
+/// log) read unchanged; `PackedText` is a text value holding a UUID.
+#[derive(Serialize)]
+pub(crate) enum StoredRef<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+    PackedText(Vec<u8>),
+}
+
+impl<'a> From<&'a Value> for StoredRef<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => StoredRef::Null,
+            Value::Integer(i) => StoredRef::Integer(*i),
+            Value::Real(f) => StoredRef::Real(*f),
+            Value::Text(s) => pack(s).map_or(StoredRef::Text(s), StoredRef::PackedText),
+            Value::Blob(b) => StoredRef::Blob(b),
+        }
+    }
+}
+
+/// [`StoredRef`], read back.
+#[derive(Deserialize)]
+pub(crate) enum Stored {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    PackedText(Vec<u8>),
+}
+
+impl Stored {
+    /// The value; `None` for packed bytes that stand for no string.
+    pub(crate) fn into_value(self) -> Option<Value> {
+        Some(match self {
+            Stored::Null => Value::Null,
+            Stored::Integer(i) => Value::Integer(i),
+            Stored::Real(f) => Value::Real(f),
+            Stored::Text(s) => Value::Text(s),
+            Stored::Blob(b) => Value::Blob(b),
+            Stored::PackedText(b) => Value::Text(unpack(&b)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    const U: &str = "0b4c2a6e-1f3d-4e5a-9b7c-8d6e5f4a3b2c";
+
+    #[test]
+    fn ids_made_of_uuids_pack_and_others_stay_text() {
+        let joined = format!("{U}:{U}");
+        for s in [U, joined.as_str(), &format!("af:{U}")] {
+            let p = pack(s).unwrap();
+            assert!(p.len() < s.len());
+            assert_eq!(unpack(&p).unwrap(), s);
+        }
+        for s in ["a1", "", &U.to_uppercase(), &U[1..], &format!("\0{U}")] {
+            assert_eq!(pack(s), None, "{s:?}");
+        }
+        assert_eq!(unpack(&[0, 1, 2]), None, "a cut UUID");
+    }
+
+    #[test]
+    fn a_value_written_before_packing_reads_the_same() {
+        let values = vec![
+            (0u8, Value::Null),
+            (1, Value::Integer(-7)),
+            (2, Value::Real(1.5)),
+            (3, Value::Text(U.into())),
+            (4, Value::Blob(vec![1, 2])),
+        ];
+        let old = postcard::to_allocvec(&values).unwrap();
+        let read: Vec<(u8, Stored)> = postcard::from_bytes(&old).unwrap();
+        let read: Vec<(u8, Value)> = read
+            .into_iter()
+            .map(|(i, v)| (i, v.into_value().unwrap()))
+            .collect();
+        assert_eq!(read, values);
+        let new: Vec<(u8, StoredRef<'_>)> = values.iter().map(|(i, v)| (*i, v.into())).collect();
+        assert!(postcard::to_allocvec(&new).unwrap().len() < old.len());
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_round_trips(
+            parts in proptest::collection::vec(
+                prop_oneof![Just(U.to_owned()), ".{0,6}", "[0-9a-f-]{30,40}"],
+                0..5,
+            )
+        ) {
+            let s: String = parts.concat();
+            if let Some(p) = pack(&s) {
+                prop_assert_eq!(unpack(&p), Some(s));
+            }
+        }
+    }
+}
