@@ -401,6 +401,58 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
     );
 }
 
+/// Seed 11214 of the simulation: the laptop went back to a copy, a pull's
+/// LIST of `heads/` missed its newest head (an eventually consistent
+/// LIST), and GC had removed its batches above the copy. The push after
+/// the pull trusted that one LIST, saw no sign of the rollback, and wrote
+/// new batches at seqs the desktop had applied: the desktop refused the
+/// laptop's stream for good ("broken at batch"). The first push of a
+/// service now LISTs its own heads whatever a pull showed.
+#[tokio::test]
+async fn a_pulls_list_that_misses_the_own_head_does_not_hide_a_rollback() {
+    let w = World::new(Bucket::Local, "rollback-pull-list-stale");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    // The first LIST of `heads/` (the pull's) misses the laptop's heads.
+    let own = format!("{}{}", layout::HEADS_PREFIX, device);
+    let stale_once = std::sync::atomic::AtomicBool::new(true);
+    let hiding = std::sync::Arc::new(ListRewrite {
+        inner: store.clone(),
+        rewrite: Box::new(move |prefix, mut keys| {
+            if prefix == layout::HEADS_PREFIX
+                && stale_once.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                keys.retain(|k| !k.starts_with(&own));
+            }
+            keys
+        }),
+    });
+    let laptop = w.device_over("laptop", hiding);
+    laptop.pull().await.unwrap();
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&device, seq);
+        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
 /// The laptop's batches above its copy were removed by its own GC (its
 /// checkpoint covers them); only its head is left. The re-take used to
 /// record the head and move on, so the laptop never had those writes

@@ -310,6 +310,9 @@ impl ObjectStore for SimStore {
                     .cloned()
                     .collect();
                 keys.retain(|k| !recent.contains(k));
+                if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+                    eprintln!("  d{} stale list of {prefix} hid {recent:?}", self.device);
+                }
                 self.count("stale list");
             } else if r.fault < RATES.stale_list + RATES.shuffle_list && keys.len() > 1 {
                 let mut rng = Rng(r.param);
@@ -587,6 +590,12 @@ impl Sim {
         }
         self.devices[i].rolled_back_at = self.written.lock().unwrap().len();
         self.faults.add("went back to a backup");
+        if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+            eprintln!(
+                "step {} d{i}: went back to its copy of step {since}",
+                self.step
+            );
+        }
         self.start(i);
     }
 
@@ -1440,6 +1449,11 @@ fn env_u64(name: &str) -> Option<u64> {
 ///   drift); the device went back to a copy taken while they waited, and
 ///   the next re-take, holding a later batch, moved the cursor past them:
 ///   their writes were never applied on that device.
+/// - 11214: a device went back to a copy, a pull's stale LIST of `heads/`
+///   missed its newest head and GC had removed its batches above the
+///   copy; the push after the pull trusted that one LIST and wrote new
+///   batches at seqs the other device had applied (a fork). The first
+///   push of a service now LISTs its own heads as well.
 const REGRESSIONS: &[(u64, u64)] = &[
     (4, 300),
     (13, 300),
@@ -1467,6 +1481,7 @@ const REGRESSIONS: &[(u64, u64)] = &[
     (9030, 300),
     (10071, 300),
     (11075, 300),
+    (11214, 300),
 ];
 
 /// Seeds that once diverged with a removal of the member (run with
