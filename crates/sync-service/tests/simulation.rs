@@ -498,9 +498,19 @@ impl Sim {
     /// whose bootstrap found no checkpoint wrote at once, before it had
     /// read the membership, and its lagging clock stamped its writes
     /// before its invite, so every device refused them (seed 9030).
+    ///
+    /// A member's joiner first reads the membership and goes on only if
+    /// it lists its user, as `join --invite` does (`NotInvited`): before,
+    /// a LIST of `membership/` that missed the invite left the joiner on
+    /// a chain without its user, and it wrote with a clock never moved
+    /// past the invite, so every device refused its batches as not a
+    /// member's (seed 12144).
     async fn join(&mut self, i: usize) {
-        let r = match self.service(i).bootstrap_from_checkpoint().await {
-            Ok(_) => self.service(i).pull().await.map(|_| ()),
+        let r = match self.admitted(i).await {
+            Ok(()) => match self.service(i).bootstrap_from_checkpoint().await {
+                Ok(_) => self.service(i).pull().await.map(|_| ()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if r.is_err() {
@@ -517,6 +527,23 @@ impl Sim {
 
     /// Copies a running device's database aside (between operations, so no
     /// transaction is open): a backup it may go back to later.
+    /// For a member's device: whether the membership it reads now lists
+    /// its user (a founder's device always is one).
+    async fn admitted(&self, i: usize) -> Result<(), SyncError> {
+        if self.second_user.is_none() || i % 2 == 0 {
+            return Ok(());
+        }
+        let service = self.service(i);
+        let me = service.member_key();
+        if service.members().await?.iter().any(|m| m.key == me) {
+            Ok(())
+        } else {
+            Err(SyncError::NotInvited {
+                member: Box::new(me),
+            })
+        }
+    }
+
     fn take_backup(&mut self, i: usize) {
         let d = &mut self.devices[i];
         let backup = backup_path(&d.path);
@@ -1454,6 +1481,11 @@ fn env_u64(name: &str) -> Option<u64> {
 ///   copy; the push after the pull trusted that one LIST and wrote new
 ///   batches at seqs the other device had applied (a fork). The first
 ///   push of a service now LISTs its own heads as well.
+/// - 12144: the harness's fault: a member's late joiner whose LIST of
+///   `membership/` missed its invite joined all the same (`join --invite`
+///   refuses: `NotInvited`) and wrote before its clock had moved past the
+///   invite; every device refused its batches. The joiner now checks the
+///   membership lists its user first.
 const REGRESSIONS: &[(u64, u64)] = &[
     (4, 300),
     (13, 300),
@@ -1482,6 +1514,7 @@ const REGRESSIONS: &[(u64, u64)] = &[
     (10071, 300),
     (11075, 300),
     (11214, 300),
+    (12144, 300),
 ];
 
 /// Seeds that once diverged with a removal of the member (run with
