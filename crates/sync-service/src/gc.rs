@@ -49,10 +49,11 @@ pub struct GcReport {
     /// Checkpoints this device wrote that no longer open or verify (left
     /// in place).
     pub rejected: Vec<String>,
-    /// A checkpoint newer than the one GC relies on, held because its HLC
-    /// is beyond this device's drift bound: nothing was deleted (readers
-    /// start from it once clocks catch up, and it may cover less of some
-    /// stream).
+    /// A checkpoint newer than the one GC relies on that it could not
+    /// weigh: held because its HLC is beyond this device's drift bound
+    /// (readers start from it once clocks catch up), or missing from the
+    /// LIST that found the newest. It may cover less of some stream, so
+    /// nothing was deleted.
     pub held_by_newer: Option<String>,
 }
 
@@ -66,6 +67,18 @@ fn held_for_drift(e: &SyncError) -> Option<String> {
             }
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// The key of the checkpoint an error of [`SyncService::newest_checkpoint`]
+/// refused.
+fn refused_key(e: &SyncError) -> Option<&str> {
+    match e {
+        SyncError::Object { key, .. }
+        | SyncError::Invalid { key, .. }
+        | SyncError::Refused { key, .. }
+        | SyncError::Store(bae_storage_s3::StoreError::TooLarge { key, .. }) => Some(key),
         _ => None,
     }
 }
@@ -109,6 +122,26 @@ impl SyncService {
             tracing::info!(checkpoint = %ck.key, newer = %held, "gc waits: a newer checkpoint is beyond the drift bound");
             report.held_by_newer = Some(held);
             return Ok(report);
+        }
+        // The newest comes from one LIST, and one that missed it (an
+        // eventually consistent bucket) let GC delete what only `ck`
+        // covered: a device that later recovered from the newest reported
+        // it as a gap for good (seed 11156). A second LIST must show no
+        // newer checkpoint the first pass did not weigh.
+        let weighed: Vec<&str> = rejected
+            .iter()
+            .filter_map(refused_key)
+            .chain(newest.as_ref().map(|n| n.key.as_str()))
+            .collect();
+        let floor = newest.as_ref().map_or(&ck.id, |n| &n.id).max(&ck.id);
+        for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
+            let unseen = layout::parse_checkpoint_key(&key).is_ok_and(|id| id > *floor)
+                && !weighed.contains(&key.as_str());
+            if unseen {
+                tracing::info!(checkpoint = %ck.key, newer = %key, "gc waits: a newer checkpoint was not listed before");
+                report.held_by_newer = Some(key);
+                return Ok(report);
+            }
         }
         let newer = newest.filter(|n| n.id > ck.id);
         for c in &ck.header.cursors {

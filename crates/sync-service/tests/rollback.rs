@@ -359,6 +359,54 @@ impl bae_storage_s3::ObjectStore for ListRewrite {
     }
 }
 
+/// Seed 11156 of the simulation (GC, next to the LIST helper): the
+/// laptop's GC found the newest checkpoint with one LIST, which missed the
+/// desktop's, newer than the laptop's own and covering less of the
+/// laptop's stream. GC deleted the batches only the laptop's covered, and
+/// a device that later recovered from the desktop's reported them as a
+/// gap for good. A second LIST now shows it, and GC waits.
+#[tokio::test]
+async fn gc_waits_for_a_newer_checkpoint_its_list_missed() {
+    let w = World::new(Bucket::Local, "gc-list-missed-newest");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "later").await;
+    laptop.push().await.unwrap();
+    laptop.checkpoint().await.unwrap();
+    // Newer, and behind on the laptop's stream: the desktop has not
+    // pulled the title.
+    let newer = desktop.checkpoint().await.unwrap();
+    let before = own_objects(&w, &laptop).await;
+    drop(laptop);
+    let hidden = newer.key.clone();
+    // The LIST that finds the newest checkpoint misses it.
+    let lists = std::sync::atomic::AtomicUsize::new(0);
+    let missing_newest = std::sync::Arc::new(ListRewrite {
+        inner: w.store(),
+        rewrite: Box::new(move |prefix, mut keys| {
+            if prefix == layout::CHECKPOINTS_PREFIX
+                && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+            {
+                keys.retain(|k| *k != hidden);
+            }
+            keys
+        }),
+    });
+    let laptop = w.device_over("laptop", missing_newest);
+    let gc = laptop
+        .gc(i64::MAX / 2, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        gc.held_by_newer.as_deref(),
+        Some(newer.key.as_str()),
+        "{gc:?}"
+    );
+    assert_eq!(gc.ops_deleted, 0, "{gc:?}");
+    nothing_replaced(&w, &laptop, &before).await;
+}
+
 /// Seed 5016 of the simulation: the laptop's batches above its copy were
 /// removed by GC (a checkpoint covers them) and the LIST of its own heads
 /// missed the head. The rollback was invisible, and the push wrote new
