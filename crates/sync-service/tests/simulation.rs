@@ -530,7 +530,7 @@ impl Sim {
     /// For a member's device: whether the membership it reads now lists
     /// its user (a founder's device always is one).
     async fn admitted(&self, i: usize) -> Result<(), SyncError> {
-        if self.second_user.is_none() || i % 2 == 0 {
+        if self.second_user.is_none() || i.is_multiple_of(2) {
             return Ok(());
         }
         let service = self.service(i);
