@@ -15,7 +15,9 @@
 //! was offline longer finds its next batch missing and recovers from the
 //! checkpoint (`bootstrap.rs`). A batch is deleted only if the newest
 //! checkpoint that verifies (the one readers start from, possibly another
-//! device's) covers it too. Checkpoints older than the one GC relies on
+//! device's) covers it too; while a newer one is held (its HLC beyond the
+//! drift bound: readers start from it once clocks catch up) nothing is
+//! deleted. Checkpoints older than the one GC relies on
 //! are deleted with the batches; it and newer ones stay. Locally, op-log
 //! rows of pushed batches the checkpoint covers are pruned after their
 //! stamps are folded; `bae_sync_batch_hashes` keeps every chain link.
@@ -47,6 +49,38 @@ pub struct GcReport {
     /// Checkpoints this device wrote that no longer open or verify (left
     /// in place).
     pub rejected: Vec<String>,
+    /// A checkpoint newer than the one GC relies on that it could not
+    /// weigh: held because its HLC is beyond this device's drift bound
+    /// (readers start from it once clocks catch up), or missing from the
+    /// LIST that found the newest. It may cover less of some stream, so
+    /// nothing was deleted.
+    pub held_by_newer: Option<String>,
+}
+
+/// The key of a checkpoint refused only because its HLC is beyond the
+/// drift bound (it verifies later), from the error that refused it.
+fn held_for_drift(e: &SyncError) -> Option<String> {
+    match e {
+        SyncError::Invalid { key, source } => match source.as_ref() {
+            crate::error::InvalidObject::Checkpoint(CheckpointError::AheadOfClock(_)) => {
+                Some(key.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The key of the checkpoint an error of [`SyncService::newest_checkpoint`]
+/// refused.
+fn refused_key(e: &SyncError) -> Option<&str> {
+    match e {
+        SyncError::Object { key, .. }
+        | SyncError::Invalid { key, .. }
+        | SyncError::Refused { key, .. }
+        | SyncError::Store(bae_storage_s3::StoreError::TooLarge { key, .. }) => Some(key),
+        _ => None,
+    }
 }
 
 impl SyncService {
@@ -77,7 +111,38 @@ impl SyncService {
         // verifies, which may be another device's and include less of
         // some stream than this one: never delete a batch it does not
         // cover either, or a device starting from it could never get it.
-        let (newest, _) = self.newest_checkpoint().await?;
+        let (newest, rejected) = self.newest_checkpoint().await?;
+        // One newer still is only held (its writer's clock ran ahead of
+        // this device's): it verifies once clocks catch up and is then
+        // where readers start, so it must count like the newest. GC
+        // deleted a batch only `ck` covered, and a device that then
+        // recovered from the held one never got it (seed 12251). Wait.
+        // Every rejected one is newer than `ck`: `ck` itself verifies.
+        if let Some(held) = rejected.iter().find_map(held_for_drift) {
+            tracing::info!(checkpoint = %ck.key, newer = %held, "gc waits: a newer checkpoint is beyond the drift bound");
+            report.held_by_newer = Some(held);
+            return Ok(report);
+        }
+        // The newest comes from one LIST, and one that missed it (an
+        // eventually consistent bucket) let GC delete what only `ck`
+        // covered: a device that later recovered from the newest reported
+        // it as a gap for good (seed 11156). A second LIST must show no
+        // newer checkpoint the first pass did not weigh.
+        let weighed: Vec<&str> = rejected
+            .iter()
+            .filter_map(refused_key)
+            .chain(newest.as_ref().map(|n| n.key.as_str()))
+            .collect();
+        let floor = newest.as_ref().map_or(&ck.id, |n| &n.id).max(&ck.id);
+        for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
+            let unseen = layout::parse_checkpoint_key(&key).is_ok_and(|id| id > *floor)
+                && !weighed.contains(&key.as_str());
+            if unseen {
+                tracing::info!(checkpoint = %ck.key, newer = %key, "gc waits: a newer checkpoint was not listed before");
+                report.held_by_newer = Some(key);
+                return Ok(report);
+            }
+        }
         let newer = newest.filter(|n| n.id > ck.id);
         for c in &ck.header.cursors {
             let limit = match &newer {
@@ -240,6 +305,30 @@ mod tests {
         let left = bucket.store.list(layout::CHECKPOINTS_PREFIX).await.unwrap();
         assert!(left.contains(&honest.key) && left.contains(&forged));
         assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// A newer checkpoint written by a device whose clock ran beyond the
+    /// drift bound does not verify here yet, but readers start from it
+    /// once clocks catch up, and it may cover less than this device's own:
+    /// GC deleted what only its own covered, and a device that recovered
+    /// from the newer one reported the gap for good (seed 12251). GC now
+    /// waits until it verifies.
+    #[tokio::test]
+    async fn gc_waits_for_a_newer_checkpoint_beyond_the_drift_bound() {
+        let bucket = Bucket::new();
+        let a = bucket.device("a", 3);
+        a.push().await.unwrap();
+        let own = a.checkpoint().await.unwrap();
+        let drift = i64::try_from(bae_hlc::DEFAULT_MAX_DRIFT_MS).unwrap();
+        let held = bucket.forge(a.device(), drift + 60_000, vec![]).await;
+        let report = a
+            .gc(crate::service::now_ms(), GC_GRACE, true)
+            .await
+            .unwrap();
+        assert_eq!(report.checkpoint.as_deref(), Some(own.key.as_str()));
+        assert_eq!(report.held_by_newer.as_deref(), Some(held.as_str()));
+        assert_eq!((report.ops_deleted, report.checkpoints_deleted), (0, 0));
+        assert_eq!(batches_in(bucket.store.as_ref()).await, 3);
     }
 
     /// Z's own checkpoint covers Y up to 3, but W's newer one (which a new

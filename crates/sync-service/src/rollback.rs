@@ -19,6 +19,7 @@ use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
@@ -65,24 +66,28 @@ impl SyncService {
             })
             .await?;
         let (base, base_hash) = pushed.map_or((0, None), |(s, h)| (s, Some(h)));
-        let seen = match self.own_heads_seen() {
-            Some(seen) => seen,
-            None => {
-                // The first push of this service (a restart is when a
-                // restored database shows): its own heads, from two LISTs
-                // (its own prefix and `heads/`). One LIST that misses the
-                // newest head (an eventually consistent bucket) while
-                // checkpoint GC removed the batches above the local state
-                // hides the rollback, and the push then overwrites batches
-                // other devices applied (seed 5016).
-                let mut seen = self.list_own_heads().await?;
+        let seen = if self.own_heads_listed.load(Ordering::Acquire) {
+            self.own_heads_seen().unwrap_or_default()
+        } else {
+            // The first push of this service (a restart is when a restored
+            // database shows): its own heads, from two LISTs (its own
+            // prefix and `heads/`, the latter a pull's if one ran). One
+            // LIST that misses the newest head (an eventually consistent
+            // bucket) while checkpoint GC removed the batches above the
+            // local state hides the rollback, and the push then overwrites
+            // batches other devices applied (seed 5016); a pull's stale
+            // LIST of `heads/` was all a push after it looked at (seed
+            // 11214).
+            let mut seen = self.list_own_heads().await?;
+            if self.own_heads_seen().is_none() {
                 self.list_heads().await?;
-                seen.extend(self.own_heads_seen().unwrap_or_default());
-                seen.sort_unstable();
-                seen.dedup();
-                self.listed_own_heads(seen.clone());
-                seen
             }
+            seen.extend(self.own_heads_seen().unwrap_or_default());
+            seen.sort_unstable();
+            seen.dedup();
+            self.listed_own_heads(seen.clone());
+            self.own_heads_listed.store(true, Ordering::Release);
+            seen
         };
         let head_above = seen.iter().any(|s| *s > base);
         let suspect = head_above

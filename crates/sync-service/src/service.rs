@@ -45,6 +45,10 @@ pub struct SyncService {
     /// This device's head seqs as the last LIST of `heads/` showed them;
     /// `None` before the first.
     pub(crate) own_head: Mutex<Option<Vec<u64>>>,
+    /// Whether this service has LISTed its own `heads/{device}/` prefix
+    /// (the first push does, whatever a pull's LIST of `heads/` showed:
+    /// one stale LIST must not be all a restarted device trusts).
+    pub(crate) own_heads_listed: std::sync::atomic::AtomicBool,
     /// The sync schema's image table (whose row ids name image files);
     /// without one, push and pull leave images alone.
     pub(crate) images_table: Option<&'static TableSchema>,
@@ -152,6 +156,7 @@ impl SyncService {
             cancel: CancellationToken::new(),
             flight: tokio::sync::Mutex::new(()),
             own_head: Mutex::new(None),
+            own_heads_listed: std::sync::atomic::AtomicBool::new(false),
             images_table,
             progress: None,
             pull_window: PullWindow::default(),

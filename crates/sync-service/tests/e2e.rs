@@ -384,6 +384,12 @@ async fn idle_pull_is_two_list_requests() {
     b.pull().await.unwrap();
     counting.reset();
     b.sync().await.unwrap();
+    // The first push of a service also LISTs its own heads, once: a
+    // pull's LIST of `heads/` alone can miss a rollback (seed 11214).
+    let n = counting.snapshot();
+    assert_eq!((n.list, n.total()), (3, 3), "{n:?}");
+    counting.reset();
+    b.sync().await.unwrap();
     let n = counting.snapshot();
     // `membership/` (every entry already cached) and `heads/`.
     assert_eq!((n.list, n.total()), (2, 2), "{n:?}");

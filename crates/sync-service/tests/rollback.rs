@@ -359,6 +359,54 @@ impl bae_storage_s3::ObjectStore for ListRewrite {
     }
 }
 
+/// Seed 11156 of the simulation (GC, next to the LIST helper): the
+/// laptop's GC found the newest checkpoint with one LIST, which missed the
+/// desktop's, newer than the laptop's own and covering less of the
+/// laptop's stream. GC deleted the batches only the laptop's covered, and
+/// a device that later recovered from the desktop's reported them as a
+/// gap for good. A second LIST now shows it, and GC waits.
+#[tokio::test]
+async fn gc_waits_for_a_newer_checkpoint_its_list_missed() {
+    let w = World::new(Bucket::Local, "gc-list-missed-newest");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "later").await;
+    laptop.push().await.unwrap();
+    laptop.checkpoint().await.unwrap();
+    // Newer, and behind on the laptop's stream: the desktop has not
+    // pulled the title.
+    let newer = desktop.checkpoint().await.unwrap();
+    let before = own_objects(&w, &laptop).await;
+    drop(laptop);
+    let hidden = newer.key.clone();
+    // The LIST that finds the newest checkpoint misses it.
+    let lists = std::sync::atomic::AtomicUsize::new(0);
+    let missing_newest = std::sync::Arc::new(ListRewrite {
+        inner: w.store(),
+        rewrite: Box::new(move |prefix, mut keys| {
+            if prefix == layout::CHECKPOINTS_PREFIX
+                && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+            {
+                keys.retain(|k| *k != hidden);
+            }
+            keys
+        }),
+    });
+    let laptop = w.device_over("laptop", missing_newest);
+    let gc = laptop
+        .gc(i64::MAX / 2, bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        gc.held_by_newer.as_deref(),
+        Some(newer.key.as_str()),
+        "{gc:?}"
+    );
+    assert_eq!(gc.ops_deleted, 0, "{gc:?}");
+    nothing_replaced(&w, &laptop, &before).await;
+}
+
 /// Seed 5016 of the simulation: the laptop's batches above its copy were
 /// removed by GC (a checkpoint covers them) and the LIST of its own heads
 /// missed the head. The rollback was invisible, and the push wrote new
@@ -383,6 +431,58 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
         rewrite: Box::new(move |prefix, keys| if prefix == hidden { Vec::new() } else { keys }),
     });
     let laptop = w.device_over("laptop", hiding);
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&device, seq);
+        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
+/// Seed 11214 of the simulation: the laptop went back to a copy, a pull's
+/// LIST of `heads/` missed its newest head (an eventually consistent
+/// LIST), and GC had removed its batches above the copy. The push after
+/// the pull trusted that one LIST, saw no sign of the rollback, and wrote
+/// new batches at seqs the desktop had applied: the desktop refused the
+/// laptop's stream for good ("broken at batch"). The first push of a
+/// service now LISTs its own heads whatever a pull showed.
+#[tokio::test]
+async fn a_pulls_list_that_misses_the_own_head_does_not_hide_a_rollback() {
+    let w = World::new(Bucket::Local, "rollback-pull-list-stale");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    // The first LIST of `heads/` (the pull's) misses the laptop's heads.
+    let own = format!("{}{}", layout::HEADS_PREFIX, device);
+    let stale_once = std::sync::atomic::AtomicBool::new(true);
+    let hiding = std::sync::Arc::new(ListRewrite {
+        inner: store.clone(),
+        rewrite: Box::new(move |prefix, mut keys| {
+            if prefix == layout::HEADS_PREFIX
+                && stale_once.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                keys.retain(|k| !k.starts_with(&own));
+            }
+            keys
+        }),
+    });
+    let laptop = w.device_over("laptop", hiding);
+    laptop.pull().await.unwrap();
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
     let push = laptop.push().await.unwrap();
     assert!(

@@ -310,6 +310,9 @@ impl ObjectStore for SimStore {
                     .cloned()
                     .collect();
                 keys.retain(|k| !recent.contains(k));
+                if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+                    eprintln!("  d{} stale list of {prefix} hid {recent:?}", self.device);
+                }
                 self.count("stale list");
             } else if r.fault < RATES.stale_list + RATES.shuffle_list && keys.len() > 1 {
                 let mut rng = Rng(r.param);
@@ -495,9 +498,19 @@ impl Sim {
     /// whose bootstrap found no checkpoint wrote at once, before it had
     /// read the membership, and its lagging clock stamped its writes
     /// before its invite, so every device refused them (seed 9030).
+    ///
+    /// A member's joiner first reads the membership and goes on only if
+    /// it lists its user, as `join --invite` does (`NotInvited`): before,
+    /// a LIST of `membership/` that missed the invite left the joiner on
+    /// a chain without its user, and it wrote with a clock never moved
+    /// past the invite, so every device refused its batches as not a
+    /// member's (seed 12144).
     async fn join(&mut self, i: usize) {
-        let r = match self.service(i).bootstrap_from_checkpoint().await {
-            Ok(_) => self.service(i).pull().await.map(|_| ()),
+        let r = match self.admitted(i).await {
+            Ok(()) => match self.service(i).bootstrap_from_checkpoint().await {
+                Ok(_) => self.service(i).pull().await.map(|_| ()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if r.is_err() {
@@ -514,6 +527,23 @@ impl Sim {
 
     /// Copies a running device's database aside (between operations, so no
     /// transaction is open): a backup it may go back to later.
+    /// For a member's device: whether the membership it reads now lists
+    /// its user (a founder's device always is one).
+    async fn admitted(&self, i: usize) -> Result<(), SyncError> {
+        if self.second_user.is_none() || i.is_multiple_of(2) {
+            return Ok(());
+        }
+        let service = self.service(i);
+        let me = service.member_key();
+        if service.members().await?.iter().any(|m| m.key == me) {
+            Ok(())
+        } else {
+            Err(SyncError::NotInvited {
+                member: Box::new(me),
+            })
+        }
+    }
+
     fn take_backup(&mut self, i: usize) {
         let d = &mut self.devices[i];
         let backup = backup_path(&d.path);
@@ -587,6 +617,12 @@ impl Sim {
         }
         self.devices[i].rolled_back_at = self.written.lock().unwrap().len();
         self.faults.add("went back to a backup");
+        if std::env::var_os("BAE_SIM_VERBOSE").is_some() {
+            eprintln!(
+                "step {} d{i}: went back to its copy of step {since}",
+                self.step
+            );
+        }
         self.start(i);
     }
 
@@ -647,7 +683,9 @@ impl Sim {
                 let r = self.service(i).pull().await.map(|_| ());
                 self.note(i, r);
             }
-            86..=89 if !away => {
+            // A checkpoint pushes first: a member's device that had
+            // stopped pushing pushed all the same through it (seed 13171).
+            86..=89 if !away && !self.quiet(i) => {
                 let r = self.service(i).checkpoint().await.map(|_| ());
                 self.note(i, r);
             }
@@ -1440,6 +1478,22 @@ fn env_u64(name: &str) -> Option<u64> {
 ///   drift); the device went back to a copy taken while they waited, and
 ///   the next re-take, holding a later batch, moved the cursor past them:
 ///   their writes were never applied on that device.
+/// - 11214: a device went back to a copy, a pull's stale LIST of `heads/`
+///   missed its newest head and GC had removed its batches above the
+///   copy; the push after the pull trusted that one LIST and wrote new
+///   batches at seqs the other device had applied (a fork). The first
+///   push of a service now LISTs its own heads as well.
+/// - 12144: the harness's fault: a member's late joiner whose LIST of
+///   `membership/` missed its invite joined all the same (`join --invite`
+///   refuses: `NotInvited`) and wrote before its clock had moved past the
+///   invite; every device refused its batches. The joiner now checks the
+///   membership lists its user first.
+/// - 12251, 12140: a device GC'd under its own checkpoint while a newer
+///   one, written by a device whose clock ran beyond the drift bound, did
+///   not verify there yet; it covered less of one stream, and a device
+///   that later recovered from it reported the batch only the older one
+///   covered as a gap for good. GC now waits while a newer checkpoint is
+///   held for drift.
 const REGRESSIONS: &[(u64, u64)] = &[
     (4, 300),
     (13, 300),
@@ -1467,6 +1521,10 @@ const REGRESSIONS: &[(u64, u64)] = &[
     (9030, 300),
     (10071, 300),
     (11075, 300),
+    (11214, 300),
+    (12144, 300),
+    (12140, 300),
+    (12251, 300),
 ];
 
 /// Seeds that once diverged with a removal of the member (run with
@@ -1477,13 +1535,18 @@ const REGRESSIONS: &[(u64, u64)] = &[
 /// - 12190, 12032: the same, when the first look read the blob damaged
 ///   or its LIST missed it;
 /// - 12127, 12209: a founder device read a removed member's stream past
-///   the cutoff and took a batch their GC removed for a gap to recover.
+///   the cutoff and took a batch their GC removed for a gap to recover;
+/// - 13171: the harness's fault: a member's device that had stopped
+///   pushing (from the revoke's step) pushed through a checkpoint, past
+///   the cutoff, and a founder device applied it before it saw the
+///   removal (the race the harness leaves out on purpose).
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
     (12127, 300),
     (12190, 300),
     (12209, 300),
+    (13171, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
