@@ -209,18 +209,8 @@ async fn a_readers_batch_is_rejected_but_a_members_applies() {
 async fn a_forged_signature_is_rejected_and_push_repair_resigns() {
     let (w, a, b, file) = two_devices("members-forged").await;
     let seq = edit_and_push(&a, "forged?").await;
-    let key = layout::ops_key(&a.device(), seq);
-    let place = ObjectPlace {
-        kind: ObjectKind::OpBatch,
-        device: *a.device().as_bytes(),
-        seq,
-    };
-    let sealed = w.store().get(&key, MAX_BATCH_OBJECT_BYTES).await.unwrap();
-    let mut plain = bae_crypto::open_object(&(KeyEpoch(0), &file.key), &place, &sealed).unwrap();
     // Byte 40 is inside the signature (bytes 33..97 of the envelope).
-    plain[40] ^= 0x01;
-    let forged = bae_crypto::seal_object(&file.key, KeyEpoch(0), &place, &plain);
-    w.store().put(&key, &forged).await.unwrap();
+    let key = tamper_batch(&w, &file, a.device(), seq, |plain| plain[40] ^= 0x01).await;
     let before = dump(&b).await;
     let report = b.pull().await.unwrap();
     rejected_by_name(&report, &key, "signature does not verify");
