@@ -387,7 +387,12 @@ impl SyncService {
             reason: Box::new(reason),
         };
         let epoch = sealed_epoch(key, sealed)?;
-        let linked = SignedObject::from_bytes(plain)
+        let bound = self.bound_author(device);
+        let parsed = match &bound {
+            Some(author) => SignedObject::from_bytes_expecting(plain, author),
+            None => SignedObject::from_bytes(plain),
+        };
+        let linked = parsed
             .and_then(|o| {
                 o.check_unsigned(self.library_id, (SignedKind::Batch, device, seq), epoch)
             })
@@ -396,7 +401,7 @@ impl SyncService {
                 None => refused(Refusal::Envelope(e)),
             })?;
         let author = linked.claimed_author();
-        if let Some(bound) = self.bound_author(device) {
+        if let Some(bound) = bound {
             if bound != *author {
                 return Err(refused(Refusal::Envelope(
                     EnvelopeError::DeviceOfAnotherAuthor {
