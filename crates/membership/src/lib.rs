@@ -41,7 +41,8 @@ pub use entry::{
     Action, Cutoffs, Entry, EntryError, EntryHash, Role, SignedEntry, ENTRY_SIGNING_CONTEXT,
 };
 pub use envelope::{
-    DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, VerifiedObject,
+    DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, UnsignedObject,
+    VerifiedObject,
 };
 pub use grant::{Grant, GrantBucket, GrantError, GrantFile, GrantPayload, GrantTerms};
 pub use identity::{IdentityError, IdentityStore};

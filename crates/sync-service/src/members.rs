@@ -31,7 +31,7 @@ use bae_hlc::{DeviceId, Timestamp};
 use bae_membership::entry::MAX_ENTRY_BYTES;
 use bae_membership::{
     Action, Chain, DeviceBindings, EnvelopeError, EnvelopeHeader, LibraryId, Role, SignedEntry,
-    SignedKind, SignedObject, ValidatedChain, VerifiedObject,
+    SignedKind, SignedObject, UnsignedObject, ValidatedChain, VerifiedObject,
 };
 use bae_oplog::BatchHash;
 use bae_storage_s3::layout::{self, PublicKeyHex, MEMBERSHIP_PREFIX};
@@ -210,6 +210,71 @@ impl MemberState {
 /// The largest membership object read (a sealed entry of the largest size).
 const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
 
+/// The key epoch a sync object at `key` was sealed under (its header,
+/// which the AEAD authenticates).
+fn sealed_epoch(key: &str, sealed: &[u8]) -> Result<KeyEpoch, SyncError> {
+    Ok(ObjectHeader::parse(&sealed[..sealed.len().min(HEADER_LEN)])
+        .map_err(|source| SyncError::Object {
+            key: key.to_owned(),
+            source,
+        })?
+        .epoch)
+}
+
+/// The rights `author` needs to have signed a `kind` object of `device`
+/// at `seq` and `hlc`: a member then; for a batch or checkpoint, a writer
+/// then; for a checkpoint, still a writer; for a batch, within the
+/// author's cutoff for the device and not back-dated from a device the
+/// author's removal did not list.
+fn rights(
+    chain: &ValidatedChain,
+    kind: SignedKind,
+    device: DeviceId,
+    seq: u64,
+    author: &IdentityPublicKey,
+    hlc: Timestamp,
+) -> Result<(), Refusal> {
+    let boxed = || Box::new(*author);
+    match (kind, chain.role_at(author, hlc)) {
+        (_, None) => {
+            return Err(Refusal::NotAMember {
+                author: boxed(),
+                hlc,
+            })
+        }
+        (SignedKind::Batch | SignedKind::Checkpoint, Some(role)) if !role.can_write() => {
+            return Err(Refusal::CannotWrite {
+                author: boxed(),
+                role,
+                hlc,
+            })
+        }
+        _ => {}
+    }
+    if kind == SignedKind::Checkpoint && !chain.can_write_now(author) {
+        return Err(Refusal::NoLongerWrites { author: boxed() });
+    }
+    if kind == SignedKind::Batch {
+        if let Some(cutoff) = chain.cutoff_for(device, author).filter(|c| seq > *c) {
+            return Err(Refusal::PastCutoff {
+                author: boxed(),
+                device,
+                seq,
+                cutoff,
+            });
+        }
+        if chain.unlisted_before_cut_off(device, author, hlc) {
+            return Err(Refusal::UnlistedDevice {
+                author: boxed(),
+                device,
+                seq,
+                hlc,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The sealed place of `membership/{author}/{seq}`.
 pub(crate) fn entry_place(author: &[u8; 32], seq: u64) -> ObjectPlace {
     ObjectPlace::hashed_owner(ObjectKind::Membership, author, seq)
@@ -305,12 +370,7 @@ impl SyncService {
             key: key.to_owned(),
             reason: Box::new(reason),
         };
-        let epoch = ObjectHeader::parse(&sealed[..sealed.len().min(HEADER_LEN)])
-            .map_err(|source| SyncError::Object {
-                key: key.to_owned(),
-                source,
-            })?
-            .epoch;
+        let epoch = sealed_epoch(key, sealed)?;
         let verified = SignedObject::from_bytes(&plain)
             .and_then(|o| o.verify(self.library_id, (kind, device, seq), epoch))
             .map_err(|e| match phase_one(kind, &plain) {
@@ -318,49 +378,67 @@ impl SyncService {
                 None => refused(Refusal::Envelope(e)),
             })?;
         let chain = self.chain().await?;
-        let author = *verified.author();
-        let hlc = verified.header().hlc;
-        let boxed = || Box::new(author);
-        match (kind, chain.role_at(&author, hlc)) {
-            (_, None) => {
-                return Err(refused(Refusal::NotAMember {
-                    author: boxed(),
-                    hlc,
-                }))
-            }
-            (SignedKind::Batch | SignedKind::Checkpoint, Some(role)) if !role.can_write() => {
-                return Err(refused(Refusal::CannotWrite {
-                    author: boxed(),
-                    role,
-                    hlc,
-                }))
-            }
-            _ => {}
-        }
-        if kind == SignedKind::Checkpoint && !chain.can_write_now(&author) {
-            return Err(refused(Refusal::NoLongerWrites { author: boxed() }));
-        }
-        if kind == SignedKind::Batch {
-            if let Some(cutoff) = chain.cutoff_for(device, &author).filter(|c| seq > *c) {
-                return Err(refused(Refusal::PastCutoff {
-                    author: boxed(),
-                    device,
-                    seq,
-                    cutoff,
-                }));
-            }
-            if chain.unlisted_before_cut_off(device, &author, hlc) {
-                return Err(refused(Refusal::UnlistedDevice {
-                    author: boxed(),
-                    device,
-                    seq,
-                    hlc,
-                }));
-            }
-        }
+        let header = verified.header();
+        rights(&chain, kind, device, seq, verified.author(), header.hlc).map_err(refused)?;
         self.bind(&verified)
             .map_err(|e| refused(Refusal::Envelope(e)))?;
         Ok(verified)
+    }
+
+    /// Checks an opened batch as [`SyncService::verify_signed`] does, but
+    /// not its signature: pull's batches before the last of a run in a
+    /// window, which that last one's verified signature authenticates
+    /// through their hash links (`docs/SECURITY.md`). Its claimed author
+    /// must be the one its device is bound to, if bound, and is checked
+    /// for the rights a signed batch's author needs.
+    pub(crate) async fn check_linked_batch(
+        &self,
+        key: &str,
+        device: DeviceId,
+        seq: u64,
+        sealed: &[u8],
+        plain: &[u8],
+    ) -> Result<UnsignedObject, SyncError> {
+        let refused = |reason: Refusal| SyncError::Refused {
+            key: key.to_owned(),
+            reason: Box::new(reason),
+        };
+        let epoch = sealed_epoch(key, sealed)?;
+        let bound = self.bound_author(device);
+        let parsed = match &bound {
+            Some(author) => SignedObject::from_bytes_expecting(plain, author),
+            None => SignedObject::from_bytes(plain),
+        };
+        let linked = parsed
+            .and_then(|o| {
+                o.check_unsigned(self.library_id, (SignedKind::Batch, device, seq), epoch)
+            })
+            .map_err(|e| match phase_one(SignedKind::Batch, plain) {
+                Some(what) => refused(Refusal::Unsigned(what)),
+                None => refused(Refusal::Envelope(e)),
+            })?;
+        let author = linked.claimed_author();
+        if let Some(bound) = bound {
+            if bound != *author {
+                return Err(refused(Refusal::Envelope(
+                    EnvelopeError::DeviceOfAnotherAuthor {
+                        device,
+                        bound: Box::new(bound),
+                        claimed: Box::new(*author),
+                    },
+                )));
+            }
+        }
+        let chain = self.chain().await?;
+        let hlc = linked.claimed_header().hlc;
+        rights(&chain, SignedKind::Batch, device, seq, author, hlc).map_err(refused)?;
+        Ok(linked)
+    }
+
+    /// The author `device` is bound to, if any.
+    fn bound_author(&self, device: DeviceId) -> Option<IdentityPublicKey> {
+        let state = self.members.lock().ok()?;
+        state.bindings.as_ref()?.author_of(device).copied()
     }
 
     /// Binds the object's device to its author, or refuses another author.

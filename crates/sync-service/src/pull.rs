@@ -10,12 +10,16 @@ use crate::images::want_images;
 use crate::members::Refusal;
 use crate::progress::Stage;
 use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
+use bae_crypto::object::HEADER_LEN;
+use bae_crypto::IdentityPublicKey;
 use bae_hlc::DeviceId;
-use bae_membership::SignedKind;
-use bae_oplog::{decode_batch, Batch, BatchHash};
+use bae_membership::{EnvelopeHeader, SignedKind};
+use bae_oplog::{decode_batch, Batch, BatchHash, SyncSchema};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// A remote batch that did not apply, and why.
@@ -86,9 +90,75 @@ struct Stream {
     /// The last seq that counts, for a removed member's device: a batch
     /// past it that is gone is no gap (nothing there would apply).
     cutoff: Option<u64>,
+    /// This slice's batches of the stream whose signatures are not checked
+    /// yet; checked by [`SyncService::settle`] before the slice merges.
+    unsigned: Option<UnsignedRun>,
+    /// Reads of the next batch objects, by seq, started ahead of need.
+    ahead: VecDeque<(u64, ObjectRead)>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        for (_, read) in &self.ahead {
+            read.abort();
+        }
+    }
+}
+
+/// A batch object being read.
+type ObjectRead = JoinHandle<Result<Vec<u8>, StoreError>>;
+
+/// How many of a stream's batch objects are read ahead of the one being
+/// checked. Reads one at a time wait a round trip each (to S3; to a
+/// blocking thread and back for a local directory), so they overlap; the
+/// bytes held are at most this many objects beyond the slice.
+const READ_AHEAD: u64 = 16;
+
+/// A stream's batches in the current slice read without checking their
+/// signatures: every other check passed, and each names the hash of the
+/// one before it, so the signature of the last, verified before any of
+/// them is applied, authenticates them all (`docs/SECURITY.md`, "One
+/// signature per pull window").
+struct UnsignedRun {
+    /// The run's first seq, and the hash it names as its predecessor
+    /// (where the stream restarts if the last signature fails).
+    first: u64,
+    prev: Option<BatchHash>,
+    /// The author every batch of the run claims.
+    author: IdentityPublicKey,
+    /// The run's last batch: its seq, key, sealed object header (the epoch
+    /// it was sealed under) and opened envelope.
+    last: u64,
+    key: String,
+    sealed_header: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// A batch fetched into a slice, with the stream it came from.
+struct Fetched {
+    stream: usize,
+    seq: u64,
+    hash: BatchHash,
+    batch: Batch,
 }
 
 impl Stream {
+    /// Moves past the batch just read, whose hash is `hash`: the head's
+    /// batch must be the one the head names (a stream read to a cutoff has
+    /// no head it read).
+    fn step(&mut self, hash: BatchHash) -> Result<(), SyncError> {
+        if self.next == self.head.seq && !self.to_cutoff && self.head.hash != Some(hash) {
+            return Err(SyncError::Chain {
+                device: self.device,
+                seq: self.next,
+                broken: ChainBreak::NotTheHeadsBatch,
+            });
+        }
+        self.next += 1;
+        self.prev = Some(hash);
+        Ok(())
+    }
+
     fn remaining(&self) -> u64 {
         if self.failed {
             0
@@ -312,6 +382,13 @@ impl SyncService {
     /// time, until the window is full or every stream is done. A bad
     /// object stops its stream with a problem; an unreachable bucket fails
     /// the pull (slices merged before it are kept).
+    ///
+    /// Each stream's batches are read without checking their signatures,
+    /// linked by their hashes; the signature of each stream's last batch in
+    /// the slice is checked before the slice is returned ([`Self::settle`]),
+    /// so one signature is verified per stream and slice instead of one per
+    /// batch. A batch that fails any check is read again with its
+    /// signature checked, which names what is wrong with it.
     async fn fill_slice(
         &self,
         streams: &mut [Stream],
@@ -325,16 +402,39 @@ impl SyncService {
         let mut bytes = 0usize;
         while slice.len() < window.batches && (slice.is_empty() || bytes < window.bytes) {
             let mut progressed = false;
-            for stream in streams.iter_mut().filter(|s| s.remaining() > 0) {
+            for (index, stream) in streams.iter_mut().enumerate() {
+                if stream.remaining() == 0 {
+                    continue;
+                }
                 if slice.len() >= window.batches || (!slice.is_empty() && bytes >= window.bytes) {
                     break;
                 }
+                progressed = true;
                 let seq = stream.next;
-                match self.next_batch(stream).await {
+                let read = match self.next_linked(stream).await {
+                    Ok(read) => Ok(read),
+                    Err(e) => {
+                        self.settle(index, stream, &mut slice, problems, gaps)
+                            .await?;
+                        if stream.failed {
+                            continue;
+                        }
+                        match e {
+                            // Not read: nothing to check again.
+                            SyncError::Store(_) | SyncError::Background(_) => Err(e),
+                            _ => self.next_batch(stream).await,
+                        }
+                    }
+                };
+                match read {
                     Ok((batch, hash, len)) => {
-                        advance.fetched.insert((stream.device, seq), hash);
                         bytes += len;
-                        slice.push(batch);
+                        slice.push(Fetched {
+                            stream: index,
+                            seq,
+                            hash,
+                            batch,
+                        });
                         on_batch();
                     }
                     Err(SyncError::Store(StoreError::NotFound { .. }))
@@ -347,13 +447,77 @@ impl SyncService {
                         problems.push(rejected(stream.device, seq, e, gaps)?);
                     }
                 }
-                progressed = true;
             }
             if !progressed {
                 break;
             }
         }
-        Ok(slice)
+        for (index, stream) in streams.iter_mut().enumerate() {
+            self.settle(index, stream, &mut slice, problems, gaps)
+                .await?;
+        }
+        Ok(slice
+            .into_iter()
+            .map(|f| {
+                advance
+                    .fetched
+                    .insert((streams[f.stream].device, f.seq), f.hash);
+                f.batch
+            })
+            .collect())
+    }
+
+    /// Verifies the signature of the last batch of `stream`'s unsigned run
+    /// (and its author's rights, binding its device to it). If it fails,
+    /// the run leaves the slice and is read again batch by batch with each
+    /// signature checked: those before the first bad batch return to the
+    /// slice, and the bad one stops the stream with a problem.
+    async fn settle(
+        &self,
+        index: usize,
+        stream: &mut Stream,
+        slice: &mut Vec<Fetched>,
+        problems: &mut Vec<Problem>,
+        gaps: &mut Vec<(DeviceId, u64)>,
+    ) -> Result<(), SyncError> {
+        let Some(run) = stream.unsigned.take() else {
+            return Ok(());
+        };
+        let device = stream.device;
+        if self
+            .verify_signed(
+                &run.key,
+                SignedKind::Batch,
+                device,
+                run.last,
+                &run.sealed_header,
+                run.plain,
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        slice.retain(|f| f.stream != index || f.seq < run.first);
+        stream.next = run.first;
+        stream.prev = run.prev;
+        while stream.next <= run.last {
+            let seq = stream.next;
+            match self.next_batch(stream).await {
+                Ok((batch, hash, _)) => slice.push(Fetched {
+                    stream: index,
+                    seq,
+                    hash,
+                    batch,
+                }),
+                Err(e) => {
+                    stream.failed = true;
+                    problems.push(rejected(device, seq, e, gaps)?);
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fetches a device's head and starts its stream after `cursor`.
@@ -373,6 +537,8 @@ impl SyncService {
             failed: false,
             to_cutoff: false,
             cutoff: None,
+            unsigned: None,
+            ahead: VecDeque::new(),
         })
     }
 
@@ -408,16 +574,90 @@ impl SyncService {
         let (device, seq) = (stream.device, stream.next);
         let key = layout::ops_key(&device, seq);
         let (batch, hash, len) = self.fetch_batch(&key, device, seq, stream.prev).await?;
-        if seq == stream.head.seq && !stream.to_cutoff && stream.head.hash != Some(hash) {
-            return Err(SyncError::Chain {
-                device,
-                seq,
-                broken: ChainBreak::NotTheHeadsBatch,
-            });
-        }
-        stream.next += 1;
-        stream.prev = Some(hash);
+        stream.step(hash)?;
         Ok((batch, hash, len))
+    }
+
+    /// [`Self::next_batch`] without checking the signature: the batch joins
+    /// the stream's unsigned run, whose last signature [`Self::settle`]
+    /// checks. Every other check is made here, the author's rights too.
+    async fn next_linked(
+        &self,
+        stream: &mut Stream,
+    ) -> Result<(Batch, BatchHash, usize), SyncError> {
+        let (device, seq) = (stream.device, stream.next);
+        let key = layout::ops_key(&device, seq);
+        let sealed = self.read_batch_object(stream).await?;
+        let plain = self.open(&key, &batch_place(device, seq), &sealed)?;
+        let linked = self
+            .check_linked_batch(&key, device, seq, &sealed, &plain)
+            .await?;
+        let author = *linked.claimed_author();
+        // One author signs a whole run, so its last signature speaks for
+        // every batch in it.
+        if stream
+            .unsigned
+            .as_ref()
+            .is_some_and(|run| run.author != author)
+        {
+            return Err(mismatch(&key, "author"));
+        }
+        let body = linked.claimed_body();
+        let batch = check_batch(
+            self.schema,
+            &key,
+            device,
+            seq,
+            stream.prev,
+            linked.claimed_header(),
+            body,
+        )?;
+        let (hash, len) = (BatchHash::of(body), body.len());
+        let prev = stream.prev;
+        stream.step(hash)?;
+        let run = stream.unsigned.get_or_insert_with(|| UnsignedRun {
+            first: seq,
+            prev,
+            author,
+            last: seq,
+            key: String::new(),
+            sealed_header: Vec::new(),
+            plain: Vec::new(),
+        });
+        run.last = seq;
+        run.key = key;
+        run.sealed_header = sealed[..sealed.len().min(HEADER_LEN)].to_vec();
+        run.plain = plain;
+        Ok((batch, hash, len))
+    }
+
+    /// The object of `stream`'s next batch, with reads of up to
+    /// [`READ_AHEAD`] batches after it started.
+    async fn read_batch_object(&self, stream: &mut Stream) -> Result<Vec<u8>, SyncError> {
+        let (device, seq) = (stream.device, stream.next);
+        while let Some((read_seq, read)) = stream.ahead.front() {
+            if *read_seq == seq {
+                break;
+            }
+            // Read for a seq the stream went back past (a run read again).
+            read.abort();
+            stream.ahead.pop_front();
+        }
+        let mut next = stream.ahead.back().map_or(seq, |(s, _)| s + 1);
+        while next <= stream.head.seq && next < seq.saturating_add(READ_AHEAD) {
+            let store = Arc::clone(&self.store);
+            let key = layout::ops_key(&device, next);
+            let read = tokio::spawn(async move { store.get(&key, MAX_BATCH_OBJECT_BYTES).await });
+            stream.ahead.push_back((next, read));
+            next += 1;
+        }
+        match stream.ahead.pop_front() {
+            Some((_, read)) => Ok(read.await??),
+            None => Ok(self
+                .store
+                .get(&layout::ops_key(&device, seq), MAX_BATCH_OBJECT_BYTES)
+                .await?),
+        }
     }
 
     /// One LIST: every device's newest head seq (ours excluded, but noted
@@ -502,34 +742,49 @@ impl SyncService {
             .verify_signed(key, SignedKind::Batch, device, seq, &sealed, plain)
             .await?;
         let plain = signed.body();
-        let batch = decode_batch(plain, self.schema).map_err(|e| SyncError::invalid(key, e))?;
-        // Membership was checked at the signed HLC: it must be the batch's
-        // newest op HLC, and the signed chain link the batch's own.
-        let header = signed.header();
-        if batch.ops.iter().map(|op| op.hlc).max() != Some(header.hlc) {
-            return Err(mismatch(key, "HLC"));
-        }
-        if batch.prev != header.prev {
-            return Err(mismatch(key, "previous-batch hash"));
-        }
-        if batch.device != device || batch.seq.0 != seq {
-            return Err(SyncError::invalid(
-                key,
-                InvalidObject::BatchPlace {
-                    device: batch.device,
-                    seq: batch.seq.0,
-                },
-            ));
-        }
-        if batch.prev != prev {
-            return Err(SyncError::Chain {
-                device,
-                seq,
-                broken: ChainBreak::PreviousHash,
-            });
-        }
+        let batch = check_batch(self.schema, key, device, seq, prev, signed.header(), plain)?;
         Ok((batch, BatchHash::of(plain), plain.len()))
     }
+}
+
+/// Decodes a batch read at `key` and checks it against its envelope's
+/// header and the stream: membership was checked at the header's HLC, so
+/// it must be the batch's newest op HLC; the header's chain link must be
+/// the batch's own; the batch must be the one of its place and name
+/// `prev` as its predecessor.
+fn check_batch(
+    schema: &SyncSchema,
+    key: &str,
+    device: DeviceId,
+    seq: u64,
+    prev: Option<BatchHash>,
+    header: &EnvelopeHeader,
+    body: &[u8],
+) -> Result<Batch, SyncError> {
+    let batch = decode_batch(body, schema).map_err(|e| SyncError::invalid(key, e))?;
+    if batch.ops.iter().map(|op| op.hlc).max() != Some(header.hlc) {
+        return Err(mismatch(key, "HLC"));
+    }
+    if batch.prev != header.prev {
+        return Err(mismatch(key, "previous-batch hash"));
+    }
+    if batch.device != device || batch.seq.0 != seq {
+        return Err(SyncError::invalid(
+            key,
+            InvalidObject::BatchPlace {
+                device: batch.device,
+                seq: batch.seq.0,
+            },
+        ));
+    }
+    if batch.prev != prev {
+        return Err(SyncError::Chain {
+            device,
+            seq,
+            broken: ChainBreak::PreviousHash,
+        });
+    }
+    Ok(batch)
 }
 
 /// A signed field that differs from the object it signs.
@@ -565,6 +820,8 @@ fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
         failed: false,
         to_cutoff: true,
         cutoff: Some(cutoff),
+        unsigned: None,
+        ahead: VecDeque::new(),
     })
 }
 

@@ -209,18 +209,8 @@ async fn a_readers_batch_is_rejected_but_a_members_applies() {
 async fn a_forged_signature_is_rejected_and_push_repair_resigns() {
     let (w, a, b, file) = two_devices("members-forged").await;
     let seq = edit_and_push(&a, "forged?").await;
-    let key = layout::ops_key(&a.device(), seq);
-    let place = ObjectPlace {
-        kind: ObjectKind::OpBatch,
-        device: *a.device().as_bytes(),
-        seq,
-    };
-    let sealed = w.store().get(&key, MAX_BATCH_OBJECT_BYTES).await.unwrap();
-    let mut plain = bae_crypto::open_object(&(KeyEpoch(0), &file.key), &place, &sealed).unwrap();
     // Byte 40 is inside the signature (bytes 33..97 of the envelope).
-    plain[40] ^= 0x01;
-    let forged = bae_crypto::seal_object(&file.key, KeyEpoch(0), &place, &plain);
-    w.store().put(&key, &forged).await.unwrap();
+    let key = tamper_batch(&w, &file, a.device(), seq, |plain| plain[40] ^= 0x01).await;
     let before = dump(&b).await;
     let report = b.pull().await.unwrap();
     rejected_by_name(&report, &key, "signature does not verify");
@@ -345,4 +335,64 @@ async fn an_entry_that_failed_to_read_is_read_again_by_the_next_pull() {
     let report = c.pull().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(dump(&a).await, dump(&c).await);
+}
+
+/// Opens `device`'s batch `seq`, changes its envelope bytes and seals them
+/// again under the library key (what any key holder can do); its key.
+async fn tamper_batch(
+    w: &World,
+    file: &KeyFile,
+    device: DeviceId,
+    seq: u64,
+    change: impl FnOnce(&mut Vec<u8>),
+) -> String {
+    let key = layout::ops_key(&device, seq);
+    let place = ObjectPlace {
+        kind: ObjectKind::OpBatch,
+        device: *device.as_bytes(),
+        seq,
+    };
+    let sealed = w.store().get(&key, MAX_BATCH_OBJECT_BYTES).await.unwrap();
+    let mut plain = bae_crypto::open_object(&(KeyEpoch(0), &file.key), &place, &sealed).unwrap();
+    change(&mut plain);
+    let forged = bae_crypto::seal_object(&file.key, KeyEpoch(0), &place, &plain);
+    w.store().put(&key, &forged).await.unwrap();
+    key
+}
+
+/// A pull verifies one signature per device and window, the run's last;
+/// the hash chain carries it to the batches before. A forged body in the
+/// middle of the run, or a forged last signature, is still refused by
+/// name, and only the batches before it apply.
+#[tokio::test]
+async fn a_forged_batch_in_the_middle_of_a_window_is_refused_and_those_before_it_apply() {
+    let (w, a, b, file) = two_devices("members-forged-window").await;
+    edit_and_push(&a, "window one").await;
+    let middle = edit_and_push(&a, "window two").await;
+    let last = edit_and_push(&a, "window three").await;
+    // The middle body changed, its signature left as it was: the honest
+    // last batch still names the true middle's hash.
+    let key = tamper_batch(&w, &file, a.device(), middle, |plain| {
+        let n = plain.len();
+        plain[n - 1] ^= 0x01;
+    })
+    .await;
+    let report = b.pull().await.unwrap();
+    rejected_by_name(&report, &key, "signature does not verify");
+    assert_eq!(report.applied, 1);
+    let seen = dump(&b).await;
+    assert!(seen.contains("window one") && !seen.contains("window two"));
+    // Repaired, and now the last batch's signature forged: the middle
+    // applies, the last does not.
+    assert_eq!(a.repair().await.unwrap().repaired, vec![middle]);
+    let key = tamper_batch(&w, &file, a.device(), last, |plain| plain[40] ^= 0x01).await;
+    let report = b.pull().await.unwrap();
+    rejected_by_name(&report, &key, "signature does not verify");
+    assert_eq!(report.applied, 1);
+    let seen = dump(&b).await;
+    assert!(seen.contains("window two") && !seen.contains("window three"));
+    assert_eq!(a.repair().await.unwrap().repaired, vec![last]);
+    let report = b.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(dump(&a).await, dump(&b).await);
 }
