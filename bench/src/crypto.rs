@@ -25,7 +25,7 @@ fn setup(size: Size) -> (LibraryKey, XChaCha20Poly1305, Vec<u8>) {
 pub fn chunked_encrypt(size: Size) -> Result<Entry, String> {
     let (key, cipher, data) = setup(size);
     let nonce = XNonce::from([1; 24]);
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         size.pick(3, 5),
         || {
             black_box(chunked::encrypt(&key, &data));
@@ -40,10 +40,8 @@ pub fn chunked_encrypt(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "chunked_encrypt",
-        ours,
-        base,
         "xchacha20poly1305 single-shot encrypt",
         "s",
     ))
@@ -57,7 +55,7 @@ pub fn chunked_decrypt(size: Size) -> Result<Entry, String> {
     let single = cipher
         .encrypt(&nonce, &data[..])
         .map_err(|e| e.to_string())?;
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         size.pick(3, 5),
         || {
             black_box(chunked::decrypt(&key, &blob).map_err(|e| e.to_string())?);
@@ -72,10 +70,8 @@ pub fn chunked_decrypt(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "chunked_decrypt",
-        ours,
-        base,
         "xchacha20poly1305 single-shot decrypt",
         "s",
     ))

@@ -38,7 +38,7 @@ pub fn merge_apply(size: Size) -> Result<Entry, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let files = FreshFiles::new(dir.path());
     let fresh = |label: &str| files.connection(label);
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         runs,
         || {
             let mut rec =
@@ -59,10 +59,8 @@ pub fn merge_apply(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "merge_apply",
-        ours,
-        base,
         "plain rusqlite inserts of the same rows, one transaction per album",
         "s",
     ))

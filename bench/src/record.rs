@@ -29,7 +29,7 @@ pub fn record_overhead(size: Size) -> Result<Entry, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let files = FreshFiles::new(dir.path());
     let fresh = |label: &str| files.connection(label);
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         runs,
         || {
             let conn = fresh("ours")?;
@@ -50,10 +50,8 @@ pub fn record_overhead(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "record_overhead",
-        ours,
-        base,
         "plain rusqlite inserts, same transactions",
         "s",
     ))

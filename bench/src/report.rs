@@ -33,6 +33,10 @@ pub struct Entry {
     /// ours / baseline; lower is better for times.
     pub ratio: f64,
     pub unit: String,
+    /// Timed entries: how many interleaved runs gave `ratio` (their
+    /// median) and the lowest and highest of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
     /// What a single ratio cannot say (a bench with two measurements).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
@@ -52,13 +56,20 @@ impl Entry {
             baseline_name: baseline_name.into(),
             ratio,
             unit: unit.into(),
+            spread: None,
             details: None,
         }
     }
 
     pub fn summary(&self) -> String {
+        let spread = self.spread.as_ref().map_or(String::new(), |s| {
+            format!(
+                " (median of {} runs, {:.3}-{:.3})",
+                s.runs, s.ratio_min, s.ratio_max
+            )
+        });
         format!(
-            "{}: ours {:.4} {} vs {} {:.4} {} -> ratio {:.3}",
+            "{}: ours {:.4} {} vs {} {:.4} {} -> ratio {:.3}{spread}",
             self.name,
             self.ours,
             self.unit,
@@ -70,31 +81,82 @@ impl Entry {
     }
 }
 
-/// Best-of-`runs` wall time in seconds: the minimum is the least disturbed by
-/// other load on a shared machine. Baseline and ours should alternate runs.
-pub fn best_of<F: FnMut() -> Result<(), String>>(runs: usize, mut f: F) -> Result<f64, String> {
-    let mut best = f64::INFINITY;
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        f()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best)
+/// The wall time of one run of `f`, in seconds.
+fn time_once<F: FnMut() -> Result<(), String>>(mut f: F) -> Result<f64, String> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
-/// Times `ours` and `baseline` interleaved, `runs` times each, and returns the
-/// best time of each, so drift in machine load hits both alike.
-pub fn interleaved<A, B>(runs: usize, mut ours: A, mut baseline: B) -> Result<(f64, f64), String>
+/// Times `ours` and `baseline` interleaved, `runs` times each, so drift in
+/// machine load hits both alike; [`Timed::entry`] reports the medians.
+pub fn interleaved<A, B>(runs: usize, mut ours: A, mut baseline: B) -> Result<Timed, String>
 where
     A: FnMut() -> Result<(), String>,
     B: FnMut() -> Result<(), String>,
 {
-    let (mut best_ours, mut best_base) = (f64::INFINITY, f64::INFINITY);
+    let mut timed = Timed::default();
     for _ in 0..runs.max(1) {
-        best_base = best_base.min(best_of(1, &mut baseline)?);
-        best_ours = best_ours.min(best_of(1, &mut ours)?);
+        timed.base.push(time_once(&mut baseline)?);
+        timed.ours.push(time_once(&mut ours)?);
     }
-    Ok((best_ours, best_base))
+    Ok(timed)
+}
+
+/// The wall times of interleaved runs, in seconds, in run order.
+#[derive(Debug, Default)]
+pub struct Timed {
+    pub ours: Vec<f64>,
+    pub base: Vec<f64>,
+}
+
+impl Timed {
+    /// The entry: the median time of each side, and as its ratio the
+    /// median of the runs' ratios (each run of ours over the baseline run
+    /// beside it), with their spread, so one noisy run can neither pass
+    /// nor fail it.
+    pub fn entry(&self, name: &str, baseline_name: &str, unit: &str) -> Entry {
+        let mut e = Entry::new(
+            name,
+            median(&self.ours),
+            median(&self.base),
+            baseline_name,
+            unit,
+        );
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.base)
+            .map(|(o, b)| o / b)
+            .collect();
+        e.ratio = median(&ratios);
+        e.spread = Some(Spread {
+            runs: ratios.len(),
+            ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratio_max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        });
+        e
+    }
+}
+
+/// The median of `xs` (the mean of the middle two for an even count; NaN
+/// for none).
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The spread of an entry's per-run ratios.
+#[derive(Debug, Serialize)]
+pub struct Spread {
+    pub runs: usize,
+    pub ratio_min: f64,
+    pub ratio_max: f64,
 }
 
 /// Writes the entries as a JSON list.

@@ -45,7 +45,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         run.set(run.get() + 1);
         dir.path().join(format!("{label}-{}.db", run.get()))
     };
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         runs,
         || {
             let rec = open_library(&next("boot")).map_err(|e| err(&e))?;
@@ -62,10 +62,8 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "bootstrap_checkpoint",
-        ours,
-        base,
         "std::fs::copy of the source database file",
         "s",
     ))

@@ -147,7 +147,7 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
         std::fs::copy(&s.template, &path).map_err(|e| e.to_string())?;
         Ok(path)
     };
-    let (ours, base) = interleaved(
+    let timed = interleaved(
         runs,
         || {
             let path = fresh("pull")?;
@@ -170,10 +170,8 @@ pub fn pull_10k_batches(size: Size) -> Result<Entry, String> {
             Ok(())
         },
     )?;
-    Ok(Entry::new(
+    Ok(timed.entry(
         "pull_10k_batches",
-        ours,
-        base,
         "bae_merge::apply_pull of the same decoded batches, no store",
         "s",
     ))
