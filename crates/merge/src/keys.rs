@@ -4,7 +4,8 @@
 //! which each such UUID is a zero byte and its 16 bytes and every other
 //! byte stands for itself; any other id (or one with a zero byte) stays
 //! TEXT. A key decodes back to exactly its id, so two ids never share a key
-//! (and a BLOB never equals a TEXT in SQLite).
+//! (and a BLOB never equals a TEXT in SQLite). The encoding is the op log's
+//! ([`bae_oplog::row_id_to_sql`]), which stores its row ids the same way.
 //!
 //! | bytes | meaning |
 //! |---|---|
@@ -14,105 +15,22 @@
 use crate::error::MergeError;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
-/// Positions of the hyphens in a canonical UUID.
-const HYPHENS: [usize; 4] = [8, 13, 18, 23];
-const UUID_LEN: usize = 36;
-const UUID_TAG: u8 = 0;
-
 /// The key of a row id.
 pub(crate) fn row_key(id: &str) -> SqlValue {
-    let b = id.as_bytes();
-    if b.contains(&UUID_TAG) {
-        return SqlValue::Text(id.to_owned());
-    }
-    let mut out = Vec::with_capacity(b.len());
-    let mut packed_any = false;
-    let mut i = 0;
-    while i < b.len() {
-        if let Some(uuid) = b.get(i..i + UUID_LEN).and_then(uuid_bytes) {
-            out.push(UUID_TAG);
-            out.extend_from_slice(&uuid);
-            packed_any = true;
-            i += UUID_LEN;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    if packed_any {
-        SqlValue::Blob(out)
-    } else {
-        SqlValue::Text(id.to_owned())
-    }
-}
-
-/// The 16 bytes of a canonical lowercase UUID spelling, if it is one.
-fn uuid_bytes(s: &[u8]) -> Option<[u8; 16]> {
-    for (i, c) in s.iter().enumerate() {
-        if HYPHENS.contains(&i) != (*c == b'-') {
-            return None;
-        }
-    }
-    let mut digits = s
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !HYPHENS.contains(i))
-        .map(|(_, c)| *c);
-    let mut out = [0u8; 16];
-    for byte in &mut out {
-        let hi = lower_hex(digits.next()?)?;
-        let lo = lower_hex(digits.next()?)?;
-        *byte = hi << 4 | lo;
-    }
-    Some(out)
-}
-
-fn lower_hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+    bae_oplog::row_id_to_sql(id)
 }
 
 /// The row id a stored key stands for; `table` names the row in the error
 /// when the key is not TEXT or a well-formed BLOB (a UUID cut short,
 /// bytes that are not UTF-8).
 pub(crate) fn row_id_of(table: &str, key: ValueRef<'_>) -> Result<String, MergeError> {
-    let corrupt = |shown: String| MergeError::CorruptStamp {
+    bae_oplog::row_id_from_sql(key).ok_or_else(|| MergeError::CorruptStamp {
         table: table.to_owned(),
-        row_id: shown,
-    };
-    match key {
-        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|_| corrupt(hex::encode(t))),
-        ValueRef::Blob(b) => {
-            let mut out = Vec::with_capacity(b.len() * 2);
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] != UUID_TAG {
-                    out.push(b[i]);
-                    i += 1;
-                    continue;
-                }
-                let Some(uuid) = b.get(i + 1..i + 17) else {
-                    return Err(corrupt(hex::encode(b)));
-                };
-                let x = hex::encode(uuid);
-                for (part, range) in [0..8, 8..12, 12..16, 16..20, 20..32]
-                    .into_iter()
-                    .enumerate()
-                {
-                    if part > 0 {
-                        out.push(b'-');
-                    }
-                    out.extend_from_slice(&x.as_bytes()[range]);
-                }
-                i += 17;
-            }
-            String::from_utf8(out).map_err(|_| corrupt(hex::encode(b)))
-        }
-        ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => Err(corrupt(String::new())),
-    }
+        row_id: match key {
+            ValueRef::Text(b) | ValueRef::Blob(b) => hex::encode(b),
+            ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => String::new(),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 //! keys are ids) is stored as bytes in which each such UUID is a zero byte
 //! and its 16 bytes and every other byte stands for itself; any other
 //! string (or one with a zero byte) is stored as it is. Packed bytes decode
-//! back to exactly their string. The same idea as merge's row keys, kept
-//! here because oplog is below merge; only local tables use it, never a
-//! batch.
+//! back to exactly their string. Merge keys its stamp tables the same
+//! way ([`row_id_to_sql`]); only local tables use it, never a batch.
 //!
 //! | bytes | meaning |
 //! |---|---|
@@ -97,17 +96,21 @@ fn hex_digit(d: u8) -> u8 {
     }
 }
 
-/// A row id as the op log stores it: TEXT as given, or a BLOB of its
-/// packed bytes.
-pub(crate) fn row_id_to_sql(id: &str) -> rusqlite::types::Value {
+/// A row id as the op log stores it, and merge's stamp tables key it: TEXT
+/// as given, or a BLOB of its packed bytes (the table in this module's
+/// docs). A BLOB never equals a TEXT in SQLite, so two ids never share a
+/// stored form.
+pub fn row_id_to_sql(id: &str) -> rusqlite::types::Value {
     match pack(id) {
         Some(b) => rusqlite::types::Value::Blob(b),
         None => rusqlite::types::Value::Text(id.to_owned()),
     }
 }
 
-/// The row id of an op-log row id cell; `None` if it is neither.
-pub(crate) fn row_id_from_sql(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+/// The row id a cell stored by [`row_id_to_sql`] stands for; `None` if it
+/// is neither TEXT nor well-formed packed bytes (a UUID cut short, bytes
+/// that are not UTF-8).
+pub fn row_id_from_sql(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_owned),

@@ -32,6 +32,7 @@ pub use codec::{
     decode_batch, encode_batch, validate, CodecError, BATCH_FORMAT_VERSION, MAX_BATCH_BYTES,
     MAX_KEPT_VALUE_BYTES, MAX_NAME_BYTES,
 };
+pub use compact::{row_id_from_sql, row_id_to_sql};
 pub use dump::canonical_dump;
 pub use error::{OplogError, SchemaError};
 pub use log::{

@@ -212,10 +212,13 @@ pub fn rows_inserted_after(
 pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, OplogError> {
     let through = through.0 as i64;
     keep_high_water(conn)?;
+    // CROSS JOIN keeps the batches the outer loop, so each batch's ops are
+    // one range seek on the op log's key: with a plain JOIN SQLite may scan
+    // every op and, for each, every batch (GC of 10,000 albums took 194 s).
     let ops = conn.execute(
         "DELETE FROM bae_sync_op_log WHERE seq IN (
              SELECT o.seq FROM bae_sync_op_batches b
-             JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+             CROSS JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
              WHERE b.batch_id <= ?1 AND b.pushed = 1)",
         [through],
     )?;
