@@ -108,11 +108,18 @@ impl Drop for Stream {
 /// A batch object being read.
 type ObjectRead = JoinHandle<Result<Vec<u8>, StoreError>>;
 
-/// How many of a stream's batch objects are read ahead of the one being
-/// checked. Reads one at a time wait a round trip each (to S3; to a
-/// blocking thread and back for a local directory), so they overlap; the
-/// bytes held are at most this many objects beyond the slice.
-const READ_AHEAD: u64 = 16;
+/// How many batch objects a pull reads ahead of the ones being checked,
+/// over all its streams (each stream gets an equal share). Reads one at a
+/// time wait a round trip each (to S3; to a blocking thread and back for a
+/// local directory), so they overlap.
+const READ_AHEAD: u64 = 32;
+
+/// The most a batch object read ahead may be. Honest batches are a few KB
+/// to a few hundred (a push slices at 2 MiB), but the bucket decides what
+/// it serves: with the full [`MAX_BATCH_OBJECT_BYTES`] a read-ahead could
+/// hold [`READ_AHEAD`] × 64 MiB. A larger object is read again, on its
+/// turn, alone; the bytes held ahead stay under 32 MiB.
+const READ_AHEAD_OBJECT_BYTES: u64 = 1 << 20;
 
 /// A stream's batches in the current slice read without checking their
 /// signatures: every other check passed, and each names the hash of the
@@ -402,6 +409,8 @@ impl SyncService {
         let mut bytes = 0usize;
         while slice.len() < window.batches && (slice.is_empty() || bytes < window.bytes) {
             let mut progressed = false;
+            let active = streams.iter().filter(|s| s.remaining() > 0).count() as u64;
+            let ahead_share = READ_AHEAD / active.max(1);
             for (index, stream) in streams.iter_mut().enumerate() {
                 if stream.remaining() == 0 {
                     continue;
@@ -411,7 +420,7 @@ impl SyncService {
                 }
                 progressed = true;
                 let seq = stream.next;
-                let read = match self.next_linked(stream).await {
+                let read = match self.next_linked(stream, ahead_share).await {
                     Ok(read) => Ok(read),
                     Err(e) => {
                         self.settle(index, stream, &mut slice, problems, gaps)
@@ -584,10 +593,11 @@ impl SyncService {
     async fn next_linked(
         &self,
         stream: &mut Stream,
+        ahead_share: u64,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let (device, seq) = (stream.device, stream.next);
         let key = layout::ops_key(&device, seq);
-        let sealed = self.read_batch_object(stream).await?;
+        let sealed = self.read_batch_object(stream, ahead_share).await?;
         let plain = self.open(&key, &batch_place(device, seq), &sealed)?;
         let linked = self
             .check_linked_batch(&key, device, seq, &sealed, &plain)
@@ -632,8 +642,13 @@ impl SyncService {
     }
 
     /// The object of `stream`'s next batch, with reads of up to
-    /// [`READ_AHEAD`] batches after it started.
-    async fn read_batch_object(&self, stream: &mut Stream) -> Result<Vec<u8>, SyncError> {
+    /// `ahead_share` batches after it started (its share of
+    /// [`READ_AHEAD`]).
+    async fn read_batch_object(
+        &self,
+        stream: &mut Stream,
+        ahead_share: u64,
+    ) -> Result<Vec<u8>, SyncError> {
         let (device, seq) = (stream.device, stream.next);
         while let Some((read_seq, read)) = stream.ahead.front() {
             if *read_seq == seq {
@@ -644,19 +659,28 @@ impl SyncService {
             stream.ahead.pop_front();
         }
         let mut next = stream.ahead.back().map_or(seq, |(s, _)| s + 1);
-        while next <= stream.head.seq && next < seq.saturating_add(READ_AHEAD) {
+        while next <= stream.head.seq && next < seq.saturating_add(ahead_share.max(1)) {
             let store = Arc::clone(&self.store);
             let key = layout::ops_key(&device, next);
-            let read = tokio::spawn(async move { store.get(&key, MAX_BATCH_OBJECT_BYTES).await });
+            let limit = if next == seq {
+                MAX_BATCH_OBJECT_BYTES
+            } else {
+                READ_AHEAD_OBJECT_BYTES
+            };
+            let read = tokio::spawn(async move { store.get(&key, limit).await });
             stream.ahead.push_back((next, read));
             next += 1;
         }
+        let key = layout::ops_key(&device, seq);
         match stream.ahead.pop_front() {
-            Some((_, read)) => Ok(read.await??),
-            None => Ok(self
-                .store
-                .get(&layout::ops_key(&device, seq), MAX_BATCH_OBJECT_BYTES)
-                .await?),
+            Some((_, read)) => match read.await? {
+                // Too large to read ahead: read it alone now.
+                Err(StoreError::TooLarge { .. }) => {
+                    Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?)
+                }
+                other => Ok(other?),
+            },
+            None => Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?),
         }
     }
 

@@ -522,3 +522,64 @@ async fn a_pull_names_the_damaged_image() {
     assert_eq!(report.images_rejected.len(), 1, "{report:?}");
     assert!(report.images_rejected[0].contains(&key));
 }
+
+/// A batch object larger than a read-ahead may hold (1 MiB), between small
+/// ones, is read again on its turn and applies like any other: the
+/// read-ahead's bound limits memory, never what syncs.
+#[tokio::test]
+async fn a_batch_too_large_to_read_ahead_still_syncs() {
+    let w = World::new(Bucket::Local, "large-batch");
+    let a = w.first_device("a", 3).await;
+    let b = w.join("b").await;
+    let large = "x".repeat(900 * 1024);
+    let (first, second) = (album_row(0, "albums"), album_row(1, "albums"));
+    edit(&a, "albums", &first, "title", "small before").await;
+    a.with_db({
+        let (first, second, large) = (first.clone(), second.clone(), large.clone());
+        move |rec| {
+            // One transaction, one batch of about 1.8 MB.
+            let mut tx = rec.transaction()?;
+            tx.update(
+                "albums",
+                &first,
+                &[("title", bae_oplog::Value::Text(large.clone()))],
+            )?;
+            tx.update(
+                "albums",
+                &second,
+                &[("title", bae_oplog::Value::Text(large))],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    edit(
+        &a,
+        "albums",
+        &album_row(2, "albums"),
+        "title",
+        "small after",
+    )
+    .await;
+    a.push().await.unwrap();
+    let sizes: Vec<u64> = {
+        let last = last_batch(&a).await;
+        let mut sizes = Vec::new();
+        for seq in last - 2..=last {
+            let bytes = w.store().get(&ops_key(&a, seq), u64::MAX).await.unwrap();
+            sizes.push(bytes.len() as u64);
+        }
+        sizes
+    };
+    assert!(sizes[1] > 1 << 20, "the middle batch is {} bytes", sizes[1]);
+    let report = b.pull().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_converged(&[&a, &b]).await;
+    assert_eq!(field(&b, "albums", &second, "title").await, large);
+    assert_eq!(
+        field(&b, "albums", &album_row(2, "albums"), "title").await,
+        "small after"
+    );
+}
