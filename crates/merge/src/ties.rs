@@ -208,8 +208,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn values_compare_as_their_column_stores_them() {
+    /// A table `t` with a column of each affinity: `n` INTEGER, `s` TEXT,
+    /// `r` REAL, `b` none.
+    fn one_column_per_affinity() -> (Connection, TableSchema) {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, s TEXT, r REAL, b)")
             .unwrap();
@@ -219,6 +220,12 @@ mod tests {
             parents: &[],
             unique: &[],
         };
+        (conn, table)
+    }
+
+    #[test]
+    fn values_compare_as_their_column_stores_them() {
+        let (conn, table) = one_column_per_affinity();
         let wins = |c: &str, incoming: Value, current: Value| {
             wins_tie(&conn, &table, c, &incoming, Some(&current)).unwrap()
         };
@@ -240,15 +247,7 @@ mod tests {
 
     #[test]
     fn tie_candidates_hold_the_winner_of_every_affinity_in_any_order() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, s TEXT, r REAL, b)")
-            .unwrap();
-        let table = TableSchema {
-            name: "t",
-            columns: &["n", "s", "r", "b"],
-            parents: &[],
-            unique: &[],
-        };
+        let (conn, table) = one_column_per_affinity();
         let values = [
             Value::from("5"),
             Value::Integer(7),
