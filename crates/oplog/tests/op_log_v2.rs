@@ -102,16 +102,23 @@ fn version_2_library(
     conn
 }
 
-#[test]
-fn a_version_2_op_log_converts_and_behaves_as_one_recorded_in_version_3() {
+/// A library in the current layout with `record`'s batches, its device and
+/// every op with its batch.
+fn recorded() -> (Library, bae_hlc::DeviceId, Vec<(BatchSeq, Op)>) {
     let mut lib = Library::new(library_on(Connection::open_in_memory().unwrap(), CLOCK).unwrap());
     record(&mut lib);
     let device = lib.recorder().device();
-    let (ours, _, _) = lib.recorder().sync_parts();
-    let all: Vec<(BatchSeq, Op)> = ops_by_batch(ours)
+    let all = ops_by_batch(lib.recorder().sync_parts().0)
         .into_iter()
         .flat_map(|(b, ops)| ops.into_iter().map(move |op| (b, op)))
         .collect();
+    (lib, device, all)
+}
+
+#[test]
+fn a_version_2_op_log_converts_and_behaves_as_one_recorded_in_version_3() {
+    let (mut lib, device, all) = recorded();
+    let (ours, _, _) = lib.recorder().sync_parts();
     for b in 1..=3 {
         mark_pushed(ours, BatchSeq(b)).unwrap();
     }
@@ -195,14 +202,8 @@ fn a_version_2_op_log_converts_and_behaves_as_one_recorded_in_version_3() {
 
 #[test]
 fn a_version_2_library_that_pruned_everything_numbers_ops_past_its_high_water_mark() {
-    let mut lib = Library::new(library_on(Connection::open_in_memory().unwrap(), CLOCK).unwrap());
-    record(&mut lib);
-    let device = lib.recorder().device();
+    let (mut lib, device, all) = recorded();
     let (ours, _, _) = lib.recorder().sync_parts();
-    let all: Vec<(BatchSeq, Op)> = ops_by_batch(ours)
-        .into_iter()
-        .flat_map(|(b, ops)| ops.into_iter().map(move |op| (b, op)))
-        .collect();
     let high = last_op_seq(ours).unwrap();
     let old = version_2_library(device, &all, BatchSeq(5));
     old.execute("DELETE FROM bae_sync_op_log", []).unwrap();
