@@ -51,6 +51,25 @@ const RESTORE_CACHE_KIB: i64 = -32 * 1024;
 /// How many checkpoints, newest first, a recovery after a GC'd range tries.
 const RECOVERY_TRIES: usize = 4;
 
+/// What [`SyncService::recover_from_checkpoint`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recovery {
+    /// A checkpoint was restored.
+    Recovered,
+    /// None was. `held`: one of the checkpoints a recovery tries holds a
+    /// missing batch (it was refused for another reason, e.g. behind this
+    /// device's own gone batches), so the range is not lost: a newer
+    /// checkpoint that lacks it would put it out of every recovery's reach.
+    NotRecovered { held: bool },
+}
+
+/// Whether `opened` holds one of the missing batches (`gaps`: device,
+/// first missing seq).
+fn covers_a_gap(opened: &OpenedCheckpoint, gaps: &[(DeviceId, u64)]) -> bool {
+    gaps.iter()
+        .any(|(d, missing)| opened.header.cursor_of(*d) >= *missing)
+}
+
 /// What a bootstrap or recovery did.
 #[derive(Debug, Clone)]
 pub struct BootstrapReport {
@@ -120,11 +139,12 @@ impl SyncService {
     /// checkpoints are tried too (at most [`RECOVERY_TRIES`] in all): the
     /// newest may not cover the gap, e.g. one written by a device whose
     /// clock ran ahead, so it sorts last without having seen the batches GC
-    /// deleted under an older one. Returns whether it recovered.
+    /// deleted under an older one. Returns whether it recovered, or whether
+    /// one of the checkpoints it opened holds a missing batch all the same.
     pub(crate) async fn recover_from_checkpoint(
         &self,
         gaps: &[(DeviceId, u64)],
-    ) -> Result<bool, SyncError> {
+    ) -> Result<Recovery, SyncError> {
         let device = self.device;
         // This device's own cursor (kept while re-taken own batches wait) is
         // not a stream the restore resets: the batches above the
@@ -138,13 +158,15 @@ impl SyncService {
             .await?;
         let mut rejected = Vec::new();
         let mut below = None;
+        let mut held = false;
         for _ in 0..RECOVERY_TRIES {
             let (opened, skipped) = self.newest_checkpoint_below(below.as_ref()).await?;
             rejected.extend(skipped);
             let Some(opened) = opened else {
-                return Ok(false);
+                return Ok(Recovery::NotRecovered { held });
             };
             below = Some(opened.id.clone());
+            held |= covers_a_gap(&opened, gaps);
             if !self.can_recover_from(&opened, gaps, &applied).await? {
                 continue;
             }
@@ -169,7 +191,7 @@ impl SyncService {
                 Ok(report) => {
                     tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
                     self.reapply_own_after(own.0, own.1, false).await?;
-                    return Ok(true);
+                    return Ok(Recovery::Recovered);
                 }
                 // Not recovering from it leaves the library whole.
                 Err(e @ SyncError::Invalid { .. }) => {
@@ -179,7 +201,7 @@ impl SyncService {
                 Err(e) => return Err(e),
             }
         }
-        Ok(false)
+        Ok(Recovery::NotRecovered { held })
     }
 
     /// Whether `opened` covers one of the `gaps`, and every batch this
@@ -194,10 +216,7 @@ impl SyncService {
         gaps: &[(DeviceId, u64)],
         applied: &std::collections::BTreeMap<DeviceId, u64>,
     ) -> Result<bool, SyncError> {
-        if !gaps
-            .iter()
-            .any(|(d, missing)| opened.header.cursor_of(*d) >= *missing)
-        {
+        if !covers_a_gap(opened, gaps) {
             return Ok(false);
         }
         if !self

@@ -575,9 +575,21 @@ impl SyncService {
     /// The snapshot may include the effects of local batches recorded after
     /// the push; its cursor for this device still names only pushed batches,
     /// so those batches are replayed on top later, which merge makes a no-op.
+    ///
+    /// Refused ([`SyncError::CheckpointWouldHideGap`]) while the pull left
+    /// a gap (a stream's next batch gone from the bucket) that an older
+    /// checkpoint holds: readers and GC go by the newest checkpoint, and
+    /// this one would lack the range. A gap no checkpoint holds does not
+    /// stop it: that range is out of every recovery's reach already, and
+    /// refusing would stop this device's checkpoints (and its GC) for good.
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
-        self.pull().await?;
+        let pulled = self.pull().await?;
+        if pulled.gaps_held_by_a_checkpoint {
+            if let Some(&(device, seq)) = pulled.gaps.first() {
+                return Err(SyncError::CheckpointWouldHideGap { device, seq });
+            }
+        }
         // Taken after them (each takes it itself); a pull that slips in
         // between changes nothing the snapshot's one read transaction
         // cannot see.

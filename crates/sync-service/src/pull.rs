@@ -4,6 +4,7 @@
 //! verify the chain, merge, and advance cursors only after the merge
 //! committed. An idle pull is exactly two LIST requests.
 
+use crate::bootstrap::Recovery;
 use crate::error::{ChainBreak, InvalidObject, SyncError};
 use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
@@ -66,6 +67,15 @@ pub struct PullReport {
     /// and retried by later pulls; the device that wrote one re-uploads it
     /// with `push --repair`. The batches still merged.
     pub images_rejected: Vec<String>,
+    /// Streams whose next batch is gone from the bucket and that no
+    /// checkpoint restored: (device, the first missing seq). Each is also a
+    /// rejected problem; later pulls retry the recovery.
+    pub gaps: Vec<(DeviceId, u64)>,
+    /// Whether a checkpoint that a recovery tries holds one of `gaps`
+    /// (refused for another reason, or the recovery ran and a gap remains):
+    /// a checkpoint written by this device now would hide it
+    /// ([`SyncService::checkpoint`] refuses).
+    pub gaps_held_by_a_checkpoint: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -235,9 +245,20 @@ impl SyncService {
         self.finish_local_replay().await?;
         let mut gaps = Vec::new();
         let mut report = self.pull_once(&mut gaps).await?;
-        if !gaps.is_empty() && self.recover_from_checkpoint(&gaps).await? {
-            report = self.pull_once(&mut Vec::new()).await?;
+        let mut held = false;
+        if !gaps.is_empty() {
+            match self.recover_from_checkpoint(&gaps).await? {
+                Recovery::Recovered => {
+                    gaps.clear();
+                    report = self.pull_once(&mut gaps).await?;
+                    // Not weighed again here: the next pull's recovery does.
+                    held = !gaps.is_empty();
+                }
+                Recovery::NotRecovered { held: h } => held = h,
+            }
         }
+        report.gaps = gaps;
+        report.gaps_held_by_a_checkpoint = held;
         // Own batches a re-take held wait for what this pull brought.
         report.applied += self.apply_held_own().await?;
         Ok(report)

@@ -230,7 +230,7 @@ impl SyncService {
             // checkpoint again and settles the own cursor.
             // Boxed: the recovery calls this again (without `recover_gap`).
             let recovered = Box::pin(self.recover_from_checkpoint(&[(device, first)])).await?;
-            if !recovered {
+            if recovered != crate::bootstrap::Recovery::Recovered {
                 // Kept for the next pull: GC removes this device's batches
                 // only under a checkpoint of its own, so one covers them,
                 // and a refusal may pass (a LIST that missed a head).

@@ -39,6 +39,11 @@ pub struct RevokeReport {
     /// The devices of the removed member that were cut off, with the last
     /// seq of each that counts.
     pub cutoffs: Vec<(bae_hlc::DeviceId, u64)>,
+    /// The checkpoint written right after the removal (its key), which
+    /// holds the removed member's batches up to the cutoffs; `None` when
+    /// this call appended no removal or the checkpoint failed (logged; a
+    /// later `checkpoint` of a device that has synced writes one).
+    pub checkpoint: Option<String>,
 }
 
 impl SyncService {
@@ -99,7 +104,28 @@ impl SyncService {
     /// Removes `member` and starts a new key epoch sealed to everyone who
     /// stays (see the module docs). A member who is neither current nor
     /// holding the newest key is [`SyncError::NotAMember`].
+    ///
+    /// After appending the removal it writes a checkpoint. The removed
+    /// member's own checkpoints stop counting with the removal, and one of
+    /// them may be the only copy of a range GC removed (their batches, or
+    /// another device's that they checkpointed): the cutoffs are what this
+    /// device applied, so its checkpoint holds every batch of theirs that
+    /// still counts.
     pub async fn revoke(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
+        let mut report = self.revoke_entry(member).await?;
+        if report.removed {
+            match self.checkpoint().await {
+                Ok(written) => report.checkpoint = Some(written.key),
+                Err(e) => {
+                    tracing::warn!(error = %e, "removal appended, but no checkpoint was written after it");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The key rotation and removal entry of [`Self::revoke`].
+    async fn revoke_entry(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
         let _one_at_a_time = self.flight.lock().await;
         if member == self.member.public_key() {
             return Err(SyncError::RevokeSelf);
@@ -131,6 +157,7 @@ impl SyncService {
             removed: false,
             new_epoch: None,
             cutoffs: Vec::new(),
+            checkpoint: None,
         };
         let entry = if is_member {
             let cutoffs = self.cutoffs_for(&chain, &member).await?;

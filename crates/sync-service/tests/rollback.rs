@@ -1157,3 +1157,77 @@ async fn own_batches_under_an_epoch_a_restored_device_lacks_are_not_garbage() {
         "after"
     );
 }
+
+/// The checkpoints in the bucket.
+async fn checkpoints_in(w: &World) -> Vec<String> {
+    w.store()
+        .list(layout::CHECKPOINTS_PREFIX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| layout::parse_checkpoint_key(k).is_ok())
+        .collect()
+}
+
+/// The desktop's checkpoint holds its batch 2; the phone applied the
+/// laptop's batch 2, which the checkpoint lacks and which is then gone, so
+/// it cannot recover from it; then the desktop's batch 2 is gone too
+/// (its GC). A checkpoint by the phone would be the newest and lack the
+/// desktop's batch 2: every device that recovers or bootstraps from it
+/// would report that range for good, while the older checkpoint still
+/// holds it (seed 11156's second cause, 8003 the same way). The phone's
+/// pull reports the gap and that a checkpoint holds it, and its
+/// checkpoint is refused, by name. A gap no checkpoint holds (the
+/// desktop's own, on the laptop's batch 2) does not stop a checkpoint:
+/// nothing is hidden by it, and refusing would stop checkpoints for good.
+#[tokio::test]
+async fn a_device_with_a_gap_a_checkpoint_holds_writes_no_checkpoint() {
+    let w = World::new(Bucket::Local, "gap-no-checkpoint");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    import_albums(&w.library("laptop"), 10, 1);
+    laptop.push().await.unwrap();
+    import_albums(&w.library("desktop"), 20, 1);
+    desktop.push().await.unwrap();
+    phone.pull().await.unwrap();
+
+    import_albums(&w.library("laptop"), 11, 1);
+    let laptop_head = laptop.push().await.unwrap().head.unwrap();
+    phone.pull().await.unwrap();
+    // The laptop's newest batch is gone before the desktop read it.
+    w.store()
+        .delete(&ops_key(&laptop, laptop_head))
+        .await
+        .unwrap();
+    import_albums(&w.library("desktop"), 21, 1);
+    let before = checkpoints_in(&w).await.len();
+    let written = desktop.checkpoint().await.unwrap();
+    assert_eq!(checkpoints_in(&w).await.len(), before + 1);
+    assert_eq!(
+        written
+            .cursors
+            .iter()
+            .find(|(d, _)| *d == laptop.device())
+            .map(|c| c.1),
+        Some(laptop_head - 1),
+        "{written:?}"
+    );
+    let desktop_head = last_batch(&desktop).await;
+    w.store()
+        .delete(&ops_key(&desktop, desktop_head))
+        .await
+        .unwrap();
+
+    let pull = phone.pull().await.unwrap();
+    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
+    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+    let before = checkpoints_in(&w).await;
+    match phone.checkpoint().await {
+        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
+            assert_eq!((device, seq), (desktop.device(), desktop_head));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+}

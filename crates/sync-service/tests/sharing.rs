@@ -1086,3 +1086,40 @@ async fn review_a_removed_member_cannot_rewrite_batches_within_the_cutoff() {
     desktop.pull().await.unwrap();
     assert_converged(&[&owner, &desktop]).await;
 }
+
+/// Bob's device pushes an album, the owner applies it, bob writes a
+/// checkpoint and his GC removes his batches under it; then the owner
+/// revokes bob. The owner's desktop never applied bob's batches: the
+/// range was only in bob's checkpoint, which stops counting with the
+/// removal, so it stayed a reported gap ("object not found", and held
+/// updates of rows it inserted; seeds 15076, 14107 with removals). The
+/// revoke now writes a checkpoint, which holds bob's batches up to the
+/// cutoff (what the owner applied).
+#[tokio::test]
+async fn a_range_only_the_removed_members_checkpoint_held_is_in_the_revokes_checkpoint() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("revoke-checkpoint").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    let first = last_batch(&b).await;
+    owner.pull().await.unwrap();
+    b.checkpoint().await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    assert!(!w.store().exists(&ops_key(&b, first)).await.unwrap());
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(b.device(), first)]);
+    let written = report.checkpoint.expect("the revoke wrote no checkpoint");
+    assert!(w.store().exists(&written).await.unwrap(), "{written}");
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert!(pull.gaps.is_empty(), "{:?}", pull.gaps);
+    assert_ne!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}

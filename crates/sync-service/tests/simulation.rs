@@ -1540,6 +1540,11 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   pushing (from the revoke's step) pushed through a checkpoint, past
 ///   the cutoff, and a founder device applied it before it saw the
 ///   removal (the race the harness leaves out on purpose).
+/// - 15076, 14107: the member's device GC'd its batches under its own
+///   checkpoint, the only one holding them; once it was removed that
+///   checkpoint stopped counting, and a founder device that had not
+///   applied them reported them as a gap (and held the revoker's updates
+///   of rows they inserted) for good. The revoke now writes a checkpoint.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1547,6 +1552,8 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12190, 300),
     (12209, 300),
     (13171, 300),
+    (14107, 300),
+    (15076, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
