@@ -638,10 +638,8 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                     epoch.0
                 )?;
             }
-            match (&r.checkpoint, r.removed) {
-                (Some(key), _) => outln!("checkpoint {key} written: it holds their batches up to the removal")?,
-                (None, true) => outln!("no checkpoint written after the removal: run `bae-sync checkpoint` once this device has synced")?,
-                (None, false) => {}
+            if let Some(key) = &r.checkpoint {
+                outln!("checkpoint {key} written: it holds their batches up to the removal")?;
             }
             outln!("they keep what they already downloaded, and any S3 credentials they were given: revoke those at your storage provider")?;
         }

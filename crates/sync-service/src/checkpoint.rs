@@ -594,6 +594,13 @@ impl SyncService {
         // between changes nothing the snapshot's one read transaction
         // cannot see.
         let _one_at_a_time = self.flight.lock().await;
+        self.write_checkpoint().await
+    }
+
+    /// Snapshots the library as it stands and uploads it (the second half
+    /// of [`Self::checkpoint`], without its push and pull); the caller holds
+    /// the flight lock.
+    pub(crate) async fn write_checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         let span = tracing::info_span!("checkpoint", device = %self.device);
         async move {
             let device = self.device;

@@ -39,10 +39,9 @@ pub struct RevokeReport {
     /// The devices of the removed member that were cut off, with the last
     /// seq of each that counts.
     pub cutoffs: Vec<(bae_hlc::DeviceId, u64)>,
-    /// The checkpoint written right after the removal (its key), which
+    /// The checkpoint written just before the removal (its key), which
     /// holds the removed member's batches up to the cutoffs; `None` when
-    /// this call appended no removal or the checkpoint failed (logged; a
-    /// later `checkpoint` of a device that has synced writes one).
+    /// the member was already removed.
     pub checkpoint: Option<String>,
 }
 
@@ -105,27 +104,16 @@ impl SyncService {
     /// stays (see the module docs). A member who is neither current nor
     /// holding the newest key is [`SyncError::NotAMember`].
     ///
-    /// After appending the removal it writes a checkpoint. The removed
-    /// member's own checkpoints stop counting with the removal, and one of
-    /// them may be the only copy of a range GC removed (their batches, or
-    /// another device's that they checkpointed): the cutoffs are what this
-    /// device applied, so its checkpoint holds every batch of theirs that
-    /// still counts.
+    /// Before the removal it writes a checkpoint of the library as this
+    /// device holds it (no pull first: the cutoffs are what it applied, and
+    /// the checkpoint's cursors are the same). The removed member's own
+    /// checkpoints stop counting with the removal, and one of them may be
+    /// the only copy of a range their GC removed (their batches, or
+    /// another device's that they checkpointed); this one holds every
+    /// batch of theirs that still counts. Written first, so no removal
+    /// lands without it (a run that fails after it, or whose reply is
+    /// lost, has one all the same).
     pub async fn revoke(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
-        let mut report = self.revoke_entry(member).await?;
-        if report.removed {
-            match self.checkpoint().await {
-                Ok(written) => report.checkpoint = Some(written.key),
-                Err(e) => {
-                    tracing::warn!(error = %e, "removal appended, but no checkpoint was written after it");
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    /// The key rotation and removal entry of [`Self::revoke`].
-    async fn revoke_entry(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
         let _one_at_a_time = self.flight.lock().await;
         if member == self.member.public_key() {
             return Err(SyncError::RevokeSelf);
@@ -160,6 +148,8 @@ impl SyncService {
             checkpoint: None,
         };
         let entry = if is_member {
+            // Under the same lock as the cutoffs below: no pull between.
+            report.checkpoint = Some(self.write_checkpoint().await?.key);
             let cutoffs = self.cutoffs_for(&chain, &member).await?;
             report.cutoffs = cutoffs.devices.clone();
             let entry = self

@@ -1544,10 +1544,16 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   checkpoint, the only one holding them; once it was removed that
 ///   checkpoint stopped counting, and a founder device that had not
 ///   applied them reported them as a gap (and held the revoker's updates
-///   of rows they inserted) for good. The revoke now writes a checkpoint.
+///   of rows they inserted) for good. The revoke now writes a checkpoint
+///   first;
+/// - 12038: the same, where the revoke's reply was lost after the removal
+///   landed and the only founder device then went back to a copy from
+///   before it had applied the member's batch: a checkpoint written after
+///   the removal never was; the one written before it holds the batch.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
+    (12038, 300),
     (12127, 300),
     (12190, 300),
     (12209, 300),
