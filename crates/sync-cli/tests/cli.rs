@@ -331,3 +331,101 @@ fn cli_sync_after_a_restored_backup_replaces_nothing_and_converges() {
     assert!(dump.contains("after"), "{dump}");
     assert_eq!(dump, ok(&w, &["dump", "--library", &desktop]));
 }
+
+/// The batch files under a local bucket's `ops/`.
+fn batch_files(w: &World) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(std::path::Path::new(&w.bucket).join("ops")).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            out.insert(file.unwrap().path());
+        }
+    }
+    out
+}
+
+/// The checkpoint objects in a local bucket.
+fn checkpoint_files(w: &World) -> Vec<String> {
+    let mut out: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(&w.bucket).join("checkpoints"))
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    out.sort();
+    out
+}
+
+/// Runs `bae-sync ARGS` and deletes the batches it uploaded, as a GC
+/// would (the bucket is a local directory).
+fn and_lose_its_batches(w: &World, args: &[&str]) {
+    let before = batch_files(w);
+    ok(w, args);
+    let new: Vec<_> = batch_files(w).difference(&before).cloned().collect();
+    assert!(!new.is_empty(), "{args:?} pushed nothing");
+    for file in new {
+        std::fs::remove_file(file).unwrap();
+    }
+}
+
+/// `checkpoint` on a device whose pull left a gap that an older
+/// checkpoint holds (one it cannot recover from: it is behind this device
+/// on another stream whose batches are gone) fails with exit status 1,
+/// names the stream and seq, and writes nothing: its checkpoint would be
+/// the newest and lack the range. A gap no checkpoint holds does not stop
+/// one (the desktop's, below).
+#[test]
+fn checkpoint_refuses_to_hide_a_gap_an_older_checkpoint_holds() {
+    let w = World::new(Bucket::Local, "cli-gap");
+    let (laptop, desktop) = two_devices(&w);
+    let phone = path(w.library("phone"));
+    let key = path(w.key_file());
+    let import = |lib: &str, first: &str| {
+        ok(
+            &w,
+            &[
+                "demo-import",
+                "--library",
+                lib,
+                "--albums",
+                "1",
+                "--first",
+                first,
+            ],
+        );
+    };
+    ok(
+        &w,
+        &[
+            "join",
+            "--library",
+            &phone,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    import(&desktop, "20");
+    ok(&w, &["push", "--library", &desktop]);
+    ok(&w, &["pull", "--library", &phone]);
+    // The phone applies the laptop's next batch, which is then gone before
+    // the desktop reads it: a gap no checkpoint holds.
+    import(&laptop, "10");
+    let before = batch_files(&w);
+    ok(&w, &["push", "--library", &laptop]);
+    ok(&w, &["pull", "--library", &phone]);
+    for file in batch_files(&w).difference(&before) {
+        std::fs::remove_file(file).unwrap();
+    }
+    // The desktop's checkpoint (written all the same) holds the batch its
+    // push made, which is then gone too.
+    import(&desktop, "21");
+    and_lose_its_batches(&w, &["checkpoint", "--library", &desktop]);
+    let checkpoints = checkpoint_files(&w);
+    let dump = ok(&w, &["dump", "--library", &phone]);
+    let args = ["checkpoint", "--library", &phone];
+    let err = failed(run(&w, &args), &args);
+    assert!(err.contains("no checkpoint written"), "{err}");
+    assert!(err.contains("is gone from the bucket"), "{err}");
+    assert_eq!(checkpoint_files(&w), checkpoints);
+    assert_eq!(ok(&w, &["dump", "--library", &phone]), dump);
+}

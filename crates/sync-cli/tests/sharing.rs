@@ -188,6 +188,12 @@ fn shares_a_library(bucket: Bucket) {
     let out = ok(&w, &["revoke", "--library", &owner_lib, "--member", &bob]);
     assert!(out.contains("removed") && out.contains("epoch 1"), "{out}");
     assert!(out.contains("storage provider"), "{out}");
+    // The checkpoint written before the removal: it holds bob's batches,
+    // which his own checkpoints no longer do once he is removed.
+    assert!(
+        out.contains("checkpoint checkpoints/") && out.contains("holds their batches"),
+        "{out}"
+    );
     let members = ok(&w, &["members", "--library", &owner_lib]);
     assert!(!members.contains(&bob), "{members}");
     ok(
