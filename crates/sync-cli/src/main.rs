@@ -822,6 +822,10 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                     "checkpoint {k} is inside the grace period ({} left): nothing deleted",
                     count(left / 86_400_000 + 1, "day", "days")
                 )?,
+                (Some(k), None) if r.held_by_membership.is_some() => outln!(
+                    "checkpoint {k}: nothing deleted: membership entry {} does not open with this member's keys (this member may have been removed, or a new library key has not reached this device); run gc again after a pull",
+                    r.held_by_membership.as_deref().unwrap_or_default()
+                )?,
                 (Some(k), None) if r.held_by_newer.is_some() => outln!(
                     "checkpoint {k}: nothing deleted: a newer checkpoint, {}, cannot be weighed yet (its clock is ahead of this device's, or a listing missed it); run gc again later",
                     r.held_by_newer.as_deref().unwrap_or_default()

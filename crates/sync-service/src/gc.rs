@@ -55,6 +55,11 @@ pub struct GcReport {
     /// LIST that found the newest. It may cover less of some stream, so
     /// nothing was deleted.
     pub held_by_newer: Option<String>,
+    /// A membership entry this device cannot open (sealed under a key
+    /// epoch it lacks): it may remove this device's member, whose
+    /// checkpoints then no longer count for anyone else, so nothing was
+    /// deleted.
+    pub held_by_membership: Option<String>,
 }
 
 /// The key of a checkpoint refused only because its HLC is beyond the
@@ -104,6 +109,18 @@ impl SyncService {
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         if !compact_now && age < grace_ms {
             report.grace_left_ms = Some(grace_ms - age);
+            return Ok(report);
+        }
+        // A removed member's device cannot open the removal (sealed under
+        // the new epoch) and goes on as before; its checkpoints no longer
+        // count for the others, so its GC deleted batches and the newest
+        // checkpoints they relied on, such as the one the revoke wrote
+        // (seed 14014). Nothing is deleted while an entry does not open.
+        self.refresh_members().await?;
+        let unopened = self.members.lock().ok().and_then(|s| s.unopened.clone());
+        if let Some(key) = unopened {
+            tracing::info!(checkpoint = %ck.key, entry = %key, "gc waits: a membership entry does not open with this member's keys");
+            report.held_by_membership = Some(key);
             return Ok(report);
         }
         self.confirm_cursors(&ck).await?;

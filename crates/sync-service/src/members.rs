@@ -195,6 +195,11 @@ pub(crate) struct MemberState {
     /// a LIST that missed it, must not end the look: seeds 12190, 12032
     /// with removals; see [`SyncService::look_for_keys_once`]).
     pub(crate) keys_unchecked: bool,
+    /// A membership entry the last refresh could not open because it is
+    /// sealed under a key epoch this member lacks, even after looking for
+    /// its key blobs: a rotation not reached yet, or a removal of this
+    /// member ([`SyncService::gc`] waits).
+    pub(crate) unopened: Option<String>,
 }
 
 impl MemberState {
@@ -582,6 +587,9 @@ impl SyncService {
             || !sealed_under_newer_epoch.is_empty()
             || chain.as_deref().is_some_and(unchecked_after_removal);
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
+            if let Ok(mut s) = self.members.lock() {
+                s.unopened = None;
+            }
             return Ok(Arc::clone(chain));
         }
         let (mut entries, mut all_keys) = self.cache_entries(fetched).await?;
@@ -665,6 +673,7 @@ impl SyncService {
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
             s.chain = Some(Arc::clone(&chain));
+            s.unopened = sealed_under_newer_epoch.into_iter().next();
         }
         Ok(chain)
     }

@@ -1123,3 +1123,37 @@ async fn a_range_only_the_removed_members_checkpoint_held_is_in_the_revokes_chec
     );
     assert_converged(&[&owner, &desktop]).await;
 }
+
+/// Bob is removed, but his device cannot open the removal (it is sealed
+/// under the new epoch) and goes on as before: it writes a checkpoint,
+/// newer than the one the revoke wrote, and GCs under it. That GC deleted
+/// his batches and the revoke's checkpoint, the only one that counts and
+/// holds them, so the owner's desktop, which never applied them, reported
+/// them as a gap for good (seed 14014 with removals; 13072 the same
+/// way). GC now deletes nothing while a membership entry does not open.
+#[tokio::test]
+async fn a_removed_members_device_deletes_nothing_while_the_removal_does_not_open() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("removed-gc").await;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    owner.pull().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    let revokes = report.checkpoint.unwrap();
+    b.checkpoint().await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.checkpoint.is_some(), "{gc:?}");
+    assert!(gc.held_by_membership.is_some(), "{gc:?}");
+    assert_eq!((gc.ops_deleted, gc.checkpoints_deleted), (0, 0), "{gc:?}");
+    assert!(w.store().exists(&revokes).await.unwrap());
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_ne!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}
