@@ -1549,7 +1549,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 /// - 12038: the same, where the revoke's reply was lost after the removal
 ///   landed and the only founder device then went back to a copy from
 ///   before it had applied the member's batch: a checkpoint written after
-///   the removal never was; the one written before it holds the batch.
+///   the removal never was; the one written before it holds the batch;
+/// - 14014, 13072: the removed member's device, which cannot open the
+///   removal, checkpointed (newer than the revoke's, its clock ahead) and
+///   GC'd under it, deleting the revoke's checkpoint and batches only that
+///   one held for the founder devices. GC now waits while a membership
+///   entry does not open.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1557,7 +1562,9 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12127, 300),
     (12190, 300),
     (12209, 300),
+    (13072, 300),
     (13171, 300),
+    (14014, 300),
     (14107, 300),
     (15076, 300),
 ];
