@@ -1169,20 +1169,15 @@ async fn checkpoints_in(w: &World) -> Vec<String> {
         .collect()
 }
 
-/// The desktop's checkpoint holds its batch 2; the phone applied the
-/// laptop's batch 2, which the checkpoint lacks and which is then gone, so
-/// it cannot recover from it; then the desktop's batch 2 is gone too
-/// (its GC). A checkpoint by the phone would be the newest and lack the
-/// desktop's batch 2: every device that recovers or bootstraps from it
-/// would report that range for good, while the older checkpoint still
-/// holds it (seed 11156's second cause, 8003 the same way). The phone's
-/// pull reports the gap and that a checkpoint holds it, and its
-/// checkpoint is refused, by name. A gap no checkpoint holds (the
-/// desktop's own, on the laptop's batch 2) does not stop a checkpoint:
-/// nothing is hidden by it, and refusing would stop checkpoints for good.
-#[tokio::test]
-async fn a_device_with_a_gap_a_checkpoint_holds_writes_no_checkpoint() {
-    let w = World::new(Bucket::Local, "gap-no-checkpoint");
+/// Laptop, desktop and phone: the phone applied the laptop's newest
+/// batch, which is then gone before the desktop read it; the desktop's
+/// checkpoint (written all the same: no checkpoint holds that gap) holds
+/// its own newest batch, which is then gone too. Returns the devices and
+/// the desktop's gone batch.
+async fn a_gap_only_an_unusable_checkpoint_holds(
+    name: &str,
+) -> (World, SyncService, SyncService, SyncService, u64) {
+    let w = World::new(Bucket::Local, name);
     let laptop = w.first_device("laptop", 1).await;
     let desktop = w.join("desktop").await;
     let phone = w.join("phone").await;
@@ -1218,10 +1213,61 @@ async fn a_device_with_a_gap_a_checkpoint_holds_writes_no_checkpoint() {
         .delete(&ops_key(&desktop, desktop_head))
         .await
         .unwrap();
+    (w, laptop, desktop, phone, desktop_head)
+}
 
+/// The desktop's checkpoint holds its batch 2; the phone applied the
+/// laptop's batch 2, which the checkpoint lacks and which is then gone, so
+/// it cannot recover from it; then the desktop's batch 2 is gone too
+/// (its GC). A checkpoint by the phone would be the newest and lack the
+/// desktop's batch 2: every device that recovers or bootstraps from it
+/// would report that range for good, while the older checkpoint still
+/// holds it (seed 11156's second cause, 8003 the same way). The phone's
+/// pull reports the gap and that a checkpoint holds it, and its
+/// checkpoint is refused, by name. A gap no checkpoint holds (the
+/// desktop's own, on the laptop's batch 2) does not stop a checkpoint:
+/// nothing is hidden by it, and refusing would stop checkpoints for good.
+#[tokio::test]
+async fn a_device_with_a_gap_a_checkpoint_holds_writes_no_checkpoint() {
+    let (w, _laptop, desktop, phone, desktop_head) =
+        a_gap_only_an_unusable_checkpoint_holds("gap-no-checkpoint").await;
     let pull = phone.pull().await.unwrap();
     assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
     assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+    let before = checkpoints_in(&w).await;
+    match phone.checkpoint().await {
+        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
+            assert_eq!((device, seq), (desktop.device(), desktop_head));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+}
+
+/// The same, but the LIST of the phone's first pull misses the desktop's
+/// checkpoint (an eventually consistent bucket): it saw no checkpoint
+/// holding the gap and wrote one without the range, and its GC then
+/// deleted the desktop's as older (seed 14159). `checkpoint` now pulls
+/// again, with a second LIST, when its pull left a gap no checkpoint
+/// holds.
+#[tokio::test]
+async fn a_list_that_misses_the_checkpoint_holding_a_gap_does_not_let_one_hide_it() {
+    let (w, _laptop, desktop, phone, desktop_head) =
+        a_gap_only_an_unusable_checkpoint_holds("gap-list-missed").await;
+    drop(phone);
+    let lists = std::sync::atomic::AtomicUsize::new(0);
+    let missing = std::sync::Arc::new(ListRewrite {
+        inner: w.store(),
+        rewrite: Box::new(move |prefix, keys| {
+            if prefix == layout::CHECKPOINTS_PREFIX
+                && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+            {
+                return Vec::new();
+            }
+            keys
+        }),
+    });
+    let phone = w.device_over("phone", missing);
     let before = checkpoints_in(&w).await;
     match phone.checkpoint().await {
         Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
