@@ -48,6 +48,7 @@ use crate::entry::{Action, Cutoffs, Entry, EntryHash, Role, SignedEntry};
 use crate::library::LibraryId;
 use bae_crypto::IdentityPublicKey;
 use bae_hlc::{DeviceId, Timestamp};
+use bae_oplog::BatchHash;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why an entry did not count.
@@ -142,10 +143,17 @@ pub struct ValidatedChain {
     counted: Vec<EntryHash>,
     history: Vec<RoleChange>,
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
-    cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
+    cutoffs: BTreeMap<(DeviceId, [u8; 32]), Cutoff>,
     cut_offs: Vec<CutOff>,
     names: BTreeMap<[u8; 32], String>,
     rejected: Vec<Rejected>,
+}
+
+/// The cutoff that stands for one device of one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cutoff {
+    seq: u64,
+    last_hash: Option<BatchHash>,
 }
 
 /// A counted removal or demotion, with the devices its cutoffs list.
@@ -347,7 +355,7 @@ struct State<'a> {
     counted: Vec<(EntryHash, &'a SignedEntry)>,
     history: Vec<RoleChange>,
     members: BTreeMap<[u8; 32], (IdentityPublicKey, Role)>,
-    cutoffs: BTreeMap<(DeviceId, [u8; 32]), u64>,
+    cutoffs: BTreeMap<(DeviceId, [u8; 32]), Cutoff>,
     cut_offs: Vec<CutOff>,
     names: BTreeMap<[u8; 32], String>,
     refused: Vec<Rejected>,
@@ -381,15 +389,24 @@ impl State<'_> {
         self.cut_offs.push(CutOff {
             hlc,
             subject: subject.to_bytes(),
-            devices: cutoffs.devices.iter().map(|(d, _)| *d).collect(),
+            devices: cutoffs.devices.iter().map(|c| c.device).collect(),
         });
-        for (device, seq) in &cutoffs.devices {
-            // The lowest cutoff a device ever got stands: a member removed and
-            // added again joins with new devices.
+        for c in &cutoffs.devices {
+            // The lowest cutoff a device ever got stands (a member removed and
+            // added again joins with new devices), with its hash; of two at
+            // the same seq, the first counted that has a hash.
+            let new = Cutoff {
+                seq: c.seq,
+                last_hash: c.last_hash,
+            };
             self.cutoffs
-                .entry((*device, subject.to_bytes()))
-                .and_modify(|s| *s = (*s).min(*seq))
-                .or_insert(*seq);
+                .entry((c.device, subject.to_bytes()))
+                .and_modify(|old| {
+                    if new.seq < old.seq || (new.seq == old.seq && old.last_hash.is_none()) {
+                        *old = new;
+                    }
+                })
+                .or_insert(new);
         }
     }
 
@@ -658,7 +675,18 @@ impl ValidatedChain {
     /// rejected, whatever HLC it claims. A cutoff names a device of the
     /// removed member only; one listed under another member does not apply.
     pub fn cutoff_for(&self, device: DeviceId, author: &IdentityPublicKey) -> Option<u64> {
-        self.cutoffs.get(&(device, author.to_bytes())).copied()
+        self.cutoffs
+            .get(&(device, author.to_bytes()))
+            .map(|c| c.seq)
+    }
+
+    /// The hash of the batch at [`Self::cutoff_for`]`(device, author)`, when
+    /// the entry that set that cutoff recorded it: a reader that had not
+    /// applied that far takes only the chain of batches ending in it.
+    pub fn cutoff_hash(&self, device: DeviceId, author: &IdentityPublicKey) -> Option<BatchHash> {
+        self.cutoffs
+            .get(&(device, author.to_bytes()))
+            .and_then(|c| c.last_hash)
     }
 
     /// Whether any removal or demotion counted (a revoke starts a new key
@@ -672,10 +700,10 @@ impl ValidatedChain {
     pub fn cutoffs_of(&self, device: DeviceId) -> Vec<(IdentityPublicKey, u64)> {
         self.cutoffs
             .range((device, [0u8; 32])..=(device, [0xffu8; 32]))
-            .filter_map(|((_, author), seq)| {
+            .filter_map(|((_, author), c)| {
                 IdentityPublicKey::from_bytes(author)
                     .ok()
-                    .map(|author| (author, *seq))
+                    .map(|author| (author, c.seq))
             })
             .collect()
     }

@@ -11,6 +11,7 @@
 use crate::library::LibraryId;
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey, Signature};
 use bae_hlc::{DeviceId, Timestamp};
+use bae_oplog::BatchHash;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -66,17 +67,45 @@ impl Role {
 
 /// What a removal (or a demotion) cuts off: per device of the subject, the
 /// last batch seq the author had applied (later batches of that device are
-/// rejected whatever HLC they claim), and the subject's last membership
-/// entry seq the author had applied (later entries of the subject that claim
-/// an HLC before the revocation are refused).
+/// rejected whatever HLC they claim) and that batch's hash, and the
+/// subject's last membership entry seq the author had applied (later entries
+/// of the subject that claim an HLC before the revocation are refused).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cutoffs {
     /// The subject's last membership entry seq the author had applied
     /// (`None`: none).
     pub last_entry: Option<u64>,
-    /// Per device of the subject, the last batch seq the author had applied;
-    /// at most [`MAX_CUTOFF_DEVICES`], each device once.
-    pub devices: Vec<(DeviceId, u64)>,
+    /// Per device of the subject, what the author had applied of it; at
+    /// most [`MAX_CUTOFF_DEVICES`], each device once.
+    pub devices: Vec<DeviceCutoff>,
+}
+
+/// One device's cutoff in a removal or demotion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceCutoff {
+    /// The device.
+    pub device: DeviceId,
+    /// The last batch seq of the device the author had applied (0: none).
+    pub seq: u64,
+    /// The hash of that batch, when the author knew it (`None` in entries
+    /// written before hashes were recorded, or for seq 0). It pins the
+    /// device's stream up to the cutoff: the removed member keeps their
+    /// signing key and could write other batches at those seqs, so a
+    /// reader that had not applied them takes only the chain that ends in
+    /// this hash.
+    pub last_hash: Option<BatchHash>,
+}
+
+impl DeviceCutoff {
+    /// A cutoff at `seq` without a hash (what entries written before
+    /// hashes say).
+    pub fn unpinned(device: DeviceId, seq: u64) -> Self {
+        DeviceCutoff {
+            device,
+            seq,
+            last_hash: None,
+        }
+    }
 }
 
 /// What an entry does.
@@ -229,6 +258,12 @@ pub enum EntryError {
         /// How many.
         count: usize,
     },
+    /// A cutoff at seq 0 (nothing applied) with a batch hash.
+    #[error("membership entry pins a batch hash for device {device} at cutoff 0")]
+    HashWithoutBatch {
+        /// The device.
+        device: DeviceId,
+    },
     /// One device listed twice among the cutoffs.
     #[error("membership entry lists device {device} twice among its cutoffs")]
     DuplicateCutoff {
@@ -261,10 +296,19 @@ pub enum EntryError {
     },
 }
 
+/// Cutoffs without hashes (actions 1 and 2).
 #[derive(Serialize, Deserialize)]
 struct WireCutoffs {
     last_entry: Option<u64>,
     devices: Vec<([u8; 16], u64)>,
+}
+
+/// Cutoffs with the hash of each device's last batch (actions 4 and 5),
+/// written when any device has one.
+#[derive(Serialize, Deserialize)]
+struct WirePinnedCutoffs {
+    last_entry: Option<u64>,
+    devices: Vec<([u8; 16], u64, Option<[u8; 32]>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -286,6 +330,15 @@ enum WireAction {
         subject: [u8; 32],
         name: String,
     },
+    RemovePinned {
+        subject: [u8; 32],
+        cutoffs: WirePinnedCutoffs,
+    },
+    ChangeRolePinned {
+        subject: [u8; 32],
+        role: Role,
+        cutoffs: WirePinnedCutoffs,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -306,12 +359,25 @@ impl Cutoffs {
             });
         }
         let mut seen = std::collections::BTreeSet::new();
-        for (device, _) in &self.devices {
-            if !seen.insert(*device) {
-                return Err(EntryError::DuplicateCutoff { device: *device });
+        for cutoff in &self.devices {
+            if !seen.insert(cutoff.device) {
+                return Err(EntryError::DuplicateCutoff {
+                    device: cutoff.device,
+                });
+            }
+            if cutoff.seq == 0 && cutoff.last_hash.is_some() {
+                return Err(EntryError::HashWithoutBatch {
+                    device: cutoff.device,
+                });
             }
         }
         Ok(())
+    }
+
+    /// Whether any device's cutoff carries a hash (then the entry is
+    /// written with the pinned actions).
+    fn pinned(&self) -> bool {
+        self.devices.iter().any(|c| c.last_hash.is_some())
     }
 
     fn to_wire(&self) -> WireCutoffs {
@@ -320,7 +386,18 @@ impl Cutoffs {
             devices: self
                 .devices
                 .iter()
-                .map(|(d, s)| (*d.as_bytes(), *s))
+                .map(|c| (*c.device.as_bytes(), c.seq))
+                .collect(),
+        }
+    }
+
+    fn to_pinned_wire(&self) -> WirePinnedCutoffs {
+        WirePinnedCutoffs {
+            last_entry: self.last_entry,
+            devices: self
+                .devices
+                .iter()
+                .map(|c| (*c.device.as_bytes(), c.seq, c.last_hash.map(|h| h.0)))
                 .collect(),
         }
     }
@@ -331,7 +408,24 @@ impl Cutoffs {
             devices: w
                 .devices
                 .into_iter()
-                .map(|(d, s)| (DeviceId::from_bytes(d), s))
+                .map(|(d, s)| DeviceCutoff::unpinned(DeviceId::from_bytes(d), s))
+                .collect(),
+        };
+        cutoffs.check()?;
+        Ok(cutoffs)
+    }
+
+    fn from_pinned_wire(w: WirePinnedCutoffs) -> Result<Self, EntryError> {
+        let cutoffs = Cutoffs {
+            last_entry: w.last_entry,
+            devices: w
+                .devices
+                .into_iter()
+                .map(|(d, seq, hash)| DeviceCutoff {
+                    device: DeviceId::from_bytes(d),
+                    seq,
+                    last_hash: hash.map(BatchHash),
+                })
                 .collect(),
         };
         cutoffs.check()?;
@@ -376,9 +470,22 @@ impl Entry {
                 subject: subject.to_bytes(),
                 role: *role,
             },
+            Action::Remove { subject, cutoffs } if cutoffs.pinned() => WireAction::RemovePinned {
+                subject: subject.to_bytes(),
+                cutoffs: cutoffs.to_pinned_wire(),
+            },
             Action::Remove { subject, cutoffs } => WireAction::Remove {
                 subject: subject.to_bytes(),
                 cutoffs: cutoffs.to_wire(),
+            },
+            Action::ChangeRole {
+                subject,
+                role,
+                cutoffs,
+            } if cutoffs.pinned() => WireAction::ChangeRolePinned {
+                subject: subject.to_bytes(),
+                role: *role,
+                cutoffs: cutoffs.to_pinned_wire(),
             },
             Action::ChangeRole {
                 subject,
@@ -446,6 +553,19 @@ impl Entry {
             WireAction::SetName { subject, name } => Action::SetName {
                 subject: public_key(&subject, "subject")?,
                 name,
+            },
+            WireAction::RemovePinned { subject, cutoffs } => Action::Remove {
+                subject: public_key(&subject, "subject")?,
+                cutoffs: Cutoffs::from_pinned_wire(cutoffs)?,
+            },
+            WireAction::ChangeRolePinned {
+                subject,
+                role,
+                cutoffs,
+            } => Action::ChangeRole {
+                subject: public_key(&subject, "subject")?,
+                role,
+                cutoffs: Cutoffs::from_pinned_wire(cutoffs)?,
             },
         };
         let entry = Entry {
@@ -584,7 +704,7 @@ mod tests {
                 subject: key(2).public_key(),
                 cutoffs: Cutoffs {
                     last_entry: Some(3),
-                    devices: vec![(DeviceId::from_bytes([1; 16]), 40)],
+                    devices: vec![DeviceCutoff::unpinned(DeviceId::from_bytes([1; 16]), 40)],
                 },
             },
         }
@@ -659,6 +779,62 @@ mod tests {
         ));
     }
 
+    fn pin(entry: &mut Entry, hash: Option<BatchHash>) {
+        if let Action::Remove { cutoffs, .. } = &mut entry.action {
+            cutoffs.devices[0].last_hash = hash;
+        }
+    }
+
+    #[test]
+    fn a_pinned_cutoff_round_trips_and_an_unpinned_one_keeps_the_old_encoding() {
+        let author = key(1);
+        let old = removal(&author);
+        let old_bytes = old.encode().unwrap();
+        let mut pinned = removal(&author);
+        pin(&mut pinned, Some(BatchHash([5; 32])));
+        let bytes = pinned.encode().unwrap();
+        assert_eq!(Entry::decode(&bytes).unwrap(), pinned);
+        assert_eq!(Entry::decode(&old_bytes).unwrap(), old);
+        // The action index follows version, library id, author, seq, prev
+        // tag, prev and the HLC varint: 1 Remove without hashes, 4 with.
+        let hlc_at = 1 + 16 + 32 + 1 + 1 + 32;
+        let hlc_len = old_bytes[hlc_at..]
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .unwrap()
+            + 1;
+        let action_at = hlc_at + hlc_len;
+        assert_eq!(old_bytes[action_at], 1);
+        assert_eq!(bytes[action_at], 4);
+        // The pinned action whose devices carry no hash is the unpinned
+        // one written another way: refused, so an entry has one hash. (The
+        // one device is last: its hash option, absent, is one 0 byte.)
+        let mut other_way = old_bytes.clone();
+        other_way[action_at] = 4;
+        other_way.push(0);
+        assert!(matches!(
+            Entry::decode(&other_way),
+            Err(EntryError::NonCanonical)
+        ));
+    }
+
+    #[test]
+    fn a_hash_pinned_at_cutoff_zero_is_refused() {
+        let author = key(1);
+        let mut entry = removal(&author);
+        if let Action::Remove { cutoffs, .. } = &mut entry.action {
+            cutoffs.devices[0] = DeviceCutoff {
+                device: DeviceId::from_bytes([1; 16]),
+                seq: 0,
+                last_hash: Some(BatchHash([5; 32])),
+            };
+        }
+        assert!(matches!(
+            entry.encode(),
+            Err(EntryError::HashWithoutBatch { .. })
+        ));
+    }
+
     #[test]
     fn entries_that_break_the_form_are_refused_on_encode_and_decode() {
         let author = key(1);
@@ -671,7 +847,7 @@ mod tests {
         let mut twice = removal(&author);
         let device = DeviceId::from_bytes([1; 16]);
         if let Action::Remove { cutoffs, .. } = &mut twice.action {
-            cutoffs.devices.push((device, 1));
+            cutoffs.devices.push(DeviceCutoff::unpinned(device, 1));
         }
         assert!(matches!(
             twice.encode(),
@@ -683,7 +859,7 @@ mod tests {
                 .map(|i| {
                     let mut b = [0u8; 16];
                     b[..4].copy_from_slice(&i.to_le_bytes());
-                    (DeviceId::from_bytes(b), 1)
+                    DeviceCutoff::unpinned(DeviceId::from_bytes(b), 1)
                 })
                 .collect();
         }

@@ -4,7 +4,7 @@
 //! `BAE_REGEN_VECTORS=1 cargo test -p bae-membership vectors`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::entry::{Action, Cutoffs, Entry, EntryHash, Role, SignedEntry};
+use crate::entry::{Action, Cutoffs, DeviceCutoff, Entry, EntryHash, Role, SignedEntry};
 use crate::envelope::{signing_message, EnvelopeHeader, SignedKind, SignedObject};
 use crate::invite::{Invite, InviteCredentials, SealedCredentials};
 use crate::keys::blob_plaintext;
@@ -59,7 +59,35 @@ fn removal(prev: EntryHash) -> SignedEntry {
             subject: key(2).public_key(),
             cutoffs: Cutoffs {
                 last_entry: Some(0),
-                devices: vec![(DeviceId::from_bytes([0x22; 16]), 41)],
+                devices: vec![DeviceCutoff::unpinned(DeviceId::from_bytes([0x22; 16]), 41)],
+            },
+        },
+    };
+    SignedEntry::sign(&owner, entry).unwrap()
+}
+
+/// A demotion whose cutoffs pin a batch hash (action 5).
+fn pinned_demotion(prev: EntryHash) -> SignedEntry {
+    let owner = key(1);
+    let entry = Entry {
+        library_id: LIB,
+        author: owner.public_key(),
+        seq: 2,
+        prev: Some(prev),
+        hlc: Timestamp::from_u64(hlc().as_u64() + 2),
+        action: Action::ChangeRole {
+            subject: key(2).public_key(),
+            role: Role::Reader,
+            cutoffs: Cutoffs {
+                last_entry: None,
+                devices: vec![
+                    DeviceCutoff {
+                        device: DeviceId::from_bytes([0x22; 16]),
+                        seq: 41,
+                        last_hash: Some(BatchHash([0x55; 32])),
+                    },
+                    DeviceCutoff::unpinned(DeviceId::from_bytes([0x66; 16]), 0),
+                ],
             },
         },
     };
@@ -151,6 +179,20 @@ fn block() -> String {
     line(&mut out, "entry bytes", r.entry_bytes());
     line(&mut out, "signed entry", &r.to_bytes());
     line(&mut out, "entry hash", &r.hash().0);
+    let p = pinned_demotion(r.hash());
+    writeln!(
+        out,
+        "# entry 3: demotes member 02 to reader, seq 2, hlc + 2, prev = entry 2's hash,"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "#   cutoffs last_entry none, device 22*16 at seq 41 with hash 55*32, device 66*16 at 0"
+    )
+    .unwrap();
+    line(&mut out, "entry bytes", p.entry_bytes());
+    line(&mut out, "signed entry", &p.to_bytes());
+    line(&mut out, "entry hash", &p.hash().0);
     let (header, object) = envelope();
     writeln!(
         out,

@@ -5,7 +5,7 @@
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
 use bae_hlc::{DeviceId, Timestamp};
 use bae_membership::{
-    Action, Chain, Cutoffs, Entry, EntryHash, LibraryId, Rejection, Role, SignedEntry,
+    Action, Chain, Cutoffs, DeviceCutoff, Entry, EntryHash, LibraryId, Rejection, Role, SignedEntry,
     ValidatedChain,
 };
 use proptest::prelude::*;
@@ -371,6 +371,61 @@ fn an_entry_backdated_before_its_authors_removal_is_refused() {
     assert_eq!(chain.role_at(&victim.public(), hlc(20)), Some(Role::Reader));
 }
 
+/// A cutoff's hash stands with its seq: the lowest seq recorded for a
+/// device wins with its hash (or without, if its entry had none), and of two
+/// at the same seq the first with a hash.
+#[test]
+fn the_lowest_cutoff_stands_with_its_hash() {
+    let (mut owner, writer) = (Author::new(1), Author::new(2));
+    let (laptop, phone) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    let pinned = |device, seq, hash: u8| DeviceCutoff {
+        device,
+        seq,
+        last_hash: Some(bae_oplog::BatchHash([hash; 32])),
+    };
+    let entries = vec![
+        owner.genesis(0),
+        owner.write(1, add(&writer.public(), Role::Admin)),
+        owner.write(
+            2,
+            Action::ChangeRole {
+                subject: writer.public(),
+                role: Role::Reader,
+                cutoffs: Cutoffs {
+                    last_entry: None,
+                    devices: vec![
+                        pinned(laptop, 41, 0xaa),
+                        DeviceCutoff::unpinned(phone, 7),
+                    ],
+                },
+            },
+        ),
+        owner.write(3, add(&writer.public(), Role::Member)),
+        owner.write(
+            4,
+            Action::Remove {
+                subject: writer.public(),
+                cutoffs: Cutoffs {
+                    last_entry: None,
+                    devices: vec![pinned(laptop, 50, 0xbb), pinned(phone, 7, 0xcc)],
+                },
+            },
+        ),
+    ];
+    let chain = validate(&owner, &entries);
+    assert_eq!(chain.cutoff_for(laptop, &writer.public()), Some(41));
+    assert_eq!(
+        chain.cutoff_hash(laptop, &writer.public()),
+        Some(bae_oplog::BatchHash([0xaa; 32]))
+    );
+    assert_eq!(chain.cutoff_for(phone, &writer.public()), Some(7));
+    assert_eq!(
+        chain.cutoff_hash(phone, &writer.public()),
+        Some(bae_oplog::BatchHash([0xcc; 32]))
+    );
+    assert_eq!(chain.cutoff_hash(laptop, &owner.public()), None);
+}
+
 #[test]
 fn a_removal_cuts_off_the_removed_members_devices_only() {
     let (mut owner, writer, other) = (Author::new(1), Author::new(2), Author::new(3));
@@ -389,7 +444,11 @@ fn a_removal_cuts_off_the_removed_members_devices_only() {
                 subject: writer.public(),
                 cutoffs: Cutoffs {
                     last_entry: None,
-                    devices: vec![(laptop, 41), (phone, 7), (others, 2)],
+                    devices: vec![
+                        DeviceCutoff::unpinned(laptop, 41),
+                        DeviceCutoff::unpinned(phone, 7),
+                        DeviceCutoff::unpinned(others, 2),
+                    ],
                 },
             },
         ),
@@ -400,7 +459,7 @@ fn a_removal_cuts_off_the_removed_members_devices_only() {
                 role: Role::Reader,
                 cutoffs: Cutoffs {
                     last_entry: None,
-                    devices: vec![(others, 9)],
+                    devices: vec![DeviceCutoff::unpinned(others, 9)],
                 },
             },
         ),
@@ -447,7 +506,7 @@ fn a_promotion_records_no_cutoff() {
                 role: Role::Member,
                 cutoffs: Cutoffs {
                     last_entry: None,
-                    devices: vec![(device, 1)],
+                    devices: vec![DeviceCutoff::unpinned(device, 1)],
                 },
             },
         ),
@@ -490,7 +549,7 @@ fn scenario(x_at: i64, y_at: i64, fork: bool, backdate: i64) -> (Author, Vec<Sig
                 subject: y.public(),
                 cutoffs: Cutoffs {
                     last_entry: None,
-                    devices: vec![(DeviceId::from_bytes([7; 16]), 3)],
+                    devices: vec![DeviceCutoff::unpinned(DeviceId::from_bytes([7; 16]), 3)],
                 },
             },
         ),
@@ -500,7 +559,7 @@ fn scenario(x_at: i64, y_at: i64, fork: bool, backdate: i64) -> (Author, Vec<Sig
                 subject: x.public(),
                 cutoffs: Cutoffs {
                     last_entry: Some(0),
-                    devices: vec![(DeviceId::from_bytes([8; 16]), 5)],
+                    devices: vec![DeviceCutoff::unpinned(DeviceId::from_bytes([8; 16]), 5)],
                 },
             },
         ),

@@ -23,9 +23,9 @@ use crate::error::SyncError;
 use crate::members::entry_place;
 use crate::service::SyncService;
 use bae_crypto::{IdentityPublicKey, KeyEpoch};
-use bae_membership::{Action, Cutoffs, Entry, Role, SignedEntry, ValidatedChain};
+use bae_membership::{Action, Cutoffs, DeviceCutoff, Entry, Role, SignedEntry, ValidatedChain};
 use bae_storage_s3::layout::{self, PublicKeyHex};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 /// What [`SyncService::revoke`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ impl SyncService {
             // Under the same lock as the cutoffs below: no pull between.
             report.checkpoint = Some(self.write_checkpoint().await?.key);
             let cutoffs = self.cutoffs_for(&chain, &member).await?;
-            report.cutoffs = cutoffs.devices.clone();
+            report.cutoffs = cutoffs.devices.iter().map(|c| (c.device, c.seq)).collect();
             let entry = self
                 .next_entry(
                     &chain,
@@ -245,7 +245,9 @@ impl SyncService {
     }
 
     /// The cutoffs of removing `member`: per device bound to them, the last
-    /// seq this device applied; and their last entry in the chain.
+    /// seq this device applied and that batch's hash (which pins the
+    /// device's stream up to it for readers that had not applied it); and
+    /// their last entry in the chain.
     async fn cutoffs_for(
         &self,
         chain: &ValidatedChain,
@@ -257,18 +259,24 @@ impl SyncService {
                 let conn = rec.sync_parts().0;
                 let mut out = Vec::new();
                 for device in devices {
-                    let applied: Option<i64> = conn
+                    let applied: Option<(i64, Option<Vec<u8>>)> = conn
                         .query_row(
-                            "SELECT applied_seq FROM bae_sync_cursors WHERE device_id = ?1",
+                            "SELECT applied_seq, applied_hash FROM bae_sync_cursors WHERE device_id = ?1",
                             params![device.to_string()],
-                            |r| r.get(0),
+                            |r| Ok((r.get(0)?, r.get(1)?)),
                         )
-                        .or_else(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                            e => Err(e),
-                        })?;
-                    let applied = applied.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-                    out.push((device, applied));
+                        .optional()?;
+                    let (seq, hash) = applied.unwrap_or((0, None));
+                    let seq = u64::try_from(seq).unwrap_or(0);
+                    let last_hash = hash
+                        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                        .filter(|_| seq > 0)
+                        .map(bae_oplog::BatchHash);
+                    out.push(DeviceCutoff {
+                        device,
+                        seq,
+                        last_hash,
+                    });
                 }
                 Ok(out)
             })
