@@ -38,7 +38,8 @@ mod vectors;
 
 pub use chain::{Chain, Rejected, Rejection, ValidatedChain};
 pub use entry::{
-    Action, Cutoffs, DeviceCutoff, Entry, EntryError, EntryHash, Role, SignedEntry, ENTRY_SIGNING_CONTEXT,
+    Action, Cutoffs, DeviceCutoff, Entry, EntryError, EntryHash, Role, SignedEntry,
+    ENTRY_SIGNING_CONTEXT,
 };
 pub use envelope::{
     DeviceBindings, EnvelopeError, EnvelopeHeader, SignedKind, SignedObject, UnsignedObject,

@@ -5,8 +5,8 @@
 use bae_crypto::{IdentityPublicKey, IdentitySigningKey};
 use bae_hlc::{DeviceId, Timestamp};
 use bae_membership::{
-    Action, Chain, Cutoffs, DeviceCutoff, Entry, EntryHash, LibraryId, Rejection, Role, SignedEntry,
-    ValidatedChain,
+    Action, Chain, Cutoffs, DeviceCutoff, Entry, EntryHash, LibraryId, Rejection, Role,
+    SignedEntry, ValidatedChain,
 };
 use proptest::prelude::*;
 
@@ -393,10 +393,7 @@ fn the_lowest_cutoff_stands_with_its_hash() {
                 role: Role::Reader,
                 cutoffs: Cutoffs {
                     last_entry: None,
-                    devices: vec![
-                        pinned(laptop, 41, 0xaa),
-                        DeviceCutoff::unpinned(phone, 7),
-                    ],
+                    devices: vec![pinned(laptop, 41, 0xaa), DeviceCutoff::unpinned(phone, 7)],
                 },
             },
         ),

@@ -438,4 +438,13 @@ pub enum ChainBreak {
     /// The last batch fetched is not the one its head names.
     #[error("batch does not match its head (rolled back or swapped)")]
     NotTheHeadsBatch,
+    /// A removed member's batch is not the one their removal pinned: the
+    /// chain up to the cutoff does not end in the hash the remover applied
+    /// (the removed member wrote other batches at those seqs).
+    #[error("batch is not the one the removal of its author pinned (rewritten after the removal)")]
+    NotPinned,
+    /// More batches of a removed member's device lie between this device's
+    /// cursor and the pinned cutoff than a pull reads ahead of applying.
+    #[error("more batches up to the pinned cutoff than a pull checks ahead")]
+    PinnedRangeTooLong,
 }

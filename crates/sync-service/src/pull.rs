@@ -100,6 +100,10 @@ struct Stream {
     /// The last seq that counts, for a removed member's device: a batch
     /// past it that is gone is no gap (nothing there would apply).
     cutoff: Option<u64>,
+    /// For a removed member's device whose removal pinned the hash of its
+    /// last batch: the hashes of the chain from the cursor to the cutoff,
+    /// read and found to end in that hash before any batch of it applies.
+    pinned: Option<Pinned>,
     /// This slice's batches of the stream whose signatures are not checked
     /// yet; checked by [`SyncService::settle`] before the slice merges.
     unsigned: Option<UnsignedRun>,
@@ -151,6 +155,29 @@ struct UnsignedRun {
     plain: Vec<u8>,
 }
 
+/// The hashes of a removed member's device's batches `first..` up to its
+/// cutoff, as the chain ending in the hash its removal pinned has them.
+struct Pinned {
+    first: u64,
+    hashes: Vec<BatchHash>,
+}
+
+impl Pinned {
+    /// Whether `hash` may be the batch at `seq` (seqs outside the pinned
+    /// range are not this check's).
+    fn allows(&self, seq: u64, hash: BatchHash) -> bool {
+        seq.checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.hashes.get(i))
+            .is_none_or(|pinned| *pinned == hash)
+    }
+}
+
+/// The most batches of a removed member's device read ahead of applying
+/// any, to check them against the hash the removal pinned (32 bytes of
+/// hash kept per batch: 32 MiB at most).
+const MAX_PINNED_BATCHES: u64 = 1 << 20;
+
 /// A batch fetched into a slice, with the stream it came from.
 struct Fetched {
     stream: usize,
@@ -164,6 +191,17 @@ impl Stream {
     /// batch must be the one the head names (a stream read to a cutoff has
     /// no head it read).
     fn step(&mut self, hash: BatchHash) -> Result<(), SyncError> {
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| !p.allows(self.next, hash))
+        {
+            return Err(SyncError::Chain {
+                device: self.device,
+                seq: self.next,
+                broken: ChainBreak::NotPinned,
+            });
+        }
         if self.next == self.head.seq && !self.to_cutoff && self.head.hash != Some(hash) {
             return Err(SyncError::Chain {
                 device: self.device,
@@ -310,14 +348,37 @@ impl SyncService {
                 // their rows held for good (seed 4 with removals). Each
                 // batch is still checked as any other (signature, role at
                 // its HLC, cutoff, the chain of hashes from the cursor).
-                match (opened, cutoff) {
+                let stream = match (opened, cutoff) {
                     (Some(mut stream), cutoff) => {
                         stream.cutoff = cutoff;
-                        streams.push(stream);
+                        Some(stream)
                     }
-                    (None, Some(c)) => streams.extend(to_cutoff(device, c, cursor)),
-                    (None, None) => {}
+                    (None, Some(c)) => to_cutoff(device, c, cursor),
+                    (None, None) => None,
+                };
+                let Some(mut stream) = stream else {
+                    continue;
+                };
+                // Its removal pinned the hash of the last batch that counts:
+                // the removed member could have written others at those
+                // seqs since, so none applies before the chain up to the
+                // cutoff is found to end in it.
+                if let Some((c, pin)) = self.cutoff_pin_of(&chain, device) {
+                    if cursor.applied < c {
+                        match self.read_pinned(device, cursor, c, pin).await {
+                            Ok(pinned) => stream.pinned = Some(pinned),
+                            Err(e) => {
+                                problems.push(rejected(device, cursor.applied + 1, e, gaps)?);
+                                // The pinned chain is not in the bucket (what
+                                // is there is not it, or is gone): a gap a
+                                // checkpoint that includes the cutoff fills.
+                                gaps.push((device, c));
+                                continue;
+                            }
+                        }
+                    }
                 }
+                streams.push(stream);
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
             let mut report = PullReport::default();
@@ -550,6 +611,43 @@ impl SyncService {
         Ok(())
     }
 
+    /// Reads `device`'s batches after `cursor` up to `cutoff`, each checked
+    /// as a pull checks it, and requires the last to hash to `pin`. Returns
+    /// their hashes, which the batches must have again when the stream
+    /// applies them (the bucket could serve others the second time).
+    async fn read_pinned(
+        &self,
+        device: DeviceId,
+        cursor: Cursor,
+        cutoff: u64,
+        pin: BatchHash,
+    ) -> Result<Pinned, SyncError> {
+        let first = cursor.applied + 1;
+        if cutoff - cursor.applied > MAX_PINNED_BATCHES {
+            return Err(SyncError::Chain {
+                device,
+                seq: first,
+                broken: ChainBreak::PinnedRangeTooLong,
+            });
+        }
+        let Some(mut check) = to_cutoff(device, cutoff, cursor) else {
+            return Ok(Pinned {
+                first,
+                hashes: Vec::new(),
+            });
+        };
+        check.pinned = Some(Pinned {
+            first: cutoff,
+            hashes: vec![pin],
+        });
+        let mut hashes = Vec::new();
+        while check.next <= cutoff {
+            let (_, hash, _) = self.next_batch(&mut check).await?;
+            hashes.push(hash);
+        }
+        Ok(Pinned { first, hashes })
+    }
+
     /// Fetches a device's head and starts its stream after `cursor`.
     async fn open_stream(
         &self,
@@ -567,6 +665,7 @@ impl SyncService {
             failed: false,
             to_cutoff: false,
             cutoff: None,
+            pinned: None,
             unsigned: None,
             ahead: VecDeque::new(),
         })
@@ -579,6 +678,22 @@ impl SyncService {
     /// longer write that their removal did not list has none that counts
     /// (0): batches claiming a time before the removal are refused as
     /// unlisted, later ones as not a member's.
+    /// The cutoff of `device` (as [`Self::cutoff_of`] finds it) and the
+    /// hash its removal pinned for it, when it pinned one.
+    fn cutoff_pin_of(
+        &self,
+        chain: &bae_membership::ValidatedChain,
+        device: DeviceId,
+    ) -> Option<(u64, BatchHash)> {
+        let bound = self.author_of(device);
+        chain
+            .cutoffs_of(device)
+            .into_iter()
+            .filter(|(author, _)| bound.is_none_or(|b| b == *author))
+            .max_by_key(|(_, seq)| *seq)
+            .and_then(|(author, seq)| Some((seq, chain.cutoff_hash(device, &author)?)))
+    }
+
     fn cutoff_of(&self, chain: &bae_membership::ValidatedChain, device: DeviceId) -> Option<u64> {
         let bound = self.author_of(device);
         let listed = chain
@@ -865,6 +980,7 @@ fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
         failed: false,
         to_cutoff: true,
         cutoff: Some(cutoff),
+        pinned: None,
         unsigned: None,
         ahead: VecDeque::new(),
     })

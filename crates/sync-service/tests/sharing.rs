@@ -1027,20 +1027,22 @@ async fn a_damaged_read_of_the_new_key_blob_does_not_end_the_look() {
     assert_eq!(owner.key_epoch(), KeyEpoch(1));
 }
 
-/// Review finding 4 (SECURITY.md listed it as unproven): a cutoff is a
-/// seq, not a hash. The owner applied bob's batch and revoked him (cutoff
-/// at it); the desktop had applied nothing of bob's. Bob, removed, keeps
-/// his keys and bucket credentials: he deletes his device's objects and
-/// pushes other batches at the same seqs from a library with his device id
-/// and a clock set back to when he was a member. The desktop applies them
-/// (they chain from nothing it holds, are signed by bob at a time he was a
-/// member and within the cutoff), so it holds what the remover never saw,
-/// for good. A removal would have to pin the hash of the last batch it
-/// counts (a membership format change).
-#[tokio::test]
-#[ignore = "review finding 4: a removed member rewrites their batches within the cutoff for devices that have not applied them"]
-async fn review_a_removed_member_cannot_rewrite_batches_within_the_cutoff() {
-    let (w, owner, bob, _carol, b) = owner_bob_and_carol("review-rewrite-within-cutoff").await;
+/// Bob's batches the owner applied before revoking him (with the desktop,
+/// which applied none of them), then rewritten by bob after the removal:
+/// he keeps his keys and bucket credentials, deletes his device's objects
+/// and pushes other batches at the same seqs from a library with his
+/// device id and a clock set back to when he was a member. Returns the
+/// world, the owner, the desktop, bob's device and his original objects.
+async fn rewritten_after_removal(
+    name: &str,
+) -> (
+    World,
+    SyncService,
+    SyncService,
+    DeviceId,
+    std::collections::HashMap<String, Vec<u8>>,
+) {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol(name).await;
     let owner_id = read_key_file(&w.key_file()).unwrap().identity;
     let desktop = w.join("desktop").await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -1052,11 +1054,13 @@ async fn review_a_removed_member_cannot_rewrite_batches_within_the_cutoff() {
     let report = owner.revoke(bob.identity.public_key()).await.unwrap();
     assert_eq!(report.cutoffs, vec![(b.device(), last_batch(&b).await)]);
     let store = w.store();
+    let mut originals = std::collections::HashMap::new();
     for prefix in [
         layout::heads_prefix(&b.device()),
         layout::ops_prefix(&b.device()),
     ] {
         for key in store.list(&prefix).await.unwrap() {
+            originals.insert(key.clone(), store.get(&key, 1 << 26).await.unwrap());
             store.delete(&key).await.unwrap();
         }
     }
@@ -1083,6 +1087,41 @@ async fn review_a_removed_member_cannot_rewrite_batches_within_the_cutoff() {
         .await
         .unwrap();
     rogue.push().await.unwrap();
+    (w, owner, desktop, b.device(), originals)
+}
+
+/// Whether `pulled` names `device`'s batches as not the ones its
+/// removal pinned.
+fn refused_as_not_pinned(pulled: &PullReport, device: DeviceId) -> bool {
+    pulled.problems.iter().any(|p| {
+        p.device == device
+            && p.reason
+                .contains("not the one the removal of its author pinned")
+    })
+}
+
+/// Review finding 4: a removed member rewrites the batches within their
+/// cutoff for a device that has not applied them
+/// ([`rewritten_after_removal`]). The rewritten batches chain from nothing
+/// the desktop holds, are signed by bob at a time he was a member and are
+/// within the cutoff; the removal pins the hash of the last batch the owner
+/// applied, so the desktop applies none of them, names the refusal, and
+/// fills the range from a checkpoint of the owner's.
+#[tokio::test]
+async fn a_removed_member_cannot_rewrite_batches_within_the_cutoff() {
+    let (_w, owner, desktop, bob_device, _) =
+        rewritten_after_removal("rewrite-within-cutoff").await;
+    let before = dump(&desktop).await;
+    let pulled = desktop.pull().await.unwrap();
+    assert_eq!(pulled.applied, 0, "{:?}", pulled.problems);
+    assert!(
+        refused_as_not_pinned(&pulled, bob_device),
+        "{:?}",
+        pulled.problems
+    );
+    assert_eq!(dump(&desktop).await, before);
+    // A checkpoint of a current member's that includes the range fills it.
+    owner.checkpoint().await.unwrap();
     desktop.pull().await.unwrap();
     assert_converged(&[&owner, &desktop]).await;
 }
@@ -1156,4 +1195,69 @@ async fn a_removed_members_device_deletes_nothing_while_the_removal_does_not_ope
         "NULL"
     );
     assert_converged(&[&owner, &desktop]).await;
+}
+
+/// The pinned batches are read twice: once to check the chain ends in the
+/// pinned hash, then again to apply. A bucket that serves bob's original
+/// batches to the check and his rewritten ones to the apply gets none of
+/// them applied: each batch must hash as it did in the check.
+#[tokio::test]
+async fn a_bucket_cannot_swap_pinned_batches_between_the_check_and_the_apply() {
+    let (w, _owner, _desktop, bob_device, originals) =
+        rewritten_after_removal("pinned-swap-after-check").await;
+    let swapping = std::sync::Arc::new(OriginalsFirst {
+        inner: w.store(),
+        originals: std::sync::Mutex::new(originals),
+    });
+    let desktop = w.device_over("desktop", swapping);
+    let before = dump(&desktop).await;
+    let pulled = desktop.pull().await.unwrap();
+    assert_eq!(pulled.applied, 0, "{:?}", pulled.problems);
+    assert!(
+        refused_as_not_pinned(&pulled, bob_device),
+        "{:?}",
+        pulled.problems
+    );
+    assert_eq!(dump(&desktop).await, before);
+}
+
+/// Serves each of `originals` once, for the first read of its key; every
+/// other call goes to `inner`.
+#[derive(Debug)]
+struct OriginalsFirst {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    originals: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for OriginalsFirst {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        let original = self.originals.lock().unwrap().remove(key);
+        match original {
+            Some(bytes) => Ok(bytes),
+            None => self.inner.get(key, max).await,
+        }
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
 }
