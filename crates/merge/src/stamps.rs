@@ -48,6 +48,9 @@ pub(crate) fn stamp_from(
 pub(crate) struct StampIds {
     writers: HashMap<DeviceId, i64>,
     tables: HashMap<String, i64>,
+    /// The table named last, and its number: a batch's ops come table by
+    /// table, so most lookups need no hashing.
+    last_table: Option<(String, i64)>,
 }
 
 impl StampIds {
@@ -72,11 +75,28 @@ impl StampIds {
 
     /// The number of `table`, given one if it has none yet.
     pub(crate) fn table(&mut self, conn: &Connection, table: &str) -> Result<i64, MergeError> {
-        if let Some(id) = self.tables.get(table) {
-            return Ok(*id);
+        if let Some((name, id)) = &self.last_table {
+            if name == table {
+                return Ok(*id);
+            }
         }
-        let id = number(conn, "bae_sync_table_ids", "name", &table)?;
-        self.tables.insert(table.to_owned(), id);
+        let id = match self.tables.get(table) {
+            Some(id) => *id,
+            None => {
+                let id = number(conn, "bae_sync_table_ids", "name", &table)?;
+                self.tables.insert(table.to_owned(), id);
+                id
+            }
+        };
+        match &mut self.last_table {
+            // Reuses the buffer: no allocation when ops alternate tables.
+            Some((name, last)) => {
+                name.clear();
+                name.push_str(table);
+                *last = id;
+            }
+            None => self.last_table = Some((table.to_owned(), id)),
+        }
         Ok(id)
     }
 }
