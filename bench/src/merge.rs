@@ -22,7 +22,10 @@
 //! `INSERT .. ON CONFLICT DO NOTHING`, which is both the lookup and the
 //! write (5% of merge's run; before, reading the row's state and then
 //! setting its stamp were 17%). Validation, the fold of local writes and
-//! the clock are about 5%, per batch.
+//! the clock are about 5%, per batch. Measured so: 1.47 (median of five
+//! invocations' medians, 1.31-1.66, on a busy 2-core machine; 1.60 before),
+//! and 1.53 by CPU samples. What remains above the plain run is almost all
+//! the stamp pages' commit and checkpoint.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
