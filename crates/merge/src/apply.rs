@@ -2,6 +2,7 @@
 
 use crate::error::MergeError;
 use crate::kept;
+use crate::keys::row_key;
 use crate::stamps::{self, StampIds};
 use crate::state::{self, RowState};
 use crate::ties;
@@ -11,6 +12,7 @@ use bae_oplog::{Op, OpKind, SyncSchema, TableSchema, Value};
 use rusqlite::{Connection, ErrorCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// How many local ops the fold of local writes reads at a time. Small in
 /// the crate's own tests, so every fold there spans several pages.
@@ -55,8 +57,11 @@ pub(crate) struct Applier<'c> {
     pub(crate) schema: &'static SyncSchema,
     /// Whether `bae_sync_parked` may hold rows (skips revival lookups when not).
     parking_used: bool,
+    /// Whether `bae_sync_column_stamps` may hold rows (skips their lookup
+    /// for an insert of a row never stamped when not).
+    column_stamps_used: bool,
     /// Each table's column defaults, read once when an insert omits columns.
-    defaults: HashMap<&'static str, Vec<(&'static str, Value)>>,
+    defaults: HashMap<&'static str, Rc<[(&'static str, Value)]>>,
     pub(crate) stats: ApplyStats,
     /// Unique keys whose holder may have changed (`unique.rs`).
     pub(crate) unsettled: Unsettled,
@@ -70,10 +75,12 @@ impl<'c> Applier<'c> {
         schema: &'static SyncSchema,
     ) -> Result<Self, MergeError> {
         let parking_used = state::ensure_parking(conn)?;
+        let column_stamps_used = stamps::any_column_stamps(conn)?;
         Ok(Applier {
             conn,
             schema,
             parking_used,
+            column_stamps_used,
             defaults: HashMap::new(),
             stats: ApplyStats::default(),
             unsettled: Unsettled::default(),
@@ -114,6 +121,7 @@ impl<'c> Applier<'c> {
             self.ids.table(self.conn, table)?,
             self.ids.writer(self.conn, s.device)?,
         );
+        self.column_stamps_used = true;
         stamps::set_column_stamp(self.conn, table, id, column, stamp_hlc(s), writer)
     }
 
@@ -142,10 +150,10 @@ impl<'c> Applier<'c> {
             self.stats.ops_kept += 1;
             return Ok(());
         };
-        let (known, unknown) = kept::split_fields(self.schema, op);
-        if unknown.is_empty() {
+        if op.fields.iter().all(|(c, _)| table.syncs(c)) {
             return self.apply_known(op, table, stamp);
         }
+        let (known, unknown) = kept::split_fields(self.schema, op);
         kept::keep(self.conn, op, device, writer_version, false, &unknown)?;
         self.stats.ops_kept += 1;
         let known = Op {
@@ -166,6 +174,9 @@ impl<'c> Applier<'c> {
         match op.kind {
             OpKind::Delete => self.delete(table, &op.row_id, stamp),
             OpKind::Insert => {
+                if self.insert_unseen(table, op, stamp)? {
+                    return Ok(());
+                }
                 let op = self.complete_insert(table, op)?;
                 self.write(table, &op, stamp)
             }
@@ -185,12 +196,8 @@ impl<'c> Applier<'c> {
         if table.columns.iter().all(|c| carried(c)) {
             return Ok(Cow::Borrowed(op));
         }
-        if !self.defaults.contains_key(table.name) {
-            let defaults = column_defaults(self.conn, table)?;
-            self.defaults.insert(table.name, defaults);
-        }
         let mut full = op.clone();
-        for (c, v) in self.defaults.get(table.name).into_iter().flatten() {
+        for (c, v) in self.defaults_of(table)?.iter() {
             if !carried(c) {
                 full.fields.push(((*c).to_owned(), v.clone()));
             }
@@ -198,18 +205,31 @@ impl<'c> Applier<'c> {
         Ok(Cow::Owned(full))
     }
 
+    /// A table's column defaults, read from the schema the first time.
+    fn defaults_of(
+        &mut self,
+        table: &'static TableSchema,
+    ) -> Result<Rc<[(&'static str, Value)]>, MergeError> {
+        if let Some(d) = self.defaults.get(table.name) {
+            return Ok(Rc::clone(d));
+        }
+        let d: Rc<[_]> = column_defaults(self.conn, table)?.into();
+        self.defaults.insert(table.name, Rc::clone(&d));
+        Ok(d)
+    }
+
     fn write(&mut self, table: &'static TableSchema, op: &Op, s: Stamp) -> Result<(), MergeError> {
         let id = op.row_id.as_str();
         let st = state::load_row(self.conn, table, id)?;
         let is_insert = op.kind == OpKind::Insert;
         if !st.known() {
-            if !is_insert {
-                return Err(MergeError::MissingRow {
-                    table: table.name.into(),
-                    row_id: id.into(),
-                });
+            if is_insert && self.insert_unseen(table, op, s)? {
+                return Ok(());
             }
-            return self.insert_new(table, op, s);
+            return Err(MergeError::MissingRow {
+                table: table.name.into(),
+                row_id: id.into(),
+            });
         }
         let becomes_ins = is_insert && st.ins.is_none_or(|i| i < s);
         // A field whose stamp equals the write's takes the greater value
@@ -321,55 +341,87 @@ impl<'c> Applier<'c> {
         }
     }
 
-    /// An insert of a row never seen here: the common case, kept to one
-    /// row insert and one stamp.
-    fn insert_new(
+    /// An insert of a row never seen here, the common case, in one stamp
+    /// insert and one row insert: the stamp goes in first, and only if the
+    /// row has no row stamp, which is how this learns the row has none
+    /// without reading its state. Returns false, having changed nothing,
+    /// when the row is known after all (stamped, or present from before
+    /// sync began): the caller applies the insert the general way.
+    fn insert_unseen(
         &mut self,
         table: &'static TableSchema,
         op: &Op,
         s: Stamp,
-    ) -> Result<(), MergeError> {
+    ) -> Result<bool, MergeError> {
         let id = op.row_id.as_str();
-        let fields: Vec<(&str, &Value)> = op.fields.iter().map(|(c, v)| (c.as_str(), v)).collect();
-        self.stats.fields_won += fields.len();
-        let unknown = RowState {
-            present: false,
-            ins: None,
-            tomb: None,
-            fields: Vec::new(),
-        };
-        match state::insert_row(self.conn, table.name, id, &fields) {
+        let (table_id, writer) = (
+            self.ids.table(self.conn, table.name)?,
+            self.ids.writer(self.conn, s.device)?,
+        );
+        let key = row_key(id);
+        if !stamps::claim_row_stamp(self.conn, table_id, &key, stamp_hlc(s), writer)? {
+            return Ok(false);
+        }
+        if self.column_stamps_used && stamps::has_column_stamps(self.conn, table_id, &key)? {
+            stamps::unclaim_row_stamp(self.conn, table_id, &key)?;
+            return Ok(false);
+        }
+        // An insert writes every synced column: what it omits takes its SQL
+        // default, so a later insert replaces all of an earlier one's values
+        // whatever the arrival order. A new row gets those defaults from
+        // SQLite itself; an absent one keeps them beside the rest.
+        let carried = |c: &str| op.fields.iter().any(|(f, _)| f == c);
+        let written = op.fields.len() + table.columns.iter().filter(|c| !carried(c)).count();
+        let given: Vec<(&str, &Value)> = op.fields.iter().map(|(c, v)| (c.as_str(), v)).collect();
+        let failed = match state::insert_row(self.conn, table.name, id, &given) {
             Ok(_) => {
-                self.set_row_stamp(table.name, id, s, &unknown)?;
+                self.stats.fields_won += written;
                 self.stats.rows_inserted += 1;
-                self.revive_children(table, id)
+                self.revive_children(table, id)?;
+                return Ok(true);
             }
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) => e,
+        };
+        let defaults = self.defaults_of(table)?;
+        let mut fields = given;
+        fields.extend(
+            defaults
+                .iter()
+                .filter(|(c, _)| !carried(c))
+                .map(|(c, v)| (*c, v)),
+        );
+        match failed {
+            e if is_key_violation(&e) && state::exists(self.conn, table.name, id)? => {
+                // Present from before sync began, with no stamps yet.
+                stamps::unclaim_row_stamp(self.conn, table_id, &key)?;
+                Ok(false)
+            }
+            e if is_unique_violation(&e) => {
                 // Another row holds its unique values: absent for now, and
                 // the newer of the two is settled at the end of the batch.
-                self.set_row_stamp(table.name, id, s, &unknown)?;
+                self.stats.fields_won += fields.len();
                 for (c, v) in &fields {
                     state::park(self.conn, table.name, id, c, v)?;
                 }
                 self.parking_used = true;
                 self.unsettle(table, &fields);
                 self.stats.ops_on_absent_rows += 1;
-                Ok(())
+                Ok(true)
             }
-            Err(e) if is_fk_violation(&e) => {
+            e if is_fk_violation(&e) => {
                 // Some parent is not here: dead (known, absent) or not yet arrived.
                 if let Some(missing) = self.check_parents(table, id, &fields)? {
                     return Err(missing);
                 }
-                self.set_row_stamp(table.name, id, s, &unknown)?;
+                self.stats.fields_won += fields.len();
                 for (c, v) in &fields {
                     state::park(self.conn, table.name, id, c, v)?;
                 }
                 self.parking_used = true;
                 self.stats.ops_on_absent_rows += 1;
-                Ok(())
+                Ok(true)
             }
-            Err(e) => Err(e.into()),
+            e => Err(e.into()),
         }
     }
 
@@ -764,6 +816,15 @@ fn column_defaults(
         out.push((*c, value));
     }
     Ok(out)
+}
+
+/// A `UNIQUE` or `PRIMARY KEY` constraint failed (which one SQLite reports
+/// first when a row breaks both depends on its index order).
+fn is_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == ErrorCode::ConstraintViolation
+            && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY))
 }
 
 fn is_fk_violation(e: &rusqlite::Error) -> bool {

@@ -48,6 +48,9 @@ pub(crate) fn stamp_from(
 pub(crate) struct StampIds {
     writers: HashMap<DeviceId, i64>,
     tables: HashMap<String, i64>,
+    /// The table named last, and its number: a batch's ops come table by
+    /// table, so most lookups need no hashing.
+    last_table: Option<(String, i64)>,
 }
 
 impl StampIds {
@@ -72,11 +75,28 @@ impl StampIds {
 
     /// The number of `table`, given one if it has none yet.
     pub(crate) fn table(&mut self, conn: &Connection, table: &str) -> Result<i64, MergeError> {
-        if let Some(id) = self.tables.get(table) {
-            return Ok(*id);
+        if let Some((name, id)) = &self.last_table {
+            if name == table {
+                return Ok(*id);
+            }
         }
-        let id = number(conn, "bae_sync_table_ids", "name", &table)?;
-        self.tables.insert(table.to_owned(), id);
+        let id = match self.tables.get(table) {
+            Some(id) => *id,
+            None => {
+                let id = number(conn, "bae_sync_table_ids", "name", &table)?;
+                self.tables.insert(table.to_owned(), id);
+                id
+            }
+        };
+        match &mut self.last_table {
+            // Reuses the buffer: no allocation when ops alternate tables.
+            Some((name, last)) => {
+                name.clear();
+                name.push_str(table);
+                *last = id;
+            }
+            None => self.last_table = Some((table.to_owned(), id)),
+        }
         Ok(id)
     }
 }
@@ -118,6 +138,10 @@ pub(crate) fn set_row_stamp<'a>(
          ON CONFLICT (table_id, row_key) DO UPDATE SET ins_hlc = excluded.ins_hlc, ins_writer = excluded.ins_writer",
     )?
     .execute(params![table, key, hlc, writer])?;
+    let mut passed = passed.into_iter().peekable();
+    if passed.peek().is_none() {
+        return Ok(());
+    }
     let mut forget = conn.prepare_cached(
         r#"DELETE FROM bae_sync_column_stamps WHERE table_id = ?1 AND row_key = ?2 AND "column" = ?3"#,
     )?;
@@ -125,6 +149,56 @@ pub(crate) fn set_row_stamp<'a>(
         forget.execute(params![table, key, column])?;
     }
     Ok(())
+}
+
+/// Gives a row that has no row stamp its insert stamp; returns whether it
+/// had none (otherwise nothing changes). One seek both asks and answers the
+/// common question of an incoming insert: has this row ever been stamped?
+pub(crate) fn claim_row_stamp(
+    conn: &Connection,
+    table: i64,
+    key: &rusqlite::types::Value,
+    hlc: i64,
+    writer: i64,
+) -> Result<bool, MergeError> {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (table_id, row_key) DO NOTHING",
+        )?
+        .execute(params![table, key, hlc, writer])?;
+    Ok(added == 1)
+}
+
+/// Takes back a row stamp [`claim_row_stamp`] added in this transaction.
+pub(crate) fn unclaim_row_stamp(
+    conn: &Connection,
+    table: i64,
+    key: &rusqlite::types::Value,
+) -> Result<(), MergeError> {
+    conn.prepare_cached("DELETE FROM bae_sync_row_stamps WHERE table_id = ?1 AND row_key = ?2")?
+        .execute(params![table, key])?;
+    Ok(())
+}
+
+/// Whether any column of a row has a stamp of its own.
+pub(crate) fn has_column_stamps(
+    conn: &Connection,
+    table: i64,
+    key: &rusqlite::types::Value,
+) -> Result<bool, MergeError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM bae_sync_column_stamps WHERE table_id = ?1 AND row_key = ?2)",
+        )?
+        .query_row(params![table, key], |r| r.get(0))?)
+}
+
+/// Whether any column of any row has a stamp of its own.
+pub(crate) fn any_column_stamps(conn: &Connection) -> Result<bool, MergeError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM bae_sync_column_stamps)")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Sets a column's stamp (the caller decided the write wins, so it is newer

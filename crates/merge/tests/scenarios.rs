@@ -902,3 +902,78 @@ fn a_local_reimport_then_track_delete_keeps_the_track_deleted_after_the_next_mer
         assert_eq!(d.dump(), reference);
     }
 }
+
+/// A row written before sync began is in its table with no stamps: an
+/// incoming insert of it is no new row (merge's shortcut for those claims
+/// the row stamp first and must give it back), it updates the row.
+#[test]
+fn an_insert_of_a_row_present_from_before_sync_began_updates_it() {
+    let mut b = Device::new();
+    b.conn()
+        .execute(
+            "INSERT INTO albums (id, title, created_at, updated_at) VALUES ('al', 'before sync', 'c', 'u')",
+            [],
+        )
+        .unwrap();
+    let a = DeviceId::from_bytes([7; 16]);
+    let stats = b
+        .apply(&batch(
+            a,
+            1,
+            vec![op(
+                T0 + 5,
+                "albums",
+                "al",
+                OpKind::Insert,
+                &album_fields("remote"),
+            )],
+        ))
+        .unwrap();
+    assert_eq!(stats.rows_inserted, 0, "the row was there already");
+    assert_eq!(title_of(&mut b, "al"), Some("remote".into()));
+    assert_eq!(b.count("albums"), 1);
+    let row_stamps: i64 = b
+        .conn()
+        .query_row("SELECT COUNT(*) FROM bae_sync_row_stamps", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(row_stamps, 1);
+}
+
+/// A column stamp with no row stamp (a row written before sync began,
+/// edited here, then gone from its table without a recorded delete) still
+/// outranks an older incoming insert of the row: the insert takes the
+/// general way, never the shortcut for rows never seen.
+#[test]
+fn an_older_insert_of_a_row_known_only_by_a_column_stamp_keeps_the_newer_column() {
+    let mut b = Device::new();
+    b.conn()
+        .execute(
+            "INSERT INTO albums (id, title, year, created_at, updated_at) VALUES ('al', 'before sync', 1990, 'c', 'u')",
+            [],
+        )
+        .unwrap();
+    b.tick(100);
+    b.edit("albums", "al", &[("year", Value::Integer(2024))]);
+    bae_merge::fold_local(b.lib.recorder()).unwrap();
+    b.conn()
+        .execute("DELETE FROM albums WHERE id = 'al'", [])
+        .unwrap();
+    let a = DeviceId::from_bytes([7; 16]);
+    b.apply(&batch(
+        a,
+        1,
+        vec![op(
+            T0 + 5,
+            "albums",
+            "al",
+            OpKind::Insert,
+            &album_fields("remote"),
+        )],
+    ))
+    .unwrap();
+    assert_ne!(
+        b.get("albums", "al", "year"),
+        Some(Value::Integer(1999)),
+        "the older insert's year lost to the newer edit"
+    );
+}
