@@ -132,13 +132,20 @@ pub(crate) enum StoredRef<'a> {
     PackedText(Vec<u8>),
 }
 
+impl<'a> StoredRef<'a> {
+    /// A text value: packed if it holds a UUID.
+    pub(crate) fn text(s: &'a str) -> Self {
+        pack(s).map_or(StoredRef::Text(s), StoredRef::PackedText)
+    }
+}
+
 impl<'a> From<&'a Value> for StoredRef<'a> {
     fn from(v: &'a Value) -> Self {
         match v {
             Value::Null => StoredRef::Null,
             Value::Integer(i) => StoredRef::Integer(*i),
             Value::Real(f) => StoredRef::Real(*f),
-            Value::Text(s) => pack(s).map_or(StoredRef::Text(s), StoredRef::PackedText),
+            Value::Text(s) => StoredRef::text(s),
             Value::Blob(b) => StoredRef::Blob(b),
         }
     }
@@ -167,6 +174,124 @@ impl Stored {
             Stored::PackedText(b) => Value::Text(unpack(&b)?),
         })
     }
+
+    /// The text a row id stored by [`StoredRef::text`] stands for.
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Stored::Text(s) => Some(s),
+            Stored::PackedText(b) => unpack(&b),
+            _ => None,
+        }
+    }
+}
+
+/// How many bytes of encoded ops the recorder gathers before it writes
+/// them as one op-log row: one row per transaction for an album import,
+/// a bounded buffer for a bulk import.
+pub(crate) const CHUNK_BYTES: usize = 32 << 10;
+
+/// The ops of one op-log row (`bae_sync_op_log`, version 4), as the
+/// recorder gathers them: postcard of `(base_hlc: u64, ops: Vec<op>)`,
+/// each op `(hlc_delta: i64, table_id: i64, kind: u8, row_id: Stored,
+/// fields: Vec<(u8, Stored)>)`, where an op's HLC is the previous op's
+/// (the first's: `base_hlc`) plus its delta, so an op spends a byte or
+/// two on its HLC, not eight. The ops are consecutive seqs ending at the
+/// row's `last_seq`, all of one batch.
+pub(crate) struct ChunkWriter {
+    base: u64,
+    prev: u64,
+    count: usize,
+    ops: Vec<u8>,
+}
+
+/// One op, read back from a chunk.
+pub(crate) struct StoredOp {
+    pub(crate) hlc: u64,
+    pub(crate) table_id: i64,
+    pub(crate) kind: u8,
+    pub(crate) row_id: Stored,
+    pub(crate) fields: Vec<(u8, Stored)>,
+}
+
+impl ChunkWriter {
+    /// An empty chunk.
+    pub(crate) fn new() -> Self {
+        ChunkWriter {
+            base: 0,
+            prev: 0,
+            count: 0,
+            ops: Vec::with_capacity(4096),
+        }
+    }
+
+    /// How many ops it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The bytes of its ops so far.
+    pub(crate) fn bytes(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Appends one op.
+    pub(crate) fn push(
+        &mut self,
+        hlc: u64,
+        table_id: i64,
+        kind: u8,
+        row_id: &str,
+        fields: &[(u8, StoredRef<'_>)],
+    ) -> Result<(), postcard::Error> {
+        if self.count == 0 {
+            self.base = hlc;
+            self.prev = hlc;
+        }
+        // Two's-complement difference: exact for any pair of u64s, and
+        // small for the rising clock of one transaction.
+        let delta = hlc.wrapping_sub(self.prev) as i64;
+        let row_id = StoredRef::text(row_id);
+        let ops = std::mem::take(&mut self.ops);
+        self.ops = postcard::to_extend(&(delta, table_id, kind, row_id, fields), ops)?;
+        self.prev = hlc;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The row's bytes.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        // The header of a postcard `(u64, Vec<_>)`: the base, then the
+        // Vec's length; the ops' own encodings follow as its elements.
+        let mut out = postcard::to_allocvec(&(self.base, self.count))?;
+        out.extend_from_slice(&self.ops);
+        Ok(out)
+    }
+
+    /// Empties it, once its row is written.
+    pub(crate) fn clear(&mut self) {
+        self.ops.clear();
+        self.count = 0;
+    }
+}
+
+/// The ops of a chunk's bytes, oldest first.
+pub(crate) fn read_chunk(bytes: &[u8]) -> Result<Vec<StoredOp>, String> {
+    type Raw = (i64, i64, u8, Stored, Vec<(u8, Stored)>);
+    let (base, raw): (u64, Vec<Raw>) = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let mut prev = base;
+    Ok(raw
+        .into_iter()
+        .map(|(delta, table_id, kind, row_id, fields)| {
+            prev = prev.wrapping_add(delta as u64);
+            StoredOp {
+                hlc: prev,
+                table_id,
+                kind,
+                row_id,
+                fields,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
