@@ -337,6 +337,42 @@ mod tests {
     }
 
     proptest! {
+        /// Any HLCs, rising or not, any tables, kinds, ids and values read
+        /// back as pushed, in order.
+        #[test]
+        fn a_chunk_reads_back_its_ops(
+            ops in proptest::collection::vec(
+                (any::<u64>(), any::<i64>(), any::<u8>(), prop_oneof![Just(U.to_owned()), ".{0,8}"],
+                 proptest::collection::vec((any::<u8>(), any::<i64>()), 0..4)),
+                0..20,
+            )
+        ) {
+            let mut chunk = ChunkWriter::new();
+            for (hlc, table, kind, id, fields) in &ops {
+                let values: Vec<(u8, Value)> =
+                    fields.iter().map(|(i, v)| (*i, Value::Integer(*v))).collect();
+                let stored: Vec<(u8, StoredRef<'_>)> =
+                    values.iter().map(|(i, v)| (*i, v.into())).collect();
+                chunk.push(*hlc, *table, *kind, id, &stored).unwrap();
+            }
+            prop_assert_eq!(chunk.len(), ops.len());
+            let read = read_chunk(&chunk.encode().unwrap()).unwrap();
+            prop_assert_eq!(read.len(), ops.len());
+            for (r, (hlc, table, kind, id, fields)) in read.into_iter().zip(&ops) {
+                prop_assert_eq!(r.hlc, *hlc);
+                prop_assert_eq!(r.table_id, *table);
+                prop_assert_eq!(r.kind, *kind);
+                prop_assert_eq!(r.row_id.into_text(), Some(id.clone()));
+                let values: Vec<(u8, Value)> =
+                    r.fields.into_iter().map(|(i, v)| (i, v.into_value().unwrap())).collect();
+                let want: Vec<(u8, Value)> =
+                    fields.iter().map(|(i, v)| (*i, Value::Integer(*v))).collect();
+                prop_assert_eq!(values, want);
+            }
+            chunk.clear();
+            prop_assert_eq!(read_chunk(&chunk.encode().unwrap()).unwrap().len(), 0);
+        }
+
         #[test]
         fn any_string_round_trips(
             parts in proptest::collection::vec(
