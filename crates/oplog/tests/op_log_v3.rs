@@ -133,9 +133,8 @@ fn version_3_library_in(
         )
         .unwrap();
     }
-    let mut seq = first_seq;
     let mut batch_rows: Vec<(BatchSeq, i64, i64, u64)> = Vec::new();
-    for (batch, op) in ops {
+    for (seq, (batch, op)) in (first_seq..).zip(ops) {
         let table = BAE_SCHEMA.table(&op.table).unwrap();
         let table_id: i64 = conn
             .query_row(
@@ -172,7 +171,6 @@ fn version_3_library_in(
             }
             _ => batch_rows.push((*batch, seq, seq, op.hlc.as_u64())),
         }
-        seq += 1;
     }
     for (batch, first, last, hlc) in batch_rows {
         conn.execute(
