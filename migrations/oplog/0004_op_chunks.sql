@@ -4,9 +4,9 @@
 -- Version 3 inserted a row per op: record_overhead's profile put that
 -- insert at about a third of what recording adds to a write, and each
 -- row spent about 20 bytes on its SQLite cell and 8 on its HLC. Now the
--- recorder gathers a transaction's ops in memory and writes them as one
--- row when it commits (or every `compact::CHUNK_BYTES` of a bulk
--- import), each op's HLC a small delta from the one before
+-- recorder gathers a transaction's ops in memory and writes them as a few
+-- rows of about `compact::CHUNK_BYTES` (800: rows that pack the pages),
+-- the last when it commits, each op's HLC a small delta from the one before
 -- (`crates/oplog/src/compact.rs`, `ChunkWriter`). A row is keyed by the
 -- seq of its last op, so a batch's ops are still the rows whose key is
 -- in `first_seq ..= last_seq`, and seqs are numbered as before.
