@@ -18,9 +18,11 @@
 //! memory and writes them as a few rows of about 800 bytes (so they pack
 //! the 4 KiB pages; one row per transaction, about 6 KB an album, spilled
 //! into overflow pages: 1.64 MB for version 3's 1.45 MB), each op's HLC
-//! a delta from the one before: 1.32 -> 1.13 in CPU samples; 6 invocations
-//! each interleaved with the version 3 build on the same machine: 1.275
-//! (1.217-1.314) -> 1.139 (1.100-1.189) with one row per transaction. What
+//! a delta from the one before: 1.32 -> 1.08-1.13 in CPU samples. Wall
+//! time, invocations each interleaved with the version 3 build on the same
+//! busy machine: 1.275 (1.217-1.314) -> 1.139 (1.100-1.189) over 6 with
+//! one row per transaction; 1.232 (1.101-1.324) -> 1.145 (0.997-1.179)
+//! over 10 with rows of 800 bytes. What
 //! is left, by samples: the commit's extra WAL bytes (the ops' row and
 //! the batch row, about a tenth over the plain commit), encoding the ops
 //! (UUID packing and postcard, about 2% of ours), the per-write column
