@@ -9,10 +9,26 @@
 //! commit instead of a device-row update, table numbers and packed UUIDs
 //! (the op log of 200 albums: 2.24 MB -> 1.56 MB). On a busy 2-core
 //! machine, 13 invocations each interleaved with the version 2 build:
-//! 1.325 (1.26-1.50) -> 1.264 (1.22-1.32), not yet the 1.2 target; what
-//! is left is the op rows' own pages (about 150 bytes an op, mostly
-//! payload values) in each commit's WAL frames and checkpoints. Building the statement text per op
-//! was about 2% before `insert_sql` stopped allocating per column.
+//! 1.325 (1.26-1.50) -> 1.264 (1.22-1.32).
+//!
+//! Version 3's profile (CPU samples of ours over plain: 1.32) put a third
+//! of what recording added in the op rows' own INSERTs: an op was a SQLite
+//! row, each statement a VDBE run and a b-tree insert. Op log version 4
+//! (`migrations/oplog/0004_op_chunks`) gathers a transaction's ops in
+//! memory and writes them as a few rows of about 800 bytes (so they pack
+//! the 4 KiB pages; one row per transaction, about 6 KB an album, spilled
+//! into overflow pages: 1.64 MB for version 3's 1.45 MB), each op's HLC
+//! a delta from the one before: 1.32 -> 1.08-1.13 in CPU samples. Wall
+//! time, invocations each interleaved with the version 3 build on the same
+//! busy machine: 1.275 (1.217-1.314) -> 1.139 (1.100-1.189) over 6 with
+//! one row per transaction; 1.232 (1.101-1.324) -> 1.145 (0.997-1.179)
+//! over 10 with rows of 800 bytes. What
+//! is left, by samples: the commit's extra WAL bytes (the ops' row and
+//! the batch row, about a tenth over the plain commit), encoding the ops
+//! (UUID packing and postcard, about 2% of ours), the per-write column
+//! checks and statement text (as plain builds it too).
+//! Building the statement text per op was about 2% before `insert_sql`
+//! stopped allocating per column.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;

@@ -10,6 +10,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_versions", "oplog"),
     ("bae_sync_op_log", "oplog"),
     ("bae_sync_op_log_v3", "oplog"),
+    ("bae_sync_op_log_v4", "oplog"),
     ("bae_sync_op_batches", "oplog"),
     ("bae_sync_op_tables", "oplog"),
     ("bae_sync_device", "oplog"),

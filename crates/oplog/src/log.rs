@@ -4,9 +4,11 @@
 //! those tables outside the recorder. The sync layers call these functions; none of them names
 //! the tables itself.
 
-use crate::compact::{row_id_from_sql, Stored};
+use crate::compact::{
+    read_chunk, row_id_from_sql, ChunkWriter, Stored, StoredOp, StoredRef, CHUNK_BYTES,
+};
 use crate::error::OplogError;
-use crate::op::{BatchSeq, Op, OpKind};
+use crate::op::{BatchSeq, Op, OpKind, Value};
 use crate::schema::SyncSchema;
 use bae_hlc::{Clock, DeviceId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -66,15 +68,17 @@ pub fn batch_ops(
 ) -> Result<Vec<Op>, OplogError> {
     let tables = table_names(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT o.seq, o.hlc, o.table_id, o.row_id, o.kind, o.payload
+        "SELECT o.last_seq, o.ops
          FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
-         ON o.seq BETWEEN b.first_seq AND b.last_seq
-         WHERE b.batch_id = ?1 ORDER BY o.seq",
+         ON o.last_seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id = ?1 ORDER BY o.last_seq",
     )?;
     let mut rows = stmt.query([batch.0 as i64])?;
     let mut ops = Vec::new();
     while let Some(r) = rows.next()? {
-        ops.push(op_from_row(schema, &tables, r)?);
+        for (seq, stored) in chunk_of(r)? {
+            ops.push(op_from_stored(schema, &tables, seq, stored)?);
+        }
     }
     Ok(ops)
 }
@@ -91,15 +95,25 @@ pub fn for_each_op_after(
     mut f: impl FnMut(&Op) -> Result<(), OplogError>,
 ) -> Result<i64, OplogError> {
     let tables = table_names(conn)?;
+    // The rows holding an op past `after`: each row's key is its last op.
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, hlc, table_id, row_id, kind, payload FROM bae_sync_op_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT last_seq, ops FROM bae_sync_op_log WHERE last_seq > ?1 ORDER BY last_seq",
     )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt.query([after, limit])?;
+    let mut rows = stmt.query([after])?;
     let mut last = after;
+    let mut read = 0;
     while let Some(r) = rows.next()? {
-        last = r.get(0)?;
-        f(&op_from_row(schema, &tables, r)?)?;
+        for (seq, stored) in chunk_of(r)? {
+            if read == limit {
+                return Ok(last);
+            }
+            if seq <= after {
+                continue;
+            }
+            f(&op_from_stored(schema, &tables, seq, stored)?)?;
+            last = seq;
+            read += 1;
+        }
     }
     Ok(last)
 }
@@ -192,17 +206,23 @@ pub fn rows_inserted_after(
         return Ok(Vec::new());
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT o.seq, o.row_id
+        "SELECT o.last_seq, o.ops
          FROM bae_sync_op_batches b CROSS JOIN bae_sync_op_log o
-         ON o.seq BETWEEN b.first_seq AND b.last_seq
-         WHERE b.batch_id > ?1 AND o.table_id = ?2 AND o.kind = ?3",
+         ON o.last_seq BETWEEN b.first_seq AND b.last_seq
+         WHERE b.batch_id > ?1",
     )?;
-    let mut rows = stmt.query(params![after.0 as i64, table_id, OpKind::Insert.code()])?;
-    // A row id is TEXT or packed bytes (`compact`): sorted and made
-    // distinct once decoded.
+    let mut rows = stmt.query([after.0 as i64])?;
+    let insert = OpKind::Insert.code();
     let mut ids = std::collections::BTreeSet::new();
     while let Some(r) = rows.next()? {
-        ids.insert(row_id_of(r)?);
+        for (seq, op) in chunk_of(r)? {
+            if op.table_id == table_id && i64::from(op.kind) == insert {
+                ids.insert(op.row_id.into_text().ok_or_else(|| OplogError::CorruptOp {
+                    seq,
+                    reason: "row id is not text".into(),
+                })?);
+            }
+        }
     }
     Ok(ids.into_iter().collect())
 }
@@ -215,10 +235,16 @@ pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, Oplog
     // CROSS JOIN keeps the batches the outer loop, so each batch's ops are
     // one range seek on the op log's key: with a plain JOIN SQLite may scan
     // every op and, for each, every batch (GC of 10,000 albums took 194 s).
-    let ops = conn.execute(
-        "DELETE FROM bae_sync_op_log WHERE seq IN (
-             SELECT o.seq FROM bae_sync_op_batches b
-             CROSS JOIN bae_sync_op_log o ON o.seq BETWEEN b.first_seq AND b.last_seq
+    let ops: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM bae_sync_op_batches
+         WHERE batch_id <= ?1 AND pushed = 1",
+        [through],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "DELETE FROM bae_sync_op_log WHERE last_seq IN (
+             SELECT o.last_seq FROM bae_sync_op_batches b
+             CROSS JOIN bae_sync_op_log o ON o.last_seq BETWEEN b.first_seq AND b.last_seq
              WHERE b.batch_id <= ?1 AND b.pushed = 1)",
         [through],
     )?;
@@ -226,7 +252,7 @@ pub fn prune_pushed(conn: &Connection, through: BatchSeq) -> Result<usize, Oplog
         "DELETE FROM bae_sync_op_batches WHERE batch_id <= ?1 AND pushed = 1",
         [through],
     )?;
-    Ok(ops)
+    Ok(usize::try_from(ops).unwrap_or(0))
 }
 
 /// The name of each table number in the op log.
@@ -238,43 +264,47 @@ fn table_names(conn: &Connection) -> Result<HashMap<i64, String>, OplogError> {
     Ok(names)
 }
 
-/// The row id of an op-log row whose columns are (seq, row_id, ...).
-fn row_id_of(r: &rusqlite::Row<'_>) -> Result<String, OplogError> {
-    row_id_from_sql(r.get_ref(1)?).ok_or_else(|| OplogError::CorruptOp {
-        seq: r.get(0).unwrap_or(-1),
-        reason: "row id is neither text nor a packed id".into(),
-    })
+/// The ops of an op-log row (columns last_seq, ops), each with its seq.
+fn chunk_of(r: &rusqlite::Row<'_>) -> Result<Vec<(i64, StoredOp)>, OplogError> {
+    let last: i64 = r.get(0)?;
+    let corrupt = |reason: String| OplogError::CorruptOp { seq: last, reason };
+    let bytes = r
+        .get_ref(1)?
+        .as_blob()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let ops = read_chunk(bytes).map_err(corrupt)?;
+    let first = last - (ops.len() as i64 - 1);
+    Ok(ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| (first + i as i64, op))
+        .collect())
 }
 
-/// Decodes one op-log row (columns seq, hlc, table_id, row_id, kind,
-/// payload).
-fn op_from_row(
+/// Decodes one stored op.
+fn op_from_stored(
     schema: &SyncSchema,
     tables: &HashMap<i64, String>,
-    r: &rusqlite::Row<'_>,
+    seq: i64,
+    op: StoredOp,
 ) -> Result<Op, OplogError> {
-    let seq: i64 = r.get(0)?;
     let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
-    let kind: i64 = r.get(4)?;
-    let kind = OpKind::from_code(kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
-    let table_id: i64 = r.get(2)?;
+    let kind = OpKind::from_code(i64::from(op.kind))
+        .ok_or_else(|| corrupt(format!("kind {}", op.kind)))?;
     let table = tables
-        .get(&table_id)
-        .ok_or_else(|| corrupt(format!("table number {table_id}")))?;
+        .get(&op.table_id)
+        .ok_or_else(|| corrupt(format!("table number {}", op.table_id)))?;
     let columns = schema
         .table(table)
         .ok_or_else(|| corrupt(format!("table {table:?} does not sync")))?
         .columns;
-    let row_id = row_id_from_sql(r.get_ref(3)?)
-        .ok_or_else(|| corrupt("row id is neither text nor a packed id".into()))?;
-    // The payload names columns by their index in the sync schema.
-    let payload = r
-        .get_ref(5)?
-        .as_blob()
-        .map_err(|e| corrupt(e.to_string()))?;
-    let indexed: Vec<(u8, Stored)> =
-        postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
-    let fields = indexed
+    let row_id = op
+        .row_id
+        .into_text()
+        .ok_or_else(|| corrupt("row id is not text".into()))?;
+    // The fields name columns by their index in the sync schema.
+    let fields = op
+        .fields
         .into_iter()
         .map(|(i, v)| {
             let column = columns
@@ -287,12 +317,98 @@ fn op_from_row(
         })
         .collect::<Result<_, OplogError>>()?;
     Ok(Op {
-        hlc: Timestamp::from_u64(r.get::<_, i64>(1)? as u64),
+        hlc: Timestamp::from_u64(op.hlc),
         table: table.clone(),
         row_id,
         kind,
         fields,
     })
+}
+
+/// Migration 0004's Rust step: each batch's version 3 op rows (one row
+/// per op: seq, hlc, table_id, row_id, kind, payload) become rows of
+/// gathered ops in `bae_sync_op_log_v4`, which then replaces the old
+/// table. Runs in the migration's transaction.
+pub(crate) fn convert_v3_ops(conn: &Connection) -> Result<(), OplogError> {
+    let batches: Vec<(i64, i64)> = conn
+        .prepare("SELECT first_seq, last_seq FROM bae_sync_op_batches ORDER BY first_seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut read = conn.prepare(
+        "SELECT seq, hlc, table_id, row_id, kind, payload FROM bae_sync_op_log
+         WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let mut write =
+        conn.prepare("INSERT INTO bae_sync_op_log_v4 (last_seq, ops) VALUES (?1, ?2)")?;
+    let mut chunk = ChunkWriter::new();
+    for (first, last) in batches {
+        let mut rows = read.query([first, last])?;
+        let mut prev = None;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let corrupt = |reason: String| OplogError::CorruptOp { seq, reason };
+            // A batch's ops are consecutive seqs (its transaction held the
+            // write lock): a hole would shift every seq after it.
+            if prev.is_some_and(|p: i64| p + 1 != seq) {
+                return Err(corrupt(format!("op {seq} follows {prev:?} in its batch")));
+            }
+            let row_id = row_id_from_sql(r.get_ref(3)?)
+                .ok_or_else(|| corrupt("row id is neither text nor a packed id".into()))?;
+            let payload = r
+                .get_ref(5)?
+                .as_blob()
+                .map_err(|e| corrupt(e.to_string()))?;
+            let fields: Vec<(u8, Value)> = postcard::from_bytes::<Vec<(u8, Stored)>>(payload)
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_iter()
+                .map(|(i, v)| v.into_value().map(|v| (i, v)))
+                .collect::<Option<_>>()
+                .ok_or_else(|| corrupt("not a packed text".into()))?;
+            let fields: Vec<(u8, StoredRef<'_>)> =
+                fields.iter().map(|(i, v)| (*i, v.into())).collect();
+            let kind: i64 = r.get(4)?;
+            let kind = u8::try_from(kind).map_err(|_| corrupt(format!("kind {kind}")))?;
+            chunk
+                .push(
+                    r.get::<_, i64>(1)? as u64,
+                    r.get(2)?,
+                    kind,
+                    &row_id,
+                    &fields,
+                )
+                .map_err(|e| corrupt(e.to_string()))?;
+            prev = Some(seq);
+            if chunk.bytes() >= CHUNK_BYTES {
+                write_chunk(&mut write, &mut chunk, seq)?;
+            }
+        }
+        if let Some(seq) = prev {
+            write_chunk(&mut write, &mut chunk, seq)?;
+        }
+    }
+    conn.execute_batch(
+        "DROP TABLE bae_sync_op_log;
+         ALTER TABLE bae_sync_op_log_v4 RENAME TO bae_sync_op_log;",
+    )?;
+    Ok(())
+}
+
+/// Writes the ops gathered in `chunk`, the last of them `last_seq`.
+fn write_chunk(
+    write: &mut rusqlite::Statement<'_>,
+    chunk: &mut ChunkWriter,
+    last_seq: i64,
+) -> Result<(), OplogError> {
+    if chunk.len() == 0 {
+        return Ok(());
+    }
+    let ops = chunk.encode().map_err(|e| OplogError::CorruptOp {
+        seq: last_seq,
+        reason: e.to_string(),
+    })?;
+    write.execute(params![last_seq, ops])?;
+    chunk.clear();
+    Ok(())
 }
 
 /// Marks a batch pushed: its object is safely in the bucket.

@@ -49,8 +49,24 @@ pub const OPLOG_MIGRATIONS: Migrations = Migrations {
             name: "0003_compact_op_log",
             sql: include_str!("../../../migrations/oplog/0003_compact_op_log.sql"),
         },
+        Migration {
+            name: "0004_op_chunks",
+            sql: include_str!("../../../migrations/oplog/0004_op_chunks.sql"),
+        },
     ],
 };
+
+/// A migration's step that SQL cannot do, run after its SQL in the same
+/// transaction: (component, migration name, step).
+type Conversion = (
+    &'static str,
+    &'static str,
+    fn(&Connection) -> Result<(), OplogError>,
+);
+
+/// The migrations with a Rust step. Keyed by name rather than a field of
+/// [`Migration`], so the other owners' migration lists stay plain SQL.
+const CONVERSIONS: &[Conversion] = &[("oplog", "0004_op_chunks", crate::log::convert_v3_ops)];
 
 /// Sets the connection settings the engine relies on: foreign keys on
 /// (merge's cascade relies on them), WAL so the host's readers are not
@@ -122,6 +138,12 @@ pub fn migrate(conn: &mut Connection, owner: &Migrations) -> Result<(), OplogErr
                 name: step.name,
                 source: e,
             })?;
+        for (_, _, convert) in CONVERSIONS
+            .iter()
+            .filter(|(c, n, _)| *c == owner.component && *n == step.name)
+        {
+            convert(&tx)?;
+        }
         tx.execute(
             "INSERT INTO bae_sync_versions (component, version) VALUES (?1, ?2)
              ON CONFLICT (component) DO UPDATE SET version = excluded.version",

@@ -3,7 +3,7 @@
 //! [`Recording`] transaction, which records the write's ops in the same SQLite
 //! transaction, so a crash leaves both or neither.
 
-use crate::compact::{row_id_to_sql, StoredRef};
+use crate::compact::{ChunkWriter, StoredRef, CHUNK_BYTES};
 use crate::error::OplogError;
 use crate::log::device_state;
 use crate::migrate::{configure, migrate, OPLOG_MIGRATIONS};
@@ -346,29 +346,42 @@ impl Recording<'_> {
         if kind == OpKind::Update && synced.is_empty() {
             return Ok(());
         }
-        let payload = postcard::to_allocvec(&synced).map_err(|e| OplogError::CorruptOp {
-            seq: -1,
-            reason: e.to_string(),
-        })?;
         let seq = self.next_seq()?;
         let hlc = self.clock.now()?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO bae_sync_op_log (seq, hlc, table_id, row_id, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                seq,
-                hlc.as_u64() as i64,
-                table_id,
-                row_id_to_sql(row_id),
-                kind.code(),
-                payload
-            ])?;
-        // Counted only once the op row is in: a failed insert leaves no
-        // hole in the batch's range.
-        if let Some(open) = &mut self.batch {
-            open.next_seq = seq + 1;
+        let corrupt = |e: postcard::Error| OplogError::CorruptOp {
+            seq,
+            reason: e.to_string(),
+        };
+        let Some(open) = &mut self.batch else {
+            return Ok(());
+        };
+        open.chunk
+            .push(hlc.as_u64(), table_id, kind.code() as u8, row_id, &synced)
+            .map_err(corrupt)?;
+        open.next_seq = seq + 1;
+        if open.chunk.bytes() >= CHUNK_BYTES {
+            self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Writes the ops gathered so far as one op-log row.
+    fn flush(&mut self) -> Result<(), OplogError> {
+        let Some(open) = &mut self.batch else {
+            return Ok(());
+        };
+        if open.chunk.len() == 0 {
+            return Ok(());
+        }
+        let last_seq = open.next_seq - 1;
+        let ops = open.chunk.encode().map_err(|e| OplogError::CorruptOp {
+            seq: last_seq,
+            reason: e.to_string(),
+        })?;
+        self.tx
+            .prepare_cached("INSERT INTO bae_sync_op_log (last_seq, ops) VALUES (?1, ?2)")?
+            .execute(params![last_seq, ops])?;
+        open.chunk.clear();
         Ok(())
     }
 
@@ -387,18 +400,21 @@ impl Recording<'_> {
             id: state.next_batch,
             first_seq: state.next_seq,
             next_seq: state.next_seq,
+            chunk: ChunkWriter::new(),
         });
         Ok(state.next_seq)
     }
 
     /// Commits the writes and their ops together. Returns the batch number if
     /// any op was recorded.
-    pub fn commit(self) -> Result<Option<BatchSeq>, OplogError> {
-        let batch = self.batch.filter(|b| b.next_seq > b.first_seq);
+    pub fn commit(mut self) -> Result<Option<BatchSeq>, OplogError> {
+        self.flush()?;
+        let batch = self.batch.take().filter(|b| b.next_seq > b.first_seq);
         if let Some(b) = &batch {
-            // One write per transaction, none per op: the batch's row, which
-            // also carries the next batch number, next op seq and the clock
-            // for the next transaction (`log::device_state`).
+            // Two writes per transaction, none per op: its ops' row (above)
+            // and the batch's row, which also carries the next batch number,
+            // next op seq and the clock for the next transaction
+            // (`log::device_state`).
             self.tx
                 .prepare_cached(
                     "INSERT INTO bae_sync_op_batches (batch_id, first_seq, last_seq, last_hlc) VALUES (?1, ?2, ?3, ?4)",
@@ -416,7 +432,6 @@ impl Recording<'_> {
 }
 
 /// The batch a [`Recording`] writes, from its first op on.
-#[derive(Clone, Copy)]
 struct OpenBatch {
     /// Its batch number.
     id: i64,
@@ -425,6 +440,8 @@ struct OpenBatch {
     /// The seq its next op gets: past every op recorded in this library,
     /// pruned ones included, so seqs are never reused.
     next_seq: i64,
+    /// Its ops not yet written to the op log (`next_seq - 1` is the last).
+    chunk: ChunkWriter,
 }
 
 /// Numbers each of `schema`'s tables in `bae_sync_op_tables` (once: a
@@ -497,10 +514,11 @@ fn row_params<'a>(
 /// Table and column names are spliced into SQL: allow only plain identifiers.
 /// Every column a write names is a plain identifier, named once.
 fn check_columns(table: &str, fields: &[(&str, Value)]) -> Result<(), OplogError> {
-    let mut named = HashSet::with_capacity(fields.len());
-    for (c, _) in fields {
+    // A write names a row's columns, a handful: comparing each with those
+    // before it costs less than building a set on every recorded write.
+    for (i, (c, _)) in fields.iter().enumerate() {
         check_ident(c)?;
-        if !named.insert(*c) {
+        if fields[..i].iter().any(|(d, _)| d == c) {
             return Err(OplogError::ColumnTwice {
                 table: table.into(),
                 column: (*c).into(),
