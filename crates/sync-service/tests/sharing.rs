@@ -1199,10 +1199,12 @@ async fn a_removed_members_device_deletes_nothing_while_the_removal_does_not_ope
 async fn a_bucket_cannot_swap_pinned_batches_between_the_check_and_the_apply() {
     let (w, _owner, _desktop, bob_device, originals) =
         rewritten_after_removal("pinned-swap-after-check").await;
-    let swapping = std::sync::Arc::new(OriginalsFirst {
-        inner: w.store(),
-        originals: std::sync::Mutex::new(originals),
-    });
+    // Each original once, for the first read of its key.
+    let originals = std::sync::Mutex::new(originals);
+    let swapping = std::sync::Arc::new(
+        HookedStore::new(w.store())
+            .on_get(move |key| originals.lock().unwrap().remove(key).map(Ok)),
+    );
     let desktop = w.device_over("desktop", swapping);
     let before = dump(&desktop).await;
     let pulled = desktop.pull().await.unwrap();
@@ -1213,45 +1215,4 @@ async fn a_bucket_cannot_swap_pinned_batches_between_the_check_and_the_apply() {
         pulled.problems
     );
     assert_eq!(dump(&desktop).await, before);
-}
-
-/// Serves each of `originals` once, for the first read of its key; every
-/// other call goes to `inner`.
-#[derive(Debug)]
-struct OriginalsFirst {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    originals: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for OriginalsFirst {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        let original = self.originals.lock().unwrap().remove(key);
-        match original {
-            Some(bytes) => Ok(bytes),
-            None => self.inner.get(key, max).await,
-        }
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
 }

@@ -384,3 +384,90 @@ pub async fn last_batch(s: &SyncService) -> u64 {
         .await
         .unwrap()
 }
+
+/// What a [`HookedStore`] answers a GET of a key with, instead of the
+/// bucket (`None`: the bucket answers).
+pub type GetHook =
+    dyn Fn(&str) -> Option<Result<Vec<u8>, bae_storage_s3::StoreError>> + Send + Sync;
+
+/// What a [`HookedStore`] does to a LIST: (prefix, keys) to the keys shown.
+pub type ListHook = dyn Fn(&str, Vec<String>) -> Vec<String> + Send + Sync;
+
+/// A misbehaving bucket for a test: GETs and LISTs pass through its hooks,
+/// every other call goes to `inner` as it is.
+pub struct HookedStore {
+    inner: Arc<dyn ObjectStore>,
+    get: Box<GetHook>,
+    list: Box<ListHook>,
+}
+
+impl HookedStore {
+    /// `inner` with hooks that change nothing yet.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        HookedStore {
+            inner,
+            get: Box::new(|_| None),
+            list: Box::new(|_, keys| keys),
+        }
+    }
+
+    /// GETs of keys `get` answers get its answer.
+    pub fn on_get(
+        mut self,
+        get: impl Fn(&str) -> Option<Result<Vec<u8>, bae_storage_s3::StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.get = Box::new(get);
+        self
+    }
+
+    /// LISTs show what `list` makes of them.
+    pub fn on_list(
+        mut self,
+        list: impl Fn(&str, Vec<String>) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.list = Box::new(list);
+        self
+    }
+}
+
+impl std::fmt::Debug for HookedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookedStore")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for HookedStore {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        match (self.get)(key) {
+            Some(answer) => answer,
+            None => self.inner.get(key, max).await,
+        }
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        let keys = self.inner.list(prefix).await?;
+        Ok((self.list)(prefix, keys))
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
