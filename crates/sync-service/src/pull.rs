@@ -9,6 +9,7 @@ use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
 use crate::members::Refusal;
 use crate::progress::Stage;
+use crate::read_ahead::{ReadAhead, READ_AHEAD};
 use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_crypto::object::HEADER_LEN;
 use bae_crypto::IdentityPublicKey;
@@ -17,9 +18,7 @@ use bae_membership::{EnvelopeHeader, SignedKind};
 use bae_oplog::{decode_batch, Batch, BatchHash, SyncSchema};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-use tokio::task::JoinHandle;
+use std::collections::{BTreeMap, HashMap};
 use tracing::Instrument;
 
 /// A remote batch that did not apply, and why.
@@ -93,33 +92,9 @@ struct Stream {
     /// This slice's batches of the stream whose signatures are not checked
     /// yet; checked by [`SyncService::settle`] before the slice merges.
     unsigned: Option<UnsignedRun>,
-    /// Reads of the next batch objects, by seq, started ahead of need.
-    ahead: VecDeque<(u64, ObjectRead)>,
+    /// The next batch objects, read ahead of need.
+    ahead: ReadAhead,
 }
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        for (_, read) in &self.ahead {
-            read.abort();
-        }
-    }
-}
-
-/// A batch object being read.
-type ObjectRead = JoinHandle<Result<Vec<u8>, StoreError>>;
-
-/// How many batch objects a pull reads ahead of the ones being checked,
-/// over all its streams (each stream gets an equal share). Reads one at a
-/// time wait a round trip each (to S3; to a blocking thread and back for a
-/// local directory), so they overlap.
-const READ_AHEAD: u64 = 32;
-
-/// The most a batch object read ahead may be. Honest batches are a few KB
-/// to a few hundred (a push slices at 2 MiB), but the bucket decides what
-/// it serves: with the full [`MAX_BATCH_OBJECT_BYTES`] a read-ahead could
-/// hold [`READ_AHEAD`] × 64 MiB. A larger object is read again, on its
-/// turn, alone; the bytes held ahead stay under 32 MiB.
-const READ_AHEAD_OBJECT_BYTES: u64 = 1 << 20;
 
 /// A stream's batches in the current slice read without checking their
 /// signatures: every other check passed, and each names the hash of the
@@ -547,7 +522,7 @@ impl SyncService {
             to_cutoff: false,
             cutoff: None,
             unsigned: None,
-            ahead: VecDeque::new(),
+            ahead: ReadAhead::default(),
         })
     }
 
@@ -649,39 +624,11 @@ impl SyncService {
         stream: &mut Stream,
         ahead_share: u64,
     ) -> Result<Vec<u8>, SyncError> {
-        let (device, seq) = (stream.device, stream.next);
-        while let Some((read_seq, read)) = stream.ahead.front() {
-            if *read_seq == seq {
-                break;
-            }
-            // Read for a seq the stream went back past (a run read again).
-            read.abort();
-            stream.ahead.pop_front();
-        }
-        let mut next = stream.ahead.back().map_or(seq, |(s, _)| s + 1);
-        while next <= stream.head.seq && next < seq.saturating_add(ahead_share.max(1)) {
-            let store = Arc::clone(&self.store);
-            let key = layout::ops_key(&device, next);
-            let limit = if next == seq {
-                MAX_BATCH_OBJECT_BYTES
-            } else {
-                READ_AHEAD_OBJECT_BYTES
-            };
-            let read = tokio::spawn(async move { store.get(&key, limit).await });
-            stream.ahead.push_back((next, read));
-            next += 1;
-        }
-        let key = layout::ops_key(&device, seq);
-        match stream.ahead.pop_front() {
-            Some((_, read)) => match read.await? {
-                // Too large to read ahead: read it alone now.
-                Err(StoreError::TooLarge { .. }) => {
-                    Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?)
-                }
-                other => Ok(other?),
-            },
-            None => Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?),
-        }
+        let (device, seq, last) = (stream.device, stream.next, stream.head.seq);
+        stream
+            .ahead
+            .next_object(&self.store, device, seq, last, ahead_share)
+            .await
     }
 
     /// One LIST: every device's newest head seq (ours excluded, but noted
@@ -845,7 +792,7 @@ fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
         to_cutoff: true,
         cutoff: Some(cutoff),
         unsigned: None,
-        ahead: VecDeque::new(),
+        ahead: ReadAhead::default(),
     })
 }
 
