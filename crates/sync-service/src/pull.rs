@@ -284,13 +284,20 @@ impl SyncService {
             let mut carried: Vec<Batch> = Vec::new();
             let mut fetched_count = 0u64;
             self.report(Stage::Pull, 0, total);
+            let mut on_batch = || {
+                fetched_count += 1;
+                self.report(Stage::Pull, fetched_count, total);
+            };
+            let mut slice = self
+                .fill_slice(
+                    &mut streams,
+                    &mut advance,
+                    &mut problems,
+                    gaps,
+                    &mut on_batch,
+                )
+                .await?;
             loop {
-                let slice = self
-                    .fill_slice(&mut streams, &mut advance, &mut problems, gaps, || {
-                        fetched_count += 1;
-                        self.report(Stage::Pull, fetched_count, total);
-                    })
-                    .await?;
                 let last = streams.iter().all(|s| s.remaining() == 0);
                 let fetch = self.fetch_missing_images(&slice).await?;
                 report.images += fetch.written;
@@ -300,9 +307,29 @@ impl SyncService {
                 let mut batches = std::mem::take(&mut carried);
                 batches.extend(slice);
                 tracing::info!(batches = batches.len(), images = fetch.written, "merging");
-                let merged = self
-                    .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
-                    .await?;
+                let merge = self.with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?));
+                // The next slice is read and checked while this one merges
+                // (on a blocking thread): a pull holds at most two slices.
+                // It merges only after this one's cursors are saved.
+                let (merged, next) = if last {
+                    (merge.await?, None)
+                } else {
+                    let fill = async {
+                        if self.check_cancelled().is_err() {
+                            return Ok(Vec::new());
+                        }
+                        self.fill_slice(
+                            &mut streams,
+                            &mut advance,
+                            &mut problems,
+                            gaps,
+                            &mut on_batch,
+                        )
+                        .await
+                    };
+                    let (merged, next) = tokio::join!(merge, fill);
+                    (merged?, Some(next))
+                };
                 let applied: Vec<(DeviceId, u64)> =
                     merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
                 report.applied += applied.len();
@@ -340,11 +367,11 @@ impl SyncService {
                     )
                 })
                 .await?;
-                if last {
-                    break;
-                }
-                // A safe point: this slice is merged and its cursors saved.
+                // A safe point: this slice is merged and its cursors saved;
+                // a failure reading the next one keeps it.
+                let Some(next) = next else { break };
                 self.check_cancelled()?;
+                slice = next?;
             }
             report.problems = problems;
             self.save_bindings().await?;
