@@ -310,23 +310,19 @@ impl SyncService {
                 let merge = self.with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?));
                 // The next slice is read and checked while this one merges
                 // (on a blocking thread): a pull holds at most two slices.
-                // It merges only after this one's cursors are saved.
-                let (merged, next) = if last {
+                // It merges only after this one's cursors are saved. Once
+                // cancelled, no further slice is started.
+                let stop = last || self.check_cancelled().is_err();
+                let (merged, next) = if stop {
                     (merge.await?, None)
                 } else {
-                    let fill = async {
-                        if self.check_cancelled().is_err() {
-                            return Ok(Vec::new());
-                        }
-                        self.fill_slice(
-                            &mut streams,
-                            &mut advance,
-                            &mut problems,
-                            gaps,
-                            &mut on_batch,
-                        )
-                        .await
-                    };
+                    let fill = self.fill_slice(
+                        &mut streams,
+                        &mut advance,
+                        &mut problems,
+                        gaps,
+                        &mut on_batch,
+                    );
                     let (merged, next) = tokio::join!(merge, fill);
                     (merged?, Some(next))
                 };
@@ -369,8 +365,12 @@ impl SyncService {
                 .await?;
                 // A safe point: this slice is merged and its cursors saved;
                 // a failure reading the next one keeps it.
-                let Some(next) = next else { break };
-                self.check_cancelled()?;
+                let Some(next) = next else {
+                    if !last {
+                        self.check_cancelled()?;
+                    }
+                    break;
+                };
                 slice = next?;
             }
             report.problems = problems;
