@@ -68,9 +68,9 @@ pub struct SyncService {
 }
 
 /// How much of a backlog a pull fetches before merging it: a slice is
-/// merged and its cursors saved before the next slice is fetched, so a
-/// long backlog needs bounded memory and an interrupted pull keeps what
-/// it merged.
+/// merged (while the next one is fetched) and its cursors saved before
+/// the next one merges, so a long backlog needs bounded memory (two
+/// slices) and an interrupted pull keeps what it merged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PullWindow {
     /// At most this many batches per slice.
