@@ -2,7 +2,9 @@
 //! LIST of `heads/`, then only what is newer than our cursors: fetch,
 //! decrypt, verify the signature and the author's rights (`members.rs`),
 //! verify the chain, merge, and advance cursors only after the merge
-//! committed. An idle pull is exactly two LIST requests.
+//! committed. A backlog goes in slices, each merged while the next is
+//! fetched and checked (`read_ahead.rs` reads the objects ahead). An idle
+//! pull is exactly two LIST requests.
 
 use crate::error::{ChainBreak, InvalidObject, SyncError};
 use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
