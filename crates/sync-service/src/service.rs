@@ -83,11 +83,13 @@ pub struct PullWindow {
 impl Default for PullWindow {
     fn default() -> Self {
         // A decoded batch takes about six times its encoded bytes in
-        // memory (each op's strings and values): 4 MiB of batches is a
-        // slice of some 25 MB, about 500 demo albums of 12 tracks.
+        // memory (each op's strings and values): 2 MiB of batches is a
+        // slice of some 12 MB, about 250 demo albums of 12 tracks. A pull
+        // holds two slices (one merging, the next being read), as much as
+        // one of 4 MiB did before the two overlapped.
         PullWindow {
             batches: 2048,
-            bytes: 4 << 20,
+            bytes: 2 << 20,
         }
     }
 }
