@@ -21,12 +21,13 @@
 //!   all while nothing merged (a slice was read, then merged). Now the
 //!   read-ahead reads runs of objects in one hop (`ObjectStore::get_many`),
 //!   decrypting zeroes nothing, and a slice merges on its blocking thread
-//!   while the next is read and checked. Median of 5 interleaved runs on a
-//!   busy machine (load 4.5-6.4 on 2 cores): 1.38 (1.30-1.48) before,
-//!   1.07 (0.94-1.20) after; at load 2.5-2.9, 1.19 (1.09-1.23). What
-//!   remains over the baseline is per batch on the reading side (decrypt,
-//!   envelope, decode, rights, hash), hidden behind the merge only when a
-//!   second core is free.
+//!   while the next is read and checked. Medians of 8 entries run before
+//!   and after in turn on a busy machine (load 3.4-6.4 on 2 cores): 1.48
+//!   (1.30-1.83) before, 1.12 (0.94-1.26) after; 5 entries at load
+//!   2.5-2.9, 1.19 (1.09-1.23); a single entry still reached 1.68 under
+//!   load. What remains over the baseline is per batch on the reading side
+//!   (decrypt, envelope, decode, rights, hash), hidden behind the merge
+//!   only when a second core is free.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_crypto::{open_object, IdentitySigningKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
