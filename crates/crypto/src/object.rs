@@ -19,7 +19,7 @@ use crate::chunked::{
 use crate::error::{ChunkedError, ObjectError};
 use crate::keys::{ContentKey, EpochKeys, KeyEpoch, KeyFingerprint, LibraryKey, FINGERPRINT_LEN};
 use chacha20poly1305::XChaCha20Poly1305;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
 /// First four bytes of every sync object.
 pub const MAGIC: [u8; 4] = *b"BAEO";
@@ -344,21 +344,18 @@ pub fn open_object_stream<K: EpochKeys + ?Sized, R: Read, W: Write>(
     let header = ObjectHeader::parse(&head[..got])?;
     let key = check_header(keys, expected, &header)?;
     let cipher = key.cipher();
-    let (mut cur, mut next) = (
-        Vec::with_capacity(CIPHERTEXT_CHUNK_LEN),
-        vec![0u8; CIPHERTEXT_CHUNK_LEN],
-    );
-    cur.resize(CIPHERTEXT_CHUNK_LEN, 0);
-    let n = read_full(&mut reader, &mut cur)?;
-    cur.truncate(n);
+    // Buffers filled by reading, not zeroed first: most objects are one
+    // small chunk, and zeroing 64 KiB twice cost more than opening them.
+    let (mut cur, mut next) = (Vec::with_capacity(CIPHERTEXT_CHUNK_LEN), Vec::new());
+    read_chunk(&mut reader, &mut cur)?;
     let (mut index, mut total) = (0u64, 0u64);
     loop {
-        let m = if cur.len() == CIPHERTEXT_CHUNK_LEN {
-            read_full(&mut reader, &mut next)?
+        if cur.len() == CIPHERTEXT_CHUNK_LEN {
+            read_chunk(&mut reader, &mut next)?;
         } else {
-            0
-        };
-        let last = m == 0;
+            next.clear();
+        }
+        let last = next.is_empty();
         let pt_len = cur
             .len()
             .checked_sub(TAG_LEN)
@@ -372,13 +369,22 @@ pub fn open_object_stream<K: EpochKeys + ?Sized, R: Read, W: Write>(
         if last {
             break;
         }
-        next.truncate(m);
         std::mem::swap(&mut cur, &mut next);
-        next.resize(CIPHERTEXT_CHUNK_LEN, 0);
         index += 1;
     }
     writer.flush()?;
     Ok(total)
+}
+
+/// Replaces `buf` with the next ciphertext chunk of `reader` (shorter at
+/// the end, empty past it).
+fn read_chunk<R: Read>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    reader
+        .by_ref()
+        .take(CIPHERTEXT_CHUNK_LEN as u64)
+        .read_to_end(buf)
+        .map(drop)
 }
 
 /// Opens one chunk; on failure, tells truncation (the chunk we took as final

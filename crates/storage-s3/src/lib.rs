@@ -7,7 +7,8 @@
 //! nothing of ops, keys or SQLite.
 //!
 //! Map:
-//! - [`ObjectStore`] (`store.rs`): put, get, range get, head, list, delete,
+//! - [`ObjectStore`] (`store.rs`): put, get (one object or many), range
+//!   get, head, list, delete,
 //!   and `put_file` / `get_to_file`, which stream large objects through
 //!   bounded memory; [`StoreError`] (`error.rs`) says whether a failure is
 //!   worth retrying.

@@ -124,21 +124,26 @@ impl ObjectStore for LocalDirStore {
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();
-        blocking(move || {
-            let (object, size) = open_bounded(&path, &key, max_bytes)?;
-            // Sized by the stat, but the file may grow after it: `take` is
-            // what bounds the read.
-            let mut bytes = Vec::with_capacity(size as usize);
-            let mut limited = object.take(max_bytes.saturating_add(1));
-            limited
-                .read_to_end(&mut bytes)
-                .map_err(|e| io_error(&key, e))?;
-            if bytes.len() as u64 > max_bytes {
-                return Err(StoreError::too_large(&key, max_bytes, None));
-            }
-            Ok(bytes)
+        blocking(move || read_bounded(&path, &key, max_bytes)).await
+    }
+
+    async fn get_many(&self, keys: &[String], max_bytes: u64) -> Vec<Result<Vec<u8>, StoreError>> {
+        let paths: Vec<_> = keys
+            .iter()
+            .map(|key| Ok((self.path_of(key)?, key.clone())))
+            .collect();
+        let read = blocking(move || {
+            Ok(paths
+                .into_iter()
+                .map(|path| path.and_then(|(path, key)| read_bounded(&path, &key, max_bytes)))
+                .collect())
         })
-        .await
+        .await;
+        match read {
+            Ok(objects) => objects,
+            // The blocking task itself failed: every read did.
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn get_to_file(&self, key: &str, dest: &Path, max_bytes: u64) -> Result<u64, StoreError> {
@@ -308,6 +313,22 @@ fn open_bounded(path: &Path, key: &str, max_bytes: u64) -> Result<(File, u64), S
         return Err(StoreError::too_large(key, max_bytes, Some(size)));
     }
     Ok((file, size))
+}
+
+/// The whole object at `path`, if at most `max_bytes`.
+fn read_bounded(path: &Path, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+    let (object, size) = open_bounded(path, key, max_bytes)?;
+    // Sized by the stat, but the file may grow after it: `take` is what
+    // bounds the read.
+    let mut bytes = Vec::with_capacity(size as usize);
+    let mut limited = object.take(max_bytes.saturating_add(1));
+    limited
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(key, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(StoreError::too_large(key, max_bytes, None));
+    }
+    Ok(bytes)
 }
 
 fn read_range(path: &Path, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {

@@ -1,9 +1,11 @@
 //! The object-store trait every backend implements.
 
 use std::fmt::Debug;
+use std::future::poll_fn;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::path::Path;
+use std::task::Poll;
 
 use async_trait::async_trait;
 
@@ -58,6 +60,33 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// [`StoreError::TooLarge`], found without reading more than
     /// `max_bytes + 1` bytes of it.
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError>;
+
+    /// Reads several whole objects, each as [`ObjectStore::get`] with the
+    /// same `max_bytes`: one result per key, in the order of `keys`, so one
+    /// missing or oversized object fails only its own read. The default
+    /// runs the `get`s concurrently (an S3 store overlaps their round
+    /// trips); the local-directory store reads them all in one hop to a
+    /// blocking thread, which costs more than reading a small file.
+    async fn get_many(&self, keys: &[String], max_bytes: u64) -> Vec<Result<Vec<u8>, StoreError>> {
+        let mut reads: Vec<_> = keys.iter().map(|key| self.get(key, max_bytes)).collect();
+        let mut done: Vec<Option<Result<Vec<u8>, StoreError>>> =
+            keys.iter().map(|_| None).collect();
+        poll_fn(move |cx| {
+            for (read, slot) in reads.iter_mut().zip(done.iter_mut()) {
+                if slot.is_none() {
+                    if let Poll::Ready(result) = read.as_mut().poll(cx) {
+                        *slot = Some(result);
+                    }
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                Poll::Ready(done.drain(..).flatten().collect())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
 
     /// Stores the contents of the file at `path` under `key`, replacing
     /// any previous object. The default reads the file into memory and

@@ -209,6 +209,19 @@ impl ObjectStore for CountingStore {
         self.count_out(self.inner.get(key, max_bytes).await)
     }
 
+    async fn get_many(&self, keys: &[String], max_bytes: u64) -> Vec<Result<Vec<u8>, StoreError>> {
+        // One GET per key, as the store would count them, but the inner
+        // store's batching kept.
+        let reads = self.inner.get_many(keys, max_bytes).await;
+        reads
+            .into_iter()
+            .map(|read| {
+                self.count(OpKind::Get);
+                self.count_out(read)
+            })
+            .collect()
+    }
+
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         self.count(OpKind::Put);
         // Sized before the upload: what the store read, even if the caller

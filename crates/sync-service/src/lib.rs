@@ -78,6 +78,7 @@ mod members;
 mod progress;
 mod pull;
 mod push;
+mod read_ahead;
 mod releases;
 mod rollback;
 mod service;

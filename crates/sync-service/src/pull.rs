@@ -2,7 +2,9 @@
 //! LIST of `heads/`, then only what is newer than our cursors: fetch,
 //! decrypt, verify the signature and the author's rights (`members.rs`),
 //! verify the chain, merge, and advance cursors only after the merge
-//! committed. An idle pull is exactly two LIST requests.
+//! committed. A backlog goes in slices, each merged while the next is
+//! fetched and checked (`read_ahead.rs` reads the objects ahead). An idle
+//! pull is exactly two LIST requests.
 
 use crate::bootstrap::Recovery;
 use crate::error::{ChainBreak, InvalidObject, SyncError};
@@ -10,6 +12,7 @@ use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::images::want_images;
 use crate::members::Refusal;
 use crate::progress::Stage;
+use crate::read_ahead::{ReadAhead, READ_AHEAD};
 use crate::service::{batch_place, head_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_crypto::object::HEADER_LEN;
 use bae_crypto::IdentityPublicKey;
@@ -18,9 +21,7 @@ use bae_membership::{EnvelopeHeader, SignedKind};
 use bae_oplog::{decode_batch, Batch, BatchHash, SyncSchema};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-use tokio::task::JoinHandle;
+use std::collections::{BTreeMap, HashMap};
 use tracing::Instrument;
 
 /// A remote batch that did not apply, and why.
@@ -107,33 +108,9 @@ struct Stream {
     /// This slice's batches of the stream whose signatures are not checked
     /// yet; checked by [`SyncService::settle`] before the slice merges.
     unsigned: Option<UnsignedRun>,
-    /// Reads of the next batch objects, by seq, started ahead of need.
-    ahead: VecDeque<(u64, ObjectRead)>,
+    /// The next batch objects, read ahead of need.
+    ahead: ReadAhead,
 }
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        for (_, read) in &self.ahead {
-            read.abort();
-        }
-    }
-}
-
-/// A batch object being read.
-type ObjectRead = JoinHandle<Result<Vec<u8>, StoreError>>;
-
-/// How many batch objects a pull reads ahead of the ones being checked,
-/// over all its streams (each stream gets an equal share). Reads one at a
-/// time wait a round trip each (to S3; to a blocking thread and back for a
-/// local directory), so they overlap.
-const READ_AHEAD: u64 = 32;
-
-/// The most a batch object read ahead may be. Honest batches are a few KB
-/// to a few hundred (a push slices at 2 MiB), but the bucket decides what
-/// it serves: with the full [`MAX_BATCH_OBJECT_BYTES`] a read-ahead could
-/// hold [`READ_AHEAD`] × 64 MiB. A larger object is read again, on its
-/// turn, alone; the bytes held ahead stay under 32 MiB.
-const READ_AHEAD_OBJECT_BYTES: u64 = 1 << 20;
 
 /// A stream's batches in the current slice read without checking their
 /// signatures: every other check passed, and each names the hash of the
@@ -391,13 +368,20 @@ impl SyncService {
             let mut carried: Vec<Batch> = Vec::new();
             let mut fetched_count = 0u64;
             self.report(Stage::Pull, 0, total);
+            let mut on_batch = || {
+                fetched_count += 1;
+                self.report(Stage::Pull, fetched_count, total);
+            };
+            let mut slice = self
+                .fill_slice(
+                    &mut streams,
+                    &mut advance,
+                    &mut problems,
+                    gaps,
+                    &mut on_batch,
+                )
+                .await?;
             loop {
-                let slice = self
-                    .fill_slice(&mut streams, &mut advance, &mut problems, gaps, || {
-                        fetched_count += 1;
-                        self.report(Stage::Pull, fetched_count, total);
-                    })
-                    .await?;
                 let last = streams.iter().all(|s| s.remaining() == 0);
                 let fetch = self.fetch_missing_images(&slice).await?;
                 report.images += fetch.written;
@@ -407,9 +391,25 @@ impl SyncService {
                 let mut batches = std::mem::take(&mut carried);
                 batches.extend(slice);
                 tracing::info!(batches = batches.len(), images = fetch.written, "merging");
-                let merged = self
-                    .with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?))
-                    .await?;
+                let merge = self.with_db(move |rec| Ok(bae_merge::apply_pull(rec, batches)?));
+                // The next slice is read and checked while this one merges
+                // (on a blocking thread): a pull holds at most two slices.
+                // It merges only after this one's cursors are saved. Once
+                // cancelled, no further slice is started.
+                let stop = last || self.check_cancelled().is_err();
+                let (merged, next) = if stop {
+                    (merge.await?, None)
+                } else {
+                    let fill = self.fill_slice(
+                        &mut streams,
+                        &mut advance,
+                        &mut problems,
+                        gaps,
+                        &mut on_batch,
+                    );
+                    let (merged, next) = tokio::join!(merge, fill);
+                    (merged?, Some(next))
+                };
                 let applied: Vec<(DeviceId, u64)> =
                     merged.applied.iter().map(|(d, s)| (*d, s.0)).collect();
                 report.applied += applied.len();
@@ -447,11 +447,15 @@ impl SyncService {
                     )
                 })
                 .await?;
-                if last {
+                // A safe point: this slice is merged and its cursors saved;
+                // a failure reading the next one keeps it.
+                let Some(next) = next else {
+                    if !last {
+                        self.check_cancelled()?;
+                    }
                     break;
-                }
-                // A safe point: this slice is merged and its cursors saved.
-                self.check_cancelled()?;
+                };
+                slice = next?;
             }
             report.problems = problems;
             self.save_bindings().await?;
@@ -667,7 +671,7 @@ impl SyncService {
             cutoff: None,
             pinned: None,
             unsigned: None,
-            ahead: VecDeque::new(),
+            ahead: ReadAhead::default(),
         })
     }
 
@@ -785,39 +789,11 @@ impl SyncService {
         stream: &mut Stream,
         ahead_share: u64,
     ) -> Result<Vec<u8>, SyncError> {
-        let (device, seq) = (stream.device, stream.next);
-        while let Some((read_seq, read)) = stream.ahead.front() {
-            if *read_seq == seq {
-                break;
-            }
-            // Read for a seq the stream went back past (a run read again).
-            read.abort();
-            stream.ahead.pop_front();
-        }
-        let mut next = stream.ahead.back().map_or(seq, |(s, _)| s + 1);
-        while next <= stream.head.seq && next < seq.saturating_add(ahead_share.max(1)) {
-            let store = Arc::clone(&self.store);
-            let key = layout::ops_key(&device, next);
-            let limit = if next == seq {
-                MAX_BATCH_OBJECT_BYTES
-            } else {
-                READ_AHEAD_OBJECT_BYTES
-            };
-            let read = tokio::spawn(async move { store.get(&key, limit).await });
-            stream.ahead.push_back((next, read));
-            next += 1;
-        }
-        let key = layout::ops_key(&device, seq);
-        match stream.ahead.pop_front() {
-            Some((_, read)) => match read.await? {
-                // Too large to read ahead: read it alone now.
-                Err(StoreError::TooLarge { .. }) => {
-                    Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?)
-                }
-                other => Ok(other?),
-            },
-            None => Ok(self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?),
-        }
+        let (device, seq, last) = (stream.device, stream.next, stream.head.seq);
+        stream
+            .ahead
+            .next_object(&self.store, device, seq, last, ahead_share)
+            .await
     }
 
     /// One LIST: every device's newest head seq (ours excluded, but noted
@@ -982,7 +958,7 @@ fn to_cutoff(device: DeviceId, cutoff: u64, cursor: Cursor) -> Option<Stream> {
         cutoff: Some(cutoff),
         pinned: None,
         unsigned: None,
-        ahead: VecDeque::new(),
+        ahead: ReadAhead::default(),
     })
 }
 

@@ -68,9 +68,9 @@ pub struct SyncService {
 }
 
 /// How much of a backlog a pull fetches before merging it: a slice is
-/// merged and its cursors saved before the next slice is fetched, so a
-/// long backlog needs bounded memory and an interrupted pull keeps what
-/// it merged.
+/// merged (while the next one is fetched) and its cursors saved before
+/// the next one merges, so a long backlog needs bounded memory (two
+/// slices) and an interrupted pull keeps what it merged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PullWindow {
     /// At most this many batches per slice.
@@ -83,11 +83,13 @@ pub struct PullWindow {
 impl Default for PullWindow {
     fn default() -> Self {
         // A decoded batch takes about six times its encoded bytes in
-        // memory (each op's strings and values): 4 MiB of batches is a
-        // slice of some 25 MB, about 500 demo albums of 12 tracks.
+        // memory (each op's strings and values): 2 MiB of batches is a
+        // slice of some 12 MB, about 250 demo albums of 12 tracks. A pull
+        // holds two slices (one merging, the next being read), as much as
+        // one of 4 MiB did before the two overlapped.
         PullWindow {
             batches: 2048,
-            bytes: 4 << 20,
+            bytes: 2 << 20,
         }
     }
 }

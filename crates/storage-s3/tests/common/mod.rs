@@ -457,6 +457,37 @@ pub mod suite {
         }
     }
 
+    pub async fn get_many_answers_each_key_in_order(store: &dyn ObjectStore) {
+        store.put("many/a", b"first").await.unwrap();
+        store.put("many/big", &pattern(100)).await.unwrap();
+        store.put("many/c", b"").await.unwrap();
+        let keys: Vec<String> = ["many/c", "many/missing", "many/a", "../up", "many/big"]
+            .map(str::to_owned)
+            .into();
+        let reads = store.get_many(&keys, 10).await;
+        assert_eq!(reads.len(), keys.len());
+        // Each read stands alone: a bad key fails only its own, and every
+        // object is held to the limit as `get` holds it.
+        assert_eq!(reads[0], Ok(Vec::new()));
+        assert!(
+            matches!(&reads[1], Err(StoreError::NotFound { key }) if key == "many/missing"),
+            "{:?}",
+            reads[1]
+        );
+        assert_eq!(reads[2], Ok(b"first".to_vec()));
+        assert!(
+            matches!(reads[3], Err(StoreError::InvalidKey { .. })),
+            "{:?}",
+            reads[3]
+        );
+        assert!(
+            matches!(reads[4], Err(StoreError::TooLarge { limit: 10, .. })),
+            "{:?}",
+            reads[4]
+        );
+        assert!(store.get_many(&[], 10).await.is_empty());
+    }
+
     pub async fn invalid_keys_are_rejected(store: &dyn ObjectStore) {
         let dir = tempfile::tempdir().unwrap();
         let (source, dest) = (dir.path().join("source"), dir.path().join("dest"));
@@ -515,7 +546,8 @@ macro_rules! conformance_tests {
             put_file_replaces_an_existing_object,
             put_writer_stores_what_it_writes_and_a_failed_writer_stores_nothing,
             get_to_file_truncates_a_longer_existing_file,
-            reads_take_objects_up_to_their_limit_and_refuse_larger_ones
+            reads_take_objects_up_to_their_limit_and_refuse_larger_ones,
+            get_many_answers_each_key_in_order
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
