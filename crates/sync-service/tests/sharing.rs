@@ -1255,3 +1255,48 @@ impl bae_storage_s3::ObjectStore for OriginalsFirst {
         self.inner.delete(key).await
     }
 }
+
+/// Review finding 1: GC holds while a membership entry does not open with
+/// this member's keys, but whether an object "is sealed under a newer
+/// epoch" is read from its header, which nothing authenticates until the
+/// key is known. Anyone who can write to the bucket (its host, a removed
+/// member who kept bucket credentials) plants one object under
+/// `membership/` naming an epoch no one holds, and every device's GC
+/// deletes nothing for as long as it stays (nothing removes it).
+#[tokio::test]
+#[ignore = "review finding 1: a planted membership object naming an unknown epoch stops every device's GC for good"]
+async fn a_planted_membership_object_naming_an_unknown_epoch_does_not_stop_gc() {
+    let w = World::new(Bucket::Local, "planted-epoch-gc");
+    let owner = w.first_device("owner", 1).await;
+    owner.push().await.unwrap();
+    // Sealed under a key of the planter's own at an epoch no one has; the
+    // place is public (derived from a member key and a seq).
+    let planter = IdentitySigningKey::generate();
+    let author = planter.public_key().to_bytes();
+    let place = ObjectPlace::hashed_owner(ObjectKind::Membership, &author, 1);
+    let sealed = bae_crypto::seal_object(
+        &bae_crypto::LibraryKey::generate(),
+        KeyEpoch(7),
+        &place,
+        b"anything",
+    );
+    w.store()
+        .put(
+            &layout::membership_key(&PublicKeyHex::from_bytes(&author), 1),
+            &sealed,
+        )
+        .await
+        .unwrap();
+    import_albums(&w.library("owner"), 10, 5);
+    owner.push().await.unwrap();
+    let pull = owner.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    owner.checkpoint().await.unwrap();
+    let gc = owner
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.checkpoint.is_some(), "{gc:?}");
+    assert_eq!(gc.held_by_membership, None, "{gc:?}");
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+}
