@@ -10,7 +10,7 @@
 //! merge writes 191 WAL frames per batch against the plain run's 134
 //! (1.43x). The extra ones are the row stamps: a batch inserts one per
 //! row (53 for a demo album), keyed by random UUIDs, so each lands on its
-//! own leaf of `bae_sync_row_stamps`, as each row's id does in the host's
+//! own leaf of the row stamps table, as each row's id does in the host's
 //! own id index; the rest is the stamp tree's splits and the persisted
 //! clock. A rowid stamp table would not help (its key index would be just
 //! as random, and a second insert per row), nor would smaller stamp rows
