@@ -77,6 +77,12 @@ enum Action {
         dev: usize,
         ms: i64,
     },
+    /// Joins two recorded batches of one device (indices as in `Sync`) into
+    /// one more batch, the older's ops first: a batch that writes one row
+    /// several times, e.g. inserts it, deletes it and inserts it again.
+    Coalesce {
+        picks: (usize, usize),
+    },
     /// Deliver these batches (indices into everything recorded so far,
     /// modulo its length, repeats allowed) to `to`.
     Sync {
@@ -102,6 +108,7 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(dev, album, track, n)| Action::Reformat { dev, album, track, n }),
         1 => (dev.clone(), album.clone(), any::<u32>()).prop_map(|(dev, album, n)| Action::Recredit { dev, album, n }),
         2 => (dev.clone(), -100i64..500).prop_map(|(dev, ms)| Action::Tick { dev, ms }),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|picks| Action::Coalesce { picks }),
         3 => (dev, proptest::collection::vec(any::<usize>(), 0..8)).prop_map(|(to, picks)| Action::Sync { to, picks }),
     ]
 }
@@ -239,7 +246,7 @@ fn perform(d: &mut Device, action: &Action) -> Option<Batch> {
             d.tick(*ms);
             None
         }
-        Action::Sync { .. } => None,
+        Action::Sync { .. } | Action::Coalesce { .. } => None,
     }
 }
 
@@ -292,6 +299,7 @@ fn dev_of(action: &Action) -> usize {
         | Action::Recredit { dev, .. }
         | Action::Tick { dev, .. } => *dev,
         Action::Sync { to, .. } => *to,
+        Action::Coalesce { .. } => 0,
     }
 }
 
@@ -338,10 +346,37 @@ fn deliver_everything(d: &mut Device, batches: Vec<Batch>) {
     assert!(report.held.is_empty(), "held at the end: {:?}", report.held);
 }
 
+/// Batches `x` and `y` of `pool` (modulo its length) joined into one, the
+/// older's ops first, when they are two batches of one device. Its seq is
+/// past any a device records here, so it is a batch of its own.
+fn coalesced(pool: &[Batch], x: usize, y: usize) -> Option<Batch> {
+    if pool.is_empty() {
+        return None;
+    }
+    let (lo, hi) = (
+        (x % pool.len()).min(y % pool.len()),
+        (x % pool.len()).max(y % pool.len()),
+    );
+    let (a, b) = (&pool[lo], &pool[hi]);
+    if lo == hi || a.device != b.device {
+        return None;
+    }
+    let mut joined = a.clone();
+    joined.seq = bae_oplog::BatchSeq(1_000_000 + pool.len() as u64);
+    joined.ops.extend(b.ops.iter().cloned());
+    Some(joined)
+}
+
 fn run(devices: usize, actions: Vec<Action>, seed: u64) -> Result<(), TestCaseError> {
     let mut devs: Vec<Device> = (0..devices).map(|_| Device::new()).collect();
     let mut pool: Vec<Batch> = Vec::new();
     for action in &actions {
+        if let Action::Coalesce { picks: (x, y) } = action {
+            if let Some(joined) = coalesced(&pool, *x, *y) {
+                pool.push(joined);
+            }
+            continue;
+        }
         let i = dev_of(action) % devices;
         if let Action::Sync { picks, .. } = action {
             if pool.is_empty() {
@@ -505,6 +540,12 @@ fn run_with_twins(
     let mut devs: Vec<Device> = (0..devices).map(|_| Device::new()).collect();
     let mut pool: Vec<Batch> = Vec::new();
     for action in &actions {
+        if let Action::Coalesce { picks: (x, y) } = action {
+            if let Some(joined) = coalesced(&pool, *x, *y) {
+                pool.push(joined);
+            }
+            continue;
+        }
         let i = dev_of(action) % devices;
         if !matches!(action, Action::Sync { .. }) {
             if let Some(b) = perform(&mut devs[i], action) {

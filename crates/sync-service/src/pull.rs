@@ -326,6 +326,12 @@ impl SyncService {
                 // batch is still checked as any other (signature, role at
                 // its HLC, cutoff, the chain of hashes from the cursor).
                 let stream = match (opened, cutoff) {
+                    // A head at or below the cutoff says nothing the cutoff
+                    // (and its pin) does not, and the removed member can
+                    // sign one at any seq there naming a hash no batch has:
+                    // the stream would break at that seq on every pull, for
+                    // good. Read to the cutoff as without a head.
+                    (Some(stream), Some(c)) if stream.head.seq <= c => to_cutoff(device, c, cursor),
                     (Some(mut stream), cutoff) => {
                         stream.cutoff = cutoff;
                         Some(stream)
