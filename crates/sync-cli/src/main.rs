@@ -641,6 +641,9 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             if let Some(key) = &r.checkpoint {
                 outln!("checkpoint {key} written: it holds their batches up to the removal")?;
             }
+            if let Some((device, seq)) = r.behind {
+                outln!("no checkpoint written: batch {seq} of device {device} is gone from the bucket and this device has not restored it; run `pull`, then `checkpoint`")?;
+            }
             outln!("they keep what they already downloaded, and any S3 credentials they were given: revoke those at your storage provider")?;
         }
         Command::DemoImport {

@@ -811,7 +811,7 @@ impl SyncService {
     /// One LIST: every other device's head seqs, newest first (several
     /// exist while a device replaces its head, or when the bucket holds
     /// garbage); this device's own are noted for the next push.
-    async fn list_all_heads(&self) -> Result<BTreeMap<DeviceId, Vec<u64>>, SyncError> {
+    pub(crate) async fn list_all_heads(&self) -> Result<BTreeMap<DeviceId, Vec<u64>>, SyncError> {
         let mut heads: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
         let mut own = Vec::new();
         for key in self.store.list(layout::HEADS_PREFIX).await? {

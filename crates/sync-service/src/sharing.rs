@@ -41,8 +41,15 @@ pub struct RevokeReport {
     pub cutoffs: Vec<(bae_hlc::DeviceId, u64)>,
     /// The checkpoint written just before the removal (its key), which
     /// holds the removed member's batches up to the cutoffs; `None` when
-    /// the member was already removed.
+    /// the member was already removed, or when this device was behind the
+    /// bucket (then [`Self::behind`] says where).
     pub checkpoint: Option<String>,
+    /// Why no checkpoint was written: this device's next batch of that
+    /// device (device, seq) is gone from the bucket (another device's GC
+    /// removed it under a checkpoint this device has not restored). A
+    /// checkpoint of this device would be the newest without that range,
+    /// and GC would then delete the older one that holds it.
+    pub behind: Option<(bae_hlc::DeviceId, u64)>,
 }
 
 impl SyncService {
@@ -146,10 +153,18 @@ impl SyncService {
             new_epoch: None,
             cutoffs: Vec::new(),
             checkpoint: None,
+            behind: None,
         };
         let entry = if is_member {
-            // Under the same lock as the cutoffs below: no pull between.
-            report.checkpoint = Some(self.write_checkpoint().await?.key);
+            // Under the same lock as the cutoffs below: no pull between (it
+            // would move them), so this device may be behind the bucket.
+            report.behind = self.next_batch_gone(&member).await?;
+            match report.behind {
+                None => report.checkpoint = Some(self.write_checkpoint().await?.key),
+                Some((device, seq)) => {
+                    tracing::warn!(%device, seq, "behind the bucket's GC: the revoke writes no checkpoint");
+                }
+            }
             let cutoffs = self.cutoffs_for(&chain, &member).await?;
             report.cutoffs = cutoffs.devices.iter().map(|c| (c.device, c.seq)).collect();
             let entry = self
@@ -183,6 +198,34 @@ impl SyncService {
         }
         self.refresh_members().await?;
         Ok(report)
+    }
+
+    /// The first device (other than `member`'s, whose batches past the
+    /// cutoffs stop counting) whose head is past this device's cursor while
+    /// the batch after the cursor is gone from the bucket, with that seq:
+    /// this device is behind a GC. One LIST of heads and one HEAD request
+    /// per stream this device is behind on.
+    async fn next_batch_gone(
+        &self,
+        member: &IdentityPublicKey,
+    ) -> Result<Option<(bae_hlc::DeviceId, u64)>, SyncError> {
+        let heads = self.list_all_heads().await?;
+        let cursors = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
+        let members = self.devices_of(member);
+        for (device, seqs) in heads {
+            let applied = cursors.get(&device).copied().unwrap_or(0);
+            let behind = seqs.first().is_some_and(|newest| *newest > applied);
+            if !behind || members.contains(&device) {
+                continue;
+            }
+            let next = applied + 1;
+            if !self.store.exists(&layout::ops_key(&device, next)).await? {
+                return Ok(Some((device, next)));
+            }
+        }
+        Ok(None)
     }
 
     /// Refuses unless this member can manage membership now.
