@@ -51,9 +51,9 @@ impl SyncService {
     /// Cheap when nothing points at a rollback: the first push of a
     /// service LISTs this device's heads (later ones use what the last
     /// pull's LIST of `heads/` showed: a head above the newest pushed
-    /// batch is a sign), and a push with batches to send makes one HEAD of
-    /// the object its first batch would replace (a lost head must not hide
-    /// the batches).
+    /// batch is a sign), and a push with batches to send, or the first of
+    /// a service, makes one HEAD of the object the next batch would
+    /// replace (a lost head must not hide the batches).
     pub(crate) async fn settle_rollback(&self) -> Result<Vec<u64>, SyncError> {
         let device = self.device;
         let (pushed, unpushed) = self
@@ -66,7 +66,8 @@ impl SyncService {
             })
             .await?;
         let (base, base_hash) = pushed.map_or((0, None), |(s, h)| (s, Some(h)));
-        let seen = if self.own_heads_listed.load(Ordering::Acquire) {
+        let first_look = !self.own_heads_listed.load(Ordering::Acquire);
+        let seen = if !first_look {
             self.own_heads_seen().unwrap_or_default()
         } else {
             // The first push of this service (a restart is when a restored
@@ -86,23 +87,33 @@ impl SyncService {
             seen.sort_unstable();
             seen.dedup();
             self.listed_own_heads(seen.clone());
-            self.own_heads_listed.store(true, Ordering::Release);
             seen
         };
         let head_above = seen.iter().any(|s| *s > base);
+        // The next batch is looked for when there is one to send (a lost
+        // head must not hide the batches) and on the first push of a
+        // service even with none: a push that put batches but lost its
+        // head, then a copy taken at that head, leaves no head above the
+        // local state, and the batches' acknowledged writes would wait
+        // for this device's next write to be found (seed 16172).
         let suspect = head_above
-            || (unpushed
+            || ((unpushed || first_look)
                 && self
                     .store
                     .exists(&layout::ops_key(&device, base + 1))
                     .await?);
+        // Marked only once the look is done: a failed request during it
+        // leaves the next push to look again.
+        let looked = || self.own_heads_listed.store(true, Ordering::Release);
         if !suspect {
+            looked();
             return Ok(Vec::new());
         }
         let ahead = self.read_ahead(base, base_hash, &seen).await?;
         if ahead.batches.is_empty() && ahead.head.is_none() {
             // Garbage (does not open or chain): no device can have applied
             // it, and the push replaces it as before.
+            looked();
             return Ok(Vec::new());
         }
         tracing::warn!(
@@ -138,6 +149,7 @@ impl SyncService {
                 Ok(applied)
             })
             .await?;
+        looked();
         if gap.is_some() {
             self.apply_held_own().await?;
         }

@@ -1277,3 +1277,61 @@ async fn a_list_that_misses_the_checkpoint_holding_a_gap_does_not_let_one_hide_i
     }
     assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
 }
+
+/// Seed 16172: a push put batches but not their head (its last reply was
+/// lost), and the device then went back to a copy taken right after its
+/// previous push, so its local state ends exactly at the head in the
+/// bucket. With no head above and nothing unpushed, nothing looked past
+/// it: the orphan batches' acknowledged writes were on no device, for
+/// good. The first push after a restart looks for the next batch too.
+#[tokio::test]
+async fn batches_put_without_their_head_before_going_back_are_found_by_an_idle_push() {
+    let w = World::new(Bucket::Local, "rollback-headless");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let saved = save(&w.library("laptop"));
+    let device = laptop.device();
+    let store = w.store();
+    let head = own_objects(&w, &laptop).await.len() as u64;
+    let head_bytes = store
+        .get(&layout::heads_key(&device, head), u64::MAX)
+        .await
+        .unwrap();
+    edit(
+        &laptop,
+        "albums",
+        &album_row(2, "albums"),
+        "title",
+        "orphan",
+    )
+    .await;
+    assert_eq!(laptop.push().await.unwrap().head, Some(head + 1));
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    // The push's head never landed: the bucket still names batch `head`.
+    store
+        .delete(&layout::heads_key(&device, head + 1))
+        .await
+        .unwrap();
+    store
+        .put(&layout::heads_key(&device, head), &head_bytes)
+        .await
+        .unwrap();
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.retaken, vec![head + 1], "{push:?}");
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    for s in [&laptop, &desktop] {
+        assert_eq!(
+            field(s, "albums", &album_row(2, "albums"), "title").await,
+            "orphan"
+        );
+    }
+    assert_converged(&[&laptop, &desktop]).await;
+}

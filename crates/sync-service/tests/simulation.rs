@@ -1559,6 +1559,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   with a gap wrote a checkpoint because the one LIST of its pull
 ///   missed the older checkpoint that held the gap, and its GC deleted
 ///   that one. `checkpoint` now pulls again (a second LIST) first.
+/// - 16172 (no removal in its run, found with removals on): a push put
+///   batches but lost the reply of the last (so no head named them), and
+///   the device went back to a copy taken at its previous head; with no
+///   head above its state and nothing unpushed, no push looked past it,
+///   and those acknowledged writes were on no device. The first push of
+///   a service now looks for its next batch too.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1572,6 +1578,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (14107, 300),
     (14159, 300),
     (15076, 300),
+    (16172, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
