@@ -18,7 +18,10 @@
 //!   itself: its keys may open entries, but those count only by the
 //!   chain's rules).
 //! - A new epoch is saved to the key store before anything is sealed with
-//!   it, so a crash never leaves objects this device cannot open again.
+//!   it, so a crash never leaves objects this device cannot open again,
+//!   and only once this member's blob of it is in the bucket, so a
+//!   rotation that stopped half way leaves no objects under a key this
+//!   member's other devices cannot find.
 
 use crate::error::SyncError;
 use crate::keystore::KeyStore;
@@ -219,18 +222,26 @@ impl SyncService {
     /// (garbage planted before a rotation) must not keep the member from
     /// its keys.
     pub(crate) async fn write_key_blob(&self, member: &IdentityPublicKey) -> Result<(), SyncError> {
-        let ring = self.key_ring();
+        self.write_key_blob_of(member, &self.key_ring()).await
+    }
+
+    /// [`Self::write_key_blob`] of `ring` rather than the keys held.
+    async fn write_key_blob_of(
+        &self,
+        member: &IdentityPublicKey,
+        ring: &KeyRing,
+    ) -> Result<(), SyncError> {
         let (epoch, sealed) =
-            bae_membership::seal_key_blob(self.member.identity(), self.library_id, member, &ring)
+            bae_membership::seal_key_blob(self.member.identity(), self.library_id, member, ring)
                 .map_err(|e| SyncError::SealKeyBlob(Box::new(e)))?;
         let key = layout::key_blob_key(&PublicKeyHex::from_bytes(&member.to_bytes()), epoch.0);
         self.store.put(&key, &sealed).await?;
         Ok(())
     }
 
-    /// Starts a new key epoch: a fresh key, saved locally and adopted, then
-    /// sealed to every member in `members` (this member included, so its
-    /// other devices find it). Returns the new epoch.
+    /// Starts a new key epoch: a fresh key, sealed to this member (so its
+    /// other devices find it), then saved locally and adopted, then sealed
+    /// to every other member in `members`. Returns the new epoch.
     pub(crate) async fn rotate_keys(
         &self,
         members: &[IdentityPublicKey],
@@ -242,9 +253,16 @@ impl SyncService {
             .ok_or(SyncError::NoCurrentKey)?;
         let mut ring = (*held).clone();
         ring.insert(epoch, LibraryKey::generate());
-        self.adopt_keys(ring).await?;
+        // This member's blob goes up before the key is adopted: a run that
+        // stopped before it (a failed put) must leave nothing sealed under
+        // a key no other device can find, or the revoke run again on
+        // another device of this member makes a second key for the epoch
+        // and this device's objects open nowhere else ("wrong key for
+        // epoch", seeds 16122, 14066). Once it is there, a run again
+        // adopts it and rotates past it.
         let me = self.member.public_key();
-        self.write_key_blob(&me).await?;
+        self.write_key_blob_of(&me, &ring).await?;
+        self.adopt_keys(ring).await?;
         for member in members.iter().filter(|m| **m != me) {
             self.write_key_blob(member).await?;
         }

@@ -1255,3 +1255,94 @@ impl bae_storage_s3::ObjectStore for OriginalsFirst {
         self.inner.delete(key).await
     }
 }
+
+/// A store whose first put of a key starting with `prefix` fails before it
+/// reaches the bucket.
+struct FailFirstPut {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    prefix: String,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for FailFirstPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailFirstPut")
+    }
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for FailFirstPut {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        if key.starts_with(&self.prefix)
+            && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(bae_storage_s3::StoreError::Transient {
+                detail: format!("failed put of {key}"),
+            });
+        }
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Seeds 16122 and 14066 of the simulation: a revoke on one of the owner's
+/// devices failed writing the new epoch's key blob, after it had adopted
+/// the new key; the revoke run again on the owner's other device made
+/// another key for the same epoch. The first device sealed its heads and
+/// batches under a key no one else holds ("wrong key for epoch 1") and
+/// could not open the removal. A new epoch's key is now adopted only once
+/// this member's blob of it is in the bucket.
+#[tokio::test]
+async fn a_revoke_that_failed_writing_its_key_blob_leaves_no_second_key_for_the_epoch() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("revoke-key-blob-failed").await;
+    drop(w.join("laptop").await);
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let owner_hex = PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes());
+    let failing = std::sync::Arc::new(FailFirstPut {
+        inner: w.store(),
+        prefix: layout::key_blobs_prefix(&owner_hex),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let laptop = w.device_over("laptop", failing);
+    laptop.sync().await.unwrap();
+    let bob_key = bob.identity.public_key();
+    assert!(laptop.revoke(bob_key).await.is_err());
+    let report = owner.revoke(bob_key).await.unwrap();
+    assert!(report.removed, "{report:?}");
+    assert_eq!(report.new_epoch, Some(KeyEpoch(1)));
+    set_title(&laptop, "laptop after revoke").await;
+    laptop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let (_, pull) = owner.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(title(&owner).await.as_deref(), Some("laptop after revoke"));
+    assert_eq!(laptop.key_epoch(), KeyEpoch(1));
+    assert!(laptop
+        .members()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.key != bob_key));
+    drop(b);
+}

@@ -1565,6 +1565,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   head above its state and nothing unpushed, no push looked past it,
 ///   and those acknowledged writes were on no device. The first push of
 ///   a service now looks for its next batch too.
+/// - 16122: a founder device's revoke failed writing the new epoch's key
+///   blob after it had adopted the key; the revoke run again on the
+///   other founder device made a second key for epoch 1, and the first
+///   device sealed under its own (no one else could open its objects, and
+///   it could not open the removal). A rotation now adopts its key only
+///   once this member's blob of it is in the bucket.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1578,6 +1584,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (14107, 300),
     (14159, 300),
     (15076, 300),
+    (16122, 300),
     (16172, 300),
 ];
 
