@@ -28,9 +28,9 @@ use crate::keystore::KeyStore;
 use crate::service::SyncService;
 use bae_crypto::IdentitySigningKey;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, KeyRing, LibraryKey, ObjectError};
-use bae_membership::{LibraryId, OpenedKeyBlob};
+use bae_membership::{LibraryId, OpenedKeyBlob, Role, ValidatedChain};
 use bae_storage_s3::layout::{self, PublicKeyHex};
-use bae_storage_s3::ObjectStore;
+use bae_storage_s3::{ObjectStore, StoreError};
 use std::sync::Arc;
 
 /// The largest key blob read: one of `MAX_EPOCHS` keys, sealed.
@@ -241,31 +241,86 @@ impl SyncService {
 
     /// Starts a new key epoch: a fresh key, sealed to this member (so its
     /// other devices find it), then saved locally and adopted, then sealed
-    /// to every other member in `members`. Returns the new epoch.
+    /// to every other member in `members`. Returns the new epoch. An epoch
+    /// another device of this member started already (its blob of ours is
+    /// there, signed by someone who can manage membership in `chain`) is
+    /// adopted and rotated past, never replaced.
     pub(crate) async fn rotate_keys(
         &self,
+        chain: &ValidatedChain,
         members: &[IdentityPublicKey],
     ) -> Result<KeyEpoch, SyncError> {
-        let held = self.key_ring();
-        let epoch = held
-            .current()
-            .and_then(|(e, _)| e.next())
-            .ok_or(SyncError::NoCurrentKey)?;
-        let mut ring = (*held).clone();
-        ring.insert(epoch, LibraryKey::generate());
+        let me = self.member.public_key();
+        let (epoch, ring) = loop {
+            let held = self.key_ring();
+            let epoch = held
+                .current()
+                .and_then(|(e, _)| e.next())
+                .ok_or(SyncError::NoCurrentKey)?;
+            // The revoke's look for newer blobs goes by a LIST, which can
+            // miss the blob a run on another device wrote: replacing it
+            // made a second key for the epoch, and that device's objects,
+            // sealed under the first, opened nowhere else (seed 14066).
+            match self.blob_started_elsewhere(chain, epoch).await? {
+                Some(theirs) => self.adopt_keys(theirs).await?,
+                None => {
+                    let mut ring = (*held).clone();
+                    ring.insert(epoch, LibraryKey::generate());
+                    break (epoch, ring);
+                }
+            }
+        };
         // This member's blob goes up before the key is adopted: a run that
         // stopped before it (a failed put) must leave nothing sealed under
         // a key no other device can find, or the revoke run again on
         // another device of this member makes a second key for the epoch
         // and this device's objects open nowhere else ("wrong key for
-        // epoch", seeds 16122, 14066). Once it is there, a run again
-        // adopts it and rotates past it.
-        let me = self.member.public_key();
+        // epoch", seed 16122). Once it is there, a run again adopts it and
+        // rotates past it.
         self.write_key_blob_of(&me, &ring).await?;
         self.adopt_keys(ring).await?;
         for member in members.iter().filter(|m| **m != me) {
             self.write_key_blob(member).await?;
         }
         Ok(epoch)
+    }
+
+    /// This member's blob of `epoch`, if one is there (a HEAD, not a LIST),
+    /// opens (read twice: one damaged read must not make it look like
+    /// garbage), holds that epoch and was signed by someone who can manage
+    /// membership in `chain`. Anything else there is garbage the rotation
+    /// replaces.
+    async fn blob_started_elsewhere(
+        &self,
+        chain: &ValidatedChain,
+        epoch: KeyEpoch,
+    ) -> Result<Option<KeyRing>, SyncError> {
+        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
+        if !self
+            .store
+            .exists(&layout::key_blob_key(&me, epoch.0))
+            .await?
+        {
+            return Ok(None);
+        }
+        for _ in 0..2 {
+            match self.open_key_blob(epoch.0).await {
+                Ok(newer) => {
+                    let manages = chain
+                        .current_role(&newer.author)
+                        .is_some_and(Role::can_manage);
+                    let holds = newer.ring.current().is_some_and(|(e, _)| e >= epoch);
+                    return Ok((manages && holds).then_some(newer.ring));
+                }
+                Err(SyncError::Store(e)) if e.is_not_found() => return Ok(None),
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    tracing::warn!(epoch = epoch.0, error = %e, "own key blob of the next epoch does not open")
+                }
+            }
+        }
+        Ok(None)
     }
 }

@@ -1571,6 +1571,11 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   device sealed under its own (no one else could open its objects, and
 ///   it could not open the removal). A rotation now adopts its key only
 ///   once this member's blob of it is in the bucket.
+/// - 14066: a founder device's revoke started epoch 1 (its blob landed)
+///   and failed writing the removal; the revoke run again on the other
+///   founder device looked for newer blobs with a LIST that missed it,
+///   made a second key for epoch 1 and replaced the blob. A rotation now
+///   looks for its epoch's blob by name and rotates past it.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1581,6 +1586,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (13072, 300),
     (13171, 300),
     (14014, 300),
+    (14066, 300),
     (14107, 300),
     (14159, 300),
     (15076, 300),
