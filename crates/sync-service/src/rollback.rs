@@ -130,10 +130,16 @@ impl SyncService {
         // (seeds 5016, 6014). The own cursor before the gap makes the pull
         // recover them, and retry until it has (seed 7079: a failed request
         // during the first try lost them).
-        let gap = match (ahead.gone, ahead.head) {
-            (Some(first), Some((seq, _, _))) if seq >= first => {
+        // The same when the read stopped at a batch that did not open
+        // twice (damaged reads): below a valid head it is no garbage, and
+        // the batches up to the head were left unapplied for good (seed
+        // 17277: a title this device pushed before going back was on every
+        // device but this one).
+        let top = base + ahead.batches.len() as u64;
+        let gap = match ahead.head {
+            Some((seq, _, _)) if seq > top => {
                 let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
-                Some((first - 1, before))
+                Some((top, before))
             }
             _ => None,
         };

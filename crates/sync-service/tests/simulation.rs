@@ -1588,6 +1588,11 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   unpublished because its object was gone, and its write, applied by
 ///   every founder device, for lost. A batch put since the device last
 ///   went back now counts as published whether or not GC removed it.
+/// - 17277 (no removal in its run, found with removals on): after going
+///   back, a re-take read the device's first batch above its copy damaged
+///   twice, stopped there and found its head above: the head was recorded
+///   and the batches up to it never applied on that device. A read that
+///   stops below a valid head now leaves the own cursor there.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1604,6 +1609,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (15076, 300),
     (16122, 300),
     (17066, 300),
+    (17277, 300),
     (16172, 300),
 ];
 
