@@ -576,8 +576,8 @@ impl Sim {
                 let key = bae_storage_s3::layout::ops_key(&device, seq.0);
                 // An upload whose reply was lost is published all the same,
                 // and so is one GC has removed since (under a checkpoint:
-                // seed 17066, a removed member's batch whose local mark was
-                // lost, GC'd under the revoke's checkpoint, was taken for
+                // seed 17066, a removed member's batch still unpushed in
+                // its database, GC'd under the revoke's checkpoint, taken for
                 // unpublished though every founder device had applied it).
                 // An object put at the key before the device last went
                 // back is an older batch under the same seq (its writes
@@ -1583,7 +1583,7 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   made a second key for epoch 1 and replaced the blob. A rotation now
 ///   looks for its epoch's blob by name and rotates past it.
 /// - 17066: the harness's fault: a removed member's device went back to a
-///   copy; a batch of it that it had put (its local mark lost) and GC had
+///   copy; a batch of it that it had put (still unpushed locally) and GC had
 ///   removed since, under the revoke's checkpoint, was taken for
 ///   unpublished because its object was gone, and its write, applied by
 ///   every founder device, for lost. A batch put since the device last
