@@ -38,9 +38,6 @@ struct Ahead {
     /// Its batches above that head (beyond a gap), in order: put by a push
     /// that lost its head, applied with the gap's recovery.
     above_head: Vec<(Batch, BatchHash)>,
-    /// The first seq above `batches` whose object is gone (GC removed it
-    /// under a checkpoint), if the read stopped there.
-    gone: Option<u64>,
 }
 
 impl SyncService {
@@ -135,14 +132,10 @@ impl SyncService {
         // the batches up to the head were left unapplied for good (seed
         // 17277: a title this device pushed before going back was on every
         // device but this one).
-        let top = base + ahead.batches.len() as u64;
-        let gap = match ahead.head {
-            Some((seq, _, _)) if seq > top => {
-                let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
-                Some((top, before))
-            }
-            _ => None,
-        };
+        let gap = ahead.head.map(|_| {
+            let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
+            (base + ahead.batches.len() as u64, before)
+        });
         let applied = self
             .with_db(move |rec| {
                 let applied = retake(rec, base, base_hash, ahead)?;
@@ -335,7 +328,7 @@ impl SyncService {
         seen: &[u64],
     ) -> Result<Ahead, SyncError> {
         let device = self.device;
-        let (batches, gone) = self.read_chain(base + 1, base_hash).await?;
+        let batches = self.read_chain(base + 1, base_hash).await?;
         let top = base + batches.len() as u64;
         let mut seqs = self.list_own_heads().await?;
         seqs.extend_from_slice(seen);
@@ -376,17 +369,14 @@ impl SyncService {
         // acknowledged and uploaded; renumbering the local batches over
         // them would lose those writes (seed 7208). They are recorded and
         // applied with the gap's recovery.
-        let above_head = match (gone, head) {
-            (Some(first), Some((seq, hash, _))) if seq >= first => {
-                self.read_chain(seq + 1, Some(hash)).await?.0
-            }
-            _ => Vec::new(),
+        let above_head = match head {
+            Some((seq, hash, _)) => self.read_chain(seq + 1, Some(hash)).await?,
+            None => Vec::new(),
         };
         Ok(Ahead {
             batches,
             head,
             above_head,
-            gone,
         })
     }
 
@@ -416,13 +406,12 @@ impl SyncService {
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
-    /// from `prev`; returns them and the first seq whose object is gone, if
-    /// the read stopped there.
+    /// from `prev` (up to one that is gone, or does not open twice).
     async fn read_chain(
         &self,
         mut seq: u64,
         mut prev: Option<BatchHash>,
-    ) -> Result<(Vec<(Batch, BatchHash)>, Option<u64>), SyncError> {
+    ) -> Result<Vec<(Batch, BatchHash)>, SyncError> {
         let device = self.device;
         let mut batches = Vec::new();
         // Reads that did not open, per seq: an object is judged garbage (and
@@ -439,9 +428,7 @@ impl SyncService {
                     prev = Some(hash);
                     seq += 1;
                 }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => {
-                    return Ok((batches, Some(seq)));
-                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => return Ok(batches),
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
@@ -454,7 +441,7 @@ impl SyncService {
                     // Not this device's next batch: garbage the push
                     // replaces (no device can have applied it).
                     tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
-                    return Ok((batches, None));
+                    return Ok(batches);
                 }
             }
         }
