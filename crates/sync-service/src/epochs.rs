@@ -18,16 +18,19 @@
 //!   itself: its keys may open entries, but those count only by the
 //!   chain's rules).
 //! - A new epoch is saved to the key store before anything is sealed with
-//!   it, so a crash never leaves objects this device cannot open again.
+//!   it, so a crash never leaves objects this device cannot open again,
+//!   and only once this member's blob of it is in the bucket, so a
+//!   rotation that stopped half way leaves no objects under a key this
+//!   member's other devices cannot find.
 
 use crate::error::SyncError;
 use crate::keystore::KeyStore;
 use crate::service::SyncService;
 use bae_crypto::IdentitySigningKey;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, KeyRing, LibraryKey, ObjectError};
-use bae_membership::{LibraryId, OpenedKeyBlob};
+use bae_membership::{LibraryId, OpenedKeyBlob, Role, ValidatedChain};
 use bae_storage_s3::layout::{self, PublicKeyHex};
-use bae_storage_s3::ObjectStore;
+use bae_storage_s3::{ObjectStore, StoreError};
 use std::sync::Arc;
 
 /// The largest key blob read: one of `MAX_EPOCHS` keys, sealed.
@@ -219,35 +222,105 @@ impl SyncService {
     /// (garbage planted before a rotation) must not keep the member from
     /// its keys.
     pub(crate) async fn write_key_blob(&self, member: &IdentityPublicKey) -> Result<(), SyncError> {
-        let ring = self.key_ring();
+        self.write_key_blob_of(member, &self.key_ring()).await
+    }
+
+    /// [`Self::write_key_blob`] of `ring` rather than the keys held.
+    async fn write_key_blob_of(
+        &self,
+        member: &IdentityPublicKey,
+        ring: &KeyRing,
+    ) -> Result<(), SyncError> {
         let (epoch, sealed) =
-            bae_membership::seal_key_blob(self.member.identity(), self.library_id, member, &ring)
+            bae_membership::seal_key_blob(self.member.identity(), self.library_id, member, ring)
                 .map_err(|e| SyncError::SealKeyBlob(Box::new(e)))?;
         let key = layout::key_blob_key(&PublicKeyHex::from_bytes(&member.to_bytes()), epoch.0);
         self.store.put(&key, &sealed).await?;
         Ok(())
     }
 
-    /// Starts a new key epoch: a fresh key, saved locally and adopted, then
-    /// sealed to every member in `members` (this member included, so its
-    /// other devices find it). Returns the new epoch.
+    /// Starts a new key epoch: a fresh key, sealed to this member (so its
+    /// other devices find it), then saved locally and adopted, then sealed
+    /// to every other member in `members`. Returns the new epoch. An epoch
+    /// another device of this member started already (its blob of ours is
+    /// there, signed by someone who can manage membership in `chain`) is
+    /// adopted and rotated past, never replaced.
     pub(crate) async fn rotate_keys(
         &self,
+        chain: &ValidatedChain,
         members: &[IdentityPublicKey],
     ) -> Result<KeyEpoch, SyncError> {
-        let held = self.key_ring();
-        let epoch = held
-            .current()
-            .and_then(|(e, _)| e.next())
-            .ok_or(SyncError::NoCurrentKey)?;
-        let mut ring = (*held).clone();
-        ring.insert(epoch, LibraryKey::generate());
-        self.adopt_keys(ring).await?;
         let me = self.member.public_key();
-        self.write_key_blob(&me).await?;
+        let (epoch, ring) = loop {
+            let held = self.key_ring();
+            let epoch = held
+                .current()
+                .and_then(|(e, _)| e.next())
+                .ok_or(SyncError::NoCurrentKey)?;
+            // The revoke's look for newer blobs goes by a LIST, which can
+            // miss the blob a run on another device wrote: replacing it
+            // made a second key for the epoch, and that device's objects,
+            // sealed under the first, opened nowhere else (seed 14066).
+            match self.blob_started_elsewhere(chain, epoch).await? {
+                Some(theirs) => self.adopt_keys(theirs).await?,
+                None => {
+                    let mut ring = (*held).clone();
+                    ring.insert(epoch, LibraryKey::generate());
+                    break (epoch, ring);
+                }
+            }
+        };
+        // This member's blob goes up before the key is adopted: a run that
+        // stopped before it (a failed put) must leave nothing sealed under
+        // a key no other device can find, or the revoke run again on
+        // another device of this member makes a second key for the epoch
+        // and this device's objects open nowhere else ("wrong key for
+        // epoch", seed 16122). Once it is there, a run again adopts it and
+        // rotates past it.
+        self.write_key_blob_of(&me, &ring).await?;
+        self.adopt_keys(ring).await?;
         for member in members.iter().filter(|m| **m != me) {
             self.write_key_blob(member).await?;
         }
         Ok(epoch)
+    }
+
+    /// This member's blob of `epoch`, if one is there (a HEAD, not a LIST),
+    /// opens (read twice: one damaged read must not make it look like
+    /// garbage), holds that epoch and was signed by someone who can manage
+    /// membership in `chain`. Anything else there is garbage the rotation
+    /// replaces.
+    async fn blob_started_elsewhere(
+        &self,
+        chain: &ValidatedChain,
+        epoch: KeyEpoch,
+    ) -> Result<Option<KeyRing>, SyncError> {
+        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
+        if !self
+            .store
+            .exists(&layout::key_blob_key(&me, epoch.0))
+            .await?
+        {
+            return Ok(None);
+        }
+        for _ in 0..2 {
+            match self.open_key_blob(epoch.0).await {
+                Ok(newer) => {
+                    let manages = chain
+                        .current_role(&newer.author)
+                        .is_some_and(Role::can_manage);
+                    let holds = newer.ring.current().is_some_and(|(e, _)| e >= epoch);
+                    return Ok((manages && holds).then_some(newer.ring));
+                }
+                Err(SyncError::Store(e)) if e.is_not_found() => return Ok(None),
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    tracing::warn!(epoch = epoch.0, error = %e, "own key blob of the next epoch does not open")
+                }
+            }
+        }
+        Ok(None)
     }
 }

@@ -38,9 +38,6 @@ struct Ahead {
     /// Its batches above that head (beyond a gap), in order: put by a push
     /// that lost its head, applied with the gap's recovery.
     above_head: Vec<(Batch, BatchHash)>,
-    /// The first seq above `batches` whose object is gone (GC removed it
-    /// under a checkpoint), if the read stopped there.
-    gone: Option<u64>,
 }
 
 impl SyncService {
@@ -51,9 +48,9 @@ impl SyncService {
     /// Cheap when nothing points at a rollback: the first push of a
     /// service LISTs this device's heads (later ones use what the last
     /// pull's LIST of `heads/` showed: a head above the newest pushed
-    /// batch is a sign), and a push with batches to send makes one HEAD of
-    /// the object its first batch would replace (a lost head must not hide
-    /// the batches).
+    /// batch is a sign), and a push with batches to send, or the first of
+    /// a service, makes one HEAD of the object the next batch would
+    /// replace (a lost head must not hide the batches).
     pub(crate) async fn settle_rollback(&self) -> Result<Vec<u64>, SyncError> {
         let device = self.device;
         let (pushed, unpushed) = self
@@ -66,7 +63,8 @@ impl SyncService {
             })
             .await?;
         let (base, base_hash) = pushed.map_or((0, None), |(s, h)| (s, Some(h)));
-        let seen = if self.own_heads_listed.load(Ordering::Acquire) {
+        let first_look = !self.own_heads_listed.load(Ordering::Acquire);
+        let seen = if !first_look {
             self.own_heads_seen().unwrap_or_default()
         } else {
             // The first push of this service (a restart is when a restored
@@ -86,23 +84,33 @@ impl SyncService {
             seen.sort_unstable();
             seen.dedup();
             self.listed_own_heads(seen.clone());
-            self.own_heads_listed.store(true, Ordering::Release);
             seen
         };
         let head_above = seen.iter().any(|s| *s > base);
+        // The next batch is looked for when there is one to send (a lost
+        // head must not hide the batches) and on the first push of a
+        // service even with none: a push that put batches but lost its
+        // head, then a copy taken at that head, leaves no head above the
+        // local state, and the batches' acknowledged writes would wait
+        // for this device's next write to be found (seed 16172).
         let suspect = head_above
-            || (unpushed
+            || ((unpushed || first_look)
                 && self
                     .store
                     .exists(&layout::ops_key(&device, base + 1))
                     .await?);
+        // Marked only once the look is done: a failed request during it
+        // leaves the next push to look again.
+        let looked = || self.own_heads_listed.store(true, Ordering::Release);
         if !suspect {
+            looked();
             return Ok(Vec::new());
         }
         let ahead = self.read_ahead(base, base_hash, &seen).await?;
         if ahead.batches.is_empty() && ahead.head.is_none() {
             // Garbage (does not open or chain): no device can have applied
             // it, and the push replaces it as before.
+            looked();
             return Ok(Vec::new());
         }
         tracing::warn!(
@@ -119,13 +127,15 @@ impl SyncService {
         // (seeds 5016, 6014). The own cursor before the gap makes the pull
         // recover them, and retry until it has (seed 7079: a failed request
         // during the first try lost them).
-        let gap = match (ahead.gone, ahead.head) {
-            (Some(first), Some((seq, _, _))) if seq >= first => {
-                let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
-                Some((first - 1, before))
-            }
-            _ => None,
-        };
+        // The same when the read stopped at a batch that did not open
+        // twice (damaged reads): below a valid head it is no garbage, and
+        // the batches up to the head were left unapplied for good (seed
+        // 17277: a title this device pushed before going back was on every
+        // device but this one).
+        let gap = ahead.head.map(|_| {
+            let before = ahead.batches.last().map_or(base_hash, |(_, h)| Some(*h));
+            (base + ahead.batches.len() as u64, before)
+        });
         let applied = self
             .with_db(move |rec| {
                 let applied = retake(rec, base, base_hash, ahead)?;
@@ -138,6 +148,7 @@ impl SyncService {
                 Ok(applied)
             })
             .await?;
+        looked();
         if gap.is_some() {
             self.apply_held_own().await?;
         }
@@ -317,7 +328,7 @@ impl SyncService {
         seen: &[u64],
     ) -> Result<Ahead, SyncError> {
         let device = self.device;
-        let (batches, gone) = self.read_chain(base + 1, base_hash).await?;
+        let batches = self.read_chain(base + 1, base_hash).await?;
         let top = base + batches.len() as u64;
         let mut seqs = self.list_own_heads().await?;
         seqs.extend_from_slice(seen);
@@ -358,17 +369,14 @@ impl SyncService {
         // acknowledged and uploaded; renumbering the local batches over
         // them would lose those writes (seed 7208). They are recorded and
         // applied with the gap's recovery.
-        let above_head = match (gone, head) {
-            (Some(first), Some((seq, hash, _))) if seq >= first => {
-                self.read_chain(seq + 1, Some(hash)).await?.0
-            }
-            _ => Vec::new(),
+        let above_head = match head {
+            Some((seq, hash, _)) => self.read_chain(seq + 1, Some(hash)).await?,
+            None => Vec::new(),
         };
         Ok(Ahead {
             batches,
             head,
             above_head,
-            gone,
         })
     }
 
@@ -398,13 +406,12 @@ impl SyncService {
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
-    /// from `prev`; returns them and the first seq whose object is gone, if
-    /// the read stopped there.
+    /// from `prev` (up to one that is gone, or does not open twice).
     async fn read_chain(
         &self,
         mut seq: u64,
         mut prev: Option<BatchHash>,
-    ) -> Result<(Vec<(Batch, BatchHash)>, Option<u64>), SyncError> {
+    ) -> Result<Vec<(Batch, BatchHash)>, SyncError> {
         let device = self.device;
         let mut batches = Vec::new();
         // Reads that did not open, per seq: an object is judged garbage (and
@@ -421,9 +428,7 @@ impl SyncService {
                     prev = Some(hash);
                     seq += 1;
                 }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => {
-                    return Ok((batches, Some(seq)));
-                }
+                Err(SyncError::Store(StoreError::NotFound { .. })) => return Ok(batches),
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
@@ -436,7 +441,7 @@ impl SyncService {
                     // Not this device's next batch: garbage the push
                     // replaces (no device can have applied it).
                     tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
-                    return Ok((batches, None));
+                    return Ok(batches);
                 }
             }
         }

@@ -188,7 +188,7 @@ impl SyncService {
                 .map(|(m, _)| m)
                 .filter(|m| *m != member)
                 .collect();
-            report.new_epoch = Some(self.rotate_keys(&staying).await?);
+            report.new_epoch = Some(self.rotate_keys(&chain, &staying).await?);
         }
         if let Some(entry) = entry {
             // Sealed under the new epoch: the removed member cannot read who

@@ -1370,3 +1370,151 @@ async fn a_revoke_by_a_device_behind_the_buckets_gc_loses_nothing() {
         checkpoints_in(&w).await
     );
 }
+
+/// Seed 16172: a push put batches but not their head (its last reply was
+/// lost), and the device then went back to a copy taken right after its
+/// previous push, so its local state ends exactly at the head in the
+/// bucket. With no head above and nothing unpushed, nothing looked past
+/// it: the orphan batches' acknowledged writes were on no device, for
+/// good. The first push after a restart looks for the next batch too.
+#[tokio::test]
+async fn batches_put_without_their_head_before_going_back_are_found_by_an_idle_push() {
+    let w = World::new(Bucket::Local, "rollback-headless");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let saved = save(&w.library("laptop"));
+    let device = laptop.device();
+    let store = w.store();
+    let head = own_objects(&w, &laptop).await.len() as u64;
+    let head_bytes = store
+        .get(&layout::heads_key(&device, head), u64::MAX)
+        .await
+        .unwrap();
+    edit(
+        &laptop,
+        "albums",
+        &album_row(2, "albums"),
+        "title",
+        "orphan",
+    )
+    .await;
+    assert_eq!(laptop.push().await.unwrap().head, Some(head + 1));
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    // The push's head never landed: the bucket still names batch `head`.
+    store
+        .delete(&layout::heads_key(&device, head + 1))
+        .await
+        .unwrap();
+    store
+        .put(&layout::heads_key(&device, head), &head_bytes)
+        .await
+        .unwrap();
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+
+    let (push, _) = laptop.sync().await.unwrap();
+    assert_eq!(push.retaken, vec![head + 1], "{push:?}");
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    for s in [&laptop, &desktop] {
+        assert_eq!(
+            field(s, "albums", &album_row(2, "albums"), "title").await,
+            "orphan"
+        );
+    }
+    assert_converged(&[&laptop, &desktop]).await;
+}
+
+/// A store whose first `left` GETs of `key` return half the body (a cut
+/// transfer).
+struct DamagedReads {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    key: String,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for DamagedReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DamagedReads")
+    }
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for DamagedReads {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        let mut body = self.inner.get(key, max).await?;
+        let damaged = key == self.key
+            && self
+                .left
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+        if damaged {
+            body.truncate(body.len() / 2);
+        }
+        Ok(body)
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Seed 17277: after going back, the re-take read the device's first
+/// batch above its copy damaged twice (cut transfers) and stopped there,
+/// then found its head above. The head was recorded, but the batches up
+/// to it were never applied on this device: its own pushed writes were on
+/// every other device and not on it. A read that stops below a valid head
+/// now leaves the own cursor there, and the pull applies them.
+#[tokio::test]
+async fn own_batches_below_the_head_that_read_damaged_are_applied_later() {
+    let w = World::new(Bucket::Local, "rollback-damaged-below-head");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let saved = save(&w.library("laptop"));
+    let copy_at = last_batch(&laptop).await;
+    write_and_push_before(&w, &laptop, &desktop).await;
+    let objects = own_objects(&w, &laptop).await;
+    let device = laptop.device();
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let damaged = std::sync::Arc::new(DamagedReads {
+        inner: w.store(),
+        key: layout::ops_key(&device, copy_at + 1),
+        left: std::sync::atomic::AtomicUsize::new(2),
+    });
+    let laptop = w.device_over("laptop", damaged);
+
+    laptop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    nothing_replaced(&w, &laptop, &objects).await;
+    assert_before_writes_on(&laptop).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_converged(&[&laptop, &desktop]).await;
+}

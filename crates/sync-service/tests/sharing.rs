@@ -1327,3 +1327,164 @@ async fn a_head_inside_the_pinned_range_does_not_stall_its_readers() {
     );
     assert_converged(&[&owner, &desktop]).await;
 }
+
+/// A store whose first put of a key starting with `prefix` fails before it
+/// reaches the bucket, and whose LISTs of `hidden` show nothing.
+struct FailFirstPut {
+    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
+    prefix: String,
+    failed: std::sync::atomic::AtomicBool,
+    hidden: Option<String>,
+}
+
+fn failing_first_put(
+    w: &World,
+    prefix: String,
+    hidden: Option<String>,
+) -> std::sync::Arc<FailFirstPut> {
+    std::sync::Arc::new(FailFirstPut {
+        inner: w.store(),
+        prefix,
+        failed: std::sync::atomic::AtomicBool::new(false),
+        hidden,
+    })
+}
+
+impl std::fmt::Debug for FailFirstPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailFirstPut")
+    }
+}
+
+#[async_trait::async_trait]
+impl bae_storage_s3::ObjectStore for FailFirstPut {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
+        if key.starts_with(&self.prefix)
+            && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(bae_storage_s3::StoreError::Transient {
+                detail: format!("failed put of {key}"),
+            });
+        }
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get(key, max).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
+        if self
+            .hidden
+            .as_deref()
+            .is_some_and(|h| prefix.starts_with(h))
+        {
+            return Ok(Vec::new());
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Seeds 16122 and 14066 of the simulation: a revoke on one of the owner's
+/// devices failed writing the new epoch's key blob, after it had adopted
+/// the new key; the revoke run again on the owner's other device made
+/// another key for the same epoch. The first device sealed its heads and
+/// batches under a key no one else holds ("wrong key for epoch 1") and
+/// could not open the removal. A new epoch's key is now adopted only once
+/// this member's blob of it is in the bucket.
+#[tokio::test]
+async fn a_revoke_that_failed_writing_its_key_blob_leaves_no_second_key_for_the_epoch() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("revoke-key-blob-failed").await;
+    drop(w.join("laptop").await);
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let owner_hex = PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes());
+    let failing = failing_first_put(&w, layout::key_blobs_prefix(&owner_hex), None);
+    let laptop = w.device_over("laptop", failing);
+    laptop.sync().await.unwrap();
+    let bob_key = bob.identity.public_key();
+    assert!(laptop.revoke(bob_key).await.is_err());
+    let report = owner.revoke(bob_key).await.unwrap();
+    assert!(report.removed, "{report:?}");
+    assert_eq!(report.new_epoch, Some(KeyEpoch(1)));
+    set_title(&laptop, "laptop after revoke").await;
+    laptop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    let (_, pull) = owner.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(title(&owner).await.as_deref(), Some("laptop after revoke"));
+    assert_eq!(laptop.key_epoch(), KeyEpoch(1));
+    assert!(laptop
+        .members()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.key != bob_key));
+    drop(b);
+}
+
+/// Seed 14066 of the simulation: a revoke on one of the owner's devices
+/// started epoch 1 (its blob of the owner's keys landed, the key adopted)
+/// and failed writing the removal; the revoke run again on the owner's
+/// other device looked for newer blobs with a LIST that missed that blob,
+/// made another key for epoch 1 and replaced the blob. The first device's
+/// objects, sealed under its key, opened nowhere else. The rotation now
+/// looks for its epoch's blob by name (a HEAD) and rotates past it.
+#[tokio::test]
+async fn a_revoke_run_again_whose_list_misses_the_new_epochs_blob_does_not_replace_it() {
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("revoke-blob-unlisted").await;
+    drop(w.join("laptop").await);
+    drop(w.join("desktop").await);
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let owner_hex = PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes());
+    let laptop = w.device_over(
+        "laptop",
+        failing_first_put(&w, layout::MEMBERSHIP_PREFIX.to_owned(), None),
+    );
+    let desktop = w.device_over(
+        "desktop",
+        failing_first_put(
+            &w,
+            "nothing/".to_owned(),
+            Some(layout::key_blobs_prefix(&owner_hex)),
+        ),
+    );
+    laptop.sync().await.unwrap();
+    desktop.sync().await.unwrap();
+    let bob_key = bob.identity.public_key();
+    assert!(laptop.revoke(bob_key).await.is_err());
+    assert_eq!(laptop.key_epoch(), KeyEpoch(1));
+    let report = desktop.revoke(bob_key).await.unwrap();
+    assert!(report.removed, "{report:?}");
+    assert_eq!(report.new_epoch, Some(KeyEpoch(2)), "{report:?}");
+    set_title(&laptop, "laptop after revoke").await;
+    laptop.sync().await.unwrap();
+    laptop.sync().await.unwrap();
+    for s in [&desktop, &owner] {
+        s.sync().await.unwrap();
+        let (_, pull) = s.sync().await.unwrap();
+        assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+        assert_eq!(title(s).await.as_deref(), Some("laptop after revoke"));
+    }
+    assert_eq!(laptop.key_epoch(), KeyEpoch(2));
+    assert!(laptop
+        .members()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.key != bob_key));
+    drop(b);
+}

@@ -574,13 +574,16 @@ impl Sim {
             let mut ops = BTreeSet::new();
             for seq in bae_oplog::unpushed_batches(&conn).unwrap() {
                 let key = bae_storage_s3::layout::ops_key(&device, seq.0);
-                // An upload whose reply was lost is published all the same.
+                // An upload whose reply was lost is published all the same,
+                // and so is one GC has removed since (under a checkpoint:
+                // seed 17066, a removed member's batch still unpushed in
+                // its database, GC'd under the revoke's checkpoint, taken for
+                // unpublished though every founder device had applied it).
                 // An object put at the key before the device last went
                 // back is an older batch under the same seq (its writes
                 // since then number on from the copy until a push re-takes
                 // them), not this one (seed 7206).
-                let put_since = self.written.lock().unwrap()[since_put..].contains(&key);
-                if put_since && self.bucket.exists(&key).await.unwrap() {
+                if self.written.lock().unwrap()[since_put..].contains(&key) {
                     continue;
                 }
                 // By row as well as stamp: a device that went back stamps
@@ -948,12 +951,15 @@ impl Sim {
         }
         let writes: Vec<_> = newest
             .into_iter()
-            .map(|((t, r, c), w)| (t.clone(), r.clone(), c.clone(), w.value.clone()))
+            .map(|((t, r, c), w)| {
+                let by = format!("d{} at step {}, {:?}", w.device, w.step, w.stamp);
+                (t.clone(), r.clone(), c.clone(), w.value.clone(), by)
+            })
             .collect();
         let lost = s
             .with_db(move |rec| {
                 let mut lost = String::new();
-                for (t, r, c, v) in writes {
+                for (t, r, c, v, by) in writes {
                     let have: Option<Value> = rec
                         .sync_parts()
                         .0
@@ -962,7 +968,7 @@ impl Sim {
                         })
                         .ok();
                     if have.as_ref() != Some(&v) {
-                        let _ = writeln!(lost, "{t} {r} {c}: wrote {v:?}, found {have:?}");
+                        let _ = writeln!(lost, "{t} {r} {c}: wrote {v:?} ({by}), found {have:?}");
                     }
                 }
                 Ok(lost)
@@ -1559,6 +1565,34 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   with a gap wrote a checkpoint because the one LIST of its pull
 ///   missed the older checkpoint that held the gap, and its GC deleted
 ///   that one. `checkpoint` now pulls again (a second LIST) first.
+/// - 16172 (no removal in its run, found with removals on): a push put
+///   batches but lost the reply of the last (so no head named them), and
+///   the device went back to a copy taken at its previous head; with no
+///   head above its state and nothing unpushed, no push looked past it,
+///   and those acknowledged writes were on no device. The first push of
+///   a service now looks for its next batch too.
+/// - 16122: a founder device's revoke failed writing the new epoch's key
+///   blob after it had adopted the key; the revoke run again on the
+///   other founder device made a second key for epoch 1, and the first
+///   device sealed under its own (no one else could open its objects, and
+///   it could not open the removal). A rotation now adopts its key only
+///   once this member's blob of it is in the bucket.
+/// - 14066: a founder device's revoke started epoch 1 (its blob landed)
+///   and failed writing the removal; the revoke run again on the other
+///   founder device looked for newer blobs with a LIST that missed it,
+///   made a second key for epoch 1 and replaced the blob. A rotation now
+///   looks for its epoch's blob by name and rotates past it.
+/// - 17066: the harness's fault: a removed member's device went back to a
+///   copy; a batch of it that it had put (still unpushed locally) and GC had
+///   removed since, under the revoke's checkpoint, was taken for
+///   unpublished because its object was gone, and its write, applied by
+///   every founder device, for lost. A batch put since the device last
+///   went back now counts as published whether or not GC removed it.
+/// - 17277 (no removal in its run, found with removals on): after going
+///   back, a re-take read the device's first batch above its copy damaged
+///   twice, stopped there and found its head above: the head was recorded
+///   and the batches up to it never applied on that device. A read that
+///   stops below a valid head now leaves the own cursor there.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1569,9 +1603,14 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (13072, 300),
     (13171, 300),
     (14014, 300),
+    (14066, 300),
     (14107, 300),
     (14159, 300),
     (15076, 300),
+    (16122, 300),
+    (17066, 300),
+    (17277, 300),
+    (16172, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
