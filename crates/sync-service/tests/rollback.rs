@@ -312,53 +312,6 @@ async fn a_rollback_to_before_a_push_keeps_the_same_batches() {
     assert_converged(&[&laptop, &desktop]).await;
 }
 
-/// A bucket whose LISTs pass through `rewrite` (prefix, keys) before the
-/// caller sees them: an eventually consistent LIST, before the newest
-/// writes show.
-struct ListRewrite {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    rewrite: Box<Rewrite>,
-}
-
-/// What a [`ListRewrite`] does to a LIST: (prefix, keys) to the keys shown.
-type Rewrite = dyn Fn(&str, Vec<String>) -> Vec<String> + Send + Sync;
-
-impl std::fmt::Debug for ListRewrite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ListRewrite")
-    }
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for ListRewrite {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get(key, max).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        let keys = self.inner.list(prefix).await?;
-        Ok((self.rewrite)(prefix, keys))
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
-}
-
 /// Seed 11156 of the simulation (GC, next to the LIST helper): the
 /// laptop's GC found the newest checkpoint with one LIST, which missed the
 /// desktop's, newer than the laptop's own and covering less of the
@@ -382,17 +335,16 @@ async fn gc_waits_for_a_newer_checkpoint_its_list_missed() {
     let hidden = newer.key.clone();
     // The LIST that finds the newest checkpoint misses it.
     let lists = std::sync::atomic::AtomicUsize::new(0);
-    let missing_newest = std::sync::Arc::new(ListRewrite {
-        inner: w.store(),
-        rewrite: Box::new(move |prefix, mut keys| {
+    let missing_newest = std::sync::Arc::new(HookedStore::new(w.store()).on_list(
+        move |prefix, mut keys| {
             if prefix == layout::CHECKPOINTS_PREFIX
                 && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
             {
                 keys.retain(|k| *k != hidden);
             }
             keys
-        }),
-    });
+        },
+    ));
     let laptop = w.device_over("laptop", missing_newest);
     let gc = laptop
         .gc(i64::MAX / 2, bae_sync_service::GC_GRACE, true)
@@ -426,10 +378,10 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
     }
     // Every LIST of the laptop's own heads misses them.
     let hidden = layout::heads_prefix(&device);
-    let hiding = std::sync::Arc::new(ListRewrite {
-        inner: store.clone(),
-        rewrite: Box::new(move |prefix, keys| if prefix == hidden { Vec::new() } else { keys }),
-    });
+    let hiding = std::sync::Arc::new(
+        HookedStore::new(store.clone())
+            .on_list(move |prefix, keys| if prefix == hidden { Vec::new() } else { keys }),
+    );
     let laptop = w.device_over("laptop", hiding);
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
     let push = laptop.push().await.unwrap();
@@ -470,17 +422,16 @@ async fn a_pulls_list_that_misses_the_own_head_does_not_hide_a_rollback() {
     // The first LIST of `heads/` (the pull's) misses the laptop's heads.
     let own = format!("{}{}", layout::HEADS_PREFIX, device);
     let stale_once = std::sync::atomic::AtomicBool::new(true);
-    let hiding = std::sync::Arc::new(ListRewrite {
-        inner: store.clone(),
-        rewrite: Box::new(move |prefix, mut keys| {
+    let hiding = std::sync::Arc::new(HookedStore::new(store.clone()).on_list(
+        move |prefix, mut keys| {
             if prefix == layout::HEADS_PREFIX
                 && stale_once.swap(false, std::sync::atomic::Ordering::SeqCst)
             {
                 keys.retain(|k| !k.starts_with(&own));
             }
             keys
-        }),
-    });
+        },
+    ));
     let laptop = w.device_over("laptop", hiding);
     laptop.pull().await.unwrap();
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
@@ -744,20 +695,27 @@ async fn a_failed_read_after_a_recovery_keeps_the_retaken_writes() {
     let device = laptop.device();
     drop(laptop);
     restore(&w.library("laptop"), &saved);
-    let failing = std::sync::Arc::new(FailingGet {
-        inner: w.store(),
-        armed: std::sync::Mutex::new(None),
-    });
-    let laptop = w.device_over("laptop", failing.clone());
+    // The next GET of the armed key fails (a transient error), once.
+    let armed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let failing = {
+        let armed = armed.clone();
+        std::sync::Arc::new(HookedStore::new(w.store()).on_get(move |key| {
+            let hit = armed.lock().unwrap().take_if(|k| k == key)?;
+            Some(Err(bae_storage_s3::StoreError::Transient {
+                detail: format!("failed read of {hit}"),
+            }))
+        }))
+    };
+    let laptop = w.device_over("laptop", failing);
     let push = laptop.push().await.unwrap();
     assert_eq!(push.retaken.len(), 1, "{push:?}");
     assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
-    *failing.armed.lock().unwrap() = Some(layout::ops_key(&device, push.retaken[0]));
+    *armed.lock().unwrap() = Some(layout::ops_key(&device, push.retaken[0]));
     assert!(
         laptop.pull().await.is_err(),
         "the read after the restore failed"
     );
-    assert!(failing.armed.lock().unwrap().is_none(), "the fault was hit");
+    assert!(armed.lock().unwrap().is_none(), "the fault was hit");
     laptop.pull().await.unwrap();
     assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
     sync_all(&[&laptop, &desktop]).await;
@@ -766,51 +724,6 @@ async fn a_failed_read_after_a_recovery_keeps_the_retaken_writes() {
         field(&laptop, "albums", &row, "bandcamp_album_id").await,
         "desk"
     );
-}
-
-/// A bucket whose next GET of one key fails (a transient error), once.
-#[derive(Debug)]
-struct FailingGet {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    armed: std::sync::Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for FailingGet {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        let hit = {
-            let mut armed = self.armed.lock().unwrap();
-            armed.take_if(|k| k == key).is_some()
-        };
-        if hit {
-            return Err(bae_storage_s3::StoreError::Transient {
-                detail: format!("failed read of {key}"),
-            });
-        }
-        self.inner.get(key, max).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
 }
 
 /// The laptop's title is in a range its own GC removed under its
@@ -832,17 +745,18 @@ async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches
     sync_all(&[&laptop, &desktop, &phone]).await;
     let (laptop_id, desktop_id) = (laptop.device(), desktop.device());
     drop((laptop, desktop));
-    // The laptop and the desktop cannot read each other's batches for now.
+    // The laptop and the desktop cannot read each other's batches for now:
+    // every read of them is bytes that do not open (rejected, never a gap).
+    let garbling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let hide = |device| {
-        std::sync::Arc::new(BatchesGarbled {
-            inner: w.store(),
-            hidden: layout::ops_prefix(&device),
-            on: std::sync::atomic::AtomicBool::new(true),
-        })
+        let (hidden, on) = (layout::ops_prefix(&device), garbling.clone());
+        std::sync::Arc::new(HookedStore::new(w.store()).on_get(move |key| {
+            (on.load(std::sync::atomic::Ordering::SeqCst) && key.starts_with(&hidden))
+                .then(|| Ok(b"not a batch".to_vec()))
+        }))
     };
-    let (laptop_store, desktop_store) = (hide(desktop_id), hide(laptop_id));
-    let laptop = w.device_over("laptop", laptop_store.clone());
-    let desktop = w.device_over("desktop", desktop_store.clone());
+    let laptop = w.device_over("laptop", hide(desktop_id));
+    let desktop = w.device_over("desktop", hide(laptop_id));
     let row = album_row(0, "albums");
     let grace = bae_sync_service::GC_GRACE;
     edit(&laptop, "albums", &row, "title", "mine").await;
@@ -864,9 +778,7 @@ async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches
     edit(&desktop, "albums", &row, "year", "1999").await;
     desktop.push().await.unwrap();
     checkpoint_later(&desktop).await;
-    for store in [&laptop_store, &desktop_store] {
-        store.on.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
+    garbling.store(false, std::sync::atomic::Ordering::SeqCst);
     laptop.sync().await.unwrap();
     assert_eq!(field(&laptop, "albums", &row, "title").await, "mine");
     sync_all(&[&laptop, &desktop, &phone]).await;
@@ -876,47 +788,6 @@ async fn a_recovery_never_restores_a_checkpoint_behind_this_devices_gone_batches
         assert_eq!(field(s, "albums", &row, "bandcamp_album_id").await, "desk");
         let (_, pull) = s.sync().await.unwrap();
         assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    }
-}
-
-/// A bucket that answers every read of one device's batches with bytes
-/// that do not open while `on` (so they are rejected, never a gap).
-#[derive(Debug)]
-struct BatchesGarbled {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    hidden: String,
-    on: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for BatchesGarbled {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        if self.on.load(std::sync::atomic::Ordering::SeqCst) && key.starts_with(&self.hidden) {
-            return Ok(b"not a batch".to_vec());
-        }
-        self.inner.get(key, max).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
     }
 }
 
@@ -948,27 +819,24 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
     let lib = w.library("phone");
     // The next `misses` LISTs of `membership/` show the first entry only.
     let misses = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stale = std::sync::Arc::new(ListRewrite {
-        inner: w.store(),
-        rewrite: Box::new({
-            let misses = misses.clone();
-            move |prefix, mut keys| {
-                let missed = prefix == layout::MEMBERSHIP_PREFIX
-                    && misses
-                        .fetch_update(
-                            std::sync::atomic::Ordering::SeqCst,
-                            std::sync::atomic::Ordering::SeqCst,
-                            |n| n.checked_sub(1),
-                        )
-                        .is_ok();
-                if missed {
-                    keys.sort();
-                    keys.truncate(1);
-                }
-                keys
+    let stale = std::sync::Arc::new(HookedStore::new(w.store()).on_list({
+        let misses = misses.clone();
+        move |prefix, mut keys| {
+            let missed = prefix == layout::MEMBERSHIP_PREFIX
+                && misses
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok();
+            if missed {
+                keys.sort();
+                keys.truncate(1);
             }
-        }),
-    });
+            keys
+        }
+    }));
     let phone_over = |store: std::sync::Arc<dyn bae_storage_s3::ObjectStore>| {
         let member = bae_sync_service::Member::new(identity.clone(), file.identity.public_key());
         SyncService::new(open_library(&lib).unwrap(), store, file.key.clone(), member).unwrap()
@@ -1256,17 +1124,14 @@ async fn a_list_that_misses_the_checkpoint_holding_a_gap_does_not_let_one_hide_i
         a_gap_only_an_unusable_checkpoint_holds("gap-list-missed").await;
     drop(phone);
     let lists = std::sync::atomic::AtomicUsize::new(0);
-    let missing = std::sync::Arc::new(ListRewrite {
-        inner: w.store(),
-        rewrite: Box::new(move |prefix, keys| {
-            if prefix == layout::CHECKPOINTS_PREFIX
-                && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
-            {
-                return Vec::new();
-            }
-            keys
-        }),
-    });
+    let missing = std::sync::Arc::new(HookedStore::new(w.store()).on_list(move |prefix, keys| {
+        if prefix == layout::CHECKPOINTS_PREFIX
+            && lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            return Vec::new();
+        }
+        keys
+    }));
     let phone = w.device_over("phone", missing);
     let before = checkpoints_in(&w).await;
     match phone.checkpoint().await {

@@ -1330,73 +1330,29 @@ async fn a_head_inside_the_pinned_range_does_not_stall_its_readers() {
 
 /// A store whose first put of a key starting with `prefix` fails before it
 /// reaches the bucket, and whose LISTs of `hidden` show nothing.
-struct FailFirstPut {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    prefix: String,
-    failed: std::sync::atomic::AtomicBool,
-    hidden: Option<String>,
-}
-
 fn failing_first_put(
     w: &World,
     prefix: String,
     hidden: Option<String>,
-) -> std::sync::Arc<FailFirstPut> {
-    std::sync::Arc::new(FailFirstPut {
-        inner: w.store(),
-        prefix,
-        failed: std::sync::atomic::AtomicBool::new(false),
-        hidden,
-    })
-}
-
-impl std::fmt::Debug for FailFirstPut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FailFirstPut")
-    }
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for FailFirstPut {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        if key.starts_with(&self.prefix)
-            && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(bae_storage_s3::StoreError::Transient {
-                detail: format!("failed put of {key}"),
-            });
-        }
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get(key, max).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        if self
-            .hidden
-            .as_deref()
-            .is_some_and(|h| prefix.starts_with(h))
-        {
-            return Ok(Vec::new());
-        }
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
+) -> std::sync::Arc<HookedStore> {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::sync::Arc::new(
+        HookedStore::new(w.store())
+            .on_put(move |key| {
+                (key.starts_with(&prefix)
+                    && !failed.swap(true, std::sync::atomic::Ordering::SeqCst))
+                .then(|| bae_storage_s3::StoreError::Transient {
+                    detail: format!("failed put of {key}"),
+                })
+            })
+            .on_list(move |prefix, keys| {
+                if hidden.as_deref().is_some_and(|h| prefix.starts_with(h)) {
+                    Vec::new()
+                } else {
+                    keys
+                }
+            }),
+    )
 }
 
 /// Seeds 16122 and 14066 of the simulation: a revoke on one of the owner's

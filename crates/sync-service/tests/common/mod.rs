@@ -390,13 +390,18 @@ pub async fn last_batch(s: &SyncService) -> u64 {
 pub type GetHook =
     dyn Fn(&str) -> Option<Result<Vec<u8>, bae_storage_s3::StoreError>> + Send + Sync;
 
+/// What a [`HookedStore`] fails a PUT of a key with, before it reaches
+/// the bucket (`None`: the bucket takes it).
+pub type PutHook = dyn Fn(&str) -> Option<bae_storage_s3::StoreError> + Send + Sync;
+
 /// What a [`HookedStore`] does to a LIST: (prefix, keys) to the keys shown.
 pub type ListHook = dyn Fn(&str, Vec<String>) -> Vec<String> + Send + Sync;
 
-/// A misbehaving bucket for a test: GETs and LISTs pass through its hooks,
-/// every other call goes to `inner` as it is.
+/// A misbehaving bucket for a test: PUTs, GETs and LISTs pass through its
+/// hooks, every other call goes to `inner` as it is.
 pub struct HookedStore {
     inner: Arc<dyn ObjectStore>,
+    put: Box<PutHook>,
     get: Box<GetHook>,
     list: Box<ListHook>,
 }
@@ -406,9 +411,19 @@ impl HookedStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         HookedStore {
             inner,
+            put: Box::new(|_| None),
             get: Box::new(|_| None),
             list: Box::new(|_, keys| keys),
         }
+    }
+
+    /// PUTs `put` fails fail with its error.
+    pub fn on_put(
+        mut self,
+        put: impl Fn(&str) -> Option<bae_storage_s3::StoreError> + Send + Sync + 'static,
+    ) -> Self {
+        self.put = Box::new(put);
+        self
     }
 
     /// GETs of keys `get` answers get its answer.
@@ -442,7 +457,10 @@ impl std::fmt::Debug for HookedStore {
 #[async_trait::async_trait]
 impl ObjectStore for HookedStore {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
+        match (self.put)(key) {
+            Some(e) => Err(e),
+            None => self.inner.put(key, bytes).await,
+        }
     }
     async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
         match (self.get)(key) {
