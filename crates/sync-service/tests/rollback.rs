@@ -1294,62 +1294,6 @@ async fn batches_put_without_their_head_before_going_back_are_found_by_an_idle_p
     assert_converged(&[&laptop, &desktop]).await;
 }
 
-/// A store whose first `left` GETs of `key` return half the body (a cut
-/// transfer).
-struct DamagedReads {
-    inner: std::sync::Arc<dyn bae_storage_s3::ObjectStore>,
-    key: String,
-    left: std::sync::atomic::AtomicUsize,
-}
-
-impl std::fmt::Debug for DamagedReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DamagedReads")
-    }
-}
-
-#[async_trait::async_trait]
-impl bae_storage_s3::ObjectStore for DamagedReads {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        let mut body = self.inner.get(key, max).await?;
-        let damaged = key == self.key
-            && self
-                .left
-                .fetch_update(
-                    std::sync::atomic::Ordering::SeqCst,
-                    std::sync::atomic::Ordering::SeqCst,
-                    |n| n.checked_sub(1),
-                )
-                .is_ok();
-        if damaged {
-            body.truncate(body.len() / 2);
-        }
-        Ok(body)
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<bae_storage_s3::ObjectMeta, bae_storage_s3::StoreError> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, bae_storage_s3::StoreError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), bae_storage_s3::StoreError> {
-        self.inner.delete(key).await
-    }
-}
-
 /// Seed 17277: after going back, the re-take read the device's first
 /// batch above its copy damaged twice (cut transfers) and stopped there,
 /// then found its head above. The head was recorded, but the batches up
@@ -1368,11 +1312,26 @@ async fn own_batches_below_the_head_that_read_damaged_are_applied_later() {
     let device = laptop.device();
     drop(laptop);
     restore(&w.library("laptop"), &saved);
-    let damaged = std::sync::Arc::new(DamagedReads {
-        inner: w.store(),
-        key: layout::ops_key(&device, copy_at + 1),
-        left: std::sync::atomic::AtomicUsize::new(2),
-    });
+    // The first two GETs of the batch after the copy return half of it
+    // (a cut transfer).
+    let (cut, left) = (
+        layout::ops_key(&device, copy_at + 1),
+        std::sync::atomic::AtomicUsize::new(2),
+    );
+    let damaged = std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+        let damaged = key == cut
+            && left
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+        if damaged {
+            body.truncate(body.len() / 2);
+        }
+        body
+    }));
     let laptop = w.device_over("laptop", damaged);
 
     laptop.sync().await.unwrap();

@@ -394,6 +394,10 @@ pub type GetHook =
 /// the bucket (`None`: the bucket takes it).
 pub type PutHook = dyn Fn(&str) -> Option<bae_storage_s3::StoreError> + Send + Sync;
 
+/// What a [`HookedStore`] does to the bucket's answer to a GET: (key,
+/// body) to the body returned.
+pub type BodyHook = dyn Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync;
+
 /// What a [`HookedStore`] does to a LIST: (prefix, keys) to the keys shown.
 pub type ListHook = dyn Fn(&str, Vec<String>) -> Vec<String> + Send + Sync;
 
@@ -403,6 +407,7 @@ pub struct HookedStore {
     inner: Arc<dyn ObjectStore>,
     put: Box<PutHook>,
     get: Box<GetHook>,
+    body: Box<BodyHook>,
     list: Box<ListHook>,
 }
 
@@ -413,6 +418,7 @@ impl HookedStore {
             inner,
             put: Box::new(|_| None),
             get: Box::new(|_| None),
+            body: Box::new(|_, body| body),
             list: Box::new(|_, keys| keys),
         }
     }
@@ -435,6 +441,15 @@ impl HookedStore {
             + 'static,
     ) -> Self {
         self.get = Box::new(get);
+        self
+    }
+
+    /// GETs the bucket answers return what `body` makes of its answer.
+    pub fn on_body(
+        mut self,
+        body: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        self.body = Box::new(body);
         self
     }
 
@@ -465,7 +480,7 @@ impl ObjectStore for HookedStore {
     async fn get(&self, key: &str, max: u64) -> Result<Vec<u8>, bae_storage_s3::StoreError> {
         match (self.get)(key) {
             Some(answer) => answer,
-            None => self.inner.get(key, max).await,
+            None => Ok((self.body)(key, self.inner.get(key, max).await?)),
         }
     }
     async fn get_range(
