@@ -403,16 +403,10 @@ impl Cutoffs {
     }
 
     fn from_wire(w: WireCutoffs) -> Result<Self, EntryError> {
-        let cutoffs = Cutoffs {
+        Self::from_pinned_wire(WirePinnedCutoffs {
             last_entry: w.last_entry,
-            devices: w
-                .devices
-                .into_iter()
-                .map(|(d, s)| DeviceCutoff::unpinned(DeviceId::from_bytes(d), s))
-                .collect(),
-        };
-        cutoffs.check()?;
-        Ok(cutoffs)
+            devices: w.devices.into_iter().map(|(d, s)| (d, s, None)).collect(),
+        })
     }
 
     fn from_pinned_wire(w: WirePinnedCutoffs) -> Result<Self, EntryError> {
