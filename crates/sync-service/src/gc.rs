@@ -26,8 +26,10 @@ use crate::checkpoint::{CheckpointError, OpenedCheckpoint};
 use crate::error::SyncError;
 use crate::push::newest_pushed;
 use crate::service::SyncService;
+use bae_crypto::KeyEpoch;
+use bae_membership::Role;
 use bae_oplog::BatchSeq;
-use bae_storage_s3::layout;
+use bae_storage_s3::layout::{self, PublicKeyHex};
 use std::time::Duration;
 
 /// How long a checkpoint must have existed before what it covers is deleted.
@@ -56,10 +58,44 @@ pub struct GcReport {
     /// nothing was deleted.
     pub held_by_newer: Option<String>,
     /// A membership entry this device cannot open (sealed under a key
-    /// epoch it lacks): it may remove this device's member, whose
+    /// epoch it lacks) that may remove this device's member, whose
     /// checkpoints then no longer count for anyone else, so nothing was
-    /// deleted.
+    /// deleted: its author can manage membership and has a key blob of the
+    /// epoch its header names, as every rotation's author does.
     pub held_by_membership: Option<String>,
+    /// Membership objects this device cannot open that cannot be a removal
+    /// of its member (see [`NotARemoval`]): they did not hold GC. Planted,
+    /// most likely, by someone who can write to the bucket.
+    pub ignored_membership: Vec<IgnoredEntry>,
+}
+
+/// A membership object this device cannot open and GC did not wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IgnoredEntry {
+    /// Its bucket key.
+    pub key: String,
+    /// The key epoch its (unauthenticated) header names.
+    pub epoch: KeyEpoch,
+    /// Why it cannot be a removal of this member.
+    pub reason: NotARemoval,
+}
+
+/// Why an entry this device cannot open cannot remove its member. A
+/// removal comes from a rotation: its author, who can manage membership,
+/// writes the new epoch's key blob of their own first, then everyone
+/// else's, and only then the entry sealed under it (`epochs.rs`,
+/// `sharing.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotARemoval {
+    /// The author its key names is not an owner or admin in this device's
+    /// chain.
+    #[error("its author cannot manage membership")]
+    AuthorCannotManage,
+    /// Its author has no key blob of the epoch its header names.
+    #[error("its author has no key blob of the epoch it names")]
+    NoKeyBlob,
 }
 
 /// The key of a checkpoint refused only because its HLC is beyond the
@@ -115,10 +151,12 @@ impl SyncService {
         // the new epoch) and goes on as before; its checkpoints no longer
         // count for the others, so its GC deleted batches and the newest
         // checkpoints they relied on, such as the one the revoke wrote
-        // (seed 14014). Nothing is deleted while an entry does not open.
-        self.refresh_members().await?;
-        let unopened = self.members.lock().ok().and_then(|s| s.unopened.clone());
-        if let Some(key) = unopened {
+        // (seed 14014). Nothing is deleted while an entry that may be such
+        // a removal does not open.
+        // Only an entry that can be a removal holds: an object anyone with
+        // write access planted there, naming an epoch no one holds, held
+        // every device's GC for as long as it stayed (review finding 1).
+        if let Some(key) = self.unopened_removal(&mut report).await? {
             tracing::info!(checkpoint = %ck.key, entry = %key, "gc waits: a membership entry does not open with this member's keys");
             report.held_by_membership = Some(key);
             return Ok(report);
@@ -200,6 +238,48 @@ impl SyncService {
             .await?;
         tracing::info!(?report, "gc done");
         Ok(report)
+    }
+
+    /// After a membership refresh: the first entry that does not open with
+    /// this member's keys and may be a removal of it. The others are
+    /// logged and reported in `report.ignored_membership`.
+    ///
+    /// An honest entry sealed under epoch E by author A has A's own blob
+    /// of E beside it: a rotation puts its author's blob before it adopts
+    /// the key, and anyone else holds E only from a blob of their own at
+    /// E (a blob at `keys/{member}/{epoch}` holds exactly the epochs up to
+    /// it). A HEAD of that one key, not a LIST of `keys/`, which may not
+    /// show the newest blobs yet (an eventually consistent bucket) when
+    /// they are the rotation's.
+    async fn unopened_removal(&self, report: &mut GcReport) -> Result<Option<String>, SyncError> {
+        let chain = self.refresh_members().await?;
+        let unopened = self
+            .members
+            .lock()
+            .map(|s| s.unopened.clone())
+            .unwrap_or_default();
+        for entry in unopened {
+            let reason = if !chain
+                .current_role(&entry.author)
+                .is_some_and(Role::can_manage)
+            {
+                NotARemoval::AuthorCannotManage
+            } else {
+                let author = PublicKeyHex::from_bytes(&entry.author.to_bytes());
+                let blob = layout::key_blob_key(&author, entry.epoch.0);
+                if self.store.exists(&blob).await? {
+                    return Ok(Some(entry.key));
+                }
+                NotARemoval::NoKeyBlob
+            };
+            tracing::warn!(entry = %entry.key, epoch = entry.epoch.0, %reason, "membership object does not open and cannot be a removal of this member: gc goes on");
+            report.ignored_membership.push(IgnoredEntry {
+                key: entry.key,
+                epoch: entry.epoch,
+                reason,
+            });
+        }
+        Ok(None)
     }
 
     /// The newest checkpoint this device wrote that is still in the bucket

@@ -94,7 +94,7 @@ pub use checkpoint::{
 };
 pub use daemon::{LoopState, SyncHandle, SyncLoop};
 pub use error::{ChainBreak, InvalidObject, SyncError};
-pub use gc::{GcReport, GC_GRACE};
+pub use gc::{GcReport, IgnoredEntry, NotARemoval, GC_GRACE};
 pub use head::{Head, HeadError, MAX_HEAD_OBJECT_BYTES};
 pub use images::{images_dir_for, MAX_IMAGE_BYTES, MAX_IMAGE_OBJECT_BYTES};
 pub use keystore::KeyStore;

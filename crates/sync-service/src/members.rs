@@ -195,11 +195,45 @@ pub(crate) struct MemberState {
     /// a LIST that missed it, must not end the look: seeds 12190, 12032
     /// with removals; see [`SyncService::look_for_keys_once`]).
     pub(crate) keys_unchecked: bool,
-    /// A membership entry the last refresh could not open because it is
-    /// sealed under a key epoch this member lacks, even after looking for
-    /// its key blobs: a rotation not reached yet, or a removal of this
-    /// member ([`SyncService::gc`] waits).
-    pub(crate) unopened: Option<String>,
+    /// The membership entries the last refresh could not open because
+    /// their headers name a key epoch this member lacks, even after looking
+    /// for its key blobs: a rotation not reached yet, a removal of this
+    /// member, or an object planted there ([`SyncService::gc`] tells them
+    /// apart).
+    pub(crate) unopened: Vec<UnopenedEntry>,
+}
+
+/// A membership object whose header names a key epoch this member lacks.
+/// Nothing in it is authenticated: its author is where its key puts it,
+/// its epoch what its header says.
+#[derive(Clone, Debug)]
+pub(crate) struct UnopenedEntry {
+    /// Its bucket key.
+    pub(crate) key: String,
+    /// The author its key names.
+    pub(crate) author: IdentityPublicKey,
+    /// The epoch its header names.
+    pub(crate) epoch: KeyEpoch,
+}
+
+impl UnopenedEntry {
+    /// The entry at `key` whose open failed with `error`, if that failure
+    /// was an epoch this member lacks.
+    fn from_error(key: &str, error: &SyncError) -> Option<Self> {
+        let SyncError::Object {
+            source: ObjectError::UnknownEpoch { epoch },
+            ..
+        } = error
+        else {
+            return None;
+        };
+        let (author, _) = layout::parse_membership_key(key).ok()?;
+        Some(UnopenedEntry {
+            key: key.to_owned(),
+            author: IdentityPublicKey::from_hex(author.as_str()).ok()?,
+            epoch: *epoch,
+        })
+    }
 }
 
 impl MemberState {
@@ -563,13 +597,19 @@ impl SyncService {
         let mut fetched = Vec::new();
         let mut sealed_under_newer_epoch = Vec::new();
         for key in listed.iter().filter(|k| !cached.contains(*k)) {
-            match self.fetch_entry(key, &ring).await {
-                Ok(bytes) => fetched.push((key.clone(), bytes)),
-                Err(SyncError::Object {
-                    source: ObjectError::UnknownEpoch { .. },
-                    ..
-                }) => sealed_under_newer_epoch.push(key.clone()),
-                Err(SyncError::Store(e))
+            let error = match self.fetch_entry(key, &ring).await {
+                Ok(bytes) => {
+                    fetched.push((key.clone(), bytes));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if let Some(unopened) = UnopenedEntry::from_error(key, &error) {
+                sealed_under_newer_epoch.push(unopened);
+                continue;
+            }
+            match error {
+                SyncError::Store(e)
                     if !e.is_not_found() && !matches!(e, StoreError::TooLarge { .. }) =>
                 {
                     return Err(e.into())
@@ -577,7 +617,7 @@ impl SyncService {
                 // Not cached, so the next pull reads it again: a read that
                 // failed once (a damaged transfer, an object listed before
                 // it was readable) must not hide an entry for good.
-                Err(e) => tracing::warn!(%key, error = %e, "membership entry refused"),
+                e => tracing::warn!(%key, error = %e, "membership entry refused"),
             }
         }
         // A keyless service's first look: only once a removal (and so a
@@ -588,7 +628,7 @@ impl SyncService {
             || chain.as_deref().is_some_and(unchecked_after_removal);
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             if let Ok(mut s) = self.members.lock() {
-                s.unopened = None;
+                s.unopened.clear();
             }
             return Ok(Arc::clone(chain));
         }
@@ -626,7 +666,7 @@ impl SyncService {
                 // open the entries of the real epoch, such as that removal.
                 let mut opened = Vec::new();
                 let mut foreign = false;
-                for key in &sealed_under_newer_epoch {
+                for UnopenedEntry { key, .. } in &sealed_under_newer_epoch {
                     match self.fetch_entry(key, &newer.ring).await {
                         Ok(bytes) => opened.push((key.clone(), bytes)),
                         Err(SyncError::Object {
@@ -657,7 +697,7 @@ impl SyncService {
                 }
                 tracing::info!(epoch, "adopting a new library key epoch");
                 self.adopt_keys(newer.ring).await?;
-                sealed_under_newer_epoch.retain(|k| !opened.iter().any(|(o, _)| o == k));
+                sealed_under_newer_epoch.retain(|u| !opened.iter().any(|(o, _)| *o == u.key));
                 (_, all_keys) = self.cache_entries(opened).await?;
                 entries = with_them;
                 chain = candidate;
@@ -673,7 +713,7 @@ impl SyncService {
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
             s.chain = Some(Arc::clone(&chain));
-            s.unopened = sealed_under_newer_epoch.into_iter().next();
+            s.unopened = sealed_under_newer_epoch;
         }
         Ok(chain)
     }

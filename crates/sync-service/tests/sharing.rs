@@ -7,13 +7,15 @@
 
 mod common;
 
-use bae_crypto::{IdentitySigningKey, KeyEpoch, ObjectKind, ObjectPlace};
+use bae_crypto::{IdentityPublicKey, IdentitySigningKey, KeyEpoch, ObjectKind, ObjectPlace};
 use bae_hlc::{DeviceId, WallClock};
 use bae_membership::{LibraryId, Role};
 use bae_oplog::fixture::{library_as, open_library};
 use bae_storage_s3::layout::{self, PublicKeyHex};
 use bae_sync_service::keystore::read_key_file;
-use bae_sync_service::{library, KeyStore, Member, PullReport, SyncError, SyncService};
+use bae_sync_service::{
+    library, KeyStore, Member, NotARemoval, PullReport, SyncError, SyncService,
+};
 use common::*;
 
 /// One user: a home of their own (identity and library keys).
@@ -1173,13 +1175,24 @@ async fn a_removed_members_device_deletes_nothing_while_the_removal_does_not_ope
     owner.pull().await.unwrap();
     let report = owner.revoke(bob.identity.public_key()).await.unwrap();
     let revokes = report.checkpoint.unwrap();
+    // A plant listed before the removal, which GC passes over, does not
+    // hide it.
+    let planter = listed_before(&owner.member_key());
+    let planted = plant_membership(&w, &planter.public_key(), 1, 9).await;
     b.checkpoint().await.unwrap();
     let gc = b
         .gc(now_ms(), bae_sync_service::GC_GRACE, true)
         .await
         .unwrap();
     assert!(gc.checkpoint.is_some(), "{gc:?}");
-    assert!(gc.held_by_membership.is_some(), "{gc:?}");
+    let removal = newest_entry_of(&w, &owner.member_key()).await;
+    assert_eq!(
+        gc.held_by_membership.as_deref(),
+        Some(removal.as_str()),
+        "{gc:?}"
+    );
+    assert_eq!(gc.ignored_membership.len(), 1, "{gc:?}");
+    assert_eq!(gc.ignored_membership[0].key, planted, "{gc:?}");
     assert_eq!((gc.ops_deleted, gc.checkpoints_deleted), (0, 0), "{gc:?}");
     assert!(w.store().exists(&revokes).await.unwrap());
     let pull = desktop.pull().await.unwrap();
@@ -1217,49 +1230,179 @@ async fn a_bucket_cannot_swap_pinned_batches_between_the_check_and_the_apply() {
     assert_eq!(dump(&desktop).await, before);
 }
 
-/// Review finding 1: GC holds while a membership entry does not open with
-/// this member's keys, but whether an object "is sealed under a newer
-/// epoch" is read from its header, which nothing authenticates until the
-/// key is known. Anyone who can write to the bucket (its host, a removed
-/// member who kept bucket credentials) plants one object under
-/// `membership/` naming an epoch no one holds, and every device's GC
-/// deletes nothing for as long as it stays (nothing removes it).
-#[tokio::test]
-#[ignore = "review finding 1: a planted membership object naming an unknown epoch stops every device's GC for good"]
-async fn a_planted_membership_object_naming_an_unknown_epoch_does_not_stop_gc() {
-    let w = World::new(Bucket::Local, "planted-epoch-gc");
-    let owner = w.first_device("owner", 1).await;
-    owner.push().await.unwrap();
-    // Sealed under a key of the planter's own at an epoch no one has; the
-    // place is public (derived from a member key and a seq).
-    let planter = IdentitySigningKey::generate();
-    let author = planter.public_key().to_bytes();
-    let place = ObjectPlace::hashed_owner(ObjectKind::Membership, &author, 1);
+/// Puts an object at `membership/{author}/{seq}` sealed under a key of
+/// the planter's own at `epoch`: what anyone who can write to the bucket
+/// can do (the place is public, derived from a member key and a seq).
+/// Its key.
+async fn plant_membership(w: &World, author: &IdentityPublicKey, seq: u64, epoch: u32) -> String {
+    let author = author.to_bytes();
+    let place = ObjectPlace::hashed_owner(ObjectKind::Membership, &author, seq);
     let sealed = bae_crypto::seal_object(
         &bae_crypto::LibraryKey::generate(),
-        KeyEpoch(7),
+        KeyEpoch(epoch),
         &place,
         b"anything",
     );
-    w.store()
-        .put(
-            &layout::membership_key(&PublicKeyHex::from_bytes(&author), 1),
-            &sealed,
-        )
-        .await
-        .unwrap();
+    let key = layout::membership_key(&PublicKeyHex::from_bytes(&author), seq);
+    w.store().put(&key, &sealed).await.unwrap();
+    key
+}
+
+/// Puts garbage at `keys/{member}/{epoch}`, where a rotation puts its key
+/// blobs. Its key.
+async fn plant_key_blob(w: &World, member: &IdentityPublicKey, epoch: u32) -> String {
+    let key = layout::key_blob_key(&PublicKeyHex::from_bytes(&member.to_bytes()), epoch);
+    w.store().put(&key, &[7; 200]).await.unwrap();
+    key
+}
+
+/// The key of `author`'s newest membership entry in the bucket.
+async fn newest_entry_of(w: &World, author: &IdentityPublicKey) -> String {
+    let prefix = layout::membership_prefix(&PublicKeyHex::from_bytes(&author.to_bytes()));
+    let keys = w.store().list(&prefix).await.unwrap();
+    keys.into_iter()
+        .max_by_key(|k| layout::parse_membership_key(k).unwrap().1)
+        .unwrap()
+}
+
+/// A key whose membership objects sort before `member`'s (a LIST is in
+/// key order).
+fn listed_before(member: &IdentityPublicKey) -> IdentitySigningKey {
+    let hex = |k: &IdentityPublicKey| PublicKeyHex::from_bytes(&k.to_bytes()).as_str().to_owned();
+    loop {
+        let planter = IdentitySigningKey::generate();
+        if hex(&planter.public_key()) < hex(member) {
+            return planter;
+        }
+    }
+}
+
+/// The founder's device with batches to delete (pushed before and after
+/// the caller plants what it likes; see [`gc_after_planting`]).
+async fn owner_with_batches(name: &str) -> (World, SyncService) {
+    let w = World::new(Bucket::Local, name);
+    let owner = w.first_device("owner", 1).await;
+    owner.push().await.unwrap();
+    (w, owner)
+}
+
+/// More batches, a pull (no problems), a checkpoint, then GC at once.
+async fn gc_after_planting(w: &World, owner: &SyncService) -> bae_sync_service::GcReport {
     import_albums(&w.library("owner"), 10, 5);
     owner.push().await.unwrap();
     let pull = owner.pull().await.unwrap();
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     owner.checkpoint().await.unwrap();
-    let gc = owner
+    owner
         .gc(now_ms(), bae_sync_service::GC_GRACE, true)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// GC's report names `key` as ignored for `reason`, and it deleted batches.
+fn gc_went_on_ignoring(gc: &bae_sync_service::GcReport, key: &str, reason: NotARemoval) {
     assert!(gc.checkpoint.is_some(), "{gc:?}");
     assert_eq!(gc.held_by_membership, None, "{gc:?}");
     assert!(gc.ops_deleted > 0, "{gc:?}");
+    let ignored: Vec<_> = gc
+        .ignored_membership
+        .iter()
+        .map(|i| (i.key.as_str(), i.reason))
+        .collect();
+    assert_eq!(ignored, vec![(key, reason)], "{gc:?}");
+}
+
+/// Review finding 1: GC holds while a membership entry does not open with
+/// this member's keys, but whether an object "is sealed under a newer
+/// epoch" is read from its header, which nothing authenticates until the
+/// key is known. Anyone who can write to the bucket (its host, a removed
+/// member who kept bucket credentials) planted one object under
+/// `membership/` naming an epoch no one holds, and every device's GC
+/// deleted nothing for as long as it stayed (nothing removes it). Its
+/// author is no one in the chain: it cannot be a removal.
+#[tokio::test]
+async fn a_planted_membership_object_naming_an_unknown_epoch_does_not_stop_gc() {
+    let (w, owner) = owner_with_batches("planted-epoch-gc").await;
+    let planter = IdentitySigningKey::generate();
+    let planted = plant_membership(&w, &planter.public_key(), 1, 7).await;
+    let gc = gc_after_planting(&w, &owner).await;
+    gc_went_on_ignoring(&gc, &planted, NotARemoval::AuthorCannotManage);
+}
+
+/// The same plant under the owner's own path, at the owner's next seq:
+/// its author can manage membership, but a rotation to epoch 7 would have
+/// put the owner's blob of it first, and there is none.
+#[tokio::test]
+async fn a_planted_membership_object_at_an_owners_next_seq_without_their_key_blob_does_not_stop_gc()
+{
+    let (w, owner) = owner_with_batches("planted-owner-gc").await;
+    let me = owner.member_key();
+    let newest = newest_entry_of(&w, &me).await;
+    let next = layout::parse_membership_key(&newest).unwrap().1 + 1;
+    let planted = plant_membership(&w, &me, next, 7).await;
+    let gc = gc_after_planting(&w, &owner).await;
+    gc_went_on_ignoring(&gc, &planted, NotARemoval::NoKeyBlob);
+}
+
+/// A plant with key blobs planted beside it, at its epoch, for its author
+/// and for the owner: its author is no one in the chain, so it is not a
+/// removal whatever blobs the bucket holds.
+#[tokio::test]
+async fn a_planted_membership_object_with_planted_key_blobs_by_a_non_manager_does_not_stop_gc() {
+    let (w, owner) = owner_with_batches("planted-blob-gc").await;
+    let planter = IdentitySigningKey::generate();
+    let planted = plant_membership(&w, &planter.public_key(), 1, 7).await;
+    plant_key_blob(&w, &planter.public_key(), 7).await;
+    plant_key_blob(&w, &owner.member_key(), 7).await;
+    let gc = gc_after_planting(&w, &owner).await;
+    gc_went_on_ignoring(&gc, &planted, NotARemoval::AuthorCannotManage);
+}
+
+/// What GC's hold on a removal relies on: a revoke puts every key blob of
+/// the new epoch (the author's own first) before the removal, so a removed
+/// member's device that lists the removal finds its author's blob of its
+/// epoch.
+#[tokio::test]
+async fn a_revoke_puts_every_key_blob_of_the_new_epoch_before_the_removal() {
+    let (w, owner, bob, carol, _b) = owner_bob_and_carol("rotation-order").await;
+    let me = owner.member_key();
+    drop(owner);
+    let puts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&puts);
+    let recording = std::sync::Arc::new(HookedStore::new(w.store()).on_put(move |key| {
+        seen.lock().unwrap().push(key.to_owned());
+        None
+    }));
+    let owner = w.device_over("owner", recording);
+    let report = owner.revoke(carol.identity.public_key()).await.unwrap();
+    let epoch = report.new_epoch.unwrap().0;
+    let puts = puts.lock().unwrap().clone();
+    let at = |key: &str| {
+        puts.iter()
+            .position(|k| k == key)
+            .unwrap_or_else(|| panic!("{key} not put: {puts:?}"))
+    };
+    let blob = |m: &IdentityPublicKey| {
+        at(&layout::key_blob_key(
+            &PublicKeyHex::from_bytes(&m.to_bytes()),
+            epoch,
+        ))
+    };
+    let removals: Vec<usize> = puts
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.starts_with(layout::MEMBERSHIP_PREFIX))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(removals.len(), 1, "{puts:?}");
+    assert!(
+        blob(&me) < blob(&bob.identity.public_key()),
+        "the author's own blob goes first: {puts:?}"
+    );
+    assert!(
+        blob(&bob.identity.public_key()) < removals[0],
+        "a blob after the removal: {puts:?}"
+    );
 }
 
 /// Review finding 3: the removed member (keys kept) signs a head at a seq
