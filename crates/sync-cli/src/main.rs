@@ -847,6 +847,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
             for e in &r.rejected {
                 eprintln!("bae-sync: {e}");
             }
+            for i in &r.ignored_membership {
+                eprintln!(
+                    "bae-sync: membership object {} does not open and cannot remove this member ({}): gc did not wait for it; whoever can write to the bucket may have put it there",
+                    i.key, i.reason
+                );
+            }
         }
         Command::ServerBootstrap {
             bucket,

@@ -355,3 +355,70 @@ fn an_invite_with_credentials_seals_them_and_the_invitee_syncs_with_them() {
     );
     assert!(err.contains("not on S3"), "{err}");
 }
+
+/// Someone who can write to the bucket plants an object under
+/// `membership/`, by an author no one knows, sealed under an epoch no one
+/// holds. It used to stop every device's GC for as long as it stayed
+/// (review finding 1). `gc` now deletes what the checkpoint covers all the
+/// same, names the object it did not wait for and why on stderr, exits 0,
+/// and a device that joins afterwards holds everything.
+#[test]
+fn gc_goes_on_past_a_planted_membership_object_and_names_it() {
+    use bae_crypto::{IdentitySigningKey, KeyEpoch, LibraryKey, ObjectKind, ObjectPlace};
+    use bae_storage_s3::layout::{self, PublicKeyHex};
+    let w = World::new(Bucket::Local, "cli-planted-membership");
+    let (owner_lib, phone_lib) = (path(w.library("owner")), path(w.library("phone")));
+    let key = path(w.key_file());
+    ok(
+        &w,
+        &["demo-import", "--library", &owner_lib, "--albums", "3"],
+    );
+    ok(
+        &w,
+        &["init", "--library", &owner_lib, "--bucket", &w.bucket],
+    );
+    ok(
+        &w,
+        &["key", "export", "--library", &owner_lib, "--out", &key],
+    );
+    let planter = IdentitySigningKey::generate().public_key().to_bytes();
+    let place = ObjectPlace::hashed_owner(ObjectKind::Membership, &planter, 1);
+    let sealed = bae_crypto::seal_object(&LibraryKey::generate(), KeyEpoch(7), &place, b"x");
+    let planted = layout::membership_key(&PublicKeyHex::from_bytes(&planter), 1);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(w.store().put(&planted, &sealed)).unwrap();
+    ok(&w, &["sync", "--library", &owner_lib]);
+    ok(&w, &["checkpoint", "--library", &owner_lib]);
+
+    let args = ["gc", "--library", owner_lib.as_str(), "--now"];
+    let out = run(&w, &args);
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    let stdout = succeeded(out, &args);
+    assert!(
+        stdout.contains(": deleted ") && !stdout.contains("deleted 0 batches"),
+        "{stdout}"
+    );
+    let named = format!(
+        "bae-sync: membership object {planted} does not open and cannot remove this member (its author cannot manage membership): gc did not wait for it"
+    );
+    assert!(stderr.contains(&named), "{stderr}");
+    let left = runtime
+        .block_on(w.store().list(layout::OPS_PREFIX))
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    ok(
+        &w,
+        &[
+            "join",
+            "--library",
+            &phone_lib,
+            "--bucket",
+            &w.bucket,
+            "--key-file",
+            &key,
+        ],
+    );
+    let expected = ok(&w, &["dump", "--library", &owner_lib]);
+    assert_eq!(ok(&w, &["dump", "--library", &phone_lib]), expected);
+}
