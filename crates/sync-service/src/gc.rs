@@ -27,9 +27,8 @@ use crate::error::SyncError;
 use crate::push::newest_pushed;
 use crate::service::SyncService;
 use bae_crypto::KeyEpoch;
-use bae_membership::Role;
 use bae_oplog::BatchSeq;
-use bae_storage_s3::layout::{self, PublicKeyHex};
+use bae_storage_s3::layout;
 use std::time::Duration;
 
 /// How long a checkpoint must have existed before what it covers is deleted.
@@ -241,16 +240,9 @@ impl SyncService {
     }
 
     /// After a membership refresh: the first entry that does not open with
-    /// this member's keys and may be a removal of it. The others are
-    /// logged and reported in `report.ignored_membership`.
-    ///
-    /// An honest entry sealed under epoch E by author A has A's own blob
-    /// of E beside it: a rotation puts its author's blob before it adopts
-    /// the key, and anyone else holds E only from a blob of their own at
-    /// E (a blob at `keys/{member}/{epoch}` holds exactly the epochs up to
-    /// it). A HEAD of that one key, not a LIST of `keys/`, which may not
-    /// show the newest blobs yet (an eventually consistent bucket) when
-    /// they are the rotation's.
+    /// this member's keys and may be a removal of it
+    /// ([`SyncService::why_not_a_removal`]). The others are logged and
+    /// reported in `report.ignored_membership`.
     async fn unopened_removal(&self, report: &mut GcReport) -> Result<Option<String>, SyncError> {
         let chain = self.refresh_members().await?;
         let unopened = self
@@ -259,18 +251,8 @@ impl SyncService {
             .map(|s| s.unopened.clone())
             .unwrap_or_default();
         for entry in unopened {
-            let reason = if !chain
-                .current_role(&entry.author)
-                .is_some_and(Role::can_manage)
-            {
-                NotARemoval::AuthorCannotManage
-            } else {
-                let author = PublicKeyHex::from_bytes(&entry.author.to_bytes());
-                let blob = layout::key_blob_key(&author, entry.epoch.0);
-                if self.store.exists(&blob).await? {
-                    return Ok(Some(entry.key));
-                }
-                NotARemoval::NoKeyBlob
+            let Some(reason) = self.why_not_a_removal(&chain, &entry).await? else {
+                return Ok(Some(entry.key));
             };
             tracing::warn!(entry = %entry.key, epoch = entry.epoch.0, %reason, "membership object does not open and cannot be a removal of this member: gc goes on");
             report.ignored_membership.push(IgnoredEntry {

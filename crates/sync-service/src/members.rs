@@ -20,6 +20,7 @@
 
 use crate::epochs::MAX_BLOBS_TRIED;
 use crate::error::{InvalidObject, SyncError};
+use crate::gc::NotARemoval;
 use crate::head::Head;
 use crate::service::SyncService;
 use bae_crypto::object::{sealed_len, ObjectHeader, HEADER_LEN};
@@ -243,6 +244,37 @@ impl MemberState {
             keys_unchecked: true,
             ..MemberState::default()
         }
+    }
+}
+
+impl SyncService {
+    /// Why `entry`, which does not open with the keys held, cannot be a
+    /// removal of this member, nor any entry of a rotation to the epoch its
+    /// header names (`None`: it may be one). Such an entry is written by
+    /// an owner or admin (in `chain`), and its author's own key blob of
+    /// that epoch is in the bucket: a rotation puts its author's blob
+    /// before it adopts the key (`epochs.rs`), and anyone else holds an
+    /// epoch only from a blob of their own at it (a blob at
+    /// `keys/{member}/{epoch}` holds exactly the epochs up to it). One
+    /// HEAD, not a LIST of `keys/`, which may not show the newest blobs
+    /// yet (an eventually consistent bucket) when they are the
+    /// rotation's. Both checks are of what anyone who can write to the
+    /// bucket can put there; they only make a plant name a real manager
+    /// and that manager's blob path.
+    pub(crate) async fn why_not_a_removal(
+        &self,
+        chain: &ValidatedChain,
+        entry: &UnopenedEntry,
+    ) -> Result<Option<NotARemoval>, SyncError> {
+        if !chain
+            .current_role(&entry.author)
+            .is_some_and(Role::can_manage)
+        {
+            return Ok(Some(NotARemoval::AuthorCannotManage));
+        }
+        let author = PublicKeyHex::from_bytes(&entry.author.to_bytes());
+        let blob = layout::key_blob_key(&author, entry.epoch.0);
+        Ok((!self.store.exists(&blob).await?).then_some(NotARemoval::NoKeyBlob))
     }
 }
 
@@ -660,19 +692,28 @@ impl SyncService {
                         continue;
                     }
                 };
-                // Every entry sealed under the blob's epochs must open with
-                // its keys: a blob of keys of its own (a removed admin's,
-                // sealed to someone who has not seen the removal) does not
-                // open the entries of the real epoch, such as that removal.
+                // Every entry sealed under the blob's epochs that could be
+                // a manager's must open with its keys: a blob of keys of its
+                // own (a removed admin's, sealed to someone who has not seen
+                // the removal) does not open the entries of the real epoch,
+                // such as that removal. An object anyone could have planted
+                // (a made-up author, or one without a key blob of the epoch
+                // it names) does not count: one naming the next epoch kept
+                // every member from the real blob of it.
                 let mut opened = Vec::new();
                 let mut foreign = false;
-                for UnopenedEntry { key, .. } in &sealed_under_newer_epoch {
-                    match self.fetch_entry(key, &newer.ring).await {
-                        Ok(bytes) => opened.push((key.clone(), bytes)),
+                for entry in &sealed_under_newer_epoch {
+                    match self.fetch_entry(&entry.key, &newer.ring).await {
+                        Ok(bytes) => opened.push((entry.key.clone(), bytes)),
                         Err(SyncError::Object {
                             source: ObjectError::WrongKey { .. },
                             ..
-                        }) => foreign = true,
+                        }) => match self.why_not_a_removal(&chain, entry).await? {
+                            None => foreign = true,
+                            Some(reason) => {
+                                tracing::warn!(entry = %entry.key, %reason, "membership object does not open with a key blob's keys and is no manager's entry: not held against the blob");
+                            }
+                        },
                         Err(_) => {}
                     }
                 }
@@ -697,7 +738,11 @@ impl SyncService {
                 }
                 tracing::info!(epoch, "adopting a new library key epoch");
                 self.adopt_keys(newer.ring).await?;
-                sealed_under_newer_epoch.retain(|u| !opened.iter().any(|(o, _)| *o == u.key));
+                // What still does not open under an epoch now held is not
+                // an entry of it (the next refresh refuses it by name).
+                let held = self.key_epoch();
+                sealed_under_newer_epoch
+                    .retain(|u| u.epoch > held && !opened.iter().any(|(o, _)| *o == u.key));
                 (_, all_keys) = self.cache_entries(opened).await?;
                 entries = with_them;
                 chain = candidate;

@@ -1587,3 +1587,25 @@ async fn a_revoke_run_again_whose_list_misses_the_new_epochs_blob_does_not_repla
         .all(|m| m.key != bob_key));
     drop(b);
 }
+
+/// Someone who can write to the bucket plants an object under
+/// `membership/`, by a made-up author, naming the next key epoch. The
+/// owner then revokes carol (epoch 1). Bob's blob of epoch 1 did not open
+/// the plant, so bob refused it as a removed admin's keys of their own:
+/// he never adopted epoch 1, read nothing written after, and his GC held
+/// for good, the removal of carol not opening. The plant counts against a
+/// blob only if it could be a manager's entry.
+#[tokio::test]
+async fn a_planted_object_naming_the_next_epoch_does_not_keep_a_member_from_it() {
+    let (w, owner, _bob, carol, b) = owner_bob_and_carol("planted-next-epoch").await;
+    let planter = IdentitySigningKey::generate();
+    plant_membership(&w, &planter.public_key(), 1, 1).await;
+    revoke_and_check_bob_reads_on(&owner, &carol, &b).await;
+    b.checkpoint().await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(gc.held_by_membership, None, "{gc:?}");
+    assert!(gc.ignored_membership.is_empty(), "{gc:?}");
+}
