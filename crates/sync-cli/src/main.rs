@@ -594,9 +594,9 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 true => Some(credentials_for(&bucket, s.library_id(), &member)?),
                 false => None,
             };
-            s.invite(member, role.into()).await?;
+            report_plant(s.invite(member, role.into()).await?.replaced_plant.as_deref());
             if let Some(name) = name {
-                s.set_name(member, &name).await?;
+                report_plant(s.set_name(member, &name).await?.replaced_plant.as_deref());
             }
             let code = Invite {
                 library_id: s.library_id(),
@@ -621,13 +621,14 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 Some(text) => member_key(&text)?,
                 None => s.member_key(),
             };
-            s.set_name(member, &name).await?;
+            report_plant(s.set_name(member, &name).await?.replaced_plant.as_deref());
             outln!("{member} is now called {name:?} in this library")?;
         }
         Command::Revoke { library, member } => {
             let member = member_key(&member)?;
             let s = library::open(open_library(&library)?, keys)?;
             let r = s.revoke(member).await?;
+            report_plant(r.replaced_plant.as_deref());
             match (r.removed, r.new_epoch) {
                 (true, _) => outln!("removed {member}")?,
                 (false, _) => outln!("{member} was already removed")?,
@@ -955,6 +956,15 @@ fn report_retaken(seqs: &[u64]) {
         eprintln!(
             "bae-sync: this library went back in time; re-took batches {first}..={last} it had pushed before, new batches continue above them"
         );
+    }
+}
+
+/// Names on stderr a planted object a membership entry replaced at its
+/// path (no device could have counted it; whoever can write to the bucket
+/// put it there).
+fn report_plant(replaced: Option<&str>) {
+    if let Some(key) = replaced {
+        eprintln!("bae-sync: replaced a planted object at {key} (it was no entry of yours; whoever can write to the bucket put it there)");
     }
 }
 

@@ -107,5 +107,5 @@ pub use releases::{
     files_dir_for, FileError, ReleaseFile, UploadReport, UploadState, SCHEME_CHUNKED_V1,
 };
 pub use service::{PullWindow, SyncService, MAX_BATCH_OBJECT_BYTES, SERVICE_MIGRATIONS};
-pub use sharing::RevokeReport;
+pub use sharing::{EntryReport, RevokeReport};
 pub use status::{read_status, DeviceStatus, NewerSchemaStatus, ProblemStatus, Status};

@@ -272,9 +272,25 @@ impl SyncService {
         {
             return Ok(Some(NotARemoval::AuthorCannotManage));
         }
-        let author = PublicKeyHex::from_bytes(&entry.author.to_bytes());
-        let blob = layout::key_blob_key(&author, entry.epoch.0);
-        Ok((!self.store.exists(&blob).await?).then_some(NotARemoval::NoKeyBlob))
+        let there = self.key_blob_there(&entry.author, entry.epoch).await?;
+        Ok((!there).then_some(NotARemoval::NoKeyBlob))
+    }
+
+    /// Whether `author`'s key blob of `epoch` is at `keys/{author}/{epoch}`
+    /// (one HEAD): a device of `author` seals under `epoch` only while it
+    /// is the newest it holds, which it got from that blob (a rotation puts
+    /// its author's blob before it adopts the key; `epochs.rs`), so without
+    /// it nothing there is an entry of `author` sealed under `epoch`.
+    pub(crate) async fn key_blob_there(
+        &self,
+        author: &IdentityPublicKey,
+        epoch: KeyEpoch,
+    ) -> Result<bool, SyncError> {
+        let author = PublicKeyHex::from_bytes(&author.to_bytes());
+        Ok(self
+            .store
+            .exists(&layout::key_blob_key(&author, epoch.0))
+            .await?)
     }
 }
 
@@ -805,7 +821,7 @@ impl SyncService {
     /// Fetches, opens (with `ring`) and decodes one membership entry;
     /// checks that it is the entry its key names and that its signature
     /// verifies.
-    async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+    pub(crate) async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
         let (author, seq) =
             layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
         let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);

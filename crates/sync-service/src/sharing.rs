@@ -17,15 +17,31 @@
 //! All three check the entry against the chain before writing it, so an entry
 //! that would not count (an admin touching an owner, the last owner
 //! removed, an author who cannot manage membership) is refused here, by
-//! name, and never reaches the bucket.
+//! name, and never reaches the bucket. An object no device can have
+//! counted at the entry's path (planted there: the path is public) is
+//! replaced and reported; an entry of this member there is never replaced
+//! ([`SyncError::EntryExists`]).
 
 use crate::error::SyncError;
 use crate::members::entry_place;
 use crate::service::SyncService;
-use bae_crypto::{IdentityPublicKey, KeyEpoch};
+use bae_crypto::{IdentityPublicKey, KeyEpoch, ObjectError};
 use bae_membership::{Action, Cutoffs, DeviceCutoff, Entry, Role, SignedEntry, ValidatedChain};
 use bae_storage_s3::layout::{self, PublicKeyHex};
+use bae_storage_s3::StoreError;
 use rusqlite::{params, OptionalExtension};
+
+/// What [`SyncService::invite`] or [`SyncService::set_name`] did besides
+/// writing its entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryReport {
+    /// The bucket key of an object at the entry's path that no device can
+    /// have counted (it does not open, or is not this member's entry of
+    /// that seq): planted by someone who can write to the bucket, and
+    /// replaced by the entry.
+    pub replaced_plant: Option<String>,
+}
 
 /// What [`SyncService::revoke`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +60,9 @@ pub struct RevokeReport {
     /// the member was already removed, or when this device was behind the
     /// bucket (then [`Self::behind`] says where).
     pub checkpoint: Option<String>,
+    /// The bucket key of a planted object the removal replaced at its
+    /// path (see [`EntryReport::replaced_plant`]).
+    pub replaced_plant: Option<String>,
     /// Why no checkpoint was written: this device's next batch of that
     /// device (device, seq) is gone from the bucket (another device's GC
     /// removed it under a checkpoint this device has not restored). A
@@ -57,7 +76,11 @@ impl SyncService {
     /// appends the entry. Inviting a current member again with the same
     /// role only writes their key blob again (a lost invite code); with
     /// another role it is refused ([`SyncError::AlreadyMember`]).
-    pub async fn invite(&self, member: IdentityPublicKey, role: Role) -> Result<(), SyncError> {
+    pub async fn invite(
+        &self,
+        member: IdentityPublicKey,
+        role: Role,
+    ) -> Result<EntryReport, SyncError> {
         let _one_at_a_time = self.flight.lock().await;
         let chain = self.refresh_members().await?;
         self.may_manage(&chain)?;
@@ -68,7 +91,8 @@ impl SyncService {
                     role: current,
                 });
             }
-            return self.write_key_blob(&member).await;
+            self.write_key_blob(&member).await?;
+            return Ok(EntryReport::default());
         }
         let entry = self
             .next_entry(
@@ -81,15 +105,19 @@ impl SyncService {
             .await?;
         self.check_counts(&chain, &entry)?;
         self.write_key_blob(&member).await?;
-        self.write_entry(&entry).await?;
+        let replaced_plant = self.write_entry(&entry).await?;
         self.refresh_members().await?;
-        Ok(())
+        Ok(EntryReport { replaced_plant })
     }
 
     /// Gives `member` a display name in this library (a signed entry,
     /// sealed like every entry): this member names itself, or an owner or
     /// admin names another member.
-    pub async fn set_name(&self, member: IdentityPublicKey, name: &str) -> Result<(), SyncError> {
+    pub async fn set_name(
+        &self,
+        member: IdentityPublicKey,
+        name: &str,
+    ) -> Result<EntryReport, SyncError> {
         let _one_at_a_time = self.flight.lock().await;
         let chain = self.refresh_members().await?;
         let entry = self
@@ -102,9 +130,9 @@ impl SyncService {
             )
             .await?;
         self.check_counts(&chain, &entry)?;
-        self.write_entry(&entry).await?;
+        let replaced_plant = self.write_entry(&entry).await?;
         self.refresh_members().await?;
-        Ok(())
+        Ok(EntryReport { replaced_plant })
     }
 
     /// Removes `member` and starts a new key epoch sealed to everyone who
@@ -154,6 +182,7 @@ impl SyncService {
             cutoffs: Vec::new(),
             checkpoint: None,
             behind: None,
+            replaced_plant: None,
         };
         let entry = if is_member {
             // Under the same lock as the cutoffs below: no pull between (it
@@ -193,7 +222,7 @@ impl SyncService {
         if let Some(entry) = entry {
             // Sealed under the new epoch: the removed member cannot read who
             // remains.
-            self.write_entry(&entry).await?;
+            report.replaced_plant = self.write_entry(&entry).await?;
             report.removed = true;
         }
         self.refresh_members().await?;
@@ -274,17 +303,87 @@ impl SyncService {
     }
 
     /// Writes a signed entry at `membership/{author}/{seq}`, sealed under
-    /// the current epoch. An object already there is never replaced.
-    async fn write_entry(&self, entry: &SignedEntry) -> Result<(), SyncError> {
+    /// the current epoch. An entry of this member already there is never
+    /// replaced ([`SyncError::EntryExists`]); an object no device can have
+    /// counted is (see [`Self::occupant`]), and its key returned.
+    async fn write_entry(&self, entry: &SignedEntry) -> Result<Option<String>, SyncError> {
         let e = entry.entry();
         let author = e.author.to_bytes();
         let key = layout::membership_key(&PublicKeyHex::from_bytes(&author), e.seq);
-        if self.store.exists(&key).await? {
-            return Err(SyncError::EntryExists { key });
-        }
+        let replaced = match self.occupant(&key, &e.author).await? {
+            Occupant::Nothing => None,
+            // Kept rather than written at the seq after it: the entry was
+            // checked against a chain without that one (another device of
+            // this member's invite, rename or revoke, which may make this
+            // one redundant or not count, and a revoke's cutoffs and
+            // rotation were made without it). Running the command again
+            // reads it and decides afresh.
+            Occupant::Entry => return Err(SyncError::EntryExists { key }),
+            Occupant::Plant(why) => {
+                tracing::warn!(%key, error = %why, "replacing a planted object at this member's next membership entry");
+                Some(key.clone())
+            }
+        };
         let sealed = self.seal(&entry_place(&author, e.seq), &entry.to_bytes())?;
         self.store.put(&key, &sealed).await?;
-        Ok(())
+        Ok(replaced)
+    }
+
+    /// What is at `key`, the path of `author`'s next entry. A plant only
+    /// if no device can have counted it, and so none reads anything but
+    /// the entry that replaces it:
+    /// - what opens with the keys held and passes every check a pull
+    ///   makes (its place, `author`'s signature over this seq) is an
+    ///   entry of this member: a pull caches it by key and never reads the
+    ///   key again, so a replacement would never reach a device that
+    ///   cached it;
+    /// - what names a key epoch this device lacks is a plant only when
+    ///   `author` has no key blob of that epoch: a device of theirs seals
+    ///   under an epoch only from its blob, which a rotation puts first
+    ///   (the check GC makes, [`Self::why_not_a_removal`]);
+    /// - anything else does not open, decode or verify, the same on every
+    ///   device holding the epoch its header names (the header binds
+    ///   the key's fingerprint), so no pull ever counts or caches it.
+    ///
+    /// A plant must fail twice: a damaged read (a truncated body) of a
+    /// real entry must not make this device overwrite it. One exception
+    /// the bucket cannot show: two revokes at once give an epoch two keys
+    /// (`docs/SECURITY.md`), and a device of this member holding the other
+    /// one may have sealed an entry this device reads as a wrong key.
+    async fn occupant(
+        &self,
+        key: &str,
+        author: &IdentityPublicKey,
+    ) -> Result<Occupant, SyncError> {
+        if !self.store.exists(key).await? {
+            return Ok(Occupant::Nothing);
+        }
+        let ring = self.key_ring();
+        let mut why = None;
+        for _ in 0..2 {
+            let error = match self.fetch_entry(key, &ring).await {
+                Ok(_) => return Ok(Occupant::Entry),
+                Err(e) => e,
+            };
+            match &error {
+                // Deleted since the HEAD: nothing there to count.
+                SyncError::Store(e) if e.is_not_found() => return Ok(Occupant::Nothing),
+                SyncError::Store(e) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(error)
+                }
+                SyncError::Object {
+                    source: ObjectError::UnknownEpoch { epoch },
+                    ..
+                } if self.key_blob_there(author, *epoch).await? => {
+                    return Ok(Occupant::Entry);
+                }
+                _ => {
+                    tracing::warn!(%key, %error, "object at this member's next membership entry does not open")
+                }
+            }
+            why = Some(error);
+        }
+        Ok(why.map_or(Occupant::Nothing, Occupant::Plant))
     }
 
     /// The cutoffs of removing `member`: per device bound to them, the last
@@ -334,4 +433,14 @@ impl SyncService {
             devices,
         })
     }
+}
+
+/// What is at the path of a member's next entry.
+enum Occupant {
+    /// Nothing.
+    Nothing,
+    /// An entry of this member, or what may be one: never replaced.
+    Entry,
+    /// What no device can have counted, with why it is no entry.
+    Plant(SyncError),
 }
