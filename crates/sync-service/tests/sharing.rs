@@ -1609,3 +1609,176 @@ async fn a_planted_object_naming_the_next_epoch_does_not_keep_a_member_from_it()
     assert_eq!(gc.held_by_membership, None, "{gc:?}");
     assert!(gc.ignored_membership.is_empty(), "{gc:?}");
 }
+
+/// The path of `author`'s next membership entry (after their newest in
+/// the bucket), and its seq.
+async fn next_entry_of(w: &World, author: &IdentityPublicKey) -> (String, u64) {
+    let newest = newest_entry_of(w, author).await;
+    let next = layout::parse_membership_key(&newest).unwrap().1 + 1;
+    let key = layout::membership_key(&PublicKeyHex::from_bytes(&author.to_bytes()), next);
+    (key, next)
+}
+
+/// The roles of the members `s` counts after a pull, by key.
+async fn roles_on(s: &SyncService) -> Vec<(IdentityPublicKey, Role)> {
+    let _ = s.pull().await;
+    let mut roles: Vec<_> = s
+        .members()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.key, m.role))
+        .collect();
+    roles.sort_by_key(|(k, _)| k.to_bytes());
+    roles
+}
+
+/// Anyone who can write to the bucket puts garbage at the owner's next
+/// entry path (public: their key and the next seq). Every invite, revoke
+/// and rename of theirs failed with `EntryExists` until someone deleted
+/// it by hand; a revoke failed after its checkpoint and rotation. No
+/// device can have counted what does not open, so the entry replaces it
+/// and says so, and bob's device, which read the plant first, counts the
+/// entries that replaced it.
+#[tokio::test]
+async fn a_planted_object_at_the_owners_next_entry_is_replaced_by_invite_and_revoke() {
+    let (w, owner, _bob, carol, b) = owner_bob_and_carol("plant-next-entry").await;
+    let me = owner.member_key();
+    let dave = user(&w, "dave").identity.public_key();
+
+    let (planted, _) = next_entry_of(&w, &me).await;
+    w.store().put(&planted, b"not an entry").await.unwrap();
+    let _ = b.pull().await;
+    let invited = owner.invite(dave, Role::Reader).await.unwrap();
+    assert_eq!(invited.replaced_plant.as_deref(), Some(planted.as_str()));
+
+    // Sealed under a key of the planter's own at epoch 0, which everyone
+    // holds: it does not open with the real one.
+    let (_, next) = next_entry_of(&w, &me).await;
+    let planted = plant_membership(&w, &me, next, 0).await;
+    let _ = b.pull().await;
+    let revoked = owner.revoke(carol.identity.public_key()).await.unwrap();
+    assert!(revoked.removed, "{revoked:?}");
+    assert_eq!(revoked.replaced_plant.as_deref(), Some(planted.as_str()));
+
+    let on_bob = roles_on(&b).await;
+    assert!(on_bob.contains(&(dave, Role::Reader)), "{on_bob:?}");
+    assert!(
+        !on_bob.iter().any(|(k, _)| *k == carol.identity.public_key()),
+        "{on_bob:?}"
+    );
+    assert_eq!(b.key_epoch(), KeyEpoch(1), "bob never adopted epoch 1");
+    assert_eq!(on_bob, roles_on(&owner).await);
+}
+
+/// A plant naming a key epoch no one holds, at the owner's next entry: a
+/// device of the owner seals under an epoch only from their key blob of
+/// it, and there is none, so no device can have counted it. A rename
+/// replaces it and other devices read the name.
+#[tokio::test]
+async fn a_plant_under_an_unknown_epoch_at_the_owners_next_entry_is_replaced() {
+    let (w, owner, _bob, _carol, b) = owner_bob_and_carol("plant-next-entry-epoch").await;
+    let me = owner.member_key();
+    let (_, next) = next_entry_of(&w, &me).await;
+    let planted = plant_membership(&w, &me, next, 7).await;
+    let _ = b.pull().await;
+    let renamed = owner.set_name(me, "Owner").await.unwrap();
+    assert_eq!(renamed.replaced_plant.as_deref(), Some(planted.as_str()));
+    let _ = b.pull().await;
+    let on_bob = b.members().await.unwrap();
+    let named = on_bob.iter().find(|m| m.key == me).unwrap();
+    assert_eq!(named.name.as_deref(), Some("Owner"));
+}
+
+/// The same plant with an object at the owner's key blob path of its
+/// epoch: it may be an entry of another device of the owner, sealed
+/// under an epoch this device has not adopted, so it is not replaced
+/// (the limit of the check, docs/SECURITY.md).
+#[tokio::test]
+async fn a_plant_beside_a_key_blob_of_its_epoch_is_not_replaced() {
+    let (w, owner, _bob, _carol, _b) = owner_bob_and_carol("plant-next-entry-blob").await;
+    let me = owner.member_key();
+    let (_, next) = next_entry_of(&w, &me).await;
+    let planted = plant_membership(&w, &me, next, 7).await;
+    plant_key_blob(&w, &me, 7).await;
+    let before = w.store().get(&planted, u64::MAX).await.unwrap();
+    let err = owner.set_name(me, "Owner").await.unwrap_err();
+    assert!(
+        matches!(&err, SyncError::EntryExists { key } if *key == planted),
+        "{err:?}"
+    );
+    assert_eq!(w.store().get(&planted, u64::MAX).await.unwrap(), before);
+}
+
+/// Another device of the owner (the laptop) whose LIST of `membership/`
+/// does not show the owner's newest entry yet (an eventually consistent
+/// bucket), so its next entry goes where that one is; `damaged_first_read`:
+/// its first GET of it is truncated too. The entry is the owner's, signed
+/// and counted by other devices (which cache it by key and never read it
+/// again), so it is kept: `EntryExists`, the object unchanged, and once
+/// the LIST shows it the invite goes through and both count everywhere.
+async fn an_entry_of_the_same_author_is_not_replaced(name: &str, damaged_first_read: bool) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (w, owner, _bob, _carol, b) = owner_bob_and_carol(name).await;
+    let me = owner.member_key();
+    let (dave, erin) = (
+        user(&w, "dave").identity.public_key(),
+        user(&w, "erin").identity.public_key(),
+    );
+    let (theirs, _) = next_entry_of(&w, &me).await;
+    let hidden = Arc::new(AtomicBool::new(true));
+    let damaged = Arc::new(AtomicUsize::new(0));
+    let store = HookedStore::new(w.store())
+        .on_list({
+            let (hidden, theirs) = (Arc::clone(&hidden), theirs.clone());
+            move |_, keys| {
+                keys.into_iter()
+                    .filter(|k| !(hidden.load(Ordering::SeqCst) && *k == theirs))
+                    .collect()
+            }
+        })
+        .on_body({
+            let (damaged, theirs) = (Arc::clone(&damaged), theirs.clone());
+            move |key, mut body| {
+                if damaged_first_read && key == theirs && damaged.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    body.truncate(body.len() / 2);
+                }
+                body
+            }
+        });
+    let laptop = w.device_over("laptop", Arc::new(store));
+    owner.invite(dave, Role::Member).await.unwrap();
+    let before = w.store().get(&theirs, u64::MAX).await.unwrap();
+
+    let err = laptop.invite(erin, Role::Member).await.unwrap_err();
+    assert!(
+        matches!(&err, SyncError::EntryExists { key } if *key == theirs),
+        "{err:?}"
+    );
+    assert_eq!(w.store().get(&theirs, u64::MAX).await.unwrap(), before);
+    if damaged_first_read {
+        assert!(damaged.load(Ordering::SeqCst) >= 2, "read once");
+    }
+
+    hidden.store(false, Ordering::SeqCst);
+    let invited = laptop.invite(erin, Role::Member).await.unwrap();
+    assert_eq!(invited.replaced_plant, None);
+    let on_bob = roles_on(&b).await;
+    assert!(on_bob.contains(&(dave, Role::Member)), "{on_bob:?}");
+    assert!(on_bob.contains(&(erin, Role::Member)), "{on_bob:?}");
+    assert_eq!(on_bob, roles_on(&owner).await);
+}
+
+#[tokio::test]
+async fn an_entry_of_another_device_of_the_same_member_is_not_replaced() {
+    an_entry_of_the_same_author_is_not_replaced("entry-of-same-author", false).await;
+}
+
+/// One damaged read of it must not make it look like a plant: it is read
+/// again, as a batch or a key blob is.
+#[tokio::test]
+async fn an_entry_of_the_same_member_read_damaged_once_is_not_replaced() {
+    an_entry_of_the_same_author_is_not_replaced("entry-read-damaged", true).await;
+}
