@@ -422,3 +422,76 @@ fn gc_goes_on_past_a_planted_membership_object_and_names_it() {
     let expected = ok(&w, &["dump", "--library", &owner_lib]);
     assert_eq!(ok(&w, &["dump", "--library", &phone_lib]), expected);
 }
+
+/// Anyone who can write to the bucket puts garbage at the owner's next
+/// membership entry (the path is public: their key and the next seq).
+/// `invite` and `name` used to fail there ("already exists") until someone
+/// deleted it by hand. Now each replaces what no device can have counted,
+/// names it on stderr and exits 0; dave joins with the code, holds the
+/// whole library and reads the owner's new name.
+#[test]
+fn invite_and_name_replace_a_planted_object_at_the_owners_next_entry_and_name_it() {
+    use bae_storage_s3::layout::{self, PublicKeyHex};
+    let w = World::new(Bucket::Local, "cli-planted-next-entry");
+    let owner_lib = path(w.library("owner"));
+    let dave_home = w.dir.path().join("dave");
+    let dave_lib = path(w.library("dave"));
+    ok(
+        &w,
+        &["demo-import", "--library", &owner_lib, "--albums", "2"],
+    );
+    ok(
+        &w,
+        &["init", "--library", &owner_lib, "--bucket", &w.bucket],
+    );
+    let (owner, dave) = (identity(&w, &w.home()), identity(&w, &dave_home));
+    let owner_hex = PublicKeyHex::parse(&owner).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let plant = |seq: u64| {
+        let key = layout::membership_key(&owner_hex, seq);
+        runtime
+            .block_on(w.store().put(&key, b"not an entry"))
+            .unwrap();
+        key
+    };
+    let replaced = |stderr: &[u8], key: &str| {
+        let stderr = String::from_utf8(stderr.to_vec()).unwrap();
+        let line = format!("bae-sync: replaced a planted object at {key}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with(&line)).count(),
+            1,
+            "{stderr}"
+        );
+    };
+
+    let planted = plant(1);
+    let args = [
+        "invite", "--library", &owner_lib, "--member", &dave, "--role", "member",
+    ];
+    let out = run(&w, &args);
+    replaced(&out.stderr, &planted);
+    let code = last_line(&succeeded(out, &args));
+    as_user(
+        &w,
+        &dave_home,
+        &["join", "--library", &dave_lib, "--invite", &code],
+    );
+
+    let planted = plant(2);
+    let args = ["name", "--library", &owner_lib, "Olive"];
+    let out = run(&w, &args);
+    replaced(&out.stderr, &planted);
+    succeeded(out, &args);
+
+    as_user(&w, &dave_home, &["sync", "--library", &dave_lib]);
+    let members = as_user(&w, &dave_home, &["members", "--library", &dave_lib]);
+    assert!(
+        members.contains(&dave) && members.contains("Olive"),
+        "{members}"
+    );
+    let expected = ok(&w, &["dump", "--library", &owner_lib]);
+    assert_eq!(
+        as_user(&w, &dave_home, &["dump", "--library", &dave_lib]),
+        expected
+    );
+}
