@@ -594,7 +594,12 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                 true => Some(credentials_for(&bucket, s.library_id(), &member)?),
                 false => None,
             };
-            report_plant(s.invite(member, role.into()).await?.replaced_plant.as_deref());
+            report_plant(
+                s.invite(member, role.into())
+                    .await?
+                    .replaced_plant
+                    .as_deref(),
+            );
             if let Some(name) = name {
                 report_plant(s.set_name(member, &name).await?.replaced_plant.as_deref());
             }

@@ -466,7 +466,13 @@ fn invite_and_name_replace_a_planted_object_at_the_owners_next_entry_and_name_it
 
     let planted = plant(1);
     let args = [
-        "invite", "--library", &owner_lib, "--member", &dave, "--role", "member",
+        "invite",
+        "--library",
+        &owner_lib,
+        "--member",
+        &dave,
+        "--role",
+        "member",
     ];
     let out = run(&w, &args);
     replaced(&out.stderr, &planted);

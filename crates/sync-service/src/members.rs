@@ -821,7 +821,11 @@ impl SyncService {
     /// Fetches, opens (with `ring`) and decodes one membership entry;
     /// checks that it is the entry its key names and that its signature
     /// verifies.
-    pub(crate) async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+    pub(crate) async fn fetch_entry(
+        &self,
+        key: &str,
+        ring: &KeyRing,
+    ) -> Result<Vec<u8>, SyncError> {
         let (author, seq) =
             layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
         let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);

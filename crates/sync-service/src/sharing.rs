@@ -350,11 +350,7 @@ impl SyncService {
     /// the bucket cannot show: two revokes at once give an epoch two keys
     /// (`docs/SECURITY.md`), and a device of this member holding the other
     /// one may have sealed an entry this device reads as a wrong key.
-    async fn occupant(
-        &self,
-        key: &str,
-        author: &IdentityPublicKey,
-    ) -> Result<Occupant, SyncError> {
+    async fn occupant(&self, key: &str, author: &IdentityPublicKey) -> Result<Occupant, SyncError> {
         if !self.store.exists(key).await? {
             return Ok(Occupant::Nothing);
         }

@@ -1664,7 +1664,9 @@ async fn a_planted_object_at_the_owners_next_entry_is_replaced_by_invite_and_rev
     let on_bob = roles_on(&b).await;
     assert!(on_bob.contains(&(dave, Role::Reader)), "{on_bob:?}");
     assert!(
-        !on_bob.iter().any(|(k, _)| *k == carol.identity.public_key()),
+        !on_bob
+            .iter()
+            .any(|(k, _)| *k == carol.identity.public_key()),
         "{on_bob:?}"
     );
     assert_eq!(b.key_epoch(), KeyEpoch(1), "bob never adopted epoch 1");
@@ -1741,7 +1743,9 @@ async fn an_entry_of_the_same_author_is_not_replaced(name: &str, damaged_first_r
         .on_body({
             let (damaged, theirs) = (Arc::clone(&damaged), theirs.clone());
             move |key, mut body| {
-                if damaged_first_read && key == theirs && damaged.fetch_add(1, Ordering::SeqCst) == 0
+                if damaged_first_read
+                    && key == theirs
+                    && damaged.fetch_add(1, Ordering::SeqCst) == 0
                 {
                     body.truncate(body.len() / 2);
                 }
