@@ -620,7 +620,9 @@ fn a_version_4_library_converts_to_clustered_keys_and_holds_the_same_state() {
     assert_eq!(old.dump(), fresh.dump());
     // The stored stamps themselves are what a library that never had the
     // old layout stores, byte for byte.
-    let stored = |d: &mut Device| -> Vec<(Vec<u8>, i64, Option<i64>, Option<i64>)> {
+    /// A row stamp as stored: key bytes, table number, insert and delete HLCs.
+    type Stored = (Vec<u8>, i64, Option<i64>, Option<i64>);
+    let stored = |d: &mut Device| -> Vec<Stored> {
         d.conn()
             .prepare("SELECT CAST(row_key AS BLOB), table_id, ins_hlc, del_hlc FROM bae_sync_row_stamps ORDER BY row_key, table_id")
             .unwrap()
