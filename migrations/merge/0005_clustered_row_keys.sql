@@ -9,7 +9,7 @@
 -- audio format `af:{t}`). Now a key leads with the id's first UUID
 -- (`crates/merge/src/keys.rs`) and the row stamps are keyed by key first,
 -- so those stamps sit side by side: a track and what hangs off it share a
--- page (42 leaf pages per demo album). A key is as long as before; column
+-- page (37 leaf pages per demo album). A key is as long as before; column
 -- stamps take the same keys (their table number still leads: a row
 -- usually has none).
 --
