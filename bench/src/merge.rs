@@ -30,10 +30,11 @@
 //! `INSERT .. ON CONFLICT DO NOTHING`, which is both the lookup and the
 //! write.
 //!
-//! Measured (each the median of five interleaved runs; five invocations of
-//! each binary, alternated, on the busy 2-core machine): before 1.539
-//! (medians 1.485-1.545), after 1.410 (1.386-1.488). Earlier, on an idle
-//! machine, before was 1.565 (1.53-1.62), 1.556 and 1.586.
+//! Measured (each invocation the median of five interleaved runs; ten
+//! invocations of each binary, alternated, on the busy 2-core machine):
+//! before 1.540 (invocations 1.485-1.722), after 1.389 (1.207-1.488).
+//! Earlier, on an idle machine, before was 1.565 (1.53-1.62), 1.556 and
+//! 1.586.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
