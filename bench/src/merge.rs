@@ -5,29 +5,36 @@
 //! set up as the engine sets up a library (`bae_oplog::configure`: WAL,
 //! synchronous NORMAL, foreign keys on) with bae's reference tables.
 //!
-//! Where the time goes (`perf record --call-graph dwarf`, `--quick`, CPU
-//! samples; WAL frames counted with autocheckpoint off, 1,000 albums):
-//! merge writes 191 WAL frames per batch against the plain run's 134
-//! (1.43x). The extra ones are the row stamps: a batch inserts one per
-//! row (53 for a demo album), keyed by random UUIDs, so each lands on its
-//! own leaf of merge's row stamp table, as each row's id does in the host's
-//! own id index; the rest is the stamp tree's splits and the persisted
-//! clock. A rowid stamp table would not help (its key index would be just
-//! as random, and a second insert per row), nor would smaller stamp rows
-//! (half the leaves still take about as many distinct pages per batch).
-//! So committing is about two thirds of merge's run and 1.4 times the
-//! plain run's commit. Of applying, the host row insert costs what the
-//! plain run's does; an insert of a row never stamped (every op here)
-//! reads no state: it claims the row stamp with one
+//! Where the time goes (`perf record -g`, CPU samples; WAL frames counted
+//! with autocheckpoint off, 1,000 albums): nearly all of merge's extra time
+//! is its row stamps, one per row (53 for a demo album): with them left
+//! out merge runs as fast as the plain run. Their cost is pages: committing
+//! (WAL frames) and checkpointing (the same pages again, plus fsyncs) are
+//! about 60% of either run and grow with the frames a batch writes, and
+//! the stamp pages push the host's own out of SQLite's page cache. Merge's
+//! own code (validation, the fold of local writes, the clock, statement
+//! lookups) is under 3%.
+//!
+//! Row stamps were keyed by (table number, packed row id) until merge
+//! migration `0005_clustered_row_keys`: bae's ids are random UUIDs, so
+//! each of a batch's stamps landed on its own leaf, 61 leaf frames per
+//! batch with the splits: 191 frames against the plain run's 134 (1.43x).
+//! But the ids of join and child rows are made from their row's (a track
+//! `{t}`, its credit `{t}:{artist}`, its audio format `af:{t}`), so now a
+//! key leads with its id's first UUID and the row stamps are keyed by key
+//! first: a track's three stamps share a leaf, 37 leaf frames per batch,
+//! 171 frames in all (1.28x); what is left is one random leaf per track
+//! and per file (their ids are their own), the splits, and the persisted
+//! clock. Before, an insert of a row never stamped (every op here) already
+//! read no state: it claims the row stamp with one
 //! `INSERT .. ON CONFLICT DO NOTHING`, which is both the lookup and the
-//! write (5% of merge's run; before, reading the row's state and then
-//! setting its stamp were 17%). Validation, the fold of local writes and
-//! the clock are about 5%, per batch. Measured so: 1.47 (median of five
-//! invocations' medians, 1.31-1.66, on a busy 2-core machine; 1.60 before),
-//! and 1.53 by CPU samples; on the idle machine three invocations gave
-//! 1.565 (1.53-1.62), 1.556 (1.49-1.59) and 1.586 (1.48-1.62): the 1.5
-//! target is missed. What remains above the plain run is almost all the
-//! stamp pages' commit and checkpoint.
+//! write.
+//!
+//! Measured (each invocation the median of five interleaved runs; ten
+//! invocations of each binary, alternated, on the busy 2-core machine):
+//! before 1.540 (invocations 1.485-1.722), after 1.389 (1.207-1.488).
+//! Earlier, on an idle machine, before was 1.565 (1.53-1.62), 1.556 and
+//! 1.586.
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;

@@ -160,6 +160,10 @@ pub const MERGE_MIGRATIONS: Migrations = Migrations {
             name: "0004_table_numbers",
             sql: include_str!("../../../migrations/merge/0004_table_numbers.sql"),
         },
+        Migration {
+            name: "0005_clustered_row_keys",
+            sql: include_str!("../../../migrations/merge/0005_clustered_row_keys.sql"),
+        },
     ],
 };
 

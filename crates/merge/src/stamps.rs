@@ -1,7 +1,8 @@
 //! Row and column stamps (`bae_sync_row_stamps`, `bae_sync_column_stamps`,
 //! devices numbered in `bae_sync_writers` and tables in
-//! `bae_sync_table_ids`; migrations `0002_compact_stamps` and
-//! `0004_table_numbers`):
+//! `bae_sync_table_ids`; migrations `0002_compact_stamps`,
+//! `0004_table_numbers` and `0005_clustered_row_keys`, which keys row
+//! stamps by row key first so related rows' stamps share pages, `keys.rs`):
 //! the stamps merge compares against. One entry per row holds its newest
 //! insert and newest delete; a column has an entry only while it is newer
 //! than its row's insert stamp (a column's effective stamp is the newer of

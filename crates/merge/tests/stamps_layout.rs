@@ -1,8 +1,8 @@
 //! The compact stamp layout (migrations `0002_compact_stamps`,
-//! `0004_table_numbers`): a library whose merge state is still at version 1
-//! or 2 opens, converts, and then holds and merges exactly what a library
-//! that never had the older layout does; bad stamp records and corrupt
-//! stored stamps are typed errors.
+//! `0004_table_numbers`, `0005_clustered_row_keys`): a library whose merge
+//! state is still at version 1, 2 or 4 opens, converts, and then holds and
+//! merges exactly what a library that never had the older layout does; bad
+//! stamp records and corrupt stored stamps are typed errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -387,6 +387,65 @@ fn the_newest_stamp_is_found_in_a_library_without_tombstones() {
     assert_eq!(newest, Some(last_op as u64));
 }
 
+/// SQL turning a row key of today's layout in `column` back into the
+/// one before `0005_clustered_row_keys` (the op log's packed id): the
+/// leading 16 bytes go back after the first zero byte that follows them.
+fn key_before_0005(column: &str) -> String {
+    format!(
+        "CASE WHEN typeof({column}) = 'blob' THEN
+             unhex(substr(hex({column}), 33, 2 * instr(substr({column}, 17), x'00'))
+                   || substr(hex({column}), 1, 32)
+                   || substr(hex({column}), 33 + 2 * instr(substr({column}, 17), x'00')))
+         ELSE {column} END"
+    )
+}
+
+/// A device whose merge state is at version 4's layout (every migration
+/// up to `0004_table_numbers` run, not `0005_clustered_row_keys`: row keys
+/// are the op log's packed ids, row stamps keyed by table number first)
+/// holding `source`'s state: its rows, parked values and kept ops restored
+/// as records, its stamps copied over from a copy of its database with
+/// each key turned back into the old form.
+fn version_4_device_holding(source: &mut Device, dir: &tempfile::TempDir) -> Device {
+    let expected = records(source);
+    let copy = dir.path().join("source.db");
+    source
+        .conn()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let mut rec = library_on(Connection::open_in_memory().unwrap(), WallClock::Manual(T0)).unwrap();
+    let through_0004 = Migrations {
+        component: MERGE_MIGRATIONS.component,
+        steps: &MERGE_MIGRATIONS.steps[..4],
+    };
+    bae_oplog::migrate(rec.sync_parts().0, &through_0004).unwrap();
+    let mut old = Device {
+        lib: Library::new(rec),
+        wall: T0,
+    };
+    let conn = old.conn();
+    for r in &expected {
+        if !matches!(r, StateRecord::Stamp { .. } | StateRecord::Tombstone { .. }) {
+            snapshot::restore_record(conn, &BAE_SCHEMA, r, 0, &mut Default::default()).unwrap();
+        }
+    }
+    conn.execute("ATTACH DATABASE ?1 AS src", [copy.to_str().unwrap()])
+        .unwrap();
+    conn.execute_batch(&format!(
+        r#"INSERT INTO bae_sync_writers (id, device) SELECT id, device FROM src.bae_sync_writers;
+           INSERT INTO bae_sync_table_ids (id, name) SELECT id, name FROM src.bae_sync_table_ids;
+           INSERT INTO bae_sync_row_stamps (table_id, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
+               SELECT table_id, {row}, ins_hlc, ins_writer, del_hlc, del_writer FROM src.bae_sync_row_stamps;
+           INSERT INTO bae_sync_column_stamps (table_id, row_key, "column", hlc, writer)
+               SELECT table_id, {column}, "column", hlc, writer FROM src.bae_sync_column_stamps;
+           DETACH DATABASE src;"#,
+        row = key_before_0005("row_key"),
+        column = key_before_0005("row_key"),
+    ))
+    .unwrap();
+    old
+}
+
 /// A device whose merge state is at version 2's layout (`0002_compact_stamps`
 /// and `0003_kept` run, not `0004_table_numbers`): every table named by its
 /// TEXT name in every stamp) holding `source`'s state: its rows, parked
@@ -417,16 +476,18 @@ fn version_2_device_holding(source: &mut Device, dir: &tempfile::TempDir) -> Dev
     }
     conn.execute("ATTACH DATABASE ?1 AS src", [copy.to_str().unwrap()])
         .unwrap();
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         r#"INSERT INTO bae_sync_writers (id, device) SELECT id, device FROM src.bae_sync_writers;
            INSERT INTO bae_sync_row_stamps (table_name, row_key, ins_hlc, ins_writer, del_hlc, del_writer)
-               SELECT t.name, r.row_key, r.ins_hlc, r.ins_writer, r.del_hlc, r.del_writer
+               SELECT t.name, {row}, r.ins_hlc, r.ins_writer, r.del_hlc, r.del_writer
                FROM src.bae_sync_row_stamps r JOIN src.bae_sync_table_ids t ON t.id = r.table_id;
            INSERT INTO bae_sync_column_stamps (table_name, row_key, "column", hlc, writer)
-               SELECT t.name, c.row_key, c."column", c.hlc, c.writer
+               SELECT t.name, {column}, c."column", c.hlc, c.writer
                FROM src.bae_sync_column_stamps c JOIN src.bae_sync_table_ids t ON t.id = c.table_id;
            DETACH DATABASE src;"#,
-    )
+        row = key_before_0005("r.row_key"),
+        column = key_before_0005("c.row_key"),
+    ))
     .unwrap();
     old
 }
@@ -502,6 +563,120 @@ fn a_converted_version_2_library_merges_like_one_that_never_had_it() {
             ],
         ),
         // A tombstone on a row whose insert stamp was converted.
+        batch(
+            dy,
+            2,
+            vec![op(T0 + 600, "releases", "rl", OpKind::Delete, &[])],
+        ),
+    ];
+    for b in &later {
+        let want = fresh.apply(b).unwrap();
+        let got = old.apply(b).unwrap();
+        assert_eq!(got, want, "batch {}", b.seq);
+        assert_eq!(old.dump(), fresh.dump(), "batch {}", b.seq);
+        assert_eq!(records(&mut old), records(&mut fresh), "batch {}", b.seq);
+    }
+    assert_eq!(old.get("albums", "al", "title"), Some("newest".into()));
+}
+
+#[test]
+fn a_version_4_library_converts_to_clustered_keys_and_holds_the_same_state() {
+    let mut fresh = busy_library();
+    let expected = records(&mut fresh);
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = version_4_device_holding(&mut fresh, &dir);
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        4
+    );
+    let count =
+        |d: &mut Device, sql: &str| -> i64 { d.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+    // The old keys are the op log's packed ids: a zero byte leads a pure
+    // UUID's key, and some ids are not UUIDs at all (TEXT keys).
+    let zero_led = "SELECT COUNT(*) FROM bae_sync_row_stamps WHERE substr(row_key, 1, 1) = x'00'";
+    assert!(count(&mut old, zero_led) > 10);
+    assert!(
+        count(
+            &mut old,
+            "SELECT COUNT(*) FROM bae_sync_row_stamps WHERE typeof(row_key) = 'text'"
+        ) > 0
+    );
+    assert!(count(&mut old, "SELECT COUNT(*) FROM bae_sync_column_stamps") > 0);
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    assert_eq!(
+        bae_oplog::version(old.conn(), &MERGE_MIGRATIONS).unwrap(),
+        MERGE_MIGRATIONS.version()
+    );
+    assert_eq!(
+        count(&mut old, zero_led),
+        0,
+        "every UUID key leads with its UUID"
+    );
+    assert_eq!(records(&mut old), expected);
+    assert_eq!(
+        snapshot::counts(old.conn()).unwrap(),
+        snapshot::counts(fresh.conn()).unwrap()
+    );
+    assert_eq!(old.dump(), fresh.dump());
+    // The stored stamps themselves are what a library that never had the
+    // old layout stores, byte for byte.
+    /// A row stamp as stored: key bytes, table number, insert and delete HLCs.
+    type Stored = (Vec<u8>, i64, Option<i64>, Option<i64>);
+    let stored = |d: &mut Device| -> Vec<Stored> {
+        d.conn()
+            .prepare("SELECT CAST(row_key AS BLOB), table_id, ins_hlc, del_hlc FROM bae_sync_row_stamps ORDER BY row_key, table_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(stored(&mut old), stored(&mut fresh));
+}
+
+#[test]
+fn a_converted_version_4_library_merges_like_one_that_never_had_it() {
+    let mut fresh = busy_library();
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = version_4_device_holding(&mut fresh, &dir);
+    bae_merge::migrate(old.lib.recorder()).unwrap();
+    let album = demo_album(7, 0, 3);
+    let album_id = album.album_id().unwrap();
+    let track = album.ids("tracks").nth(1).unwrap();
+    let credit = album.ids("track_artists").nth(2).unwrap();
+    let dy = DeviceId::from_bytes([9; 16]);
+    let later = [
+        batch(
+            dy,
+            1,
+            vec![
+                // Older than the import: loses; newer: wins and stamps.
+                op(
+                    T0 - 50,
+                    "albums",
+                    album_id,
+                    OpKind::Update,
+                    &[("title", "old".into())],
+                ),
+                op(
+                    T0 + 500,
+                    "albums",
+                    "al",
+                    OpKind::Update,
+                    &[("title", "newest".into())],
+                ),
+                op(T0 + 500, "tracks", track, OpKind::Delete, &[]),
+                op(
+                    T0 + 510,
+                    "track_artists",
+                    credit,
+                    OpKind::Update,
+                    &[("role", "guest".into())],
+                ),
+            ],
+        ),
+        // A tombstone on a row whose insert stamp was converted, and an
+        // insert older than a converted tombstone (it stays absent).
         batch(
             dy,
             2,
