@@ -295,7 +295,32 @@ impl SyncService {
 }
 
 /// The largest membership object read (a sealed entry of the largest size).
-const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
+pub(crate) const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
+
+/// Opens (with `ring`) and decodes the membership entry read at `key`
+/// (`sealed`); checks that it is the entry its key names and that its
+/// signature verifies.
+pub(crate) fn open_entry(key: &str, sealed: &[u8], ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+    let (author, seq) =
+        layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
+    let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
+    let author_bytes = IdentityPublicKey::from_hex(author.as_str())
+        .map_err(|_| not_its_place())?
+        .to_bytes();
+    let plain = bae_crypto::open_object(ring, &entry_place(&author_bytes, seq), sealed).map_err(
+        |source| SyncError::Object {
+            key: key.to_owned(),
+            source,
+        },
+    )?;
+    let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
+    let entry = signed.entry();
+    if entry.author.to_bytes() != author_bytes || entry.seq != seq {
+        return Err(not_its_place());
+    }
+    signed.verify().map_err(|e| SyncError::invalid(key, e))?;
+    Ok(plain)
+}
 
 /// The key epoch a sync object at `key` was sealed under (its header,
 /// which the AEAD authenticates).
@@ -821,30 +846,10 @@ impl SyncService {
     /// Fetches, opens (with `ring`) and decodes one membership entry;
     /// checks that it is the entry its key names and that its signature
     /// verifies.
-    pub(crate) async fn fetch_entry(
-        &self,
-        key: &str,
-        ring: &KeyRing,
-    ) -> Result<Vec<u8>, SyncError> {
-        let (author, seq) =
-            layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
-        let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
-        let author_bytes = IdentityPublicKey::from_hex(author.as_str())
-            .map_err(|_| not_its_place())?
-            .to_bytes();
+    async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+        layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
         let sealed = self.store.get(key, MAX_MEMBERSHIP_OBJECT_BYTES).await?;
-        let plain = bae_crypto::open_object(ring, &entry_place(&author_bytes, seq), &sealed)
-            .map_err(|source| SyncError::Object {
-                key: key.to_owned(),
-                source,
-            })?;
-        let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
-        let entry = signed.entry();
-        if entry.author.to_bytes() != author_bytes || entry.seq != seq {
-            return Err(not_its_place());
-        }
-        signed.verify().map_err(|e| SyncError::invalid(key, e))?;
-        Ok(plain)
+        open_entry(key, &sealed, ring)
     }
 
     /// The current members, their roles and the devices bound to each
