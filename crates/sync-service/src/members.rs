@@ -651,14 +651,23 @@ impl SyncService {
     pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
-        let (seen, chain, keys_stale, unchecked) = match self.members.lock() {
+        let (seen, chain, keys_stale, unchecked, unlisted) = match self.members.lock() {
             Ok(s) => (
                 s.seen.clone(),
                 s.chain.clone(),
                 s.keys_stale,
                 s.keys_unchecked,
+                // An entry that did not open and that this LIST does not
+                // show is not gone: an eventually consistent bucket lists
+                // the newest writes late, and a removal this member cannot
+                // open must hold GC until it opens (review5 finding 2).
+                s.unopened
+                    .iter()
+                    .filter(|u| !listed.contains(&u.key))
+                    .cloned()
+                    .collect::<Vec<_>>(),
             ),
-            Err(_) => (BTreeSet::new(), None, false, false),
+            Err(_) => (BTreeSet::new(), None, false, false, Vec::new()),
         };
         let cached: BTreeSet<String> = if chain.is_some() {
             seen
@@ -701,7 +710,7 @@ impl SyncService {
             || chain.as_deref().is_some_and(unchecked_after_removal);
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             if let Ok(mut s) = self.members.lock() {
-                s.unopened.clear();
+                s.unopened = unlisted;
             }
             return Ok(Arc::clone(chain));
         }
@@ -796,10 +805,13 @@ impl SyncService {
         for r in chain.rejected() {
             tracing::warn!(author = %r.author, seq = r.seq, reason = ?r.reason, "membership entry does not count");
         }
+        let held = self.key_epoch();
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
             s.chain = Some(Arc::clone(&chain));
             s.unopened = sealed_under_newer_epoch;
+            s.unopened
+                .extend(unlisted.into_iter().filter(|u| u.epoch > held));
         }
         Ok(chain)
     }

@@ -1204,6 +1204,72 @@ async fn a_removed_members_device_deletes_nothing_while_the_removal_does_not_ope
     assert_converged(&[&owner, &desktop]).await;
 }
 
+/// Review5 finding 2: bob's device, removed, saw the removal it cannot
+/// open and its GC held; then a LIST of `membership/` that did not show
+/// the removal yet (an eventually consistent bucket lists the newest
+/// writes late, as the simulation's do) emptied its list of unopened
+/// entries, and the next GC deleted his batches and the revoke's
+/// checkpoint (seed 14014's loss again). What the LIST does not show
+/// still holds until it opens.
+#[tokio::test]
+async fn a_stale_list_does_not_let_a_removed_members_gc_forget_the_removal() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (w, owner, bob, _carol, b) = owner_bob_and_carol("removed-gc-stale-list").await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let desktop = w.join("desktop").await;
+    import_albums(&w.library("bob"), 30, 1);
+    b.push().await.unwrap();
+    owner.pull().await.unwrap();
+    let report = owner.revoke(bob.identity.public_key()).await.unwrap();
+    let revokes = report.checkpoint.unwrap();
+    let removal = newest_entry_of(&w, &owner.member_key()).await;
+    drop(b);
+    let stale = Arc::new(AtomicBool::new(false));
+    let store = HookedStore::new(w.store()).on_list({
+        let (stale, removal) = (Arc::clone(&stale), removal.clone());
+        move |_, keys| {
+            keys.into_iter()
+                .filter(|k| !(stale.load(Ordering::SeqCst) && *k == removal))
+                .collect()
+        }
+    });
+    let b = SyncService::new(
+        open_library(&w.library("bob")).unwrap(),
+        Arc::new(store),
+        read_key_file(&w.key_file()).unwrap().key,
+        Member::new(bob.identity.clone(), owner_id.public_key()),
+    )
+    .unwrap();
+    b.checkpoint().await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(gc.held_by_membership.as_deref(), Some(removal.as_str()));
+
+    stale.store(true, Ordering::SeqCst);
+    b.checkpoint().await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        gc.held_by_membership.as_deref(),
+        Some(removal.as_str()),
+        "{gc:?}"
+    );
+    assert_eq!((gc.ops_deleted, gc.checkpoints_deleted), (0, 0), "{gc:?}");
+    assert!(w.store().exists(&revokes).await.unwrap());
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert!(pull.gaps.is_empty(), "{:?}", pull.gaps);
+    assert_ne!(
+        field(&desktop, "albums", &album_row(30, "albums"), "id").await,
+        "NULL"
+    );
+}
+
 /// The pinned batches are read twice: once to check the chain ends in the
 /// pinned hash, then again to apply. A bucket that serves bob's original
 /// batches to the check and his rewritten ones to the apply gets none of
