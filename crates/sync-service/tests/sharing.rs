@@ -1864,3 +1864,92 @@ async fn an_entry_of_the_same_member_read_damaged_once_is_not_replaced() {
 async fn an_entry_of_the_same_member_read_damaged_twice_is_not_replaced() {
     an_entry_of_the_same_author_is_not_replaced("entry-read-damaged-twice", 2).await;
 }
+
+/// Review5 finding 3 (open): two devices of the owner revoke at once:
+/// each HEADs the owner's key blob of epoch 1 before the other puts it,
+/// so both rotate to epoch 1, each with a key of its own, and both write
+/// the owner's next entry path. The desktop reads the laptop's removal of
+/// carol, sealed under the other key of epoch 1, as a wrong-key plant and
+/// replaces it with its removal of bob: the laptop counted and cached its
+/// entry (and never reads the path again), other devices read the
+/// desktop's, so the chain forks for good. Before the replacement the
+/// desktop's revoke failed with `EntryExists` (after its rotation's
+/// blobs; `docs/SECURITY.md`, two revokes at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "review5 finding 3: a concurrent revoke by another device of the same member is replaced as a wrong-key plant (chain fork); no rule the bucket shows tells the two apart"]
+async fn a_concurrent_revoke_by_another_device_of_the_same_member_is_not_replaced() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let (w, owner, bob, carol, _b) = owner_bob_and_carol("two-revokes-same-member").await;
+    let me = owner.member_key();
+    let (theirs, _) = next_entry_of(&w, &me).await;
+    drop(owner);
+    drop(w.join("desktop").await);
+    let own_blob = layout::key_blob_key(&PublicKeyHex::from_bytes(&me.to_bytes()), 1);
+    // The desktop is past its HEAD of the blob / the laptop's entry is in.
+    let (past_head, wait_head) = channel::<()>();
+    let (entry_in, wait_entry) = channel::<()>();
+    let (wait_head, wait_entry) = (Mutex::new(wait_head), Mutex::new(wait_entry));
+    let signal = |tx: &Mutex<Option<Sender<()>>>| {
+        if let Some(tx) = tx.lock().unwrap().take() {
+            tx.send(()).unwrap();
+        }
+    };
+    let (past_head, entry_in) = (Mutex::new(Some(past_head)), Mutex::new(Some(entry_in)));
+    let entry_put = Arc::new(AtomicBool::new(false));
+    let laptop_store = HookedStore::new(w.store())
+        .on_put({
+            let (own_blob, entry_put) = (own_blob.clone(), Arc::clone(&entry_put));
+            move |key| {
+                if key == own_blob {
+                    let _ = wait_head
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(20));
+                }
+                if key.starts_with(layout::MEMBERSHIP_PREFIX) {
+                    entry_put.store(true, Ordering::SeqCst);
+                }
+                None
+            }
+        })
+        .on_list(move |prefix, keys| {
+            if prefix == layout::MEMBERSHIP_PREFIX && entry_put.load(Ordering::SeqCst) {
+                signal(&entry_in);
+            }
+            keys
+        });
+    let desktop_store = HookedStore::new(w.store()).on_put({
+        let own_blob = own_blob.clone();
+        move |key| {
+            if key == own_blob {
+                signal(&past_head);
+                let _ = wait_entry
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(20));
+            }
+            None
+        }
+    });
+    // Tasks of their own: the hooks block their thread while they wait.
+    let laptop = Arc::new(w.device_over("owner", Arc::new(laptop_store)));
+    let desktop = Arc::new(w.device_over("desktop", Arc::new(desktop_store)));
+    let (carol, bob) = (carol.identity.public_key(), bob.identity.public_key());
+    let on_laptop = tokio::spawn({
+        let laptop = Arc::clone(&laptop);
+        async move { laptop.revoke(carol).await.map(|r| r.new_epoch) }
+    });
+    let on_desktop = tokio::spawn({
+        let desktop = Arc::clone(&desktop);
+        async move { desktop.revoke(bob).await.map(|r| r.replaced_plant) }
+    });
+    let (on_laptop, on_desktop) = (on_laptop.await.unwrap(), on_desktop.await.unwrap());
+    assert_eq!(on_laptop.unwrap(), Some(KeyEpoch(1)));
+    assert!(
+        matches!(&on_desktop, Err(SyncError::EntryExists { key }) if *key == theirs),
+        "{on_desktop:?}"
+    );
+}
