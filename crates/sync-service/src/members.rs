@@ -746,10 +746,10 @@ impl SyncService {
                 // a manager's must open with its keys: a blob of keys of its
                 // own (a removed admin's, sealed to someone who has not seen
                 // the removal) does not open the entries of the real epoch,
-                // such as that removal. An object anyone could have planted
-                // (a made-up author, or one without a key blob of the epoch
-                // it names) does not count: one naming the next epoch kept
-                // every member from the real blob of it.
+                // such as that removal. An object by an author who cannot
+                // manage membership (anyone could have planted it) does not
+                // count: one naming the next epoch kept every member from
+                // the real blob of it.
                 let mut opened = Vec::new();
                 let mut foreign = false;
                 for entry in &sealed_under_newer_epoch {
@@ -759,10 +759,17 @@ impl SyncService {
                             source: ObjectError::WrongKey { .. },
                             ..
                         }) => match self.why_not_a_removal(&chain, entry).await? {
-                            None => foreign = true,
-                            Some(reason) => {
+                            // Only by its author, never by a missing blob: a
+                            // rotation writes a blob of its epoch for every
+                            // member, so a manager has one at every real
+                            // epoch, and a HEAD that finds none (the blob
+                            // deleted) made the remover's own removal look
+                            // like a plant and a removed admin's blob count
+                            // (review5 finding 4).
+                            Some(reason @ NotARemoval::AuthorCannotManage) => {
                                 tracing::warn!(entry = %entry.key, %reason, "membership object does not open with a key blob's keys and is no manager's entry: not held against the blob");
                             }
+                            _ => foreign = true,
                         },
                         Err(_) => {}
                     }

@@ -1953,3 +1953,53 @@ async fn a_concurrent_revoke_by_another_device_of_the_same_member_is_not_replace
         "{on_desktop:?}"
     );
 }
+
+/// Review5 finding 4: the removed admin also deletes the owner's own key
+/// blob of epoch 1. The owner's removal, which her keys do not open,
+/// looked like a plant (its author had no blob of its epoch), so it no
+/// longer counted against her blob and bob adopted her epoch 1: what he
+/// wrote next was sealed under her key. Only an author who cannot manage
+/// membership now exempts an entry from counting against a blob.
+#[tokio::test]
+async fn a_removed_admin_cannot_hand_an_epoch_of_their_own_by_deleting_the_removers_blob() {
+    let w = World::new(Bucket::Local, "review5-forged-epoch-deleted-blob");
+    let owner = w.first_device("owner", 1).await;
+    let owner_id = read_key_file(&w.key_file()).unwrap().identity;
+    let (alice, bob) = (user(&w, "alice"), user(&w, "bob"));
+    owner
+        .invite(alice.identity.public_key(), Role::Admin)
+        .await
+        .unwrap();
+    owner
+        .invite(bob.identity.public_key(), Role::Member)
+        .await
+        .unwrap();
+    let b = join_as(&w, &bob, "bob", &owner_id).await;
+    let report = owner.revoke(alice.identity.public_key()).await.unwrap();
+    assert_eq!(report.new_epoch, Some(KeyEpoch(1)));
+
+    let mut forged = bae_crypto::KeyRing::from(read_key_file(&w.key_file()).unwrap().key);
+    forged.insert(KeyEpoch(1), bae_crypto::LibraryKey::generate());
+    let (epoch, sealed) = bae_membership::seal_key_blob(
+        &alice.identity,
+        library_of(&w),
+        &bob.identity.public_key(),
+        &forged,
+    )
+    .unwrap();
+    assert_eq!(epoch, KeyEpoch(1));
+    w.store().put(&blob_of(&bob, 1), &sealed).await.unwrap();
+    let owners_blob = layout::key_blob_key(
+        &PublicKeyHex::from_bytes(&owner_id.public_key().to_bytes()),
+        1,
+    );
+    w.store().delete(&owners_blob).await.unwrap();
+
+    let _ = b.pull().await;
+    let _ = b.pull().await;
+    assert_eq!(
+        b.key_epoch(),
+        KeyEpoch(0),
+        "bob adopted the removed admin's epoch"
+    );
+}
