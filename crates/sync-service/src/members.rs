@@ -657,10 +657,6 @@ impl SyncService {
                 s.chain.clone(),
                 s.keys_stale,
                 s.keys_unchecked,
-                // An entry that did not open and that this LIST does not
-                // show is not gone: an eventually consistent bucket lists
-                // the newest writes late, and a removal this member cannot
-                // open must hold GC until it opens (review5 finding 2).
                 s.unopened
                     .iter()
                     .filter(|u| !listed.contains(&u.key))
@@ -669,6 +665,18 @@ impl SyncService {
             ),
             Err(_) => (BTreeSet::new(), None, false, false, Vec::new()),
         };
+        // An entry that did not open and that this LIST does not show may
+        // still be there: an eventually consistent bucket lists the newest
+        // writes late, and a removal this member cannot open must hold GC
+        // until it opens (review5 finding 2). One HEAD each tells a stale
+        // LIST from a deleted object (deleting a plant lifts GC's wait).
+        let mut still_there = Vec::new();
+        for u in unlisted {
+            if self.store.exists(&u.key).await? {
+                still_there.push(u);
+            }
+        }
+        let unlisted = still_there;
         let cached: BTreeSet<String> = if chain.is_some() {
             seen
         } else {

@@ -1268,6 +1268,13 @@ async fn a_stale_list_does_not_let_a_removed_members_gc_forget_the_removal() {
         field(&desktop, "albums", &album_row(30, "albums"), "id").await,
         "NULL"
     );
+    // Deleted (as one deletes a plant GC waits for), it holds no more.
+    w.store().delete(&removal).await.unwrap();
+    let gc = b
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(gc.held_by_membership, None, "{gc:?}");
 }
 
 /// The pinned batches are read twice: once to check the chain ends in the
