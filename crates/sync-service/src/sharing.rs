@@ -22,11 +22,13 @@
 //! replaced and reported; an entry of this member there is never replaced
 //! ([`SyncError::EntryExists`]).
 
-use crate::error::SyncError;
+use crate::error::{InvalidObject, SyncError};
 use crate::members::{entry_place, open_entry, MAX_MEMBERSHIP_OBJECT_BYTES};
 use crate::service::SyncService;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, ObjectError};
-use bae_membership::{Action, Cutoffs, DeviceCutoff, Entry, Role, SignedEntry, ValidatedChain};
+use bae_membership::{
+    Action, Cutoffs, DeviceCutoff, Entry, EntryError, Role, SignedEntry, ValidatedChain,
+};
 use bae_storage_s3::layout::{self, PublicKeyHex};
 use bae_storage_s3::StoreError;
 use rusqlite::{params, OptionalExtension};
@@ -341,9 +343,12 @@ impl SyncService {
     ///   `author` has no key blob of that epoch: a device of theirs seals
     ///   under an epoch only from its blob, which a rotation puts first
     ///   (the check GC makes, [`Self::why_not_a_removal`]);
-    /// - anything else does not open, decode or verify, the same on every
-    ///   device holding the epoch its header names (the header binds
-    ///   the key's fingerprint), so no pull ever counts or caches it.
+    /// - what opens but does not decode may be a newer build's entry of
+    ///   this member, which the devices running it count: never replaced;
+    /// - anything else does not open, or decodes and fails its place or
+    ///   signature, the same on every device holding the epoch its header
+    ///   names (the header binds the key's fingerprint), so no pull ever
+    ///   counts or caches it.
     ///
     /// A plant must fail twice with the same bytes, of the size the
     /// bucket gives the object: a damaged read (a truncated body) of a real
@@ -380,14 +385,21 @@ impl SyncService {
                     Ok(_) => return Ok(Occupant::Entry),
                     Err(e) => e,
                 };
-                if let SyncError::Object {
-                    source: ObjectError::UnknownEpoch { epoch },
-                    ..
-                } = &error
-                {
-                    if self.key_blob_there(author, *epoch).await? {
+                match &error {
+                    SyncError::Object {
+                        source: ObjectError::UnknownEpoch { epoch },
+                        ..
+                    } if self.key_blob_there(author, *epoch).await? => {
                         return Ok(Occupant::Entry);
                     }
+                    // Opened, so a key holder sealed it, but does not
+                    // decode: a newer build's entry of this member (a new
+                    // version or action) looks just like this, and the
+                    // devices that read it count it (review5 finding 5).
+                    SyncError::Invalid { source, .. } if !decoded(source) => {
+                        return Ok(Occupant::Entry);
+                    }
+                    _ => {}
                 }
                 tracing::warn!(%key, %error, "object at this member's next membership entry does not open");
                 why = Some(error);
@@ -452,6 +464,18 @@ impl SyncService {
             devices,
         })
     }
+}
+
+/// Whether an entry refused with `source` decoded (and then failed its
+/// signature or its place), which only a plant does.
+fn decoded(source: &InvalidObject) -> bool {
+    matches!(
+        source,
+        InvalidObject::EntryPlace
+            | InvalidObject::Entry(
+                EntryError::BadSignature { .. } | EntryError::AuthorNotSigner { .. }
+            )
+    )
 }
 
 /// What is at the path of a member's next entry.

@@ -2010,3 +2010,38 @@ async fn a_removed_admin_cannot_hand_an_epoch_of_their_own_by_deleting_the_remov
         "bob adopted the removed admin's epoch"
     );
 }
+
+/// Review5 finding 5: an entry of a newer build of bae-sync on another
+/// device of the owner (a format this build does not read: a new entry
+/// version, or a new action, as pinned removals were) opens under the
+/// library key, so only a key holder sealed it, but does not decode
+/// here. It was taken for a plant and replaced; the newer devices that
+/// counted and cached it never read the path again, so the chain forked
+/// between them and everyone else. Only an entry that decodes and then
+/// fails its signature or place is a plant.
+#[tokio::test]
+async fn an_entry_this_build_cannot_decode_at_the_owners_next_path_is_not_replaced() {
+    let (w, owner, _bob, _carol, _b) = owner_bob_and_carol("newer-entry-format").await;
+    let me = owner.member_key();
+    let newest = newest_entry_of(&w, &me).await;
+    let seq = layout::parse_membership_key(&newest).unwrap().1;
+    let place = |seq| ObjectPlace::hashed_owner(ObjectKind::Membership, &me.to_bytes(), seq);
+    let key = read_key_file(&w.key_file()).unwrap().key;
+    let sealed = w.store().get(&newest, u64::MAX).await.unwrap();
+    let ring = bae_crypto::KeyRing::from(key.clone());
+    let mut plain = bae_crypto::open_object(&ring, &place(seq), &sealed)
+        .unwrap()
+        .to_vec();
+    // After the 64-byte signature: the entry's version byte.
+    plain[64] += 1;
+    let next = layout::membership_key(&PublicKeyHex::from_bytes(&me.to_bytes()), seq + 1);
+    let newer = bae_crypto::seal_object(&key, KeyEpoch(0), &place(seq + 1), &plain);
+    w.store().put(&next, &newer).await.unwrap();
+
+    let err = owner.set_name(me, "Owner").await.unwrap_err();
+    assert!(
+        matches!(&err, SyncError::EntryExists { key } if *key == next),
+        "{err:?}"
+    );
+    assert_eq!(w.store().get(&next, u64::MAX).await.unwrap(), newer);
+}
