@@ -11,12 +11,13 @@
 //!   last, so blobs planted at higher epochs cannot hide the next real one).
 //!   A blob counts only if it opens (sealed to this identity, for this
 //!   library), every key it shares with the ring already held is the same
-//!   key, every membership entry sealed under its epochs that could be a
-//!   manager's opens with its keys (a removed admin's own keys do not open
-//!   the real epoch's entries, such as the removal; an object by a made-up
-//!   author, or by one without a key blob of that epoch, could have been
-//!   planted by anyone and does not count: `SyncService::why_not_a_removal`),
-//!   and its author can manage membership in the
+//!   key, every membership entry sealed under its epochs whose author can
+//!   manage membership opens with its keys (a removed admin's own keys do
+//!   not open the real epoch's entries, such as the removal; an object by
+//!   anyone else could have been planted by anyone and does not count; a
+//!   missing key blob of its author does not excuse one, as a deleted blob
+//!   would: `SyncService::why_not_a_removal`), and its author can manage
+//!   membership in the
 //!   chain validated with the entries it opens (so a blob cannot vouch for
 //!   itself: its keys may open entries, but those count only by the
 //!   chain's rules).

@@ -295,7 +295,32 @@ impl SyncService {
 }
 
 /// The largest membership object read (a sealed entry of the largest size).
-const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
+pub(crate) const MAX_MEMBERSHIP_OBJECT_BYTES: u64 = sealed_len((MAX_ENTRY_BYTES + 64) as u64);
+
+/// Opens (with `ring`) and decodes the membership entry read at `key`
+/// (`sealed`); checks that it is the entry its key names and that its
+/// signature verifies.
+pub(crate) fn open_entry(key: &str, sealed: &[u8], ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+    let (author, seq) =
+        layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
+    let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
+    let author_bytes = IdentityPublicKey::from_hex(author.as_str())
+        .map_err(|_| not_its_place())?
+        .to_bytes();
+    let plain = bae_crypto::open_object(ring, &entry_place(&author_bytes, seq), sealed).map_err(
+        |source| SyncError::Object {
+            key: key.to_owned(),
+            source,
+        },
+    )?;
+    let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
+    let entry = signed.entry();
+    if entry.author.to_bytes() != author_bytes || entry.seq != seq {
+        return Err(not_its_place());
+    }
+    signed.verify().map_err(|e| SyncError::invalid(key, e))?;
+    Ok(plain)
+}
 
 /// The key epoch a sync object at `key` was sealed under (its header,
 /// which the AEAD authenticates).
@@ -626,15 +651,32 @@ impl SyncService {
     pub(crate) async fn refresh_members(&self) -> Result<Arc<ValidatedChain>, SyncError> {
         self.load_bindings().await?;
         let listed = self.store.list(MEMBERSHIP_PREFIX).await?;
-        let (seen, chain, keys_stale, unchecked) = match self.members.lock() {
+        let (seen, chain, keys_stale, unchecked, unlisted) = match self.members.lock() {
             Ok(s) => (
                 s.seen.clone(),
                 s.chain.clone(),
                 s.keys_stale,
                 s.keys_unchecked,
+                s.unopened
+                    .iter()
+                    .filter(|u| !listed.contains(&u.key))
+                    .cloned()
+                    .collect::<Vec<_>>(),
             ),
-            Err(_) => (BTreeSet::new(), None, false, false),
+            Err(_) => (BTreeSet::new(), None, false, false, Vec::new()),
         };
+        // An entry that did not open and that this LIST does not show may
+        // still be there: an eventually consistent bucket lists the newest
+        // writes late, and a removal this member cannot open must hold GC
+        // until it opens (review5 finding 2). One HEAD each tells a stale
+        // LIST from a deleted object (deleting a plant lifts GC's wait).
+        let mut still_there = Vec::new();
+        for u in unlisted {
+            if self.store.exists(&u.key).await? {
+                still_there.push(u);
+            }
+        }
+        let unlisted = still_there;
         let cached: BTreeSet<String> = if chain.is_some() {
             seen
         } else {
@@ -676,7 +718,7 @@ impl SyncService {
             || chain.as_deref().is_some_and(unchecked_after_removal);
         if let (Some(chain), true, false) = (&chain, fetched.is_empty(), look_for_keys) {
             if let Ok(mut s) = self.members.lock() {
-                s.unopened.clear();
+                s.unopened = unlisted;
             }
             return Ok(Arc::clone(chain));
         }
@@ -712,10 +754,10 @@ impl SyncService {
                 // a manager's must open with its keys: a blob of keys of its
                 // own (a removed admin's, sealed to someone who has not seen
                 // the removal) does not open the entries of the real epoch,
-                // such as that removal. An object anyone could have planted
-                // (a made-up author, or one without a key blob of the epoch
-                // it names) does not count: one naming the next epoch kept
-                // every member from the real blob of it.
+                // such as that removal. An object by an author who cannot
+                // manage membership (anyone could have planted it) does not
+                // count: one naming the next epoch kept every member from
+                // the real blob of it.
                 let mut opened = Vec::new();
                 let mut foreign = false;
                 for entry in &sealed_under_newer_epoch {
@@ -725,10 +767,17 @@ impl SyncService {
                             source: ObjectError::WrongKey { .. },
                             ..
                         }) => match self.why_not_a_removal(&chain, entry).await? {
-                            None => foreign = true,
-                            Some(reason) => {
+                            // Only by its author, never by a missing blob: a
+                            // rotation writes a blob of its epoch for every
+                            // member, so a manager has one at every real
+                            // epoch, and a HEAD that finds none (the blob
+                            // deleted) made the remover's own removal look
+                            // like a plant and a removed admin's blob count
+                            // (review5 finding 4).
+                            Some(reason @ NotARemoval::AuthorCannotManage) => {
                                 tracing::warn!(entry = %entry.key, %reason, "membership object does not open with a key blob's keys and is no manager's entry: not held against the blob");
                             }
+                            _ => foreign = true,
                         },
                         Err(_) => {}
                     }
@@ -771,10 +820,13 @@ impl SyncService {
         for r in chain.rejected() {
             tracing::warn!(author = %r.author, seq = r.seq, reason = ?r.reason, "membership entry does not count");
         }
+        let held = self.key_epoch();
         if let Ok(mut s) = self.members.lock() {
             s.seen.extend(all_keys);
             s.chain = Some(Arc::clone(&chain));
             s.unopened = sealed_under_newer_epoch;
+            s.unopened
+                .extend(unlisted.into_iter().filter(|u| u.epoch > held));
         }
         Ok(chain)
     }
@@ -821,30 +873,10 @@ impl SyncService {
     /// Fetches, opens (with `ring`) and decodes one membership entry;
     /// checks that it is the entry its key names and that its signature
     /// verifies.
-    pub(crate) async fn fetch_entry(
-        &self,
-        key: &str,
-        ring: &KeyRing,
-    ) -> Result<Vec<u8>, SyncError> {
-        let (author, seq) =
-            layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
-        let not_its_place = || SyncError::invalid(key, InvalidObject::EntryPlace);
-        let author_bytes = IdentityPublicKey::from_hex(author.as_str())
-            .map_err(|_| not_its_place())?
-            .to_bytes();
+    async fn fetch_entry(&self, key: &str, ring: &KeyRing) -> Result<Vec<u8>, SyncError> {
+        layout::parse_membership_key(key).map_err(|e| SyncError::invalid(key, e))?;
         let sealed = self.store.get(key, MAX_MEMBERSHIP_OBJECT_BYTES).await?;
-        let plain = bae_crypto::open_object(ring, &entry_place(&author_bytes, seq), &sealed)
-            .map_err(|source| SyncError::Object {
-                key: key.to_owned(),
-                source,
-            })?;
-        let signed = SignedEntry::from_bytes(&plain).map_err(|e| SyncError::invalid(key, e))?;
-        let entry = signed.entry();
-        if entry.author.to_bytes() != author_bytes || entry.seq != seq {
-            return Err(not_its_place());
-        }
-        signed.verify().map_err(|e| SyncError::invalid(key, e))?;
-        Ok(plain)
+        open_entry(key, &sealed, ring)
     }
 
     /// The current members, their roles and the devices bound to each

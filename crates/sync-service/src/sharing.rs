@@ -22,11 +22,13 @@
 //! replaced and reported; an entry of this member there is never replaced
 //! ([`SyncError::EntryExists`]).
 
-use crate::error::SyncError;
-use crate::members::entry_place;
+use crate::error::{InvalidObject, SyncError};
+use crate::members::{entry_place, open_entry, MAX_MEMBERSHIP_OBJECT_BYTES};
 use crate::service::SyncService;
 use bae_crypto::{IdentityPublicKey, KeyEpoch, ObjectError};
-use bae_membership::{Action, Cutoffs, DeviceCutoff, Entry, Role, SignedEntry, ValidatedChain};
+use bae_membership::{
+    Action, Cutoffs, DeviceCutoff, Entry, EntryError, Role, SignedEntry, ValidatedChain,
+};
 use bae_storage_s3::layout::{self, PublicKeyHex};
 use bae_storage_s3::StoreError;
 use rusqlite::{params, OptionalExtension};
@@ -341,43 +343,76 @@ impl SyncService {
     ///   `author` has no key blob of that epoch: a device of theirs seals
     ///   under an epoch only from its blob, which a rotation puts first
     ///   (the check GC makes, [`Self::why_not_a_removal`]);
-    /// - anything else does not open, decode or verify, the same on every
-    ///   device holding the epoch its header names (the header binds
-    ///   the key's fingerprint), so no pull ever counts or caches it.
+    /// - what opens but does not decode may be a newer build's entry of
+    ///   this member, which the devices running it count: never replaced;
+    /// - anything else does not open, or decodes and fails its place or
+    ///   signature, the same on every device holding the epoch its header
+    ///   names (the header binds the key's fingerprint), so no pull ever
+    ///   counts or caches it.
     ///
-    /// A plant must fail twice: a damaged read (a truncated body) of a
-    /// real entry must not make this device overwrite it. One exception
-    /// the bucket cannot show: two revokes at once give an epoch two keys
-    /// (`docs/SECURITY.md`), and a device of this member holding the other
-    /// one may have sealed an entry this device reads as a wrong key.
+    /// A plant must fail twice with the same bytes, of the size the
+    /// bucket gives the object: a damaged read (a truncated body) of a real
+    /// entry, even two in a row, must not make this device overwrite it
+    /// (review5 finding 1); reads that differ leave it in place
+    /// ([`Occupant::Entry`]: the command fails and reads it afresh when run
+    /// again). One exception the bucket cannot show: two revokes at once
+    /// give an epoch two keys (`docs/SECURITY.md`), and a device of this
+    /// member holding the other one may have sealed an entry this device
+    /// reads as a wrong key.
     async fn occupant(&self, key: &str, author: &IdentityPublicKey) -> Result<Occupant, SyncError> {
-        if !self.store.exists(key).await? {
-            return Ok(Occupant::Nothing);
-        }
+        let size = match self.store.head(key).await {
+            Ok(meta) => meta.size,
+            Err(e) if e.is_not_found() => return Ok(Occupant::Nothing),
+            Err(e) => return Err(e.into()),
+        };
         let ring = self.key_ring();
+        let mut reads = Vec::new();
         let mut why = None;
         for _ in 0..2 {
-            let error = match self.fetch_entry(key, &ring).await {
-                Ok(_) => return Ok(Occupant::Entry),
-                Err(e) => e,
-            };
-            match &error {
+            let sealed = match self.store.get(key, MAX_MEMBERSHIP_OBJECT_BYTES).await {
+                Ok(sealed) => Some(sealed),
                 // Deleted since the HEAD: nothing there to count.
-                SyncError::Store(e) if e.is_not_found() => return Ok(Occupant::Nothing),
-                SyncError::Store(e) if !matches!(e, StoreError::TooLarge { .. }) => {
-                    return Err(error)
+                Err(e) if e.is_not_found() => return Ok(Occupant::Nothing),
+                // No entry is that large.
+                Err(e @ StoreError::TooLarge { .. }) => {
+                    why = Some(e.into());
+                    None
                 }
-                SyncError::Object {
-                    source: ObjectError::UnknownEpoch { epoch },
-                    ..
-                } if self.key_blob_there(author, *epoch).await? => {
-                    return Ok(Occupant::Entry);
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(sealed) = &sealed {
+                let error = match open_entry(key, sealed, &ring) {
+                    Ok(_) => return Ok(Occupant::Entry),
+                    Err(e) => e,
+                };
+                match &error {
+                    SyncError::Object {
+                        source: ObjectError::UnknownEpoch { epoch },
+                        ..
+                    } if self.key_blob_there(author, *epoch).await? => {
+                        return Ok(Occupant::Entry);
+                    }
+                    // Opened, so a key holder sealed it, but does not
+                    // decode: a newer build's entry of this member (a new
+                    // version or action) looks just like this, and the
+                    // devices that read it count it (review5 finding 5).
+                    SyncError::Invalid { source, .. } if !decoded(source) => {
+                        return Ok(Occupant::Entry);
+                    }
+                    _ => {}
                 }
-                _ => {
-                    tracing::warn!(%key, %error, "object at this member's next membership entry does not open")
-                }
+                tracing::warn!(%key, %error, "object at this member's next membership entry does not open");
+                why = Some(error);
             }
-            why = Some(error);
+            reads.push(sealed);
+        }
+        let the_object = reads[0] == reads[1]
+            && reads[0]
+                .as_ref()
+                .is_none_or(|sealed| sealed.len() as u64 == size);
+        if !the_object {
+            tracing::warn!(%key, "object at this member's next membership entry read differently twice: kept");
+            return Ok(Occupant::Entry);
         }
         Ok(why.map_or(Occupant::Nothing, Occupant::Plant))
     }
@@ -429,6 +464,18 @@ impl SyncService {
             devices,
         })
     }
+}
+
+/// Whether an entry refused with `source` decoded (and then failed its
+/// signature or its place), which only a plant does.
+fn decoded(source: &InvalidObject) -> bool {
+    matches!(
+        source,
+        InvalidObject::EntryPlace
+            | InvalidObject::Entry(
+                EntryError::BadSignature { .. } | EntryError::AuthorNotSigner { .. }
+            )
+    )
 }
 
 /// What is at the path of a member's next entry.
