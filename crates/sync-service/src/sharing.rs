@@ -345,20 +345,22 @@ impl SyncService {
     ///   (the check GC makes, [`Self::why_not_a_removal`]);
     /// - what opens but does not decode may be a newer build's entry of
     ///   this member, which the devices running it count: never replaced;
-    /// - anything else does not open, or decodes and fails its place or
-    ///   signature, the same on every device holding the epoch its header
-    ///   names (the header binds the key's fingerprint), so no pull ever
-    ///   counts or caches it.
+    /// - what is sealed under another key of an epoch this device holds
+    ///   may be an entry of a concurrent rotation by another device of
+    ///   this member (two revokes at once give an epoch two keys): never
+    ///   replaced either, although a plant sealed under a key of the
+    ///   planter's own looks the same (review5 finding 3);
+    /// - anything else does not open (damaged, not an object, cut short,
+    ///   too large), or decodes and fails its place or signature, the same
+    ///   on every device holding the epoch its header names (the header
+    ///   binds the key's fingerprint), so no pull ever counts or caches it.
     ///
     /// A plant must fail twice with the same bytes, of the size the
     /// bucket gives the object: a damaged read (a truncated body) of a real
     /// entry, even two in a row, must not make this device overwrite it
     /// (review5 finding 1); reads that differ leave it in place
     /// ([`Occupant::Entry`]: the command fails and reads it afresh when run
-    /// again). One exception the bucket cannot show: two revokes at once
-    /// give an epoch two keys (`docs/SECURITY.md`), and a device of this
-    /// member holding the other one may have sealed an entry this device
-    /// reads as a wrong key.
+    /// again).
     async fn occupant(&self, key: &str, author: &IdentityPublicKey) -> Result<Occupant, SyncError> {
         let size = match self.store.head(key).await {
             Ok(meta) => meta.size,
@@ -399,6 +401,18 @@ impl SyncService {
                     SyncError::Invalid { source, .. } if !decoded(source) => {
                         return Ok(Occupant::Entry);
                     }
+                    // Sealed under another key of an epoch this device
+                    // holds: two revokes at once by two devices of this
+                    // member give an epoch two keys, and the other device
+                    // counted and cached its entry, sealed so; replacing
+                    // it forked the chain for good (review5 finding 3).
+                    // A plant sealed under a key of the planter's own
+                    // looks the same, and deleting it by hand ends the
+                    // wait it causes: a fork cannot be undone.
+                    SyncError::Object {
+                        source: ObjectError::WrongKey { .. },
+                        ..
+                    } => return Ok(Occupant::Entry),
                     _ => {}
                 }
                 tracing::warn!(%key, %error, "object at this member's next membership entry does not open");
