@@ -1342,3 +1342,51 @@ async fn own_batches_below_the_head_that_read_damaged_are_applied_later() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// Seed 18289: the revoke's checkpoint (written without a push) held a
+/// title the laptop had recorded but not pushed; the laptop then went back
+/// to a copy taken before that title. The write was in a checkpoint and in
+/// no batch: a device that started from the checkpoint had it, one that
+/// pulled batches never would, and the laptop itself got it back only
+/// through a recovery. A checkpoint now publishes the batches whose writes
+/// its snapshot holds before it is uploaded.
+#[tokio::test]
+async fn a_checkpoint_holds_no_write_that_no_batch_carries() {
+    let w = World::new(Bucket::Local, "rollback-checkpoint-unpushed");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.push().await.unwrap();
+    desktop.pull().await.unwrap();
+    let member = bae_crypto::IdentitySigningKey::generate().public_key();
+    laptop
+        .invite(member, bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let saved = save(&w.library("laptop"));
+    let album = album_row(0, "albums");
+    edit(&laptop, "albums", &album, "title", "in the checkpoint").await;
+    let report = laptop.revoke(member).await.unwrap();
+    assert!(report.checkpoint.is_some(), "{report:?}");
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let phone = w.join("phone").await;
+
+    for _ in 0..2 {
+        for s in [&laptop, &desktop, &phone] {
+            let (_, pull) = s.sync().await.unwrap();
+            assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+        }
+    }
+    let titles = [
+        field(&laptop, "albums", &album, "title").await,
+        field(&desktop, "albums", &album, "title").await,
+        field(&phone, "albums", &album, "title").await,
+    ];
+    assert_eq!(
+        titles,
+        ["in the checkpoint"; 3].map(String::from),
+        "laptop, desktop, phone (which started from the revoke's checkpoint)"
+    );
+    assert_converged(&[&laptop, &desktop, &phone]).await;
+}
