@@ -1390,3 +1390,55 @@ async fn a_checkpoint_holds_no_write_that_no_batch_carries() {
     );
     assert_converged(&[&laptop, &desktop, &phone]).await;
 }
+
+/// Seed 19343: a founder device got the member's writes from a checkpoint
+/// (here by joining; in the seed by recovering after going back to a
+/// copy), so it never verified a signed object of the member's device and
+/// did not know that device was theirs. Its revoke listed no cutoff for
+/// it, which refuses every batch of it: a device that had not applied
+/// them yet never would, while the revoker and the checkpoint's readers
+/// held their writes. The revoke now learns the author of every device it
+/// has applied batches of (from their heads) before it takes the cutoffs.
+#[tokio::test]
+async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists_their_devices() {
+    let w = World::new(Bucket::Local, "revoke-after-checkpoint");
+    let owner = w.first_device("owner", 1).await;
+    let desktop = w.join("desktop").await;
+    let founder = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let bob_keys = bae_sync_service::KeyStore::Files(w.dir.path().join("bob-home"));
+    let bob_id = bob_keys.identity_store().load_or_create().unwrap();
+    owner
+        .invite(bob_id.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let bob = library::join_invited(
+        open_library(&w.library("bob")).unwrap(),
+        &w.bucket,
+        bae_membership::LibraryId::from(founder.key.fingerprint()),
+        &founder.identity.public_key(),
+        &founder.identity.public_key(),
+        &bob_keys,
+        None,
+    )
+    .await
+    .unwrap();
+    desktop.pull().await.unwrap();
+    import_albums(&w.library("bob"), 30, 1);
+    bob.push().await.unwrap();
+    owner.pull().await.unwrap();
+    owner.checkpoint().await.unwrap();
+    // The tablet starts from the owner's checkpoint, bob's album in it.
+    let tablet = w.join("tablet").await;
+    let bobs_album = album_row(30, "albums");
+    assert_ne!(field(&tablet, "albums", &bobs_album, "id").await, "NULL");
+
+    let report = tablet.revoke(bob_id.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(bob.device(), last_batch(&bob).await)]);
+    // The desktop had not applied bob's batches before the removal.
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_ne!(field(&desktop, "albums", &bobs_album, "id").await, "NULL");
+    owner.pull().await.unwrap();
+    tablet.pull().await.unwrap();
+    assert_converged(&[&owner, &desktop, &tablet]).await;
+}

@@ -1599,6 +1599,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   no batch, and came back only through a recovery from it (the check
 ///   saw the step-89 value it overtook as lost). A checkpoint now pushes
 ///   the batches its snapshot holds before it is uploaded.
+/// - 19343: the revoking founder device had the member's writes from a
+///   checkpoint (a recovery after going back to a copy) and had never
+///   verified a signed object of the member's device, so its removal
+///   listed no cutoff for that device: every batch of it was refused,
+///   though the other founder device (and the revoker) held their writes.
+///   The revoke now binds every device it applied batches of first.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1618,6 +1624,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (17277, 300),
     (16172, 300),
     (18289, 300),
+    (19343, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
