@@ -1434,7 +1434,9 @@ async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists
 
     let report = tablet.revoke(bob_id.public_key()).await.unwrap();
     assert_eq!(report.cutoffs, vec![(bob.device(), last_batch(&bob).await)]);
-    // The desktop had not applied bob's batches before the removal.
+    // The desktop had not applied bob's batch; it reads the removal first.
+    let members = desktop.members().await.unwrap();
+    assert!(members.iter().all(|m| m.key != bob_id.public_key()));
     let pull = desktop.pull().await.unwrap();
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_ne!(field(&desktop, "albums", &bobs_album, "id").await, "NULL");
