@@ -242,8 +242,9 @@ impl SyncService {
     /// bound to the member; one left out has a cutoff of 0, so a device
     /// that had not applied its batches yet would refuse them while this
     /// one and the checkpoint's readers hold their writes (seed 19343). A
-    /// failed read fails the revoke (run it again); a device none of whose
-    /// heads verifies stays unbound (garbage must not stop a removal).
+    /// failed request fails the revoke (run it again); a device none of
+    /// whose heads verifies in two reads stays unbound (garbage must not
+    /// stop a removal).
     async fn bind_applied_devices(
         &self,
         heads: &BTreeMap<bae_hlc::DeviceId, Vec<u64>>,
@@ -257,13 +258,17 @@ impl SyncService {
                 applied > 0 && device != self.device && self.author_of(device).is_none()
             })
             .map(|(device, _)| device);
-        for device in unbound {
+        'device: for device in unbound {
             for &seq in heads.get(&device).into_iter().flatten() {
                 let key = layout::heads_key(&device, seq);
-                match self.fetch_head(&key, device, seq).await {
-                    Ok(_) => break,
-                    Err(SyncError::Store(e)) if !e.is_not_found() => return Err(e.into()),
-                    Err(e) => tracing::warn!(%key, error = %e, "head does not bind its device"),
+                // Read twice before passing a head over: one cut transfer
+                // must not leave the device out of the cutoffs.
+                for _ in 0..2 {
+                    match self.fetch_head(&key, device, seq).await {
+                        Ok(_) => continue 'device,
+                        Err(SyncError::Store(e)) if !e.is_not_found() => return Err(e.into()),
+                        Err(e) => tracing::warn!(%key, error = %e, "head does not bind its device"),
+                    }
                 }
             }
         }
