@@ -1106,6 +1106,30 @@ fn snapshot_cursors(
             own = Some((applied, hash.map(|h| h.0)));
         }
     }
+    // Nor are own batches a checkpoint restore left to replay (held, for
+    // drift or a row not here yet): a reader that restored this one would
+    // skip them, while this device replays them later (seed 23336).
+    let replay_after: Option<i64> = conn.query_row(
+        "SELECT checkpoint_replay_after FROM bae_sync_library WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(after) = replay_after.and_then(|a| u64::try_from(a).ok()) {
+        if own.is_some_and(|(seq, _)| seq > after) {
+            let hash: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT hash FROM bae_sync_batch_hashes WHERE batch_id = ?1",
+                    [after as i64],
+                    |r| r.get(0),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            own = Some((after, hash.and_then(|h| <[u8; 32]>::try_from(h).ok())));
+        }
+    }
     if let Some((seq, hash)) = own.filter(|(seq, _)| *seq > 0) {
         out.push(CheckpointCursor {
             device: *device.as_bytes(),
@@ -1144,6 +1168,38 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// Seed 23336: a checkpoint restore left this device's batches after
+    /// its cursor to replay (held for drift: written while its clock ran
+    /// ahead), and it wrote a checkpoint (a revoke's, without a pull) before
+    /// they were replayed. That checkpoint claimed them without their
+    /// writes, and a device that restored it never applied them. Its own
+    /// cursor now stops where the replay starts.
+    #[tokio::test]
+    async fn a_checkpoint_claims_no_own_batch_a_restore_left_to_replay() {
+        let bucket = crate::test_support::Bucket::new();
+        let laptop = bucket.device("laptop", 2);
+        assert_eq!(laptop.push().await.unwrap().head, Some(2));
+        let own = |report: &CheckpointReport| {
+            report
+                .cursors
+                .iter()
+                .find(|(device, _)| *device == laptop.device())
+                .map(|(_, seq)| *seq)
+        };
+        assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(2));
+        laptop
+            .with_db(|rec| {
+                rec.sync_parts().0.execute(
+                    "UPDATE bae_sync_library SET checkpoint_replay_after = 1 WHERE id = 1",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(1));
+    }
 
     /// The example frame of `docs/FORMAT-checkpoint.md`, section 4.
     #[test]
