@@ -1444,3 +1444,58 @@ async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists
     tablet.pull().await.unwrap();
     assert_converged(&[&owner, &desktop, &tablet]).await;
 }
+
+/// Seed 24347: as above, and every LIST of the laptop's key blobs during
+/// its first push after going back missed epoch 1's (an eventually
+/// consistent bucket): the look found nothing newer, the head sealed under
+/// epoch 1 did not open twice and was passed over, and the push rewrote
+/// batches the desktop had applied (a fork). An own object naming an
+/// epoch whose key blob of this member is in the bucket (looked up by
+/// name) now fails the push instead; the next one, whose LIST shows it,
+/// goes on.
+#[tokio::test]
+async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_garbage() {
+    let w = World::new(Bucket::Local, "rollback-before-revoke-stale-keys");
+    drop(w.first_device("laptop", 1).await);
+    let laptop = w.device_over("laptop", w.store());
+    let desktop = w.join("desktop").await;
+    let bob = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(bob.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    sync_all(&[&laptop, &desktop]).await;
+    let saved = save(&w.library("laptop"));
+    laptop.revoke(bob.public_key()).await.unwrap();
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    desktop.pull().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let stale = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let listing = stale.clone();
+    let store = HookedStore::new(w.store()).on_list(move |prefix, keys| {
+        if prefix.starts_with("keys/") && listing.load(std::sync::atomic::Ordering::SeqCst) {
+            keys.into_iter()
+                .filter(|k| !k.ends_with("/0000000001"))
+                .collect()
+        } else {
+            keys
+        }
+    });
+    let laptop = w.device_over("laptop", std::sync::Arc::new(store));
+    import_albums(&w.library("laptop"), 5, 1);
+
+    let first = laptop.push().await;
+    nothing_replaced(&w, &laptop, &objects).await;
+    assert!(first.is_err(), "{first:?}");
+    stale.store(false, std::sync::atomic::Ordering::SeqCst);
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+}

@@ -1673,6 +1673,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   before they replayed, claimed them without their writes, and the
 ///   other founder device, which restored it, never applied them. A
 ///   checkpoint's own cursor now stops where a pending replay starts.
+/// - 24347: a founder device went back to a copy from before the revoke
+///   (without epoch 1's key); every LIST of its key blobs missed epoch 1's,
+///   so its own head sealed under epoch 1 did not open twice, was passed
+///   over, and the push rewrote batches the others had applied (a fork).
+///   An own object naming an epoch whose key blob is there (looked up by
+///   name) now fails the push instead.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1695,6 +1701,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (19343, 300),
     (22878, 300),
     (23336, 300),
+    (24347, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
