@@ -574,7 +574,8 @@ impl SyncService {
     ///
     /// The snapshot may include the effects of local batches recorded after
     /// the push; its cursor for this device still names only pushed batches,
-    /// so those batches are replayed on top later, which merge makes a no-op.
+    /// and those batches are pushed before it is uploaded (they are replayed
+    /// on top of it later, which merge makes a no-op).
     ///
     /// Refused ([`SyncError::CheckpointWouldHideGap`]) while the pull left
     /// a gap (a stream's next batch gone from the bucket) that an older
@@ -606,12 +607,25 @@ impl SyncService {
     }
 
     /// Snapshots the library as it stands and uploads it (the second half
-    /// of [`Self::checkpoint`], without its push and pull); the caller holds
-    /// the flight lock.
+    /// of [`Self::checkpoint`], without its pull); the caller holds the
+    /// flight lock.
+    ///
+    /// No checkpoint goes up holding a write that no batch in the bucket
+    /// carries: local batches are pushed before the snapshot, and again
+    /// before the upload when the snapshot holds one recorded meanwhile.
+    /// Its cursor for this device names only pushed batches, so the writes
+    /// of a later one were explained only by that batch being pushed later
+    /// with the same ops; a device that went back to a copy from before
+    /// them never pushes it, and the write was then on the devices that
+    /// started from the checkpoint and on no other (seed 18289, a revoke's
+    /// checkpoint, written without a push).
     pub(crate) async fn write_checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         let span = tracing::info_span!("checkpoint", device = %self.device);
         async move {
             let device = self.device;
+            if self.with_db(|rec| any_unpushed(rec.sync_parts().0)).await? {
+                self.push_locked().await?;
+            }
             let (epoch, key) = self
                 .key_ring()
                 .current()
@@ -631,9 +645,9 @@ impl SyncService {
             // The snapshot and its sealing run on a connection of their own:
             // nothing else of the service waits for them.
             let cancel = self.cancel.clone();
-            let (key_name, header, plain_bytes, sealed, sealed_bytes, object_hash) = self
+            let (key_name, header, plain_bytes, sealed, sealed_bytes, object_hash, unpushed) = self
                 .with_own_connection(move |conn, schema| {
-                    let (header, mut plain, plain_bytes) =
+                    let (header, mut plain, plain_bytes, unpushed) =
                         write_snapshot(conn, schema, device, hlc, progress.as_ref())?;
                     if cancel.is_cancelled() {
                         return Err(SyncError::Cancelled);
@@ -658,10 +672,14 @@ impl SyncService {
                     drop(out);
                     let sealed_bytes = sealed.as_file().metadata().map_err(io_err)?.len();
                     let object_hash = hash_file(sealed.path())?;
-                    Ok((key_name, header, plain_bytes, sealed, sealed_bytes, object_hash))
+                    Ok((key_name, header, plain_bytes, sealed, sealed_bytes, object_hash, unpushed))
                 })
                 .await?;
             self.check_cancelled()?;
+            if unpushed {
+                // A local write landed between the push and the snapshot.
+                self.push_locked().await?;
+            }
             // The sealed object streams from its temp file: a checkpoint of any
             // size passes through bounded memory.
             self.report(Stage::Upload, 0, sealed_bytes);
@@ -995,8 +1013,11 @@ fn write_snapshot(
     device: DeviceId,
     hlc: bae_hlc::Timestamp,
     progress: Option<&Progress>,
-) -> Result<(CheckpointHeader, File, u64), SyncError> {
+) -> Result<(CheckpointHeader, File, u64, bool), SyncError> {
     let tx = conn.transaction()?;
+    // In the same read transaction as the snapshot: exactly the local
+    // batches whose writes it holds.
+    let unpushed = any_unpushed(&tx)?;
     // Newer than every write the snapshot holds: a pull that folded a
     // remote batch after `hlc` was taken may have stamps above it.
     let hlc =
@@ -1045,7 +1066,12 @@ fn write_snapshot(
     let (out, bytes) = w.finish().map_err(fail)?;
     let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
     tx.finish()?;
-    Ok((header, file, bytes))
+    Ok((header, file, bytes, unpushed))
+}
+
+/// Whether this device has recorded a batch it has not pushed.
+fn any_unpushed(conn: &Connection) -> Result<bool, SyncError> {
+    Ok(!bae_oplog::unpushed_batches_after(conn, bae_oplog::BatchSeq(0), 1)?.is_empty())
 }
 
 /// This device's last pushed batch whose ops are all folded into the
@@ -1078,6 +1104,30 @@ fn snapshot_cursors(
     if let Some((applied, hash)) = crate::rollback::own_cursor(conn, device)? {
         if own.is_some_and(|(seq, _)| seq > applied) {
             own = Some((applied, hash.map(|h| h.0)));
+        }
+    }
+    // Nor are own batches a checkpoint restore left to replay (held, for
+    // drift or a row not here yet): a reader that restored this one would
+    // skip them, while this device replays them later (seed 23336).
+    let replay_after: Option<i64> = conn.query_row(
+        "SELECT checkpoint_replay_after FROM bae_sync_library WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(after) = replay_after.and_then(|a| u64::try_from(a).ok()) {
+        if own.is_some_and(|(seq, _)| seq > after) {
+            let hash: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT hash FROM bae_sync_batch_hashes WHERE batch_id = ?1",
+                    [after as i64],
+                    |r| r.get(0),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            own = Some((after, hash.and_then(|h| <[u8; 32]>::try_from(h).ok())));
         }
     }
     if let Some((seq, hash)) = own.filter(|(seq, _)| *seq > 0) {
@@ -1118,6 +1168,38 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// Seed 23336: a checkpoint restore left this device's batches after
+    /// its cursor to replay (held for drift: written while its clock ran
+    /// ahead), and it wrote a checkpoint (a revoke's, without a pull) before
+    /// they were replayed. That checkpoint claimed them without their
+    /// writes, and a device that restored it never applied them. Its own
+    /// cursor now stops where the replay starts.
+    #[tokio::test]
+    async fn a_checkpoint_claims_no_own_batch_a_restore_left_to_replay() {
+        let bucket = crate::test_support::Bucket::new();
+        let laptop = bucket.device("laptop", 2);
+        assert_eq!(laptop.push().await.unwrap().head, Some(2));
+        let own = |report: &CheckpointReport| {
+            report
+                .cursors
+                .iter()
+                .find(|(device, _)| *device == laptop.device())
+                .map(|(_, seq)| *seq)
+        };
+        assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(2));
+        laptop
+            .with_db(|rec| {
+                rec.sync_parts().0.execute(
+                    "UPDATE bae_sync_library SET checkpoint_replay_after = 1 WHERE id = 1",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(1));
+    }
 
     /// The example frame of `docs/FORMAT-checkpoint.md`, section 4.
     #[test]

@@ -72,9 +72,14 @@ pub(crate) struct Encoded {
 impl SyncService {
     /// Pushes every unpushed batch, then the head.
     pub async fn push(&self) -> Result<PushReport, SyncError> {
+        let _one_at_a_time = self.flight.lock().await;
+        self.push_locked().await
+    }
+
+    /// [`Self::push`] for a caller that holds the flight lock.
+    pub(crate) async fn push_locked(&self) -> Result<PushReport, SyncError> {
         let span = tracing::info_span!("push", device = %self.device);
         async move {
-            let _one_at_a_time = self.flight.lock().await;
             let device = self.device;
             self.look_for_keys_once().await?;
             // Before any upload: batches this device pushed before its

@@ -391,16 +391,38 @@ impl SyncService {
     /// push write new batches under seqs other devices had applied, and
     /// delete the head, forking its stream for good (seed 9127; seed 4 with
     /// removals).
+    ///
+    /// An own object sealed under an epoch this device still lacks after
+    /// that, while this member's key blob of that epoch is in the bucket
+    /// (looked up by name), is not garbage: the refresh's LIST of key blobs
+    /// missed it (an eventually consistent bucket). The read fails with
+    /// `e`'s error and the push with it, to be run again; before, the
+    /// second read failed the same way, the head was passed over and the
+    /// push rewrote batches every other device had applied (seed 24347:
+    /// a device back on a copy from before its library's revoke, a fork).
     async fn read_members_again_if_unreadable(&self, e: &SyncError) -> Result<(), SyncError> {
-        let newer_epoch = matches!(
-            e,
+        let newer_epoch = match e {
             SyncError::Object {
-                source: ObjectError::UnknownEpoch { .. },
-                ..
-            }
-        );
-        if newer_epoch || matches!(e, SyncError::Refused { .. }) {
+                key,
+                source: ObjectError::UnknownEpoch { epoch },
+            } => Some((key, *epoch)),
+            _ => None,
+        };
+        if newer_epoch.is_some() || matches!(e, SyncError::Refused { .. }) {
             self.refresh_members().await?;
+        }
+        if let Some((key, epoch)) = newer_epoch.filter(|(_, epoch)| *epoch > self.key_epoch()) {
+            let me = layout::PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
+            if self
+                .store
+                .exists(&layout::key_blob_key(&me, epoch.0))
+                .await?
+            {
+                return Err(SyncError::Object {
+                    key: key.clone(),
+                    source: ObjectError::UnknownEpoch { epoch },
+                });
+            }
         }
         Ok(())
     }

@@ -32,6 +32,7 @@ use bae_membership::{
 use bae_storage_s3::layout::{self, PublicKeyHex};
 use bae_storage_s3::StoreError;
 use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeMap;
 
 /// What [`SyncService::invite`] or [`SyncService::set_name`] did besides
 /// writing its entry.
@@ -149,7 +150,9 @@ impl SyncService {
     /// another device's that they checkpointed); this one holds every
     /// batch of theirs that still counts. Written first, so no removal
     /// lands without it (a run that fails after it, or whose reply is
-    /// lost, has one all the same).
+    /// lost, has one all the same). The cutoffs name every device of the
+    /// member this device applied batches of, also those whose writes it
+    /// got from a checkpoint (their heads tell it whose they are).
     pub async fn revoke(&self, member: IdentityPublicKey) -> Result<RevokeReport, SyncError> {
         let _one_at_a_time = self.flight.lock().await;
         if member == self.member.public_key() {
@@ -189,13 +192,17 @@ impl SyncService {
         let entry = if is_member {
             // Under the same lock as the cutoffs below: no pull between (it
             // would move them), so this device may be behind the bucket.
-            report.behind = self.next_batch_gone(&member).await?;
+            let heads = self.list_all_heads().await?;
+            self.bind_applied_devices(&heads).await?;
+            report.behind = self.next_batch_gone(&member, &heads).await?;
             match report.behind {
                 None => report.checkpoint = Some(self.write_checkpoint().await?.key),
                 Some((device, seq)) => {
                     tracing::warn!(%device, seq, "behind the bucket's GC: the revoke writes no checkpoint");
                 }
             }
+            // The checkpoint's push may have recovered from another one.
+            self.bind_applied_devices(&heads).await?;
             let cutoffs = self.cutoffs_for(&chain, &member).await?;
             report.cutoffs = cutoffs.devices.iter().map(|c| (c.device, c.seq)).collect();
             let entry = self
@@ -239,13 +246,13 @@ impl SyncService {
     async fn next_batch_gone(
         &self,
         member: &IdentityPublicKey,
+        heads: &BTreeMap<bae_hlc::DeviceId, Vec<u64>>,
     ) -> Result<Option<(bae_hlc::DeviceId, u64)>, SyncError> {
-        let heads = self.list_all_heads().await?;
         let cursors = self
             .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
             .await?;
         let members = self.devices_of(member);
-        for (device, seqs) in heads {
+        for (&device, seqs) in heads {
             let applied = cursors.get(&device).copied().unwrap_or(0);
             let behind = seqs.first().is_some_and(|newest| *newest > applied);
             if !behind || members.contains(&device) {
@@ -257,6 +264,46 @@ impl SyncService {
             }
         }
         Ok(None)
+    }
+
+    /// Learns the author of every device this one has applied batches of
+    /// without having verified a signed object of it (their writes came in
+    /// a checkpoint: a join, or a recovery), from its newest head that
+    /// verifies (`heads`, newest first). The cutoffs name only devices
+    /// bound to the member; one left out has a cutoff of 0, so a device
+    /// that had not applied its batches yet would refuse them while this
+    /// one and the checkpoint's readers hold their writes (seed 19343). A
+    /// failed request fails the revoke (run it again); a device none of
+    /// whose heads verifies in two reads stays unbound (garbage must not
+    /// stop a removal).
+    async fn bind_applied_devices(
+        &self,
+        heads: &BTreeMap<bae_hlc::DeviceId, Vec<u64>>,
+    ) -> Result<(), SyncError> {
+        let cursors = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
+        let unbound = cursors
+            .into_iter()
+            .filter(|&(device, applied)| {
+                applied > 0 && device != self.device && self.author_of(device).is_none()
+            })
+            .map(|(device, _)| device);
+        'device: for device in unbound {
+            for &seq in heads.get(&device).into_iter().flatten() {
+                let key = layout::heads_key(&device, seq);
+                // Read twice before passing a head over: one cut transfer
+                // must not leave the device out of the cutoffs.
+                for _ in 0..2 {
+                    match self.fetch_head(&key, device, seq).await {
+                        Ok(_) => continue 'device,
+                        Err(SyncError::Store(e)) if !e.is_not_found() => return Err(e.into()),
+                        Err(e) => tracing::warn!(%key, error = %e, "head does not bind its device"),
+                    }
+                }
+            }
+        }
+        self.save_bindings().await
     }
 
     /// Refuses unless this member can manage membership now.

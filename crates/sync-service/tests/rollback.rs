@@ -1342,3 +1342,160 @@ async fn own_batches_below_the_head_that_read_damaged_are_applied_later() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// Seed 18289: the revoke's checkpoint (written without a push) held a
+/// title the laptop had recorded but not pushed; the laptop then went back
+/// to a copy taken before that title. The write was in a checkpoint and in
+/// no batch: a device that started from the checkpoint had it, one that
+/// pulled batches never would, and the laptop itself got it back only
+/// through a recovery. A checkpoint now publishes the batches whose writes
+/// its snapshot holds before it is uploaded.
+#[tokio::test]
+async fn a_checkpoint_holds_no_write_that_no_batch_carries() {
+    let w = World::new(Bucket::Local, "rollback-checkpoint-unpushed");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    laptop.push().await.unwrap();
+    desktop.pull().await.unwrap();
+    let member = bae_crypto::IdentitySigningKey::generate().public_key();
+    laptop
+        .invite(member, bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let saved = save(&w.library("laptop"));
+    let album = album_row(0, "albums");
+    edit(&laptop, "albums", &album, "title", "in the checkpoint").await;
+    let report = laptop.revoke(member).await.unwrap();
+    assert!(report.checkpoint.is_some(), "{report:?}");
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let laptop = reopen(&w, "laptop");
+    let phone = w.join("phone").await;
+
+    for _ in 0..2 {
+        for s in [&laptop, &desktop, &phone] {
+            let (_, pull) = s.sync().await.unwrap();
+            assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+        }
+    }
+    let titles = [
+        field(&laptop, "albums", &album, "title").await,
+        field(&desktop, "albums", &album, "title").await,
+        field(&phone, "albums", &album, "title").await,
+    ];
+    assert_eq!(
+        titles,
+        ["in the checkpoint"; 3].map(String::from),
+        "laptop, desktop, phone (which started from the revoke's checkpoint)"
+    );
+    assert_converged(&[&laptop, &desktop, &phone]).await;
+}
+
+/// Seed 19343: a founder device got the member's writes from a checkpoint
+/// (here by joining; in the seed by recovering after going back to a
+/// copy), so it never verified a signed object of the member's device and
+/// did not know that device was theirs. Its revoke listed no cutoff for
+/// it, which refuses every batch of it: a device that had not applied
+/// them yet never would, while the revoker and the checkpoint's readers
+/// held their writes. The revoke now learns the author of every device it
+/// has applied batches of (from their heads) before it takes the cutoffs.
+#[tokio::test]
+async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists_their_devices() {
+    let w = World::new(Bucket::Local, "revoke-after-checkpoint");
+    let owner = w.first_device("owner", 1).await;
+    let desktop = w.join("desktop").await;
+    let founder = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let bob_keys = bae_sync_service::KeyStore::Files(w.dir.path().join("bob-home"));
+    let bob_id = bob_keys.identity_store().load_or_create().unwrap();
+    owner
+        .invite(bob_id.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let bob = library::join_invited(
+        open_library(&w.library("bob")).unwrap(),
+        &w.bucket,
+        bae_membership::LibraryId::from(founder.key.fingerprint()),
+        &founder.identity.public_key(),
+        &founder.identity.public_key(),
+        &bob_keys,
+        None,
+    )
+    .await
+    .unwrap();
+    desktop.pull().await.unwrap();
+    import_albums(&w.library("bob"), 30, 1);
+    bob.push().await.unwrap();
+    owner.pull().await.unwrap();
+    owner.checkpoint().await.unwrap();
+    // The tablet starts from the owner's checkpoint, bob's album in it.
+    let tablet = w.join("tablet").await;
+    let bobs_album = album_row(30, "albums");
+    assert_ne!(field(&tablet, "albums", &bobs_album, "id").await, "NULL");
+
+    let report = tablet.revoke(bob_id.public_key()).await.unwrap();
+    assert_eq!(report.cutoffs, vec![(bob.device(), last_batch(&bob).await)]);
+    // The desktop had not applied bob's batch; it reads the removal first.
+    let members = desktop.members().await.unwrap();
+    assert!(members.iter().all(|m| m.key != bob_id.public_key()));
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_ne!(field(&desktop, "albums", &bobs_album, "id").await, "NULL");
+    owner.pull().await.unwrap();
+    tablet.pull().await.unwrap();
+    assert_converged(&[&owner, &desktop, &tablet]).await;
+}
+
+/// Seed 24347: as above, and every LIST of the laptop's key blobs during
+/// its first push after going back missed epoch 1's (an eventually
+/// consistent bucket): the look found nothing newer, the head sealed under
+/// epoch 1 did not open twice and was passed over, and the push rewrote
+/// batches the desktop had applied (a fork). An own object naming an
+/// epoch whose key blob of this member is in the bucket (looked up by
+/// name) now fails the push instead; the next one, whose LIST shows it,
+/// goes on.
+#[tokio::test]
+async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_garbage() {
+    let w = World::new(Bucket::Local, "rollback-before-revoke-stale-keys");
+    drop(w.first_device("laptop", 1).await);
+    let laptop = w.device_over("laptop", w.store());
+    let desktop = w.join("desktop").await;
+    let bob = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(bob.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    sync_all(&[&laptop, &desktop]).await;
+    let saved = save(&w.library("laptop"));
+    laptop.revoke(bob.public_key()).await.unwrap();
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    desktop.pull().await.unwrap();
+    let objects = own_objects(&w, &laptop).await;
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let stale = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let listing = stale.clone();
+    let store = HookedStore::new(w.store()).on_list(move |prefix, keys| {
+        if prefix.starts_with("keys/") && listing.load(std::sync::atomic::Ordering::SeqCst) {
+            keys.into_iter()
+                .filter(|k| !k.ends_with("/0000000001"))
+                .collect()
+        } else {
+            keys
+        }
+    });
+    let laptop = w.device_over("laptop", std::sync::Arc::new(store));
+    import_albums(&w.library("laptop"), 5, 1);
+
+    let first = laptop.push().await;
+    nothing_replaced(&w, &laptop, &objects).await;
+    assert!(first.is_err(), "{first:?}");
+    stale.store(false, std::sync::atomic::Ordering::SeqCst);
+    let push = laptop.push().await.unwrap();
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    nothing_replaced(&w, &laptop, &objects).await;
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+}

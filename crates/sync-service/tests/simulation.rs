@@ -154,6 +154,39 @@ struct SimStore {
     /// The last bytes put at each `ops/` key, by every device (GC may have
     /// deleted them since): what the removal check reads batches from.
     batches: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// This device's database, read when it puts one of its batches.
+    db: PathBuf,
+    /// Every field write this device put in a batch, as it read in its
+    /// database when put (see [`Sim::roll_back`]).
+    published: Mutex<BTreeSet<PublishedField>>,
+}
+
+/// A field write as (HLC, table, row, column, value as debug text).
+type PublishedField = (bae_hlc::Timestamp, String, String, String, String);
+
+impl SimStore {
+    /// Records the field writes of this device's batch `seq`, which it is
+    /// putting now (its database holds it under that seq while it pushes).
+    fn publish(&self, seq: u64) {
+        let Ok(conn) = rusqlite::Connection::open(&self.db) else {
+            return;
+        };
+        let Ok(ops) = batch_ops(&conn, &BAE_SCHEMA, BatchSeq(seq)) else {
+            return;
+        };
+        let mut published = self.published.lock().unwrap();
+        for op in ops {
+            for (col, value) in op.fields {
+                published.insert((
+                    op.hlc,
+                    op.table.clone(),
+                    op.row_id.clone(),
+                    col,
+                    format!("{value:?}"),
+                ));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +292,11 @@ impl ObjectStore for SimStore {
         if key.starts_with("ops/") {
             let mut batches = self.batches.lock().unwrap();
             batches.insert(key.to_owned(), bytes.to_vec());
+        }
+        if let Ok((device, seq)) = bae_storage_s3::layout::parse_ops_key(key) {
+            if device == device_id(self.seed, self.device as usize) {
+                self.publish(seq);
+            }
         }
         if roll.is_some_and(|r| r.fault < RATES.lost_ack) {
             self.count("put landed, reply lost");
@@ -454,6 +492,8 @@ impl Sim {
             device: i as u64,
             state: Mutex::new(StoreState::default()),
             batches: self.batches.clone(),
+            db: self.dir.path().join(format!("{name}.db")),
+            published: Mutex::new(BTreeSet::new()),
         });
         self.devices.push(Device {
             path: self.dir.path().join(format!("{name}.db")),
@@ -597,11 +637,26 @@ impl Sim {
             }
             ops
         };
+        // A write put in a batch is published whatever the seq its
+        // database holds it under now: a push that put its batches and
+        // failed before recording it looked like a rollback to the next
+        // one, whose re-take renumbered the same batches above the
+        // bucket's head, unpushed (seed 22878, the harness's: those
+        // writes, on every device, were taken for lost).
+        let published = self.devices[i].store.published.lock().unwrap().clone();
         for w in &mut self.writes {
-            let (table, row, _) = &w.field;
+            let (table, row, col) = &w.field;
+            let put = (
+                w.stamp.hlc,
+                table.clone(),
+                row.clone(),
+                col.clone(),
+                format!("{:?}", w.value),
+            );
             if w.device == i
                 && w.step > since
                 && unpublished.contains(&(w.stamp.hlc, table.clone(), row.clone()))
+                && !published.contains(&put)
             {
                 w.lost = true;
             }
@@ -1593,6 +1648,37 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   twice, stopped there and found its head above: the head was recorded
 ///   and the batches up to it never applied on that device. A read that
 ///   stops below a valid head now leaves the own cursor there.
+/// - 18289: the revoke's checkpoint (written without a push) held a track
+///   write the founder's device had not pushed; the device then went back
+///   to a copy from before it, so the write was in that checkpoint and in
+///   no batch, and came back only through a recovery from it (the check
+///   saw the step-89 value it overtook as lost). A checkpoint now pushes
+///   the batches its snapshot holds before it is uploaded.
+/// - 19343: the revoking founder device had the member's writes from a
+///   checkpoint (a recovery after going back to a copy) and had never
+///   verified a signed object of the member's device, so its removal
+///   listed no cutoff for that device: every batch of it was refused,
+///   though the other founder device (and the revoker) held their writes.
+///   The revoke now binds every device it applied batches of first.
+/// - 22878 (no removal in its run, found with removals on): the harness's
+///   fault: a push put two batches and their head and failed before
+///   recording them; the next push took the head for a rollback and its
+///   re-take renumbered the same two batches above it, unpushed, and when
+///   the device then went back to a copy the harness took their writes
+///   (published, on every device) for lost. A write put in a batch now
+///   counts as published whatever seq its database holds it under.
+/// - 23336: a founder device restored a checkpoint while its own batches
+///   after the checkpoint's cursor were held at replay (written while its
+///   clock ran beyond the drift bound); its revoke's checkpoint, written
+///   before they replayed, claimed them without their writes, and the
+///   other founder device, which restored it, never applied them. A
+///   checkpoint's own cursor now stops where a pending replay starts.
+/// - 24347: a founder device went back to a copy from before the revoke
+///   (without epoch 1's key); every LIST of its key blobs missed epoch 1's,
+///   so its own head sealed under epoch 1 did not open twice, was passed
+///   over, and the push rewrote batches the others had applied (a fork).
+///   An own object naming an epoch whose key blob is there (looked up by
+///   name) now fails the push instead.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1611,6 +1697,11 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (17066, 300),
     (17277, 300),
     (16172, 300),
+    (18289, 300),
+    (19343, 300),
+    (22878, 300),
+    (23336, 300),
+    (24347, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
