@@ -25,6 +25,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("bae_sync_table_ids", "merge"),
     ("bae_sync_row_stamps_v4", "merge"),
     ("bae_sync_column_stamps_v4", "merge"),
+    ("bae_sync_row_stamps_v5", "merge"),
+    ("bae_sync_column_stamps_v5", "merge"),
     ("bae_sync_v1_keys", "merge"),
     ("bae_sync_keep", "merge"),
     ("bae_sync_kept", "merge"),
