@@ -980,6 +980,32 @@ async fn a_second_retake_keeps_the_own_cursor_of_batches_still_held() {
     }
 }
 
+/// A laptop (founder) and a desktop in sync, with bob invited as a
+/// member, and a copy of the laptop's library taken then: what the
+/// tests of a device going back to before a revoke start from.
+async fn saved_before_a_revoke(
+    name: &str,
+) -> (
+    World,
+    SyncService,
+    SyncService,
+    bae_crypto::IdentitySigningKey,
+    Saved,
+) {
+    let w = World::new(Bucket::Local, name);
+    drop(w.first_device("laptop", 1).await);
+    let laptop = w.device_over("laptop", w.store());
+    let desktop = w.join("desktop").await;
+    let bob = bae_crypto::IdentitySigningKey::generate();
+    laptop
+        .invite(bob.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    sync_all(&[&laptop, &desktop]).await;
+    let saved = save(&w.library("laptop"));
+    (w, laptop, desktop, bob, saved)
+}
+
 /// The owner's laptop revokes a member (key epoch 1), pushes a write under
 /// the new epoch, then goes back to a copy of its database taken before
 /// the revoke, without epoch 1's key (a service built without a key store,
@@ -991,17 +1017,7 @@ async fn a_second_retake_keeps_the_own_cursor_of_batches_still_held() {
 /// follows a look for this member's newer key blob.
 #[tokio::test]
 async fn own_batches_under_an_epoch_a_restored_device_lacks_are_not_garbage() {
-    let w = World::new(Bucket::Local, "rollback-before-revoke");
-    drop(w.first_device("laptop", 1).await);
-    let laptop = w.device_over("laptop", w.store());
-    let desktop = w.join("desktop").await;
-    let bob = bae_crypto::IdentitySigningKey::generate();
-    laptop
-        .invite(bob.public_key(), bae_membership::Role::Member)
-        .await
-        .unwrap();
-    sync_all(&[&laptop, &desktop]).await;
-    let saved = save(&w.library("laptop"));
+    let (w, laptop, desktop, bob, saved) = saved_before_a_revoke("rollback-before-revoke").await;
     let report = laptop.revoke(bob.public_key()).await.unwrap();
     assert_eq!(report.new_epoch, Some(bae_crypto::KeyEpoch(1)));
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
@@ -1455,17 +1471,8 @@ async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists
 /// goes on.
 #[tokio::test]
 async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_garbage() {
-    let w = World::new(Bucket::Local, "rollback-before-revoke-stale-keys");
-    drop(w.first_device("laptop", 1).await);
-    let laptop = w.device_over("laptop", w.store());
-    let desktop = w.join("desktop").await;
-    let bob = bae_crypto::IdentitySigningKey::generate();
-    laptop
-        .invite(bob.public_key(), bae_membership::Role::Member)
-        .await
-        .unwrap();
-    sync_all(&[&laptop, &desktop]).await;
-    let saved = save(&w.library("laptop"));
+    let (w, laptop, desktop, bob, saved) =
+        saved_before_a_revoke("rollback-before-revoke-stale-keys").await;
     laptop.revoke(bob.public_key()).await.unwrap();
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
     let head = laptop.push().await.unwrap().head.unwrap();
