@@ -42,6 +42,15 @@ pub enum MergeError {
         /// The row.
         row_id: String,
     },
+    /// An earlier batch of the same device, in the same pull, has not
+    /// applied: a device's batches apply in seq order, so what a library
+    /// holds of a stream is exactly its batches up to the cursor (a
+    /// revoke's cutoffs are those cursors). Retry later.
+    #[error("batch {seq} of this device has not applied yet")]
+    EarlierBatchWaits {
+        /// The earliest batch of the device not applied.
+        seq: u64,
+    },
     /// A stored stamp is not a valid (HLC, device) pair.
     #[error("corrupt stamp for {table} row {row_id:?}")]
     CorruptStamp {
@@ -85,7 +94,9 @@ impl MergeError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            MergeError::MissingParent { .. } | MergeError::MissingRow { .. }
+            MergeError::MissingParent { .. }
+                | MergeError::MissingRow { .. }
+                | MergeError::EarlierBatchWaits { .. }
         )
     }
 

@@ -86,7 +86,10 @@
 //! row whose parent this library has never heard of (no row, no stamp), or
 //! updates a row never heard of, fails with a retryable error
 //! ([`MergeError::MissingParent`], [`MergeError::MissingRow`]) and nothing of
-//! it applies; [`apply_pull`] retries it after the rest of the pull. A
+//! it applies; [`apply_pull`] retries it after the rest of the pull, and
+//! holds the later batches of its device with it
+//! ([`MergeError::EarlierBatchWaits`]: a library holds of each stream
+//! exactly the batches up to the cursor its caller keeps). A
 //! parent that is *known* but absent is not missing: the child is absent by
 //! the liveness rule, its stamps are recorded, and the batch applies (it is
 //! never held forever). A batch whose newest HLC is beyond the clock's drift

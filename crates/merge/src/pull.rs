@@ -6,6 +6,7 @@ use crate::error::MergeError;
 use crate::kept::{self, KeptReport};
 use bae_hlc::DeviceId;
 use bae_oplog::{validate, Batch, BatchSeq, OpRecorder};
+use std::collections::{BTreeSet, HashMap};
 
 /// Enough cached statements for every table's shapes plus the stamp and
 /// parking statements, so the merge never re-prepares in a loop.
@@ -94,7 +95,9 @@ pub struct PullReport {
 /// Applies the batches of one pull: sorted chronologically (oldest op first,
 /// then device, then seq), each in its own transaction; batches that fail on
 /// a parent or row that has not arrived are retried after the others, in the
-/// same order, until a round makes no progress. Whatever still cannot apply
+/// same order, until a round makes no progress. A device's batches apply in
+/// seq order: one that waits or is held holds every later one of its
+/// device ([`MergeError::EarlierBatchWaits`]). Whatever still cannot apply
 /// is returned in [`PullReport::held`], never dropped.
 ///
 /// Fails if this device's own writes cannot be folded (a database error
@@ -105,14 +108,38 @@ pub fn apply_pull(rec: &mut OpRecorder, mut batches: Vec<Batch>) -> Result<PullR
     let _entered = span.enter();
     fold_local(rec)?;
     batches.sort_by_key(|b| (b.ops.iter().map(|o| o.hlc).min(), b.device, b.seq));
+    // Per device, the seqs of this pull not applied yet. A batch applies
+    // only after every earlier one of its device: before, one that waited
+    // (an update whose insert had not arrived) let the later ones apply,
+    // so the library held writes past the device's cursor, and a revoke,
+    // whose cutoffs are the cursors, refused on every other device writes
+    // the revoker kept (seed 30086).
+    let mut unapplied: HashMap<DeviceId, BTreeSet<BatchSeq>> = HashMap::new();
+    for b in &batches {
+        unapplied.entry(b.device).or_default().insert(b.seq);
+    }
     let mut report = PullReport::default();
     let mut pending = batches;
     loop {
         let mut waiting = Vec::new();
         let before = report.applied.len();
         for batch in pending {
+            let earliest = unapplied
+                .get(&batch.device)
+                .and_then(|seqs| seqs.first())
+                .copied();
+            if let Some(earlier) = earliest.filter(|s| *s < batch.seq) {
+                waiting.push(HeldBatch {
+                    batch,
+                    reason: MergeError::EarlierBatchWaits { seq: earlier.0 },
+                });
+                continue;
+            }
             match apply_batch(rec, &batch) {
                 Ok(stats) => {
+                    if let Some(seqs) = unapplied.get_mut(&batch.device) {
+                        seqs.remove(&batch.seq);
+                    }
                     report.applied.push((batch.device, batch.seq));
                     add(&mut report.stats, stats);
                 }

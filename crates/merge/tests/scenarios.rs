@@ -367,6 +367,57 @@ fn an_update_of_a_row_not_yet_inserted_waits() {
     assert_eq!(d.get("albums", "al", "title"), Some("e".into()));
 }
 
+/// A device's batches apply in seq order: its batch 2, which could apply
+/// on its own, waits while its batch 1 does (the caller's cursor, and a
+/// revoke's cutoffs, name exactly what the library holds; seed 30086),
+/// and both apply once the insert arrives.
+#[test]
+fn a_waiting_batch_holds_the_later_ones_of_its_device() {
+    let (dx, dy) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    let edit = batch(
+        dy,
+        1,
+        vec![op(
+            T0 + 5,
+            "albums",
+            "al",
+            OpKind::Update,
+            &[("title", "e".into())],
+        )],
+    );
+    let later = batch(
+        dy,
+        2,
+        vec![op(
+            T0 + 6,
+            "albums",
+            "other",
+            OpKind::Insert,
+            &album_fields("o"),
+        )],
+    );
+    let insert = batch(
+        dx,
+        1,
+        vec![op(T0, "albums", "al", OpKind::Insert, &album_fields("t"))],
+    );
+    let mut d = Device::new();
+    let report = d.pull(vec![later.clone(), edit.clone()]);
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(report.held.len(), 2);
+    let waits = report.held.iter().find(|h| h.batch == later).unwrap();
+    assert!(
+        matches!(waits.reason, MergeError::EarlierBatchWaits { seq: 1 }),
+        "{:?}",
+        waits.reason
+    );
+    assert!(!d.exists("albums", "other"));
+    let report = d.pull(vec![later, edit, insert]);
+    assert!(report.held.is_empty(), "{:?}", report.held);
+    assert_eq!(d.get("albums", "al", "title"), Some("e".into()));
+    assert!(d.exists("albums", "other"));
+}
+
 #[test]
 fn a_failing_batch_applies_nothing() {
     let dx = DeviceId::from_bytes([1; 16]);

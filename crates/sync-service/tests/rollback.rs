@@ -1506,3 +1506,76 @@ async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_ga
     sync_all(&[&laptop, &desktop]).await;
     assert_converged(&[&laptop, &desktop]).await;
 }
+
+/// Seed 30086: the owner's device went back to a copy from before one of
+/// its imports, and pulled (no push, so no re-take of its own batches):
+/// the member's update of a track of that import waited for the insert,
+/// and the member's later batches applied past it. The cursor stayed
+/// before the waiting batch, the revoke took its cutoffs from the cursors,
+/// and so the revoker held writes of the member that every other device
+/// refuses as past the cutoff (in the seed, titles that overtook the
+/// member's earlier ones, which then looked lost). A device's batches now
+/// apply in seq order: one that waits holds the later ones.
+#[tokio::test]
+async fn a_revoker_holds_no_write_of_the_member_past_its_cutoffs() {
+    let w = World::new(Bucket::Local, "revoke-past-a-waiting-batch");
+    let owner = w.first_device("owner", 1).await;
+    let desktop = w.join("desktop").await;
+    let founder = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
+    let bob_keys = bae_sync_service::KeyStore::Files(w.dir.path().join("bob-home"));
+    let bob_id = bob_keys.identity_store().load_or_create().unwrap();
+    owner
+        .invite(bob_id.public_key(), bae_membership::Role::Member)
+        .await
+        .unwrap();
+    let bob = library::join_invited(
+        open_library(&w.library("bob")).unwrap(),
+        &w.bucket,
+        bae_membership::LibraryId::from(founder.key.fingerprint()),
+        &founder.identity.public_key(),
+        &founder.identity.public_key(),
+        &bob_keys,
+        None,
+    )
+    .await
+    .unwrap();
+    desktop.pull().await.unwrap();
+    let saved = save(&w.library("owner"));
+    import_albums(&w.library("owner"), 40, 1);
+    owner.push().await.unwrap();
+    bob.pull().await.unwrap();
+    let track = album_row(40, "tracks");
+    edit(&bob, "tracks", &track, "title", "bob's track").await;
+    bob.push().await.unwrap();
+    let album = album_row(0, "albums");
+    edit(&bob, "albums", &album, "title", "bob's title").await;
+    bob.push().await.unwrap();
+    drop(owner);
+    restore(&w.library("owner"), &saved);
+    let owner = reopen(&w, "owner");
+    let pull = owner.pull().await.unwrap();
+    assert!(
+        pull.problems.iter().any(|p| p.device == bob.device()),
+        "bob's track edit waits for the owner's import: {:?}",
+        pull.problems
+    );
+
+    let report = owner.revoke(bob_id.public_key()).await.unwrap();
+    assert!(report.removed, "{report:?}");
+    for _ in 0..2 {
+        for s in [&owner, &desktop] {
+            let (_, pull) = s.sync().await.unwrap();
+            assert!(
+                pull.problems.iter().all(|p| p.device == bob.device()),
+                "{:?}",
+                pull.problems
+            );
+        }
+    }
+    assert_eq!(
+        field(&owner, "albums", &album, "title").await,
+        field(&desktop, "albums", &album, "title").await,
+        "the owner's title, the desktop's"
+    );
+    assert_converged(&[&owner, &desktop]).await;
+}

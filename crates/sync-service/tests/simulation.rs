@@ -1679,6 +1679,12 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   over, and the push rewrote batches the others had applied (a fork).
 ///   An own object naming an epoch whose key blob is there (looked up by
 ///   name) now fails the push instead.
+/// - 30086: the founder device, back on an old copy, pulled without a
+///   push (no re-take of its own import); the member's update of a track
+///   of it waited and the member's later batches applied past it, beyond
+///   the cursor the revoke took as the cutoff, so the revoker held writes
+///   the chain refuses (titles that overtook counted ones). A device's
+///   batches now apply in seq order.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1702,6 +1708,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (22878, 300),
     (23336, 300),
     (24347, 300),
+    (30086, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
