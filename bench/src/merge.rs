@@ -34,7 +34,8 @@
 //! invocations of each binary, alternated, on the busy 2-core machine):
 //! before 1.540 (invocations 1.485-1.722), after 1.389 (1.207-1.488).
 //! Earlier, on an idle machine, before was 1.565 (1.53-1.62), 1.556 and
-//! 1.586.
+//! 1.586. After, in a full `cargo xtask bench` on the idle machine (with
+//! a device's batches applied in seq order, too): 1.372 (1.293-1.485).
 
 use crate::report::{interleaved, Entry, FreshFiles, Size};
 use bae_hlc::WallClock;
