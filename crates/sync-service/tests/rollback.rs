@@ -1407,17 +1407,19 @@ async fn a_checkpoint_holds_no_write_that_no_batch_carries() {
     assert_converged(&[&laptop, &desktop, &phone]).await;
 }
 
-/// Seed 19343: a founder device got the member's writes from a checkpoint
-/// (here by joining; in the seed by recovering after going back to a
-/// copy), so it never verified a signed object of the member's device and
-/// did not know that device was theirs. Its revoke listed no cutoff for
-/// it, which refuses every batch of it: a device that had not applied
-/// them yet never would, while the revoker and the checkpoint's readers
-/// held their writes. The revoke now learns the author of every device it
-/// has applied batches of (from their heads) before it takes the cutoffs.
-#[tokio::test]
-async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists_their_devices() {
-    let w = World::new(Bucket::Local, "revoke-after-checkpoint");
+/// The owner's device and desktop, and bob invited as a member and joined
+/// on a device of his own (keys in `bob-home`), the desktop pulled since:
+/// what the tests of a revoke by the owner start from.
+async fn owner_desktop_and_bob(
+    name: &str,
+) -> (
+    World,
+    SyncService,
+    SyncService,
+    SyncService,
+    bae_crypto::IdentitySigningKey,
+) {
+    let w = World::new(Bucket::Local, name);
     let owner = w.first_device("owner", 1).await;
     let desktop = w.join("desktop").await;
     let founder = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
@@ -1439,6 +1441,20 @@ async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists
     .await
     .unwrap();
     desktop.pull().await.unwrap();
+    (w, owner, desktop, bob, bob_id)
+}
+
+/// Seed 19343: a founder device got the member's writes from a checkpoint
+/// (here by joining; in the seed by recovering after going back to a
+/// copy), so it never verified a signed object of the member's device and
+/// did not know that device was theirs. Its revoke listed no cutoff for
+/// it, which refuses every batch of it: a device that had not applied
+/// them yet never would, while the revoker and the checkpoint's readers
+/// held their writes. The revoke now learns the author of every device it
+/// has applied batches of (from their heads) before it takes the cutoffs.
+#[tokio::test]
+async fn a_revoke_by_a_device_that_read_the_members_writes_in_a_checkpoint_lists_their_devices() {
+    let (w, owner, desktop, bob, bob_id) = owner_desktop_and_bob("revoke-after-checkpoint").await;
     import_albums(&w.library("bob"), 30, 1);
     bob.push().await.unwrap();
     owner.pull().await.unwrap();
@@ -1518,28 +1534,8 @@ async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_ga
 /// apply in seq order: one that waits holds the later ones.
 #[tokio::test]
 async fn a_revoker_holds_no_write_of_the_member_past_its_cutoffs() {
-    let w = World::new(Bucket::Local, "revoke-past-a-waiting-batch");
-    let owner = w.first_device("owner", 1).await;
-    let desktop = w.join("desktop").await;
-    let founder = bae_sync_service::keystore::read_key_file(&w.key_file()).unwrap();
-    let bob_keys = bae_sync_service::KeyStore::Files(w.dir.path().join("bob-home"));
-    let bob_id = bob_keys.identity_store().load_or_create().unwrap();
-    owner
-        .invite(bob_id.public_key(), bae_membership::Role::Member)
-        .await
-        .unwrap();
-    let bob = library::join_invited(
-        open_library(&w.library("bob")).unwrap(),
-        &w.bucket,
-        bae_membership::LibraryId::from(founder.key.fingerprint()),
-        &founder.identity.public_key(),
-        &founder.identity.public_key(),
-        &bob_keys,
-        None,
-    )
-    .await
-    .unwrap();
-    desktop.pull().await.unwrap();
+    let (w, owner, desktop, bob, bob_id) =
+        owner_desktop_and_bob("revoke-past-a-waiting-batch").await;
     let saved = save(&w.library("owner"));
     import_albums(&w.library("owner"), 40, 1);
     owner.push().await.unwrap();
