@@ -299,10 +299,8 @@ impl SyncService {
         chain: &ValidatedChain,
         epoch: KeyEpoch,
     ) -> Result<Option<KeyRing>, SyncError> {
-        let me = PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
         if !self
-            .store
-            .exists(&layout::key_blob_key(&me, epoch.0))
+            .key_blob_there(&self.member.public_key(), epoch)
             .await?
         {
             return Ok(None);

@@ -277,7 +277,8 @@ impl SyncService {
     }
 
     /// Whether `author`'s key blob of `epoch` is at `keys/{author}/{epoch}`
-    /// (one HEAD): a device of `author` seals under `epoch` only while it
+    /// (one HEAD, not a LIST, which may not show the newest blobs yet).
+    /// For an entry that does not open: a device of `author` seals under `epoch` only while it
     /// is the newest it holds, which it got from that blob (a rotation puts
     /// its author's blob before it adopts the key; `epochs.rs`), so without
     /// it nothing there is an entry of `author` sealed under `epoch`.

@@ -412,10 +412,8 @@ impl SyncService {
             self.refresh_members().await?;
         }
         if let Some((key, epoch)) = newer_epoch.filter(|(_, epoch)| *epoch > self.key_epoch()) {
-            let me = layout::PublicKeyHex::from_bytes(&self.member.public_key().to_bytes());
             if self
-                .store
-                .exists(&layout::key_blob_key(&me, epoch.0))
+                .key_blob_there(&self.member.public_key(), epoch)
                 .await?
             {
                 return Err(SyncError::Object {

@@ -169,13 +169,7 @@ impl SyncService {
         // can write one, and it would then start a rotation at will.
         let holds_newest = !is_member
             && chain.ever_member(&member)
-            && self
-                .store
-                .exists(&layout::key_blob_key(
-                    &PublicKeyHex::from_bytes(&member.to_bytes()),
-                    self.key_epoch().0,
-                ))
-                .await?;
+            && self.key_blob_there(&member, self.key_epoch()).await?;
         if !is_member && !holds_newest {
             return Err(SyncError::NotAMember {
                 member: Box::new(member),
