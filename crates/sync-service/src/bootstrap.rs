@@ -58,8 +58,9 @@ pub(crate) enum Recovery {
     Recovered,
     /// None was. `held`: one of the checkpoints a recovery tries holds a
     /// missing batch (it was refused for another reason, e.g. behind this
-    /// device's own gone batches), so the range is not lost: a newer
-    /// checkpoint that lacks it would put it out of every recovery's reach.
+    /// device's own gone batches), or did not open and may hold one, so
+    /// the range may not be lost: a newer checkpoint that lacks it would
+    /// put it out of every recovery's reach.
     NotRecovered { held: bool },
 }
 
@@ -161,6 +162,12 @@ impl SyncService {
         let mut held = false;
         for _ in 0..RECOVERY_TRIES {
             let (opened, skipped) = self.newest_checkpoint_below(below.as_ref()).await?;
+            // One that did not open may hold a missing batch: a body cut
+            // short once reads whole the next time. Taking it for one that
+            // holds nothing let this device write a newer checkpoint
+            // without the range, and its GC then went by that one (seed
+            // 40816).
+            held |= !skipped.is_empty();
             rejected.extend(skipped);
             let Some(opened) = opened else {
                 return Ok(Recovery::NotRecovered { held });

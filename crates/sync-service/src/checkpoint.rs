@@ -579,10 +579,11 @@ impl SyncService {
     ///
     /// Refused ([`SyncError::CheckpointWouldHideGap`]) while the pull left
     /// a gap (a stream's next batch gone from the bucket) that an older
-    /// checkpoint holds: readers and GC go by the newest checkpoint, and
-    /// this one would lack the range. A gap no checkpoint holds does not
-    /// stop it: that range is out of every recovery's reach already, and
-    /// refusing would stop this device's checkpoints (and its GC) for good.
+    /// checkpoint holds, or may hold because it did not open: readers and
+    /// GC go by the newest checkpoint, and this one would lack the range.
+    /// A gap no checkpoint holds does not stop it: that range is out of
+    /// every recovery's reach already, and refusing would stop this
+    /// device's checkpoints (and its GC) for good.
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
         let mut pulled = self.pull().await?;

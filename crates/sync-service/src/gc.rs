@@ -198,11 +198,23 @@ impl SyncService {
             }
         }
         let newer = newest.filter(|n| n.id > ck.id);
+        // Nor a batch of another device this library does not hold now: a
+        // restore since `ck` (a recovery from an older checkpoint) set its
+        // cursor back, and the device then needs the batch again. `ck`
+        // still held it, but could not be recovered from where it was
+        // behind the restored one on a stream whose batches were gone, so
+        // the range was out of this device's reach for good (seed 40816).
+        let applied = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
         for c in &ck.header.cursors {
-            let limit = match &newer {
+            let mut limit = match &newer {
                 Some(n) => c.seq.min(n.header.cursor_of(c.device_id())),
                 None => c.seq,
             };
+            if c.device_id() != self.device {
+                limit = limit.min(applied.get(&c.device_id()).copied().unwrap_or(0));
+            }
             for key in self.store.list(&layout::ops_prefix(&c.device_id())).await? {
                 if layout::parse_ops_key(&key).is_ok_and(|(_, seq)| seq <= limit) {
                     self.store.delete(&key).await?;

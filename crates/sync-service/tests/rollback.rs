@@ -1159,6 +1159,167 @@ async fn a_list_that_misses_the_checkpoint_holding_a_gap_does_not_let_one_hide_i
     assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
 }
 
+/// The same, but every read of the desktop's checkpoint comes back cut
+/// short: the phone's pulls could not open the checkpoint holding the gap,
+/// took that for no checkpoint holding it, and wrote a newer one without
+/// the range, which its GC then went by (seed 40816). A checkpoint that
+/// does not open may hold the gap: `checkpoint` is refused, by name.
+#[tokio::test]
+async fn a_checkpoint_that_does_not_open_may_hold_a_gap_and_is_not_hidden() {
+    let (w, _laptop, desktop, phone, desktop_head) =
+        a_gap_only_an_unusable_checkpoint_holds("gap-checkpoint-cut-short").await;
+    drop(phone);
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutting = {
+        let cut = cut.clone();
+        std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+            if cut.load(std::sync::atomic::Ordering::SeqCst)
+                && key.starts_with(layout::CHECKPOINTS_PREFIX)
+            {
+                body.truncate(body.len() / 2);
+            }
+            body
+        }))
+    };
+    let phone = w.device_over("phone", cutting);
+    let pull = phone.pull().await.unwrap();
+    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
+    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+    let before = checkpoints_in(&w).await;
+    match phone.checkpoint().await {
+        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
+            assert_eq!((device, seq), (desktop.device(), desktop_head));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+    // Read whole, it is the checkpoint that holds the gap (and that the
+    // phone cannot recover from, as before).
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pull = phone.pull().await.unwrap();
+    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
+    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+}
+
+/// A device's applied cursor for a stream, per its status.
+async fn applied_of(s: &SyncService, of: &SyncService) -> u64 {
+    let of = of.device().to_string();
+    s.status()
+        .await
+        .unwrap()
+        .devices
+        .iter()
+        .find(|d| d.device == of)
+        .map_or(0, |d| d.applied_seq)
+}
+
+/// The laptop's own checkpoint holds the desktop's batches up to `m` but
+/// not the phone's newest batch (a LIST hid the phone). That batch is
+/// then gone, and the laptop recovers from the phone's older checkpoint,
+/// which sets its desktop cursor back; the read of the desktop's batches
+/// after it fails. Its GC went by its own checkpoint and deleted the
+/// desktop's batches it no longer held: its own checkpoint was behind it
+/// on the phone's gone batch and could not be recovered from, and the
+/// phone's lacked them, so the laptop reported them missing for good
+/// (seed 40816). GC now deletes no batch of another device this library
+/// does not hold.
+#[tokio::test]
+async fn gc_deletes_no_batch_this_library_does_not_hold_since_a_recovery() {
+    let w = World::new(Bucket::Local, "gc-after-recovery");
+    let phone = w.first_device("phone", 1).await;
+    let desktop = w.join("desktop").await;
+    let laptop = w.join("laptop").await;
+    sync_all(&[&phone, &desktop, &laptop]).await;
+    drop(laptop);
+    let phone_id = phone.device().to_string();
+    let hide_phone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fail_desktop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hooked = {
+        let (hide, fail) = (hide_phone.clone(), fail_desktop.clone());
+        let desktop_ops = layout::ops_prefix(&desktop.device());
+        std::sync::Arc::new(
+            HookedStore::new(w.store())
+                .on_list(move |_, keys| {
+                    if !hide.load(std::sync::atomic::Ordering::SeqCst) {
+                        return keys;
+                    }
+                    keys.into_iter()
+                        .filter(|k| !k.contains(&phone_id))
+                        .collect()
+                })
+                .on_get(move |key| {
+                    (fail.load(std::sync::atomic::Ordering::SeqCst)
+                        && key.starts_with(&desktop_ops))
+                    .then(|| {
+                        Err(bae_storage_s3::StoreError::Transient {
+                            detail: format!("failed read of {key}"),
+                        })
+                    })
+                }),
+        )
+    };
+    let laptop = w.device_over("laptop", hooked);
+
+    // The phone's newest batch and its checkpoint, before the desktop's.
+    import_albums(&w.library("phone"), 10, 1);
+    let phone_head = phone.push().await.unwrap().head.unwrap();
+    phone.checkpoint().await.unwrap();
+    import_albums(&w.library("desktop"), 20, 2);
+    desktop.push().await.unwrap();
+    import_albums(&w.library("desktop"), 22, 1);
+    let desktop_head = desktop.push().await.unwrap().head.unwrap();
+    // The laptop, not seeing the phone, applies the desktop's and writes
+    // the newest checkpoint.
+    let own = laptop.checkpoint().await.unwrap();
+    let cursor = |of: &SyncService| {
+        own.cursors
+            .iter()
+            .find(|(d, _)| *d == of.device())
+            .map_or(0, |c| c.1)
+    };
+    assert_eq!(cursor(&desktop), desktop_head, "{own:?}");
+    assert!(cursor(&phone) < phone_head, "{own:?}");
+
+    // The phone's batch is gone; the laptop recovers from the phone's
+    // checkpoint, and the desktop's batches fail to read after it.
+    w.store()
+        .delete(&ops_key(&phone, phone_head))
+        .await
+        .unwrap();
+    hide_phone.store(false, std::sync::atomic::Ordering::SeqCst);
+    fail_desktop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        laptop.pull().await.is_err(),
+        "the desktop's batches failed to read"
+    );
+    let held = applied_of(&laptop, &desktop).await;
+    assert!(
+        held < desktop_head,
+        "the recovery set the cursor back: {held}"
+    );
+    assert_eq!(applied_of(&laptop, &phone).await, phone_head);
+
+    let gc = laptop
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert_eq!(gc.checkpoint.as_deref(), Some(own.key.as_str()), "{gc:?}");
+    for seq in held + 1..=desktop_head {
+        assert!(
+            w.store().head(&ops_key(&desktop, seq)).await.is_ok(),
+            "GC deleted the desktop's batch {seq}, which the laptop does not hold"
+        );
+    }
+    fail_desktop.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pulled = laptop.pull().await.unwrap();
+    assert!(pulled.gaps.is_empty(), "{pulled:?}");
+    assert!(pulled.problems.is_empty(), "{pulled:?}");
+    assert_eq!(applied_of(&laptop, &desktop).await, desktop_head);
+    // The desktop never read the phone's batch this test deleted.
+    sync_all(&[&phone, &laptop]).await;
+    assert_converged(&[&phone, &laptop]).await;
+}
+
 /// Review finding 2: `checkpoint` refuses while its pull left a gap an
 /// older checkpoint holds, but `revoke` writes its checkpoint without a
 /// pull and without that check: the phone, whose pull reports the

@@ -1709,6 +1709,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (23336, 300),
     (24347, 300),
     (30086, 300),
+    (40816, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
