@@ -340,7 +340,8 @@ impl SyncService {
             let key = layout::heads_key(&device, s);
             // Read twice, like a batch: one damaged read of the real head
             // would make the push overwrite the batches it names.
-            for _ in 0..2 {
+            let mut failed_reads = 0;
+            while failed_reads < 2 {
                 match self.fetch_head(&key, device, s).await {
                     Ok(Head {
                         seq,
@@ -358,7 +359,9 @@ impl SyncService {
                     }
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "own head does not open");
-                        self.read_members_again_if_unreadable(&e).await?;
+                        if !self.read_members_again_if_unreadable(&e).await? {
+                            failed_reads += 1;
+                        }
                     }
                 }
             }
@@ -400,7 +403,14 @@ impl SyncService {
     /// second read failed the same way, the head was passed over and the
     /// push rewrote batches every other device had applied (seed 24347:
     /// a device back on a copy from before its library's revoke, a fork).
-    async fn read_members_again_if_unreadable(&self, e: &SyncError) -> Result<(), SyncError> {
+    ///
+    /// Returns whether the failed read does not count as one of the two
+    /// (the refresh brought the epoch it was sealed under): it said nothing
+    /// about the object, and a second read cut short after it left one
+    /// real read of the head, which did not open, and the push replaced the
+    /// head other devices had read (seed 51843: a device back on a copy
+    /// from before its revoke).
+    async fn read_members_again_if_unreadable(&self, e: &SyncError) -> Result<bool, SyncError> {
         let newer_epoch = match e {
             SyncError::Object {
                 key,
@@ -411,18 +421,23 @@ impl SyncService {
         if newer_epoch.is_some() || matches!(e, SyncError::Refused { .. }) {
             self.refresh_members().await?;
         }
-        if let Some((key, epoch)) = newer_epoch.filter(|(_, epoch)| *epoch > self.key_epoch()) {
-            if self
+        let Some((key, epoch)) = newer_epoch else {
+            return Ok(false);
+        };
+        if self.key_ring().get(epoch).is_some() {
+            return Ok(true);
+        }
+        if epoch > self.key_epoch()
+            && self
                 .key_blob_there(&self.member.public_key(), epoch)
                 .await?
-            {
-                return Err(SyncError::Object {
-                    key: key.clone(),
-                    source: ObjectError::UnknownEpoch { epoch },
-                });
-            }
+        {
+            return Err(SyncError::Object {
+                key: key.clone(),
+                source: ObjectError::UnknownEpoch { epoch },
+            });
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
@@ -454,8 +469,9 @@ impl SyncService {
                 }
                 Err(e) if failed_reads == 0 => {
                     tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
-                    failed_reads += 1;
-                    self.read_members_again_if_unreadable(&e).await?;
+                    if !self.read_members_again_if_unreadable(&e).await? {
+                        failed_reads += 1;
+                    }
                 }
                 Err(e) => {
                     // Not this device's next batch: garbage the push

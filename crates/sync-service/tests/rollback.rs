@@ -1684,6 +1684,60 @@ async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_ga
     assert_converged(&[&laptop, &desktop]).await;
 }
 
+/// Seed 51843: as above, and the laptop's GC had removed its batches under
+/// its checkpoint, so its head (sealed under epoch 1) was all that showed
+/// where its stream stood. The first read of the head did not open (the
+/// copy lacks epoch 1), the refresh that followed brought the epoch, and
+/// the second read came back cut short: two failed reads, so the head was
+/// taken for garbage and the push wrote batches under the seqs the desktop
+/// had applied. A read that failed only for an epoch the refresh then
+/// brought does not count; the third read opens and the push continues
+/// above the head.
+#[tokio::test]
+async fn a_head_cut_short_after_its_epoch_was_fetched_is_not_garbage() {
+    let (w, laptop, desktop, bob, saved) =
+        saved_before_a_revoke("rollback-before-revoke-cut-head").await;
+    laptop.revoke(bob.public_key()).await.unwrap();
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let head = laptop.push().await.unwrap().head.unwrap();
+    desktop.pull().await.unwrap();
+    laptop.checkpoint().await.unwrap();
+    let gc = laptop
+        .gc(now_ms(), bae_sync_service::GC_GRACE, true)
+        .await
+        .unwrap();
+    assert!(gc.ops_deleted > 0, "{gc:?}");
+    assert!(!w.store().exists(&ops_key(&laptop, head)).await.unwrap());
+    let head_key = layout::heads_key(&laptop.device(), head);
+    drop(laptop);
+    restore(&w.library("laptop"), &saved);
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reads.clone();
+    let store = HookedStore::new(w.store()).on_body(move |key, mut body| {
+        if key == head_key && counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            body.truncate(body.len() / 2);
+        }
+        body
+    });
+    let laptop = w.device_over("laptop", std::sync::Arc::new(store));
+    import_albums(&w.library("laptop"), 5, 1);
+
+    let push = laptop.push().await.unwrap();
+    assert!(
+        reads.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the cut read was made"
+    );
+    assert_eq!(push.head, Some(head + 1), "{push:?}");
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[&laptop, &desktop]).await;
+    assert_converged(&[&laptop, &desktop]).await;
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
 /// Seed 30086: the owner's device went back to a copy from before one of
 /// its imports, and pulled (no push, so no re-take of its own batches):
 /// the member's update of a track of that import waited for the insert,
