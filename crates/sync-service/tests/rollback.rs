@@ -1100,6 +1100,30 @@ async fn a_gap_only_an_unusable_checkpoint_holds(
     (w, laptop, desktop, phone, desktop_head)
 }
 
+/// The phone's pull reports `gap` (device, first missing seq), held by a
+/// checkpoint.
+async fn pull_reports_the_gap_held(phone: &SyncService, gap: (bae_hlc::DeviceId, u64)) {
+    let pull = phone.pull().await.unwrap();
+    assert_eq!(pull.gaps, vec![gap]);
+    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+}
+
+/// The phone's checkpoint is refused for `gap`, by name, and none is written.
+async fn checkpoint_refused_for_the_gap(
+    w: &World,
+    phone: &SyncService,
+    gap: (bae_hlc::DeviceId, u64),
+) {
+    let before = checkpoints_in(w).await;
+    match phone.checkpoint().await {
+        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
+            assert_eq!((device, seq), gap);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(checkpoints_in(w).await, before, "a checkpoint was written");
+}
+
 /// The desktop's checkpoint holds its batch 2; the phone applied the
 /// laptop's batch 2, which the checkpoint lacks and which is then gone, so
 /// it cannot recover from it; then the desktop's batch 2 is gone too
@@ -1115,17 +1139,8 @@ async fn a_gap_only_an_unusable_checkpoint_holds(
 async fn a_device_with_a_gap_a_checkpoint_holds_writes_no_checkpoint() {
     let (w, _laptop, desktop, phone, desktop_head) =
         a_gap_only_an_unusable_checkpoint_holds("gap-no-checkpoint").await;
-    let pull = phone.pull().await.unwrap();
-    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
-    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
-    let before = checkpoints_in(&w).await;
-    match phone.checkpoint().await {
-        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
-            assert_eq!((device, seq), (desktop.device(), desktop_head));
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+    pull_reports_the_gap_held(&phone, (desktop.device(), desktop_head)).await;
+    checkpoint_refused_for_the_gap(&w, &phone, (desktop.device(), desktop_head)).await;
 }
 
 /// The same, but the LIST of the phone's first pull misses the desktop's
@@ -1149,14 +1164,7 @@ async fn a_list_that_misses_the_checkpoint_holding_a_gap_does_not_let_one_hide_i
         keys
     }));
     let phone = w.device_over("phone", missing);
-    let before = checkpoints_in(&w).await;
-    match phone.checkpoint().await {
-        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
-            assert_eq!((device, seq), (desktop.device(), desktop_head));
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+    checkpoint_refused_for_the_gap(&w, &phone, (desktop.device(), desktop_head)).await;
 }
 
 /// The same, but every read of the desktop's checkpoint comes back cut
@@ -1182,23 +1190,12 @@ async fn a_checkpoint_that_does_not_open_may_hold_a_gap_and_is_not_hidden() {
         }))
     };
     let phone = w.device_over("phone", cutting);
-    let pull = phone.pull().await.unwrap();
-    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
-    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
-    let before = checkpoints_in(&w).await;
-    match phone.checkpoint().await {
-        Err(bae_sync_service::SyncError::CheckpointWouldHideGap { device, seq }) => {
-            assert_eq!((device, seq), (desktop.device(), desktop_head));
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(checkpoints_in(&w).await, before, "a checkpoint was written");
+    pull_reports_the_gap_held(&phone, (desktop.device(), desktop_head)).await;
+    checkpoint_refused_for_the_gap(&w, &phone, (desktop.device(), desktop_head)).await;
     // Read whole, it is the checkpoint that holds the gap (and that the
     // phone cannot recover from, as before).
     cut.store(false, std::sync::atomic::Ordering::SeqCst);
-    let pull = phone.pull().await.unwrap();
-    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
-    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+    pull_reports_the_gap_held(&phone, (desktop.device(), desktop_head)).await;
 }
 
 /// A device's applied cursor for a stream, per its status.
@@ -1333,9 +1330,7 @@ async fn gc_deletes_no_batch_this_library_does_not_hold_since_a_recovery() {
 async fn a_revoke_writes_no_checkpoint_that_hides_a_gap_an_older_checkpoint_holds() {
     let (w, _laptop, desktop, phone, desktop_head) =
         a_gap_only_an_unusable_checkpoint_holds("gap-revoke-checkpoint").await;
-    let pull = phone.pull().await.unwrap();
-    assert_eq!(pull.gaps, vec![(desktop.device(), desktop_head)]);
-    assert!(pull.gaps_held_by_a_checkpoint, "{pull:?}");
+    pull_reports_the_gap_held(&phone, (desktop.device(), desktop_head)).await;
     let member = bae_crypto::IdentitySigningKey::generate().public_key();
     phone
         .invite(member, bae_membership::Role::Member)
