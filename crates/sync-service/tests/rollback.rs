@@ -1198,6 +1198,60 @@ async fn a_checkpoint_that_does_not_open_may_hold_a_gap_and_is_not_hidden() {
     pull_reports_the_gap_held(&phone, (desktop.device(), desktop_head)).await;
 }
 
+/// The desktop's checkpoint holds its batches, which are then gone (its
+/// GC). The phone, which never applied them, reads the desktop's head cut
+/// short (a truncated body): no stream to read, so it never tried the
+/// batches, found no gap, and its `checkpoint` wrote the newest one
+/// without the desktop's range; GC by that one deleted the desktop's, the
+/// range's only copy, and every device that had not applied it held the
+/// desktop's later writes for good (seed 50398). A stream whose heads do
+/// not open is now probed for its next batch; one that is gone is a gap,
+/// so the phone recovers from the desktop's checkpoint.
+#[tokio::test]
+async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
+    let w = World::new(Bucket::Local, "gap-behind-a-cut-head");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    drop(phone);
+    import_albums(&w.library("desktop"), 20, 2);
+    desktop.push().await.unwrap();
+    import_albums(&w.library("desktop"), 22, 1);
+    let desktop_head = desktop.push().await.unwrap().head.unwrap();
+    let theirs = desktop.checkpoint().await.unwrap();
+    for seq in 1..=desktop_head {
+        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
+    }
+    let desktop_heads = layout::heads_prefix(&desktop.device());
+    let cutting = std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+        if key.starts_with(&desktop_heads) {
+            body.truncate(body.len() / 2);
+        }
+        body
+    }));
+    let phone = w.device_over("phone", cutting);
+    assert!(applied_of(&phone, &desktop).await < desktop_head);
+
+    let pull = phone.pull().await.unwrap();
+    assert!(pull.gaps.is_empty(), "{pull:?}");
+    assert_eq!(
+        applied_of(&phone, &desktop).await,
+        desktop_head,
+        "the phone did not recover from the desktop's checkpoint: {pull:?}"
+    );
+    let own = phone.checkpoint().await.unwrap();
+    assert_ne!(own.key, theirs.key);
+    assert_eq!(
+        own.cursors
+            .iter()
+            .find(|(d, _)| *d == desktop.device())
+            .map(|c| c.1),
+        Some(desktop_head),
+        "the newest checkpoint lacks the desktop's range: {own:?}"
+    );
+}
+
 /// A device's applied cursor for a stream, per its status.
 async fn applied_of(s: &SyncService, of: &SyncService) -> u64 {
     let of = of.device().to_string();

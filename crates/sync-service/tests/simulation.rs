@@ -1711,6 +1711,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (30086, 300),
     (40816, 300),
     (51843, 300),
+    (50398, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
