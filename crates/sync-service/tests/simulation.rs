@@ -1710,6 +1710,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (24347, 300),
     (30086, 300),
     (40816, 300),
+    (51796, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
