@@ -372,6 +372,16 @@ impl SyncService {
             problems.extend(rollbacks(&heads, &cursors, &streams));
             let mut report = PullReport::default();
             if streams.is_empty() && problems.is_empty() {
+                // Nothing to read and nothing wrong: what an earlier pull
+                // reported (a rollback a stale LIST showed) is gone, and
+                // status must not keep reporting it (seed 51796).
+                self.with_db(|rec| {
+                    rec.sync_parts()
+                        .0
+                        .execute("DELETE FROM bae_sync_problems", [])?;
+                    Ok(())
+                })
+                .await?;
                 report.images = self.retry_wanted_images().await?;
                 return Ok(report);
             }

@@ -1839,3 +1839,64 @@ async fn a_revoker_holds_no_write_of_the_member_past_its_cutoffs() {
     );
     assert_converged(&[&owner, &desktop]).await;
 }
+
+/// A LIST that missed the phone's newest head showed an older one the
+/// host still kept, below what the desktop had applied: that pull reports
+/// the phone's stream as rolled back. Once LISTs show the newest head
+/// again there is nothing to read, and the pull returned early without
+/// clearing the stored report, so status named a rollback that never
+/// happened for good (seed 51796). A pull that finds nothing wrong now
+/// clears it.
+#[tokio::test]
+async fn a_rollback_a_stale_list_showed_is_not_reported_once_lists_show_the_head() {
+    let w = World::new(Bucket::Local, "stale-list-rollback");
+    let phone = w.first_device("phone", 1).await;
+    let desktop = w.join("desktop").await;
+    sync_all(&[&phone, &desktop]).await;
+    drop(desktop);
+
+    import_albums(&w.library("phone"), 10, 1);
+    let older = phone.push().await.unwrap().head.unwrap();
+    let older_key = layout::heads_key(&phone.device(), older);
+    let older_head = w.store().get(&older_key, u64::MAX).await.unwrap();
+    import_albums(&w.library("phone"), 11, 1);
+    let newest = phone.push().await.unwrap().head.unwrap();
+    // The older head, as a host whose delete had not taken yet keeps it.
+    w.store().put(&older_key, &older_head).await.unwrap();
+
+    let hide = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hooked = {
+        let hide = hide.clone();
+        let newest_key = layout::heads_key(&phone.device(), newest);
+        std::sync::Arc::new(HookedStore::new(w.store()).on_list(move |_, keys| {
+            if !hide.load(std::sync::atomic::Ordering::SeqCst) {
+                return keys;
+            }
+            keys.into_iter().filter(|k| *k != newest_key).collect()
+        }))
+    };
+    let desktop = w.device_over("desktop", hooked);
+    desktop.pull().await.unwrap();
+    assert_eq!(applied_of(&desktop, &phone).await, newest);
+
+    hide.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pull = desktop.pull().await.unwrap();
+    assert!(
+        pull.problems
+            .iter()
+            .any(|p| p.device == phone.device() && p.reason.contains("rolled back")),
+        "the stale LIST shows a rollback: {:?}",
+        pull.problems
+    );
+    assert_eq!(desktop.status().await.unwrap().problems.len(), 1);
+
+    hide.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pull = desktop.pull().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        desktop.status().await.unwrap().problems,
+        Vec::new(),
+        "status still names the rollback"
+    );
+    assert_eq!(applied_of(&desktop, &phone).await, newest);
+}
