@@ -1710,7 +1710,6 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (24347, 300),
     (30086, 300),
     (40816, 300),
-    (50398, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
