@@ -337,13 +337,7 @@ impl SyncService {
                         Some(stream)
                     }
                     (None, Some(c)) => to_cutoff(device, c, cursor),
-                    (None, None) => {
-                        if seqs.first().is_some_and(|&s| s > cursor.applied) {
-                            self.probe_next_batch(device, cursor, &mut problems, gaps)
-                                .await?;
-                        }
-                        None
-                    }
+                    (None, None) => None,
                 };
                 let Some(mut stream) = stream else {
                     continue;
@@ -675,29 +669,6 @@ impl SyncService {
     }
 
     /// Fetches a device's head and starts its stream after `cursor`.
-    /// When no head of `device` beyond the cursor opened (cut short on the
-    /// way, or garbage): whether its next batch is still in the bucket. One
-    /// that GC removed is a gap like any other, so a recovery runs and
-    /// `checkpoint` weighs it; unseen, this device would take the stream for
-    /// merely unreadable, write a checkpoint without the range, and GC by
-    /// that one would delete the older checkpoint that was its only copy
-    /// (seed 50398).
-    async fn probe_next_batch(
-        &self,
-        device: DeviceId,
-        cursor: Cursor,
-        problems: &mut Vec<Problem>,
-        gaps: &mut Vec<(DeviceId, u64)>,
-    ) -> Result<(), SyncError> {
-        let seq = cursor.applied + 1;
-        let key = layout::ops_key(&device, seq);
-        if !self.store.exists(&key).await? {
-            let e = SyncError::Store(StoreError::NotFound { key });
-            problems.push(rejected(device, seq, e, gaps)?);
-        }
-        Ok(())
-    }
-
     async fn open_stream(
         &self,
         device: DeviceId,
