@@ -366,13 +366,27 @@ impl SyncService {
             problems.extend(rollbacks(&heads, &cursors, &streams));
             let mut report = PullReport::default();
             if streams.is_empty() && problems.is_empty() {
-                // Nothing to read and nothing wrong: what an earlier pull
-                // reported (a rollback a stale LIST showed) is gone, and
-                // status must not keep reporting it (seed 51796).
-                self.with_db(|rec| {
-                    rec.sync_parts()
-                        .0
-                        .execute("DELETE FROM bae_sync_problems", [])?;
+                // Nothing to read and nothing wrong: a stored problem that
+                // names a seq below its device's newest listed head is
+                // stale (a rollback a stale LIST showed, its head now
+                // listed above the one it named), and status must not keep
+                // reporting it (seed 51796). Nothing is read here, so every
+                // listed head is at most what this library applied: no
+                // gone or held batch lies below it. A rollback still shown
+                // (its head the newest listed, a witness's head saying
+                // more was applied) names that head and stays.
+                let newest = heads.clone();
+                self.with_db(move |rec| {
+                    let conn = rec.sync_parts().0;
+                    let mut stale = conn.prepare_cached(
+                        "DELETE FROM bae_sync_problems WHERE device_id = ?1 AND seq < ?2",
+                    )?;
+                    for (device, head) in &newest {
+                        stale.execute(params![
+                            device.to_string(),
+                            i64::try_from(*head).unwrap_or(i64::MAX)
+                        ])?;
+                    }
                     Ok(())
                 })
                 .await?;
