@@ -290,10 +290,10 @@ pub enum SyncError {
     },
     /// A checkpoint was not written: this device lacks a batch that is gone
     /// from the bucket and that an older checkpoint still holds (or may: it
-    /// did not open, perhaps only this time), so a newer
-    /// one without it would put it out of every other device's reach. The
-    /// gap is also reported by pull; a checkpoint from a device that holds
-    /// the range (or this one, once it recovers) lifts it.
+    /// did not open, perhaps only this time), so a newer one without it
+    /// would put it out of every other device's reach. The gap is also
+    /// reported by pull; a checkpoint from a device that holds the range
+    /// (or this one, once it recovers) lifts it.
     #[error("no checkpoint written: batch {seq} of device {device} is gone from the bucket, this device never applied it, and an older checkpoint that holds it (or did not open and may) would be hidden")]
     CheckpointWouldHideGap {
         /// The device whose stream has the gap.
