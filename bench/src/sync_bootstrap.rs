@@ -61,6 +61,10 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
         run.set(run.get() + 1);
         dir.path().join(format!("{label}-{}.db", run.get()))
     };
+    let mut copy = || {
+        std::fs::copy(&source, next("copy")).map_err(|e| err(&e))?;
+        Ok(())
+    };
     let timed = interleaved(
         runs,
         || {
@@ -73,10 +77,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
                 Err(e) => Err(err(&e)),
             }
         },
-        || {
-            std::fs::copy(&source, next("copy")).map_err(|e| err(&e))?;
-            Ok(())
-        },
+        &mut copy,
     )?;
     let mut durable = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -106,10 +107,7 @@ pub fn bootstrap_checkpoint(size: Size) -> Result<Entry, String> {
             Ok(_) => Ok(()),
             Err(e) => Err(err(&e)),
         },
-        || {
-            std::fs::copy(&source, next("copy")).map_err(|e| err(&e))?;
-            Ok(())
-        },
+        &mut copy,
     )?
     .entry("checkpoint_open_only", "std::fs::copy", "s");
     let mut entry = timed.entry(

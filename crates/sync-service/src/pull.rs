@@ -375,13 +375,12 @@ impl SyncService {
                 // gone or held batch lies below it. A rollback still shown
                 // (its head the newest listed, a witness's head saying
                 // more was applied) names that head and stays.
-                let newest = heads.clone();
                 self.with_db(move |rec| {
                     let conn = rec.sync_parts().0;
                     let mut stale = conn.prepare_cached(
                         "DELETE FROM bae_sync_problems WHERE device_id = ?1 AND seq < ?2",
                     )?;
-                    for (device, head) in &newest {
+                    for (device, head) in &heads {
                         stale.execute(params![
                             device.to_string(),
                             i64::try_from(*head).unwrap_or(i64::MAX)

@@ -73,6 +73,15 @@ async fn nothing_replaced(w: &World, s: &SyncService, before: &BTreeMap<String, 
     }
 }
 
+/// The desktop syncs with no problem, then both sync until they hold the
+/// same library.
+async fn desktop_syncs_cleanly_then_both_converge(laptop: &SyncService, desktop: &SyncService) {
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    sync_all(&[laptop, desktop]).await;
+    assert_converged(&[laptop, desktop]).await;
+}
+
 /// Pushed writes before the rollback: albums 2 and 3 and a title on album 0.
 async fn write_and_push_before(w: &World, laptop: &SyncService, desktop: &SyncService) {
     import_albums(&w.library("laptop"), 2, 2);
@@ -242,10 +251,7 @@ async fn a_rollback_to_before_the_first_push_rejoins_and_loses_nothing() {
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert!(!push.retaken.is_empty(), "{push:?}");
     nothing_replaced(&w, &laptop, &objects).await;
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    sync_all(&[&laptop, &desktop]).await;
-    assert_converged(&[&laptop, &desktop]).await;
+    desktop_syncs_cleanly_then_both_converge(&laptop, &desktop).await;
     assert_before_writes_on(&desktop).await;
     assert_eq!(
         field(&desktop, "albums", &album_row(1, "albums"), "title").await,
@@ -633,10 +639,7 @@ async fn a_held_retaken_batch_neither_stops_the_push_nor_is_lost() {
     nothing_replaced(&w, &laptop, &objects).await;
     laptop.pull().await.unwrap();
     assert_eq!(field(&laptop, "albums", &row, "title").await, "before");
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    sync_all(&[&laptop, &desktop]).await;
-    assert_converged(&[&laptop, &desktop]).await;
+    desktop_syncs_cleanly_then_both_converge(&laptop, &desktop).await;
     assert_eq!(
         field(&desktop, "albums", &album_row(0, "albums"), "title").await,
         "after"
@@ -1032,10 +1035,7 @@ async fn own_batches_under_an_epoch_a_restored_device_lacks_are_not_garbage() {
     let push = laptop.push().await.unwrap();
     assert_eq!(push.head, Some(head + 1), "{push:?}");
     nothing_replaced(&w, &laptop, &objects).await;
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    sync_all(&[&laptop, &desktop]).await;
-    assert_converged(&[&laptop, &desktop]).await;
+    desktop_syncs_cleanly_then_both_converge(&laptop, &desktop).await;
     assert_eq!(
         field(&desktop, "albums", &album_row(0, "albums"), "title").await,
         "after"
@@ -1728,10 +1728,7 @@ async fn a_list_that_misses_the_new_epochs_key_blob_does_not_make_own_batches_ga
     let push = laptop.push().await.unwrap();
     assert_eq!(push.head, Some(head + 1), "{push:?}");
     nothing_replaced(&w, &laptop, &objects).await;
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    sync_all(&[&laptop, &desktop]).await;
-    assert_converged(&[&laptop, &desktop]).await;
+    desktop_syncs_cleanly_then_both_converge(&laptop, &desktop).await;
 }
 
 /// Seed 51843: as above, and the laptop's GC had removed its batches under
@@ -1778,10 +1775,7 @@ async fn a_head_cut_short_after_its_epoch_was_fetched_is_not_garbage() {
         "the cut read was made"
     );
     assert_eq!(push.head, Some(head + 1), "{push:?}");
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    sync_all(&[&laptop, &desktop]).await;
-    assert_converged(&[&laptop, &desktop]).await;
+    desktop_syncs_cleanly_then_both_converge(&laptop, &desktop).await;
     assert_eq!(
         field(&desktop, "albums", &album_row(0, "albums"), "title").await,
         "after"
