@@ -77,6 +77,12 @@ pub struct PullReport {
     /// a checkpoint written by this device now would hide it
     /// ([`SyncService::checkpoint`] refuses).
     pub gaps_held_by_a_checkpoint: bool,
+    /// Streams listed above this library's cursor none of whose heads
+    /// opened (each a rejected problem), so nothing of them was read:
+    /// (device, the first seq this library lacks). Their next batch may be
+    /// gone with no gap found; [`SyncService::checkpoint`] looks before it
+    /// writes one (seed 50398).
+    pub unread: Vec<(DeviceId, u64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -291,6 +297,7 @@ impl SyncService {
             let cursors = self.with_db(|rec| load_cursors(rec.sync_parts().0)).await?;
             let mut problems = Vec::new();
             let mut streams = Vec::new();
+            let mut unread = Vec::new();
             for (&device, seqs) in &all_heads {
                 let cursor = cursors.get(&device).copied().unwrap_or(Cursor {
                     applied: 0,
@@ -337,7 +344,12 @@ impl SyncService {
                         Some(stream)
                     }
                     (None, Some(c)) => to_cutoff(device, c, cursor),
-                    (None, None) => None,
+                    (None, None) => {
+                        if seqs.first().is_some_and(|&newest| newest > cursor.applied) {
+                            unread.push((device, cursor.applied.saturating_add(1)));
+                        }
+                        None
+                    }
                 };
                 let Some(mut stream) = stream else {
                     continue;
@@ -364,7 +376,10 @@ impl SyncService {
                 streams.push(stream);
             }
             problems.extend(rollbacks(&heads, &cursors, &streams));
-            let mut report = PullReport::default();
+            let mut report = PullReport {
+                unread,
+                ..PullReport::default()
+            };
             if streams.is_empty() && problems.is_empty() {
                 // Nothing to read and nothing wrong: a stored problem that
                 // names a seq below its device's newest listed head is

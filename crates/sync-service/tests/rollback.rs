@@ -1204,11 +1204,11 @@ async fn a_checkpoint_that_does_not_open_may_hold_a_gap_and_is_not_hidden() {
 /// batches, found no gap, and its `checkpoint` wrote the newest one
 /// without the desktop's range; GC by that one deleted the desktop's, the
 /// range's only copy, and every device that had not applied it held the
-/// desktop's later writes for good (seed 50398). A stream whose heads do
-/// not open is now probed for its next batch; one that is gone is a gap,
-/// so the phone recovers from the desktop's checkpoint.
+/// desktop's later writes for good (seed 50398). `checkpoint` now looks
+/// for the next batch of a stream whose heads do not open; one that is
+/// gone is a gap, so the phone recovers from the desktop's checkpoint
+/// before it writes its own.
 #[tokio::test]
-#[ignore = "seed 50398, open: the probe fix breaks tamper.rs (a forged head of a made-up device became a gap)"]
 async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
     let w = World::new(Bucket::Local, "gap-behind-a-cut-head");
     let laptop = w.first_device("laptop", 1).await;
@@ -1224,24 +1224,21 @@ async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
     for seq in 1..=desktop_head {
         w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
     }
-    let desktop_heads = layout::heads_prefix(&desktop.device());
-    let cutting = std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
-        if key.starts_with(&desktop_heads) {
-            body.truncate(body.len() / 2);
-        }
-        body
-    }));
-    let phone = w.device_over("phone", cutting);
+    let phone = w.device_over("phone", cutting_heads_of(&w, &desktop));
     assert!(applied_of(&phone, &desktop).await < desktop_head);
 
+    // The pull cannot tell: it read nothing of the desktop's.
     let pull = phone.pull().await.unwrap();
     assert!(pull.gaps.is_empty(), "{pull:?}");
+    assert_eq!(pull.unread, vec![(desktop.device(), 1)], "{pull:?}");
+    assert!(applied_of(&phone, &desktop).await < desktop_head);
+
+    let own = phone.checkpoint().await.unwrap();
     assert_eq!(
         applied_of(&phone, &desktop).await,
         desktop_head,
-        "the phone did not recover from the desktop's checkpoint: {pull:?}"
+        "the phone did not recover from the desktop's checkpoint"
     );
-    let own = phone.checkpoint().await.unwrap();
     assert_ne!(own.key, theirs.key);
     assert_eq!(
         own.cursors
@@ -1251,6 +1248,80 @@ async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
         Some(desktop_head),
         "the newest checkpoint lacks the desktop's range: {own:?}"
     );
+}
+
+/// As above, but the desktop's checkpoint is cut short too: it may hold
+/// the range the phone cannot see, so the phone writes no checkpoint
+/// (and reads it whole the next time).
+#[tokio::test]
+async fn a_head_that_does_not_open_over_a_gone_range_refuses_a_checkpoint_while_one_may_hold_it() {
+    let w = World::new(Bucket::Local, "gap-behind-a-cut-head-refused");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    drop(phone);
+    import_albums(&w.library("desktop"), 20, 2);
+    let desktop_head = desktop.push().await.unwrap().head.unwrap();
+    desktop.checkpoint().await.unwrap();
+    for seq in 1..=desktop_head {
+        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
+    }
+    let desktop_heads = layout::heads_prefix(&desktop.device());
+    let cut_checkpoints = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutting = {
+        let cut = cut_checkpoints.clone();
+        std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+            if key.starts_with(&desktop_heads)
+                || (cut.load(std::sync::atomic::Ordering::SeqCst)
+                    && key.starts_with(layout::CHECKPOINTS_PREFIX))
+            {
+                body.truncate(body.len() / 2);
+            }
+            body
+        }))
+    };
+    let phone = w.device_over("phone", cutting);
+    checkpoint_refused_for_the_gap(&w, &phone, (desktop.device(), 1)).await;
+    // Read whole, the checkpoint is the one that holds the range.
+    cut_checkpoints.store(false, std::sync::atomic::Ordering::SeqCst);
+    let own = phone.checkpoint().await.unwrap();
+    assert_eq!(applied_of(&phone, &desktop).await, desktop_head);
+    assert!(
+        own.cursors.contains(&(desktop.device(), desktop_head)),
+        "{own:?}"
+    );
+}
+
+/// A head of a made-up device (garbage anyone can write) has no batches
+/// either: no checkpoint holds them, so `checkpoint` still writes one.
+#[tokio::test]
+async fn a_garbage_head_of_a_made_up_device_stops_no_checkpoint() {
+    let w = World::new(Bucket::Local, "garbage-head-checkpoint");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    sync_all(&[&laptop, &desktop]).await;
+    desktop.checkpoint().await.unwrap();
+    let made_up = bae_hlc::DeviceId::from_bytes([7; 16]);
+    w.store()
+        .put(&layout::heads_key(&made_up, 9), b"not a head")
+        .await
+        .unwrap();
+    let pull = laptop.pull().await.unwrap();
+    assert_eq!(pull.unread, vec![(made_up, 1)], "{pull:?}");
+    let own = laptop.checkpoint().await.unwrap();
+    assert!(own.cursors.iter().all(|(d, _)| *d != made_up), "{own:?}");
+}
+
+/// A store over the world's that cuts every head of `of` short.
+fn cutting_heads_of(w: &World, of: &SyncService) -> std::sync::Arc<HookedStore> {
+    let heads = layout::heads_prefix(&of.device());
+    std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+        if key.starts_with(&heads) {
+            body.truncate(body.len() / 2);
+        }
+        body
+    }))
 }
 
 /// A device's applied cursor for a stream, per its status.

@@ -1712,6 +1712,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (40816, 300),
     (51843, 300),
     (51796, 300),
+    (50398, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
