@@ -871,6 +871,7 @@ impl SyncService {
         Ok(heads)
     }
 
+    /// Reads and checks `device`'s head at `seq` (stored at `key`).
     pub(crate) async fn fetch_head(
         &self,
         key: &str,
@@ -878,9 +879,21 @@ impl SyncService {
         seq: u64,
     ) -> Result<Head, SyncError> {
         let sealed = self.store.get(key, MAX_HEAD_OBJECT_BYTES).await?;
-        let plain = self.open(key, &head_place(device, seq), &sealed)?;
+        self.open_head(key, device, seq, &sealed).await
+    }
+
+    /// Opens and checks the bytes `sealed` read at `key` as `device`'s head
+    /// at `seq`.
+    pub(crate) async fn open_head(
+        &self,
+        key: &str,
+        device: DeviceId,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<Head, SyncError> {
+        let plain = self.open(key, &head_place(device, seq), sealed)?;
         let signed = self
-            .verify_signed(key, SignedKind::Head, device, seq, &sealed, plain)
+            .verify_signed(key, SignedKind::Head, device, seq, sealed, plain)
             .await?;
         let head = Head::decode(signed.body()).map_err(|e| SyncError::invalid(key, e))?;
         // What membership was checked at must be what the head says.
@@ -909,6 +922,9 @@ impl SyncService {
         Ok(head)
     }
 
+    /// Reads and checks `device`'s batch at `seq` (stored at `key`), which
+    /// must name `prev` as its predecessor: the batch, its hash and its
+    /// plaintext size.
     pub(crate) async fn fetch_batch(
         &self,
         key: &str,
@@ -917,9 +933,22 @@ impl SyncService {
         prev: Option<BatchHash>,
     ) -> Result<(Batch, BatchHash, usize), SyncError> {
         let sealed = self.store.get(key, MAX_BATCH_OBJECT_BYTES).await?;
-        let plain = self.open(key, &batch_place(device, seq), &sealed)?;
+        self.open_batch(key, device, seq, prev, &sealed).await
+    }
+
+    /// Opens and checks the bytes `sealed` read at `key` as
+    /// [`Self::fetch_batch`] does.
+    pub(crate) async fn open_batch(
+        &self,
+        key: &str,
+        device: DeviceId,
+        seq: u64,
+        prev: Option<BatchHash>,
+        sealed: &[u8],
+    ) -> Result<(Batch, BatchHash, usize), SyncError> {
+        let plain = self.open(key, &batch_place(device, seq), sealed)?;
         let signed = self
-            .verify_signed(key, SignedKind::Batch, device, seq, &sealed, plain)
+            .verify_signed(key, SignedKind::Batch, device, seq, sealed, plain)
             .await?;
         let plain = signed.body();
         let batch = check_batch(self.schema, key, device, seq, prev, signed.header(), plain)?;

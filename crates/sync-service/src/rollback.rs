@@ -11,9 +11,9 @@
 //! so the stream continues unbroken and no object is ever replaced.
 
 use crate::error::SyncError;
-use crate::head::Head;
+use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::push::{encode_one, newest_pushed};
-use crate::service::SyncService;
+use crate::service::{SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_crypto::ObjectError;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
@@ -24,6 +24,11 @@ use std::sync::atomic::Ordering;
 /// How many of this device's own heads above its local state are tried,
 /// newest first, before the ones that do not open are taken for garbage.
 const MAX_OWN_HEADS_TRIED: usize = 4;
+
+/// How many reads of one own object that came back cut short a push takes
+/// before it fails (the bucket keeps cutting them: a delay, never a
+/// judgement on the object).
+const MAX_CUT_SHORT_READS: usize = 4;
 
 /// What the bucket holds of this device beyond its local state.
 struct Ahead {
@@ -338,11 +343,20 @@ impl SyncService {
         let mut head = None;
         'heads: for s in seqs.into_iter().take(MAX_OWN_HEADS_TRIED) {
             let key = layout::heads_key(&device, s);
-            // Read twice, like a batch: one damaged read of the real head
-            // would make the push overwrite the batches it names.
-            let mut failed_reads = 0;
-            while failed_reads < 2 {
-                match self.fetch_head(&key, device, s).await {
+            // Judged like a batch: damaged reads of the real head would make
+            // the push overwrite the batches it names.
+            let mut reads = FailedReads::default();
+            loop {
+                let (read, len) = match self.store.get(&key, MAX_HEAD_OBJECT_BYTES).await {
+                    Ok(sealed) => (
+                        self.open_head(&key, device, s, &sealed).await,
+                        Some(sealed.len()),
+                    ),
+                    Err(StoreError::NotFound { .. }) => break,
+                    Err(e @ StoreError::TooLarge { .. }) => (Err(e.into()), None),
+                    Err(e) => return Err(e.into()),
+                };
+                match read {
                     Ok(Head {
                         seq,
                         hash: Some(hash),
@@ -359,8 +373,8 @@ impl SyncService {
                     }
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "own head does not open");
-                        if !self.read_members_again_if_unreadable(&e).await? {
-                            failed_reads += 1;
+                        if self.garbage_after(&key, len, e, &mut reads).await? {
+                            break;
                         }
                     }
                 }
@@ -441,7 +455,8 @@ impl SyncService {
     }
 
     /// Reads this device's batches from `seq` on while they open and chain
-    /// from `prev` (up to one that is gone, or does not open twice).
+    /// from `prev` (up to one that is gone, or is judged garbage: see
+    /// [`FailedReads`]).
     async fn read_chain(
         &self,
         mut seq: u64,
@@ -449,16 +464,21 @@ impl SyncService {
     ) -> Result<Vec<(Batch, BatchHash)>, SyncError> {
         let device = self.device;
         let mut batches = Vec::new();
-        // Reads that did not open, per seq: an object is judged garbage (and
-        // so replaceable) only when a second read does not open either, as
-        // one damaged read of a batch other devices applied must never make
-        // this device overwrite it.
-        let mut failed_reads = 0;
+        let mut reads = FailedReads::default();
         loop {
             let key = layout::ops_key(&device, seq);
-            match self.fetch_batch(&key, device, seq, prev).await {
+            let (read, len) = match self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await {
+                Ok(sealed) => (
+                    self.open_batch(&key, device, seq, prev, &sealed).await,
+                    Some(sealed.len()),
+                ),
+                Err(StoreError::NotFound { .. }) => return Ok(batches),
+                Err(e @ StoreError::TooLarge { .. }) => (Err(e.into()), None),
+                Err(e) => return Err(e.into()),
+            };
+            match read {
                 Ok((batch, hash, _)) => {
-                    failed_reads = 0;
+                    reads = FailedReads::default();
                     batches.push((batch, hash));
                     prev = Some(hash);
                     seq += 1;
@@ -467,21 +487,71 @@ impl SyncService {
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
-                Err(e) if failed_reads == 0 => {
-                    tracing::warn!(%key, error = %e, "own batch did not open; reading it again");
-                    if !self.read_members_again_if_unreadable(&e).await? {
-                        failed_reads += 1;
-                    }
-                }
                 Err(e) => {
-                    // Not this device's next batch: garbage the push
-                    // replaces (no device can have applied it).
-                    tracing::warn!(%key, error = %e, "not a batch of this device; will be replaced");
-                    return Ok(batches);
+                    tracing::warn!(%key, error = %e, "own batch did not open");
+                    if self.garbage_after(&key, len, e, &mut reads).await? {
+                        // Not this device's next batch: garbage the push
+                        // replaces (no device can have applied it).
+                        tracing::warn!(%key, "not a batch of this device; will be replaced");
+                        return Ok(batches);
+                    }
                 }
             }
         }
     }
+
+    /// Counts a read of this device's object at `key` that did not open
+    /// with `e` (`len`: the bytes read; `None` when the bucket refused it
+    /// as larger than such an object may be) and returns whether the
+    /// object is now judged garbage. A read cut short (fewer bytes than the
+    /// bucket's HEAD gives the object) does not count; after
+    /// [`MAX_CUT_SHORT_READS`] of them the push fails with `e`, to be run
+    /// again.
+    async fn garbage_after(
+        &self,
+        key: &str,
+        len: Option<usize>,
+        e: SyncError,
+        reads: &mut FailedReads,
+    ) -> Result<bool, SyncError> {
+        if self.read_members_again_if_unreadable(&e).await? {
+            return Ok(false);
+        }
+        let whole = match len {
+            None => true,
+            Some(len) => match self.store.head(key).await {
+                Ok(meta) => u64::try_from(len).is_ok_and(|len| len == meta.size),
+                // Gone since: the next read says so.
+                Err(StoreError::NotFound { .. }) => false,
+                Err(other) => return Err(other.into()),
+            },
+        };
+        if whole {
+            reads.whole += 1;
+            return Ok(reads.whole >= 2);
+        }
+        reads.cut_short += 1;
+        if reads.cut_short >= MAX_CUT_SHORT_READS {
+            return Err(e);
+        }
+        Ok(false)
+    }
+}
+
+/// Reads of one of this device's own objects that did not open. It is
+/// taken for garbage (no device can have applied it, and the push replaces
+/// it) only after two reads of the whole object that do not open: one
+/// damaged read of a batch or head other devices applied must never make
+/// this device overwrite it, and two reads cut short in a row (truncated
+/// bodies) of its head, below which GC had removed the batches, made the
+/// push write new batches under seqs other devices had applied and delete
+/// that head, forking the stream for good (the family of seed 51843).
+#[derive(Default)]
+struct FailedReads {
+    /// Reads of as many bytes as the bucket gives the object.
+    whole: usize,
+    /// Reads of fewer: they say nothing about the object.
+    cut_short: usize,
 }
 
 /// Applies the bucket's batches this device lacks, records every one as

@@ -407,6 +407,71 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
     );
 }
 
+/// The laptop went back to a copy, GC removed its batches above it, and
+/// the first reads of its head came back cut short (truncated bodies).
+/// Two damaged reads in a row made it garbage: the push wrote new batches
+/// at seqs the desktop had applied and deleted the head, a fork (the
+/// family of seed 51843). A read cut short (fewer bytes than the bucket
+/// gives the object) now says nothing about the object; one that the
+/// bucket keeps cutting fails the push, which replaces nothing.
+#[tokio::test]
+async fn own_head_reads_cut_short_never_make_it_garbage() {
+    let w = World::new(Bucket::Local, "rollback-head-cut-short");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    let heads = layout::heads_prefix(&device);
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let cutting = {
+        let cut = cut.clone();
+        std::sync::Arc::new(
+            HookedStore::new(store.clone()).on_body(move |key, mut body| {
+                let take = |n: usize| n.checked_sub(1);
+                if key.starts_with(&heads)
+                    && cut
+                        .fetch_update(
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                            take,
+                        )
+                        .is_ok()
+                {
+                    body.truncate(body.len() / 2);
+                }
+                body
+            }),
+        )
+    };
+    let laptop = w.device_over("laptop", cutting);
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    // Every read cut: the push fails and writes nothing.
+    let before = own_objects(&w, &laptop).await;
+    assert!(laptop.push().await.is_err());
+    nothing_replaced(&w, &laptop, &before).await;
+    // Two reads cut, then whole: the stream continues above the head.
+    cut.store(2, std::sync::atomic::Ordering::SeqCst);
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&device, seq);
+        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
+}
+
 /// Seed 11214 of the simulation: the laptop went back to a copy, a pull's
 /// LIST of `heads/` missed its newest head (an eventually consistent
 /// LIST), and GC had removed its batches above the copy. The push after
