@@ -15,6 +15,7 @@
 
 use crate::bootstrap::Recovery;
 use crate::error::SyncError;
+use crate::head::MAX_HEAD_OBJECT_BYTES;
 use crate::members::Refusal;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
@@ -588,8 +589,9 @@ impl SyncService {
     ///
     /// A stream the pull could not read (none of its heads opened,
     /// [`PullReport::unread`](crate::PullReport::unread)) may hide a gap:
-    /// its next batch is looked for, and one that is gone is recovered
-    /// from, or refused for, as a gap the pull found.
+    /// when one of its heads opens now or read cut short (not garbage read
+    /// whole), its next batch is looked for, and one that is gone is
+    /// recovered from (once), or refused for, as a gap the pull found.
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
         let mut pulled = self.pull().await?;
@@ -605,27 +607,31 @@ impl SyncService {
         // unread, so its gap went unfound: this device wrote the newest
         // checkpoint without a range GC had removed, and its GC then
         // deleted the older checkpoint that was the range's only copy
-        // (seed 50398). Not done in every pull: a head of a made-up device
-        // (garbage anyone can write) has no batches either, and would make
-        // every pull open checkpoints. One recovery here; a gap still
-        // unread after it refuses.
+        // (seed 50398). Not done in every pull: it reads the heads again
+        // and may open checkpoints. One recovery here; a gap still unread
+        // after it refuses.
         let mut recovered = false;
         while !pulled.gaps_held_by_a_checkpoint {
-            let gone = self.gone_from_bucket(&pulled.unread).await?;
+            let gone = self.gone_behind_unread_heads(&pulled.unread).await?;
             let Some(&(device, seq)) = gone.first() else {
                 break;
             };
+            if recovered {
+                return Err(SyncError::CheckpointWouldHideGap { device, seq });
+            }
             let recovery = {
                 let _one_at_a_time = self.flight.lock().await;
                 self.recover_from_checkpoint(&gone).await?
             };
             match recovery {
-                Recovery::Recovered if !recovered => {
+                Recovery::Recovered => {
                     recovered = true;
                     pulled = self.pull().await?;
                 }
                 Recovery::NotRecovered { held: false } => break,
-                _ => return Err(SyncError::CheckpointWouldHideGap { device, seq }),
+                Recovery::NotRecovered { held: true } => {
+                    return Err(SyncError::CheckpointWouldHideGap { device, seq })
+                }
             }
         }
         if pulled.gaps_held_by_a_checkpoint {
@@ -641,18 +647,66 @@ impl SyncService {
     }
 
     /// The streams of `unread` (device, next seq) whose next batch is not
-    /// in the bucket.
-    async fn gone_from_bucket(
+    /// in the bucket, of those whose heads may be real: one opens now, or
+    /// a read came back cut short. Heads read whole that do not open are
+    /// garbage (anyone with write access can put some), reported by the
+    /// pull and no sign of a stream: taking them for one made every
+    /// `checkpoint` open checkpoints, and with one that does not open
+    /// beside them (also garbage) refuse for good.
+    async fn gone_behind_unread_heads(
         &self,
         unread: &[(DeviceId, u64)],
     ) -> Result<Vec<(DeviceId, u64)>, SyncError> {
         let mut gone = Vec::new();
         for &(device, seq) in unread {
-            if !self.store.exists(&layout::ops_key(&device, seq)).await? {
+            if self.heads_may_be_real(device).await?
+                && !self.store.exists(&layout::ops_key(&device, seq)).await?
+            {
                 gone.push((device, seq));
             }
         }
         Ok(gone)
+    }
+
+    /// Whether one of `device`'s listed heads (newest first, as many as a
+    /// pull tries) opens, or came back shorter than the bucket says it is.
+    async fn heads_may_be_real(&self, device: DeviceId) -> Result<bool, SyncError> {
+        let mut seqs: Vec<u64> = self
+            .store
+            .list(&layout::heads_prefix(&device))
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_heads_key(k).ok())
+            .filter(|(d, _)| *d == device)
+            .map(|(_, seq)| seq)
+            .collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in seqs.into_iter().take(crate::pull::MAX_HEADS_TRIED) {
+            let key = layout::heads_key(&device, seq);
+            let sealed = match self.store.get(&key, MAX_HEAD_OBJECT_BYTES).await {
+                Ok(sealed) => sealed,
+                Err(StoreError::NotFound { .. } | StoreError::TooLarge { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match self.open_head(&key, device, seq, &sealed).await {
+                Ok(_) => return Ok(true),
+                Err(SyncError::Store(e))
+                    if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
+                {
+                    return Err(e.into())
+                }
+                Err(_) => {}
+            }
+            let whole = match self.store.head(&key).await {
+                Ok(meta) => u64::try_from(sealed.len()).is_ok_and(|len| len == meta.size),
+                Err(StoreError::NotFound { .. }) => true,
+                Err(e) => return Err(e.into()),
+            };
+            if !whole {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Snapshots the library as it stands and uploads it (the second half

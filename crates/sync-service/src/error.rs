@@ -301,6 +301,30 @@ pub enum SyncError {
         /// The first missing seq.
         seq: u64,
     },
+    /// Nothing was pushed: the bucket holds this device's batch `seq`
+    /// above its local state (its database went back in time, and GC
+    /// removed the batches just above the copy), but no head of this
+    /// device was found to go on from. It is there and not listed yet, or
+    /// the bucket withholds it; pushing now would write new batches under
+    /// seqs other devices applied. Run the push again.
+    #[error("nothing pushed: this device's batch {seq} is in the bucket above its local state, but no head of this device was found to continue from (run the push again)")]
+    OwnHeadNotFound {
+        /// The lowest such batch.
+        seq: u64,
+    },
+    /// Nothing was pushed: every read of this device's own object `key`
+    /// came back shorter than the bucket says the object is, so whether
+    /// it is garbage the push may replace, or a batch or head other devices
+    /// applied, could not be told. Run the push again.
+    #[error(
+        "nothing pushed: {key} came back cut short {reads} times in a row (run the push again)"
+    )]
+    OwnObjectCutShort {
+        /// The object's key.
+        key: String,
+        /// How many reads were cut short.
+        reads: usize,
+    },
     /// The bucket holds no checkpoint that opens and verifies.
     #[error("no usable checkpoint in {0}")]
     NoCheckpoint(String),

@@ -1005,7 +1005,7 @@ fn mismatch(key: &str, field: &'static str) -> SyncError {
 }
 
 /// How many of a device's listed heads a pull tries, newest first.
-const MAX_HEADS_TRIED: usize = 4;
+pub(crate) const MAX_HEADS_TRIED: usize = 4;
 
 /// The stream of a removed member's device from `cursor` up to its
 /// `cutoff`, if this device has not applied that far: it ends at the

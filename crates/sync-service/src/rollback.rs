@@ -13,8 +13,9 @@
 use crate::error::SyncError;
 use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::push::{encode_one, newest_pushed};
-use crate::service::{SyncService, MAX_BATCH_OBJECT_BYTES};
+use crate::service::{batch_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_crypto::ObjectError;
+use bae_membership::SignedKind;
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -51,7 +52,7 @@ impl SyncService {
     /// batches re-taken from the bucket (empty when there was nothing).
     ///
     /// Cheap when nothing points at a rollback: the first push of a
-    /// service LISTs this device's heads (later ones use what the last
+    /// service LISTs this device's heads and batches (later ones use what the last
     /// pull's LIST of `heads/` showed: a head above the newest pushed
     /// batch is a sign), and a push with batches to send, or the first of
     /// a service, makes one HEAD of the object the next batch would
@@ -98,7 +99,20 @@ impl SyncService {
         // head, then a copy taken at that head, leaves no head above the
         // local state, and the batches' acknowledged writes would wait
         // for this device's next write to be found (seed 16172).
+        // On the first look, its own batches as a LIST of its prefix shows
+        // them too: both LISTs of heads can miss the newest head (stale,
+        // each hiding the newest writes under its prefix) while GC removed
+        // the batches just above the copy, and the push then wrote new
+        // batches under seqs the others had applied (seed 93256). Older
+        // batches above the gap are listed even when the newest writes
+        // are not.
+        let listed_above = if first_look {
+            self.own_batches_listed_above(base).await?
+        } else {
+            Vec::new()
+        };
         let suspect = head_above
+            || !listed_above.is_empty()
             || ((unpushed || first_look)
                 && self
                     .store
@@ -113,6 +127,14 @@ impl SyncService {
         }
         let ahead = self.read_ahead(base, base_hash, &seen).await?;
         if ahead.batches.is_empty() && ahead.head.is_none() {
+            // A batch of this device above a gap, with no head found to go
+            // on from: the head is there but not listed yet (or the bucket
+            // withholds it). Nothing is pushed until a look finds it.
+            for &seq in &listed_above {
+                if self.own_batch_is_real(seq).await? {
+                    return Err(SyncError::OwnHeadNotFound { seq });
+                }
+            }
             // Garbage (does not open or chain): no device can have applied
             // it, and the push replaces it as before.
             looked();
@@ -312,6 +334,62 @@ impl SyncService {
         self.reapply_own_after(after, hash, true).await
     }
 
+    /// The seqs of this device's batch objects above `base` in the bucket
+    /// (one LIST), lowest first.
+    async fn own_batches_listed_above(&self, base: u64) -> Result<Vec<u64>, SyncError> {
+        let mut seqs: Vec<u64> = self
+            .store
+            .list(&layout::ops_prefix(&self.device))
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_ops_key(k).ok())
+            .filter(|(d, seq)| *d == self.device && *seq > base)
+            .map(|(_, seq)| seq)
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Whether the object at this device's batch `seq` opens under the
+    /// library key and verifies as signed by this device's member (its
+    /// link to the batch before is not checked: that one is gone). Judged
+    /// as [`FailedReads`] says: garbage only after two whole reads that do
+    /// not open.
+    async fn own_batch_is_real(&self, seq: u64) -> Result<bool, SyncError> {
+        let device = self.device;
+        let key = layout::ops_key(&device, seq);
+        let mut reads = FailedReads::default();
+        loop {
+            let (read, len) = match self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await {
+                Ok(sealed) => {
+                    let opened = match self.open(&key, &batch_place(device, seq), &sealed) {
+                        Ok(plain) => self
+                            .verify_signed(&key, SignedKind::Batch, device, seq, &sealed, plain)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    (opened, Some(sealed.len()))
+                }
+                Err(StoreError::NotFound { .. }) => return Ok(false),
+                Err(e @ StoreError::TooLarge { .. }) => (Err(e.into()), None),
+                Err(e) => return Err(e.into()),
+            };
+            match read {
+                Ok(()) => return Ok(true),
+                Err(SyncError::Store(StoreError::NotFound { .. })) => return Ok(false),
+                Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    if self.garbage_after(&key, len, e, &mut reads).await? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
     /// The seqs of this device's head objects in the bucket (one LIST).
     pub(crate) async fn list_own_heads(&self) -> Result<Vec<u64>, SyncError> {
         Ok(self
@@ -505,8 +583,8 @@ impl SyncService {
     /// as larger than such an object may be) and returns whether the
     /// object is now judged garbage. A read cut short (fewer bytes than the
     /// bucket's HEAD gives the object) does not count; after
-    /// [`MAX_CUT_SHORT_READS`] of them the push fails with `e`, to be run
-    /// again.
+    /// [`MAX_CUT_SHORT_READS`] of them the push fails
+    /// ([`SyncError::OwnObjectCutShort`]), to be run again.
     async fn garbage_after(
         &self,
         key: &str,
@@ -532,7 +610,11 @@ impl SyncService {
         }
         reads.cut_short += 1;
         if reads.cut_short >= MAX_CUT_SHORT_READS {
-            return Err(e);
+            tracing::warn!(%key, error = %e, "own object read cut short again");
+            return Err(SyncError::OwnObjectCutShort {
+                key: key.to_owned(),
+                reads: reads.cut_short,
+            });
         }
         Ok(false)
     }

@@ -9,7 +9,7 @@ mod common;
 
 use bae_oplog::fixture::open_library;
 use bae_storage_s3::layout;
-use bae_sync_service::{images_dir_for, library, SyncService};
+use bae_sync_service::{images_dir_for, library, SyncError, SyncService};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,6 +119,52 @@ async fn gone_back(w: &World) -> (SyncService, SyncService, BTreeMap<String, Vec
     drop(laptop);
     restore(&w.library("laptop"), &saved);
     (reopen(w, "laptop"), desktop, objects)
+}
+
+/// As [`gone_back`], and the laptop's batches above its first are then
+/// gone (its GC): only its head shows where its stream stood. Returns
+/// the desktop, the laptop's device and that head's seq.
+async fn gone_back_below_a_gcd_range(w: &World) -> (SyncService, bae_hlc::DeviceId, u64) {
+    let (laptop, desktop, objects) = gone_back(w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let old_head = objects.len() as u64;
+    for seq in 2..=old_head {
+        w.store()
+            .delete(&layout::ops_key(&device, seq))
+            .await
+            .unwrap();
+    }
+    (desktop, device, old_head)
+}
+
+/// The laptop's push (of its "after" title) continues its stream above
+/// `old_head`, rewrites none of the seqs below it, and the desktop gets
+/// the title with no problem.
+async fn pushes_above_the_old_head(
+    w: &World,
+    laptop: &SyncService,
+    desktop: &SyncService,
+    old_head: u64,
+) {
+    let push = laptop.push().await.unwrap();
+    assert!(
+        push.head.is_some_and(|h| h > old_head),
+        "the stream continues above the old head {old_head}: {push:?}"
+    );
+    for seq in 2..=old_head {
+        let key = layout::ops_key(&laptop.device(), seq);
+        assert!(
+            !w.store().exists(&key).await.unwrap(),
+            "{key} written again"
+        );
+    }
+    let (_, pull) = desktop.sync().await.unwrap();
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        field(desktop, "albums", &album_row(0, "albums"), "title").await,
+        "after"
+    );
 }
 
 #[tokio::test]
@@ -374,14 +420,8 @@ async fn gc_waits_for_a_newer_checkpoint_its_list_missed() {
 #[tokio::test]
 async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_head() {
     let w = World::new(Bucket::Local, "rollback-gc-unlisted");
-    let (laptop, desktop, objects) = gone_back(&w).await;
-    let device = laptop.device();
-    drop(laptop);
+    let (desktop, device, old_head) = gone_back_below_a_gcd_range(&w).await;
     let store = w.store();
-    let old_head = objects.len() as u64;
-    for seq in 2..=old_head {
-        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
-    }
     // Every LIST of the laptop's own heads misses them.
     let hidden = layout::heads_prefix(&device);
     let hiding = std::sync::Arc::new(
@@ -390,21 +430,7 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
     );
     let laptop = w.device_over("laptop", hiding);
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
-    let push = laptop.push().await.unwrap();
-    assert!(
-        push.head.is_some_and(|h| h > old_head),
-        "the stream continues above the old head {old_head}: {push:?}"
-    );
-    for seq in 2..=old_head {
-        let key = layout::ops_key(&device, seq);
-        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
-    }
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    assert_eq!(
-        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
-        "after"
-    );
+    pushes_above_the_old_head(&w, &laptop, &desktop, old_head).await;
 }
 
 /// The laptop went back to a copy, GC removed its batches above it, and
@@ -417,14 +443,8 @@ async fn a_rollback_whose_batches_gc_removed_is_found_though_a_list_misses_the_h
 #[tokio::test]
 async fn own_head_reads_cut_short_never_make_it_garbage() {
     let w = World::new(Bucket::Local, "rollback-head-cut-short");
-    let (laptop, desktop, objects) = gone_back(&w).await;
-    let device = laptop.device();
-    drop(laptop);
+    let (desktop, device, old_head) = gone_back_below_a_gcd_range(&w).await;
     let store = w.store();
-    let old_head = objects.len() as u64;
-    for seq in 2..=old_head {
-        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
-    }
     let heads = layout::heads_prefix(&device);
     let cut = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
     let cutting = {
@@ -451,19 +471,64 @@ async fn own_head_reads_cut_short_never_make_it_garbage() {
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
     // Every read cut: the push fails and writes nothing.
     let before = own_objects(&w, &laptop).await;
-    assert!(laptop.push().await.is_err());
+    let head_key = layout::heads_key(&device, old_head);
+    let head = store.get(&head_key, u64::MAX).await.unwrap();
+    match laptop.push().await {
+        Err(SyncError::OwnObjectCutShort { key, .. }) => assert_eq!(key, head_key),
+        other => panic!("expected OwnObjectCutShort, got {other:?}"),
+    }
     nothing_replaced(&w, &laptop, &before).await;
+    assert_eq!(store.get(&head_key, u64::MAX).await.unwrap(), head);
     // Two reads cut, then whole: the stream continues above the head.
     cut.store(2, std::sync::atomic::Ordering::SeqCst);
+    pushes_above_the_old_head(&w, &laptop, &desktop, old_head).await;
+}
+
+/// Seed 93256: the laptop went back to a copy, GC removed its batches
+/// just above it, and both LISTs of its first push (its own heads, and
+/// `heads/`) missed its head (stale). The push saw no sign of the
+/// rollback and wrote new batches at seqs the desktop had applied. Its
+/// batches above the gap are listed now, and one that is its own with no
+/// head found fails the push, replacing nothing; the next push finds
+/// the head and goes on above it.
+#[tokio::test]
+async fn own_batches_above_a_gap_stop_a_push_whose_lists_miss_the_head() {
+    let w = World::new(Bucket::Local, "rollback-heads-unlisted-batches-listed");
+    let (laptop, desktop, objects) = gone_back(&w).await;
+    let device = laptop.device();
+    drop(laptop);
+    let store = w.store();
+    let old_head = objects.len() as u64;
+    assert!(old_head > 2, "{objects:?}");
+    for seq in 2..old_head {
+        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
+    }
+    let own = format!("{}{}", layout::HEADS_PREFIX, device);
+    let hide = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hiding = {
+        let hide = hide.clone();
+        std::sync::Arc::new(HookedStore::new(store.clone()).on_list(move |_, mut keys| {
+            if hide.load(std::sync::atomic::Ordering::SeqCst) {
+                keys.retain(|k| !k.starts_with(&own));
+            }
+            keys
+        }))
+    };
+    let laptop = w.device_over("laptop", hiding);
+    edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
+    let before = own_objects(&w, &laptop).await;
+    match laptop.push().await {
+        Err(SyncError::OwnHeadNotFound { seq }) => assert_eq!(seq, old_head),
+        other => panic!("expected OwnHeadNotFound, got {other:?}"),
+    }
+    nothing_replaced(&w, &laptop, &before).await;
+    hide.store(false, std::sync::atomic::Ordering::SeqCst);
     let push = laptop.push().await.unwrap();
     assert!(
         push.head.is_some_and(|h| h > old_head),
         "the stream continues above the old head {old_head}: {push:?}"
     );
-    for seq in 2..=old_head {
-        let key = layout::ops_key(&device, seq);
-        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
-    }
+    nothing_replaced(&w, &laptop, &before).await;
     let (_, pull) = desktop.sync().await.unwrap();
     assert!(pull.problems.is_empty(), "{:?}", pull.problems);
     assert_eq!(
@@ -482,14 +547,8 @@ async fn own_head_reads_cut_short_never_make_it_garbage() {
 #[tokio::test]
 async fn a_pulls_list_that_misses_the_own_head_does_not_hide_a_rollback() {
     let w = World::new(Bucket::Local, "rollback-pull-list-stale");
-    let (laptop, desktop, objects) = gone_back(&w).await;
-    let device = laptop.device();
-    drop(laptop);
+    let (desktop, device, old_head) = gone_back_below_a_gcd_range(&w).await;
     let store = w.store();
-    let old_head = objects.len() as u64;
-    for seq in 2..=old_head {
-        store.delete(&layout::ops_key(&device, seq)).await.unwrap();
-    }
     // The first LIST of `heads/` (the pull's) misses the laptop's heads.
     let own = format!("{}{}", layout::HEADS_PREFIX, device);
     let stale_once = std::sync::atomic::AtomicBool::new(true);
@@ -506,21 +565,7 @@ async fn a_pulls_list_that_misses_the_own_head_does_not_hide_a_rollback() {
     let laptop = w.device_over("laptop", hiding);
     laptop.pull().await.unwrap();
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
-    let push = laptop.push().await.unwrap();
-    assert!(
-        push.head.is_some_and(|h| h > old_head),
-        "the stream continues above the old head {old_head}: {push:?}"
-    );
-    for seq in 2..=old_head {
-        let key = layout::ops_key(&device, seq);
-        assert!(!store.exists(&key).await.unwrap(), "{key} written again");
-    }
-    let (_, pull) = desktop.sync().await.unwrap();
-    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
-    assert_eq!(
-        field(&desktop, "albums", &album_row(0, "albums"), "title").await,
-        "after"
-    );
+    pushes_above_the_old_head(&w, &laptop, &desktop, old_head).await;
 }
 
 /// The laptop's batches above its copy were removed by its own GC (its
@@ -1358,8 +1403,10 @@ async fn a_head_that_does_not_open_over_a_gone_range_refuses_a_checkpoint_while_
     );
 }
 
-/// A head of a made-up device (garbage anyone can write) has no batches
-/// either: no checkpoint holds them, so `checkpoint` still writes one.
+/// A head of a made-up device (garbage anyone can write, read whole) is
+/// no sign of a stream, so `checkpoint` still writes one; with garbage
+/// checkpoints beside it (which do not open, and so might hold a gap),
+/// taking it for one refused every checkpoint for good.
 #[tokio::test]
 async fn a_garbage_head_of_a_made_up_device_stops_no_checkpoint() {
     let w = World::new(Bucket::Local, "garbage-head-checkpoint");
@@ -1368,10 +1415,14 @@ async fn a_garbage_head_of_a_made_up_device_stops_no_checkpoint() {
     sync_all(&[&laptop, &desktop]).await;
     desktop.checkpoint().await.unwrap();
     let made_up = bae_hlc::DeviceId::from_bytes([7; 16]);
-    w.store()
-        .put(&layout::heads_key(&made_up, 9), b"not a head")
-        .await
-        .unwrap();
+    let garbage = [
+        layout::heads_key(&made_up, 9),
+        format!("{}{:020}-deadbeef", layout::CHECKPOINTS_PREFIX, u64::MAX),
+        format!("{}{:020}-deadbeef", layout::CHECKPOINTS_PREFIX, 1),
+    ];
+    for key in &garbage {
+        w.store().put(key, b"not an object").await.unwrap();
+    }
     let pull = laptop.pull().await.unwrap();
     assert_eq!(pull.unread, vec![(made_up, 1)], "{pull:?}");
     let own = laptop.checkpoint().await.unwrap();

@@ -1277,6 +1277,11 @@ impl Sim {
                 let r = self.service(0).sync().await.map(|_| ());
                 self.note(0, r);
             }
+            if !race_revokes() && !self.applied_all_of_the_member(0).await {
+                return Err(
+                    "d0 did not apply everything the member pushed in three syncs after the faults stopped, so it cannot revoke".into(),
+                );
+            }
             self.run_revoke(0).await;
             if !self.revoke.as_ref().unwrap().done {
                 return Err("the revoke did not finish after the faults stopped".into());
@@ -1727,6 +1732,7 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (51796, 300),
     (50398, 300),
     (81512, 300),
+    (93256, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
