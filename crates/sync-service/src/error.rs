@@ -312,13 +312,11 @@ pub enum SyncError {
         /// The lowest such batch.
         seq: u64,
     },
-    /// Nothing was pushed: every read of this device's own object `key`
-    /// came back shorter than the bucket says the object is, so whether
+    /// Nothing was pushed: reads of this device's own object `key` kept
+    /// coming back shorter than the bucket says the object is, so whether
     /// it is garbage the push may replace, or a batch or head other devices
     /// applied, could not be told. Run the push again.
-    #[error(
-        "nothing pushed: {key} came back cut short {reads} times in a row (run the push again)"
-    )]
+    #[error("nothing pushed: {key} came back cut short {reads} times (run the push again)")]
     OwnObjectCutShort {
         /// The object's key.
         key: String,

@@ -52,8 +52,8 @@ impl SyncService {
     /// batches re-taken from the bucket (empty when there was nothing).
     ///
     /// Cheap when nothing points at a rollback: the first push of a
-    /// service LISTs this device's heads and batches (later ones use what the last
-    /// pull's LIST of `heads/` showed: a head above the newest pushed
+    /// service LISTs this device's heads and batches (later ones use what
+    /// the last pull's LIST of `heads/` showed: a head above the newest pushed
     /// batch is a sign), and a push with batches to send, or the first of
     /// a service, makes one HEAD of the object the next batch would
     /// replace (a lost head must not hide the batches).
@@ -129,8 +129,10 @@ impl SyncService {
         if ahead.batches.is_empty() && ahead.head.is_none() {
             // A batch of this device above a gap, with no head found to go
             // on from: the head is there but not listed yet (or the bucket
-            // withholds it). Nothing is pushed until a look finds it.
-            for &seq in &listed_above {
+            // withholds it). Nothing is pushed until a look finds it. The
+            // lowest few are enough: above a gap GC left, the lowest is
+            // real; garbage listed there costs a bounded number of reads.
+            for &seq in listed_above.iter().take(MAX_OWN_HEADS_TRIED) {
                 if self.own_batch_is_real(seq).await? {
                     return Err(SyncError::OwnHeadNotFound { seq });
                 }
