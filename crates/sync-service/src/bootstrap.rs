@@ -250,15 +250,7 @@ impl SyncService {
         first: u64,
         last: u64,
     ) -> Result<bool, SyncError> {
-        let listed: std::collections::BTreeSet<u64> = self
-            .store
-            .list(&bae_storage_s3::layout::ops_prefix(&device))
-            .await?
-            .iter()
-            .filter_map(|key| bae_storage_s3::layout::parse_ops_key(key).ok())
-            .filter(|(d, _)| *d == device)
-            .map(|(_, seq)| seq)
-            .collect();
+        let listed = self.listed_batch_seqs(device).await?;
         Ok((first..=last).all(|seq| listed.contains(&seq)))
     }
 

@@ -671,16 +671,7 @@ impl SyncService {
     /// Whether one of `device`'s listed heads (newest first, as many as a
     /// pull tries) opens, or came back shorter than the bucket says it is.
     async fn heads_may_be_real(&self, device: DeviceId) -> Result<bool, SyncError> {
-        let mut seqs: Vec<u64> = self
-            .store
-            .list(&layout::heads_prefix(&device))
-            .await?
-            .iter()
-            .filter_map(|k| layout::parse_heads_key(k).ok())
-            .filter(|(d, _)| *d == device)
-            .map(|(_, seq)| seq)
-            .collect();
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        let seqs = self.listed_head_seqs(device).await?;
         for seq in seqs.into_iter().take(crate::pull::MAX_HEADS_TRIED) {
             let key = layout::heads_key(&device, seq);
             let sealed = match self.store.get(&key, MAX_HEAD_OBJECT_BYTES).await {
@@ -697,11 +688,11 @@ impl SyncService {
                 }
                 Err(_) => {}
             }
-            let whole = match self.store.head(&key).await {
-                Ok(meta) => u64::try_from(sealed.len()).is_ok_and(|len| len == meta.size),
-                Err(StoreError::NotFound { .. }) => true,
-                Err(e) => return Err(e.into()),
-            };
+            // Gone since: nothing there to read again.
+            let whole = self
+                .read_was_whole(&key, sealed.len())
+                .await?
+                .unwrap_or(true);
             if !whole {
                 return Ok(true);
             }

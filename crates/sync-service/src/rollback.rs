@@ -310,15 +310,7 @@ impl SyncService {
         if missing.peek().is_none() {
             return Ok(true);
         }
-        let listed: BTreeSet<u64> = self
-            .store
-            .list(&layout::ops_prefix(&self.device))
-            .await?
-            .iter()
-            .filter_map(|k| layout::parse_ops_key(k).ok())
-            .filter(|(d, _)| *d == self.device)
-            .map(|(_, seq)| seq)
-            .collect();
+        let listed = self.listed_batch_seqs(self.device).await?;
         Ok(missing.all(|s| listed.contains(&s)))
     }
 
@@ -336,20 +328,27 @@ impl SyncService {
         self.reapply_own_after(after, hash, true).await
     }
 
-    /// The seqs of this device's batch objects above `base` in the bucket
-    /// (one LIST), lowest first.
-    async fn own_batches_listed_above(&self, base: u64) -> Result<Vec<u64>, SyncError> {
-        let mut seqs: Vec<u64> = self
+    /// The seqs of `device`'s batch objects in the bucket (one LIST).
+    pub(crate) async fn listed_batch_seqs(
+        &self,
+        device: bae_hlc::DeviceId,
+    ) -> Result<BTreeSet<u64>, SyncError> {
+        Ok(self
             .store
-            .list(&layout::ops_prefix(&self.device))
+            .list(&layout::ops_prefix(&device))
             .await?
             .iter()
             .filter_map(|k| layout::parse_ops_key(k).ok())
-            .filter(|(d, seq)| *d == self.device && *seq > base)
+            .filter(|(d, _)| *d == device)
             .map(|(_, seq)| seq)
-            .collect();
-        seqs.sort_unstable();
-        Ok(seqs)
+            .collect())
+    }
+
+    /// The seqs of this device's batch objects above `base` in the bucket
+    /// (one LIST), lowest first.
+    async fn own_batches_listed_above(&self, base: u64) -> Result<Vec<u64>, SyncError> {
+        let listed = self.listed_batch_seqs(self.device).await?;
+        Ok(listed.range(base.saturating_add(1)..).copied().collect())
     }
 
     /// Whether the object at this device's batch `seq` opens under the
@@ -394,13 +393,40 @@ impl SyncService {
 
     /// The seqs of this device's head objects in the bucket (one LIST).
     pub(crate) async fn list_own_heads(&self) -> Result<Vec<u64>, SyncError> {
-        Ok(self
+        self.listed_head_seqs(self.device).await
+    }
+
+    /// The seqs of `device`'s head objects in the bucket (one LIST),
+    /// newest first.
+    pub(crate) async fn listed_head_seqs(
+        &self,
+        device: bae_hlc::DeviceId,
+    ) -> Result<Vec<u64>, SyncError> {
+        let mut seqs: Vec<u64> = self
             .store
-            .list(&layout::heads_prefix(&self.device))
+            .list(&layout::heads_prefix(&device))
             .await?
             .iter()
-            .filter_map(|k| layout::parse_heads_key(k).ok().map(|(_, s)| s))
-            .collect())
+            .filter_map(|k| layout::parse_heads_key(k).ok())
+            .filter(|(d, _)| *d == device)
+            .map(|(_, seq)| seq)
+            .collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(seqs)
+    }
+
+    /// Whether a read of `len` bytes at `key` had the whole object, as the
+    /// bucket's HEAD gives its size; `None` when the object is gone since.
+    pub(crate) async fn read_was_whole(
+        &self,
+        key: &str,
+        len: usize,
+    ) -> Result<Option<bool>, SyncError> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(Some(u64::try_from(len).is_ok_and(|len| len == meta.size))),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads this device's batches above `base` while they open and chain,
@@ -599,12 +625,8 @@ impl SyncService {
         }
         let whole = match len {
             None => true,
-            Some(len) => match self.store.head(key).await {
-                Ok(meta) => u64::try_from(len).is_ok_and(|len| len == meta.size),
-                // Gone since: the next read says so.
-                Err(StoreError::NotFound { .. }) => false,
-                Err(other) => return Err(other.into()),
-            },
+            // Gone since: the next read says so.
+            Some(len) => self.read_was_whole(key, len).await?.unwrap_or(false),
         };
         if whole {
             reads.whole += 1;
