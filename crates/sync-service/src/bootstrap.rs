@@ -453,6 +453,27 @@ fn replace_from(
                 "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
                 [after as i64],
             )?;
+            // Until the replay ends, a checkpoint this device writes names
+            // its own cursor `after`, with the hash of its batch there
+            // (`snapshot_cursors`); a device that went back to a copy from
+            // before that batch has no link for it, and named none: every
+            // reader of that checkpoint found the next batch's predecessor
+            // mismatched, for good (seed 93289). Only inside what this
+            // device knows it pushed (above it, the newest link is what
+            // its next push goes by), and never replacing a link it has: a
+            // signed checkpoint's hash is its writer's word.
+            let pushed = crate::push::newest_pushed(tx)?.map_or(0, |(seq, _)| seq);
+            let link = header
+                .cursors
+                .iter()
+                .find(|c| c.device_id() == device && c.seq > 0 && c.seq <= pushed)
+                .and_then(crate::checkpoint::cursor_hash);
+            if let Some(hash) = link {
+                tx.execute(
+                    "INSERT OR IGNORE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
+                    rusqlite::params![after as i64, hash.0.as_slice()],
+                )?;
+            }
             tx.execute("DELETE FROM bae_sync_problems", [])?;
             adopt_clock(tx, clock, header.hlc)
         },
@@ -731,6 +752,64 @@ mod tests {
         b.bootstrap_from_checkpoint().await.unwrap().unwrap();
         assert_eq!(cache_size(&b).await, before);
         assert_eq!(dump(&b).await, dump(&a).await);
+    }
+
+    /// Seed 93289: a device went back to a copy from before batch 22 of
+    /// its own, found that range gone and recovered from a checkpoint
+    /// whose cursor for it is 22; it had no link for batch 22, so a
+    /// checkpoint it wrote while the restore's replay waited named its
+    /// own cursor 22 with no hash, and every device that recovered from
+    /// that one found batch 23's predecessor mismatched, for good. The
+    /// restore records the checkpoint's link where this device has none.
+    #[tokio::test]
+    async fn a_restore_gives_this_device_the_link_of_its_own_cursor() {
+        let bucket = Bucket::new();
+        let laptop = bucket.device("laptop", 2);
+        assert_eq!(laptop.push().await.unwrap().head, Some(2));
+        let key = laptop.write_checkpoint().await.unwrap().key;
+        crate::test_support::import(&laptop, 9, 0).await;
+        assert_eq!(laptop.push().await.unwrap().head, Some(3));
+        async fn link(s: &SyncService) -> Option<bae_oplog::BatchHash> {
+            s.with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
+                .await
+                .unwrap()
+        }
+        let real = link(&laptop).await.unwrap();
+        laptop
+            .with_db(|rec| {
+                rec.sync_parts()
+                    .0
+                    .execute("DELETE FROM bae_sync_batch_hashes WHERE batch_id = 2", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let id = bae_storage_s3::layout::parse_checkpoint_key(&key).unwrap();
+        let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
+        laptop.restore(opened, &[]).await.unwrap();
+        assert_eq!(link(&laptop).await, Some(real));
+
+        // A checkpoint written while the replay after 2 waits names the
+        // link.
+        laptop
+            .with_db(|rec| {
+                rec.sync_parts().0.execute(
+                    "UPDATE bae_sync_library SET checkpoint_replay_after = 2 WHERE id = 1",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let written = laptop.write_checkpoint().await.unwrap().key;
+        let header = laptop.verify_checkpoint(&written).await.unwrap();
+        let own = header
+            .cursors
+            .iter()
+            .find(|c| c.device_id() == laptop.device())
+            .unwrap();
+        assert_eq!((own.seq, own.hash), (2, Some(real.0)));
     }
 
     fn album_row(values: usize) -> Record {

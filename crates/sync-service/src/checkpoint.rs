@@ -591,7 +591,9 @@ impl SyncService {
     /// [`PullReport::unread`](crate::PullReport::unread)) may hide a gap:
     /// when one of its heads opens now or read cut short (not garbage read
     /// whole), its next batch is looked for, and one that is gone is
-    /// recovered from (once), or refused for, as a gap the pull found.
+    /// recovered from (once), or refused for, as a gap the pull found. So
+    /// may a stream the newest checkpoint holds further than this library
+    /// has applied (a stale LIST hid its heads from the pull).
     pub async fn checkpoint(&self) -> Result<CheckpointReport, SyncError> {
         self.push().await?;
         let mut pulled = self.pull().await?;
@@ -610,9 +612,22 @@ impl SyncService {
         // (seed 50398). Not done in every pull: it reads the heads again
         // and may open checkpoints. One recovery here; a gap still unread
         // after it refuses.
+        //
+        // A stream the pull did not see at all (a stale LIST hid every one
+        // of its heads) hid its gap the same way: this device wrote the
+        // newest checkpoint without a range GC had removed under the one
+        // before, and its GC deleted that one (seed 101031). So the
+        // streams the newest checkpoint holds further than this library
+        // has applied are looked at too.
         let mut recovered = false;
         while !pulled.gaps_held_by_a_checkpoint {
-            let gone = self.gone_behind_unread_heads(&pulled.unread).await?;
+            let mut suspects = pulled.unread.clone();
+            for behind in self.behind_the_newest_checkpoint().await? {
+                if !suspects.iter().any(|(device, _)| *device == behind.0) {
+                    suspects.push(behind);
+                }
+            }
+            let gone = self.gone_behind_heads(&suspects).await?;
             let Some(&(device, seq)) = gone.first() else {
                 break;
             };
@@ -646,19 +661,50 @@ impl SyncService {
         self.write_checkpoint().await
     }
 
-    /// The streams of `unread` (device, next seq) whose next batch is not
+    /// The streams the newest checkpoint that verifies holds further than
+    /// this library has applied them (device, next seq), each only up to
+    /// its cutoff when its member was removed; this device's own stream is
+    /// not one of them (a push finds that it went back).
+    async fn behind_the_newest_checkpoint(&self) -> Result<Vec<(DeviceId, u64)>, SyncError> {
+        let (Some(newest), _) = self.newest_checkpoint().await? else {
+            return Ok(Vec::new());
+        };
+        let chain = self.chain().await?;
+        let applied = self
+            .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
+            .await?;
+        let mut behind = Vec::new();
+        for c in &newest.header.cursors {
+            let device = c.device_id();
+            if device == self.device {
+                continue;
+            }
+            let held = self
+                .cutoff_of(&chain, device)
+                .map_or(c.seq, |cutoff| cutoff.min(c.seq));
+            let applied = applied.get(&device).copied().unwrap_or(0);
+            if applied < held {
+                behind.push((device, applied.saturating_add(1)));
+            }
+        }
+        Ok(behind)
+    }
+
+    /// The streams of `suspects` (device, next seq) whose next batch is not
     /// in the bucket, of those whose heads may be real: one opens now, or
     /// a read came back cut short. Heads read whole that do not open are
     /// garbage (anyone with write access can put some), reported by the
     /// pull and no sign of a stream: taking them for one made every
     /// `checkpoint` open checkpoints, and with one that does not open
-    /// beside them (also garbage) refuse for good.
-    async fn gone_behind_unread_heads(
+    /// beside them (also garbage) refuse for good. A device with no head
+    /// listed at all is no stream either (a checkpoint signed by a member
+    /// may name any device).
+    async fn gone_behind_heads(
         &self,
-        unread: &[(DeviceId, u64)],
+        suspects: &[(DeviceId, u64)],
     ) -> Result<Vec<(DeviceId, u64)>, SyncError> {
         let mut gone = Vec::new();
-        for &(device, seq) in unread {
+        for &(device, seq) in suspects {
             if self.heads_may_be_real(device).await?
                 && !self.store.exists(&layout::ops_key(&device, seq)).await?
             {

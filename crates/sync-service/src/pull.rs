@@ -742,7 +742,13 @@ impl SyncService {
             .and_then(|(author, seq)| Some((seq, chain.cutoff_hash(device, &author)?)))
     }
 
-    fn cutoff_of(&self, chain: &bae_membership::ValidatedChain, device: DeviceId) -> Option<u64> {
+    /// The seq past which nothing of `device` counts (its member was
+    /// removed, or its author's binding lapsed unlisted), if any.
+    pub(crate) fn cutoff_of(
+        &self,
+        chain: &bae_membership::ValidatedChain,
+        device: DeviceId,
+    ) -> Option<u64> {
         let bound = self.author_of(device);
         let listed = chain
             .cutoffs_of(device)

@@ -1360,6 +1360,67 @@ async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
     );
 }
 
+/// As above, but every LIST of `heads/` the phone makes misses the
+/// desktop's heads (an eventually consistent bucket): its pulls saw no
+/// stream of the desktop's at all, so no gap and nothing unread, and its
+/// `checkpoint` wrote the newest one without the desktop's range; GC by
+/// that one then deleted the desktop's, the range's only copy (seed
+/// 101031). `checkpoint` now also looks at the streams the newest
+/// checkpoint holds further than this library has applied: the
+/// desktop's next batch is gone, so the phone recovers first, and while
+/// no LIST confirms the desktop's head (which a recovery needs) it writes
+/// no checkpoint.
+#[tokio::test]
+async fn a_list_that_misses_every_head_of_a_stream_hides_no_gap_from_a_checkpoint() {
+    let w = World::new(Bucket::Local, "gap-behind-unlisted-heads");
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    drop(phone);
+    import_albums(&w.library("desktop"), 20, 2);
+    let desktop_head = desktop.push().await.unwrap().head.unwrap();
+    let theirs = desktop.checkpoint().await.unwrap();
+    for seq in 1..=desktop_head {
+        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
+    }
+    let desktop_heads = layout::heads_prefix(&desktop.device());
+    let hide = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hiding = {
+        let hide = hide.clone();
+        std::sync::Arc::new(HookedStore::new(w.store()).on_list(move |prefix, keys| {
+            if hide.load(std::sync::atomic::Ordering::SeqCst) && prefix == layout::HEADS_PREFIX {
+                return keys
+                    .into_iter()
+                    .filter(|k| !k.starts_with(&desktop_heads))
+                    .collect();
+            }
+            keys
+        }))
+    };
+    let phone = w.device_over("phone", hiding);
+
+    let pull = phone.pull().await.unwrap();
+    assert!(pull.gaps.is_empty() && pull.unread.is_empty(), "{pull:?}");
+    assert!(applied_of(&phone, &desktop).await < desktop_head);
+    checkpoint_refused_for_the_gap(&w, &phone, (desktop.device(), 1)).await;
+
+    // Listed again, the desktop's head confirms the checkpoint's cursor,
+    // and the phone recovers before it writes its own.
+    hide.store(false, std::sync::atomic::Ordering::SeqCst);
+    let own = phone.checkpoint().await.unwrap();
+    assert_eq!(
+        applied_of(&phone, &desktop).await,
+        desktop_head,
+        "the phone did not recover from the desktop's checkpoint"
+    );
+    assert_ne!(own.key, theirs.key);
+    assert!(
+        own.cursors.contains(&(desktop.device(), desktop_head)),
+        "the newest checkpoint lacks the desktop's range: {own:?}"
+    );
+}
+
 /// As above, but the desktop's checkpoint is cut short too: it may hold
 /// the range the phone cannot see, so the phone writes no checkpoint
 /// (and reads it whole the next time).

@@ -1126,21 +1126,30 @@ struct Revoke {
 }
 
 /// What the removal let count, as the engine decides it: per device of
-/// the removed member, the ops (HLC, table, row) of its batches that the
-/// chain accepts (`members.rs`: a writer at the batch's HLC, within the
-/// device's cutoff, not an unlisted device claiming an earlier HLC).
+/// the removed member, the field writes (HLC, table, row, column: the
+/// values written) of its batches that the chain accepts (`members.rs`: a
+/// writer at the batch's HLC, within the device's cutoff, not an unlisted
+/// device claiming an earlier HLC).
 struct Removal {
-    counted: HashMap<usize, BTreeSet<(bae_hlc::Timestamp, String, String)>>,
+    counted: HashMap<usize, AcceptedFields>,
 }
+
+/// Field writes by (HLC, table, row, column), with every value written
+/// there: a device that went back to a copy can stamp a later write of a
+/// field just as an earlier one (its clock ran on its logical counter),
+/// and only the one in an accepted batch counts (seed 100758).
+type AcceptedFields = BTreeMap<(bae_hlc::Timestamp, String, String, String), Vec<Value>>;
 
 impl Removal {
     /// Whether `w` counts: a founder's always; a removed member's only in
     /// a batch the chain accepts.
     fn counts(&self, w: &FieldWrite) -> bool {
-        let (table, row, _) = &w.field;
-        self.counted
-            .get(&w.device)
-            .is_none_or(|ops| ops.contains(&(w.stamp.hlc, table.clone(), row.clone())))
+        let (table, row, column) = &w.field;
+        self.counted.get(&w.device).is_none_or(|fields| {
+            fields
+                .get(&(w.stamp.hlc, table.clone(), row.clone(), column.clone()))
+                .is_some_and(|values| values.contains(&w.value))
+        })
     }
 
     fn removed(&self, device: usize) -> bool {
@@ -1327,7 +1336,7 @@ impl Sim {
         let batches = self.batches.lock().unwrap().clone();
         for i in (1..self.devices.len()).step_by(2) {
             let device = device_id(self.seed, i);
-            let mut ops = BTreeSet::new();
+            let mut fields = AcceptedFields::new();
             for (key, sealed) in &batches {
                 let Ok((d, seq)) = bae_storage_s3::layout::parse_ops_key(key) else {
                     continue;
@@ -1362,15 +1371,17 @@ impl Sim {
                 if counts {
                     let batch = bae_oplog::decode_batch(signed.body(), &BAE_SCHEMA)
                         .map_err(|e| format!("{key}: {e}"))?;
-                    ops.extend(
-                        batch
-                            .ops
-                            .into_iter()
-                            .map(|op| (op.hlc, op.table, op.row_id)),
-                    );
+                    for op in batch.ops {
+                        for (column, value) in op.fields {
+                            fields
+                                .entry((op.hlc, op.table.clone(), op.row_id.clone(), column))
+                                .or_default()
+                                .push(value);
+                        }
+                    }
                 }
             }
-            counted.insert(i, ops);
+            counted.insert(i, fields);
         }
         Ok(Some(Removal { counted }))
     }
@@ -1703,6 +1714,25 @@ const REGRESSIONS: &[(u64, u64)] = &[
 ///   the cursor the revoke took as the cutoff, so the revoker held writes
 ///   the chain refuses (titles that overtook counted ones). A device's
 ///   batches now apply in seq order.
+/// - 93289 (no removal in its run): a device went back to a copy from
+///   before a range GC had removed and recovered from a checkpoint whose
+///   cursor for it is 22; it had no link for its batch 22, so its own
+///   checkpoint, written while the restore's replay waited, named 22
+///   with no hash, and a device that recovered from that one found batch
+///   23's predecessor mismatched for good. The restore now records the
+///   checkpoint's link where the device has none.
+/// - 100758: the harness's: the removed member's device went back to a
+///   copy and stamped a write past its cutoff exactly as one of its
+///   counted writes to the same field (its clock on its logical counter);
+///   the harness matched counted writes by stamp and row, took the
+///   refused one for counted, and expected its value (the greater one on
+///   an equal stamp). Counted writes are now matched by value too.
+/// - 101031 (no removal in its run): every head of a device was missing
+///   from the LIST of a pull, so a checkpoint written after it lacked
+///   that device's range, which GC had removed under the older one; its
+///   writer's GC then deleted the older, the range's only copy.
+///   `checkpoint` now also looks at the streams the newest checkpoint
+///   holds further than this library has applied.
 const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (12003, 300),
     (12032, 300),
@@ -1733,6 +1763,9 @@ const REVOKE_REGRESSIONS: &[(u64, u64)] = &[
     (50398, 300),
     (81512, 300),
     (93256, 300),
+    (93289, 300),
+    (100758, 300),
+    (101031, 300),
 ];
 
 /// The fixed seeds CI runs, and the regression seeds.
