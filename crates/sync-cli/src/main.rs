@@ -839,6 +839,10 @@ async fn run(command: Command, keys: &KeyStore) -> Result<Outcome, CliError> {
                     "checkpoint {k}: nothing deleted: a newer checkpoint, {}, cannot be weighed yet (its clock is ahead of this device's, or a listing missed it); run gc again later",
                     r.held_by_newer.as_deref().unwrap_or_default()
                 )?,
+                (Some(k), None) if r.held_by_older.is_some() => outln!(
+                    "checkpoint {k}: nothing deleted: an older checkpoint, {}, holds batches gone from the bucket that this one lacks; run checkpoint (it recovers them first), then gc again",
+                    r.held_by_older.as_deref().unwrap_or_default()
+                )?,
                 (Some(k), None) => outln!(
                     "checkpoint {k}: deleted {}, {}; pruned {}",
                     count(r.ops_deleted, "batch", "batches"),

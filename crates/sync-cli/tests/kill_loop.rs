@@ -318,11 +318,18 @@ impl<'w> KillLoop<'w> {
         for (lib, device) in self.libs.iter().zip(DEVICES) {
             // Every image row's bytes are there, the same on every device.
             let found = images(lib);
+            let differ: Vec<&String> = found
+                .keys()
+                .chain(first_images.keys())
+                .filter(|name| found.get(*name) != first_images.get(*name))
+                .collect();
             assert!(
-                found == first_images,
-                "{}: images on {device} differ from {}'s",
+                differ.is_empty(),
+                "{}: images on {device} differ from {}'s: {differ:?} (here: {}, there: {})",
                 self.context(),
-                DEVICES[0]
+                DEVICES[0],
+                found.len(),
+                first_images.len()
             );
             let db = rusqlite::Connection::open_with_flags(
                 lib,

@@ -244,7 +244,7 @@ impl SyncService {
     }
 
     /// Whether `device`'s batches `first..=last` are all in the bucket.
-    async fn stream_in_bucket(
+    pub(crate) async fn stream_in_bucket(
         &self,
         device: DeviceId,
         first: u64,
@@ -466,7 +466,9 @@ fn replace_from(
             let link = header
                 .cursors
                 .iter()
-                .find(|c| c.device_id() == device && c.seq > 0 && c.seq <= pushed)
+                // The entry `after` came from (the first for this device).
+                .find(|c| c.device_id() == device)
+                .filter(|_| after > 0 && after <= pushed)
                 .and_then(crate::checkpoint::cursor_hash);
             if let Some(hash) = link {
                 tx.execute(

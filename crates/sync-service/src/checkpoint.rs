@@ -664,17 +664,20 @@ impl SyncService {
     /// The streams the newest checkpoint that verifies holds further than
     /// this library has applied them (device, next seq), each only up to
     /// its cutoff when its member was removed; this device's own stream is
-    /// not one of them (a push finds that it went back).
+    /// not one of them (a push finds that it went back). Devices this
+    /// library knows (it applied or bound them) come first, and at most
+    /// [`MAX_UNKNOWN_STREAMS`] others: a checkpoint signed by a member may
+    /// name any number of made-up devices, and each costs a LIST.
     async fn behind_the_newest_checkpoint(&self) -> Result<Vec<(DeviceId, u64)>, SyncError> {
-        let (Some(newest), _) = self.newest_checkpoint().await? else {
+        let Some(cursors) = self.newest_checkpoint_cursors().await? else {
             return Ok(Vec::new());
         };
         let chain = self.chain().await?;
         let applied = self
             .with_db(|rec| crate::pull::applied_cursors(rec.sync_parts().0))
             .await?;
-        let mut behind = Vec::new();
-        for c in &newest.header.cursors {
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for c in &cursors {
             let device = c.device_id();
             if device == self.device {
                 continue;
@@ -682,30 +685,71 @@ impl SyncService {
             let held = self
                 .cutoff_of(&chain, device)
                 .map_or(c.seq, |cutoff| cutoff.min(c.seq));
-            let applied = applied.get(&device).copied().unwrap_or(0);
-            if applied < held {
-                behind.push((device, applied.saturating_add(1)));
+            let applied_seq = applied.get(&device).copied();
+            if applied_seq.unwrap_or(0) >= held {
+                continue;
+            }
+            let next = (device, applied_seq.unwrap_or(0).saturating_add(1));
+            if applied_seq.is_some() || self.author_of(device).is_some() {
+                known.push(next);
+            } else if unknown.len() < MAX_UNKNOWN_STREAMS {
+                unknown.push(next);
             }
         }
-        Ok(behind)
+        known.extend(unknown);
+        Ok(known)
+    }
+
+    /// The cursors of the newest checkpoint that opens and verifies; the
+    /// one weighed last is not downloaded again while it is the newest
+    /// listed that verifies.
+    async fn newest_checkpoint_cursors(&self) -> Result<Option<Vec<CheckpointCursor>>, SyncError> {
+        let weighed = self.newest_weighed.lock().ok().and_then(|w| w.clone());
+        for (id, key) in self.listed_checkpoints(None).await? {
+            if let Some((_, cursors)) = weighed.as_ref().filter(|(k, _)| *k == key) {
+                return Ok(Some(cursors.clone()));
+            }
+            match self.open_checkpoint(&id, &key).await {
+                Ok(opened) => {
+                    let cursors = opened.header.cursors;
+                    self.remember_newest(key, cursors.clone());
+                    return Ok(Some(cursors));
+                }
+                Err(e) if passed_over(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Notes `key` (with its cursors) as the newest checkpoint weighed.
+    fn remember_newest(&self, key: String, cursors: Vec<CheckpointCursor>) {
+        if let Ok(mut weighed) = self.newest_weighed.lock() {
+            *weighed = Some((key, cursors));
+        }
     }
 
     /// The streams of `suspects` (device, next seq) whose next batch is not
-    /// in the bucket, of those whose heads may be real: one opens now, or
-    /// a read came back cut short. Heads read whole that do not open are
-    /// garbage (anyone with write access can put some), reported by the
-    /// pull and no sign of a stream: taking them for one made every
-    /// `checkpoint` open checkpoints, and with one that does not open
-    /// beside them (also garbage) refuse for good. A device with no head
-    /// listed at all is no stream either (a checkpoint signed by a member
-    /// may name any device).
+    /// in the bucket, of those with a head that may be real at or above
+    /// that seq: it opens now, or a read came back cut short. Heads read
+    /// whole that do not open are garbage (anyone with write access can
+    /// put some), reported by the pull and no sign of a stream: taking
+    /// them for one made every `checkpoint` open checkpoints, and with one
+    /// that does not open beside them (also garbage) refuse for good. A
+    /// seq no such head reaches is no gap either: a checkpoint signed by a
+    /// member may name any cursor, for any device, and one beyond a real
+    /// device's head would otherwise refuse every `checkpoint` for as long
+    /// as it stayed the newest.
     async fn gone_behind_heads(
         &self,
         suspects: &[(DeviceId, u64)],
     ) -> Result<Vec<(DeviceId, u64)>, SyncError> {
         let mut gone = Vec::new();
         for &(device, seq) in suspects {
-            if self.heads_may_be_real(device).await?
+            if self
+                .real_head(device)
+                .await?
+                .is_some_and(|head| head >= seq)
                 && !self.store.exists(&layout::ops_key(&device, seq)).await?
             {
                 gone.push((device, seq));
@@ -714,9 +758,9 @@ impl SyncService {
         Ok(gone)
     }
 
-    /// Whether one of `device`'s listed heads (newest first, as many as a
-    /// pull tries) opens, or came back shorter than the bucket says it is.
-    async fn heads_may_be_real(&self, device: DeviceId) -> Result<bool, SyncError> {
+    /// The newest of `device`'s listed heads (as many as a pull tries) that
+    /// opens, or came back shorter than the bucket says it is.
+    async fn real_head(&self, device: DeviceId) -> Result<Option<u64>, SyncError> {
         let seqs = self.listed_head_seqs(device).await?;
         for seq in seqs.into_iter().take(crate::pull::MAX_HEADS_TRIED) {
             let key = layout::heads_key(&device, seq);
@@ -726,7 +770,7 @@ impl SyncService {
                 Err(e) => return Err(e.into()),
             };
             match self.open_head(&key, device, seq, &sealed).await {
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(Some(seq)),
                 Err(SyncError::Store(e))
                     if !matches!(e, StoreError::NotFound { .. } | StoreError::TooLarge { .. }) =>
                 {
@@ -740,10 +784,10 @@ impl SyncService {
                 .await?
                 .unwrap_or(true);
             if !whole {
-                return Ok(true);
+                return Ok(Some(seq));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Snapshots the library as it stands and uploads it (the second half
@@ -849,6 +893,7 @@ impl SyncService {
                 Ok(())
             })
             .await?;
+            self.remember_newest(key_name.clone(), header.cursors.clone());
             tracing::info!(key = %key_name, records = header.records, bytes = sealed_bytes, "checkpoint written");
             Ok(CheckpointReport {
                 key: key_name,
@@ -881,6 +926,27 @@ impl SyncService {
         &self,
         below: Option<&CheckpointId>,
     ) -> Result<(Option<OpenedCheckpoint>, Vec<SyncError>), SyncError> {
+        let mut rejected = Vec::new();
+        for (id, key) in self.listed_checkpoints(below).await? {
+            match self.open_checkpoint(&id, &key).await {
+                Ok(opened) => return Ok((Some(opened), rejected)),
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {}
+                Err(e) if passed_over(&e) => {
+                    tracing::warn!(%key, error = %e, "checkpoint rejected; trying an older one");
+                    rejected.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((None, rejected))
+    }
+
+    /// The checkpoints listed (older than `below`, all when `None`), newest
+    /// first.
+    pub(crate) async fn listed_checkpoints(
+        &self,
+        below: Option<&CheckpointId>,
+    ) -> Result<Vec<(CheckpointId, String)>, SyncError> {
         let mut ids: Vec<(CheckpointId, String)> = Vec::new();
         for key in self.store.list(layout::CHECKPOINTS_PREFIX).await? {
             match layout::parse_checkpoint_key(&key) {
@@ -890,24 +956,8 @@ impl SyncService {
             }
         }
         ids.sort();
-        let mut rejected = Vec::new();
-        for (id, key) in ids.into_iter().rev() {
-            match self.open_checkpoint(&id, &key).await {
-                Ok(opened) => return Ok((Some(opened), rejected)),
-                Err(
-                    e @ (SyncError::Object { .. }
-                    | SyncError::Invalid { .. }
-                    | SyncError::Refused { .. }
-                    | SyncError::Store(StoreError::TooLarge { .. })),
-                ) => {
-                    tracing::warn!(%key, error = %e, "checkpoint rejected; trying an older one");
-                    rejected.push(e);
-                }
-                Err(SyncError::Store(StoreError::NotFound { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((None, rejected))
+        ids.reverse();
+        Ok(ids)
     }
 
     /// Downloads, decrypts and checks the checkpoint at `key`; its header.
@@ -1028,6 +1078,25 @@ impl SyncService {
 /// The most a checkpoint signature object may take: an envelope of a
 /// 32-byte body, sealed, with room to spare.
 const MAX_CHECKPOINT_SIGNATURE_BYTES: u64 = 4096;
+
+/// At most this many devices a checkpoint names that this library does
+/// not know are looked at by `checkpoint` (see
+/// `behind_the_newest_checkpoint`).
+const MAX_UNKNOWN_STREAMS: usize = 8;
+
+/// Whether an error opening a checkpoint passes it over for an older one:
+/// it did not open, verify or fit ([`SyncError::Object`],
+/// [`SyncError::Invalid`], [`SyncError::Refused`], too large), or it is gone
+/// since it was listed.
+pub(crate) fn passed_over(e: &SyncError) -> bool {
+    matches!(
+        e,
+        SyncError::Object { .. }
+            | SyncError::Invalid { .. }
+            | SyncError::Refused { .. }
+            | SyncError::Store(StoreError::TooLarge { .. } | StoreError::NotFound { .. })
+    )
+}
 
 /// BLAKE3 of a file, read in blocks.
 fn hash_file(path: &std::path::Path) -> Result<ContentHash, SyncError> {
@@ -1339,6 +1408,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(1));
+    }
+
+    /// A checkpoint a member signed, the newest, names a real device's
+    /// cursor beyond that device's head: no head reaches the seq after
+    /// this library's cursor, so it is no gap, and `checkpoint` is not
+    /// refused (it was, for as long as that checkpoint stayed the newest).
+    /// Of the made-up devices it names, at most [`MAX_UNKNOWN_STREAMS`]
+    /// are looked at (each costs a LIST).
+    #[tokio::test]
+    async fn a_forged_cursor_beyond_a_real_head_refuses_no_checkpoint() {
+        let bucket = crate::test_support::Bucket::new();
+        let laptop = bucket.device("laptop", 2);
+        let desktop = bucket.device("desktop", 1);
+        laptop.push().await.unwrap();
+        assert_eq!(desktop.push().await.unwrap().head, Some(1));
+        laptop.pull().await.unwrap();
+        let mut cursors = vec![CheckpointCursor {
+            device: *desktop.device().as_bytes(),
+            seq: 1000,
+            hash: None,
+        }];
+        cursors.extend((1..=20u8).map(|i| CheckpointCursor {
+            device: [i; 16],
+            seq: 5,
+            hash: None,
+        }));
+        bucket
+            .forge_with_cursors(desktop.device(), 1000, cursors, Vec::new())
+            .await;
+        let behind = laptop.behind_the_newest_checkpoint().await.unwrap();
+        assert_eq!(behind.first(), Some(&(desktop.device(), 2)), "{behind:?}");
+        assert_eq!(behind.len(), 1 + MAX_UNKNOWN_STREAMS, "{behind:?}");
+        let own = laptop.checkpoint().await.unwrap();
+        assert!(own.cursors.contains(&(desktop.device(), 1)), "{own:?}");
     }
 
     /// The example frame of `docs/FORMAT-checkpoint.md`, section 4.

@@ -17,7 +17,9 @@
 //! checkpoint that verifies (the one readers start from, possibly another
 //! device's) covers it too; while a newer one is held (its HLC beyond the
 //! drift bound: readers start from it once clocks catch up) nothing is
-//! deleted. Checkpoints older than the one GC relies on
+//! deleted, nor while an older checkpoint holds batches, gone from the
+//! bucket, that the one GC relies on lacks (it is their only copy).
+//! Checkpoints older than the one GC relies on
 //! are deleted with the batches; it and newer ones stay. Locally, op-log
 //! rows of pushed batches the checkpoint covers are pruned after their
 //! stamps are folded; `bae_sync_batch_hashes` keeps every chain link.
@@ -56,6 +58,12 @@ pub struct GcReport {
     /// LIST that found the newest. It may cover less of some stream, so
     /// nothing was deleted.
     pub held_by_newer: Option<String>,
+    /// An older checkpoint that holds batches of a stream, gone from the
+    /// bucket, that the checkpoint GC relied on lacks (its writer had not
+    /// seen them: a LIST missed that stream): deleting it would lose them
+    /// for good, so nothing was deleted. This device's next `checkpoint`
+    /// recovers from it first, and GC goes by that one.
+    pub held_by_older: Option<String>,
     /// A membership entry this device cannot open (sealed under a key
     /// epoch it lacks) that may remove this device's member, whose
     /// checkpoints then no longer count for anyone else, so nothing was
@@ -197,6 +205,17 @@ impl SyncService {
                 return Ok(report);
             }
         }
+        // Nor when `ck` lacks a range only an older checkpoint holds: the
+        // older one goes below, and with it the range. A LIST of `heads/`
+        // that missed a device's every head let its writer pass that
+        // stream over, and its GC then deleted the older one, the range's
+        // only copy (seed 101031; `checkpoint` looks for such a stream
+        // too, but its LISTs can be stale as well).
+        if let Some(key) = self.older_holding_what_it_lacks(&ck).await? {
+            tracing::warn!(checkpoint = %ck.key, older = %key, "gc waits: an older checkpoint holds gone batches this one lacks");
+            report.held_by_older = Some(key);
+            return Ok(report);
+        }
         let newer = newest.filter(|n| n.id > ck.id);
         // Nor a batch of another device this library does not hold now: a
         // restore since `ck` (a recovery from an older checkpoint) set its
@@ -249,6 +268,40 @@ impl SyncService {
             .await?;
         tracing::info!(?report, "gc done");
         Ok(report)
+    }
+
+    /// The first checkpoint older than `ck` that opens and holds, of a
+    /// device with a head listed, batches up to that head which `ck` lacks
+    /// and which are not all in the bucket.
+    async fn older_holding_what_it_lacks(
+        &self,
+        ck: &OpenedCheckpoint,
+    ) -> Result<Option<String>, SyncError> {
+        let heads = self.list_heads().await?;
+        let chain = self.chain().await?;
+        for (id, key) in self.listed_checkpoints(Some(&ck.id)).await? {
+            let older = match self.open_checkpoint(&id, &key).await {
+                Ok(older) => older,
+                // Readers pass it over too.
+                Err(e) if crate::checkpoint::passed_over(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for c in &older.header.cursors {
+                let device = c.device_id();
+                let Some(&head) = heads.get(&device) else {
+                    continue;
+                };
+                let held = self
+                    .cutoff_of(&chain, device)
+                    .map_or(c.seq, |cutoff| cutoff.min(c.seq))
+                    .min(head);
+                let from = ck.header.cursor_of(device);
+                if from < held && !self.stream_in_bucket(device, from + 1, held).await? {
+                    return Ok(Some(key));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// After a membership refresh: the first entry that does not open with
@@ -396,6 +449,45 @@ mod tests {
         let left = bucket.store.list(layout::CHECKPOINTS_PREFIX).await.unwrap();
         assert!(left.contains(&honest.key) && left.contains(&forged));
         assert_eq!(dump(&a).await, dump(&b).await);
+    }
+
+    /// The laptop's checkpoint lacks the desktop's stream (written without
+    /// a pull, as by a `checkpoint` whose every LIST missed the desktop's
+    /// heads), whose batches the desktop's GC removed under its own
+    /// older checkpoint. GC by the laptop's deleted that older one, the
+    /// range's only copy (seed 101031); now it deletes nothing, and once
+    /// the laptop's `checkpoint` has recovered the range, GC goes on.
+    #[tokio::test]
+    async fn gc_keeps_an_older_checkpoint_holding_gone_batches_its_own_lacks() {
+        let bucket = Bucket::new();
+        let desktop = bucket.device("desktop", 2);
+        let laptop = bucket.device("laptop", 1);
+        let desktop_head = desktop.push().await.unwrap().head.unwrap();
+        laptop.push().await.unwrap();
+        let theirs = desktop.checkpoint().await.unwrap().key;
+        let now = crate::service::now_ms();
+        assert!(desktop.gc(now, GC_GRACE, true).await.unwrap().ops_deleted > 0);
+        let lacking = {
+            let _one_at_a_time = laptop.flight.lock().await;
+            laptop.write_checkpoint().await.unwrap()
+        };
+        assert!(lacking.cursors.iter().all(|(d, _)| *d != desktop.device()));
+
+        let report = laptop.gc(now, GC_GRACE, true).await.unwrap();
+        assert_eq!(report.held_by_older.as_deref(), Some(theirs.as_str()));
+        assert_eq!((report.ops_deleted, report.checkpoints_deleted), (0, 0));
+        let left = bucket.store.list(layout::CHECKPOINTS_PREFIX).await.unwrap();
+        assert!(left.contains(&theirs), "{left:?}");
+
+        let own = laptop.checkpoint().await.unwrap();
+        assert!(
+            own.cursors.contains(&(desktop.device(), desktop_head)),
+            "{own:?}"
+        );
+        let report = laptop.gc(now, GC_GRACE, true).await.unwrap();
+        assert_eq!(report.held_by_older, None);
+        assert!(report.checkpoints_deleted > 0, "{report:?}");
+        assert_eq!(dump(&laptop).await, dump(&desktop).await);
     }
 
     /// A newer checkpoint written by a device whose clock ran beyond the

@@ -65,6 +65,10 @@ pub struct SyncService {
     pub(crate) library_id: LibraryId,
     /// The validated membership chain and device bindings.
     pub(crate) members: Mutex<MemberState>,
+    /// The key and cursors of the newest checkpoint `checkpoint` last
+    /// weighed or this service wrote: one that opened and verified is not
+    /// downloaded again while it is still the newest listed.
+    pub(crate) newest_weighed: Mutex<Option<(String, Vec<crate::checkpoint::CheckpointCursor>)>>,
 }
 
 /// How much of a backlog a pull fetches before merging it: a slice is
@@ -166,6 +170,7 @@ impl SyncService {
             member,
             library_id,
             members: Mutex::new(MemberState::keys_unchecked()),
+            newest_weighed: Mutex::new(None),
         })
     }
 

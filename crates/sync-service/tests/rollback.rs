@@ -1360,8 +1360,9 @@ async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
     );
 }
 
-/// As above, but every LIST of `heads/` the phone makes misses the
-/// desktop's heads (an eventually consistent bucket): its pulls saw no
+/// As above, but every LIST of `heads/` (the prefix a pull lists) the
+/// phone makes misses the desktop's heads (an eventually consistent
+/// bucket; a LIST of the desktop's own prefix shows them): its pulls saw no
 /// stream of the desktop's at all, so no gap and nothing unread, and its
 /// `checkpoint` wrote the newest one without the desktop's range; GC by
 /// that one then deleted the desktop's, the range's only copy (seed
