@@ -1373,18 +1373,8 @@ async fn a_head_that_does_not_open_hides_no_gap_from_a_checkpoint() {
 /// no checkpoint.
 #[tokio::test]
 async fn a_list_that_misses_every_head_of_a_stream_hides_no_gap_from_a_checkpoint() {
-    let w = World::new(Bucket::Local, "gap-behind-unlisted-heads");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    let phone = w.join("phone").await;
-    sync_all(&[&laptop, &desktop, &phone]).await;
-    drop(phone);
-    import_albums(&w.library("desktop"), 20, 2);
-    let desktop_head = desktop.push().await.unwrap().head.unwrap();
-    let theirs = desktop.checkpoint().await.unwrap();
-    for seq in 1..=desktop_head {
-        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
-    }
+    let (w, _laptop, desktop, desktop_head, theirs) =
+        the_desktops_range_gone_under_its_checkpoint("gap-behind-unlisted-heads").await;
     let desktop_heads = layout::heads_prefix(&desktop.device());
     let hide = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let hiding = {
@@ -1427,18 +1417,8 @@ async fn a_list_that_misses_every_head_of_a_stream_hides_no_gap_from_a_checkpoin
 /// (and reads it whole the next time).
 #[tokio::test]
 async fn a_head_that_does_not_open_over_a_gone_range_refuses_a_checkpoint_while_one_may_hold_it() {
-    let w = World::new(Bucket::Local, "gap-behind-a-cut-head-refused");
-    let laptop = w.first_device("laptop", 1).await;
-    let desktop = w.join("desktop").await;
-    let phone = w.join("phone").await;
-    sync_all(&[&laptop, &desktop, &phone]).await;
-    drop(phone);
-    import_albums(&w.library("desktop"), 20, 2);
-    let desktop_head = desktop.push().await.unwrap().head.unwrap();
-    desktop.checkpoint().await.unwrap();
-    for seq in 1..=desktop_head {
-        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
-    }
+    let (w, _laptop, desktop, desktop_head, _) =
+        the_desktops_range_gone_under_its_checkpoint("gap-behind-a-cut-head-refused").await;
     let desktop_heads = layout::heads_prefix(&desktop.device());
     let cut_checkpoints = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let cutting = {
@@ -1489,6 +1469,33 @@ async fn a_garbage_head_of_a_made_up_device_stops_no_checkpoint() {
     assert_eq!(pull.unread, vec![(made_up, 1)], "{pull:?}");
     let own = laptop.checkpoint().await.unwrap();
     assert!(own.cursors.iter().all(|(d, _)| *d != made_up), "{own:?}");
+}
+
+/// Three devices in sync; the phone then stops, the desktop pushes two
+/// albums and checkpoints, and its batches are gone (as by its GC): the
+/// world, the laptop, the desktop, its head and its checkpoint.
+async fn the_desktops_range_gone_under_its_checkpoint(
+    name: &str,
+) -> (
+    World,
+    SyncService,
+    SyncService,
+    u64,
+    bae_sync_service::CheckpointReport,
+) {
+    let w = World::new(Bucket::Local, name);
+    let laptop = w.first_device("laptop", 1).await;
+    let desktop = w.join("desktop").await;
+    let phone = w.join("phone").await;
+    sync_all(&[&laptop, &desktop, &phone]).await;
+    drop(phone);
+    import_albums(&w.library("desktop"), 20, 2);
+    let desktop_head = desktop.push().await.unwrap().head.unwrap();
+    let theirs = desktop.checkpoint().await.unwrap();
+    for seq in 1..=desktop_head {
+        w.store().delete(&ops_key(&desktop, seq)).await.unwrap();
+    }
+    (w, laptop, desktop, desktop_head, theirs)
 }
 
 /// A store over the world's that cuts every head of `of` short.
