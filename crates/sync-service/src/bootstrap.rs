@@ -794,16 +794,7 @@ mod tests {
 
         // A checkpoint written while the replay after 2 waits names the
         // link.
-        laptop
-            .with_db(|rec| {
-                rec.sync_parts().0.execute(
-                    "UPDATE bae_sync_library SET checkpoint_replay_after = 2 WHERE id = 1",
-                    [],
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        crate::test_support::set_replay_after(&laptop, 2).await;
         let written = laptop.write_checkpoint().await.unwrap().key;
         let header = laptop.verify_checkpoint(&written).await.unwrap();
         let own = header

@@ -682,9 +682,7 @@ impl SyncService {
             if device == self.device {
                 continue;
             }
-            let held = self
-                .cutoff_of(&chain, device)
-                .map_or(c.seq, |cutoff| cutoff.min(c.seq));
+            let held = self.counted_cursor(&chain, c);
             let applied_seq = applied.get(&device).copied();
             if applied_seq.unwrap_or(0) >= held {
                 continue;
@@ -698,6 +696,17 @@ impl SyncService {
         }
         known.extend(unknown);
         Ok(known)
+    }
+
+    /// How far a checkpoint's cursor `c` holds batches that count: to its
+    /// seq, or to the cutoff when the device's member was removed.
+    pub(crate) fn counted_cursor(
+        &self,
+        chain: &bae_membership::ValidatedChain,
+        c: &CheckpointCursor,
+    ) -> u64 {
+        self.cutoff_of(chain, c.device_id())
+            .map_or(c.seq, |cutoff| cutoff.min(c.seq))
     }
 
     /// The cursors of the newest checkpoint that opens and verifies; the
@@ -1397,16 +1406,7 @@ mod tests {
                 .map(|(_, seq)| *seq)
         };
         assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(2));
-        laptop
-            .with_db(|rec| {
-                rec.sync_parts().0.execute(
-                    "UPDATE bae_sync_library SET checkpoint_replay_after = 1 WHERE id = 1",
-                    [],
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        crate::test_support::set_replay_after(&laptop, 1).await;
         assert_eq!(own(&laptop.write_checkpoint().await.unwrap()), Some(1));
     }
 

@@ -291,10 +291,7 @@ impl SyncService {
                 let Some(&head) = heads.get(&device) else {
                     continue;
                 };
-                let held = self
-                    .cutoff_of(&chain, device)
-                    .map_or(c.seq, |cutoff| cutoff.min(c.seq))
-                    .min(head);
+                let held = self.counted_cursor(&chain, c).min(head);
                 let from = ck.header.cursor_of(device);
                 if from < held && !self.stream_in_bucket(device, from + 1, held).await? {
                     return Ok(Some(key));

@@ -158,6 +158,20 @@ pub(crate) async fn dump(s: &SyncService) -> String {
         .unwrap()
 }
 
+/// Marks this device's own batches after `seq` as left to replay after a
+/// checkpoint restore (as a restore whose replay waits leaves them).
+pub(crate) async fn set_replay_after(s: &SyncService, seq: i64) {
+    s.with_db(move |rec| {
+        rec.sync_parts().0.execute(
+            "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
+            [seq],
+        )?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 /// Records demo album `index` of `seed` on the service's own connection.
 pub(crate) async fn import(s: &SyncService, seed: u64, index: u64) {
     s.with_db(move |rec| {

@@ -447,26 +447,7 @@ async fn own_head_reads_cut_short_never_make_it_garbage() {
     let store = w.store();
     let heads = layout::heads_prefix(&device);
     let cut = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
-    let cutting = {
-        let cut = cut.clone();
-        std::sync::Arc::new(
-            HookedStore::new(store.clone()).on_body(move |key, mut body| {
-                let take = |n: usize| n.checked_sub(1);
-                if key.starts_with(&heads)
-                    && cut
-                        .fetch_update(
-                            std::sync::atomic::Ordering::SeqCst,
-                            std::sync::atomic::Ordering::SeqCst,
-                            take,
-                        )
-                        .is_ok()
-                {
-                    body.truncate(body.len() / 2);
-                }
-                body
-            }),
-        )
-    };
+    let cutting = cutting_first_reads(&w, move |key| key.starts_with(&heads), cut.clone());
     let laptop = w.device_over("laptop", cutting);
     edit(&laptop, "albums", &album_row(0, "albums"), "title", "after").await;
     // Every read cut: the push fails and writes nothing.
@@ -935,14 +916,7 @@ async fn a_members_own_batches_are_not_garbage_to_a_stale_membership_list() {
     let stale = std::sync::Arc::new(HookedStore::new(w.store()).on_list({
         let misses = misses.clone();
         move |prefix, mut keys| {
-            let missed = prefix == layout::MEMBERSHIP_PREFIX
-                && misses
-                    .fetch_update(
-                        std::sync::atomic::Ordering::SeqCst,
-                        std::sync::atomic::Ordering::SeqCst,
-                        |n| n.checked_sub(1),
-                    )
-                    .is_ok();
+            let missed = prefix == layout::MEMBERSHIP_PREFIX && take_one(&misses);
             if missed {
                 keys.sort();
                 keys.truncate(1);
@@ -1498,6 +1472,31 @@ async fn the_desktops_range_gone_under_its_checkpoint(
     (w, laptop, desktop, desktop_head, theirs)
 }
 
+/// Takes one from `left` if any is left; whether it did.
+fn take_one(left: &std::sync::atomic::AtomicUsize) -> bool {
+    left.fetch_update(
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+        |n| n.checked_sub(1),
+    )
+    .is_ok()
+}
+
+/// A store over the world's that cuts short (to half) the reads of keys
+/// `matching` picks, while `left` (taken one per such read) lasts.
+fn cutting_first_reads(
+    w: &World,
+    matching: impl Fn(&str) -> bool + Send + Sync + 'static,
+    left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::sync::Arc<HookedStore> {
+    std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
+        if matching(key) && take_one(&left) {
+            body.truncate(body.len() / 2);
+        }
+        body
+    }))
+}
+
 /// A store over the world's that cuts every head of `of` short.
 fn cutting_heads_of(w: &World, of: &SyncService) -> std::sync::Arc<HookedStore> {
     let heads = layout::heads_prefix(&of.device());
@@ -1797,24 +1796,12 @@ async fn own_batches_below_the_head_that_read_damaged_are_applied_later() {
     restore(&w.library("laptop"), &saved);
     // The first two GETs of the batch after the copy return half of it
     // (a cut transfer).
-    let (cut, left) = (
-        layout::ops_key(&device, copy_at + 1),
-        std::sync::atomic::AtomicUsize::new(2),
+    let cut = layout::ops_key(&device, copy_at + 1);
+    let damaged = cutting_first_reads(
+        &w,
+        move |key| key == cut,
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(2)),
     );
-    let damaged = std::sync::Arc::new(HookedStore::new(w.store()).on_body(move |key, mut body| {
-        let damaged = key == cut
-            && left
-                .fetch_update(
-                    std::sync::atomic::Ordering::SeqCst,
-                    std::sync::atomic::Ordering::SeqCst,
-                    |n| n.checked_sub(1),
-                )
-                .is_ok();
-        if damaged {
-            body.truncate(body.len() / 2);
-        }
-        body
-    }));
     let laptop = w.device_over("laptop", damaged);
 
     laptop.sync().await.unwrap();
