@@ -33,6 +33,7 @@ use crate::checkpoint::{
     cursor_hash, CheckpointError, CheckpointHeader, OpenedCheckpoint, RecordReader,
 };
 use crate::error::SyncError;
+use crate::images::want_absent_images;
 use crate::keystore::read_key_file;
 use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
@@ -254,36 +255,65 @@ impl SyncService {
         Ok((first..=last).all(|seq| listed.contains(&seq)))
     }
 
-    /// Restores an opened checkpoint. The records are loaded on a
-    /// connection of the restore's own (into the empty library, or into a
-    /// staging database for a library with state), so the service's shared
-    /// connection is held only for the final replace of a library with
-    /// state.
+    /// Restores an opened checkpoint: its rows ([`Self::restore_rows`]),
+    /// then this device's own batches after its cursor, the kept ops this
+    /// schema knows, and the images its rows lack.
     async fn restore(
         &self,
         opened: OpenedCheckpoint,
         rejected: &[SyncError],
     ) -> Result<BootstrapReport, SyncError> {
+        let mut report = self.restore_rows(opened).await?;
+        report.rejected = rejected.iter().map(ToString::to_string).collect();
+        report.replayed = self.finish_local_replay().await?;
+        // What the checkpoint's writer kept of newer writers' batches and
+        // this device's schema knows applies now, not at the next pull.
+        // Its rows' images are wanted too (the restore's own transaction
+        // wanted those of the checkpoint's rows).
+        self.with_db(|rec| Ok(bae_merge::apply_kept(rec)?)).await?;
+        if let Some(dir) = self.images_dir.clone() {
+            self.with_db(move |rec| {
+                let schema = rec.schema();
+                let tx = rec.sync_parts().0.transaction()?;
+                want_absent_images(&tx, schema, &dir)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        }
+        report.images = self.retry_wanted_images().await?;
+        Ok(report)
+    }
+
+    /// The part of a restore that one transaction commits: the
+    /// checkpoint's rows, with this device's cursors, clock, replay marker
+    /// and the images its rows lack, wanted. Whatever follows can be cut
+    /// off by a kill; the next pull finishes it. The records are loaded on
+    /// a connection of the restore's own (into the empty library, or into
+    /// a staging database for a library with state), so the service's
+    /// shared connection is held only for the final replace of a library
+    /// with state.
+    async fn restore_rows(&self, opened: OpenedCheckpoint) -> Result<BootstrapReport, SyncError> {
         let progress = self.progress.clone();
-        let rejected: Vec<String> = rejected.iter().map(ToString::to_string).collect();
         let device = self.device;
         let cancel = self.cancel.clone();
         // The drift bound the service's clock applies, for the checkpoint's HLC.
         let bound = self.drift_bound().await?;
+        let images = self.images_dir.clone();
         let loaded = self
             .with_own_connection(move |conn, schema| {
-                load(
-                    conn,
+                let into = LoadInto {
                     schema,
                     device,
-                    opened,
-                    progress.as_ref(),
-                    &cancel,
-                    &bound,
-                )
+                    progress: progress.as_ref(),
+                    cancel: &cancel,
+                    bound: &bound,
+                    images: images.as_deref(),
+                };
+                load(conn, &into, opened)
             })
             .await?;
-        let mut report = match loaded {
+        let report = match loaded {
             Loaded::Fresh(report) => {
                 // The restore persisted the clock; the shared clock catches up.
                 self.with_db(|rec| {
@@ -298,16 +328,19 @@ impl SyncService {
                 header,
                 report,
             } => {
+                let images = self.images_dir.clone();
                 self.with_db(move |rec| {
-                    replace_from(rec, staging.path(), &header).map_err(|e| match e {
-                        SyncError::Merge(bae_merge::MergeError::SnapshotLacksRows {
-                            table,
-                            rows,
-                        }) => SyncError::invalid(
-                            report.key.clone(),
-                            CheckpointError::LacksRows { table, rows },
-                        ),
-                        e => e,
+                    replace_from(rec, staging.path(), &header, images.as_deref()).map_err(|e| {
+                        match e {
+                            SyncError::Merge(bae_merge::MergeError::SnapshotLacksRows {
+                                table,
+                                rows,
+                            }) => SyncError::invalid(
+                                report.key.clone(),
+                                CheckpointError::LacksRows { table, rows },
+                            ),
+                            e => e,
+                        }
                     })?;
                     Ok(report)
                 })
@@ -315,13 +348,6 @@ impl SyncService {
             }
         };
         tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
-        report.rejected = rejected;
-        report.replayed = self.finish_local_replay().await?;
-        // What the checkpoint's writer kept of newer writers' batches and
-        // this device's schema knows applies now, not at the next pull.
-        self.with_db(|rec| Ok(bae_merge::apply_kept(rec)?)).await?;
-        self.want_absent_images().await?;
-        report.images = self.retry_wanted_images().await?;
         Ok(report)
     }
 
@@ -356,30 +382,44 @@ enum Loaded {
 /// the service's shared connection when the library has no file).
 fn load(
     conn: &mut Connection,
-    schema: &'static bae_oplog::SyncSchema,
-    device: DeviceId,
+    into: &LoadInto<'_>,
     opened: OpenedCheckpoint,
-    progress: Option<&Progress>,
-    cancel: &CancellationToken,
-    bound: &Clock,
 ) -> Result<Loaded, SyncError> {
     let before: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", RESTORE_CACHE_KIB)?;
-    let loaded = load_with_cache(conn, schema, device, opened, progress, cancel, bound);
+    let loaded = load_with_cache(conn, into, opened);
     conn.pragma_update(None, "cache_size", before)?;
     loaded
+}
+
+/// The library a checkpoint loads into, as [`load`] needs it.
+struct LoadInto<'a> {
+    schema: &'static bae_oplog::SyncSchema,
+    /// This device: its cursor in the checkpoint is its replay point.
+    device: DeviceId,
+    progress: Option<&'a Progress>,
+    cancel: &'a CancellationToken,
+    /// The drift bound the checkpoint's HLC must pass to be adopted.
+    bound: &'a Clock,
+    /// Where the library's image files live: the images its new rows lack
+    /// are wanted in the same transaction.
+    images: Option<&'a Path>,
 }
 
 /// [`load`] once the cache is set.
 fn load_with_cache(
     conn: &mut Connection,
-    schema: &'static bae_oplog::SyncSchema,
-    device: DeviceId,
+    into: &LoadInto<'_>,
     opened: OpenedCheckpoint,
-    progress: Option<&Progress>,
-    cancel: &CancellationToken,
-    bound: &Clock,
 ) -> Result<Loaded, SyncError> {
+    let LoadInto {
+        schema,
+        device,
+        progress,
+        cancel,
+        bound,
+        images,
+    } = *into;
     let OpenedCheckpoint {
         key,
         header,
@@ -406,6 +446,9 @@ fn load_with_cache(
             Ok(()) => bae_oplog::persist_timestamp(&tx, hlc)?,
             Err(e) => tracing::warn!(error = %e, "checkpoint HLC not adopted"),
         }
+        if let Some(dir) = images {
+            want_absent_images(&tx, schema, dir)?;
+        }
         tx.commit()?;
         return Ok(Loaded::Fresh(report));
     }
@@ -430,11 +473,13 @@ fn load_with_cache(
 }
 
 /// Replaces the library's state by a staged checkpoint, in one
-/// transaction with this service's cursors, the replay marker and the clock.
+/// transaction with this service's cursors, the replay marker, the clock
+/// and the images in `images` its rows lack, wanted.
 fn replace_from(
     rec: &mut OpRecorder,
     staging: &Path,
     header: &CheckpointHeader,
+    images: Option<&Path>,
 ) -> Result<(), SyncError> {
     let device = rec.device();
     let schema = rec.schema();
@@ -477,6 +522,9 @@ fn replace_from(
                 )?;
             }
             tx.execute("DELETE FROM bae_sync_problems", [])?;
+            if let Some(dir) = images {
+                want_absent_images(tx, schema, dir)?;
+            }
             adopt_clock(tx, clock, header.hlc)
         },
     )
@@ -689,6 +737,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::Record;
     use crate::test_support::{dump, Bucket};
+    use bae_oplog::fixture::demo_album;
     use bae_oplog::{Value, BAE_SCHEMA};
     use std::sync::Arc;
 
@@ -803,6 +852,60 @@ mod tests {
             .find(|c| c.device_id() == laptop.device())
             .unwrap();
         assert_eq!((own.seq, own.hash), (2, Some(real.0)));
+    }
+
+    /// The transaction that brings a checkpoint's rows also wants the
+    /// images they lack: a restore killed right after it commits (before
+    /// its replay, kept ops and image fetches) leaves every image to the
+    /// next pull, into an empty library or one with state. Before, the
+    /// images were wanted in a later transaction, and a kill between the
+    /// two left rows whose bytes nothing would fetch (seen once in the
+    /// kill loop: one device's images differed from the others').
+    #[tokio::test]
+    async fn a_restore_killed_after_its_rows_commit_still_gets_their_images() {
+        let bucket = Bucket::new();
+        let images = |name: &str| bucket.dir.path().join(format!("{name}.images"));
+        let laptop = bucket.device("laptop", 3).with_images_dir(images("laptop"));
+        std::fs::create_dir_all(images("laptop")).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            for row in demo_album(5, i, 2)
+                .rows
+                .iter()
+                .filter(|r| r.table == "images")
+            {
+                std::fs::write(images("laptop").join(&row.id), row.id.as_bytes()).unwrap();
+                ids.push(row.id.clone());
+            }
+        }
+        assert!(!ids.is_empty());
+        assert_eq!(laptop.push().await.unwrap().images, ids.len());
+        let key = laptop.write_checkpoint().await.unwrap().key;
+        let id = bae_storage_s3::layout::parse_checkpoint_key(&key).unwrap();
+
+        // An empty library (restored in place) and one with state (staged,
+        // then replaced).
+        for (name, albums) in [("desktop", 0), ("phone", 1)] {
+            let device = bucket.device(name, 0).with_images_dir(images(name));
+            if albums > 0 {
+                crate::test_support::import(&device, 9, 0).await;
+            }
+            let opened = device.open_checkpoint(&id, &key).await.unwrap();
+            let restored = device.restore_rows(opened).await.unwrap();
+            assert_eq!(restored.replaced, albums > 0, "{name}");
+            // Killed here; the next run (the same library, opened again)
+            // pulls.
+            drop(device);
+            let device = bucket.device(name, 0).with_images_dir(images(name));
+            assert_eq!(device.pull().await.unwrap().images, ids.len(), "{name}");
+            for image in &ids {
+                assert_eq!(
+                    std::fs::read(images(name).join(image)).unwrap(),
+                    image.as_bytes(),
+                    "{name}: {image}"
+                );
+            }
+        }
     }
 
     fn album_row(values: usize) -> Record {

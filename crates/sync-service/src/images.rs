@@ -257,40 +257,6 @@ impl SyncService {
         Ok(repaired)
     }
 
-    /// Wants every image whose row the library holds and whose bytes are
-    /// not here, due at once (after a restore from a checkpoint: the
-    /// batches that inserted those rows may be gone from the bucket).
-    /// Returns how many.
-    pub(crate) async fn want_absent_images(&self) -> Result<usize, SyncError> {
-        let (Some(dir), Some(table)) = (self.images_dir.clone(), self.images_table) else {
-            return Ok(0);
-        };
-        self.with_db(move |rec| {
-            let (conn, _, _) = rec.sync_parts();
-            let ids = conn
-                .prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut wanted = 0;
-            {
-                let mut stmt = tx.prepare(
-                    "INSERT INTO bae_sync_wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
-                     ON CONFLICT (image_id) DO UPDATE SET next_try_ms = 0",
-                )?;
-                for id in ids {
-                    if !dir.join(&id).exists() {
-                        stmt.execute([&id])?;
-                        wanted += 1;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(wanted)
-        })
-        .await
-    }
-
     /// Fetches one image into `dir` unless it is already there.
     async fn fetch_image(&self, dir: &Path, image: &str) -> Result<Fetched, SyncError> {
         let Ok(id) = ObjectId::parse(image) else {
@@ -358,6 +324,40 @@ pub(crate) fn retry_delay_ms(attempts: i64) -> i64 {
     const MAX_MS: i64 = 3_600_000;
     let shift = attempts.clamp(0, 20) as u32;
     (FIRST_MS << shift).min(MAX_MS)
+}
+
+/// Wants every image whose row `conn`'s library holds and whose bytes are
+/// not in `dir`, due at once; returns how many. A restore calls it inside
+/// the transaction that brings a checkpoint's rows (the batches that
+/// inserted them may be gone from the bucket, so no pull would fetch
+/// their bytes): a process killed once that transaction commits still
+/// leaves every absent image wanted, and the next pull fetches it. Run
+/// after the restore as well, it wants the images of rows applied since
+/// (kept ops of newer writers).
+pub(crate) fn want_absent_images(
+    conn: &rusqlite::Connection,
+    schema: &SyncSchema,
+    dir: &Path,
+) -> Result<usize, SyncError> {
+    let Some(table) = schema.images_table() else {
+        return Ok(0);
+    };
+    let ids = conn
+        .prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO bae_sync_wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
+         ON CONFLICT (image_id) DO UPDATE SET next_try_ms = 0",
+    )?;
+    let mut wanted = 0;
+    for id in ids {
+        if !dir.join(&id).exists() {
+            stmt.execute([&id])?;
+            wanted += 1;
+        }
+    }
+    Ok(wanted)
 }
 
 /// Records images the bucket did not have yet, to retry later (an image
