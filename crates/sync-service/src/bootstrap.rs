@@ -39,7 +39,8 @@ use crate::progress::{Progress, Stage, PROGRESS_EVERY};
 use crate::service::SyncService;
 use bae_hlc::{Clock, DeviceId, Timestamp};
 use bae_merge::snapshot::{self as merge_snapshot, RestoreError};
-use bae_oplog::{batch_ops, Batch, BatchSeq, OpRecorder};
+use bae_oplog::{batch_ops, Batch, BatchHash, BatchSeq, OpRecorder};
+use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, Connection};
 use std::io::BufReader;
 use std::path::Path;
@@ -329,18 +330,23 @@ impl SyncService {
                 report,
             } => {
                 let images = self.images_dir.clone();
+                let own_link = self.confirmed_own_link(&header).await?;
                 self.with_db(move |rec| {
-                    replace_from(rec, staging.path(), &header, images.as_deref()).map_err(|e| {
-                        match e {
-                            SyncError::Merge(bae_merge::MergeError::SnapshotLacksRows {
-                                table,
-                                rows,
-                            }) => SyncError::invalid(
-                                report.key.clone(),
-                                CheckpointError::LacksRows { table, rows },
-                            ),
-                            e => e,
-                        }
+                    let into = ReplaceWith {
+                        staging: staging.path(),
+                        header: &header,
+                        own_link,
+                        images: images.as_deref(),
+                    };
+                    replace_from(rec, &into).map_err(|e| match e {
+                        SyncError::Merge(bae_merge::MergeError::SnapshotLacksRows {
+                            table,
+                            rows,
+                        }) => SyncError::invalid(
+                            report.key.clone(),
+                            CheckpointError::LacksRows { table, rows },
+                        ),
+                        e => e,
                     })?;
                     Ok(report)
                 })
@@ -349,6 +355,59 @@ impl SyncService {
         };
         tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
         Ok(report)
+    }
+
+    /// The chain link a checkpoint names for this device's own cursor,
+    /// where this device has none for it (it went back to a copy from
+    /// before that batch) though it pushed that far, once its next batch
+    /// in the bucket confirms it: signed, in its place, naming that hash
+    /// as its predecessor. Until a restore's replay ends, this device's
+    /// checkpoints name that link (seed 93289), and any member can sign a
+    /// checkpoint with a wrong one, which every reader of ours would then
+    /// find breaking the chain. A link not confirmed is not taken; an
+    /// unreachable bucket fails the restore.
+    async fn confirmed_own_link(
+        &self,
+        header: &CheckpointHeader,
+    ) -> Result<Option<BatchHash>, SyncError> {
+        let device = self.device;
+        let after = header.cursor_of(device);
+        // The entry `after` came from (the first for this device).
+        let named = header
+            .cursors
+            .iter()
+            .find(|c| c.device_id() == device)
+            .and_then(crate::checkpoint::cursor_hash);
+        let (Some(named), Some(next)) = (named, after.checked_add(1)) else {
+            return Ok(None);
+        };
+        let lacking = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let pushed = crate::push::newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
+                Ok(
+                    after > 0
+                        && after <= pushed
+                        && crate::push::stored_hash(conn, after)?.is_none(),
+                )
+            })
+            .await?;
+        if !lacking {
+            return Ok(None);
+        }
+        let key = layout::ops_key(&device, next);
+        let e = match self.fetch_batch(&key, device, next, Some(named)).await {
+            Ok(_) => return Ok(Some(named)),
+            Err(e) => e,
+        };
+        match e {
+            // Missing or unreadable, like one that does not verify.
+            SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. }) => {}
+            SyncError::Store(_) | SyncError::Background(_) => return Err(e),
+            _ => {}
+        }
+        tracing::warn!(%key, error = %e, "own link a checkpoint names not confirmed; not taken");
+        Ok(None)
     }
 
     /// Replays this device's batches after a restored checkpoint's cursor,
@@ -472,15 +531,28 @@ fn load_with_cache(
     })
 }
 
+/// What [`replace_from`] replaces a library's state with.
+struct ReplaceWith<'a> {
+    /// The staging database the checkpoint's records were loaded into.
+    staging: &'a Path,
+    header: &'a CheckpointHeader,
+    /// The link for this device's own cursor, confirmed
+    /// ([`SyncService::confirmed_own_link`]).
+    own_link: Option<BatchHash>,
+    /// Where the library's image files live.
+    images: Option<&'a Path>,
+}
+
 /// Replaces the library's state by a staged checkpoint, in one
-/// transaction with this service's cursors, the replay marker, the clock
-/// and the images in `images` its rows lack, wanted.
-fn replace_from(
-    rec: &mut OpRecorder,
-    staging: &Path,
-    header: &CheckpointHeader,
-    images: Option<&Path>,
-) -> Result<(), SyncError> {
+/// transaction with this service's cursors, the replay marker, the clock,
+/// the confirmed own link and the images its rows lack, wanted.
+fn replace_from(rec: &mut OpRecorder, with: &ReplaceWith<'_>) -> Result<(), SyncError> {
+    let ReplaceWith {
+        staging,
+        header,
+        own_link,
+        images,
+    } = *with;
     let device = rec.device();
     let schema = rec.schema();
     let (conn, clock, _) = rec.sync_parts();
@@ -503,19 +575,9 @@ fn replace_from(
             // (`snapshot_cursors`); a device that went back to a copy from
             // before that batch has no link for it, and named none: every
             // reader of that checkpoint found the next batch's predecessor
-            // mismatched, for good (seed 93289). Only inside what this
-            // device knows it pushed (above it, the newest link is what
-            // its next push goes by), and never replacing a link it has: a
-            // signed checkpoint's hash is its writer's word.
-            let pushed = crate::push::newest_pushed(tx)?.map_or(0, |(seq, _)| seq);
-            let link = header
-                .cursors
-                .iter()
-                // The entry `after` came from (the first for this device).
-                .find(|c| c.device_id() == device)
-                .filter(|_| after > 0 && after <= pushed)
-                .and_then(crate::checkpoint::cursor_hash);
-            if let Some(hash) = link {
+            // mismatched, for good (seed 93289). Never replacing a link it
+            // has.
+            if let Some(hash) = own_link {
                 tx.execute(
                     "INSERT OR IGNORE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
                     rusqlite::params![after as i64, hash.0.as_slice()],
@@ -826,8 +888,8 @@ mod tests {
                 .unwrap()
         }
         let real = link(&laptop).await.unwrap();
-        laptop
-            .with_db(|rec| {
+        async fn forget_link(s: &SyncService) {
+            s.with_db(|rec| {
                 rec.sync_parts()
                     .0
                     .execute("DELETE FROM bae_sync_batch_hashes WHERE batch_id = 2", [])?;
@@ -835,8 +897,37 @@ mod tests {
             })
             .await
             .unwrap();
-
+        }
         let id = bae_storage_s3::layout::parse_checkpoint_key(&key).unwrap();
+
+        // A member signed a checkpoint naming another hash for it: batch 3
+        // names the real one, so it is not taken (its checkpoints would
+        // otherwise pass it on, and every reader find batch 3 breaking
+        // the chain).
+        forget_link(&laptop).await;
+        let mut honest = laptop.open_checkpoint(&id, &key).await.unwrap();
+        let mut reader = crate::checkpoint::RecordReader::new(&mut honest.plaintext);
+        let mut body = Vec::new();
+        while let Some(record) = reader.next_record().unwrap() {
+            if !matches!(record, Record::Header(_) | Record::End { .. }) {
+                body.push(record);
+            }
+        }
+        let mut cursors = honest.header.cursors.clone();
+        for c in &mut cursors {
+            if c.device_id() == laptop.device() {
+                c.hash = Some([7; 32]);
+            }
+        }
+        let forged = bucket
+            .forge_with_cursors(laptop.device(), 1000, cursors, body)
+            .await;
+        let forged_id = bae_storage_s3::layout::parse_checkpoint_key(&forged).unwrap();
+        let opened = laptop.open_checkpoint(&forged_id, &forged).await.unwrap();
+        laptop.restore(opened, &[]).await.unwrap();
+        assert_eq!(link(&laptop).await, None);
+        bucket.store.delete(&forged).await.unwrap();
+
         let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
         laptop.restore(opened, &[]).await.unwrap();
         assert_eq!(link(&laptop).await, Some(real));
@@ -852,6 +943,14 @@ mod tests {
             .find(|c| c.device_id() == laptop.device())
             .unwrap();
         assert_eq!((own.seq, own.hash), (2, Some(real.0)));
+
+        // With batch 3 gone from the bucket, nothing confirms the link.
+        forget_link(&laptop).await;
+        let next = bae_storage_s3::layout::ops_key(&laptop.device(), 3);
+        bucket.store.delete(&next).await.unwrap();
+        let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
+        laptop.restore(opened, &[]).await.unwrap();
+        assert_eq!(link(&laptop).await, None);
     }
 
     /// The transaction that brings a checkpoint's rows also wants the
