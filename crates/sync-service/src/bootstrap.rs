@@ -40,7 +40,6 @@ use crate::service::SyncService;
 use bae_hlc::{Clock, DeviceId, Timestamp};
 use bae_merge::snapshot::{self as merge_snapshot, RestoreError};
 use bae_oplog::{batch_ops, Batch, BatchHash, BatchSeq, OpRecorder};
-use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, Connection};
 use std::io::BufReader;
 use std::path::Path;
@@ -190,16 +189,14 @@ impl SyncService {
                 }
                 Err(e) => return Err(e),
             }
-            let own = opened
-                .header
-                .cursors
-                .iter()
-                .find(|c| c.device_id() == self.device)
-                .map_or((0, None), |c| (c.seq, crate::checkpoint::cursor_hash(c)));
+            let after = opened.header.cursor_of(self.device);
             match self.restore(opened, &rejected).await {
                 Ok(report) => {
                     tracing::warn!(checkpoint = %report.key, replayed = report.replayed, "recovered from a checkpoint after a GC'd range");
-                    self.reapply_own_after(own.0, own.1, false).await?;
+                    // This device's own link, not the checkpoint's word
+                    // (the restore recorded it where it had none).
+                    let link = self.own_link_at(after).await?;
+                    self.reapply_own_after(after, link, false).await?;
                     return Ok(Recovery::Recovered);
                 }
                 // Not recovering from it leaves the library whole.
@@ -269,13 +266,17 @@ impl SyncService {
         report.replayed = self.finish_local_replay().await?;
         // What the checkpoint's writer kept of newer writers' batches and
         // this device's schema knows applies now, not at the next pull.
-        // Its rows' images are wanted too (the restore's own transaction
-        // wanted those of the checkpoint's rows).
+        // The images of rows it brings are wanted after (the restore's own
+        // transaction wanted those of the checkpoint's rows): a kill in
+        // between leaves them unwanted, as a pull's kept ops always do.
         self.with_db(|rec| Ok(bae_merge::apply_kept(rec)?)).await?;
         if let Some(dir) = self.images_dir.clone() {
             self.with_db(move |rec| {
                 let schema = rec.schema();
-                let tx = rec.sync_parts().0.transaction()?;
+                let tx = rec
+                    .sync_parts()
+                    .0
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 want_absent_images(&tx, schema, &dir)?;
                 tx.commit()?;
                 Ok(())
@@ -288,8 +289,8 @@ impl SyncService {
 
     /// The part of a restore that one transaction commits: the
     /// checkpoint's rows, with this device's cursors, clock, replay marker
-    /// and the images its rows lack, wanted. Whatever follows can be cut
-    /// off by a kill; the next pull finishes it. The records are loaded on
+    /// and the images its rows lack, wanted. A kill after it leaves the
+    /// replay of own batches and the image fetches to the next pull. The records are loaded on
     /// a connection of the restore's own (into the empty library, or into
     /// a staging database for a library with state), so the service's
     /// shared connection is held only for the final replace of a library
@@ -330,7 +331,7 @@ impl SyncService {
                 report,
             } => {
                 let images = self.images_dir.clone();
-                let own_link = self.confirmed_own_link(&header).await?;
+                let own_link = self.own_link_at(header.cursor_of(self.device)).await?;
                 self.with_db(move |rec| {
                     let into = ReplaceWith {
                         staging: staging.path(),
@@ -355,59 +356,6 @@ impl SyncService {
         };
         tracing::info!(key = %report.key, records = report.records, replaced = report.replaced, "checkpoint restored");
         Ok(report)
-    }
-
-    /// The chain link a checkpoint names for this device's own cursor,
-    /// where this device has none for it (it went back to a copy from
-    /// before that batch) though it pushed that far, once its next batch
-    /// in the bucket confirms it: signed, in its place, naming that hash
-    /// as its predecessor. Until a restore's replay ends, this device's
-    /// checkpoints name that link (seed 93289), and any member can sign a
-    /// checkpoint with a wrong one, which every reader of ours would then
-    /// find breaking the chain. A link not confirmed is not taken; an
-    /// unreachable bucket fails the restore.
-    async fn confirmed_own_link(
-        &self,
-        header: &CheckpointHeader,
-    ) -> Result<Option<BatchHash>, SyncError> {
-        let device = self.device;
-        let after = header.cursor_of(device);
-        // The entry `after` came from (the first for this device).
-        let named = header
-            .cursors
-            .iter()
-            .find(|c| c.device_id() == device)
-            .and_then(crate::checkpoint::cursor_hash);
-        let (Some(named), Some(next)) = (named, after.checked_add(1)) else {
-            return Ok(None);
-        };
-        let lacking = self
-            .with_db(move |rec| {
-                let conn = rec.sync_parts().0;
-                let pushed = crate::push::newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
-                Ok(
-                    after > 0
-                        && after <= pushed
-                        && crate::push::stored_hash(conn, after)?.is_none(),
-                )
-            })
-            .await?;
-        if !lacking {
-            return Ok(None);
-        }
-        let key = layout::ops_key(&device, next);
-        let e = match self.fetch_batch(&key, device, next, Some(named)).await {
-            Ok(_) => return Ok(Some(named)),
-            Err(e) => e,
-        };
-        match e {
-            // Missing or unreadable, like one that does not verify.
-            SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. }) => {}
-            SyncError::Store(_) | SyncError::Background(_) => return Err(e),
-            _ => {}
-        }
-        tracing::warn!(%key, error = %e, "own link a checkpoint names not confirmed; not taken");
-        Ok(None)
     }
 
     /// Replays this device's batches after a restored checkpoint's cursor,
@@ -536,8 +484,8 @@ struct ReplaceWith<'a> {
     /// The staging database the checkpoint's records were loaded into.
     staging: &'a Path,
     header: &'a CheckpointHeader,
-    /// The link for this device's own cursor, confirmed
-    /// ([`SyncService::confirmed_own_link`]).
+    /// This device's own link at its cursor in the checkpoint
+    /// ([`SyncService::own_link_at`]), never the checkpoint's word.
     own_link: Option<BatchHash>,
     /// Where the library's image files live.
     images: Option<&'a Path>,
@@ -545,7 +493,7 @@ struct ReplaceWith<'a> {
 
 /// Replaces the library's state by a staged checkpoint, in one
 /// transaction with this service's cursors, the replay marker, the clock,
-/// the confirmed own link and the images its rows lack, wanted.
+/// this device's own link and the images its rows lack, wanted.
 fn replace_from(rec: &mut OpRecorder, with: &ReplaceWith<'_>) -> Result<(), SyncError> {
     let ReplaceWith {
         staging,
@@ -565,7 +513,7 @@ fn replace_from(rec: &mut OpRecorder, with: &ReplaceWith<'_>) -> Result<(), Sync
         device,
         |tx| -> Result<(), SyncError> {
             set_cursors(tx, header, device)?;
-            crate::rollback::reapply_own_from_checkpoint(tx, device, header)?;
+            crate::rollback::reapply_own_from_checkpoint(tx, device, after, own_link)?;
             tx.execute(
                 "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
                 [after as i64],
@@ -873,7 +821,10 @@ mod tests {
     /// checkpoint it wrote while the restore's replay waited named its
     /// own cursor 22 with no hash, and every device that recovered from
     /// that one found batch 23's predecessor mismatched, for good. The
-    /// restore records the checkpoint's link where this device has none.
+    /// restore records the link where this device has none, from its own
+    /// next batch, never from the checkpoint: a member can sign one naming
+    /// another hash, which the device's own cursor and checkpoints would
+    /// pass on.
     #[tokio::test]
     async fn a_restore_gives_this_device_the_link_of_its_own_cursor() {
         let bucket = Bucket::new();
@@ -884,6 +835,12 @@ mod tests {
         assert_eq!(laptop.push().await.unwrap().head, Some(3));
         async fn link(s: &SyncService) -> Option<bae_oplog::BatchHash> {
             s.with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
+                .await
+                .unwrap()
+        }
+        async fn own_cursor(s: &SyncService) -> Option<(u64, Option<bae_oplog::BatchHash>)> {
+            let device = s.device();
+            s.with_db(move |rec| crate::rollback::own_cursor(rec.sync_parts().0, device))
                 .await
                 .unwrap()
         }
@@ -900,11 +857,8 @@ mod tests {
         }
         let id = bae_storage_s3::layout::parse_checkpoint_key(&key).unwrap();
 
-        // A member signed a checkpoint naming another hash for it: batch 3
-        // names the real one, so it is not taken (its checkpoints would
-        // otherwise pass it on, and every reader find batch 3 breaking
-        // the chain).
-        forget_link(&laptop).await;
+        // A member signed the same checkpoint naming another hash for the
+        // laptop's batch 2.
         let mut honest = laptop.open_checkpoint(&id, &key).await.unwrap();
         let mut reader = crate::checkpoint::RecordReader::new(&mut honest.plaintext);
         let mut body = Vec::new();
@@ -923,11 +877,24 @@ mod tests {
             .forge_with_cursors(laptop.device(), 1000, cursors, body)
             .await;
         let forged_id = bae_storage_s3::layout::parse_checkpoint_key(&forged).unwrap();
-        let opened = laptop.open_checkpoint(&forged_id, &forged).await.unwrap();
-        laptop.restore(opened, &[]).await.unwrap();
-        assert_eq!(link(&laptop).await, None);
+        // With the link kept, and with it lost: the own cursor (which the
+        // re-take goes on from) and the link are the real ones.
+        for lost in [false, true] {
+            if lost {
+                forget_link(&laptop).await;
+            }
+            let opened = laptop.open_checkpoint(&forged_id, &forged).await.unwrap();
+            laptop.restore(opened, &[]).await.unwrap();
+            assert_eq!(link(&laptop).await, Some(real), "lost: {lost}");
+            assert_eq!(
+                own_cursor(&laptop).await,
+                Some((2, Some(real))),
+                "lost: {lost}"
+            );
+        }
         bucket.store.delete(&forged).await.unwrap();
 
+        forget_link(&laptop).await;
         let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
         laptop.restore(opened, &[]).await.unwrap();
         assert_eq!(link(&laptop).await, Some(real));
@@ -944,13 +911,74 @@ mod tests {
             .unwrap();
         assert_eq!((own.seq, own.hash), (2, Some(real.0)));
 
-        // With batch 3 gone from the bucket, nothing confirms the link.
+        // With batch 3 gone from the bucket, no link is to be had.
         forget_link(&laptop).await;
         let next = bae_storage_s3::layout::ops_key(&laptop.device(), 3);
         bucket.store.delete(&next).await.unwrap();
         let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
         laptop.restore(opened, &[]).await.unwrap();
         assert_eq!(link(&laptop).await, None);
+        assert_eq!(own_cursor(&laptop).await, Some((2, None)));
+    }
+
+    /// A member writes this device's batch 3, signed by them and naming a
+    /// made-up predecessor, where the device lacks its link at 2. It gives
+    /// no link, and does not bind the device to that member (its own
+    /// batches would be refused from then on): the device is bound to its
+    /// own member before any object is seen.
+    #[tokio::test]
+    async fn an_own_batch_another_member_signed_gives_no_link_and_binds_nothing() {
+        use bae_membership::{SignedKind, SignedObject};
+        let bucket = Bucket::new();
+        let laptop = bucket.device("laptop", 2);
+        assert_eq!(laptop.push().await.unwrap().head, Some(2));
+        let mallory = bae_crypto::IdentitySigningKey::generate();
+        laptop
+            .invite(mallory.public_key(), bae_membership::Role::Member)
+            .await
+            .unwrap();
+        // Batch 3 is written after mallory joined: her signature on it
+        // counts as a member's.
+        crate::test_support::import(&laptop, 9, 0).await;
+        assert_eq!(laptop.push().await.unwrap().head, Some(3));
+        let device = laptop.device();
+        let key = bae_storage_s3::layout::ops_key(&device, 3);
+        let place = crate::service::batch_place(device, 3);
+        let sealed = bucket.store.get(&key, 1 << 20).await.unwrap();
+        let plain = laptop.open(&key, &place, &sealed).unwrap();
+        let real = laptop
+            .verify_signed(&key, SignedKind::Batch, device, 3, &sealed, plain)
+            .await
+            .unwrap();
+        let mut batch = bae_oplog::decode_batch(real.body(), &BAE_SCHEMA).unwrap();
+        batch.prev = Some(bae_oplog::BatchHash([7; 32]));
+        let mut header = *real.header();
+        header.prev = batch.prev;
+        let body = bae_oplog::encode_batch(&batch).unwrap();
+        let forged = SignedObject::sign(&mallory, header, body).unwrap();
+        let sealed = bae_crypto::seal_object(
+            &bucket.key,
+            bae_crypto::KeyEpoch(0),
+            &place,
+            &forged.to_bytes(),
+        );
+        bucket.store.put(&key, &sealed).await.unwrap();
+
+        // The same library, opened anew (nothing of this service's bound
+        // anything), its link at 2 lost.
+        drop(laptop);
+        let laptop = bucket.device("laptop", 0);
+        laptop
+            .with_db(|rec| {
+                let conn = rec.sync_parts().0;
+                conn.execute("DELETE FROM bae_sync_batch_hashes WHERE batch_id = 2", [])?;
+                conn.execute("DELETE FROM bae_sync_device_authors", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(laptop.own_link_at(2).await.unwrap(), None);
+        assert_eq!(laptop.author_of(device), Some(bucket.identity.public_key()));
     }
 
     /// The transaction that brings a checkpoint's rows also wants the

@@ -331,9 +331,11 @@ pub(crate) fn retry_delay_ms(attempts: i64) -> i64 {
 /// the transaction that brings a checkpoint's rows (the batches that
 /// inserted them may be gone from the bucket, so no pull would fetch
 /// their bytes): a process killed once that transaction commits still
-/// leaves every absent image wanted, and the next pull fetches it. Run
-/// after the restore as well, it wants the images of rows applied since
-/// (kept ops of newer writers).
+/// leaves every absent image wanted, and the next pull fetches it. Row
+/// ids come from the checkpoint: one that is no valid object id (a path,
+/// say) is never joined to `dir` nor wanted (a fetch would refuse it),
+/// and what is present is read with one listing of `dir`, not a lookup per
+/// row.
 pub(crate) fn want_absent_images(
     conn: &rusqlite::Connection,
     schema: &SyncSchema,
@@ -342,18 +344,24 @@ pub(crate) fn want_absent_images(
     let Some(table) = schema.images_table() else {
         return Ok(0);
     };
-    let ids = conn
-        .prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = conn.prepare_cached(
+    let present: BTreeSet<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => return Err(SyncError::io(dir, e)),
+    };
+    let mut rows = conn.prepare(&format!("SELECT id FROM {} ORDER BY id", table.name))?;
+    let mut want = conn.prepare_cached(
         "INSERT INTO bae_sync_wanted_images (image_id, attempts, next_try_ms) VALUES (?1, 0, 0)
          ON CONFLICT (image_id) DO UPDATE SET next_try_ms = 0",
     )?;
     let mut wanted = 0;
-    for id in ids {
-        if !dir.join(&id).exists() {
-            stmt.execute([&id])?;
+    let mut ids = rows.query([])?;
+    while let Some(row) = ids.next()? {
+        let id: String = row.get(0)?;
+        if ObjectId::parse(&id).is_ok() && !present.contains(&id) {
+            want.execute([&id])?;
             wanted += 1;
         }
     }
@@ -444,6 +452,48 @@ mod tests {
         assert_eq!(retry_delay_ms(7), 3_600_000);
         assert_eq!(retry_delay_ms(i64::MAX), 3_600_000);
         assert_eq!(retry_delay_ms(-5), 30_000);
+    }
+
+    /// Ids come from checkpoint rows: one that is not an object id (a
+    /// path out of the images directory) is neither looked up nor wanted;
+    /// a present image is not wanted; an absent one is, due at once.
+    #[test]
+    fn only_absent_images_with_valid_ids_are_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("lib.images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::write(images.join("aaaa-0001"), b"x").unwrap();
+        let mut rec = bae_oplog::fixture::open_library(&dir.path().join("lib.db")).unwrap();
+        crate::service::migrate(&mut rec).unwrap();
+        let conn = rec.sync_parts().0;
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        for id in [
+            "aaaa-0001",
+            "bbbb-0002",
+            "../../etc/passwd",
+            "/tmp/x",
+            "AAAA",
+        ] {
+            conn.execute(
+                "INSERT INTO images (id, release_id, filename, content_type, file_size, source, created_at)
+                 VALUES (?1, 'r', 'f', 'image/png', 1, 'local', '')",
+                [id],
+            )
+            .unwrap();
+        }
+        let schema = &bae_oplog::BAE_SCHEMA;
+        assert_eq!(want_absent_images(conn, schema, &images).unwrap(), 1);
+        let wanted: Vec<(String, i64)> = conn
+            .prepare("SELECT image_id, next_try_ms FROM bae_sync_wanted_images")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(wanted, vec![("bbbb-0002".to_owned(), 0)]);
+        // No images directory yet: every valid id is absent.
+        let none = dir.path().join("missing.images");
+        assert_eq!(want_absent_images(conn, schema, &none).unwrap(), 2);
     }
 
     #[test]

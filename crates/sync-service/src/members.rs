@@ -556,10 +556,13 @@ impl SyncService {
 
     /// Binds the object's device to its author, or refuses another author.
     fn bind(&self, verified: &VerifiedObject) -> Result<(), EnvelopeError> {
+        let own = self.own_binding();
         let Ok(mut state) = self.members.lock() else {
             return Ok(());
         };
-        let bindings = state.bindings.get_or_insert_with(DeviceBindings::new);
+        let bindings = state
+            .bindings
+            .get_or_insert_with(|| std::iter::once(own).collect());
         let new = bindings.author_of(verified.header().device).is_none();
         bindings.bind(verified)?;
         state.unsaved |= new;
@@ -590,7 +593,17 @@ impl SyncService {
             .unwrap_or_default()
     }
 
-    /// Loads the device bindings saved by earlier pulls (once per service).
+    /// This device, bound to this member: the first binding, before any
+    /// stored or seen. An object in this device's own place signed by
+    /// another member is refused before it could bind the device (a member
+    /// who wrote one would otherwise make this device refuse its own
+    /// batches from then on).
+    fn own_binding(&self) -> (DeviceId, IdentityPublicKey) {
+        (self.device, self.member.public_key())
+    }
+
+    /// Loads the device bindings saved by earlier pulls (once per service),
+    /// after this device's own ([`Self::own_binding`]).
     async fn load_bindings(&self) -> Result<(), SyncError> {
         if self.members.lock().is_ok_and(|s| s.bindings.is_some()) {
             return Ok(());
@@ -598,8 +611,11 @@ impl SyncService {
         let stored = self
             .with_db(|rec| load_bindings(rec.sync_parts().0))
             .await?;
+        let own = self.own_binding();
         if let Ok(mut state) = self.members.lock() {
-            state.bindings.get_or_insert(stored);
+            state
+                .bindings
+                .get_or_insert_with(|| std::iter::once(own).chain(stored.iter()).collect());
         }
         Ok(())
     }

@@ -967,7 +967,7 @@ impl SyncService {
 /// it must be the batch's newest op HLC; the header's chain link must be
 /// the batch's own; the batch must be the one of its place and name
 /// `prev` as its predecessor.
-fn check_batch(
+pub(crate) fn check_batch(
     schema: &SyncSchema,
     key: &str,
     device: DeviceId,

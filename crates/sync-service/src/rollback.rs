@@ -391,6 +391,67 @@ impl SyncService {
         }
     }
 
+    /// This device's chain link at its own batch `after` (the hash its
+    /// next batch names as predecessor): the one it recorded when it
+    /// pushed that batch, or, where it has none (it went back to a copy
+    /// from before it) though it pushed that far, the predecessor its own
+    /// batch `after + 1` in the bucket names, that batch opened, signed by
+    /// this member in its place and well formed. Never a checkpoint's
+    /// word: any member can sign one naming another hash, and this
+    /// device's own cursor and its checkpoints (while a restore's replay
+    /// waits) would pass it on, every reader finding the chain broken
+    /// there. `None` when neither is to be had (that batch gone, or
+    /// damaged); an unreachable bucket or a local failure is an error.
+    pub(crate) async fn own_link_at(&self, after: u64) -> Result<Option<BatchHash>, SyncError> {
+        let Some(next) = after.checked_add(1).filter(|_| after > 0) else {
+            return Ok(None);
+        };
+        let (stored, pushed) = self
+            .with_db(move |rec| {
+                let conn = rec.sync_parts().0;
+                let pushed = newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
+                Ok((crate::push::stored_hash(conn, after)?, pushed))
+            })
+            .await?;
+        if stored.is_some() || after > pushed {
+            return Ok(stored);
+        }
+        let device = self.device;
+        let key = layout::ops_key(&device, next);
+        let read = async {
+            let sealed = self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?;
+            let plain = self.open(&key, &batch_place(device, next), &sealed)?;
+            let signed = self
+                .verify_signed(&key, SignedKind::Batch, device, next, &sealed, plain)
+                .await?;
+            let header = signed.header();
+            crate::pull::check_batch(
+                self.schema,
+                &key,
+                device,
+                next,
+                header.prev,
+                header,
+                signed.body(),
+            )?;
+            Ok::<_, SyncError>(header.prev)
+        };
+        match read.await {
+            Ok(prev) => Ok(prev),
+            Err(
+                e @ (SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. })
+                | SyncError::Object { .. }
+                | SyncError::Invalid { .. }
+                | SyncError::Refused { .. }
+                | SyncError::Chain { .. }),
+            ) => {
+                tracing::warn!(%key, error = %e, "no own link at {after}: the batch after it does not give one");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The seqs of this device's head objects in the bucket (one LIST).
     pub(crate) async fn list_own_heads(&self) -> Result<Vec<u64>, SyncError> {
         self.listed_head_seqs(self.device).await
@@ -754,8 +815,9 @@ fn retake(
 }
 
 /// In a checkpoint restore's transaction: when this device has pushed
-/// batches above the checkpoint's cursor for it, its own cursor goes
-/// there. Batches it re-took after going back to a backup are among them
+/// batches above the checkpoint's cursor for it (`after`), its own cursor
+/// goes there, with its own link at `after` ([`SyncService::own_link_at`]).
+/// Batches it re-took after going back to a backup are among them
 /// and not in its op log, so the restore's replay of local batches does
 /// not bring their writes back; [`SyncService::reapply_own_after`] applies
 /// them right after the restore, and if a read fails or the process dies
@@ -764,13 +826,11 @@ fn retake(
 pub(crate) fn reapply_own_from_checkpoint(
     conn: &rusqlite::Connection,
     device: bae_hlc::DeviceId,
-    header: &crate::checkpoint::CheckpointHeader,
+    after: u64,
+    link: Option<BatchHash>,
 ) -> Result<(), SyncError> {
-    let cursor = header.cursors.iter().find(|c| c.device_id() == device);
-    let after = cursor.map_or(0, |c| c.seq);
     if newest_pushed(conn)?.is_some_and(|(seq, _)| seq > after) {
-        let hash = cursor.and_then(crate::checkpoint::cursor_hash);
-        set_own_cursor(conn, device, after, hash)?;
+        set_own_cursor(conn, device, after, link)?;
     }
     Ok(())
 }

@@ -281,6 +281,42 @@ async fn a_device_taken_over_by_another_member_is_rejected_and_the_binding_persi
     assert_eq!(dump(&b).await, before);
 }
 
+/// A member re-signs one of `a`'s own batches in place. `a`'s repair
+/// finds it and uploads its own again; the forgery never binds `a`'s
+/// device to that member (its own batches would be refused from then on,
+/// and a restore would take the forger's chain link for its own).
+#[tokio::test]
+async fn an_own_batch_re_signed_by_another_member_never_binds_this_device_to_them() {
+    let (w, a, b, file) = two_devices("members-own-resigned").await;
+    let member = IdentitySigningKey::generate();
+    add_member(&w, &file, 1, &member, Role::Member).await;
+    let seq = edit_and_push(&a, "mine").await;
+    let batch = read_signed(&w, &file, SignedKind::Batch, a.device(), seq).await;
+    let key = layout::ops_key(&a.device(), seq);
+    let sealed = sign_and_seal(&file.key, &member, *batch.header(), batch.body().to_vec());
+    w.store().put(&key, &sealed).await.unwrap();
+    // A service opened anew: nothing it verified has bound its device.
+    drop(a);
+    let a = w.device_over("a", w.store());
+    let repair = a.repair().await.unwrap();
+    assert_eq!(repair.repaired, vec![seq]);
+    let members = a.members().await.unwrap();
+    let devices_of = |key| {
+        members
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.devices.clone())
+            .unwrap()
+    };
+    assert_eq!(devices_of(member.public_key()), Vec::<DeviceId>::new());
+    assert!(devices_of(file.identity.public_key()).contains(&a.device()));
+    // Its own stream goes on: the next push verifies, b applies it.
+    edit_and_push(&a, "mine, after").await;
+    sync_all(&[&a, &b]).await;
+    assert_converged(&[&a, &b]).await;
+    assert_eq!(a.repair().await.unwrap().repaired, Vec::<u64>::new());
+}
+
 #[tokio::test]
 async fn phase_one_unsigned_objects_are_refused_by_name() {
     let (w, a, b, file) = two_devices("members-phase1").await;
