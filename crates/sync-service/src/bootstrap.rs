@@ -331,6 +331,13 @@ impl SyncService {
                 report,
             } => {
                 let images = self.images_dir.clone();
+                // Until the replay ends, a checkpoint this device writes
+                // names its own cursor with the link at it
+                // (`snapshot_cursors`); a device that went back to a copy
+                // from before that batch had none, and named none: every
+                // reader of that checkpoint found the next batch's
+                // predecessor mismatched, for good (seed 93289).
+                // `own_link_at` records it.
                 let own_link = self.own_link_at(header.cursor_of(self.device)).await?;
                 self.with_db(move |rec| {
                     let into = ReplaceWith {
@@ -518,19 +525,6 @@ fn replace_from(rec: &mut OpRecorder, with: &ReplaceWith<'_>) -> Result<(), Sync
                 "UPDATE bae_sync_library SET checkpoint_replay_after = ?1 WHERE id = 1",
                 [after as i64],
             )?;
-            // Until the replay ends, a checkpoint this device writes names
-            // its own cursor `after`, with the hash of its batch there
-            // (`snapshot_cursors`); a device that went back to a copy from
-            // before that batch has no link for it, and named none: every
-            // reader of that checkpoint found the next batch's predecessor
-            // mismatched, for good (seed 93289). Never replacing a link it
-            // has.
-            if let Some(hash) = own_link {
-                tx.execute(
-                    "INSERT OR IGNORE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
-                    rusqlite::params![after as i64, hash.0.as_slice()],
-                )?;
-            }
             tx.execute("DELETE FROM bae_sync_problems", [])?;
             if let Some(dir) = images {
                 want_absent_images(tx, schema, dir)?;
@@ -921,41 +915,54 @@ mod tests {
         assert_eq!(own_cursor(&laptop).await, Some((2, None)));
     }
 
-    /// A member writes this device's batch 3, signed by them and naming a
-    /// made-up predecessor, where the device lacks its link at 2. It gives
-    /// no link, and does not bind the device to that member (its own
-    /// batches would be refused from then on): the device is bound to its
-    /// own member before any object is seen.
-    #[tokio::test]
-    async fn an_own_batch_another_member_signed_gives_no_link_and_binds_nothing() {
-        use bae_membership::{SignedKind, SignedObject};
-        let bucket = Bucket::new();
+    /// A laptop that pushed batches 1 to 3 (3 after `invite` joined, if
+    /// given), and the hash it recorded for batch 2.
+    async fn laptop_with_three_batches(
+        bucket: &Bucket,
+        invite: Option<&bae_crypto::IdentitySigningKey>,
+    ) -> (SyncService, bae_oplog::BatchHash) {
         let laptop = bucket.device("laptop", 2);
         assert_eq!(laptop.push().await.unwrap().head, Some(2));
-        let mallory = bae_crypto::IdentitySigningKey::generate();
-        laptop
-            .invite(mallory.public_key(), bae_membership::Role::Member)
-            .await
-            .unwrap();
-        // Batch 3 is written after mallory joined: her signature on it
-        // counts as a member's.
+        if let Some(who) = invite {
+            laptop
+                .invite(who.public_key(), bae_membership::Role::Member)
+                .await
+                .unwrap();
+        }
         crate::test_support::import(&laptop, 9, 0).await;
         assert_eq!(laptop.push().await.unwrap().head, Some(3));
-        let device = laptop.device();
+        let link = laptop
+            .with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        (laptop, link)
+    }
+
+    /// Writes `s`'s batch 3 again in the bucket, signed by `signer` and
+    /// naming `prev` as its predecessor.
+    async fn resign_batch_3(
+        bucket: &Bucket,
+        s: &SyncService,
+        signer: &bae_crypto::IdentitySigningKey,
+        prev: bae_oplog::BatchHash,
+    ) {
+        use bae_membership::{SignedKind, SignedObject};
+        let device = s.device();
         let key = bae_storage_s3::layout::ops_key(&device, 3);
         let place = crate::service::batch_place(device, 3);
         let sealed = bucket.store.get(&key, 1 << 20).await.unwrap();
-        let plain = laptop.open(&key, &place, &sealed).unwrap();
-        let real = laptop
+        let plain = s.open(&key, &place, &sealed).unwrap();
+        let real = s
             .verify_signed(&key, SignedKind::Batch, device, 3, &sealed, plain)
             .await
             .unwrap();
         let mut batch = bae_oplog::decode_batch(real.body(), &BAE_SCHEMA).unwrap();
-        batch.prev = Some(bae_oplog::BatchHash([7; 32]));
+        batch.prev = Some(prev);
         let mut header = *real.header();
         header.prev = batch.prev;
         let body = bae_oplog::encode_batch(&batch).unwrap();
-        let forged = SignedObject::sign(&mallory, header, body).unwrap();
+        let forged = SignedObject::sign(signer, header, body).unwrap();
         let sealed = bae_crypto::seal_object(
             &bucket.key,
             bae_crypto::KeyEpoch(0),
@@ -963,22 +970,88 @@ mod tests {
             &forged.to_bytes(),
         );
         bucket.store.put(&key, &sealed).await.unwrap();
+    }
 
+    /// Forgets the hashes this device recorded for its batches `seqs`.
+    async fn forget_links(s: &SyncService, seqs: &'static [i64]) {
+        s.with_db(move |rec| {
+            let conn = rec.sync_parts().0;
+            for seq in seqs {
+                conn.execute(
+                    "DELETE FROM bae_sync_batch_hashes WHERE batch_id = ?1",
+                    [seq],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A member writes this device's batch 3, signed by them and naming a
+    /// made-up predecessor, where the device lacks its link at 2. It gives no
+    /// link, and does not bind the device to that member (its own batches
+    /// would be refused from then on): the device is bound to its own
+    /// member before any object is seen.
+    #[tokio::test]
+    async fn an_own_batch_another_member_signed_gives_no_link_and_binds_nothing() {
+        let bucket = Bucket::new();
+        let mallory = bae_crypto::IdentitySigningKey::generate();
+        // Batch 3 is written after mallory joined: her signature on it
+        // counts as a member's.
+        let (laptop, _) = laptop_with_three_batches(&bucket, Some(&mallory)).await;
+        resign_batch_3(&bucket, &laptop, &mallory, bae_oplog::BatchHash([7; 32])).await;
         // The same library, opened anew (nothing of this service's bound
-        // anything), its link at 2 lost.
+        // anything), with no binding saved and its link at 2 lost.
+        let device = laptop.device();
         drop(laptop);
         let laptop = bucket.device("laptop", 0);
+        forget_links(&laptop, &[2]).await;
         laptop
             .with_db(|rec| {
-                let conn = rec.sync_parts().0;
-                conn.execute("DELETE FROM bae_sync_batch_hashes WHERE batch_id = 2", [])?;
-                conn.execute("DELETE FROM bae_sync_device_authors", [])?;
+                rec.sync_parts()
+                    .0
+                    .execute("DELETE FROM bae_sync_device_authors", [])?;
                 Ok(())
             })
             .await
             .unwrap();
         assert_eq!(laptop.own_link_at(2).await.unwrap(), None);
         assert_eq!(laptop.author_of(device), Some(bucket.identity.public_key()));
+    }
+
+    /// Batch 3 re-signed by this device's own member (a thief of another
+    /// of its devices) naming another predecessor: the device recorded
+    /// pushing batch 3, and that object is not it, so it gives no link.
+    #[tokio::test]
+    async fn an_own_batch_that_is_not_the_one_pushed_gives_no_link() {
+        let bucket = Bucket::new();
+        let (laptop, _) = laptop_with_three_batches(&bucket, None).await;
+        let own = bucket.identity.clone();
+        resign_batch_3(&bucket, &laptop, &own, bae_oplog::BatchHash([7; 32])).await;
+        forget_links(&laptop, &[2]).await;
+        assert_eq!(laptop.own_link_at(2).await.unwrap(), None);
+    }
+
+    /// A read of the next batch cut short says nothing about it: the link
+    /// comes from the next whole read, and is recorded.
+    #[tokio::test]
+    async fn a_read_cut_short_does_not_cost_the_own_link() {
+        use bae_storage_s3::testing::{Fault, FaultyStore, OpKind, Trigger};
+        let bucket = Bucket::new();
+        let (laptop, link) = laptop_with_three_batches(&bucket, None).await;
+        forget_links(&laptop, &[2]).await;
+        drop(laptop);
+        let faulty = Arc::new(FaultyStore::new(bucket.store.clone()));
+        faulty.inject(OpKind::Get, Trigger::Nth(1), Fault::Truncate(40));
+        let laptop = bucket.device_over("laptop", faulty.clone());
+        assert_eq!(laptop.own_link_at(2).await.unwrap(), Some(link));
+        assert!(faulty.calls(OpKind::Get) >= 2);
+        let recorded = laptop
+            .with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
+            .await
+            .unwrap();
+        assert_eq!(recorded, Some(link));
     }
 
     /// The transaction that brings a checkpoint's rows also wants the

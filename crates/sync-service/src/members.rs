@@ -612,6 +612,21 @@ impl SyncService {
             .with_db(|rec| load_bindings(rec.sync_parts().0))
             .await?;
         let own = self.own_binding();
+        if let Some(other) = stored.author_of(own.0).filter(|a| **a != own.1) {
+            // Saved by an earlier build, which bound this device to the
+            // first author it saw in its place: the saved binding says so
+            // too from now on.
+            tracing::warn!(device = %own.0, bound = %other, "this device was saved as bound to another member; bound to its own again");
+            let (device, author) = (own.0.to_string(), own.1.to_bytes());
+            self.with_db(move |rec| {
+                rec.sync_parts().0.execute(
+                    "UPDATE bae_sync_device_authors SET author = ?2 WHERE device_id = ?1",
+                    params![device, author.as_slice()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        }
         if let Ok(mut state) = self.members.lock() {
             state
                 .bindings
@@ -906,20 +921,15 @@ impl SyncService {
             .ok()
             .and_then(|s| s.bindings.clone())
             .unwrap_or_default();
-        let me = self.member.public_key();
         Ok(chain
             .current_members()
             .into_iter()
             .map(|(key, role)| {
-                let mut devices: Vec<DeviceId> = bindings
+                let devices: Vec<DeviceId> = bindings
                     .iter()
                     .filter(|(_, a)| *a == key)
                     .map(|(d, _)| d)
                     .collect();
-                if key == me && !devices.contains(&self.device) {
-                    devices.push(self.device);
-                    devices.sort();
-                }
                 let name = chain.name_of(&key).map(str::to_owned);
                 MemberInfo {
                     key,

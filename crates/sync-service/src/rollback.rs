@@ -15,7 +15,7 @@ use crate::head::{Head, MAX_HEAD_OBJECT_BYTES};
 use crate::push::{encode_one, newest_pushed};
 use crate::service::{batch_place, SyncService, MAX_BATCH_OBJECT_BYTES};
 use bae_crypto::ObjectError;
-use bae_membership::SignedKind;
+use bae_membership::{SignedKind, VerifiedObject};
 use bae_oplog::{Batch, BatchHash, BatchSeq};
 use bae_storage_s3::{layout, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -133,7 +133,7 @@ impl SyncService {
             // lowest few are enough: above a gap GC left, the lowest is
             // real; garbage listed there costs a bounded number of reads.
             for &seq in listed_above.iter().take(MAX_OWN_HEADS_TRIED) {
-                if self.own_batch_is_real(seq).await? {
+                if self.own_batch(seq).await?.is_some() {
                     return Err(SyncError::OwnHeadNotFound { seq });
                 }
             }
@@ -325,6 +325,12 @@ impl SyncService {
         else {
             return Ok(0);
         };
+        // A restore that found no link there (its read of the next batch
+        // failed) left none: looked up again, not read as "no predecessor".
+        let hash = match hash {
+            Some(hash) => Some(hash),
+            None => self.own_link_at(after).await?,
+        };
         self.reapply_own_after(after, hash, true).await
     }
 
@@ -351,12 +357,12 @@ impl SyncService {
         Ok(listed.range(base.saturating_add(1)..).copied().collect())
     }
 
-    /// Whether the object at this device's batch `seq` opens under the
-    /// library key and verifies as signed by this device's member (its
-    /// link to the batch before is not checked: that one is gone). Judged
-    /// as [`FailedReads`] says: garbage only after two whole reads that do
-    /// not open.
-    async fn own_batch_is_real(&self, seq: u64) -> Result<bool, SyncError> {
+    /// This device's batch `seq` in the bucket, opened and verified as
+    /// signed by this device's member (its device is bound to it), its
+    /// link to the batch before not checked: `None` when it is missing,
+    /// or judged garbage as [`FailedReads`] says (only after two whole
+    /// reads that do not open or verify).
+    async fn own_batch(&self, seq: u64) -> Result<Option<VerifiedObject>, SyncError> {
         let device = self.device;
         let key = layout::ops_key(&device, seq);
         let mut reads = FailedReads::default();
@@ -364,27 +370,27 @@ impl SyncService {
             let (read, len) = match self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await {
                 Ok(sealed) => {
                     let opened = match self.open(&key, &batch_place(device, seq), &sealed) {
-                        Ok(plain) => self
-                            .verify_signed(&key, SignedKind::Batch, device, seq, &sealed, plain)
-                            .await
-                            .map(|_| ()),
+                        Ok(plain) => {
+                            self.verify_signed(&key, SignedKind::Batch, device, seq, &sealed, plain)
+                                .await
+                        }
                         Err(e) => Err(e),
                     };
                     (opened, Some(sealed.len()))
                 }
-                Err(StoreError::NotFound { .. }) => return Ok(false),
+                Err(StoreError::NotFound { .. }) => return Ok(None),
                 Err(e @ StoreError::TooLarge { .. }) => (Err(e.into()), None),
                 Err(e) => return Err(e.into()),
             };
             match read {
-                Ok(()) => return Ok(true),
-                Err(SyncError::Store(StoreError::NotFound { .. })) => return Ok(false),
+                Ok(verified) => return Ok(Some(verified)),
+                Err(SyncError::Store(StoreError::NotFound { .. })) => return Ok(None),
                 Err(SyncError::Store(e)) if !matches!(e, StoreError::TooLarge { .. }) => {
                     return Err(e.into())
                 }
                 Err(e) => {
                     if self.garbage_after(&key, len, e, &mut reads).await? {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
             }
@@ -392,16 +398,19 @@ impl SyncService {
     }
 
     /// This device's chain link at its own batch `after` (the hash its
-    /// next batch names as predecessor): the one it recorded when it
-    /// pushed that batch, or, where it has none (it went back to a copy
-    /// from before it) though it pushed that far, the predecessor its own
-    /// batch `after + 1` in the bucket names, that batch opened, signed by
-    /// this member in its place and well formed. Never a checkpoint's
-    /// word: any member can sign one naming another hash, and this
-    /// device's own cursor and its checkpoints (while a restore's replay
-    /// waits) would pass it on, every reader finding the chain broken
-    /// there. `None` when neither is to be had (that batch gone, or
-    /// damaged); an unreachable bucket or a local failure is an error.
+    /// next batch names as predecessor): the one it has recorded (pushed,
+    /// re-taken or learned here before), or, where it has none (it went
+    /// back to a copy from before that batch) though it pushed that far,
+    /// the predecessor its own batch `after + 1` in the bucket names, that
+    /// batch opened, signed by this member in its place, well formed and,
+    /// where this device recorded pushing it, that very batch; a link
+    /// learned so is recorded. Never a checkpoint's word: any member can
+    /// sign one naming another hash, and this device's own cursor and its
+    /// checkpoints (while a restore's replay waits) would pass it on,
+    /// every reader finding the chain broken there. `None` when neither is
+    /// to be had (that batch gone, or garbage after two whole reads); reads
+    /// cut short again and again, an unreachable bucket or a local failure
+    /// are errors.
     pub(crate) async fn own_link_at(&self, after: u64) -> Result<Option<BatchHash>, SyncError> {
         let Some(next) = after.checked_add(1).filter(|_| after > 0) else {
             return Ok(None);
@@ -416,40 +425,47 @@ impl SyncService {
         if stored.is_some() || after > pushed {
             return Ok(stored);
         }
-        let device = self.device;
-        let key = layout::ops_key(&device, next);
-        let read = async {
-            let sealed = self.store.get(&key, MAX_BATCH_OBJECT_BYTES).await?;
-            let plain = self.open(&key, &batch_place(device, next), &sealed)?;
-            let signed = self
-                .verify_signed(&key, SignedKind::Batch, device, next, &sealed, plain)
-                .await?;
-            let header = signed.header();
-            crate::pull::check_batch(
-                self.schema,
-                &key,
-                device,
-                next,
-                header.prev,
-                header,
-                signed.body(),
-            )?;
-            Ok::<_, SyncError>(header.prev)
+        let Some(verified) = self.own_batch(next).await? else {
+            tracing::warn!(
+                seq = next,
+                "no own link at {after}: the batch after it is gone or does not open"
+            );
+            return Ok(None);
         };
-        match read.await {
-            Ok(prev) => Ok(prev),
-            Err(
-                e @ (SyncError::Store(StoreError::NotFound { .. } | StoreError::TooLarge { .. })
-                | SyncError::Object { .. }
-                | SyncError::Invalid { .. }
-                | SyncError::Refused { .. }
-                | SyncError::Chain { .. }),
-            ) => {
-                tracing::warn!(%key, error = %e, "no own link at {after}: the batch after it does not give one");
-                Ok(None)
-            }
-            Err(e) => Err(e),
+        let key = layout::ops_key(&self.device, next);
+        let header = verified.header();
+        let prev = header.prev;
+        let body = verified.body();
+        let well_formed =
+            crate::pull::check_batch(self.schema, &key, self.device, next, prev, header, body);
+        // Where this device knows the batch it pushed there, the object
+        // must be that batch: anyone holding this member's identity could
+        // sign another naming any predecessor.
+        let pushed_there = self
+            .with_db(move |rec| crate::push::stored_hash(rec.sync_parts().0, next))
+            .await?;
+        if let Err(e) = well_formed {
+            tracing::warn!(%key, error = %e, "no own link at {after}: the batch after it is not well formed");
+            return Ok(None);
         }
+        if pushed_there.is_some_and(|h| h != BatchHash::of(body)) {
+            tracing::warn!(%key, "no own link at {after}: the batch after it is not the one pushed");
+            return Ok(None);
+        }
+        // Recorded at once (never replacing a link): the restore's own
+        // cursor and the checkpoints this device writes while its replay
+        // waits name it (seed 93289), and a later pull finds it here.
+        if let Some(hash) = prev {
+            self.with_db(move |rec| {
+                rec.sync_parts().0.execute(
+                    "INSERT OR IGNORE INTO bae_sync_batch_hashes (batch_id, hash) VALUES (?1, ?2)",
+                    params![after as i64, hash.0.as_slice()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(prev)
     }
 
     /// The seqs of this device's head objects in the bucket (one LIST).

@@ -62,9 +62,16 @@ impl Bucket {
         for i in 0..albums {
             lib.import_album(&demo_album(5, i, 2)).unwrap();
         }
+        self.device_over(name, self.store.clone())
+    }
+
+    /// The device `name` (its library file opened again), talking to the
+    /// bucket through `store` (a faulty or counting wrapper).
+    pub fn device_over(&self, name: &str, store: Arc<dyn ObjectStore>) -> SyncService {
+        let path = self.dir.path().join(format!("{name}.db"));
         SyncService::new(
             open_library(&path).unwrap(),
-            self.store.clone(),
+            store,
             self.key.clone(),
             self.member(),
         )

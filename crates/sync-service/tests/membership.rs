@@ -281,25 +281,27 @@ async fn a_device_taken_over_by_another_member_is_rejected_and_the_binding_persi
     assert_eq!(dump(&b).await, before);
 }
 
-/// A member re-signs one of `a`'s own batches in place. `a`'s repair
-/// finds it and uploads its own again; the forgery never binds `a`'s
-/// device to that member (its own batches would be refused from then on,
-/// and a restore would take the forger's chain link for its own).
+/// A member re-signs `a`'s first batch in place, the first object of its
+/// own that `a`'s repair reads. The repair uploads `a`'s own again and
+/// finds every later batch sound: the forgery never binds `a`'s device to
+/// that member (its own batches would be refused from then on, and a
+/// restore would take the forger's chain link for its own).
 #[tokio::test]
 async fn an_own_batch_re_signed_by_another_member_never_binds_this_device_to_them() {
     let (w, a, b, file) = two_devices("members-own-resigned").await;
     let member = IdentitySigningKey::generate();
     add_member(&w, &file, 1, &member, Role::Member).await;
-    let seq = edit_and_push(&a, "mine").await;
-    let batch = read_signed(&w, &file, SignedKind::Batch, a.device(), seq).await;
-    let key = layout::ops_key(&a.device(), seq);
+    let newest = edit_and_push(&a, "mine").await;
+    assert!(newest > 1);
+    let batch = read_signed(&w, &file, SignedKind::Batch, a.device(), 1).await;
+    let key = layout::ops_key(&a.device(), 1);
     let sealed = sign_and_seal(&file.key, &member, *batch.header(), batch.body().to_vec());
     w.store().put(&key, &sealed).await.unwrap();
     // A service opened anew: nothing it verified has bound its device.
     drop(a);
     let a = w.device_over("a", w.store());
     let repair = a.repair().await.unwrap();
-    assert_eq!(repair.repaired, vec![seq]);
+    assert_eq!(repair.repaired, vec![1]);
     let members = a.members().await.unwrap();
     let devices_of = |key| {
         members
