@@ -290,11 +290,11 @@ impl SyncService {
     /// The part of a restore that one transaction commits: the
     /// checkpoint's rows, with this device's cursors, clock, replay marker
     /// and the images its rows lack, wanted. A kill after it leaves the
-    /// replay of own batches and the image fetches to the next pull. The records are loaded on
-    /// a connection of the restore's own (into the empty library, or into
-    /// a staging database for a library with state), so the service's
-    /// shared connection is held only for the final replace of a library
-    /// with state.
+    /// replay of own batches and the image fetches to the next pull. The
+    /// records are loaded on a connection of the restore's own (into the
+    /// empty library, or into a staging database for a library with
+    /// state), so the service's shared connection is held only for the
+    /// final replace of a library with state.
     async fn restore_rows(&self, opened: OpenedCheckpoint) -> Result<BootstrapReport, SyncError> {
         let progress = self.progress.clone();
         let device = self.device;
@@ -827,28 +827,13 @@ mod tests {
         let key = laptop.write_checkpoint().await.unwrap().key;
         crate::test_support::import(&laptop, 9, 0).await;
         assert_eq!(laptop.push().await.unwrap().head, Some(3));
-        async fn link(s: &SyncService) -> Option<bae_oplog::BatchHash> {
-            s.with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
-                .await
-                .unwrap()
-        }
         async fn own_cursor(s: &SyncService) -> Option<(u64, Option<bae_oplog::BatchHash>)> {
             let device = s.device();
             s.with_db(move |rec| crate::rollback::own_cursor(rec.sync_parts().0, device))
                 .await
                 .unwrap()
         }
-        let real = link(&laptop).await.unwrap();
-        async fn forget_link(s: &SyncService) {
-            s.with_db(|rec| {
-                rec.sync_parts()
-                    .0
-                    .execute("DELETE FROM bae_sync_batch_hashes WHERE batch_id = 2", [])?;
-                Ok(())
-            })
-            .await
-            .unwrap();
-        }
+        let real = link_at(&laptop, 2).await.unwrap();
         let id = bae_storage_s3::layout::parse_checkpoint_key(&key).unwrap();
 
         // A member signed the same checkpoint naming another hash for the
@@ -875,11 +860,11 @@ mod tests {
         // re-take goes on from) and the link are the real ones.
         for lost in [false, true] {
             if lost {
-                forget_link(&laptop).await;
+                forget_links(&laptop, &[2]).await;
             }
             let opened = laptop.open_checkpoint(&forged_id, &forged).await.unwrap();
             laptop.restore(opened, &[]).await.unwrap();
-            assert_eq!(link(&laptop).await, Some(real), "lost: {lost}");
+            assert_eq!(link_at(&laptop, 2).await, Some(real), "lost: {lost}");
             assert_eq!(
                 own_cursor(&laptop).await,
                 Some((2, Some(real))),
@@ -888,10 +873,10 @@ mod tests {
         }
         bucket.store.delete(&forged).await.unwrap();
 
-        forget_link(&laptop).await;
+        forget_links(&laptop, &[2]).await;
         let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
         laptop.restore(opened, &[]).await.unwrap();
-        assert_eq!(link(&laptop).await, Some(real));
+        assert_eq!(link_at(&laptop, 2).await, Some(real));
 
         // A checkpoint written while the replay after 2 waits names the
         // link.
@@ -906,12 +891,12 @@ mod tests {
         assert_eq!((own.seq, own.hash), (2, Some(real.0)));
 
         // With batch 3 gone from the bucket, no link is to be had.
-        forget_link(&laptop).await;
+        forget_links(&laptop, &[2]).await;
         let next = bae_storage_s3::layout::ops_key(&laptop.device(), 3);
         bucket.store.delete(&next).await.unwrap();
         let opened = laptop.open_checkpoint(&id, &key).await.unwrap();
         laptop.restore(opened, &[]).await.unwrap();
-        assert_eq!(link(&laptop).await, None);
+        assert_eq!(link_at(&laptop, 2).await, None);
         assert_eq!(own_cursor(&laptop).await, Some((2, None)));
     }
 
@@ -931,11 +916,7 @@ mod tests {
         }
         crate::test_support::import(&laptop, 9, 0).await;
         assert_eq!(laptop.push().await.unwrap().head, Some(3));
-        let link = laptop
-            .with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
-            .await
-            .unwrap()
-            .unwrap();
+        let link = link_at(&laptop, 2).await.unwrap();
         (laptop, link)
     }
 
@@ -970,6 +951,14 @@ mod tests {
             &forged.to_bytes(),
         );
         bucket.store.put(&key, &sealed).await.unwrap();
+    }
+
+    /// The hash this device recorded for its batch `seq` (its chain link
+    /// there), if any.
+    async fn link_at(s: &SyncService, seq: u64) -> Option<bae_oplog::BatchHash> {
+        s.with_db(move |rec| crate::push::stored_hash(rec.sync_parts().0, seq))
+            .await
+            .unwrap()
     }
 
     /// Forgets the hashes this device recorded for its batches `seqs`.
@@ -1047,11 +1036,7 @@ mod tests {
         let laptop = bucket.device_over("laptop", faulty.clone());
         assert_eq!(laptop.own_link_at(2).await.unwrap(), Some(link));
         assert!(faulty.calls(OpKind::Get) >= 2);
-        let recorded = laptop
-            .with_db(|rec| crate::push::stored_hash(rec.sync_parts().0, 2))
-            .await
-            .unwrap();
-        assert_eq!(recorded, Some(link));
+        assert_eq!(link_at(&laptop, 2).await, Some(link));
     }
 
     /// The transaction that brings a checkpoint's rows also wants the

@@ -415,11 +415,15 @@ impl SyncService {
         let Some(next) = after.checked_add(1).filter(|_| after > 0) else {
             return Ok(None);
         };
-        let (stored, pushed) = self
+        // And the batch this device recorded pushing at `next`, if any:
+        // the object there must be that batch, since anyone holding this
+        // member's identity could sign another naming any predecessor.
+        let (stored, pushed, pushed_there) = self
             .with_db(move |rec| {
                 let conn = rec.sync_parts().0;
                 let pushed = newest_pushed(conn)?.map_or(0, |(seq, _)| seq);
-                Ok((crate::push::stored_hash(conn, after)?, pushed))
+                let stored = crate::push::stored_hash(conn, after)?;
+                Ok((stored, pushed, crate::push::stored_hash(conn, next)?))
             })
             .await?;
         if stored.is_some() || after > pushed {
@@ -438,12 +442,6 @@ impl SyncService {
         let body = verified.body();
         let well_formed =
             crate::pull::check_batch(self.schema, &key, self.device, next, prev, header, body);
-        // Where this device knows the batch it pushed there, the object
-        // must be that batch: anyone holding this member's identity could
-        // sign another naming any predecessor.
-        let pushed_there = self
-            .with_db(move |rec| crate::push::stored_hash(rec.sync_parts().0, next))
-            .await?;
         if let Err(e) = well_formed {
             tracing::warn!(%key, error = %e, "no own link at {after}: the batch after it is not well formed");
             return Ok(None);
